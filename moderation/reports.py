@@ -1,0 +1,45 @@
+"""Verified reports of single messages, waiting for a facilitator to read them.
+
+A report holds what the reporter chose to reveal (the text) and pseudonyms,
+never anything else of the conversation. Only reports whose franking proof
+verified are ever stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerifiedReport:
+    id: int
+    room: str
+    seq: int
+    sent_at: int  # ms, as stamped by the server when relayed
+    reported_at: int  # ms
+    sender: str  # member id
+    sender_pseudonym: str
+    reporter_pseudonym: str
+    text: str
+    reason: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ReportQueue:
+    """In memory for now; retention and Redis storage arrive with their issues."""
+
+    reports: list[VerifiedReport] = field(default_factory=list)
+    _next_id: int = 1
+
+    def add(self, **fields: Any) -> VerifiedReport:
+        report = VerifiedReport(id=self._next_id, **fields)
+        self._next_id += 1
+        self.reports.append(report)
+        return report
+
+    def for_room(self, room: str) -> list[VerifiedReport]:
+        return [r for r in self.reports if r.room == room]

@@ -1,0 +1,223 @@
+"""The Python client for hearth.v1: tests, benchmarks, drills and bots speak through it.
+
+It runs on the Twisted reactor (autobahn). Messages are plain dicts, as in
+docs/protocol.md; `next()` waits for the first unread message of a type, so a
+test reads like the conversation it checks. E2EE group chat is layered on top
+by `spaces.e2ee` (see `GroupChat` below) so that tests send real ciphertext.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import clientFromString
+
+from spaces.protocol import SUBPROTOCOL
+
+
+class ClientClosed(Exception):
+    """The connection closed while a message was awaited."""
+
+
+class ServerError(Exception):
+    """The server answered with an `error` message."""
+
+    def __init__(self, message: Mapping[str, Any]) -> None:
+        super().__init__(f"{message.get('code')}: {message.get('message')}")
+        self.code = str(message.get("code"))
+        self.message = dict(message)
+
+
+class _Protocol(WebSocketClientProtocol):
+    tcpNoDelay = True
+    client: HearthClient
+
+    def onOpen(self) -> None:
+        self.client._opened(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.client._received(payload, isBinary)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.client._closed_with(code, reason)
+
+
+class HearthClient:
+    """One connection. Use `await HearthClient.connect(url)`."""
+
+    def __init__(self, reactor: Any) -> None:
+        self.reactor = reactor
+        self.inbox: list[dict[str, Any]] = []
+        self.binary: list[bytes] = []
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self.closed: Deferred[tuple[int | None, str | None]] = Deferred()
+        self.member: str | None = None
+        self.token: str | None = None
+        self.welcome: dict[str, Any] | None = None
+        self._proto: _Protocol | None = None
+        self._open: Deferred[HearthClient] = Deferred()
+        self._waiters: list[tuple[Callable[[dict[str, Any]], bool], Deferred[dict[str, Any]]]] = []
+        self.on_message: Callable[[dict[str, Any]], None] | None = None
+
+    @classmethod
+    async def connect(cls, url: str, *, reactor: Any = None, origin: str | None = None,
+                      protocols: list[str] | None = None, timeout: float = 10.0,
+                      source_address: str | None = None) -> HearthClient:
+        """Open `url` (ws://host:port/ws). `origin` defaults to the server's own.
+
+        `source_address` binds the local end (tests use 127.0.0.2 to tell the
+        client's address apart from the server's in what the server logs).
+        """
+        if reactor is None:
+            from twisted.internet import reactor as default_reactor
+            reactor = default_reactor
+        client = cls(reactor)
+        parts = urlsplit(url)
+        scheme = "https" if parts.scheme == "wss" else "http"
+        factory = WebSocketClientFactory(  # type: ignore[no-untyped-call]
+            url, origin=origin if origin is not None else f"{scheme}://{parts.netloc}",
+            protocols=protocols if protocols is not None else [SUBPROTOCOL])
+        factory.setProtocolOptions(  # type: ignore[no-untyped-call]
+            perMessageCompressionOffers=[], openHandshakeTimeout=timeout)
+        factory.protocol = type("BoundClientProtocol", (_Protocol,), {"client": client})  # type: ignore[assignment]
+        host, port = parts.hostname or "127.0.0.1", parts.port or (443 if scheme == "https" else 80)
+        kind = "tls" if scheme == "https" else "tcp"
+        bind = f":bindAddress={source_address}" if source_address else ""
+        endpoint = clientFromString(  # type: ignore[no-untyped-call]
+            reactor, f"{kind}:host={host}:port={port}:timeout={timeout:g}{bind}")
+        await endpoint.connect(factory)
+        opened: HearthClient = await client._with_timeout(client._open, timeout,
+                                                          "the WebSocket handshake")
+        return opened
+
+    # --- sending ----------------------------------------------------------------
+
+    def send(self, message: Mapping[str, Any]) -> None:
+        self.send_raw(json.dumps(message).encode("utf-8"))
+
+    def send_raw(self, payload: bytes, is_binary: bool = False) -> None:
+        if self._proto is None:
+            raise ClientClosed("not connected")
+        self._proto.sendMessage(payload, isBinary=is_binary)  # type: ignore[no-untyped-call]
+
+    async def join(self, room: str, **fields: Any) -> dict[str, Any]:
+        self.send({"type": "join", "room": room, **fields})
+        return self._welcomed(await self.expect("welcome"))
+
+    async def resume(self, token: str) -> dict[str, Any]:
+        self.send({"type": "resume", "token": token})
+        return self._welcomed(await self.expect("welcome"))
+
+    def _welcomed(self, welcome: dict[str, Any]) -> dict[str, Any]:
+        self.welcome = welcome
+        self.member = welcome["member"]
+        self.token = welcome["token"]
+        return welcome
+
+    def move(self, x: float, y: float) -> None:
+        self.send({"type": "move", "x": x, "y": y})
+
+    def sit(self, seat: int) -> None:
+        self.send({"type": "sit", "seat": seat})
+
+    def envelope(self, body: str, commitment: str, ref: str | None = None) -> None:
+        message = {"type": "envelope", "body": body, "commitment": commitment}
+        self.send(message if ref is None else {**message, "ref": ref})
+
+    def direct(self, to: str, body: str) -> None:
+        self.send({"type": "direct", "to": to, "body": body})
+
+    async def close(self, code: int = 1000) -> None:
+        if self._proto is not None:
+            self._proto.sendClose(code)
+        await self._with_timeout(self.closed, 10.0, "the close handshake")
+
+    def drop(self) -> None:
+        """Cut the TCP connection without a close handshake (a phone losing signal)."""
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.abortConnection()
+
+    # --- receiving ----------------------------------------------------------------
+
+    async def next(self, match: Callable[[dict[str, Any]], bool] | str | None = None,
+                   timeout: float = 5.0) -> dict[str, Any]:
+        """The first unread message matching (a type name or a predicate); consumed."""
+        test = _matcher(match)
+        for i, message in enumerate(self.inbox):
+            if test(message):
+                return self.inbox.pop(i)
+        if self._proto is None and self._open.called:
+            raise ClientClosed(f"closed ({self.close_code}) while waiting")
+        d: Deferred[dict[str, Any]] = Deferred()
+        self._waiters.append((test, d))
+        found: dict[str, Any] = await self._with_timeout(d, timeout, f"a message matching {match!r}")
+        return found
+
+    async def expect(self, kind: str, timeout: float = 5.0) -> dict[str, Any]:
+        """Like next(kind), but an `error` that arrives first raises ServerError."""
+        message = await self.next(lambda m: m.get("type") in (kind, "error"), timeout)
+        if message["type"] == "error" and kind != "error":
+            raise ServerError(message)
+        return message
+
+    def take_all(self, kind: str) -> list[dict[str, Any]]:
+        found = [m for m in self.inbox if m.get("type") == kind]
+        self.inbox = [m for m in self.inbox if m.get("type") != kind]
+        return found
+
+    async def _with_timeout(self, d: Deferred[Any], timeout: float, what: str) -> Any:
+        def expire() -> None:
+            if not d.called:
+                self._waiters[:] = [(t, w) for t, w in self._waiters if w is not d]
+                d.errback(TimeoutError(f"timed out after {timeout:g}s waiting for {what}"))
+        call = self.reactor.callLater(timeout, expire)
+        try:
+            return await d
+        finally:
+            if call.active():
+                call.cancel()
+
+    # --- from the protocol ----------------------------------------------------------
+
+    def _opened(self, proto: _Protocol) -> None:
+        self._proto = proto
+        self._open.callback(self)
+
+    def _received(self, payload: bytes, is_binary: bool) -> None:
+        if is_binary:
+            self.binary.append(payload)
+            return
+        message = json.loads(payload)
+        if self.on_message is not None:
+            self.on_message(message)
+        for i, (test, d) in enumerate(self._waiters):
+            if test(message):
+                del self._waiters[i]
+                d.callback(message)
+                return
+        self.inbox.append(message)
+
+    def _closed_with(self, code: int | None, reason: str | None) -> None:
+        self._proto = None
+        self.close_code, self.close_reason = code, reason
+        if not self._open.called:
+            self._open.errback(ClientClosed(f"handshake failed ({code}): {reason}"))
+        waiters, self._waiters = self._waiters, []
+        for _, d in waiters:
+            d.errback(ClientClosed(f"closed ({code}): {reason}"))
+        if not self.closed.called:
+            self.closed.callback((code, reason))
+
+
+def _matcher(match: Callable[[dict[str, Any]], bool] | str | None) -> Callable[[dict[str, Any]], bool]:
+    if match is None:
+        return lambda m: True
+    if isinstance(match, str):
+        return lambda m: m.get("type") == match
+    return match

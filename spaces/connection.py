@@ -1,0 +1,81 @@
+"""One client connection, sans-IO: frames and `now` in, effects out.
+
+It parses each frame with spaces.protocol, counts it against the connection's
+flood limit, and routes it to the venue. Every refusal becomes an `error`
+reply with a stable code; nothing a client sends can raise past this class.
+A client that keeps flooding after being told is closed (1008), so one bad
+connection cannot starve the others.
+"""
+
+from __future__ import annotations
+
+from spaces import protocol as p
+from spaces.config import LimitsConfig
+from spaces.effects import Close, Effect, Reply
+from spaces.protocol import ProtocolError
+from spaces.ratelimit import TokenBucket
+from spaces.venue import Seat, Venue
+
+POLICY_VIOLATION = 1008
+STRIKE_MEMORY = 10.0  # seconds without a violation that forgive earlier strikes
+
+
+class Connection:
+    def __init__(self, venue: Venue, limits: LimitsConfig, now: float) -> None:
+        self.venue = venue
+        self.seat: Seat | None = None
+        self._bucket = TokenBucket(limits.messages_per_second, limits.message_burst, now)
+        self._flood_strikes = limits.flood_strikes
+        self._strikes = 0
+        self._last_strike = float("-inf")
+        self._closed = False
+
+    def receive(self, frame: bytes, is_binary: bool, now: float) -> list[Effect]:
+        if self._closed:
+            return []
+        if not self._bucket.allow(now):
+            return self._strike(now)
+        msg: p.ClientMessage | None = None
+        try:
+            if is_binary:
+                raise ProtocolError("binary_not_allowed")
+            msg = p.decode(frame)
+            return self._dispatch(msg, now)
+        except ProtocolError as refused:
+            if refused.ref is None and msg is not None:
+                refused.ref = msg.ref
+            return [Reply(refused.to_wire())]
+
+    def _strike(self, now: float) -> list[Effect]:
+        if now - self._last_strike > STRIKE_MEMORY:
+            self._strikes = 0
+        self._strikes += 1
+        first = now - self._last_strike > 1.0
+        self._last_strike = now
+        if self._strikes >= self._flood_strikes:
+            self._closed = True
+            return [Close(POLICY_VIOLATION, "too many messages")]
+        # Tell the client once a second, not once per dropped frame.
+        return [Reply(ProtocolError("rate_limited").to_wire())] if first else []
+
+    def _dispatch(self, msg: p.ClientMessage, now: float) -> list[Effect]:
+        if self.seat is None:
+            if isinstance(msg, p.Join):
+                self.seat, effects = self.venue.join(msg, now)
+                return effects
+            if isinstance(msg, p.Resume):
+                self.seat, effects = self.venue.resume(msg, now)
+                return effects
+            raise ProtocolError("not_joined")
+        effects = self.venue.handle(self.seat, msg, now)
+        if isinstance(msg, p.Leave):
+            self.seat = None
+            self._closed = True
+            effects.append(Close(1000, "left the room"))
+        return effects
+
+    def lost(self, now: float) -> list[Effect]:
+        """The transport went away: the member waits out its grace period."""
+        self._closed = True
+        seat, self.seat = self.seat, None
+        return self.venue.connection_lost(seat, now) if seat is not None else []

@@ -1,0 +1,42 @@
+"""End-to-end encryption for group chat: sender keys, sealed envelopes, franking.
+
+    client (Python: session.py / browser: web/static/js/e2ee.js)
+        │ update_roster(epoch, roster) ──► directed envelopes (to one member)
+        │ encrypt(text) ─────────────────► room envelope {body, commitment}
+        ▼
+    server: relays opaquely, stamps from/seq/ts and a franking tag (franking.server_tag)
+        ▼
+    other clients: receive_directed(...) installs a sender key; decrypt(...) opens
+
+    identity.py   per-session X25519 + Ed25519 keys, fingerprints, safety code
+    envelope.py   pairwise sealed envelopes (X25519 → HKDF-SHA256 → AES-256-GCM, signed)
+    chain.py      sender-key chains: forward ratchet, skipped-key window, replay refusal
+    message.py    room message layout: header, AAD, padding, signature
+    franking.py   commitments, the server's tag, report verification
+    session.py    GroupSession: one member's state for one room (sans-IO)
+    encoding.py   length-prefixed fields, integers, strict base64
+    primitives.py HMAC, HKDF, AES-GCM behind one function each
+    errors.py     E2EEError and its stable codes
+
+No I/O, no clock, no Twisted: randomness is injected (rng(n) -> n bytes) so
+tests/vectors/*.json are reproducible in Python and in the browser module.
+The protocol and its threat model are in docs/e2ee.md.
+"""
+
+from spaces.e2ee.errors import E2EEError
+from spaces.e2ee.franking import server_tag, verify_report
+from spaces.e2ee.identity import Identity, PublicIdentity, safety_code
+from spaces.e2ee.session import GroupSession, OutgoingMessage, ReceivedMessage, RosterChange
+
+__all__ = [
+    "E2EEError",
+    "GroupSession",
+    "Identity",
+    "OutgoingMessage",
+    "PublicIdentity",
+    "ReceivedMessage",
+    "RosterChange",
+    "safety_code",
+    "server_tag",
+    "verify_report",
+]

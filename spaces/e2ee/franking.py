@@ -1,0 +1,78 @@
+"""Message franking: a reporter proves to the server who sent which text, and nothing more.
+
+The sender commits to the text with a fresh key that travels inside the
+ciphertext; the server, which sees only the commitment, binds it to the room,
+the sender, the sequence number and the time with its own HMAC key (the tag).
+To report, a recipient reveals text, franking key, commitment and tag; the
+server recomputes both MACs. Stateless on the server: nothing about messages
+that are never reported is kept.
+
+    commitment = HMAC-SHA256(franking_key, fields(COMMITMENT_LABEL, utf8(text)))
+    tag        = HMAC-SHA256(server_key, fields(TAG_LABEL, commitment, utf8(room_id),
+                                                utf8(sender_id), u64(seq), u64(ts)))
+"""
+
+from __future__ import annotations
+
+from spaces.e2ee import errors
+from spaces.e2ee.encoding import fields, u64, utf8
+from spaces.e2ee.errors import E2EEError
+from spaces.e2ee.primitives import equal, hmac_sha256
+
+COMMITMENT_LABEL = "hearth-e2ee/v1/franking-commitment"
+TAG_LABEL = "hearth-e2ee/v1/franking-tag"
+FRANKING_KEY_LEN = 32
+COMMITMENT_LEN = 32
+TAG_LEN = 32
+MIN_SERVER_KEY_LEN = 32
+
+
+def commit(franking_key: bytes, text: str) -> bytes:
+    """The sender's commitment to exactly these UTF-8 bytes (no normalisation)."""
+    return hmac_sha256(franking_key, fields(COMMITMENT_LABEL, utf8(text)))
+
+
+def commitment_matches(franking_key: bytes, text: str, commitment: bytes) -> bool:
+    return equal(commit(franking_key, text), commitment)
+
+
+def server_tag(
+    server_key: bytes, commitment: bytes, room_id: str, sender_id: str, seq: int, ts: int
+) -> bytes:
+    """The server's stamp over one relayed room envelope; raises franking.malformed on bad input."""
+    if len(server_key) < MIN_SERVER_KEY_LEN:
+        raise ValueError("the server franking key must be at least 32 bytes")
+    if len(commitment) != COMMITMENT_LEN:
+        raise E2EEError(errors.FRANKING_MALFORMED, "commitment must be 32 bytes")
+    try:
+        data = fields(TAG_LABEL, commitment, utf8(room_id), utf8(sender_id), u64(seq), u64(ts))
+    except (E2EEError, ValueError):
+        raise E2EEError(errors.FRANKING_MALFORMED, "room, sender, seq or ts out of range") from None
+    return hmac_sha256(server_key, data)
+
+
+def verify_report(
+    server_key: bytes,
+    *,
+    plaintext: str,
+    franking_key: bytes,
+    commitment: bytes,
+    tag: bytes,
+    room_id: str,
+    sender_id: str,
+    seq: int,
+    ts: int,
+) -> None:
+    """Accept a report only if the server stamped this commitment for this sender, and the
+    commitment opens to this text. Raises franking.bad_tag / franking.bad_commitment."""
+    if len(franking_key) != FRANKING_KEY_LEN or len(tag) != TAG_LEN:
+        raise E2EEError(errors.FRANKING_MALFORMED, "franking key and tag must be 32 bytes")
+    expected = server_tag(server_key, commitment, room_id, sender_id, seq, ts)
+    if not equal(expected, tag):
+        raise E2EEError(errors.FRANKING_BAD_TAG, "the server did not stamp this message so")
+    try:
+        opened = commitment_matches(franking_key, plaintext, commitment)
+    except E2EEError:
+        opened = False
+    if not opened:
+        raise E2EEError(errors.FRANKING_BAD_COMMITMENT, "the text does not match the commitment")

@@ -1,0 +1,57 @@
+"""What the core asks the shell to do. The core returns these; one adapter applies them.
+
+Messages are plain dicts (the server message shapes of docs/protocol.md); the
+adapter encodes each effect's message once, however many members receive it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """To the connection that sent the frame being handled."""
+    message: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """To one member, on whichever connection (or node) holds it."""
+    member: str
+    message: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """To every attached member of a room, except `exclude`."""
+    room: str
+    message: Mapping[str, Any]
+    exclude: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """From now on this connection is `member` of `room`."""
+    room: str
+    member: str
+
+
+@dataclass(frozen=True, slots=True)
+class Detach:
+    """Close another connection that held `member` (it resumed elsewhere, or was removed)."""
+    member: str
+    code: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """Close this connection with a WebSocket close code."""
+    code: int
+    reason: str
+
+
+Effect = Reply | Send | Broadcast | Attach | Detach | Close

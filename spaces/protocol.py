@@ -1,0 +1,292 @@
+"""The wire protocol `hearth.v1`: one decode per client message, one shape per server message.
+
+docs/protocol.md is the contract; this module is its executable form. Every
+client frame is a JSON object with a `type`; `decode` turns it into a frozen
+message object or raises `ProtocolError` carrying a stable code and a human
+sentence. Nothing here knows about sockets or time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Final
+
+SUBPROTOCOL: Final = "hearth.v1"
+VERSION: Final = 1
+
+# Stable error codes -> what they mean. docs/protocol.md lists the same table;
+# tests/test_protocol_doc.py keeps the two in step.
+ERRORS: Final[Mapping[str, str]] = {
+    "bad_json": "The frame is not a JSON object.",
+    "bad_message": "A field is missing, of the wrong type, or out of range.",
+    "unknown_type": "The message type is not part of hearth.v1.",
+    "binary_not_allowed": "Binary frames are reserved for voice; this frame was not expected.",
+    "not_joined": "Join a room (or resume) before sending this message.",
+    "already_joined": "This connection is already a member of a room.",
+    "room_not_found": "There is no room with that id.",
+    "room_full": "The room is at capacity.",
+    "session_expired": "The session token is unknown or its grace period has passed.",
+    "pseudonym_invalid": "The pseudonym is too short, too long, or uses characters not allowed.",
+    "pseudonym_reserved": "The pseudonym could be mistaken for a facilitator or staff badge.",
+    "pseudonym_taken": "Someone in this room already uses that pseudonym.",
+    "avatar_invalid": "The avatar colour or shape is not one of the offered choices.",
+    "position_invalid": "The position is outside the room or inside the hearth.",
+    "seat_not_found": "There is no seat with that number.",
+    "seat_taken": "Someone else is sitting there.",
+    "seat_too_far": "Walk closer to the seat before sitting.",
+    "envelope_too_large": "The envelope body is longer than the configured limit.",
+    "recipient_not_found": "The recipient is not a member of this room right now.",
+    "keys_invalid": "Identity keys must be 32-byte values in base64.",
+    "rate_limited": "Too many messages; slow down.",
+    "forbidden": "Your role does not allow this operation.",
+    "report_invalid": "The report does not prove that the named member sent that text.",
+}
+
+MAX_REF = 64
+MAX_TOKEN = 128
+_B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
+_B64_32 = re.compile(r"^[A-Za-z0-9+/]{43}=$")
+_MEMBER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+
+class ProtocolError(Exception):
+    """A refusal with a stable code; `ref` echoes the client's correlation id."""
+
+    def __init__(self, code: str, message: str | None = None, ref: str | None = None) -> None:
+        assert code in ERRORS, code
+        super().__init__(message or ERRORS[code])
+        self.code = code
+        self.message = message or ERRORS[code]
+        self.ref = ref
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
+        if self.ref is not None:
+            out["ref"] = self.ref
+        return out
+
+
+# --- client -> server -------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Join:
+    """{"type":"join","room":"demo","pseudonym"?:str,"avatar"?:{"color","shape"},"locale"?:"en"|"es","ticket"?:str}"""
+    room: str
+    pseudonym: str | None = None
+    avatar: Mapping[str, str] | None = None
+    locale: str = "en"
+    ticket: str | None = None
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Resume:
+    """{"type":"resume","token":str}"""
+    token: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Move:
+    """{"type":"move","x":float,"y":float} — metres; the server clamps to walk speed."""
+    x: float
+    y: float
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Sit:
+    """{"type":"sit","seat":int}"""
+    seat: int
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Stand:
+    """{"type":"stand"}"""
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Rename:
+    """{"type":"rename","pseudonym":str,"avatar"?:{"color","shape"}}"""
+    pseudonym: str
+    avatar: Mapping[str, str] | None = None
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Keys:
+    """{"type":"keys","dh":b64(32),"sig":b64(32)} — E2EE identity public keys for the roster."""
+    dh: str
+    sig: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Envelope:
+    """{"type":"envelope","body":b64,"commitment":b64(32),"ref"?:str} — opaque room ciphertext."""
+    body: str
+    commitment: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Direct:
+    """{"type":"direct","to":member_id,"body":b64,"ref"?:str} — opaque ciphertext for one member."""
+    to: str
+    body: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Report:
+    """{"type":"report","seq":int,"from":member_id,"ts":int,"text":str,"franking_key":b64(32),
+    "commitment":b64(32),"tag":b64(32),"reason"?:str,"ref"?:str} — reveals one message to facilitators."""
+    seq: int
+    sender: str
+    ts: int
+    text: str
+    franking_key: str
+    commitment: str
+    tag: str
+    reason: str = ""
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ListReports:
+    """{"type":"list_reports"} — facilitators only."""
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Leave:
+    """{"type":"leave"}"""
+    ref: str | None = None
+
+
+ClientMessage = (Join | Resume | Move | Sit | Stand | Rename | Keys | Envelope | Direct
+                 | Report | ListReports | Leave)
+
+
+class _Fields:
+    """Typed access to one frame's fields; every failure names the field."""
+
+    def __init__(self, kind: str, data: Mapping[str, Any]) -> None:
+        self.kind = kind
+        self.data = data
+        ref = data.get("ref")
+        self.ref = ref if isinstance(ref, str) and len(ref) <= MAX_REF else None
+
+    def bad(self, name: str, expected: str) -> ProtocolError:
+        return ProtocolError("bad_message", f"{self.kind}.{name}: expected {expected}.", self.ref)
+
+    def string(self, name: str, *, max_len: int, optional: bool = False,
+               pattern: re.Pattern[str] | None = None, what: str = "a string") -> Any:
+        value = self.data.get(name)
+        if value is None and optional:
+            return None
+        if not isinstance(value, str) or len(value) > max_len or (
+                pattern is not None and not pattern.match(value)):
+            raise self.bad(name, f"{what} of at most {max_len} characters")
+        return value
+
+    def number(self, name: str, lo: float, hi: float) -> float:
+        value = self.data.get(name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(
+                value) or not lo <= value <= hi:
+            raise self.bad(name, f"a number from {lo:g} to {hi:g}")
+        return float(value)
+
+    def integer(self, name: str, lo: int, hi: int) -> int:
+        value = self.data.get(name)
+        if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+            raise self.bad(name, f"a whole number from {lo} to {hi}")
+        return value
+
+    def avatar(self, name: str) -> Mapping[str, str] | None:
+        value = self.data.get(name)
+        if value is None:
+            return None
+        if (not isinstance(value, dict) or set(value) - {"color", "shape"}
+                or not all(isinstance(v, str) and len(v) <= 16 for v in value.values())):
+            raise self.bad(name, 'an object {"color": str, "shape": str}')
+        return value
+
+
+def _join(f: _Fields) -> Join:
+    locale = f.string("locale", max_len=5, optional=True) or "en"
+    return Join(room=f.string("room", max_len=40, pattern=_ROOM_ID, what="a room id"),
+                pseudonym=f.string("pseudonym", max_len=200, optional=True),
+                avatar=f.avatar("avatar"), locale=locale,
+                ticket=f.string("ticket", max_len=MAX_TOKEN, optional=True))
+
+
+def _report(f: _Fields) -> Report:
+    return Report(
+        seq=f.integer("seq", 1, 2**53), sender=f.string("from", max_len=32, pattern=_MEMBER_ID,
+                                                        what="a member id"),
+        ts=f.integer("ts", 0, 2**53), text=f.string("text", max_len=8000),
+        franking_key=f.string("franking_key", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
+        commitment=f.string("commitment", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
+        tag=f.string("tag", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
+        reason=f.string("reason", max_len=500, optional=True) or "", ref=f.ref)
+
+
+_DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
+    "join": _join,
+    "resume": lambda f: Resume(token=f.string("token", max_len=MAX_TOKEN)),
+    "move": lambda f: Move(x=f.number("x", -1e6, 1e6), y=f.number("y", -1e6, 1e6)),
+    "sit": lambda f: Sit(seat=f.integer("seat", 0, 1000)),
+    "stand": lambda f: Stand(),
+    "rename": lambda f: Rename(pseudonym=f.string("pseudonym", max_len=200),
+                               avatar=f.avatar("avatar")),
+    "keys": lambda f: Keys(
+        dh=f.string("dh", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
+        sig=f.string("sig", max_len=44, pattern=_B64_32, what="base64 of 32 bytes")),
+    "envelope": lambda f: Envelope(
+        body=f.string("body", max_len=1 << 24, pattern=_B64, what="base64 text"),
+        commitment=f.string("commitment", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
+        ref=f.ref),
+    "direct": lambda f: Direct(
+        to=f.string("to", max_len=32, pattern=_MEMBER_ID, what="a member id"),
+        body=f.string("body", max_len=1 << 24, pattern=_B64, what="base64 text"), ref=f.ref),
+    "report": _report,
+    "list_reports": lambda f: ListReports(),
+    "leave": lambda f: Leave(),
+}
+
+CLIENT_TYPES: Final = frozenset(_DECODERS)
+
+
+def decode(frame: str | bytes) -> ClientMessage:
+    """Parse one text frame into a client message, or raise ProtocolError."""
+    try:
+        data = json.loads(frame)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_json", "The frame must be a JSON object with a \"type\".")
+    kind = data.get("type")
+    ref = data.get("ref") if isinstance(data.get("ref"), str) else None
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_message", 'Every message needs a string "type".', ref)
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise ProtocolError("unknown_type", f"Unknown message type {kind[:40]!r}.", ref)
+    fields = _Fields(kind, data)
+    message = decoder(fields)
+    if fields.ref is not None and message.ref is None:
+        message = replace(message, ref=fields.ref)
+    return message
+
+
+def encode(message: Mapping[str, Any]) -> bytes:
+    """Serialise a server message once; the adapter fans the same bytes out."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")

@@ -1,0 +1,266 @@
+"""One room: its members, seats, positions, sequence numbers and epoch.
+
+Rules, in one place:
+- A room holds at most `capacity` members, counting members who are away
+  (disconnected, still inside their resume grace period).
+- Every message broadcast to the room carries the next room sequence number,
+  so a client sees gaps and order; directed messages and replies carry none.
+- Positions are server-authoritative: a move goes no further than walk speed
+  allows since the last accepted move (the excess is clipped); a target outside
+  the room, or a step ending in the hearth, is refused; moving stands the
+  member up. Changed positions
+  go out once per tick, batched, and only if something moved.
+- A seat is taken by one member at a time, from within `SEAT_REACH` metres.
+- The epoch advances whenever a member leaves the room for good (left, timed
+  out, removed), never on join: E2EE clients rotate their sender keys on it.
+- No I/O and no clock: `now` (seconds) comes in with every call.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from spaces.config import LimitsConfig, MovementConfig, RoomConfig
+from spaces.effects import Broadcast, Effect, Reply, Send
+from spaces.layout import Point
+from spaces.protocol import ProtocolError
+from spaces.pseudonyms import PseudonymRefused, check_avatar, normalise, same_name
+from spaces.ratelimit import TokenBucket
+
+Role = Literal["participant", "facilitator", "operator"]
+LeaveReason = Literal["left", "timeout", "removed"]
+
+SEAT_REACH = 1.5  # metres from a seat within which a member may sit on it
+MOVE_SLACK = 0.25  # metres forgiven per move for client/server timing jitter
+MAX_MOVE_WINDOW = 1.0  # seconds of walking one move may claim at most
+
+
+@dataclass(kw_only=True, slots=True)
+class Member:
+    id: str
+    pseudonym: str
+    avatar: dict[str, str]
+    role: Role
+    locale: str
+    pos: Point
+    last_move: float
+    moves: TokenBucket
+    seat: int | None = None
+    keys: dict[str, str] | None = None
+    away_since: float | None = None
+    attachment: int = 0  # bumped on every (re)attach; a stale connection's loss is ignored
+
+    def to_wire(self, zone: str) -> dict[str, Any]:
+        return {"id": self.id, "pseudonym": self.pseudonym, "avatar": self.avatar,
+                "role": self.role, "seat": self.seat, "x": self.pos.x, "y": self.pos.y,
+                "zone": zone, "keys": self.keys, "away": self.away_since is not None}
+
+
+@dataclass(kw_only=True)
+class Room:
+    config: RoomConfig
+    limits: LimitsConfig
+    movement: MovementConfig
+    grace: float
+    rng: random.Random
+    members: dict[str, Member] = field(default_factory=dict)
+    seq: int = 0
+    epoch: int = 1
+    _moved: set[str] = field(default_factory=set)
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    def is_full(self) -> bool:
+        return len(self.members) >= self.config.capacity
+
+    def wire_member(self, member: Member) -> dict[str, Any]:
+        return member.to_wire(self.config.layout.zone_of(member.pos))
+
+    def _broadcast(self, message: dict[str, Any], exclude: str | None = None) -> Broadcast:
+        self.seq += 1
+        message["seq"] = self.seq
+        return Broadcast(self.id, message, exclude)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The room as a joining or resuming member needs it."""
+        return {"id": self.id, "title": self.config.title, "capacity": self.config.capacity,
+                "layout": self.config.layout.to_wire(), "seq": self.seq, "epoch": self.epoch,
+                "members": [self.wire_member(m) for m in self.members.values()]}
+
+    # --- membership ---------------------------------------------------------
+
+    def check_pseudonym(self, raw: str, member_id: str | None = None) -> str:
+        try:
+            name = normalise(raw, self.limits.pseudonym_max_length)
+        except PseudonymRefused as refused:
+            raise ProtocolError(refused.code, refused.message) from None
+        for other in self.members.values():
+            if other.id != member_id and same_name(other.pseudonym, name):
+                raise ProtocolError("pseudonym_taken")
+        return name
+
+    def free_pseudonym(self, make: Any) -> str:
+        """A generated pseudonym nobody in the room uses yet."""
+        name = str(make())
+        for _ in range(20):
+            if not any(same_name(m.pseudonym, name) for m in self.members.values()):
+                return name
+            name = str(make())
+        return f"{name} {self.rng.randint(2, 99)}"
+
+    def add(self, *, member_id: str, pseudonym: str, avatar: Mapping[str, str], role: Role,
+            locale: str, now: float) -> tuple[Member, list[Effect]]:
+        if self.is_full():
+            raise ProtocolError("room_full")
+        checked = check_avatar(avatar)
+        if checked is None:
+            raise ProtocolError("avatar_invalid")
+        member = Member(id=member_id, pseudonym=pseudonym, avatar=checked, role=role,
+                        locale=locale, pos=self._spawn_point(), last_move=now,
+                        moves=TokenBucket(self.limits.moves_per_second,
+                                          self.limits.moves_per_second, now))
+        self.members[member_id] = member
+        joined = self._broadcast({"type": "member_joined", "member": self.wire_member(member)},
+                                 exclude=member_id)
+        return member, [joined]
+
+    def _spawn_point(self) -> Point:
+        spawn = self.config.layout.spawn
+        taken = [m.pos for m in self.members.values()]
+        for p in spawn:  # first spawn point nobody stands on
+            if all(p.distance(q) > 0.5 for q in taken):
+                return p
+        return spawn[self.rng.randrange(len(spawn))]
+
+    def remove(self, member_id: str, reason: LeaveReason) -> list[Effect]:
+        member = self.members.pop(member_id, None)
+        self._moved.discard(member_id)
+        if member is None:
+            return []
+        self.epoch += 1
+        return [self._broadcast({"type": "member_left", "member": member_id, "reason": reason,
+                                 "epoch": self.epoch})]
+
+    def mark_away(self, member_id: str, attachment: int, now: float) -> None:
+        member = self.members.get(member_id)
+        if member is not None and member.attachment == attachment:
+            member.away_since = now
+
+    def reattach(self, member: Member) -> int:
+        member.away_since = None
+        member.attachment += 1
+        return member.attachment
+
+    # --- what members do -----------------------------------------------------
+
+    def move(self, member: Member, x: float, y: float, now: float) -> list[Effect]:
+        if not member.moves.allow(now):
+            raise ProtocolError("rate_limited", "Too many moves; the last one was ignored.")
+        layout = self.config.layout
+        target = Point(x, y)
+        if not layout.in_bounds(target):
+            raise ProtocolError("position_invalid")
+        budget = self.movement.walk_speed * min(MAX_MOVE_WINDOW, now - member.last_move) + MOVE_SLACK
+        distance = member.pos.distance(target)
+        if distance > budget:  # clip the walk to what the speed limit allows
+            t = budget / distance
+            target = Point(member.pos.x + (x - member.pos.x) * t,
+                           member.pos.y + (y - member.pos.y) * t)
+        target = target.rounded()
+        if not layout.walkable(target):
+            raise ProtocolError("position_invalid")
+        member.last_move = now
+        effects: list[Effect] = []
+        if member.seat is not None:
+            effects += self._set_seat(member, None)
+        if target != member.pos:
+            member.pos = target
+            self._moved.add(member.id)
+        return effects
+
+    def sit(self, member: Member, seat: int) -> list[Effect]:
+        seats = self.config.layout.seats
+        if not 0 <= seat < len(seats):
+            raise ProtocolError("seat_not_found")
+        if any(m.seat == seat and m.id != member.id for m in self.members.values()):
+            raise ProtocolError("seat_taken")
+        if member.pos.distance(seats[seat]) > SEAT_REACH:
+            raise ProtocolError("seat_too_far")
+        member.pos = seats[seat]
+        self._moved.discard(member.id)
+        return self._set_seat(member, seat)
+
+    def stand(self, member: Member) -> list[Effect]:
+        return self._set_seat(member, None) if member.seat is not None else []
+
+    def _set_seat(self, member: Member, seat: int | None) -> list[Effect]:
+        member.seat = seat
+        return [self._updated(member)]
+
+    def _updated(self, member: Member) -> Broadcast:
+        return self._broadcast({"type": "member_updated", "member": self.wire_member(member)})
+
+    def rename(self, member: Member, pseudonym: str,
+               avatar: Mapping[str, str] | None) -> list[Effect]:
+        name = self.check_pseudonym(pseudonym, member.id)
+        if avatar is not None:
+            checked = check_avatar(avatar)
+            if checked is None:
+                raise ProtocolError("avatar_invalid")
+            member.avatar = checked
+        member.pseudonym = name
+        return [self._updated(member)]
+
+    def publish_keys(self, member: Member, dh: str, sig: str) -> list[Effect]:
+        member.keys = {"dh": dh, "sig": sig}
+        return [self._updated(member)]
+
+    def envelope(self, member: Member, body: str, commitment: str, ref: str | None,
+                 now: float, tag: Any) -> list[Effect]:
+        """Stamp sender, sequence and time; `tag(seq, ts)` makes the franking tag."""
+        if len(body) > self.limits.max_envelope_chars:
+            raise ProtocolError("envelope_too_large",
+                                f"The envelope body is longer than "
+                                f"{self.limits.max_envelope_chars} characters.", ref)
+        ts = int(now * 1000)
+        message: dict[str, Any] = {"type": "envelope", "from": member.id, "ts": ts,
+                                   "body": body, "commitment": commitment}
+        out = self._broadcast(message, exclude=member.id)
+        message["tag"] = tag(self.seq, ts)
+        sent: dict[str, Any] = {"type": "sent", "seq": self.seq, "ts": ts, "tag": message["tag"]}
+        if ref is not None:
+            sent["ref"] = ref
+        return [out, Reply(sent)]
+
+    def direct(self, member: Member, to: str, body: str, ref: str | None) -> list[Effect]:
+        recipient = self.members.get(to)
+        if recipient is None or recipient.away_since is not None or to == member.id:
+            raise ProtocolError("recipient_not_found", ref=ref)
+        if len(body) > self.limits.max_envelope_chars:
+            raise ProtocolError("envelope_too_large", ref=ref)
+        return [Send(to, {"type": "direct", "from": member.id, "body": body})]
+
+    # --- time -----------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        for member in [m for m in self.members.values()
+                       if m.away_since is not None and now - m.away_since >= self.grace]:
+            effects += self.remove(member.id, "timeout")
+        if self._moved:
+            moves = [[mid, self.members[mid].pos.x, self.members[mid].pos.y,
+                      self.config.layout.zone_of(self.members[mid].pos)]
+                     for mid in sorted(self._moved)]
+            self._moved.clear()
+            effects.append(self._broadcast({"type": "positions", "moves": moves}))
+        return effects
+
+    def expired(self, now: float) -> list[str]:
+        """Members whose grace period has run out (the venue forgets their tokens)."""
+        return [m.id for m in self.members.values()
+                if m.away_since is not None and now - m.away_since >= self.grace]

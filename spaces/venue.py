@@ -1,0 +1,232 @@
+"""The venue: every room this deployment hosts, and the session tokens that lead back in.
+
+A session token is the only credential an anonymous member has. It is kept
+here only as a SHA-256 digest (a memory dump or a stolen store yields no usable
+token) and is replaced on every resume. Role tickets — one-time, short-lived
+strings a facilitator's logged-in page exchanges for a role — are kept the same
+way. Nothing here does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from moderation.reports import ReportQueue
+from spaces import protocol as p
+from spaces.config import HearthConfig
+from spaces.e2ee.errors import E2EEError
+from spaces.e2ee.franking import server_tag, verify_report
+from spaces.effects import Attach, Detach, Effect, Reply
+from spaces.protocol import ProtocolError
+from spaces.pseudonyms import LOCALES, generate, generate_avatar
+from spaces.room import Member, Role, Room
+
+RESUMED_ELSEWHERE = 4001  # close code for a connection whose member resumed on another
+TICKET_TTL = 60.0
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+def new_token() -> str:
+    """192 bits from `secrets`: the member's only credential."""
+    return secrets.token_urlsafe(24)
+
+
+def new_member_id() -> str:
+    """Public, short, unguessable enough that ids do not reveal join order."""
+    return secrets.token_urlsafe(9)
+
+
+@dataclass(frozen=True, slots=True)
+class Seat:
+    """Where a connection sits in the venue after join or resume."""
+    room: str
+    member: str
+    attachment: int
+
+
+class Venue:
+    def __init__(self, config: HearthConfig, *, franking_key: bytes,
+                 rng: random.Random | None = None,
+                 make_token: Callable[[], str] = new_token,
+                 make_member_id: Callable[[], str] = new_member_id) -> None:
+        self.config = config
+        self.rng = rng or random.SystemRandom()
+        self._make_token = make_token
+        self._make_member_id = make_member_id
+        self._franking_key = franking_key
+        self.rooms: dict[str, Room] = {
+            rc.id: Room(config=rc, limits=config.limits, movement=config.movement,
+                        grace=config.session.resume_grace_seconds, rng=self.rng)
+            for rc in config.rooms}
+        self._sessions: dict[bytes, tuple[str, str]] = {}  # token digest -> (room, member)
+        self._token_of: dict[str, bytes] = {}  # member -> token digest
+        self._tickets: dict[bytes, tuple[Role, float]] = {}
+        self.reports = ReportQueue()
+
+    # --- tickets --------------------------------------------------------------
+
+    def issue_ticket(self, role: Role, now: float) -> str:
+        """A one-time ticket the WebSocket exchanges for `role` within TICKET_TTL seconds."""
+        ticket = self._make_token()
+        self._tickets[_digest(ticket)] = (role, now + TICKET_TTL)
+        return ticket
+
+    def _redeem(self, ticket: str, now: float) -> Role:
+        entry = self._tickets.pop(_digest(ticket), None)
+        if entry is None or entry[1] < now:
+            raise ProtocolError("forbidden", "The role ticket is unknown, used or expired.")
+        return entry[0]
+
+    # --- join and resume --------------------------------------------------------
+
+    def _issue_session(self, room: str, member: str) -> str:
+        old = self._token_of.pop(member, None)
+        if old is not None:
+            self._sessions.pop(old, None)
+        token = self._make_token()
+        digest = _digest(token)
+        self._sessions[digest] = (room, member)
+        self._token_of[member] = digest
+        return token
+
+    def _welcome(self, room: Room, member: Member, token: str, resumed: bool) -> dict[str, Any]:
+        return {"type": "welcome", "protocol": p.VERSION, "member": member.id, "token": token,
+                "resumed": resumed, "grace": self.config.session.resume_grace_seconds,
+                "room": room.snapshot()}
+
+    def join(self, msg: p.Join, now: float) -> tuple[Seat, list[Effect]]:
+        room = self.rooms.get(msg.room)
+        if room is None:
+            raise ProtocolError("room_not_found", f"There is no room {msg.room!r}.")
+        if room.is_full():
+            raise ProtocolError("room_full")
+        role: Role = self._redeem(msg.ticket, now) if msg.ticket else "participant"
+        locale = msg.locale if msg.locale in LOCALES else "en"
+        if msg.pseudonym is not None:
+            pseudonym = room.check_pseudonym(msg.pseudonym)
+        else:
+            pseudonym = room.free_pseudonym(lambda: generate(self.rng, locale))
+        avatar = msg.avatar if msg.avatar is not None else generate_avatar(self.rng)
+        member, effects = room.add(member_id=self._make_member_id(), pseudonym=pseudonym,
+                                   avatar=avatar, role=role, locale=locale, now=now)
+        token = self._issue_session(room.id, member.id)
+        attachment = room.reattach(member)
+        return Seat(room.id, member.id, attachment), [
+            Attach(room.id, member.id), Reply(self._welcome(room, member, token, False)), *effects]
+
+    def resume(self, msg: p.Resume, now: float) -> tuple[Seat, list[Effect]]:
+        found = self._sessions.get(_digest(msg.token))
+        room = self.rooms.get(found[0]) if found else None
+        member = room.members.get(found[1]) if room and found else None
+        if room is None or member is None:
+            raise ProtocolError("session_expired")
+        effects: list[Effect] = []
+        if member.away_since is None:  # the old connection is still open: it loses the member
+            effects.append(Detach(member.id, RESUMED_ELSEWHERE, "resumed on another connection"))
+        attachment = room.reattach(member)
+        token = self._issue_session(room.id, member.id)
+        return Seat(room.id, member.id, attachment), [
+            *effects, Attach(room.id, member.id), Reply(self._welcome(room, member, token, True))]
+
+    # --- members' messages --------------------------------------------------------
+
+    def handle(self, seat: Seat, msg: p.ClientMessage, now: float) -> list[Effect]:
+        room = self.rooms[seat.room]
+        member = room.members.get(seat.member)
+        if member is None or member.attachment != seat.attachment:
+            raise ProtocolError("not_joined", "You are no longer in this room.")
+        match msg:
+            case p.Move(x=x, y=y):
+                return room.move(member, x, y, now)
+            case p.Sit(seat=number):
+                return room.sit(member, number)
+            case p.Stand():
+                return room.stand(member)
+            case p.Rename(pseudonym=name, avatar=avatar):
+                return room.rename(member, name, avatar)
+            case p.Keys(dh=dh, sig=sig):
+                return room.publish_keys(member, dh, sig)
+            case p.Envelope(body=body, commitment=commitment, ref=ref):
+                return room.envelope(member, body, commitment, ref, now,
+                                     self._tagger(room.id, member.id, commitment))
+            case p.Direct(to=to, body=body, ref=ref):
+                return room.direct(member, to, body, ref)
+            case p.Report():
+                return self._report(room, member, msg, now)
+            case p.ListReports():
+                if member.role == "participant":
+                    raise ProtocolError("forbidden", "Only facilitators can read reports.")
+                return [Reply({"type": "reports",
+                               "reports": [r.to_wire() for r in self.reports.for_room(room.id)]})]
+            case p.Leave():
+                return self.leave(seat)
+            case p.Join() | p.Resume():
+                raise ProtocolError("already_joined")
+        raise ProtocolError("unknown_type")  # pragma: no cover - decode admits no other types
+
+    def _tagger(self, room: str, sender: str, commitment: str) -> Callable[[int, int], str]:
+        def tag(seq: int, ts: int) -> str:
+            raw = server_tag(self._franking_key, base64.b64decode(commitment), room, sender, seq, ts)
+            return base64.b64encode(raw).decode("ascii")
+        return tag
+
+    def _report(self, room: Room, reporter: Member, msg: p.Report, now: float) -> list[Effect]:
+        try:
+            verify_report(self._franking_key, plaintext=msg.text,
+                          franking_key=base64.b64decode(msg.franking_key),
+                          commitment=base64.b64decode(msg.commitment),
+                          tag=base64.b64decode(msg.tag), room_id=room.id, sender_id=msg.sender,
+                          seq=msg.seq, ts=msg.ts)
+        except (E2EEError, binascii.Error):
+            raise ProtocolError("report_invalid", ref=msg.ref) from None
+        sender = room.members.get(msg.sender)
+        report = self.reports.add(
+            room=room.id, seq=msg.seq, sent_at=msg.ts, reported_at=int(now * 1000),
+            sender=msg.sender, sender_pseudonym=sender.pseudonym if sender else "(left the room)",
+            reporter_pseudonym=reporter.pseudonym, text=msg.text, reason=msg.reason)
+        reply: dict[str, Any] = {"type": "report_received", "id": report.id}
+        if msg.ref is not None:
+            reply["ref"] = msg.ref
+        return [Reply(reply)]
+
+    def leave(self, seat: Seat) -> list[Effect]:
+        self._forget(seat.member)
+        return self.rooms[seat.room].remove(seat.member, "left")
+
+    def _forget(self, member: str) -> None:
+        digest = self._token_of.pop(member, None)
+        if digest is not None:
+            self._sessions.pop(digest, None)
+
+    def connection_lost(self, seat: Seat, now: float) -> list[Effect]:
+        """The member stays, away, for the grace period; a stale attachment changes nothing."""
+        room = self.rooms[seat.room]
+        if self.config.session.resume_grace_seconds <= 0:
+            member = room.members.get(seat.member)
+            if member is not None and member.attachment == seat.attachment:
+                return self.leave(seat)
+            return []
+        room.mark_away(seat.member, seat.attachment, now)
+        return []
+
+    # --- time ---------------------------------------------------------------------
+
+    def tick(self, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        for room in self.rooms.values():
+            for member in room.expired(now):
+                self._forget(member)
+            effects += room.tick(now)
+        for digest in [d for d, (_, expires) in self._tickets.items() if expires < now]:
+            del self._tickets[digest]
+        return effects

@@ -1,0 +1,342 @@
+"""The browser module (web/static/js/e2ee.js) against the shared vectors and a live Python peer.
+
+Runs Debian's Chromium headless through Playwright. The page is served over
+http://127.0.0.1 (a secure context, so WebCrypto is available) by a tiny
+threaded http.server. Playwright's sync API lives on its own worker thread: the
+test process may already run Twisted's asyncio reactor (pytest-twisted), and
+the sync API refuses to run inside a running event loop. Every page call is
+raced against a JS timer, and the worker call against a Python timeout, so a
+stuck page fails the test instead of hanging CI.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from spaces.e2ee import E2EEError, GroupSession, server_tag, verify_report
+
+pytestmark = pytest.mark.browser
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE.parents[1] / "web" / "static"
+TEST_FILES = {"e2ee_page.html", "vector_runner.js"}
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+               "--disable-component-update", "--no-first-run", "--disable-sync"]
+CALL_TIMEOUT_MS = 30_000
+
+
+def require_browser(chromium: str = CHROMIUM) -> None:
+    """Skip where there is no browser, except in CI, where a missing browser is a failure."""
+    reason = None
+    if not Path(chromium).exists():
+        reason = f"{chromium} is missing (apt-get install chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "playwright is not installed (pip install -e '.[test]')"
+    if reason is None:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser test cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    """web/static at /, and this directory's page and runner at /__test__/."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, directory=str(STATIC), **kwargs)
+
+    def translate_path(self, path: str) -> str:
+        route = urlsplit(path).path
+        if route.startswith("/__test__/"):
+            name = route.removeprefix("/__test__/")
+            return str(HERE / name) if name in TEST_FILES else str(HERE / "__missing__")
+        return super().translate_path(path)
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
+        pass
+
+
+@pytest.fixture(scope="module")
+def static_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, name="e2ee-static", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def _kill_own_playwright_driver() -> None:
+    """SIGKILL the Playwright driver processes that are children of this process, by pid."""
+    me = str(os.getpid())
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            ppid = (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if ppid == me and b"playwright" in cmdline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+
+
+class BrowserPage:
+    """One Chromium page, driven from a dedicated worker thread."""
+
+    def __init__(self, url: str) -> None:
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright")
+        self._state: dict[str, Any] = {}
+        self.page_errors: list[str] = []
+        self._wedged = False
+        try:
+            self._run(lambda: self._start(url), 90)
+        except BaseException:
+            self.close()
+            raise
+
+    def _run(self, fn: Callable[[], Any], timeout: float) -> Any:
+        future = self._worker.submit(fn)
+        try:
+            return future.result(timeout=timeout)
+        except FuturesTimeout:
+            # The page is wedged beyond what the JS timer can catch (a busy renderer).
+            # Killing our own Playwright driver makes the blocked call raise, so the
+            # worker thread ends instead of hanging the test run.
+            self._wedged = True
+            _kill_own_playwright_driver()
+            raise
+
+    def _start(self, url: str) -> None:
+        from playwright.sync_api import sync_playwright
+
+        pw = sync_playwright().start()
+        self._state["pw"] = pw
+        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        self._state["browser"] = browser
+        page = browser.new_page()
+        page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
+        page.goto(url)
+        try:
+            page.wait_for_function("window.runnerReady === true", timeout=20_000)
+        except Exception as exc:
+            raise AssertionError(f"test page did not load: {self.page_errors}") from exc
+        self._state["page"] = page
+
+    def evaluate(self, expression: str, arg: Any = None) -> Any:
+        page = self._state["page"]
+        return self._run(lambda: page.evaluate(expression, arg), CALL_TIMEOUT_MS / 1000 + 15)
+
+    def call(self, fn: str, *args: Any) -> Any:
+        """window.runner[fn](...args), raced against a JS timer."""
+        return self.evaluate(
+            "([fn, args, ms]) => window.runner.withTimeout(window.runner[fn](...args), ms, fn)",
+            [fn, list(args), CALL_TIMEOUT_MS],
+        )
+
+    def close(self) -> None:
+        def stop() -> None:
+            if "browser" in self._state:
+                self._state["browser"].close()
+            if "pw" in self._state:
+                self._state["pw"].stop()
+
+        try:
+            if not self._wedged:  # after a wedge the driver is dead: nothing left to stop
+                self._run(stop, 30)
+        finally:
+            self._worker.shutdown(wait=False, cancel_futures=True)
+
+
+@pytest.fixture(scope="module")
+def browser(static_url: str) -> Iterator[BrowserPage]:
+    require_browser()
+    page = BrowserPage(f"{static_url}/__test__/e2ee_page.html")
+    try:
+        yield page
+    finally:
+        page.close()
+
+
+def test_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="missing"):
+        require_browser("/nonexistent/chromium")
+    monkeypatch.setenv("CI", "false")
+    with pytest.raises(pytest.skip.Exception, match="missing"):
+        require_browser("/nonexistent/chromium")
+
+
+def test_page_is_a_secure_context_with_webcrypto(browser: BrowserPage) -> None:
+    assert browser.evaluate("window.isSecureContext && typeof crypto.subtle === 'object'") is True
+
+
+def test_every_vector_passes_in_the_browser(browser: BrowserPage, vectors: dict[str, Any]) -> None:
+    result = browser.call("runAll", vectors)
+    assert result["failures"] == [], "\n".join(result["failures"])
+    counts = result["counts"]
+    # Each file was really exercised (not skipped by an early throw): at least one check per vector.
+    assert counts["primitives"] >= len(vectors["primitives"]["fields"]) + 4 * 2
+    assert counts["identity"] >= len(vectors["identity"]["identities"]) * 2
+    assert counts["envelope"] >= 3 * len(vectors["envelope"]["cases"]) + len(
+        vectors["envelope"]["rejections"])
+    assert counts["message"] >= 5 * len(vectors["message"]["cases"]) + len(
+        vectors["message"]["rejections"])
+    assert counts["franking"] >= len(vectors["franking"]["tags"]) + len(
+        vectors["franking"]["reports"])
+    assert counts["session"] == len(vectors["session"]["steps"]) + len(vectors["session"]["rng"])
+    assert browser.page_errors == []
+
+
+def test_a_broken_vector_is_reported(browser: BrowserPage, vectors: dict[str, Any]) -> None:
+    """The runner must be able to fail: corrupt one expected byte and one expected code."""
+    broken = {**vectors, "message": {**vectors["message"]}}
+    case = dict(broken["message"]["cases"][0])
+    case["body"] = base64.b64encode(b"\x01" + base64.b64decode(case["body"])[1:-1] + b"\x00").decode()
+    rejection = {**broken["message"]["rejections"][0], "code": "e2ee.replay"}
+    broken["message"]["cases"] = [case]
+    broken["message"]["rejections"] = [rejection]
+    failures = browser.call("runAll", broken)["failures"]
+    assert any(f.startswith("message: seal #0") for f in failures)
+    assert any("reject: " + rejection["description"] in f for f in failures)
+
+
+class Link:
+    """A Python GroupSession and a browser GroupSession in one room, and the relay between them."""
+
+    def __init__(self, browser: BrowserPage, room: str) -> None:
+        self.browser = browser
+        self.room = room
+        self.js_keys: dict[str, dict[str, str]] = {}
+
+    def js_create(self, member: str) -> dict[str, str]:
+        keys: dict[str, str] = self.browser.call("liveCreate", member, self.room, member)
+        self.js_keys[member] = keys
+        return keys
+
+    def js(self, member: str, op: str, *args: Any) -> Any:
+        return self.browser.call("liveCall", member, op, list(args))
+
+
+def _relay(link: Link, py: dict[str, GroupSession], js: list[str], epoch: int,
+           roster: dict[str, dict[str, str]]) -> None:
+    """Apply a roster everywhere and deliver every directed envelope to its member."""
+    outgoing: list[tuple[str, str, str]] = []
+    for member, session in py.items():
+        outgoing += [(member, to, body) for to, body in session.update_roster(epoch, roster)]
+    for member in js:
+        result = link.js(member, "updateRoster", epoch, roster)
+        outgoing += [(member, to, body) for to, body in result["envelopes"]]
+    for sender, to, body in outgoing:
+        if to in py:
+            py[to].receive_directed(sender, body)
+        else:
+            assert link.js(to, "receiveDirected", sender, body) == {"ok": True}
+
+
+def test_python_and_browser_sessions_interoperate(browser: BrowserPage) -> None:
+    link = Link(browser, "room-live")
+    alice = GroupSession("room-live", "py-alice")
+    link.js_create("js-bob")
+    roster = {"py-alice": alice.public_keys(), "js-bob": link.js_keys["js-bob"]}
+    _relay(link, {"py-alice": alice}, ["js-bob"], 1, roster)
+
+    # Python-made messages open in the browser, byte for byte the same text.
+    for text in ("Hello from Python", "Привет 👋 — مرحبا", "\ufeffBOM", ""):
+        sent = alice.encrypt(text)
+        got = link.js("js-bob", "decrypt", "py-alice", sent.body, sent.commitment)
+        assert got["text"] == text
+        assert got["franking_key"] == sent.franking_key.hex()
+
+    # Browser-made messages verify and open in Python, and franking holds across languages.
+    server_key = bytes(range(32))
+    sent_js = link.js("js-bob", "encrypt", "Hello from the browser ☕")
+    received = alice.decrypt("js-bob", sent_js["body"], sent_js["commitment"])
+    assert received.text == "Hello from the browser ☕"
+    tag = server_tag(server_key, received.commitment, "room-live", "js-bob", 7, 1_764_095_400_000)
+    verify_report(server_key, plaintext=received.text, franking_key=received.franking_key,
+                  commitment=received.commitment, tag=tag, room_id="room-live",
+                  sender_id="js-bob", seq=7, ts=1_764_095_400_000)
+
+    # Tampering is refused on both sides with the same code.
+    sent_js = link.js("js-bob", "encrypt", "do not touch")
+    raw = bytearray(base64.b64decode(sent_js["body"]))
+    raw[15] ^= 1
+    with pytest.raises(E2EEError) as caught:
+        alice.decrypt("js-bob", base64.b64encode(raw).decode(), sent_js["commitment"])
+    assert caught.value.code == "e2ee.bad_signature"
+    sent_py = alice.encrypt("do not touch either")
+    raw = bytearray(base64.b64decode(sent_py.body))
+    raw[15] ^= 1
+    assert link.js("js-bob", "decrypt", "py-alice", base64.b64encode(raw).decode(),
+                   sent_py.commitment) == {"error": "e2ee.bad_signature"}
+    # ...and a replay of a genuine message likewise.
+    assert link.js("js-bob", "decrypt", "py-alice", sent_py.body, sent_py.commitment)["text"]
+    assert link.js("js-bob", "decrypt", "py-alice", sent_py.body, sent_py.commitment) == {
+        "error": "e2ee.replay"}
+
+    # Both screens show the same safety code and fingerprints.
+    assert link.js("js-bob", "safetyCode") == {"code": alice.safety_code()}
+    assert link.js("js-bob", "fingerprint", "py-alice") == {
+        "fingerprint": alice.fingerprint("py-alice")}
+
+    # Concurrent encrypts in the browser are serialised: distinct indexes, all open in Python.
+    burst = link.js("js-bob", "encryptMany", [f"burst {i}" for i in range(6)])
+    assert sorted(m["index"] for m in burst) == list(range(burst[0]["index"],
+                                                           burst[0]["index"] + 6))
+    for i, message in reversed(list(enumerate(burst))):
+        assert alice.decrypt("js-bob", message["body"], message["commitment"]).text == f"burst {i}"
+
+
+def test_removal_rotates_keys_across_languages(browser: BrowserPage) -> None:
+    link = Link(browser, "room-rotate")
+    alice = GroupSession("room-rotate", "py-alice")
+    mallory = GroupSession("room-rotate", "py-mallory")
+    link.js_create("js-bob")
+    link.js_create("js-carol")
+    everyone = {"py-alice": alice.public_keys(), "py-mallory": mallory.public_keys(),
+                **link.js_keys}
+    _relay(link, {"py-alice": alice, "py-mallory": mallory}, ["js-bob", "js-carol"], 1, everyone)
+    before = link.js("js-bob", "encrypt", "everyone can read this")
+    assert mallory.decrypt("js-bob", before["body"], before["commitment"]).text == (
+        "everyone can read this")
+    assert link.js("js-carol", "decrypt", "js-bob", before["body"], before["commitment"])[
+        "text"] == "everyone can read this"
+
+    # Mallory is removed: epoch 2; Mallory's session is not told and keeps its keys.
+    remaining = {m: k for m, k in everyone.items() if m != "py-mallory"}
+    _relay(link, {"py-alice": alice}, ["js-bob", "js-carol"], 2, remaining)
+    after = link.js("js-bob", "encrypt", "only the three of us")
+    assert after["epoch"] == 2
+    assert alice.decrypt("js-bob", after["body"], after["commitment"]).text == "only the three of us"
+    assert link.js("js-carol", "decrypt", "js-bob", after["body"], after["commitment"])[
+        "text"] == "only the three of us"
+    with pytest.raises(E2EEError) as caught:
+        mallory.decrypt("js-bob", after["body"], after["commitment"])
+    assert caught.value.code == "e2ee.no_sender_key"
+    from_py = alice.encrypt("rotated in Python too")
+    assert from_py.epoch == 2
+    assert link.js("js-carol", "decrypt", "py-alice", from_py.body, from_py.commitment)[
+        "text"] == "rotated in Python too"
+    assert link.js("js-carol", "safetyCode") == {"code": alice.safety_code()}

@@ -1,0 +1,70 @@
+"""Config loading: the shipped file is good; every bad key is named with what was expected."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spaces.config import SHIPPED_CONFIG, ConfigError, load_config
+
+
+def test_shipped_config_loads_with_a_demo_room() -> None:
+    config = load_config()
+    assert config.source == str(SHIPPED_CONFIG)
+    demo = config.room("demo")
+    assert demo is not None and demo.layout.seats and demo.layout.corners
+    assert config.server.listen == ("tcp:8080:interface=127.0.0.1",)
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    return path
+
+
+ROOM = """
+[[rooms]]
+id = "r"
+title = "R"
+[rooms.layout]
+hearth = { x = 7.0, y = 5.0, radius = 0.8 }
+circle = { x = 7.0, y = 5.0, radius = 2.6, seats = 8 }
+spawn = [[1.0, 1.0]]
+"""
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("[limits]\nmessages_per_second = 'fast'\n" + ROOM,
+     "limits.messages_per_second: expected a number from 1 to 10000, got a string ('fast')"),
+    ("[limits]\nmax_frame_bytes = 10\n" + ROOM, "limits.max_frame_bytes: expected a whole number"),
+    ("[limits]\nmesages_per_second = 3\n" + ROOM, "limits.mesages_per_second: unknown key"),
+    ("[session]\nresume_grace_seconds = -1\n" + ROOM, "session.resume_grace_seconds"),
+    ("[server]\nallowed_origins = ['evil']\n" + ROOM, "server.allowed_origins[0]: expected an origin"),
+    ("", "rooms: expected at least one [[rooms]] table"),
+    (ROOM.replace('id = "r"', 'id = "Bad Id!"'), "rooms[0].id: expected lowercase"),
+    (ROOM.replace("spawn = [[1.0, 1.0]]", "spawn = [[7.0, 5.0]]"),
+     "rooms[0].layout: spawn[0]: expected a point inside the room and outside the hearth"),
+    (ROOM.replace("radius = 2.6", "radius = 0.5"), "circle.radius: expected larger than hearth"),
+    (ROOM.replace('circle = { x = 7.0, y = 5.0, radius = 2.6, seats = 8 }\n', ''),
+     "rooms[0].layout.circle: expected a table"),
+    ("[rooms\n", "not valid TOML"),
+])
+def test_each_problem_names_file_key_and_expectation(tmp_path: Path, text: str, fragment: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert any(fragment in p and p.startswith(str(path)) for p in caught.value.problems), \
+        caught.value.problems
+
+
+def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
+    path = write(tmp_path, "[limits]\nburst = 1\nmoves_per_second = 0\n" + ROOM)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert len(caught.value.problems) == 2
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_config(tmp_path / "nope.toml")

@@ -1,0 +1,578 @@
+"""Generate the shared E2EE test vectors (tests/vectors/*.json), deterministically.
+
+    .venv/bin/python tests/vectors/generate.py          # rewrite the JSON files
+    .venv/bin/python tests/vectors/generate.py --check  # exit 1 if they are not current
+
+All randomness comes from `DetRng` (SHA-256 of a name and a counter), and every
+draw is written into the vectors, so the browser module replays exactly the
+same bytes. primitives.json is computed here from the standard library alone
+(hmac, hashlib), independently of spaces.e2ee, so it checks the package too.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import struct
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from spaces.e2ee import errors  # noqa: E402
+from spaces.e2ee.chain import SenderKey  # noqa: E402
+from spaces.e2ee.encoding import fields, u32  # noqa: E402
+from spaces.e2ee.envelope import seal_envelope  # noqa: E402
+from spaces.e2ee.errors import E2EEError  # noqa: E402
+from spaces.e2ee.franking import commit, server_tag, verify_report  # noqa: E402
+from spaces.e2ee.identity import Identity, safety_code  # noqa: E402
+from spaces.e2ee.message import (  # noqa: E402
+    AAD_LABEL,
+    SIG_LABEL,
+    RoomMessage,
+    encode_inner,
+    message_key,
+    seal_room_message,
+)
+from spaces.e2ee.primitives import seal  # noqa: E402
+from spaces.e2ee.session import GroupSession  # noqa: E402
+
+Json = dict[str, Any]
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+class DetRng:
+    """Deterministic rng(n) for vectors; remembers every draw so JS can replay them."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+        self.draws: list[str] = []
+
+    def __call__(self, n: int) -> bytes:
+        out = b""
+        block = 0
+        while len(out) < n:
+            out += hashlib.sha256(f"{self.name}/{self.count}/{block}".encode()).digest()
+            block += 1
+        self.count += 1
+        data = out[:n]
+        self.draws.append(data.hex())
+        return data
+
+
+def det_bytes(name: str, n: int = 32) -> bytes:
+    return DetRng(name)(n)
+
+
+def identity(name: str) -> Identity:
+    return Identity(det_bytes(f"{name}/dh"), det_bytes(f"{name}/sig"))
+
+
+def identity_json(ident: Identity) -> Json:
+    dh, sig = ident.private_bytes()
+    return {"dh_private": dh.hex(), "sig_private": sig.hex(), **ident.public.to_wire()}
+
+
+# ---------------------------------------------------------------- primitives (stdlib only)
+
+
+def _lp(data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + data
+
+
+def _fields(label: str, *parts: bytes) -> bytes:
+    return _lp(label.encode()) + b"".join(_lp(p) for p in parts)
+
+
+def _hmac(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def _hkdf(ikm: bytes, salt: bytes, info: bytes, length: int) -> bytes:
+    prk = _hmac(salt, ikm)
+    okm, block, counter = b"", b"", 1
+    while len(okm) < length:
+        block = _hmac(prk, block + info + bytes([counter]))
+        okm += block
+        counter += 1
+    return okm[:length]
+
+
+def primitives() -> Json:
+    field_cases = [
+        ("hearth-e2ee/v1/message-key", []),
+        ("x", [b"", b"ab", bytes(range(5))]),
+        ("hearth-e2ee/v1/franking-tag", [bytes(32), "Zimmer ☕".encode(), b"m-1",
+                                         struct.pack(">Q", 7), struct.pack(">Q", 1764095400123)]),
+    ]
+    ratchets: list[Json] = []
+    for name in ("chain-a", "chain-b"):
+        chain_key = det_bytes(name)
+        steps: list[Json] = []
+        key = chain_key
+        for index in range(4):
+            seed, nxt = _hmac(key, b"\x01"), _hmac(key, b"\x02")
+            okm = _hkdf(seed, bytes(32), _fields("hearth-e2ee/v1/message-key"), 44)
+            steps.append({"index": index, "seed": seed.hex(), "aes_key": okm[:32].hex(),
+                          "nonce": okm[32:].hex(), "next_chain_key": nxt.hex()})
+            key = nxt
+        ratchets.append({"chain_key": chain_key.hex(), "steps": steps})
+    return {
+        "description": "Length-prefixed fields, the sender-key ratchet and message keys "
+                       "(computed with hmac/hashlib only).",
+        "fields": [{"label": label, "parts": [p.hex() for p in parts],
+                    "encoded": _fields(label, *parts).hex()} for label, parts in field_cases],
+        "ratchets": ratchets,
+        "hkdf": [{  # RFC 5869, test case 1
+            "ikm": "0b" * 22, "salt": "000102030405060708090a0b0c",
+            "info": "f0f1f2f3f4f5f6f7f8f9", "length": 42,
+            "okm": _hkdf(bytes.fromhex("0b" * 22), bytes.fromhex("000102030405060708090a0b0c"),
+                         bytes.fromhex("f0f1f2f3f4f5f6f7f8f9"), 42).hex(),
+        }],
+        "base64": {
+            "valid": [["", ""], ["AA==", "00"], ["AAE=", "0001"], ["AAEC", "000102"]],
+            "invalid": ["A", "AA", "AA=", "AA=A", "A===", "AA==\n", " AA==", "AA-_", "QUJD\n"],
+        },
+    }
+
+
+# ---------------------------------------------------------------- identities
+
+
+def identities() -> Json:
+    people = {name: identity(name) for name in ("alice", "bob", "carol")}
+    roster = {"m-a": people["alice"].public, "m-b": people["bob"].public,
+              "m-ä": people["carol"].public}
+    signing = people["alice"]
+    messages = [b"", b"hearth", bytes(range(256))]
+    low_order = bytes(32)
+    return {
+        "description": "Identity keys from private bytes, fingerprints, safety codes, "
+                       "Ed25519 signatures and X25519 agreement.",
+        "identities": [{"name": n, **identity_json(i), "fingerprint": i.public.fingerprint()}
+                       for n, i in people.items()],
+        "safety_codes": [
+            {"room_id": "room-1", "epoch": 1,
+             "roster": {m: k.to_wire() for m, k in roster.items()},
+             "code": safety_code("room-1", 1, roster)},
+            {"room_id": "room-1", "epoch": 2,
+             "roster": {m: k.to_wire() for m, k in roster.items()},
+             "code": safety_code("room-1", 2, roster)},
+            {"room_id": "room-1", "epoch": 1,
+             "roster": {m: k.to_wire() for m, k in roster.items() if m != "m-ä"},
+             "code": safety_code("room-1", 1, {m: k for m, k in roster.items() if m != "m-ä"})},
+        ],
+        "signatures": [{"sig_private": signing.private_bytes()[1].hex(), "message": m.hex(),
+                        "signature": signing.sign(m).hex()} for m in messages],
+        "exchanges": [
+            {"dh_private": people["alice"].private_bytes()[0].hex(),
+             "peer_dh": people["bob"].public.dh.hex(),
+             "shared": people["alice"].exchange(people["bob"].public.dh).hex()},
+            {"dh_private": people["alice"].private_bytes()[0].hex(),
+             "peer_dh": low_order.hex(), "error": errors.BAD_KEY},
+        ],
+    }
+
+
+# ---------------------------------------------------------------- sealed envelopes
+
+
+def envelopes() -> Json:
+    alice, bob, carol = identity("alice"), identity("bob"), identity("carol")
+    cases: list[Json] = []
+    rejections: list[Json] = []
+    for n, (epoch, index) in enumerate([(1, 0), (3, 17)]):
+        key = SenderKey(epoch, index, det_bytes(f"envelope-chain/{n}"))
+        rng = DetRng(f"envelope-ephemeral/{n}")
+        body = seal_envelope(key.encode(), sender=alice, sender_id="m-a", recipient=bob.public,
+                             recipient_id="m-b", room_id="room-1", rng=rng)
+        cases.append({"room_id": "room-1", "sender_id": "m-a", "recipient_id": "m-b",
+                      "sender": identity_json(alice), "recipient": identity_json(bob),
+                      "ephemeral_private": rng.draws[0], "payload": key.encode().hex(),
+                      "sender_key": {"epoch": epoch, "index": index,
+                                     "chain_key": key.chain_key.hex()},
+                      "body": b64(body)})
+    good = base64.b64decode(cases[0]["body"])
+
+    def flip(data: bytes, at: int) -> bytes:
+        return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
+
+    base = {"room_id": "room-1", "sender_id": "m-a", "recipient_id": "m-b",
+            "sender": identity_json(alice), "recipient": identity_json(bob)}
+
+    def reject(description: str, body: bytes, code: str, **over: Any) -> None:
+        rejections.append({**base, **over, "description": description, "body": b64(body),
+                           "code": code})
+
+    reject("ciphertext byte flipped", flip(good, 40), errors.BAD_SIGNATURE)
+    reject("ephemeral key byte flipped", flip(good, 5), errors.BAD_SIGNATURE)
+    reject("signature byte flipped", flip(good, len(good) - 1), errors.BAD_SIGNATURE)
+    reject("opened by another member", good, errors.BAD_SIGNATURE,
+           recipient_id="m-c", recipient=identity_json(carol))
+    reject("claimed by another sender", good, errors.BAD_SIGNATURE,
+           sender_id="m-c", sender=identity_json(carol))
+    reject("replayed into another room", good, errors.BAD_SIGNATURE, room_id="room-2")
+    reject("unknown version", b"\x02" + good[1:], errors.UNSUPPORTED)
+    reject("room message type", b"\x01\x01" + good[2:], errors.MALFORMED)
+    reject("truncated", good[:100], errors.MALFORMED)
+    # A sender who signs junk: the signature holds, AES-GCM refuses.
+    header = good[:34]
+    ctx = (b"room-1", b"m-a", b"m-b")
+    junk = seal(bytes(32), bytes(12), b"not for you", fields("hearth-e2ee/v1/envelope-aad",
+                                                               header, *ctx))
+    signed = alice.sign(fields("hearth-e2ee/v1/envelope-sig", header, *ctx, bob.public.dh, junk))
+    reject("signed by the sender, wrong key inside", header + junk + signed, errors.TAMPERED)
+    # A sender who signs a low-order ephemeral key.
+    header = b"\x01\x02" + bytes(32)
+    signed = alice.sign(fields("hearth-e2ee/v1/envelope-sig", header, *ctx, bob.public.dh, junk))
+    reject("signed low-order ephemeral key", header + junk + signed, errors.BAD_KEY)
+    return {"description": "Pairwise sealed envelopes carrying sender keys.",
+            "cases": cases, "rejections": rejections}
+
+
+# ---------------------------------------------------------------- room messages
+
+TEXTS = [
+    "",
+    "Hello, everyone.",
+    "Привет 👋 — مرحبا",
+    "\ufeffstarts with a byte order mark",
+    "x" * 27,  # 37 + 27 = 64: exactly one block
+    "y" * 28,  # one byte over: two blocks
+    "I hear you. " * 40,
+]
+
+
+def messages() -> Json:
+    alice = identity("alice")
+    cases: list[Json] = []
+    rejections: list[Json] = []
+    for n, text in enumerate(TEXTS):
+        seed = det_bytes(f"message-seed/{n}")
+        franking_key = det_bytes(f"franking-key/{n}")
+        commitment = commit(franking_key, text)
+        epoch, index = 1 + n % 3, n * 5
+        msg = seal_room_message(sender=alice, room_id="room-1", sender_id="m-a", epoch=epoch,
+                                index=index, seed=seed, text=text, franking_key=franking_key,
+                                commitment=commitment)
+        key, nonce = message_key(seed)
+        cases.append({"room_id": "room-1", "sender_id": "m-a", "sender": identity_json(alice),
+                      "epoch": epoch, "index": index, "seed": seed.hex(), "text": text,
+                      "franking_key": franking_key.hex(), "commitment": b64(commitment),
+                      "aes_key": key.hex(), "nonce": nonce.hex(),
+                      "inner": encode_inner(text, franking_key).hex(),
+                      "body": b64(msg.encode())})
+    first = cases[1]
+    seed = bytes.fromhex(first["seed"])
+    good = base64.b64decode(first["body"])
+    commitment = base64.b64decode(first["commitment"])
+    base = {"room_id": "room-1", "sender_id": "m-a", "sender": identity_json(alice),
+            "seed": first["seed"], "commitment": first["commitment"]}
+
+    def reject(description: str, body: bytes, code: str, **over: Any) -> None:
+        rejections.append({**base, **over, "description": description, "body": b64(body),
+                           "code": code})
+
+    def flip(data: bytes, at: int) -> bytes:
+        return data[:at] + bytes([data[at] ^ 0x80]) + data[at + 1 :]
+
+    reject("ciphertext byte flipped", flip(good, 20), errors.BAD_SIGNATURE)
+    reject("epoch rewritten", flip(good, 5), errors.BAD_SIGNATURE)
+    reject("index rewritten", flip(good, 9), errors.BAD_SIGNATURE)
+    reject("signature byte flipped", flip(good, len(good) - 3), errors.BAD_SIGNATURE)
+    reject("commitment swapped", good, errors.BAD_SIGNATURE,
+           commitment=b64(commit(bytes(32), first["text"])))
+    reject("spliced to another sender", good, errors.BAD_SIGNATURE, sender_id="m-b")
+    reject("spliced to another room", good, errors.BAD_SIGNATURE, room_id="room-2")
+    reject("forged by another identity", good, errors.BAD_SIGNATURE,
+           sender=identity_json(identity("mallory")))
+    reject("unknown version", b"\x07" + good[1:], errors.UNSUPPORTED)
+    reject("envelope type", b"\x01\x02" + good[2:], errors.MALFORMED)
+    reject("truncated", good[:60], errors.MALFORMED)
+
+    # A malicious sender signs what it likes; these must still be refused after decryption.
+    def signed_inner(description: str, inner: bytes, code: str, *, key_seed: bytes = seed,
+                     commit_to: bytes = commitment) -> None:
+        header = RoomMessage(1, 5, b"", b"").header
+        ctx = (header, b"room-1", b"m-a", commit_to)
+        key, nonce = message_key(key_seed)
+        ciphertext = seal(key, nonce, inner, fields(AAD_LABEL, *ctx))
+        signature = alice.sign(fields(SIG_LABEL, *ctx, ciphertext))
+        reject(description, header + ciphertext + signature, code, commitment=b64(commit_to))
+
+    fk = bytes.fromhex(first["franking_key"])
+    signed_inner("signed, sealed under another key", encode_inner("hi", fk), errors.TAMPERED,
+                 key_seed=bytes(32))
+    signed_inner("commitment to other text", encode_inner("something else", fk),
+                 errors.BAD_COMMITMENT)
+    inner = bytearray(encode_inner(first["text"], fk))
+    inner[-1] = 1
+    signed_inner("non-zero padding", bytes(inner), errors.MALFORMED)
+    signed_inner("unpadded", encode_inner(first["text"], fk)[: 37 + len(first["text"])],
+                 errors.MALFORMED)
+    signed_inner("length beyond the plaintext",
+                 bytes([1]) + fk + u32(1000) + b"hi".ljust(27, b"\0"), errors.MALFORMED)
+    signed_inner("unknown kind", bytes([9]) + encode_inner(first["text"], fk)[1:],
+                 errors.UNSUPPORTED)
+    bad_utf8 = bytes([1]) + fk + u32(2) + b"\xc3\x28"
+    signed_inner("invalid UTF-8", bad_utf8 + bytes(64 - len(bad_utf8)), errors.MALFORMED)
+    return {"description": "Room messages: one text under one message key, signed.",
+            "cases": cases, "rejections": rejections}
+
+
+# ---------------------------------------------------------------- franking
+
+
+def franking() -> Json:
+    server_key = det_bytes("server-franking-key")
+    commitments: list[Json] = []
+    for n, text in enumerate(TEXTS[:4]):
+        fk = det_bytes(f"franking-key/{n}")
+        commitments.append({"franking_key": fk.hex(), "text": text,
+                            "commitment": commit(fk, text).hex()})
+    tags: list[Json] = []
+    for n, (room, sender, seq, ts) in enumerate([("room-1", "m-a", 1, 1764095400123),
+                                                 ("Zimmer ☕", "m-ä", 2**53, 0),
+                                                 ("r", "s", 0, 2**64 - 1)]):
+        c = bytes.fromhex(commitments[n]["commitment"])
+        tags.append({"server_key": server_key.hex(), "commitment": c.hex(), "room_id": room,
+                     "sender_id": sender, "seq": str(seq), "ts": str(ts),
+                     "tag": server_tag(server_key, c, room, sender, seq, ts).hex()})
+    good: Json = {"plaintext": commitments[1]["text"], "franking_key": commitments[1]["franking_key"],
+            "commitment": commitments[1]["commitment"], "room_id": "room-1",
+            "sender_id": "m-a", "seq": 42, "ts": 1764095400123}
+    good["tag"] = server_tag(server_key, bytes.fromhex(good["commitment"]), "room-1", "m-a", 42,
+                             1764095400123).hex()
+    reports: list[Json] = [
+        {**good, "description": "genuine", "code": None},
+        {**good, "description": "altered text", "plaintext": "Hello, everyone!",
+         "code": errors.FRANKING_BAD_COMMITMENT},
+        {**good, "description": "swapped sender", "sender_id": "m-b",
+         "code": errors.FRANKING_BAD_TAG},
+        {**good, "description": "other seq", "seq": 43, "code": errors.FRANKING_BAD_TAG},
+        {**good, "description": "other time", "ts": 1764095400124,
+         "code": errors.FRANKING_BAD_TAG},
+        {**good, "description": "other room", "room_id": "room-2",
+         "code": errors.FRANKING_BAD_TAG},
+        {**good, "description": "forged tag", "tag": _hmac(bytes(32), b"forged").hex(),
+         "code": errors.FRANKING_BAD_TAG},
+        {**good, "description": "other franking key",
+         "franking_key": commitments[2]["franking_key"], "code": errors.FRANKING_BAD_COMMITMENT},
+        {**good, "description": "short franking key", "franking_key": "00" * 16,
+         "code": errors.FRANKING_MALFORMED},
+    ]
+    for report in reports:  # the generator refuses to write a vector the code disagrees with
+        code = None
+        try:
+            verify_report(server_key, plaintext=report["plaintext"],
+                          franking_key=bytes.fromhex(report["franking_key"]),
+                          commitment=bytes.fromhex(report["commitment"]),
+                          tag=bytes.fromhex(report["tag"]), room_id=report["room_id"],
+                          sender_id=report["sender_id"], seq=report["seq"], ts=report["ts"])
+        except E2EEError as exc:
+            code = exc.code
+        assert code == report["code"], (report["description"], code)
+    return {"description": "Franking commitments, server tags (seq and ts as decimal strings, "
+                           "u64) and report verification outcomes.",
+            "server_key": server_key.hex(), "commitments": commitments, "tags": tags,
+            "reports": reports}
+
+
+# ---------------------------------------------------------------- a whole session
+
+
+class Scenario:
+    """Drives real GroupSessions and writes down every call and its outcome."""
+
+    def __init__(self, room_id: str) -> None:
+        self.room_id = room_id
+        self.sessions: dict[str, GroupSession] = {}
+        self.rngs: dict[str, DetRng] = {}
+        self.steps: list[Json] = []
+
+    def _run(self, step: Json, call: Callable[[], Json]) -> Json:
+        try:
+            expect = call()
+        except E2EEError as exc:
+            expect = {"error": exc.code}
+        step["expect"] = expect
+        self.steps.append(step)
+        return expect
+
+    def create(self, member: str) -> None:
+        rng = self.rngs[member] = DetRng(f"session/{member}")
+        self.sessions[member] = GroupSession(self.room_id, member, rng=rng)
+        self._run({"member": member, "op": "create"},
+                  lambda: {"public_keys": self.sessions[member].public_keys()})
+
+    def roster(self, members: list[str]) -> dict[str, dict[str, str]]:
+        return {m: self.sessions[m].public_keys() for m in members}
+
+    def update_roster(self, member: str, epoch: int, roster: dict[str, dict[str, str]]
+                      ) -> list[list[str]]:
+        session = self.sessions[member]
+
+        def call() -> Json:
+            out = session.update_roster(epoch, roster)
+            change = session.last_changes
+            assert change is not None
+            return {"envelopes": [list(e) for e in out], "changes": {
+                "epoch": change.epoch, "epoch_advanced": change.epoch_advanced,
+                "joined": list(change.joined), "left": list(change.left),
+                "keys_changed": list(change.keys_changed), "ignored": list(change.ignored),
+                "rotation_required": change.rotation_required}}
+
+        result = self._run({"member": member, "op": "update_roster", "epoch": epoch,
+                            "roster": roster}, call)
+        envelopes: list[list[str]] = result.get("envelopes", [])
+        return envelopes
+
+    def deliver(self, sender: str, envelopes: list[list[str]]) -> None:
+        for to, body in envelopes:
+            self.receive_directed(to, sender, body)
+
+    def receive_directed(self, member: str, sender: str, body: str) -> Json:
+        def call() -> Json:
+            self.sessions[member].receive_directed(sender, body)
+            return {"ok": True}
+
+        return self._run({"member": member, "op": "receive_directed", "from": sender,
+                          "body": body}, call)
+
+    def encrypt(self, member: str, text: str) -> Json:
+        def call() -> Json:
+            out = self.sessions[member].encrypt(text)
+            return {"body": out.body, "commitment": out.commitment,
+                    "franking_key": out.franking_key.hex(), "epoch": out.epoch,
+                    "index": out.index}
+
+        return self._run({"member": member, "op": "encrypt", "text": text}, call)
+
+    def decrypt(self, member: str, sender: str, message: Json) -> Json:
+        def call() -> Json:
+            got = self.sessions[member].decrypt(sender, message["body"], message["commitment"])
+            return {"text": got.text, "franking_key": got.franking_key.hex(),
+                    "commitment": b64(got.commitment), "epoch": got.epoch, "index": got.index}
+
+        return self._run({"member": member, "op": "decrypt", "from": sender,
+                          "body": message["body"], "commitment": message["commitment"]}, call)
+
+    def safety_code(self, member: str) -> str:
+        result = self._run({"member": member, "op": "safety_code"},
+                           lambda: {"code": self.sessions[member].safety_code()})
+        code: str = result["code"]
+        return code
+
+    def fingerprint(self, member: str, of: str) -> None:
+        self._run({"member": member, "op": "fingerprint", "of": of},
+                  lambda: {"fingerprint": self.sessions[member].fingerprint(of)})
+
+
+def session() -> Json:
+    s = Scenario("room-1")
+    for m in ("m-a", "m-b", "m-c"):
+        s.create(m)
+    s.decrypt("m-a", "m-b", {"body": "AA==", "commitment": "AA=="})  # no roster yet
+    roster = s.roster(["m-a", "m-b"])
+    to_b = s.update_roster("m-a", 1, roster)
+    to_a = s.update_roster("m-b", 1, roster)
+    hello = s.encrypt("m-a", "Hello, everyone.")
+    s.decrypt("m-b", "m-a", hello)  # before the sender key arrives: buffer and retry
+    s.deliver("m-a", to_b)
+    s.deliver("m-b", to_a)
+    s.decrypt("m-b", "m-a", hello)
+    s.decrypt("m-a", "m-b", s.encrypt("m-b", "Привет 👋"))
+    burst = [s.encrypt("m-a", f"burst {i}") for i in range(3)]
+    for i in (2, 0, 1):  # out of order, within the window
+        s.decrypt("m-b", "m-a", burst[i])
+    s.decrypt("m-b", "m-a", burst[1])  # replay
+    s.decrypt("m-b", "m-c", burst[1])  # not on the roster
+    s.decrypt("m-a", "m-a", burst[1])  # our own, echoed
+    tampered = dict(burst[0])
+    raw = bytearray(base64.b64decode(tampered["body"]))
+    raw[12] ^= 1
+    tampered["body"] = b64(bytes(raw))
+    s.decrypt("m-b", "m-a", tampered)
+
+    # m-c joins without an epoch change: gets current chains, reads from now on only.
+    roster = s.roster(["m-a", "m-b", "m-c"])
+    outs = {m: s.update_roster(m, 1, roster) for m in ("m-a", "m-b", "m-c")}
+    for m, out in outs.items():
+        s.deliver(m, out)
+    s.receive_directed("m-b", "m-a", to_b[0][1])  # duplicate delivery: harmless
+    s.decrypt("m-c", "m-a", hello)  # sent before m-c joined
+    after_join = s.encrypt("m-a", "Welcome, m-c.")
+    s.decrypt("m-c", "m-a", after_join)
+    s.decrypt("m-b", "m-a", after_join)
+    for m in ("m-a", "m-b", "m-c"):
+        s.safety_code(m)
+        s.fingerprint(m, "m-c")
+
+    # m-b is removed: the epoch advances, m-a and m-c rotate.
+    in_flight = s.encrypt("m-a", "sent just before the change")
+    old_b = s.encrypt("m-b", "last words of epoch 1")
+    roster = s.roster(["m-a", "m-c"])
+    outs = {m: s.update_roster(m, 2, roster) for m in ("m-a", "m-c")}
+    for m, out in outs.items():
+        s.deliver(m, out)
+    s.decrypt("m-c", "m-a", in_flight)  # previous epoch still opens
+    s.decrypt("m-c", "m-b", old_b)  # m-b is gone from the roster
+    secret = s.encrypt("m-a", "only for m-c")
+    s.decrypt("m-c", "m-a", secret)
+    s.decrypt("m-b", "m-a", secret)  # the removed member holds no key for epoch 2
+    s.safety_code("m-a")
+    s.safety_code("m-c")
+
+    # The server drops m-c without advancing the epoch: m-a refuses to send.
+    s.update_roster("m-a", 2, s.roster(["m-a"]))
+    s.encrypt("m-a", "must not be sent")
+    s.update_roster("m-a", 1, s.roster(["m-a"]))  # epochs never go backwards
+    s.update_roster("m-a", 3, s.roster(["m-a"]))
+    s.encrypt("m-a", "sent again after rotation")
+    # A roster that lies about our own keys, and one with a malformed entry.
+    s.update_roster("m-a", 3, {"m-a": s.sessions["m-b"].public_keys()})
+    s.update_roster("m-a", 3, {**s.roster(["m-a"]), "m-x": {"dh": "AA==", "sig": "AA=="}})
+    return {"description": "A scripted room: join, messages, a newcomer, a removal, a server "
+                           "that forgets to rotate. Replay each member's rng draws in order.",
+            "room_id": s.room_id, "rng": {m: r.draws for m, r in s.rngs.items()},
+            "steps": s.steps}
+
+
+def build() -> dict[str, Json]:
+    return {"primitives": primitives(), "identity": identities(), "envelope": envelopes(),
+            "message": messages(), "franking": franking(), "session": session()}
+
+
+def render(data: Json) -> str:
+    return json.dumps(data, indent=1, sort_keys=True, ensure_ascii=True) + "\n"
+
+
+def main(argv: list[str]) -> int:
+    stale = []
+    for name, data in build().items():
+        path = HERE / f"{name}.json"
+        text = render(data)
+        if "--check" in argv:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text)
+    if stale:
+        print("stale vectors:", ", ".join(stale))
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,119 @@
+"""This process's side of the rooms: its connections, and the one place effects become bytes.
+
+The core decides; the node applies. Each effect's message is encoded once;
+a room broadcast is prepared once (autobahn PreparedMessage, compression off —
+ciphertext does not compress) and sent to every local member of the room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol
+
+from twisted.logger import Logger
+
+from spaces.broker import Broker, Subscription
+from spaces.connection import Connection
+from spaces.effects import Attach, Broadcast, Close, Detach, Effect, Reply, Send
+from spaces.protocol import encode
+from spaces.venue import Venue
+
+
+class Peer(Protocol):
+    """What the node needs of a WebSocket connection (HearthServerProtocol, or a fake)."""
+
+    def send_bytes(self, payload: bytes) -> None: ...
+    def send_prepared(self, prepared: Any) -> None: ...
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class Node:
+    log = Logger()
+
+    def __init__(self, venue: Venue, broker: Broker, prepare: Callable[[bytes], Any],
+                 clock: Callable[[], float]) -> None:
+        self.venue = venue
+        self.broker = broker
+        self.prepare = prepare
+        self.clock = clock
+        self._members: dict[str, Peer] = {}
+        self._member_subs: dict[str, Subscription] = {}
+        self._rooms: dict[str, dict[str, Peer]] = {}
+        self._room_subs: dict[str, Subscription] = {}
+
+    def connection(self) -> Connection:
+        return Connection(self.venue, self.venue.config.limits, self.clock())
+
+    @property
+    def member_count(self) -> int:
+        return len(self._members)
+
+    # --- from transports ---------------------------------------------------------
+
+    def received(self, peer: Peer, conn: Connection, frame: bytes, is_binary: bool) -> None:
+        self.apply(peer, conn.receive(frame, is_binary, self.clock()))
+
+    def lost(self, peer: Peer, conn: Connection) -> None:
+        seat = conn.seat
+        if seat is not None and self._members.get(seat.member) is peer:
+            self._unregister(seat.room, seat.member)
+        self.apply(None, conn.lost(self.clock()))
+
+    def tick(self) -> None:
+        self.apply(None, self.venue.tick(self.clock()))
+
+    # --- effects -------------------------------------------------------------------
+
+    def apply(self, peer: Peer | None, effects: Iterable[Effect]) -> None:
+        for effect in effects:
+            match effect:
+                case Reply(message=message):
+                    if peer is not None:
+                        peer.send_bytes(encode(message))
+                case Broadcast(room=room, message=message, exclude=exclude):
+                    self.broker.publish(room, encode(message), exclude)
+                case Send(member=member, message=message):
+                    self.broker.send(member, encode(message))
+                case Attach(room=room, member=member):
+                    if peer is not None:
+                        self._register(room, member, peer)
+                case Detach(member=member, code=code, reason=reason):
+                    old = self._members.get(member)
+                    if old is not None:
+                        room = next(r for r, ms in self._rooms.items() if member in ms)
+                        self._unregister(room, member)
+                        old.close(code, reason)
+                case Close(code=code, reason=reason):
+                    if peer is not None:
+                        peer.close(code, reason)
+
+    def _register(self, room: str, member: str, peer: Peer) -> None:
+        self._members[member] = peer
+        self._member_subs[member] = self.broker.subscribe_member(member, peer.send_bytes)
+        local = self._rooms.setdefault(room, {})
+        local[member] = peer
+        if room not in self._room_subs:
+            self._room_subs[room] = self.broker.subscribe_room(room, self._fan_out(room))
+
+    def _unregister(self, room: str, member: str) -> None:
+        self._members.pop(member, None)
+        sub = self._member_subs.pop(member, None)
+        if sub is not None:
+            sub.cancel()
+        local = self._rooms.get(room)
+        if local is not None:
+            local.pop(member, None)
+            if not local:
+                del self._rooms[room]
+                self._room_subs.pop(room).cancel()
+
+    def _fan_out(self, room: str) -> Callable[[bytes, str | None], None]:
+        def deliver(payload: bytes, exclude: str | None) -> None:
+            local = self._rooms.get(room)
+            if not local:
+                return
+            prepared = self.prepare(payload)
+            for member, peer in local.items():
+                if member != exclude:
+                    peer.send_prepared(prepared)
+        return deliver

@@ -1,0 +1,85 @@
+"""The service tree `hearth serve` runs: listeners on endpoint strings, and the room tick."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from autobahn.twisted.resource import WebSocketResource
+from twisted.application.internet import TimerService
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from spaces.broker import MemoryBroker
+from spaces.config import HearthConfig
+from spaces.venue import Venue
+from web.node import Node
+from web.site import build_site
+from web.ws import bind_node, prepare_for, websocket_factory
+
+
+class Listener(Service):
+    """Listens on one endpoint string while running; remembers the port it got."""
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, description: str, factory: Any) -> None:
+        self.reactor, self.description, self.factory = reactor, description, factory
+        self.port: Any = None
+        self.listening: Deferred[Any] = Deferred()
+
+    def startService(self) -> None:
+        super().startService()
+        d = serverFromString(self.reactor, self.description).listen(self.factory)
+
+        def up(port: Any) -> Any:
+            self.port = port
+            self.listening.callback(port)
+            return port
+
+        def failed(failure: Any) -> None:
+            self.log.failure("cannot listen on {endpoint}", failure, endpoint=self.description)
+            self.listening.errback(failure)
+
+        d.addCallbacks(up, failed)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.port is not None:
+            return self.port.stopListening()
+        return None
+
+
+@dataclass
+class Hearth:
+    service: MultiService
+    node: Node
+    listeners: list[Listener]
+
+    def when_listening(self) -> Deferred[Any]:
+        return DeferredList([lst.listening for lst in self.listeners], fireOnOneErrback=True,
+                            consumeErrors=True)
+
+
+def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = None) -> Hearth:
+    broker = MemoryBroker()
+    # Per process until `hearth init` writes a persistent secret: a report can
+    # be verified while the session that relayed the message is still running.
+    venue = Venue(config, franking_key=os.urandom(32))
+    factory = websocket_factory(config)
+    node = Node(venue, broker, prepare_for(factory), reactor.seconds)
+    bind_node(factory, config, node)
+    site = build_site(config, node, WebSocketResource(factory), "memory")
+    top = MultiService()
+    listeners = []
+    for description in listen or list(config.server.listen):
+        listener = Listener(reactor, description, site)
+        listener.setServiceParent(top)
+        listeners.append(listener)
+    tick = TimerService(1.0 / config.movement.tick_hz, node.tick)
+    tick.clock = reactor
+    tick.setServiceParent(top)
+    return Hearth(top, node, listeners)

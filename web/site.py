@@ -1,0 +1,115 @@
+"""One Site for pages, static files, health and the WebSocket.
+
+Every response carries the security headers: a Content-Security-Policy that
+allows only Hearth itself (no inline script, no third party), no referrer, no
+sniffing, the microphone for this origin only, and no framing. The access log
+is off: a request line would carry the client's address.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from autobahn.twisted.resource import WebSocketResource
+from twisted.web import resource, server, static
+
+from spaces.config import HearthConfig
+from spaces.protocol import SUBPROTOCOL
+from web.node import Node
+
+HERE = Path(__file__).resolve().parent
+STATIC = HERE / "static"
+TEMPLATES = HERE / "templates"
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "font-src 'self'; connect-src 'self'; media-src 'self'; worker-src 'self'; "
+       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = {
+    b"Content-Security-Policy": CSP.encode(),
+    b"Referrer-Policy": b"no-referrer",
+    b"X-Content-Type-Options": b"nosniff",
+    b"Permissions-Policy": b"microphone=(self), camera=(), geolocation=(), interest-cohort=()",
+    b"X-Frame-Options": b"DENY",
+    b"Cross-Origin-Opener-Policy": b"same-origin",
+    b"Cross-Origin-Resource-Policy": b"same-origin",
+}
+
+
+def templates() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                              autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+class HearthRequest(server.Request):
+    def process(self) -> None:
+        for name, value in SECURITY_HEADERS.items():
+            self.setHeader(name, value)
+        if self.isSecure():
+            self.setHeader(b"Strict-Transport-Security", b"max-age=31536000")
+        super().process()
+
+
+class HearthSite(server.Site):
+    requestFactory = HearthRequest
+
+    def log(self, request: Any) -> None:
+        """No access log: a request line names the client's address."""
+
+
+class Landing(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, config: HearthConfig, node: Node, env: jinja2.Environment) -> None:
+        super().__init__()
+        self.config, self.node, self.env = config, node, env
+
+    def render_GET(self, request: server.Request) -> bytes:
+        if request.postpath not in ([], [b""]):
+            request.setResponseCode(404)
+            request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+            return self.env.get_template("not_found.html").render(
+                organisation=self.config.organisation.name).encode("utf-8")
+        rooms = [{"id": r.id, "title": r.title, "schedule": r.schedule, "capacity": r.capacity,
+                  "present": len(self.node.venue.rooms[r.id].members)}
+                 for r in self.config.rooms]
+        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
+        return self.env.get_template("landing.html").render(
+            organisation=self.config.organisation.name, rooms=rooms).encode("utf-8")
+
+
+class Health(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, node: Node, broker_name: str) -> None:
+        super().__init__()
+        self.node, self.broker_name = node, broker_name
+
+    def render_GET(self, request: server.Request) -> bytes:
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Cache-Control", b"no-store")
+        venue = self.node.venue
+        return json.dumps({
+            "status": "ok", "protocol": SUBPROTOCOL, "broker": self.broker_name,
+            "rooms": len(venue.rooms),
+            "members": sum(len(r.members) for r in venue.rooms.values()),
+            "connections": self.node.member_count,
+        }).encode()
+
+
+def build_site(config: HearthConfig, node: Node, ws: WebSocketResource,
+               broker_name: str) -> HearthSite:
+    env = templates()
+    root = Landing(config, node, env)
+    root.isLeaf = False
+    root.putChild(b"", Landing(config, node, env))
+    files = static.File(str(STATIC))
+    files.directoryListing = lambda: resource.NoResource()  # type: ignore[method-assign]
+    root.putChild(b"static", files)
+    root.putChild(b"healthz", Health(node, broker_name))
+    root.putChild(b"ws", ws)
+    site = HearthSite(root)
+    site.displayTracebacks = False
+    return site

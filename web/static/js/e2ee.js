@@ -1,0 +1,828 @@
+// Hearth end-to-end encryption for group chat, in the browser: WebCrypto only.
+//
+// The byte-for-byte twin of the Python package spaces/e2ee (same formats, same
+// error codes, same order of random draws); tests/vectors/*.json prove it.
+// The protocol and its threat model are in docs/e2ee.md.
+//
+//   Identity        per-session X25519 + Ed25519 keys (fingerprint, sign, exchange)
+//   sealEnvelope    pairwise envelope: X25519 -> HKDF-SHA256 -> AES-256-GCM, signed
+//   SendingChain / ReceivingChain   sender-key ratchet, skipped-key window, replay refusal
+//   RoomMessage     room message layout, AAD, padding, signature
+//   commit / serverTag              message franking
+//   GroupSession    one member's state for one room; every method is async and
+//                   runs one at a time, so interleaved awaits never split a ratchet step.
+//
+// Nothing here logs; nothing here touches the network.
+
+const subtle = globalThis.crypto.subtle;
+
+export const WIRE_VERSION = 0x01;
+export const ROOM_MESSAGE_TYPE = 0x01;
+export const ENVELOPE_TYPE = 0x02;
+export const SENDER_KEY_KIND = 0x01;
+export const TEXT_KIND = 0x01;
+export const WINDOW = 256;
+export const MAX_FORWARD = 1024;
+export const MAX_EPOCHS_AHEAD = 8;
+export const PAD_BLOCK = 64;
+const U32_MAX = 2 ** 32 - 1;
+
+export const LABELS = Object.freeze({
+  fingerprint: "hearth-e2ee/v1/fingerprint",
+  safetyCode: "hearth-e2ee/v1/safety-code",
+  envelopeKey: "hearth-e2ee/v1/envelope-key",
+  envelopeAad: "hearth-e2ee/v1/envelope-aad",
+  envelopeSig: "hearth-e2ee/v1/envelope-sig",
+  messageKey: "hearth-e2ee/v1/message-key",
+  messageAad: "hearth-e2ee/v1/message-aad",
+  messageSig: "hearth-e2ee/v1/message-sig",
+  frankingCommitment: "hearth-e2ee/v1/franking-commitment",
+  frankingTag: "hearth-e2ee/v1/franking-tag",
+});
+
+// ---------------------------------------------------------------- errors
+
+export const CODES = Object.freeze({
+  MALFORMED: "e2ee.malformed",
+  BAD_KEY: "e2ee.bad_key",
+  BAD_SIGNATURE: "e2ee.bad_signature",
+  TAMPERED: "e2ee.tampered",
+  BAD_COMMITMENT: "e2ee.bad_commitment",
+  REPLAY: "e2ee.replay",
+  OUT_OF_WINDOW: "e2ee.out_of_window",
+  STALE_EPOCH: "e2ee.stale_epoch",
+  FUTURE_EPOCH: "e2ee.future_epoch",
+  UNKNOWN_SENDER: "e2ee.unknown_sender",
+  OWN_MESSAGE: "e2ee.own_message",
+  UNSUPPORTED: "e2ee.unsupported",
+  CHAIN_CONFLICT: "e2ee.chain_conflict",
+  NO_SENDER_KEY: "e2ee.no_sender_key",
+  NOT_READY: "e2ee.not_ready",
+  ROTATION_REQUIRED: "e2ee.rotation_required",
+  ROSTER_MISMATCH: "e2ee.roster_mismatch",
+  CHAIN_EXHAUSTED: "e2ee.chain_exhausted",
+  FRANKING_MALFORMED: "franking.malformed",
+});
+
+/** Every refusal of this module; branch on `code`, never on the message. */
+export class E2EEError extends Error {
+  constructor(code, message = "") {
+    super(message ? `${code}: ${message}` : code);
+    this.name = "E2EEError";
+    this.code = code;
+  }
+}
+
+// ---------------------------------------------------------------- encodings
+
+const encoder = new TextEncoder();
+// fatal: invalid UTF-8 is refused; ignoreBOM: a leading U+FEFF stays text, as in Python.
+const decoder = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+export function utf8(text) {
+  if (typeof text !== "string" || LONE_SURROGATE.test(text)) {
+    throw new E2EEError(CODES.MALFORMED, "text is not valid Unicode");
+  }
+  return encoder.encode(text);
+}
+
+export function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+export function u32(value) {
+  if (!Number.isSafeInteger(value) || value < 0 || value > U32_MAX) throw new RangeError("u32 out of range");
+  const out = new Uint8Array(4);
+  new DataView(out.buffer).setUint32(0, value);
+  return out;
+}
+
+export function u64(value) {
+  const big = typeof value === "bigint" ? value : Number.isSafeInteger(value) ? BigInt(value) : -1n;
+  if (big < 0n || big > 0xffffffffffffffffn) throw new RangeError("u64 out of range");
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setBigUint64(0, big);
+  return out;
+}
+
+function readU32(bytes, at) {
+  return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getUint32(at);
+}
+
+/** len(label)||label||len(p1)||p1||... with u32 big-endian lengths: injective, so signable. */
+export function fields(label, ...parts) {
+  const out = [];
+  for (const part of [encoder.encode(label), ...parts]) out.push(u32(part.length), part);
+  return concat(...out);
+}
+
+const B64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+export function b64encode(bytes) {
+  let s = "";
+  for (let i = 0; i < bytes.length; i += 0x8000) s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  return btoa(s);
+}
+
+/** Strict standard base64 with padding; optionally of an exact decoded length. */
+export function b64decode(text, { length = null, code = CODES.MALFORMED } = {}) {
+  if (typeof text !== "string" || !B64.test(text)) throw new E2EEError(code, "not standard base64");
+  const s = atob(text);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  if (length !== null && out.length !== length) throw new E2EEError(code, `expected ${length} bytes`);
+  return out;
+}
+
+function b64urlDecode(text) {
+  const std = text.replace(/-/g, "+").replace(/_/g, "/");
+  return b64decode(std + "=".repeat((4 - (std.length % 4)) % 4));
+}
+
+export function toHex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+export function fromHex(hex) {
+  return Uint8Array.from(hex.match(/../g) ?? [], (h) => parseInt(h, 16));
+}
+
+export function bytesEqual(a, b) {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a[i] ^ b[i];
+  return diff === 0;
+}
+
+function compareBytes(a, b) {
+  for (let i = 0; i < Math.min(a.length, b.length); i++) if (a[i] !== b[i]) return a[i] - b[i];
+  return a.length - b.length;
+}
+
+/** Member ids by their UTF-8 bytes: the one order both clients agree on. */
+export function sortMembers(ids) {
+  return [...ids].sort((a, b) => compareBytes(encoder.encode(a), encoder.encode(b)));
+}
+
+const defaultRng = (n) => globalThis.crypto.getRandomValues(new Uint8Array(n));
+
+/** Exactly n bytes from the injected rng (which may be sync or async). */
+export async function draw(rng, n) {
+  const data = await rng(n);
+  if (!(data instanceof Uint8Array) || data.length !== n) throw new Error(`rng must return exactly ${n} bytes`);
+  return Uint8Array.from(data);
+}
+
+// ---------------------------------------------------------------- primitives
+
+export async function hmacSha256(key, data) {
+  const k = await subtle.importKey("raw", key, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  return new Uint8Array(await subtle.sign("HMAC", k, data));
+}
+
+export async function hkdfSha256(ikm, { salt, info, length }) {
+  const k = await subtle.importKey("raw", ikm, "HKDF", false, ["deriveBits"]);
+  return new Uint8Array(await subtle.deriveBits({ name: "HKDF", hash: "SHA-256", salt, info }, k, length * 8));
+}
+
+async function aesKey(key) {
+  return subtle.importKey("raw", key, { name: "AES-GCM" }, false, ["encrypt", "decrypt"]);
+}
+
+export async function seal(key, nonce, plaintext, aad) {
+  const k = await aesKey(key);
+  return new Uint8Array(await subtle.encrypt({ name: "AES-GCM", iv: nonce, additionalData: aad, tagLength: 128 }, k, plaintext));
+}
+
+export async function openSealed(key, nonce, ciphertext, aad) {
+  const k = await aesKey(key);
+  try {
+    return new Uint8Array(await subtle.decrypt({ name: "AES-GCM", iv: nonce, additionalData: aad, tagLength: 128 }, k, ciphertext));
+  } catch {
+    throw new E2EEError(CODES.TAMPERED, "authenticated decryption failed");
+  }
+}
+
+async function sha256(data) {
+  return new Uint8Array(await subtle.digest("SHA-256", data));
+}
+
+// ---------------------------------------------------------------- identity
+
+const PKCS8_X25519 = fromHex("302e020100300506032b656e04220420");
+const PKCS8_ED25519 = fromHex("302e020100300506032b657004220420");
+
+// WebCrypto imports raw private keys only as PKCS#8; the public half comes from a JWK export,
+// after which the private key is re-imported non-extractable.
+async function importPrivate(name, prefix, raw, usages) {
+  const extractable = await subtle.importKey("pkcs8", concat(prefix, raw), { name }, true, usages);
+  const jwk = await subtle.exportKey("jwk", extractable);
+  const key = await subtle.importKey("jwk", jwk, { name }, false, usages);
+  return { key, publicRaw: b64urlDecode(jwk.x) };
+}
+
+async function x25519(privateKey, peerDh) {
+  let peer;
+  try {
+    peer = await subtle.importKey("raw", peerDh, { name: "X25519" }, false, []);
+    return new Uint8Array(await subtle.deriveBits({ name: "X25519", public: peer }, privateKey, 256));
+  } catch {
+    throw new E2EEError(CODES.BAD_KEY, "X25519 peer key is a low-order point");
+  }
+}
+
+function fingerprintOf(digest) {
+  const hex = toHex(digest.subarray(0, 10)).toUpperCase();
+  return hex.match(/.{4}/g).join(" ");
+}
+
+/** The public keys a member publishes to the roster (raw 32-byte encodings). */
+export class PublicIdentity {
+  constructor(dh, sig) {
+    this.dh = Uint8Array.from(dh);
+    this.sig = Uint8Array.from(sig);
+    this.#verifyKey = null;
+  }
+
+  #verifyKey;
+
+  /** Parse a roster entry {"dh": b64, "sig": b64}; anything else is e2ee.bad_key. */
+  static fromWire(keys) {
+    if (keys === null || typeof keys !== "object") throw new E2EEError(CODES.BAD_KEY, "roster entry is not an object");
+    const dh = b64decode(keys.dh, { length: 32, code: CODES.BAD_KEY });
+    const sig = b64decode(keys.sig, { length: 32, code: CODES.BAD_KEY });
+    return new PublicIdentity(dh, sig);
+  }
+
+  toWire() {
+    return { dh: b64encode(this.dh), sig: b64encode(this.sig) };
+  }
+
+  equals(other) {
+    return other instanceof PublicIdentity && bytesEqual(this.dh, other.dh) && bytesEqual(this.sig, other.sig);
+  }
+
+  async verify(signature, data) {
+    let ok = false;
+    try {
+      this.#verifyKey ??= await subtle.importKey("raw", this.sig, { name: "Ed25519" }, false, ["verify"]);
+      ok = await subtle.verify({ name: "Ed25519" }, this.#verifyKey, signature, data);
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new E2EEError(CODES.BAD_SIGNATURE, "signature does not verify");
+  }
+
+  /** 20 hex digits in groups of four, e.g. "3F9A C2D1 07BE 1122 3344". */
+  async fingerprint() {
+    return fingerprintOf(await sha256(fields(LABELS.fingerprint, this.dh, this.sig)));
+  }
+}
+
+/** A member's private keys for one session; the private halves are non-extractable. */
+export class Identity {
+  #dh;
+  #sig;
+
+  constructor(dhKey, sigKey, publicIdentity) {
+    this.#dh = dhKey;
+    this.#sig = sigKey;
+    this.public = publicIdentity;
+  }
+
+  /** Draws 32 bytes for X25519, then 32 for the Ed25519 seed (an order the vectors fix). */
+  static async generate(rng = defaultRng) {
+    const dh = await draw(rng, 32);
+    return Identity.fromPrivateBytes(dh, await draw(rng, 32));
+  }
+
+  static async fromPrivateBytes(dhPrivate, sigPrivate) {
+    if (dhPrivate.length !== 32 || sigPrivate.length !== 32) throw new Error("private keys are 32 bytes each");
+    const dh = await importPrivate("X25519", PKCS8_X25519, dhPrivate, ["deriveBits"]);
+    const sig = await importPrivate("Ed25519", PKCS8_ED25519, sigPrivate, ["sign"]);
+    return new Identity(dh.key, sig.key, new PublicIdentity(dh.publicRaw, sig.publicRaw));
+  }
+
+  async sign(data) {
+    return new Uint8Array(await subtle.sign({ name: "Ed25519" }, this.#sig, data));
+  }
+
+  async exchange(peerDh) {
+    return x25519(this.#dh, peerDh);
+  }
+}
+
+/** Four groups of five digits over room, epoch and every member's keys (sorted by id). */
+export async function safetyCode(roomId, epoch, roster) {
+  const entries = roster instanceof Map ? roster : new Map(Object.entries(roster));
+  const parts = [utf8(roomId), u64(epoch)];
+  for (const id of sortMembers(entries.keys())) {
+    const keys = entries.get(id);
+    parts.push(utf8(id), keys.dh, keys.sig);
+  }
+  const digest = await sha256(fields(LABELS.safetyCode, ...parts));
+  const groups = [];
+  for (let i = 0; i < 20; i += 5) {
+    let n = 0;
+    for (const b of digest.subarray(i, i + 5)) n = n * 256 + b;
+    groups.push(String(n % 100000).padStart(5, "0"));
+  }
+  return groups.join(" ");
+}
+
+// ---------------------------------------------------------------- sealed envelopes
+
+const ENVELOPE_HEADER_LEN = 34;
+
+async function envelopeKey(shared, ephemeral, recipientDh, ctx) {
+  const okm = await hkdfSha256(shared, { salt: concat(ephemeral, recipientDh), info: fields(LABELS.envelopeKey, ...ctx), length: 44 });
+  return [okm.subarray(0, 32), okm.subarray(32)];
+}
+
+/** Encrypt `payload` to one member; draws 32 bytes from rng for the ephemeral key. */
+export async function sealEnvelope(payload, { sender, senderId, recipient, recipientId, roomId, rng }) {
+  const ctx = [utf8(roomId), utf8(senderId), utf8(recipientId)];
+  const eph = await importPrivate("X25519", PKCS8_X25519, await draw(rng, 32), ["deriveBits"]);
+  const header = concat(Uint8Array.of(WIRE_VERSION, ENVELOPE_TYPE), eph.publicRaw);
+  const [key, nonce] = await envelopeKey(await x25519(eph.key, recipient.dh), eph.publicRaw, recipient.dh, ctx);
+  const ciphertext = await seal(key, nonce, payload, fields(LABELS.envelopeAad, header, ...ctx));
+  const signature = await sender.sign(fields(LABELS.envelopeSig, header, ...ctx, recipient.dh, ciphertext));
+  return concat(header, ciphertext, signature);
+}
+
+/** Verify the sender's signature, then decrypt; throws E2EEError, never returns junk. */
+export async function openEnvelope(body, { recipient, recipientId, sender, senderId, roomId }) {
+  if (body.length < 2) throw new E2EEError(CODES.MALFORMED, "envelope too short");
+  if (body[0] !== WIRE_VERSION) throw new E2EEError(CODES.UNSUPPORTED, "unknown envelope version");
+  if (body[1] !== ENVELOPE_TYPE) throw new E2EEError(CODES.MALFORMED, "not a sealed envelope");
+  if (body.length < ENVELOPE_HEADER_LEN + 16 + 64) throw new E2EEError(CODES.MALFORMED, "envelope too short");
+  const header = body.subarray(0, ENVELOPE_HEADER_LEN);
+  const ciphertext = body.subarray(ENVELOPE_HEADER_LEN, body.length - 64);
+  const signature = body.subarray(body.length - 64);
+  const ctx = [utf8(roomId), utf8(senderId), utf8(recipientId)];
+  await sender.verify(signature, fields(LABELS.envelopeSig, header, ...ctx, recipient.public.dh, ciphertext));
+  const ephemeral = header.subarray(2);
+  const [key, nonce] = await envelopeKey(await recipient.exchange(ephemeral), ephemeral, recipient.public.dh, ctx);
+  return openSealed(key, nonce, ciphertext, fields(LABELS.envelopeAad, header, ...ctx));
+}
+
+// ---------------------------------------------------------------- sender-key chains
+
+const SEED_BYTE = Uint8Array.of(0x01);
+const STEP_BYTE = Uint8Array.of(0x02);
+
+/** One ratchet step: [seed for this index, chain key for the next]. */
+export async function step(chainKey) {
+  return [await hmacSha256(chainKey, SEED_BYTE), await hmacSha256(chainKey, STEP_BYTE)];
+}
+
+async function advance(chainKey, steps) {
+  for (let i = 0; i < steps; i++) chainKey = await hmacSha256(chainKey, STEP_BYTE);
+  return chainKey;
+}
+
+/** A chain key at an index for one epoch. Wire (41 bytes): kind 0x01 | epoch u32 | index u32 | key. */
+export class SenderKey {
+  constructor(epoch, index, chainKey) {
+    this.epoch = epoch;
+    this.index = index;
+    this.chainKey = chainKey;
+  }
+
+  encode() {
+    return concat(Uint8Array.of(SENDER_KEY_KIND), u32(this.epoch), u32(this.index), this.chainKey);
+  }
+
+  static decode(data) {
+    if (data.length === 0) throw new E2EEError(CODES.MALFORMED, "empty sender key");
+    if (data[0] !== SENDER_KEY_KIND) throw new E2EEError(CODES.UNSUPPORTED, "unknown directed payload kind");
+    if (data.length !== 41) throw new E2EEError(CODES.MALFORMED, "sender key has the wrong length");
+    return new SenderKey(readU32(data, 1), readU32(data, 5), data.slice(9));
+  }
+}
+
+/** Our own chain for one epoch; `index` is the index the next message will use. */
+export class SendingChain {
+  constructor(epoch, index, chainKey) {
+    this.epoch = epoch;
+    this.index = index;
+    this.chainKey = chainKey;
+  }
+
+  static async start(epoch, rng) {
+    return new SendingChain(epoch, 0, await draw(rng, 32));
+  }
+
+  /** [index, seed, advanced chain] for the next message. */
+  async next() {
+    if (this.index > U32_MAX) throw new E2EEError(CODES.CHAIN_EXHAUSTED, "sender chain exhausted; wait for a new epoch");
+    const [seed, chainKey] = await step(this.chainKey);
+    return [this.index, seed, new SendingChain(this.epoch, this.index + 1, chainKey)];
+  }
+
+  senderKey() {
+    return new SenderKey(this.epoch, this.index, this.chainKey);
+  }
+}
+
+/** Another member's chain as we know it; see chain.py for the meaning of each field. */
+export class ReceivingChain {
+  constructor(epoch, index, chainKey, floor, skipped) {
+    this.epoch = epoch;
+    this.index = index;
+    this.chainKey = chainKey;
+    this.floor = floor;
+    this.skipped = skipped;
+  }
+
+  static fromSenderKey(key) {
+    return new ReceivingChain(key.epoch, key.index, key.chainKey, key.index, new Map());
+  }
+
+  /** [seed for index, chain with that seed consumed]; throws, never mutates. */
+  async take(index) {
+    if (index < this.floor) throw new E2EEError(CODES.OUT_OF_WINDOW, "message index is behind the window");
+    if (index < this.index) {
+      const seed = this.skipped.get(index);
+      if (seed === undefined) throw new E2EEError(CODES.REPLAY, "message index was already decrypted");
+      const rest = new Map(this.skipped);
+      rest.delete(index);
+      return [seed, new ReceivingChain(this.epoch, this.index, this.chainKey, this.floor, rest)];
+    }
+    if (index - this.index > MAX_FORWARD) throw new E2EEError(CODES.OUT_OF_WINDOW, "message index is too far ahead");
+    const newIndex = index + 1;
+    const floor = Math.max(this.floor, newIndex - WINDOW);
+    const skipped = new Map([...this.skipped].filter(([i]) => i >= floor));
+    let chainKey = this.chainKey;
+    let seed;
+    for (let i = this.index; i < index; i++) {
+      [seed, chainKey] = await step(chainKey);
+      if (i >= floor) skipped.set(i, seed);
+    }
+    [seed, chainKey] = await step(chainKey);
+    return [seed, new ReceivingChain(this.epoch, newIndex, chainKey, floor, skipped)];
+  }
+
+  /** Whether `key` is a state of this same chain (a harmless duplicate delivery). */
+  async matches(key) {
+    if (key.epoch !== this.epoch) return false;
+    const gap = key.index - this.index;
+    if (Math.abs(gap) > MAX_FORWARD) return false;
+    if (gap >= 0) return bytesEqual(await advance(this.chainKey, gap), key.chainKey);
+    return bytesEqual(await advance(key.chainKey, -gap), this.chainKey);
+  }
+}
+
+// ---------------------------------------------------------------- franking
+
+export async function commit(frankingKey, text) {
+  return hmacSha256(frankingKey, fields(LABELS.frankingCommitment, utf8(text)));
+}
+
+export async function commitmentMatches(frankingKey, text, commitment) {
+  const k = await subtle.importKey("raw", frankingKey, { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
+  return subtle.verify("HMAC", k, commitment, fields(LABELS.frankingCommitment, utf8(text)));
+}
+
+/** The server's tag (spaces/e2ee/franking.py); here so the vectors can check the encoding. */
+export async function serverTag(serverKey, commitment, roomId, senderId, seq, ts) {
+  if (commitment.length !== 32) throw new E2EEError(CODES.FRANKING_MALFORMED, "commitment must be 32 bytes");
+  let data;
+  try {
+    data = fields(LABELS.frankingTag, commitment, utf8(roomId), utf8(senderId), u64(seq), u64(ts));
+  } catch {
+    throw new E2EEError(CODES.FRANKING_MALFORMED, "room, sender, seq or ts out of range");
+  }
+  return hmacSha256(serverKey, data);
+}
+
+// ---------------------------------------------------------------- room messages
+
+const HEADER_LEN = 10;
+const INNER_HEADER_LEN = 37;
+const ZERO_SALT = new Uint8Array(32);
+
+/** [AES-256 key, nonce] for one chain index; each key encrypts exactly one message. */
+export async function messageKey(seed) {
+  const okm = await hkdfSha256(seed, { salt: ZERO_SALT, info: fields(LABELS.messageKey), length: 44 });
+  return [okm.subarray(0, 32), okm.subarray(32)];
+}
+
+const paddedLength = (n) => Math.ceil(n / PAD_BLOCK) * PAD_BLOCK;
+
+export function encodeInner(text, frankingKey) {
+  const data = utf8(text);
+  const inner = new Uint8Array(paddedLength(INNER_HEADER_LEN + data.length));
+  inner.set(concat(Uint8Array.of(TEXT_KIND), frankingKey, u32(data.length), data));
+  return inner;
+}
+
+/** [text, franking key]; strict about padding so both clients accept the same bytes. */
+export function decodeInner(inner) {
+  if (inner.length < INNER_HEADER_LEN) throw new E2EEError(CODES.MALFORMED, "inner plaintext too short");
+  if (inner[0] !== TEXT_KIND) throw new E2EEError(CODES.UNSUPPORTED, "unknown message kind");
+  const frankingKey = inner.slice(1, 33);
+  const end = INNER_HEADER_LEN + readU32(inner, 33);
+  if (end > inner.length || inner.length !== paddedLength(end) || inner.subarray(end).some((b) => b !== 0)) {
+    throw new E2EEError(CODES.MALFORMED, "inner plaintext length or padding is wrong");
+  }
+  let text;
+  try {
+    text = decoder.decode(inner.subarray(INNER_HEADER_LEN, end));
+  } catch {
+    throw new E2EEError(CODES.MALFORMED, "text is not UTF-8");
+  }
+  return [text, frankingKey];
+}
+
+/** A parsed room envelope body; nothing in it is trusted until verify() passed. */
+export class RoomMessage {
+  constructor(epoch, index, ciphertext, signature) {
+    this.epoch = epoch;
+    this.index = index;
+    this.ciphertext = ciphertext;
+    this.signature = signature;
+  }
+
+  get header() {
+    return concat(Uint8Array.of(WIRE_VERSION, ROOM_MESSAGE_TYPE), u32(this.epoch), u32(this.index));
+  }
+
+  encode() {
+    return concat(this.header, this.ciphertext, this.signature);
+  }
+
+  static decode(body) {
+    if (body.length < 2) throw new E2EEError(CODES.MALFORMED, "room message too short");
+    if (body[0] !== WIRE_VERSION) throw new E2EEError(CODES.UNSUPPORTED, "unknown room message version");
+    if (body[1] !== ROOM_MESSAGE_TYPE) throw new E2EEError(CODES.MALFORMED, "not a room message");
+    if (body.length < HEADER_LEN + 16 + 64) throw new E2EEError(CODES.MALFORMED, "room message too short");
+    return new RoomMessage(readU32(body, 2), readU32(body, 6), body.slice(HEADER_LEN, body.length - 64), body.slice(body.length - 64));
+  }
+
+  #context(roomId, senderId, commitment) {
+    return [this.header, utf8(roomId), utf8(senderId), commitment];
+  }
+
+  async verify(signer, { roomId, senderId, commitment }) {
+    await signer.verify(this.signature, fields(LABELS.messageSig, ...this.#context(roomId, senderId, commitment), this.ciphertext));
+  }
+
+  /** Decrypt, then check the franking commitment; [text, franking key]. */
+  async open(seed, { roomId, senderId, commitment }) {
+    const [key, nonce] = await messageKey(seed);
+    const aad = fields(LABELS.messageAad, ...this.#context(roomId, senderId, commitment));
+    const [text, frankingKey] = decodeInner(await openSealed(key, nonce, this.ciphertext, aad));
+    if (!(await commitmentMatches(frankingKey, text, commitment))) {
+      throw new E2EEError(CODES.BAD_COMMITMENT, "the text does not match its commitment");
+    }
+    return [text, frankingKey];
+  }
+}
+
+/** Encrypt and sign one text at (epoch, index) under the seed of that chain index. */
+export async function sealRoomMessage({ sender, roomId, senderId, epoch, index, seed, text, frankingKey, commitment }) {
+  const ctx = [new RoomMessage(epoch, index).header, utf8(roomId), utf8(senderId), commitment];
+  const [key, nonce] = await messageKey(seed);
+  const ciphertext = await seal(key, nonce, encodeInner(text, frankingKey), fields(LABELS.messageAad, ...ctx));
+  const signature = await sender.sign(fields(LABELS.messageSig, ...ctx, ciphertext));
+  return new RoomMessage(epoch, index, ciphertext, signature);
+}
+
+// ---------------------------------------------------------------- the group session
+
+/**
+ * One member's end-to-end state for one room. Mirrors spaces/e2ee/session.py
+ * (read its docstring for the rules); every crypto method is async and runs
+ * exclusively, in call order.
+ */
+export class GroupSession {
+  #rng;
+  #queue = Promise.resolve();
+  #floorEpoch = 0;
+  #roster = new Map(); // member id -> PublicIdentity
+  #own = null; // SendingChain
+  #delivered = new Map(); // member id -> PublicIdentity that holds our current chain
+  #chains = new Map(); // sender id -> Map(epoch -> ReceivingChain)
+  #rotationRequired = false;
+
+  constructor(roomId, memberId, identity, rng) {
+    this.roomId = roomId;
+    this.memberId = memberId;
+    this.identity = identity;
+    this.#rng = rng;
+    this.epoch = null;
+    this.lastChanges = null;
+  }
+
+  static async create(roomId, memberId, { identity = null, rng = defaultRng } = {}) {
+    return new GroupSession(roomId, memberId, identity ?? (await Identity.generate(rng)), rng);
+  }
+
+  #exclusive(fn) {
+    const run = this.#queue.then(fn);
+    this.#queue = run.catch(() => {});
+    return run;
+  }
+
+  /** What to publish to the roster: {dh: b64, sig: b64}. */
+  publicKeys() {
+    return this.identity.public.toWire();
+  }
+
+  /** Apply the server's epoch and roster; resolves to directed envelopes [[to, body_b64], ...]. */
+  updateRoster(epoch, roster) {
+    return this.#exclusive(async () => {
+      if (!Number.isSafeInteger(epoch) || epoch < 1 || epoch > U32_MAX) throw new E2EEError(CODES.MALFORMED, "epoch out of range");
+      if (this.epoch !== null && epoch < this.epoch) throw new E2EEError(CODES.STALE_EPOCH, "the roster's epoch went backwards");
+      const entries = roster instanceof Map ? [...roster] : Object.entries(roster);
+      const parsed = new Map();
+      const ignored = [];
+      for (const [id, keys] of entries) {
+        try {
+          parsed.set(id, PublicIdentity.fromWire(keys));
+        } catch (err) {
+          if (!(err instanceof E2EEError)) throw err;
+          ignored.push(id);
+        }
+      }
+      const me = this.memberId;
+      const mine = parsed.get(me);
+      if (ignored.includes(me) || (mine !== undefined && !mine.equals(this.identity.public))) {
+        throw new E2EEError(CODES.ROSTER_MISMATCH, "the roster shows other keys under our member id");
+      }
+      const old = this.#roster;
+      const joined = sortMembers(parsed.keys()).filter((m) => m !== me && !old.has(m));
+      const left = sortMembers(old.keys()).filter((m) => m !== me && !parsed.has(m));
+      const keysChanged = sortMembers(parsed.keys()).filter((m) => m !== me && old.has(m) && !old.get(m).equals(parsed.get(m)));
+      const advanced = this.epoch === null || epoch > this.epoch;
+      if (advanced) {
+        const own = await SendingChain.start(epoch, this.#rng); // drawn first: a failing rng changes nothing
+        this.#floorEpoch = this.epoch === null ? epoch : this.epoch;
+        this.epoch = epoch;
+        this.#own = own;
+        this.#delivered = new Map();
+        this.#rotationRequired = false;
+      } else if (left.length > 0) {
+        this.#rotationRequired = true;
+      }
+      const gone = new Set([...left, ...keysChanged]);
+      for (const [sender, byEpoch] of [...this.#chains]) {
+        if (gone.has(sender)) {
+          this.#chains.delete(sender);
+          continue;
+        }
+        for (const e of [...byEpoch.keys()]) if (e < this.#floorEpoch) byEpoch.delete(e);
+      }
+      for (const m of gone) this.#delivered.delete(m);
+      this.#roster = parsed;
+      this.lastChanges = Object.freeze({
+        epoch,
+        epochAdvanced: advanced,
+        joined,
+        left,
+        keysChanged,
+        ignored: sortMembers(ignored),
+        rotationRequired: this.#rotationRequired,
+      });
+      return parsed.has(me) ? this.#distribute() : [];
+    });
+  }
+
+  async #distribute() {
+    const payload = this.#own.senderKey().encode();
+    const out = [];
+    for (const id of sortMembers(this.#roster.keys())) {
+      const keys = this.#roster.get(id);
+      if (id === this.memberId || this.#delivered.get(id)?.equals(keys)) continue;
+      const body = await sealEnvelope(payload, {
+        sender: this.identity,
+        senderId: this.memberId,
+        recipient: keys,
+        recipientId: id,
+        roomId: this.roomId,
+        rng: this.#rng,
+      });
+      out.push([id, b64encode(body)]);
+      this.#delivered.set(id, keys);
+    }
+    return out;
+  }
+
+  #sender(senderId) {
+    if (senderId === this.memberId) throw new E2EEError(CODES.OWN_MESSAGE, "envelope claims to come from ourselves");
+    const keys = this.#roster.get(senderId);
+    if (keys === undefined) throw new E2EEError(CODES.UNKNOWN_SENDER, "sender is not on the roster");
+    return keys;
+  }
+
+  #checkEpoch(epoch) {
+    if (this.epoch === null) throw new E2EEError(CODES.NOT_READY, "no roster yet");
+    if (epoch < this.#floorEpoch) throw new E2EEError(CODES.STALE_EPOCH, "epoch is older than the keys kept");
+    if (epoch > this.epoch + MAX_EPOCHS_AHEAD) throw new E2EEError(CODES.FUTURE_EPOCH, "epoch is too far ahead of the roster");
+    return this.epoch;
+  }
+
+  #chain(senderId, epoch) {
+    return this.#chains.get(senderId)?.get(epoch);
+  }
+
+  #setChain(senderId, chain) {
+    if (!this.#chains.has(senderId)) this.#chains.set(senderId, new Map());
+    this.#chains.get(senderId).set(chain.epoch, chain);
+  }
+
+  /** Install a sender key delivered to us; duplicates of a known chain are no-ops. */
+  receiveDirected(senderId, bodyB64) {
+    return this.#exclusive(async () => {
+      const sender = this.#sender(senderId);
+      const payload = await openEnvelope(b64decode(bodyB64), {
+        recipient: this.identity,
+        recipientId: this.memberId,
+        sender,
+        senderId,
+        roomId: this.roomId,
+      });
+      const key = SenderKey.decode(payload);
+      this.#checkEpoch(key.epoch);
+      const existing = this.#chain(senderId, key.epoch);
+      if (existing === undefined) this.#setChain(senderId, ReceivingChain.fromSenderKey(key));
+      else if (!(await existing.matches(key))) throw new E2EEError(CODES.CHAIN_CONFLICT, "a different sender key for the same epoch");
+    });
+  }
+
+  /** Seal one chat text under our next message key; resolves to {body, commitment, frankingKey, epoch, index}. */
+  encrypt(text) {
+    return this.#exclusive(async () => {
+      if (this.#own === null) throw new E2EEError(CODES.NOT_READY, "no roster yet");
+      if (this.#rotationRequired) throw new E2EEError(CODES.ROTATION_REQUIRED, "a member left without an epoch change");
+      const [index, seed, advanced] = await this.#own.next();
+      const frankingKey = await draw(this.#rng, 32);
+      const commitment = await commit(frankingKey, text);
+      const message = await sealRoomMessage({
+        sender: this.identity,
+        roomId: this.roomId,
+        senderId: this.memberId,
+        epoch: this.#own.epoch,
+        index,
+        seed,
+        text,
+        frankingKey,
+        commitment,
+      });
+      this.#own = advanced;
+      return { body: b64encode(message.encode()), commitment: b64encode(commitment), frankingKey, epoch: message.epoch, index };
+    });
+  }
+
+  /**
+   * Verify, decrypt and check one room envelope; the chain moves only on success.
+   * e2ee.no_sender_key: the sender's key has not arrived yet; buffer briefly and retry.
+   */
+  decrypt(senderId, bodyB64, commitmentB64) {
+    return this.#exclusive(async () => {
+      const sender = this.#sender(senderId);
+      const commitment = b64decode(commitmentB64, { length: 32 });
+      const message = RoomMessage.decode(b64decode(bodyB64));
+      const ctx = { roomId: this.roomId, senderId, commitment };
+      await message.verify(sender, ctx);
+      const current = this.#checkEpoch(message.epoch);
+      const chain = this.#chain(senderId, message.epoch);
+      if (chain === undefined) {
+        if (message.epoch < current) throw new E2EEError(CODES.STALE_EPOCH, "no key kept for that epoch");
+        throw new E2EEError(CODES.NO_SENDER_KEY, "the sender's key has not arrived yet");
+      }
+      const [seed, advanced] = await chain.take(message.index);
+      const [text, frankingKey] = await message.open(seed, ctx);
+      this.#setChain(senderId, advanced);
+      return { senderId, text, frankingKey, commitment, epoch: message.epoch, index: message.index };
+    });
+  }
+
+  /** A member's key fingerprint (ours included), for the member list. */
+  fingerprint(memberId) {
+    return this.#exclusive(async () => {
+      if (memberId === this.memberId) return this.identity.public.fingerprint();
+      const keys = this.#roster.get(memberId);
+      if (keys === undefined) throw new E2EEError(CODES.UNKNOWN_SENDER, "member is not on the roster");
+      return keys.fingerprint();
+    });
+  }
+
+  /** The room's safety code at this epoch; equal on every honest member's screen. */
+  safetyCode() {
+    return this.#exclusive(async () => {
+      if (this.epoch === null) throw new E2EEError(CODES.NOT_READY, "no roster yet");
+      const roster = new Map(this.#roster);
+      roster.set(this.memberId, this.identity.public);
+      return safetyCode(this.roomId, this.epoch, roster);
+    });
+  }
+}
