@@ -40,10 +40,10 @@ ERRORS: Final[Mapping[str, str]] = {
     "seat_too_far": "Walk closer to the seat before sitting.",
     "envelope_too_large": "The envelope body is longer than the configured limit.",
     "recipient_not_found": "The recipient is not a member of this room right now.",
-    "keys_invalid": "Identity keys must be 32-byte values in base64.",
     "rate_limited": "Too many messages; slow down.",
     "forbidden": "Your role does not allow this operation.",
     "report_invalid": "The report does not prove that the named member sent that text.",
+    "member_not_found": "There is no such member in this room.",
 }
 
 MAX_REF = 64
@@ -166,13 +166,20 @@ class ListReports:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Remove:
+    """{"type":"remove","member":member_id,"ref"?:str} — facilitators only; the room's epoch advances."""
+    member: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Leave:
     """{"type":"leave"}"""
     ref: str | None = None
 
 
 ClientMessage = (Join | Resume | Move | Sit | Stand | Rename | Keys | Envelope | Direct
-                 | Report | ListReports | Leave)
+                 | Report | ListReports | Remove | Leave)
 
 
 class _Fields:
@@ -259,6 +266,8 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
         body=f.string("body", max_len=1 << 24, pattern=_B64, what="base64 text"), ref=f.ref),
     "report": _report,
     "list_reports": lambda f: ListReports(),
+    "remove": lambda f: Remove(
+        member=f.string("member", max_len=32, pattern=_MEMBER_ID, what="a member id")),
     "leave": lambda f: Leave(),
 }
 

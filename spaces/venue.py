@@ -29,6 +29,7 @@ from spaces.pseudonyms import LOCALES, generate, generate_avatar
 from spaces.room import Member, Role, Room
 
 RESUMED_ELSEWHERE = 4001  # close code for a connection whose member resumed on another
+REMOVED = 4003  # close code for a member a facilitator removed
 TICKET_TTL = 60.0
 
 
@@ -168,6 +169,8 @@ class Venue:
                     raise ProtocolError("forbidden", "Only facilitators can read reports.")
                 return [Reply({"type": "reports",
                                "reports": [r.to_wire() for r in self.reports.for_room(room.id)]})]
+            case p.Remove(member=target, ref=ref):
+                return self._remove(room, member, target, ref)
             case p.Leave():
                 return self.leave(seat)
             case p.Join() | p.Resume():
@@ -198,6 +201,15 @@ class Venue:
         if msg.ref is not None:
             reply["ref"] = msg.ref
         return [Reply(reply)]
+
+    def _remove(self, room: Room, actor: Member, target: str, ref: str | None) -> list[Effect]:
+        if actor.role == "participant":
+            raise ProtocolError("forbidden", "Only facilitators can remove a member.", ref)
+        if target not in room.members or target == actor.id:
+            raise ProtocolError("member_not_found", ref=ref)
+        self._forget(target)
+        return [Detach(target, REMOVED, "removed by a facilitator"),
+                *room.remove(target, "removed")]
 
     def leave(self, seat: Seat) -> list[Effect]:
         self._forget(seat.member)

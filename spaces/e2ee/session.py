@@ -200,6 +200,10 @@ class GroupSession:
             raise E2EEError(errors.FUTURE_EPOCH, "epoch is too far ahead of the roster")
         return self.epoch
 
+    def has_sender_key(self, sender_id: str) -> bool:
+        """Whether messages `sender_id` sends in the current epoch can be opened."""
+        return self.epoch is not None and (sender_id, self.epoch) in self._chains
+
     def receive_directed(self, sender_id: str, body_b64: str) -> None:
         """Install a sender key delivered to us; duplicates of a known chain are no-ops."""
         sender = self._sender(sender_id)

@@ -1,0 +1,158 @@
+"""E2EE group chat over a HearthClient: keeps a GroupSession in step with the room.
+
+It follows the room's roster and epoch from the server's messages, sends the
+directed sender-key envelopes the session asks for, encrypts what is said and
+decrypts what arrives. Envelopes that arrive before their sender's key
+(`e2ee.no_sender_key`) wait in a small buffer and are retried when a key
+arrives; anything else that fails to open is recorded in `rejected`, never
+shown as a message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet.defer import Deferred
+
+from spaces.client import HearthClient
+from spaces.e2ee import E2EEError, GroupSession, ReceivedMessage
+
+PENDING_LIMIT = 256  # envelopes held while waiting for a sender key
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChatMessage:
+    """A decrypted room message with the server's stamps (what a report needs)."""
+    sender: str
+    seq: int
+    ts: int
+    tag: str
+    text: str
+    franking_key: bytes
+    commitment: bytes
+
+
+@dataclass(frozen=True, kw_only=True)
+class Said:
+    seq: int
+    ts: int
+    tag: str
+    text: str
+    franking_key: bytes
+    commitment: str
+
+
+class GroupChat:
+    def __init__(self, client: HearthClient, room: str, welcome: dict[str, Any],
+                 session: GroupSession | None = None) -> None:
+        assert client.member is not None
+        self.client = client
+        self.room = room
+        self.session = session or GroupSession(room, client.member)
+        self.epoch = int(welcome["room"]["epoch"])
+        self.roster: dict[str, dict[str, str]] = {}
+        self.messages: list[ChatMessage] = []
+        self.rejected: list[tuple[str, str]] = []  # (sender, e2ee code)
+        self._pending: list[dict[str, Any]] = []
+        self._waiters: list[Deferred[ChatMessage]] = []
+        self._absorb_members(welcome["room"]["members"])
+        client.on_message = self._on_message
+        client.send({"type": "keys", **self.session.public_keys()})
+
+    @classmethod
+    async def join(cls, client: HearthClient, room: str, **fields: Any) -> GroupChat:
+        return cls(client, room, await client.join(room, **fields))
+
+    # --- saying ------------------------------------------------------------------
+
+    async def say(self, text: str) -> Said:
+        out = self.session.encrypt(text)
+        ref = f"say-{len(self.messages)}-{out.index}-{out.epoch}"
+        self.client.envelope(out.body, out.commitment, ref=ref)
+        sent = await self.client.next(lambda m: m.get("ref") == ref)
+        if sent["type"] == "error":
+            raise E2EEError("unsupported", f"the server refused the message: {sent['code']}")
+        return Said(seq=sent["seq"], ts=sent["ts"], tag=sent["tag"], text=text,
+                    franking_key=out.franking_key, commitment=out.commitment)
+
+    async def next_message(self, timeout: float = 5.0) -> ChatMessage:
+        if self.messages:
+            return self.messages.pop(0)
+        d: Deferred[ChatMessage] = Deferred()
+        self._waiters.append(d)
+        found: ChatMessage = await self.client._with_timeout(d, timeout, "a chat message")
+        return found
+
+    async def keys_from(self, members: list[str], timeout: float = 5.0) -> None:
+        """Until this member can read what each of `members` says in the current epoch."""
+        while not all(self.session.has_sender_key(m) for m in members if m != self.client.member):
+            await self.client.next("direct", timeout)
+
+    def report(self, message: ChatMessage, reason: str = "", ref: str = "report") -> None:
+        """Reveal one received message to the facilitators, with its franking proof."""
+        import base64
+        self.client.send({
+            "type": "report", "seq": message.seq, "from": message.sender, "ts": message.ts,
+            "text": message.text, "reason": reason, "ref": ref,
+            "franking_key": base64.b64encode(message.franking_key).decode(),
+            "commitment": base64.b64encode(message.commitment).decode(), "tag": message.tag})
+
+    # --- following the room ------------------------------------------------------
+
+    def _absorb_members(self, members: list[dict[str, Any]]) -> None:
+        self.roster = {m["id"]: m["keys"] for m in members if m.get("keys")}
+        self._sync()
+
+    def _sync(self) -> None:
+        for to, body in self.session.update_roster(self.epoch, self.roster):
+            self.client.direct(to, body)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        kind = message.get("type")
+        if kind == "welcome":  # a resume: the room may have moved on meanwhile
+            self.epoch = int(message["room"]["epoch"])
+            self._absorb_members(message["room"]["members"])
+        elif kind == "member_updated" and message["member"].get("keys"):
+            member = message["member"]
+            if self.roster.get(member["id"]) != member["keys"]:
+                self.roster[member["id"]] = member["keys"]
+                self._sync()
+        elif kind == "member_left":
+            self.roster.pop(message["member"], None)
+            self.epoch = int(message["epoch"])
+            self._sync()
+        elif kind == "direct":
+            try:
+                self.session.receive_directed(message["from"], message["body"])
+            except E2EEError as err:
+                self.rejected.append((message["from"], err.code))
+            else:
+                self._retry_pending()
+        elif kind == "envelope":
+            self._open(message)
+
+    def _open(self, envelope: dict[str, Any], retrying: bool = False) -> bool:
+        try:
+            opened: ReceivedMessage = self.session.decrypt(
+                envelope["from"], envelope["body"], envelope["commitment"])
+        except E2EEError as err:
+            if err.code == "e2ee.no_sender_key":
+                if not retrying and len(self._pending) < PENDING_LIMIT:
+                    self._pending.append(envelope)
+                return False
+            self.rejected.append((envelope["from"], err.code))
+            return True
+        self._deliver(ChatMessage(sender=envelope["from"], seq=envelope["seq"], ts=envelope["ts"],
+                                  tag=envelope["tag"], text=opened.text,
+                                  franking_key=opened.franking_key, commitment=opened.commitment))
+        return True
+
+    def _retry_pending(self) -> None:
+        self._pending = [e for e in self._pending if not self._open(e, retrying=True)]
+
+    def _deliver(self, message: ChatMessage) -> None:
+        if self._waiters:
+            self._waiters.pop(0).callback(message)
+        else:
+            self.messages.append(message)
