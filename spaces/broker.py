@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 RoomDelivery = Callable[[bytes, "str | None"], None]  # payload, member to exclude
-MemberDelivery = Callable[[bytes], None]
+MemberDelivery = Callable[[bytes, bool], None]  # payload, is it a binary (voice) frame
 
 
 class Subscription(Protocol):
@@ -25,7 +25,7 @@ class Broker(Protocol):
     def publish(self, room: str, payload: bytes, exclude: str | None = None) -> None:
         """Deliver to every subscriber of `room` (each then skips `exclude`)."""
 
-    def send(self, member: str, payload: bytes) -> None:
+    def send(self, member: str, payload: bytes, binary: bool = False) -> None:
         """Deliver to the one subscriber holding `member`, if any."""
 
     def subscribe_room(self, room: str, deliver: RoomDelivery) -> Subscription: ...
@@ -57,10 +57,10 @@ class MemoryBroker:
         for deliver in tuple(self._rooms.get(room, ())):
             deliver(payload, exclude)
 
-    def send(self, member: str, payload: bytes) -> None:
+    def send(self, member: str, payload: bytes, binary: bool = False) -> None:
         deliver = self._members.get(member)
         if deliver is not None:
-            deliver(payload)
+            deliver(payload, binary)
 
     def subscribe_room(self, room: str, deliver: RoomDelivery) -> Subscription:
         self._rooms[room].append(deliver)

@@ -130,6 +130,10 @@ class HearthClient:
         message = {"type": "envelope", "body": body, "commitment": commitment}
         self.send(message if ref is None else {**message, "ref": ref})
 
+    def send_voice(self, frame: bytes) -> None:
+        """One voice frame (spaces.voice.build_frame, or GroupSession.encrypt_voice)."""
+        self.send_raw(frame, is_binary=True)
+
     def direct(self, to: str, body: str) -> None:
         self.send({"type": "direct", "to": to, "body": body})
 

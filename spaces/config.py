@@ -23,6 +23,8 @@ SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "hearth.tom
 
 _ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
+_EXIT_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(/[^\s\"'<>\\]*)?$")
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
 
 
 class ConfigError(Exception):
@@ -40,8 +42,101 @@ class ServerConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class OrganisationTexts:
+    """What a participant reads on the join page, in one language.
+
+    Each is a list of short paragraphs, shown as written (escaped, never as
+    HTML): the organisation's own words, because only it can promise them.
+    """
+    ground_rules: tuple[str, ...]
+    privacy_kept: tuple[str, ...]  # what is kept, and for how long
+    privacy_not_kept: tuple[str, ...]  # what is never kept
+    anonymity_exceptions: tuple[str, ...]  # when the organisation would break anonymity
+
+
+TEXT_KEYS = ("ground_rules", "privacy_kept", "privacy_not_kept", "anonymity_exceptions")
+TEXT_LOCALES = ("en", "es")  # the languages the pages are translated into
+
+DEFAULT_TEXTS: Mapping[str, OrganisationTexts] = {
+    "en": OrganisationTexts(
+        ground_rules=(
+            "Be kind. Everyone here is going through something.",
+            "What people share here stays here: do not repeat anyone's story outside the group.",
+            "Do not share details that could identify you or anyone else: full names, addresses, "
+            "phone numbers, schools or workplaces.",
+            "No hate, harassment or sexual content. Facilitators may remove anyone who puts the "
+            "group at risk.",
+            "This group is peer support, not emergency care. If you are in danger right now, "
+            "call your local emergency number.",
+        ),
+        privacy_kept=(
+            "A record of moderation actions (for example, someone being removed) and of crisis "
+            "alerts. It holds pseudonyms, never what was said, and is deleted after the retention "
+            "period the organisation has set.",
+            "A message that someone reports to the facilitators: its text and the pseudonym of "
+            "the person who sent it, so that they can act on it.",
+        ),
+        privacy_not_kept=(
+            "The conversation. Messages are end-to-end encrypted: the server passes them on "
+            "without being able to read them, and nothing of the conversation is kept after "
+            "the session.",
+            "Your IP address. We never ask for an account, an e-mail address or a phone number.",
+            "Your pseudonym and avatar once you leave, except in a report or a moderation record.",
+        ),
+        anonymity_exceptions=(
+            "We do not know who you are, so we cannot reveal it. If you tell a facilitator that "
+            "your life or someone else's is in immediate danger, they may share what you told "
+            "them with emergency services. Whenever it is safe to, they will tell you first.",
+        ),
+    ),
+    "es": OrganisationTexts(
+        ground_rules=(
+            "Sé amable. Todas las personas aquí están pasando por algo.",
+            "Lo que se comparte aquí se queda aquí: no cuentes la historia de nadie fuera del grupo.",
+            "No compartas datos que puedan identificarte a ti o a otra persona: nombres completos, "
+            "direcciones, teléfonos, escuelas o lugares de trabajo.",
+            "Nada de odio, acoso ni contenido sexual. Quien facilita puede expulsar a quien ponga "
+            "en riesgo al grupo.",
+            "Este grupo es apoyo entre pares, no atención de emergencias. Si estás en peligro ahora "
+            "mismo, llama al número de emergencias de tu país.",
+        ),
+        privacy_kept=(
+            "Un registro de las acciones de moderación (por ejemplo, una expulsión) y de las "
+            "alertas de crisis. Contiene seudónimos, nunca lo que se dijo, y se borra al terminar "
+            "el plazo de conservación que fija la organización.",
+            "Un mensaje que alguien denuncia a quien facilita: su texto y el seudónimo de quien "
+            "lo envió, para poder actuar.",
+        ),
+        privacy_not_kept=(
+            "La conversación. Los mensajes están cifrados de extremo a extremo: el servidor los "
+            "transmite sin poder leerlos, y no se guarda nada de la conversación después de la "
+            "sesión.",
+            "Tu dirección IP. Nunca pedimos una cuenta, un correo electrónico ni un teléfono.",
+            "Tu seudónimo y tu avatar cuando te vas, salvo en una denuncia o un registro de "
+            "moderación.",
+        ),
+        anonymity_exceptions=(
+            "No sabemos quién eres, así que no podemos revelarlo. Si le dices a quien facilita que "
+            "tu vida o la de otra persona corre peligro inmediato, puede compartir lo que le "
+            "contaste con los servicios de emergencia. Siempre que sea seguro, te lo dirá antes.",
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True, kw_only=True)
 class OrganisationConfig:
     name: str = "Hearth"
+    # Where the quick-exit button sends a participant: a neutral, everyday site.
+    quick_exit_url: str = "https://www.bbc.com/weather"
+    # ISO 3166-1 alpha-2 codes offered on the join page for helplines (chosen, never guessed).
+    helpline_countries: tuple[str, ...] = ("GB", "IE", "US", "CA", "AU", "NZ", "ES", "MX", "AR",
+                                           "CO", "CL", "PE")
+    texts: Mapping[str, OrganisationTexts] = field(default_factory=lambda: dict(DEFAULT_TEXTS))
+
+    def texts_for(self, locale: str) -> OrganisationTexts:
+        """The texts in `locale`, or in English when the locale is not offered."""
+        return self.texts.get(locale) or self.texts["en"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,6 +162,18 @@ class MovementConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class VoiceConfig:
+    hearing_range: float = 7.0
+    max_speakers: int = 4
+    frames_per_second: float = 50.0
+    frame_burst: int = 10
+    max_frame_bytes: int = 1024
+    # A listener whose socket holds more than this many unsent bytes gets no
+    # voice frames until it drains: voice is droppable, chat and control are not.
+    slow_listener_bytes: int = 65536
+
+
+@dataclass(frozen=True, kw_only=True)
 class RoomConfig:
     id: str
     title: str
@@ -83,6 +190,7 @@ class HearthConfig:
     session: SessionConfig = field(default_factory=SessionConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     movement: MovementConfig = field(default_factory=MovementConfig)
+    voice: VoiceConfig = field(default_factory=VoiceConfig)
     rooms: tuple[RoomConfig, ...] = ()
 
     def room(self, room_id: str) -> RoomConfig | None:
@@ -266,6 +374,54 @@ def _layout(source: str, prefix: str, table: Any, problems: list[str]) -> Layout
     return layout if len(problems) == before else None
 
 
+def _paragraphs(r: _Reader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A list of 1-20 non-empty paragraphs of at most 1000 characters each."""
+    value = r.strings(name, default, None, "paragraphs of text")
+    if r.has(name) and isinstance(r.table.get(name), list):
+        if not 1 <= len(value) <= 20:
+            r.fail(name, f"a list of 1 to 20 paragraphs, got {len(value)}")
+        for i, item in enumerate(value):
+            if not item.strip() or len(item) > 1000:
+                r.fail(f"{name}[{i}]", "a non-empty paragraph of at most 1000 characters")
+    return value
+
+
+def _organisation(o: _Reader) -> OrganisationConfig:
+    name = o.text("name", "Hearth", 80)
+    exit_url = o.text("quick_exit_url", OrganisationConfig.quick_exit_url, 500)
+    if not _EXIT_URL.match(exit_url):
+        o.fail("quick_exit_url", f"an absolute http(s) URL of a neutral site, got {exit_url!r}")
+    countries = o.strings("helpline_countries", OrganisationConfig.helpline_countries, _COUNTRY,
+                          "an ISO 3166-1 alpha-2 country code like 'GB'")
+    if not countries:
+        o.fail("helpline_countries", "at least one ISO 3166-1 alpha-2 country code")
+    elif len(set(countries)) != len(countries):
+        o.fail("helpline_countries", "each country code once")
+    texts = dict(DEFAULT_TEXTS)
+    raw = o.raw("texts") if o.has("texts") else {}
+    t = _Reader(o.source, o.key("texts"), raw, o.problems)
+    overridden: dict[str, set[str]] = {}
+    for locale in t.table:
+        if locale not in TEXT_LOCALES:
+            continue  # reported as an unknown key by t.done()
+        lr = _Reader(o.source, t.key(locale), t.raw(locale), o.problems)
+        base = DEFAULT_TEXTS[locale]
+        overridden[locale] = {k for k in TEXT_KEYS if lr.has(k)}
+        texts[locale] = OrganisationTexts(**{
+            k: _paragraphs(lr, k, getattr(base, k)) for k in TEXT_KEYS})
+        lr.done()
+    # A privacy statement rewritten in one language and left at the default in another
+    # would promise different things: every language must override the same keys.
+    for key in TEXT_KEYS:
+        written = [loc for loc in TEXT_LOCALES if key in overridden.get(loc, set())]
+        for loc in TEXT_LOCALES:
+            if written and loc not in written:
+                t.fail(f"{loc}.{key}", f"a translation too, since {t.key(written[0])}.{key} is set")
+    t.done()
+    return OrganisationConfig(name=name, quick_exit_url=exit_url, helpline_countries=countries,
+                              texts=texts)
+
+
 def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
     """Build a HearthConfig from parsed TOML, or raise ConfigError listing every problem."""
     problems: list[str] = []
@@ -281,7 +437,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
     s.done()
 
     o = _Reader(source, "organisation", top.raw("organisation") or {}, problems)
-    organisation = OrganisationConfig(name=o.text("name", "Hearth", 80))
+    organisation = _organisation(o)
     o.done()
 
     se = _Reader(source, "session", top.raw("session") or {}, problems)
@@ -305,6 +461,16 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
     movement = MovementConfig(walk_speed=mv.number("walk_speed", 3.0, 0.1, 50.0),
                               tick_hz=mv.number("tick_hz", 10.0, 1.0, 10.0))
     mv.done()
+
+    vo = _Reader(source, "voice", top.raw("voice") or {}, problems)
+    voice = VoiceConfig(
+        hearing_range=vo.number("hearing_range", 7.0, 0.5, 200.0),
+        max_speakers=vo.integer("max_speakers", 4, 1, 32),
+        frames_per_second=vo.number("frames_per_second", 50.0, 10.0, 200.0),
+        frame_burst=vo.integer("frame_burst", 10, 1, 1000),
+        max_frame_bytes=vo.integer("max_frame_bytes", 1024, 64, 16384),
+        slow_listener_bytes=vo.integer("slow_listener_bytes", 65536, 4096, 1 << 26))
+    vo.done()
 
     rooms: list[RoomConfig] = []
     raw_rooms = top.raw("rooms")
@@ -332,7 +498,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
     if problems:
         raise ConfigError(problems)
     return HearthConfig(source=source, server=server, organisation=organisation, session=session,
-                        limits=limits, movement=movement, rooms=tuple(rooms))
+                        limits=limits, movement=movement, voice=voice, rooms=tuple(rooms))
 
 
 def load_config(path: Path | None = None) -> HearthConfig:

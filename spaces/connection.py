@@ -25,6 +25,10 @@ class Connection:
         self.venue = venue
         self.seat: Seat | None = None
         self._bucket = TokenBucket(limits.messages_per_second, limits.message_burst, now)
+        # Voice has its own budget (50 frames/s is above any chat rate); twice
+        # the voice rate before a connection counts as flooding.
+        voice = venue.config.voice
+        self._voice_bucket = TokenBucket(2 * voice.frames_per_second, 2 * voice.frame_burst, now)
         self._flood_strikes = limits.flood_strikes
         self._strikes = 0
         self._last_strike = float("-inf")
@@ -33,12 +37,14 @@ class Connection:
     def receive(self, frame: bytes, is_binary: bool, now: float) -> list[Effect]:
         if self._closed:
             return []
-        if not self._bucket.allow(now):
+        if not (self._voice_bucket if is_binary else self._bucket).allow(now):
             return self._strike(now)
         msg: p.ClientMessage | None = None
         try:
             if is_binary:
-                raise ProtocolError("binary_not_allowed")
+                if self.seat is None:
+                    raise ProtocolError("binary_not_allowed")
+                return self.venue.voice(self.seat, frame, now)
             msg = p.decode(frame)
             return self._dispatch(msg, now)
         except ProtocolError as refused:

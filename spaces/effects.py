@@ -54,4 +54,12 @@ class Close:
     reason: str
 
 
-Effect = Reply | Send | Broadcast | Attach | Detach | Close
+@dataclass(frozen=True, slots=True)
+class Voice:
+    """One voice frame (binary, slot stamped) for each of `listeners`; droppable."""
+    room: str
+    frame: bytes
+    listeners: tuple[str, ...]
+
+
+Effect = Reply | Send | Broadcast | Attach | Detach | Close | Voice

@@ -24,7 +24,9 @@ ERRORS: Final[Mapping[str, str]] = {
     "bad_json": "The frame is not a JSON object.",
     "bad_message": "A field is missing, of the wrong type, or out of range.",
     "unknown_type": "The message type is not part of hearth.v1.",
-    "binary_not_allowed": "Binary frames are reserved for voice; this frame was not expected.",
+    "binary_not_allowed": "Binary frames carry voice only, after joining a room.",
+    "voice_invalid": "The binary frame is not a hearth.v1 voice frame (size or header).",
+    "muted": "A facilitator has muted you; your voice is not being sent to anyone.",
     "not_joined": "Join a room (or resume) before sending this message.",
     "already_joined": "This connection is already a member of a room.",
     "room_not_found": "There is no room with that id.",
@@ -173,13 +175,49 @@ class Remove:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Mute:
+    """{"type":"mute","member":member_id} — facilitators only; the server drops the member's voice."""
+    member: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AskUnmute:
+    """{"type":"ask_unmute","member":member_id} — facilitators only; lifts the mute and asks."""
+    member: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Stick:
+    """{"type":"stick","on":bool} — facilitators only: the talking stick on or off."""
+    on: bool
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class GiveStick:
+    """{"type":"give_stick","member":member_id|null} — facilitators only."""
+    member: str | None
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class RaiseHand:
+    """{"type":"raise_hand","up":bool}"""
+    up: bool
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Leave:
     """{"type":"leave"}"""
     ref: str | None = None
 
 
 ClientMessage = (Join | Resume | Move | Sit | Stand | Rename | Keys | Envelope | Direct
-                 | Report | ListReports | Remove | Leave)
+                 | Report | ListReports | Remove | Mute | AskUnmute | Stick | GiveStick | RaiseHand
+                 | Leave)
 
 
 class _Fields:
@@ -217,6 +255,12 @@ class _Fields:
             raise self.bad(name, f"a whole number from {lo} to {hi}")
         return value
 
+    def boolean(self, name: str) -> bool:
+        value = self.data.get(name)
+        if not isinstance(value, bool):
+            raise self.bad(name, "true or false")
+        return value
+
     def avatar(self, name: str) -> Mapping[str, str] | None:
         value = self.data.get(name)
         if value is None:
@@ -233,6 +277,11 @@ def _join(f: _Fields) -> Join:
                 pseudonym=f.string("pseudonym", max_len=200, optional=True),
                 avatar=f.avatar("avatar"), locale=locale,
                 ticket=f.string("ticket", max_len=MAX_TOKEN, optional=True))
+
+
+def _member(f: _Fields, optional: bool = False) -> Any:
+    return f.string("member", max_len=32, pattern=_MEMBER_ID, what="a member id",
+                    optional=optional)
 
 
 def _report(f: _Fields) -> Report:
@@ -266,8 +315,12 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
         body=f.string("body", max_len=1 << 24, pattern=_B64, what="base64 text"), ref=f.ref),
     "report": _report,
     "list_reports": lambda f: ListReports(),
-    "remove": lambda f: Remove(
-        member=f.string("member", max_len=32, pattern=_MEMBER_ID, what="a member id")),
+    "remove": lambda f: Remove(member=_member(f)),
+    "mute": lambda f: Mute(member=_member(f)),
+    "ask_unmute": lambda f: AskUnmute(member=_member(f)),
+    "stick": lambda f: Stick(on=f.boolean("on")),
+    "give_stick": lambda f: GiveStick(member=_member(f, optional=True)),
+    "raise_hand": lambda f: RaiseHand(up=f.boolean("up")),
     "leave": lambda f: Leave(),
 }
 

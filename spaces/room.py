@@ -23,12 +23,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from spaces.config import LimitsConfig, MovementConfig, RoomConfig
-from spaces.effects import Broadcast, Effect, Reply, Send
+from spaces.config import LimitsConfig, MovementConfig, RoomConfig, VoiceConfig
+from spaces.effects import Broadcast, Effect, Reply, Send, Voice
 from spaces.layout import Point
 from spaces.protocol import ProtocolError
 from spaces.pseudonyms import PseudonymRefused, check_avatar, normalise, same_name
 from spaces.ratelimit import TokenBucket
+from spaces.voice import VoiceRoute, VoiceRules, parse_header, stamp_slot
 
 Role = Literal["participant", "facilitator", "operator"]
 LeaveReason = Literal["left", "timeout", "removed"]
@@ -36,6 +37,7 @@ LeaveReason = Literal["left", "timeout", "removed"]
 SEAT_REACH = 1.5  # metres from a seat within which a member may sit on it
 MOVE_SLACK = 0.25  # metres forgiven per move for client/server timing jitter
 MAX_MOVE_WINDOW = 1.0  # seconds of walking one move may claim at most
+MUTED_NOTICE_EVERY = 5.0  # seconds between "you are muted" errors to a muted speaker
 
 
 @dataclass(kw_only=True, slots=True)
@@ -52,11 +54,16 @@ class Member:
     keys: dict[str, str] | None = None
     away_since: float | None = None
     attachment: int = 0  # bumped on every (re)attach; a stale connection's loss is ignored
+    slot: int = 0  # the member's number in voice frame headers, unique in the room
+    muted: bool = False  # by a facilitator; enforced by dropping voice frames
+    hand_up: bool = False
+    muted_notice: float = float("-inf")
 
     def to_wire(self, zone: str) -> dict[str, Any]:
         return {"id": self.id, "pseudonym": self.pseudonym, "avatar": self.avatar,
                 "role": self.role, "seat": self.seat, "x": self.pos.x, "y": self.pos.y,
-                "zone": zone, "keys": self.keys, "away": self.away_since is not None}
+                "zone": zone, "keys": self.keys, "away": self.away_since is not None,
+                "slot": self.slot, "muted": self.muted, "hand": self.hand_up}
 
 
 @dataclass(kw_only=True)
@@ -67,9 +74,21 @@ class Room:
     grace: float
     rng: random.Random
     members: dict[str, Member] = field(default_factory=dict)
+    voice_config: VoiceConfig = field(default_factory=VoiceConfig)
     seq: int = 0
     epoch: int = 1
+    stick_on: bool = False
+    stick_holder: str | None = None
+    hands: list[str] = field(default_factory=list)  # raised hands, first come first
     _moved: set[str] = field(default_factory=set)
+    voice: VoiceRoute = field(init=False)
+
+    def __post_init__(self) -> None:
+        vc = self.voice_config
+        self.voice = VoiceRoute(
+            VoiceRules(hearing_range=vc.hearing_range, max_speakers=vc.max_speakers,
+                       frames_per_second=vc.frames_per_second, burst=vc.frame_burst),
+            self.config.layout)
 
     @property
     def id(self) -> str:
@@ -123,11 +142,16 @@ class Room:
         member = Member(id=member_id, pseudonym=pseudonym, avatar=checked, role=role,
                         locale=locale, pos=self._spawn_point(), last_move=now,
                         moves=TokenBucket(self.limits.moves_per_second,
-                                          self.limits.moves_per_second, now))
+                                          self.limits.moves_per_second, now),
+                        slot=self._free_slot())
         self.members[member_id] = member
         joined = self._broadcast({"type": "member_joined", "member": self.wire_member(member)},
                                  exclude=member_id)
         return member, [joined]
+
+    def _free_slot(self) -> int:
+        used = {m.slot for m in self.members.values()}
+        return next(i for i in range(1, len(used) + 2) if i not in used)
 
     def _spawn_point(self) -> Point:
         spawn = self.config.layout.spawn
@@ -142,9 +166,16 @@ class Room:
         self._moved.discard(member_id)
         if member is None:
             return []
+        self.voice.forget(member_id)
+        effects: list[Effect] = []
+        if member_id in self.hands:
+            self.hands.remove(member_id)
+        if self.stick_holder == member_id:
+            self.stick_holder = None
+            effects.append(self._stick_state())
         self.epoch += 1
         return [self._broadcast({"type": "member_left", "member": member_id, "reason": reason,
-                                 "epoch": self.epoch})]
+                                 "epoch": self.epoch}), *effects]
 
     def mark_away(self, member_id: str, attachment: int, now: float) -> None:
         member = self.members.get(member_id)
@@ -244,6 +275,67 @@ class Room:
         if len(body) > self.limits.max_envelope_chars:
             raise ProtocolError("envelope_too_large", ref=ref)
         return [Send(to, {"type": "direct", "from": member.id, "body": body})]
+
+    # --- voice -------------------------------------------------------------------
+
+    def voice_frame(self, member: Member, frame: bytes, now: float) -> list[Effect]:
+        header = parse_header(frame, self.voice_config.max_frame_bytes)
+        if member.muted:
+            self.voice.dropped_muted += 1
+            if now - member.muted_notice >= MUTED_NOTICE_EVERY:
+                member.muted_notice = now
+                raise ProtocolError("muted")
+            return []
+        holder = self.stick_holder if self.stick_on else None
+        listeners = self.voice.listeners(member, header, self.members, self.stick_on, holder, now)
+        if not listeners:
+            return []
+        return [Voice(self.id, stamp_slot(frame, member.slot), listeners)]
+
+    def mute(self, target: Member) -> list[Effect]:
+        if target.muted:
+            return []
+        target.muted = True
+        return [self._updated(target)]
+
+    def ask_unmute(self, target: Member, by: Member) -> list[Effect]:
+        """Lift the facilitator's mute and ask; the participant's microphone stays theirs."""
+        effects: list[Effect] = []
+        if target.muted:
+            target.muted = False
+            effects.append(self._updated(target))
+        effects.append(Send(target.id, {"type": "unmute_requested", "by": by.id}))
+        return effects
+
+    def _stick_state(self) -> Broadcast:
+        return self._broadcast({"type": "stick", "on": self.stick_on, "holder": self.stick_holder,
+                                "hands": list(self.hands)})
+
+    def set_stick(self, on: bool) -> list[Effect]:
+        self.stick_on = on
+        if not on:
+            self.stick_holder = None
+        return [self._stick_state()]
+
+    def give_stick(self, target: Member | None) -> list[Effect]:
+        self.stick_on = True
+        self.stick_holder = target.id if target is not None else None
+        effects: list[Effect] = []
+        if target is not None and target.id in self.hands:
+            self.hands.remove(target.id)
+            target.hand_up = False
+            effects.append(self._updated(target))
+        return [*effects, self._stick_state()]
+
+    def raise_hand(self, member: Member, up: bool) -> list[Effect]:
+        if up == member.hand_up:
+            return []
+        member.hand_up = up
+        if up:
+            self.hands.append(member.id)
+        elif member.id in self.hands:
+            self.hands.remove(member.id)
+        return [self._updated(member), self._stick_state()]
 
     # --- time -----------------------------------------------------------------
 

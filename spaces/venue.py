@@ -67,7 +67,8 @@ class Venue:
         self._franking_key = franking_key
         self.rooms: dict[str, Room] = {
             rc.id: Room(config=rc, limits=config.limits, movement=config.movement,
-                        grace=config.session.resume_grace_seconds, rng=self.rng)
+                        voice_config=config.voice, grace=config.session.resume_grace_seconds,
+                        rng=self.rng)
             for rc in config.rooms}
         self._sessions: dict[bytes, tuple[str, str]] = {}  # token digest -> (room, member)
         self._token_of: dict[str, bytes] = {}  # member -> token digest
@@ -171,6 +172,22 @@ class Venue:
                                "reports": [r.to_wire() for r in self.reports.for_room(room.id)]})]
             case p.Remove(member=target, ref=ref):
                 return self._remove(room, member, target, ref)
+            case p.Mute(member=target, ref=ref):
+                return room.mute(self._target(room, member, target, ref, "mute someone"))
+            case p.AskUnmute(member=target, ref=ref):
+                return room.ask_unmute(
+                    self._target(room, member, target, ref, "ask someone to unmute"), member)
+            case p.Stick(on=on, ref=ref):
+                self._facilitator(member, ref, "use the talking stick")
+                return room.set_stick(on)
+            case p.GiveStick(member=None, ref=ref):
+                self._facilitator(member, ref, "take the talking stick back")
+                return room.give_stick(None)
+            case p.GiveStick(member=str(target), ref=ref):
+                return room.give_stick(
+                    self._target(room, member, target, ref, "pass the talking stick"))
+            case p.RaiseHand(up=up):
+                return room.raise_hand(member, up)
             case p.Leave():
                 return self.leave(seat)
             case p.Join() | p.Resume():
@@ -201,6 +218,27 @@ class Venue:
         if msg.ref is not None:
             reply["ref"] = msg.ref
         return [Reply(reply)]
+
+    def _facilitator(self, actor: Member, ref: str | None, action: str) -> Member:
+        if actor.role == "participant":
+            raise ProtocolError("forbidden", f"Only facilitators can {action}.", ref)
+        return actor
+
+    def _target(self, room: Room, actor: Member, target: str, ref: str | None,
+                action: str) -> Member:
+        """The member a facilitator acts on, after checking the actor's role."""
+        self._facilitator(actor, ref, action)
+        found = room.members.get(target)
+        if found is None:
+            raise ProtocolError("member_not_found", ref=ref)
+        return found
+
+    def voice(self, seat: Seat, frame: bytes, now: float) -> list[Effect]:
+        room = self.rooms[seat.room]
+        member = room.members.get(seat.member)
+        if member is None or member.attachment != seat.attachment:
+            raise ProtocolError("not_joined", "You are no longer in this room.")
+        return room.voice_frame(member, frame, now)
 
     def _remove(self, room: Room, actor: Member, target: str, ref: str | None) -> list[Effect]:
         if actor.role == "participant":

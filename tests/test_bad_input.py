@@ -72,10 +72,16 @@ async def test_malformed_frames_get_their_code_and_others_are_unaffected(
 
 
 @pytest_twisted.ensureDeferred
-async def test_binary_where_text_is_expected(server: LiveServer) -> None:
+async def test_binary_frames_that_are_not_voice(server: LiveServer) -> None:
+    early = await server.client()
+    early.send_raw(b"\x01" * 40, is_binary=True)  # before joining
+    assert (await early.expect("error"))["code"] == "binary_not_allowed"
+    await early.close()
     attacker, bystander, _ = await pair(server)
-    attacker.send_raw(b"\x00\x01\x02", is_binary=True)
-    assert (await attacker.expect("error"))["code"] == "binary_not_allowed"
+    attacker.send_raw(b"\x00\x01\x02", is_binary=True)  # too short
+    assert (await attacker.expect("error"))["code"] == "voice_invalid"
+    attacker.send_raw(b"\x09" + b"\x00" * 40, is_binary=True)  # wrong version
+    assert (await attacker.expect("error"))["code"] == "voice_invalid"
     await still_fine(server, bystander)
     await attacker.close()
     await bystander.close()

@@ -14,7 +14,7 @@ from twisted.logger import Logger
 
 from spaces.broker import Broker, Subscription
 from spaces.connection import Connection
-from spaces.effects import Attach, Broadcast, Close, Detach, Effect, Reply, Send
+from spaces.effects import Attach, Broadcast, Close, Detach, Effect, Reply, Send, Voice
 from spaces.protocol import encode
 from spaces.venue import Venue
 
@@ -23,14 +23,16 @@ class Peer(Protocol):
     """What the node needs of a WebSocket connection (HearthServerProtocol, or a fake)."""
 
     def send_bytes(self, payload: bytes) -> None: ...
+    def send_binary(self, payload: bytes) -> None: ...
     def send_prepared(self, prepared: Any) -> None: ...
+    def pending_bytes(self) -> int: ...
     def close(self, code: int, reason: str) -> None: ...
 
 
 class Node:
     log = Logger()
 
-    def __init__(self, venue: Venue, broker: Broker, prepare: Callable[[bytes], Any],
+    def __init__(self, venue: Venue, broker: Broker, prepare: Callable[[bytes, bool], Any],
                  clock: Callable[[], float]) -> None:
         self.venue = venue
         self.broker = broker
@@ -40,6 +42,9 @@ class Node:
         self._member_subs: dict[str, Subscription] = {}
         self._rooms: dict[str, dict[str, Peer]] = {}
         self._room_subs: dict[str, Subscription] = {}
+        self.slow_listener_bytes = venue.config.voice.slow_listener_bytes
+        self.voice_forwarded = 0
+        self.voice_dropped_slow = 0
 
     def connection(self) -> Connection:
         return Connection(self.venue, self.venue.config.limits, self.clock())
@@ -86,10 +91,29 @@ class Node:
                 case Close(code=code, reason=reason):
                     if peer is not None:
                         peer.close(code, reason)
+                case Voice(room=room, frame=frame, listeners=listeners):
+                    self._voice(room, frame, listeners)
+
+    def _voice(self, room: str, frame: bytes, listeners: tuple[str, ...]) -> None:
+        """Prepared once; skipped for a listener whose socket is backed up (voice is droppable)."""
+        local = self._rooms.get(room, {})
+        prepared = None
+        for member in listeners:
+            peer = local.get(member)
+            if peer is None:
+                self.broker.send(member, frame, binary=True)
+            elif peer.pending_bytes() > self.slow_listener_bytes:
+                self.voice_dropped_slow += 1
+            else:
+                if prepared is None:
+                    prepared = self.prepare(frame, True)
+                peer.send_prepared(prepared)
+                self.voice_forwarded += 1
 
     def _register(self, room: str, member: str, peer: Peer) -> None:
         self._members[member] = peer
-        self._member_subs[member] = self.broker.subscribe_member(member, peer.send_bytes)
+        self._member_subs[member] = self.broker.subscribe_member(
+            member, lambda payload, binary: (peer.send_binary if binary else peer.send_bytes)(payload))
         local = self._rooms.setdefault(room, {})
         local[member] = peer
         if room not in self._room_subs:
@@ -112,7 +136,7 @@ class Node:
             local = self._rooms.get(room)
             if not local:
                 return
-            prepared = self.prepare(payload)
+            prepared = self.prepare(payload, False)
             for member, peer in local.items():
                 if member != exclude:
                     peer.send_prepared(prepared)

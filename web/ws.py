@@ -73,6 +73,18 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         if self.state == self.STATE_OPEN:
             self.sendMessage(payload, isBinary=False)
 
+    def send_binary(self, payload: bytes) -> None:
+        if self.state == self.STATE_OPEN:
+            self.sendMessage(payload, isBinary=True)
+
+    def pending_bytes(self) -> int:
+        """Bytes written but not yet accepted by the kernel (Twisted's FileDescriptor buffers)."""
+        transport = self.transport
+        if transport is None:
+            return 0
+        buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+        return buffered + getattr(transport, "_tempDataLen", 0)
+
     def send_prepared(self, prepared: Any) -> None:
         if self.state == self.STATE_OPEN:
             self.sendPreparedMessage(prepared)
@@ -107,6 +119,6 @@ def bind_node(factory: WebSocketServerFactory, config: HearthConfig, node: Node)
 
 
 def prepare_for(factory: WebSocketServerFactory) -> Any:
-    def prepare(payload: bytes) -> Any:
-        return factory.prepareMessage(payload, isBinary=False, doNotCompress=True)
+    def prepare(payload: bytes, binary: bool) -> Any:
+        return factory.prepareMessage(payload, isBinary=binary, doNotCompress=True)
     return prepare

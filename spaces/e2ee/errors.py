@@ -33,6 +33,7 @@ NOT_READY: Final = "e2ee.not_ready"  # no roster yet, so no epoch and no sender 
 ROTATION_REQUIRED: Final = "e2ee.rotation_required"  # a member left but the epoch did not advance
 ROSTER_MISMATCH: Final = "e2ee.roster_mismatch"  # the roster shows other keys under our member id
 CHAIN_EXHAUSTED: Final = "e2ee.chain_exhausted"  # 2**32 messages in one epoch
+SEQ_REUSED: Final = "e2ee.seq_reused"  # a voice seq not above the last one under this key (nonce reuse)
 # Report verification on the server (spaces.e2ee.franking):
 FRANKING_BAD_TAG: Final = "franking.bad_tag"
 FRANKING_BAD_COMMITMENT: Final = "franking.bad_commitment"
