@@ -35,10 +35,16 @@ class ConfigError(Exception):
         self.problems = problems
 
 
+def default_data_dir() -> str:
+    return str(Path("~/.local/share/hearth").expanduser())
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     listen: tuple[str, ...] = ("tcp:8080:interface=127.0.0.1",)
     allowed_origins: tuple[str, ...] = ()
+    # Secrets, facilitator accounts and the audit log live here (mode 0700).
+    data_dir: str = field(default_factory=default_data_dir)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,7 +86,8 @@ DEFAULT_TEXTS: Mapping[str, OrganisationTexts] = {
             "The conversation. Messages are end-to-end encrypted: the server passes them on "
             "without being able to read them, and nothing of the conversation is kept after "
             "the session.",
-            "Your IP address. We never ask for an account, an e-mail address or a phone number.",
+            "Your IP address. Where a ban needs it, only a keyed hash that changes every day is kept, "
+            "for a short time. We never ask for an account, an e-mail address or a phone number.",
             "Your pseudonym and avatar once you leave, except in a report or a moderation record.",
         ),
         anonymity_exceptions=(
@@ -111,7 +118,9 @@ DEFAULT_TEXTS: Mapping[str, OrganisationTexts] = {
             "La conversación. Los mensajes están cifrados de extremo a extremo: el servidor los "
             "transmite sin poder leerlos, y no se guarda nada de la conversación después de la "
             "sesión.",
-            "Tu dirección IP. Nunca pedimos una cuenta, un correo electrónico ni un teléfono.",
+            "Tu dirección IP. Si una expulsión lo requiere, solo se guarda por poco tiempo una huella "
+            "criptográfica que cambia cada día. Nunca pedimos una cuenta, un correo electrónico ni un "
+            "teléfono.",
             "Tu seudónimo y tu avatar cuando te vas, salvo en una denuncia o un registro de "
             "moderación.",
         ),
@@ -422,6 +431,17 @@ def _organisation(o: _Reader) -> OrganisationConfig:
                               texts=texts)
 
 
+def _data_dir(r: _Reader, source: str) -> str:
+    """Relative paths are relative to the config file, not to wherever hearth was started."""
+    raw = r.text("data_dir", "", 1000)
+    if not raw:
+        return default_data_dir()
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = Path(source).resolve().parent / path
+    return str(path)
+
+
 def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
     """Build a HearthConfig from parsed TOML, or raise ConfigError listing every problem."""
     problems: list[str] = []
@@ -431,7 +451,8 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
     server = ServerConfig(
         listen=s.strings("listen", ServerConfig.listen, None, "Twisted endpoint strings"),
         allowed_origins=s.strings("allowed_origins", (), _ORIGIN,
-                                  "an origin like https://groups.example.org"))
+                                  "an origin like https://groups.example.org"),
+        data_dir=_data_dir(s, source))
     if not server.listen:
         s.fail("listen", "at least one endpoint string like 'tcp:8080:interface=127.0.0.1'")
     s.done()

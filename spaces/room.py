@@ -57,6 +57,7 @@ class Member:
     slot: int = 0  # the member's number in voice frame headers, unique in the room
     muted: bool = False  # by a facilitator; enforced by dropping voice frames
     hand_up: bool = False
+    account: str | None = None  # a facilitator's account name, for the audit log only
     muted_notice: float = float("-inf")
 
     def to_wire(self, zone: str) -> dict[str, Any]:

@@ -72,22 +72,26 @@ class Venue:
             for rc in config.rooms}
         self._sessions: dict[bytes, tuple[str, str]] = {}  # token digest -> (room, member)
         self._token_of: dict[str, bytes] = {}  # member -> token digest
-        self._tickets: dict[bytes, tuple[Role, float]] = {}
+        self._tickets: dict[bytes, tuple[Role, float, str | None]] = {}
         self.reports = ReportQueue()
 
     # --- tickets --------------------------------------------------------------
 
-    def issue_ticket(self, role: Role, now: float) -> str:
-        """A one-time ticket the WebSocket exchanges for `role` within TICKET_TTL seconds."""
+    def issue_ticket(self, role: Role, now: float, account: str | None = None) -> str:
+        """A one-time ticket the WebSocket exchanges for `role` within TICKET_TTL seconds.
+
+        The logged-in console asks for one (web/auth.py) right before it opens
+        the WebSocket; a cookie alone never grants a role on the socket.
+        """
         ticket = self._make_token()
-        self._tickets[_digest(ticket)] = (role, now + TICKET_TTL)
+        self._tickets[_digest(ticket)] = (role, now + TICKET_TTL, account)
         return ticket
 
-    def _redeem(self, ticket: str, now: float) -> Role:
+    def _redeem(self, ticket: str, now: float) -> tuple[Role, str | None]:
         entry = self._tickets.pop(_digest(ticket), None)
         if entry is None or entry[1] < now:
             raise ProtocolError("forbidden", "The role ticket is unknown, used or expired.")
-        return entry[0]
+        return entry[0], entry[2]
 
     # --- join and resume --------------------------------------------------------
 
@@ -112,7 +116,7 @@ class Venue:
             raise ProtocolError("room_not_found", f"There is no room {msg.room!r}.")
         if room.is_full():
             raise ProtocolError("room_full")
-        role: Role = self._redeem(msg.ticket, now) if msg.ticket else "participant"
+        role, account = self._redeem(msg.ticket, now) if msg.ticket else ("participant", None)
         locale = msg.locale if msg.locale in LOCALES else "en"
         if msg.pseudonym is not None:
             pseudonym = room.check_pseudonym(msg.pseudonym)
@@ -121,6 +125,7 @@ class Venue:
         avatar = msg.avatar if msg.avatar is not None else generate_avatar(self.rng)
         member, effects = room.add(member_id=self._make_member_id(), pseudonym=pseudonym,
                                    avatar=avatar, role=role, locale=locale, now=now)
+        member.account = account
         token = self._issue_session(room.id, member.id)
         attachment = room.reattach(member)
         return Seat(room.id, member.id, attachment), [
@@ -277,6 +282,6 @@ class Venue:
             for member in room.expired(now):
                 self._forget(member)
             effects += room.tick(now)
-        for digest in [d for d, (_, expires) in self._tickets.items() if expires < now]:
+        for digest in [d for d, (_, expires, _) in self._tickets.items() if expires < now]:
             del self._tickets[digest]
         return effects

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ BASE: dict[str, Any] = {
 def make_config(**sections: dict[str, Any]) -> HearthConfig:
     """The test config, with some sections' keys overridden."""
     data = copy.deepcopy(BASE)
+    data["server"]["data_dir"] = tempfile.mkdtemp(prefix="hearth-test-")
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return parse_config(data, "test.toml")

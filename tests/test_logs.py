@@ -40,7 +40,8 @@ def toml_of(data: dict[str, object]) -> str:
 @pytest_twisted.ensureDeferred
 async def test_no_client_address_token_or_body_in_any_log_event(tmp_path: Path) -> None:
     config = tmp_path / "hearth.toml"
-    config.write_text(toml_of(BASE))
+    data = {**BASE, "server": {**BASE["server"], "data_dir": str(tmp_path / "data")}}
+    config.write_text(toml_of(data))
     served = ServedHearth("--config", str(config), "--log-format", "json")
     tokens: list[str] = []
     try:

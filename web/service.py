@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from autobahn.twisted.resource import WebSocketResource
@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from spaces.broker import MemoryBroker
 from spaces.config import HearthConfig
 from spaces.venue import Venue
+from web.datadir import load_secrets
 from web.node import Node
 from web.site import build_site
 from web.ws import bind_node, prepare_for, websocket_factory
@@ -66,9 +67,8 @@ class Hearth:
 
 def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = None) -> Hearth:
     broker = MemoryBroker()
-    # Per process until `hearth init` writes a persistent secret: a report can
-    # be verified while the session that relayed the message is still running.
-    venue = Venue(config, franking_key=os.urandom(32))
+    keys = load_secrets(Path(config.server.data_dir))
+    venue = Venue(config, franking_key=keys.franking)
     factory = websocket_factory(config)
     node = Node(venue, broker, prepare_for(factory), reactor.seconds)
     bind_node(factory, config, node)

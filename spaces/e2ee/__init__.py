@@ -1,17 +1,20 @@
-"""End-to-end encryption for group chat: sender keys, sealed envelopes, franking.
+"""End-to-end encryption for group chat and voice: sender keys, sealed envelopes, franking.
 
     client (Python: session.py / browser: web/static/js/e2ee.js)
         │ update_roster(epoch, roster) ──► directed envelopes (to one member)
         │ encrypt(text) ─────────────────► room envelope {body, commitment}
+        │ encrypt_voice(opus, seq=…) ────► binary voice frame (clear 10-byte header, slot 0)
         ▼
     server: relays opaquely, stamps from/seq/ts and a franking tag (franking.server_tag)
         ▼
-    other clients: receive_directed(...) installs a sender key; decrypt(...) opens
+    other clients: receive_directed(...) installs a sender key (and voice key);
+                   decrypt(...) / decrypt_voice(...) open
 
     identity.py   per-session X25519 + Ed25519 keys, fingerprints, safety code
     envelope.py   pairwise sealed envelopes (X25519 → HKDF-SHA256 → AES-256-GCM, signed)
     chain.py      sender-key chains: forward ratchet, skipped-key window, replay refusal
     message.py    room message layout: header, AAD, padding, signature
+    voice.py      voice frames: clear header, per-epoch voice key, seq nonce, replay window
     franking.py   commitments, the server's tag, report verification
     session.py    GroupSession: one member's state for one room (sans-IO)
     encoding.py   length-prefixed fields, integers, strict base64
@@ -27,6 +30,7 @@ from spaces.e2ee.errors import E2EEError
 from spaces.e2ee.franking import server_tag, verify_report
 from spaces.e2ee.identity import Identity, PublicIdentity, safety_code
 from spaces.e2ee.session import GroupSession, OutgoingMessage, ReceivedMessage, RosterChange
+from spaces.e2ee.voice import VoiceFrame, VoiceHeader, voice_header
 
 __all__ = [
     "E2EEError",
@@ -36,7 +40,10 @@ __all__ = [
     "PublicIdentity",
     "ReceivedMessage",
     "RosterChange",
+    "VoiceFrame",
+    "VoiceHeader",
     "safety_code",
     "server_tag",
     "verify_report",
+    "voice_header",
 ]

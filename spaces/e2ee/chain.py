@@ -24,6 +24,7 @@ from spaces.e2ee.encoding import U32_MAX, u32
 from spaces.e2ee.errors import E2EEError
 from spaces.e2ee.identity import Rng, draw
 from spaces.e2ee.primitives import KEY_LEN, equal, hmac_sha256
+from spaces.e2ee.voice import VOICE_KEY_MATERIAL_LEN, VoiceKey
 
 WINDOW = 256
 MAX_FORWARD = 1024
@@ -31,8 +32,10 @@ MAX_FORWARD = 1024
 SEED_BYTE = b"\x01"
 STEP_BYTE = b"\x02"
 
-SENDER_KEY_KIND = 0x01
+SENDER_KEY_KIND = 0x01  # chat only: kind | epoch | index | chain key
+SENDER_KEY_VOICE_KIND = 0x02  # the same, then the voice key and its nonce salt
 SENDER_KEY_LEN = 1 + 4 + 4 + KEY_LEN
+SENDER_KEY_VOICE_LEN = SENDER_KEY_LEN + VOICE_KEY_MATERIAL_LEN
 
 
 def step(chain_key: bytes) -> tuple[bytes, bytes]:
@@ -48,30 +51,45 @@ def advance(chain_key: bytes, steps: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class SenderKey:
-    """What one directed envelope carries: a chain key at an index, for one epoch.
+    """What one directed envelope carries: a chain key at an index for one epoch, and the voice key.
 
-    Wire (41 bytes): kind 0x01 | epoch u32 | index u32 | chain key (32).
+    Wire: kind 0x01 | epoch u32 | index u32 | chain key (32)              41 bytes
+          kind 0x02 | epoch u32 | index u32 | chain key (32) | voice key (32) | salt (4)   77 bytes
+    Sessions send kind 0x02. Kind 0x01 (a sender without voice) still decodes;
+    that sender's voice frames are then e2ee.unsupported.
     """
 
     epoch: int
     index: int
     chain_key: bytes = field(repr=False)
+    voice: VoiceKey | None = field(default=None, repr=False)
 
     def encode(self) -> bytes:
-        return bytes([SENDER_KEY_KIND]) + u32(self.epoch) + u32(self.index) + self.chain_key
+        head = u32(self.epoch) + u32(self.index) + self.chain_key
+        if self.voice is None:
+            return bytes([SENDER_KEY_KIND]) + head
+        assert self.voice.epoch == self.epoch
+        return bytes([SENDER_KEY_VOICE_KIND]) + head + self.voice.key + self.voice.salt
 
     @classmethod
     def decode(cls, data: bytes) -> SenderKey:
         if not data:
             raise E2EEError(errors.MALFORMED, "empty sender key")
-        if data[0] != SENDER_KEY_KIND:
+        if data[0] not in (SENDER_KEY_KIND, SENDER_KEY_VOICE_KIND):
             raise E2EEError(errors.UNSUPPORTED, "unknown directed payload kind")
-        if len(data) != SENDER_KEY_LEN:
+        want = SENDER_KEY_LEN if data[0] == SENDER_KEY_KIND else SENDER_KEY_VOICE_LEN
+        if len(data) != want:
             raise E2EEError(errors.MALFORMED, "sender key has the wrong length")
+        epoch = int.from_bytes(data[1:5], "big")
+        voice = None
+        if data[0] == SENDER_KEY_VOICE_KIND:
+            voice_key = data[SENDER_KEY_LEN : SENDER_KEY_LEN + KEY_LEN]
+            voice = VoiceKey(epoch, voice_key, data[SENDER_KEY_LEN + KEY_LEN :])
         return cls(
-            epoch=int.from_bytes(data[1:5], "big"),
+            epoch=epoch,
             index=int.from_bytes(data[5:9], "big"),
-            chain_key=data[9:],
+            chain_key=data[9:SENDER_KEY_LEN],
+            voice=voice,
         )
 
 
@@ -95,9 +113,9 @@ class SendingChain:
         seed, chain_key = step(self.chain_key)
         return self.index, seed, SendingChain(self.epoch, self.index + 1, chain_key)
 
-    def sender_key(self) -> SenderKey:
+    def sender_key(self, voice: VoiceKey | None = None) -> SenderKey:
         """The current state, as sent to a member: they can read from here on, not before."""
-        return SenderKey(self.epoch, self.index, self.chain_key)
+        return SenderKey(self.epoch, self.index, self.chain_key, voice)
 
 
 @dataclass(frozen=True, slots=True)

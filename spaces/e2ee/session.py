@@ -12,13 +12,18 @@ Rules, all in `update_roster`:
   chain state, so they read from now on and never before.
 - A member left or changed keys: drop every chain we hold from them.
 - A member left but the epoch did not advance: the server failed to rotate;
-  the leaver still holds our chain, so `encrypt` refuses
+  the leaver still holds our chain, so `encrypt` and `encrypt_voice` refuse
   (e2ee.rotation_required) until an epoch advance arrives.
+
+Voice (voice.py): each rotation also derives our voice key for the epoch from
+the new chain key; it travels with the chain in every sender key we seal.
+Receivers keep the voice keys of the same epochs as the chains (this one and
+the previous one), so frames in flight across a rotation still open.
 
 Order of draws from `rng` (part of the test vectors): identity (X25519 32,
 Ed25519 32) when none is given; a rotation draws the chain key (32) before
 any envelope; each envelope draws its ephemeral key (32), envelopes in order
-of member id UTF-8 bytes; each `encrypt` draws the franking key (32).
+of member id UTF-8 bytes; each `encrypt` draws the franking key (32). Voice draws nothing.
 """
 
 from __future__ import annotations
@@ -35,6 +40,16 @@ from spaces.e2ee.errors import E2EEError
 from spaces.e2ee.franking import COMMITMENT_LEN, FRANKING_KEY_LEN, commit
 from spaces.e2ee.identity import Identity, PublicIdentity, Rng, draw, safety_code, sort_members
 from spaces.e2ee.message import RoomMessage, seal_room_message
+from spaces.e2ee.voice import (
+    VoiceFrame,
+    VoiceKey,
+    VoiceReceiver,
+    check_seq,
+    checked_header,
+    open_voice_frame,
+    seal_voice_frame,
+    voice_flags,
+)
 
 # A sender may rotate before our roster update arrives (multi-node relays); accept
 # sender keys a few epochs ahead, no further (a member must not make us hoard chains).
@@ -105,6 +120,9 @@ class GroupSession:
         self._delivered: dict[str, PublicIdentity] = {}  # who holds our current chain, under which keys
         self._chains: dict[tuple[str, int], ReceivingChain] = {}
         self._rotation_required = False
+        self._own_voice: VoiceKey | None = None
+        self._voice_seq = -1  # the last seq sealed under _own_voice
+        self._voices: dict[tuple[str, int], VoiceReceiver] = {}  # same keys as _chains
 
     def public_keys(self) -> dict[str, str]:
         """What to publish to the roster: {"dh": b64, "sig": b64}."""
@@ -137,6 +155,8 @@ class GroupSession:
             self._floor_epoch = epoch if self.epoch is None else self.epoch
             self.epoch = epoch
             self._own = own
+            self._own_voice = VoiceKey.derive(own.chain_key, room_id=self.room_id, sender_id=me, epoch=epoch)
+            self._voice_seq = -1
             self._delivered = {}
             self._rotation_required = False
         elif left:
@@ -145,6 +165,11 @@ class GroupSession:
         self._chains = {
             key: chain
             for key, chain in self._chains.items()
+            if key[0] not in gone and key[1] >= self._floor_epoch
+        }
+        self._voices = {
+            key: voice
+            for key, voice in self._voices.items()
             if key[0] not in gone and key[1] >= self._floor_epoch
         }
         for member_id in gone:
@@ -164,7 +189,7 @@ class GroupSession:
     def _distribute(self) -> list[tuple[str, str]]:
         """Seal our current chain state to every member who does not hold it yet."""
         assert self._own is not None
-        payload = self._own.sender_key().encode()
+        payload = self._own.sender_key(self._own_voice).encode()
         out: list[tuple[str, str]] = []
         for member_id in sort_members(self._roster):
             keys = self._roster[member_id]
@@ -217,10 +242,13 @@ class GroupSession:
         )
         key = SenderKey.decode(payload)
         self._check_epoch(key.epoch)
-        existing = self._chains.get((sender_id, key.epoch))
+        slot = (sender_id, key.epoch)
+        existing = self._chains.get(slot)
         if existing is None:
-            self._chains[(sender_id, key.epoch)] = ReceivingChain.from_sender_key(key)
-        elif not existing.matches(key):
+            self._chains[slot] = ReceivingChain.from_sender_key(key)
+            if key.voice is not None:
+                self._voices[slot] = VoiceReceiver(key.voice)
+        elif not existing.matches(key) or not _same_voice(self._voices.get(slot), key.voice):
             raise E2EEError(errors.CHAIN_CONFLICT, "a different sender key for the same epoch")
 
     def encrypt(self, text: str) -> OutgoingMessage:
@@ -282,6 +310,60 @@ class GroupSession:
             index=message.index,
         )
 
+    def encrypt_voice(self, opus: bytes, *, seq: int, level: int, speech: bool, end: bool = False) -> bytes:
+        """Seal one Opus frame under our voice key for this epoch; the whole frame, slot 0.
+
+        `seq` must rise under one key (e2ee.seq_reused otherwise): the nonce is
+        derived from it, and a repeated nonce would break AES-GCM.
+        """
+        if self._own is None or self._own_voice is None:
+            raise E2EEError(errors.NOT_READY, "no roster yet")
+        if self._rotation_required:
+            raise E2EEError(errors.ROTATION_REQUIRED, "a member left without an epoch change")
+        flags = voice_flags(speech=speech, end=end)
+        if check_seq(seq) <= self._voice_seq:
+            raise E2EEError(errors.SEQ_REUSED, "voice seq must rise under one key")
+        frame = seal_voice_frame(
+            self._own_voice, opus, room_id=self.room_id, sender_id=self.member_id,
+            seq=seq, level=level, flags=flags,
+        )
+        self._voice_seq = seq
+        return frame
+
+    def decrypt_voice(self, sender_id: str, frame: bytes) -> VoiceFrame:
+        """Open one voice frame from `sender_id` (known from the slot the server stamped).
+
+        Refusals: e2ee.own_message / unknown_sender, malformed / unsupported
+        header, no_sender_key (no key for that epoch: drop, or hold a few frames
+        until the next receive_directed), unsupported (the sender sent no voice
+        key), replay / out_of_window, tampered. Only success moves the window.
+        """
+        self._sender(sender_id)
+        header = checked_header(frame)
+        receiver = self._voice_receiver(sender_id, header.epoch_lo)
+        receiver.check(header.seq)
+        opened = open_voice_frame(receiver.key, frame, room_id=self.room_id, sender_id=sender_id)
+        receiver.mark(header.seq)
+        return opened
+
+    def _voice_receiver(self, sender_id: str, epoch_lo: int) -> VoiceReceiver:
+        """The kept key whose epoch ends in `epoch_lo`; the newest if 256 epochs apart."""
+        if self.epoch is None:
+            raise E2EEError(errors.NOT_READY, "no roster yet")
+        newest = self.epoch + MAX_EPOCHS_AHEAD
+        epoch = self._floor_epoch + ((epoch_lo - self._floor_epoch) & 0xFF)
+        candidates = []
+        while epoch <= newest:
+            candidates.append(epoch)
+            epoch += 256
+        for epoch in reversed(candidates):
+            receiver = self._voices.get((sender_id, epoch))
+            if receiver is not None:
+                return receiver
+        if any((sender_id, epoch) in self._chains for epoch in candidates):
+            raise E2EEError(errors.UNSUPPORTED, "the sender's key carries no voice key")
+        raise E2EEError(errors.NO_SENDER_KEY, "no voice key for that sender and epoch")
+
     def fingerprint(self, member_id: str) -> str:
         """A member's key fingerprint (ours included), for the member list."""
         if member_id == self.member_id:
@@ -297,3 +379,10 @@ class GroupSession:
             raise E2EEError(errors.NOT_READY, "no roster yet")
         roster = {**self._roster, self.member_id: self.identity.public}
         return safety_code(self.room_id, self.epoch, roster)
+
+
+def _same_voice(held: VoiceReceiver | None, sent: VoiceKey | None) -> bool:
+    """A re-sent sender key must carry the voice key we hold (or none, if we hold none)."""
+    if held is None or sent is None:
+        return held is None and sent is None
+    return held.key.matches(sent)
