@@ -183,11 +183,34 @@ class VoiceConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LoginConfig:
+    """Facilitator sign-in: sessions, and how failed attempts slow down and lock out."""
+    # A signed-in session ends after this long without a request, and after
+    # session_max_seconds in any case.
+    session_idle_seconds: float = 8 * 3600.0
+    session_max_seconds: float = 24 * 3600.0
+    # From this many failures on, each next attempt waits 1, 2, 4, 8 ... seconds
+    # (at most max_delay_seconds), counted per account name and per client address.
+    delay_after_failures: int = 3
+    max_delay_seconds: float = 60.0
+    # This many failures lock the account name for lockout_seconds; failures are
+    # forgotten lockout_seconds after the last one.
+    lockout_after_failures: int = 10
+    lockout_seconds: float = 900.0
+    # Failures from one client address (kept only as a keyed hash) before it is
+    # locked out of every account; 0 turns the per-address limit off (behind a
+    # reverse proxy every client shares the proxy's address).
+    address_lockout_after_failures: int = 30
+
+
+@dataclass(frozen=True, kw_only=True)
 class RoomConfig:
     id: str
     title: str
     schedule: str = ""
     capacity: int = 12
+    # People wait in a lobby until a facilitator admits them.
+    lobby: bool = False
     layout: Layout
 
 
@@ -200,6 +223,7 @@ class HearthConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     movement: MovementConfig = field(default_factory=MovementConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
+    login: LoginConfig = field(default_factory=LoginConfig)
     rooms: tuple[RoomConfig, ...] = ()
 
     def room(self, room_id: str) -> RoomConfig | None:
@@ -275,6 +299,16 @@ class _Reader:
         if len(value) > max_len:
             self.fail(name, f"a string of at most {max_len} characters, got {len(value)}")
             return value[:max_len]
+        return value
+
+    def boolean(self, name: str, default: bool) -> bool:
+        if not self.has(name):
+            self.seen.add(name)
+            return default
+        value = self.raw(name)
+        if not isinstance(value, bool):
+            self.fail(name, f"true or false, got {_kind(value)}")
+            return default
         return value
 
     def strings(self, name: str, default: tuple[str, ...], pattern: re.Pattern[str] | None,
@@ -493,6 +527,20 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         slow_listener_bytes=vo.integer("slow_listener_bytes", 65536, 4096, 1 << 26))
     vo.done()
 
+    lg = _Reader(source, "login", top.raw("login") or {}, problems)
+    login = LoginConfig(
+        session_idle_seconds=lg.number("session_idle_seconds", 8 * 3600.0, 60.0, 7 * 86400.0),
+        session_max_seconds=lg.number("session_max_seconds", 24 * 3600.0, 60.0, 30 * 86400.0),
+        delay_after_failures=lg.integer("delay_after_failures", 3, 1, 100),
+        max_delay_seconds=lg.number("max_delay_seconds", 60.0, 1.0, 3600.0),
+        lockout_after_failures=lg.integer("lockout_after_failures", 10, 1, 1000),
+        lockout_seconds=lg.number("lockout_seconds", 900.0, 60.0, 7 * 86400.0),
+        address_lockout_after_failures=lg.integer("address_lockout_after_failures", 30, 0, 100000))
+    if login.session_max_seconds < login.session_idle_seconds:
+        lg.fail("session_max_seconds",
+                f"at least login.session_idle_seconds ({login.session_idle_seconds:g})")
+    lg.done()
+
     rooms: list[RoomConfig] = []
     raw_rooms = top.raw("rooms")
     if not isinstance(raw_rooms, list) or not raw_rooms:
@@ -510,16 +558,18 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         title = r.text("title", None, 120)
         schedule = r.text("schedule", "", 200)
         capacity = r.integer("capacity", 12, 1, 500)
+        lobby = r.boolean("lobby", False)
         layout = _layout(source, r.key("layout"), r.raw("layout"), problems)
         r.done()
         if layout is not None:
             rooms.append(RoomConfig(id=rid, title=title, schedule=schedule,
-                                    capacity=capacity, layout=layout))
+                                    capacity=capacity, lobby=lobby, layout=layout))
     top.done()
     if problems:
         raise ConfigError(problems)
     return HearthConfig(source=source, server=server, organisation=organisation, session=session,
-                        limits=limits, movement=movement, voice=voice, rooms=tuple(rooms))
+                        limits=limits, movement=movement, voice=voice, login=login,
+                        rooms=tuple(rooms))
 
 
 def load_config(path: Path | None = None) -> HearthConfig:

@@ -9,6 +9,7 @@ connection cannot starve the others.
 
 from __future__ import annotations
 
+from moderation.bans import ClientAddress
 from spaces import protocol as p
 from spaces.config import LimitsConfig
 from spaces.effects import Close, Effect, Reply
@@ -21,8 +22,10 @@ STRIKE_MEMORY = 10.0  # seconds without a violation that forgive earlier strikes
 
 
 class Connection:
-    def __init__(self, venue: Venue, limits: LimitsConfig, now: float) -> None:
+    def __init__(self, venue: Venue, limits: LimitsConfig, now: float,
+                 address: ClientAddress | None = None) -> None:
         self.venue = venue
+        self.address = address  # only ever used as a keyed hash (bans)
         self.seat: Seat | None = None
         self._bucket = TokenBucket(limits.messages_per_second, limits.message_burst, now)
         # Voice has its own budget (50 frames/s is above any chat rate); twice
@@ -67,7 +70,7 @@ class Connection:
     def _dispatch(self, msg: p.ClientMessage, now: float) -> list[Effect]:
         if self.seat is None:
             if isinstance(msg, p.Join):
-                self.seat, effects = self.venue.join(msg, now)
+                self.seat, effects = self.venue.join(msg, now, self.address)
                 return effects
             if isinstance(msg, p.Resume):
                 self.seat, effects = self.venue.resume(msg, now)

@@ -34,9 +34,27 @@ class Broadcast:
 
 @dataclass(frozen=True, slots=True)
 class Attach:
-    """From now on this connection is `member` of `room`."""
+    """From now on this connection is `member` of `room` (in its lobby while `waiting`)."""
     room: str
     member: str
+    waiting: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Enter:
+    """A waiting member was admitted: it now receives the room's broadcasts."""
+    room: str
+    member: str
+
+
+@dataclass(frozen=True, slots=True)
+class Audit:
+    """One line for the audit log: never content, never an address."""
+    actor: str
+    action: str
+    target: str | None
+    room: str | None
+    outcome: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,4 +80,4 @@ class Voice:
     listeners: tuple[str, ...]
 
 
-Effect = Reply | Send | Broadcast | Attach | Detach | Close | Voice
+Effect = Reply | Send | Broadcast | Attach | Enter | Detach | Close | Voice | Audit

@@ -46,6 +46,13 @@ ERRORS: Final[Mapping[str, str]] = {
     "forbidden": "Your role does not allow this operation.",
     "report_invalid": "The report does not prove that the named member sent that text.",
     "member_not_found": "There is no such member in this room.",
+    "banned": "You cannot join this room for a while.",
+    "room_locked": "The room is closed to newcomers right now.",
+    "waiting": "You are waiting in the lobby; a facilitator will let you in.",
+    "slow_mode": "Slow mode is on; wait a little before your next message.",
+    "corner_not_found": "There is no quiet corner with that id.",
+    "corner_private": "That corner is private right now.",
+    "not_in_zone": "You are not in that corner.",
 }
 
 MAX_REF = 64
@@ -132,9 +139,11 @@ class Keys:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Envelope:
-    """{"type":"envelope","body":b64,"commitment":b64(32),"ref"?:str} — opaque room ciphertext."""
+    """{"type":"envelope","body":b64,"commitment":b64(32),"zone"?:corner,"ref"?:str} — opaque
+    ciphertext for the room, or only for the members in the sender's quiet corner."""
     body: str
     commitment: str
+    zone: str | None = None
     ref: str | None = None
 
 
@@ -158,6 +167,7 @@ class Report:
     commitment: str
     tag: str
     reason: str = ""
+    zone: str | None = None
     ref: str | None = None
 
 
@@ -210,6 +220,86 @@ class RaiseHand:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Ban:
+    """{"type":"ban","member":member_id,"minutes":int} — facilitators only: remove, and refuse
+    rejoining from the same address for that long (1 minute to 7 days)."""
+    member: str
+    minutes: int
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Lobby:
+    """{"type":"lobby","on":bool} — facilitators only: newcomers wait to be admitted."""
+    on: bool
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Admit:
+    """{"type":"admit","member":member_id} — facilitators only."""
+    member: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Deny:
+    """{"type":"deny","member":member_id} — facilitators only."""
+    member: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Lock:
+    """{"type":"lock","on":bool} — facilitators only: no new participants while locked."""
+    on: bool
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Capacity:
+    """{"type":"capacity","value":int} — facilitators only (1 to 500)."""
+    value: int
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Hide:
+    """{"type":"hide","seq":int} — facilitators only: every client hides that message."""
+    seq: int
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class SlowMode:
+    """{"type":"slow_mode","seconds":number} — facilitators only; 0 turns it off."""
+    seconds: float
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class PrivateCorner:
+    """{"type":"private_corner","corner":id,"member":member_id} — facilitators only: the
+    facilitator and the member move into the corner, which closes to everyone else."""
+    corner: str
+    member: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ReleaseCorner:
+    """{"type":"release_corner","corner":id} — facilitators only."""
+    corner: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class EndSession:
+    """{"type":"end_session"} — facilitators only: everyone leaves; the room starts afresh."""
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Leave:
     """{"type":"leave"}"""
     ref: str | None = None
@@ -217,7 +307,14 @@ class Leave:
 
 ClientMessage = (Join | Resume | Move | Sit | Stand | Rename | Keys | Envelope | Direct
                  | Report | ListReports | Remove | Mute | AskUnmute | Stick | GiveStick | RaiseHand
-                 | Leave)
+                 | Ban | Lobby | Admit | Deny | Lock | Capacity | Hide | SlowMode | PrivateCorner
+                 | ReleaseCorner | EndSession | Leave)
+
+# Operations only facilitators and operators may perform (tests/test_authorization.py).
+FACILITATOR_TYPES: Final = frozenset({
+    "list_reports", "remove", "mute", "ask_unmute", "stick", "give_stick", "ban", "lobby",
+    "admit", "deny", "lock", "capacity", "hide", "slow_mode", "private_corner", "release_corner",
+    "end_session"})
 
 
 class _Fields:
@@ -292,7 +389,9 @@ def _report(f: _Fields) -> Report:
         franking_key=f.string("franking_key", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
         commitment=f.string("commitment", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
         tag=f.string("tag", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
-        reason=f.string("reason", max_len=500, optional=True) or "", ref=f.ref)
+        reason=f.string("reason", max_len=500, optional=True) or "",
+        zone=f.string("zone", max_len=40, optional=True, pattern=_ROOM_ID, what="a corner id"),
+        ref=f.ref)
 
 
 _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
@@ -309,6 +408,7 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "envelope": lambda f: Envelope(
         body=f.string("body", max_len=1 << 24, pattern=_B64, what="base64 text"),
         commitment=f.string("commitment", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
+        zone=f.string("zone", max_len=40, optional=True, pattern=_ROOM_ID, what="a corner id"),
         ref=f.ref),
     "direct": lambda f: Direct(
         to=f.string("to", max_len=32, pattern=_MEMBER_ID, what="a member id"),
@@ -321,6 +421,20 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "stick": lambda f: Stick(on=f.boolean("on")),
     "give_stick": lambda f: GiveStick(member=_member(f, optional=True)),
     "raise_hand": lambda f: RaiseHand(up=f.boolean("up")),
+    "ban": lambda f: Ban(member=_member(f), minutes=f.integer("minutes", 1, 7 * 24 * 60)),
+    "lobby": lambda f: Lobby(on=f.boolean("on")),
+    "admit": lambda f: Admit(member=_member(f)),
+    "deny": lambda f: Deny(member=_member(f)),
+    "lock": lambda f: Lock(on=f.boolean("on")),
+    "capacity": lambda f: Capacity(value=f.integer("value", 1, 500)),
+    "hide": lambda f: Hide(seq=f.integer("seq", 1, 2**53)),
+    "slow_mode": lambda f: SlowMode(seconds=f.number("seconds", 0, 600)),
+    "private_corner": lambda f: PrivateCorner(
+        corner=f.string("corner", max_len=40, pattern=_ROOM_ID, what="a corner id"),
+        member=_member(f)),
+    "release_corner": lambda f: ReleaseCorner(
+        corner=f.string("corner", max_len=40, pattern=_ROOM_ID, what="a corner id")),
+    "end_session": lambda f: EndSession(),
     "leave": lambda f: Leave(),
 }
 
@@ -347,6 +461,11 @@ def decode(frame: str | bytes) -> ClientMessage:
     if fields.ref is not None and message.ref is None:
         message = replace(message, ref=fields.ref)
     return message
+
+
+def wire_type(message: ClientMessage) -> str:
+    """The `type` a decoded message had on the wire (AskUnmute -> "ask_unmute")."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(message).__name__).lower()
 
 
 def encode(message: Mapping[str, Any]) -> bytes:

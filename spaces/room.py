@@ -58,6 +58,8 @@ class Member:
     muted: bool = False  # by a facilitator; enforced by dropping voice frames
     hand_up: bool = False
     account: str | None = None  # a facilitator's account name, for the audit log only
+    address: tuple[str, bytes] | None = None  # (day, keyed hash) for a ban; never the address
+    last_envelope: float = float("-inf")  # for slow mode
     muted_notice: float = float("-inf")
 
     def to_wire(self, zone: str) -> dict[str, Any]:
@@ -78,6 +80,13 @@ class Room:
     voice_config: VoiceConfig = field(default_factory=VoiceConfig)
     seq: int = 0
     epoch: int = 1
+    capacity: int = field(init=False)
+    lobby_on: bool = field(init=False)
+    waiting: dict[str, Member] = field(default_factory=dict)  # the lobby, first come first
+    locked: bool = False
+    slow_mode: float = 0.0  # seconds between a participant's messages; 0 is off
+    private: dict[str, frozenset[str]] = field(default_factory=dict)  # corner -> its members
+    corner_seq: dict[str, int] = field(default_factory=dict)
     stick_on: bool = False
     stick_holder: str | None = None
     hands: list[str] = field(default_factory=list)  # raised hands, first come first
@@ -85,6 +94,8 @@ class Room:
     voice: VoiceRoute = field(init=False)
 
     def __post_init__(self) -> None:
+        self.capacity = self.config.capacity
+        self.lobby_on = self.config.lobby
         vc = self.voice_config
         self.voice = VoiceRoute(
             VoiceRules(hearing_range=vc.hearing_range, max_speakers=vc.max_speakers,
@@ -96,7 +107,10 @@ class Room:
         return self.config.id
 
     def is_full(self) -> bool:
-        return len(self.members) >= self.config.capacity
+        return len(self.members) + len(self.waiting) >= self.capacity
+
+    def facilitators(self) -> list[Member]:
+        return [m for m in self.members.values() if m.role != "participant"]
 
     def wire_member(self, member: Member) -> dict[str, Any]:
         return member.to_wire(self.config.layout.zone_of(member.pos))
@@ -108,7 +122,10 @@ class Room:
 
     def snapshot(self) -> dict[str, Any]:
         """The room as a joining or resuming member needs it."""
-        return {"id": self.id, "title": self.config.title, "capacity": self.config.capacity,
+        return {"id": self.id, "title": self.config.title, "capacity": self.capacity,
+                "locked": self.locked, "lobby": self.lobby_on, "slow_mode": self.slow_mode,
+                "stick": {"on": self.stick_on, "holder": self.stick_holder, "hands": list(self.hands)},
+                "private": {c: sorted(ms) for c, ms in self.private.items()},
                 "layout": self.config.layout.to_wire(), "seq": self.seq, "epoch": self.epoch,
                 "members": [self.wire_member(m) for m in self.members.values()]}
 
@@ -134,7 +151,7 @@ class Room:
         return f"{name} {self.rng.randint(2, 99)}"
 
     def add(self, *, member_id: str, pseudonym: str, avatar: Mapping[str, str], role: Role,
-            locale: str, now: float) -> tuple[Member, list[Effect]]:
+            locale: str, now: float, waiting: bool = False) -> tuple[Member, list[Effect]]:
         if self.is_full():
             raise ProtocolError("room_full")
         checked = check_avatar(avatar)
@@ -145,13 +162,24 @@ class Room:
                         moves=TokenBucket(self.limits.moves_per_second,
                                           self.limits.moves_per_second, now),
                         slot=self._free_slot())
-        self.members[member_id] = member
-        joined = self._broadcast({"type": "member_joined", "member": self.wire_member(member)},
-                                 exclude=member_id)
-        return member, [joined]
+        if waiting:
+            self.waiting[member_id] = member
+            return member, self.lobby_update()
+        return member, self.enter(member)
+
+    def enter(self, member: Member) -> list[Effect]:
+        self.members[member.id] = member
+        return [self._broadcast({"type": "member_joined", "member": self.wire_member(member)},
+                                exclude=member.id)]
+
+    def lobby_update(self) -> list[Effect]:
+        """Tell the room's facilitators who is waiting (pseudonyms only)."""
+        message = {"type": "lobby", "waiting": [
+            {"id": m.id, "pseudonym": m.pseudonym, "avatar": m.avatar} for m in self.waiting.values()]}
+        return [Send(f.id, message) for f in self.facilitators()]
 
     def _free_slot(self) -> int:
-        used = {m.slot for m in self.members.values()}
+        used = {m.slot for m in self.members.values()} | {m.slot for m in self.waiting.values()}
         return next(i for i in range(1, len(used) + 2) if i not in used)
 
     def _spawn_point(self) -> Point:
@@ -163,20 +191,26 @@ class Room:
         return spawn[self.rng.randrange(len(spawn))]
 
     def remove(self, member_id: str, reason: LeaveReason) -> list[Effect]:
+        if self.waiting.pop(member_id, None) is not None:
+            return self.lobby_update()
         member = self.members.pop(member_id, None)
         self._moved.discard(member_id)
         if member is None:
             return []
         self.voice.forget(member_id)
-        effects: list[Effect] = []
+        self.epoch += 1
+        effects: list[Effect] = [self._broadcast({
+            "type": "member_left", "member": member_id, "reason": reason, "epoch": self.epoch})]
+        for corner, inside in list(self.private.items()):
+            if member_id in inside:
+                del self.private[corner]
+                effects.append(self._corners())
         if member_id in self.hands:
             self.hands.remove(member_id)
         if self.stick_holder == member_id:
             self.stick_holder = None
             effects.append(self._stick_state())
-        self.epoch += 1
-        return [self._broadcast({"type": "member_left", "member": member_id, "reason": reason,
-                                 "epoch": self.epoch}), *effects]
+        return effects
 
     def mark_away(self, member_id: str, attachment: int, now: float) -> None:
         member = self.members.get(member_id)
@@ -206,6 +240,9 @@ class Room:
         target = target.rounded()
         if not layout.walkable(target):
             raise ProtocolError("position_invalid")
+        zone = layout.zone_of(target)
+        if zone in self.private and member.id not in self.private[zone]:
+            raise ProtocolError("corner_private")
         member.last_move = now
         effects: list[Effect] = []
         if member.seat is not None:
@@ -253,21 +290,47 @@ class Room:
         return [self._updated(member)]
 
     def envelope(self, member: Member, body: str, commitment: str, ref: str | None,
-                 now: float, tag: Any) -> list[Effect]:
-        """Stamp sender, sequence and time; `tag(seq, ts)` makes the franking tag."""
+                 now: float, tag: Any, zone: str | None = None) -> list[Effect]:
+        """Stamp sender, sequence and time; `tag(scope, seq, ts)` makes the franking tag."""
         if len(body) > self.limits.max_envelope_chars:
             raise ProtocolError("envelope_too_large",
                                 f"The envelope body is longer than "
                                 f"{self.limits.max_envelope_chars} characters.", ref)
+        if self.slow_mode and member.role == "participant":
+            wait = member.last_envelope + self.slow_mode - now
+            if wait > 0:
+                raise ProtocolError("slow_mode", f"Slow mode is on: you can write again in "
+                                                 f"{max(1, round(wait))} seconds.", ref)
+        member.last_envelope = now
         ts = int(now * 1000)
+        if zone is not None:
+            return self._corner_envelope(member, body, commitment, ref, ts, tag, zone)
         message: dict[str, Any] = {"type": "envelope", "from": member.id, "ts": ts,
                                    "body": body, "commitment": commitment}
         out = self._broadcast(message, exclude=member.id)
-        message["tag"] = tag(self.seq, ts)
+        message["tag"] = tag(self.id, self.seq, ts)
         sent: dict[str, Any] = {"type": "sent", "seq": self.seq, "ts": ts, "tag": message["tag"]}
         if ref is not None:
             sent["ref"] = ref
         return [out, Reply(sent)]
+
+    def _corner_envelope(self, member: Member, body: str, commitment: str, ref: str | None,
+                         ts: int, tag: Any, zone: str) -> list[Effect]:
+        """A corner's own conversation: its own scope and sequence, seen by nobody else."""
+        layout = self.config.layout
+        if layout.zone_of(member.pos) != zone:
+            raise ProtocolError("not_in_zone", ref=ref)
+        seq = self.corner_seq[zone] = self.corner_seq.get(zone, 0) + 1
+        scope = f"{self.id}#{zone}"
+        stamp = tag(scope, seq, ts)
+        message = {"type": "envelope", "zone": zone, "seq": seq, "from": member.id, "ts": ts,
+                   "body": body, "commitment": commitment, "tag": stamp}
+        sent: dict[str, Any] = {"type": "sent", "zone": zone, "seq": seq, "ts": ts, "tag": stamp}
+        if ref is not None:
+            sent["ref"] = ref
+        return [*(Send(m.id, message) for m in self.members.values()
+                  if m.id != member.id and m.away_since is None and layout.zone_of(m.pos) == zone),
+                Reply(sent)]
 
     def direct(self, member: Member, to: str, body: str, ref: str | None) -> list[Effect]:
         recipient = self.members.get(to)
@@ -337,6 +400,72 @@ class Room:
         elif member.id in self.hands:
             self.hands.remove(member.id)
         return [self._updated(member), self._stick_state()]
+
+    # --- room settings and facilitator controls -----------------------------------
+
+    def settings(self) -> Broadcast:
+        return self._broadcast({"type": "room_settings", "locked": self.locked,
+                                "lobby": self.lobby_on, "capacity": self.capacity,
+                                "slow_mode": self.slow_mode})
+
+    def set_lock(self, on: bool) -> list[Effect]:
+        self.locked = on
+        return [self.settings()]
+
+    def set_lobby(self, on: bool) -> list[Effect]:
+        self.lobby_on = on
+        return [self.settings()]
+
+    def set_capacity(self, value: int) -> list[Effect]:
+        self.capacity = value
+        return [self.settings()]
+
+    def set_slow_mode(self, seconds: float) -> list[Effect]:
+        self.slow_mode = seconds
+        return [self.settings()]
+
+    def hide(self, seq: int, by: Member) -> list[Effect]:
+        return [self._broadcast({"type": "hidden", "target": seq, "by": by.id})]
+
+    def private_corner(self, corner: str, facilitator: Member, member: Member) -> list[Effect]:
+        found = next((c for c in self.config.layout.corners if c.id == corner), None)
+        if found is None:
+            raise ProtocolError("corner_not_found")
+        self.private[corner] = frozenset({facilitator.id, member.id})
+        effects: list[Effect] = []
+        centre = Point(found.x + found.width / 2, found.y + found.height / 2)
+        for who, dx in ((facilitator, -0.4), (member, 0.4)):
+            who.seat = None
+            who.pos = Point(centre.x + dx, centre.y).rounded()
+            self._moved.discard(who.id)
+            effects.append(self._updated(who))
+        return [*effects, self._corners()]
+
+    def release_corner(self, corner: str) -> list[Effect]:
+        if self.private.pop(corner, None) is None:
+            raise ProtocolError("corner_not_found", "That corner is not private.")
+        return [self._corners()]
+
+    def _corners(self) -> Broadcast:
+        return self._broadcast({"type": "corners", "private": {
+            c: sorted(ms) for c, ms in self.private.items()}})
+
+    def end_notice(self) -> Broadcast:
+        return self._broadcast({"type": "session_ended"})
+
+    def clear(self) -> None:
+        """After the session ends: nobody inside, a fresh epoch, default settings."""
+        for member in [*self.members, *self.waiting]:
+            self.voice.forget(member)
+        self.members.clear()
+        self.waiting.clear()
+        self.hands.clear()
+        self.private.clear()
+        self._moved.clear()
+        self.stick_on, self.stick_holder = False, None
+        self.locked, self.slow_mode = False, 0.0
+        self.capacity, self.lobby_on = self.config.capacity, self.config.lobby
+        self.epoch += 1
 
     # --- time -----------------------------------------------------------------
 

@@ -18,19 +18,27 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from moderation.bans import Ban, BanList, ClientAddress, utc_day
 from moderation.reports import ReportQueue
 from spaces import protocol as p
 from spaces.config import HearthConfig
 from spaces.e2ee.errors import E2EEError
 from spaces.e2ee.franking import server_tag, verify_report
-from spaces.effects import Attach, Detach, Effect, Reply
+from spaces.effects import Attach, Audit, Detach, Effect, Enter, Reply, Send
 from spaces.protocol import ProtocolError
 from spaces.pseudonyms import LOCALES, generate, generate_avatar
 from spaces.room import Member, Role, Room
 
 RESUMED_ELSEWHERE = 4001  # close code for a connection whose member resumed on another
-REMOVED = 4003  # close code for a member a facilitator removed
+REMOVED = 4003  # close code for a member a facilitator removed (or banned)
+DENIED = 4004  # close code for someone a facilitator did not admit from the lobby
+SESSION_ENDED = 4005  # close code for everyone when a facilitator ends the session
 TICKET_TTL = 60.0
+
+
+def _actor(member: Member) -> str:
+    """Who did it, for the audit log: the account of a facilitator, else the pseudonym."""
+    return member.account or member.pseudonym
 
 
 def _digest(secret: str) -> bytes:
@@ -74,6 +82,7 @@ class Venue:
         self._token_of: dict[str, bytes] = {}  # member -> token digest
         self._tickets: dict[bytes, tuple[Role, float, str | None]] = {}
         self.reports = ReportQueue()
+        self.bans = BanList()
 
     # --- tickets --------------------------------------------------------------
 
@@ -110,26 +119,43 @@ class Venue:
                 "resumed": resumed, "grace": self.config.session.resume_grace_seconds,
                 "room": room.snapshot()}
 
-    def join(self, msg: p.Join, now: float) -> tuple[Seat, list[Effect]]:
+    def join(self, msg: p.Join, now: float,
+             address: ClientAddress | None = None) -> tuple[Seat, list[Effect]]:
         room = self.rooms.get(msg.room)
         if room is None:
             raise ProtocolError("room_not_found", f"There is no room {msg.room!r}.")
         if room.is_full():
             raise ProtocolError("room_full")
         role, account = self._redeem(msg.ticket, now) if msg.ticket else ("participant", None)
+        if role == "participant":
+            if address is not None and self.bans.find(room.id, address.hash_for, now):
+                raise ProtocolError("banned")
+            if room.locked:
+                raise ProtocolError("room_locked")
         locale = msg.locale if msg.locale in LOCALES else "en"
         if msg.pseudonym is not None:
             pseudonym = room.check_pseudonym(msg.pseudonym)
         else:
             pseudonym = room.free_pseudonym(lambda: generate(self.rng, locale))
         avatar = msg.avatar if msg.avatar is not None else generate_avatar(self.rng)
+        waiting = room.lobby_on and role == "participant"
         member, effects = room.add(member_id=self._make_member_id(), pseudonym=pseudonym,
-                                   avatar=avatar, role=role, locale=locale, now=now)
+                                   avatar=avatar, role=role, locale=locale, now=now,
+                                   waiting=waiting)
         member.account = account
-        token = self._issue_session(room.id, member.id)
+        if address is not None:
+            day = utc_day(now)
+            member.address = (day, address.hash_for(day))
         attachment = room.reattach(member)
-        return Seat(room.id, member.id, attachment), [
-            Attach(room.id, member.id), Reply(self._welcome(room, member, token, False)), *effects]
+        seat = Seat(room.id, member.id, attachment)
+        if waiting:  # no token until admitted: a dropped wait simply ends
+            return seat, [Attach(room.id, member.id, waiting=True),
+                          Reply({"type": "waiting", "member": member.id, "room": room.id,
+                                 "title": room.config.title, "pseudonym": member.pseudonym}),
+                          *effects]
+        token = self._issue_session(room.id, member.id)
+        return seat, [Attach(room.id, member.id), Reply(self._welcome(room, member, token, False)),
+                      *effects]
 
     def resume(self, msg: p.Resume, now: float) -> tuple[Seat, list[Effect]]:
         found = self._sessions.get(_digest(msg.token))
@@ -151,7 +177,20 @@ class Venue:
         room = self.rooms[seat.room]
         member = room.members.get(seat.member)
         if member is None or member.attachment != seat.attachment:
+            if seat.member in room.waiting:
+                raise ProtocolError("waiting", ref=msg.ref)
             raise ProtocolError("not_joined", "You are no longer in this room.")
+        kind = p.wire_type(msg)
+        if kind in p.FACILITATOR_TYPES:
+            target = self._target_name(room, msg)
+            if member.role == "participant":  # the one role check for every facilitator op
+                refused = ProtocolError("forbidden", "Only facilitators can do that.", msg.ref)
+                return [Reply(refused.to_wire()),
+                        Audit(_actor(member), kind, target, room.id, "refused:forbidden")]
+            effects = self._moderate(room, member, msg, now)
+            if kind != "list_reports":
+                effects.append(Audit(_actor(member), kind, target, room.id, "ok"))
+            return effects
         match msg:
             case p.Move(x=x, y=y):
                 return room.move(member, x, y, now)
@@ -163,34 +202,13 @@ class Venue:
                 return room.rename(member, name, avatar)
             case p.Keys(dh=dh, sig=sig):
                 return room.publish_keys(member, dh, sig)
-            case p.Envelope(body=body, commitment=commitment, ref=ref):
+            case p.Envelope(body=body, commitment=commitment, zone=zone, ref=ref):
                 return room.envelope(member, body, commitment, ref, now,
-                                     self._tagger(room.id, member.id, commitment))
+                                     self._tagger(member.id, commitment), zone)
             case p.Direct(to=to, body=body, ref=ref):
                 return room.direct(member, to, body, ref)
             case p.Report():
                 return self._report(room, member, msg, now)
-            case p.ListReports():
-                if member.role == "participant":
-                    raise ProtocolError("forbidden", "Only facilitators can read reports.")
-                return [Reply({"type": "reports",
-                               "reports": [r.to_wire() for r in self.reports.for_room(room.id)]})]
-            case p.Remove(member=target, ref=ref):
-                return self._remove(room, member, target, ref)
-            case p.Mute(member=target, ref=ref):
-                return room.mute(self._target(room, member, target, ref, "mute someone"))
-            case p.AskUnmute(member=target, ref=ref):
-                return room.ask_unmute(
-                    self._target(room, member, target, ref, "ask someone to unmute"), member)
-            case p.Stick(on=on, ref=ref):
-                self._facilitator(member, ref, "use the talking stick")
-                return room.set_stick(on)
-            case p.GiveStick(member=None, ref=ref):
-                self._facilitator(member, ref, "take the talking stick back")
-                return room.give_stick(None)
-            case p.GiveStick(member=str(target), ref=ref):
-                return room.give_stick(
-                    self._target(room, member, target, ref, "pass the talking stick"))
             case p.RaiseHand(up=up):
                 return room.raise_hand(member, up)
             case p.Leave():
@@ -199,18 +217,105 @@ class Venue:
                 raise ProtocolError("already_joined")
         raise ProtocolError("unknown_type")  # pragma: no cover - decode admits no other types
 
-    def _tagger(self, room: str, sender: str, commitment: str) -> Callable[[int, int], str]:
-        def tag(seq: int, ts: int) -> str:
-            raw = server_tag(self._franking_key, base64.b64decode(commitment), room, sender, seq, ts)
+    def _moderate(self, room: Room, actor: Member, msg: p.ClientMessage,
+                  now: float) -> list[Effect]:
+        """Facilitator operations; the caller has checked the role."""
+        match msg:
+            case p.ListReports():
+                return [Reply({"type": "reports",
+                               "reports": [r.to_wire() for r in self.reports.for_room(room.id)]})]
+            case p.Remove(member=target, ref=ref):
+                return self._remove(room, actor, self._member(room, target, ref), "removed")
+            case p.Ban(member=target, minutes=minutes, ref=ref):
+                banned = self._member(room, target, ref)
+                effects = self._remove(room, actor, banned, "banned")
+                if banned.address is not None:
+                    self.bans.add(Ban(room=room.id, day=banned.address[0],
+                                      address_hash=banned.address[1], until=now + 60 * minutes,
+                                      pseudonym=banned.pseudonym))
+                return effects
+            case p.Mute(member=target, ref=ref):
+                return room.mute(self._member(room, target, ref))
+            case p.AskUnmute(member=target, ref=ref):
+                return room.ask_unmute(self._member(room, target, ref), actor)
+            case p.Stick(on=on):
+                return room.set_stick(on)
+            case p.GiveStick(member=None):
+                return room.give_stick(None)
+            case p.GiveStick(member=str(target), ref=ref):
+                return room.give_stick(self._member(room, target, ref))
+            case p.Lobby(on=on):
+                return room.set_lobby(on)
+            case p.Admit(member=target, ref=ref):
+                return self._admit(room, target, ref)
+            case p.Deny(member=target, ref=ref):
+                if target not in room.waiting:
+                    raise ProtocolError("member_not_found", ref=ref)
+                return [Detach(target, DENIED, "not admitted this time"),
+                        *room.remove(target, "removed")]
+            case p.Lock(on=on):
+                return room.set_lock(on)
+            case p.Capacity(value=value):
+                return room.set_capacity(value)
+            case p.Hide(seq=seq):
+                return room.hide(seq, actor)
+            case p.SlowMode(seconds=seconds):
+                return room.set_slow_mode(seconds)
+            case p.PrivateCorner(corner=corner, member=target, ref=ref):
+                return room.private_corner(corner, actor, self._member(room, target, ref))
+            case p.ReleaseCorner(corner=corner):
+                return room.release_corner(corner)
+            case p.EndSession():
+                return self._end_session(room)
+        raise ProtocolError("unknown_type")  # pragma: no cover
+
+    def _target_name(self, room: Room, msg: p.ClientMessage) -> str | None:
+        """The pseudonym an operation is aimed at, for the audit log."""
+        target = getattr(msg, "member", None)
+        if not isinstance(target, str):
+            return None
+        found = room.members.get(target) or room.waiting.get(target)
+        return found.pseudonym if found else None
+
+    def _member(self, room: Room, target: str, ref: str | None) -> Member:
+        found = room.members.get(target)
+        if found is None:
+            raise ProtocolError("member_not_found", ref=ref)
+        return found
+
+    def _admit(self, room: Room, target: str, ref: str | None) -> list[Effect]:
+        member = room.waiting.pop(target, None)
+        if member is None:
+            raise ProtocolError("member_not_found", ref=ref)
+        token = self._issue_session(room.id, member.id)
+        entered = room.enter(member)
+        return [Enter(room.id, member.id),
+                Send(member.id, self._welcome(room, member, token, False)),
+                *entered, *room.lobby_update()]
+
+    def _end_session(self, room: Room) -> list[Effect]:
+        """Everyone leaves at once; the room starts afresh (a new epoch, no tokens)."""
+        effects: list[Effect] = [room.end_notice()]
+        for member in [*room.members, *room.waiting]:
+            self._forget(member)
+            effects.append(Detach(member, SESSION_ENDED, "the session has ended"))
+        room.clear()
+        return effects
+
+    def _tagger(self, sender: str, commitment: str) -> Callable[[str, int, int], str]:
+        def tag(scope: str, seq: int, ts: int) -> str:
+            raw = server_tag(self._franking_key, base64.b64decode(commitment), scope, sender,
+                             seq, ts)
             return base64.b64encode(raw).decode("ascii")
         return tag
 
     def _report(self, room: Room, reporter: Member, msg: p.Report, now: float) -> list[Effect]:
+        scope = room.id if msg.zone is None else f"{room.id}#{msg.zone}"
         try:
             verify_report(self._franking_key, plaintext=msg.text,
                           franking_key=base64.b64decode(msg.franking_key),
                           commitment=base64.b64decode(msg.commitment),
-                          tag=base64.b64decode(msg.tag), room_id=room.id, sender_id=msg.sender,
+                          tag=base64.b64decode(msg.tag), room_id=scope, sender_id=msg.sender,
                           seq=msg.seq, ts=msg.ts)
         except (E2EEError, binascii.Error):
             raise ProtocolError("report_invalid", ref=msg.ref) from None
@@ -222,21 +327,8 @@ class Venue:
         reply: dict[str, Any] = {"type": "report_received", "id": report.id}
         if msg.ref is not None:
             reply["ref"] = msg.ref
-        return [Reply(reply)]
-
-    def _facilitator(self, actor: Member, ref: str | None, action: str) -> Member:
-        if actor.role == "participant":
-            raise ProtocolError("forbidden", f"Only facilitators can {action}.", ref)
-        return actor
-
-    def _target(self, room: Room, actor: Member, target: str, ref: str | None,
-                action: str) -> Member:
-        """The member a facilitator acts on, after checking the actor's role."""
-        self._facilitator(actor, ref, action)
-        found = room.members.get(target)
-        if found is None:
-            raise ProtocolError("member_not_found", ref=ref)
-        return found
+        return [Reply(reply), *(Send(f.id, {"type": "report", "report": report.to_wire()})
+                                for f in room.facilitators())]
 
     def voice(self, seat: Seat, frame: bytes, now: float) -> list[Effect]:
         room = self.rooms[seat.room]
@@ -245,14 +337,12 @@ class Venue:
             raise ProtocolError("not_joined", "You are no longer in this room.")
         return room.voice_frame(member, frame, now)
 
-    def _remove(self, room: Room, actor: Member, target: str, ref: str | None) -> list[Effect]:
-        if actor.role == "participant":
-            raise ProtocolError("forbidden", "Only facilitators can remove a member.", ref)
-        if target not in room.members or target == actor.id:
-            raise ProtocolError("member_not_found", ref=ref)
-        self._forget(target)
-        return [Detach(target, REMOVED, "removed by a facilitator"),
-                *room.remove(target, "removed")]
+    def _remove(self, room: Room, actor: Member, target: Member, why: str) -> list[Effect]:
+        if target.id == actor.id:
+            raise ProtocolError("member_not_found", "You cannot remove yourself; leave instead.")
+        self._forget(target.id)
+        return [Detach(target.id, REMOVED, f"{why} by a facilitator"),
+                *room.remove(target.id, "removed")]
 
     def leave(self, seat: Seat) -> list[Effect]:
         self._forget(seat.member)
@@ -266,6 +356,8 @@ class Venue:
     def connection_lost(self, seat: Seat, now: float) -> list[Effect]:
         """The member stays, away, for the grace period; a stale attachment changes nothing."""
         room = self.rooms[seat.room]
+        if seat.member in room.waiting:
+            return room.remove(seat.member, "left")
         if self.config.session.resume_grace_seconds <= 0:
             member = room.members.get(seat.member)
             if member is not None and member.attachment == seat.attachment:
@@ -284,4 +376,5 @@ class Venue:
             effects += room.tick(now)
         for digest in [d for d, (_, expires, _) in self._tickets.items() if expires < now]:
             del self._tickets[digest]
+        self.bans.purge(now)
         return effects

@@ -49,6 +49,23 @@ spawn = [[1.0, 1.0]]
     (ROOM.replace('circle = { x = 7.0, y = 5.0, radius = 2.6, seats = 8 }\n', ''),
      "rooms[0].layout.circle: expected a table"),
     ("[rooms\n", "not valid TOML"),
+    ("[organisation]\nquick_exit_url = 'javascript:alert(1)'\n" + ROOM,
+     "organisation.quick_exit_url: expected an absolute http(s) URL"),
+    ("[organisation]\nhelpline_countries = ['gb']\n" + ROOM,
+     "organisation.helpline_countries[0]: expected an ISO 3166-1 alpha-2 country code"),
+    ("[organisation]\nhelpline_countries = []\n" + ROOM,
+     "organisation.helpline_countries: expected at least one"),
+    ("[organisation]\nhelpline_countries = ['GB', 'GB']\n" + ROOM,
+     "organisation.helpline_countries: expected each country code once"),
+    ("[organisation.texts.fr]\nground_rules = ['Soyez gentils.']\n" + ROOM,
+     "organisation.texts.fr: unknown key"),
+    ("[organisation.texts.en]\nground_rule = ['Be kind.']\n" + ROOM,
+     "organisation.texts.en.ground_rule: unknown key"),
+    ("[organisation.texts.en]\nground_rules = []\n[organisation.texts.es]\nground_rules = []\n" + ROOM,
+     "organisation.texts.en.ground_rules: expected a list of 1 to 20 paragraphs"),
+    ("[organisation.texts.en]\nprivacy_kept = ['Nothing.']\n" + ROOM,
+     "organisation.texts.es.privacy_kept: expected a translation too, "
+     "since organisation.texts.en.privacy_kept is set"),
 ])
 def test_each_problem_names_file_key_and_expectation(tmp_path: Path, text: str, fragment: str) -> None:
     path = write(tmp_path, text)
@@ -68,3 +85,15 @@ def test_all_problems_are_reported_at_once(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read the file"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_organisation_texts_override_every_language(tmp_path: Path) -> None:
+    path = write(tmp_path, "[organisation]\nquick_exit_url = 'http://127.0.0.1:9/weather'\n"
+                 "[organisation.texts.en]\nground_rules = ['Listen.']\n"
+                 "[organisation.texts.es]\nground_rules = ['Escucha.']\n" + ROOM)
+    organisation = load_config(path).organisation
+    assert organisation.quick_exit_url == "http://127.0.0.1:9/weather"
+    assert organisation.texts_for("es").ground_rules == ("Escucha.",)
+    assert organisation.texts_for("xx").ground_rules == ("Listen.",)
+    # Keys not overridden keep the shipped default of their own language.
+    assert organisation.texts_for("es").privacy_kept[0].startswith("Un registro")

@@ -42,6 +42,13 @@ def parser() -> argparse.ArgumentParser:
                                 description="Exit 0 if the config is good; otherwise list each "
                                             "problem with its file and key, and exit 2.")
     check.add_argument("path", type=Path, metavar="PATH")
+    audit = commands.add_parser("audit", help="the audit log of moderation actions",
+                                description="Read the audit log in the config's data directory.")
+    audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    export = audit_commands.add_parser("export", help="print every entry (tab-separated, or JSON)")
+    export.add_argument("--config", type=Path, metavar="PATH",
+                        help="config file (default: the shipped config/hearth.toml)")
+    export.add_argument("--json", action="store_true", help="one JSON object per line")
     return top
 
 
@@ -121,10 +128,26 @@ def _url(port: Any) -> str:
     return f"{scheme}://{address}:{host.port}/"
 
 
+def audit_export(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from moderation.audit import format_entry, read_entries
+    config = load(args.config, None)
+    if config is None:
+        return 2
+    path = Path(config.server.data_dir) / "audit.jsonl"
+    for entry in read_entries(path):
+        print(json.dumps(asdict(entry), ensure_ascii=False) if args.json else format_entry(entry))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "audit":
+        return audit_export(args)
     if args.command == "check-config":
         config = load(args.path, None)
         if config is None:

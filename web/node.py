@@ -12,9 +12,21 @@ from typing import Any, Protocol
 
 from twisted.logger import Logger
 
+from moderation.bans import ClientAddress
 from spaces.broker import Broker, Subscription
 from spaces.connection import Connection
-from spaces.effects import Attach, Broadcast, Close, Detach, Effect, Reply, Send, Voice
+from spaces.effects import (
+    Attach,
+    Audit,
+    Broadcast,
+    Close,
+    Detach,
+    Effect,
+    Enter,
+    Reply,
+    Send,
+    Voice,
+)
 from spaces.protocol import encode
 from spaces.venue import Venue
 
@@ -29,12 +41,20 @@ class Peer(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
 
+class AuditSink(Protocol):
+    def record(self, actor: str, action: str, target: str | None, room: str | None,
+               outcome: str, now: float) -> Any: ...
+
+
 class Node:
     log = Logger()
 
     def __init__(self, venue: Venue, broker: Broker, prepare: Callable[[bytes, bool], Any],
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], audit: AuditSink | None = None,
+                 address_seed: bytes = b"") -> None:
         self.venue = venue
+        self.audit = audit
+        self.address_seed = address_seed
         self.broker = broker
         self.prepare = prepare
         self.clock = clock
@@ -42,12 +62,15 @@ class Node:
         self._member_subs: dict[str, Subscription] = {}
         self._rooms: dict[str, dict[str, Peer]] = {}
         self._room_subs: dict[str, Subscription] = {}
+        self._member_room: dict[str, str] = {}
         self.slow_listener_bytes = venue.config.voice.slow_listener_bytes
         self.voice_forwarded = 0
         self.voice_dropped_slow = 0
 
-    def connection(self) -> Connection:
-        return Connection(self.venue, self.venue.config.limits, self.clock())
+    def connection(self, address: str | None = None) -> Connection:
+        """A new connection; its address is kept only inside a ClientAddress (keyed hashes)."""
+        client = ClientAddress(self.address_seed, address) if address is not None else None
+        return Connection(self.venue, self.venue.config.limits, self.clock(), client)
 
     @property
     def member_count(self) -> int:
@@ -79,14 +102,20 @@ class Node:
                     self.broker.publish(room, encode(message), exclude)
                 case Send(member=member, message=message):
                     self.broker.send(member, encode(message))
-                case Attach(room=room, member=member):
+                case Attach(room=room, member=member, waiting=waiting):
                     if peer is not None:
-                        self._register(room, member, peer)
+                        self._register(room, member, peer, in_room=not waiting)
+                case Enter(room=room, member=member):
+                    entering = self._members.get(member)
+                    if entering is not None:
+                        self._join_fan_out(room, member, entering)
+                case Audit(actor=actor, action=action, target=target, room=room, outcome=outcome):
+                    if self.audit is not None:
+                        self.audit.record(actor, action, target, room, outcome, self.clock())
                 case Detach(member=member, code=code, reason=reason):
                     old = self._members.get(member)
                     if old is not None:
-                        room = next(r for r, ms in self._rooms.items() if member in ms)
-                        self._unregister(room, member)
+                        self._unregister(self._member_room[member], member)
                         old.close(code, reason)
                 case Close(code=code, reason=reason):
                     if peer is not None:
@@ -110,10 +139,15 @@ class Node:
                 peer.send_prepared(prepared)
                 self.voice_forwarded += 1
 
-    def _register(self, room: str, member: str, peer: Peer) -> None:
+    def _register(self, room: str, member: str, peer: Peer, in_room: bool = True) -> None:
         self._members[member] = peer
+        self._member_room[member] = room
         self._member_subs[member] = self.broker.subscribe_member(
             member, lambda payload, binary: (peer.send_binary if binary else peer.send_bytes)(payload))
+        if in_room:
+            self._join_fan_out(room, member, peer)
+
+    def _join_fan_out(self, room: str, member: str, peer: Peer) -> None:
         local = self._rooms.setdefault(room, {})
         local[member] = peer
         if room not in self._room_subs:
@@ -121,6 +155,7 @@ class Node:
 
     def _unregister(self, room: str, member: str) -> None:
         self._members.pop(member, None)
+        self._member_room.pop(member, None)
         sub = self._member_subs.pop(member, None)
         if sub is not None:
             sub.cancel()

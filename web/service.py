@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
+from moderation.audit import AuditLog
 from spaces.broker import MemoryBroker
 from spaces.config import HearthConfig
 from spaces.venue import Venue
@@ -70,7 +71,9 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     keys = load_secrets(Path(config.server.data_dir))
     venue = Venue(config, franking_key=keys.franking)
     factory = websocket_factory(config)
-    node = Node(venue, broker, prepare_for(factory), reactor.seconds)
+    audit = AuditLog(Path(config.server.data_dir) / "audit.jsonl")
+    node = Node(venue, broker, prepare_for(factory), reactor.seconds, audit=audit,
+                address_seed=keys.address_seed)
     bind_node(factory, config, node)
     site = build_site(config, node, WebSocketResource(factory), "memory")
     top = MultiService()

@@ -56,7 +56,8 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         return SUBPROTOCOL
 
     def onOpen(self) -> None:
-        self.conn = self.node.connection()
+        peer = self.transport.getPeer() if self.transport is not None else None
+        self.conn = self.node.connection(getattr(peer, "host", None))
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.conn is not None:

@@ -152,10 +152,11 @@ class GroupSession:
         advanced = self.epoch is None or epoch > self.epoch
         if advanced:
             own = SendingChain.start(epoch, self._rng)  # drawn first: a failing rng changes nothing
+            own_voice = VoiceKey.derive(own.chain_key, room_id=self.room_id, sender_id=me, epoch=epoch)
             self._floor_epoch = epoch if self.epoch is None else self.epoch
             self.epoch = epoch
             self._own = own
-            self._own_voice = VoiceKey.derive(own.chain_key, room_id=self.room_id, sender_id=me, epoch=epoch)
+            self._own_voice = own_voice
             self._voice_seq = -1
             self._delivered = {}
             self._rotation_required = False

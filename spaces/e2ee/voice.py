@@ -79,6 +79,8 @@ def voice_header(frame: bytes) -> VoiceHeader:
     The caller judges the values; `decrypt_voice` applies the strict rules
     (version, reserved flag bits, level range).
     """
+    if not isinstance(frame, bytes | bytearray | memoryview):
+        raise E2EEError(errors.MALFORMED, "voice frame must be bytes")
     if len(frame) < MIN_FRAME_LEN:
         raise E2EEError(errors.MALFORMED, "voice frame too short")
     return VoiceHeader(*_HEADER.unpack_from(frame))
@@ -126,6 +128,11 @@ class VoiceKey:
     def matches(self, other: VoiceKey) -> bool:
         """Same epoch and same key bytes (constant time); used for duplicate sender keys."""
         return self.epoch == other.epoch and equal(self.key + self.salt, other.key + other.salt)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, VoiceKey) and self.matches(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable-looking secrets are not dict keys
 
 
 def voice_aad(header: bytes, room_id: str, sender_id: str) -> bytes:

@@ -1,0 +1,67 @@
+"""Bans that survive a rejoin without keeping anyone's address.
+
+A ban holds the keyed hash of the banned connection's address under that
+day's salt (the salt rotates daily and is derived from a secret seed), and
+the day it belongs to. To check a newcomer, the shell hashes the newcomer's
+address under the salt of each day a live ban was made on. The hash is
+dropped when the ban ends. Nothing here does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+def utc_day(now: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(now))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Ban:
+    room: str
+    day: str
+    address_hash: bytes | None
+    until: float
+    pseudonym: str
+
+
+@dataclass
+class BanList:
+    bans: list[Ban] = field(default_factory=list)
+
+    def add(self, ban: Ban) -> None:
+        self.bans.append(ban)
+
+    def find(self, room: str, hash_for: Callable[[str], bytes | None], now: float) -> Ban | None:
+        """The live ban matching this address in this room, if any."""
+        for ban in self.bans:
+            if ban.room == room and ban.until > now and ban.address_hash is not None \
+                    and hash_for(ban.day) == ban.address_hash:
+                return ban
+        return None
+
+    def purge(self, now: float) -> int:
+        before = len(self.bans)
+        self.bans = [b for b in self.bans if b.until > now]
+        return before - len(self.bans)
+
+
+class ClientAddress:
+    """A connection's address, usable only as a keyed hash; it never prints itself."""
+
+    __slots__ = ("_address", "_seed")
+
+    def __init__(self, seed: bytes, address: str) -> None:
+        self._seed = seed
+        self._address = address.encode("utf-8")
+
+    def hash_for(self, day: str) -> bytes:
+        import hashlib
+        import hmac
+        salt = hmac.new(self._seed, b"hearth-address-salt/" + day.encode(), hashlib.sha256).digest()
+        return hmac.new(salt, self._address, hashlib.sha256).digest()
+
+    def __repr__(self) -> str:
+        return "<ClientAddress>"

@@ -1,0 +1,292 @@
+"""Signing in, without I/O: the failed-attempt throttle, the session table, CSRF tokens,
+and the keyed hash that stands in for a client's address.
+
+Time always comes in as `now` (seconds); nothing here reads a clock, a socket
+or a file. web/auth.py is the Twisted shell around it.
+
+Throttle. Every attempt is counted against two keys: the account name typed
+(kept as its SHA-256, whether or not such an account exists, so the answers
+never tell which names exist) and the client's address (kept only as a keyed
+hash under a salt that changes every UTC day). An attempt counts as a failure
+from the moment it is admitted — so a burst of parallel attempts sees the
+delays at once — and is taken back if it succeeds. From `delay_after_failures`
+failures on, the next attempt must wait 1, 2, 4, 8 ... seconds (at most
+`max_delay_seconds`); at `lockout_after_failures` the name is locked for
+`lockout_seconds` (and an address at `address_lockout_after_failures`).
+Failures are forgotten `lockout_seconds` after the last one.
+
+Sessions. The cookie is 256 random bits; the table keeps only its SHA-256.
+A session ends after `session_idle_seconds` without use and after
+`session_max_seconds` in any case. Each holds its own random CSRF token.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import math
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from spaces.config import LoginConfig
+
+MAX_RECORDS = 100_000  # throttle memory bound; the oldest records go first
+SWEEP_EVERY = 60.0
+
+Kind = Literal["account", "address"]
+
+
+# --- client addresses -----------------------------------------------------------------
+
+
+def utc_day(now: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(now))
+
+
+class AddressHasher:
+    """HMAC-SHA256 of an address under the day's salt, derived from `address_seed`.
+
+    The same address gives a different hash every UTC day, and nothing keeps
+    the address itself. Domain-separated from the hashes bans keep.
+    """
+
+    def __init__(self, seed: bytes) -> None:
+        self._seed = seed
+        self._day = ""
+        self._salt = b""
+
+    def digest(self, address: str, now: float) -> str:
+        day = utc_day(now)
+        if day != self._day:
+            self._salt = hmac.new(self._seed, b"hearth-address-salt/" + day.encode(),
+                                  hashlib.sha256).digest()
+            self._day = day
+        return hmac.new(self._salt, b"login\x00" + address.encode("utf-8"),
+                        hashlib.sha256).hexdigest()
+
+    def __repr__(self) -> str:
+        return "<AddressHasher>"
+
+
+# --- CSRF --------------------------------------------------------------------------------
+
+
+def new_token() -> str:
+    """256 random bits, URL-safe (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
+def form_token(key: bytes, presession: str) -> str:
+    """The sign-in form's CSRF token: bound to the pre-session cookie by a server key."""
+    mac = hmac.new(key, b"hearth-login-csrf\x00" + presession.encode("ascii", "replace"),
+                   hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+
+
+def tokens_match(expected: str, given: str | None) -> bool:
+    """Constant-time comparison; an absent or non-ASCII token never matches."""
+    if not given or not expected or not given.isascii():
+        return False
+    return hmac.compare_digest(expected.encode("ascii"), given.encode("ascii"))
+
+
+# --- the throttle ------------------------------------------------------------------------
+
+
+@dataclass
+class _Record:
+    failures: int = 0
+    last: float = -math.inf
+    locked_until: float = -math.inf
+
+
+@dataclass(frozen=True)
+class Refused:
+    """Not now: wait `retry_after` seconds. `locked` tells a lockout from a delay."""
+    retry_after: float
+    locked: bool
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """An admitted attempt; pass it back to `failed` or `succeeded`."""
+    keys: tuple[tuple[Kind, str], ...]
+
+
+class LoginThrottle:
+    def __init__(self, config: LoginConfig) -> None:
+        self.config = config
+        self._records: dict[tuple[Kind, str], _Record] = {}
+        self._last_sweep = -math.inf
+
+    def _lockout_after(self, kind: Kind) -> int:
+        if kind == "account":
+            return self.config.lockout_after_failures
+        return self.config.address_lockout_after_failures
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after `failures` failures: 0, then 1, 2, 4, 8 ... capped."""
+        over = failures - self.config.delay_after_failures
+        if over < 0:
+            return 0.0
+        return min(self.config.max_delay_seconds, 2.0 ** min(over, 62))
+
+    def _keys(self, account: str, address: str | None) -> tuple[tuple[Kind, str], ...]:
+        name = hashlib.sha256(account.strip().lower().encode("utf-8", "replace")).hexdigest()
+        keys: list[tuple[Kind, str]] = [("account", name)]
+        if address is not None and self.config.address_lockout_after_failures > 0:
+            keys.append(("address", address))
+        return tuple(keys)
+
+    def _live(self, key: tuple[Kind, str], now: float) -> _Record | None:
+        record = self._records.get(key)
+        if record is not None and self._stale(record, now):
+            del self._records[key]
+            return None
+        return record
+
+    def _stale(self, record: _Record, now: float) -> bool:
+        return record.locked_until <= now and now - record.last >= self.config.lockout_seconds
+
+    def begin(self, account: str, address: str | None, now: float) -> Attempt | Refused:
+        """Admit an attempt for the name typed (and the address hash), or say how long to wait."""
+        if now - self._last_sweep >= SWEEP_EVERY or len(self._records) >= MAX_RECORDS:
+            self.sweep(now)
+        keys = self._keys(account, address)
+        locked = wait = 0.0
+        for key in keys:
+            record = self._live(key, now)
+            if record is None:
+                continue
+            if record.locked_until > now:
+                locked = max(locked, record.locked_until - now)
+            else:
+                wait = max(wait, record.last + self.delay(record.failures) - now)
+        if locked > 0:
+            return Refused(locked, True)
+        if wait > 0:
+            return Refused(wait, False)
+        for key in keys:
+            record = self._records.setdefault(key, _Record())
+            record.failures += 1
+            record.last = now
+        return Attempt(keys)
+
+    def failed(self, attempt: Attempt, now: float) -> list[Kind]:
+        """The attempt failed; returns the kinds of key it just locked out."""
+        locked: list[Kind] = []
+        for key in attempt.keys:
+            record = self._records.setdefault(key, _Record(failures=1))
+            record.last = now
+            limit = self._lockout_after(key[0])
+            if limit and record.failures >= limit and record.locked_until <= now:
+                record.locked_until = now + self.config.lockout_seconds
+                locked.append(key[0])
+        return locked
+
+    def succeeded(self, attempt: Attempt, now: float) -> None:
+        """The name's failures are forgotten; the address only gets this attempt back
+        (signing in to one account must not clear failures against others)."""
+        for key in attempt.keys:
+            if key[0] == "account":
+                self._records.pop(key, None)
+                continue
+            record = self._records.get(key)
+            if record is not None:
+                record.failures -= 1
+                if record.failures <= 0 and record.locked_until <= now:
+                    del self._records[key]
+
+    def sweep(self, now: float) -> None:
+        self._last_sweep = now
+        for key in [k for k, r in self._records.items() if self._stale(r, now)]:
+            del self._records[key]
+        excess = len(self._records) - MAX_RECORDS + MAX_RECORDS // 10
+        if excess > 0 and len(self._records) >= MAX_RECORDS:
+            oldest = sorted(self._records, key=lambda k: self._records[k].last)[:excess]
+            for key in oldest:
+                del self._records[key]
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+# --- sessions --------------------------------------------------------------------------
+
+
+@dataclass
+class Session:
+    account: str
+    role: str
+    generation: int  # the account's generation when it signed in
+    created: float
+    last_seen: float
+    csrf: str = field(default_factory=new_token, repr=False)
+
+
+def _digest(cookie: str) -> bytes:
+    return hashlib.sha256(cookie.encode("utf-8", "replace")).digest()
+
+
+class SessionTable:
+    """Server-side sessions, in memory, keyed by the SHA-256 of the cookie."""
+
+    def __init__(self, idle_seconds: float, max_seconds: float,
+                 make_token: Callable[[], str] = new_token) -> None:
+        self.idle_seconds = idle_seconds
+        self.max_seconds = max_seconds
+        self._make_token = make_token
+        self._sessions: dict[bytes, Session] = {}
+        self._last_sweep = -math.inf
+
+    def create(self, account: str, role: str, generation: int, now: float) -> tuple[str, Session]:
+        """A new session; returns the cookie value (shown once, never stored) and the session."""
+        self._maybe_sweep(now)
+        cookie = self._make_token()
+        session = Session(account=account, role=role, generation=generation, created=now,
+                          last_seen=now)
+        self._sessions[_digest(cookie)] = session
+        return cookie, session
+
+    def _expired(self, session: Session, now: float) -> bool:
+        return (now - session.last_seen >= self.idle_seconds
+                or now - session.created >= self.max_seconds)
+
+    def get(self, cookie: str, now: float) -> Session | None:
+        """The live session for this cookie (its idle clock restarts), or None."""
+        self._maybe_sweep(now)
+        digest = _digest(cookie)
+        session = self._sessions.get(digest)
+        if session is None:
+            return None
+        if self._expired(session, now):
+            del self._sessions[digest]
+            return None
+        session.last_seen = now
+        return session
+
+    def end(self, cookie: str) -> Session | None:
+        return self._sessions.pop(_digest(cookie), None)
+
+    def end_account(self, account: str) -> int:
+        """End every session of `account`; returns how many."""
+        ended = [d for d, s in self._sessions.items() if s.account == account]
+        for digest in ended:
+            del self._sessions[digest]
+        return len(ended)
+
+    def _maybe_sweep(self, now: float) -> None:
+        if now - self._last_sweep >= SWEEP_EVERY:
+            self.sweep(now)
+
+    def sweep(self, now: float) -> None:
+        self._last_sweep = now
+        for digest in [d for d, s in self._sessions.items() if self._expired(s, now)]:
+            del self._sessions[digest]
+
+    def __len__(self) -> int:
+        return len(self._sessions)
