@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
-VECTOR_FILES = ("primitives", "identity", "envelope", "message", "franking", "session")
+VECTOR_FILES = ("primitives", "identity", "envelope", "message", "franking", "voice", "session")
 
 
 @pytest.fixture(scope="session")

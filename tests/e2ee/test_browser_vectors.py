@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from spaces.e2ee import E2EEError, GroupSession, server_tag, verify_report
+from spaces.e2ee import E2EEError, GroupSession, server_tag, verify_report, voice_header
 
 pytestmark = pytest.mark.browser
 
@@ -205,6 +205,9 @@ def test_every_vector_passes_in_the_browser(browser: BrowserPage, vectors: dict[
         vectors["message"]["rejections"])
     assert counts["franking"] >= len(vectors["franking"]["tags"]) + len(
         vectors["franking"]["reports"])
+    voice = vectors["voice"]
+    assert counts["voice"] >= len(voice["derivations"]) + 5 * len(voice["frames"]) + len(
+        voice["openings"]) + len(voice["sender_keys"])
     assert counts["session"] == len(vectors["session"]["steps"]) + len(vectors["session"]["rng"])
     assert browser.page_errors == []
 
@@ -217,8 +220,14 @@ def test_a_broken_vector_is_reported(browser: BrowserPage, vectors: dict[str, An
     rejection = {**broken["message"]["rejections"][0], "code": "e2ee.replay"}
     broken["message"]["cases"] = [case]
     broken["message"]["rejections"] = [rejection]
+    frame = dict(vectors["voice"]["frames"][0])
+    frame["frame"] = frame["frame"][:-2] + ("00" if frame["frame"][-2:] != "00" else "01")
+    opening = {**vectors["voice"]["openings"][1], "code": "e2ee.tampered"}  # the slot-stamped one
+    broken["voice"] = {**vectors["voice"], "frames": [frame], "openings": [opening]}
     failures = browser.call("runAll", broken)["failures"]
     assert any(f.startswith("message: seal #0") for f in failures)
+    assert any(f.startswith("voice: seal #0") for f in failures)
+    assert any(f.startswith("voice: open: slot stamped by the server") for f in failures)
     assert any("reject: " + rejection["description"] in f for f in failures)
 
 
@@ -340,3 +349,65 @@ def test_removal_rotates_keys_across_languages(browser: BrowserPage) -> None:
     assert link.js("js-carol", "decrypt", "py-alice", from_py.body, from_py.commitment)[
         "text"] == "rotated in Python too"
     assert link.js("js-carol", "safetyCode") == {"code": alice.safety_code()}
+
+
+def _stamp(frame: bytes, slot: int) -> bytes:
+    return frame[:4] + slot.to_bytes(2, "big") + frame[6:]
+
+
+def test_voice_frames_interoperate_and_the_browser_imports_each_key_once(
+        browser: BrowserPage) -> None:
+    link = Link(browser, "room-voice")
+    alice = GroupSession("room-voice", "py-alice")
+    mallory = GroupSession("room-voice", "py-mallory")
+    link.js_create("js-bob")
+    everyone = {"py-alice": alice.public_keys(), "py-mallory": mallory.public_keys(),
+                **link.js_keys}
+    _relay(link, {"py-alice": alice, "py-mallory": mallory}, ["js-bob"], 1, everyone)
+
+    # One second of Python speech, slot-stamped by the "server", decrypted in the browser.
+    opus = [bytes([n]) * (40 + n % 20) for n in range(51)]
+    frames = [_stamp(alice.encrypt_voice(o, seq=n, level=n % 128, speech=True, end=n == 50), 3)
+              for n, o in enumerate(opus)]
+    first = link.js("js-bob", "decryptVoice", "py-alice", frames[0].hex())
+    assert first == {"opus": opus[0].hex(), "seq": 0, "level": 0, "flags": 1, "epoch": 1}
+    second = link.js("js-bob", "decryptVoiceMany", "py-alice", [f.hex() for f in frames[1:]])
+    assert second["imports"] == 0  # the CryptoKey is cached per (sender, epoch)
+    assert [f["opus"] for f in second["frames"]] == [o.hex() for o in opus[1:]]
+    assert second["frames"][-1]["flags"] == 3
+    replayed = link.js("js-bob", "decryptVoiceMany", "py-alice", [frames[7].hex()])
+    assert replayed["frames"] == [{"error": "e2ee.replay"}]
+
+    # Browser speech, encrypted concurrently, opens in Python; the same refusals on both sides.
+    burst = [bytes.fromhex(f) for f in link.js("js-bob", "encryptVoiceMany", "c0ffee", list(range(6)))]
+    assert [voice_header(f).seq for f in burst] == list(range(6))
+    for frame in reversed(burst):
+        assert alice.decrypt_voice("js-bob", _stamp(frame, 9)).opus == bytes.fromhex("c0ffee")
+    assert link.js("js-bob", "encryptVoice", "00", {"seq": 5, "level": 1, "speech": True}) == {
+        "error": "e2ee.seq_reused"}
+    tampered = bytearray(alice.encrypt_voice(b"hush", seq=60, level=90, speech=True))
+    tampered[2] ^= 1
+    assert link.js("js-bob", "decryptVoice", "py-alice", bytes(tampered).hex()) == {
+        "error": "e2ee.tampered"}
+    mine = bytes.fromhex(link.js("js-bob", "encryptVoice", "aa", {"seq": 6, "level": 1,
+                                                                  "speech": False})["frame"])
+    with pytest.raises(E2EEError) as caught:
+        alice.decrypt_voice("js-bob", mine[:2] + bytes([mine[2] ^ 1]) + mine[3:])
+    assert caught.value.code == "e2ee.tampered"
+
+    # Mallory is removed (epoch 2): frames in flight from epoch 1 still open, the new ones
+    # open for those who stayed and not for Mallory, who kept its keys.
+    in_flight = bytes.fromhex(link.js("js-bob", "encryptVoice", "11", {"seq": 7, "level": 1,
+                                                                       "speech": True})["frame"])
+    remaining = {m: k for m, k in everyone.items() if m != "py-mallory"}
+    _relay(link, {"py-alice": alice}, ["js-bob"], 2, remaining)
+    assert alice.decrypt_voice("js-bob", in_flight).epoch == 1
+    after = bytes.fromhex(link.js("js-bob", "encryptVoice", "22", {"seq": 8, "level": 1,
+                                                                   "speech": True})["frame"])
+    assert alice.decrypt_voice("js-bob", after).epoch == 2
+    with pytest.raises(E2EEError) as caught:
+        mallory.decrypt_voice("js-bob", after)
+    assert caught.value.code == "e2ee.no_sender_key"
+    from_py = alice.encrypt_voice(b"rotated", seq=61, level=5, speech=True)
+    assert link.js("js-bob", "decryptVoice", "py-alice", from_py.hex())["epoch"] == 2
+    assert browser.page_errors == []

@@ -16,6 +16,7 @@ from spaces.e2ee.chain import (
     advance,
     step,
 )
+from spaces.e2ee.voice import VoiceKey
 
 CHAIN_KEY = bytes(range(32))
 
@@ -110,12 +111,18 @@ def test_sender_key_encoding_round_trips_and_refuses_junk() -> None:
     key = SenderKey(7, 300, CHAIN_KEY)
     assert SenderKey.decode(key.encode()) == key
     assert len(key.encode()) == 41
+    voiced = SenderKey(7, 300, CHAIN_KEY, VoiceKey(7, bytes(range(32, 64)), b"salt"))
+    assert SenderKey.decode(voiced.encode()) == voiced
+    assert len(voiced.encode()) == 77 and voiced.encode()[0] == 0x02
     for junk, expected in ((b"", "e2ee.malformed"), (key.encode()[:-1], "e2ee.malformed"),
-                           (b"\x02" + key.encode()[1:], "e2ee.unsupported")):
+                           (b"\x02" + key.encode()[1:], "e2ee.malformed"),
+                           (voiced.encode()[:-1], "e2ee.malformed"),
+                           (b"\x03" + voiced.encode()[1:], "e2ee.unsupported")):
         with pytest.raises(E2EEError) as caught:
             SenderKey.decode(junk)
         assert code(caught) == expected
     assert repr(CHAIN_KEY) not in repr(key)  # keys never reach a log through repr()
+    assert "salt" not in repr(voiced) and repr(bytes(range(32, 64))) not in repr(voiced)
 
 
 @settings(max_examples=60, deadline=None)

@@ -77,10 +77,15 @@ def test_sealed_envelope_layout(vectors: dict[str, Any]) -> None:
         payload = AESGCM(key).decrypt(nonce, ciphertext,
                                       enc("hearth-e2ee/v1/envelope-aad", header, *ctx))
         kind, epoch, index = struct.unpack(">BII", payload[:9])
-        assert (kind, epoch, index) == (1, case["sender_key"]["epoch"],
-                                        case["sender_key"]["index"])
-        assert payload[9:].hex() == case["sender_key"]["chain_key"]
-        assert len(payload) == 41
+        assert (epoch, index) == (case["sender_key"]["epoch"], case["sender_key"]["index"])
+        assert payload[9:41].hex() == case["sender_key"]["chain_key"]
+        if kind == 1:
+            assert len(payload) == 41
+        else:
+            assert (kind, len(payload)) == (2, 77)
+            assert payload[41:73].hex() == case["sender_key"]["voice_key"]
+            assert payload[73:77].hex() == case["sender_key"]["voice_salt"]
+        assert len(body) == 34 + len(payload) + 16 + 64  # 155 or 191 bytes
 
 
 def test_ratchet_and_franking_tag(vectors: dict[str, Any]) -> None:
@@ -113,3 +118,27 @@ def test_fingerprint_and_safety_code(vectors: dict[str, Any]) -> None:
         digest = hashlib.sha256(enc("hearth-e2ee/v1/safety-code", *parts)).digest()
         groups = [int.from_bytes(digest[i : i + 5], "big") % 100_000 for i in range(0, 20, 5)]
         assert case["code"] == " ".join(f"{g:05d}" for g in groups)
+
+
+def test_voice_frame_layout(vectors: dict[str, Any]) -> None:
+    v = vectors["voice"]
+    for case in v["derivations"]:
+        info = enc("hearth-e2ee/v1/voice-key", case["room_id"].encode(),
+                   case["sender_id"].encode(), struct.pack(">Q", case["epoch"]))
+        okm = HKDF(algorithm=hashes.SHA256(), length=36, salt=bytes(32), info=info).derive(
+            bytes.fromhex(case["chain_key"]))
+        assert okm.hex() == case["voice_key"] + case["salt"]
+    for case in v["frames"]:
+        frame = bytes.fromhex(case["frame"])
+        version, flags, level, epoch_lo, slot, seq = struct.unpack(">BBBBHI", frame[:10])
+        assert (version, flags, level, epoch_lo, slot, seq) == (
+            1, case["flags"], case["level"], case["epoch"] % 256, 0, case["seq"])
+        assert flags & ~0x03 == 0 and level <= 127
+        salt = bytes.fromhex(case["salt"])
+        nonce = salt + struct.pack(">Q", seq)
+        stamped = frame[:4] + struct.pack(">H", 4242) + frame[6:]  # the server writes the slot
+        aad = enc("hearth-e2ee/v1/voice-aad", stamped[0:4], stamped[6:10],
+                  case["room_id"].encode(), case["sender_id"].encode())
+        opus = AESGCM(bytes.fromhex(case["voice_key"])).decrypt(nonce, stamped[10:], aad)
+        assert opus.hex() == case["opus"]
+        assert len(frame) == 10 + len(opus) + 16

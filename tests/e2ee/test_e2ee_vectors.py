@@ -16,6 +16,7 @@ from spaces.e2ee.envelope import open_envelope, seal_envelope
 from spaces.e2ee.franking import commit, commitment_matches, server_tag, verify_report
 from spaces.e2ee.message import RoomMessage, encode_inner, message_key, seal_room_message
 from spaces.e2ee.primitives import hkdf_sha256
+from spaces.e2ee.voice import VoiceKey, open_voice_frame, seal_voice_frame, voice_aad, voice_header
 
 VECTORS = Path(__file__).resolve().parents[1] / "vectors"
 
@@ -34,6 +35,13 @@ def queue_rng(draws: list[str]) -> Callable[[int], bytes]:
 
 def ident(data: dict[str, str]) -> Identity:
     return Identity(bytes.fromhex(data["dh_private"]), bytes.fromhex(data["sig_private"]))
+
+
+def sender_key_json(key: SenderKey) -> dict[str, Any]:
+    out: dict[str, Any] = {"epoch": key.epoch, "index": key.index, "chain_key": key.chain_key.hex()}
+    if key.voice is not None:
+        out |= {"voice_key": key.voice.key.hex(), "voice_salt": key.voice.salt.hex()}
+    return out
 
 
 def code_of(fn: Callable[[], object]) -> str | None:
@@ -115,9 +123,8 @@ def test_envelopes(vectors: dict[str, Any]) -> None:
                                 recipient_id=case["recipient_id"], sender=sender.public,
                                 sender_id=case["sender_id"], room_id=case["room_id"])
         assert payload.hex() == case["payload"]
-        key = SenderKey.decode(payload)
-        assert {"epoch": key.epoch, "index": key.index, "chain_key": key.chain_key.hex()} == (
-            case["sender_key"])
+        assert sender_key_json(SenderKey.decode(payload)) == case["sender_key"]
+    assert {c["payload"][:2] for c in v["cases"]} == {"01", "02"}  # both payload kinds
     assert len(v["rejections"]) >= 10
     for case in v["rejections"]:
         def attempt(c: dict[str, Any] = case) -> bytes:
@@ -183,6 +190,46 @@ def test_franking(vectors: dict[str, Any]) -> None:
         assert code_of(report) == case["code"], case["description"]
 
 
+def _voice_key(case: dict[str, Any]) -> VoiceKey:
+    return VoiceKey(case["epoch"], bytes.fromhex(case["voice_key"]), bytes.fromhex(case["salt"]))
+
+
+def test_voice(vectors: dict[str, Any]) -> None:
+    v = vectors["voice"]
+    for case in v["derivations"]:
+        key = VoiceKey.derive(bytes.fromhex(case["chain_key"]), room_id=case["room_id"],
+                              sender_id=case["sender_id"], epoch=case["epoch"])
+        assert [key.key.hex(), key.salt.hex()] == [case["voice_key"], case["salt"]]
+    for case in v["frames"]:
+        key = _voice_key(case)
+        frame = seal_voice_frame(key, bytes.fromhex(case["opus"]), room_id=case["room_id"],
+                                 sender_id=case["sender_id"], seq=case["seq"],
+                                 level=case["level"], flags=case["flags"])
+        assert frame.hex() == case["frame"]
+        assert key.nonce(case["seq"]).hex() == case["nonce"]
+        assert voice_aad(frame, case["room_id"], case["sender_id"]).hex() == case["aad"]
+        assert list(voice_header(frame)) == case["header"]
+        got = open_voice_frame(key, frame, room_id=case["room_id"], sender_id=case["sender_id"])
+        assert (got.opus.hex(), got.seq, got.level, got.flags, got.epoch) == (
+            case["opus"], case["seq"], case["level"], case["flags"], case["epoch"])
+    codes = set()
+    for case in v["openings"]:
+        def attempt(c: dict[str, Any] = case) -> bytes:
+            return open_voice_frame(_voice_key(c), bytes.fromhex(c["frame"]), room_id=c["room_id"],
+                                    sender_id=c["sender_id"]).opus
+        assert code_of(attempt) == case["code"], case["description"]
+        if case["code"] is None:
+            assert attempt().hex() == case["opus"]
+        codes.add(case["code"])
+    assert codes == {None, "e2ee.tampered", "e2ee.unsupported", "e2ee.malformed"}
+    for case in v["sender_keys"]:
+        try:
+            got_key: dict[str, Any] = sender_key_json(SenderKey.decode(bytes.fromhex(case["payload"])))
+        except E2EEError as exc:
+            got_key = {"error": exc.code}
+        assert got_key == case["expect"], case["description"]
+
+
 def _run_step(sessions: dict[str, GroupSession], rngs: dict[str, Any], room: str,
               step: dict[str, Any]) -> dict[str, Any]:
     member = step["member"]
@@ -218,6 +265,17 @@ def _run_step(sessions: dict[str, GroupSession], rngs: dict[str, Any], room: str
                 return {"text": got.text, "franking_key": got.franking_key.hex(),
                         "commitment": b64encode(got.commitment), "epoch": got.epoch,
                         "index": got.index}
+            case "encrypt_voice":
+                assert session is not None
+                frame = session.encrypt_voice(bytes.fromhex(step["opus"]), seq=step["seq"],
+                                              level=step["level"], speech=step["speech"],
+                                              end=step["end"])
+                return {"frame": frame.hex()}
+            case "decrypt_voice":
+                assert session is not None
+                heard = session.decrypt_voice(step["from"], bytes.fromhex(step["frame"]))
+                return {"opus": heard.opus.hex(), "seq": heard.seq, "level": heard.level,
+                        "flags": heard.flags, "epoch": heard.epoch}
             case "safety_code":
                 assert session is not None
                 return {"code": session.safety_code()}
@@ -240,3 +298,7 @@ def test_session_scenario_replays(vectors: dict[str, Any]) -> None:
     assert errors >= {"e2ee.no_sender_key", "e2ee.replay", "e2ee.unknown_sender",
                       "e2ee.own_message", "e2ee.bad_signature", "e2ee.out_of_window",
                       "e2ee.rotation_required", "e2ee.stale_epoch", "e2ee.roster_mismatch"}
+    voice = [s["expect"].get("error") for s in v["steps"] if s["op"].endswith("_voice")]
+    assert set(voice) >= {None, "e2ee.no_sender_key", "e2ee.replay", "e2ee.unknown_sender",
+                          "e2ee.own_message", "e2ee.tampered", "e2ee.unsupported",
+                          "e2ee.malformed", "e2ee.seq_reused", "e2ee.rotation_required"}

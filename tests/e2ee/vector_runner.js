@@ -129,6 +129,12 @@ async function checkIdentity(c, v) {
   }
 }
 
+function senderKeyJson(key) {
+  const out = { epoch: key.epoch, index: key.index, chain_key: toHex(key.chainKey) };
+  if (key.voice !== null) Object.assign(out, { voice_key: toHex(key.voice.key), voice_salt: toHex(key.voice.salt) });
+  return out;
+}
+
 async function checkEnvelopes(c, v) {
   const f = "envelope";
   for (const [i, t] of v.cases.entries()) await c.guard(f, `case #${i}`, async () => {
@@ -151,8 +157,7 @@ async function checkEnvelopes(c, v) {
       roomId: t.room_id,
     });
     c.eq(f, `open #${i}`, toHex(payload), t.payload);
-    const key = e2ee.SenderKey.decode(payload);
-    c.eq(f, `sender key #${i}`, { epoch: key.epoch, index: key.index, chain_key: toHex(key.chainKey) }, t.sender_key);
+    c.eq(f, `sender key #${i}`, senderKeyJson(e2ee.SenderKey.decode(payload)), t.sender_key);
   });
   for (const t of v.rejections) {
     const sender = await identityFrom(t.sender);
@@ -228,6 +233,50 @@ async function checkFranking(c, v) {
   }
 }
 
+const voiceKeyOf = (t) => new e2ee.VoiceKey(t.epoch, fromHex(t.voice_key), fromHex(t.salt));
+
+async function checkVoice(c, v) {
+  const f = "voice";
+  for (const [i, t] of v.derivations.entries()) {
+    const key = await e2ee.VoiceKey.derive(fromHex(t.chain_key), { roomId: t.room_id, senderId: t.sender_id, epoch: t.epoch });
+    c.eq(f, `derivation #${i}`, [toHex(key.key), toHex(key.salt)], [t.voice_key, t.salt]);
+  }
+  for (const [i, t] of v.frames.entries()) await c.guard(f, `frame #${i}`, async () => {
+    const key = voiceKeyOf(t);
+    const ctx = { roomId: t.room_id, senderId: t.sender_id };
+    const frame = await e2ee.sealVoiceFrame(key, fromHex(t.opus), { ...ctx, seq: t.seq, level: t.level, flags: t.flags });
+    c.eq(f, `seal #${i}`, toHex(frame), t.frame);
+    c.eq(f, `nonce #${i}`, toHex(key.nonce(t.seq)), t.nonce);
+    c.eq(f, `aad #${i}`, toHex(e2ee.voiceAad(frame, t.room_id, t.sender_id)), t.aad);
+    const h = e2ee.voiceHeader(fromHex(t.frame));
+    c.eq(f, `header #${i}`, [h.version, h.flags, h.level, h.epochLo, h.slot, h.seq], t.header);
+    const got = await e2ee.openVoiceFrame(key, fromHex(t.frame).buffer, ctx); // an ArrayBuffer, as a WebSocket delivers it
+    c.eq(f, `open #${i}`, [toHex(got.opus), got.seq, got.level, got.flags, got.epoch], [t.opus, t.seq, t.level, t.flags, t.epoch]);
+  });
+  for (const t of v.openings) {
+    let got;
+    try {
+      got = toHex((await e2ee.openVoiceFrame(voiceKeyOf(t), fromHex(t.frame), { roomId: t.room_id, senderId: t.sender_id })).opus);
+    } catch (err) {
+      got = err instanceof E2EEError ? err.code : `unexpected ${err?.name}: ${err?.message}`;
+    }
+    c.eq(f, `open: ${t.description}`, got, t.code === null ? t.opus : t.code);
+  }
+  for (const t of v.sender_keys) {
+    let got;
+    try {
+      got = senderKeyJson(e2ee.SenderKey.decode(fromHex(t.payload)));
+    } catch (err) {
+      got = err instanceof E2EEError ? { error: err.code } : { unexpected: `${err?.name}: ${err?.message}` };
+    }
+    c.eq(f, `sender key: ${t.description}`, got, t.expect);
+  }
+}
+
+function voiceJson(got) {
+  return { opus: toHex(got.opus), seq: got.seq, level: got.level, flags: got.flags, epoch: got.epoch };
+}
+
 function changesJson(ch) {
   return {
     epoch: ch.epoch,
@@ -263,6 +312,12 @@ async function runStep(sessions, rngs, roomId, step) {
       const got = await s.decrypt(step.from, step.body, step.commitment);
       return { text: got.text, franking_key: toHex(got.frankingKey), commitment: b64encode(got.commitment), epoch: got.epoch, index: got.index };
     }
+    case "encrypt_voice": {
+      const frame = await s.encryptVoice(fromHex(step.opus), { seq: step.seq, level: step.level, speech: step.speech, end: step.end });
+      return { frame: toHex(frame) };
+    }
+    case "decrypt_voice":
+      return voiceJson(await s.decryptVoice(step.from, fromHex(step.frame)));
     case "safety_code":
       return { code: await s.safetyCode() };
     case "fingerprint":
@@ -297,6 +352,7 @@ export async function runAll(vectors) {
     ["envelope", checkEnvelopes],
     ["message", checkMessages],
     ["franking", checkFranking],
+    ["voice", checkVoice],
     ["session", checkSession],
   ];
   for (const [name, check] of steps) await c.guard(name, "vector file", () => check(c, vectors[name]));
@@ -335,6 +391,44 @@ export async function liveCall(name, op, args) {
       case "decrypt": {
         const got = await s.decrypt(...args);
         return { text: got.text, franking_key: toHex(got.frankingKey), commitment: b64encode(got.commitment), epoch: got.epoch, index: got.index };
+      }
+      case "encryptVoice": {
+        const [opusHex, options] = args;
+        return { frame: toHex(await s.encryptVoice(fromHex(opusHex), options)) };
+      }
+      case "encryptVoiceMany": {
+        // Fired without awaiting in between, as a capture callback would: serialised, distinct seqs.
+        const [opusHex, seqs] = args;
+        const frames = await Promise.all(seqs.map((seq) => s.encryptVoice(fromHex(opusHex), { seq, level: 20, speech: true })));
+        return frames.map(toHex);
+      }
+      case "decryptVoice":
+        return voiceJson(await s.decryptVoice(args[0], fromHex(args[1]).buffer));
+      case "decryptVoiceMany": {
+        // 50 frames = one second of one speaker. Count WebCrypto key imports meanwhile:
+        // the voice key must be imported once per (sender, epoch), never per frame.
+        const [senderId, framesHex] = args;
+        const subtle = globalThis.crypto.subtle;
+        const original = subtle.importKey;
+        let imports = 0;
+        subtle.importKey = function (...a) {
+          imports += 1;
+          return original.apply(this, a);
+        };
+        try {
+          const out = [];
+          for (const hex of framesHex) {
+            try {
+              out.push(voiceJson(await s.decryptVoice(senderId, fromHex(hex))));
+            } catch (err) {
+              if (!(err instanceof E2EEError)) throw err;
+              out.push({ error: err.code });
+            }
+          }
+          return { frames: out, imports };
+        } finally {
+          delete subtle.importKey;
+        }
       }
       case "safetyCode":
         return { code: await s.safetyCode() };

@@ -1,4 +1,4 @@
-// Hearth end-to-end encryption for group chat, in the browser: WebCrypto only.
+// Hearth end-to-end encryption for group chat and voice, in the browser: WebCrypto only.
 //
 // The byte-for-byte twin of the Python package spaces/e2ee (same formats, same
 // error codes, same order of random draws); tests/vectors/*.json prove it.
@@ -9,6 +9,7 @@
 //   SendingChain / ReceivingChain   sender-key ratchet, skipped-key window, replay refusal
 //   RoomMessage     room message layout, AAD, padding, signature
 //   commit / serverTag              message franking
+//   VoiceKey / sealVoiceFrame / openVoiceFrame / voiceHeader   voice frames (docs/e2ee.md §12)
 //   GroupSession    one member's state for one room; every method is async and
 //                   runs one at a time, so interleaved awaits never split a ratchet step.
 //
@@ -20,11 +21,18 @@ export const WIRE_VERSION = 0x01;
 export const ROOM_MESSAGE_TYPE = 0x01;
 export const ENVELOPE_TYPE = 0x02;
 export const SENDER_KEY_KIND = 0x01;
+export const SENDER_KEY_VOICE_KIND = 0x02;
 export const TEXT_KIND = 0x01;
 export const WINDOW = 256;
 export const MAX_FORWARD = 1024;
 export const MAX_EPOCHS_AHEAD = 8;
 export const PAD_BLOCK = 64;
+export const VOICE_VERSION = 0x01;
+export const VOICE_HEADER_LEN = 10;
+export const VOICE_FLAG_SPEECH = 0x01;
+export const VOICE_FLAG_END = 0x02;
+export const VOICE_LEVEL_SILENCE = 127;
+export const VOICE_WINDOW = 256;
 const U32_MAX = 2 ** 32 - 1;
 
 export const LABELS = Object.freeze({
@@ -38,6 +46,8 @@ export const LABELS = Object.freeze({
   messageSig: "hearth-e2ee/v1/message-sig",
   frankingCommitment: "hearth-e2ee/v1/franking-commitment",
   frankingTag: "hearth-e2ee/v1/franking-tag",
+  voiceKey: "hearth-e2ee/v1/voice-key",
+  voiceAad: "hearth-e2ee/v1/voice-aad",
 });
 
 // ---------------------------------------------------------------- errors
@@ -61,6 +71,7 @@ export const CODES = Object.freeze({
   ROTATION_REQUIRED: "e2ee.rotation_required",
   ROSTER_MISMATCH: "e2ee.roster_mismatch",
   CHAIN_EXHAUSTED: "e2ee.chain_exhausted",
+  SEQ_REUSED: "e2ee.seq_reused",
   FRANKING_MALFORMED: "franking.malformed",
 });
 
@@ -388,23 +399,33 @@ async function advance(chainKey, steps) {
   return chainKey;
 }
 
-/** A chain key at an index for one epoch. Wire (41 bytes): kind 0x01 | epoch u32 | index u32 | key. */
+/**
+ * A chain key at an index for one epoch, and the sender's voice key for that epoch.
+ * Wire: kind 0x01 | epoch u32 | index u32 | chain key (32)                       41 bytes
+ *       kind 0x02 | epoch u32 | index u32 | chain key (32) | voice key (32) | salt (4)   77 bytes
+ */
 export class SenderKey {
-  constructor(epoch, index, chainKey) {
+  constructor(epoch, index, chainKey, voice = null) {
     this.epoch = epoch;
     this.index = index;
     this.chainKey = chainKey;
+    this.voice = voice; // VoiceKey, or null for a chat-only sender key (kind 0x01)
   }
 
   encode() {
-    return concat(Uint8Array.of(SENDER_KEY_KIND), u32(this.epoch), u32(this.index), this.chainKey);
+    const head = [u32(this.epoch), u32(this.index), this.chainKey];
+    if (this.voice === null) return concat(Uint8Array.of(SENDER_KEY_KIND), ...head);
+    return concat(Uint8Array.of(SENDER_KEY_VOICE_KIND), ...head, this.voice.key, this.voice.salt);
   }
 
   static decode(data) {
     if (data.length === 0) throw new E2EEError(CODES.MALFORMED, "empty sender key");
-    if (data[0] !== SENDER_KEY_KIND) throw new E2EEError(CODES.UNSUPPORTED, "unknown directed payload kind");
-    if (data.length !== 41) throw new E2EEError(CODES.MALFORMED, "sender key has the wrong length");
-    return new SenderKey(readU32(data, 1), readU32(data, 5), data.slice(9));
+    const kind = data[0];
+    if (kind !== SENDER_KEY_KIND && kind !== SENDER_KEY_VOICE_KIND) throw new E2EEError(CODES.UNSUPPORTED, "unknown directed payload kind");
+    if (data.length !== (kind === SENDER_KEY_KIND ? 41 : 77)) throw new E2EEError(CODES.MALFORMED, "sender key has the wrong length");
+    const epoch = readU32(data, 1);
+    const voice = kind === SENDER_KEY_VOICE_KIND ? new VoiceKey(epoch, data.slice(41, 73), data.slice(73)) : null;
+    return new SenderKey(epoch, readU32(data, 5), data.slice(9, 41), voice);
   }
 }
 
@@ -427,8 +448,8 @@ export class SendingChain {
     return [this.index, seed, new SendingChain(this.epoch, this.index + 1, chainKey)];
   }
 
-  senderKey() {
-    return new SenderKey(this.epoch, this.index, this.chainKey);
+  senderKey(voice = null) {
+    return new SenderKey(this.epoch, this.index, this.chainKey, voice);
   }
 }
 
@@ -596,6 +617,154 @@ export async function sealRoomMessage({ sender, roomId, senderId, epoch, index, 
   return new RoomMessage(epoch, index, ciphertext, signature);
 }
 
+// ---------------------------------------------------------------- voice frames
+//
+//   0 version 0x01 | 1 flags (bit0 speech, bit1 end) | 2 level 0..127 | 3 epoch low 8 bits
+//   4-5 slot u16 (0 from the sender, stamped by the server) | 6-9 seq u32 | 10.. AES-GCM ct || tag
+//
+// voice key || salt = HKDF(chain key at index 0, zero salt, fields(voiceKey, room, sender, u64 epoch), 36)
+// nonce = salt || u64(seq); AAD = fields(voiceAad, bytes 0-3, bytes 6-9, room, sender).
+
+function asBytes(data, what) {
+  if (data instanceof Uint8Array) return data;
+  if (data instanceof ArrayBuffer) return new Uint8Array(data);
+  if (ArrayBuffer.isView(data)) return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  throw new E2EEError(CODES.MALFORMED, `${what} must be bytes`);
+}
+
+/** One sender's voice key for one epoch; the WebCrypto key is imported once, on first use. */
+export class VoiceKey {
+  #cryptoKey = null;
+
+  constructor(epoch, key, salt) {
+    if (key.length !== 32 || salt.length !== 4) throw new E2EEError(CODES.MALFORMED, "voice key has the wrong length");
+    this.epoch = epoch;
+    this.key = Uint8Array.from(key);
+    this.salt = Uint8Array.from(salt);
+  }
+
+  /** The sender's derivation from its chain key at index 0; receivers are sent the result. */
+  static async derive(initialChainKey, { roomId, senderId, epoch }) {
+    const info = fields(LABELS.voiceKey, utf8(roomId), utf8(senderId), u64(epoch));
+    const okm = await hkdfSha256(initialChainKey, { salt: ZERO_SALT, info, length: 36 });
+    return new VoiceKey(epoch, okm.slice(0, 32), okm.slice(32));
+  }
+
+  /** salt || u64(seq): unique per seq, and the sender never reuses a seq under one key. */
+  nonce(seq) {
+    return concat(this.salt, u64(seq));
+  }
+
+  /** The imported AES-GCM key, cached: no importKey per frame at 50 frames/s. */
+  cryptoKey() {
+    this.#cryptoKey ??= aesKey(this.key);
+    return this.#cryptoKey;
+  }
+
+  matches(other) {
+    return other instanceof VoiceKey && this.epoch === other.epoch && bytesEqual(concat(this.key, this.salt), concat(other.key, other.salt));
+  }
+}
+
+/** Parse the clear header, no crypto; only the length is checked (e2ee.malformed). */
+export function voiceHeader(frame) {
+  frame = asBytes(frame, "voice frame");
+  if (frame.length < VOICE_HEADER_LEN + 16) throw new E2EEError(CODES.MALFORMED, "voice frame too short");
+  const view = new DataView(frame.buffer, frame.byteOffset, frame.byteLength);
+  return { version: frame[0], flags: frame[1], level: frame[2], epochLo: frame[3], slot: view.getUint16(4), seq: view.getUint32(6) };
+}
+
+/** The header, strictly: what both clients refuse before any key is looked up. */
+export function checkedVoiceHeader(frame) {
+  const header = voiceHeader(frame);
+  if (header.version !== VOICE_VERSION) throw new E2EEError(CODES.UNSUPPORTED, "unknown voice frame version");
+  if (header.flags & ~(VOICE_FLAG_SPEECH | VOICE_FLAG_END) || header.level > VOICE_LEVEL_SILENCE) {
+    throw new E2EEError(CODES.MALFORMED, "reserved voice header bits are set");
+  }
+  return header;
+}
+
+/** Header bytes 0-3 and 6-9 (the slot, 4-5, is the server's to write), room, sender. */
+export function voiceAad(header, roomId, senderId) {
+  return fields(LABELS.voiceAad, header.subarray(0, 4), header.subarray(6, 10), utf8(roomId), utf8(senderId));
+}
+
+function checkSeq(seq) {
+  if (!Number.isSafeInteger(seq) || seq < 0 || seq > U32_MAX) throw new E2EEError(CODES.MALFORMED, "voice seq out of range");
+  return seq;
+}
+
+export function voiceFlags({ speech, end }) {
+  if (typeof speech !== "boolean" || typeof end !== "boolean") throw new E2EEError(CODES.MALFORMED, "speech and end are booleans");
+  return (speech ? VOICE_FLAG_SPEECH : 0) | (end ? VOICE_FLAG_END : 0);
+}
+
+/** The whole frame with slot 0; the caller guarantees `seq` is fresh for this key. */
+export async function sealVoiceFrame(key, opus, { roomId, senderId, seq, level, flags }) {
+  opus = asBytes(opus, "opus frame");
+  checkSeq(seq);
+  if (!Number.isInteger(level) || level < 0 || level > VOICE_LEVEL_SILENCE) throw new E2EEError(CODES.MALFORMED, "audio level must be 0..127");
+  if (flags & ~(VOICE_FLAG_SPEECH | VOICE_FLAG_END)) throw new E2EEError(CODES.MALFORMED, "unknown voice flags");
+  const header = new Uint8Array(VOICE_HEADER_LEN);
+  header.set([VOICE_VERSION, flags, level, key.epoch & 0xff]);
+  new DataView(header.buffer).setUint32(6, seq);
+  const params = { name: "AES-GCM", iv: key.nonce(seq), additionalData: voiceAad(header, roomId, senderId), tagLength: 128 };
+  return concat(header, new Uint8Array(await subtle.encrypt(params, await key.cryptoKey(), opus)));
+}
+
+/** Check the header, then AES-GCM (e2ee.tampered); no replay state here, see VoiceReceiver. */
+export async function openVoiceFrame(key, frame, { roomId, senderId }) {
+  frame = asBytes(frame, "voice frame");
+  const h = checkedVoiceHeader(frame);
+  const params = { name: "AES-GCM", iv: key.nonce(h.seq), additionalData: voiceAad(frame, roomId, senderId), tagLength: 128 };
+  let opus;
+  try {
+    opus = new Uint8Array(await subtle.decrypt(params, await key.cryptoKey(), frame.subarray(VOICE_HEADER_LEN)));
+  } catch {
+    throw new E2EEError(CODES.TAMPERED, "authenticated decryption failed");
+  }
+  return {
+    opus,
+    seq: h.seq,
+    level: h.level,
+    flags: h.flags,
+    epoch: key.epoch,
+    speech: (h.flags & VOICE_FLAG_SPEECH) !== 0,
+    end: (h.flags & VOICE_FLAG_END) !== 0,
+  };
+}
+
+const WINDOW_MASK = (1n << BigInt(VOICE_WINDOW)) - 1n;
+
+/**
+ * A sender's voice key as a receiver holds it, and which recent seqs already opened:
+ * `top` is the highest seq opened (-1: none); bit i of `seen` is seq top - i.
+ */
+export class VoiceReceiver {
+  constructor(key) {
+    this.key = key;
+    this.top = -1;
+    this.seen = 0n;
+  }
+
+  check(seq) {
+    if (seq > this.top) return;
+    const behind = this.top - seq;
+    if (behind >= VOICE_WINDOW) throw new E2EEError(CODES.OUT_OF_WINDOW, "voice frame is behind the window");
+    if ((this.seen >> BigInt(behind)) & 1n) throw new E2EEError(CODES.REPLAY, "voice frame was already played");
+  }
+
+  mark(seq) {
+    if (seq > this.top) {
+      const shift = seq - this.top;
+      this.seen = shift < VOICE_WINDOW ? ((this.seen << BigInt(shift)) | 1n) & WINDOW_MASK : 1n;
+      this.top = seq;
+    } else {
+      this.seen |= 1n << BigInt(this.top - seq);
+    }
+  }
+}
+
 // ---------------------------------------------------------------- the group session
 
 /**
@@ -612,6 +781,9 @@ export class GroupSession {
   #delivered = new Map(); // member id -> PublicIdentity that holds our current chain
   #chains = new Map(); // sender id -> Map(epoch -> ReceivingChain)
   #rotationRequired = false;
+  #ownVoice = null; // VoiceKey for our current epoch
+  #voiceSeq = -1; // the last seq sealed under #ownVoice
+  #voices = new Map(); // sender id -> Map(epoch -> VoiceReceiver), same epochs as #chains
 
   constructor(roomId, memberId, identity, rng) {
     this.roomId = roomId;
@@ -665,21 +837,26 @@ export class GroupSession {
       const advanced = this.epoch === null || epoch > this.epoch;
       if (advanced) {
         const own = await SendingChain.start(epoch, this.#rng); // drawn first: a failing rng changes nothing
+        const ownVoice = await VoiceKey.derive(own.chainKey, { roomId: this.roomId, senderId: me, epoch });
         this.#floorEpoch = this.epoch === null ? epoch : this.epoch;
         this.epoch = epoch;
         this.#own = own;
+        this.#ownVoice = ownVoice;
+        this.#voiceSeq = -1;
         this.#delivered = new Map();
         this.#rotationRequired = false;
       } else if (left.length > 0) {
         this.#rotationRequired = true;
       }
       const gone = new Set([...left, ...keysChanged]);
-      for (const [sender, byEpoch] of [...this.#chains]) {
-        if (gone.has(sender)) {
-          this.#chains.delete(sender);
-          continue;
+      for (const store of [this.#chains, this.#voices]) {
+        for (const [sender, byEpoch] of [...store]) {
+          if (gone.has(sender)) {
+            store.delete(sender);
+            continue;
+          }
+          for (const e of [...byEpoch.keys()]) if (e < this.#floorEpoch) byEpoch.delete(e);
         }
-        for (const e of [...byEpoch.keys()]) if (e < this.#floorEpoch) byEpoch.delete(e);
       }
       for (const m of gone) this.#delivered.delete(m);
       this.#roster = parsed;
@@ -697,7 +874,7 @@ export class GroupSession {
   }
 
   async #distribute() {
-    const payload = this.#own.senderKey().encode();
+    const payload = this.#own.senderKey(this.#ownVoice).encode();
     const out = [];
     for (const id of sortMembers(this.#roster.keys())) {
       const keys = this.#roster.get(id);
@@ -753,8 +930,17 @@ export class GroupSession {
       const key = SenderKey.decode(payload);
       this.#checkEpoch(key.epoch);
       const existing = this.#chain(senderId, key.epoch);
-      if (existing === undefined) this.#setChain(senderId, ReceivingChain.fromSenderKey(key));
-      else if (!(await existing.matches(key))) throw new E2EEError(CODES.CHAIN_CONFLICT, "a different sender key for the same epoch");
+      if (existing === undefined) {
+        this.#setChain(senderId, ReceivingChain.fromSenderKey(key));
+        if (key.voice !== null) {
+          if (!this.#voices.has(senderId)) this.#voices.set(senderId, new Map());
+          this.#voices.get(senderId).set(key.epoch, new VoiceReceiver(key.voice));
+        }
+      } else {
+        const held = this.#voices.get(senderId)?.get(key.epoch);
+        const sameVoice = held === undefined || key.voice === null ? held === undefined && key.voice === null : held.key.matches(key.voice);
+        if (!(await existing.matches(key)) || !sameVoice) throw new E2EEError(CODES.CHAIN_CONFLICT, "a different sender key for the same epoch");
+      }
     });
   }
 
@@ -804,6 +990,56 @@ export class GroupSession {
       this.#setChain(senderId, advanced);
       return { senderId, text, frankingKey, commitment, epoch: message.epoch, index: message.index };
     });
+  }
+
+  /**
+   * Seal one Opus frame under our voice key for this epoch; resolves to the whole frame (slot 0).
+   * `seq` must rise under one key (e2ee.seq_reused): the nonce comes from it.
+   */
+  encryptVoice(opus, { seq, level, speech, end = false } = {}) {
+    return this.#exclusive(async () => {
+      if (this.#own === null || this.#ownVoice === null) throw new E2EEError(CODES.NOT_READY, "no roster yet");
+      if (this.#rotationRequired) throw new E2EEError(CODES.ROTATION_REQUIRED, "a member left without an epoch change");
+      const flags = voiceFlags({ speech, end });
+      if (checkSeq(seq) <= this.#voiceSeq) throw new E2EEError(CODES.SEQ_REUSED, "voice seq must rise under one key");
+      const frame = await sealVoiceFrame(this.#ownVoice, opus, { roomId: this.roomId, senderId: this.memberId, seq, level, flags });
+      this.#voiceSeq = seq;
+      return frame;
+    });
+  }
+
+  /**
+   * Open one voice frame from `senderId` (known from the slot the server stamped);
+   * resolves to {opus, seq, level, flags, epoch, speech, end}. Only success moves the replay window.
+   */
+  decryptVoice(senderId, frame) {
+    return this.#exclusive(async () => {
+      this.#sender(senderId);
+      frame = asBytes(frame, "voice frame");
+      const header = checkedVoiceHeader(frame);
+      const receiver = this.#voiceReceiver(senderId, header.epochLo);
+      receiver.check(header.seq);
+      const opened = await openVoiceFrame(receiver.key, frame, { roomId: this.roomId, senderId });
+      receiver.mark(header.seq);
+      return opened;
+    });
+  }
+
+  /** The kept key whose epoch ends in `epochLo`; the newest if 256 epochs apart. */
+  #voiceReceiver(senderId, epochLo) {
+    if (this.epoch === null) throw new E2EEError(CODES.NOT_READY, "no roster yet");
+    const newest = this.epoch + MAX_EPOCHS_AHEAD;
+    const candidates = [];
+    for (let e = this.#floorEpoch + ((epochLo - this.#floorEpoch) & 0xff); e <= newest; e += 256) candidates.push(e);
+    const held = this.#voices.get(senderId);
+    for (const e of candidates.reverse()) {
+      const receiver = held?.get(e);
+      if (receiver !== undefined) return receiver;
+    }
+    if (candidates.some((e) => this.#chain(senderId, e) !== undefined)) {
+      throw new E2EEError(CODES.UNSUPPORTED, "the sender's key carries no voice key");
+    }
+    throw new E2EEError(CODES.NO_SENDER_KEY, "no voice key for that sender and epoch");
   }
 
   /** A member's key fingerprint (ours included), for the member list. */
