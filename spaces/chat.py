@@ -17,6 +17,7 @@ from twisted.internet.defer import Deferred
 
 from spaces.client import HearthClient
 from spaces.e2ee import E2EEError, GroupSession, ReceivedMessage
+from spaces.e2ee.voice import VoiceFrame, voice_header
 
 PENDING_LIMIT = 256  # envelopes held while waiting for a sender key
 
@@ -56,8 +57,13 @@ class GroupChat:
         self.rejected: list[tuple[str, str]] = []  # (sender, e2ee code)
         self._pending: list[dict[str, Any]] = []
         self._waiters: list[Deferred[ChatMessage]] = []
+        self.slots: dict[int, str] = {}  # voice slot -> member id
+        self.heard: list[tuple[str, VoiceFrame]] = []  # decrypted voice, (speaker, frame)
+        self.voice_rejected: list[tuple[int, str]] = []  # (slot, e2ee code)
+        self._voice_seq = 0
         self._absorb_members(welcome["room"]["members"])
         client.on_message = self._on_message
+        client.on_binary = self._on_voice
         client.send({"type": "keys", **self.session.public_keys()})
 
     @classmethod
@@ -100,8 +106,27 @@ class GroupChat:
 
     # --- following the room ------------------------------------------------------
 
+    def speak(self, opus: bytes, level: int = 30, *, speech: bool = True) -> bytes:
+        """Encrypt one Opus frame and send it; returns the frame as sent (slot 0)."""
+        self._voice_seq += 1
+        frame = self.session.encrypt_voice(opus, seq=self._voice_seq, level=level, speech=speech)
+        self.client.send_voice(frame)
+        return frame
+
+    def _on_voice(self, frame: bytes) -> None:
+        slot = voice_header(frame).slot
+        speaker = self.slots.get(slot)
+        if speaker is None:
+            self.voice_rejected.append((slot, "e2ee.unknown_sender"))
+            return
+        try:
+            self.heard.append((speaker, self.session.decrypt_voice(speaker, frame)))
+        except E2EEError as err:
+            self.voice_rejected.append((slot, err.code))
+
     def _absorb_members(self, members: list[dict[str, Any]]) -> None:
         self.roster = {m["id"]: m["keys"] for m in members if m.get("keys")}
+        self.slots = {int(m["slot"]): m["id"] for m in members}
         self._sync()
 
     def _sync(self) -> None:
@@ -118,8 +143,13 @@ class GroupChat:
             if self.roster.get(member["id"]) != member["keys"]:
                 self.roster[member["id"]] = member["keys"]
                 self._sync()
+        elif kind == "member_joined":
+            self.slots[int(message["member"]["slot"])] = message["member"]["id"]
+            self.epoch = int(message["epoch"])
+            self._sync()
         elif kind == "member_left":
             self.roster.pop(message["member"], None)
+            self.slots = {s: m for s, m in self.slots.items() if m != message["member"]}
             self.epoch = int(message["epoch"])
             self._sync()
         elif kind == "direct":

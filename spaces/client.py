@@ -64,6 +64,7 @@ class HearthClient:
         self._open: Deferred[HearthClient] = Deferred()
         self._waiters: list[tuple[Callable[[dict[str, Any]], bool], Deferred[dict[str, Any]]]] = []
         self.on_message: Callable[[dict[str, Any]], None] | None = None
+        self.on_binary: Callable[[bytes], None] | None = None
 
     @classmethod
     async def connect(cls, url: str, *, reactor: Any = None, origin: str | None = None,
@@ -195,7 +196,10 @@ class HearthClient:
 
     def _received(self, payload: bytes, is_binary: bool) -> None:
         if is_binary:
-            self.binary.append(payload)
+            if self.on_binary is not None:
+                self.on_binary(payload)
+            else:
+                self.binary.append(payload)
             return
         message = json.loads(payload)
         if self.on_message is not None:

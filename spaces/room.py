@@ -11,8 +11,10 @@ Rules, in one place:
   member up. Changed positions
   go out once per tick, batched, and only if something moved.
 - A seat is taken by one member at a time, from within `SEAT_REACH` metres.
-- The epoch advances whenever a member leaves the room for good (left, timed
-  out, removed), never on join: E2EE clients rotate their sender keys on it.
+- The epoch advances whenever the membership changes: a member enters, or
+  leaves for good (left, timed out, removed). E2EE clients rotate their sender
+  keys on it, so a newcomer holds no key of what was said (or spoken) before
+  it came, and a leaver none of what follows. A resume is not a change.
 - No I/O and no clock: `now` (seconds) comes in with every call.
 """
 
@@ -169,8 +171,9 @@ class Room:
 
     def enter(self, member: Member) -> list[Effect]:
         self.members[member.id] = member
-        return [self._broadcast({"type": "member_joined", "member": self.wire_member(member)},
-                                exclude=member.id)]
+        self.epoch += 1  # so a newcomer never holds a key of what was said before it came
+        return [self._broadcast({"type": "member_joined", "member": self.wire_member(member),
+                                 "epoch": self.epoch}, exclude=member.id)]
 
     def lobby_update(self) -> list[Effect]:
         """Tell the room's facilitators who is waiting (pseudonyms only)."""

@@ -199,3 +199,53 @@ def test_wire_keys_are_what_the_roster_publishes() -> None:
     assert all(len(base64.b64decode(v)) == 32 for v in keys.values())
     json.dumps(keys)
     assert HearthClient  # the client module imports without a reactor running
+
+
+OPUS = bytes(range(60)) * 2  # stands in for an Opus frame: distinctive bytes to look for
+
+
+@pytest_twisted.ensureDeferred
+async def test_voice_is_encrypted_end_to_end_and_the_server_sees_only_the_header() -> None:
+    from tests.conftest import make_config, start_server
+    from tests.test_voice_relay import walk_to
+    live = await start_server(make_config(movement={"walk_speed": 50.0}))
+    try:
+        frames = record_frames(live)
+        alice, bob = await chat(live), await chat(live)
+        await settle(alice, bob)
+        await walk_to(alice.client, 5.0, 8.0)
+        await walk_to(bob.client, 6.0, 8.0)
+        sent = [alice.speak(OPUS + bytes([i]), level=20) for i in range(5)]
+        for _ in range(50):
+            if len(bob.heard) == 5:
+                break
+            await sleep(0.02)
+        assert [(who, f.opus) for who, f in bob.heard] == [
+            (alice.client.member, OPUS + bytes([i])) for i in range(5)]
+        voice_in = [f for f in frames if f[:1] == b"\x01" and len(f) > 26 and f in sent]
+        assert len(voice_in) == 5
+        for frame in voice_in:
+            assert OPUS[:16] not in frame  # only the 10-byte header is in the clear
+
+        # a newcomer gets keys of the new epoch only: earlier voice stays closed to it
+        carol = await chat(live)
+        await settle(alice, bob, carol)
+        with pytest.raises(E2EEError):
+            carol.session.decrypt_voice(alice.client.member or "", sent[0])
+        await walk_to(carol.client, 5.5, 8.5)
+        alice.speak(OPUS, level=20)
+        for _ in range(50):
+            if carol.heard:
+                break
+            await sleep(0.02)
+        assert carol.heard and carol.heard[0][1].opus == OPUS
+        for c in (alice, bob, carol):
+            await c.client.close()
+    finally:
+        await live.hearth.service.stopService()
+
+
+async def sleep(seconds: float) -> None:
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+    await deferLater(reactor, seconds, lambda: None)

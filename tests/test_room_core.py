@@ -56,6 +56,16 @@ def error_code(effects: list[Effect]) -> str:
     return reply(effects, "error")["code"]
 
 
+def test_entering_advances_the_epoch_but_resuming_does_not() -> None:
+    w = World()
+    _, first = w.join()
+    conn, second = w.join()
+    assert second["room"]["epoch"] == first["room"]["epoch"] + 1
+    conn.lost(w.clock.seconds())
+    resumed = reply(w.send(w.connect(), {"type": "resume", "token": second["token"]}), "welcome")
+    assert resumed["room"]["epoch"] == second["room"]["epoch"]
+
+
 def test_join_gives_token_pseudonym_avatar_and_tells_the_room() -> None:
     w = World()
     _, first = w.join()
@@ -291,9 +301,10 @@ def test_directed_envelope_goes_to_one_member_of_the_same_room() -> None:
 def test_leave_closes_and_advances_epoch() -> None:
     w = World()
     a, wa = w.join()
+    assert wa["room"]["epoch"] == 2  # entering advanced it too
     effects = w.send(a, {"type": "leave"})
     [left] = broadcasts(effects, "member_left")
-    assert left.message["reason"] == "left" and left.message["epoch"] == 2
+    assert left.message["reason"] == "left" and left.message["epoch"] == 3
     assert Close(1000, "left the room") in effects
     assert wa["member"] not in w.venue.rooms["circle"].members
 
