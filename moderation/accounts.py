@@ -1,7 +1,7 @@
 """Facilitator accounts: a name, a role, an argon2id password hash, an optional TOTP secret.
 
 They live in `<data_dir>/facilitators.json` (mode 0600 in the 0700 data
-directory), written atomically (web/datadir.write_atomically) under an
+directory), written atomically (write_atomically: write, fsync, rename) under an
 exclusive lock on the data directory, so two `hearth facilitator` commands
 never lose each other's change. The CLI is the only writer; a running server
 reads the file again whenever it changes (a new password, a removed account
@@ -37,11 +37,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal, cast
+from urllib.parse import quote
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
+
+from moderation.journal import write_atomically  # the one atomic writer (web.datadir re-exports it)
 
 AccountRole = Literal["facilitator", "operator"]
 ROLES: tuple[AccountRole, ...] = ("facilitator", "operator")
@@ -137,8 +140,15 @@ def _totp(secret: str) -> TOTP:
 
 
 def totp_uri(secret: str, name: str, issuer: str) -> str:
-    """The otpauth:// URI an authenticator app reads (as a QR code or pasted)."""
-    return _totp(secret).get_provisioning_uri(name, issuer)
+    """The otpauth:// URI an authenticator app reads (as a QR code or pasted).
+
+    Built by hand rather than with TOTP.get_provisioning_uri, which writes a space in
+    the issuer parameter as '+': the Key URI format wants %20, and some apps show '+'.
+    """
+    _totp(secret)  # a secret the apps would refuse fails here, not on the phone
+    label = f"{quote(issuer, safe='')}:{quote(name, safe='')}"
+    return (f"otpauth://totp/{label}?secret={secret}&issuer={quote(issuer, safe='')}"
+            f"&algorithm=SHA1&digits={TOTP_DIGITS}&period={TOTP_STEP}")
 
 
 def totp_code(secret: str, now: float) -> str:
@@ -299,7 +309,6 @@ class AccountStore:
             self._refresh()
             accounts = dict(self._accounts)
             yield accounts
-            from web.datadir import write_atomically  # the one atomic writer
             write_atomically(self.path, _serialise(accounts))
             self._signature = None
             self._refresh()

@@ -9,12 +9,12 @@ address, no token ever goes in: the fields are fixed and short.
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from moderation.journal import Journal, read_records
 
 MAX_FIELD = 80
 
@@ -32,9 +32,7 @@ class AuditEntry:
 class AuditLog:
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        self._file = os.fdopen(fd, "ab")
+        self._journal = Journal(path)
 
     def record(self, actor: str, action: str, target: str | None, room: str | None,
                outcome: str, now: float) -> AuditEntry:
@@ -42,9 +40,7 @@ class AuditLog:
                            target=None if target is None else target[:MAX_FIELD],
                            room=None if room is None else room[:MAX_FIELD],
                            outcome=outcome[:MAX_FIELD])
-        self._file.write(json.dumps(asdict(entry), ensure_ascii=False).encode() + b"\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._journal.append(asdict(entry))
         return entry
 
     def entries(self) -> Iterator[AuditEntry]:
@@ -52,34 +48,23 @@ class AuditLog:
 
     def purge(self, older_than: float) -> int:
         """Drop entries older than `older_than` (seconds); returns how many went."""
-        from web.datadir import write_atomically  # the one atomic writer
-        keep, dropped = [], 0
-        for entry in self.entries():
-            if entry.ts >= older_than * 1000:
-                keep.append(json.dumps(asdict(entry), ensure_ascii=False))
-            else:
-                dropped += 1
-        if dropped:
-            self._file.close()
-            write_atomically(self.path, ("\n".join(keep) + "\n" if keep else "").encode())
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self._file = os.fdopen(fd, "ab")
-        return dropped
+        entries = list(self.entries())
+        keep = [asdict(e) for e in entries if e.ts >= older_than * 1000]
+        if len(keep) != len(entries):
+            self._journal.rewrite(keep)
+        return len(entries) - len(keep)
 
     def close(self) -> None:
-        self._file.close()
+        self._journal.close()
 
 
 def read_entries(path: Path) -> Iterator[AuditEntry]:
     """Every complete record; a torn last line (a crash mid-write) is skipped."""
-    if not path.exists():
-        return
-    with path.open("rb") as f:
-        for line in f:
-            try:
-                yield AuditEntry(**json.loads(line))
-            except (ValueError, TypeError):
-                continue
+    for record in read_records(path):
+        try:
+            yield AuditEntry(**record)
+        except TypeError:
+            continue
 
 
 def format_entry(entry: AuditEntry) -> str:

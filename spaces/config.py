@@ -204,6 +204,36 @@ class LoginConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WebhookConfig:
+    name: str
+    url: str
+    secret: str
+    tier: str = "primary"  # "primary" gets every tier that calls on-call; "secondary" the later
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmailConfig:
+    smtp_host: str
+    smtp_port: int = 25
+    sender: str = "hearth@localhost"
+    on_call: tuple[str, ...] = ()
+    admin: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrisisConfig:
+    # Helplines, rule packs and escalation tiers (docs/crisis.md); relative to the config file.
+    directory: str = str(Path(__file__).resolve().parent.parent / "config" / "crisis")
+    # The address people use to reach this Hearth, for links in alerts ("" = the first listener).
+    public_url: str = ""
+    retention_days: int = 90
+    webhooks: tuple[WebhookConfig, ...] = ()
+    email: EmailConfig | None = None
+    max_backoff_seconds: float = 300.0
+    alert_admin_after: int = 5
+
+
+@dataclass(frozen=True, kw_only=True)
 class RoomConfig:
     id: str
     title: str
@@ -224,6 +254,7 @@ class HearthConfig:
     movement: MovementConfig = field(default_factory=MovementConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     login: LoginConfig = field(default_factory=LoginConfig)
+    crisis: CrisisConfig = field(default_factory=CrisisConfig)
     rooms: tuple[RoomConfig, ...] = ()
 
     def room(self, room_id: str) -> RoomConfig | None:
@@ -476,6 +507,54 @@ def _data_dir(r: _Reader, source: str) -> str:
     return str(path)
 
 
+_URL = re.compile(r"^https?://[^\s]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+
+
+def _crisis(source: str, table: Any, problems: list[str]) -> CrisisConfig:
+    c = _Reader(source, "crisis", table, problems)
+    directory = c.text("directory", "", 1000)
+    if directory:
+        path = Path(directory).expanduser()
+        directory = str(path if path.is_absolute() else Path(source).resolve().parent / path)
+    public_url = c.text("public_url", "", 300)
+    if public_url and not _URL.match(public_url):
+        c.fail("public_url", f"an http(s) URL, got {public_url!r}")
+    webhooks = []
+    raw_hooks = c.raw("webhooks") if c.has("webhooks") else []
+    if not isinstance(raw_hooks, list):
+        c.fail("webhooks", "a list of [[crisis.webhooks]] tables")
+        raw_hooks = []
+    for i, item in enumerate(raw_hooks):
+        w = _Reader(source, f"crisis.webhooks[{i}]", item, problems)
+        hook = WebhookConfig(name=w.text("name", f"webhook-{i}", 40), url=w.text("url", None, 500),
+                             secret=w.text("secret", None, 500), tier=w.text("tier", "primary", 20))
+        if hook.url and not _URL.match(hook.url):
+            w.fail("url", f"an http(s) URL, got {hook.url!r}")
+        if hook.secret and len(hook.secret) < 16:
+            w.fail("secret", "a shared secret of at least 16 characters (for the HMAC signature)")
+        if hook.tier not in ("primary", "secondary"):
+            w.fail("tier", f"'primary' or 'secondary', got {hook.tier!r}")
+        w.done()
+        webhooks.append(hook)
+    email = None
+    if c.has("email"):
+        e = _Reader(source, "crisis.email", c.raw("email"), problems)
+        email = EmailConfig(smtp_host=e.text("smtp_host", None, 200),
+                            smtp_port=e.integer("smtp_port", 25, 1, 65535),
+                            sender=e.text("sender", "hearth@localhost", 200),
+                            on_call=e.strings("on_call", (), _EMAIL, "an e-mail address"),
+                            admin=e.strings("admin", (), _EMAIL, "an e-mail address"))
+        e.done()
+    config = CrisisConfig(
+        directory=directory or CrisisConfig.directory, public_url=public_url.rstrip("/"),
+        retention_days=c.integer("retention_days", 90, 1, 3650), webhooks=tuple(webhooks),
+        email=email, max_backoff_seconds=c.number("max_backoff_seconds", 300.0, 1.0, 3600.0),
+        alert_admin_after=c.integer("alert_admin_after", 5, 1, 1000))
+    c.done()
+    return config
+
+
 def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
     """Build a HearthConfig from parsed TOML, or raise ConfigError listing every problem."""
     problems: list[str] = []
@@ -541,6 +620,8 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
                 f"at least login.session_idle_seconds ({login.session_idle_seconds:g})")
     lg.done()
 
+    crisis = _crisis(source, top.raw("crisis") or {}, problems)
+
     rooms: list[RoomConfig] = []
     raw_rooms = top.raw("rooms")
     if not isinstance(raw_rooms, list) or not raw_rooms:
@@ -569,7 +650,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         raise ConfigError(problems)
     return HearthConfig(source=source, server=server, organisation=organisation, session=session,
                         limits=limits, movement=movement, voice=voice, login=login,
-                        rooms=tuple(rooms))
+                        crisis=crisis, rooms=tuple(rooms))
 
 
 def load_config(path: Path | None = None) -> HearthConfig:

@@ -80,4 +80,18 @@ class Voice:
     listeners: tuple[str, ...]
 
 
-Effect = Reply | Send | Broadcast | Attach | Enter | Detach | Close | Voice | Audit
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """An alert that must leave the building (webhook, e-mail): through the durable outbox."""
+    channel: str
+    payload: Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """An incident's new state, for the incident log (metadata only)."""
+    incident: Mapping[str, Any]
+
+
+Effect = (Reply | Send | Broadcast | Attach | Enter | Detach | Close | Voice | Audit | Dispatch
+          | Record)

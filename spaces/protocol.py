@@ -53,6 +53,10 @@ ERRORS: Final[Mapping[str, str]] = {
     "corner_not_found": "There is no quiet corner with that id.",
     "corner_private": "That corner is private right now.",
     "not_in_zone": "You are not in that corner.",
+    "incident_invalid": "Unknown trigger, category or severity.",
+    "incident_not_found": "There is no such incident (or no open request for help).",
+    "incident_state": "The incident is not in a state that allows that step.",
+    "incident_outcome": "Resolving an incident needs an outcome code.",
 }
 
 MAX_REF = 64
@@ -61,6 +65,8 @@ _B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 _B64_32 = re.compile(r"^[A-Za-z0-9+/]{43}=$")
 _MEMBER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 _ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+_WORD = re.compile(r"^[a-z_]{1,32}$")
+_PACK = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
 class ProtocolError(Exception):
@@ -300,6 +306,62 @@ class EndSession:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Help:
+    """{"type":"help"} — "I need help now": only facilitators and on-call staff are told."""
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Flag:
+    """{"type":"flag","category":str,"severity":"low"|"medium"|"high","pack"?:str,
+    "member"?:member_id,"manual"?:bool} — a detector fired (on the sender's own text, after
+    the person agreed; or a facilitator's, about `member`), or a facilitator's manual flag.
+    Never text: category, severity and the rule pack's id and version only."""
+    category: str
+    severity: str
+    pack: str | None = None
+    member: str | None = None
+    manual: bool = False
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Worried:
+    """{"type":"worried","member":member_id} — a peer's concern; the reporter is not recorded."""
+    member: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ImOk:
+    """{"type":"im_ok"} — the person who asked for help says they are OK (noted, not closed)."""
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Incident:
+    """{"type":"incident","incident":id,"action":"ack"|"engage"|"external"|"await"|"lost"|"resolve",
+    "outcome"?:str} — facilitators only."""
+    incident: str
+    action: str
+    outcome: str | None = None
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Duty:
+    """{"type":"duty","on":bool} — facilitators only: on duty, alerted for every room."""
+    on: bool
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ListIncidents:
+    """{"type":"list_incidents"} — facilitators only."""
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Leave:
     """{"type":"leave"}"""
     ref: str | None = None
@@ -308,13 +370,14 @@ class Leave:
 ClientMessage = (Join | Resume | Move | Sit | Stand | Rename | Keys | Envelope | Direct
                  | Report | ListReports | Remove | Mute | AskUnmute | Stick | GiveStick | RaiseHand
                  | Ban | Lobby | Admit | Deny | Lock | Capacity | Hide | SlowMode | PrivateCorner
-                 | ReleaseCorner | EndSession | Leave)
+                 | ReleaseCorner | EndSession | Help | Flag | Worried | ImOk | Incident | Duty
+                 | ListIncidents | Leave)
 
 # Operations only facilitators and operators may perform (tests/test_authorization.py).
 FACILITATOR_TYPES: Final = frozenset({
     "list_reports", "remove", "mute", "ask_unmute", "stick", "give_stick", "ban", "lobby",
     "admit", "deny", "lock", "capacity", "hide", "slow_mode", "private_corner", "release_corner",
-    "end_session"})
+    "end_session", "incident", "duty", "list_incidents"})
 
 
 class _Fields:
@@ -435,6 +498,21 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "release_corner": lambda f: ReleaseCorner(
         corner=f.string("corner", max_len=40, pattern=_ROOM_ID, what="a corner id")),
     "end_session": lambda f: EndSession(),
+    "help": lambda f: Help(),
+    "flag": lambda f: Flag(
+        category=f.string("category", max_len=32, pattern=_WORD, what="a category"),
+        severity=f.string("severity", max_len=8, pattern=_WORD, what="low, medium or high"),
+        pack=f.string("pack", max_len=64, optional=True, pattern=_PACK, what="a rule pack id"),
+        member=_member(f, optional=True),
+        manual=f.boolean("manual") if "manual" in f.data else False),
+    "worried": lambda f: Worried(member=_member(f)),
+    "im_ok": lambda f: ImOk(),
+    "incident": lambda f: Incident(
+        incident=f.string("incident", max_len=32, pattern=_MEMBER_ID, what="an incident id"),
+        action=f.string("action", max_len=16, pattern=_WORD, what="an action"),
+        outcome=f.string("outcome", max_len=32, optional=True, pattern=_WORD, what="an outcome")),
+    "duty": lambda f: Duty(on=f.boolean("on")),
+    "list_incidents": lambda f: ListIncidents(),
     "leave": lambda f: Leave(),
 }
 

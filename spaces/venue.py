@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from moderation.bans import Ban, BanList, ClientAddress, utc_day
+from moderation.crisis import CrisisDesk
+from moderation.incidents import DEFAULT_ESCALATION, Escalation, IncidentDesk
 from moderation.reports import ReportQueue
 from spaces import protocol as p
 from spaces.config import HearthConfig
@@ -67,7 +69,9 @@ class Venue:
     def __init__(self, config: HearthConfig, *, franking_key: bytes,
                  rng: random.Random | None = None,
                  make_token: Callable[[], str] = new_token,
-                 make_member_id: Callable[[], str] = new_member_id) -> None:
+                 make_member_id: Callable[[], str] = new_member_id,
+                 escalation: Escalation = DEFAULT_ESCALATION,
+                 public_url: str = "") -> None:
         self.config = config
         self.rng = rng or random.SystemRandom()
         self._make_token = make_token
@@ -83,6 +87,8 @@ class Venue:
         self._tickets: dict[bytes, tuple[Role, float, str | None]] = {}
         self.reports = ReportQueue()
         self.bans = BanList()
+        self.crisis = CrisisDesk(IncidentDesk(escalation), new_id=lambda: secrets.token_hex(6),
+                                 public_url=public_url)
 
     # --- tickets --------------------------------------------------------------
 
@@ -211,6 +217,17 @@ class Venue:
                 return self._report(room, member, msg, now)
             case p.RaiseHand(up=up):
                 return room.raise_hand(member, up)
+            case p.Help(ref=ref):
+                return self.crisis.help(room, member, now, ref)
+            case p.ImOk(ref=ref):
+                return self.crisis.im_ok(self.rooms, member, now, ref)
+            case p.Flag():
+                return self._flag(room, member, msg, now)
+            case p.Worried(member=target, ref=ref):
+                person = self._member(room, target, ref)
+                return [Reply({"type": "concern_received", **({"ref": ref} if ref else {})}),
+                        *self.crisis.open(room, person, trigger="peer_concern", severity="medium",
+                                          category="concern", rule_pack=None, now=now, ref=ref)]
             case p.Leave():
                 return self.leave(seat)
             case p.Join() | p.Resume():
@@ -267,7 +284,36 @@ class Venue:
                 return room.release_corner(corner)
             case p.EndSession():
                 return self._end_session(room)
+            case p.Incident(incident=incident, action=action, outcome=outcome, ref=ref):
+                return self.crisis.act(self.rooms, _actor(actor), incident, action, outcome, now,
+                                       ref)
+            case p.Duty(on=on):
+                return self.crisis.set_duty(actor, on)
+            case p.ListIncidents():
+                return self.crisis.listing(room)
         raise ProtocolError("unknown_type")  # pragma: no cover
+
+    def _flag(self, room: Room, member: Member, msg: p.Flag, now: float) -> list[Effect]:
+        """A detector fired (category, severity, pack: never text), or a manual flag."""
+        if msg.member is None or msg.member == member.id:
+            if msg.manual:
+                raise ProtocolError("bad_message", "flag.manual: a flag about yourself is a "
+                                                   "request for help; use \"help\".", msg.ref)
+            person, trigger = member, "self_detector"
+        else:
+            if member.role == "participant":
+                refused = ProtocolError("forbidden", "Only facilitators can flag someone else; "
+                                                     "use \"worried\".", msg.ref)
+                return [Reply(refused.to_wire()),
+                        Audit(_actor(member), "flag", None, room.id, "refused:forbidden")]
+            person = self._member(room, msg.member, msg.ref)
+            trigger = "facilitator_flag" if msg.manual else "facilitator_detector"
+        reply: dict[str, Any] = {"type": "flag_received"}
+        if msg.ref is not None:
+            reply["ref"] = msg.ref
+        return [Reply(reply), *self.crisis.open(
+            room, person, trigger=trigger, severity=msg.severity, category=msg.category,
+            rule_pack=msg.pack, now=now, ref=msg.ref)]
 
     def _target_name(self, room: Room, msg: p.ClientMessage) -> str | None:
         """The pseudonym an operation is aimed at, for the audit log."""
@@ -349,6 +395,7 @@ class Venue:
         return self.rooms[seat.room].remove(seat.member, "left")
 
     def _forget(self, member: str) -> None:
+        self.crisis.forget_member(member)
         digest = self._token_of.pop(member, None)
         if digest is not None:
             self._sessions.pop(digest, None)
@@ -377,4 +424,5 @@ class Venue:
         for digest in [d for d, (_, expires, _) in self._tickets.items() if expires < now]:
             del self._tickets[digest]
         self.bans.purge(now)
+        effects += self.crisis.tick(self.rooms, now)
         return effects

@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 need_apt=()
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
+command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
 if [ ${#need_apt[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
@@ -19,6 +20,9 @@ fi
 echo "== python environment"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+
+echo "== axe-core for the accessibility tests (npm; never committed)"
+npm install --no-save --no-audit --no-fund --loglevel=error --prefix tests/browser axe-core@4
 
 echo "== ruff"
 .venv/bin/ruff check spaces moderation web tests bench

@@ -44,6 +44,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "slow_mode": {"seconds": 0}, "private_corner": {"corner": "corner-west", "member": "{member}"},
     "release_corner": {"corner": "corner-west"}, "end_session": {}, "leave": {},
     "join": {"room": "circle"}, "resume": {"token": "x"},
+    "help": {}, "flag": {"category": "intent", "severity": "high", "pack": "en:3"},
+    "worried": {"member": "{member}"}, "im_ok": {},
+    "incident": {"incident": "abc", "action": "ack"}, "duty": {"on": True},
+    "list_incidents": {},
 }
 
 

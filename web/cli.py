@@ -42,6 +42,20 @@ def parser() -> argparse.ArgumentParser:
                                 description="Exit 0 if the config is good; otherwise list each "
                                             "problem with its file and key, and exit 2.")
     check.add_argument("path", type=Path, metavar="PATH")
+    drill = commands.add_parser(
+        "drill", help="run a test incident through the whole alert chain",
+        description="Runs a labelled TEST incident through consoles, on-duty facilitators, "
+                    "on-call webhooks and e-mail, printing each hop's time. Exit 0 only if "
+                    "every hop answered.")
+    drill.add_argument("--config", type=Path, metavar="PATH",
+                       help="config file (default: the shipped config/hearth.toml)")
+    incidents = commands.add_parser("incidents", help="crisis incidents (metadata only)")
+    incident_commands = incidents.add_subparsers(dest="incidents_command", metavar="ACTION",
+                                                 required=True)
+    inc_export = incident_commands.add_parser(
+        "export", help="print every incident's last state as JSON lines (no content, ever)")
+    inc_export.add_argument("--config", type=Path, metavar="PATH",
+                            help="config file (default: the shipped config/hearth.toml)")
     audit = commands.add_parser("audit", help="the audit log of moderation actions",
                                 description="Read the audit log in the config's data directory.")
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
@@ -49,7 +63,44 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--config", type=Path, metavar="PATH",
                         help="config file (default: the shipped config/hearth.toml)")
     export.add_argument("--json", action="store_true", help="one JSON object per line")
+    _facilitator_parser(commands)
     return top
+
+
+def _facilitator_parser(commands: Any) -> None:
+    accounts = commands.add_parser(
+        "facilitator", help="facilitator and operator accounts (sign-in at /login)",
+        description="Add, list, remove facilitator accounts, set a new password, or turn on a "
+                    "second factor (TOTP). Accounts are kept in the config's data directory "
+                    "(facilitators.json); a running server sees changes at once.")
+    actions = accounts.add_subparsers(dest="facilitator_command", metavar="ACTION", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, metavar="PATH",
+                        help="config file (default: the shipped config/hearth.toml)")
+    password = argparse.ArgumentParser(add_help=False)
+    password.add_argument("--password-file", type=Path, metavar="PATH",
+                          help="read the password from the first line of PATH ('-': standard "
+                               "input) instead of asking for it")
+    add = actions.add_parser("add", parents=[common, password], help="add an account",
+                             description="Add an account. The password is asked for twice "
+                                         "(at least 12 characters; a passphrase is easiest).")
+    add.add_argument("name", metavar="NAME", help="lowercase letters, digits, '.', '_', '-'")
+    add.add_argument("--operator", action="store_true",
+                     help="an operator account (default: facilitator)")
+    actions.add_parser("list", parents=[common], help="list the accounts")
+    remove = actions.add_parser("remove", parents=[common],
+                                help="remove an account (its sessions end)")
+    remove.add_argument("name", metavar="NAME")
+    reset = actions.add_parser("reset", parents=[common, password],
+                               help="set a new password (the account's sessions end)")
+    reset.add_argument("name", metavar="NAME")
+    totp = actions.add_parser(
+        "totp", parents=[common], help="turn on (or --disable) a TOTP second factor",
+        description="Make a new TOTP secret for NAME and print it once, as an otpauth:// URI "
+                    "and as text, to add to an authenticator app. From then on, signing in "
+                    "needs the app's 6-digit code too. Running it again replaces the secret.")
+    totp.add_argument("name", metavar="NAME")
+    totp.add_argument("--disable", action="store_true", help="turn the second factor off")
 
 
 def check_endpoints(source: str, endpoints: list[str], key: str) -> list[str]:
@@ -93,7 +144,7 @@ def serve(args: argparse.Namespace) -> int:
     from twisted.logger import globalLogBeginner
 
     from web.logs import observer
-    from web.service import make_hearth
+    from web.service import listener_url, make_hearth
     globalLogBeginner.beginLoggingTo([observer(sys.stdout, args.log_format)],
                                      redirectStandardIO=False)
     hearth = make_hearth(config, reactor, args.listen)
@@ -101,7 +152,7 @@ def serve(args: argparse.Namespace) -> int:
     status = {"code": 0}
 
     def ready(_: Any) -> None:
-        urls = [_url(lst.port) for lst in hearth.listeners]
+        urls = [listener_url(lst.port) for lst in hearth.listeners]
         rooms = ", ".join(r.id for r in config.rooms)
         print(f"\nHearth is running.\n  Open {urls[0]} in a browser.\n"
               f"  Config: {config.source} (rooms: {rooms})\n"
@@ -119,13 +170,44 @@ def serve(args: argparse.Namespace) -> int:
     return status["code"]
 
 
-def _url(port: Any) -> str:
-    host = port.getHost()
-    scheme = "https" if "TLS" in type(port).__name__ or hasattr(port, "getTLS") else "http"
-    address = host.host if ":" not in host.host else f"[{host.host}]"
-    if address in ("0.0.0.0", "::", "[::]"):
-        address = "127.0.0.1"
-    return f"{scheme}://{address}:{host.port}/"
+def drill(args: argparse.Namespace) -> int:
+    reactor = install_reactor()
+    config = load(args.config, None)
+    if config is None:
+        return 2
+    from twisted.internet.defer import ensureDeferred
+
+    from web.drill import run_drill
+    status = {"code": 1}
+
+    def finish(code: int) -> None:
+        status["code"] = code
+
+    def crashed(failure: Any) -> None:
+        print(f"hearth drill: {failure.getErrorMessage()}", file=sys.stderr)
+
+    d = ensureDeferred(run_drill(config, reactor, sys.stdout))
+    d.addCallbacks(finish, crashed)
+    d.addBoth(lambda _: reactor.stop())
+    reactor.run()
+    return status["code"]
+
+
+def incidents_export(args: argparse.Namespace) -> int:
+    import json
+
+    from moderation.journal import read_records
+    config = load(args.config, None)
+    if config is None:
+        return 2
+    latest: dict[str, dict[str, Any]] = {}
+    for record in read_records(Path(config.server.data_dir) / "incidents.jsonl"):
+        incident = record.get("incident")
+        if isinstance(incident, dict) and isinstance(incident.get("id"), str):
+            latest[incident["id"]] = {k: v for k, v in incident.items() if k != "member"}
+    for incident in latest.values():
+        print(json.dumps(incident, ensure_ascii=False))
+    return 0
 
 
 def audit_export(args: argparse.Namespace) -> int:
@@ -142,12 +224,100 @@ def audit_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_password(args: argparse.Namespace, name: str) -> str | None:
+    """From --password-file (first line; '-' is standard input) or asked twice on the terminal."""
+    import getpass
+    if args.password_file is not None:
+        try:
+            text = (sys.stdin.read() if str(args.password_file) == "-"
+                    else args.password_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"hearth facilitator: cannot read {args.password_file} "
+                  f"({getattr(exc, 'strerror', None) or type(exc).__name__})", file=sys.stderr)
+            return None
+        return text.splitlines()[0] if text else ""
+    if not sys.stdin.isatty():
+        print("hearth facilitator: no terminal to ask for the password on: use "
+              "--password-file PATH (or --password-file - for standard input)", file=sys.stderr)
+        return None
+    first = getpass.getpass(f"New password for {name}: ")
+    if getpass.getpass("The same password again: ") != first:
+        print("hearth facilitator: the two passwords differ; nothing was changed", file=sys.stderr)
+        return None
+    return first
+
+
+def facilitator(args: argparse.Namespace) -> int:
+    import time
+
+    from moderation.accounts import AccountError, AccountStore, new_totp_secret, totp_uri
+    config = load(args.config, None)
+    if config is None:
+        return 2
+    store = AccountStore.in_data_dir(Path(config.server.data_dir))
+    action = args.facilitator_command
+    try:
+        if action == "list":
+            accounts = store.all()
+            if not accounts:
+                print(f"No accounts in {store.path}. Add one: hearth facilitator add NAME")
+            for a in accounts:
+                created = time.strftime("%Y-%m-%d", time.gmtime(a.created))
+                print(f"{a.name}\t{a.role}\ttotp {'on' if a.has_totp else 'off'}\t"
+                      f"added {created}")
+            return 0
+        if action == "remove":
+            account = store.remove(args.name)
+            print(f"Removed {account.name}; its sessions end at their next request.")
+            return 0
+        if action == "totp":
+            if args.disable:
+                account = store.set_totp(args.name, None)
+                print(f"TOTP is off for {account.name}: a password alone signs in.")
+                return 0
+            secret = new_totp_secret()
+            account = store.set_totp(args.name, secret)
+            print(f"TOTP is on for {account.name}. Add it to an authenticator app now: "
+                  "it is shown only this once.\n"
+                  f"  {totp_uri(secret, account.name, config.organisation.name)}\n"
+                  f"  secret (to type in): {' '.join(secret[i:i + 4] for i in range(0, len(secret), 4))}\n"
+                  "Signing in now needs the app's 6-digit code; sessions signed in before "
+                  "end at their next request.")
+            return 0
+        if action in ("add", "reset"):
+            from moderation.accounts import check_name
+            name = check_name(args.name) if action == "add" else args.name
+            password = _read_password(args, name)
+            if password is None:
+                return 1
+            if action == "add":
+                role = "operator" if args.operator else "facilitator"
+                account = store.add(name, password, time.time(), role=role)
+                print(f"Added {account.name} ({account.role}) to {store.path}. "
+                      "They sign in at /login.")
+            else:
+                account = store.reset(name, password)
+                print(f"New password set for {account.name}; "
+                      "its sessions end at their next request.")
+            return 0
+    except AccountError as err:
+        print(f"hearth facilitator {action}: {err}", file=sys.stderr)
+        return 1
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
     if args.command == "audit":
         return audit_export(args)
+    if args.command == "drill":
+        return drill(args)
+    if args.command == "incidents":
+        return incidents_export(args)
+    if args.command == "facilitator":
+        return facilitator(args)
     if args.command == "check-config":
         config = load(args.path, None)
         if config is None:

@@ -16,6 +16,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from moderation.journal import write_atomically
+
+__all__ = ["DataDirError", "Secrets", "ensure_dir", "load_secrets", "write_atomically"]
+
 KEYS = ("franking", "cookie", "address_seed")
 
 
@@ -35,26 +39,6 @@ def ensure_dir(path: Path) -> Path:
     if path.stat().st_mode & 0o077:
         os.chmod(path, 0o700)
     return path
-
-
-def write_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Write, fsync, rename: a crash leaves the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def load_secrets(data_dir: Path, create: bool = True) -> Secrets:

@@ -21,8 +21,10 @@ from spaces.effects import (
     Broadcast,
     Close,
     Detach,
+    Dispatch,
     Effect,
     Enter,
+    Record,
     Reply,
     Send,
     Voice,
@@ -46,14 +48,20 @@ class AuditSink(Protocol):
                outcome: str, now: float) -> Any: ...
 
 
+class AlertSink(Protocol):
+    def dispatch(self, channel: str, payload: dict[str, Any]) -> None: ...
+    def record(self, incident: dict[str, Any]) -> None: ...
+
+
 class Node:
     log = Logger()
 
     def __init__(self, venue: Venue, broker: Broker, prepare: Callable[[bytes, bool], Any],
                  clock: Callable[[], float], audit: AuditSink | None = None,
-                 address_seed: bytes = b"") -> None:
+                 address_seed: bytes = b"", alerts: AlertSink | None = None) -> None:
         self.venue = venue
         self.audit = audit
+        self.alerts = alerts
         self.address_seed = address_seed
         self.broker = broker
         self.prepare = prepare
@@ -90,6 +98,11 @@ class Node:
     def tick(self) -> None:
         self.apply(None, self.venue.tick(self.clock()))
 
+    def delivery_failing(self, channel: str, incident: str) -> None:
+        """Every on-duty console hears that an on-call channel is not getting through."""
+        message = {"type": "delivery_failing", "channel": channel, "incident": incident}
+        self.apply(None, [Send(m, message) for m in self.venue.crisis.on_duty])
+
     # --- effects -------------------------------------------------------------------
 
     def apply(self, peer: Peer | None, effects: Iterable[Effect]) -> None:
@@ -122,6 +135,12 @@ class Node:
                         peer.close(code, reason)
                 case Voice(room=room, frame=frame, listeners=listeners):
                     self._voice(room, frame, listeners)
+                case Dispatch(channel=channel, payload=payload):
+                    if self.alerts is not None:
+                        self.alerts.dispatch(channel, dict(payload))
+                case Record(incident=incident):
+                    if self.alerts is not None:
+                        self.alerts.record(dict(incident))
 
     def _voice(self, room: str, frame: bytes, listeners: tuple[str, ...]) -> None:
         """Prepared once; skipped for a listener whose socket is backed up (voice is droppable)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,9 @@ from moderation.audit import AuditLog
 from spaces.broker import MemoryBroker
 from spaces.config import HearthConfig
 from spaces.venue import Venue
+from web.alerts import Alerts
 from web.datadir import load_secrets
+from web.incidents import IncidentCallbacks
 from web.node import Node
 from web.site import build_site
 from web.ws import bind_node, prepare_for, websocket_factory
@@ -60,6 +64,7 @@ class Hearth:
     service: MultiService
     node: Node
     listeners: list[Listener]
+    alerts: Alerts
 
     def when_listening(self) -> Deferred[Any]:
         return DeferredList([lst.listening for lst in self.listeners], fireOnOneErrback=True,
@@ -71,12 +76,19 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     keys = load_secrets(Path(config.server.data_dir))
     venue = Venue(config, franking_key=keys.franking)
     factory = websocket_factory(config)
-    audit = AuditLog(Path(config.server.data_dir) / "audit.jsonl")
+    data_dir = Path(config.server.data_dir)
+    audit = AuditLog(data_dir / "audit.jsonl")
+    ack_key = hmac.new(keys.cookie, b"hearth-incident-ack-key", hashlib.sha256).digest()
+    alerts = Alerts(config, reactor, data_dir, ack_key, config.crisis.public_url)
+    venue.crisis.public_url = config.crisis.public_url
     node = Node(venue, broker, prepare_for(factory), reactor.seconds, audit=audit,
-                address_seed=keys.address_seed)
+                address_seed=keys.address_seed, alerts=alerts)
+    alerts.on_failing = node.delivery_failing
     bind_node(factory, config, node)
-    site = build_site(config, node, WebSocketResource(factory), "memory")
+    site = build_site(config, node, WebSocketResource(factory), "memory", secrets=keys)
+    site.resource.putChild(b"incidents", IncidentCallbacks(node, ack_key))
     top = MultiService()
+    AlertsService(alerts).setServiceParent(top)
     listeners = []
     for description in listen or list(config.server.listen):
         listener = Listener(reactor, description, site)
@@ -85,4 +97,33 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     tick = TimerService(1.0 / config.movement.tick_hz, node.tick)
     tick.clock = reactor
     tick.setServiceParent(top)
-    return Hearth(top, node, listeners)
+    hearth = Hearth(top, node, listeners, alerts)
+    if not config.crisis.public_url:  # links in alerts point at the first listener
+        def first_url(_: Any) -> None:
+            url = listener_url(listeners[0].port).rstrip("/")
+            alerts.public_url = venue.crisis.public_url = url
+        hearth.when_listening().addCallback(first_url)
+    return hearth
+
+
+class AlertsService(Service):
+    def __init__(self, alerts: Alerts) -> None:
+        self.alerts = alerts
+
+    def startService(self) -> None:
+        super().startService()
+        self.alerts.start()
+
+    def stopService(self) -> Any:
+        super().stopService()
+        self.alerts.stop()
+        return None
+
+
+def listener_url(port: Any) -> str:
+    host = port.getHost()
+    scheme = "https" if "TLS" in type(port).__name__ or hasattr(port, "getTLS") else "http"
+    address = host.host if ":" not in host.host else f"[{host.host}]"
+    if address in ("0.0.0.0", "::", "[::]"):
+        address = "127.0.0.1"
+    return f"{scheme}://{address}:{host.port}/"

@@ -18,7 +18,10 @@ from twisted.web import resource, server, static
 
 from spaces.config import HearthConfig
 from spaces.protocol import SUBPROTOCOL
+from web.auth import Auth
+from web.datadir import Secrets, load_secrets
 from web.node import Node
+from web.pages import JoinPage, Landing, Pages, RoomIndex, RoomPage
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -59,27 +62,6 @@ class HearthSite(server.Site):
         """No access log: a request line names the client's address."""
 
 
-class Landing(resource.Resource):
-    isLeaf = True
-
-    def __init__(self, config: HearthConfig, node: Node, env: jinja2.Environment) -> None:
-        super().__init__()
-        self.config, self.node, self.env = config, node, env
-
-    def render_GET(self, request: server.Request) -> bytes:
-        if request.postpath not in ([], [b""]):
-            request.setResponseCode(404)
-            request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
-            return self.env.get_template("not_found.html").render(
-                organisation=self.config.organisation.name).encode("utf-8")
-        rooms = [{"id": r.id, "title": r.title, "schedule": r.schedule, "capacity": r.capacity,
-                  "present": len(self.node.venue.rooms[r.id].members)}
-                 for r in self.config.rooms]
-        request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
-        return self.env.get_template("landing.html").render(
-            organisation=self.config.organisation.name, rooms=rooms).encode("utf-8")
-
-
 class Health(resource.Resource):
     isLeaf = True
 
@@ -100,16 +82,20 @@ class Health(resource.Resource):
 
 
 def build_site(config: HearthConfig, node: Node, ws: WebSocketResource,
-               broker_name: str) -> HearthSite:
-    env = templates()
-    root = Landing(config, node, env)
-    root.isLeaf = False
-    root.putChild(b"", Landing(config, node, env))
+               broker_name: str, secrets: Secrets | None = None) -> HearthSite:
+    pages = Pages(config, node, str(TEMPLATES))
+    root = Landing(pages)  # unknown paths get the translated 404 page
+    root.putChild(b"", Landing(pages))
+    root.putChild(b"join", RoomIndex(pages, JoinPage))
+    root.putChild(b"room", RoomIndex(pages, RoomPage))
     files = static.File(str(STATIC))
     files.directoryListing = lambda: resource.NoResource()  # type: ignore[method-assign]
     root.putChild(b"static", files)
     root.putChild(b"healthz", Health(node, broker_name))
     root.putChild(b"ws", ws)
+    # Facilitator sign-in: /login, /logout, /console, /console/ticket (web/auth.py).
+    keys = secrets if secrets is not None else load_secrets(Path(config.server.data_dir))
+    Auth(config, node, pages.render, keys, audit=node.audit).install(root)
     site = HearthSite(root)
     site.displayTracebacks = False
     return site

@@ -1,0 +1,167 @@
+"""The crisis desk: turns help requests, flags and facilitators' answers into incidents,
+and incidents' alerts into effects (console messages, durable dispatches).
+
+Only the person at risk and facilitators ever hear of an incident: every
+message here is a directed Send, never a room broadcast. What reaches the
+server from a detector is a category, a severity and a rule-pack version —
+never text. Nothing here does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from moderation.incidents import (
+    CATEGORIES,
+    OUTCOMES,
+    SEVERITIES,
+    Alert,
+    Incident,
+    IncidentDesk,
+    IncidentRefused,
+)
+from spaces.effects import Dispatch, Effect, Record, Reply, Send
+from spaces.protocol import ProtocolError
+from spaces.room import Member, Room
+
+ACTIONS = ("ack", "engage", "external", "await", "lost", "resolve")
+PARTICIPANT_STATUS = {"ack": "acknowledged", "engage": "engaged", "resolve": "resolved"}
+
+
+def _refused(err: IncidentRefused, ref: str | None) -> ProtocolError:
+    return ProtocolError(err.code, err.message, ref)
+
+
+@dataclass
+class CrisisDesk:
+    desk: IncidentDesk
+    new_id: Callable[[], str]
+    public_url: str = ""
+    on_duty: dict[str, Member] = field(default_factory=dict)  # member id -> facilitator
+
+    # --- triggers ----------------------------------------------------------------
+
+    def open(self, room: Room, person: Member, *, trigger: str, severity: str, category: str,
+             rule_pack: str | None, now: float, ref: str | None,
+             test: bool = False) -> list[Effect]:
+        if severity not in SEVERITIES or category not in CATEGORIES:
+            raise ProtocolError("incident_invalid", "Unknown severity or category.", ref)
+        try:
+            incident, alerts = self.desk.open(
+                incident_id=self.new_id(), room=room.id, member=person.id,
+                pseudonym=person.pseudonym, trigger=trigger, severity=severity,
+                category=category, rule_pack=rule_pack, now=now, test=test)
+        except IncidentRefused as err:
+            raise _refused(err, ref) from None
+        return [Record(incident.to_wire()), *self.alerts(alerts, {room.id: room})]
+
+    def help(self, room: Room, person: Member, now: float, ref: str | None) -> list[Effect]:
+        effects = self.open(room, person, trigger="help_button", severity="high",
+                            category="help_request", rule_pack=None, now=now, ref=ref)
+        incident = next(i for i in self.desk.incidents.values()
+                        if i.member == person.id and i.state != "resolved")
+        reply: dict[str, Any] = {"type": "help_received", "incident": incident.id}
+        if ref is not None:
+            reply["ref"] = ref
+        return [Reply(reply), *effects]
+
+    def im_ok(self, rooms: dict[str, Room], person: Member, now: float,
+              ref: str | None) -> list[Effect]:
+        live = [i for i in self.desk.incidents.values()
+                if i.member == person.id and i.state != "resolved"]
+        if not live:
+            raise ProtocolError("incident_not_found", "There is no open request for help.", ref)
+        incident = self.desk.note(live[0].id, "participant_ok", None, now)
+        return [Record(incident.to_wire()),
+                *self._to_responders(incident, {"type": "incident", "incident": incident.to_wire(),
+                                                "reason": "participant_ok"}, rooms)]
+
+    # --- facilitators ------------------------------------------------------------------
+
+    def act(self, rooms: dict[str, Room], actor: str, incident_id: str, action: str,
+            outcome: str | None, now: float, ref: str | None) -> list[Effect]:
+        """A responder moves the incident on; `actor` is an account name (never a person's)."""
+        if action not in ACTIONS:
+            raise ProtocolError("bad_message", f"incident.action: expected one of {ACTIONS}.", ref)
+        if action == "resolve" and outcome not in OUTCOMES:
+            raise ProtocolError("incident_outcome",
+                                "Resolving needs an outcome: " + ", ".join(OUTCOMES) + ".", ref)
+        try:
+            incident = self.desk.apply(incident_id, action, actor, now, outcome=outcome)
+        except IncidentRefused as err:
+            raise _refused(err, ref) from None
+        update = {"type": "incident", "incident": incident.to_wire(), "reason": action}
+        effects: list[Effect] = [Record(incident.to_wire()),
+                                 *self._to_responders(incident, update, rooms)]
+        status = PARTICIPANT_STATUS.get(action)
+        if status is not None and not incident.test:
+            effects.append(Send(incident.member, {"type": "help_status", "incident": incident.id,
+                                                  "status": status}))
+        effects += self._dispatch_all(incident, f"incident.{action}", tier=None, secondary=False)
+        return effects
+
+    def set_duty(self, member: Member, on: bool) -> list[Effect]:
+        if on:
+            self.on_duty[member.id] = member
+        else:
+            self.on_duty.pop(member.id, None)
+        return [Reply({"type": "duty", "on": on, "open": [
+            i.to_wire() for i in self.desk.incidents.values() if i.state != "resolved"]})]
+
+    def forget_member(self, member: str) -> None:
+        self.on_duty.pop(member, None)
+
+    def listing(self, room: Room) -> list[Effect]:
+        return [Reply({"type": "incidents", "incidents": [
+            i.to_wire() for i in self.desk.incidents.values() if i.room == room.id]})]
+
+    # --- escalation ---------------------------------------------------------------------
+
+    def tick(self, rooms: dict[str, Room], now: float) -> list[Effect]:
+        return self.alerts(self.desk.tick(now), rooms)
+
+    def alerts(self, alerts: list[Alert], rooms: dict[str, Room]) -> list[Effect]:
+        effects: list[Effect] = []
+        for alert in alerts:
+            incident = alert.incident
+            message = {"type": "incident", "incident": incident.to_wire(), "reason": "alert",
+                       "tier": alert.tier, "notify": alert.notify}
+            room = rooms.get(incident.room)
+            if alert.notify == "room_facilitators" and room is not None:
+                effects += [Send(f.id, message) for f in room.facilitators()]
+            elif alert.notify == "on_duty_facilitators":
+                effects += [Send(m, message) for m in self.on_duty]
+            elif alert.notify == "on_call_webhook":
+                effects += self._dispatch_all(incident, "incident.alert", alert.tier, False)
+            elif alert.notify == "secondary_on_call":
+                effects += self._dispatch_all(incident, "incident.alert", alert.tier, True)
+            elif alert.notify == "admin":
+                effects.append(Dispatch("email:admin", self.payload(incident, "incident.admin",
+                                                                     alert.tier)))
+                effects += [Send(m, {**message, "reason": "admin"}) for m in self.on_duty]
+            elif alert.notify == "participant_prompt" and not incident.test:
+                effects.append(Send(incident.member, {"type": "help_prompt",
+                                                      "incident": incident.id}))
+        return effects
+
+    def _dispatch_all(self, incident: Incident, event: str, tier: int | None,
+                      secondary: bool) -> list[Effect]:
+        payload = self.payload(incident, event, tier)
+        channel = "secondary" if secondary else "primary"
+        return [Dispatch(f"webhook:{channel}", payload), Dispatch(f"email:{channel}", payload)]
+
+    def payload(self, incident: Incident, event: str, tier: int | None) -> dict[str, Any]:
+        """The minimal payload: no identity, no content; a link that needs a login."""
+        return {"event": event, "incident": incident.id, "severity": incident.severity,
+                "trigger": incident.trigger, "state": incident.state, "tier": tier,
+                "opened_at": int(incident.opened_at * 1000), "test": incident.test,
+                "link": f"{self.public_url}/console#incident-{incident.id}"}
+
+    def _to_responders(self, incident: Incident, message: dict[str, Any],
+                       rooms: dict[str, Room]) -> list[Effect]:
+        """The incident's room facilitators and everyone on duty, once each."""
+        room = rooms.get(incident.room)
+        here = [f.id for f in room.facilitators()] if room is not None else []
+        return [Send(m, message) for m in dict.fromkeys([*here, *self.on_duty])]

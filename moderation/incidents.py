@@ -1,0 +1,242 @@
+"""Crisis incidents: an explicit state machine with escalation tiers on timers.
+
+States and transitions (the one table; anything else is refused):
+
+    open ──ack──► acknowledged ──engage──► engaged ──external──► external_help_requested
+      │                 │                     │                        │ await
+      │                 └──────external───────┘                        ▼
+      │                                                     awaiting_confirmation
+      └──── any state but resolved ──lost──► lost_contact (a follow-up is due)
+      └──── any state but resolved ──resolve(outcome)──► resolved
+
+Escalation: each trigger kind has tiers; a tier fires `after` seconds from the
+opening unless the incident has by then reached its `stop_when` state
+(acknowledged, or engaged). A tier fires once. Ticking at any rate gives the
+same result: a tier is due when now >= opened + after, never before.
+
+What is recorded is metadata only (see ../shared/reference/crisis.md): id,
+room, pseudonym, trigger, rule pack and category, severity, timestamps of
+each change, responders, outcome. Never message text, matched phrases,
+audio, addresses or tokens. Nothing here does I/O or reads a clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Final, Literal
+
+State = Literal["open", "acknowledged", "engaged", "external_help_requested",
+                "awaiting_confirmation", "lost_contact", "resolved"]
+Trigger = Literal["help_button", "self_detector", "facilitator_detector", "facilitator_flag",
+                  "peer_concern", "drill"]
+Outcome = Literal["de_escalated", "external_help_confirmed", "unreachable", "not_a_concern",
+                  "test", "handed_off"]
+Notify = Literal["room_facilitators", "on_duty_facilitators", "on_call_webhook",
+                 "secondary_on_call", "admin", "participant_prompt"]
+
+TRIGGERS: Final = ("help_button", "self_detector", "facilitator_detector", "facilitator_flag",
+                   "peer_concern", "drill")
+OUTCOMES: Final = ("de_escalated", "external_help_confirmed", "unreachable", "not_a_concern",
+                   "test", "handed_off")
+SEVERITIES: Final = ("low", "medium", "high")
+CATEGORIES: Final = ("means_method", "intent", "timeframe", "farewell", "harm_from_others",
+                     "help_request", "concern")
+
+# event -> (states it may come from, state it leads to)
+TRANSITIONS: Final[Mapping[str, tuple[frozenset[str], str]]] = {
+    "ack": (frozenset({"open", "lost_contact"}), "acknowledged"),
+    "engage": (frozenset({"open", "acknowledged", "lost_contact"}), "engaged"),
+    "external": (frozenset({"acknowledged", "engaged"}), "external_help_requested"),
+    "await": (frozenset({"external_help_requested"}), "awaiting_confirmation"),
+    "lost": (frozenset({"open", "acknowledged", "engaged", "external_help_requested",
+                        "awaiting_confirmation"}), "lost_contact"),
+    "resolve": (frozenset({"open", "acknowledged", "engaged", "external_help_requested",
+                           "awaiting_confirmation", "lost_contact"}), "resolved"),
+}
+REACHED: Final[Mapping[str, frozenset[str]]] = {  # states at or past a milestone
+    "acknowledged": frozenset({"acknowledged", "engaged", "external_help_requested",
+                               "awaiting_confirmation", "resolved"}),
+    "engaged": frozenset({"engaged", "external_help_requested", "awaiting_confirmation",
+                          "resolved"}),
+}
+
+
+class IncidentRefused(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tier:
+    after: float  # seconds after the incident opened
+    notify: tuple[Notify, ...]
+    stop_when: Literal["acknowledged", "engaged"] = "acknowledged"
+
+
+# A drill walks every hop at once, so an operator sees the whole chain in seconds.
+DRILL_TIERS: Final = (Tier(after=0, notify=("room_facilitators", "on_duty_facilitators",
+                                            "on_call_webhook", "secondary_on_call", "admin")),)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Escalation:
+    """Tiers per trigger kind; triggers without their own list use `default`."""
+    help_button: tuple[Tier, ...]
+    default: tuple[Tier, ...]
+
+    def tiers(self, trigger: str) -> tuple[Tier, ...]:
+        if trigger == "drill":
+            return DRILL_TIERS
+        return self.help_button if trigger == "help_button" else self.default
+
+
+# The reference's suggested timers (../shared/reference/crisis.md); config overrides them.
+DEFAULT_ESCALATION: Final = Escalation(
+    help_button=(
+        Tier(after=0, notify=("room_facilitators", "on_call_webhook")),
+        Tier(after=30, notify=("on_duty_facilitators",)),
+        Tier(after=120, notify=("secondary_on_call",)),
+        Tier(after=300, notify=("admin", "participant_prompt"), stop_when="engaged"),
+    ),
+    default=(
+        Tier(after=0, notify=("room_facilitators",)),
+        Tier(after=60, notify=("on_duty_facilitators",)),
+        Tier(after=120, notify=("on_call_webhook",)),
+        Tier(after=300, notify=("admin", "participant_prompt"), stop_when="engaged"),
+    ),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Incident:
+    id: str
+    room: str
+    member: str  # the person at risk: member id (ephemeral, not kept after export)
+    pseudonym: str
+    trigger: Trigger
+    severity: str
+    category: str
+    rule_pack: str | None
+    opened_at: float
+    state: State = "open"
+    fired: tuple[int, ...] = ()  # indexes of tiers that have fired
+    history: tuple[tuple[float, str, str | None], ...] = ()  # (time, event, actor)
+    responders: tuple[str, ...] = ()
+    outcome: Outcome | None = None
+    follow_up: bool = False
+    test: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        """For facilitators' consoles and the export: metadata only."""
+        return {"id": self.id, "room": self.room, "member": self.member,
+                "pseudonym": self.pseudonym, "trigger": self.trigger, "severity": self.severity,
+                "category": self.category, "rule_pack": self.rule_pack,
+                "opened_at": int(self.opened_at * 1000), "state": self.state,
+                "history": [[int(t * 1000), e, a] for t, e, a in self.history],
+                "responders": list(self.responders), "outcome": self.outcome,
+                "follow_up": self.follow_up, "test": self.test}
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A tier fired: tell `notify` about the incident."""
+    incident: Incident
+    notify: Notify
+    tier: int
+
+
+@dataclass
+class IncidentDesk:
+    escalation: Escalation = DEFAULT_ESCALATION
+    incidents: dict[str, Incident] = field(default_factory=dict)
+
+    def open(self, *, incident_id: str, room: str, member: str, pseudonym: str, trigger: str,
+             severity: str, category: str, rule_pack: str | None, now: float,
+             test: bool = False) -> tuple[Incident, list[Alert]]:
+        if trigger not in TRIGGERS:
+            raise IncidentRefused("incident_invalid", f"Unknown trigger {trigger!r}.")
+        if severity not in SEVERITIES:
+            raise IncidentRefused("incident_invalid", f"Unknown severity {severity!r}.")
+        for existing in self.incidents.values():  # one live incident per person is enough
+            if existing.member == member and existing.room == room \
+                    and existing.state != "resolved" and not test:
+                return existing, []
+        incident = Incident(id=incident_id, room=room, member=member, pseudonym=pseudonym,
+                            trigger=trigger, severity=severity,  # type: ignore[arg-type]
+                            category=category, rule_pack=rule_pack, opened_at=now,
+                            history=((now, "open", None),), test=test)
+        self.incidents[incident.id] = incident
+        return incident, self._due(incident.id, now)
+
+    def get(self, incident_id: str) -> Incident:
+        found = self.incidents.get(incident_id)
+        if found is None:
+            raise IncidentRefused("incident_not_found", "There is no such incident.")
+        return found
+
+    def apply(self, incident_id: str, event: str, actor: str | None, now: float, *,
+              outcome: str | None = None) -> Incident:
+        incident = self.get(incident_id)
+        rule = TRANSITIONS.get(event)
+        if rule is None:
+            raise IncidentRefused("incident_invalid", f"Unknown incident event {event!r}.")
+        sources, target = rule
+        if incident.state not in sources:
+            raise IncidentRefused("incident_state",
+                                  f"An incident that is {incident.state} cannot take {event!r}.")
+        changes: dict[str, Any] = {"state": target,
+                                   "history": (*incident.history, (now, event, actor))}
+        if event == "resolve":
+            if outcome not in OUTCOMES:
+                raise IncidentRefused("incident_outcome",
+                                      "Resolving needs an outcome: " + ", ".join(OUTCOMES) + ".")
+            changes["outcome"] = outcome
+        if event == "lost":
+            changes["follow_up"] = True
+        if actor is not None and actor not in incident.responders:
+            changes["responders"] = (*incident.responders, actor)
+        updated = replace(incident, **changes)
+        self.incidents[incident_id] = updated
+        return updated
+
+    def note(self, incident_id: str, event: str, actor: str | None, now: float) -> Incident:
+        """An event that changes no state (the participant said "I'm OK", a re-alert)."""
+        incident = self.get(incident_id)
+        updated = replace(incident, history=(*incident.history, (now, event, actor)))
+        self.incidents[incident_id] = updated
+        return updated
+
+    def tick(self, now: float) -> list[Alert]:
+        alerts: list[Alert] = []
+        for incident_id in list(self.incidents):
+            alerts += self._due(incident_id, now)
+        return alerts
+
+    def _due(self, incident_id: str, now: float) -> list[Alert]:
+        incident = self.incidents[incident_id]
+        if incident.state == "resolved":
+            return []
+        alerts: list[Alert] = []
+        fired = list(incident.fired)
+        for index, tier in enumerate(self.escalation.tiers(incident.trigger)):
+            if index in fired or now < incident.opened_at + tier.after:
+                continue
+            if incident.state in REACHED[tier.stop_when]:
+                continue
+            fired.append(index)
+            alerts += [Alert(incident, notify, index) for notify in tier.notify]
+        if len(fired) != len(incident.fired):
+            self.incidents[incident_id] = replace(incident, fired=tuple(fired))
+            alerts = [Alert(self.incidents[incident_id], a.notify, a.tier) for a in alerts]
+        return alerts
+
+    def forget_resolved(self, before: float) -> int:
+        """Retention for the in-memory desk: resolved incidents older than `before` go."""
+        old = [i for i, inc in self.incidents.items()
+               if inc.state == "resolved" and inc.history[-1][0] < before]
+        for incident_id in old:
+            del self.incidents[incident_id]
+        return len(old)

@@ -1,0 +1,188 @@
+"""Getting crisis alerts out: the outbox's delivery loop, webhooks, e-mail, the incident log.
+
+The core says *what* must go out (Dispatch effects); this shell journals it
+first (moderation.outbox), then delivers: a JSON POST signed with
+HMAC-SHA256 for webhooks, SMTP for e-mail. A 2xx answer (or an accepted
+message) marks it done; anything else is retried with exponential backoff,
+in order per destination. When one alert keeps failing the admin is told.
+Log lines name the destination and the incident id, never a person.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Callable
+from io import BytesIO
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.web.client import Agent, FileBodyProducer, PartialDownloadError, readBody
+from twisted.web.http_headers import Headers
+
+from moderation.journal import Journal
+from moderation.outbox import Item, Outbox, OutboxJournal
+from spaces.config import HearthConfig, WebhookConfig
+
+DELIVERY_TIMEOUT = 10.0
+SIGNATURE_HEADER = b"X-Hearth-Signature"
+
+
+def signature(secret: str, timestamp: int, body: bytes) -> str:
+    """t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)> — receivers check both."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={mac}"
+
+
+def ack_token(key: bytes, incident: str) -> str:
+    return hmac.new(key, b"hearth-incident-ack/" + incident.encode(), hashlib.sha256).hexdigest()
+
+
+class Alerts:
+    log = Logger(namespace="hearth.alerts")
+
+    def __init__(self, config: HearthConfig, reactor: Any, data_dir: Path, ack_key: bytes,
+                 public_url: str) -> None:
+        self.config = config.crisis
+        self.reactor = reactor
+        self.ack_key = ack_key
+        self.public_url = public_url.rstrip("/")
+        self.journal = OutboxJournal(data_dir / "outbox.jsonl")
+        self.outbox = Outbox(journal=self.journal, max_backoff=self.config.max_backoff_seconds,
+                             alert_after=self.config.alert_admin_after)
+        restored = self.outbox.restore(self.journal.records(), reactor.seconds())
+        self.journal.compact(self.outbox.pending())
+        if restored:
+            self.log.warn("{count} crisis alerts were pending at start; delivering them",
+                          count=restored)
+        self.incidents = Journal(data_dir / "incidents.jsonl")
+        self.agent = Agent(reactor, connectTimeout=5)
+        self.loop = LoopingCall(self.pump)
+        self.loop.clock = reactor
+        self.on_failing: Callable[[str, str], None] | None = None  # (channel, incident)
+        self.on_delivered: Callable[[Item, float], None] | None = None
+        self._hooks = {f"webhook:{h.name}": h for h in self.config.webhooks}
+
+    def start(self) -> None:
+        self.loop.start(0.2, now=True)
+
+    def stop(self) -> None:
+        if self.loop.running:
+            self.loop.stop()
+
+    # --- from the core ---------------------------------------------------------------
+
+    def dispatch(self, channel: str, payload: dict[str, Any]) -> None:
+        """Journal one alert for every destination of `channel`, then try at once."""
+        now = self.reactor.seconds()
+        kind, _, tier = channel.partition(":")
+        if kind == "webhook":
+            targets = [f"webhook:{h.name}" for h in self.config.webhooks if h.tier == tier]
+        elif kind == "email" and self.config.email is not None:
+            email = self.config.email
+            wanted = email.admin if tier == "admin" else email.on_call
+            targets = [f"email:{tier}"] if wanted else []
+        else:
+            targets = []
+        if not targets and tier == "admin":
+            self.log.critical("crisis admin alert for incident {incident} has nowhere to go: "
+                              "configure [crisis.email] admin", incident=payload.get("incident"))
+        for target in targets:
+            body = dict(payload)
+            if kind == "webhook" and "incident" in body:
+                body["ack_url"] = (f"{self.public_url}/incidents/ack/{body['incident']}/"
+                                   f"{ack_token(self.ack_key, str(body['incident']))}")
+            self.outbox.add(secrets.token_hex(12), target, body, now)
+        self.pump()
+
+    def record(self, incident: dict[str, Any]) -> None:
+        self.incidents.append({"ts": int(self.reactor.seconds() * 1000), "incident": incident})
+
+    # --- delivery ----------------------------------------------------------------------
+
+    def pump(self) -> None:
+        for item in self.outbox.due(self.reactor.seconds()):
+            started = self.reactor.seconds()
+            d = defer.ensureDeferred(self._deliver(item))
+            d.addCallbacks(lambda _, item=item, started=started: self._done(item, started),
+                           lambda failure, item=item: self._failed(item, failure))
+
+    async def _deliver(self, item: Item) -> None:
+        if item.channel.startswith("webhook:"):
+            hook = self._hooks.get(item.channel)
+            if hook is None:  # the config no longer has it: keep it, an operator must decide
+                raise RuntimeError("webhook no longer configured")
+            await self._post(hook, item)
+        elif item.channel.startswith("email:"):
+            await self._mail(item)
+        else:
+            raise RuntimeError(f"unknown channel {item.channel}")
+
+    async def _post(self, hook: WebhookConfig, item: Item) -> None:
+        body = json.dumps(item.payload, separators=(",", ":")).encode()
+        headers = Headers({
+            b"Content-Type": [b"application/json"],
+            b"User-Agent": [b"Hearth"],
+            b"Idempotency-Key": [item.id.encode()],
+            SIGNATURE_HEADER: [signature(hook.secret, int(time.time()), body).encode()],
+        })
+        d = self.agent.request(b"POST", hook.url.encode(), headers, FileBodyProducer(BytesIO(body)))
+        d.addTimeout(DELIVERY_TIMEOUT, self.reactor)
+        response = await d
+        try:
+            await readBody(response)
+        except PartialDownloadError:  # a body ended by closing (HTTP/1.0): the code is what counts
+            pass
+        if not 200 <= response.code < 300:
+            raise RuntimeError(f"HTTP {response.code}")
+
+    async def _mail(self, item: Item) -> None:
+        from email.message import EmailMessage
+
+        from twisted.mail.smtp import sendmail
+        email = self.config.email
+        if email is None:
+            raise RuntimeError("e-mail no longer configured")
+        to = list(email.admin if item.channel == "email:admin" else email.on_call)
+        p = item.payload
+        message = EmailMessage()
+        message["From"] = email.sender
+        message["To"] = ", ".join(to)
+        message["Subject"] = (f"[Hearth{' DRILL' if p.get('test') else ''}] incident "
+                              f"{p.get('incident')}: {p.get('severity')} ({p.get('event')})")
+        message["Message-ID"] = f"<{item.id}@hearth>"
+        message.set_content(
+            f"Incident {p.get('incident')} needs attention.\n\nSeverity: {p.get('severity')}\n"
+            f"Trigger: {p.get('trigger')}\nState: {p.get('state')}\n\n"
+            f"Open the console to respond (login needed): {p.get('link')}\n")
+        d = sendmail(email.smtp_host, email.sender, to, message.as_bytes(), port=email.smtp_port)
+        d.addTimeout(DELIVERY_TIMEOUT, self.reactor)
+        await d
+
+    def _done(self, item: Item, started: float) -> None:
+        self.outbox.delivered(item.id)
+        self.log.info("crisis alert delivered to {channel} for incident {incident}",
+                      channel=item.channel, incident=item.payload.get("incident"))
+        if self.on_delivered is not None:
+            self.on_delivered(item, self.reactor.seconds() - started)
+        self.pump()
+
+    def _failed(self, item: Item, failure: Any) -> None:
+        alert_admin = self.outbox.failed(item.id, self.reactor.seconds())
+        self.log.warn("crisis alert to {channel} for incident {incident} failed "
+                      "(attempt {attempt}): {why}", channel=item.channel,
+                      incident=item.payload.get("incident"), attempt=item.attempts,
+                      why=type(failure.value).__name__)
+        if alert_admin:
+            self.log.critical("crisis alerts to {channel} keep failing", channel=item.channel)
+            if self.on_failing is not None:
+                self.on_failing(item.channel, str(item.payload.get("incident")))
+            if not item.channel.startswith("email:admin"):
+                self.dispatch("email:admin", {**item.payload, "event": "delivery_failing",
+                                              "failing": item.channel})

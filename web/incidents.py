@@ -1,0 +1,54 @@
+"""/incidents/ack/<id>/<token>: the acknowledgement callback an on-call receiver may call.
+
+The token is an HMAC of the incident id under a server key, so the URL is a
+capability for that one incident and nothing else; it acknowledges only
+(viewing an incident needs a facilitator login).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+
+from twisted.web import resource, server
+
+from web.alerts import ack_token
+from web.node import Node
+
+
+class IncidentCallbacks(resource.Resource):
+    isLeaf = True
+
+    def __init__(self, node: Node, ack_key: bytes) -> None:
+        super().__init__()
+        self.node, self.ack_key = node, ack_key
+
+    def render_POST(self, request: server.Request) -> bytes:
+        request.setHeader(b"Content-Type", b"application/json")
+        request.setHeader(b"Cache-Control", b"no-store")
+        parts = [p.decode("ascii", "replace") for p in request.postpath]
+        if len(parts) != 3 or parts[0] != "ack" or not hmac.compare_digest(
+                parts[2], ack_token(self.ack_key, parts[1])):
+            request.setResponseCode(404)
+            return json.dumps({"error": "not_found"}).encode()
+        from spaces.protocol import ProtocolError
+        venue = self.node.venue
+        incident = venue.crisis.desk.incidents.get(parts[1])
+        if incident is None:
+            request.setResponseCode(404)
+            return json.dumps({"error": "incident_not_found"}).encode()
+        if incident.state not in ("open", "lost_contact"):
+            return json.dumps({"ok": True, "state": incident.state}).encode()
+        try:
+            effects = venue.crisis.act(venue.rooms, "on-call", incident.id, "ack", None,
+                                       self.node.clock(), None)
+        except ProtocolError as refused:
+            request.setResponseCode(409)
+            return json.dumps({"error": refused.code}).encode()
+        self.node.apply(None, effects)
+        return json.dumps({"ok": True, "state": "acknowledged"}).encode()
+
+    def render_GET(self, request: server.Request) -> bytes:
+        request.setResponseCode(405)
+        request.setHeader(b"Allow", b"POST")
+        return b"POST to acknowledge.\n"

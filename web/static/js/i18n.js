@@ -1,0 +1,30 @@
+// The client's strings: one JSON catalog per language (web/static/i18n/<lang>.json),
+// the same language as the page (<html lang>). t(key, {name}) fills {name} placeholders.
+// Text goes into the page through textContent only, never as HTML.
+
+let strings = {};
+let current = "en";
+
+export async function loadStrings(lang) {
+  const wanted = ["en", "es"].includes(lang) ? lang : "en";
+  const response = await fetch(`/static/i18n/${wanted}.json`, { credentials: "same-origin" });
+  if (!response.ok) throw new Error(`no strings for ${wanted}`);
+  strings = await response.json();
+  current = wanted;
+  return current;
+}
+
+export function lang() {
+  return current;
+}
+
+export function t(key, vars = {}) {
+  const template = Object.hasOwn(strings, key) ? strings[key] : key;
+  return template.replace(/\{(\w+)\}/g, (whole, name) => (Object.hasOwn(vars, name) ? String(vars[name]) : whole));
+}
+
+/** A server error code as a sentence in the page's language (the server's English as fallback). */
+export function errorText(code, fallback = "") {
+  const key = `error.${code}`;
+  return Object.hasOwn(strings, key) ? strings[key] : fallback || t("error.unknown");
+}
