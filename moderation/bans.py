@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 
 def utc_day(now: float) -> str:
@@ -46,6 +47,24 @@ class BanList:
         before = len(self.bans)
         self.bans = [b for b in self.bans if b.until > now]
         return before - len(self.bans)
+
+
+class AddressKey(Protocol):
+    """An address as the core may use it: only as keyed hashes, one per day's salt."""
+
+    def hash_for(self, day: str) -> bytes: ...
+
+
+class HashedAddress:
+    """An address as another node knows it: only its keyed hashes for recent days."""
+
+    __slots__ = ("_hashes",)
+
+    def __init__(self, hashes: dict[str, bytes]) -> None:
+        self._hashes = hashes
+
+    def hash_for(self, day: str) -> bytes:
+        return self._hashes.get(day, b"")
 
 
 class ClientAddress:

@@ -127,7 +127,7 @@ class CrisisDesk:
         for alert in alerts:
             incident = alert.incident
             message = {"type": "incident", "incident": incident.to_wire(), "reason": "alert",
-                       "tier": alert.tier, "notify": alert.notify}
+                       "tier": alert.tier, "notify": alert.notify, "sound": alert.sound}
             room = rooms.get(incident.room)
             if alert.notify == "room_facilitators" and room is not None:
                 effects += [Send(f.id, message) for f in room.facilitators()]

@@ -74,6 +74,7 @@ class Tier:
     after: float  # seconds after the incident opened
     notify: tuple[Notify, ...]
     stop_when: Literal["acknowledged", "engaged"] = "acknowledged"
+    sound: bool = False  # consoles re-alert with sound
 
 
 # A drill walks every hop at once, so an operator sees the whole chain in seconds.
@@ -86,6 +87,18 @@ class Escalation:
     """Tiers per trigger kind; triggers without their own list use `default`."""
     help_button: tuple[Tier, ...]
     default: tuple[Tier, ...]
+
+    @classmethod
+    def from_policy(cls, policy: Any) -> Escalation:
+        """From config/crisis/escalation.toml (moderation.crisis_config.EscalationPolicy)."""
+        def convert(tiers: Any) -> tuple[Tier, ...]:
+            return tuple(Tier(
+                after=float(t.after),
+                notify=(*t.notify, *(("participant_prompt",)
+                                     if t.participant_prompt == "call_helpline_now" else ())),
+                stop_when=t.if_not or "acknowledged", sound=bool(t.sound)) for t in tiers)
+        return cls(help_button=convert(policy.help_button),
+                   default=convert(policy.detector_or_flag))
 
     def tiers(self, trigger: str) -> tuple[Tier, ...]:
         if trigger == "drill":
@@ -146,6 +159,7 @@ class Alert:
     incident: Incident
     notify: Notify
     tier: int
+    sound: bool = False
 
 
 @dataclass
@@ -227,10 +241,11 @@ class IncidentDesk:
             if incident.state in REACHED[tier.stop_when]:
                 continue
             fired.append(index)
-            alerts += [Alert(incident, notify, index) for notify in tier.notify]
+            alerts += [Alert(incident, notify, index, tier.sound) for notify in tier.notify]
         if len(fired) != len(incident.fired):
             self.incidents[incident_id] = replace(incident, fired=tuple(fired))
-            alerts = [Alert(self.incidents[incident_id], a.notify, a.tier) for a in alerts]
+            alerts = [Alert(self.incidents[incident_id], a.notify, a.tier, a.sound)
+                      for a in alerts]
         return alerts
 
     def forget_resolved(self, before: float) -> int:

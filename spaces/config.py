@@ -45,6 +45,9 @@ class ServerConfig:
     allowed_origins: tuple[str, ...] = ()
     # Secrets, facilitator accounts and the audit log live here (mode 0700).
     data_dir: str = field(default_factory=default_data_dir)
+    # Share rooms between nodes through Redis: redis://host:6379/0, rediss://…, or
+    # redis+cluster://host:7000 for a Redis Cluster. Empty: this process alone.
+    redis: str = ""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -565,7 +568,10 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         listen=s.strings("listen", ServerConfig.listen, None, "Twisted endpoint strings"),
         allowed_origins=s.strings("allowed_origins", (), _ORIGIN,
                                   "an origin like https://groups.example.org"),
-        data_dir=_data_dir(s, source))
+        data_dir=_data_dir(s, source),
+        redis=s.text("redis", "", 500))
+    if server.redis and not re.match(r"^(redis|rediss|redis\+cluster)://", server.redis):
+        s.fail("redis", f"a URL like redis://127.0.0.1:6379/0, got {server.redis!r}")
     if not server.listen:
         s.fail("listen", "at least one endpoint string like 'tcp:8080:interface=127.0.0.1'")
     s.done()

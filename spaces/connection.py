@@ -9,7 +9,7 @@ connection cannot starve the others.
 
 from __future__ import annotations
 
-from moderation.bans import ClientAddress
+from moderation.bans import AddressKey
 from spaces import protocol as p
 from spaces.config import LimitsConfig
 from spaces.effects import Close, Effect, Reply
@@ -23,7 +23,7 @@ STRIKE_MEMORY = 10.0  # seconds without a violation that forgive earlier strikes
 
 class Connection:
     def __init__(self, venue: Venue, limits: LimitsConfig, now: float,
-                 address: ClientAddress | None = None) -> None:
+                 address: AddressKey | None = None) -> None:
         self.venue = venue
         self.address = address  # only ever used as a keyed hash (bans)
         self.seat: Seat | None = None

@@ -522,6 +522,10 @@ CLIENT_TYPES: Final = frozenset(_DECODERS)
 def decode(frame: str | bytes) -> ClientMessage:
     """Parse one text frame into a client message, or raise ProtocolError."""
     try:
+        if type(frame) is bytes and frame[:1] == b"{" and frame[1:2] != b"\0":
+            # What json.loads(bytes) would detect (UTF-8: no BOM, no NUL in the first
+            # two bytes), without its per-call detection: the common case, decoded directly.
+            frame = frame.decode("utf-8", "surrogatepass")
         data = json.loads(frame)
     except (ValueError, RecursionError):
         raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
@@ -541,11 +545,27 @@ def decode(frame: str | bytes) -> ClientMessage:
     return message
 
 
+_WIRE_TYPES: dict[type, str] = {}
+
+
 def wire_type(message: ClientMessage) -> str:
-    """The `type` a decoded message had on the wire (AskUnmute -> "ask_unmute")."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(message).__name__).lower()
+    """The `type` a decoded message had on the wire (AskUnmute -> "ask_unmute").
+
+    Asked for every message a member sends: worked out once per class, then looked up.
+    """
+    kind = type(message)
+    name = _WIRE_TYPES.get(kind)
+    if name is None:
+        name = _WIRE_TYPES[kind] = re.sub(r"(?<!^)(?=[A-Z])", "_", kind.__name__).lower()
+    return name
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
-    """Serialise a server message once; the adapter fans the same bytes out."""
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """Serialise a server message once; the adapter fans the same bytes out.
+
+    One encoder for every call: json.dumps with options builds a new one each time.
+    """
+    return _ENCODER.encode(message).encode("utf-8")

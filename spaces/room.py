@@ -470,6 +470,46 @@ class Room:
         self.capacity, self.lobby_on = self.config.capacity, self.config.lobby
         self.epoch += 1
 
+    # --- saved state (a room moving to another node) ----------------------------------
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq, "epoch": self.epoch, "capacity": self.capacity,
+            "lobby": self.lobby_on, "locked": self.locked, "slow_mode": self.slow_mode,
+            "private": {c: sorted(ms) for c, ms in self.private.items()},
+            "corner_seq": dict(self.corner_seq), "stick_on": self.stick_on,
+            "stick_holder": self.stick_holder, "hands": list(self.hands),
+            "members": [{
+                "id": m.id, "pseudonym": m.pseudonym, "avatar": m.avatar, "role": m.role,
+                "locale": m.locale, "x": m.pos.x, "y": m.pos.y, "seat": m.seat, "keys": m.keys,
+                "slot": m.slot, "muted": m.muted, "hand": m.hand_up, "account": m.account,
+                "address": [m.address[0], m.address[1].hex()] if m.address else None,
+            } for m in self.members.values()],
+        }
+
+    def restore(self, state: dict[str, Any], now: float, seq_margin: int = 0) -> None:
+        self.seq = int(state["seq"]) + seq_margin
+        self.epoch = int(state["epoch"]) + 1  # keys may have leaked with the old node: rotate
+        self.capacity = int(state["capacity"])
+        self.lobby_on, self.locked = bool(state["lobby"]), bool(state["locked"])
+        self.slow_mode = float(state["slow_mode"])
+        self.private = {c: frozenset(ms) for c, ms in state["private"].items()}
+        self.corner_seq = {c: int(n) for c, n in state["corner_seq"].items()}
+        self.stick_on, self.stick_holder = bool(state["stick_on"]), state["stick_holder"]
+        self.hands = list(state["hands"])
+        self.members.clear()
+        for m in state["members"]:
+            member = Member(
+                id=m["id"], pseudonym=m["pseudonym"], avatar=m["avatar"], role=m["role"],
+                locale=m["locale"], pos=Point(m["x"], m["y"]), last_move=now,
+                moves=TokenBucket(self.limits.moves_per_second, self.limits.moves_per_second,
+                                  now),
+                seat=m["seat"], keys=m["keys"], slot=m["slot"], muted=m["muted"],
+                hand_up=m["hand"], account=m["account"], away_since=now,
+                address=(m["address"][0], bytes.fromhex(m["address"][1]))
+                if m["address"] else None)
+            self.members[member.id] = member
+
     # --- time -----------------------------------------------------------------
 
     def tick(self, now: float) -> list[Effect]:

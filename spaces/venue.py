@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from moderation.bans import Ban, BanList, ClientAddress, utc_day
+from moderation.bans import AddressKey, Ban, BanList, utc_day
 from moderation.crisis import CrisisDesk
 from moderation.incidents import DEFAULT_ESCALATION, Escalation, IncidentDesk
 from moderation.reports import ReportQueue
@@ -36,6 +36,7 @@ REMOVED = 4003  # close code for a member a facilitator removed (or banned)
 DENIED = 4004  # close code for someone a facilitator did not admit from the lobby
 SESSION_ENDED = 4005  # close code for everyone when a facilitator ends the session
 TICKET_TTL = 60.0
+SEQ_MARGIN_ON_TAKEOVER = 1000
 
 
 def _actor(member: Member) -> str:
@@ -85,6 +86,8 @@ class Venue:
         self._sessions: dict[bytes, tuple[str, str]] = {}  # token digest -> (room, member)
         self._token_of: dict[str, bytes] = {}  # member -> token digest
         self._tickets: dict[bytes, tuple[Role, float, str | None]] = {}
+        # (token digest hex, room or None when forgotten), drained by the node into the broker
+        self.session_changes: list[tuple[str, str | None]] = []
         self.reports = ReportQueue()
         self.bans = BanList()
         self.crisis = CrisisDesk(IncidentDesk(escalation), new_id=lambda: secrets.token_hex(6),
@@ -114,11 +117,41 @@ class Venue:
         old = self._token_of.pop(member, None)
         if old is not None:
             self._sessions.pop(old, None)
+            self.session_changes.append((old.hex(), None))
         token = self._make_token()
         digest = _digest(token)
         self._sessions[digest] = (room, member)
         self._token_of[member] = digest
+        self.session_changes.append((digest.hex(), room))
         return token
+
+    @staticmethod
+    def token_digest(token: str) -> str:
+        """What other nodes may know of a token: its SHA-256, to find its room."""
+        return _digest(token).hex()
+
+    # --- moving a room between nodes ------------------------------------------------------
+
+    def export_room(self, room_id: str) -> dict[str, Any]:
+        """Everything needed to carry on the room elsewhere (no tokens: only their digests)."""
+        room = self.rooms[room_id]
+        return {"room": room.to_state(),
+                "sessions": {m: self._token_of[m].hex() for m in room.members
+                             if m in self._token_of}}
+
+    def import_room(self, room_id: str, state: dict[str, Any], now: float) -> None:
+        """Take over a room from a node that went away: everyone is away until they resume.
+
+        The sequence jumps ahead so that no number the old owner may have used
+        after its last save is used again: clients see a gap, never a repeat.
+        """
+        room = self.rooms[room_id]
+        room.restore(state["room"], now, seq_margin=SEQ_MARGIN_ON_TAKEOVER)
+        for member, digest_hex in state.get("sessions", {}).items():
+            if member in room.members:
+                digest = bytes.fromhex(digest_hex)
+                self._sessions[digest] = (room_id, member)
+                self._token_of[member] = digest
 
     def _welcome(self, room: Room, member: Member, token: str, resumed: bool) -> dict[str, Any]:
         return {"type": "welcome", "protocol": p.VERSION, "member": member.id, "token": token,
@@ -126,7 +159,7 @@ class Venue:
                 "room": room.snapshot()}
 
     def join(self, msg: p.Join, now: float,
-             address: ClientAddress | None = None) -> tuple[Seat, list[Effect]]:
+             address: AddressKey | None = None) -> tuple[Seat, list[Effect]]:
         room = self.rooms.get(msg.room)
         if room is None:
             raise ProtocolError("room_not_found", f"There is no room {msg.room!r}.")
@@ -396,6 +429,8 @@ class Venue:
 
     def _forget(self, member: str) -> None:
         self.crisis.forget_member(member)
+        if member in self._token_of:
+            self.session_changes.append((self._token_of[member].hex(), None))
         digest = self._token_of.pop(member, None)
         if digest is not None:
             self._sessions.pop(digest, None)

@@ -17,6 +17,7 @@ Rules, in one place (docs/protocol.md, "Voice"):
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -129,12 +130,20 @@ class VoiceRoute:
         rng = self.rules.hearing_range
         out = []
         talking = self._audible(members, now)
+        # With no more talkers than a listener may hear, nobody is outranked: the
+        # per-listener ranking (the relay's costliest step) cannot say no.
+        ranked = len(talking) > self.rules.max_speakers
+        zoned = bool(self.layout.corners)  # without corners every point is the main zone
+        hx, hy = here.x, here.y
+        hypot = math.hypot
+        sid = speaker.id
         for m in members.values():
-            if m.id == speaker.id or m.away_since is not None:
+            if m.away_since is not None or m.id == sid:
                 continue
-            if here.distance(m.pos) > rng or zone_of(m.pos) != zone:
+            pos = m.pos
+            if hypot(hx - pos.x, hy - pos.y) > rng or (zoned and zone_of(pos) != zone):
                 continue
-            if self._among_loudest(speaker.id, m, talking, zone):
+            if not ranked or self._among_loudest(speaker.id, m, talking, zone):
                 out.append(m.id)
         return tuple(out)
 

@@ -204,7 +204,7 @@ def test_drill_passes_against_a_receiver_and_names_the_failing_hop_without_one(
     calls: list[bytes] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             calls.append(self.rfile.read(int(self.headers["Content-Length"])))
             self.send_response(200)
             self.end_headers()

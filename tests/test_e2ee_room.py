@@ -24,9 +24,9 @@ def record_frames(server: LiveServer) -> list[bytes]:
     node: Any = server.hearth.node
     original = node.received
 
-    def received(peer: Any, conn: Any, frame: bytes, is_binary: bool) -> None:
+    def received(link: Any, frame: bytes, is_binary: bool) -> None:
         frames.append(bytes(frame))
-        original(peer, conn, frame, is_binary)
+        original(link, frame, is_binary)
     node.received = received
     return frames
 

@@ -135,8 +135,8 @@ async def test_tcp_nodelay_is_set_on_server_connections(server: LiveServer) -> N
     client = await server.client()
     await client.join("circle")
     node: Any = server.hearth.node
-    peer = next(iter(node._members.values()))
-    sock = peer.transport.getHandle()
+    link = next(iter(node._local.values()))
+    sock = link.peer.transport.getHandle()
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     await client.close()
 

@@ -140,25 +140,27 @@ def test_a_slow_listener_loses_voice_but_never_chat() -> None:
     def prepare(payload: bytes, binary: bool) -> tuple[bytes, bool]:
         prepared_count.append(binary)
         return (payload, binary)
-    node = Node(venue, MemoryBroker(), prepare, clock.seconds)
+    node = Node(venue, MemoryBroker(clock.seconds), prepare, clock.seconds)
+    node.start()
     peers = {"speaker": FakePeer(), "fast": FakePeer(), "slow": FakePeer(backlog=50_000),
              "fast2": FakePeer()}
     conns = {}
     for name, peer in peers.items():
-        conn = node.connection()
-        node.received(peer, conn, json.dumps({"type": "join", "room": "circle"}).encode(), False)
-        conns[name] = conn
+        link = node.open(peer)
+        node.received(link, json.dumps({"type": "join", "room": "circle"}).encode(), False)
+        conns[name] = link
     for name in peers:
-        venue.rooms["circle"].members[conns[name].seat.member].pos = type(  # type: ignore[union-attr]
+        seat = conns[name].conn.seat  # type: ignore[union-attr]
+        venue.rooms["circle"].members[seat.member].pos = type(  # type: ignore[union-attr]
             venue.rooms["circle"].config.layout.spawn[0])(5.0, 8.0)
     for peer in peers.values():
         peer.prepared.clear()
     prepared_count.clear()
-    node.received(peers["speaker"], conns["speaker"], build_frame(b"x" * 40, seq=1, level=9), True)
+    node.received(conns["speaker"], build_frame(b"x" * 40, seq=1, level=9), True)
     assert len(peers["fast"].prepared) == len(peers["fast2"].prepared) == 1
     assert peers["slow"].prepared == [] and node.voice_dropped_slow == 1
     assert prepared_count == [True]  # prepared once for every listener
     before = len(peers["slow"].text)
-    node.received(peers["speaker"], conns["speaker"], json.dumps(
+    node.received(conns["speaker"], json.dumps(
         {"type": "envelope", "body": "AAAA", "commitment": "A" * 43 + "="}).encode(), False)
     assert len(peers["slow"].prepared) == 1 and len(peers["slow"].text) == before  # chat: prepared

@@ -10,6 +10,7 @@ Log lines name the destination and the incident id, never a person.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -135,10 +136,8 @@ class Alerts:
         d = self.agent.request(b"POST", hook.url.encode(), headers, FileBodyProducer(BytesIO(body)))
         d.addTimeout(DELIVERY_TIMEOUT, self.reactor)
         response = await d
-        try:
+        with contextlib.suppress(PartialDownloadError):  # a body ended by closing: the code counts
             await readBody(response)
-        except PartialDownloadError:  # a body ended by closing (HTTP/1.0): the code is what counts
-            pass
         if not 200 <= response.code < 300:
             raise RuntimeError(f"HTTP {response.code}")
 

@@ -36,6 +36,11 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", type=Path, metavar="PATH",
                        help="config file (default: the shipped config/hearth.toml)")
     serve.add_argument("--listen", action="append", metavar="ENDPOINT", help=DEFAULT_LISTEN_HELP)
+    serve.add_argument("--redis", metavar="URL",
+                       help="share rooms with other nodes through Redis "
+                            "(redis://host:6379/0, or redis+cluster://host:7000)")
+    serve.add_argument("--node-id", metavar="ID",
+                       help="this node's name among the nodes (default: random)")
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="log lines for people (text) or for collectors (json)")
     check = commands.add_parser("check-config", help="check a config file and list every problem",
@@ -129,6 +134,16 @@ def load(path: Path | None, listen: list[str] | None) -> Any:
             print(problem, file=sys.stderr)
         return None
     problems = check_endpoints(config.source, list(config.server.listen), "server.listen")
+    from moderation.crisis_config import load_crisis, missing_helplines
+    try:
+        crisis = load_crisis(Path(config.crisis.directory))
+    except ConfigError as err:
+        problems += err.problems
+    else:
+        countries = getattr(config.organisation, "helpline_countries", ())
+        for country in missing_helplines(crisis.helplines, countries):
+            print(f"{config.source}: warning: no helpline data for {country}; people there see "
+                  "the international directories only", file=sys.stderr)
     if listen:
         problems += check_endpoints("--listen", listen, "--listen")
     for problem in problems:
@@ -147,16 +162,23 @@ def serve(args: argparse.Namespace) -> int:
     from web.service import listener_url, make_hearth
     globalLogBeginner.beginLoggingTo([observer(sys.stdout, args.log_format)],
                                      redirectStandardIO=False)
-    hearth = make_hearth(config, reactor, args.listen)
+    redis_url = args.redis or config.server.redis
+    broker = None
+    if redis_url:
+        from spaces.redis_broker import RedisBroker
+        broker = RedisBroker(redis_url)
+    hearth = make_hearth(config, reactor, args.listen, broker=broker, node_id=args.node_id)
     hearth.service.startService()
     status = {"code": 0}
 
     def ready(_: Any) -> None:
         urls = [listener_url(lst.port) for lst in hearth.listeners]
         rooms = ", ".join(r.id for r in config.rooms)
+        broker_line = (f"Redis ({hearth.node.broker.name}), node {hearth.node.id}" if redis_url
+                       else "in memory (one process; add --redis to share rooms between nodes).")
         print(f"\nHearth is running.\n  Open {urls[0]} in a browser.\n"
               f"  Config: {config.source} (rooms: {rooms})\n"
-              "  Broker: in memory (one process; add Redis to share rooms between nodes).\n"
+              f"  Broker: {broker_line}\n"
               "  Press Ctrl+C to stop.\n", flush=True)
 
     def failed(failure: Any) -> None:

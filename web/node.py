@@ -1,18 +1,34 @@
-"""This process's side of the rooms: its connections, and the one place effects become bytes.
+"""This process's side of the rooms: its client links, the rooms it owns, and the one
+place effects become bytes.
 
-The core decides; the node applies. Each effect's message is encoded once;
-a room broadcast is prepared once (autobahn PreparedMessage, compression off —
-ciphertext does not compress) and sent to every local member of the room.
+Every room is owned by one node at a time (the broker's directory says which);
+the owner runs the room's state machine, so sequence numbers and epochs have
+one author however many nodes the members are spread over. A client may
+connect to any node — its *edge*. The edge binds the client's link to the
+room named by its first `join` (or found from its `resume` token), then
+either runs it here (this node owns the room) or forwards every frame to the
+owner (spaces/relay.py), delivering whatever the owner sends back.
+
+The core decides; the node applies. Each effect's message is encoded once; a
+room broadcast is prepared once (autobahn PreparedMessage, compression off)
+for this node's members and sent once to each other node that has members
+of the room.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from itertools import count
 from typing import Any, Protocol
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
-from moderation.bans import ClientAddress
+from moderation.bans import ClientAddress, HashedAddress, utc_day
+from spaces import protocol as p
+from spaces import relay
 from spaces.broker import Broker, Subscription
 from spaces.connection import Connection
 from spaces.effects import (
@@ -29,8 +45,14 @@ from spaces.effects import (
     Send,
     Voice,
 )
-from spaces.protocol import encode
+from spaces.protocol import ProtocolError, encode
 from spaces.venue import Venue
+
+OWNER_TTL = 5.0  # seconds a room's ownership lasts without renewal
+NODE_TTL = 4.0  # seconds a node counts as alive after its last heartbeat
+ROOM_MOVED = 4010  # close code: the room's node went away; resume (on any node)
+TRY_AGAIN = 1013  # close code: the room cannot be reached right now
+MAX_PENDING = 64  # frames held while a link is being bound to its room
 
 
 class Peer(Protocol):
@@ -53,47 +75,276 @@ class AlertSink(Protocol):
     def record(self, incident: dict[str, Any]) -> None: ...
 
 
+@dataclass(eq=False)
+class Link:
+    """One client connection at this node (its edge)."""
+    id: str
+    peer: Peer
+    address: ClientAddress | None
+    owner: str | None = None  # the node that runs the link's room; None until bound
+    room: str | None = None
+    conn: Connection | None = None  # when this node owns the room
+    pending: list[tuple[bytes, bool]] = field(default_factory=list)
+    binding: bool = False
+    closed: bool = False
+
+    # A link is the Peer its room's owner writes to when that owner is this node.
+    def send_bytes(self, payload: bytes) -> None:
+        self.peer.send_bytes(payload)
+
+    def send_binary(self, payload: bytes) -> None:
+        self.peer.send_binary(payload)
+
+    def send_prepared(self, prepared: Any) -> None:
+        self.peer.send_prepared(prepared)
+
+    def pending_bytes(self) -> int:
+        return self.peer.pending_bytes()
+
+    def close(self, code: int, reason: str) -> None:
+        self.closed = True
+        self.peer.close(code, reason)
+
+
+@dataclass(eq=False)
+class RemoteLink:
+    """A client of another node, in a room this node owns: a Peer that writes through the bus."""
+    node: str
+    id: str
+    conn: Connection
+    bus: Broker
+
+    def send_bytes(self, payload: bytes) -> None:
+        self.bus.send_node(self.node, relay.pack(relay.REPLY, {"link": self.id}, payload))
+
+    def send_binary(self, payload: bytes) -> None:  # pragma: no cover - replies are text
+        raise AssertionError("replies are text")
+
+    def send_prepared(self, prepared: Any) -> None:  # pragma: no cover - fan-out is per node
+        raise AssertionError("remote members get broadcasts per node")
+
+    def pending_bytes(self) -> int:
+        return 0  # the edge applies the slow-listener rule itself
+
+    def close(self, code: int, reason: str) -> None:
+        self.bus.send_node(self.node, relay.pack(relay.CLOSE_LINK, {
+            "link": self.id, "code": code, "reason": reason}))
+
+
+@dataclass(eq=False)
+class Holder:
+    """Where a member of an owned room is connected: this node's link or another node's."""
+    node: str
+    peer: Link | RemoteLink
+
+
 class Node:
-    log = Logger()
+    log = Logger(namespace="hearth.node")
 
     def __init__(self, venue: Venue, broker: Broker, prepare: Callable[[bytes, bool], Any],
                  clock: Callable[[], float], audit: AuditSink | None = None,
-                 address_seed: bytes = b"", alerts: AlertSink | None = None) -> None:
+                 address_seed: bytes = b"", alerts: AlertSink | None = None,
+                 node_id: str = "solo") -> None:
         self.venue = venue
-        self.audit = audit
-        self.alerts = alerts
-        self.address_seed = address_seed
         self.broker = broker
         self.prepare = prepare
         self.clock = clock
-        self._members: dict[str, Peer] = {}
-        self._member_subs: dict[str, Subscription] = {}
-        self._rooms: dict[str, dict[str, Peer]] = {}
-        self._room_subs: dict[str, Subscription] = {}
-        self._member_room: dict[str, str] = {}
+        self.audit = audit
+        self.alerts = alerts
+        self.address_seed = address_seed
+        self.id = node_id
         self.slow_listener_bytes = venue.config.voice.slow_listener_bytes
         self.voice_forwarded = 0
         self.voice_dropped_slow = 0
+        self._ids = count(1)
+        self._links: dict[str, Link] = {}
+        # delivery at this node: members connected here, whoever owns their room
+        self._local: dict[str, Link] = {}
+        self._room_local: dict[str, dict[str, Link]] = {}
+        # ownership: rooms run here, where their members are, which nodes to tell
+        self.owned: set[str] = set()
+        self._holders: dict[str, Holder] = {}
+        self._remote: dict[str, RemoteLink] = {}
+        self._saved: dict[str, str] = {}
+        self._inbox: Subscription | None = None
 
-    def connection(self, address: str | None = None) -> Connection:
-        """A new connection; its address is kept only inside a ClientAddress (keyed hashes)."""
-        client = ClientAddress(self.address_seed, address) if address is not None else None
-        return Connection(self.venue, self.venue.config.limits, self.clock(), client)
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._inbox = self.broker.subscribe_node(self.id, self._from_bus)
+
+    def stop(self) -> None:
+        if self._inbox is not None:
+            self._inbox.cancel()
+            self._inbox = None
 
     @property
     def member_count(self) -> int:
-        return len(self._members)
+        return len(self._local)
 
-    # --- from transports ---------------------------------------------------------
+    # --- from transports (this node as the edge) -------------------------------------
 
-    def received(self, peer: Peer, conn: Connection, frame: bytes, is_binary: bool) -> None:
-        self.apply(peer, conn.receive(frame, is_binary, self.clock()))
+    def open(self, peer: Peer, address: str | None = None) -> Link:
+        """A new client link; its address is kept only inside a ClientAddress (keyed hashes)."""
+        client = ClientAddress(self.address_seed, address) if address is not None else None
+        link = Link(f"{self.id}/{next(self._ids)}", peer, client)
+        self._links[link.id] = link
+        return link
 
-    def lost(self, peer: Peer, conn: Connection) -> None:
-        seat = conn.seat
-        if seat is not None and self._members.get(seat.member) is peer:
-            self._unregister(seat.room, seat.member)
-        self.apply(None, conn.lost(self.clock()))
+    def received(self, link: Link, frame: bytes, is_binary: bool) -> None:
+        if link.closed:
+            return
+        if link.owner is None:
+            if len(link.pending) >= MAX_PENDING:
+                link.closed = True
+                link.peer.close(1008, "too many messages before joining")
+                return
+            link.pending.append((frame, is_binary))
+            if not link.binding:
+                link.binding = True
+                defer.ensureDeferred(self._bind(link)).addErrback(self._bind_failed, link)
+            return
+        if link.owner == self.id:
+            assert link.conn is not None
+            self.apply(link, link.conn.receive(frame, is_binary, self.clock()))
+        else:
+            self.broker.send_node(link.owner, relay.pack(
+                relay.FRAME, {"link": link.id, "binary": is_binary}, frame))
+
+    def lost(self, link: Link) -> None:
+        link.closed = True
+        self._links.pop(link.id, None)
+        for member, held in list(self._local.items()):
+            if held is link:
+                self._drop_local(member)
+        if link.owner == self.id and link.conn is not None:
+            for member, holder in list(self._holders.items()):
+                if holder.peer is link:
+                    self._holders.pop(member)
+            self.apply(None, link.conn.lost(self.clock()))
+        elif link.owner is not None:
+            self.broker.send_node(link.owner, relay.pack(relay.LOST, {"link": link.id}))
+
+    async def _bind(self, link: Link) -> None:
+        """Find the room the link's first frame is about, and the node that runs it."""
+        frame, is_binary = link.pending[0]
+        room = await self._room_of(frame, is_binary)
+        if room is None:  # not a join or resume we can route: answer it here, stay unbound
+            link.pending.pop(0)
+            stray = Connection(self.venue, self.venue.config.limits, self.clock(), link.address)
+            self.apply(link.peer, stray.receive(frame, is_binary, self.clock()))
+            link.binding = False
+            if link.pending:
+                link.binding = True
+                await self._bind(link)
+            return
+        owner = await self.broker.owner(room)
+        if owner is None or (owner != self.id and not await self.broker.alive(owner)):
+            owner = await self.broker.claim_room(room, self.id, OWNER_TTL)
+        if owner == self.id and room not in self.owned:
+            await self._take(room)
+        if link.closed:
+            return
+        link.room, link.owner, link.binding = room, owner, False
+        if owner == self.id:
+            link.conn = Connection(self.venue, self.venue.config.limits, self.clock(),
+                                   link.address)
+        else:
+            hashes = self._address_hashes(link.address)
+            self.broker.send_node(owner, relay.pack(relay.OPEN, {"link": link.id,
+                                                                 "hashes": hashes}))
+        pending, link.pending = link.pending, []
+        for frame, is_binary in pending:
+            self.received(link, frame, is_binary)
+
+    def _bind_failed(self, failure: Any, link: Link) -> None:
+        self.log.failure("could not bind a link to its room", failure)
+        link.closed = True
+        link.peer.close(TRY_AGAIN, "the room cannot be reached right now; try again")
+
+    async def _room_of(self, frame: bytes, is_binary: bool) -> str | None:
+        if is_binary:
+            return None
+        try:
+            msg = p.decode(frame)
+        except ProtocolError:
+            return None
+        if isinstance(msg, p.Join):
+            return msg.room if msg.room in self.venue.rooms else None
+        if isinstance(msg, p.Resume):
+            return await self.broker.session_room(Venue.token_digest(msg.token))
+        return None
+
+    def _address_hashes(self, address: ClientAddress | None) -> dict[str, str]:
+        """The keyed hashes of an address for the days a ban may date from (never the address)."""
+        if address is None:
+            return {}
+        now = self.clock()
+        days = {utc_day(now - 86400 * d) for d in range(9)}
+        return {day: address.hash_for(day).hex() for day in days}
+
+    # --- owning rooms ------------------------------------------------------------------
+
+    async def _take(self, room: str) -> None:
+        saved = await self.broker.load_room(room)
+        if saved is not None and room not in self.owned:
+            self.venue.import_room(room, json.loads(saved), self.clock())
+            self.log.info("took over room {room} from a node that went away", room=room)
+        self.owned.add(room)
+
+    async def housekeeping(self) -> None:
+        """Once a second: heartbeat, keep owned rooms, save their state, watch owners."""
+        await self.broker.heartbeat(self.id, NODE_TTL)
+        for room in list(self.owned):
+            state = self.venue.rooms[room]
+            if not state.members and not state.waiting:
+                self.owned.discard(room)
+                self._saved.pop(room, None)
+                await self.broker.release_room(room, self.id)
+                await self.broker.drop_room(room)
+                continue
+            if not await self.broker.renew_room(room, self.id, OWNER_TTL):
+                self._lose(room)
+                continue
+            await self._save(room)
+        for room in {link.room for link in self._links.values()
+                     if link.owner not in (None, self.id) and link.room is not None}:
+            owner = next(lk.owner for lk in self._links.values() if lk.room == room)
+            if owner is not None and not await self.broker.alive(owner):
+                self._moved(room)
+
+    async def _save(self, room: str) -> None:
+        state = json.dumps(self.venue.export_room(room), separators=(",", ":"))
+        if self._saved.get(room) != state:
+            await self.broker.save_room(room, state.encode())
+            self._saved[room] = state
+
+    def _lose(self, room: str) -> None:
+        """Another node owns the room now: our clients must resume there."""
+        self.owned.discard(room)
+        for member, holder in list(self._holders.items()):
+            if member in self.venue.rooms[room].members or member in self.venue.rooms[room].waiting:
+                holder.peer.close(ROOM_MOVED, "the room moved; resume")
+                self._holders.pop(member, None)
+        self._moved(room)
+
+    def _moved(self, room: str) -> None:
+        """The room's owner is gone: close our links to it so their clients resume."""
+        for link in [lk for lk in self._links.values() if lk.room == room]:
+            for member, held in list(self._local.items()):
+                if held is link:
+                    self._drop_local(member)
+            link.close(ROOM_MOVED, "the room moved to another node; resume")
+
+    def sync_sessions(self) -> None:
+        """Tell the directory which room each live token belongs to (digests only)."""
+        changes, self.venue.session_changes = self.venue.session_changes, []
+        ttl = self.venue.config.session.resume_grace_seconds + 3600
+        for digest, room in changes:
+            if room is None:
+                defer.ensureDeferred(self.broker.forget_session(digest))
+            else:
+                defer.ensureDeferred(self.broker.bind_session(digest, room, ttl))
 
     def tick(self) -> None:
         self.apply(None, self.venue.tick(self.clock()))
@@ -103,95 +354,198 @@ class Node:
         message = {"type": "delivery_failing", "channel": channel, "incident": incident}
         self.apply(None, [Send(m, message) for m in self.venue.crisis.on_duty])
 
-    # --- effects -------------------------------------------------------------------
+    # --- effects (this node as a room's owner) ------------------------------------------
 
-    def apply(self, peer: Peer | None, effects: Iterable[Effect]) -> None:
+    def apply(self, peer: Link | RemoteLink | None, effects: Iterable[Effect]) -> None:
         for effect in effects:
             match effect:
                 case Reply(message=message):
                     if peer is not None:
                         peer.send_bytes(encode(message))
                 case Broadcast(room=room, message=message, exclude=exclude):
-                    self.broker.publish(room, encode(message), exclude)
+                    self._broadcast(room, encode(message), exclude)
                 case Send(member=member, message=message):
-                    self.broker.send(member, encode(message))
+                    self._to_member(member, encode(message), False)
                 case Attach(room=room, member=member, waiting=waiting):
                     if peer is not None:
-                        self._register(room, member, peer, in_room=not waiting)
+                        self._attach(room, member, peer, waiting)
                 case Enter(room=room, member=member):
-                    entering = self._members.get(member)
-                    if entering is not None:
-                        self._join_fan_out(room, member, entering)
-                case Audit(actor=actor, action=action, target=target, room=room, outcome=outcome):
-                    if self.audit is not None:
-                        self.audit.record(actor, action, target, room, outcome, self.clock())
+                    self._enter(room, member)
                 case Detach(member=member, code=code, reason=reason):
-                    old = self._members.get(member)
-                    if old is not None:
-                        self._unregister(self._member_room[member], member)
-                        old.close(code, reason)
+                    holder = self._holders.pop(member, None)
+                    if holder is not None:
+                        if isinstance(holder.peer, RemoteLink):
+                            self.broker.send_node(holder.node, relay.pack(relay.CLOSE_MEMBER, {
+                                "member": member, "code": code, "reason": reason}))
+                        else:
+                            self._drop_local(member)
+                            holder.peer.close(code, reason)
                 case Close(code=code, reason=reason):
                     if peer is not None:
                         peer.close(code, reason)
                 case Voice(room=room, frame=frame, listeners=listeners):
-                    self._voice(room, frame, listeners)
+                    self._voice(frame, listeners)
+                case Audit(actor=actor, action=action, target=target, room=room, outcome=outcome):
+                    if self.audit is not None:
+                        self.audit.record(actor, action, target, room, outcome, self.clock())
                 case Dispatch(channel=channel, payload=payload):
                     if self.alerts is not None:
                         self.alerts.dispatch(channel, dict(payload))
                 case Record(incident=incident):
                     if self.alerts is not None:
                         self.alerts.record(dict(incident))
+        if self.venue.session_changes:
+            self.sync_sessions()
 
-    def _voice(self, room: str, frame: bytes, listeners: tuple[str, ...]) -> None:
-        """Prepared once; skipped for a listener whose socket is backed up (voice is droppable)."""
-        local = self._rooms.get(room, {})
-        prepared = None
+    def _attach(self, room: str, member: str, peer: Link | RemoteLink, waiting: bool) -> None:
+        if isinstance(peer, RemoteLink):
+            self._holders[member] = Holder(peer.node, peer)
+            self.broker.send_node(peer.node, relay.pack(relay.ATTACH, {
+                "link": peer.id, "room": room, "member": member, "waiting": waiting}))
+        else:
+            self._holders[member] = Holder(self.id, peer)
+            self._local_attach(peer, room, member, waiting)
+
+    def _enter(self, room: str, member: str) -> None:
+        holder = self._holders.get(member)
+        if holder is None:
+            return
+        if isinstance(holder.peer, RemoteLink):
+            self.broker.send_node(holder.node, relay.pack(relay.ENTER, {"room": room,
+                                                                        "member": member}))
+        else:
+            self._local_enter(room, member)
+
+    def _broadcast(self, room: str, payload: bytes, exclude: str | None) -> None:
+        self._fan_out(room, payload, exclude)
+        members = self.venue.rooms[room].members
+        nodes = {h.node for m, h in self._holders.items() if h.node != self.id and m in members}
+        for node in nodes:
+            self.broker.send_node(node, relay.pack(relay.BROADCAST, {
+                "room": room, "exclude": exclude}, payload))
+
+    def _to_member(self, member: str, payload: bytes, binary: bool) -> None:
+        holder = self._holders.get(member)
+        if holder is None:
+            return
+        if isinstance(holder.peer, RemoteLink):
+            self.broker.send_node(holder.node, relay.pack(relay.TO_MEMBER, {
+                "member": member, "binary": binary}, payload))
+        elif binary:
+            holder.peer.send_binary(payload)
+        else:
+            holder.peer.send_bytes(payload)
+
+    def _voice(self, frame: bytes, listeners: tuple[str, ...]) -> None:
+        remote: dict[str, list[str]] = {}
+        here: list[str] = []
         for member in listeners:
-            peer = local.get(member)
-            if peer is None:
-                self.broker.send(member, frame, binary=True)
-            elif peer.pending_bytes() > self.slow_listener_bytes:
-                self.voice_dropped_slow += 1
+            holder = self._holders.get(member)
+            if holder is None:
+                continue
+            if isinstance(holder.peer, RemoteLink):
+                remote.setdefault(holder.node, []).append(member)
             else:
-                if prepared is None:
-                    prepared = self.prepare(frame, True)
-                peer.send_prepared(prepared)
-                self.voice_forwarded += 1
+                here.append(member)
+        self._voice_local(frame, here)
+        for node, members in remote.items():
+            self.broker.send_node(node, relay.pack(relay.VOICE, {"members": members}, frame))
 
-    def _register(self, room: str, member: str, peer: Peer, in_room: bool = True) -> None:
-        self._members[member] = peer
-        self._member_room[member] = room
-        self._member_subs[member] = self.broker.subscribe_member(
-            member, lambda payload, binary: (peer.send_binary if binary else peer.send_bytes)(payload))
-        if in_room:
-            self._join_fan_out(room, member, peer)
+    # --- delivery at this node ----------------------------------------------------------
 
-    def _join_fan_out(self, room: str, member: str, peer: Peer) -> None:
-        local = self._rooms.setdefault(room, {})
-        local[member] = peer
-        if room not in self._room_subs:
-            self._room_subs[room] = self.broker.subscribe_room(room, self._fan_out(room))
+    def _local_attach(self, link: Link, room: str, member: str, waiting: bool) -> None:
+        self._local[member] = link
+        if not waiting:
+            self._local_enter(room, member)
 
-    def _unregister(self, room: str, member: str) -> None:
-        self._members.pop(member, None)
-        self._member_room.pop(member, None)
-        sub = self._member_subs.pop(member, None)
-        if sub is not None:
-            sub.cancel()
-        local = self._rooms.get(room)
-        if local is not None:
-            local.pop(member, None)
-            if not local:
-                del self._rooms[room]
-                self._room_subs.pop(room).cancel()
+    def _local_enter(self, room: str, member: str) -> None:
+        link = self._local.get(member)
+        if link is not None:
+            self._room_local.setdefault(room, {})[member] = link
 
-    def _fan_out(self, room: str) -> Callable[[bytes, str | None], None]:
-        def deliver(payload: bytes, exclude: str | None) -> None:
-            local = self._rooms.get(room)
-            if not local:
-                return
-            prepared = self.prepare(payload, False)
-            for member, peer in local.items():
-                if member != exclude:
-                    peer.send_prepared(prepared)
-        return deliver
+    def _drop_local(self, member: str) -> None:
+        self._local.pop(member, None)
+        for room, members in list(self._room_local.items()):
+            if members.pop(member, None) is not None and not members:
+                del self._room_local[room]
+
+    def _fan_out(self, room: str, payload: bytes, exclude: str | None) -> None:
+        local = self._room_local.get(room)
+        if not local:
+            return
+        prepared = self.prepare(payload, False)
+        for member, link in local.items():
+            if member != exclude:
+                link.peer.send_prepared(prepared)
+
+    def _voice_local(self, frame: bytes, members: Iterable[str]) -> None:
+        """Prepared once; skipped for a listener whose socket is backed up (voice is droppable)."""
+        prepared = None
+        for member in members:
+            link = self._local.get(member)
+            if link is None:
+                continue
+            if link.peer.pending_bytes() > self.slow_listener_bytes:
+                self.voice_dropped_slow += 1
+                continue
+            if prepared is None:
+                prepared = self.prepare(frame, True)
+            link.peer.send_prepared(prepared)
+            self.voice_forwarded += 1
+
+    # --- the bus -------------------------------------------------------------------------
+
+    def _from_bus(self, data: bytes) -> None:
+        try:
+            message = relay.unpack(data)
+            self._relayed(message)
+        except Exception:  # one bad message must not stop the inbox
+            self.log.failure("a relayed message could not be handled")
+
+    def _relayed(self, m: relay.Relayed) -> None:
+        h, now = m.header, self.clock()
+        match m.kind:
+            case relay.OPEN:
+                node = h["link"].split("/", 1)[0]
+                address = HashedAddress({d: bytes.fromhex(x) for d, x in h["hashes"].items()})
+                conn = Connection(self.venue, self.venue.config.limits, now, address)
+                self._remote[h["link"]] = RemoteLink(node, h["link"], conn, self.broker)
+            case relay.FRAME:
+                remote = self._remote.get(h["link"])
+                if remote is not None:
+                    self.apply(remote, remote.conn.receive(m.payload, h["binary"], now))
+            case relay.LOST:
+                remote = self._remote.pop(h["link"], None)
+                if remote is not None:
+                    for member, holder in list(self._holders.items()):
+                        if holder.peer is remote:
+                            self._holders.pop(member)
+                    self.apply(None, remote.conn.lost(now))
+            case relay.REPLY:
+                link = self._links.get(h["link"])
+                if link is not None:
+                    link.peer.send_bytes(m.payload)
+            case relay.ATTACH:
+                link = self._links.get(h["link"])
+                if link is not None:
+                    self._local_attach(link, h["room"], h["member"], h["waiting"])
+            case relay.ENTER:
+                self._local_enter(h["room"], h["member"])
+            case relay.BROADCAST:
+                self._fan_out(h["room"], m.payload, h["exclude"])
+            case relay.TO_MEMBER:
+                link = self._local.get(h["member"])
+                if link is not None:
+                    (link.peer.send_binary if h["binary"] else link.peer.send_bytes)(m.payload)
+            case relay.VOICE:
+                self._voice_local(m.payload, h["members"])
+            case relay.CLOSE_LINK:
+                link = self._links.get(h["link"])
+                if link is not None:
+                    link.closed = True
+                    link.peer.close(h["code"], h["reason"])
+            case relay.CLOSE_MEMBER:
+                link = self._local.get(h["member"])
+                self._drop_local(h["member"])
+                if link is not None:
+                    link.peer.close(h["code"], h["reason"])

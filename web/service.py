@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,17 @@ from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from moderation.audit import AuditLog
-from spaces.broker import MemoryBroker
+from moderation.crisis_config import load_crisis
+from moderation.incidents import Escalation
+from spaces.broker import Broker, MemoryBroker
 from spaces.config import HearthConfig
 from spaces.venue import Venue
 from web.alerts import Alerts
+from web.crisis_data import CrisisData
 from web.datadir import load_secrets
 from web.incidents import IncidentCallbacks
 from web.node import Node
@@ -71,10 +76,14 @@ class Hearth:
                             consumeErrors=True)
 
 
-def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = None) -> Hearth:
-    broker = MemoryBroker()
+def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = None,
+                broker: Broker | None = None, node_id: str | None = None) -> Hearth:
+    """One node. Without a broker: the embedded default (memory, this process only)."""
+    broker = broker or MemoryBroker(reactor.seconds)
     keys = load_secrets(Path(config.server.data_dir))
-    venue = Venue(config, franking_key=keys.franking)
+    crisis = load_crisis(Path(config.crisis.directory))
+    venue = Venue(config, franking_key=keys.franking,
+                  escalation=Escalation.from_policy(crisis.escalation))
     factory = websocket_factory(config)
     data_dir = Path(config.server.data_dir)
     audit = AuditLog(data_dir / "audit.jsonl")
@@ -82,12 +91,15 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     alerts = Alerts(config, reactor, data_dir, ack_key, config.crisis.public_url)
     venue.crisis.public_url = config.crisis.public_url
     node = Node(venue, broker, prepare_for(factory), reactor.seconds, audit=audit,
-                address_seed=keys.address_seed, alerts=alerts)
+                address_seed=keys.address_seed, alerts=alerts,
+                node_id=node_id or secrets.token_hex(4))
     alerts.on_failing = node.delivery_failing
     bind_node(factory, config, node)
-    site = build_site(config, node, WebSocketResource(factory), "memory", secrets=keys)
+    site = build_site(config, node, WebSocketResource(factory), broker.name, secrets=keys)
     site.resource.putChild(b"incidents", IncidentCallbacks(node, ack_key))
+    site.resource.putChild(b"crisis", CrisisData(crisis))
     top = MultiService()
+    NodeService(node, reactor).setServiceParent(top)
     AlertsService(alerts).setServiceParent(top)
     listeners = []
     for description in listen or list(config.server.listen):
@@ -104,6 +116,36 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
             alerts.public_url = venue.crisis.public_url = url
         hearth.when_listening().addCallback(first_url)
     return hearth
+
+
+class NodeService(Service):
+    """Starts the broker, joins the node to it, and runs the node's housekeeping."""
+
+    log = Logger(namespace="hearth.node")
+
+    def __init__(self, node: Node, reactor: Any) -> None:
+        self.node, self.reactor = node, reactor
+        self.loop = LoopingCall(self._housekeeping)
+        self.loop.clock = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self.node.start()
+        d = Deferred.fromCoroutine(self.node.broker.start())
+        d.addCallback(lambda _: self.loop.start(1.0, now=True))
+        d.addErrback(lambda f: self.log.failure("the broker did not start", f))
+
+    def _housekeeping(self) -> Deferred[None]:
+        d = Deferred.fromCoroutine(self.node.housekeeping())
+        d.addErrback(lambda f: self.log.failure("node housekeeping failed", f))
+        return d
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.loop.running:
+            self.loop.stop()
+        self.node.stop()
+        return Deferred.fromCoroutine(self.node.broker.stop())
 
 
 class AlertsService(Service):

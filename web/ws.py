@@ -3,23 +3,58 @@
 The handshake refuses a foreign Origin (403) and a client that does not speak
 `hearth.v1` (400); then every frame goes to the node, which returns nothing to
 write here but bytes.
+
+Writes are coalesced: every frame for a connection during one turn of the
+event loop is buffered here and goes out in one `send()` at the end of the
+turn, straight to the socket when Twisted holds nothing unsent for it. A
+room message or a voice frame is written to many connections; Twisted's own
+path registers each with epoll and writes on the next turn (two epoll_ctl
+calls and a callback per connection per write), which was the largest cost of
+the relay (docs/performance.md).
 """
 
 from __future__ import annotations
 
+import asyncio
+import pprint
 from typing import Any
 from urllib.parse import urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket import protocol as autobahn_protocol
 from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import tcp
 from twisted.logger import Logger
 
 from spaces.config import HearthConfig
-from spaces.connection import Connection
 from spaces.protocol import SUBPROTOCOL
-from web.node import Node
+from web.node import Link, Node
 
 _log = Logger(namespace="hearth.ws")  # not `log`: that name is autobahn's own txaio logger
+
+
+class _Formatted:
+    """pprint.pformat(value), worked out only if a log line is actually written."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __str__(self) -> str:
+        return pprint.pformat(self.value)
+
+
+def _lazy_pformat(value: Any, *args: Any, **kwargs: Any) -> Any:
+    """autobahn pretty-prints every new connection's ~30 options (a list) for a debug line
+    that is almost never logged: a sixth of the server's CPU per join. Lists are formatted
+    lazily; everything else (autobahn's own __str__ methods need a str) as before."""
+    if isinstance(value, list) and not args and not kwargs:
+        return _Formatted(value)
+    return pprint.pformat(value, *args, **kwargs)
+
+
+autobahn_protocol.pformat = _lazy_pformat  # type: ignore[attr-defined]
 
 
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
@@ -36,6 +71,13 @@ def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...
     return bool(host) and netloc.lower() == (host or "").lower()
 
 
+# What autobahn's server keeps of the opening handshake; only the handshake reads it.
+_HANDSHAKE_ONLY = ("http_headers", "http_request_data", "http_response_data", "http_status_line",
+                   "http_request_params", "http_request_uri", "http_request_path",
+                   "http_request_host", "_wskey", "websocket_origin", "websocket_protocols",
+                   "websocket_extensions")
+
+
 class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     # autobahn sets TCP_NODELAY before factory options reach the protocol; as a
     # class attribute it is in place when connectionMade runs (STACK.md).
@@ -43,7 +85,7 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 
     node: Node
     config: HearthConfig
-    conn: Connection | None = None
+    link: Link | None = None
 
     def onConnect(self, request: Any) -> str:
         host = request.headers.get("host")
@@ -56,39 +98,144 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         return SUBPROTOCOL
 
     def onOpen(self) -> None:
+        for name in _HANDSHAKE_ONLY:  # ~1.5 KB a member that autobahn never reads again
+            self.__dict__.pop(name, None)
         peer = self.transport.getPeer() if self.transport is not None else None
-        self.conn = self.node.connection(getattr(peer, "host", None))
+        self.link = self.node.open(self, getattr(peer, "host", None))
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        if self.conn is not None:
-            self.node.received(self, self.conn, payload, isBinary)
+        if self.link is not None:
+            self.node.received(self.link, payload, isBinary)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        conn, self.conn = self.conn, None
-        if conn is not None:
-            self.node.lost(self, conn)
+        link, self.link = self.link, None
+        if link is not None:
+            self.node.lost(link)
 
     # --- the Peer interface the node writes through ---
 
     def send_bytes(self, payload: bytes) -> None:
         if self.state == self.STATE_OPEN:
-            self.sendMessage(payload, isBinary=False)
+            self.sendData(server_frame(payload, False))
 
     def send_binary(self, payload: bytes) -> None:
         if self.state == self.STATE_OPEN:
-            self.sendMessage(payload, isBinary=True)
+            self.sendData(server_frame(payload, True))
 
     def pending_bytes(self) -> int:
-        """Bytes written but not yet accepted by the kernel (Twisted's FileDescriptor buffers)."""
+        """Bytes written but not yet accepted by the kernel (ours, then Twisted's buffers).
+
+        Asked once per listener per voice frame, so the plain-TCP case comes first.
+        """
         transport = self.transport
+        if type(transport) is tcp.Server:
+            return (self._out_len + len(transport.dataBuffer) - transport.offset
+                    + transport._tempDataLen)
         if transport is None:
             return 0
         buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
-        return buffered + getattr(transport, "_tempDataLen", 0)
+        return self._out_len + buffered + getattr(transport, "_tempDataLen", 0)
 
     def send_prepared(self, prepared: Any) -> None:
         if self.state == self.STATE_OPEN:
-            self.sendPreparedMessage(prepared)
+            self.sendData(prepared.payloadHybi)  # compression is never on (module docstring)
+
+    # --- reading: whole data frames without autobahn's per-frame machinery ---
+
+    def dataReceived(self, data: bytes) -> None:
+        """autobahn's Twisted adapter formats a debug line per read, logged or not: skip it."""
+        if self.state == self.STATE_OPEN and not self.logOctets:
+            self.data = self.data + data if self.data else data
+            self.consumeData()
+        else:
+            super().dataReceived(data)
+
+    def processData(self) -> bool:
+        """One complete, masked, unfragmented text or binary frame: unmask, check, deliver.
+
+        That is every frame a hearth.v1 client sends in practice. autobahn's own
+        parser (a frame object, a masker object, a UTF-8 validator object and
+        about thirty calls per message) still takes anything else: control
+        frames, fragments, frames not yet complete, oversized or invalid ones,
+        which it answers with the close codes docs/protocol.md lists.
+        """
+        data = self.data
+        if (self.current_frame is not None or self.inside_message or self.failedByMe
+                or self.state != self.STATE_OPEN or len(data) < 6):
+            return bool(super().processData())
+        b0, b1 = data[0], data[1]
+        if (b0 != 0x81 and b0 != 0x82) or not b1 & 0x80:
+            return bool(super().processData())
+        length = b1 & 0x7F
+        if length < 126:
+            start = 6
+        elif length == 126 and len(data) >= 8:
+            length = (data[2] << 8) | data[3]
+            start = 8
+        else:
+            return bool(super().processData())
+        end = start + length
+        limit = min(self.maxMessagePayloadSize or length, self.maxFramePayloadSize or length)
+        if end > len(data) or length > limit:
+            return bool(super().processData())
+        payload = unmask(data[start:end], data[start - 4:start])
+        if b0 == 0x81 and not payload.isascii():
+            try:
+                payload.decode("utf-8")
+            except UnicodeDecodeError:
+                return bool(super().processData())  # autobahn closes with 1007
+        self.data = data[end:]
+        if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+            self._cancelAutoPingTimeoutCall()
+        self.onMessage(payload, b0 == 0x82)
+        return len(self.data) > 0
+
+    # --- write coalescing (see the module docstring) ---
+
+    _out: list[bytes] | None = None
+    _out_len = 0
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """autobahn writes every frame through here: buffer it until the end of this turn."""
+        if sync or chopsize or self.state != self.STATE_OPEN or self.send_queue:
+            self.flush()
+            super().sendData(data, sync, chopsize)
+            return
+        out = self._out
+        if out is None:
+            self._out = [data]
+            _dirty.append(self)
+            if len(_dirty) == 1:
+                _call_soon(_flush_all)
+        else:
+            out.append(data)
+        self._out_len += len(data)
+
+    def flush(self) -> None:
+        """One write of everything buffered; directly to the socket when nothing else waits."""
+        out = self._out
+        if out is None:
+            return
+        self._out, self._out_len = None, 0
+        transport = self.transport
+        if transport is None:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        if (type(transport) is tcp.Server and transport.connected and not transport.disconnecting
+                and not transport.dataBuffer and not transport._tempDataBuffer):
+            try:
+                sent = transport.socket.send(data)
+            except OSError:  # would block, or an error Twisted's own write will report
+                sent = 0
+            if sent == len(data):
+                return
+            data = data[sent:]
+        transport.write(data)
+
+    def _closeConnection(self, abort: bool = False) -> None:
+        if not abort:
+            self.flush()  # a close frame still in the buffer must go before the FIN
+        super()._closeConnection(abort)
 
     def close(self, code: int, reason: str) -> None:
         if self.state != self.STATE_OPEN:
@@ -97,6 +244,26 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             self.sendClose(code, reason)
         else:  # protocol codes such as 1008: autobahn's public sendClose refuses them
             self.sendCloseFrame(code, reason.encode("utf-8"), isReply=False)
+
+
+_dirty: list[HearthServerProtocol] = []
+
+
+def _flush_all() -> None:
+    """End of a turn of the event loop: one write per connection that was written to."""
+    dirty = _dirty[:]
+    del _dirty[:]
+    for proto in dirty:
+        proto.flush()
+
+
+def _call_soon(callback: Any) -> None:
+    """Run after the callbacks of this turn (asyncio's ready queue); any reactor works."""
+    try:
+        asyncio.get_running_loop().call_soon(callback)
+    except RuntimeError:
+        from twisted.internet import reactor
+        reactor.callLater(0, callback)
 
 
 def websocket_factory(config: HearthConfig) -> WebSocketServerFactory:
@@ -115,11 +282,52 @@ def websocket_factory(config: HearthConfig) -> WebSocketServerFactory:
 
 
 def bind_node(factory: WebSocketServerFactory, config: HearthConfig, node: Node) -> None:
+    # autobahn copies each of the factory's ~30 options into every connection's
+    # __dict__ unless the class has it: as class attributes they are shared (and the
+    # per-connection dict is about half the size; docs/performance.md, "idle").
+    options = {name: _shared(getattr(factory, name)) for name in HearthServerProtocol.CONFIG_ATTRS
+               if name not in HearthServerProtocol.__dict__ and hasattr(factory, name)}
     factory.protocol = type("BoundHearthServerProtocol", (HearthServerProtocol,),
-                            {"node": node, "config": config})
+                            {**options, "node": node, "config": config})
+
+
+def _shared(value: Any) -> Any:
+    """A function as a class attribute would become a method: keep it a plain function."""
+    return staticmethod(value) if callable(value) and not isinstance(value, type) else value
+
+
+def server_frame(payload: bytes, binary: bool) -> bytes:
+    """One unfragmented, unmasked frame, as a server sends it (RFC 6455 section 5.2)."""
+    n = len(payload)
+    first = 0x82 if binary else 0x81
+    if n < 126:
+        return bytes((first, n)) + payload
+    if n < 65536:
+        return bytes((first, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((first, 127)) + n.to_bytes(8, "big") + payload
+
+
+def unmask(payload: bytes, key: bytes) -> bytes:
+    """XOR with the 4-byte masking key, as one big-integer operation."""
+    n = len(payload)
+    if not n or key == b"\0\0\0\0":
+        return payload
+    stream = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")).to_bytes(n, "little")
+
+
+class Prepared:
+    """A message framed once for every recipient (what autobahn's PreparedMessage holds)."""
+
+    __slots__ = ("binary", "doNotCompress", "payload", "payloadHybi")
+
+    def __init__(self, payload: bytes, binary: bool) -> None:
+        self.payload = payload
+        self.binary = binary
+        self.doNotCompress = True
+        self.payloadHybi = server_frame(payload, binary)
 
 
 def prepare_for(factory: WebSocketServerFactory) -> Any:
-    def prepare(payload: bytes, binary: bool) -> Any:
-        return factory.prepareMessage(payload, isBinary=binary, doNotCompress=True)
-    return prepare
+    """The node's `prepare`: frame once, send the same bytes to every recipient."""
+    return Prepared

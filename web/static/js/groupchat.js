@@ -110,15 +110,20 @@ export class GroupChat extends EventTarget {
 
   async #welcome(welcome) {
     const me = welcome.member;
-    if (this.session === null || this.session.memberId !== me) {
+    const roster = new Map();
+    for (const member of welcome.room.members) {
+      if (member.keys) roster.set(member.id, member.keys);
+    }
+    const fresh = this.session === null || this.session.memberId !== me;
+    if (fresh || (welcome.resumed && this.#changedWhileAway(welcome, roster))) {
       // A fresh page (first join, or a reload that resumed): a new identity for this session.
+      // Also after a resume into a room that rotated while we were away: the sender keys the
+      // others sent us meanwhile were refused (the server relays `direct` only to members who
+      // are connected), and only a change of our keys makes them send their chains again.
       this.session = await GroupSession.create(this.roomId, me);
     }
     this.epoch = Number(welcome.room.epoch);
-    this.#roster = new Map();
-    for (const member of welcome.room.members) {
-      if (member.keys) this.#roster.set(member.id, member.keys);
-    }
+    this.#roster = roster;
     const ours = this.session.publicKeys();
     if (!sameKeys(this.#roster.get(me), ours)) {
       // The server does not hold our keys yet (or holds a reloaded page's old ones): publish
@@ -127,6 +132,14 @@ export class GroupChat extends EventTarget {
       this.connection.send({ type: "keys", ...ours });
     }
     await this.#sync();
+  }
+
+  #changedWhileAway(welcome, roster) {
+    if (Number(welcome.room.epoch) !== this.epoch) return true;
+    const me = this.connection.member;
+    const ids = new Set([...roster.keys(), ...this.#roster.keys()]);
+    ids.delete(me);
+    return [...ids].some((id) => !sameKeys(roster.get(id), this.#roster.get(id)));
   }
 
   async #sync() {

@@ -404,7 +404,9 @@ async function main() {
   connection.addEventListener("message", live((event) => onServerMessage(event.detail)));
   chat.addEventListener("message", live((event) => showMessage({ ...event.detail, mine: false })));
   chat.addEventListener("rejected", live((event) => {
-    notice(t("notice.rejected", { name: nameOf(event.detail.sender) }), { warn: true });
+    // Too late for its keys (they changed meanwhile) is not the same as forged or tampered.
+    const late = ["e2ee.stale_epoch", "e2ee.out_of_window", "e2ee.future_epoch"].includes(event.detail.code);
+    notice(t(late ? "notice.too_late" : "notice.rejected", { name: nameOf(event.detail.sender) }), { warn: true });
   }));
   chat.addEventListener("problem", live(() => notice(t("notice.e2ee_problem"), { warn: true })));
   chat.addEventListener("roster", live((event) => {

@@ -30,6 +30,7 @@ export class RoomView {
   #seats = [];
   #held = new Map(); // key -> [dx, dy]
   #frame = null;
+  #settle = null;
 
   /**
    * @param {HTMLElement} container the focusable element around the SVG
@@ -61,8 +62,9 @@ export class RoomView {
     for (const corner of layout.corners) {
       const g = svg("g", { class: "corner", "data-corner": corner.id }, scenery);
       svg("rect", { x: cm(corner.x), y: cm(corner.y), width: cm(corner.width), height: cm(corner.height) }, g);
-      const label = svg("text", { x: cm(corner.x) + 14, y: cm(corner.y) + 38 }, g);
+      const label = svg("text", { x: cm(corner.x + corner.width / 2), y: cm(corner.y) + 38 }, g);
       label.textContent = corner.title;
+      this.#keepInside(label, cm(corner.x + corner.width / 2), cm(layout.width));
     }
     const h = layout.hearth;
     svg("circle", { class: "hearth-base", cx: cm(h.x), cy: cm(h.y), r: cm(h.radius) }, scenery);
@@ -133,6 +135,20 @@ export class RoomView {
       return;
     }
     if (this.#frame === null) this.#frame = requestAnimationFrame((now) => this.#animate(now));
+    // Frames can be throttled (a hidden tab, a busy phone): a timer makes sure every glide
+    // ends where the server said, whether or not the animation got to run.
+    clearTimeout(this.#settle);
+    this.#settle = setTimeout(() => this.#finish(), GLIDE_MS + 50);
+  }
+
+  #finish() {
+    for (const avatar of this.#avatars.values()) {
+      if (performance.now() - avatar.t0 < GLIDE_MS) continue;
+      if (avatar.shown.x !== avatar.to.x || avatar.shown.y !== avatar.to.y) {
+        avatar.shown = { ...avatar.to };
+        this.#draw(avatar);
+      }
+    }
   }
 
   /** Seats: which are taken, by whom (for their accessible names). */
@@ -156,6 +172,13 @@ export class RoomView {
   }
 
   // --- internals -----------------------------------------------------------------
+
+  /** Slide a centred label sideways so that it stays inside the room. */
+  #keepInside(label, centre, width) {
+    const half = (label.getComputedTextLength() || 0) / 2;
+    const x = Math.min(Math.max(centre, 6 + half), width - 6 - half);
+    label.setAttribute("x", String(Math.round(x)));
+  }
 
   #draw(avatar) {
     const x = cm(avatar.shown.x);

@@ -1,0 +1,138 @@
+"""`python -m bench.profile SCENARIO [--load N] [--seconds S]`: where the server's time goes.
+
+Runs `hearth serve` (or `--baseline`) under cProfile, drives one fixed step of
+the chat or voice load at it, and prints the functions with the most time of
+their own. A fixed load, not a ladder: a profile is only comparable with
+another at the same load. cProfile's overhead is per call, so it inflates
+small functions; `--py-spy` samples the unmodified server instead (needs
+`pip install py-spy`) and prints own and inclusive shares of the samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from bench import scenarios, servers
+
+
+async def drive(served: servers.Served, scenario: str, load: float, seconds: float) -> None:
+    """One fixed step; prints the server's CPU per delivered message (the A/B figure)."""
+    settings = scenarios.Settings.full()
+    if scenario == "join":
+        await scenarios.join(served, settings)
+        return
+    if scenario == "chat":
+        peers: dict[int, scenarios.Peer] = {}
+        plan = [(r * 10 + m, f"r{r}") for m in range(10) for r in range(settings.chat_rooms)]
+        await scenarios.join_all(served.port, plan, peers, settings.connect_concurrency)
+        scenarios.room_sizes(peers)
+        chat = scenarios.ChatLoad(peers, served.kind == "hearth")
+        await asyncio.sleep(0.5)
+        chat.step = step = scenarios.Step(load)
+        meter = scenarios.CpuMeter(served.pid)
+        await scenarios.pace(load, seconds, chat.send)
+        cpu = meter.read()
+        await scenarios.until(lambda: step.received >= step.expected, 3.0)
+        scenarios.close_all(peers)
+    else:
+        voice = scenarios.VoiceLoad(served, settings)
+        step, cpu = await voice.run(int(load), seconds, 2.0)
+        voice.close()
+    result = step.result(seconds, 1e9, cpu, "per_s")
+    print(f"{served.kind} {scenario} at {load:g}: {result['per_s']:.0f} msgs/s delivered, "
+          f"server {result['server_us_per_msg']} us/msg ({cpu['server_cpu_pct']} % CPU), "
+          f"p99 {result['p99_ms']} ms, others {cpu['foreign_cpu_pct']} %", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argparse.ArgumentParser(prog="python -m bench.profile")
+    args.add_argument("scenario", choices=("chat", "voice", "join"))
+    args.add_argument("--load", type=float, default=None,
+                      help="chat: envelopes/s (default 1000); voice: rooms (default 8)")
+    args.add_argument("--seconds", type=float, default=8.0)
+    args.add_argument("--baseline", action="store_true")
+    args.add_argument("--top", type=int, default=35)
+    args.add_argument("--py-spy", action="store_true", help="sample with py-spy, not cProfile")
+    args.add_argument("--cost", action="store_true",
+                      help="no profiler: just the server's CPU per delivered message")
+    options = args.parse_args(argv)
+    load = options.load or (1000.0 if options.scenario == "chat" else 8.0)
+    servers.raise_fd_limit()
+    servers.pin_self()
+    kind = "baseline" if options.baseline else "hearth"
+    out = Path(tempfile.mkdtemp(prefix="hearth-profile-")) / "server.prof"
+    if options.py_spy:
+        return sample(kind, options.scenario, load, options.seconds, out.with_suffix(".txt"),
+                      options.top)
+    served = servers.start(kind, rooms=160, capacity=16, profile=None if options.cost else out)
+    if options.cost:
+        try:
+            asyncio.run(drive(served, options.scenario, load, options.seconds))
+        finally:
+            servers.cleanup(served)
+        return 0
+    try:
+        asyncio.run(drive(served, options.scenario, load, options.seconds))
+    finally:
+        served.stop(interrupt=True)
+    stats = pstats.Stats(str(out))
+    stats.sort_stats("tottime").print_stats(options.top)
+    print(f"profile: {out}", file=sys.stderr)
+    return 0
+
+
+def sample(kind: str, scenario: str, load: float, seconds: float, out: Path, top: int) -> int:
+    """py-spy on the running server while the load runs; a table of where samples fall."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    served = servers.start(kind, rooms=160, capacity=16)
+    try:
+        recorder = subprocess.Popen([spy, "record", "-p", str(served.pid), "-f", "raw", "-r", "250",
+                                     "-d", str(max(1, int(seconds) - 1)), "-o", str(out)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        asyncio.run(drive(served, scenario, load, seconds))
+        recorder.wait(timeout=60)
+    finally:
+        served.stop()
+    own: Counter[str] = Counter()
+    inclusive: Counter[str] = Counter()
+    total = 0
+    for line in out.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        n = int(count)
+        frames = stack.split(";")
+        if any("threading.py" in f for f in frames):
+            continue  # Twisted's thread pool (argon2 sign-ins), idle under this load
+        total += n
+        own[_short(frames[-1])] += n
+        for name in {_short(f) for f in frames}:
+            inclusive[name] += n
+    print(f"{total} samples of the reactor thread (idle: the epoll wait)\n\n"
+          "  own %   incl %  function")
+    for name, n in own.most_common(top):
+        print(f"{100 * n / total:7.1f}  {100 * inclusive[name] / total:7.1f}  {name}")
+    print("\n  incl %  function (the largest inclusive shares)")
+    for name, n in inclusive.most_common(top):
+        print(f"{100 * n / total:7.1f}  {name}")
+    print(f"\nraw stacks: {out}", file=sys.stderr)
+    return 0
+
+
+def _short(frame: str) -> str:
+    """`func (path:line)` -> `func (path)`: one row per function, not per line."""
+    name, _, where = frame.partition(" (")
+    path = where.rsplit(":", 1)[0].replace(str(servers.ROOT) + "/", "")
+    return f"{name} ({path.split('site-packages/')[-1]})"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

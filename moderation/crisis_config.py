@@ -1,0 +1,704 @@
+"""Crisis reference data: helplines, detector rule packs and escalation timers, checked at load.
+
+config/crisis/ holds three kinds of file (docs/crisis.md): helplines.toml,
+rules/<language>.toml and escalation.toml. They are untrusted input like
+config/hearth.toml, and wrong crisis data hurts people, so loading follows
+spaces/config.py: every problem is collected, each naming the file, the key
+and what was expected, and unknown keys are errors. A retired helpline number
+or "committed suicide" in participant-facing text is refused outright.
+
+`parse_*` take parsed TOML and do no I/O; `load_*` read files. The `*_to_json`
+functions give the browser what it caches at join: the helpline card and the
+rule packs that web/static/js/detector.js runs on decrypted text.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from moderation.detector import (
+    CATEGORIES,
+    MAX_NEGATION_WINDOW,
+    MODIFIER_CATEGORIES,
+    SCOPES,
+    SEVERITIES,
+    Combo,
+    ExceptionSet,
+    Pattern,
+    PatternError,
+    Rule,
+    RulePack,
+    SeverityPolicy,
+    Slot,
+    normalize,
+    parse_pattern,
+    parse_word,
+)
+from spaces.config import TEXT_LOCALES, ConfigError, _kind, _Reader
+
+SHIPPED_CRISIS = Path(__file__).resolve().parent.parent / "config" / "crisis"
+JSON_FORMAT = 1  # bumped when the JSON the browser caches changes shape
+
+CONFIDENCE = ("official", "reported", "unverified")
+CONTACT_KINDS = ("call", "text", "call_or_text", "web")
+HOURS = ("24/7", "varies")
+NOTIFY = ("room_facilitators", "on_duty_facilitators", "on_call_webhook", "secondary_on_call",
+          "admin")
+IF_NOT = ("acknowledged", "engaged")
+PROMPTS = ("helpline_card", "call_helpline_now")
+TRIGGERS = ("help_button", "detector_or_flag")
+
+# Numbers that must never be shown again, by their digits (without a leading + or 1).
+RETIRED_NUMBERS = {
+    "8002738255": "the former US National Suicide Prevention Lifeline 1-800 number, replaced by "
+                  "988 in 2022: list 988 instead",
+}
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+_PHONE = re.compile(r"^\+?[0-9][0-9 \-]{0,19}$")
+_KEYWORD = re.compile(r"^[A-Z0-9]{1,20}$")
+_DOMAIN = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+(/[A-Za-z0-9._~/-]*)?$")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
+_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
+_PACK_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
+_SET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+_VERSION = re.compile(r"^[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}$")
+# Safe-messaging: "died by suicide", never "committed suicide" (in either language).
+_UNSAFE = re.compile(r"\b(commit\w*\s+suicide|comet\w*\s+(el\s+)?suicidio)\b")
+
+MAX_RULES = 500
+MAX_PATTERNS_PER_RULE = 30
+MAX_PATTERNS_PER_PACK = 3000
+
+
+# ---- helplines --------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Contact:
+    kind: str  # call, text, call_or_text, web
+    number: str = ""  # as written on the card: "116 123"
+    dial: str = ""  # what a tel:/sms: link dials: "116123"
+    keyword: str = ""  # for texts: "HOME" to 741741
+    url: str = ""  # for web: a bare domain, "findahelpline.com"
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmergencyNumber:
+    number: str
+    dial: str
+    source: str
+    last_verified: str  # YYYY-MM
+    confidence: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Service:
+    name: str
+    contacts: tuple[Contact, ...]
+    hours: str
+    languages: tuple[str, ...]
+    note: Mapping[str, str] | None
+    source: str
+    last_verified: str  # YYYY-MM
+    confidence: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Country:
+    code: str  # ISO 3166-1 alpha-2, or "international"
+    name: Mapping[str, str]  # by locale
+    emergency: EmergencyNumber | None
+    services: tuple[Service, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Helplines:
+    countries: Mapping[str, Country]
+    international: Country
+
+    def for_country(self, code: str) -> Country:
+        """The country's card, or the international directories when it has none."""
+        return self.countries.get(code, self.international)
+
+
+# ---- escalation -------------------------------------------------------------
+
+@dataclass(frozen=True, kw_only=True)
+class Tier:
+    after: int  # seconds since the incident opened
+    if_not: str | None  # skip the tier once the incident is acknowledged / engaged
+    notify: tuple[str, ...]
+    sound: bool = False
+    participant_prompt: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EscalationPolicy:
+    help_button: tuple[Tier, ...]
+    detector_or_flag: tuple[Tier, ...]
+
+    def tiers(self, trigger: str) -> tuple[Tier, ...]:
+        return self.help_button if trigger == "help_button" else self.detector_or_flag
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrisisConfig:
+    directory: str
+    helplines: Helplines
+    packs: Mapping[str, RulePack] = field(default_factory=dict)  # by language
+    escalation: EscalationPolicy
+
+
+# ---- reading helpers --------------------------------------------------------
+
+def _choice(r: _Reader, name: str, options: Sequence[str], default: str | None) -> str:
+    value = r.text(name, default, 60)
+    if r.has(name) and isinstance(r.table.get(name), str) and value not in options:
+        r.fail(name, f"one of {', '.join(options)}, got {value!r}")
+    return value
+
+
+def _safe_text(r: _Reader, name: str, value: str) -> None:
+    if _UNSAFE.search(normalize(value)):
+        r.fail(name, "safe-messaging language: say 'died by suicide', never 'committed suicide'")
+
+
+def _list(r: _Reader, name: str, what: str, required: bool, max_items: int) -> list[Any]:
+    if not r.has(name):
+        r.seen.add(name)
+        if required:
+            r.fail(name, f"{what} (this key is required)")
+        return []
+    value = r.raw(name)
+    if not isinstance(value, list) or (required and not value):
+        r.fail(name, f"{what}, got {_kind(value)}")
+        return []
+    if len(value) > max_items:
+        r.fail(name, f"at most {max_items} items, got {len(value)}")
+        return value[:max_items]
+    return value
+
+
+def _month(r: _Reader, name: str) -> str:
+    value = r.text(name, None, 7)
+    if value and not _MONTH.match(value):
+        r.fail(name, f"a year and month like \"2026-11\", got {value!r}")
+    return value
+
+
+def _phone(r: _Reader, name: str) -> tuple[str, str]:
+    number = r.text(name, None, 24)
+    if not number:
+        return "", ""
+    if not _PHONE.match(number):
+        r.fail(name, f"a phone number of digits, spaces and '-' (like \"116 123\"), got {number!r}")
+        return number, ""
+    dial = number.replace(" ", "").replace("-", "")
+    digits = dial.lstrip("+")
+    for retired, why in RETIRED_NUMBERS.items():
+        if digits == retired or digits == "1" + retired:
+            r.fail(name, f"a current number, not {why}")
+    return number, dial
+
+
+def _localized(r: _Reader, name: str, required: bool, max_len: int) -> dict[str, str] | None:
+    if not r.has(name):
+        r.seen.add(name)
+        if required:
+            r.fail(name, "a table { " + ", ".join(f'{loc} = "..."' for loc in TEXT_LOCALES)
+                   + " } (this key is required)")
+        return None
+    t = _Reader(r.source, r.key(name), r.raw(name), r.problems)
+    texts = {}
+    for loc in TEXT_LOCALES:
+        texts[loc] = t.text(loc, None, max_len)
+        _safe_text(t, loc, texts[loc])
+    t.done()
+    return texts
+
+
+def _provenance(r: _Reader) -> tuple[str, str, str]:
+    source = r.text("source", None, 200)
+    last_verified = _month(r, "last_verified")
+    confidence = _choice(r, "confidence", CONFIDENCE, None)
+    return source, last_verified, confidence
+
+
+def _contact(r: _Reader) -> Contact:
+    kind = _choice(r, "kind", CONTACT_KINDS, None)
+    if kind == "web":
+        url = r.text("url", None, 120)
+        if url and not _DOMAIN.match(url):
+            r.fail("url", f"a bare domain the organisation is known by, like \"findahelpline.com\" "
+                          f"(no scheme), got {url!r}")
+        r.done()
+        return Contact(kind=kind, url=url)
+    number, dial = _phone(r, "number")
+    keyword = ""
+    if r.has("keyword"):
+        keyword = r.text("keyword", "", 20)
+        if kind not in ("text", "call_or_text"):
+            r.fail("keyword", f"no keyword for a contact of kind {kind!r} (only texts have one)")
+        elif not _KEYWORD.match(keyword):
+            r.fail("keyword", f"capital letters and digits (like \"HOME\"), got {keyword!r}")
+    r.done()
+    return Contact(kind=kind, number=number, dial=dial, keyword=keyword)
+
+
+def _service(r: _Reader) -> Service:
+    name = r.text("name", None, 120)
+    _safe_text(r, "name", name)
+    contacts = []
+    for i, item in enumerate(_list(r, "contacts", "a non-empty list of contacts like "
+                                   "{ kind = \"call\", number = \"116 123\" }", True, 10)):
+        contacts.append(_contact(_Reader(r.source, f"{r.key('contacts')}[{i}]", item, r.problems)))
+    hours = _choice(r, "hours", HOURS, None)
+    languages = r.strings("languages", (), _LANGUAGE, "an ISO 639-1 language code like \"en\"")
+    note = _localized(r, "note", required=False, max_len=300)
+    source, last_verified, confidence = _provenance(r)
+    r.done()
+    return Service(name=name, contacts=tuple(contacts), hours=hours, languages=languages, note=note,
+                   source=source, last_verified=last_verified, confidence=confidence)
+
+
+def _country(r: _Reader, code: str, international: bool) -> Country:
+    name = _localized(r, "name", required=True, max_len=80) or {}
+    emergency = None
+    if international:
+        pass  # an "emergency" key is reported as unknown by r.done()
+    elif not r.has("emergency"):
+        r.seen.add("emergency")
+        r.fail("emergency", "a table { number = \"112\", source = \"...\", last_verified = "
+                            "\"2026-11\", confidence = \"official\" } (this key is required)")
+    else:
+        e = _Reader(r.source, r.key("emergency"), r.raw("emergency"), r.problems)
+        number, dial = _phone(e, "number")
+        source, last_verified, confidence = _provenance(e)
+        e.done()
+        emergency = EmergencyNumber(number=number, dial=dial, source=source,
+                                    last_verified=last_verified, confidence=confidence)
+    services = tuple(
+        _service(_Reader(r.source, f"{r.key('services')}[{i}]", item, r.problems))
+        for i, item in enumerate(_list(r, "services", "a non-empty list of [[...services]] tables",
+                                       True, 20)))
+    r.done()
+    return Country(code=code, name=name, emergency=emergency, services=services)
+
+
+def _strings_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for k, v in value.items():
+            yield str(k)
+            yield from _strings_in(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings_in(v)
+
+
+def _helplines(data: Any, source: str, problems: list[str]) -> Helplines:
+    top = _Reader(source, "", data, problems)
+    # A retired number is refused wherever it hides: a note, a name, a source.
+    for text in _strings_in(top.table):
+        digits = "".join(c for c in text if c.isdigit())
+        for retired, why in RETIRED_NUMBERS.items():
+            if retired in digits:
+                problems.append(f"{source}: contains a retired number ({why})")
+    c = _Reader(source, "countries", top.raw("countries"), problems)
+    countries: dict[str, Country] = {}
+    for code in c.table:
+        c.seen.add(code)
+        if code == "UK":
+            c.fail(code, "ISO 3166-1 alpha-2 code GB for the United Kingdom, got 'UK'")
+        elif not _COUNTRY.match(code):
+            c.fail(code, f"an ISO 3166-1 alpha-2 country code like \"IE\", got {code!r}")
+        countries[code] = _country(_Reader(source, c.key(code), c.raw(code), problems), code, False)
+    c.done()
+    if top.has("international"):
+        international = _country(_Reader(source, "international", top.raw("international"),
+                                         problems), "international", True)
+    else:
+        top.fail("international", "an [international] table with worldwide directories "
+                                  "(the card for any country not listed)")
+        international = Country(code="international", name={}, emergency=None, services=())
+    top.done()
+    return Helplines(countries=countries, international=international)
+
+
+# ---- rule packs -------------------------------------------------------------
+
+def _patterns(r: _Reader, name: str, max_items: int) -> tuple[Pattern, ...]:
+    patterns = []
+    items = _list(r, name, "a non-empty list of patterns (docs/crisis.md)", True, max_items)
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            r.fail(f"{name}[{i}]", f"a pattern string, got {_kind(item)}")
+            continue
+        try:
+            patterns.append(parse_pattern(item))
+        except PatternError as exc:
+            r.fail(f"{name}[{i}]", str(exc))
+    return tuple(patterns)
+
+
+def _severity(r: _Reader) -> SeverityPolicy:
+    low = r.integer("low", 3, 1, 1000)
+    medium = r.integer("medium", 5, 1, 1000)
+    high = r.integer("high", 8, 1, 1000)
+    if not low <= medium <= high:
+        r.fail("medium", f"low <= medium <= high, got {low}, {medium}, {high}")
+    cap = r.integer("category_cap", high, 1, 1000)
+    if cap < low:
+        r.fail("category_cap", f"at least low ({low}), or no single kind of sign could fire, got {cap}")
+    combos = []
+    for i, item in enumerate(_list(r, "combos", "a list of { categories = [...], severity = ... }",
+                                   False, 50)):
+        k = _Reader(r.source, f"{r.key('combos')}[{i}]", item, r.problems)
+        categories = k.strings("categories", (), None, "category names")
+        if len(categories) < 2 or len(set(categories)) != len(categories):
+            k.fail("categories", f"two or more different categories, got {list(categories)!r}")
+        for j, cat in enumerate(categories):
+            if cat not in CATEGORIES:
+                k.fail(f"categories[{j}]", f"one of {', '.join(CATEGORIES)}, got {cat!r}")
+        severity = _choice(k, "severity", SEVERITIES, None)
+        k.done()
+        combos.append(Combo(categories=categories, severity=severity))
+    r.done()
+    return SeverityPolicy(low=low, medium=medium, high=high, category_cap=cap, combos=tuple(combos))
+
+
+def _rule_pack(data: Any, source: str, problems: list[str], language: str | None) -> RulePack:
+    top = _Reader(source, "", data, problems)
+    pack_id = top.text("id", None, 64)
+    if pack_id and not _PACK_ID.match(pack_id):
+        top.fail("id", f"lowercase letters, digits, '.', '_' and '-', got {pack_id!r}")
+    lang = top.text("language", None, 3)
+    if lang and not _LANGUAGE.match(lang):
+        top.fail("language", f"an ISO 639-1 language code like \"en\", got {lang!r}")
+    elif lang and language is not None and lang != language:
+        top.fail("language", f"{language!r}, the name of the file, got {lang!r}")
+    version = top.text("version", None, 14)
+    if version and not _VERSION.match(version):
+        top.fail("version", f"a version like \"1.0.0\", got {version!r}")
+    top.text("description", "", 300)
+
+    n = _Reader(source, "negation", top.raw("negation") or {}, problems)
+    cues: set[str] = set()
+    raw_cues = n.strings("cues", (), None, "single words like \"not\"")
+    if len(raw_cues) > 200:
+        n.fail("cues", f"at most 200 words, got {len(raw_cues)}")
+    for i, cue in enumerate(raw_cues[:200]):
+        try:
+            cues.add(parse_word(cue, "negation cue"))
+        except PatternError as exc:
+            n.fail(f"cues[{i}]", str(exc))
+    window = n.integer("window", 3, 0, MAX_NEGATION_WINDOW)
+    n.done()
+
+    severity = _severity(_Reader(source, "severity", top.raw("severity") or {}, problems))
+
+    x = _Reader(source, "exceptions", top.raw("exceptions") or {}, problems)
+    exceptions: dict[str, ExceptionSet] = {}
+    total = 0
+    for name in x.table:
+        x.seen.add(name)
+        if not _SET_NAME.match(name):
+            x.fail(name, f"a set name of lowercase letters, digits and '_', got {name!r}")
+        e = _Reader(source, x.key(name), x.raw(name), problems)
+        scope = _choice(e, "scope", SCOPES, "sentence")
+        patterns = _patterns(e, "patterns", 50)
+        total += len(patterns)
+        e.done()
+        exceptions[name] = ExceptionSet(name=name, scope=scope, patterns=patterns)
+    x.done()
+
+    rules: list[Rule] = []
+    seen_ids: set[str] = set()
+    raw_rules = _list(top, "rules", "a non-empty list of [[rules]] tables", True, MAX_RULES)
+    for i, item in enumerate(raw_rules):
+        r = _Reader(source, f"rules[{i}]", item, problems)
+        rid = r.text("id", None, 80)
+        if rid and not _RULE_ID.match(rid):
+            r.fail("id", f"lowercase letters, digits, '.', '_' and '-', got {rid!r}")
+        elif rid in seen_ids:
+            r.fail("id", f"a unique rule id, but {rid!r} is used twice")
+        seen_ids.add(rid)
+        category = _choice(r, "category", CATEGORIES, None)
+        weight = r.integer("weight", 1, 1, 100)
+        patterns = _patterns(r, "patterns", MAX_PATTERNS_PER_RULE)
+        total += len(patterns)
+        negatable = r.boolean("negatable", True)
+        unless = r.strings("unless", (), None, "names of [exceptions.NAME] sets")
+        for j, set_name in enumerate(unless):
+            if set_name not in exceptions:
+                r.fail(f"unless[{j}]", f"the name of an [exceptions.NAME] set in this file, "
+                                       f"got {set_name!r}")
+        r.done()
+        rules.append(Rule(id=rid, patterns=patterns, category=category, weight=weight,
+                          negatable=negatable, unless=unless))
+    if total > MAX_PATTERNS_PER_PACK:
+        top.fail("rules", f"at most {MAX_PATTERNS_PER_PACK} patterns in a pack, got {total}")
+    if rules and all(rule.category in MODIFIER_CATEGORIES for rule in rules):
+        top.fail("rules", "at least one rule whose category is not a timeframe")
+    top.done()
+    return RulePack(id=pack_id, language=lang, version=version, negation_cues=frozenset(cues),
+                    negation_window=window, exceptions=exceptions, rules=tuple(rules),
+                    severity=severity)
+
+
+# ---- escalation -------------------------------------------------------------
+
+def _tiers(r: _Reader, trigger: str) -> tuple[Tier, ...]:
+    t = _Reader(r.source, trigger, r.raw(trigger) if r.has(trigger) else None, r.problems)
+    tiers: list[Tier] = []
+    for i, item in enumerate(_list(t, "tiers", f"a non-empty list of [[{trigger}.tiers]] tables",
+                                   True, 20)):
+        k = _Reader(r.source, f"{trigger}.tiers[{i}]", item, r.problems)
+        after = k.integer("after", 0, 0, 86400)
+        if_not = _choice(k, "if_not", IF_NOT, "") or None
+        notify = k.strings("notify", (), None, "who to tell")
+        if not notify:
+            k.fail("notify", f"a non-empty list of: {', '.join(NOTIFY)}")
+        for j, who in enumerate(notify):
+            if who not in NOTIFY:
+                k.fail(f"notify[{j}]", f"one of {', '.join(NOTIFY)}, got {who!r}")
+        if len(set(notify)) != len(notify):
+            k.fail("notify", "each one at most once")
+        sound = k.boolean("sound", False)
+        prompt = _choice(k, "participant_prompt", PROMPTS, "") or None
+        if i == 0 and after != 0:
+            k.fail("after", f"0 for the first tier (someone is told at once), got {after}")
+        if i == 0 and if_not is not None:
+            k.fail("if_not", "no condition on the first tier: it always fires")
+        if i > 0:
+            if after <= tiers[-1].after:
+                k.fail("after", f"more than the previous tier's {tiers[-1].after} seconds, got {after}")
+            if if_not is None:
+                k.fail("if_not", "acknowledged or engaged: a later tier fires only while the "
+                                 "incident is still waiting")
+        k.done()
+        tiers.append(Tier(after=after, if_not=if_not, notify=notify, sound=sound,
+                          participant_prompt=prompt))
+    if tiers and not any("on_call_webhook" in tier.notify for tier in tiers):
+        t.fail("tiers", "on_call_webhook in some tier: without it an unanswered crisis never "
+                        "leaves the room")
+    if (trigger == "help_button" and tiers
+            and tiers[0].participant_prompt != "helpline_card"):
+        t.fail("tiers[0].participant_prompt",
+               "\"helpline_card\": after the help button the participant sees helplines at once")
+    t.done()
+    return tuple(tiers)
+
+
+def _escalation(data: Any, source: str, problems: list[str]) -> EscalationPolicy:
+    top = _Reader(source, "", data, problems)
+    policy = EscalationPolicy(help_button=_tiers(top, "help_button"),
+                              detector_or_flag=_tiers(top, "detector_or_flag"))
+    for trigger in TRIGGERS:
+        top.seen.add(trigger)
+    top.done()
+    return policy
+
+
+# ---- public API -------------------------------------------------------------
+
+def _checked(build: Any, data: Mapping[str, Any], source: str, *args: Any) -> Any:
+    problems: list[str] = []
+    result = build(data, source, problems, *args)
+    if problems:
+        raise ConfigError(problems)
+    return result
+
+
+def parse_helplines(data: Mapping[str, Any], source: str) -> Helplines:
+    """Helplines from parsed TOML, or ConfigError listing every problem."""
+    helplines: Helplines = _checked(_helplines, data, source)
+    return helplines
+
+
+def parse_rule_pack(data: Mapping[str, Any], source: str, language: str | None = None) -> RulePack:
+    """A compiled rule pack from parsed TOML, or ConfigError listing every problem."""
+    pack: RulePack = _checked(_rule_pack, data, source, language)
+    return pack
+
+
+def parse_escalation(data: Mapping[str, Any], source: str) -> EscalationPolicy:
+    """Escalation tiers from parsed TOML, or ConfigError listing every problem."""
+    policy: EscalationPolicy = _checked(_escalation, data, source)
+    return policy
+
+
+def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        problems.append(f"{source}: cannot read the file ({exc.strerror or exc})")
+        return None
+    try:
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        problems.append(f"{source}: expected UTF-8 text")
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(f"{source}: not valid TOML: {exc}")
+    return None
+
+
+def load_crisis(directory: Path | None = None) -> CrisisConfig:
+    """Read and check config/crisis/ (the shipped one when no directory is given).
+
+    Raises ConfigError listing every problem in every file.
+    """
+    directory = directory or SHIPPED_CRISIS
+    problems: list[str] = []
+    helplines_path = directory / "helplines.toml"
+    data = _read_toml(helplines_path, problems)
+    helplines = _helplines(data, str(helplines_path), problems) if data is not None else None
+
+    packs: dict[str, RulePack] = {}
+    rules_dir = directory / "rules"
+    paths = sorted(rules_dir.glob("*.toml")) if rules_dir.is_dir() else []
+    if not paths:
+        problems.append(f"{rules_dir}: expected at least one rule pack like en.toml")
+    for path in paths:
+        data = _read_toml(path, problems)
+        if data is not None:
+            packs[path.stem] = _rule_pack(data, str(path), problems, path.stem)
+
+    escalation_path = directory / "escalation.toml"
+    data = _read_toml(escalation_path, problems)
+    escalation = _escalation(data, str(escalation_path), problems) if data is not None else None
+
+    if problems or helplines is None or escalation is None:
+        raise ConfigError(problems)
+    return CrisisConfig(directory=str(directory), helplines=helplines, packs=packs,
+                        escalation=escalation)
+
+
+def missing_helplines(helplines: Helplines, countries: Sequence[str]) -> list[str]:
+    """The offered countries (organisation.helpline_countries) with no card of their own:
+    their participants see only the international directories."""
+    return [code for code in countries if code not in helplines.countries]
+
+
+def stale_entries(helplines: Helplines, today: date, max_age_months: int = 6) -> list[str]:
+    """One sentence per number last verified more than `max_age_months` ago (a warning)."""
+    now = today.year * 12 + today.month - 1
+    stale = []
+    for country in (*helplines.countries.values(), helplines.international):
+        dated = [(f"{country.code} emergency number", country.emergency.last_verified)
+                 ] if country.emergency else []
+        dated += [(f"{country.code} {s.name}", s.last_verified) for s in country.services]
+        for what, month in dated:
+            year, mon = (int(part) for part in month.split("-"))
+            if now - (year * 12 + mon - 1) > max_age_months:
+                stale.append(f"{what}: last verified {month}; check it again")
+    return stale
+
+
+# ---- JSON for the browser ---------------------------------------------------
+
+_LABELS: Mapping[str, Mapping[str, str]] = {
+    "en": {"call": "Call {number}", "text": "Text {number}",
+           "text_keyword": "Text {keyword} to {number}", "call_or_text": "Call or text {number}",
+           "web": "Visit {url}", "24/7": "24 hours, every day", "varies": "Hours vary"},
+    "es": {"call": "Llama al {number}", "text": "Escribe al {number}",
+           "text_keyword": "Escribe {keyword} al {number}",
+           "call_or_text": "Llama o escribe al {number}", "web": "Visita {url}",
+           "24/7": "24 horas, todos los días", "varies": "El horario varía"},
+}
+
+
+def _contact_json(contact: Contact) -> dict[str, Any]:
+    key = "text_keyword" if contact.keyword else contact.kind
+    out: dict[str, Any] = {"kind": contact.kind,
+                           "label": {loc: _LABELS[loc][key].format(
+                               number=contact.number, keyword=contact.keyword, url=contact.url)
+                               for loc in TEXT_LOCALES}}
+    if contact.kind == "web":
+        out["url"] = contact.url
+        out["href"] = f"https://{contact.url}"
+    else:
+        out.update(number=contact.number, dial=contact.dial)
+        if contact.keyword:
+            out["keyword"] = contact.keyword
+    return out
+
+
+def _country_json(country: Country) -> dict[str, Any]:
+    emergency = None
+    if country.emergency is not None:
+        e = country.emergency
+        emergency = {"number": e.number, "dial": e.dial, "source": e.source,
+                     "last_verified": e.last_verified, "confidence": e.confidence}
+    return {
+        "code": country.code,
+        "name": dict(country.name),
+        "emergency": emergency,
+        "services": [{
+            "name": s.name,
+            "contacts": [_contact_json(c) for c in s.contacts],
+            "hours": s.hours,
+            "hours_label": {loc: _LABELS[loc][s.hours] for loc in TEXT_LOCALES},
+            "languages": list(s.languages),
+            "note": dict(s.note) if s.note else None,
+            "source": s.source,
+            "last_verified": s.last_verified,
+            "confidence": s.confidence,
+        } for s in country.services],
+    }
+
+
+def helplines_to_json(helplines: Helplines) -> dict[str, Any]:
+    """Every card, for the browser to cache at join (GET /crisis/helplines.json)."""
+    return {"format": JSON_FORMAT,
+            "countries": {code: _country_json(c) for code, c in sorted(helplines.countries.items())},
+            "international": _country_json(helplines.international)}
+
+
+def _slot_json(slot: Slot) -> dict[str, Any]:
+    return {"gap": slot.gap, "words": list(slot.words), "prefixes": list(slot.prefixes),
+            "numbers": list(slot.numbers)}
+
+
+def _patterns_json(patterns: Sequence[Pattern]) -> list[list[dict[str, Any]]]:
+    return [[_slot_json(slot) for slot in p.slots] for p in patterns]
+
+
+def pack_to_json(pack: RulePack) -> dict[str, Any]:
+    """The compiled pack that detector.js loadPack() takes (GET /crisis/rules/<language>.json).
+
+    Patterns go out compiled and normalised, so the browser never parses the
+    pattern language and both sides match on the same words.
+    """
+    return {
+        "format": JSON_FORMAT,
+        "id": pack.id,
+        "language": pack.language,
+        "version": pack.version,
+        "negation": {"cues": sorted(pack.negation_cues), "window": pack.negation_window},
+        "severity": {"low": pack.severity.low, "medium": pack.severity.medium,
+                     "high": pack.severity.high, "category_cap": pack.severity.category_cap,
+                     "combos": [{"categories": list(c.categories), "severity": c.severity}
+                                for c in pack.severity.combos]},
+        "exceptions": {name: {"scope": e.scope, "patterns": _patterns_json(e.patterns)}
+                       for name, e in pack.exceptions.items()},
+        "rules": [{"id": r.id, "category": r.category, "weight": r.weight,
+                   "negatable": r.negatable, "unless": list(r.unless),
+                   "patterns": _patterns_json(r.patterns)} for r in pack.rules],
+    }
+
+
+def escalation_to_json(policy: EscalationPolicy) -> dict[str, Any]:
+    """The tiers as plain data (for facilitator tooling and `hearth drill` output)."""
+    return {trigger: [{"after": t.after, "if_not": t.if_not, "notify": list(t.notify),
+                       "sound": t.sound, "participant_prompt": t.participant_prompt}
+                      for t in policy.tiers(trigger)] for trigger in TRIGGERS}

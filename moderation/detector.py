@@ -1,0 +1,412 @@
+"""On-device crisis phrase detector: rule packs of safe patterns, matched in linear time.
+
+Runs where the plaintext is (a participant's or a facilitator's client, and
+facilitator tooling); the server never sees what it reads. A detection says
+only *what kind* of risk and *how strong* — category, severity, the ids of the
+rules that fired, pack and version — never the text or the matched words, so
+nothing that leaves this module can leak the conversation.
+
+Patterns are a small language of words, prefixes, numbers and bounded gaps
+(docs/crisis.md), not regular expressions: a rule pack comes from a config
+file, and a bad pack must not be able to hang a client. Every token is looked
+up in an index once and each pattern keeps one "latest match" per slot, so
+detection is linear in the length of the text whatever the pack says.
+
+web/static/js/detector.js is the same algorithm in the browser; the two are
+kept identical by tests/crisis/cases.json. Change both or neither.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Categories, in the order that breaks ties when picking the one reported.
+CATEGORIES = ("intent", "means_method", "harm_from_others", "farewell", "timeframe")
+# A timeframe ("tonight") says when, not whether: it only counts next to another category.
+MODIFIER_CATEGORIES = frozenset({"timeframe"})
+SEVERITIES = ("low", "medium", "high")
+SCOPES = ("sentence", "message")
+
+# Limits on one pattern: they bound the work per token, whatever a pack says.
+MAX_PATTERN_CHARS = 300
+MAX_SLOTS = 8
+MAX_GAP = 5
+MAX_ALTERNATIVES = 32
+MIN_PREFIX = 3
+MAX_NEGATION_WINDOW = 6
+
+# Dropped (straight, typographic and modifier apostrophes) so that "don't" and "dont" are one word.
+APOSTROPHES = frozenset("'\u2019\u2018\u02bc`\u00b4")
+# End a sentence (the scope of hyperbole exceptions) and a clause.
+SENTENCE_BREAKS = frozenset(".!?;\u2026\n\r\u00a1\u00bf")
+# End a clause only: no match and no negation reaches across one.
+CLAUSE_BREAKS = frozenset(",:\u2013\u2014")
+ASCII_DIGITS = frozenset("0123456789")
+
+
+class PatternError(ValueError):
+    """A pattern outside the language; the message says what was expected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    text: str
+    clause: int
+    sentence: int
+
+
+def normalize(text: str) -> str:
+    """Lowercase, strip accents and apostrophes: 'Vergüenza', 'verguenza' and 'VERGUENZA' agree."""
+    text = unicodedata.normalize("NFKD", text.lower().replace("\u00b4", ""))
+    return "".join(c for c in text if c not in APOSTROPHES and unicodedata.category(c) != "Mn")
+
+
+def tokenize(text: str) -> list[Token]:
+    """Words (letters, digits, marks), each symbol such as an emoji on its own, with clause and
+    sentence numbers. '1,000' and '2.5' stay one number."""
+    chars = normalize(text)
+    tokens: list[Token] = []
+    word: list[str] = []
+    clause = sentence = 0
+    last = len(chars) - 1
+    for i, c in enumerate(chars):
+        category = unicodedata.category(c)
+        if category[0] in "LNM":
+            word.append(c)
+            continue
+        if (c in ",." and 0 < i < last and chars[i - 1] in ASCII_DIGITS
+                and chars[i + 1] in ASCII_DIGITS):
+            continue
+        if word:
+            tokens.append(Token("".join(word), clause, sentence))
+            word = []
+        if category == "So":
+            tokens.append(Token(c, clause, sentence))
+        elif c in SENTENCE_BREAKS:
+            sentence += 1
+            clause += 1
+        elif c in CLAUSE_BREAKS:
+            clause += 1
+    if word:
+        tokens.append(Token("".join(word), clause, sentence))
+    return tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """One position of a pattern: any of its alternatives matches one token."""
+    gap: int  # at most this many other tokens between the previous slot and this one
+    words: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+    numbers: tuple[str, ...] = ()  # unit after the digits: "mg" for #mg, "" for a bare #
+
+
+@dataclass(frozen=True, slots=True)
+class Pattern:
+    source: str
+    slots: tuple[Slot, ...]
+
+
+def parse_word(text: str, what: str = "word", symbols: bool = True) -> str:
+    """One word as the detector sees it ("Don't" → "dont"), or PatternError if it is several."""
+    word = normalize(text)
+    tokens = tokenize(text)
+    if len(tokens) != 1 or tokens[0].text != word:
+        raise PatternError(f"one word per {what}, got {text!r} (write 'self harm', not 'self-harm')")
+    if not symbols and unicodedata.category(word[0]) == "So":
+        raise PatternError(f"letters or digits in {what}, got {text!r}")
+    return word
+
+
+def parse_pattern(source: str) -> Pattern:
+    """Compile a pattern, or raise PatternError naming what was expected (docs/crisis.md)."""
+    if len(source) > MAX_PATTERN_CHARS:
+        raise PatternError(f"a pattern of at most {MAX_PATTERN_CHARS} characters, got {len(source)}")
+    slots: list[Slot] = []
+    gap = 0
+    pending_gap = False
+    for part in source.split():
+        if part.startswith("~"):
+            digits = part[1:]
+            if not slots or pending_gap:
+                raise PatternError(f"a gap (~N) only between two words, got {source!r}")
+            if not digits or len(digits) > 2 or not set(digits) <= ASCII_DIGITS or not (
+                    1 <= int(digits) <= MAX_GAP):
+                raise PatternError(f"a gap from ~1 to ~{MAX_GAP}, got {part!r}")
+            gap, pending_gap = int(digits), True
+            continue
+        slots.append(_parse_slot(part, gap))
+        gap, pending_gap = 0, False
+    if not slots:
+        raise PatternError("at least one word")
+    if pending_gap:
+        raise PatternError(f"a word after the last gap, got {source!r}")
+    if len(slots) > MAX_SLOTS:
+        raise PatternError(f"at most {MAX_SLOTS} words, got {len(slots)}")
+    return Pattern(source=source, slots=tuple(slots))
+
+
+def _parse_slot(part: str, gap: int) -> Slot:
+    alternatives = part.split("|")
+    if len(alternatives) > MAX_ALTERNATIVES:
+        raise PatternError(f"at most {MAX_ALTERNATIVES} alternatives a|b|c, got {len(alternatives)}")
+    words: list[str] = []
+    prefixes: list[str] = []
+    numbers: list[str] = []
+    for alt in alternatives:
+        if not alt:
+            raise PatternError(f"a word on both sides of '|', got {part!r}")
+        if alt.startswith("#"):
+            unit = alt[1:]
+            if not unit:
+                numbers.append("")
+                continue
+            if "*" in unit or "#" in unit:
+                raise PatternError(f"a unit of letters after '#' (like #mg), got {alt!r}")
+            unit = parse_word(unit, "unit after '#'", symbols=False)
+            if unit[0] in ASCII_DIGITS:
+                raise PatternError(f"a unit that starts with a letter after '#', got {alt!r}")
+            numbers.append(unit)
+        elif alt.endswith("*"):
+            stem = alt[:-1]
+            if "*" in stem or "#" in stem or not stem:
+                raise PatternError(f"a word before a single trailing '*', got {alt!r}")
+            stem = parse_word(stem, "prefix", symbols=False)
+            if len(stem) < MIN_PREFIX:
+                raise PatternError(f"at least {MIN_PREFIX} letters before '*', got {alt!r}")
+            prefixes.append(stem)
+        else:
+            if "*" in alt or "#" in alt or "~" in alt:
+                raise PatternError(f"'*' only at the end and '#' only at the start, got {alt!r}")
+            words.append(parse_word(alt, "slot", symbols=True))
+    return Slot(gap=gap, words=tuple(dict.fromkeys(words)), prefixes=tuple(dict.fromkeys(prefixes)),
+                numbers=tuple(dict.fromkeys(numbers)))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExceptionSet:
+    """Patterns that mark a match as hyperbole or past talk, within a sentence or the message."""
+    name: str
+    scope: str  # one of SCOPES
+    patterns: tuple[Pattern, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    id: str
+    patterns: tuple[Pattern, ...]
+    category: str
+    weight: int
+    negatable: bool = True
+    unless: tuple[str, ...] = ()  # names of exception sets
+
+
+@dataclass(frozen=True, kw_only=True)
+class Combo:
+    """All these categories present (and the score at least `medium`) lift severity to `severity`."""
+    categories: tuple[str, ...]
+    severity: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeverityPolicy:
+    low: int
+    medium: int
+    high: int
+    # One kind of sign adds at most this much, however many rules of it fire: a phrase
+    # that several rules match is not stronger evidence than one of them.
+    category_cap: int
+    combos: tuple[Combo, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Index:
+    matchers: tuple[tuple[Slot, ...], ...]
+    words: Mapping[str, tuple[tuple[int, int], ...]]
+    prefixes: Mapping[str, tuple[tuple[int, int], ...]]
+    prefix_lengths: tuple[int, ...]
+    numbers: Mapping[str, tuple[tuple[int, int], ...]]
+    rule_matchers: tuple[tuple[int, ...], ...]
+    exception_matchers: Mapping[str, tuple[int, ...]]
+
+
+@dataclass(frozen=True, kw_only=True)
+class RulePack:
+    """A language's rules, compiled; build it with moderation.crisis_config, which validates."""
+    id: str
+    language: str
+    version: str
+    negation_cues: frozenset[str]
+    negation_window: int
+    exceptions: Mapping[str, ExceptionSet]
+    rules: tuple[Rule, ...]
+    severity: SeverityPolicy
+    _index: _Index = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_index", _build_index(self))
+
+
+def _build_index(pack: RulePack) -> _Index:
+    matchers: list[tuple[Slot, ...]] = []
+    words: dict[str, list[tuple[int, int]]] = {}
+    prefixes: dict[str, list[tuple[int, int]]] = {}
+    numbers: dict[str, list[tuple[int, int]]] = {}
+
+    def add(pattern: Pattern) -> int:
+        mi = len(matchers)
+        matchers.append(pattern.slots)
+        for si, slot in enumerate(pattern.slots):
+            for w in slot.words:
+                words.setdefault(w, []).append((mi, si))
+            for p in slot.prefixes:
+                prefixes.setdefault(p, []).append((mi, si))
+            for n in slot.numbers:
+                numbers.setdefault(n, []).append((mi, si))
+        return mi
+
+    rule_matchers = tuple(tuple(add(p) for p in rule.patterns) for rule in pack.rules)
+    exception_matchers = {name: tuple(add(p) for p in es.patterns)
+                          for name, es in pack.exceptions.items()}
+    return _Index(matchers=tuple(matchers),
+                  words={k: tuple(v) for k, v in words.items()},
+                  prefixes={k: tuple(v) for k, v in prefixes.items()},
+                  prefix_lengths=tuple(sorted({len(p) for p in prefixes})),
+                  numbers={k: tuple(v) for k, v in numbers.items()},
+                  rule_matchers=rule_matchers, exception_matchers=exception_matchers)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Detection:
+    """What a detection may say: never the text, never the matched words."""
+    category: str
+    severity: str
+    rule_ids: tuple[str, ...]  # for "why you are seeing this" on the device; not for the server
+    pack: str
+    version: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The same shape as detect() in detector.js."""
+        return {"category": self.category, "severity": self.severity,
+                "rule_ids": list(self.rule_ids), "pack": self.pack, "version": self.version}
+
+    def to_wire(self) -> dict[str, str]:
+        """All the server may receive: category, severity, pack and version."""
+        return {"category": self.category, "severity": self.severity, "pack": self.pack,
+                "version": self.version}
+
+
+def _scan(index: _Index, tokens: Sequence[Token]) -> list[list[tuple[int, int]]]:
+    """Every (start, end) token span where each matcher completes, left to right.
+
+    For each slot only the latest position where the pattern up to that slot
+    matched is kept: with gaps that bound distance from the left, a later end
+    never allows less than an earlier one, so one pass suffices.
+    """
+    matchers = index.matchers
+    last_end = [[-1] * len(slots) for slots in matchers]
+    last_start = [[-1] * len(slots) for slots in matchers]
+    found: list[list[tuple[int, int]]] = [[] for _ in matchers]
+    for p, token in enumerate(tokens):
+        text = token.text
+        candidates: set[tuple[int, int]] = set(index.words.get(text, ()))
+        for length in index.prefix_lengths:
+            if length > len(text):
+                break
+            candidates.update(index.prefixes.get(text[:length], ()))
+        digits = 0
+        while digits < len(text) and text[digits] in ASCII_DIGITS:
+            digits += 1
+        if digits:
+            candidates.update(index.numbers.get(text[digits:], ()))
+        # Later slots first, so one token never fills two neighbouring slots.
+        for mi, si in sorted(candidates, key=lambda c: (c[0], -c[1])):
+            slots = matchers[mi]
+            if si == 0:
+                start = p
+            else:
+                prev = last_end[mi][si - 1]
+                if (prev < 0 or p - prev - 1 > slots[si].gap
+                        or tokens[prev].clause != token.clause):
+                    continue
+                start = last_start[mi][si - 1]
+            last_end[mi][si] = p
+            last_start[mi][si] = start
+            if si == len(slots) - 1:
+                found[mi].append((start, p))
+    return found
+
+
+def _negated(pack: RulePack, tokens: Sequence[Token], start: int) -> bool:
+    clause = tokens[start].clause
+    for i in range(max(0, start - pack.negation_window), start):
+        if tokens[i].clause == clause and tokens[i].text in pack.negation_cues:
+            return True
+    return False
+
+
+def detect(pack: RulePack, text: str) -> Detection | None:
+    """The strongest risk in `text` under `pack`, or None. Never returns or keeps the text."""
+    if not isinstance(text, str) or not text:
+        return None
+    tokens = tokenize(text)
+    if not tokens:
+        return None
+    index = pack._index
+    found = _scan(index, tokens)
+
+    excepted_sentences: dict[str, set[int]] = {}
+    excepted_message: set[str] = set()
+    for name, matcher_ids in index.exception_matchers.items():
+        sentences = {tokens[start].sentence for mi in matcher_ids for start, _ in found[mi]}
+        if sentences:
+            excepted_sentences[name] = sentences
+            if pack.exceptions[name].scope == "message":
+                excepted_message.add(name)
+
+    fired: list[Rule] = []
+    for rule, matcher_ids in zip(pack.rules, index.rule_matchers, strict=True):
+        if any(name in excepted_message for name in rule.unless):
+            continue
+        hit = False
+        for mi in matcher_ids:
+            for start, _end in found[mi]:
+                if rule.negatable and _negated(pack, tokens, start):
+                    continue
+                sentence = tokens[start].sentence
+                if any(sentence in excepted_sentences.get(name, ()) for name in rule.unless):
+                    continue
+                hit = True
+                break
+            if hit:
+                break
+        if hit:
+            fired.append(rule)
+    return _judge(pack, fired)
+
+
+def _judge(pack: RulePack, fired: Sequence[Rule]) -> Detection | None:
+    """Severity from summed weights and co-occurring categories (docs/crisis.md)."""
+    policy = pack.severity
+    weights: dict[str, int] = {}
+    for rule in fired:
+        weights[rule.category] = min(policy.category_cap,
+                                     weights.get(rule.category, 0) + rule.weight)
+    main = [c for c in CATEGORIES if c in weights and c not in MODIFIER_CATEGORIES]
+    if not main:
+        return None
+    score = sum(weights.values())
+    rank = 2 if score >= policy.high else 1 if score >= policy.medium else 0 if score >= policy.low \
+        else -1
+    if score >= policy.medium:
+        for combo in policy.combos:
+            if all(c in weights for c in combo.categories):
+                rank = max(rank, SEVERITIES.index(combo.severity))
+    if rank < 0:
+        return None
+    category = max(main, key=lambda c: (weights[c], -CATEGORIES.index(c)))
+    return Detection(category=category, severity=SEVERITIES[rank],
+                     rule_ids=tuple(rule.id for rule in fired), pack=pack.id, version=pack.version)

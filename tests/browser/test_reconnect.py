@@ -1,0 +1,117 @@
+"""A dropped connection: the page says it is reconnecting, then resumes the same member.
+
+The connection is cut without a close handshake, in both directions (a phone losing
+signal: the page reaches the server through a forwarder the test cuts). The page
+must show "reconnecting", resume with the token it kept in sessionStorage, store the
+rotated token, and be the same member — pseudonym, seat — with chat still working both
+ways. A reload resumes too (a new E2EE identity: the others are told its keys changed).
+"""
+
+from __future__ import annotations
+
+import pytest
+import pytest_twisted
+
+from spaces.chat import GroupChat
+from tests.browser.harness import Browser, CuttableLink, Page, keys_ready, log_has, open_page, say, seated
+from tests.conftest import LiveServer
+
+pytestmark = pytest.mark.browser
+
+SEAT = 5
+TOKEN = "() => sessionStorage.getItem('hearth.token.circle')"
+STATE = "(state) => document.getElementById('app').dataset.state === state"
+
+
+async def chat_both_ways(page: Page, py: GroupChat, member: str, tag: str) -> None:
+    assert py.client.member is not None
+    await keys_ready(page, [py.client.member])
+    await py.keys_from([member])
+    await say(page, f"browser says {tag}")
+    got = await py.next_message()
+    assert (got.sender, got.text) == (member, f"browser says {tag}")
+    await py.say(f"python says {tag}")
+    await log_has(page, f"python says {tag}")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dropped_connection_resumes_the_same_member_and_seat(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    link = CuttableLink(server.port)
+    page = await open_page(browser, pages, link.listen())
+    try:
+        await dropped_and_resumed(server, page, link)
+    finally:
+        await link.close()
+
+
+async def dropped_and_resumed(server: LiveServer, page: Page, link: CuttableLink) -> None:
+    member = await page.join("circle", pseudonym="Steady Heron")
+    await page.do(lambda p: p.click(f".seat[data-seat='{SEAT}']"))
+    await seated(page, member, SEAT)
+    py = await GroupChat.join(await server.client(), "circle", pseudonym="Python Pal")
+    await chat_both_ways(page, py, member, "before the drop")
+    token = await page.evaluate(TOKEN)
+    assert token
+
+    reconnecting = page.wait_for(STATE, "reconnecting")  # armed before the cut
+    assert link.cut() >= 1
+    await reconnecting
+    assert "Reconnecting" in await page.evaluate("() => document.getElementById('status').textContent")
+    await page.wait_for(STATE, "joined")
+    await log_has(page, "Reconnected.")
+
+    assert await page.evaluate("() => document.getElementById('app').dataset.me") == member
+    await seated(page, member, SEAT)
+    mine = await page.evaluate(
+        f"() => document.querySelector(\"#members li[data-member='{member}']\").textContent")
+    assert "Steady Heron" in mine and "seat 6" in mine
+    rotated = await page.evaluate(TOKEN)
+    assert rotated and rotated != token, "the page must store the token the server rotated"
+    # Nobody else saw a leave or a join, and the conversation goes on both ways.
+    assert [m for m in py.client.inbox if m["type"] in ("member_left", "member_joined")] == []
+    await chat_both_ways(page, py, member, "after the drop")
+
+    # A reload resumes as well, with a new E2EE identity: the others see its keys change.
+    await page.do(lambda p: p.reload())
+    await page.wait_for(STATE, "joined")
+    assert await page.evaluate("() => document.getElementById('app').dataset.me") == member
+    await seated(page, member, SEAT)
+    assert await page.evaluate(TOKEN) not in (token, rotated)
+    await chat_both_ways(page, py, member, "after the reload")
+    assert not py.rejected
+    await py.client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_after_an_outage_in_which_the_room_changed_everyone_can_still_be_read(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    """Someone joins while the page is offline: the epoch advances and the others' new sender
+    keys cannot reach the away member. After resuming, the page must read them all again."""
+    link = CuttableLink(server.port)
+    page = await open_page(browser, pages, link.listen())
+    try:
+        member = await page.join("circle", pseudonym="Away Owl")
+        py = await GroupChat.join(await server.client(), "circle", pseudonym="Python Pal")
+        await chat_both_ways(page, py, member, "before the outage")
+        await page.do(lambda p: p.context.set_offline(True))
+        link.cut()
+        await page.wait_for(STATE, "reconnecting")
+        carol = await GroupChat.join(await server.client(), "circle", pseudonym="Carol Finch")
+        assert carol.client.member is not None and py.client.member is not None
+        await py.keys_from([carol.client.member])
+        await page.do(lambda p: p.context.set_offline(False))
+        await page.wait_for(STATE, "joined", timeout_ms=25_000)
+        await keys_ready(page, [py.client.member, carol.client.member])
+        await py.keys_from([member])
+        await carol.keys_from([member])
+        await carol.say("Carol came while you were away")
+        await log_has(page, "Carol came while you were away")
+        assert (await py.next_message()).text == "Carol came while you were away"
+        await chat_both_ways(page, py, member, "after the outage")
+        assert (await carol.next_message()).text == "browser says after the outage"
+        assert not py.rejected and not carol.rejected
+        await py.client.close()
+        await carol.client.close()
+    finally:
+        await link.close()
