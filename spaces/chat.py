@@ -55,6 +55,7 @@ class GroupChat:
         self.roster: dict[str, dict[str, str]] = {}
         self.messages: list[ChatMessage] = []
         self.rejected: list[tuple[str, str]] = []  # (sender, e2ee code)
+        self.superseded = 0  # sender keys that arrived after their epoch had passed
         self._pending: list[dict[str, Any]] = []
         self._waiters: list[Deferred[ChatMessage]] = []
         self.slots: dict[int, str] = {}  # voice slot -> member id
@@ -156,7 +157,12 @@ class GroupChat:
             try:
                 self.session.receive_directed(message["from"], message["body"])
             except E2EEError as err:
-                self.rejected.append((message["from"], err.code))
+                if err.code == "e2ee.stale_epoch":
+                    # a key for an epoch the room has already left (joins in quick
+                    # succession): superseded, not an attack
+                    self.superseded += 1
+                else:
+                    self.rejected.append((message["from"], err.code))
             else:
                 self._retry_pending()
         elif kind == "envelope":

@@ -97,18 +97,17 @@ class RedisBroker:
         await _in_task(self._stop())
 
     async def _stop(self) -> None:
+        """Bounded: a stopping node must not hang on a Redis that went away."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+                await asyncio.wait_for(task, 2)
         self._tasks = []
-        if self._pubsub is not None:
-            with contextlib.suppress(Exception):
-                await self._pubsub.aclose()
-        if self._client is not None:
-            with contextlib.suppress(Exception):
-                await self._client.aclose()
+        for closing in (self._pubsub, self._client):
+            if closing is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(closing.aclose(), 2)
 
     # --- messages -------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ LeaveReason = Literal["left", "timeout", "removed"]
 SEAT_REACH = 1.5  # metres from a seat within which a member may sit on it
 MOVE_SLACK = 0.25  # metres forgiven per move for client/server timing jitter
 MAX_MOVE_WINDOW = 1.0  # seconds of walking one move may claim at most
+MAX_HELD_DIRECTS = 256  # directed envelopes kept for an away member
 MUTED_NOTICE_EVERY = 5.0  # seconds between "you are muted" errors to a muted speaker
 
 
@@ -62,6 +63,8 @@ class Member:
     account: str | None = None  # a facilitator's account name, for the audit log only
     address: tuple[str, bytes] | None = None  # (day, keyed hash) for a ban; never the address
     last_envelope: float = float("-inf")  # for slow mode
+    # Directed envelopes (sender keys) that arrived while away, handed over on resume.
+    held: list[dict[str, Any]] = field(default_factory=list)
     muted_notice: float = float("-inf")
 
     def to_wire(self, zone: str) -> dict[str, Any]:
@@ -337,11 +340,18 @@ class Room:
 
     def direct(self, member: Member, to: str, body: str, ref: str | None) -> list[Effect]:
         recipient = self.members.get(to)
-        if recipient is None or recipient.away_since is not None or to == member.id:
+        if recipient is None or to == member.id:
             raise ProtocolError("recipient_not_found", ref=ref)
         if len(body) > self.limits.max_envelope_chars:
             raise ProtocolError("envelope_too_large", ref=ref)
-        return [Send(to, {"type": "direct", "from": member.id, "body": body})]
+        message = {"type": "direct", "from": member.id, "body": body}
+        if recipient.away_since is not None:  # keep sender keys for a member who will resume
+            if len(recipient.held) >= MAX_HELD_DIRECTS:
+                raise ProtocolError("recipient_not_found", "The recipient is away and has too "
+                                                           "much waiting already.", ref)
+            recipient.held.append(message)
+            return []
+        return [Send(to, message)]
 
     # --- voice -------------------------------------------------------------------
 

@@ -156,6 +156,8 @@ class Venue:
     def _welcome(self, room: Room, member: Member, token: str, resumed: bool) -> dict[str, Any]:
         return {"type": "welcome", "protocol": p.VERSION, "member": member.id, "token": token,
                 "resumed": resumed, "grace": self.config.session.resume_grace_seconds,
+                "movement": {"walk_speed": self.config.movement.walk_speed,
+                             "tick_hz": self.config.movement.tick_hz},
                 "room": room.snapshot()}
 
     def join(self, msg: p.Join, now: float,
@@ -207,8 +209,10 @@ class Venue:
             effects.append(Detach(member.id, RESUMED_ELSEWHERE, "resumed on another connection"))
         attachment = room.reattach(member)
         token = self._issue_session(room.id, member.id)
+        held, member.held = member.held, []
         return Seat(room.id, member.id, attachment), [
-            *effects, Attach(room.id, member.id), Reply(self._welcome(room, member, token, True))]
+            *effects, Attach(room.id, member.id), Reply(self._welcome(room, member, token, True)),
+            *(Send(member.id, message) for message in held)]
 
     # --- members' messages --------------------------------------------------------
 

@@ -340,3 +340,17 @@ def test_refusals_echo_the_ref_of_the_frame_they_refuse() -> None:
     conn, _ = w.join()
     assert reply(w.send(conn, {"type": "list_reports", "ref": "q1"}), "error")["ref"] == "q1"
     assert reply(w.send(conn, {"type": "sit", "seat": 99, "ref": "q2"}), "error")["ref"] == "q2"
+
+
+def test_directs_to_an_away_member_wait_for_its_resume() -> None:
+    w = World()
+    a, wa = w.join()
+    b, wb = w.join()
+    b.lost(w.clock.seconds())
+    assert w.send(a, {"type": "direct", "to": wb["member"], "body": "a2V5"}) == []
+    effects = w.send(w.connect(), {"type": "resume", "token": wb["token"]})
+    kinds = [e.message["type"] for e in effects if isinstance(e, Reply | Send)]
+    assert kinds == ["welcome", "direct"]
+    assert reply(effects, "welcome")["movement"]["walk_speed"] > 0
+    [held] = [e for e in effects if isinstance(e, Send)]
+    assert held == Send(wb["member"], {"type": "direct", "from": wa["member"], "body": "a2V5"})

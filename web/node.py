@@ -304,14 +304,25 @@ class Node:
                 await self.broker.drop_room(room)
                 continue
             if not await self.broker.renew_room(room, self.id, OWNER_TTL):
-                self._lose(room)
-                continue
+                # Gone from the directory (Redis restarted empty) or taken by another node?
+                if await self.broker.claim_room(room, self.id, OWNER_TTL) != self.id:
+                    self._lose(room)
+                    continue
+                await self._resync(room)
             await self._save(room)
         for room in {link.room for link in self._links.values()
                      if link.owner not in (None, self.id) and link.room is not None}:
             owner = next(lk.owner for lk in self._links.values() if lk.room == room)
             if owner is not None and not await self.broker.alive(owner):
                 self._moved(room)
+
+    async def _resync(self, room: str) -> None:
+        """After the directory lost our keys (a Redis restart): tell it again what we hold."""
+        self._saved.pop(room, None)
+        ttl = self.venue.config.session.resume_grace_seconds + 3600
+        for digest in self.venue.export_room(room)["sessions"].values():
+            await self.broker.bind_session(digest, room, ttl)
+        self.log.info("room {room} re-registered after the directory lost it", room=room)
 
     async def _save(self, room: str) -> None:
         state = json.dumps(self.venue.export_room(room), separators=(",", ":"))

@@ -1,0 +1,149 @@
+"""Faults across nodes: a node killed with SIGKILL, and Redis stopped and restarted."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest_twisted
+
+from spaces.client import ClientClosed, HearthClient
+from tests.conftest import BASE
+from tests.redis_servers import RedisServer
+from tests.serving import ServedHearth
+from tests.test_crisis_live import SECRET, crisis, sleep, until
+from tests.test_logs import toml_of
+from tests.test_multinode import node_configs, start_nodes
+from tests.webhook_receiver import Receiver
+
+
+async def resume_somewhere(token: str, urls: list[str], deadline: float) -> tuple[Any, Any]:
+    """What a client does after losing its node: resume on any node until one answers."""
+    while time.monotonic() < deadline:
+        for url in urls:
+            try:
+                client = await HearthClient.connect(url, timeout=2)
+                welcome = await client.resume(token)
+                return client, welcome
+            except (ClientClosed, TimeoutError, ConnectionError, OSError):
+                await sleep(0.2)
+            except Exception:
+                await sleep(0.2)
+    raise AssertionError("could not resume within the deadline")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_killed_node_s_members_resume_on_another_within_10_s(tmp_path: Path) -> None:
+    redis = RedisServer(tmp_path / "redis").start()
+    nodes: list[ServedHearth] = []
+    try:
+        import shutil
+
+        from web.datadir import load_secrets
+        for i in range(2):
+            data = tmp_path / f"data{i}"
+            if i == 0:
+                load_secrets(data)
+            else:
+                data.mkdir()
+                shutil.copy(tmp_path / "data0" / "secrets.json", data / "secrets.json")
+            config = tmp_path / f"node{i}.toml"
+            config.write_text(toml_of({**BASE, "server": {**BASE["server"],
+                                                          "data_dir": str(data)}}))
+            node = ServedHearth("--config", str(config), "--redis", redis.url,
+                                "--node-id", f"node{i}")
+            node.wait_ready()
+            nodes.append(node)
+        urls = [f"ws://127.0.0.1:{n.port}/ws" for n in nodes]
+        # the room is owned by node0 (first join); two members there, two on node1
+        members = []
+        for i, url in enumerate([urls[0], urls[0], urls[1], urls[1]]):
+            client = await HearthClient.connect(url)
+            welcome = await client.join("circle", pseudonym=f"Steady Member {i}")
+            members.append((client, welcome))
+        await sleep(1.5)  # the owner saves the room's state once a second
+        nodes[0].proc.kill()
+        killed_at = time.monotonic()
+        deadline = killed_at + 10
+        resumed = []
+        for client, welcome in members:
+            if client.close_code is None:  # wait for the dead node's socket to be noticed
+                with contextlib.suppress(ClientClosed, TimeoutError):
+                    await client.next(lambda m: False,
+                                      timeout=max(0.1, deadline - time.monotonic()))
+            again, back = await resume_somewhere(welcome["token"], [urls[1]], deadline)
+            resumed.append((again, back))
+        took = time.monotonic() - killed_at
+        assert took < 10, f"resuming took {took:.1f} s"
+        for (_, welcome), (_, back) in zip(members, resumed, strict=True):
+            assert back["member"] == welcome["member"] and back["resumed"]
+            me = next(m for m in back["room"]["members"] if m["id"] == back["member"])
+            assert me["pseudonym"] == next(
+                m["pseudonym"] for m in welcome["room"]["members"] if m["id"] == welcome["member"])
+        # and the room works again, on node1
+        a, b = resumed[0][0], resumed[3][0]
+        a.envelope("AAAA", "A" * 43 + "=")
+        assert (await b.expect("envelope"))["from"] == a.member
+        for client, _ in resumed:
+            await client.close()
+    finally:
+        for node in nodes:
+            node.stop()
+        redis.kill()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_redis_restart_is_survived_and_an_alert_raised_meanwhile_is_delivered(
+        tmp_path: Path) -> None:
+    from spaces.redis_broker import RedisBroker
+    redis = RedisServer(tmp_path / "redis").start()
+    receiver = Receiver(SECRET)
+    hook_port = receiver.listen()
+    brokers = [RedisBroker(redis.url), RedisBroker(redis.url)]
+    nodes = await start_nodes(node_configs(2, crisis=crisis(hook_port)), brokers)
+    try:
+        owner_side = await nodes[0].client()
+        await owner_side.join("circle", pseudonym="Owner Side")
+        other_side = await nodes[1].client()
+        await other_side.join("circle", pseudonym="Other Side")
+        person = await nodes[0].client()
+        await person.join("circle", pseudonym="Quiet Otter")
+        owner_side.envelope("QUFBQQ==", "A" * 43 + "=")
+        await other_side.expect("envelope")
+
+        redis.kill()  # Redis goes away mid-session
+        await sleep(0.5)
+        person.send({"type": "help"})  # a crisis during the outage
+        await person.expect("help_received")
+        owner_side.envelope("QkJCQg==", "A" * 43 + "=")  # the owner's members carry on
+        await person.next(lambda m: m["type"] == "envelope" and m["body"] == "QkJCQg==")
+        await sleep(1.0)
+
+        redis.restart()  # back, empty (no persistence configured in this test)
+        await until(lambda: all(b.connected for b in brokers), timeout=15, what="reconnection")
+        await until(lambda: any(c.body.get("event") == "incident.alert" for c in receiver.calls),
+                    timeout=20, what="the alert raised during the outage")
+
+        async def crosses() -> bool:
+            owner_side.envelope("Q0NDQw==", "A" * 43 + "=")
+            try:
+                got = await other_side.next(lambda m: m["type"] == "envelope"
+                                            and m["body"] == "Q0NDQw==", timeout=1)
+                return bool(got)
+            except TimeoutError:
+                return False
+        deadline = time.monotonic() + 15
+        while not await crosses():  # the room recovers across nodes
+            assert time.monotonic() < deadline, "the room did not recover across nodes"
+        for client in (owner_side, other_side, person):
+            client.drop()
+    finally:
+        for node in nodes:
+            await node.hearth.service.stopService()
+        await receiver.stop()
+        redis.kill()
+
+
+
