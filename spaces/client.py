@@ -103,7 +103,7 @@ class HearthClient:
         self.send_raw(json.dumps(message).encode("utf-8"))
 
     def send_raw(self, payload: bytes, is_binary: bool = False) -> None:
-        if self._proto is None:
+        if self._proto is None or self._proto.state != self._proto.STATE_OPEN:
             raise ClientClosed("not connected")
         self._proto.sendMessage(payload, isBinary=is_binary)  # type: ignore[no-untyped-call]
 
