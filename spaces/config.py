@@ -25,6 +25,7 @@ _ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
 _EXIT_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(/[^\s\"'<>\\]*)?$")
 _COUNTRY = re.compile(r"^[A-Z]{2}$")
+_PROXY = re.compile(r"^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$")
 
 
 class ConfigError(Exception):
@@ -48,6 +49,26 @@ class ServerConfig:
     # Share rooms between nodes through Redis: redis://host:6379/0, rediss://…, or
     # redis+cluster://host:7000 for a Redis Cluster. Empty: this process alone.
     redis: str = ""
+    # Reverse proxies (addresses or networks) whose X-Forwarded-For is believed: from
+    # them, a client's address (for bans and rate limits) is the header's last hop.
+    trusted_proxies: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsConfig:
+    """Prometheus /metrics: counts and states, never a pseudonym or an address."""
+    enabled: bool = True
+    # "" = only loopback peers (not forwarded by a proxy) may scrape; otherwise the
+    # scraper must send `Authorization: Bearer <token>`.
+    token: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetentionConfig:
+    """How long what is kept on disk is kept, in days (a daily purge, and one at start)."""
+    audit_days: int = 90
+    incidents_days: int = 90  # resolved incidents; unresolved ones are always kept
+    reports_days: int = 30
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,6 +186,10 @@ class LimitsConfig:
     flood_strikes: int = 50
     moves_per_second: float = 15.0
     pseudonym_max_length: int = 24
+    # Open WebSocket connections from one address (counted by keyed hash); 0 = no cap.
+    connections_per_address: int = 20
+    # Seconds a connection may take to send its complete HTTP request head (slowloris).
+    header_timeout_seconds: float = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -258,6 +283,8 @@ class HearthConfig:
     voice: VoiceConfig = field(default_factory=VoiceConfig)
     login: LoginConfig = field(default_factory=LoginConfig)
     crisis: CrisisConfig = field(default_factory=CrisisConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
     rooms: tuple[RoomConfig, ...] = ()
 
     def room(self, room_id: str) -> RoomConfig | None:
@@ -510,6 +537,21 @@ def _data_dir(r: _Reader, source: str) -> str:
     return str(path)
 
 
+def _proxies(r: _Reader) -> tuple[str, ...]:
+    """server.trusted_proxies: IP addresses or networks (CIDR), checked with ipaddress."""
+    import ipaddress
+    proxies = r.strings("trusted_proxies", (), _PROXY, "an IP address or network like "
+                        "'127.0.0.1' or '10.0.0.0/24'")
+    for i, item in enumerate(proxies):
+        if _PROXY.match(item):
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                r.fail(f"trusted_proxies[{i}]", f"an IP address or network like '127.0.0.1' "
+                                               f"or '10.0.0.0/24', got {item!r}")
+    return proxies
+
+
 _URL = re.compile(r"^https?://[^\s]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
@@ -569,7 +611,8 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         allowed_origins=s.strings("allowed_origins", (), _ORIGIN,
                                   "an origin like https://groups.example.org"),
         data_dir=_data_dir(s, source),
-        redis=s.text("redis", "", 500))
+        redis=s.text("redis", "", 500),
+        trusted_proxies=_proxies(s))
     if server.redis and not re.match(r"^(redis|rediss|redis\+cluster)://", server.redis):
         s.fail("redis", f"a URL like redis://127.0.0.1:6379/0, got {server.redis!r}")
     if not server.listen:
@@ -592,7 +635,9 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         message_burst=lm.integer("message_burst", 40, 1, 100000),
         flood_strikes=lm.integer("flood_strikes", 50, 1, 100000),
         moves_per_second=lm.number("moves_per_second", 15.0, 1.0, 1000.0),
-        pseudonym_max_length=lm.integer("pseudonym_max_length", 24, 8, 64))
+        pseudonym_max_length=lm.integer("pseudonym_max_length", 24, 8, 64),
+        connections_per_address=lm.integer("connections_per_address", 20, 0, 100000),
+        header_timeout_seconds=lm.number("header_timeout_seconds", 10.0, 0.5, 300.0))
     if limits.max_envelope_chars > limits.max_frame_bytes:
         lm.fail("max_envelope_chars", f"at most limits.max_frame_bytes ({limits.max_frame_bytes})")
     lm.done()
@@ -628,6 +673,21 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
 
     crisis = _crisis(source, top.raw("crisis") or {}, problems)
 
+    me = _Reader(source, "metrics", top.raw("metrics") or {}, problems)
+    metrics = MetricsConfig(enabled=me.boolean("enabled", True), token=me.text("token", "", 200))
+    if metrics.token and (len(metrics.token) < 16 or metrics.token != metrics.token.strip()):
+        me.fail("token", "a bearer token of at least 16 characters without spaces at the ends "
+                         "(or \"\" for loopback-only scraping)")
+    me.done()
+
+    re_ = _Reader(source, "retention", top.raw("retention") or {}, problems)
+    retention = RetentionConfig(
+        audit_days=re_.integer("audit_days", 90, 1, 3650),
+        # crisis.retention_days is the older name of incidents_days; it is still honoured.
+        incidents_days=re_.integer("incidents_days", crisis.retention_days, 1, 3650),
+        reports_days=re_.integer("reports_days", 30, 1, 3650))
+    re_.done()
+
     rooms: list[RoomConfig] = []
     raw_rooms = top.raw("rooms")
     if not isinstance(raw_rooms, list) or not raw_rooms:
@@ -656,7 +716,8 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         raise ConfigError(problems)
     return HearthConfig(source=source, server=server, organisation=organisation, session=session,
                         limits=limits, movement=movement, voice=voice, login=login,
-                        crisis=crisis, rooms=tuple(rooms))
+                        crisis=crisis, metrics=metrics, retention=retention,
+                        rooms=tuple(rooms))
 
 
 def load_config(path: Path | None = None) -> HearthConfig:

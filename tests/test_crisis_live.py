@@ -238,3 +238,26 @@ def test_drill_passes_against_a_receiver_and_names_the_failing_hop_without_one(
                             capture_output=True, text=True, timeout=120)
     assert failed.returncode != 0
     assert "FAIL webhook:on-call" in failed.stdout and "Drill FAILED at: webhook:on-call" in failed.stdout
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_call_and_admin_e_mail_through_smtp() -> None:
+    from tests.smtp_receiver import SMTPReceiver
+    smtp = SMTPReceiver()
+    port = smtp.listen()
+    live = await start_server(make_config(crisis={
+        "email": {"smtp_host": "127.0.0.1", "smtp_port": port, "sender": "hearth@example.org",
+                  "on_call": ["oncall@example.org"], "admin": ["admin@example.org"]}}))
+    try:
+        person = await live.client()
+        await person.join("circle", pseudonym="Quiet Otter")
+        person.send({"type": "help"})
+        incident = (await person.expect("help_received"))["incident"]
+        await until(lambda: smtp.messages, what="the on-call e-mail")
+        mail = smtp.messages[0].decode()
+        assert f"incident {incident}" in mail and "oncall@example.org" in mail
+        assert "Quiet Otter" not in mail  # no identity in alerts
+        await person.close()
+    finally:
+        await live.hearth.service.stopService()
+        await smtp.stop()

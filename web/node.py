@@ -167,6 +167,7 @@ class Node:
         self._remote: dict[str, RemoteLink] = {}
         self._saved: dict[str, str] = {}
         self._inbox: Subscription | None = None
+        self._per_address: dict[bytes, int] = {}
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -182,7 +183,51 @@ class Node:
     def member_count(self) -> int:
         return len(self._local)
 
+    @property
+    def link_count(self) -> int:
+        """Client connections open at this node (joined or not yet)."""
+        return len(self._links)
+
+    def going_away(self, message: str, code: int = 1001) -> None:
+        """This node is stopping: every client connected here is told why (`going_away`,
+        then close 1001) and its link stops taking frames. Members of rooms owned here
+        keep their seat, away, for the grace period: they resume with their token."""
+        payload = encode({"type": "going_away", "message": message, "reconnect": True})
+        for link in list(self._links.values()):
+            if not link.closed:
+                link.peer.send_bytes(payload)
+                link.close(code, "the server is restarting")
+
+    def move_remote_members(self) -> None:
+        """Members of rooms owned here who are connected through other nodes: resume (4010),
+        once the rooms have been saved and released for another node to take over."""
+        for member, holder in list(self._holders.items()):
+            if isinstance(holder.peer, RemoteLink):
+                self._holders.pop(member, None)
+                holder.peer.close(ROOM_MOVED, "the room moved; resume")
+
     # --- from transports (this node as the edge) -------------------------------------
+
+    def admit_address(self, address: str | None) -> bytes | None:
+        """Count a new connection against its address's cap; None means refuse.
+
+        Counted by the keyed hash of the address (today's salt), in memory, and
+        only while connections are open; `release_address` gives the place back.
+        """
+        cap = self.venue.config.limits.connections_per_address
+        if address is None or cap == 0:
+            return b""
+        key = ClientAddress(self.address_seed, address).hash_for(utc_day(self.clock()))
+        if self._per_address.get(key, 0) >= cap:
+            return None
+        self._per_address[key] = self._per_address.get(key, 0) + 1
+        return key
+
+    def release_address(self, key: bytes) -> None:
+        if key and key in self._per_address:
+            self._per_address[key] -= 1
+            if self._per_address[key] <= 0:
+                del self._per_address[key]
 
     def open(self, peer: Peer, address: str | None = None) -> Link:
         """A new client link; its address is kept only inside a ClientAddress (keyed hashes)."""

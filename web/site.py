@@ -14,7 +14,7 @@ from typing import Any
 
 import jinja2
 from autobahn.twisted.resource import WebSocketResource
-from twisted.web import resource, server, static
+from twisted.web import http, resource, server, static
 
 from spaces.config import HearthConfig
 from spaces.protocol import SUBPROTOCOL
@@ -55,8 +55,43 @@ class HearthRequest(server.Request):
         super().process()
 
 
+class HearthChannel(http.HTTPChannel):
+    """An HTTP connection that must send its first request head within a deadline.
+
+    Twisted's idle timeout is reset by every byte, so a slowloris client that
+    trickles a header a byte at a time would hold the connection for ever.
+    """
+
+    header_timeout = 10.0
+    _head_deadline: Any = None
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        from twisted.internet import reactor
+        self._head_deadline = reactor.callLater(self.header_timeout, self._too_slow)
+
+    def allHeadersReceived(self) -> None:
+        self._cancel_deadline()
+        super().allHeadersReceived()
+
+    def _too_slow(self) -> None:
+        self._head_deadline = None
+        if self.transport is not None:
+            self.transport.abortConnection()
+
+    def _cancel_deadline(self) -> None:
+        if self._head_deadline is not None and self._head_deadline.active():
+            self._head_deadline.cancel()
+        self._head_deadline = None
+
+    def connectionLost(self, reason: Any) -> None:
+        self._cancel_deadline()
+        super().connectionLost(reason)
+
+
 class HearthSite(server.Site):
     requestFactory = HearthRequest
+    protocol = HearthChannel
 
     def log(self, request: Any) -> None:
         """No access log: a request line names the client's address."""
@@ -96,6 +131,8 @@ def build_site(config: HearthConfig, node: Node, ws: WebSocketResource,
     # Facilitator sign-in: /login, /logout, /console, /console/ticket (web/auth.py).
     keys = secrets if secrets is not None else load_secrets(Path(config.server.data_dir))
     Auth(config, node, pages.render, keys, audit=node.audit).install(root)
-    site = HearthSite(root)
+    site = HearthSite(root, timeout=60)
+    site.protocol = type("BoundHearthChannel", (HearthChannel,),
+                         {"header_timeout": config.limits.header_timeout_seconds})
     site.displayTracebacks = False
     return site

@@ -95,6 +95,12 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         if SUBPROTOCOL not in request.protocols:
             _log.info("websocket refused: subprotocol missing")
             raise ConnectionDeny(400, f"Subprotocol {SUBPROTOCOL} required")
+        peer = self.transport.getPeer() if self.transport is not None else None
+        key = self.node.admit_address(getattr(peer, "host", None))
+        if key is None:
+            _log.info("websocket refused: too many connections from one address")
+            raise ConnectionDeny(429, "Too many connections from your address")
+        self.address_key = key
         return SUBPROTOCOL
 
     def onOpen(self) -> None:
@@ -107,7 +113,11 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         if self.link is not None:
             self.node.received(self.link, payload, isBinary)
 
+    address_key: bytes = b""
+
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        key, self.address_key = self.address_key, b""
+        self.node.release_address(key)
         link, self.link = self.link, None
         if link is not None:
             self.node.lost(link)
