@@ -31,7 +31,8 @@ def parser() -> argparse.ArgumentParser:
                      metavar="SCENARIO", help=f"any of {', '.join(SCENARIOS)}, or all (default)")
     top.add_argument("--quick", action="store_true",
                      help="smoke-test sizes: a few seconds per scenario, figures not meaningful")
-    top.add_argument("--runs", type=int, default=1, help="repeat and report medians (default 1)")
+    top.add_argument("--runs", type=int, default=None,
+                     help="repeat and report medians (default 3, or 1 with --quick)")
     top.add_argument("--out", type=Path, default=DEFAULT_OUT,
                      help=f"where results.json and latency.png go (default {DEFAULT_OUT})")
     top.add_argument("--only", choices=KINDS, help="run one side only (no ratios)")
@@ -94,15 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in SCENARIOS if not args.scenario or "all" in args.scenario
               or s in args.scenario]
     settings = scenarios.Settings.quick_settings() if args.quick else scenarios.Settings.full()
+    runs = max(1, args.runs if args.runs is not None else 1 if args.quick else 3)
     kinds = (args.only,) if args.only else KINDS
     servers.raise_fd_limit()
     servers.pin_self()
     started = time.monotonic()
     try:
         import uvloop
-        results = uvloop.run(run_all(chosen, kinds, settings, max(1, args.runs)))
+        results = uvloop.run(run_all(chosen, kinds, settings, runs))
     except ImportError:
-        results = asyncio.run(run_all(chosen, kinds, settings, max(1, args.runs)))
+        results = asyncio.run(run_all(chosen, kinds, settings, runs))
     lines = [report.combine(s, results[s]) for s in chosen]
     for line in lines:
         print(report.json_line(line), flush=True)
@@ -119,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         where = "; no plot: matplotlib is missing (pip install -e '.[bench]')"
     else:
         where = ""
-    print(f"\n{len(chosen)} scenario(s), {max(1, args.runs)} run(s) in "
+    print(f"\n{len(chosen)} scenario(s), {runs} run(s) in "
           f"{time.monotonic() - started:.0f} s; results in {args.out / 'results.json'}{where}")
     return 0
 

@@ -28,6 +28,9 @@ from spaces.room import Member, Room
 
 ACTIONS = ("ack", "engage", "external", "await", "lost", "resolve")
 PARTICIPANT_STATUS = {"ack": "acknowledged", "engage": "engaged", "resolve": "resolved"}
+# Only a person who asked (the button, or their own detector after they agreed) hears how
+# their request goes; someone a peer or a facilitator worried about is not told.
+ASKED = ("help_button", "self_detector")
 
 
 def _refused(err: IncidentRefused, ref: str | None) -> ProtocolError:
@@ -74,7 +77,10 @@ class CrisisDesk:
         if not live:
             raise ProtocolError("incident_not_found", "There is no open request for help.", ref)
         incident = self.desk.note(live[0].id, "participant_ok", None, now)
-        return [Record(incident.to_wire()),
+        reply: dict[str, Any] = {"type": "ok_received", "incident": incident.id}
+        if ref is not None:
+            reply["ref"] = ref
+        return [Reply(reply), Record(incident.to_wire()),
                 *self._to_responders(incident, {"type": "incident", "incident": incident.to_wire(),
                                                 "reason": "participant_ok"}, rooms)]
 
@@ -96,7 +102,7 @@ class CrisisDesk:
         effects: list[Effect] = [Record(incident.to_wire()),
                                  *self._to_responders(incident, update, rooms)]
         status = PARTICIPANT_STATUS.get(action)
-        if status is not None and not incident.test:
+        if status is not None and not incident.test and incident.trigger in ASKED:
             effects.append(Send(incident.member, {"type": "help_status", "incident": incident.id,
                                                   "status": status}))
         effects += self._dispatch_all(incident, f"incident.{action}", tier=None, secondary=False)
@@ -141,7 +147,8 @@ class CrisisDesk:
                 effects.append(Dispatch("email:admin", self.payload(incident, "incident.admin",
                                                                      alert.tier)))
                 effects += [Send(m, {**message, "reason": "admin"}) for m in self.on_duty]
-            elif alert.notify == "participant_prompt" and not incident.test:
+            elif (alert.notify == "participant_prompt" and not incident.test
+                  and incident.trigger in ASKED):
                 effects.append(Send(incident.member, {"type": "help_prompt",
                                                       "incident": incident.id}))
         return effects

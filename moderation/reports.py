@@ -30,7 +30,7 @@ class VerifiedReport:
 
 @dataclass
 class ReportQueue:
-    """In memory for now; retention and Redis storage arrive with their issues."""
+    """In memory (Redis storage arrives with its issue); purged after [retention] reports_days."""
 
     reports: list[VerifiedReport] = field(default_factory=list)
     _next_id: int = 1
@@ -43,3 +43,9 @@ class ReportQueue:
 
     def for_room(self, room: str) -> list[VerifiedReport]:
         return [r for r in self.reports if r.room == room]
+
+    def purge(self, older_than: float) -> int:
+        """Drop reports made before `older_than` (seconds); returns how many went."""
+        before = len(self.reports)
+        self.reports = [r for r in self.reports if r.reported_at >= older_than * 1000]
+        return before - len(self.reports)

@@ -69,11 +69,15 @@ class HearthClient:
     @classmethod
     async def connect(cls, url: str, *, reactor: Any = None, origin: str | None = None,
                       protocols: list[str] | None = None, timeout: float = 10.0,
-                      source_address: str | None = None) -> HearthClient:
-        """Open `url` (ws://host:port/ws). `origin` defaults to the server's own.
+                      source_address: str | None = None,
+                      tls_ca: bytes | None = None) -> HearthClient:
+        """Open `url` (ws://host:port/ws, or wss://). `origin` defaults to the server's own.
 
         `source_address` binds the local end (tests use 127.0.0.2 to tell the
         client's address apart from the server's in what the server logs).
+        `tls_ca` (PEM) is the one certificate a wss:// server's must chain to,
+        instead of the system's trust roots (a private CA, a test's self-signed one);
+        the host name (or IP address) is checked against the certificate either way.
         """
         if reactor is None:
             from twisted.internet import reactor as default_reactor
@@ -90,8 +94,18 @@ class HearthClient:
         host, port = parts.hostname or "127.0.0.1", parts.port or (443 if scheme == "https" else 80)
         kind = "tls" if scheme == "https" else "tcp"
         bind = f":bindAddress={source_address}" if source_address else ""
-        endpoint = clientFromString(  # type: ignore[no-untyped-call]
-            reactor, f"{kind}:host={host}:port={port}:timeout={timeout:g}{bind}")
+        endpoint: Any  # zope interfaces are not types mypy can check a call against
+        if kind == "tls" and tls_ca is not None:
+            from twisted.internet.endpoints import TCP4ClientEndpoint, wrapClientTLS
+            from twisted.internet.ssl import Certificate, optionsForClientTLS
+            options = optionsForClientTLS(host, trustRoot=Certificate.loadPEM(tls_ca))
+            tcp: Any = TCP4ClientEndpoint(reactor, host, port, timeout=timeout,
+                                          bindAddress=(source_address, 0) if source_address
+                                          else None)
+            endpoint = wrapClientTLS(options, tcp)
+        else:
+            endpoint = clientFromString(  # type: ignore[no-untyped-call]
+                reactor, f"{kind}:host={host}:port={port}:timeout={timeout:g}{bind}")
         await endpoint.connect(factory)
         opened: HearthClient = await client._with_timeout(client._open, timeout,
                                                           "the WebSocket handshake")

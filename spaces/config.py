@@ -269,6 +269,8 @@ class RoomConfig:
     capacity: int = 12
     # People wait in a lobby until a facilitator admits them.
     lobby: bool = False
+    # The language the group meets in: facilitators' detectors use its rule pack.
+    language: str = "en"
     layout: Layout
 
 
@@ -706,11 +708,15 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         schedule = r.text("schedule", "", 200)
         capacity = r.integer("capacity", 12, 1, 500)
         lobby = r.boolean("lobby", False)
+        language = r.text("language", "en", 5)
+        if language not in ("en", "es"):
+            r.fail("language", f"'en' or 'es', got {language!r}")
         layout = _layout(source, r.key("layout"), r.raw("layout"), problems)
         r.done()
         if layout is not None:
             rooms.append(RoomConfig(id=rid, title=title, schedule=schedule,
-                                    capacity=capacity, lobby=lobby, layout=layout))
+                                    capacity=capacity, lobby=lobby, language=language,
+                                    layout=layout))
     top.done()
     if problems:
         raise ConfigError(problems)

@@ -49,13 +49,16 @@ class Connection:
                     raise ProtocolError("binary_not_allowed")
                 return self.venue.voice(self.seat, frame, now)
             msg = p.decode(frame)
+            self.venue.stats.received[p.wire_type(msg)] += 1
             return self._dispatch(msg, now)
         except ProtocolError as refused:
             if refused.ref is None and msg is not None:
                 refused.ref = msg.ref
+            self.venue.stats.refused[refused.code] += 1
             return [Reply(refused.to_wire())]
 
     def _strike(self, now: float) -> list[Effect]:
+        self.venue.stats.frames_dropped += 1
         if now - self._last_strike > STRIKE_MEMORY:
             self._strikes = 0
         self._strikes += 1
@@ -65,7 +68,10 @@ class Connection:
             self._closed = True
             return [Close(POLICY_VIOLATION, "too many messages")]
         # Tell the client once a second, not once per dropped frame.
-        return [Reply(ProtocolError("rate_limited").to_wire())] if first else []
+        if not first:
+            return []
+        self.venue.stats.refused["rate_limited"] += 1
+        return [Reply(ProtocolError("rate_limited").to_wire())]
 
     def _dispatch(self, msg: p.ClientMessage, now: float) -> list[Effect]:
         if self.seat is None:

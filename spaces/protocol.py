@@ -271,8 +271,10 @@ class Capacity:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Hide:
-    """{"type":"hide","seq":int} — facilitators only: every client hides that message."""
+    """{"type":"hide","seq":int,"zone"?:corner} — facilitators only: every client hides that
+    message (a corner message: `zone`, told to the corner's members)."""
     seq: int
+    zone: str | None = None
     ref: str | None = None
 
 
@@ -490,7 +492,8 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "deny": lambda f: Deny(member=_member(f)),
     "lock": lambda f: Lock(on=f.boolean("on")),
     "capacity": lambda f: Capacity(value=f.integer("value", 1, 500)),
-    "hide": lambda f: Hide(seq=f.integer("seq", 1, 2**53)),
+    "hide": lambda f: Hide(seq=f.integer("seq", 1, 2**53), zone=f.string(
+        "zone", max_len=40, optional=True, pattern=_ROOM_ID, what="a corner id")),
     "slow_mode": lambda f: SlowMode(seconds=f.number("seconds", 0, 600)),
     "private_corner": lambda f: PrivateCorner(
         corner=f.string("corner", max_len=40, pattern=_ROOM_ID, what="a corner id"),

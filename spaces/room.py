@@ -128,6 +128,7 @@ class Room:
     def snapshot(self) -> dict[str, Any]:
         """The room as a joining or resuming member needs it."""
         return {"id": self.id, "title": self.config.title, "capacity": self.capacity,
+                "language": self.config.language,
                 "locked": self.locked, "lobby": self.lobby_on, "slow_mode": self.slow_mode,
                 "stick": {"on": self.stick_on, "holder": self.stick_holder, "hands": list(self.hands)},
                 "private": {c: sorted(ms) for c, ms in self.private.items()},
@@ -437,8 +438,13 @@ class Room:
         self.slow_mode = seconds
         return [self.settings()]
 
-    def hide(self, seq: int, by: Member) -> list[Effect]:
-        return [self._broadcast({"type": "hidden", "target": seq, "by": by.id})]
+    def hide(self, seq: int, by: Member, zone: str | None = None) -> list[Effect]:
+        if zone is None:
+            return [self._broadcast({"type": "hidden", "target": seq, "by": by.id})]
+        layout = self.config.layout
+        message = {"type": "hidden", "target": seq, "zone": zone, "by": by.id}
+        return [Send(m.id, message) for m in self.members.values()
+                if layout.zone_of(m.pos) == zone]
 
     def private_corner(self, corner: str, facilitator: Member, member: Member) -> list[Effect]:
         found = next((c for c in self.config.layout.corners if c.id == corner), None)

@@ -30,6 +30,7 @@ from spaces.effects import Attach, Audit, Detach, Effect, Enter, Reply, Send
 from spaces.protocol import ProtocolError
 from spaces.pseudonyms import LOCALES, generate, generate_avatar
 from spaces.room import Member, Role, Room
+from spaces.stats import Stats
 
 RESUMED_ELSEWHERE = 4001  # close code for a connection whose member resumed on another
 REMOVED = 4003  # close code for a member a facilitator removed (or banned)
@@ -90,6 +91,7 @@ class Venue:
         self.session_changes: list[tuple[str, str | None]] = []
         self.reports = ReportQueue()
         self.bans = BanList()
+        self.stats = Stats()  # counts by message type and error code, for /metrics
         self.crisis = CrisisDesk(IncidentDesk(escalation), new_id=lambda: secrets.token_hex(6),
                                  public_url=public_url)
 
@@ -195,6 +197,9 @@ class Venue:
                                  "title": room.config.title, "pseudonym": member.pseudonym}),
                           *effects]
         token = self._issue_session(room.id, member.id)
+        if role != "participant" and room.waiting:  # who is already waiting, at once
+            effects += [e for e in room.lobby_update() if isinstance(e, Send)
+                        and e.member == member.id]
         return seat, [Attach(room.id, member.id), Reply(self._welcome(room, member, token, False)),
                       *effects]
 
@@ -220,6 +225,13 @@ class Venue:
         room = self.rooms[seat.room]
         member = room.members.get(seat.member)
         if member is None or member.attachment != seat.attachment:
+            waiting = room.waiting.get(seat.member)
+            if waiting is not None and waiting.attachment == seat.attachment:
+                # someone waiting in the lobby can still ask for help
+                if isinstance(msg, p.Help):
+                    return self.crisis.help(room, waiting, now, msg.ref)
+                if isinstance(msg, p.ImOk):
+                    return self.crisis.im_ok(self.rooms, waiting, now, msg.ref)
             if seat.member in room.waiting:
                 raise ProtocolError("waiting", ref=msg.ref)
             raise ProtocolError("not_joined", "You are no longer in this room.")
@@ -228,6 +240,7 @@ class Venue:
             target = self._target_name(room, msg)
             if member.role == "participant":  # the one role check for every facilitator op
                 refused = ProtocolError("forbidden", "Only facilitators can do that.", msg.ref)
+                self.stats.refused["forbidden"] += 1
                 return [Reply(refused.to_wire()),
                         Audit(_actor(member), kind, target, room.id, "refused:forbidden")]
             effects = self._moderate(room, member, msg, now)
@@ -311,8 +324,8 @@ class Venue:
                 return room.set_lock(on)
             case p.Capacity(value=value):
                 return room.set_capacity(value)
-            case p.Hide(seq=seq):
-                return room.hide(seq, actor)
+            case p.Hide(seq=seq, zone=zone):
+                return room.hide(seq, actor, zone)
             case p.SlowMode(seconds=seconds):
                 return room.set_slow_mode(seconds)
             case p.PrivateCorner(corner=corner, member=target, ref=ref):

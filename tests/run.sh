@@ -17,9 +17,9 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need_apt[@]}"
 fi
 
-echo "== python environment"
+echo "== python environment (versions pinned by constraints.txt)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
 
 echo "== axe-core for the accessibility tests (npm; never committed)"
 npm install --no-save --no-audit --no-fund --loglevel=error --prefix tests/browser axe-core@4
@@ -28,6 +28,11 @@ echo "== ruff"
 .venv/bin/ruff check spaces moderation web tests bench
 echo "== mypy --strict (spaces, moderation)"
 .venv/bin/mypy --strict spaces moderation
+
+echo "== pip-audit: known vulnerabilities in the pinned dependencies"
+# Fails on a known vulnerability; only warns (loudly) when the advisory service
+# cannot be reached or does not know the pinned versions (tests/supply_chain.py).
+.venv/bin/python tests/supply_chain.py constraints.txt
 
 echo "== pytest"
 .venv/bin/python -m pytest -q "$@"

@@ -71,6 +71,18 @@ spawn = [[1.0, 1.0]]
     ("[organisation.texts.en]\nprivacy_kept = ['Nothing.']\n" + ROOM,
      "organisation.texts.es.privacy_kept: expected a translation too, "
      "since organisation.texts.en.privacy_kept is set"),
+    ("[server]\ntrusted_proxies = ['proxy.example']\n" + ROOM,
+     "server.trusted_proxies[0]: expected an IP address or network like '127.0.0.1'"),
+    ("[server]\ntrusted_proxies = ['10.0.0.0/99']\n" + ROOM,
+     "server.trusted_proxies[0]: expected an IP address or network"),
+    ("[metrics]\ntoken = 'short'\n" + ROOM,
+     "metrics.token: expected a bearer token of at least 16 characters"),
+    ("[metrics]\nenabled = 'yes'\n" + ROOM, "metrics.enabled: expected true or false"),
+    ("[metrics]\npassword = 'x'\n" + ROOM, "metrics.password: unknown key"),
+    ("[retention]\naudit_days = 0\n" + ROOM,
+     "retention.audit_days: expected a whole number from 1 to 3650, got 0"),
+    ("[retention]\nreports_days = 'forever'\n" + ROOM, "retention.reports_days: expected a whole"),
+    ("[retention]\nlogs_days = 3\n" + ROOM, "retention.logs_days: unknown key"),
 ])
 def test_each_problem_names_file_key_and_expectation(tmp_path: Path, text: str, fragment: str) -> None:
     path = write(tmp_path, text)
@@ -102,3 +114,17 @@ def test_organisation_texts_override_every_language(tmp_path: Path) -> None:
     assert organisation.texts_for("xx").ground_rules == ("Listen.",)
     # Keys not overridden keep the shipped default of their own language.
     assert organisation.texts_for("es").privacy_kept[0].startswith("Un registro")
+
+
+def test_operations_sections(tmp_path: Path) -> None:
+    path = write(tmp_path, "[server]\ntrusted_proxies = ['127.0.0.1', '10.0.0.0/8', '::1']\n"
+                 "[metrics]\nenabled = false\ntoken = 'a-long-enough-token'\n"
+                 "[retention]\naudit_days = 30\nincidents_days = 60\nreports_days = 7\n" + ROOM)
+    config = load_config(path)
+    assert config.server.trusted_proxies == ("127.0.0.1", "10.0.0.0/8", "::1")
+    assert (config.metrics.enabled, config.metrics.token) == (False, "a-long-enough-token")
+    assert (config.retention.audit_days, config.retention.incidents_days,
+            config.retention.reports_days) == (30, 60, 7)
+    shipped = load_config()
+    assert shipped.metrics.enabled and not shipped.metrics.token
+    assert shipped.server.trusted_proxies == ()

@@ -55,8 +55,7 @@ def call(coro: Any) -> Any:
     return blockingCallFromThread(reactor, lambda: ensureDeferred(coro))
 
 
-CONFIG = make_config(limits={"messages_per_second": 1000, "message_burst": 2000,
-                              "flood_strikes": 1000})
+LIMITS = {"messages_per_second": 1000, "message_burst": 2000, "flood_strikes": 1000}
 
 
 class LiveEndpoint(RuleBasedStateMachine):
@@ -135,7 +134,8 @@ class LiveEndpoint(RuleBasedStateMachine):
 
     @initialize()
     def start(self) -> None:
-        self.server = call(start_server(CONFIG))  # a fresh server per example: no carry-over
+        # a fresh server and data directory per example: nothing carries over
+        self.server = call(start_server(make_config(limits=LIMITS)))
         for room in ROOMS:
             seat = call(self._join(room, facilitator=True))
             assert seat is not None

@@ -68,6 +68,8 @@ class Alerts:
         self.loop.clock = reactor
         self.on_failing: Callable[[str, str], None] | None = None  # (channel, incident)
         self.on_delivered: Callable[[Item, float], None] | None = None
+        # (channel, seconds to deliver, or None for a failed attempt): web/metrics.py counts them
+        self.watchers: list[Callable[[str, float | None], None]] = []
         self._hooks = {f"webhook:{h.name}": h for h in self.config.webhooks}
 
     def start(self) -> None:
@@ -76,6 +78,30 @@ class Alerts:
     def stop(self) -> None:
         if self.loop.running:
             self.loop.stop()
+
+    def flush(self, timeout: float) -> defer.Deferred[bool]:
+        """Shutting down: one more try now for every pending alert, then wait (at most
+        `timeout` seconds) until none is pending. True if the outbox emptied; whatever is
+        left stays in the journal and goes out after the restart (at least once)."""
+        now = self.reactor.seconds()
+        for item in self.outbox.pending():
+            if not item.in_flight:
+                item.next_at = now
+        self.pump()
+        deadline = now + timeout
+        done: defer.Deferred[bool] = defer.Deferred()
+
+        def check() -> None:
+            if not self.outbox.pending():
+                done.callback(True)
+            elif self.reactor.seconds() >= deadline:
+                self.log.warn("{count} crisis alerts still pending at shutdown; they are kept "
+                              "and delivered after the restart", count=len(self.outbox.pending()))
+                done.callback(False)
+            else:
+                self.reactor.callLater(0.05, check)
+        check()
+        return done
 
     # --- from the core ---------------------------------------------------------------
 
@@ -170,6 +196,8 @@ class Alerts:
                       channel=item.channel, incident=item.payload.get("incident"))
         if self.on_delivered is not None:
             self.on_delivered(item, self.reactor.seconds() - started)
+        for watch in self.watchers:
+            watch(item.channel, self.reactor.seconds() - started)
         self.pump()
 
     def _failed(self, item: Item, failure: Any) -> None:
@@ -178,6 +206,8 @@ class Alerts:
                       "(attempt {attempt}): {why}", channel=item.channel,
                       incident=item.payload.get("incident"), attempt=item.attempts,
                       why=type(failure.value).__name__)
+        for watch in self.watchers:
+            watch(item.channel, None)
         if alert_admin:
             self.log.critical("crisis alerts to {channel} keep failing", channel=item.channel)
             if self.on_failing is not None:

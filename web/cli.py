@@ -1,4 +1,4 @@
-"""The `hearth` command: serve, check-config."""
+"""The `hearth` command: serve, check-config, init, privacy, audit, incidents, drill, facilitator."""
 
 from __future__ import annotations
 
@@ -69,6 +69,24 @@ def parser() -> argparse.ArgumentParser:
                         help="config file (default: the shipped config/hearth.toml)")
     export.add_argument("--json", action="store_true", help="one JSON object per line")
     _facilitator_parser(commands)
+    init = commands.add_parser(
+        "init", help="make a new deployment directory: a commented config, a data directory",
+        description="Write DIR/hearth.toml (the shipped config with data_dir = \"data\" and its "
+                    "own copy of the crisis data in DIR/crisis), and DIR/data (mode 0700) with "
+                    "fresh secrets (secrets.json, mode 0600). Refuses to overwrite a config.")
+    init.add_argument("dir", type=Path, metavar="DIR")
+    init.add_argument("--shared-crisis", action="store_true",
+                      help="point crisis.directory at the shipped config/crisis instead of "
+                           "copying it into DIR/crisis (helplines update with Hearth)")
+    privacy = commands.add_parser("privacy", help="what Hearth keeps about people",
+                                  description="Report what is stored, how much and until when.")
+    privacy_commands = privacy.add_subparsers(dest="privacy_command", metavar="ACTION",
+                                              required=True)
+    report = privacy_commands.add_parser(
+        "report", help="what is stored on disk, how much, and until when (never content)")
+    report.add_argument("--config", type=Path, metavar="PATH",
+                        help="config file (default: the shipped config/hearth.toml)")
+    report.add_argument("--json", action="store_true", help="one JSON document")
     return top
 
 
@@ -167,7 +185,8 @@ def serve(args: argparse.Namespace) -> int:
     if redis_url:
         from spaces.redis_broker import RedisBroker
         broker = RedisBroker(redis_url)
-    hearth = make_hearth(config, reactor, args.listen, broker=broker, node_id=args.node_id)
+    hearth = make_hearth(config, reactor, args.listen, broker=broker, node_id=args.node_id,
+                         persist_rooms=True)
     hearth.service.startService()
     status = {"code": 0}
 
@@ -328,6 +347,93 @@ def facilitator(args: argparse.Namespace) -> int:
     return 2
 
 
+INIT_HEADER = """\
+# Hearth — this deployment's configuration, written by `hearth init` on {date}
+# from Hearth's shipped config/hearth.toml. Run it with:
+#     hearth serve --config {config}
+# Check it after every change:  hearth check-config {config}
+# Before real people use it: set [organisation] (name, texts), your [[rooms]],
+# the on-call [[crisis.webhooks]] or [crisis.email], and put Hearth behind TLS
+# (docs/operations.md).
+
+"""
+
+
+def init(args: argparse.Namespace) -> int:
+    """A new deployment directory: DIR/hearth.toml, DIR/crisis, DIR/data with its secrets."""
+    import re
+    import shutil
+    import time
+
+    from moderation.journal import write_atomically
+    from spaces.config import SHIPPED_CONFIG, CrisisConfig
+    from web.datadir import DataDirError, ensure_dir, load_secrets
+    target = args.dir.expanduser().absolute()
+    config_path = target / "hearth.toml"
+    if config_path.exists():
+        print(f"hearth init: {config_path} already exists; nothing was changed. Move it away, "
+              "or choose another directory.", file=sys.stderr)
+        return 1
+    text = SHIPPED_CONFIG.read_text(encoding="utf-8")
+    first, _, rest = text.partition("\n\n")  # the shipped file's own header: ours replaces it
+    if rest and all(line.startswith("#") for line in first.splitlines()):
+        text = rest
+    text, found = re.subn(r"^#?\s*data_dir\s*=.*$", 'data_dir = "data"', text, count=1,
+                          flags=re.M)
+    if not found:
+        text = text.replace("[server]\n", '[server]\ndata_dir = "data"\n', 1)
+    shipped_crisis = Path(CrisisConfig.directory)
+    crisis_dir = str(shipped_crisis) if args.shared_crisis else "crisis"
+    text, found = re.subn(r"^directory\s*=.*$", f"directory = {json_str(crisis_dir)}", text,
+                          count=1, flags=re.M)
+    if not found:
+        text = text.replace("[crisis]\n", f"[crisis]\ndirectory = {json_str(crisis_dir)}\n", 1)
+    header = INIT_HEADER.format(date=time.strftime("%Y-%m-%d"), config=config_path)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        if not args.shared_crisis and not (target / "crisis").exists():
+            shutil.copytree(shipped_crisis, target / "crisis")
+        data = ensure_dir(target / "data")
+        load_secrets(data)
+        write_atomically(config_path, (header + text).encode("utf-8"), mode=0o600)
+    except (OSError, DataDirError) as exc:
+        print(f"hearth init: cannot write {target}: "
+              f"{getattr(exc, 'strerror', None) or exc}", file=sys.stderr)
+        return 1
+    config = load(config_path, None)
+    if config is None:
+        return 2
+    print(f"Made {target}:\n"
+          f"  {config_path}   the config (mode 0600: it will hold webhook secrets)\n"
+          f"  {data}/   the data directory (mode 0700): secrets.json, and later the audit "
+          "log, incidents, the outbox, accounts\n"
+          + ("" if args.shared_crisis else
+             f"  {target / 'crisis'}/   helplines, rule packs, escalation tiers (your copy)\n")
+          + "Next:\n"
+          f"  hearth facilitator add NAME --operator --config {config_path}\n"
+          f"  hearth serve --config {config_path}")
+    return 0
+
+
+def json_str(value: str) -> str:
+    """A TOML basic string (JSON's escaping is valid TOML)."""
+    import json
+    return json.dumps(value)
+
+
+def privacy_report(args: argparse.Namespace) -> int:
+    import time
+
+    from web.retention import format_report, privacy_report, report_json
+    config = load(args.config, None)
+    if config is None:
+        return 2
+    now = time.time()
+    stores = privacy_report(config, now)
+    print(report_json(stores) if args.json else format_report(config, stores, now), end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "serve":
@@ -340,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
         return incidents_export(args)
     if args.command == "facilitator":
         return facilitator(args)
+    if args.command == "init":
+        return init(args)
+    if args.command == "privacy":
+        return privacy_report(args)
     if args.command == "check-config":
         config = load(args.path, None)
         if config is None:

@@ -87,6 +87,7 @@ class Link:
     pending: list[tuple[bytes, bool]] = field(default_factory=list)
     binding: bool = False
     closed: bool = False
+    members: set[str] = field(default_factory=set)  # members attached through this link
 
     # A link is the Peer its room's owner writes to when that owner is this node.
     def send_bytes(self, payload: bytes) -> None:
@@ -259,13 +260,14 @@ class Node:
     def lost(self, link: Link) -> None:
         link.closed = True
         self._links.pop(link.id, None)
-        for member, held in list(self._local.items()):
-            if held is link:
+        for member in list(link.members):  # only what this link held: no scan of everyone
+            if self._local.get(member) is link:
                 self._drop_local(member)
+            holder = self._holders.get(member)
+            if holder is not None and holder.peer is link:
+                self._holders.pop(member)
+        link.members.clear()
         if link.owner == self.id and link.conn is not None:
-            for member, holder in list(self._holders.items()):
-                if holder.peer is link:
-                    self._holders.pop(member)
             self.apply(None, link.conn.lost(self.clock()))
         elif link.owner is not None:
             self.broker.send_node(link.owner, relay.pack(relay.LOST, {"link": link.id}))
@@ -474,8 +476,11 @@ class Node:
 
     def _broadcast(self, room: str, payload: bytes, exclude: str | None) -> None:
         self._fan_out(room, payload, exclude)
-        members = self.venue.rooms[room].members
-        nodes = {h.node for m, h in self._holders.items() if h.node != self.id and m in members}
+        if not self._remote:  # nobody of another node is in any room here (one node: always)
+            return
+        holders = self._holders
+        nodes = {h.node for m in self.venue.rooms[room].members
+                 if (h := holders.get(m)) is not None and h.node != self.id}
         for node in nodes:
             self.broker.send_node(node, relay.pack(relay.BROADCAST, {
                 "room": room, "exclude": exclude}, payload))
@@ -511,6 +516,7 @@ class Node:
 
     def _local_attach(self, link: Link, room: str, member: str, waiting: bool) -> None:
         self._local[member] = link
+        link.members.add(member)
         if not waiting:
             self._local_enter(room, member)
 

@@ -27,7 +27,10 @@ from web.alerts import Alerts
 from web.crisis_data import CrisisData
 from web.datadir import load_secrets
 from web.incidents import IncidentCallbacks
+from web.lifecycle import FLUSH_TIMEOUT, Lifecycle
+from web.metrics import Metrics, MetricsResource
 from web.node import Node
+from web.retention import Retention, RetentionService
 from web.site import build_site
 from web.ws import bind_node, prepare_for, websocket_factory
 
@@ -70,6 +73,8 @@ class Hearth:
     node: Node
     listeners: list[Listener]
     alerts: Alerts
+    metrics: Metrics | None = None
+    retention: Retention | None = None
 
     def when_listening(self) -> Deferred[Any]:
         return DeferredList([lst.listening for lst in self.listeners], fireOnOneErrback=True,
@@ -77,8 +82,12 @@ class Hearth:
 
 
 def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = None,
-                broker: Broker | None = None, node_id: str | None = None) -> Hearth:
-    """One node. Without a broker: the embedded default (memory, this process only)."""
+                broker: Broker | None = None, node_id: str | None = None,
+                persist_rooms: bool = False) -> Hearth:
+    """One node. Without a broker: the embedded default (memory, this process only).
+
+    `persist_rooms` (what `hearth serve` does): a graceful stop saves the rooms to
+    data_dir/rooms/ and the next start restores them (web/lifecycle.py)."""
     broker = broker or MemoryBroker(reactor.seconds)
     keys = load_secrets(Path(config.server.data_dir))
     crisis = load_crisis(Path(config.crisis.directory))
@@ -98,9 +107,15 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     site = build_site(config, node, WebSocketResource(factory), broker.name, secrets=keys)
     site.resource.putChild(b"incidents", IncidentCallbacks(node, ack_key))
     site.resource.putChild(b"crisis", CrisisData(crisis))
+    metrics = Metrics(node, alerts)
+    if config.metrics.enabled:
+        site.resource.putChild(b"metrics", MetricsResource(metrics, config.metrics))
     top = MultiService()
-    NodeService(node, reactor).setServiceParent(top)
+    lifecycle = Lifecycle(node, reactor, data_dir if persist_rooms else None)
+    NodeService(node, reactor, lifecycle).setServiceParent(top)
     AlertsService(alerts).setServiceParent(top)
+    retention = Retention(config, reactor.seconds, audit, alerts.incidents, venue, alerts)
+    RetentionService(retention, reactor).setServiceParent(top)
     listeners = []
     for description in listen or list(config.server.listen):
         listener = Listener(reactor, description, site)
@@ -109,7 +124,7 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     tick = TimerService(1.0 / config.movement.tick_hz, node.tick)
     tick.clock = reactor
     tick.setServiceParent(top)
-    hearth = Hearth(top, node, listeners, alerts)
+    hearth = Hearth(top, node, listeners, alerts, metrics, retention)
     if not config.crisis.public_url:  # links in alerts point at the first listener
         def first_url(_: Any) -> None:
             url = listener_url(listeners[0].port).rstrip("/")
@@ -119,12 +134,16 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
 
 
 class NodeService(Service):
-    """Starts the broker, joins the node to it, and runs the node's housekeeping."""
+    """Starts the broker, joins the node to it, and runs the node's housekeeping.
+
+    With a Lifecycle (web/lifecycle.py): rooms saved by the last graceful stop come
+    back at start, and a stop tells every client to reconnect and saves the rooms.
+    """
 
     log = Logger(namespace="hearth.node")
 
-    def __init__(self, node: Node, reactor: Any) -> None:
-        self.node, self.reactor = node, reactor
+    def __init__(self, node: Node, reactor: Any, lifecycle: Lifecycle | None = None) -> None:
+        self.node, self.reactor, self.lifecycle = node, reactor, lifecycle
         self.loop = LoopingCall(self._housekeeping)
         self.loop.clock = reactor
 
@@ -132,6 +151,14 @@ class NodeService(Service):
         super().startService()
         self.node.start()
         d = Deferred.fromCoroutine(self.node.broker.start())
+        if self.lifecycle is not None:
+            lifecycle = self.lifecycle
+
+            def restore(_: Any) -> Deferred[Any]:
+                restoring = Deferred.fromCoroutine(lifecycle.restore())
+                restoring.addErrback(lambda f: self.log.failure("saved rooms not restored", f))
+                return restoring
+            d.addCallback(restore)
         d.addCallback(lambda _: self.loop.start(1.0, now=True))
         d.addErrback(lambda f: self.log.failure("the broker did not start", f))
 
@@ -144,8 +171,17 @@ class NodeService(Service):
         super().stopService()
         if self.loop.running:
             self.loop.stop()
-        self.node.stop()
-        return Deferred.fromCoroutine(self.node.broker.stop())
+        if self.lifecycle is None:
+            self.node.stop()
+            return Deferred.fromCoroutine(self.node.broker.stop())
+        d = Deferred.fromCoroutine(self.lifecycle.shutdown())
+        d.addErrback(lambda f: self.log.failure("the graceful stop failed", f))
+
+        def stop_node(_: Any) -> Deferred[None]:
+            self.node.stop()
+            return Deferred.fromCoroutine(self.node.broker.stop())
+        d.addCallback(stop_node)
+        return d
 
 
 class AlertsService(Service):
@@ -157,14 +193,18 @@ class AlertsService(Service):
         self.alerts.start()
 
     def stopService(self) -> Any:
+        """Pending crisis alerts get FLUSH_TIMEOUT seconds to go out before the loop stops."""
         super().stopService()
-        self.alerts.stop()
-        return None
+        d = self.alerts.flush(FLUSH_TIMEOUT)
+        d.addBoth(lambda _: self.alerts.stop())
+        return d
 
 
 def listener_url(port: Any) -> str:
     host = port.getHost()
-    scheme = "https" if "TLS" in type(port).__name__ or hasattr(port, "getTLS") else "http"
+    from twisted.protocols.tls import TLSMemoryBIOFactory
+    tls = isinstance(getattr(port, "factory", None), TLSMemoryBIOFactory)  # an ssl: endpoint
+    scheme = "https" if tls or "TLS" in type(port).__name__ else "http"
     address = host.host if ":" not in host.host else f"[{host.host}]"
     if address in ("0.0.0.0", "::", "[::]"):
         address = "127.0.0.1"

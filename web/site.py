@@ -14,6 +14,7 @@ from typing import Any
 
 import jinja2
 from autobahn.twisted.resource import WebSocketResource
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.web import http, resource, server, static
 
 from spaces.config import HearthConfig
@@ -22,6 +23,7 @@ from web.auth import Auth
 from web.datadir import Secrets, load_secrets
 from web.node import Node
 from web.pages import JoinPage, Landing, Pages, RoomIndex, RoomPage
+from web.proxy import client_address, is_trusted, trusted_networks
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -50,9 +52,33 @@ class HearthRequest(server.Request):
     def process(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.setHeader(name, value)
-        if self.isSecure():
+        if self.isSecure() or self._forwarded_https():
             self.setHeader(b"Strict-Transport-Security", b"max-age=31536000")
         super().process()
+
+    def _trusted(self) -> Any:
+        return getattr(getattr(self.channel, "site", None), "trusted_proxies", ())
+
+    def _forwarded_https(self) -> bool:
+        """A trusted reverse proxy terminated TLS (X-Forwarded-Proto: https)."""
+        proto = self.getHeader(b"x-forwarded-proto")
+        peer = getattr(self.transport.getPeer(), "host", None) if self.transport else None
+        return proto == b"https" and is_trusted(peer, self._trusted())
+
+    def getClientAddress(self) -> Any:
+        """Behind a trusted proxy: the address the proxy saw (web/proxy.py). Only ever
+        used as a keyed hash (sign-in limits); never logged."""
+        address = super().getClientAddress()
+        trusted = self._trusted()
+        host = getattr(address, "host", None)
+        if not trusted or not isinstance(host, str):
+            return address
+        forwarded = self.getHeader(b"x-forwarded-for")
+        real = client_address(host, forwarded.decode("latin-1") if forwarded else None, trusted)
+        if real is None or real == host:
+            return address
+        kind = IPv6Address if ":" in real else IPv4Address
+        return kind("TCP", real, 0)
 
 
 class HearthChannel(http.HTTPChannel):
@@ -92,6 +118,7 @@ class HearthChannel(http.HTTPChannel):
 class HearthSite(server.Site):
     requestFactory = HearthRequest
     protocol = HearthChannel
+    trusted_proxies: tuple[Any, ...] = ()  # networks whose X-Forwarded-For is believed
 
     def log(self, request: Any) -> None:
         """No access log: a request line names the client's address."""
@@ -134,5 +161,6 @@ def build_site(config: HearthConfig, node: Node, ws: WebSocketResource,
     site = HearthSite(root, timeout=60)
     site.protocol = type("BoundHearthChannel", (HearthChannel,),
                          {"header_timeout": config.limits.header_timeout_seconds})
+    site.trusted_proxies = trusted_networks(config.server.trusted_proxies)
     site.displayTracebacks = False
     return site

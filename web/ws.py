@@ -29,6 +29,7 @@ from twisted.logger import Logger
 from spaces.config import HearthConfig
 from spaces.protocol import SUBPROTOCOL
 from web.node import Link, Node
+from web.proxy import client_address, trusted_networks
 
 _log = Logger(namespace="hearth.ws")  # not `log`: that name is autobahn's own txaio logger
 
@@ -86,6 +87,8 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     node: Node
     config: HearthConfig
     link: Link | None = None
+    trusted_proxies: tuple[Any, ...] = ()  # set by bind_node from server.trusted_proxies
+    client_address: str | None = None
 
     def onConnect(self, request: Any) -> str:
         host = request.headers.get("host")
@@ -96,7 +99,12 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             _log.info("websocket refused: subprotocol missing")
             raise ConnectionDeny(400, f"Subprotocol {SUBPROTOCOL} required")
         peer = self.transport.getPeer() if self.transport is not None else None
-        key = self.node.admit_address(getattr(peer, "host", None))
+        # Behind a trusted reverse proxy, the address the proxy saw (web/proxy.py); only
+        # ever used as a keyed hash (bans, per-address limits), never logged.
+        self.client_address = client_address(getattr(peer, "host", None),
+                                             request.headers.get("x-forwarded-for"),
+                                             self.trusted_proxies)
+        key = self.node.admit_address(self.client_address)
         if key is None:
             _log.info("websocket refused: too many connections from one address")
             raise ConnectionDeny(429, "Too many connections from your address")
@@ -106,8 +114,7 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     def onOpen(self) -> None:
         for name in _HANDSHAKE_ONLY:  # ~1.5 KB a member that autobahn never reads again
             self.__dict__.pop(name, None)
-        peer = self.transport.getPeer() if self.transport is not None else None
-        self.link = self.node.open(self, getattr(peer, "host", None))
+        self.link = self.node.open(self, self.client_address)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.link is not None:
@@ -161,43 +168,50 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             super().dataReceived(data)
 
     def processData(self) -> bool:
-        """One complete, masked, unfragmented text or binary frame: unmask, check, deliver.
+        """Complete, masked, unfragmented text or binary frames: unmask, check, deliver.
 
         That is every frame a hearth.v1 client sends in practice. autobahn's own
         parser (a frame object, a masker object, a UTF-8 validator object and
         about thirty calls per message) still takes anything else: control
         frames, fragments, frames not yet complete, oversized or invalid ones,
-        which it answers with the close codes docs/protocol.md lists.
+        which it answers with the close codes docs/protocol.md lists. The buffer
+        is cut once per read, not once per frame (a backlog of small voice frames
+        would otherwise be copied over and over).
         """
         data = self.data
         if (self.current_frame is not None or self.inside_message or self.failedByMe
-                or self.state != self.STATE_OPEN or len(data) < 6):
+                or self.state != self.STATE_OPEN):
             return bool(super().processData())
-        b0, b1 = data[0], data[1]
-        if (b0 != 0x81 and b0 != 0x82) or not b1 & 0x80:
+        i, n = 0, len(data)
+        limit = min(self.maxMessagePayloadSize or n, self.maxFramePayloadSize or n)
+        while n - i >= 6 and self.state == self.STATE_OPEN and not self.failedByMe:
+            b0, b1 = data[i], data[i + 1]
+            if (b0 != 0x81 and b0 != 0x82) or not b1 & 0x80:
+                break
+            length = b1 & 0x7F
+            if length < 126:
+                start = i + 6
+            elif length == 126 and n - i >= 8:
+                length = (data[i + 2] << 8) | data[i + 3]
+                start = i + 8
+            else:
+                break
+            end = start + length
+            if end > n or length > limit:
+                break
+            payload = unmask(data[start:end], data[start - 4:start])
+            if b0 == 0x81 and not payload.isascii():
+                try:
+                    payload.decode("utf-8")
+                except UnicodeDecodeError:
+                    break  # autobahn closes with 1007
+            i = end
+            if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
+                self._cancelAutoPingTimeoutCall()
+            self.onMessage(payload, b0 == 0x82)
+        if i == 0:
             return bool(super().processData())
-        length = b1 & 0x7F
-        if length < 126:
-            start = 6
-        elif length == 126 and len(data) >= 8:
-            length = (data[2] << 8) | data[3]
-            start = 8
-        else:
-            return bool(super().processData())
-        end = start + length
-        limit = min(self.maxMessagePayloadSize or length, self.maxFramePayloadSize or length)
-        if end > len(data) or length > limit:
-            return bool(super().processData())
-        payload = unmask(data[start:end], data[start - 4:start])
-        if b0 == 0x81 and not payload.isascii():
-            try:
-                payload.decode("utf-8")
-            except UnicodeDecodeError:
-                return bool(super().processData())  # autobahn closes with 1007
-        self.data = data[end:]
-        if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
-            self._cancelAutoPingTimeoutCall()
-        self.onMessage(payload, b0 == 0x82)
+        self.data = data[i:]
         return len(self.data) > 0
 
     # --- write coalescing (see the module docstring) ---
@@ -298,7 +312,8 @@ def bind_node(factory: WebSocketServerFactory, config: HearthConfig, node: Node)
     options = {name: _shared(getattr(factory, name)) for name in HearthServerProtocol.CONFIG_ATTRS
                if name not in HearthServerProtocol.__dict__ and hasattr(factory, name)}
     factory.protocol = type("BoundHearthServerProtocol", (HearthServerProtocol,),
-                            {**options, "node": node, "config": config})
+                            {**options, "node": node, "config": config,
+                             "trusted_proxies": trusted_networks(config.server.trusted_proxies)})
 
 
 def _shared(value: Any) -> Any:

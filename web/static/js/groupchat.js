@@ -10,14 +10,24 @@
 // Server messages are handled strictly one at a time, in arrival order (a promise queue), so a
 // sender key is installed before the envelope that follows it is opened.
 //
-// Events: "message" {sender, text, seq, ts, tag, frankingKey, commitment},
+// Each opened message is also kept (the last KEPT_LIMIT, by `key`: its seq, or "corner:seq" in a
+// quiet corner) with its franking proof, so that the person can report it (`report`), as
+// spaces/chat.py does.
+//
+// Events: "message" {key, sender, text, seq, ts, tag, zone, frankingKey, commitment},
 // "rejected" {sender, code}, "roster" {changes, ready: Set of member ids that hold our key},
 // "security" {safetyCode, fingerprints: Map id -> fingerprint}, "problem" {code}.
 // Nothing here logs; plaintext only ever leaves through the "message" event.
 
-import { CODES, E2EEError, GroupSession } from "./e2ee.js";
+import { b64encode, CODES, E2EEError, GroupSession } from "./e2ee.js";
 
 const PENDING_LIMIT = 256; // envelopes held while waiting for a sender key
+const KEPT_LIMIT = 500; // received messages kept for reporting (as many as the log shows)
+
+/** How a received message is named for reporting: its seq, or "corner:seq" in a quiet corner. */
+export function messageKey(seq, zone = null) {
+  return zone ? `${zone}:${seq}` : String(seq);
+}
 
 function sameKeys(a, b) {
   return Boolean(a && b && a.dh === b.dh && a.sig === b.sig);
@@ -27,6 +37,7 @@ export class GroupChat extends EventTarget {
   #queue = Promise.resolve();
   #pending = [];
   #roster = new Map(); // member id -> {dh, sig}, as the server last said
+  #kept = new Map(); // message key -> what a report needs (oldest first)
 
   constructor(connection, roomId) {
     super();
@@ -44,22 +55,46 @@ export class GroupChat extends EventTarget {
     return this.#queue;
   }
 
-  /** Encrypt and send one text; resolves to {seq, ts, tag} from the server's `sent`. */
-  async say(text) {
+  /**
+   * Encrypt and send one text; resolves to {seq, ts, tag, zone} from the server's `sent`.
+   * With `zone` (a private corner we stand in), only the members in that corner receive it.
+   */
+  async say(text, { zone = null } = {}) {
     const out = await this.#exclusive(() => {
       if (this.session === null) throw new E2EEError(CODES.NOT_READY, "not in a room yet");
       return this.session.encrypt(text);
     });
-    const reply = await this.connection.request(
-      { type: "envelope", body: out.body, commitment: out.commitment },
-      "say",
-    );
+    const envelope = { type: "envelope", body: out.body, commitment: out.commitment };
+    if (zone) envelope.zone = zone;
+    const reply = await this.connection.request(envelope, "say");
     if (reply.type === "error") {
       const err = new Error(reply.code);
       err.code = reply.code;
       throw err;
     }
-    return { seq: reply.seq, ts: reply.ts, tag: reply.tag };
+    return { seq: reply.seq, ts: reply.ts, tag: reply.tag, zone: reply.zone ?? null };
+  }
+
+  /** A received message still kept for reporting, by key (see messageKey), or null. */
+  kept(key) {
+    return this.#kept.get(key) ?? null;
+  }
+
+  /**
+   * Reveal one received message to the facilitators, with its franking proof (docs/e2ee.md):
+   * the server checks that the sender really sent this text. Resolves to the server's reply
+   * (`report_received`, or an `error` such as report_invalid).
+   */
+  report(key, reason = "") {
+    const m = this.#kept.get(key);
+    if (!m) return Promise.reject(new Error("no such message"));
+    const message = {
+      type: "report", seq: m.seq, from: m.sender, ts: m.ts, text: m.text, tag: m.tag,
+      franking_key: b64encode(m.frankingKey), commitment: b64encode(m.commitment),
+    };
+    if (reason) message.reason = reason.slice(0, 500);
+    if (m.zone) message.zone = m.zone;
+    return this.connection.request(message, "report");
   }
 
   /** Whether `member` is on the roster we distribute to (so they can read what we say). */
@@ -190,19 +225,20 @@ export class GroupChat extends EventTarget {
       this.dispatchEvent(new CustomEvent("rejected", { detail: { sender: envelope.from, code: err.code } }));
       return true;
     }
-    this.dispatchEvent(
-      new CustomEvent("message", {
-        detail: {
-          sender: envelope.from,
-          text: opened.text,
-          seq: envelope.seq,
-          ts: envelope.ts,
-          tag: envelope.tag,
-          frankingKey: opened.frankingKey, // kept by the caller only to report this message
-          commitment: opened.commitment,
-        },
-      }),
-    );
+    const detail = {
+      key: messageKey(envelope.seq, envelope.zone),
+      sender: envelope.from,
+      text: opened.text,
+      seq: envelope.seq,
+      ts: envelope.ts,
+      tag: envelope.tag,
+      zone: envelope.zone ?? null,
+      frankingKey: opened.frankingKey, // kept only to report this message
+      commitment: opened.commitment,
+    };
+    this.#kept.set(detail.key, detail);
+    while (this.#kept.size > KEPT_LIMIT) this.#kept.delete(this.#kept.keys().next().value);
+    this.dispatchEvent(new CustomEvent("message", { detail }));
     return true;
   }
 

@@ -6,7 +6,7 @@
 // welcome; the new one replaces the old in sessionStorage — the only thing the page stores.
 //
 // Events (EventTarget): "state" {state, code}, "welcome" (the welcome message), "message"
-// (every server message, welcome included). States: connecting, waiting (in the lobby until a
+// (every server message, welcome included), "voice" (a binary frame, an ArrayBuffer). States: connecting, waiting (in the lobby until a
 // facilitator admits us), joined, reconnecting, and the ends: left, removed, elsewhere,
 // expired, refused, denied (not admitted from the lobby), ended (the session was ended).
 
@@ -15,10 +15,12 @@ export const CLOSE_RESUMED_ELSEWHERE = 4001;
 export const CLOSE_REMOVED = 4003;
 export const CLOSE_NOT_ADMITTED = 4004;
 export const CLOSE_SESSION_ENDED = 4005;
+export const CLOSE_ROOM_MOVED = 4010; // the room's node went away: resume (on any node) at once
 export const ENDED = new Set(["left", "removed", "elsewhere", "expired", "refused", "denied", "ended"]);
 const RETRY_MS = [500, 1000, 2000, 4000, 8000, 15000];
 const REQUEST_TIMEOUT_MS = 15000;
 const LEAVE_TIMEOUT_MS = 1500;
+const VOICE_BACKLOG_BYTES = 4096; // about a second of voice: past that, late audio is dropped
 
 export function socketUrl(loc = window.location) {
   return `${loc.protocol === "https:" ? "wss:" : "ws:"}//${loc.host}/ws`;
@@ -103,6 +105,13 @@ export class HearthConnection extends EventTarget {
     return true;
   }
 
+  /** Send one voice frame (binary); false when not connected or the socket is backed up. */
+  sendVoice(frame) {
+    if (!this.open || this.#ws.bufferedAmount > VOICE_BACKLOG_BYTES) return false;
+    this.#ws.send(frame);
+    return true;
+  }
+
   /** Send with a fresh `ref`; resolves to the reply carrying it (e.g. `sent`, or `error`). */
   request(message, prefix = "r") {
     const ref = `${prefix}-${++this.#refs}`;
@@ -170,6 +179,7 @@ export class HearthConnection extends EventTarget {
       return;
     }
     this.#ws = ws;
+    ws.binaryType = "arraybuffer";
     ws.onopen = () => this.#opened(ws);
     ws.onmessage = (event) => {
       if (ws === this.#ws) this.#receive(event.data);
@@ -192,7 +202,10 @@ export class HearthConnection extends EventTarget {
   }
 
   #receive(data) {
-    if (typeof data !== "string") return; // binary frames are voice: not handled here yet
+    if (typeof data !== "string") {
+      if (this.#state === "joined") this.dispatchEvent(new CustomEvent("voice", { detail: data }));
+      return;
+    }
     let message;
     try {
       message = JSON.parse(data);
@@ -253,6 +266,7 @@ export class HearthConnection extends EventTarget {
       this.#end({ [CLOSE_REMOVED]: "removed", [CLOSE_NOT_ADMITTED]: "denied", [CLOSE_SESSION_ENDED]: "ended" }[event.code]);
       return;
     }
+    if (event.code === CLOSE_ROOM_MOVED) this.#attempt = 0; // not a failure: come back quickly
     this.#setState(this.#joined ? "reconnecting" : "connecting");
     this.#scheduleRetry();
   }

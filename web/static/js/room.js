@@ -6,11 +6,14 @@
 // one thing kept in sessionStorage. docs/client.md describes the whole client.
 
 import { onQuickExit } from "./common.js";
+import { detect, loadPack } from "./detector.js";
 import { GroupChat } from "./groupchat.js";
+import { cachedHelplines, loadHelplines, renderHelplines } from "./helplines.js";
 import { errorText, loadStrings, t } from "./i18n.js";
 import { distance, SEAT_REACH, Walker } from "./movement.js";
 import { ENDED, HearthConnection, TokenStore } from "./protocol.js";
 import { RoomView } from "./view.js";
+import { Voice } from "./voice.js";
 
 const LOG_LIMIT = 500;
 const $ = (id) => document.getElementById(id);
@@ -27,7 +30,21 @@ const state = {
   epochShown: null,
   dropped: false,
   country: "",
+  private: {}, // quiet corners a facilitator made private: corner -> [member ids]
+  stick: { on: false, holder: null, hands: [] },
+  slowMode: 0,
+  blocked: new Set(), // members whose messages this page hides (on this device only)
+  mic: false, // the person's own choice; a facilitator's mute turns it off, never on
+  helplines: null, // /crisis/helplines.json, cached in sessionStorage at join
+  pack: null, // the detector's rule pack for the page's language
+  asked: false, // this person asked for help (the button, or yes to the detector's question)
+  care: null, // {detection} while the detector's question is on screen
+  careQuietUntil: 0, // after "no" or "not now", the question waits a while before asking again
+  reporting: null, // key of the message being reported
+  worriedAbout: null, // member id
 };
+const CARE_QUIET_MS = 5 * 60 * 1000;
+const QUIET_REFS = /^(say|report|help|flag|worried|ok)-/; // errors their own callers show
 let walker = null;
 
 // --- the fragment: join choices in, helpline country kept -------------------------------
@@ -83,9 +100,12 @@ function notice(text, { seq = null, warn = false } = {}) {
 
 const timeFormat = new Intl.DateTimeFormat(pageLang, { hour: "2-digit", minute: "2-digit" });
 
-function showMessage({ sender, text, seq, ts, mine }) {
+function showMessage({ key = null, sender, text, seq, ts, zone = null, mine }) {
   if (exited) return;
-  const li = logEntry(mine ? "msg mine" : "msg", seq);
+  // A private corner's messages have their own sequence: they go in arrival order.
+  const li = logEntry(mine ? "msg mine" : "msg", zone ? null : seq);
+  li.dataset.sender = sender;
+  if (zone) li.classList.add("private");
   const who = document.createElement("span");
   who.className = "who";
   who.textContent = mine ? t("chat.you") : nameOf(sender);
@@ -97,6 +117,17 @@ function showMessage({ sender, text, seq, ts, mine }) {
   when.dateTime = new Date(ts).toISOString();
   when.textContent = timeFormat.format(new Date(ts));
   li.append(who, body, when);
+  if (zone) li.append(span("tag", t("chat.private")));
+  if (!mine && key !== null) {
+    const report = document.createElement("button");
+    report.type = "button";
+    report.className = "link-button msg-report";
+    report.dataset.key = key;
+    report.textContent = t("chat.report");
+    report.setAttribute("aria-label", t("chat.report_label", { name: nameOf(sender) }));
+    li.append(report);
+  }
+  if (state.blocked.has(sender)) li.hidden = true;
 }
 
 function nameOf(id) {
@@ -142,6 +173,7 @@ function renderMembers() {
   const members = [...state.members.values()].sort(
     (a, b) => order(a) - order(b) || a.pseudonym.localeCompare(b.pseudonym, pageLang),
   );
+  const focused = document.activeElement?.dataset?.focusKey;
   list.replaceChildren(
     ...members.map((m) => {
       const li = document.createElement("li");
@@ -154,9 +186,13 @@ function renderMembers() {
       if (m.id === state.me) li.append(span("badge you", t("badge.you")));
       li.append(span("where", whereText(m)));
       if (!ready) li.append(span("keys", t("keys.waiting")));
+      if (m.muted) li.append(span("badge quiet", t("badge.muted")));
+      if (m.hand) li.append(span("badge quiet", t("badge.hand")));
+      if (m.id !== state.me && m.role === "participant") li.append(memberActions(m));
       return li;
     }),
   );
+  if (focused) list.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`)?.focus();
   $("member-count").textContent = `(${state.members.size})`;
   const taken = new Map();
   for (const m of state.members.values()) if (m.seat !== null && m.seat !== undefined) taken.set(m.seat, m);
@@ -180,6 +216,293 @@ function setMember(member) {
   state.members.set(member.id, { ...member });
   view.upsert(member);
   if (member.id === state.me && walker) walker.update(member);
+  if (member.id === state.me) renderVoice();
+}
+
+function actionButton(text, focusKey, onClick, pressed = null) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = "small secondary";
+  button.textContent = text;
+  button.dataset.focusKey = focusKey;
+  if (pressed !== null) button.setAttribute("aria-pressed", String(pressed));
+  button.addEventListener("click", onClick);
+  return button;
+}
+
+/** What a participant can do about another: hide their messages here, or tell a facilitator. */
+function memberActions(member) {
+  const box = document.createElement("span");
+  box.className = "member-actions";
+  const blocked = state.blocked.has(member.id);
+  const hide = actionButton(t("member.hide"), `hide:${member.id}`, () => toggleBlocked(member.id), blocked);
+  hide.setAttribute("aria-label", t("member.hide_label", { name: member.pseudonym }));
+  const worried = actionButton(t("member.worried"), `worried:${member.id}`, () => askWorried(member.id));
+  worried.setAttribute("aria-label", t("member.worried_label", { name: member.pseudonym }));
+  box.append(hide, worried);
+  return box;
+}
+
+function toggleBlocked(id) {
+  const name = nameOf(id);
+  if (state.blocked.has(id)) state.blocked.delete(id);
+  else state.blocked.add(id);
+  const blocked = state.blocked.has(id);
+  for (const li of $("chat-log").querySelectorAll(".msg")) {
+    if (li.dataset.sender === id) li.hidden = blocked;
+  }
+  notice(t(blocked ? "notice.blocked" : "notice.unblocked", { name }));
+  renderMembers();
+}
+
+function askWorried(id) {
+  state.worriedAbout = id;
+  $("worried-title").textContent = t("worried.title", { name: nameOf(id) });
+  $("worried-form").hidden = false;
+  $("worried-title").focus();
+}
+
+async function sendWorried() {
+  const id = state.worriedAbout;
+  closePrompt("worried-form");
+  if (!id) return;
+  try {
+    const reply = await connection.request({ type: "worried", member: id }, "worried");
+    if (reply.type === "error") notice(errorText(reply.code, reply.message), { warn: true });
+    else notice(t("notice.concern_sent", { name: nameOf(id) }));
+  } catch {
+    notice(t("error.not_sent"), { warn: true });
+  }
+}
+
+function closePrompt(id, focus = null) {
+  $(id).hidden = true;
+  if (focus) $(focus)?.focus();
+}
+
+// --- voice: the person's own microphone, and the facilitator's mute ----------------------
+//
+// The microphone is the person's choice. A facilitator's mute turns it off (and the server
+// drops the member's voice frames whatever this page does); it stays off until a facilitator
+// asks to unmute and the person turns it on. The page says "hearth:mic" {on} on #app, for the
+// voice module to start or stop sending.
+
+function myself() {
+  return state.members.get(state.me) ?? null;
+}
+
+function setMic(on) {
+  if (on && (myself()?.muted || !connection.open)) {
+    $("mic-note").textContent = myself()?.muted ? t("mic.muted") : t("mic.off");
+    return false;
+  }
+  if (state.mic !== on) {
+    state.mic = on;
+    app.dispatchEvent(new CustomEvent("hearth:mic", { detail: { on } }));
+  }
+  renderVoice();
+  return true;
+}
+
+function renderVoice() {
+  const me = myself();
+  const muted = Boolean(me?.muted);
+  if (muted && state.mic) {
+    state.mic = false;
+    app.dispatchEvent(new CustomEvent("hearth:mic", { detail: { on: false } }));
+  }
+  if (muted) $("unmute-prompt").hidden = true;
+  app.dataset.mic = state.mic ? "on" : "off";
+  app.dataset.muted = String(muted);
+  const mic = $("mic");
+  mic.setAttribute("aria-pressed", String(state.mic));
+  mic.setAttribute("aria-disabled", String(muted));
+  let note = state.mic ? t("mic.on") : t("mic.off");
+  if (muted) note = t("mic.muted");
+  if ($("mic-note").textContent !== note) $("mic-note").textContent = note;
+  const hand = $("hand");
+  const up = Boolean(me?.hand);
+  hand.setAttribute("aria-pressed", String(up));
+  hand.textContent = up ? t("hand.lower") : t("hand.raise");
+}
+
+function renderStick() {
+  const { on, holder } = state.stick;
+  const line = $("stick-line");
+  line.hidden = !on;
+  if (!on) return;
+  if (holder === state.me) line.textContent = t("stick.yours");
+  else if (holder) line.textContent = t("stick.holder", { name: nameOf(holder) });
+  else line.textContent = t("stick.on");
+}
+
+/** The private corner this member stands in, if a facilitator made it private with them. */
+function myPrivateCorner() {
+  const me = myself();
+  if (!me || !me.zone || me.zone === "room") return null;
+  return (state.private[me.zone] ?? []).includes(state.me) ? me.zone : null;
+}
+
+function setPrivate(corners) {
+  const before = myPrivateCorner();
+  state.private = corners ?? {};
+  view.setPrivate(state.private);
+  const after = Object.entries(state.private).find(([, ids]) => ids.includes(state.me))?.[0] ?? null;
+  if (after && after !== before) notice(t("notice.private_corner"));
+  if (before && !after) notice(t("notice.private_corner_closed"));
+}
+
+// --- help: the card, the request, what the facilitators answer ----------------------------
+
+function renderHelp() {
+  renderHelplines($("help-lines"), state.helplines, state.country, pageLang);
+}
+
+function helpState(text) {
+  $("help-state").textContent = text;
+}
+
+/** Show the card at once (from the cache); with `ask`, tell the facilitators privately. */
+function openHelp(ask) {
+  renderHelp();
+  $("help-card").hidden = false;
+  $("help-title").focus();
+  if (!ask) return;
+  state.asked = true;
+  $("im-ok").hidden = false;
+  $("help-prompt").hidden = true;
+  if ($("help-state").dataset.status === "resolved") delete $("help-state").dataset.status; // a new request
+  if (!connection.open) {
+    helpState(connection.state === "waiting" ? t("help.waiting") : t("help.offline"));
+    return;
+  }
+  helpState(t("help.sending"));
+  connection.request({ type: "help" }, "help").then(
+    (reply) => {
+      if (reply.type === "help_received") {
+        if ($("help-state").dataset.status === undefined) helpState(t("help.received"));
+      } else {
+        helpState(t("help.not_sent"));
+      }
+    },
+    () => helpState(t("help.not_sent")),
+  );
+}
+
+function onHelpStatus(message) {
+  if (!state.asked) return; // someone else's concern about this person: not theirs to be told
+  const text = { acknowledged: t("help.acknowledged"), engaged: t("help.engaged"), resolved: t("help.resolved") }[
+    message.status
+  ];
+  if (!text) return;
+  $("help-state").dataset.status = message.status;
+  helpState(text);
+  if ($("help-card").hidden) {
+    renderHelp();
+    $("help-card").hidden = false;
+  }
+}
+
+function onHelpPrompt() {
+  if (!state.asked) return;
+  renderHelp();
+  $("help-card").hidden = false;
+  $("help-prompt").hidden = false;
+  $("help-title").focus();
+}
+
+function imOk() {
+  if (connection.send({ type: "im_ok", ref: "ok-1" })) helpState(t("help.ok_sent"));
+  else helpState(t("help.offline"));
+}
+
+// --- the on-device detector: asks before anyone is told ------------------------------------
+
+function whyText(category) {
+  switch (category) {
+    case "intent":
+      return t("why.intent");
+    case "means_method":
+      return t("why.means_method");
+    case "harm_from_others":
+      return t("why.harm_from_others");
+    case "farewell":
+      return t("why.farewell");
+    default:
+      return t("why.other");
+  }
+}
+
+/** True when the detector fired and the person is being asked first (nothing is sent yet). */
+function careCheck(text) {
+  if (!state.pack || state.asked || Date.now() < state.careQuietUntil) return false;
+  const detection = detect(state.pack, text);
+  if (!detection) return false;
+  state.care = { detection };
+  $("care-why").textContent = `${whyText(detection.category)} ${t("why.private")}`;
+  $("care-done").textContent = "";
+  for (const id of ["care-yes", "care-send", "care-cancel"]) $(id).disabled = false;
+  $("care-prompt").hidden = false;
+  $("care-title").focus();
+  return true;
+}
+
+async function careYes() {
+  const care = state.care;
+  if (!care) return;
+  const { category, severity, pack, version } = care.detection; // never the text
+  $("care-yes").disabled = true;
+  try {
+    const reply = await connection.request({ type: "flag", category, severity, pack: `${pack}:${version}` }, "flag");
+    if (reply.type === "error") {
+      $("care-done").textContent = errorText(reply.code, reply.message);
+      $("care-yes").disabled = false;
+      return;
+    }
+    state.asked = true;
+    state.care = null;
+    $("care-done").textContent = t("care.sent");
+    $("care-send").textContent = t("care.send_group");
+    $("care-cancel").textContent = t("care.close");
+  } catch {
+    $("care-done").textContent = t("help.not_sent");
+    $("care-yes").disabled = false;
+  }
+}
+
+function careLater(sendIt) {
+  state.care = null;
+  if (!state.asked) state.careQuietUntil = Date.now() + CARE_QUIET_MS;
+  closePrompt("care-prompt", "chat-input");
+  const text = $("chat-input").value.trim();
+  if (sendIt && text) sendText(text);
+}
+
+// --- reporting a message ------------------------------------------------------------------
+
+function openReport(key) {
+  const kept = chat.kept(key);
+  if (!kept) return;
+  state.reporting = key;
+  $("report-quote").textContent = t("report.quote", { name: nameOf(kept.sender), text: kept.text });
+  $("report-reason").value = "";
+  $("report-form").hidden = false;
+  $("report-title").focus();
+}
+
+async function sendReport(event) {
+  event.preventDefault();
+  const key = state.reporting;
+  state.reporting = null;
+  closePrompt("report-form", "chat-input");
+  if (key === null) return;
+  try {
+    const reply = await chat.report(key, $("report-reason").value.trim());
+    if (reply.type === "report_received") notice(t("notice.report_sent"));
+    else notice(errorText(reply.code, reply.message), { warn: true });
+  } catch {
+    notice(t("error.not_sent"), { warn: true });
+  }
 }
 
 // --- what the server says ----------------------------------------------------------------
@@ -199,7 +522,11 @@ function onWelcome(welcome) {
   for (const member of room.members) setMember(member);
   state.lastSeq = Math.max(state.lastSeq, room.seq);
   state.epochShown = null;
+  state.stick = room.stick ?? state.stick;
+  state.slowMode = room.slow_mode ?? 0;
+  setPrivate(room.private);
   renderMembers();
+  renderStick();
   if (!welcome.resumed) notice(t("notice.welcome", { name: nameOf(welcome.member) }));
 }
 
@@ -248,6 +575,32 @@ function onServerMessage(message) {
       }
       break;
     }
+    case "corners":
+      setPrivate(message.private);
+      break;
+    case "stick":
+      state.stick = { on: message.on, holder: message.holder, hands: message.hands };
+      renderStick();
+      break;
+    case "room_settings":
+      if (message.slow_mode !== state.slowMode) {
+        state.slowMode = message.slow_mode;
+        notice(message.slow_mode > 0 ? t("notice.slow_mode", { n: message.slow_mode }) : t("notice.slow_mode_off"),
+          { seq: message.seq });
+      }
+      break;
+    case "unmute_requested":
+      if (!myself()?.muted) {
+        $("unmute-prompt").hidden = false;
+        $("unmute-title").focus();
+      }
+      break;
+    case "help_status":
+      onHelpStatus(message);
+      break;
+    case "help_prompt":
+      onHelpPrompt();
+      break;
     case "error":
       onError(message);
       break;
@@ -258,7 +611,11 @@ function onServerMessage(message) {
 }
 
 function onError(error) {
-  if (typeof error.ref === "string" && error.ref.startsWith("say-")) return; // the sender handles it
+  if (error.ref === "ok-1") {
+    helpState(errorText(error.code, error.message));
+    return;
+  }
+  if (typeof error.ref === "string" && QUIET_REFS.test(error.ref)) return; // the caller handles it
   if (["position_invalid", "rate_limited"].includes(error.code)) {
     walker?.refused();
     return;
@@ -278,6 +635,17 @@ function onState({ state: now, code }) {
   const joined = now === "joined";
   $("chat-input").disabled = !joined;
   $("chat-send").disabled = !joined;
+  $("mic").disabled = !joined;
+  $("hand").disabled = !joined;
+  const waiting = now === "waiting";
+  if (waiting && $("waiting").hidden) {
+    $("waiting").hidden = false;
+    $("room-layout").hidden = true;
+    $("waiting-title").focus();
+  } else if (!waiting && !$("waiting").hidden) {
+    $("waiting").hidden = true;
+    $("room-layout").hidden = ENDED.has(now);
+  }
   if (now === "connecting") status.textContent = t("status.connecting");
   if (now === "waiting") status.textContent = t("status.waiting");
   if (now === "reconnecting") {
@@ -294,6 +662,7 @@ function onState({ state: now, code }) {
   }
   if (ENDED.has(now)) {
     walker?.stop();
+    setMic(false);
     status.textContent = "";
     $("room-layout").hidden = true;
     $("ended").hidden = false;
@@ -343,13 +712,18 @@ function nearestFreeSeat() {
 
 async function send(event) {
   event.preventDefault();
-  const input = $("chat-input");
-  const text = input.value.trim();
+  const text = $("chat-input").value.trim();
   if (!text) return;
+  if (careCheck(text)) return; // the detector fired: the person is asked first, the text waits
+  await sendText(text);
+}
+
+async function sendText(text) {
+  const input = $("chat-input");
   input.value = "";
   try {
-    const sent = await chat.say(text);
-    showMessage({ sender: state.me, text, seq: sent.seq, ts: sent.ts, mine: true });
+    const sent = await chat.say(text, { zone: myPrivateCorner() });
+    showMessage({ sender: state.me, text, seq: sent.seq, ts: sent.ts, zone: sent.zone, mine: true });
   } catch (err) {
     if (exited) return;
     input.value = input.value || text; // keep what was typed, so nothing is lost
@@ -362,6 +736,7 @@ async function send(event) {
 let connection;
 let chat;
 let view;
+let voice = null;
 let exited = false;
 
 async function main() {
@@ -397,6 +772,7 @@ async function main() {
   });
   connection = new HearthConnection({ room: roomId, tokens, join });
   chat = new GroupChat(connection, roomId);
+  voice = new Voice({ connection, chat, view, root: $("voice"), app, t }); // docs/client.md, "Voice"
   const live = (fn) => (event) => {
     if (!exited) fn(event);
   };
@@ -440,10 +816,55 @@ async function main() {
   country.addEventListener("change", () => {
     state.country = country.value;
     writeFragment();
+    renderHelp();
   });
+  // Help: the card comes from the cache at once; the fresh copy replaces it when it arrives.
+  state.helplines = cachedHelplines();
+  loadHelplines().then((data) => {
+    if (!data) return;
+    state.helplines = data;
+    if (!$("help-card").hidden) renderHelp();
+  });
+  fetch(`/crisis/rules/${pageLang}.json`, { credentials: "same-origin" })
+    .then((response) => (response.ok ? response.json() : null))
+    .then((json) => {
+      if (!json) return;
+      state.pack = loadPack(json);
+      app.dataset.detector = "ready";
+    })
+    .catch(() => {}); // without a pack the detector stays silent; everything else works
+  $("help-button").addEventListener("click", () => openHelp(true));
+  $("show-helplines").addEventListener("click", () => openHelp(false));
+  $("help-close").addEventListener("click", () => closePrompt("help-card", "help-button"));
+  $("im-ok").addEventListener("click", imOk);
+  $("mic").addEventListener("click", () => setMic(!state.mic));
+  $("hand").addEventListener("click", () => connection.send({ type: "raise_hand", up: !myself()?.hand }));
+  $("unmute-yes").addEventListener("click", () => {
+    if (setMic(true)) closePrompt("unmute-prompt", "mic");
+  });
+  $("unmute-no").addEventListener("click", () => closePrompt("unmute-prompt", "mic"));
+  $("care-yes").addEventListener("click", careYes);
+  $("care-send").addEventListener("click", () => careLater(true));
+  $("care-cancel").addEventListener("click", () => careLater(false));
+  $("report-form").addEventListener("submit", sendReport);
+  $("report-cancel").addEventListener("click", () => {
+    state.reporting = null;
+    closePrompt("report-form", "chat-input");
+  });
+  $("chat-log").addEventListener("click", (event) => {
+    const button = event.target instanceof Element ? event.target.closest(".msg-report") : null;
+    if (button) openReport(button.dataset.key);
+  });
+  $("worried-yes").addEventListener("click", sendWorried);
+  $("worried-no").addEventListener("click", () => {
+    closePrompt("worried-form");
+    $("members").querySelector(`[data-focus-key="worried:${CSS.escape(state.worriedAbout ?? "")}"]`)?.focus();
+  });
+  renderVoice();
   onQuickExit(() => {
     exited = true; // the page is about to go: nothing may touch it any more
     walker?.stop();
+    voice?.stop(); // the microphone and the sound, released at once
     connection.stop();
   });
   connection.start();

@@ -92,6 +92,7 @@ export class RoomView {
     let avatar = this.#avatars.get(member.id);
     if (!avatar) {
       const node = svg("g", { class: "avatar", "data-member": member.id }, this.avatarLayer);
+      svg("circle", { class: "speak-ring", r: AVATAR + 20 }, node); // shown while they speak
       const ring = svg("circle", { class: "me-ring", r: AVATAR + 12 }, node);
       const use = svg("use", { x: -AVATAR, y: -AVATAR, width: 2 * AVATAR, height: 2 * AVATAR }, node);
       const label = svg("text", { y: AVATAR + 40 }, node);
@@ -151,6 +152,11 @@ export class RoomView {
     }
   }
 
+  /** The speaking ring on a member's avatar (voice: audio.js, voice.js). */
+  setSpeaking(id, on) {
+    this.#avatars.get(id)?.node.classList.toggle("speaking", on);
+  }
+
   /** Seats: which are taken, by whom (for their accessible names). */
   setSeats(takenBy) {
     const t = this.handlers.t;
@@ -163,6 +169,13 @@ export class RoomView {
       else label = t("seat.taken", { n: index + 1, name: who.pseudonym });
       seat.setAttribute("aria-label", label);
     });
+  }
+
+  /** Quiet corners a facilitator made private ({corner: [member ids]}) are drawn closed. */
+  setPrivate(corners) {
+    for (const g of this.root.querySelectorAll(".corner")) {
+      g.classList.toggle("private", Object.hasOwn(corners, g.dataset.corner));
+    }
   }
 
   showTarget(point) {
