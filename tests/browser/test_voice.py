@@ -1,0 +1,384 @@
+"""Spatial voice in the browser (issue 5): Chromium's fake microphone, three pages, one room.
+
+A speaks; B, seated to A's right, decodes A's frames at the full rate with sound in them and
+hears A on its left (the HRTF panner sits at negative x, and the left channel of B's output
+carries more energy than the right, measured with realtime analysers after a channel
+splitter); C, in a quiet corner, receives none of A's frames until it steps out. Then the
+controls: push-to-talk, a facilitator's mute (the page stops sending), and the request to
+unmute (the page asks; the microphone stays off until the person turns it on), with the
+Python client hearing the browser's encrypted voice.
+
+The fake microphone plays a generated speech-like WAV (a gliding harmonic tone with a
+syllable rhythm) instead of Chromium's default beep, so A talks continuously.
+
+Counters come from `window.hearthVoice.stats()` (web/static/js/voice.js): counts, levels and
+positions only.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import struct
+import wave
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from spaces.chat import GroupChat
+from spaces.e2ee.voice import voice_header
+from tests.browser.harness import (
+    CHROMIUM,
+    LAUNCH_ARGS,
+    Browser,
+    Page,
+    artifact,
+    keys_ready,
+    open_page,
+    screen_point,
+    seated,
+)
+from tests.conftest import LiveServer
+from tests.test_e2ee_room import record_frames
+
+pytestmark = pytest.mark.browser
+
+FAKE_MIC = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
+# The test room (tests/conftest.py): 14 x 10 m; seat 5 at (5.16, 6.84), seat 3 at (8.84, 6.84);
+# the quiet corner "corner-west" is the square (0, 0)-(3, 3); spawns (2, 8.5), (12, 8.5), (7, 9.2).
+SEAT_LEFT = 5
+SEAT_RIGHT = 3
+OPUS_24K = 60  # bytes of Opus in a 20 ms frame at 24 kbps constant
+OPUS_12K = 30
+FRAME_OVERHEAD = 26  # 10-byte header + 16-byte tag
+
+STATS = "() => window.hearthVoice.stats()"
+SPEAKER = "(id) => window.hearthVoice.stats().audio.speakers[id] ?? null"
+RATE = """async ([id, ms]) => {
+  const get = () => window.hearthVoice.stats().audio.speakers[id];
+  const before = get(); const t0 = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  const after = get(); const seconds = (performance.now() - t0) / 1000;
+  const per = (key) => (after[key] - before[key]) / seconds;
+  return { decoded: per('decoded'), voiced: per('voiced'), played: per('played'),
+           received: per('received'), late: after.late - before.late, after };
+}"""
+STEADY = """async ([key, ms]) => {
+  const before = window.hearthVoice.stats()[key];
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return window.hearthVoice.stats()[key] - before;
+}"""
+
+
+def speech_wav(path: Path, seconds: float = 4.0, rate: int = 48000) -> Path:
+    """A voice-like signal: a harmonic tone gliding around 140 Hz, 3.5 syllables a second."""
+    out = bytearray()
+    phase = 0.0
+    for i in range(int(rate * seconds)):
+        t = i / rate
+        phase += 2 * math.pi * (140 + 40 * math.sin(2 * math.pi * 0.7 * t)) / rate
+        envelope = 0.55 + 0.45 * math.sin(2 * math.pi * 3.5 * t)
+        sample = sum(math.sin(k * phase) / k for k in range(1, 8)) * 0.25 * envelope
+        out += struct.pack("<h", int(max(-1.0, min(1.0, sample)) * 32767))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(out))
+    return path
+
+
+class FakeMicBrowser(Browser):
+    """Debian's Chromium with the fake microphone (and no permission prompt)."""
+
+    def __init__(self, wav: Path) -> None:
+        super().__init__()
+        self.args = [*LAUNCH_ARGS, *FAKE_MIC, f"--use-file-for-fake-audio-capture={wav}"]
+
+    def start(self) -> None:
+        def launch() -> None:
+            from playwright.sync_api import sync_playwright
+            pw = sync_playwright().start()
+            self._state["pw"] = pw
+            self._state["browser"] = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                        args=self.args)
+        self._worker.submit(launch).result(timeout=90)
+
+
+@pytest.fixture(scope="module")
+def mic_browser(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """`browser` first: it skips (or fails in CI) when Chromium or Playwright is missing."""
+    b = FakeMicBrowser(speech_wav(tmp_path_factory.mktemp("voice") / "speech.wav"))
+    b.start()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def mic_pages(mic_browser: Browser) -> Iterator[list[Page]]:
+    """As `pages`: each page stayed on 127.0.0.1 and raised no error."""
+    opened: list[Page] = []
+    yield opened
+    for page in opened:
+        mic_browser.call_sync(page.context.close)
+    for page in opened:
+        assert page.recorder.foreign() == [], f"requests left 127.0.0.1: {page.recorder.foreign()}"
+        assert page.recorder.errors == [], f"errors in the page: {page.recorder.errors}"
+
+
+async def walk_to(page: Page, x: float, y: float) -> None:
+    sx, sy = await screen_point(page, x, y)
+    await page.do(lambda p: p.mouse.click(sx, sy))
+
+
+async def in_zone(page: Page, zone: str) -> None:
+    await page.wait_for("(zone) => window.hearthVoice?.stats().audio.me?.zone === zone", zone)
+
+
+async def sound_running(page: Page) -> None:
+    await page.wait_for("() => window.hearthVoice.stats().audio.context === 'running'")
+
+
+def voice_frames(frames: list[bytes]) -> list[bytes]:
+    return [f for f in frames if f[:1] == b"\x01"]  # text frames start with "{"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_speaks_b_hears_a_on_the_left_and_a_quiet_corner_hears_nothing(
+        server: LiveServer, mic_browser: Browser, mic_pages: list[Page]) -> None:
+    frames = record_frames(server)
+    a = await open_page(mic_browser, mic_pages, server.http_url)
+    b = await open_page(mic_browser, mic_pages, server.http_url)
+    c = await open_page(mic_browser, mic_pages, server.http_url)
+    a_id = await a.join("circle", pseudonym="Ana Voz")
+    b_id = await b.join("circle", pseudonym="Beto Oye")
+    c_id = await c.join("circle", pseudonym="Cora Calma")
+
+    # A sits to B's left (same y, smaller x: the listener faces up the screen); C walks into
+    # the quiet corner, 6.5 m from A: within hearing range, but the corner is its own zone.
+    await a.do(lambda p: p.click(f".seat[data-seat='{SEAT_LEFT}']"))
+    await b.do(lambda p: p.click(f".seat[data-seat='{SEAT_RIGHT}']"))
+    await walk_to(c, 1.5, 1.5)
+    for page in (a, b, c):
+        await seated(page, a_id, SEAT_LEFT)
+        await seated(page, b_id, SEAT_RIGHT)
+    await in_zone(c, "corner-west")
+    await keys_ready(a, [b_id, c_id])
+    # Each page's sound started with its first click (a user gesture).
+    for page in (a, b, c):
+        await sound_running(page)
+
+    # A turns the microphone on (room.js's button; voice.js captures, encodes and sends).
+    await a.do(lambda p: p.click("#mic"))
+    await a.wait_for("() => window.hearthVoice.stats().sent >= 50")
+    await b.wait_for(f"() => ({SPEAKER})('{a_id}')?.decoded >= 25")
+
+    # B decodes A at the full rate (50 frames a second), with sound in the frames.
+    rate = await b.evaluate(RATE, [a_id, 2000])
+    assert rate["decoded"] >= 40, rate
+    assert rate["voiced"] >= 40, rate
+    assert rate["played"] >= 40, rate
+    speaker = rate["after"]
+    assert speaker["rms"] > 1e-3 and speaker["energy"] > 1e-6, speaker
+    assert speaker["speaking"] is True, speaker
+    assert await b.evaluate(
+        "(id) => document.querySelector(`.avatar[data-member='${id}']`).classList.contains('speaking')",
+        a_id)
+
+    await b.do(lambda p: p.screenshot(path=str(artifact("room-voice-desktop-en.png")), full_page=True))
+
+    # B's panner for A is where A sits: 3.68 m to the left, level with B; HRTF.
+    assert speaker["panner"]["x"] == pytest.approx(-3.68, abs=0.05), speaker
+    assert speaker["panner"]["z"] == pytest.approx(0.0, abs=0.05), speaker
+    assert speaker["pannerNow"]["x"] < -3.0, speaker
+    assert speaker["pannerNow"]["model"] == "HRTF", speaker
+    # ...and what B plays is louder in the left ear.
+    stereo = await b.evaluate("() => window.hearthVoice.measureStereo(1500)")
+    assert stereo["reads"] >= 10, stereo
+    assert stereo["left"] > 1.3 * stereo["right"] > 0, stereo
+
+    # C, in the quiet corner, received none of A's frames (A has sent well over a hundred).
+    sent = (await a.evaluate(STATS))["sent"]
+    assert sent >= 150, sent
+    c_stats = (await c.evaluate(STATS))["audio"]
+    assert c_stats["frames"] == 0 and a_id not in c_stats["speakers"], c_stats
+
+    # What went over the wire: one binary message per 20 ms frame, 24 kbps constant (60 bytes
+    # of Opus each), the slot left to the server, and A's measured speech level in the header.
+    out = voice_frames(frames)
+    assert len(out) >= sent - 5, (len(out), sent)
+    assert {len(f) for f in out} == {FRAME_OVERHEAD + OPUS_24K}
+    headers = [voice_header(f) for f in out]
+    assert {h.slot for h in headers} == {0}
+    assert [h.seq for h in headers] == sorted(h.seq for h in headers)
+    levels = [h.level for h in headers]
+    assert max(levels) < 70 and len(set(levels)) > 5, levels[:50]
+    assert sum(h.flags & 1 for h in headers) >= 0.9 * len(headers)
+
+    # Low-bandwidth mode: 12 kbps (30 bytes of Opus a frame), and B still hears A.
+    await a.do(lambda p: p.check("#voice-low"))
+    await a.wait_for(f"() => window.hearthVoice.stats().lastOpusBytes === {OPUS_12K}")
+    rate = await b.evaluate(RATE, [a_id, 1000])
+    assert rate["voiced"] >= 40, rate
+
+    # The control: C steps out of the corner to (4, 3.5) and hears A from then on: A is now
+    # to C's right (larger x) and behind (larger y: down the screen).
+    await walk_to(c, 4.0, 3.5)
+    await in_zone(c, "room")
+    await c.wait_for(f"() => ({SPEAKER})('{a_id}')?.decoded >= 20")
+    heard = await c.evaluate(SPEAKER, a_id)
+    assert heard["voiced"] >= 15, heard
+    assert heard["panner"]["x"] > 0.5 and heard["panner"]["z"] > 2.5, heard
+
+
+@pytest_twisted.ensureDeferred
+async def test_push_to_talk_and_a_facilitators_mute_and_request_to_unmute(
+        server: LiveServer, mic_browser: Browser, mic_pages: list[Page]) -> None:
+    a = await open_page(mic_browser, mic_pages, server.http_url)
+    a_id = await a.join("circle", pseudonym="Ana Voz")  # spawns at (2, 8.5)
+    node = server.hearth.node
+    ticket = node.venue.issue_ticket("facilitator", node.clock())
+    py = await GroupChat.join(await server.client(), "circle", pseudonym="Fran Guide",
+                              ticket=ticket)  # spawns at (12, 8.5)
+    # A sits 3.6 m from the facilitator, who hears (and decrypts) A's voice in Python.
+    await a.do(lambda p: p.click(f".seat[data-seat='{SEAT_RIGHT}']"))
+    await seated(a, a_id, SEAT_RIGHT)
+    await keys_ready(a, [py.client.member])
+
+    await a.do(lambda p: p.click("#mic"))
+    await a.wait_for("() => window.hearthVoice.stats().sent >= 25")
+    heard = [f for who, f in py.heard if who == a_id]
+    assert len(heard) >= 10 and {len(f.opus) for f in heard} == {OPUS_24K}
+    assert all(f.level < 127 for f in heard) and any(f.speech for f in heard)
+
+    # Push to talk: nothing goes out until Space is held (on the map), then frames flow, and
+    # letting go ends the talkspurt.
+    await a.do(lambda p: p.check("#voice-mode-ptt"))
+    await a.wait_for("() => !document.getElementById('voice-ptt').hidden")
+    await a.evaluate("() => new Promise((resolve) => setTimeout(resolve, 300))")
+    assert await a.evaluate(STEADY, ["sent", 600]) == 0
+    ends = (await a.evaluate(STATS))["ends"]
+    await a.do(lambda p: p.focus("#room-view"))
+    await a.do(lambda p: p.keyboard.down(" "))
+    assert (await a.evaluate(STATS))["held"] is True
+    assert await a.evaluate(STEADY, ["sent", 600]) >= 20
+    await a.do(lambda p: p.keyboard.up(" "))
+    await a.wait_for(f"() => window.hearthVoice.stats().ends > {ends}")
+    await a.evaluate("() => new Promise((resolve) => setTimeout(resolve, 200))")
+    assert await a.evaluate(STEADY, ["sent", 600]) == 0
+    # The hold-to-talk button does the same.
+    await a.do(lambda p: p.hover("#voice-ptt"))
+    await a.do(lambda p: p.mouse.down())
+    assert await a.evaluate(STEADY, ["sent", 600]) >= 20
+    await a.do(lambda p: p.mouse.up())
+    await a.do(lambda p: p.check("#voice-mode-open"))
+    assert (await a.evaluate(STATS))["mode"] == "open"
+    assert await a.evaluate(STEADY, ["sent", 600]) >= 20
+
+    # The facilitator mutes A: the page shows it, releases the microphone and stops sending.
+    py.client.send({"type": "mute", "member": a_id})
+    await a.wait_for("() => { const s = window.hearthVoice.stats();"
+                     " return s.forcedMuted && s.mic === 'off'; }")
+    assert await a.evaluate("() => document.getElementById('app').dataset.muted") == "true"
+    await a.evaluate("() => new Promise((resolve) => setTimeout(resolve, 200))")
+    assert await a.evaluate(STEADY, ["sent", 800]) == 0
+    await a.do(lambda p: p.click("#mic", force=True))  # trying anyway changes nothing
+    assert (await a.evaluate(STATS))["mic"] == "off"
+
+    # The facilitator asks A to speak: the page asks; the microphone stays off meanwhile.
+    py.client.send({"type": "ask_unmute", "member": a_id})
+    await a.wait_for("() => !document.getElementById('unmute-prompt').hidden")
+    assert await a.evaluate(STEADY, ["sent", 800]) == 0
+    stats = await a.evaluate(STATS)
+    assert stats["mic"] == "off" and stats["forcedMuted"] is False, stats
+    # A says yes: from now on A is heard again.
+    await a.do(lambda p: p.click("#unmute-yes"))
+    assert await a.evaluate(STEADY, ["sent", 800]) >= 20
+    py.client.send({"type": "leave"})
+    await py.client.closed
+
+
+def test_the_voice_strings_exist_in_both_catalogs() -> None:
+    static = Path(__file__).resolve().parents[2] / "web" / "static"
+    source = (static / "js" / "voice.js").read_text(encoding="utf-8")
+    used = set(re.findall(r'"(voice\.[a-z_.]+)"', source))
+    assert len(used) >= 10
+    for lang in ("en", "es"):
+        catalog: dict[str, Any] = json.loads((static / "i18n" / f"{lang}.json").read_text("utf-8"))
+        assert used <= catalog.keys(), (lang, used - catalog.keys())
+
+
+JITTER = """async () => {
+  const { RoomAudio, MIN_DELAY_S } = await import('/static/js/audio.js');
+  // Real Opus frames (a 300 Hz tone) for a speaker whose "decryption" hands them back by seq.
+  const opus = [];
+  const encoder = new AudioEncoder({ output: (chunk) => {
+    const bytes = new Uint8Array(chunk.byteLength); chunk.copyTo(bytes); opus.push(bytes); },
+    error: () => {} });
+  encoder.configure({ codec: 'opus', sampleRate: 48000, numberOfChannels: 1, bitrate: 24000,
+                      bitrateMode: 'constant' });
+  for (let i = 0; i < 20; i += 1) {
+    const data = new Float32Array(960);
+    for (let k = 0; k < 960; k += 1) data[k] = 0.3 * Math.sin(2 * Math.PI * 300 * (i * 960 + k) / 48000);
+    encoder.encode(new AudioData({ format: 'f32-planar', sampleRate: 48000, numberOfFrames: 960,
+                                   numberOfChannels: 1, timestamp: i * 20000, data }));
+  }
+  await encoder.flush();
+  const opened = new Map();
+  const session = { decryptVoice: async (id, data) => opened.get(new DataView(data).getUint32(6)) };
+  const audio = new RoomAudio({ session: () => session });
+  audio.ensureContext();
+  await audio.context.resume();
+  audio.handle({ type: 'welcome', member: 'me', room: { members: [
+    { id: 'me', x: 5, y: 5, zone: 'room', slot: 1 }, { id: 'them', x: 3, y: 5, zone: 'room', slot: 2 }] } });
+  const send = (seq) => {
+    const frame = new Uint8Array(26);
+    frame.set([1, 1, 30]);
+    new DataView(frame.buffer).setUint16(4, 2);
+    new DataView(frame.buffer).setUint32(6, seq);
+    opened.set(seq, { opus: opus[seq % opus.length], seq, level: 30, flags: 1, speech: true, end: false });
+    audio.receive(frame.buffer);
+  };
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const them = () => audio.stats().speakers.them;
+  const out = {};
+  for (let seq = 1; seq <= 10; seq += 1) { send(seq); await sleep(20); }
+  send(12); send(11); await sleep(20);                      // reordered: 11 still plays
+  await sleep(20); send(14); await sleep(20);               // 13 is lost...
+  for (let seq = 15; seq <= 24; seq += 1) { send(seq); await sleep(20); }
+  send(13);                                                 // ...and comes far too late
+  await sleep(60);
+  out.steady = them();
+  // Bursty arrivals (two frames every 40 ms): the measured jitter raises the target delay.
+  for (let seq = 25; seq <= 84; seq += 2) { send(seq); send(seq + 1); await sleep(40); }
+  await sleep(100);
+  out.bursty = them();
+  out.min = MIN_DELAY_S * 1000;
+  audio.stop();
+  return out;
+}"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_jitter_buffer_reorders_skips_lost_frames_drops_late_ones_and_adapts(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    page = await open_page(browser, pages, server.http_url)
+    await page.goto("/")
+    out = await page.evaluate(JITTER)
+    steady, bursty = out["steady"], out["bursty"]
+    # 1-12 and 14-24 decoded (12 came before 11 and both played), 13 skipped at its turn and
+    # dropped when it came, 200 ms later.
+    assert steady["decoded"] == 23, steady
+    assert steady["concealed"] == 1 and steady["late"] == 1, steady
+    assert steady["voiced"] == 23 and steady["tooLate"] == 0, steady
+    assert steady["targetMs"] >= out["min"], steady
+    # Two frames at once every 40 ms: ~20 ms of jitter, so a longer target (still bounded).
+    assert bursty["jitterMs"] >= 10, bursty
+    assert steady["targetMs"] + 30 <= bursty["targetMs"] <= 200, (steady, bursty)
+    assert bursty["decoded"] == 23 + 60 and bursty["late"] == 1, bursty
