@@ -160,6 +160,7 @@ class Venue:
                 "resumed": resumed, "grace": self.config.session.resume_grace_seconds,
                 "movement": {"walk_speed": self.config.movement.walk_speed,
                              "tick_hz": self.config.movement.tick_hz},
+                "voice": {"hearing_range": self.config.voice.hearing_range},
                 "room": room.snapshot()}
 
     def join(self, msg: p.Join, now: float,
