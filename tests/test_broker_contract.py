@@ -13,7 +13,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from spaces.broker import MemoryBroker
-from tests.redis_servers import RedisCluster, RedisServer
+from tests.redis_servers import RedisServer, redis_cluster, redis_server  # noqa: F401 - fixtures
 
 
 async def sleep(seconds: float) -> None:
@@ -26,19 +26,6 @@ async def until(check: Any, timeout: float = 5.0) -> None:
         assert time.monotonic() < deadline, "timed out"
         await sleep(0.02)
 
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture(scope="module")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    cluster = RedisCluster(tmp_path_factory.mktemp("cluster")).start()
-    yield cluster
-    cluster.kill()
 
 
 @pytest.fixture(params=["memory", "redis", "cluster"])

@@ -16,7 +16,7 @@ from spaces.broker import MemoryBroker
 from spaces.chat import GroupChat
 from spaces.client import HearthClient
 from tests.conftest import LiveServer, make_config
-from tests.redis_servers import RedisCluster, RedisServer
+from tests.redis_servers import redis_cluster, redis_server  # noqa: F401 - fixtures
 from tests.test_crisis_live import until
 from tests.test_e2ee_room import settle
 from tests.test_voice_relay import walk_to
@@ -51,19 +51,6 @@ async def start_nodes(configs: list[Any], brokers: list[Any]) -> list[LiveServer
     await until(lambda: all(getattr(b, "connected", True) for b in brokers), what="brokers")
     return nodes
 
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
-    yield server
-    server.kill()
-
-
-@pytest.fixture(scope="module")
-def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    cluster = RedisCluster(tmp_path_factory.mktemp("cluster")).start()
-    yield cluster
-    cluster.kill()
 
 
 @pytest_twisted.async_yield_fixture(params=["memory", "redis", "cluster"])
