@@ -60,6 +60,7 @@ LIMITS = {"messages_per_second": 1000, "message_burst": 2000, "flood_strikes": 1
 
 class LiveEndpoint(RuleBasedStateMachine):
     server: LiveServer
+    steps = 0  # rule steps run, across examples (hypothesis picks each example's length)
 
     def __init__(self) -> None:
         super().__init__()
@@ -225,6 +226,7 @@ class LiveEndpoint(RuleBasedStateMachine):
 
     @invariant()
     def answered_and_consistent(self) -> None:
+        LiveEndpoint.steps += 1
         async def check() -> None:
             for seat in list(self.seats):
                 await self._sentinel(seat)
@@ -256,4 +258,9 @@ async def test_stateful_fuzz_of_the_live_endpoint() -> None:
     runs = max(1, STEPS // STEPS_PER_RUN)
     machine = settings(max_examples=runs, stateful_step_count=STEPS_PER_RUN, deadline=None,
                        database=None, suppress_health_check=list(HealthCheck))(LiveEndpoint)
-    await deferToThread(machine.TestCase().runTest)
+    LiveEndpoint.steps = 0
+    for _ in range(20):  # until at least STEPS steps have run (bounded)
+        await deferToThread(machine.TestCase().runTest)
+        if LiveEndpoint.steps >= STEPS:
+            break
+    assert LiveEndpoint.steps >= STEPS, f"only {LiveEndpoint.steps} steps ran"
