@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spaces.config import to_toml
+
 ROOT = Path(__file__).resolve().parent.parent
 URL = re.compile(r"Open (http://[0-9.]+:(\d+)/)")
 SERVER_CORE = 0
@@ -117,26 +119,6 @@ def hearth_config(data_dir: Path, rooms: int, capacity: int) -> dict[str, Any]:
     }
 
 
-def toml_of(data: dict[str, Any]) -> str:
-    """Just enough TOML for the config above (tables of scalars, lists, inline tables)."""
-    def value(v: Any) -> str:
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return json.dumps(v)
-    lines = []
-    for section, body in data.items():
-        if isinstance(body, list):
-            for item in body:
-                lines.append(f"[[{section}]]")
-                lines += [f"{k} = {value(v)}" for k, v in item.items()]
-        else:
-            lines.append(f"[{section}]")
-            lines += [f"{k} = {value(v)}" for k, v in body.items()]
-    return "\n".join(lines) + "\n"
-
-
 @dataclass
 class Served:
     """One running server process and where it listens."""
@@ -200,7 +182,7 @@ def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = Fa
     env = _env()
     if kind == "hearth":
         config = workdir / "hearth.toml"
-        config.write_text(toml_of(hearth_config(workdir / "data", rooms, capacity)))
+        config.write_text(to_toml(hearth_config(workdir / "data", rooms, capacity)))
         if facilitator:
             subprocess.run([sys.executable, "-m", "web.cli", "facilitator", "add", FACILITATOR,
                             "--config", str(config), "--password-file", "-"],

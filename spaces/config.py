@@ -9,6 +9,7 @@ how safe defaults get lost.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import tomllib
@@ -724,6 +725,27 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
                         limits=limits, movement=movement, voice=voice, login=login,
                         crisis=crisis, metrics=metrics, retention=retention,
                         rooms=tuple(rooms))
+
+
+def to_toml(data: Mapping[str, Any]) -> str:
+    """A config as TOML text: tables of scalars, lists and inline tables, which is all
+    Hearth's config uses. Tests and benchmarks write their configs with it."""
+    def value(v: Any) -> str:
+        if isinstance(v, Mapping):
+            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return json.dumps(v)
+    lines = []
+    for section, body in data.items():
+        if isinstance(body, list):
+            for item in body:
+                lines.append(f"[[{section}]]")
+                lines += [f"{k} = {value(v)}" for k, v in item.items()]
+        else:
+            lines.append(f"[{section}]")
+            lines += [f"{k} = {value(v)}" for k, v in body.items()]
+    return "\n".join(lines) + "\n"
 
 
 def load_config(path: Path | None = None) -> HearthConfig:

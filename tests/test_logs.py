@@ -9,32 +9,13 @@ from pathlib import Path
 import pytest_twisted
 
 from spaces.client import HearthClient
+from spaces.config import to_toml as toml_of
 from tests.conftest import BASE
 from tests.serving import ServedHearth
 
 CLIENT_ADDRESS = "127.0.0.2"  # the client's end; the server listens on 127.0.0.1
 BODY = "U2VjcmV0IHRoaW5ncyBzYWlkIGluIHRoZSBjaXJjbGU="
 COMMIT = "D" * 43 + "="
-
-
-def toml_of(data: dict[str, object]) -> str:
-    """Just enough TOML for the test config (tables of scalars, lists, inline tables)."""
-    def value(v: object) -> str:
-        if isinstance(v, dict):
-            return "{ " + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + " }"
-        if isinstance(v, list):
-            return "[" + ", ".join(value(x) for x in v) + "]"
-        return json.dumps(v)
-    lines = []
-    for section, body in data.items():
-        if isinstance(body, list):
-            for item in body:
-                lines.append(f"[[{section}]]")
-                lines += [f"{k} = {value(v)}" for k, v in item.items()]
-        else:
-            lines.append(f"[{section}]")
-            lines += [f"{k} = {value(v)}" for k, v in body.items()]
-    return "\n".join(lines) + "\n"
 
 
 @pytest_twisted.ensureDeferred
