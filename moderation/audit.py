@@ -10,9 +10,10 @@ address, no token ever goes in: the fields are fixed and short.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from moderation.journal import Journal, read_records
 
@@ -30,9 +31,11 @@ class AuditEntry:
 
 
 class AuditLog:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path,
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.path = path
         self._journal = Journal(path)
+        self.on_record = on_record  # e.g. ship it to the shared log (web/shared_logs.py)
 
     def record(self, actor: str, action: str, target: str | None, room: str | None,
                outcome: str, now: float) -> AuditEntry:
@@ -40,7 +43,10 @@ class AuditLog:
                            target=None if target is None else target[:MAX_FIELD],
                            room=None if room is None else room[:MAX_FIELD],
                            outcome=outcome[:MAX_FIELD])
-        self._journal.append(asdict(entry))
+        record = asdict(entry)
+        self._journal.append(record)
+        if self.on_record is not None:
+            self.on_record(record)
         return entry
 
     def entries(self) -> Iterator[AuditEntry]:

@@ -22,7 +22,7 @@ from moderation.incidents import (
     IncidentDesk,
     IncidentRefused,
 )
-from spaces.effects import Dispatch, Effect, Record, Reply, Send
+from spaces.effects import ActElsewhere, Dispatch, Duty, Effect, Record, Reply, Send
 from spaces.protocol import ProtocolError
 from spaces.room import Member, Room
 
@@ -43,6 +43,8 @@ class CrisisDesk:
     new_id: Callable[[], str]
     public_url: str = ""
     on_duty: dict[str, Member] = field(default_factory=dict)  # member id -> facilitator
+    # incidents other nodes run (their rooms are owned there), as last heard: id -> wire
+    elsewhere: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     # --- triggers ----------------------------------------------------------------
 
@@ -94,6 +96,9 @@ class CrisisDesk:
         if action == "resolve" and outcome not in OUTCOMES:
             raise ProtocolError("incident_outcome",
                                 "Resolving needs an outcome: " + ", ".join(OUTCOMES) + ".", ref)
+        if incident_id not in self.desk.incidents and incident_id in self.elsewhere:
+            return [ActElsewhere(str(self.elsewhere[incident_id]["room"]), incident_id, action,
+                                 outcome, actor, ref)]
         try:
             incident = self.desk.apply(incident_id, action, actor, now, outcome=outcome)
         except IncidentRefused as err:
@@ -113,8 +118,35 @@ class CrisisDesk:
             self.on_duty[member.id] = member
         else:
             self.on_duty.pop(member.id, None)
-        return [Reply({"type": "duty", "on": on, "open": [
-            i.to_wire() for i in self.desk.incidents.values() if i.state != "resolved"]})]
+        live = {i.id: i.to_wire() for i in self.desk.incidents.values() if i.state != "resolved"}
+        for incident_id, wire in self.elsewhere.items():
+            live.setdefault(incident_id, wire)
+        return [Reply({"type": "duty", "on": on, "open": list(live.values())})]
+
+    def learn(self, wire: dict[str, Any]) -> None:
+        """Another node recorded an incident's new state: on-duty facilitators here can see
+        it and act on it (the action goes to that node)."""
+        incident_id = str(wire.get("id"))
+        if incident_id in self.desk.incidents:
+            return
+        if wire.get("state") == "resolved":
+            self.elsewhere.pop(incident_id, None)
+        else:
+            self.elsewhere[incident_id] = wire
+
+    def hand_over(self, room: str) -> None:
+        """Another node runs the room now, and its incidents with it (from the saved state)."""
+        for incident in [i for i in self.desk.incidents.values() if i.room == room]:
+            del self.desk.incidents[incident.id]
+            if incident.state != "resolved":
+                self.elsewhere[incident.id] = incident.to_wire()
+
+    def adopt(self, states: list[Any]) -> int:
+        """This node took over a room: its live incidents (and their timers) run here now."""
+        taken = self.desk.adopt(states)
+        for incident_id in self.desk.incidents:
+            self.elsewhere.pop(incident_id, None)
+        return taken
 
     def forget_member(self, member: str) -> None:
         self.on_duty.pop(member, None)
@@ -138,7 +170,7 @@ class CrisisDesk:
             if alert.notify == "room_facilitators" and room is not None:
                 effects += [Send(f.id, message) for f in room.facilitators()]
             elif alert.notify == "on_duty_facilitators":
-                effects += [Send(m, message) for m in self.on_duty]
+                effects.append(Duty(message))
             elif alert.notify == "on_call_webhook":
                 effects += self._dispatch_all(incident, "incident.alert", alert.tier, False)
             elif alert.notify == "secondary_on_call":
@@ -146,7 +178,7 @@ class CrisisDesk:
             elif alert.notify == "admin":
                 effects.append(Dispatch("email:admin", self.payload(incident, "incident.admin",
                                                                      alert.tier)))
-                effects += [Send(m, {**message, "reason": "admin"}) for m in self.on_duty]
+                effects.append(Duty({**message, "reason": "admin"}))
             elif (alert.notify == "participant_prompt" and not incident.test
                   and incident.trigger in ASKED):
                 effects.append(Send(incident.member, {"type": "help_prompt",
@@ -168,7 +200,7 @@ class CrisisDesk:
 
     def _to_responders(self, incident: Incident, message: dict[str, Any],
                        rooms: dict[str, Room]) -> list[Effect]:
-        """The incident's room facilitators and everyone on duty, once each."""
+        """The incident's room facilitators and everyone on duty (on any node), once each."""
         room = rooms.get(incident.room)
-        here = [f.id for f in room.facilitators()] if room is not None else []
-        return [Send(m, message) for m in dict.fromkeys([*here, *self.on_duty])]
+        here = tuple(f.id for f in room.facilitators()) if room is not None else ()
+        return [*(Send(m, message) for m in here), Duty(message, exclude=here)]

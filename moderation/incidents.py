@@ -35,6 +35,8 @@ Outcome = Literal["de_escalated", "external_help_confirmed", "unreachable", "not
 Notify = Literal["room_facilitators", "on_duty_facilitators", "on_call_webhook",
                  "secondary_on_call", "admin", "participant_prompt"]
 
+STATES: Final = ("open", "acknowledged", "engaged", "external_help_requested",
+                  "awaiting_confirmation", "lost_contact", "resolved")
 TRIGGERS: Final = ("help_button", "self_detector", "facilitator_detector", "facilitator_flag",
                    "peer_concern", "drill")
 OUTCOMES: Final = ("de_escalated", "external_help_confirmed", "unreachable", "not_a_concern",
@@ -152,6 +154,25 @@ class Incident:
                 "responders": list(self.responders), "outcome": self.outcome,
                 "follow_up": self.follow_up, "test": self.test}
 
+    def to_state(self) -> dict[str, Any]:
+        """Everything needed to run the incident on another node (timers included)."""
+        return {**self.to_wire(), "opened_at": self.opened_at, "fired": list(self.fired),
+                "history": [list(h) for h in self.history]}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> Incident:
+        if state.get("trigger") not in TRIGGERS or state.get("state") not in STATES:
+            raise ValueError("not an incident state")
+        return cls(id=str(state["id"]), room=str(state["room"]), member=str(state["member"]),
+                   pseudonym=str(state["pseudonym"]), trigger=state["trigger"],
+                   severity=str(state["severity"]), category=str(state["category"]),
+                   rule_pack=state.get("rule_pack"), opened_at=float(state["opened_at"]),
+                   state=state["state"], fired=tuple(int(i) for i in state.get("fired", ())),
+                   history=tuple((float(t), str(e), a) for t, e, a in state.get("history", ())),
+                   responders=tuple(state.get("responders", ())),
+                   outcome=state.get("outcome"), follow_up=bool(state.get("follow_up")),
+                   test=bool(state.get("test")))
+
 
 @dataclass(frozen=True, slots=True)
 class Alert:
@@ -247,6 +268,27 @@ class IncidentDesk:
             alerts = [Alert(self.incidents[incident_id], a.notify, a.tier, a.sound)
                       for a in alerts]
         return alerts
+
+    def export(self, room: str) -> list[dict[str, Any]]:
+        """The room's live incidents, to go with the room when another node takes it over."""
+        return [i.to_state() for i in self.incidents.values()
+                if i.room == room and i.state != "resolved"]
+
+    def adopt(self, states: list[Any]) -> int:
+        """Take over incidents run by a node that went away; their tiers go on from where
+        they were (a tier that fired there does not fire again). Of two copies of one
+        incident the one with more history wins. Returns how many were taken."""
+        taken = 0
+        for state in states:
+            try:
+                incident = Incident.from_state(state)
+            except (KeyError, TypeError, ValueError):
+                continue
+            known = self.incidents.get(incident.id)
+            if known is None or len(incident.history) > len(known.history):
+                self.incidents[incident.id] = incident
+                taken += 1
+        return taken
 
     def forget_resolved(self, before: float) -> int:
         """Retention for the in-memory desk: resolved incidents older than `before` go."""

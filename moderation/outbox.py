@@ -34,6 +34,14 @@ class Item:
     attempts: int = 0
     next_at: float = 0.0
     in_flight: bool = False
+    # Shared through the broker (web/shared_outbox.py): the item's id in the shared stream,
+    # and whether it was adopted from a node that went away (then only the stream has it).
+    sid: str | None = None
+    adopted: bool = False
+
+    def to_record(self) -> dict[str, Any]:
+        return {"id": self.id, "channel": self.channel, "payload": self.payload,
+                "created_at": self.created_at}
 
 
 @dataclass
@@ -56,10 +64,29 @@ class Outbox:
             if record.get("op") == "add":
                 self.items[record["id"]] = Item(
                     id=record["id"], channel=record["channel"], payload=record["payload"],
-                    created_at=record["created_at"], next_at=now)
+                    created_at=record["created_at"], next_at=now, sid=record.get("sid"))
+            elif record.get("op") == "shipped" and record.get("id") in self.items:
+                self.items[record["id"]].sid = record.get("sid")
             elif record.get("op") == "done":
                 self.items.pop(record["id"], None)
         return len(self.items)
+
+    def shipped(self, item_id: str, sid: str) -> None:
+        """The item is in the shared stream too: another node can deliver it if this one dies."""
+        item = self.items.get(item_id)
+        if item is not None and not item.adopted:
+            item.sid = sid
+            self.journal({"op": "shipped", "id": item_id, "sid": sid})
+
+    def adopt(self, sid: str, record: dict[str, Any], now: float) -> Item | None:
+        """An item of a node that went away, from the shared stream; journaled nowhere here
+        (the stream keeps it until it is delivered). None if it is here already."""
+        if record["id"] in self.items:
+            return None
+        item = Item(id=record["id"], channel=record["channel"], payload=record["payload"],
+                    created_at=record["created_at"], next_at=now, sid=sid, adopted=True)
+        self.items[item.id] = item
+        return item
 
     def due(self, now: float) -> list[Item]:
         """The head of each channel, if it is not in flight and its time has come."""
@@ -71,9 +98,11 @@ class Outbox:
             item.in_flight = True
         return out
 
-    def delivered(self, item_id: str) -> None:
-        if self.items.pop(item_id, None) is not None:
+    def delivered(self, item_id: str) -> Item | None:
+        item = self.items.pop(item_id, None)
+        if item is not None and not item.adopted:
             self.journal({"op": "done", "id": item_id})
+        return item
 
     def failed(self, item_id: str, now: float) -> bool:
         """Schedule a retry; True exactly when this failure should alert the admin."""
@@ -97,5 +126,5 @@ class OutboxJournal(Journal):
 
     def compact(self, pending: list[Item]) -> None:
         """Keep only what is still pending (after a restart has replayed the journal)."""
-        self.rewrite({"op": "add", "id": i.id, "channel": i.channel, "payload": i.payload,
-                      "created_at": i.created_at} for i in pending)
+        self.rewrite({"op": "add", **i.to_record(), **({"sid": i.sid} if i.sid else {})}
+                     for i in pending if not i.adopted)

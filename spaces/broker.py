@@ -4,7 +4,9 @@ Two things cross nodes. Messages, node to node, in order per sender and
 receiver (an edge forwards a client's frames to the room's owner; the owner
 sends back what the edge must deliver: spaces/relay.py). And a small
 directory: which node is alive, which node owns which room, each room's
-saved state and which room a session token belongs to. `MemoryBroker` is the
+saved state and which room a session token belongs to. Besides: shared logs
+(append-only streams any node reads: audit, incidents, an outbox), leases (one
+node at a time does a job) and messages to every node. `MemoryBroker` is the
 embedded default (one process, or several nodes in one test process);
 `RedisBroker` (spaces/redis_broker.py) shares it through Redis.
 tests/test_broker_contract.py runs one suite over both.
@@ -12,11 +14,14 @@ tests/test_broker_contract.py runs one suite over both.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 Deliver = Callable[[bytes], None]
+MEMORY_LOG_MAX = 10_000  # records kept per shared log in memory (the newest)
 
 
 class Subscription(Protocol):
@@ -49,6 +54,40 @@ class Broker(Protocol):
     async def session_room(self, digest: str) -> str | None: ...
     async def forget_session(self, digest: str) -> None: ...
 
+    # --- shared logs: append-only streams every node can read (audit, incidents, outbox)
+    async def append(self, stream: str, record: bytes) -> str | None:
+        """Add one record; returns its id, or None when the shared store cannot be reached
+        (the caller keeps its own copy and retries). Ids increase within a stream and have the
+        Redis stream form "<ms>-<n>" (ms = wall-clock milliseconds when added)."""
+    async def read(self, stream: str, after: str | None = None,
+                   count: int = 1000) -> list[tuple[str, bytes]] | None:
+        """Records with id > `after` (all when None), oldest first, at most `count`; None when
+        unreachable."""
+    async def remove(self, stream: str, ids: list[str]) -> bool:
+        """Delete records by id (missing ids are fine); False when unreachable."""
+    async def trim(self, stream: str, before_ms: int) -> int:
+        """Delete every record older than `before_ms` (epoch ms); how many went (0 when
+        unreachable)."""
+
+    # --- leases: one node at a time does a job (e.g. delivering a dead node's alerts)
+    async def lease(self, name: str, node: str, ttl: float) -> bool:
+        """Take the lease if free or already ours (then extend it to ttl); True if `node` holds
+        it now. When the store is unreachable: False (never two holders by accident)."""
+    async def release_lease(self, name: str, node: str) -> None:
+        """Give it up, only if `node` holds it."""
+
+    # --- messages to every node
+    def send_all(self, payload: bytes) -> None:
+        """Fire and forget to every node subscribed with subscribe_all (the sender's own
+        included)."""
+    def subscribe_all(self, deliver: Deliver) -> Subscription: ...
+
+
+def _stream_id(text: str) -> tuple[int, int]:
+    """A stream id "<ms>-<n>" as a tuple that sorts like Redis orders ids."""
+    ms, _, n = text.partition("-")
+    return int(ms), int(n or 0)
+
 
 class _Cancel:
     __slots__ = ("_action",)
@@ -74,6 +113,9 @@ class MemoryBroker:
     _inboxes: dict[str, Deliver] = field(default_factory=dict)
     _expiring: dict[str, tuple[str, float]] = field(default_factory=dict)  # key -> (value, until)
     _values: dict[str, bytes] = field(default_factory=dict)
+    _streams: dict[str, list[tuple[tuple[int, int], bytes]]] = field(default_factory=dict)
+    _last_ids: dict[str, tuple[int, int]] = field(default_factory=dict)  # survive removal
+    _everyone: dict[object, Deliver] = field(default_factory=dict)
 
     async def start(self) -> None:
         return None
@@ -124,8 +166,11 @@ class MemoryBroker:
         return True
 
     async def release_room(self, room: str, node: str) -> None:
-        if self._get(f"owner:{room}") == node:
-            del self._expiring[f"owner:{room}"]
+        self._release(f"owner:{room}", node)
+
+    def _release(self, key: str, node: str) -> None:
+        if self._get(key) == node:
+            del self._expiring[key]
 
     async def save_room(self, room: str, state: bytes) -> None:
         self._values[f"state:{room}"] = state
@@ -144,3 +189,55 @@ class MemoryBroker:
 
     async def forget_session(self, digest: str) -> None:
         self._expiring.pop(f"session:{digest}", None)
+
+    async def append(self, stream: str, record: bytes) -> str | None:
+        ms, n = int(self.clock() * 1000), 0
+        last = self._last_ids.get(stream)
+        if last is not None and ms <= last[0]:  # the clock did not advance (or went back)
+            ms, n = last[0], last[1] + 1
+        self._last_ids[stream] = (ms, n)
+        records = self._streams.setdefault(stream, [])
+        records.append(((ms, n), record))
+        if len(records) > MEMORY_LOG_MAX:  # one process: the node's journals are the record
+            del records[:len(records) - MEMORY_LOG_MAX]
+        return f"{ms}-{n}"
+
+    async def read(self, stream: str, after: str | None = None,
+                   count: int = 1000) -> list[tuple[str, bytes]] | None:
+        records = self._streams.get(stream, [])
+        start = 0 if after is None else bisect_right(records, _stream_id(after),
+                                                     key=lambda r: r[0])
+        return [(f"{ms}-{n}", record) for (ms, n), record in records[start:start + count]]
+
+    async def remove(self, stream: str, ids: list[str]) -> bool:
+        gone = {_stream_id(i) for i in ids}
+        if stream in self._streams:
+            self._streams[stream] = [r for r in self._streams[stream] if r[0] not in gone]
+        return True
+
+    async def trim(self, stream: str, before_ms: int) -> int:
+        records = self._streams.get(stream, [])
+        start = bisect_right(records, (before_ms, -1), key=lambda r: r[0])
+        del records[:start]
+        return start
+
+    async def lease(self, name: str, node: str, ttl: float) -> bool:
+        if self._get(f"lease:{name}") not in (None, node):
+            return False
+        self._expiring[f"lease:{name}"] = (node, self.clock() + ttl)
+        return True
+
+    async def release_lease(self, name: str, node: str) -> None:
+        self._release(f"lease:{name}", node)
+
+    def send_all(self, payload: bytes) -> None:
+        for deliver in list(self._everyone.values()):
+            self.schedule(partial(deliver, payload))
+
+    def subscribe_all(self, deliver: Deliver) -> Subscription:
+        token = object()  # one per subscription: several nodes may share this broker
+        self._everyone[token] = deliver
+
+        def cancel() -> None:
+            del self._everyone[token]
+        return _Cancel(cancel)

@@ -93,5 +93,25 @@ class Record:
     incident: Mapping[str, Any]
 
 
+@dataclass(frozen=True, slots=True)
+class Duty:
+    """To every on-duty facilitator of the organisation, whichever node holds them, except
+    `exclude` (who already got it as a Send): on-duty consoles may sit in any room."""
+    message: Mapping[str, Any]
+    exclude: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ActElsewhere:
+    """A facilitator acted on an incident that another node runs (its room is owned
+    there): the shell carries the action to that node, and its refusal back."""
+    room: str
+    incident: str
+    action: str
+    outcome: str | None
+    actor: str
+    ref: str | None
+
+
 Effect = (Reply | Send | Broadcast | Attach | Enter | Detach | Close | Voice | Audit | Dispatch
-          | Record)
+          | Record | Duty | ActElsewhere)

@@ -7,7 +7,11 @@ What lives in Redis (docs/scaling.md lists the same):
     hearth:state:{room}          JSON, TTL 1 day — the room's saved state (pseudonyms,
                                  seats, keys' public halves, sequence, epoch; never content)
     hearth:session:{sha256 hex}  room id, TTL grace + 1 h — which room a token belongs to
+    hearth:log:{stream}          stream, no TTL — a shared log (audit, incidents, outbox):
+                                 one field "record"; at most ~1 M entries, trimmed by age
+    hearth:lease:{name}          node id, TTL as asked — the node doing a job alone
     hearth:inbox:{node}          pub/sub channel (sharded pub/sub on a Cluster)
+    hearth:all                   pub/sub channel to every node (sharded on a Cluster)
 
 Every key is independent (no multi-key command), so keys spread over Cluster
 slots freely. Messages to one node go out in order: one writer task publishes
@@ -34,6 +38,8 @@ from spaces.broker import Deliver, Subscription, _Cancel
 QUEUE_LIMIT = 10_000
 BACKOFF_MAX = 5.0
 STATE_TTL_MS = 86_400_000
+LOG_MAXLEN = 1_000_000  # a memory bound on each log (approximate: Redis trims whole nodes)
+ALL = "hearth:all"
 
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
@@ -112,19 +118,33 @@ class RedisBroker:
     # --- messages -------------------------------------------------------------------
 
     def send_node(self, node: str, payload: bytes) -> None:
+        self._publish(self._channel(node), payload)
+
+    def subscribe_node(self, node: str, deliver: Deliver) -> Subscription:
+        return self._listen(self._channel(node), deliver)
+
+    def send_all(self, payload: bytes) -> None:
+        self._publish(ALL, payload)
+
+    def subscribe_all(self, deliver: Deliver) -> Subscription:
+        return self._listen(ALL, deliver)
+
+    def _publish(self, channel: str, payload: bytes) -> None:
+        """Queued for the one writer task, so messages leave in the order they were sent."""
         if self._queue is None:
             self.dropped += 1
             return
         try:
-            self._queue.put_nowait((self._channel(node), payload))
+            self._queue.put_nowait((channel, payload))
         except asyncio.QueueFull:
             self.dropped += 1
 
-    def subscribe_node(self, node: str, deliver: Deliver) -> Subscription:
-        self._inboxes[self._channel(node)] = deliver
+    def _listen(self, channel: str, deliver: Deliver) -> Subscription:
+        self._inboxes[channel] = deliver
 
         def cancel() -> None:
-            self._inboxes.pop(self._channel(node), None)
+            if self._inboxes.get(channel) is deliver:
+                del self._inboxes[channel]
         return _Cancel(cancel)
 
     async def _writer(self) -> None:
@@ -213,7 +233,7 @@ class RedisBroker:
     # --- the directory ------------------------------------------------------------------
 
     async def _call(self, default: Any, op: Callable[[], Any]) -> Any:
-        """A directory call that survives Redis being away (the default answers instead)."""
+        """A call that survives Redis being away (the default answers instead)."""
         try:
             return await _in_task(op())
         except Exception as err:
@@ -280,3 +300,45 @@ class RedisBroker:
 
     async def forget_session(self, digest: str) -> None:
         await self._call(None, lambda: self._client.delete(f"hearth:session:{digest}"))
+
+    # --- shared logs ----------------------------------------------------------------------
+
+    async def append(self, stream: str, record: bytes) -> str | None:
+        found = await self._call(None, lambda: self._client.xadd(
+            f"hearth:log:{stream}", {"record": record}, maxlen=LOG_MAXLEN, approximate=True))
+        return found.decode() if found is not None else None
+
+    async def read(self, stream: str, after: str | None = None,
+                   count: int = 1000) -> list[tuple[str, bytes]] | None:
+        found = await self._call(None, lambda: self._client.xrange(
+            f"hearth:log:{stream}", min="-" if after is None else f"({after}", count=count))
+        if found is None:
+            return None
+        return [(entry_id.decode(), bytes(fields[b"record"])) for entry_id, fields in found]
+
+    async def remove(self, stream: str, ids: list[str]) -> bool:
+        if not ids:  # XDEL needs at least one id
+            return True
+        done = await self._call(False, lambda: self._client.xdel(f"hearth:log:{stream}", *ids))
+        return done is not False
+
+    async def trim(self, stream: str, before_ms: int) -> int:
+        # approximate=False: redis-py's xtrim trims approximately ("~") unless told not to
+        gone = await self._call(0, lambda: self._client.xtrim(
+            f"hearth:log:{stream}", minid=f"{before_ms}", approximate=False))
+        return int(gone)
+
+    # --- leases ---------------------------------------------------------------------------
+
+    async def lease(self, name: str, node: str, ttl: float) -> bool:
+        key, ms = f"hearth:lease:{name}", int(ttl * 1000)
+
+        async def take() -> bool:
+            if await self._client.set(key, node.encode(), nx=True, px=ms):
+                return True
+            return bool(await self._client.eval(_RENEW, 1, key, node, ms))  # ours: extend
+        return bool(await self._call(False, take))
+
+    async def release_lease(self, name: str, node: str) -> None:
+        await self._call(None, lambda: self._client.eval(_RELEASE, 1, f"hearth:lease:{name}",
+                                                          node))

@@ -29,6 +29,12 @@ VOICE: Final = 15  # {members}: binary frame for those members
 CLOSE_LINK: Final = 16  # {link, code, reason}
 CLOSE_MEMBER: Final = 17  # {member, code, reason}
 MOVED: Final = 18  # {room}: the sender no longer owns the room; clients should resume
+# node -> every node (Broker.send_all)
+DUTY: Final = 20  # {from, exclude}: text frame for the node's on-duty facilitators
+INCIDENT: Final = 21  # {from}: JSON payload, an incident's new state (metadata only)
+# node -> the node that runs an incident, and back
+INCIDENT_ACT: Final = 22  # {req, from, room, incident, action, outcome, actor, ref}
+INCIDENT_DONE: Final = 23  # {req}: payload empty, or the text frame of the refusal
 
 
 @dataclass(frozen=True, slots=True)

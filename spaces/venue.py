@@ -26,7 +26,7 @@ from spaces import protocol as p
 from spaces.config import HearthConfig
 from spaces.e2ee.errors import E2EEError
 from spaces.e2ee.franking import server_tag, verify_report
-from spaces.effects import Attach, Audit, Detach, Effect, Enter, Reply, Send
+from spaces.effects import ActElsewhere, Attach, Audit, Detach, Effect, Enter, Reply, Send
 from spaces.protocol import ProtocolError
 from spaces.pseudonyms import LOCALES, generate, generate_avatar
 from spaces.room import Member, Role, Room
@@ -139,7 +139,8 @@ class Venue:
         room = self.rooms[room_id]
         return {"room": room.to_state(),
                 "sessions": {m: self._token_of[m].hex() for m in room.members
-                             if m in self._token_of}}
+                             if m in self._token_of},
+                "incidents": self.crisis.desk.export(room_id)}
 
     def import_room(self, room_id: str, state: dict[str, Any], now: float) -> None:
         """Take over a room from a node that went away: everyone is away until they resume.
@@ -154,6 +155,7 @@ class Venue:
                 digest = bytes.fromhex(digest_hex)
                 self._sessions[digest] = (room_id, member)
                 self._token_of[member] = digest
+        self.crisis.adopt(list(state.get("incidents", [])))
 
     def _welcome(self, room: Room, member: Member, token: str, resumed: bool) -> dict[str, Any]:
         return {"type": "welcome", "protocol": p.VERSION, "member": member.id, "token": token,
@@ -245,8 +247,10 @@ class Venue:
                 return [Reply(refused.to_wire()),
                         Audit(_actor(member), kind, target, room.id, "refused:forbidden")]
             effects = self._moderate(room, member, msg, now)
-            if kind != "list_reports":
-                effects.append(Audit(_actor(member), kind, target, room.id, "ok"))
+            if kind != "list_reports":  # an incident run elsewhere is audited where it runs
+                elsewhere = any(isinstance(e, ActElsewhere) for e in effects)
+                effects.append(Audit(_actor(member), kind, target, room.id,
+                                     "forwarded" if elsewhere else "ok"))
             return effects
         match msg:
             case p.Move(x=x, y=y):

@@ -101,12 +101,17 @@ class RedisCluster:
                         *[f"127.0.0.1:{s.port}" for s in self.servers],
                         "--cluster-replicas", "0", "--cluster-yes"],
                        check=True, capture_output=True, timeout=60)
+        self._wait_ok()
+        return self
+
+    def _wait_ok(self) -> None:
+        cli = need_binary("redis-cli", "Redis")
         deadline = time.monotonic() + 20
         while True:
             info = subprocess.run([cli, "-p", str(self.servers[0].port), "cluster", "info"],
                                   capture_output=True, text=True, timeout=10).stdout
             if "cluster_state:ok" in info:
-                return self
+                return
             if time.monotonic() > deadline:
                 raise RuntimeError("the Redis Cluster did not become ready")
             time.sleep(0.1)
@@ -114,6 +119,12 @@ class RedisCluster:
     def kill(self) -> None:
         for server in self.servers:
             server.kill()
+
+    def restart(self) -> None:
+        """After kill(): the same ports; the nodes find each other again from their config."""
+        for server in self.servers:
+            server.restart()
+        self._wait_ok()
 
 
 # Fixtures shared by the Redis tests (imported into their modules): one server, or a

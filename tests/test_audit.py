@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest_twisted
 from twisted.internet.task import Clock
@@ -14,6 +15,7 @@ from twisted.internet.task import Clock
 from moderation.audit import AuditLog, read_entries
 from spaces.client import HearthClient
 from tests.conftest import BASE
+from tests.redis_servers import redis_server  # noqa: F401 - fixture
 from tests.serving import ServedHearth
 from tests.test_logs import toml_of
 
@@ -79,3 +81,42 @@ async def test_the_audit_log_survives_kill_9_and_holds_no_content_or_address(
     text = subprocess.run([sys.executable, "-m", "web.cli", "audit", "export",
                            "--config", str(config)], capture_output=True, text=True, timeout=60)
     assert text.stdout.count("refused:forbidden") == 3
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_export_reads_every_node_s_records_from_redis(
+        tmp_path: Path, redis_server: Any) -> None:  # noqa: F811
+    """Two nodes' audit logs, shipped to Redis; `hearth audit export` reads both from there,
+    and with --local only this node's own journal."""
+    from functools import partial
+
+    from spaces.redis_broker import RedisBroker
+    from web.shared_logs import LogShipper
+    config = tmp_path / "hearth.toml"
+    data = tmp_path / "data"
+    config.write_text(toml_of({**BASE, "server": {**BASE["server"], "data_dir": str(data)}}))
+    for node, actor in (("node-a", "ana"), ("node-b", "bo")):
+        broker = RedisBroker(redis_server.url)
+        await broker.start()
+        shipper = LogShipper(broker, node)
+        path = data / "audit.jsonl" if node == "node-a" else tmp_path / "b" / "audit.jsonl"
+        audit = AuditLog(path, on_record=partial(shipper.ship, "audit"))
+        audit.record(actor, "mute", "Quiet Otter", "circle", "ok", 1_700_000_000.0)
+        assert await shipper.flush()
+        audit.close()
+        await broker.stop()
+
+    def export(*where: str) -> list[dict[str, Any]]:
+        done = subprocess.run([sys.executable, "-m", "web.cli", "audit", "export", "--json",
+                               "--config", str(config), *where], capture_output=True,
+                              text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        return [json.loads(line) for line in done.stdout.splitlines()]
+    assert [e["actor"] for e in export("--redis", redis_server.url)] == ["ana", "bo"]
+    assert [e["actor"] for e in export("--local")] == ["ana"]
+    # an unreachable Redis is a clear failure, never a silent local answer
+    done = subprocess.run([sys.executable, "-m", "web.cli", "audit", "export", "--config",
+                           str(config), "--redis", "redis://127.0.0.1:1/0"],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "cannot read the shared audit log" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -34,28 +36,83 @@ async def resume_somewhere(token: str, urls: list[str], deadline: float) -> tupl
     raise AssertionError("could not resume within the deadline")
 
 
+def serve_nodes(tmp_path: Path, redis_url: str, nodes: list[ServedHearth], n: int = 2,
+                **sections: Any) -> list[Path]:
+    """`hearth serve` subprocesses on one Redis, with the same secrets; their configs."""
+    import shutil
+
+    from web.datadir import load_secrets
+    configs = []
+    for i in range(n):
+        data = tmp_path / f"data{i}"
+        if i == 0:
+            load_secrets(data)
+        else:
+            data.mkdir()
+            shutil.copy(tmp_path / "data0" / "secrets.json", data / "secrets.json")
+        config = tmp_path / f"node{i}.toml"
+        config.write_text(toml_of({**BASE, **sections,
+                                   "server": {**BASE["server"], "data_dir": str(data)}}))
+        node = ServedHearth("--config", str(config), "--redis", redis_url, "--node-id", f"node{i}")
+        nodes.append(node)
+        node.wait_ready()
+        configs.append(config)
+    return configs
+
+
+def hearth_command(*args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "web.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_killed_node_s_pending_alert_is_delivered_by_another(tmp_path: Path) -> None:
+    """The on-call receiver is down when node0 raises an alert; node0 is killed; the
+    receiver comes back: node1 adopts node0's alert from Redis and delivers it."""
+    redis = RedisServer(tmp_path / "redis").start()
+    receiver = Receiver(SECRET, fail_first=10**9)
+    hook = receiver.listen()
+    nodes: list[ServedHearth] = []
+    try:
+        configs = serve_nodes(tmp_path, redis.url, nodes, crisis=crisis(hook))
+        person = await HearthClient.connect(f"ws://127.0.0.1:{nodes[0].port}/ws")
+        await person.join("circle", pseudonym="Quiet Otter")  # node0 runs the room
+        person.send({"type": "help"})
+        incident = (await person.expect("help_received"))["incident"]
+        await until(lambda: receiver.refused >= 2, what="node0 trying the receiver")
+        nodes[0].proc.kill()
+        killed_at = time.monotonic()
+        receiver.fail_first = 0  # the receiver is back; node0 is not
+        await until(lambda: any(c.body.get("incident") == incident for c in receiver.calls),
+                    timeout=30, what="the alert, from node1")
+        took = time.monotonic() - killed_at
+        call = next(c for c in receiver.calls if c.body.get("incident") == incident)
+        assert receiver.verify(call) and call.headers["idempotency-key"]
+        assert call.body["event"] == "incident.alert" and "Quiet Otter" not in call.raw.decode()
+        assert took < 20, f"the alert took {took:.1f} s after the kill"
+        assert "raised on node node0" in nodes[1].output()
+        # and the shared incident log says what happened, from any machine with the config
+        exported = hearth_command("incidents", "export", "--config", str(configs[1]),
+                                  "--redis", redis.url)
+        assert incident in exported and "Quiet Otter" in exported  # the pseudonym, no more
+        local = hearth_command("incidents", "export", "--config", str(configs[1]), "--local")
+        assert incident not in local  # node1's own journal never had it
+        person.drop()
+    finally:
+        for node in nodes:
+            node.stop()
+        await receiver.stop()
+        redis.kill()
+
+
 @pytest_twisted.ensureDeferred
 async def test_a_killed_node_s_members_resume_on_another_within_10_s(tmp_path: Path) -> None:
     redis = RedisServer(tmp_path / "redis").start()
     nodes: list[ServedHearth] = []
     try:
-        import shutil
-
-        from web.datadir import load_secrets
-        for i in range(2):
-            data = tmp_path / f"data{i}"
-            if i == 0:
-                load_secrets(data)
-            else:
-                data.mkdir()
-                shutil.copy(tmp_path / "data0" / "secrets.json", data / "secrets.json")
-            config = tmp_path / f"node{i}.toml"
-            config.write_text(toml_of({**BASE, "server": {**BASE["server"],
-                                                          "data_dir": str(data)}}))
-            node = ServedHearth("--config", str(config), "--redis", redis.url,
-                                "--node-id", f"node{i}")
-            node.wait_ready()
-            nodes.append(node)
+        serve_nodes(tmp_path, redis.url, nodes)
         urls = [f"ws://127.0.0.1:{n.port}/ws" for n in nodes]
         # the room is owned by node0 (first join); two members there, two on node1
         members = []

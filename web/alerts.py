@@ -29,7 +29,10 @@ from twisted.web.http_headers import Headers
 
 from moderation.journal import Journal
 from moderation.outbox import Item, Outbox, OutboxJournal
+from spaces.broker import Broker
 from spaces.config import HearthConfig, WebhookConfig
+from web.shared_logs import LogShipper
+from web.shared_outbox import SharedOutbox
 
 DELIVERY_TIMEOUT = 10.0
 SIGNATURE_HEADER = b"X-Hearth-Signature"
@@ -49,7 +52,8 @@ class Alerts:
     log = Logger(namespace="hearth.alerts")
 
     def __init__(self, config: HearthConfig, reactor: Any, data_dir: Path, ack_key: bytes,
-                 public_url: str) -> None:
+                 public_url: str, broker: Broker | None = None, node_id: str = "solo",
+                 shared_logs: LogShipper | None = None) -> None:
         self.config = config.crisis
         self.reactor = reactor
         self.ack_key = ack_key
@@ -63,9 +67,14 @@ class Alerts:
             self.log.warn("{count} crisis alerts were pending at start; delivering them",
                           count=restored)
         self.incidents = Journal(data_dir / "incidents.jsonl")
+        self.shared_logs = shared_logs
+        self.sharing = (SharedOutbox(self.outbox, broker, node_id, reactor.seconds)
+                        if broker is not None else None)
         self.agent = Agent(reactor, connectTimeout=5)
         self.loop = LoopingCall(self.pump)
         self.loop.clock = reactor
+        self.sync_loop = LoopingCall(self._sync)
+        self.sync_loop.clock = reactor
         self.on_failing: Callable[[str, str], None] | None = None  # (channel, incident)
         self.on_delivered: Callable[[Item, float], None] | None = None
         # (channel, seconds to deliver, or None for a failed attempt): web/metrics.py counts them
@@ -74,10 +83,23 @@ class Alerts:
 
     def start(self) -> None:
         self.loop.start(0.2, now=True)
+        if self.sharing is not None:
+            self.sync_loop.start(1.0, now=True)
 
     def stop(self) -> None:
-        if self.loop.running:
-            self.loop.stop()
+        for loop in (self.loop, self.sync_loop):
+            if loop.running:
+                loop.stop()
+
+    def _sync(self) -> defer.Deferred[None] | None:
+        """Share the outbox with the other nodes (web/shared_outbox.py), then deliver
+        whatever was adopted."""
+        if self.sharing is None:
+            return None
+        d = defer.ensureDeferred(self.sharing.sync())
+        d.addCallback(lambda _: self.pump())
+        d.addErrback(lambda f: self.log.failure("sharing the crisis outbox failed", f))
+        return d
 
     def flush(self, timeout: float) -> defer.Deferred[bool]:
         """Shutting down: one more try now for every pending alert, then wait (at most
@@ -125,11 +147,20 @@ class Alerts:
             if kind == "webhook" and "incident" in body:
                 body["ack_url"] = (f"{self.public_url}/incidents/ack/{body['incident']}/"
                                    f"{ack_token(self.ack_key, str(body['incident']))}")
-            self.outbox.add(secrets.token_hex(12), target, body, now)
+            item = self.outbox.add(secrets.token_hex(12), target, body, now)
+            if self.sharing is not None:
+                self._quietly(self.sharing.added(item), "copying a crisis alert")
         self.pump()
 
     def record(self, incident: dict[str, Any]) -> None:
-        self.incidents.append({"ts": int(self.reactor.seconds() * 1000), "incident": incident})
+        record = {"ts": int(self.reactor.seconds() * 1000), "incident": incident}
+        self.incidents.append(record)
+        if self.shared_logs is not None:
+            self.shared_logs.ship("incidents", record)
+
+    def _quietly(self, work: Any, what: str) -> None:
+        d = defer.ensureDeferred(work)
+        d.addErrback(lambda f: self.log.failure("{what} failed", f, what=what))
 
     # --- delivery ----------------------------------------------------------------------
 
@@ -192,6 +223,8 @@ class Alerts:
 
     def _done(self, item: Item, started: float) -> None:
         self.outbox.delivered(item.id)
+        if self.sharing is not None:
+            self._quietly(self.sharing.delivered(item), "removing a delivered alert's copy")
         self.log.info("crisis alert delivered to {channel} for incident {incident}",
                       channel=item.channel, incident=item.payload.get("incident"))
         if self.on_delivered is not None:

@@ -61,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
         "export", help="print every incident's last state as JSON lines (no content, ever)")
     inc_export.add_argument("--config", type=Path, metavar="PATH",
                             help="config file (default: the shipped config/hearth.toml)")
+    _shared_log_arguments(inc_export)
     audit = commands.add_parser("audit", help="the audit log of moderation actions",
                                 description="Read the audit log in the config's data directory.")
     audit_commands = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
@@ -68,6 +69,7 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--config", type=Path, metavar="PATH",
                         help="config file (default: the shipped config/hearth.toml)")
     export.add_argument("--json", action="store_true", help="one JSON object per line")
+    _shared_log_arguments(export)
     _facilitator_parser(commands)
     init = commands.add_parser(
         "init", help="make a new deployment directory: a commented config, a data directory",
@@ -234,15 +236,63 @@ def drill(args: argparse.Namespace) -> int:
     return status["code"]
 
 
+def _shared_log_arguments(command: argparse.ArgumentParser) -> None:
+    where = command.add_mutually_exclusive_group()
+    where.add_argument("--redis", metavar="URL",
+                       help="read every node's records from this Redis (default: the "
+                            "config's server.redis, if set)")
+    where.add_argument("--local", action="store_true",
+                       help="read only this node's own copy in the data directory")
+
+
+def _records(args: argparse.Namespace, config: Any, stream: str,
+             local: Path) -> list[dict[str, Any]] | None:
+    """A log's records: every node's from the shared stream when Redis is configured
+    (web/shared_logs.py), else this node's journal. None (after saying why) on failure."""
+    from moderation.journal import read_records
+    url = None if args.local else (args.redis or config.server.redis)
+    if not url:
+        return list(read_records(local))
+    reactor = install_reactor()
+    from twisted.internet.defer import ensureDeferred
+
+    from spaces.redis_broker import RedisBroker
+    from web.shared_logs import read_stream
+    broker = RedisBroker(url)
+    result: dict[str, Any] = {}
+
+    async def read() -> None:
+        await broker.start()
+        try:
+            result["records"] = await read_stream(broker, stream)
+        finally:
+            await broker.stop()
+
+    def failed(failure: Any) -> None:
+        print(f"hearth: cannot read the shared {stream} log from Redis "
+              f"({failure.getErrorMessage() or failure.type.__name__}); --local reads this "
+              "node's own copy", file=sys.stderr)
+
+    d = ensureDeferred(read())
+    d.addErrback(failed)
+    d.addBoth(lambda _: reactor.stop())
+    reactor.run()
+    records: list[dict[str, Any]] | None = result.get("records")
+    return records
+
+
 def incidents_export(args: argparse.Namespace) -> int:
     import json
 
-    from moderation.journal import read_records
     config = load(args.config, None)
     if config is None:
         return 2
+    records = _records(args, config, "incidents",
+                       Path(config.server.data_dir) / "incidents.jsonl")
+    if records is None:
+        return 1
     latest: dict[str, dict[str, Any]] = {}
-    for record in read_records(Path(config.server.data_dir) / "incidents.jsonl"):
+    for record in records:
         incident = record.get("incident")
         if isinstance(incident, dict) and isinstance(incident.get("id"), str):
             latest[incident["id"]] = {k: v for k, v in incident.items() if k != "member"}
@@ -255,12 +305,19 @@ def audit_export(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from moderation.audit import format_entry, read_entries
+    from moderation.audit import AuditEntry, format_entry
     config = load(args.config, None)
     if config is None:
         return 2
-    path = Path(config.server.data_dir) / "audit.jsonl"
-    for entry in read_entries(path):
+    records = _records(args, config, "audit", Path(config.server.data_dir) / "audit.jsonl")
+    if records is None:
+        return 1
+    fields = set(AuditEntry.__dataclass_fields__)
+    for record in records:
+        try:
+            entry = AuditEntry(**{k: v for k, v in record.items() if k in fields})
+        except TypeError:  # a torn or foreign record
+            continue
         print(json.dumps(asdict(entry), ensure_ascii=False) if args.json else format_entry(entry))
     return 0
 

@@ -32,12 +32,14 @@ from spaces import relay
 from spaces.broker import Broker, Subscription
 from spaces.connection import Connection
 from spaces.effects import (
+    ActElsewhere,
     Attach,
     Audit,
     Broadcast,
     Close,
     Detach,
     Dispatch,
+    Duty,
     Effect,
     Enter,
     Record,
@@ -168,17 +170,21 @@ class Node:
         self._remote: dict[str, RemoteLink] = {}
         self._saved: dict[str, str] = {}
         self._inbox: Subscription | None = None
+        self._everyone: Subscription | None = None
+        self._asks: dict[str, Link | RemoteLink | None] = {}  # incident actions sent elsewhere
         self._per_address: dict[bytes, int] = {}
 
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
         self._inbox = self.broker.subscribe_node(self.id, self._from_bus)
+        self._everyone = self.broker.subscribe_all(self._from_bus)
 
     def stop(self) -> None:
-        if self._inbox is not None:
-            self._inbox.cancel()
-            self._inbox = None
+        for subscription in (self._inbox, self._everyone):
+            if subscription is not None:
+                subscription.cancel()
+        self._inbox = self._everyone = None
 
     @property
     def member_count(self) -> int:
@@ -378,8 +384,10 @@ class Node:
             self._saved[room] = state
 
     def _lose(self, room: str) -> None:
-        """Another node owns the room now: our clients must resume there."""
+        """Another node owns the room now: our clients must resume there (and its
+        incidents run there: it took them with the room's saved state)."""
         self.owned.discard(room)
+        self.venue.crisis.hand_over(room)
         for member, holder in list(self._holders.items()):
             if member in self.venue.rooms[room].members or member in self.venue.rooms[room].waiting:
                 holder.peer.close(ROOM_MOVED, "the room moved; resume")
@@ -410,7 +418,15 @@ class Node:
     def delivery_failing(self, channel: str, incident: str) -> None:
         """Every on-duty console hears that an on-call channel is not getting through."""
         message = {"type": "delivery_failing", "channel": channel, "incident": incident}
-        self.apply(None, [Send(m, message) for m in self.venue.crisis.on_duty])
+        self.apply(None, [Duty(message)])
+
+    def learn_incidents(self, records: Iterable[dict[str, Any]]) -> None:
+        """Incidents other nodes run, from the shared incident log (at start): on-duty
+        facilitators here see them and can act on them."""
+        for record in records:
+            wire = record.get("incident")
+            if isinstance(wire, dict) and "id" in wire and "room" in wire:
+                self.venue.crisis.learn(wire)
 
     # --- effects (this node as a room's owner) ------------------------------------------
 
@@ -452,6 +468,16 @@ class Node:
                 case Record(incident=incident):
                     if self.alerts is not None:
                         self.alerts.record(dict(incident))
+                    self.broker.send_all(relay.pack(relay.INCIDENT, {"from": self.id},
+                                                    json.dumps(incident).encode()))
+                case Duty(message=message, exclude=exclude):
+                    payload = encode(message)
+                    self._to_duty(payload, exclude)
+                    self.broker.send_all(relay.pack(relay.DUTY, {
+                        "from": self.id, "exclude": list(exclude)}, payload))
+                case ActElsewhere() as act:
+                    d = defer.ensureDeferred(self._act_elsewhere(peer, act))
+                    d.addErrback(lambda f: self.log.failure("incident action not carried", f))
         if self.venue.session_changes:
             self.sync_sessions()
 
@@ -498,19 +524,77 @@ class Node:
             holder.peer.send_bytes(payload)
 
     def _voice(self, frame: bytes, listeners: tuple[str, ...]) -> None:
-        remote: dict[str, list[str]] = {}
-        here: list[str] = []
+        """One pass: listeners here get the frame as it goes (as `_voice_local` would send
+        it); those of other nodes are gathered, one bus message per node."""
+        remote: dict[str, list[str]] | None = None
+        holders, local = self._holders, self._local
+        limit = self.slow_listener_bytes
+        prepared = None
         for member in listeners:
-            holder = self._holders.get(member)
+            holder = holders.get(member)
             if holder is None:
                 continue
-            if isinstance(holder.peer, RemoteLink):
+            if type(holder.peer) is RemoteLink:
+                if remote is None:
+                    remote = {}
                 remote.setdefault(holder.node, []).append(member)
-            else:
-                here.append(member)
-        self._voice_local(frame, here)
-        for node, members in remote.items():
-            self.broker.send_node(node, relay.pack(relay.VOICE, {"members": members}, frame))
+                continue
+            link = local.get(member)
+            if link is None:
+                continue
+            peer = link.peer
+            if peer.pending_bytes() > limit:
+                self.voice_dropped_slow += 1
+                continue
+            if prepared is None:
+                prepared = self.prepare(frame, True)
+            peer.send_prepared(prepared)
+            self.voice_forwarded += 1
+        if remote is not None:
+            for node, members in remote.items():
+                self.broker.send_node(node, relay.pack(relay.VOICE, {"members": members}, frame))
+
+    def _to_duty(self, payload: bytes, exclude: Iterable[str]) -> None:
+        """This node's on-duty facilitators (members of rooms it owns)."""
+        for member in self.venue.crisis.on_duty:
+            if member not in exclude:
+                self._to_member(member, payload, False)
+
+    async def _act_elsewhere(self, peer: Link | RemoteLink | None, act: ActElsewhere) -> None:
+        """Carry a facilitator's incident action to the node that runs the incident's room;
+        if no live node does, take the room (and its incidents) here."""
+        owner = await self.broker.owner(act.room)
+        if owner is None or (owner != self.id and not await self.broker.alive(owner)):
+            owner = await self.broker.claim_room(act.room, self.id, OWNER_TTL)
+        if owner == self.id:
+            if act.room not in self.owned:
+                await self._take(act.room)
+            self._act_here(peer, act)
+            return
+        ask = f"{self.id}/{next(self._ids)}"
+        if len(self._asks) >= 1024:  # answers lost with a node that died: forget the oldest
+            self._asks.pop(next(iter(self._asks)))
+        self._asks[ask] = peer
+        self.broker.send_node(owner, relay.pack(relay.INCIDENT_ACT, {
+            "req": ask, "from": self.id, "room": act.room, "incident": act.incident,
+            "action": act.action, "outcome": act.outcome, "actor": act.actor, "ref": act.ref}))
+
+    def _act_here(self, peer: Link | RemoteLink | None, act: ActElsewhere) -> bytes:
+        """An action on an incident this node runs, sent from another node: b"" when done,
+        else the refusal's frame (also sent to `peer` when there is one)."""
+        crisis = self.venue.crisis
+        try:
+            if act.incident not in crisis.desk.incidents:
+                raise ProtocolError("incident_not_found", "There is no such incident.", act.ref)
+            effects = crisis.act(self.venue.rooms, act.actor, act.incident, act.action,
+                                 act.outcome, self.clock(), act.ref)
+        except ProtocolError as refused:
+            frame = encode(refused.to_wire())
+            if peer is not None:
+                peer.send_bytes(frame)
+            return frame
+        self.apply(None, [*effects, Audit(act.actor, "incident", None, act.room, "ok")])
+        return b""
 
     # --- delivery at this node ----------------------------------------------------------
 
@@ -543,16 +627,18 @@ class Node:
     def _voice_local(self, frame: bytes, members: Iterable[str]) -> None:
         """Prepared once; skipped for a listener whose socket is backed up (voice is droppable)."""
         prepared = None
+        local, limit = self._local, self.slow_listener_bytes
         for member in members:
-            link = self._local.get(member)
+            link = local.get(member)
             if link is None:
                 continue
-            if link.peer.pending_bytes() > self.slow_listener_bytes:
+            peer = link.peer
+            if peer.pending_bytes() > limit:
                 self.voice_dropped_slow += 1
                 continue
             if prepared is None:
                 prepared = self.prepare(frame, True)
-            link.peer.send_prepared(prepared)
+            peer.send_prepared(prepared)
             self.voice_forwarded += 1
 
     # --- the bus -------------------------------------------------------------------------
@@ -567,6 +653,21 @@ class Node:
     def _relayed(self, m: relay.Relayed) -> None:
         h, now = m.header, self.clock()
         match m.kind:
+            case relay.DUTY:
+                if h["from"] != self.id:
+                    self._to_duty(m.payload, h["exclude"])
+            case relay.INCIDENT:
+                if h["from"] != self.id:
+                    self.venue.crisis.learn(json.loads(m.payload))
+            case relay.INCIDENT_ACT:
+                act = ActElsewhere(h["room"], h["incident"], h["action"], h["outcome"],
+                                   h["actor"], h["ref"])
+                self.broker.send_node(h["from"], relay.pack(
+                    relay.INCIDENT_DONE, {"req": h["req"]}, self._act_here(None, act)))
+            case relay.INCIDENT_DONE:
+                asker = self._asks.pop(h["req"], None)
+                if asker is not None and m.payload:
+                    asker.send_bytes(m.payload)
             case relay.OPEN:
                 node = h["link"].split("/", 1)[0]
                 address = HashedAddress({d: bytes.fromhex(x) for d, x in h["hashes"].items()})

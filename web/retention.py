@@ -27,12 +27,14 @@ from pathlib import Path
 from typing import Any
 
 from twisted.application.service import Service
+from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from moderation.audit import AuditLog, read_entries
 from moderation.journal import Journal, read_records
 from moderation.outbox import Outbox
+from spaces.broker import Broker
 from spaces.config import HearthConfig
 
 DAY = 86400.0
@@ -82,10 +84,12 @@ class Retention:
     log = Logger(namespace="hearth.retention")
 
     def __init__(self, config: HearthConfig, clock: Any, audit: AuditLog | None,
-                 incidents: Journal | None, venue: Any = None, alerts: Any = None) -> None:
+                 incidents: Journal | None, venue: Any = None, alerts: Any = None,
+                 broker: Broker | None = None) -> None:
         self.config = config.retention
         self.clock = clock
         self.audit, self.incidents, self.venue, self.alerts = audit, incidents, venue, alerts
+        self.broker = broker  # the shared logs (web/shared_logs.py) are trimmed the same way
 
     def purge(self) -> dict[str, int]:
         """Apply every retention limit now; returns what went, by store (counts only)."""
@@ -102,6 +106,11 @@ class Retention:
             gone["reports"] = self.venue.reports.purge(now - self.config.reports_days * DAY)
         if self.alerts is not None:
             self.alerts.journal.compact(self.alerts.outbox.pending())
+        if self.broker is not None:
+            for stream, days in (("audit", self.config.audit_days),
+                                 ("incidents", self.config.incidents_days)):
+                d = defer.ensureDeferred(self.broker.trim(stream, int((now - days * DAY) * 1000)))
+                d.addErrback(lambda f: self.log.failure("trimming a shared log failed", f))
         if any(gone.values()):
             self.log.info("retention purge: {audit} audit entries, {incidents} incidents, "
                           "{reports} reports removed", audit=gone.get("audit", 0),

@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from web.lifecycle import FLUSH_TIMEOUT, Lifecycle
 from web.metrics import Metrics, MetricsResource
 from web.node import Node
 from web.retention import Retention, RetentionService
+from web.shared_logs import LogShipper, read_stream
 from web.site import build_site
 from web.ws import bind_node, prepare_for, websocket_factory
 
@@ -89,19 +91,21 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     `persist_rooms` (what `hearth serve` does): a graceful stop saves the rooms to
     data_dir/rooms/ and the next start restores them (web/lifecycle.py)."""
     broker = broker or MemoryBroker(reactor.seconds)
+    node_id = node_id or secrets.token_hex(4)
+    shipper = LogShipper(broker, node_id)
     keys = load_secrets(Path(config.server.data_dir))
     crisis = load_crisis(Path(config.crisis.directory))
     venue = Venue(config, franking_key=keys.franking,
                   escalation=Escalation.from_policy(crisis.escalation))
     factory = websocket_factory(config)
     data_dir = Path(config.server.data_dir)
-    audit = AuditLog(data_dir / "audit.jsonl")
+    audit = AuditLog(data_dir / "audit.jsonl", on_record=partial(shipper.ship, "audit"))
     ack_key = hmac.new(keys.cookie, b"hearth-incident-ack-key", hashlib.sha256).digest()
-    alerts = Alerts(config, reactor, data_dir, ack_key, config.crisis.public_url)
+    alerts = Alerts(config, reactor, data_dir, ack_key, config.crisis.public_url,
+                    broker=broker, node_id=node_id, shared_logs=shipper)
     venue.crisis.public_url = config.crisis.public_url
     node = Node(venue, broker, prepare_for(factory), reactor.seconds, audit=audit,
-                address_seed=keys.address_seed, alerts=alerts,
-                node_id=node_id or secrets.token_hex(4))
+                address_seed=keys.address_seed, alerts=alerts, node_id=node_id)
     alerts.on_failing = node.delivery_failing
     bind_node(factory, config, node)
     site = build_site(config, node, WebSocketResource(factory), broker.name, secrets=keys)
@@ -112,9 +116,10 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
         site.resource.putChild(b"metrics", MetricsResource(metrics, config.metrics))
     top = MultiService()
     lifecycle = Lifecycle(node, reactor, data_dir if persist_rooms else None)
-    NodeService(node, reactor, lifecycle).setServiceParent(top)
+    NodeService(node, reactor, lifecycle, shipper).setServiceParent(top)
     AlertsService(alerts).setServiceParent(top)
-    retention = Retention(config, reactor.seconds, audit, alerts.incidents, venue, alerts)
+    retention = Retention(config, reactor.seconds, audit, alerts.incidents, venue, alerts,
+                          broker)
     RetentionService(retention, reactor).setServiceParent(top)
     listeners = []
     for description in listen or list(config.server.listen):
@@ -142,8 +147,9 @@ class NodeService(Service):
 
     log = Logger(namespace="hearth.node")
 
-    def __init__(self, node: Node, reactor: Any, lifecycle: Lifecycle | None = None) -> None:
-        self.node, self.reactor, self.lifecycle = node, reactor, lifecycle
+    def __init__(self, node: Node, reactor: Any, lifecycle: Lifecycle | None = None,
+                 shipper: LogShipper | None = None) -> None:
+        self.node, self.reactor, self.lifecycle, self.shipper = node, reactor, lifecycle, shipper
         self.loop = LoopingCall(self._housekeeping)
         self.loop.clock = reactor
 
@@ -151,6 +157,7 @@ class NodeService(Service):
         super().startService()
         self.node.start()
         d = Deferred.fromCoroutine(self.node.broker.start())
+        d.addCallback(lambda _: Deferred.fromCoroutine(self._catch_up()))
         if self.lifecycle is not None:
             lifecycle = self.lifecycle
 
@@ -162,8 +169,21 @@ class NodeService(Service):
         d.addCallback(lambda _: self.loop.start(1.0, now=True))
         d.addErrback(lambda f: self.log.failure("the broker did not start", f))
 
+    async def _catch_up(self) -> None:
+        """Which incidents other nodes run: on-duty consoles here list them too."""
+        try:
+            self.node.learn_incidents(await read_stream(self.node.broker, "incidents"))
+        except ConnectionError:
+            self.log.warn("the shared incident log cannot be read yet; on-duty consoles "
+                          "here learn of other nodes' incidents as they change")
+
+    async def _housekeeping_once(self) -> None:
+        await self.node.housekeeping()
+        if self.shipper is not None:
+            await self.shipper.flush()
+
     def _housekeeping(self) -> Deferred[None]:
-        d = Deferred.fromCoroutine(self.node.housekeeping())
+        d = Deferred.fromCoroutine(self._housekeeping_once())
         d.addErrback(lambda f: self.log.failure("node housekeeping failed", f))
         return d
 
