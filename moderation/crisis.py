@@ -60,7 +60,9 @@ class CrisisDesk:
                 category=category, rule_pack=rule_pack, now=now, test=test)
         except IncidentRefused as err:
             raise _refused(err, ref) from None
-        return [Record(incident.to_wire()), *self.alerts(alerts, {room.id: room})]
+        if not alerts:  # (alerts() records the incident with the tiers that fired)
+            return [Record(incident.to_wire())]
+        return self.alerts(alerts, {room.id: room})
 
     def help(self, room: Room, person: Member, now: float, ref: str | None) -> list[Effect]:
         effects = self.open(room, person, trigger="help_button", severity="high",
@@ -134,6 +136,11 @@ class CrisisDesk:
         else:
             self.elsewhere[incident_id] = wire
 
+    def runs_in(self, room: str) -> bool:
+        """An incident of this room is live here: the node must keep the room (and its
+        timers) until it is resolved, even with nobody in it."""
+        return any(i.room == room and i.state != "resolved" for i in self.desk.incidents.values())
+
     def hand_over(self, room: str) -> None:
         """Another node runs the room now, and its incidents with it (from the saved state)."""
         for incident in [i for i in self.desk.incidents.values() if i.room == room]:
@@ -161,7 +168,10 @@ class CrisisDesk:
         return self.alerts(self.desk.tick(now), rooms)
 
     def alerts(self, alerts: list[Alert], rooms: dict[str, Room]) -> list[Effect]:
-        effects: list[Effect] = []
+        """What the fired tiers ask for; first a Record of each incident, since which tiers
+        fired is part of its state (a node that runs it on must not fire them again)."""
+        fired = {alert.incident.id: alert.incident for alert in alerts}
+        effects: list[Effect] = [Record(incident.to_wire()) for incident in fired.values()]
         for alert in alerts:
             incident = alert.incident
             message = {"type": "incident", "incident": incident.to_wire(), "reason": "alert",

@@ -22,7 +22,7 @@ audio, addresses or tokens. Nothing here does I/O or reads a clock.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Final, Literal
 
@@ -145,33 +145,42 @@ class Incident:
     test: bool = False
 
     def to_wire(self) -> dict[str, Any]:
-        """For facilitators' consoles and the export: metadata only."""
+        """For facilitators' consoles, the incident log and the room's saved state:
+        metadata only, and enough to run the incident on (from_wire)."""
         return {"id": self.id, "room": self.room, "member": self.member,
                 "pseudonym": self.pseudonym, "trigger": self.trigger, "severity": self.severity,
                 "category": self.category, "rule_pack": self.rule_pack,
                 "opened_at": int(self.opened_at * 1000), "state": self.state,
+                "fired": list(self.fired),
                 "history": [[int(t * 1000), e, a] for t, e, a in self.history],
                 "responders": list(self.responders), "outcome": self.outcome,
                 "follow_up": self.follow_up, "test": self.test}
 
-    def to_state(self) -> dict[str, Any]:
-        """Everything needed to run the incident on another node (timers included)."""
-        return {**self.to_wire(), "opened_at": self.opened_at, "fired": list(self.fired),
-                "history": [list(h) for h in self.history]}
-
     @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> Incident:
-        if state.get("trigger") not in TRIGGERS or state.get("state") not in STATES:
-            raise ValueError("not an incident state")
-        return cls(id=str(state["id"]), room=str(state["room"]), member=str(state["member"]),
-                   pseudonym=str(state["pseudonym"]), trigger=state["trigger"],
-                   severity=str(state["severity"]), category=str(state["category"]),
-                   rule_pack=state.get("rule_pack"), opened_at=float(state["opened_at"]),
-                   state=state["state"], fired=tuple(int(i) for i in state.get("fired", ())),
-                   history=tuple((float(t), str(e), a) for t, e, a in state.get("history", ())),
-                   responders=tuple(state.get("responders", ())),
-                   outcome=state.get("outcome"), follow_up=bool(state.get("follow_up")),
-                   test=bool(state.get("test")))
+    def from_wire(cls, wire: Mapping[str, Any]) -> Incident:
+        """Back from to_wire (times in ms); ValueError, KeyError or TypeError if it is not one."""
+        if wire.get("trigger") not in TRIGGERS or wire.get("state") not in STATES:
+            raise ValueError("not an incident")
+        return cls(id=str(wire["id"]), room=str(wire["room"]), member=str(wire["member"]),
+                   pseudonym=str(wire["pseudonym"]), trigger=wire["trigger"],
+                   severity=str(wire["severity"]), category=str(wire["category"]),
+                   rule_pack=wire.get("rule_pack"), opened_at=int(wire["opened_at"]) / 1000,
+                   state=wire["state"], fired=tuple(int(i) for i in wire.get("fired", ())),
+                   history=tuple((int(t) / 1000, str(e), a) for t, e, a in wire["history"]),
+                   responders=tuple(str(r) for r in wire.get("responders", ())),
+                   outcome=wire.get("outcome"), follow_up=bool(wire.get("follow_up")),
+                   test=bool(wire.get("test")))
+
+
+def latest_incidents(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each incident's last state from incident-log records ({"ts", "incident": wire}), in
+    the order incidents first appear."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in records:
+        wire = record.get("incident")
+        if isinstance(wire, dict) and isinstance(wire.get("id"), str):
+            latest[wire["id"]] = wire
+    return latest
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,7 +280,7 @@ class IncidentDesk:
 
     def export(self, room: str) -> list[dict[str, Any]]:
         """The room's live incidents, to go with the room when another node takes it over."""
-        return [i.to_state() for i in self.incidents.values()
+        return [i.to_wire() for i in self.incidents.values()
                 if i.room == room and i.state != "resolved"]
 
     def adopt(self, states: list[Any]) -> int:
@@ -281,7 +290,7 @@ class IncidentDesk:
         taken = 0
         for state in states:
             try:
-                incident = Incident.from_state(state)
+                incident = Incident.from_wire(state)
             except (KeyError, TypeError, ValueError):
                 continue
             known = self.incidents.get(incident.id)

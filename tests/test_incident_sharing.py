@@ -94,6 +94,8 @@ def test_on_duty_alerts_are_for_every_node() -> None:
     duty = [e for e in later if isinstance(e, Duty)]
     assert len(duty) == 1 and duty[0].message["notify"] == "on_duty_facilitators"
     assert not [e for e in later if isinstance(e, Send)]  # on duty: never a node-local Send
+    # which tiers fired is recorded (a node that runs the incident on must not re-fire them)
+    assert [r.incident["fired"] for r in effects + later if isinstance(r, Record)] == [[0], [0, 1]]
 
 
 def test_responders_are_the_room_s_facilitators_and_everyone_on_duty_once() -> None:

@@ -161,4 +161,4 @@ def test_wire_form_has_no_content_fields() -> None:
     wire = desk.get("i1").to_wire()
     assert set(wire) == {"id", "room", "member", "pseudonym", "trigger", "severity", "category",
                          "rule_pack", "opened_at", "state", "history", "responders", "outcome",
-                         "follow_up", "test"}
+                         "follow_up", "test", "fired"}

@@ -18,6 +18,7 @@ from tests.serving import ServedHearth
 from tests.test_crisis_live import SECRET, crisis, sleep, until
 from tests.test_logs import toml_of
 from tests.test_multinode import node_configs, start_nodes
+from tests.test_shared_crisis import quick_crisis
 from tests.webhook_receiver import Receiver
 
 
@@ -100,6 +101,83 @@ async def test_a_killed_node_s_pending_alert_is_delivered_by_another(tmp_path: P
         local = hearth_command("incidents", "export", "--config", str(configs[1]), "--local")
         assert incident not in local  # node1's own journal never had it
         person.drop()
+    finally:
+        for node in nodes:
+            node.stop()
+        await receiver.stop()
+        redis.kill()
+
+
+# the help button's second tier: the on-call webhook again, 8 s after the press
+WEBHOOK_AT_8 = 'after = 8\nif_not = "acknowledged"\nnotify = ["on_call_webhook"]'
+
+
+def tier_calls(receiver: Receiver, incident: str, tier: int) -> list[Any]:
+    return [c for c in receiver.calls if c.body.get("incident") == incident
+            and c.body.get("event") == "incident.alert" and c.body.get("tier") == tier]
+
+
+@pytest_twisted.ensureDeferred
+async def test_open_incidents_run_on_after_a_crash_of_a_single_node(tmp_path: Path) -> None:
+    """One process, killed with SIGKILL after a help press: restarted on its data directory,
+    it runs the incident on from its incident log — the later tier fires, the first does
+    not fire again."""
+    receiver = Receiver(SECRET)
+    hook = receiver.listen()
+    data = tmp_path / "data"
+    config = tmp_path / "hearth.toml"
+    config.write_text(toml_of({**BASE, "server": {**BASE["server"], "data_dir": str(data)},
+                               "crisis": {**crisis(hook),
+                                          "directory": quick_crisis(tmp_path, WEBHOOK_AT_8)}}))
+    node = ServedHearth("--config", str(config))
+    again = None
+    try:
+        node.wait_ready()
+        person = await HearthClient.connect(f"ws://127.0.0.1:{node.port}/ws")
+        await person.join("circle", pseudonym="Quiet Otter")
+        person.send({"type": "help"})
+        incident = (await person.expect("help_received"))["incident"]
+        await until(lambda: tier_calls(receiver, incident, 0), what="the first tier")
+        node.proc.kill()
+        node.stop()
+        person.drop()
+        again = ServedHearth("--config", str(config))
+        again.wait_ready()
+        await until(lambda: tier_calls(receiver, incident, 1), timeout=20,
+                    what="the second tier, from the restarted node")
+        assert len(tier_calls(receiver, incident, 0)) == 1
+        assert "open incidents run again after a restart" in again.output()
+    finally:
+        node.stop()
+        if again is not None:
+            again.stop()
+        await receiver.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_dead_node_s_open_incident_is_run_on_by_another_even_in_an_empty_room(
+        tmp_path: Path) -> None:
+    """Nobody comes back to the room of a node that died with an open incident: another
+    node takes the room over anyway, and the incident's next tier fires there."""
+    redis = RedisServer(tmp_path / "redis").start()
+    receiver = Receiver(SECRET)
+    hook = receiver.listen()
+    nodes: list[ServedHearth] = []
+    try:
+        serve_nodes(tmp_path, redis.url, nodes, crisis={
+            **crisis(hook), "directory": quick_crisis(tmp_path, WEBHOOK_AT_8)})
+        person = await HearthClient.connect(f"ws://127.0.0.1:{nodes[0].port}/ws")
+        await person.join("circle", pseudonym="Quiet Otter")  # node0 runs the room
+        person.send({"type": "help"})
+        incident = (await person.expect("help_received"))["incident"]
+        await until(lambda: tier_calls(receiver, incident, 0), what="the first tier")
+        await sleep(1.5)  # the room's state (with the incident) is saved once a second
+        nodes[0].proc.kill()
+        person.drop()
+        await until(lambda: tier_calls(receiver, incident, 1), timeout=25,
+                    what="the second tier, from node1")
+        assert "to run its open incidents" in nodes[1].output()
+        assert len(tier_calls(receiver, incident, 0)) == 1
     finally:
         for node in nodes:
             node.stop()

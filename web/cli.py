@@ -291,13 +291,10 @@ def incidents_export(args: argparse.Namespace) -> int:
                        Path(config.server.data_dir) / "incidents.jsonl")
     if records is None:
         return 1
-    latest: dict[str, dict[str, Any]] = {}
-    for record in records:
-        incident = record.get("incident")
-        if isinstance(incident, dict) and isinstance(incident.get("id"), str):
-            latest[incident["id"]] = {k: v for k, v in incident.items() if k != "member"}
-    for incident in latest.values():
-        print(json.dumps(incident, ensure_ascii=False))
+    from moderation.incidents import latest_incidents
+    for incident in latest_incidents(records).values():
+        print(json.dumps({k: v for k, v in incident.items() if k != "member"},
+                         ensure_ascii=False))
     return 0
 
 

@@ -27,6 +27,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from moderation.bans import ClientAddress, HashedAddress, utc_day
+from moderation.incidents import latest_incidents
 from spaces import protocol as p
 from spaces import relay
 from spaces.broker import Broker, Subscription
@@ -350,7 +351,7 @@ class Node:
         await self.broker.heartbeat(self.id, NODE_TTL)
         for room in list(self.owned):
             state = self.venue.rooms[room]
-            if not state.members and not state.waiting:
+            if not state.members and not state.waiting and not self.venue.crisis.runs_in(room):
                 self.owned.discard(room)
                 self._saved.pop(room, None)
                 await self.broker.release_room(room, self.id)
@@ -368,6 +369,7 @@ class Node:
             owner = next(lk.owner for lk in self._links.values() if lk.room == room)
             if owner is not None and not await self.broker.alive(owner):
                 self._moved(room)
+        await self._adopt_orphaned_incidents()
 
     async def _resync(self, room: str) -> None:
         """After the directory lost our keys (a Redis restart): tell it again what we hold."""
@@ -423,10 +425,26 @@ class Node:
     def learn_incidents(self, records: Iterable[dict[str, Any]]) -> None:
         """Incidents other nodes run, from the shared incident log (at start): on-duty
         facilitators here see them and can act on them."""
-        for record in records:
-            wire = record.get("incident")
-            if isinstance(wire, dict) and "id" in wire and "room" in wire:
+        for wire in latest_incidents(records).values():
+            if "room" in wire:
                 self.venue.crisis.learn(wire)
+
+    async def _adopt_orphaned_incidents(self) -> None:
+        """An incident's timers must run on even if nobody comes back to its room: a room
+        with live incidents whose node went away is taken over by the first node that
+        notices (its saved state carries the incidents)."""
+        rooms = {str(w.get("room")) for w in self.venue.crisis.elsewhere.values()}
+        for room in sorted(rooms - self.owned):
+            if room not in self.venue.rooms:
+                continue
+            owner = await self.broker.owner(room)
+            if owner is not None and await self.broker.alive(owner):
+                continue
+            if await self.broker.load_room(room) is None:  # nothing to run it from (yet)
+                continue
+            if await self.broker.claim_room(room, self.id, OWNER_TTL) == self.id:
+                await self._take(room)
+                self.log.warn("took over room {room} to run its open incidents", room=room)
 
     # --- effects (this node as a room's owner) ------------------------------------------
 
@@ -530,6 +548,7 @@ class Node:
         holders, local = self._holders, self._local
         limit = self.slow_listener_bytes
         prepared = None
+        sent = dropped = 0
         for member in listeners:
             holder = holders.get(member)
             if holder is None:
@@ -544,12 +563,14 @@ class Node:
                 continue
             peer = link.peer
             if peer.pending_bytes() > limit:
-                self.voice_dropped_slow += 1
+                dropped += 1
                 continue
             if prepared is None:
                 prepared = self.prepare(frame, True)
             peer.send_prepared(prepared)
-            self.voice_forwarded += 1
+            sent += 1
+        self.voice_forwarded += sent
+        self.voice_dropped_slow += dropped
         if remote is not None:
             for node, members in remote.items():
                 self.broker.send_node(node, relay.pack(relay.VOICE, {"members": members}, frame))

@@ -20,7 +20,8 @@ from twisted.logger import Logger
 
 from moderation.audit import AuditLog
 from moderation.crisis_config import load_crisis
-from moderation.incidents import Escalation
+from moderation.incidents import Escalation, latest_incidents
+from moderation.journal import Journal
 from spaces.broker import Broker, MemoryBroker
 from spaces.config import HearthConfig
 from spaces.venue import Venue
@@ -116,7 +117,7 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
         site.resource.putChild(b"metrics", MetricsResource(metrics, config.metrics))
     top = MultiService()
     lifecycle = Lifecycle(node, reactor, data_dir if persist_rooms else None)
-    NodeService(node, reactor, lifecycle, shipper).setServiceParent(top)
+    NodeService(node, reactor, lifecycle, shipper, alerts.incidents).setServiceParent(top)
     AlertsService(alerts).setServiceParent(top)
     retention = Retention(config, reactor.seconds, audit, alerts.incidents, venue, alerts,
                           broker)
@@ -148,8 +149,9 @@ class NodeService(Service):
     log = Logger(namespace="hearth.node")
 
     def __init__(self, node: Node, reactor: Any, lifecycle: Lifecycle | None = None,
-                 shipper: LogShipper | None = None) -> None:
+                 shipper: LogShipper | None = None, incidents: Journal | None = None) -> None:
         self.node, self.reactor, self.lifecycle, self.shipper = node, reactor, lifecycle, shipper
+        self.incidents = incidents  # this node's incident log
         self.loop = LoopingCall(self._housekeeping)
         self.loop.clock = reactor
 
@@ -170,7 +172,20 @@ class NodeService(Service):
         d.addErrback(lambda f: self.log.failure("the broker did not start", f))
 
     async def _catch_up(self) -> None:
-        """Which incidents other nodes run: on-duty consoles here list them too."""
+        """Incidents that must run on after a restart, and which ones other nodes run.
+
+        One process (the memory broker): the node's incident log is the only record, so
+        incidents left open by a crash are run again from it, their tiers going on from
+        where they were. Several nodes: a room's saved state in Redis carries its
+        incidents to whichever node runs the room next; on-duty consoles here list the
+        other nodes' incidents, read from the shared incident log."""
+        if self.node.broker.name == "memory" and self.incidents is not None:
+            live = [w for w in latest_incidents(self.incidents.records()).values()
+                    if w.get("state") != "resolved"]
+            if live and self.node.venue.crisis.adopt(live):
+                self.log.warn("{count} open incidents run again after a restart",
+                              count=len(live))
+            return
         try:
             self.node.learn_incidents(await read_stream(self.node.broker, "incidents"))
         except ConnectionError:
