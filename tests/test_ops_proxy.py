@@ -115,3 +115,29 @@ async def test_hsts_when_a_trusted_proxy_terminated_tls() -> None:
             assert "Strict-Transport-Security" not in plain
         finally:
             await hearth.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_sign_in_cookies_are_secure_when_a_trusted_proxy_terminated_tls() -> None:
+    """Behind a TLS-terminating proxy the browser is on HTTPS: the session cookie must be
+    Secure (and `__Host-`), or it could leak over a plain-HTTP request. Only a trusted
+    proxy's X-Forwarded-Proto counts."""
+    from tests.conftest import start_server
+    from tests.test_login import PASSWORD, add_account, browser, csrf_in
+    https = {"X-Forwarded-Proto": "https"}
+    for trusted, secure in (([], False), (["127.0.0.1"], True)):
+        live = await start_server(make_config(server={"trusted_proxies": trusted}))
+        try:
+            add_account(live)
+            b = browser(live)
+            page = await b.request("GET", "/login", headers=https)
+            signed_in = await b.request("POST", "/login", {
+                "name": "ana", "password": PASSWORD, "code": "", "csrf": csrf_in(page.body)},
+                headers=https)
+            assert signed_in.code == 303
+            session = [c for c in b.set_cookies if "hearth_session=" in c][-1]
+            assert session.startswith("__Host-hearth_session=") is secure
+            assert ("Secure" in session) is secure
+            assert (await b.request("GET", "/console", headers=https)).code == 200
+        finally:
+            await live.hearth.service.stopService()

@@ -52,9 +52,14 @@ class HearthRequest(server.Request):
     def process(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.setHeader(name, value)
-        if self.isSecure() or self._forwarded_https():
+        if self.isSecure():
             self.setHeader(b"Strict-Transport-Security", b"max-age=31536000")
         super().process()
+
+    def isSecure(self) -> bool:
+        """Over our own TLS, or a trusted proxy's: the browser is on HTTPS either way, so
+        cookies are Secure (and `__Host-`) and HSTS is sent."""
+        return bool(super().isSecure()) or self._forwarded_https()
 
     def _trusted(self) -> Any:
         return getattr(getattr(self.channel, "site", None), "trusted_proxies", ())
