@@ -169,6 +169,7 @@ class Node:
         self.owned: set[str] = set()
         self._holders: dict[str, Holder] = {}
         self._remote: dict[str, RemoteLink] = {}
+        self._held_remotely: dict[str, set[str]] = {}  # remote link id -> members it held
         self._saved: dict[str, str] = {}
         self._inbox: Subscription | None = None
         self._everyone: Subscription | None = None
@@ -502,6 +503,7 @@ class Node:
     def _attach(self, room: str, member: str, peer: Link | RemoteLink, waiting: bool) -> None:
         if isinstance(peer, RemoteLink):
             self._holders[member] = Holder(peer.node, peer)
+            self._held_remotely.setdefault(peer.id, set()).add(member)
             self.broker.send_node(peer.node, relay.pack(relay.ATTACH, {
                 "link": peer.id, "room": room, "member": member, "waiting": waiting}))
         else:
@@ -700,10 +702,12 @@ class Node:
                     self.apply(remote, remote.conn.receive(m.payload, h["binary"], now))
             case relay.LOST:
                 remote = self._remote.pop(h["link"], None)
+                held = self._held_remotely.pop(h["link"], set())
                 if remote is not None:
-                    for member, holder in list(self._holders.items()):
-                        if holder.peer is remote:
-                            self._holders.pop(member)
+                    for member in held:  # only what this link held: no scan of everyone
+                        holder = self._holders.get(member)
+                        if holder is not None and holder.peer is remote:
+                            del self._holders[member]
                     self.apply(None, remote.conn.lost(now))
             case relay.REPLY:
                 link = self._links.get(h["link"])
