@@ -41,6 +41,14 @@ def crisis(port: int, **extra: Any) -> dict[str, Any]:
                           "secret": SECRET}], "max_backoff_seconds": 1.0, **extra}
 
 
+async def asks_for_help(url: str, pseudonym: str = "Quiet Otter") -> tuple[HearthClient, str]:
+    """Someone joins the circle at `url` and presses help: the client and the incident id."""
+    person = await HearthClient.connect(url)
+    await person.join("circle", pseudonym=pseudonym)
+    person.send({"type": "help"})
+    return person, (await person.expect("help_received"))["incident"]
+
+
 async def facilitator(server: LiveServer) -> HearthClient:
     node = server.hearth.node
     client = await server.client()
@@ -128,10 +136,7 @@ async def test_a_pending_webhook_survives_kill_9_and_is_delivered_after_restart(
     served = ServedHearth("--config", str(config))
     try:
         served.wait_ready()
-        person = await HearthClient.connect(f"ws://127.0.0.1:{served.port}/ws")
-        await person.join("circle", pseudonym="Quiet Otter")
-        person.send({"type": "help"})
-        incident = (await person.expect("help_received"))["incident"]
+        _, incident = await asks_for_help(f"ws://127.0.0.1:{served.port}/ws")
         journal = tmp_path / "data" / "outbox.jsonl"
         await until(lambda: journal.exists() and incident in journal.read_text(),
                     what="the outbox record")

@@ -15,7 +15,7 @@ from spaces.client import ClientClosed, HearthClient
 from tests.conftest import BASE
 from tests.redis_servers import RedisServer
 from tests.serving import ServedHearth
-from tests.test_crisis_live import SECRET, crisis, sleep, until
+from tests.test_crisis_live import SECRET, asks_for_help, crisis, sleep, until
 from tests.test_logs import toml_of
 from tests.test_multinode import node_configs, start_nodes
 from tests.test_shared_crisis import quick_crisis
@@ -78,10 +78,7 @@ async def test_a_killed_node_s_pending_alert_is_delivered_by_another(tmp_path: P
     nodes: list[ServedHearth] = []
     try:
         configs = serve_nodes(tmp_path, redis.url, nodes, crisis=crisis(hook))
-        person = await HearthClient.connect(f"ws://127.0.0.1:{nodes[0].port}/ws")
-        await person.join("circle", pseudonym="Quiet Otter")  # node0 runs the room
-        person.send({"type": "help"})
-        incident = (await person.expect("help_received"))["incident"]
+        person, incident = await asks_for_help(f"ws://127.0.0.1:{nodes[0].port}/ws")  # node0 runs the room
         await until(lambda: receiver.refused >= 2, what="node0 trying the receiver")
         nodes[0].proc.kill()
         killed_at = time.monotonic()
@@ -133,10 +130,7 @@ async def test_open_incidents_run_on_after_a_crash_of_a_single_node(tmp_path: Pa
     again = None
     try:
         node.wait_ready()
-        person = await HearthClient.connect(f"ws://127.0.0.1:{node.port}/ws")
-        await person.join("circle", pseudonym="Quiet Otter")
-        person.send({"type": "help"})
-        incident = (await person.expect("help_received"))["incident"]
+        person, incident = await asks_for_help(f"ws://127.0.0.1:{node.port}/ws")
         await until(lambda: tier_calls(receiver, incident, 0), what="the first tier")
         node.proc.kill()
         node.stop()
@@ -166,10 +160,7 @@ async def test_a_dead_node_s_open_incident_is_run_on_by_another_even_in_an_empty
     try:
         serve_nodes(tmp_path, redis.url, nodes, crisis={
             **crisis(hook), "directory": quick_crisis(tmp_path, WEBHOOK_AT_8)})
-        person = await HearthClient.connect(f"ws://127.0.0.1:{nodes[0].port}/ws")
-        await person.join("circle", pseudonym="Quiet Otter")  # node0 runs the room
-        person.send({"type": "help"})
-        incident = (await person.expect("help_received"))["incident"]
+        person, incident = await asks_for_help(f"ws://127.0.0.1:{nodes[0].port}/ws")  # node0 runs the room
         await until(lambda: tier_calls(receiver, incident, 0), what="the first tier")
         await sleep(1.5)  # the room's state (with the incident) is saved once a second
         nodes[0].proc.kill()
