@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 
 def utc_day(now: float) -> str:
@@ -42,6 +42,24 @@ class BanList:
                     and hash_for(ban.day) == ban.address_hash:
                 return ban
         return None
+
+    def export(self, room: str) -> list[dict[str, Any]]:
+        """The room's bans, to go with the room to the node that runs it next (the keyed
+        hashes only; they are dropped there too when the ban ends)."""
+        return [{"day": b.day, "hash": b.address_hash.hex(), "until": b.until,
+                 "pseudonym": b.pseudonym}
+                for b in self.bans if b.room == room and b.address_hash is not None]
+
+    def adopt(self, room: str, states: list[Any]) -> None:
+        known = {(b.room, b.day, b.address_hash) for b in self.bans}
+        for state in states:
+            try:
+                ban = Ban(room=room, day=str(state["day"]), address_hash=bytes.fromhex(state["hash"]),
+                          until=float(state["until"]), pseudonym=str(state["pseudonym"]))
+            except (KeyError, TypeError, ValueError):
+                continue
+            if (ban.room, ban.day, ban.address_hash) not in known:
+                self.bans.append(ban)
 
     def purge(self, now: float) -> int:
         before = len(self.bans)

@@ -140,7 +140,8 @@ class Venue:
         return {"room": room.to_state(),
                 "sessions": {m: self._token_of[m].hex() for m in room.members
                              if m in self._token_of},
-                "incidents": self.crisis.desk.export(room_id)}
+                "incidents": self.crisis.desk.export(room_id),
+                "bans": self.bans.export(room_id)}
 
     def import_room(self, room_id: str, state: dict[str, Any], now: float) -> None:
         """Take over a room from a node that went away: everyone is away until they resume.
@@ -156,6 +157,7 @@ class Venue:
                 self._sessions[digest] = (room_id, member)
                 self._token_of[member] = digest
         self.crisis.adopt(list(state.get("incidents", [])))
+        self.bans.adopt(room_id, list(state.get("bans", [])))
 
     def _welcome(self, room: Room, member: Member, token: str, resumed: bool) -> dict[str, Any]:
         return {"type": "welcome", "protocol": p.VERSION, "member": member.id, "token": token,
@@ -405,9 +407,11 @@ class Venue:
 
     def _tagger(self, sender: str, commitment: str) -> Callable[[str, int, int], str]:
         def tag(scope: str, seq: int, ts: int) -> str:
-            raw = server_tag(self._franking_key, base64.b64decode(commitment), scope, sender,
+            # base64.b64decode / b64encode without their wrappers (once per room message);
+            # the commitment was checked as base64 of 32 bytes (ASCII) by protocol.decode
+            raw = server_tag(self._franking_key, binascii.a2b_base64(commitment), scope, sender,
                              seq, ts)
-            return base64.b64encode(raw).decode("ascii")
+            return binascii.b2a_base64(raw, newline=False).decode("ascii")
         return tag
 
     def _report(self, room: Room, reporter: Member, msg: p.Report, now: float) -> list[Effect]:

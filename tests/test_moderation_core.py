@@ -146,6 +146,25 @@ def test_a_ban_across_midnight_still_holds() -> None:
     assert error_code(w.join_from("203.0.113.9")) == "banned"
 
 
+def test_a_ban_goes_with_its_room_to_the_node_that_runs_it_next() -> None:
+    import json
+    w = ModWorld()
+    fac, _ = w.facilitator()
+    reply(w.join_from("198.51.100.7"), "welcome")
+    w.send(fac, {"type": "ban", "member": w.last.seat.member, "minutes": 30})
+    state = json.loads(json.dumps(w.venue.export_room("circle")))  # as saved in Redis
+    assert "198.51.100.7" not in json.dumps(state)
+    other = ModWorld()  # another node (same secrets), taking the room over
+    other.venue.import_room("circle", state, other.clock.seconds())
+    other.venue.import_room("circle", state, other.clock.seconds())  # twice: no duplicate
+    assert len(other.venue.bans.bans) == 1
+    assert error_code(other.join_from("198.51.100.7")) == "banned"
+    reply(other.join_from("198.51.100.8"), "welcome")
+    other.clock.advance(31 * 60)
+    other.tick()
+    assert other.venue.bans.bans == []  # and it ends there too
+
+
 def test_the_ban_keeps_no_address() -> None:
     w = ModWorld()
     fac, _ = w.facilitator()
