@@ -61,6 +61,7 @@ ERRORS: Final[Mapping[str, str]] = {
 
 MAX_REF = 64
 MAX_TOKEN = 128
+MAX_TICKET = 512  # a role ticket carries its signed claims (spaces/venue.py)
 _B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
 _B64_32 = re.compile(r"^[A-Za-z0-9+/]{43}=$")
 _MEMBER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -438,7 +439,7 @@ def _join(f: _Fields) -> Join:
     return Join(room=f.string("room", max_len=40, pattern=_ROOM_ID, what="a room id"),
                 pseudonym=f.string("pseudonym", max_len=200, optional=True),
                 avatar=f.avatar("avatar"), locale=locale,
-                ticket=f.string("ticket", max_len=MAX_TOKEN, optional=True))
+                ticket=f.string("ticket", max_len=MAX_TICKET, optional=True))
 
 
 def _member(f: _Fields, optional: bool = False) -> Any:

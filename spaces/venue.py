@@ -12,11 +12,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
+import json
 import random
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from moderation.bans import AddressKey, Ban, BanList, utc_day
 from moderation.crisis import CrisisDesk
@@ -37,12 +39,17 @@ REMOVED = 4003  # close code for a member a facilitator removed (or banned)
 DENIED = 4004  # close code for someone a facilitator did not admit from the lobby
 SESSION_ENDED = 4005  # close code for everyone when a facilitator ends the session
 TICKET_TTL = 60.0
+ROLES = get_args(Role)
 SEQ_MARGIN_ON_TAKEOVER = 1000
 
 
 def _actor(member: Member) -> str:
     """Who did it, for the audit log: the account of a facilitator, else the pseudonym."""
     return member.account or member.pseudonym
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 def _digest(secret: str) -> bytes:
@@ -73,7 +80,7 @@ class Venue:
                  make_token: Callable[[], str] = new_token,
                  make_member_id: Callable[[], str] = new_member_id,
                  escalation: Escalation = DEFAULT_ESCALATION,
-                 public_url: str = "") -> None:
+                 public_url: str = "", ticket_key: bytes | None = None) -> None:
         self.config = config
         self.rng = rng or random.SystemRandom()
         self._make_token = make_token
@@ -86,7 +93,8 @@ class Venue:
             for rc in config.rooms}
         self._sessions: dict[bytes, tuple[str, str]] = {}  # token digest -> (room, member)
         self._token_of: dict[str, bytes] = {}  # member -> token digest
-        self._tickets: dict[bytes, tuple[Role, float, str | None]] = {}
+        self._ticket_key = ticket_key if ticket_key is not None else secrets.token_bytes(32)
+        self._used_tickets: dict[str, float] = {}  # nonce -> until when it would be valid
         # (token digest hex, room or None when forgotten), drained by the node into the broker
         self.session_changes: list[tuple[str, str | None]] = []
         self.reports = ReportQueue()
@@ -101,17 +109,32 @@ class Venue:
         """A one-time ticket the WebSocket exchanges for `role` within TICKET_TTL seconds.
 
         The logged-in console asks for one (web/auth.py) right before it opens
-        the WebSocket; a cookie alone never grants a role on the socket.
+        the WebSocket; a cookie alone never grants a role on the socket. The
+        ticket carries its claims under an HMAC (the deployment's ticket key,
+        the same on every node), so whichever node runs the room can redeem it.
         """
-        ticket = self._make_token()
-        self._tickets[_digest(ticket)] = (role, now + TICKET_TTL, account)
-        return ticket
+        claims = {"r": role, "a": account, "e": round(now + TICKET_TTL, 3),
+                  "n": secrets.token_hex(8)}
+        body = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        return f"{body}.{_b64(self._ticket_mac(body))}"
+
+    def _ticket_mac(self, body: str) -> bytes:
+        return hmac.new(self._ticket_key, body.encode("ascii"), hashlib.sha256).digest()[:16]
 
     def _redeem(self, ticket: str, now: float) -> tuple[Role, str | None]:
-        entry = self._tickets.pop(_digest(ticket), None)
-        if entry is None or entry[1] < now:
-            raise ProtocolError("forbidden", "The role ticket is unknown, used or expired.")
-        return entry[0], entry[2]
+        refused = ProtocolError("forbidden", "The role ticket is unknown, used or expired.")
+        body, _, tag = ticket.partition(".")
+        try:
+            if not hmac.compare_digest(_b64(self._ticket_mac(body)), tag):
+                raise refused
+            claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+            role, account, expires, nonce = claims["r"], claims["a"], claims["e"], claims["n"]
+        except (ValueError, KeyError, TypeError, UnicodeEncodeError):
+            raise refused from None
+        if role not in ROLES or expires < now or nonce in self._used_tickets:
+            raise refused
+        self._used_tickets[nonce] = float(expires)  # once (on this node: docs/scaling.md)
+        return role, account
 
     # --- join and resume --------------------------------------------------------
 
@@ -482,8 +505,8 @@ class Venue:
             for member in room.expired(now):
                 self._forget(member)
             effects += room.tick(now)
-        for digest in [d for d, (_, expires, _) in self._tickets.items() if expires < now]:
-            del self._tickets[digest]
+        for nonce in [n for n, expires in self._used_tickets.items() if expires < now]:
+            del self._used_tickets[nonce]
         self.bans.purge(now)
         effects += self.crisis.tick(self.rooms, now)
         return effects

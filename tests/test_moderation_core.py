@@ -265,3 +265,26 @@ def test_reports_reach_the_rooms_facilitators_at_once() -> None:
                               "commitment": commitment})
     [push] = [e for e in effects if isinstance(e, Send) and e.message["type"] == "report"]
     assert push.member == wf["member"] and push.message["report"]["text"] == "go away"
+
+
+def test_a_ticket_from_one_node_is_redeemed_once_by_the_node_that_runs_the_room() -> None:
+    key = b"t" * 32
+    signing, running = ModWorld(), ModWorld()
+    for world in (signing, running):
+        world.venue._ticket_key = key  # the same secrets on every node
+    ticket = signing.venue.issue_ticket("facilitator", signing.clock.seconds(), account="ana")
+    _, welcome = running.join(ticket=ticket)
+    assert welcome["room"]["members"][-1]["role"] == "facilitator"
+    assert error_code(running.send(running.connect(), {"type": "join", "room": "circle",
+                                                       "ticket": ticket})) == "forbidden"
+    stranger = ModWorld()  # another deployment's key
+    assert error_code(stranger.send(stranger.connect(), {
+        "type": "join", "room": "circle",
+        "ticket": signing.venue.issue_ticket("operator", signing.clock.seconds())})) \
+        == "forbidden"
+    late = signing.venue.issue_ticket("facilitator", signing.clock.seconds())
+    running.clock.advance(61)
+    assert error_code(running.send(running.connect(), {"type": "join", "room": "circle",
+                                                       "ticket": late})) == "forbidden"
+    running.tick()
+    assert running.venue._used_tickets == {}  # used nonces are kept only while they could count

@@ -79,10 +79,11 @@ async def cluster_of_three(request: pytest.FixtureRequest, tmp_path: Path,
 async def test_on_duty_facilitators_on_any_node_see_and_handle_an_incident(
         cluster_of_three: tuple[list[LiveServer], Callable[[], Any]]) -> None:
     (n1, n2, n3), fourth = cluster_of_three
-    # ana is on duty in room "other", run by node1; the person is in "circle", run by node3
+    # ana is on duty in room "other", run by node1; the person is in "circle", run by node3.
+    # Her role ticket comes from node2 (where she signed in), her socket goes through node1.
     on_duty = await n1.client()
-    await on_duty.join("other", ticket=n1.hearth.node.venue.issue_ticket(
-        "facilitator", n1.hearth.node.clock(), account="ana"))
+    await on_duty.join("other", ticket=n2.hearth.node.venue.issue_ticket(
+        "facilitator", n2.hearth.node.clock(), account="ana"))
     person = await n3.client()
     await person.join("circle", pseudonym="Quiet Otter")
     bystander = await n2.client()

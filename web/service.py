@@ -97,7 +97,9 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     keys = load_secrets(Path(config.server.data_dir))
     crisis = load_crisis(Path(config.crisis.directory))
     venue = Venue(config, franking_key=keys.franking,
-                  escalation=Escalation.from_policy(crisis.escalation))
+                  escalation=Escalation.from_policy(crisis.escalation),
+                  ticket_key=hmac.new(keys.cookie, b"hearth-role-ticket-key",
+                                      hashlib.sha256).digest())
     factory = websocket_factory(config)
     data_dir = Path(config.server.data_dir)
     audit = AuditLog(data_dir / "audit.jsonl", on_record=partial(shipper.ship, "audit"))
