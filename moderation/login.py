@@ -30,12 +30,13 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from spaces.config import LoginConfig
 
 MAX_RECORDS = 100_000  # throttle memory bound; the oldest records go first
 SWEEP_EVERY = 60.0
+SHARE_SEEN_EVERY = 60.0  # seconds between a session's "still in use" notes to other nodes
 
 Kind = Literal["account", "address"]
 
@@ -226,6 +227,7 @@ class Session:
     created: float
     last_seen: float
     csrf: str = field(default_factory=new_token, repr=False)
+    shared_seen: float = 0.0  # the last_seen other nodes were told of
 
 
 def _digest(cookie: str) -> bytes:
@@ -233,23 +235,38 @@ def _digest(cookie: str) -> bytes:
 
 
 class SessionTable:
-    """Server-side sessions, in memory, keyed by the SHA-256 of the cookie."""
+    """Server-side sessions, in memory, keyed by the SHA-256 of the cookie.
+
+    With several nodes every change is told to the others (`on_change`, carried
+    by the node through the broker: web/node.py) and theirs applied here
+    (`apply`), so a facilitator signed in on one node is signed in on all. What
+    travels is the cookie's digest, never the cookie; `seen` at most once a
+    minute per session, enough for an idle limit counted in hours."""
 
     def __init__(self, idle_seconds: float, max_seconds: float,
-                 make_token: Callable[[], str] = new_token) -> None:
+                 make_token: Callable[[], str] = new_token,
+                 on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.idle_seconds = idle_seconds
         self.max_seconds = max_seconds
         self._make_token = make_token
         self._sessions: dict[bytes, Session] = {}
         self._last_sweep = -math.inf
+        self.on_change = on_change
+
+    def _tell(self, event: dict[str, Any]) -> None:
+        if self.on_change is not None:
+            self.on_change(event)
 
     def create(self, account: str, role: str, generation: int, now: float) -> tuple[str, Session]:
         """A new session; returns the cookie value (shown once, never stored) and the session."""
         self._maybe_sweep(now)
         cookie = self._make_token()
         session = Session(account=account, role=role, generation=generation, created=now,
-                          last_seen=now)
-        self._sessions[_digest(cookie)] = session
+                          last_seen=now, shared_seen=now)
+        digest = _digest(cookie)
+        self._sessions[digest] = session
+        self._tell({"op": "create", "digest": digest.hex(), "account": account, "role": role,
+                    "generation": generation, "created": now, "csrf": session.csrf})
         return cookie, session
 
     def _expired(self, session: Session, now: float) -> bool:
@@ -267,17 +284,54 @@ class SessionTable:
             del self._sessions[digest]
             return None
         session.last_seen = now
+        if now - session.shared_seen >= SHARE_SEEN_EVERY:
+            session.shared_seen = now
+            self._tell({"op": "seen", "digest": digest.hex(), "at": now})
         return session
 
     def end(self, cookie: str) -> Session | None:
-        return self._sessions.pop(_digest(cookie), None)
+        digest = _digest(cookie)
+        ended = self._sessions.pop(digest, None)
+        if ended is not None:
+            self._tell({"op": "end", "digest": digest.hex()})
+        return ended
 
     def end_account(self, account: str) -> int:
         """End every session of `account`; returns how many."""
+        ended = self._end_account(account)
+        self._tell({"op": "end_account", "account": account})
+        return ended
+
+    def _end_account(self, account: str) -> int:
         ended = [d for d, s in self._sessions.items() if s.account == account]
         for digest in ended:
             del self._sessions[digest]
         return len(ended)
+
+    def apply(self, event: dict[str, Any], now: float) -> None:
+        """Another node's change (or one read back at start). Malformed events are ignored."""
+        try:
+            op = event["op"]
+            if op == "end_account":
+                self._end_account(str(event["account"]))
+                return
+            digest = bytes.fromhex(event["digest"])
+            if op == "create":
+                created = float(event["created"])
+                session = Session(account=str(event["account"]), role=str(event["role"]),
+                                  generation=int(event["generation"]), created=created,
+                                  last_seen=created, csrf=str(event["csrf"]),
+                                  shared_seen=created)
+                if not self._expired(session, now):
+                    self._sessions[digest] = session
+            elif op == "seen" and digest in self._sessions:
+                session = self._sessions[digest]
+                session.last_seen = session.shared_seen = max(session.last_seen,
+                                                              float(event["at"]))
+            elif op == "end":
+                self._sessions.pop(digest, None)
+        except (KeyError, TypeError, ValueError):
+            return
 
     def _maybe_sweep(self, now: float) -> None:
         if now - self._last_sweep >= SWEEP_EVERY:

@@ -39,12 +39,13 @@ def node_configs(n: int, **sections: Any) -> list[Any]:
     return configs
 
 
-async def start_nodes(configs: list[Any], brokers: list[Any]) -> list[LiveServer]:
+async def start_nodes(configs: list[Any], brokers: list[Any], first: int = 1) -> list[LiveServer]:
+    """Nodes named node<first>, node<first + 1>, …"""
     from web.service import make_hearth
     nodes = []
     for i, (config, broker) in enumerate(zip(configs, brokers, strict=True)):
         hearth = make_hearth(config, reactor, ["tcp:0:interface=127.0.0.1"], broker=broker,
-                             node_id=f"node{i + 1}")
+                             node_id=f"node{first + i}")
         hearth.service.startService()
         await hearth.when_listening()
         nodes.append(LiveServer(hearth, hearth.listeners[0].port.getHost().port))

@@ -273,3 +273,46 @@ async def test_a_redis_restart_is_survived_and_an_alert_raised_meanwhile_is_deli
 
 
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_sign_out_during_a_redis_outage_reaches_the_other_node_afterwards(
+        tmp_path: Path) -> None:
+    from spaces.redis_broker import RedisBroker
+    from tests.test_login import PASSWORD, add_account, browser, console_csrf, csrf_in
+    from tests.test_shared_signin import until_async
+    redis = RedisServer(tmp_path / "redis").start()
+    brokers = [RedisBroker(redis.url), RedisBroker(redis.url)]
+    nodes = await start_nodes(node_configs(2), brokers)
+    try:
+        for node in nodes:
+            add_account(node)
+        b = browser(nodes[0])
+        page = await b.request("GET", "/login")
+        assert (await b.request("POST", "/login", {"name": "ana", "password": PASSWORD,
+                                                   "code": "", "csrf": csrf_in(page.body)})).code == 303
+        cookies = dict(b.cookies)
+
+        async def console_code() -> int:
+            other = browser(nodes[1])
+            other.cookies = dict(cookies)  # a browser that kept the cookie
+            return int((await other.request("GET", "/console")).code)
+
+        async def signed_in() -> bool:
+            return await console_code() == 200
+        await until_async(signed_in, what="signed in on node1")
+        redis.kill()
+        await sleep(0.5)
+        console = await b.request("GET", "/console")
+        assert (await b.request("POST", "/logout", {"csrf": console_csrf(console.body)})).code == 303
+        await sleep(1.0)
+        assert await console_code() == 200  # node1 cannot know yet
+        redis.restart()
+
+        async def signed_out() -> bool:
+            return await console_code() == 303
+        await until_async(signed_out, timeout=20, what="the sign-out, after Redis came back")
+    finally:
+        for node in nodes:
+            await node.hearth.service.stopService()
+        redis.kill()

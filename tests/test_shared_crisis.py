@@ -66,7 +66,7 @@ async def cluster_of_three(request: pytest.FixtureRequest, tmp_path: Path,
     started: list[LiveServer] = []
 
     async def fourth() -> LiveServer:
-        late = await start_nodes(configs[3:], [broker()])
+        late = await start_nodes(configs[3:], [broker()], first=4)
         started.extend(late)
         return late[0]
     yield nodes, fourth

@@ -157,7 +157,9 @@ class Auth:
         self.addresses = AddressHasher(secrets.address_seed)
         self.throttle = LoginThrottle(config.login)
         self.sessions = SessionTable(config.login.session_idle_seconds,
-                                     config.login.session_max_seconds)
+                                     config.login.session_max_seconds,
+                                     on_change=node.share_session)
+        node.on_session = lambda event: self.sessions.apply(event, self.clock())
         self.verifying = DeferredSemaphore(MAX_VERIFYING)
         # Make the dummy hash now, in a worker: made on first use, it would make the
         # first unknown name slower than a wrong password.

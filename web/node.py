@@ -50,6 +50,7 @@ from spaces.effects import (
 )
 from spaces.protocol import ProtocolError, encode
 from spaces.venue import Venue
+from web.shared_logs import LogShipper
 
 OWNER_TTL = 5.0  # seconds a room's ownership lasts without renewal
 NODE_TTL = 4.0  # seconds a node counts as alive after its last heartbeat
@@ -148,7 +149,7 @@ class Node:
     def __init__(self, venue: Venue, broker: Broker, prepare: Callable[[bytes, bool], Any],
                  clock: Callable[[], float], audit: AuditSink | None = None,
                  address_seed: bytes = b"", alerts: AlertSink | None = None,
-                 node_id: str = "solo") -> None:
+                 node_id: str = "solo", shared_logs: LogShipper | None = None) -> None:
         self.venue = venue
         self.broker = broker
         self.prepare = prepare
@@ -157,6 +158,10 @@ class Node:
         self.alerts = alerts
         self.address_seed = address_seed
         self.id = node_id
+        self.shared_logs = shared_logs
+        # facilitator sign-in sessions shared between nodes (moderation/login.py SessionTable)
+        self.on_session: Callable[[dict[str, Any]], None] | None = None
+        self._sessions_read: str | None = None  # the last id read of the shared sign-in log
         self.slow_listener_bytes = venue.config.voice.slow_listener_bytes
         self.voice_forwarded = 0
         self.voice_dropped_slow = 0
@@ -371,6 +376,7 @@ class Node:
             if owner is not None and not await self.broker.alive(owner):
                 self._moved(room)
         await self._adopt_orphaned_incidents()
+        await self.tail_sessions()
 
     async def _resync(self, room: str) -> None:
         """After the directory lost our keys (a Redis restart): tell it again what we hold."""
@@ -429,6 +435,34 @@ class Node:
         for wire in latest_incidents(records).values():
             if "room" in wire:
                 self.venue.crisis.learn(wire)
+
+    def share_session(self, event: dict[str, Any]) -> None:
+        """A sign-in session changed here: every node hears it now, and a node that starts
+        later reads it from the shared log."""
+        self.broker.send_all(relay.pack(relay.SESSION, {"from": self.id},
+                                        json.dumps(event).encode()))
+        if self.shared_logs is not None:
+            self.shared_logs.ship("sessions", event)
+
+    async def tail_sessions(self) -> None:
+        """Read the shared sign-in log on from where this node stopped: what a node that
+        just started missed, and what other nodes said while Redis was away (the live
+        path, `hearth:all`, drops it then). Applying an event twice changes nothing."""
+        while True:
+            batch = await self.broker.read("sessions", self._sessions_read, 1000)
+            if not batch:
+                return
+            self._sessions_read = batch[-1][0]
+            for _, data in batch:
+                try:
+                    event = json.loads(data)
+                except ValueError:
+                    continue
+                if isinstance(event, dict) and event.get("node") != self.id \
+                        and self.on_session is not None:
+                    self.on_session(event)
+            if len(batch) < 1000:
+                return
 
     async def _adopt_orphaned_incidents(self) -> None:
         """An incident's timers must run on even if nobody comes back to its room: a room
@@ -682,6 +716,9 @@ class Node:
             case relay.INCIDENT:
                 if h["from"] != self.id:
                     self.venue.crisis.learn(json.loads(m.payload))
+            case relay.SESSION:
+                if h["from"] != self.id and self.on_session is not None:
+                    self.on_session(json.loads(m.payload))
             case relay.INCIDENT_ACT:
                 act = ActElsewhere(h["room"], h["incident"], h["action"], h["outcome"],
                                    h["actor"], h["ref"])

@@ -87,6 +87,7 @@ class Retention:
                  incidents: Journal | None, venue: Any = None, alerts: Any = None,
                  broker: Broker | None = None) -> None:
         self.config = config.retention
+        self.session_max_seconds = config.login.session_max_seconds
         self.clock = clock
         self.audit, self.incidents, self.venue, self.alerts = audit, incidents, venue, alerts
         self.broker = broker  # the shared logs (web/shared_logs.py) are trimmed the same way
@@ -107,9 +108,10 @@ class Retention:
         if self.alerts is not None:
             self.alerts.journal.compact(self.alerts.outbox.pending())
         if self.broker is not None:
-            for stream, days in (("audit", self.config.audit_days),
-                                 ("incidents", self.config.incidents_days)):
-                d = defer.ensureDeferred(self.broker.trim(stream, int((now - days * DAY) * 1000)))
+            for stream, seconds in (("audit", self.config.audit_days * DAY),
+                                    ("incidents", self.config.incidents_days * DAY),
+                                    ("sessions", self.session_max_seconds)):
+                d = defer.ensureDeferred(self.broker.trim(stream, int((now - seconds) * 1000)))
                 d.addErrback(lambda f: self.log.failure("trimming a shared log failed", f))
         if any(gone.values()):
             self.log.info("retention purge: {audit} audit entries, {incidents} incidents, "

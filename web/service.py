@@ -108,7 +108,8 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
                     broker=broker, node_id=node_id, shared_logs=shipper)
     venue.crisis.public_url = config.crisis.public_url
     node = Node(venue, broker, prepare_for(factory), reactor.seconds, audit=audit,
-                address_seed=keys.address_seed, alerts=alerts, node_id=node_id)
+                address_seed=keys.address_seed, alerts=alerts, node_id=node_id,
+                shared_logs=shipper)
     alerts.on_failing = node.delivery_failing
     bind_node(factory, config, node)
     site = build_site(config, node, WebSocketResource(factory), broker.name, secrets=keys)
@@ -190,9 +191,10 @@ class NodeService(Service):
             return
         try:
             self.node.learn_incidents(await read_stream(self.node.broker, "incidents"))
+            await self.node.tail_sessions()
         except ConnectionError:
-            self.log.warn("the shared incident log cannot be read yet; on-duty consoles "
-                          "here learn of other nodes' incidents as they change")
+            self.log.warn("the shared logs cannot be read yet; this node learns of other "
+                          "nodes' incidents and sign-ins as they change")
 
     async def _housekeeping_once(self) -> None:
         await self.node.housekeeping()
