@@ -6,15 +6,15 @@ The machinery (a Browser on its own thread, Page, helpers) is in harness.py.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
 
 from spaces.config import HearthConfig
-from tests.browser.harness import CHROMIUM, NEUTRAL_PAGE, Browser, Page
+from tests.browser.harness import NEUTRAL_PAGE, Browser, Page
+from tests.browser.runner import CHROMIUM, serving
 from tests.conftest import make_config, need_binary
 
 
@@ -50,15 +50,8 @@ class _Neutral(BaseHTTPRequestHandler):
 @pytest.fixture(scope="session")
 def neutral_site() -> Iterator[str]:
     """The quick exit's destination: a plain local page standing in for a weather site."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Neutral)
-    thread = threading.Thread(target=server.serve_forever, name="neutral-site", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/weather"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
+    with serving(_Neutral, "neutral-site") as url:
+        yield f"{url}/weather"
 
 
 @pytest.fixture

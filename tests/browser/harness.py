@@ -1,8 +1,8 @@
 """The Playwright harness for the participant's pages, against the live Twisted server.
 
 The server runs on the reactor in the test's own thread (tests/conftest.py `server`), so
-the browser cannot: Playwright's sync API lives on one worker thread (as in
-tests/e2ee/test_browser_vectors.py), and every call to it comes back to the test as a
+the browser cannot: Playwright's sync API lives on one worker thread (runner.py, shared
+with the E2EE and detector browser tests), and every call to it comes back to the test as a
 Deferred the async test awaits — the reactor keeps serving the pages meanwhile. Every
 call has a deadline; a page promise is also raced against a JS timer, so a stuck page
 fails the test instead of hanging CI.
@@ -14,11 +14,9 @@ recorded for the tests to check.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +25,11 @@ from urllib.parse import urlsplit
 import pytest
 from twisted.internet import defer
 
+from tests.browser.runner import PlaywrightThread
+
 HERE = Path(__file__).resolve().parent
 ARTIFACTS = HERE / "artifacts"
 AXE = HERE / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--no-first-run", "--disable-sync"]
 CALL_TIMEOUT = 30.0  # seconds for one Playwright call
 JS_TIMEOUT_MS = 20_000  # for one page promise
 DESKTOP = {"width": 1280, "height": 800}
@@ -42,39 +39,9 @@ NEUTRAL_PAGE = (b"<!doctype html><html lang='en'><head><meta charset='utf-8'><ti
                 b"</title></head><body><h1>Weather</h1><p>Sunny spells, light winds.</p></body></html>")
 
 
-def _kill_own_playwright_driver() -> None:
-    """SIGKILL the Playwright driver processes that are children of this process, by pid."""
-    me = str(os.getpid())
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            ppid = (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
-            cmdline = (proc / "cmdline").read_bytes()
-        except (OSError, IndexError):
-            continue
-        if ppid == me and b"playwright" in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGKILL)
-
-
-class Browser:
-    """Debian's Chromium, driven from one dedicated thread."""
-
-    def __init__(self) -> None:
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright")
-        self._state: dict[str, Any] = {}
-        self._wedged = False
-
-    def start(self) -> None:
-        """Blocking: runs in fixture setup, before any test awaits."""
-        def launch() -> None:
-            from playwright.sync_api import sync_playwright
-            pw = sync_playwright().start()
-            self._state["pw"] = pw
-            self._state["browser"] = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                        args=LAUNCH_ARGS)
-        self._worker.submit(launch).result(timeout=90)
+class Browser(PlaywrightThread):
+    """Debian's Chromium on the runner's thread (`start()` in fixture setup, before any test
+    awaits); `Browser(extra_args)` adds to the required flags (the fake microphone for voice)."""
 
     def call(self, fn: Callable[[], Any], timeout: float = CALL_TIMEOUT) -> defer.Deferred[Any]:
         """Run fn on the Playwright thread; the Deferred fires on the reactor thread."""
@@ -95,13 +62,12 @@ class Browser:
 
         def expired() -> None:
             if not d.called:
-                self._wedged = True
-                _kill_own_playwright_driver()  # the blocked call raises; the worker thread ends
+                self.wedge()  # the blocked call raises; the worker thread ends
                 d.errback(TimeoutError(f"a browser call took more than {timeout:g}s"))
 
         timer = reactor.callLater(timeout, expired)  # type: ignore[attr-defined]
         d.addBoth(lambda result: (timer.cancel() if timer.active() else None, result)[1])
-        self._worker.submit(fn).add_done_callback(done)
+        self.submit(fn).add_done_callback(done)
         return d
 
     async def page(self, base_url: str, *, viewport: dict[str, int] | None = None,
@@ -119,7 +85,7 @@ class Browser:
             }
             if phone:
                 options.update(is_mobile=True, has_touch=True, device_scale_factor=2)
-            context = self._state["browser"].new_context(**options)
+            context = self.browser.new_context(**options)
             if axe:
                 # An init script is injected by the browser itself, so the page's CSP (no inline
                 # script) does not stop it; the pages are tested under their real CSP.
@@ -138,21 +104,9 @@ class Browser:
 
     def call_sync(self, fn: Callable[[], Any], timeout: float = CALL_TIMEOUT) -> Any:
         """Blocking, for fixture teardown (the reactor is not running there)."""
-        if self._wedged:
+        if self.wedged:
             return None
-        return self._worker.submit(fn).result(timeout=timeout)
-
-    def close(self) -> None:
-        def stop() -> None:
-            if "browser" in self._state:
-                self._state["browser"].close()
-            if "pw" in self._state:
-                self._state["pw"].stop()
-        try:
-            if not self._wedged:
-                self._worker.submit(stop).result(timeout=30)
-        finally:
-            self._worker.shutdown(wait=False, cancel_futures=True)
+        return self.run(fn, timeout)
 
 
 @dataclass

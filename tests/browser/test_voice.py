@@ -32,8 +32,6 @@ import pytest_twisted
 from spaces.chat import GroupChat
 from spaces.e2ee.voice import voice_header
 from tests.browser.harness import (
-    CHROMIUM,
-    LAUNCH_ARGS,
     Browser,
     Page,
     artifact,
@@ -42,12 +40,12 @@ from tests.browser.harness import (
     screen_point,
     seated,
 )
+from tests.browser.runner import FAKE_MEDIA_ARGS
 from tests.conftest import LiveServer
 from tests.test_e2ee_room import record_frames
 
 pytestmark = pytest.mark.browser
 
-FAKE_MIC = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 # The test room (tests/conftest.py): 14 x 10 m; seat 5 at (5.16, 6.84), seat 3 at (8.84, 6.84);
 # the quiet corner "corner-west" is the square (0, 0)-(3, 3); spawns (2, 8.5), (12, 8.5), (7, 9.2).
 SEAT_LEFT = 5
@@ -92,27 +90,12 @@ def speech_wav(path: Path, seconds: float = 4.0, rate: int = 48000) -> Path:
     return path
 
 
-class FakeMicBrowser(Browser):
-    """Debian's Chromium with the fake microphone (and no permission prompt)."""
-
-    def __init__(self, wav: Path) -> None:
-        super().__init__()
-        self.args = [*LAUNCH_ARGS, *FAKE_MIC, f"--use-file-for-fake-audio-capture={wav}"]
-
-    def start(self) -> None:
-        def launch() -> None:
-            from playwright.sync_api import sync_playwright
-            pw = sync_playwright().start()
-            self._state["pw"] = pw
-            self._state["browser"] = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                                        args=self.args)
-        self._worker.submit(launch).result(timeout=90)
-
-
 @pytest.fixture(scope="module")
 def mic_browser(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
     """`browser` first: it skips (or fails in CI) when Chromium or Playwright is missing."""
-    b = FakeMicBrowser(speech_wav(tmp_path_factory.mktemp("voice") / "speech.wav"))
+    # Debian's Chromium with the fake microphone (and no permission prompt), playing the WAV.
+    wav = speech_wav(tmp_path_factory.mktemp("voice") / "speech.wav")
+    b = Browser([*FAKE_MEDIA_ARGS, f"--use-file-for-fake-audio-capture={wav}"])
     b.start()
     try:
         yield b

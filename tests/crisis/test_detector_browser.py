@@ -3,8 +3,8 @@
 The participant's own client runs the JS detector on decrypted text; facilitator
 tooling and the tests run the Python one. They must agree to the rule id: on
 every shared case, on a seeded corpus of generated texts, and on tricky Unicode.
-The page is served on 127.0.0.1 and driven through the helpers of the E2EE
-browser test (a Playwright worker thread, every call raced against a timer).
+The page is served on 127.0.0.1 and driven through tests/browser/runner.py (a
+Playwright worker thread, every call raced against a timer), as the E2EE browser test's.
 """
 
 from __future__ import annotations
@@ -12,60 +12,27 @@ from __future__ import annotations
 import copy
 import json
 import random
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from moderation.crisis_config import CrisisConfig, pack_to_json
 from moderation.detector import RulePack, detect, tokenize
+from tests.browser.runner import RunnerPage, runner_page
 from tests.crisis.conftest import load_cases
-from tests.e2ee.test_browser_vectors import BrowserPage, require_browser
 
 pytestmark = pytest.mark.browser
 
 HERE = Path(__file__).resolve().parent
-STATIC = HERE.parents[1] / "web" / "static"
 TEST_FILES = {"detector_page.html", "detector_runner.js"}
 
 
-class _Handler(SimpleHTTPRequestHandler):
-    """web/static at /, and this directory's page and runner at /__test__/."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, directory=str(STATIC), **kwargs)
-
-    def translate_path(self, path: str) -> str:
-        route = urlsplit(path).path
-        if route.startswith("/__test__/"):
-            name = route.removeprefix("/__test__/")
-            return str(HERE / name) if name in TEST_FILES else str(HERE / "__missing__")
-        return super().translate_path(path)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        pass
-
-
 @pytest.fixture(scope="module")
-def browser() -> Iterator[BrowserPage]:
-    require_browser()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, name="detector-static", daemon=True)
-    thread.start()
-    page = None
-    try:
-        page = BrowserPage(f"http://127.0.0.1:{server.server_address[1]}/__test__/detector_page.html")
+def browser() -> Iterator[RunnerPage]:
+    with runner_page(HERE, TEST_FILES, "detector_page.html") as page:
         yield page
-    finally:
-        if page is not None:
-            page.close()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +48,7 @@ def python_results(packs: dict[str, RulePack], items: list[tuple[str, str]]) -> 
     return results
 
 
-def test_every_shared_case_gives_the_same_detection(browser: BrowserPage, crisis: CrisisConfig,
+def test_every_shared_case_gives_the_same_detection(browser: RunnerPage, crisis: CrisisConfig,
                                                     packs_json: dict[str, Any]) -> None:
     cases = load_cases()
     items = [(case["language"], case["text"]) for case in cases]
@@ -120,7 +87,7 @@ def _corpus(packs: dict[str, RulePack], seed: int, count: int) -> list[tuple[str
     return items
 
 
-def test_a_generated_corpus_gives_the_same_detections(browser: BrowserPage, crisis: CrisisConfig,
+def test_a_generated_corpus_gives_the_same_detections(browser: RunnerPage, crisis: CrisisConfig,
                                                       packs_json: dict[str, Any]) -> None:
     items = _corpus(dict(crisis.packs), seed=20261107, count=400)
     in_browser = browser.call("run", packs_json, items)
@@ -140,14 +107,14 @@ TRICKY = [
 ]
 
 
-def test_tokens_are_the_same_on_tricky_unicode(browser: BrowserPage) -> None:
+def test_tokens_are_the_same_on_tricky_unicode(browser: RunnerPage) -> None:
     in_browser = browser.call("tokens", TRICKY)
     in_python = [[[t.text, t.clause, t.sentence] for t in tokenize(text)] for text in TRICKY]
     for text, js, py in zip(TRICKY, in_browser, in_python, strict=True):
         assert js == py, text
 
 
-def test_a_pack_sent_as_json_text_works(browser: BrowserPage, crisis: CrisisConfig,
+def test_a_pack_sent_as_json_text_works(browser: RunnerPage, crisis: CrisisConfig,
                                         packs_json: dict[str, Any]) -> None:
     texts = ["Quiero morirme esta noche.", "No quiero morir.", "Me muero de vergüenza."]
     got = browser.call("runFromText", json.dumps(packs_json["es"], ensure_ascii=False), texts)
@@ -156,17 +123,17 @@ def test_a_pack_sent_as_json_text_works(browser: BrowserPage, crisis: CrisisConf
 
 
 def test_to_wire_keeps_only_category_severity_pack_and_version(
-        browser: BrowserPage, packs_json: dict[str, Any]) -> None:
+        browser: RunnerPage, packs_json: dict[str, Any]) -> None:
     assert browser.call("wire", packs_json["en"], "I want to kill myself tonight") == {
         "category": "intent", "severity": "high", "pack": "hearth-en", "version": "1.0.0"}
     assert browser.call("wire", packs_json["en"], "see you next week") is None
 
 
-def test_odd_arguments_detect_nothing(browser: BrowserPage, packs_json: dict[str, Any]) -> None:
+def test_odd_arguments_detect_nothing(browser: RunnerPage, packs_json: dict[str, Any]) -> None:
     assert browser.call("oddArguments", packs_json["en"]) == [None] * 6
 
 
-def test_large_texts_complete_in_the_browser(browser: BrowserPage,
+def test_large_texts_complete_in_the_browser(browser: RunnerPage,
                                              packs_json: dict[str, Any]) -> None:
     texts = ["kill myself " * 450, "a" * 5000, "💊" * 5000, "1," * 2500, "not " * 1250,
              "me quiero morir " * 300, "\U0001d518" * 5000]
@@ -206,13 +173,13 @@ def _broken(pack: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     ("rules/0/patterns/0/0/prefixes", [""], "rules[0].patterns[0][0].prefixes[0]"),
     ("exceptions/school/scope", "room", "exceptions.school.scope: expected sentence or message"),
 ])
-def test_a_bad_pack_is_refused_with_its_path(browser: BrowserPage, packs_json: dict[str, Any],
+def test_a_bad_pack_is_refused_with_its_path(browser: RunnerPage, packs_json: dict[str, Any],
                                              path: str, value: Any, fragment: str) -> None:
     error = browser.call("loadError", _broken(packs_json["en"], path, value))
     assert error is not None and error.startswith("PackError: ") and fragment in error, error
 
 
-def test_garbage_packs_are_refused(browser: BrowserPage) -> None:
+def test_garbage_packs_are_refused(browser: RunnerPage) -> None:
     for garbage in ("{not json", "[]", "null", 42):
         error = browser.call("loadError", garbage)
         assert error is not None and error.startswith("PackError: "), error

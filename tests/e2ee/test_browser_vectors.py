@@ -2,181 +2,36 @@
 
 Runs Debian's Chromium headless through Playwright. The page is served over
 http://127.0.0.1 (a secure context, so WebCrypto is available) by a tiny
-threaded http.server. Playwright's sync API lives on its own worker thread: the
-test process may already run Twisted's asyncio reactor (pytest-twisted), and
-the sync API refuses to run inside a running event loop. Every page call is
-raced against a JS timer, and the worker call against a Python timeout, so a
-stuck page fails the test instead of hanging CI.
+threaded http.server. Playwright's sync API lives on its own worker thread
+(tests/browser/runner.py, shared with the other browser tests): the test process
+may already run Twisted's asyncio reactor (pytest-twisted), and the sync API
+refuses to run inside a running event loop. Every page call is raced against a
+JS timer, and the worker call against a Python timeout, so a stuck page fails
+the test instead of hanging CI.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import os
-import signal
-import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FuturesTimeout
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
 from spaces.e2ee import E2EEError, GroupSession, server_tag, verify_report, voice_header
+from tests.browser.runner import RunnerPage, require_browser, runner_page
 
 pytestmark = pytest.mark.browser
 
 HERE = Path(__file__).resolve().parent
-STATIC = HERE.parents[1] / "web" / "static"
 TEST_FILES = {"e2ee_page.html", "vector_runner.js"}
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--no-first-run", "--disable-sync"]
-CALL_TIMEOUT_MS = 30_000
-
-
-def require_browser(chromium: str = CHROMIUM) -> None:
-    """Skip where there is no browser, except in CI, where a missing browser is a failure."""
-    reason = None
-    if not Path(chromium).exists():
-        reason = f"{chromium} is missing (apt-get install chromium)"
-    else:
-        try:
-            import playwright.sync_api  # noqa: F401
-        except ImportError:
-            reason = "playwright is not installed (pip install -e '.[test]')"
-    if reason is None:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"browser test cannot run in CI: {reason}")
-    pytest.skip(reason)
-
-
-class _Handler(SimpleHTTPRequestHandler):
-    """web/static at /, and this directory's page and runner at /__test__/."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, directory=str(STATIC), **kwargs)
-
-    def translate_path(self, path: str) -> str:
-        route = urlsplit(path).path
-        if route.startswith("/__test__/"):
-            name = route.removeprefix("/__test__/")
-            return str(HERE / name) if name in TEST_FILES else str(HERE / "__missing__")
-        return super().translate_path(path)
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet test output
-        pass
 
 
 @pytest.fixture(scope="module")
-def static_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    thread = threading.Thread(target=server.serve_forever, name="e2ee-static", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-
-
-def _kill_own_playwright_driver() -> None:
-    """SIGKILL the Playwright driver processes that are children of this process, by pid."""
-    me = str(os.getpid())
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            ppid = (proc / "stat").read_text().rsplit(")", 1)[1].split()[1]
-            cmdline = (proc / "cmdline").read_bytes()
-        except (OSError, IndexError):
-            continue
-        if ppid == me and b"playwright" in cmdline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(int(proc.name), signal.SIGKILL)
-
-
-class BrowserPage:
-    """One Chromium page, driven from a dedicated worker thread."""
-
-    def __init__(self, url: str) -> None:
-        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="playwright")
-        self._state: dict[str, Any] = {}
-        self.page_errors: list[str] = []
-        self._wedged = False
-        try:
-            self._run(lambda: self._start(url), 90)
-        except BaseException:
-            self.close()
-            raise
-
-    def _run(self, fn: Callable[[], Any], timeout: float) -> Any:
-        future = self._worker.submit(fn)
-        try:
-            return future.result(timeout=timeout)
-        except FuturesTimeout:
-            # The page is wedged beyond what the JS timer can catch (a busy renderer).
-            # Killing our own Playwright driver makes the blocked call raise, so the
-            # worker thread ends instead of hanging the test run.
-            self._wedged = True
-            _kill_own_playwright_driver()
-            raise
-
-    def _start(self, url: str) -> None:
-        from playwright.sync_api import sync_playwright
-
-        pw = sync_playwright().start()
-        self._state["pw"] = pw
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
-        self._state["browser"] = browser
-        page = browser.new_page()
-        page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
-        page.goto(url)
-        try:
-            page.wait_for_function("window.runnerReady === true", timeout=20_000)
-        except Exception as exc:
-            raise AssertionError(f"test page did not load: {self.page_errors}") from exc
-        self._state["page"] = page
-
-    def evaluate(self, expression: str, arg: Any = None) -> Any:
-        page = self._state["page"]
-        return self._run(lambda: page.evaluate(expression, arg), CALL_TIMEOUT_MS / 1000 + 15)
-
-    def call(self, fn: str, *args: Any) -> Any:
-        """window.runner[fn](...args), raced against a JS timer."""
-        return self.evaluate(
-            "([fn, args, ms]) => window.runner.withTimeout(window.runner[fn](...args), ms, fn)",
-            [fn, list(args), CALL_TIMEOUT_MS],
-        )
-
-    def close(self) -> None:
-        def stop() -> None:
-            if "browser" in self._state:
-                self._state["browser"].close()
-            if "pw" in self._state:
-                self._state["pw"].stop()
-
-        try:
-            if not self._wedged:  # after a wedge the driver is dead: nothing left to stop
-                self._run(stop, 30)
-        finally:
-            self._worker.shutdown(wait=False, cancel_futures=True)
-
-
-@pytest.fixture(scope="module")
-def browser(static_url: str) -> Iterator[BrowserPage]:
-    require_browser()
-    page = BrowserPage(f"{static_url}/__test__/e2ee_page.html")
-    try:
+def browser() -> Iterator[RunnerPage]:
+    with runner_page(HERE, TEST_FILES, "e2ee_page.html") as page:
         yield page
-    finally:
-        page.close()
 
 
 def test_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,11 +43,11 @@ def test_missing_browser_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.Mon
         require_browser("/nonexistent/chromium")
 
 
-def test_page_is_a_secure_context_with_webcrypto(browser: BrowserPage) -> None:
+def test_page_is_a_secure_context_with_webcrypto(browser: RunnerPage) -> None:
     assert browser.evaluate("window.isSecureContext && typeof crypto.subtle === 'object'") is True
 
 
-def test_every_vector_passes_in_the_browser(browser: BrowserPage, vectors: dict[str, Any]) -> None:
+def test_every_vector_passes_in_the_browser(browser: RunnerPage, vectors: dict[str, Any]) -> None:
     result = browser.call("runAll", vectors)
     assert result["failures"] == [], "\n".join(result["failures"])
     counts = result["counts"]
@@ -212,7 +67,7 @@ def test_every_vector_passes_in_the_browser(browser: BrowserPage, vectors: dict[
     assert browser.page_errors == []
 
 
-def test_a_broken_vector_is_reported(browser: BrowserPage, vectors: dict[str, Any]) -> None:
+def test_a_broken_vector_is_reported(browser: RunnerPage, vectors: dict[str, Any]) -> None:
     """The runner must be able to fail: corrupt one expected byte and one expected code."""
     broken = {**vectors, "message": {**vectors["message"]}}
     case = dict(broken["message"]["cases"][0])
@@ -234,7 +89,7 @@ def test_a_broken_vector_is_reported(browser: BrowserPage, vectors: dict[str, An
 class Link:
     """A Python GroupSession and a browser GroupSession in one room, and the relay between them."""
 
-    def __init__(self, browser: BrowserPage, room: str) -> None:
+    def __init__(self, browser: RunnerPage, room: str) -> None:
         self.browser = browser
         self.room = room
         self.js_keys: dict[str, dict[str, str]] = {}
@@ -264,7 +119,7 @@ def _relay(link: Link, py: dict[str, GroupSession], js: list[str], epoch: int,
             assert link.js(to, "receiveDirected", sender, body) == {"ok": True}
 
 
-def test_python_and_browser_sessions_interoperate(browser: BrowserPage) -> None:
+def test_python_and_browser_sessions_interoperate(browser: RunnerPage) -> None:
     link = Link(browser, "room-live")
     alice = GroupSession("room-live", "py-alice")
     link.js_create("js-bob")
@@ -318,7 +173,7 @@ def test_python_and_browser_sessions_interoperate(browser: BrowserPage) -> None:
         assert alice.decrypt("js-bob", message["body"], message["commitment"]).text == f"burst {i}"
 
 
-def test_removal_rotates_keys_across_languages(browser: BrowserPage) -> None:
+def test_removal_rotates_keys_across_languages(browser: RunnerPage) -> None:
     link = Link(browser, "room-rotate")
     alice = GroupSession("room-rotate", "py-alice")
     mallory = GroupSession("room-rotate", "py-mallory")
@@ -356,7 +211,7 @@ def _stamp(frame: bytes, slot: int) -> bytes:
 
 
 def test_voice_frames_interoperate_and_the_browser_imports_each_key_once(
-        browser: BrowserPage) -> None:
+        browser: RunnerPage) -> None:
     link = Link(browser, "room-voice")
     alice = GroupSession("room-voice", "py-alice")
     mallory = GroupSession("room-voice", "py-mallory")

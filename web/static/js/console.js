@@ -20,15 +20,14 @@ import { detect, loadPack } from "./detector.js";
 import { GroupChat } from "./groupchat.js";
 import { cachedHelplines, countriesOf, helplinesText, loadHelplines, renderHelplines } from "./helplines.js";
 import { errorText, loadStrings, t } from "./i18n.js";
-import { distance, SEAT_REACH, Walker } from "./movement.js";
 import { ENDED, HearthConnection, TokenStore } from "./protocol.js";
+import { mapInput, RoomState } from "./roomstate.js";
 import { RoomView } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
 const root = $("console");
 const pageLang = root.dataset.lang;
 const PACK_LANGUAGES = ["en", "es"]; // a room may speak either: every shipped pack runs
-const LOG_LIMIT = 500;
 const REF_LIMIT = 200;
 const SEVERITY_RANK = { low: 0, medium: 1, high: 2 };
 const OUTCOMES = ["de_escalated", "external_help_confirmed", "unreachable", "not_a_concern", "test", "handed_off"];
@@ -43,17 +42,10 @@ const ALLOWED = {
 };
 
 const state = {
-  room: null,
+  roomId: null,
   title: "",
-  me: null,
-  layout: null,
-  members: new Map(),
   ready: new Set(),
-  lastSeq: 0,
-  settings: { locked: false, lobby: false, capacity: 0, slow_mode: 0 },
-  stick: { on: false, holder: null, hands: [] },
   waiting: [],
-  private: {},
   reports: new Map(), // id -> report (verified by the server)
   incidents: new Map(), // id -> incident metadata
   duty: false,
@@ -68,7 +60,7 @@ const state = {
 let connection = null;
 let chat = null;
 let view = null;
-let walker = null;
+let room = null; // RoomState of the room opened: members, seats, positions, corners, the stick, the log
 let audio = null;
 let refCount = 0;
 let exited = false;
@@ -106,7 +98,7 @@ const timeFormat = new Intl.DateTimeFormat(pageLang, { hour: "2-digit", minute: 
 const clock = (ms) => timeFormat.format(new Date(ms));
 
 function nameOf(id) {
-  return state.members.get(id)?.pseudonym ?? t("someone");
+  return room?.nameOf(id) ?? t("someone");
 }
 
 function status(text) {
@@ -235,44 +227,21 @@ function whyText(category) {
 }
 
 function roomTitle(id) {
-  if (id === state.room) return state.title;
+  if (id === state.roomId) return state.title;
   const b = document.querySelector(`.open-room[data-room="${CSS.escape(id)}"]`);
   return b?.dataset.title ?? id;
 }
 
-// --- the log -----------------------------------------------------------------------------------
+// --- the log (roomstate.js) --------------------------------------------------------------------
 
-function logEntry(className, seq) {
-  const li = el("p", className);
-  const key = typeof seq === "number" ? seq : state.lastSeq + 0.5;
-  li.dataset.key = String(key);
-  const log = $("chat-log");
-  let before = null;
-  for (let node = log.lastElementChild; node; node = node.previousElementSibling) {
-    if (Number(node.dataset.key) <= key) break;
-    before = node;
-  }
-  log.insertBefore(li, before);
-  while (log.childElementCount > LOG_LIMIT) log.firstElementChild.remove();
-  if (before === null) log.scrollTop = log.scrollHeight;
-  return li;
-}
-
-function notice(text, { seq = null, warn = false } = {}) {
-  if (exited) return;
-  logEntry(warn ? "notice warn" : "notice", seq).textContent = text;
+function notice(text, options) {
+  room.log.notice(text, options);
 }
 
 function showMessage({ sender, text, seq, ts, zone = null, mine }) {
   if (exited) return;
-  const li = logEntry(mine ? "msg mine" : "msg", zone ? null : seq);
-  li.dataset.sender = sender;
+  const li = room.log.message({ sender, text, seq, ts, zone, mine });
   if (!zone) li.dataset.seq = String(seq);
-  if (zone) li.classList.add("private");
-  const when = el("time", "when", clock(ts));
-  when.dateTime = new Date(ts).toISOString();
-  li.append(el("span", "who", mine ? t("chat.you") : nameOf(sender)), el("span", "text", text), when);
-  if (zone) li.append(el("span", "tag", t("chat.private")));
   const tools = el("span", "line-tools");
   if (!zone) {
     tools.append(button(t("console.hide"), {
@@ -281,7 +250,7 @@ function showMessage({ sender, text, seq, ts, zone = null, mine }) {
     }));
   }
   li.append(tools);
-  if (!mine && state.members.get(sender)?.role === "participant") check(li, tools, sender, text);
+  if (!mine && room.members.get(sender)?.role === "participant") check(li, tools, sender, text);
 }
 
 /** The detector, on this device: mark the line, explain why, offer one click to flag. */
@@ -323,35 +292,20 @@ function check(li, tools, sender, text) {
 
 // --- the room: members, map, settings --------------------------------------------------------
 
-function whereText(member) {
-  if (member.seat !== null && member.seat !== undefined) return t("where.seat", { n: member.seat + 1 });
-  const corner = state.layout?.corners.find((c) => c.id === member.zone);
-  if (corner) return corner.title;
-  return t("where.standing");
-}
-
-function cornerOf(member) {
-  return Object.entries(state.private).find(([, ids]) => ids.includes(member))?.[0] ?? null;
-}
-
-function freeCorner() {
-  return state.layout?.corners.find((c) => !Object.hasOwn(state.private, c.id))?.id ?? null;
-}
-
 function memberItem(m) {
   const li = el("li", "member");
   li.dataset.member = m.id;
   li.dataset.muted = String(Boolean(m.muted));
   li.append(el("span", "name", m.pseudonym));
   if (m.role !== "participant") li.append(el("span", "badge", t(m.role === "operator" ? "role.operator" : "role.facilitator")));
-  if (m.id === state.me) li.append(el("span", "badge you", t("badge.you")));
+  if (m.id === room.me) li.append(el("span", "badge you", t("badge.you")));
   if (m.role === "participant") {
     li.append(el("span", m.muted ? "badge warn" : "badge quiet", m.muted ? t("badge.muted") : t("console.mic_free")));
   }
   if (m.hand) li.append(el("span", "badge quiet", t("badge.hand")));
   if (m.away) li.append(el("span", "badge quiet", t("console.away")));
-  li.append(el("span", "where", whereText(m)));
-  if (m.id === state.me || m.role !== "participant") return li;
+  li.append(el("span", "where", room.whereText(m)));
+  if (m.id === room.me || m.role !== "participant") return li;
   const name = m.pseudonym;
   const tools = el("span", "member-actions");
   if (m.muted) {
@@ -363,14 +317,14 @@ function memberItem(m) {
   }
   tools.append(button(t("console.give_stick"), { act: "give_stick", member: m.id, forName: name,
     onClick: () => act({ type: "give_stick", member: m.id }, t("console.give_stick")) }));
-  const corner = cornerOf(m.id);
+  const corner = room.privateCornerOf(m.id);
   if (corner) {
     tools.append(button(t("console.release_corner"), { act: "release_corner", member: m.id, forName: name,
       onClick: () => act({ type: "release_corner", corner }, t("console.release_corner")) }));
   } else {
     tools.append(button(t("console.private_corner"), { act: "private_corner", member: m.id, forName: name,
       onClick: () => {
-        const free = freeCorner();
+        const free = room.freeCorner();
         if (free) act({ type: "private_corner", corner: free, member: m.id }, t("console.private_corner"));
         else status(t("console.no_corner"));
       } }));
@@ -388,35 +342,23 @@ function memberItem(m) {
 }
 
 function renderMembers() {
-  const order = (m) => (m.id === state.me ? 0 : m.role === "participant" ? 2 : 1);
-  const members = [...state.members.values()].sort(
+  const order = (m) => (m.id === room.me ? 0 : m.role === "participant" ? 2 : 1);
+  const members = [...room.members.values()].sort(
     (a, b) => order(a) - order(b) || a.pseudonym.localeCompare(b.pseudonym, pageLang),
   );
   rebuild($("members"), members.map(memberItem));
-  $("member-count").textContent = `(${state.members.size})`;
-  const taken = new Map();
-  for (const m of state.members.values()) if (m.seat !== null && m.seat !== undefined) taken.set(m.seat, m);
-  view.setSeats(taken);
-  const me = state.members.get(state.me);
-  if (me) {
-    const text = me.seat !== null && me.seat !== undefined ? t("me.seated", { n: me.seat + 1 })
-      : me.zone && me.zone !== "room" ? t("me.corner", { place: whereText(me) }) : t("me.standing");
-    if ($("me-where").textContent !== text) $("me-where").textContent = text;
-  }
+  $("member-count").textContent = `(${room.members.size})`;
+  view.setSeats(room.takenSeats());
+  const text = room.myPlaceText();
+  if (text !== null && $("me-where").textContent !== text) $("me-where").textContent = text;
   renderHands();
 }
 
-function setMember(member) {
-  state.members.set(member.id, { ...member });
-  view.upsert(member);
-  if (member.id === state.me && walker) walker.update(member);
-}
-
 function renderSettings() {
-  const s = state.settings;
+  const s = room.settings;
   $("lobby").setAttribute("aria-pressed", String(Boolean(s.lobby)));
   $("lock").setAttribute("aria-pressed", String(Boolean(s.locked)));
-  $("stick").setAttribute("aria-pressed", String(Boolean(state.stick.on)));
+  $("stick").setAttribute("aria-pressed", String(Boolean(room.stick.on)));
   if (document.activeElement !== $("capacity")) $("capacity").value = String(s.capacity);
   const slow = $("slow-mode");
   const value = String(s.slow_mode);
@@ -442,7 +384,7 @@ function renderLobby() {
 }
 
 function renderHands() {
-  const { on, holder, hands } = state.stick;
+  const { on, holder, hands } = room.stick;
   rebuild($("hands"), hands.map((id) => {
     const li = el("li", "person");
     li.append(el("span", "name", nameOf(id)));
@@ -467,7 +409,7 @@ function renderReports() {
       sender: r.sender_pseudonym, reporter: r.reporter_pseudonym, time: clock(r.reported_at),
     })));
     if (r.reason) li.append(el("p", "meta", t("console.report_reason", { reason: r.reason })));
-    if (r.room === state.room) {
+    if (r.room === state.roomId) {
       li.append(button(t("console.hide_reported"), { act: "hide_reported", member: r.id,
         onClick: () => act({ type: "hide", seq: r.seq }, t("console.hide")) }));
     }
@@ -593,7 +535,7 @@ function renderIncident(incident) {
   } else {
     timer.textContent = formatSince(Date.now() - incident.opened_at);
   }
-  const here = incident.room === state.room && state.members.has(incident.member);
+  const here = incident.room === state.roomId && room.members.has(incident.member);
   for (const b of li.querySelectorAll(".incident-actions button")) {
     const action = b.dataset.act === "private" ? "engage" : b.dataset.act;
     let allowed = (ALLOWED[action] ?? []).includes(incident.state);
@@ -627,12 +569,12 @@ function onIncident(message) {
 function takePrivate(id) {
   const incident = state.incidents.get(id);
   if (!incident) return;
-  const corner = cornerOf(incident.member);
-  if (corner && state.private[corner].includes(state.me)) {
+  const corner = room.privateCornerOf(incident.member);
+  if (corner && room.private[corner].includes(room.me)) {
     act({ type: "incident", incident: id, action: "engage" }, t("console.incident_action"));
     return;
   }
-  const free = freeCorner();
+  const free = room.freeCorner();
   if (!free) {
     status(t("console.no_corner"));
     return;
@@ -642,11 +584,10 @@ function takePrivate(id) {
     () => state.pendingEngage.delete(incident.member));
 }
 
-function onCorners(corners) {
-  state.private = corners ?? {};
-  view.setPrivate(state.private);
+/** The private corners changed (roomstate.js keeps them): engage what waited for its corner. */
+function onCorners() {
   for (const [member, id] of [...state.pendingEngage]) {
-    if (!cornerOf(member)) continue;
+    if (!room.privateCornerOf(member)) continue;
     state.pendingEngage.delete(member);
     const incident = state.incidents.get(id);
     if (incident && ALLOWED.engage.includes(incident.state)) {
@@ -688,24 +629,7 @@ function putInBox(text) {
 // --- what the server says ----------------------------------------------------------------------
 
 function onWelcome(welcome) {
-  const room = welcome.room;
-  state.me = welcome.member;
   root.dataset.me = welcome.member;
-  view.setMe(welcome.member);
-  if (state.layout === null) {
-    state.layout = room.layout;
-    view.setLayout(room.layout);
-    walker = new Walker(room.layout, (message) => connection.send(message));
-  }
-  for (const id of state.members.keys()) if (!room.members.some((m) => m.id === id)) view.remove(id);
-  state.members.clear();
-  for (const member of room.members) setMember(member);
-  state.lastSeq = Math.max(state.lastSeq, room.seq);
-  state.settings = { locked: room.locked, lobby: room.lobby, capacity: room.capacity, slow_mode: room.slow_mode };
-  state.stick = room.stick ?? state.stick;
-  state.private = room.private ?? {};
-  view.setPrivate(state.private);
-  renderMembers();
   renderSettings();
   connection.send({ type: "list_reports" });
   connection.send({ type: "list_incidents" });
@@ -714,49 +638,17 @@ function onWelcome(welcome) {
 }
 
 function onMessage(message) {
-  if (typeof message.seq === "number" && !message.zone) state.lastSeq = Math.max(state.lastSeq, message.seq);
+  // Members, seats, positions, corners, the stick and settings: roomstate.js keeps them, the
+  // map and the shared notices; the console draws its panels from them.
+  const change = room.apply(message);
+  if (change?.members) renderMembers();
   switch (message.type) {
     case "welcome":
       onWelcome(message);
       break;
-    case "member_joined":
-      setMember(message.member);
-      renderMembers();
-      notice(t("notice.joined", { name: message.member.pseudonym }), { seq: message.seq });
-      break;
-    case "member_left": {
-      const name = nameOf(message.member);
-      state.members.delete(message.member);
-      view.remove(message.member);
-      renderMembers();
+    case "member_left":
       for (const incident of state.incidents.values()) if (incident.member === message.member) renderIncident(incident);
-      const key = { left: "notice.left", timeout: "notice.timeout", removed: "notice.removed" }[message.reason];
-      notice(t(key ?? "notice.left", { name }), { seq: message.seq });
       break;
-    }
-    case "member_updated":
-      setMember(message.member);
-      renderMembers();
-      break;
-    case "positions":
-      for (const [id, x, y, zone] of message.moves) {
-        const member = state.members.get(id);
-        if (!member) continue;
-        const changed = member.zone !== zone;
-        Object.assign(member, { x, y, zone });
-        view.place(id, x, y);
-        if (id === state.me && walker) walker.update(member);
-        if (changed) renderMembers();
-      }
-      break;
-    case "hidden": {
-      const line = $("chat-log").querySelector(`.msg[data-key="${Number(message.target)}"]`);
-      if (line) {
-        line.className = "notice";
-        line.textContent = t("chat.hidden");
-      }
-      break;
-    }
     case "lobby":
       if (message.waiting.length > state.waiting.length) {
         announce(t("console.someone_waiting"));
@@ -765,16 +657,14 @@ function onMessage(message) {
       renderLobby();
       break;
     case "room_settings":
-      state.settings = { locked: message.locked, lobby: message.lobby, capacity: message.capacity, slow_mode: message.slow_mode };
       renderSettings();
       break;
     case "stick":
-      state.stick = { on: message.on, holder: message.holder, hands: message.hands };
       renderSettings();
       renderHands();
       break;
     case "corners":
-      onCorners(message.private);
+      onCorners();
       break;
     case "reports":
       state.reports = new Map(message.reports.map((r) => [r.id, r]));
@@ -820,7 +710,7 @@ function onMessage(message) {
 function onError(error) {
   if (typeof error.ref === "string" && /^(say|flag|report)-/.test(error.ref)) return; // the caller shows it
   if (["position_invalid", "rate_limited"].includes(error.code) && !error.ref) {
-    walker?.refused();
+    room.walker?.refused();
     return;
   }
   const entry = typeof error.ref === "string" ? state.refs.get(error.ref) : null;
@@ -837,7 +727,7 @@ function onState({ state: now, code }) {
   if (now === "connecting") status(t("status.connecting"));
   if (now === "reconnecting") {
     status(t("status.reconnecting"));
-    walker?.stop();
+    room.walker?.stop();
     if (!state.dropped) notice(t("notice.dropped"), { warn: true });
     state.dropped = true;
   }
@@ -847,7 +737,7 @@ function onState({ state: now, code }) {
     state.dropped = false;
   }
   if (ENDED.has(now)) {
-    walker?.stop();
+    room.walker?.stop();
     $("desk").hidden = true;
     if (now === "left") {
       showRooms();
@@ -911,13 +801,18 @@ async function openRoom(roomId, title) {
 }
 
 function start(roomId, title, ticket) {
+  const tokens = new TokenStore(roomId);
+  tokens.key = `hearth.console.${roomId}`; // not the participant's key: a different member
+  tokens.clear(); // a fresh ticket is a fresh member
+  const join = { ticket, locale: pageLang };
+  const name = $("console-name").value.trim();
+  if (name.length >= 2) join.pseudonym = name;
+  const conn = new HearthConnection({ room: roomId, tokens, join });
+  room?.walker?.stop();
+  room = new RoomState({ connection: conn, view, log: $("chat-log"), lang: pageLang });
   Object.assign(state, {
-    room: roomId, title, me: null, layout: null, lastSeq: 0, ready: new Set(), waiting: [], private: {},
-    reports: new Map(), stick: { on: false, holder: null, hands: [] }, pendingEngage: new Map(), dropped: false,
+    roomId, title, ready: new Set(), waiting: [], reports: new Map(), pendingEngage: new Map(), dropped: false,
   });
-  state.members.clear();
-  walker?.stop();
-  walker = null;
   $("chat-log").replaceChildren();
   $("incidents").replaceChildren();
   for (const incident of state.incidents.values()) renderIncident(incident);
@@ -928,13 +823,6 @@ function start(roomId, title, ticket) {
   $("desk-ended").hidden = true;
   $("desk").hidden = false;
   $("desk-title").focus();
-  const tokens = new TokenStore(roomId);
-  tokens.key = `hearth.console.${roomId}`; // not the participant's key: a different member
-  tokens.clear(); // a fresh ticket is a fresh member
-  const join = { ticket, locale: pageLang };
-  const name = $("console-name").value.trim();
-  if (name.length >= 2) join.pseudonym = name;
-  const conn = new HearthConnection({ room: roomId, tokens, join });
   const ch = new GroupChat(conn, roomId);
   connection = conn;
   chat = ch;
@@ -953,39 +841,7 @@ function start(roomId, title, ticket) {
   conn.start();
 }
 
-// --- walking and sitting (as on the room page) ------------------------------------------------
-
-function seatTakenBy(index) {
-  for (const m of state.members.values()) if (m.seat === index) return m;
-  return null;
-}
-
-function sitOn(index) {
-  if (!walker || !connection?.open) return;
-  const who = seatTakenBy(index);
-  if (who) return;
-  const [x, y] = state.layout.seats[index];
-  const me = state.members.get(state.me);
-  if (me && distance(me, { x, y }) <= SEAT_REACH) {
-    walker.stop();
-    connection.send({ type: "sit", seat: index });
-  } else {
-    walker.walkTo({ x, y }, index);
-    view.showTarget({ x, y });
-  }
-}
-
-function nearestFreeSeat() {
-  const me = state.members.get(state.me);
-  if (!me || !state.layout) return null;
-  let best = null;
-  state.layout.seats.forEach(([x, y], index) => {
-    if (seatTakenBy(index)) return;
-    const d = distance(me, { x, y });
-    if (best === null || d < best.d) best = { index, d };
-  });
-  return best?.index ?? null;
-}
+// --- saying something ---------------------------------------------------------------------------
 
 async function say(event) {
   event.preventDefault();
@@ -993,11 +849,9 @@ async function say(event) {
   const text = input.value.trim();
   if (!text || !chat) return;
   input.value = "";
-  const me = state.members.get(state.me);
-  const zone = me && me.zone !== "room" && (state.private[me.zone] ?? []).includes(state.me) ? me.zone : null;
   try {
-    const sent = await chat.say(text, { zone });
-    showMessage({ sender: state.me, text, seq: sent.seq, ts: sent.ts, zone: sent.zone, mine: true });
+    const sent = await chat.say(text, { zone: room.myPrivateCorner() });
+    showMessage({ sender: room.me, text, seq: sent.seq, ts: sent.ts, zone: sent.zone, mine: true });
   } catch (err) {
     input.value = input.value || text;
     notice(errorText(err.code ?? "not_sent", t("error.not_sent")), { warn: true });
@@ -1012,24 +866,7 @@ async function main() {
   } catch {
     await loadStrings("en");
   }
-  view = new RoomView($("room-view"), $("room-svg"), {
-    t,
-    onWalk: (point) => {
-      if (!walker || !connection?.open) return;
-      walker.walkTo(point);
-      view.showTarget(walker.target);
-    },
-    onSeat: sitOn,
-    onKeys: (dx, dy) => {
-      if (!walker || !connection?.open) return;
-      walker.setDirection(dx, dy);
-      view.showTarget(null);
-    },
-    onEnter: () => {
-      const seat = nearestFreeSeat();
-      if (seat !== null) sitOn(seat);
-    },
-  });
+  view = new RoomView($("room-view"), $("room-svg"), { t, ...mapInput(() => room) });
   for (const b of document.querySelectorAll(".open-room")) {
     b.addEventListener("click", () => openRoom(b.dataset.room, b.dataset.title));
   }
@@ -1041,9 +878,9 @@ async function main() {
     $("sound").setAttribute("aria-pressed", String(state.sound));
     if (state.sound) unlockAudio();
   });
-  $("lobby").addEventListener("click", () => act({ type: "lobby", on: !state.settings.lobby }, t("console.lobby")));
-  $("lock").addEventListener("click", () => act({ type: "lock", on: !state.settings.locked }, t("console.lock")));
-  $("stick").addEventListener("click", () => act({ type: "stick", on: !state.stick.on }, t("console.stick")));
+  $("lobby").addEventListener("click", () => act({ type: "lobby", on: !room?.settings.lobby }, t("console.lobby")));
+  $("lock").addEventListener("click", () => act({ type: "lock", on: !room?.settings.locked }, t("console.lock")));
+  $("stick").addEventListener("click", () => act({ type: "stick", on: !room?.stick.on }, t("console.stick")));
   $("take-stick").addEventListener("click", () => act({ type: "give_stick", member: null }, t("console.give_stick")));
   $("capacity-form").addEventListener("submit", (event) => {
     event.preventDefault();
@@ -1072,7 +909,8 @@ async function main() {
   });
   onQuickExit(() => {
     exited = true;
-    walker?.stop();
+    room?.log.close();
+    room?.walker?.stop();
     connection?.stop();
   });
   setInterval(tickTimers, 1000);

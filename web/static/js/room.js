@@ -10,29 +10,21 @@ import { detect, loadPack } from "./detector.js";
 import { GroupChat } from "./groupchat.js";
 import { cachedHelplines, loadHelplines, renderHelplines } from "./helplines.js";
 import { errorText, loadStrings, t } from "./i18n.js";
-import { distance, SEAT_REACH, Walker } from "./movement.js";
 import { ENDED, HearthConnection, TokenStore } from "./protocol.js";
+import { mapInput, RoomState } from "./roomstate.js";
 import { RoomView } from "./view.js";
 import { Voice } from "./voice.js";
 
-const LOG_LIMIT = 500;
 const $ = (id) => document.getElementById(id);
 const app = $("app");
 const roomId = app.dataset.room;
 const pageLang = app.dataset.lang;
 
 const state = {
-  members: new Map(), // id -> member as the server describes it (x, y, zone kept current)
-  me: null,
-  layout: null,
-  lastSeq: 0,
   ready: new Set(), // members who hold our sender key
   epochShown: null,
   dropped: false,
   country: "",
-  private: {}, // quiet corners a facilitator made private: corner -> [member ids]
-  stick: { on: false, holder: null, hands: [] },
-  slowMode: 0,
   blocked: new Set(), // members whose messages this page hides (on this device only)
   mic: false, // the person's own choice; a facilitator's mute turns it off, never on
   helplines: null, // /crisis/helplines.json, cached in sessionStorage at join
@@ -45,7 +37,6 @@ const state = {
 };
 const CARE_QUIET_MS = 5 * 60 * 1000;
 const QUIET_REFS = /^(say|report|help|flag|worried|ok)-/; // errors their own callers show
-let walker = null;
 
 // --- the fragment: join choices in, helpline country kept -------------------------------
 
@@ -73,51 +64,15 @@ function writeFragment() {
   }
 }
 
-// --- the log: messages and notices, in server order ---------------------------------------
+// --- the log: messages and notices, in server order (roomstate.js) -------------------------
 
-function logEntry(className, seq) {
-  const li = document.createElement("p");
-  li.className = className;
-  const key = typeof seq === "number" ? seq : state.lastSeq + 0.5;
-  li.dataset.key = String(key);
-  const log = $("chat-log");
-  let before = null;
-  for (let node = log.lastElementChild; node; node = node.previousElementSibling) {
-    if (Number(node.dataset.key) <= key) break;
-    before = node;
-  }
-  log.insertBefore(li, before);
-  while (log.childElementCount > LOG_LIMIT) log.firstElementChild.remove();
-  if (before === null) log.scrollTop = log.scrollHeight;
-  return li;
+function notice(text, options) {
+  room.log.notice(text, options);
 }
-
-function notice(text, { seq = null, warn = false } = {}) {
-  if (exited) return;
-  const li = logEntry(warn ? "notice warn" : "notice", seq);
-  li.textContent = text;
-}
-
-const timeFormat = new Intl.DateTimeFormat(pageLang, { hour: "2-digit", minute: "2-digit" });
 
 function showMessage({ key = null, sender, text, seq, ts, zone = null, mine }) {
   if (exited) return;
-  // A private corner's messages have their own sequence: they go in arrival order.
-  const li = logEntry(mine ? "msg mine" : "msg", zone ? null : seq);
-  li.dataset.sender = sender;
-  if (zone) li.classList.add("private");
-  const who = document.createElement("span");
-  who.className = "who";
-  who.textContent = mine ? t("chat.you") : nameOf(sender);
-  const body = document.createElement("span");
-  body.className = "text";
-  body.textContent = text;
-  const when = document.createElement("time");
-  when.className = "when";
-  when.dateTime = new Date(ts).toISOString();
-  when.textContent = timeFormat.format(new Date(ts));
-  li.append(who, body, when);
-  if (zone) li.append(span("tag", t("chat.private")));
+  const li = room.log.message({ sender, text, seq, ts, zone, mine });
   if (!mine && key !== null) {
     const report = document.createElement("button");
     report.type = "button";
@@ -131,17 +86,10 @@ function showMessage({ key = null, sender, text, seq, ts, zone = null, mine }) {
 }
 
 function nameOf(id) {
-  return state.members.get(id)?.pseudonym ?? t("someone");
+  return room.nameOf(id);
 }
 
 // --- members, seats, where I am --------------------------------------------------------
-
-function whereText(member) {
-  if (member.seat !== null && member.seat !== undefined) return t("where.seat", { n: member.seat + 1 });
-  const corner = state.layout?.corners.find((c) => c.id === member.zone);
-  if (corner) return corner.title;
-  return t("where.standing");
-}
 
 function chip(member) {
   const ns = "http://www.w3.org/2000/svg";
@@ -169,8 +117,8 @@ function span(className, text) {
 
 function renderMembers() {
   const list = $("members");
-  const order = (m) => (m.id === state.me ? 0 : m.role === "participant" ? 2 : 1);
-  const members = [...state.members.values()].sort(
+  const order = (m) => (m.id === room.me ? 0 : m.role === "participant" ? 2 : 1);
+  const members = [...room.members.values()].sort(
     (a, b) => order(a) - order(b) || a.pseudonym.localeCompare(b.pseudonym, pageLang),
   );
   const focused = document.activeElement?.dataset?.focusKey;
@@ -179,44 +127,31 @@ function renderMembers() {
       const li = document.createElement("li");
       li.className = "member";
       li.dataset.member = m.id;
-      const ready = m.id === state.me || state.ready.has(m.id);
+      const ready = m.id === room.me || state.ready.has(m.id);
       li.dataset.e2ee = ready ? "ready" : "waiting";
       li.append(chip(m), span("name", m.pseudonym));
       if (m.role !== "participant") li.append(span("badge", t(`role.${m.role}`)));
-      if (m.id === state.me) li.append(span("badge you", t("badge.you")));
-      li.append(span("where", whereText(m)));
+      if (m.id === room.me) li.append(span("badge you", t("badge.you")));
+      li.append(span("where", room.whereText(m)));
       if (!ready) li.append(span("keys", t("keys.waiting")));
       if (m.muted) li.append(span("badge quiet", t("badge.muted")));
       if (m.hand) li.append(span("badge quiet", t("badge.hand")));
-      if (m.id !== state.me && m.role === "participant") li.append(memberActions(m));
+      if (m.id !== room.me && m.role === "participant") li.append(memberActions(m));
       return li;
     }),
   );
   if (focused) list.querySelector(`[data-focus-key="${CSS.escape(focused)}"]`)?.focus();
-  $("member-count").textContent = `(${state.members.size})`;
-  const taken = new Map();
-  for (const m of state.members.values()) if (m.seat !== null && m.seat !== undefined) taken.set(m.seat, m);
-  view.setSeats(taken);
+  $("member-count").textContent = `(${room.members.size})`;
+  view.setSeats(room.takenSeats());
   renderMe();
 }
 
 function renderMe() {
-  const me = state.members.get(state.me);
-  if (!me) return;
-  const seated = me.seat !== null && me.seat !== undefined;
-  let text;
-  if (seated) text = t("me.seated", { n: me.seat + 1 });
-  else if (me.zone && me.zone !== "room") text = t("me.corner", { place: whereText(me) });
-  else text = t("me.standing");
+  const text = room.myPlaceText();
+  if (text === null) return;
   if ($("me-where").textContent !== text) $("me-where").textContent = text;
-  $("stand").hidden = !seated;
-}
-
-function setMember(member) {
-  state.members.set(member.id, { ...member });
-  view.upsert(member);
-  if (member.id === state.me && walker) walker.update(member);
-  if (member.id === state.me) renderVoice();
+  const seat = room.myself().seat;
+  $("stand").hidden = seat === null || seat === undefined;
 }
 
 function actionButton(text, focusKey, onClick, pressed = null) {
@@ -288,7 +223,7 @@ function closePrompt(id, focus = null) {
 // voice module to start or stop sending.
 
 function myself() {
-  return state.members.get(state.me) ?? null;
+  return room.myself();
 }
 
 function setMic(on) {
@@ -327,27 +262,18 @@ function renderVoice() {
 }
 
 function renderStick() {
-  const { on, holder } = state.stick;
+  const { on, holder } = room.stick;
   const line = $("stick-line");
   line.hidden = !on;
   if (!on) return;
-  if (holder === state.me) line.textContent = t("stick.yours");
+  if (holder === room.me) line.textContent = t("stick.yours");
   else if (holder) line.textContent = t("stick.holder", { name: nameOf(holder) });
   else line.textContent = t("stick.on");
 }
 
-/** The private corner this member stands in, if a facilitator made it private with them. */
-function myPrivateCorner() {
-  const me = myself();
-  if (!me || !me.zone || me.zone === "room") return null;
-  return (state.private[me.zone] ?? []).includes(state.me) ? me.zone : null;
-}
-
-function setPrivate(corners) {
-  const before = myPrivateCorner();
-  state.private = corners ?? {};
-  view.setPrivate(state.private);
-  const after = Object.entries(state.private).find(([, ids]) => ids.includes(state.me))?.[0] ?? null;
+/** A facilitator opened or closed a private corner with this member: say so. */
+function privateNotice(before) {
+  const after = room.privateCornerOf(room.me);
   if (after && after !== before) notice(t("notice.private_corner"));
   if (before && !after) notice(t("notice.private_corner_closed"));
 }
@@ -507,84 +433,33 @@ async function sendReport(event) {
 
 // --- what the server says ----------------------------------------------------------------
 
-function onWelcome(welcome) {
-  const room = welcome.room;
-  state.me = welcome.member;
+function onWelcome(welcome, change) {
   app.dataset.me = welcome.member;
-  view.setMe(welcome.member);
-  if (state.layout === null) {
-    state.layout = room.layout;
-    view.setLayout(room.layout);
-    walker = new Walker(room.layout, (message) => connection.send(message));
-  }
-  for (const id of state.members.keys()) if (!room.members.some((m) => m.id === id)) view.remove(id);
-  state.members.clear();
-  for (const member of room.members) setMember(member);
-  state.lastSeq = Math.max(state.lastSeq, room.seq);
   state.epochShown = null;
-  state.stick = room.stick ?? state.stick;
-  state.slowMode = room.slow_mode ?? 0;
-  setPrivate(room.private);
-  renderMembers();
+  privateNotice(change.cornerBefore);
   renderStick();
   if (!welcome.resumed) notice(t("notice.welcome", { name: nameOf(welcome.member) }));
 }
 
 function onServerMessage(message) {
-  if (typeof message.seq === "number") state.lastSeq = Math.max(state.lastSeq, message.seq);
+  // Members, seats, positions, corners, the stick and settings: roomstate.js keeps them, the
+  // map and the shared notices; this page draws the rest.
+  const change = room.apply(message);
+  if (change?.left) state.ready.delete(change.left);
+  if (change?.mine) renderVoice();
+  if (change?.members) renderMembers();
   switch (message.type) {
     case "welcome":
-      onWelcome(message);
+      onWelcome(message, change);
       break;
-    case "member_joined":
-      setMember(message.member);
-      renderMembers();
-      notice(t("notice.joined", { name: message.member.pseudonym }), { seq: message.seq });
-      break;
-    case "member_left": {
-      const name = nameOf(message.member);
-      state.members.delete(message.member);
-      state.ready.delete(message.member);
-      view.remove(message.member);
-      renderMembers();
-      const key = { left: "notice.left", timeout: "notice.timeout", removed: "notice.removed" }[message.reason];
-      notice(t(key ?? "notice.left", { name }), { seq: message.seq });
-      break;
-    }
-    case "member_updated":
-      setMember(message.member);
-      renderMembers();
-      break;
-    case "positions":
-      for (const [id, x, y, zone] of message.moves) {
-        const member = state.members.get(id);
-        if (!member) continue;
-        const zoneChanged = member.zone !== zone;
-        Object.assign(member, { x, y, zone });
-        view.place(id, x, y);
-        if (id === state.me && walker) walker.update(member);
-        if (zoneChanged) renderMembers();
-      }
-      break;
-    case "hidden": {
-      // A facilitator hid a message for everyone: its text goes, a note stays in its place.
-      const hidden = $("chat-log").querySelector(`.msg[data-key="${Number(message.target)}"]`);
-      if (hidden) {
-        hidden.className = "notice";
-        hidden.textContent = t("chat.hidden");
-      }
-      break;
-    }
     case "corners":
-      setPrivate(message.private);
+      privateNotice(change.cornerBefore);
       break;
     case "stick":
-      state.stick = { on: message.on, holder: message.holder, hands: message.hands };
       renderStick();
       break;
     case "room_settings":
-      if (message.slow_mode !== state.slowMode) {
-        state.slowMode = message.slow_mode;
+      if (message.slow_mode !== change.settingsBefore.slow_mode) {
         notice(message.slow_mode > 0 ? t("notice.slow_mode", { n: message.slow_mode }) : t("notice.slow_mode_off"),
           { seq: message.seq });
       }
@@ -617,12 +492,11 @@ function onError(error) {
   }
   if (typeof error.ref === "string" && QUIET_REFS.test(error.ref)) return; // the caller handles it
   if (["position_invalid", "rate_limited"].includes(error.code)) {
-    walker?.refused();
+    room.walker?.refused();
     return;
   }
   if (["seat_taken", "seat_too_far", "seat_not_found"].includes(error.code)) {
-    walker?.stop();
-    view.showTarget(null);
+    room.stopWalking();
     $("me-where").textContent = errorText(error.code, error.message);
     return;
   }
@@ -650,8 +524,7 @@ function onState({ state: now, code }) {
   if (now === "waiting") status.textContent = t("status.waiting");
   if (now === "reconnecting") {
     status.textContent = t("status.reconnecting");
-    walker?.stop();
-    view.showTarget(null);
+    room.stopWalking();
     if (!state.dropped) notice(t("notice.dropped"), { warn: true });
     state.dropped = true;
   }
@@ -661,7 +534,7 @@ function onState({ state: now, code }) {
     state.dropped = false;
   }
   if (ENDED.has(now)) {
-    walker?.stop();
+    room.walker?.stop();
     setMic(false);
     status.textContent = "";
     $("room-layout").hidden = true;
@@ -673,42 +546,6 @@ function onState({ state: now, code }) {
 }
 
 // --- what the participant does ---------------------------------------------------------
-
-function seatTakenBy(index) {
-  for (const m of state.members.values()) if (m.seat === index) return m;
-  return null;
-}
-
-function sitOn(index) {
-  if (!walker || !connection.open) return;
-  const who = seatTakenBy(index);
-  if (who && who.id !== state.me) {
-    $("me-where").textContent = t("seat.taken", { n: index + 1, name: who.pseudonym });
-    return;
-  }
-  if (who) return; // already ours
-  const [x, y] = state.layout.seats[index];
-  const me = state.members.get(state.me);
-  if (me && distance(me, { x, y }) <= SEAT_REACH) {
-    walker.stop();
-    connection.send({ type: "sit", seat: index });
-  } else {
-    walker.walkTo({ x, y }, index);
-    view.showTarget({ x, y });
-  }
-}
-
-function nearestFreeSeat() {
-  const me = state.members.get(state.me);
-  if (!me || !state.layout) return null;
-  let best = null;
-  state.layout.seats.forEach(([x, y], index) => {
-    if (seatTakenBy(index)) return;
-    const d = distance(me, { x, y });
-    if (best === null || d < best.d) best = { index, d };
-  });
-  return best?.index ?? null;
-}
 
 async function send(event) {
   event.preventDefault();
@@ -722,8 +559,8 @@ async function sendText(text) {
   const input = $("chat-input");
   input.value = "";
   try {
-    const sent = await chat.say(text, { zone: myPrivateCorner() });
-    showMessage({ sender: state.me, text, seq: sent.seq, ts: sent.ts, zone: sent.zone, mine: true });
+    const sent = await chat.say(text, { zone: room.myPrivateCorner() });
+    showMessage({ sender: room.me, text, seq: sent.seq, ts: sent.ts, zone: sent.zone, mine: true });
   } catch (err) {
     if (exited) return;
     input.value = input.value || text; // keep what was typed, so nothing is lost
@@ -736,6 +573,7 @@ async function sendText(text) {
 let connection;
 let chat;
 let view;
+let room; // RoomState: members, seats, positions, corners, the stick, the log
 let voice = null;
 let exited = false;
 
@@ -752,25 +590,12 @@ async function main() {
     window.location.replace(`${app.dataset.joinUrl}?lang=${encodeURIComponent(pageLang)}`);
     return;
   }
-  view = new RoomView($("room-view"), $("room-svg"), {
-    t,
-    onWalk: (point) => {
-      if (!walker || !connection.open) return;
-      walker.walkTo(point);
-      view.showTarget(walker.target);
-    },
-    onSeat: sitOn,
-    onKeys: (dx, dy) => {
-      if (!walker || !connection.open) return;
-      walker.setDirection(dx, dy);
-      view.showTarget(null);
-    },
-    onEnter: () => {
-      const seat = nearestFreeSeat();
-      if (seat !== null) sitOn(seat);
-    },
-  });
+  const seatTaken = (index, who) => {
+    $("me-where").textContent = t("seat.taken", { n: index + 1, name: who.pseudonym });
+  };
+  view = new RoomView($("room-view"), $("room-svg"), { t, ...mapInput(() => room, seatTaken) });
   connection = new HearthConnection({ room: roomId, tokens, join });
+  room = new RoomState({ connection, view, log: $("chat-log"), lang: pageLang });
   chat = new GroupChat(connection, roomId);
   voice = new Voice({ connection, chat, view, root: $("voice"), app, t }); // docs/client.md, "Voice"
   const live = (fn) => (event) => {
@@ -801,7 +626,7 @@ async function main() {
     list.replaceChildren();
     for (const [id, fingerprint] of fingerprints) {
       const dt = document.createElement("dt");
-      dt.textContent = id === state.me ? t("chat.you") : nameOf(id);
+      dt.textContent = id === room.me ? t("chat.you") : nameOf(id);
       const dd = document.createElement("dd");
       dd.textContent = fingerprint;
       dd.dataset.member = id;
@@ -863,7 +688,8 @@ async function main() {
   renderVoice();
   onQuickExit(() => {
     exited = true; // the page is about to go: nothing may touch it any more
-    walker?.stop();
+    room.log.close();
+    room.walker?.stop();
     voice?.stop(); // the microphone and the sound, released at once
     connection.stop();
   });
