@@ -51,7 +51,7 @@ ROLES: tuple[AccountRole, ...] = ("facilitator", "operator")
 FILE_NAME = "facilitators.json"
 FORMAT = 1
 
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}$")
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}\Z")
 NAME_RULE = "1 to 40 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit"
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024

@@ -60,16 +60,16 @@ RETIRED_NUMBERS = {
                   "988 in 2022: list 988 instead",
 }
 
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-_PHONE = re.compile(r"^\+?[0-9][0-9 \-]{0,19}$")
-_KEYWORD = re.compile(r"^[A-Z0-9]{1,20}$")
-_DOMAIN = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+(/[A-Za-z0-9._~/-]*)?$")
-_LANGUAGE = re.compile(r"^[a-z]{2,3}$")
-_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])$")
-_PACK_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
-_RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
-_SET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
-_VERSION = re.compile(r"^[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}$")
+_COUNTRY = re.compile(r"^[A-Z]{2}\Z")
+_PHONE = re.compile(r"^\+?[0-9][0-9 \-]{0,19}\Z")
+_KEYWORD = re.compile(r"^[A-Z0-9]{1,20}\Z")
+_DOMAIN = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+(/[A-Za-z0-9._~/-]*)?\Z")
+_LANGUAGE = re.compile(r"^[a-z]{2,3}\Z")
+_MONTH = re.compile(r"^[0-9]{4}-(0[1-9]|1[0-2])\Z")
+_PACK_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")
+_RULE_ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}\Z")
+_SET_NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}\Z")
+_VERSION = re.compile(r"^[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}\Z")
 # Safe-messaging: "died by suicide", never "committed suicide" (in either language).
 _UNSAFE = re.compile(r"\b(commit\w*\s+suicide|comet\w*\s+(el\s+)?suicidio)\b")
 

@@ -22,11 +22,11 @@ from spaces.layout import Circle, Corner, Layout, Point
 
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "hearth.toml"
 
-_ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+$")
-_EXIT_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(/[^\s\"'<>\\]*)?$")
-_COUNTRY = re.compile(r"^[A-Z]{2}$")
-_PROXY = re.compile(r"^[0-9A-Fa-f.:]+(/[0-9]{1,3})?$")
+_ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+\Z")
+_EXIT_URL = re.compile(r"^https?://[A-Za-z0-9.\-\[\]:]+(/[^\s\"'<>\\]*)?\Z")
+_COUNTRY = re.compile(r"^[A-Z]{2}\Z")
+_PROXY = re.compile(r"^[0-9A-Fa-f.:]+(/[0-9]{1,3})?\Z")
 
 
 class ConfigError(Exception):
@@ -555,8 +555,8 @@ def _proxies(r: _Reader) -> tuple[str, ...]:
     return proxies
 
 
-_URL = re.compile(r"^https?://[^\s]+$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
+_URL = re.compile(r"^https?://[^\s]+\Z")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\Z")
 
 
 def _crisis(source: str, table: Any, problems: list[str]) -> CrisisConfig:

@@ -62,12 +62,12 @@ ERRORS: Final[Mapping[str, str]] = {
 MAX_REF = 64
 MAX_TOKEN = 128
 MAX_TICKET = 512  # a role ticket carries its signed claims (spaces/venue.py)
-_B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}$")
-_B64_32 = re.compile(r"^[A-Za-z0-9+/]{43}=$")
-_MEMBER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-_ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
-_WORD = re.compile(r"^[a-z_]{1,32}$")
-_PACK = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+_B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}\Z")
+_B64_32 = re.compile(r"^[A-Za-z0-9+/]{43}=\Z")
+_MEMBER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
+_ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
+_WORD = re.compile(r"^[a-z_]{1,32}\Z")
+_PACK = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
 
 
 class ProtocolError(Exception):
@@ -460,6 +460,21 @@ def _report(f: _Fields) -> Report:
         ref=f.ref)
 
 
+def _envelope(f: _Fields) -> Envelope:
+    """The message members send most: the checks of `_Fields.string`, inline; any failure
+    goes through `string` itself, which raises the usual error."""
+    data = f.data
+    body, commitment, zone = data.get("body"), data.get("commitment"), data.get("zone")
+    if not (type(body) is str and len(body) <= 1 << 24 and _B64.match(body)):
+        body = f.string("body", max_len=1 << 24, pattern=_B64, what="base64 text")
+    if not (type(commitment) is str and len(commitment) <= 44 and _B64_32.match(commitment)):
+        commitment = f.string("commitment", max_len=44, pattern=_B64_32,
+                              what="base64 of 32 bytes")
+    if zone is not None:
+        zone = f.string("zone", max_len=40, optional=True, pattern=_ROOM_ID, what="a corner id")
+    return Envelope(body=body, commitment=commitment, zone=zone, ref=f.ref)
+
+
 _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "join": _join,
     "resume": lambda f: Resume(token=f.string("token", max_len=MAX_TOKEN)),
@@ -471,11 +486,7 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "keys": lambda f: Keys(
         dh=f.string("dh", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
         sig=f.string("sig", max_len=44, pattern=_B64_32, what="base64 of 32 bytes")),
-    "envelope": lambda f: Envelope(
-        body=f.string("body", max_len=1 << 24, pattern=_B64, what="base64 text"),
-        commitment=f.string("commitment", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
-        zone=f.string("zone", max_len=40, optional=True, pattern=_ROOM_ID, what="a corner id"),
-        ref=f.ref),
+    "envelope": lambda f: _envelope(f),
     "direct": lambda f: Direct(
         to=f.string("to", max_len=32, pattern=_MEMBER_ID, what="a member id"),
         body=f.string("body", max_len=1 << 24, pattern=_B64, what="base64 text"), ref=f.ref),
@@ -526,12 +537,18 @@ CLIENT_TYPES: Final = frozenset(_DECODERS)
 def decode(frame: str | bytes) -> ClientMessage:
     """Parse one text frame into a client message, or raise ProtocolError."""
     try:
+        data: Any = None
         if type(frame) is bytes and frame[:1] == b"{" and frame[1:2] != b"\0":
             # What json.loads(bytes) would detect (UTF-8: no BOM, no NUL in the first
-            # two bytes), without its per-call detection: the common case, decoded directly.
-            frame = frame.decode("utf-8", "surrogatepass")
-        data = json.loads(frame)
-    except (ValueError, RecursionError):
+            # two bytes), without its per-call detection: the common case, decoded directly,
+            # and scanned without json.loads' wrappers when it is one object and nothing more.
+            text = frame.decode("utf-8", "surrogatepass")
+            data, end = _SCAN(text, 0)
+            if end != len(text):  # trailing whitespace is allowed, anything else an error
+                data = json.loads(text)
+        else:
+            data = json.loads(frame)
+    except (ValueError, RecursionError, StopIteration):
         raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_json", "The frame must be a JSON object with a \"type\".")
@@ -549,6 +566,9 @@ def decode(frame: str | bytes) -> ClientMessage:
     return message
 
 
+# What json.loads uses, called directly (typeshed does not list the scanner).
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
 _WIRE_TYPES: dict[type, str] = {}
 
 
@@ -565,11 +585,25 @@ def wire_type(message: ClientMessage) -> str:
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+# What _ENCODER.encode builds on every call (json.encoder.JSONEncoder.iterencode), built
+# once: the C encoder and its circular-reference markers (emptied again if a call fails).
+_MARKERS: dict[int, Any] = {}
+_C_MAKE: Any = getattr(json.encoder, "c_make_encoder", None)  # typeshed does not list it
+_C_ENCODE: Callable[[Any, int], Any] | None = None if _C_MAKE is None else _C_MAKE(
+    _MARKERS, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False,
+    True)
 
 
 def encode(message: Mapping[str, Any]) -> bytes:
     """Serialise a server message once; the adapter fans the same bytes out.
 
-    One encoder for every call: json.dumps with options builds a new one each time.
+    The same output as `json.dumps(message, separators=(",", ":"), ensure_ascii=False)`,
+    without building an encoder per call (tests/test_perf_encode.py).
     """
-    return _ENCODER.encode(message).encode("utf-8")
+    if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
+        return _ENCODER.encode(message).encode("utf-8")
+    try:
+        return "".join(_C_ENCODE(message, 0)).encode("utf-8")
+    except BaseException:
+        _MARKERS.clear()
+        raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -59,3 +60,17 @@ def test_ref_is_echoed_on_refusal() -> None:
     with pytest.raises(p.ProtocolError) as caught:
         p.decode(b'{"type":"envelope","body":"!!","commitment":"x","ref":"abc"}')
     assert caught.value.ref == "abc" and caught.value.to_wire()["ref"] == "abc"
+
+
+@pytest.mark.parametrize("message", [
+    {"type": "envelope", "body": "QUJD\n", "commitment": "A" * 43 + "="},
+    {"type": "envelope", "body": "QUJD", "commitment": "A" * 43 + "=\n"},
+    {"type": "join", "room": "circle\n"},
+    {"type": "direct", "to": "m1\n", "body": "QUJD"},
+    {"type": "flag", "category": "intent\n", "severity": "high"},
+])
+def test_a_trailing_newline_is_not_part_of_a_valid_field(message: dict[str, Any]) -> None:
+    """`$` in a pattern also matches before a final newline; every field pattern ends in \\Z."""
+    with pytest.raises(p.ProtocolError) as refused:
+        p.decode(json.dumps(message).encode())
+    assert refused.value.code == "bad_message"
