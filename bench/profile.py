@@ -49,7 +49,8 @@ async def drive(served: servers.Served, scenario: str, load: float, seconds: flo
     result = step.result(seconds, 1e9, cpu, "per_s")
     print(f"{served.kind} {scenario} at {load:g}: {result['per_s']:.0f} msgs/s delivered, "
           f"server {result['server_us_per_msg']} us/msg ({cpu['server_cpu_pct']} % CPU), "
-          f"p99 {result['p99_ms']} ms, others {cpu['foreign_cpu_pct']} %", file=sys.stderr)
+          f"p99 {result['p99_ms']} ms, generator {cpu['loadgen_cpu_pct']} %, "
+          f"others {cpu['foreign_cpu_pct']} %", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

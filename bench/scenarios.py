@@ -20,6 +20,7 @@ import os
 import re
 import struct
 import time
+from binascii import a2b_base64
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,7 +41,7 @@ class Settings:
     quick: bool = False
     step_seconds: float = 2.0
     drain_seconds: float = 3.0
-    max_steps: int = 9
+    max_steps: int = 11  # 9 stopped chat at 184 k msgs/s, below Hearth's knee on a quiet machine
     refine: int = 3
     chat_rooms: int = 50
     chat_members: int = 10
@@ -107,16 +108,33 @@ class CpuMeter:
 
 
 FOREIGN_LIMIT = 15.0  # % of a core used by other processes that makes a failed step suspect
-RETRIES = 1
+RETRIES = 2
+QUIET_WAIT = 15.0  # seconds a retry waits at most for the other processes to calm down
+
+
+async def quiet(limit: float = FOREIGN_LIMIT, timeout: float = QUIET_WAIT) -> float:
+    """Wait (bounded) until everything but this process uses under `limit` % of a core over
+    half a second; returns the seconds waited. The servers are idle between steps."""
+    started = time.monotonic()
+    while True:
+        wall, busy, own = time.monotonic(), servers.busy_seconds(), time.process_time()
+        await asyncio.sleep(0.5)
+        elapsed = max(1e-6, time.monotonic() - wall)
+        others = (servers.busy_seconds() - busy - (time.process_time() - own)) / elapsed
+        if 100 * others < limit or time.monotonic() - started >= timeout:
+            return round(time.monotonic() - started, 1)
 
 
 async def retried(run: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-    """Run a step again (at most RETRIES times) when it failed while other processes were busy."""
+    """Run a step again (at most RETRIES times) when it failed while other processes were busy,
+    once they are quiet again (or QUIET_WAIT has passed): on a shared machine a burst of
+    someone else's work is not the server's knee. Both servers get the same rule."""
     result = await run()
     for attempt in range(RETRIES):
         if result["ok"] or result["foreign_cpu_pct"] <= FOREIGN_LIMIT:
             break
-        result = {**await run(), "retries": attempt + 1}
+        waited = await quiet()
+        result = {**await run(), "retries": attempt + 1, "waited_s": waited}
     return result
 
 
@@ -219,8 +237,9 @@ def at_knee(best: dict[str, Any] | None, steps: list[dict[str, Any]]) -> dict[st
     figures = {k: best[k] for k in ("p50_ms", "p99_ms", "server_cpu_pct", "server_us_per_msg",
                                      "loadgen_cpu_pct", "foreign_cpu_pct")} \
         if best else {}
+    # knee_found False: no step failed, so the maximum is a lower bound (the ladder's top)
     return {**figures, "loadgen_cpu_max_pct": max((s["loadgen_cpu_pct"] for s in steps), default=0.0),
-            "at_knee": best}
+            "knee_found": any(not s["ok"] for s in steps), "at_knee": best}
 
 
 def below_knee(best: dict[str, Any] | None, steps: list[dict[str, Any]]) -> dict[str, int]:
@@ -348,8 +367,12 @@ class ChatLoad:
             step.expected += peer.size - 1
 
     def on_text(self, client: WSClient, payload: bytes) -> None:
-        """Envelopes and `sent` are read without a JSON parse: the generator must stay lean."""
+        """Envelopes and `sent` are read without a JSON parse: the generator must stay lean
+        (at 200 k deliveries a second it is close to a core of its own)."""
         peer = self.peers[client.index]
+        if payload.startswith(b'{"type":"envelope"') and b'"zone"' not in payload:
+            self._envelope(peer, payload)  # the same checks as below, written out
+            return
         body: bytes | None = None
         seq: int | None = None
         if payload.startswith(b'{"type":"envelope"') and b'"zone"' not in payload:
@@ -387,6 +410,33 @@ class ChatLoad:
                 step.latencies.append(now - sent)
         elif kind == "error":
             self.step.errors += 1
+
+    def _envelope(self, peer: Peer, payload: bytes) -> None:
+        step = self.step
+        start = payload.find(b'"body":"') + 8
+        if self.hearth:
+            found = _SEQ.search(payload, start + 24)
+            if found is not None:
+                seq = int(found.group(1))
+                last_seq = peer.last_seq
+                if seq != last_seq + 1:  # a gap or a step back in the room's order
+                    step.reordered += 1
+                if seq > last_seq:
+                    peer.last_seq = seq
+        sent, sender, count, _ = CHAT_HEAD.unpack(a2b_base64(payload[start:start + 24]))
+        now = time.monotonic_ns()
+        last_from = peer.last_from
+        last = last_from.get(sender, 0)
+        if count != last + 1:
+            if count <= last:
+                step.reordered += 1
+            else:
+                step.lost += count - last - 1
+        if count > last:
+            last_from[sender] = count
+        if sent >= step.start_ns:
+            step.received += 1
+            step.latencies.append(now - sent)
 
 
 async def chat(target: servers.Served, settings: Settings) -> dict[str, Any]:

@@ -585,15 +585,20 @@ class Node:
         limit = self.slow_listener_bytes
         prepared = None
         sent = dropped = 0
+        everyone_here = not self._remote  # no client of another node in any room here
         for member in listeners:
-            holder = holders.get(member)
-            if holder is None:
-                continue
-            if type(holder.peer) is RemoteLink:
-                if remote is None:
-                    remote = {}
-                remote.setdefault(holder.node, []).append(member)
-                continue
+            if everyone_here:
+                if member not in holders:
+                    continue
+            else:
+                holder = holders.get(member)
+                if holder is None:
+                    continue
+                if type(holder.peer) is RemoteLink:
+                    if remote is None:
+                        remote = {}
+                    remote.setdefault(holder.node, []).append(member)
+                    continue
             link = local.get(member)
             if link is None:
                 continue

@@ -114,6 +114,7 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     def onOpen(self) -> None:
         for name in _HANDSHAKE_ONLY:  # ~1.5 KB a member that autobahn never reads again
             self.__dict__.pop(name, None)
+        _read_directly(self.transport)
         self.link = self.node.open(self, self.client_address)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
@@ -142,20 +143,39 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     def pending_bytes(self) -> int:
         """Bytes written but not yet accepted by the kernel (ours, then Twisted's buffers).
 
-        Asked once per listener per voice frame, so the plain-TCP case comes first.
+        Asked once per listener per voice frame: while every flush has gone straight
+        into the socket, Twisted holds nothing for this connection and our buffer is all.
         """
+        if not self._handed_over:
+            return self._out_len
         transport = self.transport
         if type(transport) is tcp.Server:
-            return (self._out_len + len(transport.dataBuffer) - transport.offset
-                    + transport._tempDataLen)
+            held = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+            if not held:
+                self._handed_over = False  # Twisted has written it all out since
+            return self._out_len + held
         if transport is None:
             return 0
         buffered = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
         return self._out_len + buffered + getattr(transport, "_tempDataLen", 0)
 
     def send_prepared(self, prepared: Any) -> None:
-        if self.state == self.STATE_OPEN:
-            self.sendData(prepared.payloadHybi)  # compression is never on (module docstring)
+        """`sendData(prepared.payloadHybi)` (compression is never on), its common case inline:
+        once per recipient of every room message and voice frame."""
+        if self.state != _OPEN or self.send_queue:
+            if self.state == self.STATE_OPEN:
+                self.sendData(prepared.payloadHybi)
+            return
+        data = prepared.payloadHybi
+        out = self._out
+        if out is None:
+            self._out = [data]
+            _dirty.append(self)
+            if len(_dirty) == 1:
+                _call_soon(_flush_all)
+        else:
+            out.append(data)
+        self._out_len += len(data)
 
     # --- reading: whole data frames without autobahn's per-frame machinery ---
 
@@ -218,11 +238,16 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 
     _out: list[bytes] | None = None
     _out_len = 0
+    # Whether Twisted's transport may hold bytes of ours (the handshake, a partial send,
+    # TLS, ...): pending_bytes asks it then, until it is found holding nothing.
+    _handed_over = True
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
         """autobahn writes every frame through here: buffer it until the end of this turn."""
         if sync or chopsize or self.state != self.STATE_OPEN or self.send_queue:
             self.flush()
+            if not self._handed_over:  # (a class attribute until then: no per-member key)
+                self._handed_over = True
             super().sendData(data, sync, chopsize)
             return
         out = self._out
@@ -254,6 +279,8 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             if sent == len(data):
                 return
             data = data[sent:]
+        if not self._handed_over:
+            self._handed_over = True
         transport.write(data)
 
     def _closeConnection(self, abort: bool = False) -> None:
@@ -270,6 +297,7 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             self.sendCloseFrame(code, reason.encode("utf-8"), isReply=False)
 
 
+_OPEN = HearthServerProtocol.STATE_OPEN
 _dirty: list[HearthServerProtocol] = []
 
 
@@ -279,6 +307,27 @@ def _flush_all() -> None:
     del _dirty[:]
     for proto in dirty:
         proto.flush()
+
+
+def _read_directly(transport: Any) -> None:
+    """Twisted's asyncio reactor calls every read of a socket through `callWithLogger`,
+    which builds a logging context (the connection's log prefix) around it: four calls
+    and two dicts per read, a few per cent of the relay's CPU. For an open WebSocket on
+    plain TCP, the event loop calls the reactor's own `_readOrWrite` directly instead:
+    the same read, error handling and disconnection, only without that context (log
+    lines written while handling a frame carry the default `system`). Any other
+    reactor or transport (TLS) keeps Twisted's path, and so does a connection Twisted
+    registers again itself (it pauses and resumes reading)."""
+    from twisted.internet import reactor
+    readers = getattr(reactor, "_readers", None)
+    loop = getattr(reactor, "_asyncioEventloop", None)
+    read = getattr(reactor, "_readOrWrite", None)
+    if type(transport) is not tcp.Server or not isinstance(readers, dict) or loop is None \
+            or read is None:
+        return
+    fd = readers.get(transport)
+    if fd is not None and fd == transport.fileno():
+        loop.add_reader(fd, read, transport, True)
 
 
 def _call_soon(callback: Any) -> None:
