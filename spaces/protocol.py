@@ -55,6 +55,7 @@ ERRORS: Final[Mapping[str, str]] = {
     "not_in_zone": "You are not in that corner.",
     "incident_invalid": "Unknown trigger, category or severity.",
     "incident_not_found": "There is no such incident (or no open request for help).",
+    "incident_unreachable": "The node running this incident did not answer; try again.",
     "incident_state": "The incident is not in a state that allows that step.",
     "incident_outcome": "Resolving an incident needs an outcome code.",
 }

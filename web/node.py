@@ -57,6 +57,7 @@ NODE_TTL = 4.0  # seconds a node counts as alive after its last heartbeat
 ROOM_MOVED = 4010  # close code: the room's node went away; resume (on any node)
 TRY_AGAIN = 1013  # close code: the room cannot be reached right now
 MAX_PENDING = 64  # frames held while a link is being bound to its room
+ASK_TIMEOUT = 5.0  # seconds an incident action waits for the node that runs the incident
 
 
 class Peer(Protocol):
@@ -143,6 +144,14 @@ class Holder:
     peer: Link | RemoteLink
 
 
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """An incident action sent to the node that runs the incident, waiting for its answer."""
+    peer: Link | RemoteLink | None
+    ref: str | None
+    at: float
+
+
 class Node:
     log = Logger(namespace="hearth.node")
 
@@ -178,7 +187,7 @@ class Node:
         self._saved: dict[str, str] = {}
         self._inbox: Subscription | None = None
         self._everyone: Subscription | None = None
-        self._asks: dict[str, Link | RemoteLink | None] = {}  # incident actions sent elsewhere
+        self._asks: dict[str, Ask] = {}  # incident actions sent to another node, by request
         self._per_address: dict[bytes, int] = {}
 
     # --- lifecycle -------------------------------------------------------------------
@@ -375,6 +384,7 @@ class Node:
             owner = next(lk.owner for lk in self._links.values() if lk.room == room)
             if owner is not None and not await self.broker.alive(owner):
                 self._moved(room)
+        self._expire_asks()
         await self._adopt_orphaned_incidents()
         await self.tail_sessions()
 
@@ -530,7 +540,7 @@ class Node:
                         "from": self.id, "exclude": list(exclude)}, payload))
                 case ActElsewhere() as act:
                     d = defer.ensureDeferred(self._act_elsewhere(peer, act))
-                    d.addErrback(lambda f: self.log.failure("incident action not carried", f))
+                    d.addErrback(self._not_carried, peer, act.ref)
         if self.venue.session_changes:
             self.sync_sessions()
 
@@ -634,12 +644,29 @@ class Node:
             self._act_here(peer, act)
             return
         ask = f"{self.id}/{next(self._ids)}"
-        if len(self._asks) >= 1024:  # answers lost with a node that died: forget the oldest
-            self._asks.pop(next(iter(self._asks)))
-        self._asks[ask] = peer
+        self._asks[ask] = Ask(peer, act.ref, self.clock())
         self.broker.send_node(owner, relay.pack(relay.INCIDENT_ACT, {
             "req": ask, "from": self.id, "room": act.room, "incident": act.incident,
             "action": act.action, "outcome": act.outcome, "actor": act.actor, "ref": act.ref}))
+
+    def _not_carried(self, failure: Any, peer: Link | RemoteLink | None,
+                     ref: str | None) -> None:
+        self.log.failure("an incident action could not be carried to its node", failure)
+        self._unreachable(peer, ref)
+
+    @staticmethod
+    def _unreachable(peer: Link | RemoteLink | None, ref: str | None) -> None:
+        """The facilitator is told, never left waiting: the action may be sent again."""
+        if peer is not None:
+            peer.send_bytes(encode(ProtocolError("incident_unreachable", ref=ref).to_wire()))
+
+    def _expire_asks(self) -> None:
+        """Actions whose node never answered (it died on the way): refused, not lost."""
+        now = self.clock()
+        for ask, asked in list(self._asks.items()):
+            if now - asked.at >= ASK_TIMEOUT:
+                del self._asks[ask]
+                self._unreachable(asked.peer, asked.ref)
 
     def _act_here(self, peer: Link | RemoteLink | None, act: ActElsewhere) -> bytes:
         """An action on an incident this node runs, sent from another node: b"" when done,
@@ -730,9 +757,9 @@ class Node:
                 self.broker.send_node(h["from"], relay.pack(
                     relay.INCIDENT_DONE, {"req": h["req"]}, self._act_here(None, act)))
             case relay.INCIDENT_DONE:
-                asker = self._asks.pop(h["req"], None)
-                if asker is not None and m.payload:
-                    asker.send_bytes(m.payload)
+                asked = self._asks.pop(h["req"], None)
+                if asked is not None and asked.peer is not None and m.payload:
+                    asked.peer.send_bytes(m.payload)
             case relay.OPEN:
                 node = h["link"].split("/", 1)[0]
                 address = HashedAddress({d: bytes.fromhex(x) for d, x in h["hashes"].items()})
