@@ -617,7 +617,9 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         redis=s.text("redis", "", 500),
         trusted_proxies=_proxies(s))
     if server.redis and not re.match(r"^(redis|rediss|redis\+cluster)://", server.redis):
-        s.fail("redis", f"a URL like redis://127.0.0.1:6379/0, got {server.redis!r}")
+        # the value is not repeated: a Redis URL may carry a password
+        s.fail("redis", "a URL starting with redis://, rediss:// or redis+cluster:// "
+                        "(like redis://127.0.0.1:6379/0)")
     if not server.listen:
         s.fail("listen", "at least one endpoint string like 'tcp:8080:interface=127.0.0.1'")
     s.done()
