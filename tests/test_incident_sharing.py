@@ -258,3 +258,32 @@ def test_an_action_for_a_node_that_never_answers_is_refused_not_lost() -> None:
     clock.advance(ASK_TIMEOUT)
     done(node.housekeeping())
     assert len(peer.sent) == 1  # once
+
+
+def test_an_alert_delivered_while_it_was_being_copied_leaves_no_copy_behind() -> None:
+    from twisted.internet.defer import Deferred
+
+    class SlowBroker(MemoryBroker):
+        """append answers only when the test says so."""
+
+        pending: list[Deferred[None]] = []
+
+        async def append(self, stream: str, record: bytes) -> str | None:
+            wait: Deferred[None] = Deferred()
+            self.pending.append(wait)
+            await wait
+            return await super().append(stream, record)
+
+    clock = Clock()
+    clock.advance(1_000_000)
+    broker = SlowBroker(clock.seconds)
+    outbox = Outbox()
+    sharing = SharedOutbox(outbox, broker, "node-a", clock.seconds)
+    item = outbox.add("a1", "webhook:on-call", {"incident": "i1"}, clock.seconds())
+    copying = ensureDeferred(sharing.added(item))
+    ensureDeferred(sharing.added(item))  # sync() retrying at the same moment: not twice
+    assert len(broker.pending) == 1
+    outbox.delivered("a1")  # the webhook answered before Redis did
+    broker.pending.pop().callback(None)
+    assert copying.called
+    assert done(broker.read("outbox")) == []

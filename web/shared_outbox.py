@@ -37,15 +37,27 @@ class SharedOutbox:
                  clock: Callable[[], float]) -> None:
         self.outbox, self.broker, self.node_id, self.clock = outbox, broker, node_id, clock
         self._removing: set[str] = set()  # delivered, still to delete from the stream
+        self._copying: set[str] = set()  # item ids being copied right now
         self.adopted = 0
 
     async def added(self, item: Item) -> None:
         """Copy one alert into the stream (a failed copy is retried by `sync`)."""
-        record = json.dumps({"node": self.node_id, **item.to_record()},
-                            separators=(",", ":")).encode()
-        sid = await self.broker.append(STREAM, record)
-        if sid is not None:
+        if item.id in self._copying:
+            return
+        self._copying.add(item.id)
+        try:
+            record = json.dumps({"node": self.node_id, **item.to_record()},
+                                separators=(",", ":")).encode()
+            sid = await self.broker.append(STREAM, record)
+        finally:
+            self._copying.discard(item.id)
+        if sid is None:
+            return
+        if item.id in self.outbox.items:
             self.outbox.shipped(item.id, sid)
+        else:  # delivered while it was being copied: the copy must not outlive it
+            item.sid = sid
+            await self.delivered(item)
 
     async def delivered(self, item: Item) -> None:
         if item.sid is not None:
