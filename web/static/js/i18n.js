@@ -28,3 +28,19 @@ export function errorText(code, fallback = "") {
   const key = `error.${code}`;
   return Object.hasOwn(strings, key) ? strings[key] : fallback || t("error.unknown");
 }
+
+/** Why the on-device detector asked, by the category it found (never the words it matched). */
+export function whyText(category) {
+  switch (category) {
+    case "intent":
+      return t("why.intent");
+    case "means_method":
+      return t("why.means_method");
+    case "harm_from_others":
+      return t("why.harm_from_others");
+    case "farewell":
+      return t("why.farewell");
+    default:
+      return t("why.other");
+  }
+}

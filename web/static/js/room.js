@@ -9,7 +9,7 @@ import { onQuickExit } from "./common.js";
 import { detect, loadPack } from "./detector.js";
 import { GroupChat } from "./groupchat.js";
 import { cachedHelplines, loadHelplines, renderHelplines } from "./helplines.js";
-import { errorText, loadStrings, t } from "./i18n.js";
+import { errorText, loadStrings, t, whyText } from "./i18n.js";
 import { ENDED, HearthConnection, TokenStore } from "./protocol.js";
 import { mapInput, RoomState } from "./roomstate.js";
 import { RoomView } from "./view.js";
@@ -343,21 +343,6 @@ function imOk() {
 }
 
 // --- the on-device detector: asks before anyone is told ------------------------------------
-
-function whyText(category) {
-  switch (category) {
-    case "intent":
-      return t("why.intent");
-    case "means_method":
-      return t("why.means_method");
-    case "harm_from_others":
-      return t("why.harm_from_others");
-    case "farewell":
-      return t("why.farewell");
-    default:
-      return t("why.other");
-  }
-}
 
 /** True when the detector fired and the person is being asked first (nothing is sent yet). */
 function careCheck(text) {
