@@ -23,6 +23,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,21 @@ LOADGEN_CORE = 1
 PASSWORD = "bench-password-not-secret"
 FACILITATOR = "bench"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def wait_listening(proc: subprocess.Popen[bytes], output: Callable[[], str], what: str,
+                   timeout: float) -> int:
+    """The port a server process says it listens on ("Open http://…:PORT/"), once it says so
+    (also what tests/serving.py waits for)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = URL.search(output())
+        if found:
+            return int(found.group(2))
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited {proc.returncode}:\n{output()}")
+        time.sleep(0.05)
+    raise TimeoutError(f"{what} did not start:\n{output()}")
 
 
 def raise_fd_limit() -> int:
@@ -138,16 +154,8 @@ class Served:
         return self.log_path.read_bytes().decode("utf-8", "replace")
 
     def wait_ready(self, timeout: float = 30.0) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = URL.search(self.output())
-            if found:
-                self.port = int(found.group(2))
-                return self.port
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.kind} exited {self.proc.returncode}:\n{self.output()}")
-            time.sleep(0.05)
-        raise TimeoutError(f"{self.kind} did not start:\n{self.output()}")
+        self.port = wait_listening(self.proc, self.output, self.kind, timeout)
+        return self.port
 
     def alive(self) -> bool:
         return self.proc.poll() is None

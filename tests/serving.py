@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-URL = re.compile(r"Open (http://[0-9.]+:(\d+)/)")
+from bench.servers import wait_listening
 
 
 class ServedHearth:
@@ -24,16 +23,8 @@ class ServedHearth:
         self.port = 0
 
     def wait_ready(self, timeout: float = 20.0) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = URL.search(self.output())
-            if found:
-                self.port = int(found.group(2))
-                return self.port
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"hearth serve exited {self.proc.returncode}:\n{self.output()}")
-            time.sleep(0.05)
-        raise TimeoutError(f"hearth serve did not start:\n{self.output()}")
+        self.port = wait_listening(self.proc, self.output, "hearth serve", timeout)
+        return self.port
 
     def output(self) -> str:
         return self.out_path.read_bytes().decode("utf-8", "replace")
