@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from bench import servers
-from spaces.broker import MemoryBroker
-from spaces.config import parse_config
-from spaces.venue import Venue
-from spaces.voice import build_frame
-from web.node import Link, Node
+from hearth.spaces.broker import MemoryBroker
+from hearth.spaces.config import parse_config
+from hearth.spaces.venue import Venue
+from hearth.spaces.voice import build_frame
+from hearth.web.node import Link, Node
 
 
 class CountingPeer:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spaces.config import to_toml
+from hearth.spaces.config import to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
 URL = re.compile(r"Open (http://[0-9.]+:(\d+)/)")
@@ -42,7 +42,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 def wait_listening(proc: subprocess.Popen[bytes], output: Callable[[], str], what: str,
                    timeout: float) -> int:
     """The port a server process says it listens on ("Open http://…:PORT/"), once it says so
-    (also what tests/serving.py waits for)."""
+    (also what tests/support/serving.py waits for)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = URL.search(output())
@@ -192,11 +192,11 @@ def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = Fa
         config = workdir / "hearth.toml"
         config.write_text(to_toml(hearth_config(workdir / "data", rooms, capacity)))
         if facilitator:
-            subprocess.run([sys.executable, "-m", "web.cli", "facilitator", "add", FACILITATOR,
+            subprocess.run([sys.executable, "-m", "hearth.web.cli", "facilitator", "add", FACILITATOR,
                             "--config", str(config), "--password-file", "-"],
                            input=PASSWORD.encode(), check=True, capture_output=True, env=env,
                            cwd=ROOT, timeout=60)
-        argv = ["-m", "web.cli", "serve", "--config", str(config)]
+        argv = ["-m", "hearth.web.cli", "serve", "--config", str(config)]
     elif kind == "baseline":
         argv = ["-m", "bench.baseline"]
     else:

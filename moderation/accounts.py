@@ -44,7 +44,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives.hashes import SHA1
 from cryptography.hazmat.primitives.twofactor.totp import TOTP
 
-from moderation.journal import write_atomically  # the one atomic writer (web.datadir re-exports it)
+from hearth.moderation.journal import write_atomically  # the one atomic writer (web.datadir re-exports it)
 
 AccountRole = Literal["facilitator", "operator"]
 ROLES: tuple[AccountRole, ...] = ("facilitator", "operator")

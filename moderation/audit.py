@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from moderation.journal import Journal, read_records
+from hearth.moderation.journal import Journal, read_records
 
 MAX_FIELD = 80
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from moderation.incidents import (
+from hearth.moderation.incidents import (
     CATEGORIES,
     OUTCOMES,
     SEVERITIES,
@@ -22,9 +22,9 @@ from moderation.incidents import (
     IncidentDesk,
     IncidentRefused,
 )
-from spaces.effects import ActElsewhere, Dispatch, Duty, Effect, Record, Reply, Send
-from spaces.protocol import ProtocolError
-from spaces.room import Member, Room
+from hearth.spaces.effects import ActElsewhere, Dispatch, Duty, Effect, Record, Reply, Send
+from hearth.spaces.protocol import ProtocolError
+from hearth.spaces.room import Member, Room
 
 ACTIONS = ("ack", "engage", "external", "await", "lost", "resolve")
 PARTICIPANT_STATUS = {"ack": "acknowledged", "engage": "engaged", "resolve": "resolved"}

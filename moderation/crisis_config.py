@@ -22,7 +22,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from moderation.detector import (
+from hearth.moderation.detector import (
     CATEGORIES,
     MAX_NEGATION_WINDOW,
     MODIFIER_CATEGORIES,
@@ -40,7 +40,7 @@ from moderation.detector import (
     parse_pattern,
     parse_word,
 )
-from spaces.config import TEXT_LOCALES, ConfigError, _kind, _Reader
+from hearth.spaces.config import TEXT_LOCALES, ConfigError, _kind, _Reader
 
 SHIPPED_CRISIS = Path(__file__).resolve().parent.parent / "config" / "crisis"
 JSON_FORMAT = 1  # bumped when the JSON the browser caches changes shape

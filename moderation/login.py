@@ -32,7 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from spaces.config import LoginConfig
+from hearth.spaces.config import LoginConfig
 
 MAX_RECORDS = 100_000  # throttle memory bound; the oldest records go first
 SWEEP_EVERY = 60.0

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from moderation.journal import Journal
+from hearth.moderation.journal import Journal
 
 BASE_BACKOFF = 1.0
 MAX_BACKOFF = 300.0

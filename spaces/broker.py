@@ -9,7 +9,7 @@ saved state and which room a session token belongs to. Besides: shared logs
 node at a time does a job) and messages to every node. `MemoryBroker` is the
 embedded default (one process, or several nodes in one test process);
 `RedisBroker` (spaces/redis_broker.py) shares it through Redis.
-tests/test_broker_contract.py runs one suite over both.
+tests/multinode/test_broker_contract.py runs one suite over both.
 """
 
 from __future__ import annotations

@@ -15,9 +15,9 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from spaces.client import HearthClient
-from spaces.e2ee import E2EEError, GroupSession, ReceivedMessage
-from spaces.e2ee.voice import VoiceFrame, voice_header
+from hearth.spaces.client import HearthClient
+from hearth.spaces.e2ee import E2EEError, GroupSession, ReceivedMessage
+from hearth.spaces.e2ee.voice import VoiceFrame, voice_header
 
 PENDING_LIMIT = 256  # envelopes held while waiting for a sender key
 

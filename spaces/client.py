@@ -17,7 +17,7 @@ from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientPr
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 
-from spaces.protocol import SUBPROTOCOL
+from hearth.spaces.protocol import SUBPROTOCOL
 
 
 class ClientClosed(Exception):

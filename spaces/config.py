@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spaces.layout import Circle, Corner, Layout, Point
+from hearth.spaces.layout import Circle, Corner, Layout, Point
 
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "hearth.toml"
 

@@ -9,13 +9,13 @@ connection cannot starve the others.
 
 from __future__ import annotations
 
-from moderation.bans import AddressKey
-from spaces import protocol as p
-from spaces.config import LimitsConfig
-from spaces.effects import Close, Effect, Reply
-from spaces.protocol import ProtocolError
-from spaces.ratelimit import TokenBucket
-from spaces.venue import Seat, Venue
+from hearth.moderation.bans import AddressKey
+from hearth.spaces import protocol as p
+from hearth.spaces.config import LimitsConfig
+from hearth.spaces.effects import Close, Effect, Reply
+from hearth.spaces.protocol import ProtocolError
+from hearth.spaces.ratelimit import TokenBucket
+from hearth.spaces.venue import Seat, Venue
 
 POLICY_VIOLATION = 1008
 STRIKE_MEMORY = 10.0  # seconds without a violation that forgive earlier strikes

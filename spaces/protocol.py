@@ -19,7 +19,7 @@ SUBPROTOCOL: Final = "hearth.v1"
 VERSION: Final = 1
 
 # Stable error codes -> what they mean. docs/protocol.md lists the same table;
-# tests/test_protocol_doc.py keeps the two in step.
+# tests/unit/test_protocol_doc.py keeps the two in step.
 ERRORS: Final[Mapping[str, str]] = {
     "bad_json": "The frame is not a JSON object.",
     "bad_message": "A field is missing, of the wrong type, or out of range.",
@@ -377,7 +377,7 @@ ClientMessage = (Join | Resume | Move | Sit | Stand | Rename | Keys | Envelope |
                  | ReleaseCorner | EndSession | Help | Flag | Worried | ImOk | Incident | Duty
                  | ListIncidents | Leave)
 
-# Operations only facilitators and operators may perform (tests/test_authorization.py).
+# Operations only facilitators and operators may perform (tests/unit/test_moderation_core.py).
 FACILITATOR_TYPES: Final = frozenset({
     "list_reports", "remove", "mute", "ask_unmute", "stick", "give_stick", "ban", "lobby",
     "admit", "deny", "lock", "capacity", "hide", "slow_mode", "private_corner", "release_corner",
@@ -599,7 +599,7 @@ def encode(message: Mapping[str, Any]) -> bytes:
     """Serialise a server message once; the adapter fans the same bytes out.
 
     The same output as `json.dumps(message, separators=(",", ":"), ensure_ascii=False)`,
-    without building an encoder per call (tests/test_perf_encode.py).
+    without building an encoder per call (tests/unit/test_perf_encode.py).
     """
     if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
         return _ENCODER.encode(message).encode("utf-8")

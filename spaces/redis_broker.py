@@ -33,7 +33,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from spaces.broker import Deliver, Subscription, _Cancel
+from hearth.spaces.broker import Deliver, Subscription, _Cancel
 
 QUEUE_LIMIT = 10_000
 BACKOFF_MAX = 5.0

@@ -25,13 +25,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from spaces.config import LimitsConfig, MovementConfig, RoomConfig, VoiceConfig
-from spaces.effects import Broadcast, Effect, Reply, Send, Voice
-from spaces.layout import Point
-from spaces.protocol import ProtocolError
-from spaces.pseudonyms import PseudonymRefused, check_avatar, normalise, same_name
-from spaces.ratelimit import TokenBucket
-from spaces.voice import VoiceRoute, VoiceRules, parse_header, stamp_slot
+from hearth.spaces.config import LimitsConfig, MovementConfig, RoomConfig, VoiceConfig
+from hearth.spaces.effects import Broadcast, Effect, Reply, Send, Voice
+from hearth.spaces.layout import Point
+from hearth.spaces.protocol import ProtocolError
+from hearth.spaces.pseudonyms import PseudonymRefused, check_avatar, normalise, same_name
+from hearth.spaces.ratelimit import TokenBucket
+from hearth.spaces.voice import VoiceRoute, VoiceRules, parse_header, stamp_slot
 
 Role = Literal["participant", "facilitator", "operator"]
 LeaveReason = Literal["left", "timeout", "removed"]

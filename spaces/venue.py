@@ -20,19 +20,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from moderation.bans import AddressKey, Ban, BanList, utc_day
-from moderation.crisis import CrisisDesk
-from moderation.incidents import DEFAULT_ESCALATION, Escalation, IncidentDesk
-from moderation.reports import ReportQueue
-from spaces import protocol as p
-from spaces.config import HearthConfig
-from spaces.e2ee.errors import E2EEError
-from spaces.e2ee.franking import server_tag, verify_report
-from spaces.effects import ActElsewhere, Attach, Audit, Detach, Effect, Enter, Reply, Send
-from spaces.protocol import ProtocolError
-from spaces.pseudonyms import LOCALES, generate, generate_avatar
-from spaces.room import Member, Role, Room
-from spaces.stats import Stats
+from hearth.moderation.bans import AddressKey, Ban, BanList, utc_day
+from hearth.moderation.crisis import CrisisDesk
+from hearth.moderation.incidents import DEFAULT_ESCALATION, Escalation, IncidentDesk
+from hearth.moderation.reports import ReportQueue
+from hearth.spaces import protocol as p
+from hearth.spaces.config import HearthConfig
+from hearth.spaces.e2ee.errors import E2EEError
+from hearth.spaces.e2ee.franking import server_tag, verify_report
+from hearth.spaces.effects import ActElsewhere, Attach, Audit, Detach, Effect, Enter, Reply, Send
+from hearth.spaces.protocol import ProtocolError
+from hearth.spaces.pseudonyms import LOCALES, generate, generate_avatar
+from hearth.spaces.room import Member, Role, Room
+from hearth.spaces.stats import Stats
 
 RESUMED_ELSEWHERE = 4001  # close code for a connection whose member resumed on another
 REMOVED = 4003  # close code for a member a facilitator removed (or banned)

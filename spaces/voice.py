@@ -23,12 +23,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
-from spaces.layout import Layout
-from spaces.protocol import ProtocolError
-from spaces.ratelimit import TokenBucket
+from hearth.spaces.layout import Layout
+from hearth.spaces.protocol import ProtocolError
+from hearth.spaces.ratelimit import TokenBucket
 
 if TYPE_CHECKING:
-    from spaces.room import Member
+    from hearth.spaces.room import Member
 
 HEADER = struct.Struct("!BBBBHI")  # version, flags, level, epoch_lo, slot, seq
 HEADER_SIZE = HEADER.size  # 10

@@ -26,13 +26,13 @@ npm install --no-save --no-audit --no-fund --loglevel=error --prefix tests/brows
 
 echo "== ruff"
 .venv/bin/ruff check spaces moderation web tests bench
-echo "== mypy --strict (spaces, moderation)"
-.venv/bin/mypy --strict spaces moderation
+echo "== mypy --strict (hearth.spaces, hearth.moderation)"
+bash tests/typecheck.sh
 
 echo "== pip-audit: known vulnerabilities in the pinned dependencies"
 # Fails on a known vulnerability; only warns (loudly) when the advisory service
-# cannot be reached or does not know the pinned versions (tests/supply_chain.py).
-.venv/bin/python tests/supply_chain.py constraints.txt
+# cannot be reached or does not know the pinned versions (tests/support/supply_chain.py).
+.venv/bin/python tests/support/supply_chain.py constraints.txt
 
 echo "== pytest"
 .venv/bin/python -m pytest -q "$@"

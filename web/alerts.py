@@ -27,12 +27,12 @@ from twisted.logger import Logger
 from twisted.web.client import Agent, FileBodyProducer, PartialDownloadError, readBody
 from twisted.web.http_headers import Headers
 
-from moderation.journal import Journal
-from moderation.outbox import Item, Outbox, OutboxJournal
-from spaces.broker import Broker
-from spaces.config import HearthConfig, WebhookConfig
-from web.shared_logs import LogShipper
-from web.shared_outbox import SharedOutbox
+from hearth.moderation.journal import Journal
+from hearth.moderation.outbox import Item, Outbox, OutboxJournal
+from hearth.spaces.broker import Broker
+from hearth.spaces.config import HearthConfig, WebhookConfig
+from hearth.web.shared_logs import LogShipper
+from hearth.web.shared_outbox import SharedOutbox
 
 DELIVERY_TIMEOUT = 10.0
 SIGNATURE_HEADER = b"X-Hearth-Signature"

@@ -37,8 +37,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 
-from moderation.accounts import Account, AccountError, AccountStore, normalise_name
-from moderation.login import (
+from hearth.moderation.accounts import Account, AccountError, AccountStore, normalise_name
+from hearth.moderation.login import (
     AddressHasher,
     Attempt,
     LoginThrottle,
@@ -49,10 +49,10 @@ from moderation.login import (
     new_token,
     tokens_match,
 )
-from spaces.config import HearthConfig
-from spaces.room import Role
-from web.datadir import Secrets
-from web.node import Node
+from hearth.spaces.config import HearthConfig
+from hearth.spaces.room import Role
+from hearth.web.datadir import Secrets
+from hearth.web.node import Node
 
 _log = Logger(namespace="hearth.auth")
 

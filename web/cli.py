@@ -146,7 +146,7 @@ def _reactor_for_parsing() -> Any:
 
 
 def load(path: Path | None, listen: list[str] | None) -> Any:
-    from spaces.config import ConfigError, load_config
+    from hearth.spaces.config import ConfigError, load_config
     try:
         config = load_config(path)
     except ConfigError as err:
@@ -154,7 +154,7 @@ def load(path: Path | None, listen: list[str] | None) -> Any:
             print(problem, file=sys.stderr)
         return None
     problems = check_endpoints(config.source, list(config.server.listen), "server.listen")
-    from moderation.crisis_config import load_crisis, missing_helplines
+    from hearth.moderation.crisis_config import load_crisis, missing_helplines
     try:
         crisis = load_crisis(Path(config.crisis.directory))
     except ConfigError as err:
@@ -178,14 +178,14 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     from twisted.logger import globalLogBeginner
 
-    from web.logs import observer
-    from web.service import listener_url, make_hearth
+    from hearth.web.logs import observer
+    from hearth.web.service import listener_url, make_hearth
     globalLogBeginner.beginLoggingTo([observer(sys.stdout, args.log_format)],
                                      redirectStandardIO=False)
     redis_url = args.redis or config.server.redis
     broker = None
     if redis_url:
-        from spaces.redis_broker import RedisBroker
+        from hearth.spaces.redis_broker import RedisBroker
         broker = RedisBroker(redis_url)
     hearth = make_hearth(config, reactor, args.listen, broker=broker, node_id=args.node_id,
                          persist_rooms=True)
@@ -220,7 +220,7 @@ def drill(args: argparse.Namespace) -> int:
         return 2
     from twisted.internet.defer import ensureDeferred
 
-    from web.drill import run_drill
+    from hearth.web.drill import run_drill
     status = {"code": 1}
 
     def finish(code: int) -> None:
@@ -249,15 +249,15 @@ def _records(args: argparse.Namespace, config: Any, stream: str,
              local: Path) -> list[dict[str, Any]] | None:
     """A log's records: every node's from the shared stream when Redis is configured
     (web/shared_logs.py), else this node's journal. None (after saying why) on failure."""
-    from moderation.journal import read_records
+    from hearth.moderation.journal import read_records
     url = None if args.local else (args.redis or config.server.redis)
     if not url:
         return list(read_records(local))
     reactor = install_reactor()
     from twisted.internet.defer import ensureDeferred
 
-    from spaces.redis_broker import RedisBroker
-    from web.shared_logs import read_stream
+    from hearth.spaces.redis_broker import RedisBroker
+    from hearth.web.shared_logs import read_stream
     broker = RedisBroker(url)
     result: dict[str, Any] = {}
 
@@ -291,7 +291,7 @@ def incidents_export(args: argparse.Namespace) -> int:
                        Path(config.server.data_dir) / "incidents.jsonl")
     if records is None:
         return 1
-    from moderation.incidents import latest_incidents
+    from hearth.moderation.incidents import latest_incidents
     for incident in latest_incidents(records).values():
         print(json.dumps({k: v for k, v in incident.items() if k != "member"},
                          ensure_ascii=False))
@@ -302,7 +302,7 @@ def audit_export(args: argparse.Namespace) -> int:
     import json
     from dataclasses import asdict
 
-    from moderation.audit import AuditEntry, format_entry
+    from hearth.moderation.audit import AuditEntry, format_entry
     config = load(args.config, None)
     if config is None:
         return 2
@@ -345,7 +345,7 @@ def _read_password(args: argparse.Namespace, name: str) -> str | None:
 def facilitator(args: argparse.Namespace) -> int:
     import time
 
-    from moderation.accounts import AccountError, AccountStore, new_totp_secret, totp_uri
+    from hearth.moderation.accounts import AccountError, AccountStore, new_totp_secret, totp_uri
     config = load(args.config, None)
     if config is None:
         return 2
@@ -380,7 +380,7 @@ def facilitator(args: argparse.Namespace) -> int:
                   "end at their next request.")
             return 0
         if action in ("add", "reset"):
-            from moderation.accounts import check_name
+            from hearth.moderation.accounts import check_name
             name = check_name(args.name) if action == "add" else args.name
             password = _read_password(args, name)
             if password is None:
@@ -419,9 +419,9 @@ def init(args: argparse.Namespace) -> int:
     import shutil
     import time
 
-    from moderation.journal import write_atomically
-    from spaces.config import SHIPPED_CONFIG, CrisisConfig
-    from web.datadir import DataDirError, ensure_dir, load_secrets
+    from hearth.moderation.journal import write_atomically
+    from hearth.spaces.config import SHIPPED_CONFIG, CrisisConfig
+    from hearth.web.datadir import DataDirError, ensure_dir, load_secrets
     target = args.dir.expanduser().absolute()
     config_path = target / "hearth.toml"
     if config_path.exists():
@@ -478,7 +478,7 @@ def json_str(value: str) -> str:
 def privacy_report(args: argparse.Namespace) -> int:
     import time
 
-    from web.retention import format_report, privacy_report, report_json
+    from hearth.web.retention import format_report, privacy_report, report_json
     config = load(args.config, None)
     if config is None:
         return 2

@@ -12,7 +12,7 @@ import json
 
 from twisted.web import resource, server
 
-from moderation.crisis_config import CrisisConfig, helplines_to_json, pack_to_json
+from hearth.moderation.crisis_config import CrisisConfig, helplines_to_json, pack_to_json
 
 
 class CrisisData(resource.Resource):

@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
-from moderation.journal import write_atomically
+from hearth.moderation.journal import write_atomically
 
 __all__ = ["DataDirError", "Secrets", "ensure_dir", "load_secrets", "write_atomically"]
 

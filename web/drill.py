@@ -21,8 +21,8 @@ HOP_TIMEOUT = 20.0
 
 
 async def run_drill(config: Any, reactor: Any, out: Any) -> int:
-    from spaces.client import HearthClient
-    from web.service import make_hearth
+    from hearth.spaces.client import HearthClient
+    from hearth.web.service import make_hearth
 
     scratch = Path(tempfile.mkdtemp(prefix="hearth-drill-"))
     source = Path(config.server.data_dir) / "secrets.json"

@@ -12,8 +12,8 @@ import json
 
 from twisted.web import resource, server
 
-from web.alerts import ack_token
-from web.node import Node
+from hearth.web.alerts import ack_token
+from hearth.web.node import Node
 
 
 class IncidentCallbacks(resource.Resource):
@@ -31,7 +31,7 @@ class IncidentCallbacks(resource.Resource):
                 parts[2], ack_token(self.ack_key, parts[1])):
             request.setResponseCode(404)
             return json.dumps({"error": "not_found"}).encode()
-        from spaces.protocol import ProtocolError
+        from hearth.spaces.protocol import ProtocolError
         venue = self.node.venue
         incident = venue.crisis.desk.incidents.get(parts[1])
         if incident is None:

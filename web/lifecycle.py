@@ -37,8 +37,8 @@ from typing import Any
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
-from web.datadir import ensure_dir, write_atomically
-from web.node import OWNER_TTL, Node
+from hearth.web.datadir import ensure_dir, write_atomically
+from hearth.web.node import OWNER_TTL, Node
 
 CLOSE_WAIT = 3.0  # seconds to wait for clients to answer the close
 FLUSH_TIMEOUT = 5.0  # seconds the crisis outbox gets to deliver what is pending

@@ -9,7 +9,7 @@ failure counter, fed by web/alerts.py's `watchers`).
 
 No label ever carries a pseudonym, a member id, an account name or an address:
 labels are room ids (config), message types, error codes, incident states,
-alert channels (config names) and the broker kind. tests/test_ops_metrics.py
+alert channels (config names) and the broker kind. tests/live/test_ops_metrics.py
 checks that on a live scrape.
 
 Who may scrape: `[metrics] token` set — a request with `Authorization: Bearer
@@ -36,10 +36,10 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from twisted.web import resource, server
 
-from spaces.config import MetricsConfig
-from spaces.protocol import SUBPROTOCOL
-from web.node import Node
-from web.proxy import is_loopback
+from hearth.spaces.config import MetricsConfig
+from hearth.spaces.protocol import SUBPROTOCOL
+from hearth.web.node import Node
+from hearth.web.proxy import is_loopback
 
 INCIDENT_STATES = ("open", "acknowledged", "engaged", "external_help_requested",
                    "awaiting_confirmation", "lost_contact", "resolved")

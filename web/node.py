@@ -26,13 +26,13 @@ from typing import Any, Protocol
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from moderation.bans import ClientAddress, HashedAddress, utc_day
-from moderation.incidents import latest_incidents
-from spaces import protocol as p
-from spaces import relay
-from spaces.broker import Broker, Subscription
-from spaces.connection import Connection
-from spaces.effects import (
+from hearth.moderation.bans import ClientAddress, HashedAddress, utc_day
+from hearth.moderation.incidents import latest_incidents
+from hearth.spaces import protocol as p
+from hearth.spaces import relay
+from hearth.spaces.broker import Broker, Subscription
+from hearth.spaces.connection import Connection
+from hearth.spaces.effects import (
     ActElsewhere,
     Attach,
     Audit,
@@ -48,9 +48,9 @@ from spaces.effects import (
     Send,
     Voice,
 )
-from spaces.protocol import ProtocolError, encode
-from spaces.venue import Venue
-from web.shared_logs import LogShipper
+from hearth.spaces.protocol import ProtocolError, encode
+from hearth.spaces.venue import Venue
+from hearth.web.shared_logs import LogShipper
 
 OWNER_TTL = 5.0  # seconds a room's ownership lasts without renewal
 NODE_TTL = 4.0  # seconds a node counts as alive after its last heartbeat

@@ -16,11 +16,11 @@ from urllib.parse import quote
 import jinja2
 from twisted.web import resource, server
 
-from spaces.config import HearthConfig, RoomConfig
-from spaces.pseudonyms import AVATAR_COLORS, AVATAR_SHAPES, generate
-from web import i18n
-from web.i18n import N_
-from web.node import Node
+from hearth.spaces.config import HearthConfig, RoomConfig
+from hearth.spaces.pseudonyms import AVATAR_COLORS, AVATAR_SHAPES, generate
+from hearth.web import i18n
+from hearth.web.i18n import N_
+from hearth.web.node import Node
 
 # Names for the avatar choices (screen readers announce them; colour alone is not enough).
 COLOUR_NAMES = {

@@ -31,11 +31,11 @@ from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from moderation.audit import AuditLog, read_entries
-from moderation.journal import Journal, read_records
-from moderation.outbox import Outbox
-from spaces.broker import Broker
-from spaces.config import HearthConfig
+from hearth.moderation.audit import AuditLog, read_entries
+from hearth.moderation.journal import Journal, read_records
+from hearth.moderation.outbox import Outbox
+from hearth.spaces.broker import Broker
+from hearth.spaces.config import HearthConfig
 
 DAY = 86400.0
 
@@ -237,7 +237,7 @@ def privacy_report(config: HearthConfig, now: float | None = None) -> list[Store
         note=f"mode {_mode(path)}; three random keys (franking, cookie, address seed); "
              "values never shown"))
 
-    from web.lifecycle import RoomStateFiles
+    from hearth.web.lifecycle import RoomStateFiles
     files = RoomStateFiles(data)
     saved: list[float] = []
     for file in files.files():

@@ -18,24 +18,24 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from moderation.audit import AuditLog
-from moderation.crisis_config import load_crisis
-from moderation.incidents import Escalation, latest_incidents
-from moderation.journal import Journal
-from spaces.broker import Broker, MemoryBroker
-from spaces.config import HearthConfig
-from spaces.venue import Venue
-from web.alerts import Alerts
-from web.crisis_data import CrisisData
-from web.datadir import load_secrets
-from web.incidents import IncidentCallbacks
-from web.lifecycle import FLUSH_TIMEOUT, Lifecycle
-from web.metrics import Metrics, MetricsResource
-from web.node import Node
-from web.retention import Retention, RetentionService
-from web.shared_logs import LogShipper, read_stream
-from web.site import build_site
-from web.ws import bind_node, prepare_for, websocket_factory
+from hearth.moderation.audit import AuditLog
+from hearth.moderation.crisis_config import load_crisis
+from hearth.moderation.incidents import Escalation, latest_incidents
+from hearth.moderation.journal import Journal
+from hearth.spaces.broker import Broker, MemoryBroker
+from hearth.spaces.config import HearthConfig
+from hearth.spaces.venue import Venue
+from hearth.web.alerts import Alerts
+from hearth.web.crisis_data import CrisisData
+from hearth.web.datadir import load_secrets
+from hearth.web.incidents import IncidentCallbacks
+from hearth.web.lifecycle import FLUSH_TIMEOUT, Lifecycle
+from hearth.web.metrics import Metrics, MetricsResource
+from hearth.web.node import Node
+from hearth.web.retention import Retention, RetentionService
+from hearth.web.shared_logs import LogShipper, read_stream
+from hearth.web.site import build_site
+from hearth.web.ws import bind_node, prepare_for, websocket_factory
 
 
 class Listener(Service):

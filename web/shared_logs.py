@@ -22,7 +22,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from spaces.broker import Broker
+from hearth.spaces.broker import Broker
 
 LIMIT = 100_000
 STREAMS = ("audit", "incidents")

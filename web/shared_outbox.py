@@ -23,8 +23,8 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from moderation.outbox import Item, Outbox
-from spaces.broker import Broker
+from hearth.moderation.outbox import Item, Outbox
+from hearth.spaces.broker import Broker
 
 STREAM = "outbox"
 LEASE_TTL = 10.0  # seconds a node's alerts stay its own after its last renewal

@@ -17,13 +17,13 @@ from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.web import http, resource, server, static
 
-from spaces.config import HearthConfig
-from spaces.protocol import SUBPROTOCOL
-from web.auth import Auth
-from web.datadir import Secrets, load_secrets
-from web.node import Node
-from web.pages import JoinPage, Landing, Pages, RoomIndex, RoomPage
-from web.proxy import client_address, is_trusted, trusted_networks
+from hearth.spaces.config import HearthConfig
+from hearth.spaces.protocol import SUBPROTOCOL
+from hearth.web.auth import Auth
+from hearth.web.datadir import Secrets, load_secrets
+from hearth.web.node import Node
+from hearth.web.pages import JoinPage, Landing, Pages, RoomIndex, RoomPage
+from hearth.web.proxy import client_address, is_trusted, trusted_networks
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"

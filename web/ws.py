@@ -26,10 +26,10 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import tcp
 from twisted.logger import Logger
 
-from spaces.config import HearthConfig
-from spaces.protocol import SUBPROTOCOL
-from web.node import Link, Node
-from web.proxy import client_address, trusted_networks
+from hearth.spaces.config import HearthConfig
+from hearth.spaces.protocol import SUBPROTOCOL
+from hearth.web.node import Link, Node
+from hearth.web.proxy import client_address, trusted_networks
 
 _log = Logger(namespace="hearth.ws")  # not `log`: that name is autobahn's own txaio logger
 

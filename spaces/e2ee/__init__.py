@@ -26,11 +26,11 @@ tests/vectors/*.json are reproducible in Python and in the browser module.
 The protocol and its threat model are in docs/e2ee.md.
 """
 
-from spaces.e2ee.errors import E2EEError
-from spaces.e2ee.franking import server_tag, verify_report
-from spaces.e2ee.identity import Identity, PublicIdentity, safety_code
-from spaces.e2ee.session import GroupSession, OutgoingMessage, ReceivedMessage, RosterChange
-from spaces.e2ee.voice import VoiceFrame, VoiceHeader, voice_header
+from hearth.spaces.e2ee.errors import E2EEError
+from hearth.spaces.e2ee.franking import server_tag, verify_report
+from hearth.spaces.e2ee.identity import Identity, PublicIdentity, safety_code
+from hearth.spaces.e2ee.session import GroupSession, OutgoingMessage, ReceivedMessage, RosterChange
+from hearth.spaces.e2ee.voice import VoiceFrame, VoiceHeader, voice_header
 
 __all__ = [
     "E2EEError",

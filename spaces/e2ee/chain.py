@@ -19,12 +19,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from spaces.e2ee import errors
-from spaces.e2ee.encoding import U32_MAX, u32
-from spaces.e2ee.errors import E2EEError
-from spaces.e2ee.identity import Rng, draw
-from spaces.e2ee.primitives import KEY_LEN, equal, hmac_sha256
-from spaces.e2ee.voice import VOICE_KEY_MATERIAL_LEN, VoiceKey
+from hearth.spaces.e2ee import errors
+from hearth.spaces.e2ee.encoding import U32_MAX, u32
+from hearth.spaces.e2ee.errors import E2EEError
+from hearth.spaces.e2ee.identity import Rng, draw
+from hearth.spaces.e2ee.primitives import KEY_LEN, equal, hmac_sha256
+from hearth.spaces.e2ee.voice import VOICE_KEY_MATERIAL_LEN, VoiceKey
 
 WINDOW = 256
 MAX_FORWARD = 1024

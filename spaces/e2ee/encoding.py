@@ -12,8 +12,8 @@ import base64
 import binascii
 import re
 
-from spaces.e2ee import errors
-from spaces.e2ee.errors import E2EEError
+from hearth.spaces.e2ee import errors
+from hearth.spaces.e2ee.errors import E2EEError
 
 U32_MAX = 2**32 - 1
 U64_MAX = 2**64 - 1

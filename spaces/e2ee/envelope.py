@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from spaces.e2ee import errors
-from spaces.e2ee.encoding import WIRE_VERSION, fields, utf8
-from spaces.e2ee.errors import E2EEError
-from spaces.e2ee.identity import (
+from hearth.spaces.e2ee import errors
+from hearth.spaces.e2ee.encoding import WIRE_VERSION, fields, utf8
+from hearth.spaces.e2ee.errors import E2EEError
+from hearth.spaces.e2ee.identity import (
     PRIVATE_KEY_LEN,
     PUBLIC_KEY_LEN,
     SIGNATURE_LEN,
@@ -32,7 +32,7 @@ from spaces.e2ee.identity import (
     draw,
     exchange,
 )
-from spaces.e2ee.primitives import (
+from hearth.spaces.e2ee.primitives import (
     KEY_LEN,
     NONCE_LEN,
     TAG_LEN,

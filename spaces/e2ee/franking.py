@@ -17,10 +17,10 @@ from __future__ import annotations
 import hmac
 from hashlib import sha256
 
-from spaces.e2ee import errors
-from spaces.e2ee.encoding import U32_MAX, U64_MAX, fields, u64, utf8
-from spaces.e2ee.errors import E2EEError
-from spaces.e2ee.primitives import equal, hmac_sha256
+from hearth.spaces.e2ee import errors
+from hearth.spaces.e2ee.encoding import U32_MAX, U64_MAX, fields, u64, utf8
+from hearth.spaces.e2ee.errors import E2EEError
+from hearth.spaces.e2ee.primitives import equal, hmac_sha256
 
 COMMITMENT_LABEL = "hearth-e2ee/v1/franking-commitment"
 TAG_LABEL = "hearth-e2ee/v1/franking-tag"
@@ -49,7 +49,7 @@ def server_tag(
         raise E2EEError(errors.FRANKING_MALFORMED, "commitment must be 32 bytes")
     # Done once per room message, so written out: exactly the bytes of
     # fields(TAG_LABEL, commitment, utf8(room_id), utf8(sender_id), u64(seq), u64(ts))
-    # (tests/test_perf_franking.py checks the two agree), MACed in one call.
+    # (tests/unit/test_perf_franking.py checks the two agree), MACed in one call.
     try:
         room, sender = utf8(room_id), utf8(sender_id)
         if (type(seq) is not int or type(ts) is not int or not 0 <= seq <= U64_MAX

@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
-from spaces.e2ee import errors
-from spaces.e2ee.encoding import b64decode, b64encode, fields, u64, utf8
-from spaces.e2ee.errors import E2EEError
+from hearth.spaces.e2ee import errors
+from hearth.spaces.e2ee.encoding import b64decode, b64encode, fields, u64, utf8
+from hearth.spaces.e2ee.errors import E2EEError
 
 Rng = Callable[[int], bytes]
 

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from spaces.e2ee import errors
-from spaces.e2ee.encoding import WIRE_VERSION, fields, u32, utf8
-from spaces.e2ee.errors import E2EEError
-from spaces.e2ee.franking import FRANKING_KEY_LEN, commitment_matches
-from spaces.e2ee.identity import SIGNATURE_LEN, Identity, PublicIdentity
-from spaces.e2ee.primitives import (
+from hearth.spaces.e2ee import errors
+from hearth.spaces.e2ee.encoding import WIRE_VERSION, fields, u32, utf8
+from hearth.spaces.e2ee.errors import E2EEError
+from hearth.spaces.e2ee.franking import FRANKING_KEY_LEN, commitment_matches
+from hearth.spaces.e2ee.identity import SIGNATURE_LEN, Identity, PublicIdentity
+from hearth.spaces.e2ee.primitives import (
     KEY_LEN,
     NONCE_LEN,
     TAG_LEN,

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from spaces.e2ee import errors
-from spaces.e2ee.errors import E2EEError
+from hearth.spaces.e2ee import errors
+from hearth.spaces.e2ee.errors import E2EEError
 
 KEY_LEN = 32
 NONCE_LEN = 12

@@ -32,15 +32,15 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from spaces.e2ee import errors
-from spaces.e2ee.chain import ReceivingChain, SenderKey, SendingChain
-from spaces.e2ee.encoding import U32_MAX, b64decode, b64encode
-from spaces.e2ee.envelope import open_envelope, seal_envelope
-from spaces.e2ee.errors import E2EEError
-from spaces.e2ee.franking import COMMITMENT_LEN, FRANKING_KEY_LEN, commit
-from spaces.e2ee.identity import Identity, PublicIdentity, Rng, draw, safety_code, sort_members
-from spaces.e2ee.message import RoomMessage, seal_room_message
-from spaces.e2ee.voice import (
+from hearth.spaces.e2ee import errors
+from hearth.spaces.e2ee.chain import ReceivingChain, SenderKey, SendingChain
+from hearth.spaces.e2ee.encoding import U32_MAX, b64decode, b64encode
+from hearth.spaces.e2ee.envelope import open_envelope, seal_envelope
+from hearth.spaces.e2ee.errors import E2EEError
+from hearth.spaces.e2ee.franking import COMMITMENT_LEN, FRANKING_KEY_LEN, commit
+from hearth.spaces.e2ee.identity import Identity, PublicIdentity, Rng, draw, safety_code, sort_members
+from hearth.spaces.e2ee.message import RoomMessage, seal_room_message
+from hearth.spaces.e2ee.voice import (
     VoiceFrame,
     VoiceKey,
     VoiceReceiver,

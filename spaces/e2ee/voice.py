@@ -37,10 +37,10 @@ from typing import NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from spaces.e2ee import errors
-from spaces.e2ee.encoding import U32_MAX, fields, u64, utf8
-from spaces.e2ee.errors import E2EEError
-from spaces.e2ee.primitives import KEY_LEN, TAG_LEN, aes_gcm, equal, hkdf_sha256, open_sealed, seal
+from hearth.spaces.e2ee import errors
+from hearth.spaces.e2ee.encoding import U32_MAX, fields, u64, utf8
+from hearth.spaces.e2ee.errors import E2EEError
+from hearth.spaces.e2ee.primitives import KEY_LEN, TAG_LEN, aes_gcm, equal, hkdf_sha256, open_sealed, seal
 
 VOICE_VERSION = 0x01
 HEADER_LEN = 10

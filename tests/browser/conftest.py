@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from spaces.config import HearthConfig
+from hearth.spaces.config import HearthConfig
 from tests.browser.harness import NEUTRAL_PAGE, Browser, Page
 from tests.browser.runner import CHROMIUM, serving
-from tests.conftest import make_config, need_binary
+from tests.support.binaries import need_binary
+from tests.support.config import make_config
 
 
 @pytest.fixture(scope="session")

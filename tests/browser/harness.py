@@ -357,3 +357,23 @@ async def avatar_centre_colour(page: Page, member: str) -> tuple[tuple[int, int,
     clip = {"x": sx + scroll_x, "y": sy + scroll_y, "width": 1, "height": 1}  # page coordinates
     png = await page.do(lambda p: p.screenshot(clip=clip, scale="css"))
     return png_pixel(png), str(fill)
+
+
+async def axe(page: Page) -> list[dict[str, Any]]:
+    result = await page.evaluate(RUN_AXE)
+    assert result["rules"] > 20 and result["contrastChecked"], "axe did not really run"
+    bad: list[dict[str, Any]] = result["bad"]
+    return bad
+
+
+RUN_AXE = """async () => {
+  const result = await axe.run(document, { resultTypes: ['violations'] });
+  return {
+    rules: result.passes.length + result.violations.length + result.incomplete.length,
+    contrastChecked: [...result.passes, ...result.violations, ...result.incomplete]
+      .some((r) => r.id === 'color-contrast'),
+    bad: result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
+      .map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+                     nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) })),
+  };
+}"""

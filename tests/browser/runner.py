@@ -8,8 +8,8 @@ raises and the worker thread ends instead of hanging the run; after that it is "
 and tries nothing more.
 
 Three users: tests/browser/harness.py (the pages against the live server; its calls come
-back to the reactor as Deferreds), tests/e2ee/test_browser_vectors.py and
-tests/crisis/test_detector_browser.py (a test page served with web/static: `runner_page`).
+back to the reactor as Deferreds), tests/browser/test_browser_vectors.py and
+tests/browser/test_detector_browser.py (a test page served with web/static: `runner_page`).
 """
 
 from __future__ import annotations

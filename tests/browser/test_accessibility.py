@@ -12,29 +12,13 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from tests.browser.harness import Browser, Page, log_has, open_page, require_axe, say
-from tests.conftest import LiveServer
+from tests.browser.harness import Browser, Page, axe, log_has, open_page, require_axe, say
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
 
-RUN_AXE = """async () => {
-  const result = await axe.run(document, { resultTypes: ['violations'] });
-  return {
-    rules: result.passes.length + result.violations.length + result.incomplete.length,
-    contrastChecked: [...result.passes, ...result.violations, ...result.incomplete]
-      .some((r) => r.id === 'color-contrast'),
-    bad: result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v) => ({ id: v.id, impact: v.impact, help: v.help,
-                     nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) })),
-  };
-}"""
 
 
-async def axe(page: Page) -> list[dict[str, Any]]:
-    result = await page.evaluate(RUN_AXE)
-    assert result["rules"] > 20 and result["contrastChecked"], "axe did not really run"
-    bad: list[dict[str, Any]] = result["bad"]
-    return bad
 
 
 @pytest.mark.parametrize("lang", ["en", "es"])

@@ -25,28 +25,32 @@ import pytest
 import pytest_twisted
 from argon2 import PasswordHasher
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.protocols import portforward
 
-from moderation.accounts import AccountStore
-from spaces.chat import GroupChat
-from spaces.client import HearthClient
-from spaces.voice import build_frame
+from hearth.moderation.accounts import AccountStore
+from hearth.spaces.chat import GroupChat
+from hearth.spaces.client import HearthClient
+from hearth.spaces.voice import build_frame
+from tests.browser.console_steps import (
+    APP,
+    confirm,
+    console_click,
+    enter,
+    my_id,
+    open_room,
+    signed_in_console,
+)
 from tests.browser.harness import Browser, Page, keys_ready, log_has, open_page, say
-from tests.conftest import LiveServer
+from tests.support.live import LiveServer, sleep
 
 pytestmark = pytest.mark.browser
 
 PASSWORD = "a long test passphrase"
-CONSOLE = "document.getElementById('console')"
-APP = "document.getElementById('app')"
 
 
 # --- helpers shared with test_crisis.py ------------------------------------------------------
 
 
-async def sleep(seconds: float) -> None:
-    await deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
 
 
 def add_account(server: LiveServer, name: str) -> None:
@@ -57,55 +61,16 @@ def add_account(server: LiveServer, name: str) -> None:
         name, PASSWORD, 0)
 
 
-async def signed_in_console(server: LiveServer, browser: Browser, pages: list[Page],
-                            name: str = "ana", axe: bool = False) -> Page:
-    """Through the real /login form to /console."""
-    add_account(server, name)
-    page = await open_page(browser, pages, server.http_url, axe=axe)
-    await page.goto("/login")
-
-    def sign_in(p: Any) -> None:
-        p.fill("#login-name", name)
-        p.fill("#login-password", PASSWORD)
-        p.click(".login-form button[type=submit]")
-        p.wait_for_url("**/console")
-    await page.do(sign_in)
-    return page
 
 
-async def open_room(console: Page, room: str = "circle") -> str:
-    """Open a room from the console; returns the facilitator's member id."""
-    await console.do(lambda p: p.click(f".open-room[data-room='{room}']"))
-    return str(await console.wait_for(
-        f"() => {CONSOLE}.dataset.state === 'joined' && {CONSOLE}.dataset.me"))
 
 
-async def enter(page: Page, room: str, pseudonym: str, *, country: str = "GB",
-                state: str = "joined") -> None:
-    """Through the join page into the room page, until the page is in `state`."""
-    await page.goto(f"/join/{room}")
-
-    def fill(p: Any) -> None:
-        p.fill("#pseudonym", pseudonym)
-        p.check("#accept-rules")
-        p.select_option("#country", country)
-        p.click("#enter")
-        p.wait_for_url(f"**/room/{room}*")
-    await page.do(fill)
-    await page.wait_for(f"(s) => {APP}?.dataset.state === s", state)
 
 
-async def my_id(page: Page) -> str:
-    return str(await page.wait_for(f"() => {APP}.dataset.me"))
 
 
-async def console_click(console: Page, act: str, member: str) -> None:
-    await console.do(lambda p: p.click(f"button[data-act='{act}'][data-member='{member}']"))
 
 
-async def confirm(console: Page) -> None:
-    await console.wait_for("() => !document.getElementById('confirm').hidden")
-    await console.do(lambda p: p.click("#confirm-yes"))
 
 
 class SourceLink:

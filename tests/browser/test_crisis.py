@@ -23,11 +23,9 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from tests.browser.harness import AXE, Browser, Page, keys_ready, log_has, open_page, say
-from tests.browser.test_accessibility import axe
-from tests.browser.test_console import APP, enter, my_id, open_room, signed_in_console, sleep
-from tests.conftest import LiveServer
-from tests.test_e2ee_room import record_frames
+from tests.browser.console_steps import APP, enter, my_id, open_room, signed_in_console
+from tests.browser.harness import AXE, Browser, Page, axe, keys_ready, log_has, open_page, say
+from tests.support.live import LiveServer, record_frames, sleep
 
 pytestmark = pytest.mark.browser
 

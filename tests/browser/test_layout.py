@@ -8,7 +8,7 @@ import pytest
 import pytest_twisted
 
 from tests.browser.harness import Browser, Page, artifact, open_page
-from tests.conftest import LiveServer
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
 

@@ -17,12 +17,13 @@ from twisted.internet import reactor
 from twisted.web.client import Agent, readBody
 from twisted.web.http_headers import Headers
 
-from spaces.config import HearthConfig
-from spaces.protocol import ERRORS
-from tests.conftest import LiveServer, make_config
-from web import i18n
-from web.pages import COLOUR_NAMES, SHAPE_NAMES
-from web.site import CSP, SECURITY_HEADERS, STATIC, TEMPLATES
+from hearth.spaces.config import HearthConfig
+from hearth.spaces.protocol import ERRORS
+from hearth.web import i18n
+from hearth.web.pages import COLOUR_NAMES, SHAPE_NAMES
+from hearth.web.site import CSP, SECURITY_HEADERS, STATIC, TEMPLATES
+from tests.support.config import make_config
+from tests.support.live import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = ["/", "/?lang=es", "/join/circle", "/join/circle?lang=es", "/room/circle", "/room/other"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from spaces.chat import GroupChat
+from hearth.spaces.chat import GroupChat
 from tests.browser.harness import (
     Browser,
     Page,
@@ -27,8 +27,7 @@ from tests.browser.harness import (
     screen_point,
     seated,
 )
-from tests.conftest import LiveServer
-from tests.test_e2ee_room import record_frames
+from tests.support.live import LiveServer, record_frames
 
 pytestmark = pytest.mark.browser
 

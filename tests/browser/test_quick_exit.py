@@ -12,7 +12,7 @@ import pytest
 import pytest_twisted
 
 from tests.browser.harness import NEUTRAL_TITLE, Browser, Page, open_page
-from tests.conftest import LiveServer
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from spaces.chat import GroupChat
+from hearth.spaces.chat import GroupChat
 from tests.browser.harness import Browser, CuttableLink, Page, keys_ready, log_has, open_page, say, seated
-from tests.conftest import LiveServer
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
 

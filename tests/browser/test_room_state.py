@@ -17,9 +17,9 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
+from tests.browser.console_steps import confirm, console_click, enter, my_id, open_room, signed_in_console
 from tests.browser.harness import Browser, Page, log_has, open_page, seated
-from tests.browser.test_console import confirm, console_click, enter, my_id, open_room, signed_in_console
-from tests.conftest import LiveServer
+from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
 

@@ -29,20 +29,11 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from spaces.chat import GroupChat
-from spaces.e2ee.voice import voice_header
-from tests.browser.harness import (
-    Browser,
-    Page,
-    artifact,
-    keys_ready,
-    open_page,
-    screen_point,
-    seated,
-)
+from hearth.spaces.chat import GroupChat
+from hearth.spaces.e2ee.voice import voice_header
+from tests.browser.harness import Browser, Page, artifact, keys_ready, open_page, screen_point, seated
 from tests.browser.runner import FAKE_MEDIA_ARGS
-from tests.conftest import LiveServer
-from tests.test_e2ee_room import record_frames
+from tests.support.live import LiveServer, record_frames
 
 pytestmark = pytest.mark.browser
 

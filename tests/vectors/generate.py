@@ -26,14 +26,14 @@ ROOT = HERE.parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from spaces.e2ee import errors  # noqa: E402
-from spaces.e2ee.chain import SenderKey  # noqa: E402
-from spaces.e2ee.encoding import fields, u32  # noqa: E402
-from spaces.e2ee.envelope import seal_envelope  # noqa: E402
-from spaces.e2ee.errors import E2EEError  # noqa: E402
-from spaces.e2ee.franking import commit, server_tag, verify_report  # noqa: E402
-from spaces.e2ee.identity import Identity, safety_code  # noqa: E402
-from spaces.e2ee.message import (  # noqa: E402
+from hearth.spaces.e2ee import errors  # noqa: E402
+from hearth.spaces.e2ee.chain import SenderKey  # noqa: E402
+from hearth.spaces.e2ee.encoding import fields, u32  # noqa: E402
+from hearth.spaces.e2ee.envelope import seal_envelope  # noqa: E402
+from hearth.spaces.e2ee.errors import E2EEError  # noqa: E402
+from hearth.spaces.e2ee.franking import commit, server_tag, verify_report  # noqa: E402
+from hearth.spaces.e2ee.identity import Identity, safety_code  # noqa: E402
+from hearth.spaces.e2ee.message import (  # noqa: E402
     AAD_LABEL,
     SIG_LABEL,
     RoomMessage,
@@ -41,9 +41,9 @@ from spaces.e2ee.message import (  # noqa: E402
     message_key,
     seal_room_message,
 )
-from spaces.e2ee.primitives import seal  # noqa: E402
-from spaces.e2ee.session import GroupSession  # noqa: E402
-from spaces.e2ee.voice import (  # noqa: E402
+from hearth.spaces.e2ee.primitives import seal  # noqa: E402
+from hearth.spaces.e2ee.session import GroupSession  # noqa: E402
+from hearth.spaces.e2ee.voice import (  # noqa: E402
     VoiceKey,
     open_voice_frame,
     seal_voice_frame,

@@ -1,0 +1,186 @@
+"""web/static/js/detector.js in Chromium gives exactly what moderation/detector.py gives.
+
+The participant's own client runs the JS detector on decrypted text; facilitator
+tooling and the tests run the Python one. They must agree to the rule id: on
+every shared case, on a seeded corpus of generated texts, and on tricky Unicode.
+The page is served on 127.0.0.1 and driven through tests/browser/runner.py (a
+Playwright worker thread, every call raced against a timer), as the E2EE browser test's.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hearth.moderation.crisis_config import CrisisConfig, pack_to_json
+from hearth.moderation.detector import RulePack, detect, tokenize
+from tests.browser.runner import RunnerPage, runner_page
+from tests.support.detector_cases import load_cases
+
+pytestmark = pytest.mark.browser
+
+HERE = Path(__file__).resolve().parent
+TEST_FILES = {"detector_page.html", "detector_runner.js"}
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[RunnerPage]:
+    with runner_page(HERE, TEST_FILES, "detector_page.html") as page:
+        yield page
+
+
+@pytest.fixture(scope="module")
+def packs_json(crisis: CrisisConfig) -> dict[str, Any]:
+    return {language: pack_to_json(pack) for language, pack in crisis.packs.items()}
+
+
+def python_results(packs: dict[str, RulePack], items: list[tuple[str, str]]) -> list[Any]:
+    results = []
+    for language, text in items:
+        detection = detect(packs[language], text)
+        results.append(None if detection is None else detection.to_json())
+    return results
+
+
+def test_every_shared_case_gives_the_same_detection(browser: RunnerPage, crisis: CrisisConfig,
+                                                    packs_json: dict[str, Any]) -> None:
+    cases = load_cases()
+    items = [(case["language"], case["text"]) for case in cases]
+    in_browser = browser.call("run", packs_json, items)
+    in_python = python_results(dict(crisis.packs), items)
+    for case, js, py in zip(cases, in_browser, in_python, strict=True):
+        assert js == py, case["text"]
+        got = None if js is None else {"category": js["category"], "severity": js["severity"]}
+        assert got == case["expect"], case["text"]
+    assert browser.page_errors == []
+
+
+def _corpus(packs: dict[str, RulePack], seed: int, count: int) -> list[tuple[str, str]]:
+    """Texts made of the packs' own words, negations, numbers, emoji and punctuation: dense
+    in near-misses, so the two matchers are compared where they could differ."""
+    rng = random.Random(seed)
+    noise = [",", ".", "!", "?", "¿", "¡", ";", ":", "\n", "—", "-", "'", "\u2019", "😂", "💊", "🤣",
+             "1,000", "2.5", "40", "800mg", "  ", "lol", "jaja"]
+    items = []
+    for language, pack in sorted(packs.items()):
+        vocabulary: set[str] = set(pack.negation_cues)
+        sets = [*((r.patterns) for r in pack.rules), *(e.patterns for e in pack.exceptions.values())]
+        for patterns in sets:
+            for pattern in patterns:
+                for slot in pattern.slots:
+                    vocabulary.update(slot.words)
+                    vocabulary.update(p + rng.choice(["", "ing", "s", "ed"]) for p in slot.prefixes)
+                    vocabulary.update(str(rng.randint(1, 999)) + u for u in slot.numbers)
+        words = sorted(vocabulary)
+        for _ in range(count):
+            parts = []
+            for _ in range(rng.randint(1, 40)):
+                piece = rng.choice(words) if rng.random() < 0.8 else rng.choice(noise)
+                parts.append(piece.upper() if rng.random() < 0.1 else piece)
+            items.append((language, " ".join(parts)))
+    return items
+
+
+def test_a_generated_corpus_gives_the_same_detections(browser: RunnerPage, crisis: CrisisConfig,
+                                                      packs_json: dict[str, Any]) -> None:
+    items = _corpus(dict(crisis.packs), seed=20261107, count=400)
+    in_browser = browser.call("run", packs_json, items)
+    in_python = python_results(dict(crisis.packs), items)
+    differing = [text for (_, text), js, py in zip(items, in_browser, in_python, strict=True)
+                 if js != py]
+    assert differing == []
+    assert sum(r is not None for r in in_python) > len(items) // 4  # the corpus really fires
+
+
+TRICKY = [
+    "Don't DON\u2019T don\u02bct don\u00b4t", "VERGÜENZA mañana Ñandú", "İstanbul ΟΔΟΣ straße",
+    "\uff18\uff10\uff10\uff4d\uff47 ①②",
+    "1,000mg. 2.5mg, 3.mg ,4", "e\u0301 a\u0308 o\u0302", "👩‍👩‍👧 💊💊 ❤️ 🏳️‍🌈", "नमस्ते दुनिया",
+    "한국어 テスト 中文", "tab\there\r\nnew…line", "¿Qué? ¡Sí! — no: ya", "x" * 300, "\u200b\u00ad",
+    "ﬁnal ﬂow", "٣٤٥ pills", "ǅ ǈ Ǉ",
+]
+
+
+def test_tokens_are_the_same_on_tricky_unicode(browser: RunnerPage) -> None:
+    in_browser = browser.call("tokens", TRICKY)
+    in_python = [[[t.text, t.clause, t.sentence] for t in tokenize(text)] for text in TRICKY]
+    for text, js, py in zip(TRICKY, in_browser, in_python, strict=True):
+        assert js == py, text
+
+
+def test_a_pack_sent_as_json_text_works(browser: RunnerPage, crisis: CrisisConfig,
+                                        packs_json: dict[str, Any]) -> None:
+    texts = ["Quiero morirme esta noche.", "No quiero morir.", "Me muero de vergüenza."]
+    got = browser.call("runFromText", json.dumps(packs_json["es"], ensure_ascii=False), texts)
+    assert got == python_results(dict(crisis.packs), [("es", t) for t in texts])
+    assert got[0]["severity"] == "high" and got[1] is None and got[2] is None
+
+
+def test_to_wire_keeps_only_category_severity_pack_and_version(
+        browser: RunnerPage, packs_json: dict[str, Any]) -> None:
+    assert browser.call("wire", packs_json["en"], "I want to kill myself tonight") == {
+        "category": "intent", "severity": "high", "pack": "hearth-en", "version": "1.0.0"}
+    assert browser.call("wire", packs_json["en"], "see you next week") is None
+
+
+def test_odd_arguments_detect_nothing(browser: RunnerPage, packs_json: dict[str, Any]) -> None:
+    assert browser.call("oddArguments", packs_json["en"]) == [None] * 6
+
+
+def test_large_texts_complete_in_the_browser(browser: RunnerPage,
+                                             packs_json: dict[str, Any]) -> None:
+    texts = ["kill myself " * 450, "a" * 5000, "💊" * 5000, "1," * 2500, "not " * 1250,
+             "me quiero morir " * 300, "\U0001d518" * 5000]
+    result = browser.call("large", packs_json["en"], texts)
+    assert result["count"] == len(texts)
+
+
+def _broken(pack: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    broken = copy.deepcopy(pack)
+    *parents, last = path.split("/")
+    target: Any = broken
+    for key in parents:
+        target = target[int(key)] if isinstance(target, list) else target[key]
+    if isinstance(target, list):
+        target[int(last)] = value
+    else:
+        target[last] = value
+    return broken
+
+
+@pytest.mark.parametrize("path,value,fragment", [
+    ("format", 2, "format: expected 1"),
+    ("id", "", "id: expected a non-empty string"),
+    ("negation/window", 99, "negation.window: expected a whole number from 0 to 6"),
+    ("severity/category_cap", 0, "severity.category_cap: expected a whole number"),
+    ("severity/combos/0/severity", "urgent", "severity.combos[0].severity"),
+    ("rules/0/category", "other", "rules[0].category"),
+    ("rules/0/weight", 1e9, "rules[0].weight"),
+    ("rules/0/unless", ["nope"], "rules[0].unless[0]: expected an exception set of this pack"),
+    ("rules/0/patterns", [], "rules[0].patterns: expected a non-empty list"),
+    ("rules/0/patterns/0", [{"gap": 0, "words": ["a"], "prefixes": [], "numbers": []}] * 9,
+     "rules[0].patterns[0]: expected a list of 1 to 8 slots"),
+    ("rules/0/patterns/0/1/gap", 50, "rules[0].patterns[0][1].gap: expected a whole number from 0 to 5"),
+    ("rules/0/patterns/0/0/gap", 1, "rules[0].patterns[0][0].gap: expected a whole number from 0 to 0"),
+    ("rules/0/patterns/0/0/words", ["x"] * 33,
+     "rules[0].patterns[0][0].words: expected a list of at most 32"),
+    ("rules/0/patterns/0/0/prefixes", [""], "rules[0].patterns[0][0].prefixes[0]"),
+    ("exceptions/school/scope", "room", "exceptions.school.scope: expected sentence or message"),
+])
+def test_a_bad_pack_is_refused_with_its_path(browser: RunnerPage, packs_json: dict[str, Any],
+                                             path: str, value: Any, fragment: str) -> None:
+    error = browser.call("loadError", _broken(packs_json["en"], path, value))
+    assert error is not None and error.startswith("PackError: ") and fragment in error, error
+
+
+def test_garbage_packs_are_refused(browser: RunnerPage) -> None:
+    for garbage in ("{not json", "[]", "null", 42):
+        error = browser.call("loadError", garbage)
+        assert error is not None and error.startswith("PackError: "), error
+    assert browser.page_errors == []

@@ -1,0 +1,100 @@
+"""The `hearth` command as an operator meets it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.serving import ServedHearth
+
+
+def hearth(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hearth.web.cli", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_help_names_the_commands() -> None:
+    result = hearth("--help")
+    assert result.returncode == 0
+    assert "serve" in result.stdout and "check-config" in result.stdout
+
+
+def test_check_config_accepts_the_shipped_config() -> None:
+    result = hearth("check-config", "config/hearth.toml")
+    assert result.returncode == 0 and "OK" in result.stdout
+
+
+BAD = """
+[limits]
+messages_per_second = "lots"
+[server]
+listen = ["carrier-pigeon:8080"]
+[[rooms]]
+id = "r"
+title = "R"
+[rooms.layout]
+hearth = { x = 7.0, y = 5.0, radius = 0.8 }
+circle = { x = 7.0, y = 5.0, radius = 2.6, seats = 8 }
+spawn = [[1.0, 1.0]]
+"""
+
+
+def test_check_config_names_file_key_and_expectation(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD)
+    result = hearth("check-config", str(path))
+    assert result.returncode == 2
+    assert f"{path}: limits.messages_per_second: expected a number" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_endpoint_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD.replace('messages_per_second = "lots"', ""))
+    result = hearth("check-config", str(path))
+    assert result.returncode == 2
+    assert f"{path}: server.listen[0]: expected a Twisted endpoint string" in result.stderr
+
+
+def test_serve_refuses_a_bad_config(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(BAD)
+    result = hearth("serve", "--config", str(path))
+    assert result.returncode == 2
+    assert "limits.messages_per_second" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_bad_listen_flag() -> None:
+    result = hearth("serve", "--listen", "nonsense:1")
+    assert result.returncode == 2 and "--listen[0]" in result.stderr
+
+
+def test_serve_with_no_arguments_runs_the_shipped_config_on_8080() -> None:
+    served = ServedHearth()
+    try:
+        port = served.wait_ready()
+        assert port == 8080, served.output()
+        with urllib.request.urlopen("http://127.0.0.1:8080/healthz", timeout=5) as response:
+            assert response.status == 200
+            assert json.loads(response.read())["status"] == "ok"
+        with urllib.request.urlopen("http://127.0.0.1:8080/", timeout=5) as response:
+            page = response.read().decode()
+        assert "Evening circle (demo)" in page
+        assert "Hearth is running" in served.output()
+    finally:
+        assert served.stop() in (0, -15)
+
+
+@pytest.mark.parametrize("flag", ["--listen"])
+def test_listen_flag_overrides_config(flag: str) -> None:
+    served = ServedHearth(flag, "tcp:0:interface=127.0.0.1")
+    try:
+        port = served.wait_ready()
+        assert port not in (0, 8080)
+    finally:
+        served.stop()

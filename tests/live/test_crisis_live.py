@@ -1,0 +1,252 @@
+"""Crisis alerts end to end: help reaches facilitators and on-call, durably, in order."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.web.client import Agent, readBody
+
+from hearth.spaces.client import HearthClient
+from hearth.spaces.config import to_toml as toml_of
+from tests.support.config import BASE, make_config
+from tests.support.crisis import SECRET, asks_for_help, crisis
+from tests.support.live import LiveServer, start_server, until
+from tests.support.serving import ServedHearth
+from tests.support.webhook_receiver import Receiver
+
+
+async def sleep(seconds: float) -> None:
+    await deferLater(reactor, seconds, lambda: None)
+
+
+
+
+
+
+
+
+async def facilitator(server: LiveServer) -> HearthClient:
+    node = server.hearth.node
+    client = await server.client()
+    await client.join("circle", ticket=node.venue.issue_ticket("facilitator", node.clock(),
+                                                               account="ana"))
+    return client
+
+
+@pytest_twisted.ensureDeferred
+async def test_help_alerts_the_room_facilitator_and_on_call_and_nobody_else() -> None:
+    receiver = Receiver(SECRET)
+    port = receiver.listen()
+    live = await start_server(make_config(crisis=crisis(port)))
+    try:
+        fac = await facilitator(live)
+        person = await live.client()
+        await person.join("circle", pseudonym="Quiet Otter")
+        bystander = await live.client()
+        await bystander.join("circle")
+        person.send({"type": "help", "ref": "h"})
+        received = await person.expect("help_received")
+        alert = await fac.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert")
+        assert alert["incident"]["pseudonym"] == "Quiet Otter"
+        assert alert["incident"]["trigger"] == "help_button"
+        await until(lambda: receiver.calls, what="the webhook")
+        call = receiver.calls[0]
+        assert receiver.verify(call) and call.headers["idempotency-key"]
+        assert call.body["incident"] == received["incident"] and call.body["event"] == "incident.alert"
+        assert "Quiet Otter" not in call.raw.decode() and "pseudonym" not in call.body
+        # the acknowledgement callback from on-call
+        response = await Agent(reactor).request(b"POST", call.body["ack_url"].encode())
+        assert response.code == 200 and json.loads(await readBody(response))["state"] == "acknowledged"
+        status = await person.expect("help_status")
+        assert status["status"] == "acknowledged"
+        forged = call.body["ack_url"][:-4] + "0000"
+        response = await Agent(reactor).request(b"POST", forged.encode())
+        assert response.code == 404
+        await readBody(response)
+        await sleep(0.2)
+        assert [m for m in bystander.inbox
+                if m["type"] in ("incident", "help_status", "help_received")] == []
+        for client in (fac, person, bystander):
+            await client.close()
+    finally:
+        await live.hearth.service.stopService()
+        await receiver.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_receiver_that_fails_for_a_while_gets_everything_in_order() -> None:
+    receiver = Receiver(SECRET, fail_first=3)
+    port = receiver.listen()
+    live = await start_server(make_config(crisis=crisis(port)))
+    try:
+        fac = await facilitator(live)
+        people = []
+        for name in ("Quiet Otter", "Calm Heron", "Brave Lark"):
+            person = await live.client()
+            await person.join("circle", pseudonym=name)
+            person.send({"type": "help"})
+            people.append((await person.expect("help_received"))["incident"])
+        await until(lambda: len({c.headers["idempotency-key"] for c in receiver.calls}) == 3,
+                    timeout=30, what="three deliveries")
+        assert receiver.refused == 3
+        assert [c.body["incident"] for c in receiver.calls] == people  # in order
+        keys = [c.headers["idempotency-key"] for c in receiver.calls]
+        assert len(keys) == len(set(keys))  # no duplicates here (at-least-once allows them)
+        assert live.hearth.alerts.outbox.pending() == []
+        await fac.close()
+    finally:
+        await live.hearth.service.stopService()
+        await receiver.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_pending_webhook_survives_kill_9_and_is_delivered_after_restart(
+        tmp_path: Path) -> None:
+    receiver = Receiver(SECRET)
+    port = receiver.listen()
+    await receiver.stop()  # the receiver is down when help is asked for
+    config = tmp_path / "hearth.toml"
+    data = {**BASE, "server": {**BASE["server"], "data_dir": str(tmp_path / "data")},
+            "crisis": crisis(port)}
+    config.write_text(toml_of(data))
+    served = ServedHearth("--config", str(config))
+    try:
+        served.wait_ready()
+        _, incident = await asks_for_help(f"ws://127.0.0.1:{served.port}/ws")
+        journal = tmp_path / "data" / "outbox.jsonl"
+        await until(lambda: journal.exists() and incident in journal.read_text(),
+                    what="the outbox record")
+        served.proc.send_signal(signal.SIGKILL)
+        served.proc.wait(10)
+    finally:
+        served.stop()
+    receiver.listen(port)
+    again = ServedHearth("--config", str(config))
+    try:
+        again.wait_ready()
+        await until(lambda: receiver.calls, timeout=20, what="delivery after the restart")
+        assert receiver.calls[0].body["incident"] == incident and receiver.verify(receiver.calls[0])
+        from hearth.moderation.journal import read_records
+        from hearth.moderation.outbox import Outbox
+        await until(lambda: Outbox().restore(read_records(journal), 0) == 0,
+                    what="the journal to mark it done")
+    finally:
+        again.stop()
+        await receiver.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_detector_flags_carry_no_text_and_exports_hold_no_text_address_or_token(
+        tmp_path: Path) -> None:
+    from tests.support.live import record_frames
+    said = "I have 40 pills saved and tonight is the night"
+    config = make_config(server={"data_dir": str(tmp_path / "data")})
+    live = await start_server(config)
+    try:
+        frames = record_frames(live)
+        fac = await facilitator(live)
+        person = await live.client(source_address="127.0.0.5")
+        welcome = await person.join("circle", pseudonym="Quiet Otter")
+        # the person's own client detector fired and the person agreed to talk
+        person.send({"type": "flag", "category": "means_method", "severity": "high",
+                     "pack": "en:1"})
+        await person.expect("flag_received")
+        alert = await fac.next(lambda m: m["type"] == "incident")
+        assert alert["incident"]["trigger"] == "self_detector"
+        assert alert["incident"]["rule_pack"] == "en:1"
+        fac.send({"type": "incident", "incident": alert["incident"]["id"], "action": "resolve",
+                  "outcome": "de_escalated"})
+        await fac.next(lambda m: m["type"] == "incident" and m.get("reason") == "resolve")
+        for client in (fac, person):
+            await client.close()
+    finally:
+        await live.hearth.service.stopService()
+    assert all(said.encode() not in f and b"pills" not in f for f in frames)
+    out = tmp_path / "hearth.toml"
+    out.write_text(toml_of({**BASE, "server": {**BASE["server"],
+                                               "data_dir": str(tmp_path / "data")}}))
+    result = subprocess.run([sys.executable, "-m", "hearth.web.cli", "incidents", "export", "--config",
+                             str(out)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    [exported] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert exported["state"] == "resolved" and exported["outcome"] == "de_escalated"
+    assert "member" not in exported
+    raw = result.stdout + (tmp_path / "data" / "incidents.jsonl").read_text()
+    for needle in ("pills", "tonight", "127.0.0.5", welcome["token"]):
+        assert needle not in raw
+
+
+def test_drill_passes_against_a_receiver_and_names_the_failing_hop_without_one(
+        tmp_path: Path) -> None:
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    calls: list[bytes] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            calls.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), Handler)
+    port = httpd.server_address[1]
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    config = tmp_path / "hearth.toml"
+    data = {**BASE, "server": {**BASE["server"], "data_dir": str(tmp_path / "data")},
+            "crisis": crisis(port)}
+    config.write_text(toml_of(data))
+    try:
+        ok = subprocess.run([sys.executable, "-m", "hearth.web.cli", "drill", "--config", str(config)],
+                            capture_output=True, text=True, timeout=120)
+    finally:
+        httpd.shutdown()
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "webhook:on-call" in ok.stdout and "Drill passed" in ok.stdout
+    assert json.loads(calls[0])["test"] is True
+    # now nobody listens on that port
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    data["crisis"] = {**crisis(dead)}
+    config.write_text(toml_of(data))
+    failed = subprocess.run([sys.executable, "-m", "hearth.web.cli", "drill", "--config", str(config)],
+                            capture_output=True, text=True, timeout=120)
+    assert failed.returncode != 0
+    assert "FAIL webhook:on-call" in failed.stdout and "Drill FAILED at: webhook:on-call" in failed.stdout
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_call_and_admin_e_mail_through_smtp() -> None:
+    from tests.support.smtp_receiver import SMTPReceiver
+    smtp = SMTPReceiver()
+    port = smtp.listen()
+    live = await start_server(make_config(crisis={
+        "email": {"smtp_host": "127.0.0.1", "smtp_port": port, "sender": "hearth@example.org",
+                  "on_call": ["oncall@example.org"], "admin": ["admin@example.org"]}}))
+    try:
+        person = await live.client()
+        await person.join("circle", pseudonym="Quiet Otter")
+        person.send({"type": "help"})
+        incident = (await person.expect("help_received"))["incident"]
+        await until(lambda: smtp.messages, what="the on-call e-mail")
+        mail = smtp.messages[0].decode()
+        assert f"incident {incident}" in mail and "oncall@example.org" in mail
+        assert "Quiet Otter" not in mail  # no identity in alerts
+        await person.close()
+    finally:
+        await live.hearth.service.stopService()
+        await smtp.stop()

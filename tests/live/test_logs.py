@@ -1,0 +1,57 @@
+"""Everything the server logs during a real session: no client address, token or envelope body."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+
+import pytest_twisted
+
+from hearth.spaces.client import HearthClient
+from hearth.spaces.config import to_toml as toml_of
+from tests.support.config import BASE
+from tests.support.serving import ServedHearth
+
+CLIENT_ADDRESS = "127.0.0.2"  # the client's end; the server listens on 127.0.0.1
+BODY = "U2VjcmV0IHRoaW5ncyBzYWlkIGluIHRoZSBjaXJjbGU="
+COMMIT = "D" * 43 + "="
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_client_address_token_or_body_in_any_log_event(tmp_path: Path) -> None:
+    config = tmp_path / "hearth.toml"
+    data = {**BASE, "server": {**BASE["server"], "data_dir": str(tmp_path / "data")}}
+    config.write_text(toml_of(data))
+    served = ServedHearth("--config", str(config), "--log-format", "json")
+    tokens: list[str] = []
+    try:
+        served.wait_ready()
+        url = f"ws://127.0.0.1:{served.port}/ws"
+        alice = await HearthClient.connect(url, source_address=CLIENT_ADDRESS)
+        tokens.append((await alice.join("circle"))["token"])
+        bob = await HearthClient.connect(url, source_address=CLIENT_ADDRESS)
+        tokens.append((await bob.join("circle"))["token"])
+        alice.envelope(BODY, COMMIT)
+        await bob.expect("envelope")
+        bob.direct(alice.member or "", BODY)
+        await alice.expect("direct")
+        alice.send_raw(b"{broken")  # refusals are logged, if at all, without the frame
+        await alice.expect("error")
+        alice.drop()
+        again = await HearthClient.connect(url, source_address=CLIENT_ADDRESS)
+        tokens.append((await again.resume(tokens[0]))["token"])
+        refused = HearthClient.connect(url, source_address=CLIENT_ADDRESS,
+                                       origin="https://evil.example")
+        with contextlib.suppress(Exception):  # refusal is expected; only the logs matter
+            await refused
+        await again.close()
+        await bob.close()
+    finally:
+        served.stop()
+    output = served.output()
+    events = served.log_events()
+    assert events, "the server logged nothing at all: the capture is broken"
+    assert any("origin not allowed" in json.dumps(e) for e in events)
+    for secret in [CLIENT_ADDRESS, BODY, *tokens]:
+        assert secret not in output, f"{secret[:12]}… appears in the server's output"

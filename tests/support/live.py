@@ -1,0 +1,93 @@
+"""A live server on an ephemeral loopback port, and waiting for what it does."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+
+from hearth.spaces.chat import GroupChat
+from hearth.spaces.client import HearthClient
+from hearth.spaces.config import HearthConfig
+
+
+@dataclass
+class LiveServer:
+    hearth: Any
+    port: int
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def client(self, **kwargs: Any) -> Any:
+        from hearth.spaces.client import HearthClient
+        return await HearthClient.connect(self.ws_url, **kwargs)
+
+
+async def start_server(config: HearthConfig) -> LiveServer:
+    from twisted.internet import reactor
+
+    from hearth.web.service import make_hearth
+    hearth = make_hearth(config, reactor, ["tcp:0:interface=127.0.0.1"])
+    hearth.service.startService()
+    await hearth.when_listening()
+    return LiveServer(hearth, hearth.listeners[0].port.getHost().port)
+
+
+async def sleep(seconds: float) -> None:
+    await deferLater(reactor, seconds, lambda: None)
+
+
+async def walk_to(client: HearthClient, x: float, y: float) -> None:
+    """Walk (the test config walks at 50 m/s) until the server reports us there."""
+    for _ in range(40):
+        client.move(x, y)
+        await sleep(0.1)
+        for message in client.take_all("positions"):
+            for member, mx, my, _zone in message["moves"]:
+                if member == client.member and (mx, my) == (x, y):
+                    return
+    raise AssertionError(f"could not walk to {(x, y)}")
+
+
+async def until(check: Any, timeout: float = 15.0, what: str = "a condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await sleep(0.05)
+
+
+async def until_async(check: Any, timeout: float = 10.0, what: str = "a condition") -> None:
+    deadline = reactor.seconds() + timeout
+    while not await check():
+        assert reactor.seconds() < deadline, f"timed out waiting for {what}"
+        await sleep(0.1)
+
+
+def record_frames(server: LiveServer) -> list[bytes]:
+    """Every frame the server receives, as received."""
+    frames: list[bytes] = []
+    node: Any = server.hearth.node
+    original = node.received
+
+    def received(link: Any, frame: bytes, is_binary: bool) -> None:
+        frames.append(bytes(frame))
+        original(link, frame, is_binary)
+    node.received = received
+    return frames
+
+
+async def settle(*chats: GroupChat) -> None:
+    """Until every member holds every other member's current sender key."""
+    members = [c.client.member or "" for c in chats]
+    for c in chats:
+        await c.keys_from(members)

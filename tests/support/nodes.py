@@ -1,0 +1,43 @@
+"""Several nodes sharing rooms through one broker."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import reactor
+
+from tests.support.config import make_config
+from tests.support.live import LiveServer, until
+
+
+def node_configs(n: int, **sections: Any) -> list[Any]:
+    """n configs with their own data directories and the same secrets (as operators must)."""
+    import dataclasses
+    configs = []
+    for _ in range(n):
+        config = make_config(movement={"walk_speed": 50.0}, voice={"hearing_range": 20.0},
+                             **sections)
+        configs.append(dataclasses.replace(config, rooms=tuple(
+            dataclasses.replace(r, capacity=12) for r in config.rooms)))
+    from hearth.web.datadir import load_secrets
+    first = Path(configs[0].server.data_dir)
+    load_secrets(first)
+    for config in configs[1:]:
+        shutil.copy(first / "secrets.json", Path(config.server.data_dir) / "secrets.json")
+    return configs
+
+
+async def start_nodes(configs: list[Any], brokers: list[Any], first: int = 1) -> list[LiveServer]:
+    """Nodes named node<first>, node<first + 1>, …"""
+    from hearth.web.service import make_hearth
+    nodes = []
+    for i, (config, broker) in enumerate(zip(configs, brokers, strict=True)):
+        hearth = make_hearth(config, reactor, ["tcp:0:interface=127.0.0.1"], broker=broker,
+                             node_id=f"node{first + i}")
+        hearth.service.startService()
+        await hearth.when_listening()
+        nodes.append(LiveServer(hearth, hearth.listeners[0].port.getHost().port))
+    await until(lambda: all(getattr(b, "connected", True) for b in brokers), what="brokers")
+    return nodes

@@ -1,0 +1,144 @@
+"""redis-server processes for tests: one server, or a 3-master Cluster, on free loopback ports."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.binaries import need_binary
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """One redis-server; `kill()` and `start()` again to test outages (same port)."""
+
+    def __init__(self, workdir: Path, port: int | None = None, *extra: str) -> None:
+        self.binary = need_binary("redis-server", "Redis")
+        self.workdir = workdir
+        self.fixed = port is not None
+        self.port = port or free_port()
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        """Start (or restart, on the same port); a port taken meanwhile gets another one."""
+        for attempt in range(5):
+            try:
+                return self._start()
+            except RuntimeError:
+                if attempt == 4 or self.fixed:
+                    raise
+                self.port = free_port()
+        raise AssertionError("unreachable")
+
+    def _start(self) -> RedisServer:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.workdir), *self.extra],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while not _ping(self.port):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.kill()
+                raise RuntimeError(f"redis-server on {self.port} did not start")
+            time.sleep(0.05)
+        return self
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def restart(self) -> None:
+        """After kill(): the same port again, so clients reconnect to the same address."""
+        self.fixed = True
+        self.start()
+
+
+class RedisCluster:
+    """Three masters, no replicas: enough to spread keys and sharded channels over slots."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.servers = [RedisServer(workdir / f"n{i}", None, "--cluster-enabled", "yes",
+                                    "--cluster-config-file", f"nodes-{i}.conf",
+                                    "--cluster-node-timeout", "2000") for i in range(3)]
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.servers[0].port}"
+
+    def start(self) -> RedisCluster:
+        for server in self.servers:
+            server.start()
+        cli = need_binary("redis-cli", "Redis")
+        subprocess.run([cli, "--cluster", "create",
+                        *[f"127.0.0.1:{s.port}" for s in self.servers],
+                        "--cluster-replicas", "0", "--cluster-yes"],
+                       check=True, capture_output=True, timeout=60)
+        self._wait_ok()
+        return self
+
+    def _wait_ok(self) -> None:
+        cli = need_binary("redis-cli", "Redis")
+        deadline = time.monotonic() + 20
+        while True:
+            info = subprocess.run([cli, "-p", str(self.servers[0].port), "cluster", "info"],
+                                  capture_output=True, text=True, timeout=10).stdout
+            if "cluster_state:ok" in info:
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster did not become ready")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        for server in self.servers:
+            server.kill()
+
+    def restart(self) -> None:
+        """After kill(): the same ports; the nodes find each other again from their config."""
+        for server in self.servers:
+            server.restart()
+        self._wait_ok()
+
+
+# Fixtures shared by the Redis tests (imported into their modules): one server, or a
+# 3-master Cluster, per test module.
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="module")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisCluster]:
+    cluster = RedisCluster(tmp_path_factory.mktemp("cluster")).start()
+    yield cluster
+    cluster.kill()

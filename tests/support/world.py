@@ -1,0 +1,55 @@
+"""A sans-IO world for room tests: a venue, members, and the effects they get."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+from twisted.internet.task import Clock
+
+from hearth.spaces.connection import Connection
+from hearth.spaces.effects import Broadcast, Effect, Reply
+from hearth.spaces.venue import Venue
+from tests.support.config import make_config
+
+COMMIT = "A" * 43 + "="
+
+
+class World:
+    """A venue with a fake clock and helpers to speak frames to it."""
+
+    def __init__(self, **sections: dict[str, Any]) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_000_000)
+        counter = iter(range(1, 10_000))
+        self.venue = Venue(make_config(**sections), franking_key=b"k" * 32,
+                           rng=random.Random(7), make_member_id=lambda: f"m{next(counter)}")
+
+    def connect(self) -> Connection:
+        return Connection(self.venue, self.venue.config.limits, self.clock.seconds())
+
+    def send(self, conn: Connection, message: dict[str, Any]) -> list[Effect]:
+        return conn.receive(json.dumps(message).encode(), False, self.clock.seconds())
+
+    def join(self, room: str = "circle", **fields: Any) -> tuple[Connection, dict[str, Any]]:
+        conn = self.connect()
+        effects = self.send(conn, {"type": "join", "room": room, **fields})
+        return conn, reply(effects, "welcome")
+
+    def tick(self) -> list[Effect]:
+        return self.venue.tick(self.clock.seconds())
+
+
+def reply(effects: list[Effect], kind: str) -> dict[str, Any]:
+    found = [e.message for e in effects if isinstance(e, Reply) and e.message["type"] == kind]
+    assert found, f"no {kind} reply in {effects}"
+    return dict(found[0])
+
+
+def broadcasts(effects: list[Effect], kind: str) -> list[Broadcast]:
+    return [e for e in effects if isinstance(e, Broadcast) and e.message["type"] == kind]
+
+
+def error_code(effects: list[Effect]) -> str:
+    return reply(effects, "error")["code"]

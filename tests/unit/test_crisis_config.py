@@ -1,0 +1,356 @@
+"""config/crisis/: the shipped files load, match the reference, and bad files are named precisely.
+
+Wrong crisis data hurts people: a stale number, an unsourced one, or a rule pack
+that silently fails to load. So every problem names the file, the key and what
+was expected, and all of them are reported at once.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from hearth.moderation.crisis_config import (
+    CONFIDENCE,
+    SHIPPED_CRISIS,
+    CrisisConfig,
+    escalation_to_json,
+    helplines_to_json,
+    load_crisis,
+    missing_helplines,
+    pack_to_json,
+    stale_entries,
+)
+from hearth.spaces.config import TEXT_LOCALES, ConfigError, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+RETIRED_DIGITS = "8002738255"  # the pre-988 US Lifeline number, in any punctuation
+
+# Every row of the reference's helpline table (November 2026), as (country, service, dial strings).
+REFERENCE_ROWS = [
+    ("US", "988 Suicide & Crisis Lifeline", ["988"]),
+    ("US", "Crisis Text Line", ["741741"]),
+    ("GB", "Samaritans", ["116123"]),
+    ("GB", "Shout", ["85258"]),
+    ("IE", "Samaritans", ["116123"]),
+    ("IE", "Pieta", ["1800247247", "51444"]),
+    ("IE", "50808", ["50808"]),
+    ("CA", "9-8-8 Suicide Crisis Helpline", ["988"]),
+    ("AU", "Lifeline", ["131114", "0477131114"]),
+    ("NZ", "1737 Need to talk?", ["1737"]),
+    ("DE", "TelefonSeelsorge", ["08001110111", "08001110222"]),
+    ("FR", "3114", ["3114"]),
+    ("ES", "Línea 024", ["024"]),
+    ("MX", "Línea de la Vida", ["8009112000"]),
+    ("BR", "CVV (Centro de Valorização da Vida)", ["188"]),
+    ("IN", "Tele-MANAS", ["14416", "18008914416"]),
+]
+EMERGENCY = {"US": "911", "CA": "911", "GB": "999", "AU": "000", "NZ": "111", "IE": "112",
+             "DE": "112", "FR": "112", "ES": "112", "MX": "911", "IN": "112", "BR": "192"}
+# The reference says "verify" for these (and Germany's 116 123, which is left out).
+UNVERIFIED = {("IE", "Pieta"), ("MX", "Línea de la Vida"), ("BR", "CVV (Centro de Valorização da Vida)"),
+              ("IN", "Tele-MANAS")}
+
+
+def test_shipped_crisis_config_loads(crisis: CrisisConfig) -> None:
+    assert crisis.directory == str(SHIPPED_CRISIS)
+    assert set(crisis.packs) == {"en", "es"}
+    assert {p.id for p in crisis.packs.values()} == {"hearth-en", "hearth-es"}
+    assert set(crisis.helplines.countries) == set(EMERGENCY)
+
+
+def test_every_reference_row_is_shipped_with_its_numbers(crisis: CrisisConfig) -> None:
+    for code, name, dials in REFERENCE_ROWS:
+        services = {s.name: s for s in crisis.helplines.countries[code].services}
+        assert name in services, (code, name)
+        assert [c.dial for c in services[name].contacts] == dials
+        assert services[name].hours == "24/7"
+        assert (services[name].confidence == "unverified") == ((code, name) in UNVERIFIED)
+    for code, number in EMERGENCY.items():
+        emergency = crisis.helplines.countries[code].emergency
+        assert emergency is not None and emergency.dial == number
+    assert crisis.helplines.countries["BR"].emergency.confidence == "unverified"  # type: ignore[union-attr]
+    assert [s.name for s in crisis.helplines.international.services] == [
+        "Find A Helpline", "Befrienders Worldwide"]
+    assert crisis.helplines.for_country("AR") is crisis.helplines.international
+
+
+def test_every_number_has_a_source_and_a_verified_month(crisis: CrisisConfig) -> None:
+    helplines = crisis.helplines
+    for country in (*helplines.countries.values(), helplines.international):
+        dated = [country.emergency] if country.emergency else []
+        for item in (*dated, *country.services):
+            assert item.source.strip()
+            assert item.last_verified == "2026-11"
+            assert item.confidence in CONFIDENCE
+        for locale in TEXT_LOCALES:
+            assert country.name[locale]
+
+
+def test_the_retired_lifeline_number_is_nowhere(crisis: CrisisConfig) -> None:
+    shipped = [p for p in SHIPPED_CRISIS.rglob("*") if p.is_file()] + [ROOT / "docs" / "crisis.md"]
+    for path in shipped:
+        digits = "".join(c for c in path.read_text(encoding="utf-8") if c.isdigit())
+        assert RETIRED_DIGITS not in digits, path
+    served = json.dumps([helplines_to_json(crisis.helplines),
+                         *(pack_to_json(p) for p in crisis.packs.values())])
+    assert RETIRED_DIGITS not in "".join(c for c in served if c.isdigit())
+
+
+def test_participant_facing_text_follows_safe_messaging(crisis: CrisisConfig) -> None:
+    text = json.dumps(helplines_to_json(crisis.helplines), ensure_ascii=False).lower()
+    assert "commit" not in text and "cometi" not in text
+    for path in (SHIPPED_CRISIS / "helplines.toml", ROOT / "docs" / "crisis.md"):
+        assert "committed suicide" not in path.read_text(encoding="utf-8").replace(
+            "never \"committed suicide\"", "").replace("never 'committed suicide'", "").lower()
+
+
+def test_escalation_defaults_follow_the_reference_table(crisis: CrisisConfig) -> None:
+    assert escalation_to_json(crisis.escalation) == {
+        "help_button": [
+            {"after": 0, "if_not": None, "notify": ["room_facilitators", "on_call_webhook"],
+             "sound": False, "participant_prompt": "helpline_card"},
+            {"after": 30, "if_not": "acknowledged",
+             "notify": ["room_facilitators", "on_duty_facilitators"], "sound": True,
+             "participant_prompt": None},
+            {"after": 120, "if_not": "acknowledged", "notify": ["secondary_on_call"],
+             "sound": False, "participant_prompt": None},
+            {"after": 300, "if_not": "engaged", "notify": ["admin"], "sound": False,
+             "participant_prompt": "call_helpline_now"},
+        ],
+        "detector_or_flag": [
+            {"after": 0, "if_not": None, "notify": ["room_facilitators"], "sound": False,
+             "participant_prompt": None},
+            {"after": 60, "if_not": "acknowledged", "notify": ["on_duty_facilitators"],
+             "sound": False, "participant_prompt": None},
+            {"after": 120, "if_not": "acknowledged", "notify": ["on_call_webhook"],
+             "sound": False, "participant_prompt": None},
+            {"after": 300, "if_not": "engaged", "notify": ["admin"], "sound": False,
+             "participant_prompt": "call_helpline_now"},
+        ],
+    }
+
+
+def test_helplines_json_gives_the_card_in_each_language(crisis: CrisisConfig) -> None:
+    data = json.loads(json.dumps(helplines_to_json(crisis.helplines)))
+    assert data["format"] == 1
+    us = data["countries"]["US"]
+    assert us["emergency"]["dial"] == "911"
+    lifeline, text_line = us["services"]
+    assert lifeline["contacts"][0]["label"] == {"en": "Call or text 988",
+                                               "es": "Llama o escribe al 988"}
+    assert text_line["contacts"][0] == {
+        "kind": "text", "number": "741741", "dial": "741741", "keyword": "HOME",
+        "label": {"en": "Text HOME to 741741", "es": "Escribe HOME al 741741"}}
+    assert data["countries"]["GB"]["services"][0]["contacts"][0]["dial"] == "116123"
+    finder = data["international"]["services"][0]
+    assert finder["contacts"][0]["href"] == "https://findahelpline.com"
+    assert finder["hours_label"] == {"en": "Hours vary", "es": "El horario varía"}
+    assert data["international"]["emergency"] is None
+
+
+def test_offered_countries_without_a_card_are_listed(crisis: CrisisConfig) -> None:
+    """The shipped hearth.toml offers countries the reference has no helpline for."""
+    offered = load_config().organisation.helpline_countries
+    assert missing_helplines(crisis.helplines, offered) == [
+        c for c in offered if c not in crisis.helplines.countries]
+    assert missing_helplines(crisis.helplines, ["GB", "US", "AR"]) == ["AR"]
+
+
+def test_stale_entries_warn_after_six_months(crisis: CrisisConfig) -> None:
+    assert stale_entries(crisis.helplines, date(2027, 5, 1)) == []
+    stale = stale_entries(crisis.helplines, date(2027, 6, 1))
+    assert "US 988 Suicide & Crisis Lifeline: last verified 2026-11; check it again" in stale
+    assert len(stale) == len(EMERGENCY) + len(REFERENCE_ROWS) + 2
+
+
+def test_pack_json_is_plain_data(crisis: CrisisConfig) -> None:
+    data = json.loads(json.dumps(pack_to_json(crisis.packs["es"]), ensure_ascii=False))
+    assert (data["format"], data["id"], data["language"], data["version"]) == (
+        1, "hearth-es", "es", "1.0.0")
+    death_wish = next(r for r in data["rules"] if r["id"] == "es.intent.death_wish")
+    assert death_wish["patterns"][0][0] == {"gap": 0, "words": ["quiero", "quisiera"],
+                                            "prefixes": [], "numbers": []}
+    assert "verguenza" in {w for p in data["exceptions"]["verguenza"]["patterns"]
+                           for s in p for w in s["words"]}  # accents stripped at compile time
+
+
+# ---- bad files --------------------------------------------------------------
+
+def copy_shipped(tmp_path: Path) -> Path:
+    target = tmp_path / "crisis"
+    shutil.copytree(SHIPPED_CRISIS, target)
+    return target
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, old
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def problems_after(tmp_path: Path, file: str, old: str, new: str) -> list[str]:
+    directory = copy_shipped(tmp_path)
+    edit(directory / file, old, new)
+    with pytest.raises(ConfigError) as caught:
+        load_crisis(directory)
+    return caught.value.problems
+
+
+HELPLINES = "helplines.toml"
+EN = "rules/en.toml"
+ESCALATION = "escalation.toml"
+
+
+@pytest.mark.parametrize("file,old,new,fragment", [
+    (HELPLINES, 'contacts = [{ kind = "call_or_text", number = "988" }]',
+     'contacts = [{ kind = "call", number = "1-800-273-8255" }]',
+     "countries.US.services[0].contacts[0].number: expected a current number, not the former US "
+     "National Suicide Prevention Lifeline"),
+    (HELPLINES, 'languages = ["en", "fr"]', 'languages = ["en", "fr"]\nnote = { en = "Or '
+     '800 273 8255", es = "O 800 273 8255" }', "contains a retired number"),
+    (HELPLINES, "[countries.GB]", "[countries.UK]",
+     "countries.UK: expected ISO 3166-1 alpha-2 code GB"),
+    (HELPLINES, "[countries.IN]", "[countries.india]",
+     "countries.india: expected an ISO 3166-1 alpha-2 country code"),
+    (HELPLINES, 'source = "state government page"\n', "",
+     "countries.US.services[0].source: expected a string (this key is required)"),
+    (HELPLINES, 'source = "state government page"\nlast_verified = "2026-11"',
+     'source = "state government page"\nlast_verified = "Nov 2026"',
+     "countries.US.services[0].last_verified: expected a year and month like \"2026-11\""),
+    (HELPLINES, 'last_verified = "2026-11"\nconfidence = "official"\n\n[[countries.US.services]]',
+     'last_verified = "2026-11"\nconfidence = "sure"\n\n[[countries.US.services]]',
+     "countries.US.services[0].confidence: expected one of official, reported, unverified"),
+    (HELPLINES, 'hours = "24/7"\nlanguages = ["de"]', 'hours = "24/7"\nlanguages = ["de"]\nwebsite = "x"',
+     "countries.DE.services[0].website: unknown key"),
+    (HELPLINES, '{ kind = "call", number = "3114" }', '{ kind = "call", number = "3114", keyword = "X" }',
+     "countries.FR.services[0].contacts[0].keyword: expected no keyword for a contact of kind 'call'"),
+    (HELPLINES, 'url = "findahelpline.com"', 'url = "https://findahelpline.com"',
+     "international.services[0].contacts[0].url: expected a bare domain"),
+    (HELPLINES, '{ kind = "call", number = "188" }', '{ kind = "fax", number = "188" }',
+     "countries.BR.services[0].contacts[0].kind: expected one of call, text, call_or_text, web"),
+    (HELPLINES, '{ kind = "call", number = "024" }', '{ kind = "call", number = "0-2-4 ext. 1" }',
+     "countries.ES.services[0].contacts[0].number: expected a phone number"),
+    (HELPLINES, 'note = { en = "Support in 20 languages.", es = "Atiende en 20 idiomas." }',
+     'note = { en = "For anyone who has lost someone who committed suicide.", es = "Para todos." }',
+     "countries.IN.services[0].note.en: expected safe-messaging language"),
+    (HELPLINES, 'name = { en = "Mexico", es = "México" }', 'name = { en = "Mexico" }',
+     "countries.MX.name.es: expected a string (this key is required)"),
+    (HELPLINES, 'emergency = { number = "111", source = "public sources, November 2026", '
+     'last_verified = "2026-11", confidence = "reported" }\n', "",
+     "countries.NZ.emergency: expected a table { number = \"112\""),
+    (EN, 'patterns = ["suicidal"]', 'patterns = ["suicidal-feelings"]',
+     "rules/en.toml: rules[4].patterns[0]: expected one word per slot, got 'suicidal-feelings'"),
+    (EN, 'patterns = ["suicidal"]', 'patterns = ["suicidal ~9 feelings"]',
+     "rules[4].patterns[0]: expected a gap from ~1 to ~5, got '~9'"),
+    (EN, 'patterns = ["suicidal"]', 'patterns = "suicidal"',
+     "rules[4].patterns: expected a non-empty list of patterns"),
+    (EN, 'category = "intent"\nweight = 3\npatterns = ["suicidal"]',
+     'category = "ideas"\nweight = 3\npatterns = ["suicidal"]',
+     "rules[4].category: expected one of intent, means_method, harm_from_others, farewell, timeframe"),
+    (EN, 'category = "intent"\nweight = 3\npatterns = ["suicidal"]',
+     'category = "intent"\nweight = 0\npatterns = ["suicidal"]',
+     "rules[4].weight: expected a whole number from 1 to 100, got 0"),
+    (EN, 'unless = ["past", "about_others"]', 'unless = ["past", "about_other"]',
+     "rules[4].unless[1]: expected the name of an [exceptions.NAME] set in this file, got 'about_other'"),
+    (EN, 'id = "en.intent.ideation"', 'id = "en.intent.explicit"',
+     "rules[5].id: expected a unique rule id, but 'en.intent.explicit' is used twice"),
+    (EN, 'id = "en.intent.ideation"', 'id = "en.intent.ideation"\nnegate = false',
+     "rules[5].negate: unknown key"),
+    (EN, 'language = "en"', 'language = "es"', "language: expected 'en', the name of the file"),
+    (EN, 'version = "1.0.0"', 'version = "one"', "version: expected a version like \"1.0.0\""),
+    (EN, "window = 3", "window = 40", "negation.window: expected a whole number from 0 to 6"),
+    (EN, "low = 3\nmedium = 5", "low = 6\nmedium = 5", "severity.medium: expected low <= medium <= high"),
+    (EN, "category_cap = 6", "category_cap = 2", "severity.category_cap: expected at least low (3)"),
+    (EN, '{ categories = ["intent", "means_method"], severity = "high" }',
+     '{ categories = ["intent", "means"], severity = "urgent" }',
+     "severity.combos[0].categories[1]: expected one of intent"),
+    (EN, 'scope = "message"\npatterns = [\n  "see you', 'scope = "session"\npatterns = [\n  "see you',
+     "exceptions.see_you.scope: expected one of sentence, message, got 'session'"),
+    (EN, 'patterns = ["laugh*",', 'patterns = ["la*",',
+     "exceptions.laughter.patterns[0]: expected at least 3 letters before '*'"),
+    (EN, "[negation]", "[negations]", "negations: unknown key"),
+    (ESCALATION, 'notify = ["secondary_on_call"]', 'notify = ["police"]',
+     "help_button.tiers[2].notify[0]: expected one of room_facilitators, on_duty_facilitators, "
+     "on_call_webhook, secondary_on_call, admin, got 'police'"),
+    (ESCALATION, "after = 120\nif_not = \"acknowledged\"\nnotify = [\"secondary_on_call\"]",
+     "after = 20\nif_not = \"acknowledged\"\nnotify = [\"secondary_on_call\"]",
+     "help_button.tiers[2].after: expected more than the previous tier's 30 seconds, got 20"),
+    (ESCALATION, "[[help_button.tiers]]\nafter = 0", "[[help_button.tiers]]\nafter = 5",
+     "help_button.tiers[0].after: expected 0 for the first tier"),
+    (ESCALATION, 'after = 60\nif_not = "acknowledged"\n', "after = 60\n",
+     "detector_or_flag.tiers[1].if_not: expected acknowledged or engaged"),
+    (ESCALATION, 'after = 60\nif_not = "acknowledged"\n', 'after = 60\nif_not = "claimed"\n',
+     "detector_or_flag.tiers[1].if_not: expected one of acknowledged, engaged, got 'claimed'"),
+    (ESCALATION, 'notify = ["on_call_webhook"]', 'notify = ["on_duty_facilitators"]',
+     "detector_or_flag.tiers: expected on_call_webhook in some tier"),
+    (ESCALATION, 'participant_prompt = "helpline_card"', "",
+     "help_button.tiers[0].participant_prompt: expected \"helpline_card\""),
+    (ESCALATION, 'participant_prompt = "helpline_card"', 'participant_prompt = "call_911"',
+     "help_button.tiers[0].participant_prompt: expected one of helpline_card, call_helpline_now"),
+    (ESCALATION, "sound = true\n", "sound = \"loud\"\n",
+     "help_button.tiers[1].sound: expected true or false"),
+    (ESCALATION, "[detector_or_flag]", "[detector]", "detector: unknown key"),
+])
+def test_each_bad_file_names_the_file_and_the_key(tmp_path: Path, file: str, old: str, new: str,
+                                                  fragment: str) -> None:
+    problems = problems_after(tmp_path, file, old, new)
+    matching = [p for p in problems if fragment in p]
+    assert matching, "\n".join(problems)
+    assert all(p.startswith(str(tmp_path / "crisis" / file) + ":") for p in matching)
+
+
+def test_every_problem_in_every_file_is_reported_at_once(tmp_path: Path) -> None:
+    directory = copy_shipped(tmp_path)
+    edit(directory / HELPLINES, "[countries.GB]", "[countries.UK]")
+    edit(directory / EN, 'patterns = ["suicidal"]', 'patterns = ["self-harm"]')
+    edit(directory / EN, "window = 3", "window = 40")
+    edit(directory / "rules" / "es.toml", 'version = "1.0.0"', 'version = "uno"')
+    edit(directory / ESCALATION, 'notify = ["admin"]', 'notify = ["mayor"]')
+    with pytest.raises(ConfigError) as caught:
+        load_crisis(directory)
+    files = {p.split(":", 1)[0] for p in caught.value.problems}
+    assert files == {str(directory / f) for f in (HELPLINES, EN, "rules/es.toml", ESCALATION)}
+    assert len(caught.value.problems) >= 5
+
+
+@pytest.mark.parametrize("file,content,fragment", [
+    (HELPLINES, "[countries\n", "helplines.toml: not valid TOML"),
+    (EN, "id = \"x\"\n\xff", "not valid TOML"),
+    (ESCALATION, "", "escalation.toml: help_button.tiers: expected a non-empty list"),
+])
+def test_unreadable_files_are_named(tmp_path: Path, file: str, content: str, fragment: str) -> None:
+    directory = copy_shipped(tmp_path)
+    (directory / file).write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_crisis(directory)
+    assert any(fragment in p for p in caught.value.problems), caught.value.problems
+
+
+def test_the_international_directories_are_required(tmp_path: Path) -> None:
+    directory = copy_shipped(tmp_path)
+    path = directory / HELPLINES
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text[:text.index("[international]")], encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_crisis(directory)
+    assert caught.value.problems == [
+        f"{path}: international: expected an [international] table with worldwide directories "
+        "(the card for any country not listed)"]
+
+
+def test_missing_files_are_named(tmp_path: Path) -> None:
+    directory = copy_shipped(tmp_path)
+    (directory / ESCALATION).unlink()
+    shutil.rmtree(directory / "rules")
+    with pytest.raises(ConfigError) as caught:
+        load_crisis(directory)
+    problems = "\n".join(caught.value.problems)
+    assert f"{directory / ESCALATION}: cannot read the file" in problems
+    assert f"{directory / 'rules'}: expected at least one rule pack like en.toml" in problems
+    with pytest.raises(ConfigError, match="cannot read the file"):
+        load_crisis(tmp_path / "nowhere")

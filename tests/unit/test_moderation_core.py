@@ -1,0 +1,290 @@
+"""Facilitator controls and the authorization matrix, on the sans-IO core with a fake clock."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from hearth.moderation.bans import ClientAddress
+from hearth.spaces import protocol as p
+from hearth.spaces.effects import Attach, Audit, Broadcast, Detach, Enter, Reply, Send
+from hearth.spaces.layout import Point
+from hearth.spaces.venue import DENIED, REMOVED, SESSION_ENDED
+from tests.support.world import COMMIT, World, broadcasts, error_code, reply
+
+SEED = b"s" * 32
+
+
+class ModWorld(World):
+    def facilitator(self, role: str = "facilitator", **fields: Any) -> tuple[Any, dict[str, Any]]:
+        ticket = self.venue.issue_ticket(role, self.clock.seconds(), account="ana")  # type: ignore[arg-type]
+        return self.join(ticket=ticket, **fields)
+
+    def join_from(self, address: str, room: str = "circle", **fields: Any) -> list[Any]:
+        conn = self.connect()
+        conn.address = ClientAddress(SEED, address)
+        effects = self.send(conn, {"type": "join", "room": room, **fields})
+        self.last = conn
+        return effects
+
+
+# One valid-shaped example of every client message; `{member}` is filled in.
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "move": {"x": 2.1, "y": 8.5}, "sit": {"seat": 0}, "stand": {},
+    "rename": {"pseudonym": "Brave Lark"}, "keys": {"dh": COMMIT, "sig": COMMIT},
+    "envelope": {"body": "AAAA", "commitment": COMMIT}, "direct": {"to": "{member}", "body": "AA"},
+    "report": {"seq": 1, "from": "{member}", "ts": 1, "text": "x", "franking_key": COMMIT,
+               "commitment": COMMIT, "tag": COMMIT},
+    "list_reports": {}, "remove": {"member": "{member}"}, "mute": {"member": "{member}"},
+    "ask_unmute": {"member": "{member}"}, "stick": {"on": True}, "give_stick": {"member": None},
+    "raise_hand": {"up": True}, "ban": {"member": "{member}", "minutes": 5},
+    "lobby": {"on": False}, "admit": {"member": "{member}"}, "deny": {"member": "{member}"},
+    "lock": {"on": False}, "capacity": {"value": 8}, "hide": {"seq": 1},
+    "slow_mode": {"seconds": 0}, "private_corner": {"corner": "corner-west", "member": "{member}"},
+    "release_corner": {"corner": "corner-west"}, "end_session": {}, "leave": {},
+    "join": {"room": "circle"}, "resume": {"token": "x"},
+    "help": {}, "flag": {"category": "intent", "severity": "high", "pack": "en:3"},
+    "worried": {"member": "{member}"}, "im_ok": {},
+    "incident": {"incident": "abc", "action": "ack"}, "duty": {"on": True},
+    "list_incidents": {},
+}
+
+
+def test_every_message_type_has_an_example() -> None:
+    assert set(EXAMPLES) == set(p.CLIENT_TYPES)
+
+
+@pytest.mark.parametrize("role", ["participant", "facilitator", "operator"])
+@pytest.mark.parametrize("kind", sorted(p.CLIENT_TYPES))
+def test_authorization_matrix(role: str, kind: str) -> None:
+    w = ModWorld()
+    if role == "participant":
+        actor, _ = w.join()
+    else:
+        actor, _ = w.facilitator(role)
+    _, target = w.join()
+    fields = {k: (v.replace("{member}", target["member"]) if isinstance(v, str) else v)
+              for k, v in EXAMPLES[kind].items()}
+    effects = w.send(actor, {"type": kind, **fields})
+    errors = [e.message for e in effects if isinstance(e, Reply) and e.message["type"] == "error"]
+    audits = [e for e in effects if isinstance(e, Audit)]
+    if kind in p.FACILITATOR_TYPES and role == "participant":
+        assert [e["code"] for e in errors] == ["forbidden"]
+        assert [(a.action, a.outcome) for a in audits] == [(kind, "refused:forbidden")]
+        assert not [e for e in effects if isinstance(e, Broadcast | Send | Detach)]
+    else:
+        assert "forbidden" not in [e["code"] for e in errors]
+        if kind in p.FACILITATOR_TYPES and kind != "list_reports" and not errors:
+            assert [(a.actor, a.action, a.outcome) for a in audits] == [("ana", kind, "ok")]
+
+
+def test_forged_role_fields_and_replayed_tickets_give_no_role() -> None:
+    w = ModWorld()
+    _, welcome = w.join(role="facilitator", roles=["operator"])  # unknown fields are ignored
+    assert welcome["room"]["members"][-1]["role"] == "participant"
+    ticket = w.venue.issue_ticket("facilitator", w.clock.seconds())
+    w.join(ticket=ticket)
+    assert error_code(w.send(w.connect(), {"type": "join", "room": "circle", "ticket": ticket})) \
+        == "forbidden"
+    assert error_code(w.send(w.connect(), {"type": "join", "room": "circle",
+                                           "ticket": ticket + "x"})) == "forbidden"
+
+
+def test_lobby_admit_and_deny() -> None:
+    w = ModWorld()
+    fac, _ = w.facilitator()
+    w.send(fac, {"type": "lobby", "on": True})
+    newcomer = w.connect()
+    effects = w.send(newcomer, {"type": "join", "room": "circle", "pseudonym": "Shy Finch"})
+    waiting = reply(effects, "waiting")
+    assert "token" not in waiting
+    assert Attach("circle", waiting["member"], waiting=True) in effects
+    [lobby] = [e for e in effects if isinstance(e, Send) and e.message["type"] == "lobby"]
+    assert lobby.message["waiting"][0]["pseudonym"] == "Shy Finch"
+    assert not broadcasts(effects, "member_joined")  # the room does not see the lobby
+    assert error_code(w.send(newcomer, {"type": "envelope", "body": "AA", "commitment": COMMIT})) \
+        == "waiting"
+    effects = w.send(fac, {"type": "admit", "member": waiting["member"]})
+    assert Enter("circle", waiting["member"]) in effects
+    [welcome] = [e for e in effects if isinstance(e, Send) and e.message["type"] == "welcome"]
+    assert welcome.member == waiting["member"] and welcome.message["token"]
+    assert broadcasts(effects, "member_joined")
+    # now a second one is denied
+    other = w.connect()
+    second = reply(w.send(other, {"type": "join", "room": "circle"}), "waiting")
+    effects = w.send(fac, {"type": "deny", "member": second["member"]})
+    assert Detach(second["member"], DENIED, "not admitted this time") in effects
+    assert w.venue.rooms["circle"].waiting == {}
+
+
+def test_a_ban_survives_rejoining_from_the_same_address_until_it_ends() -> None:
+    w = ModWorld()
+    fac, _ = w.facilitator()
+    reply(w.join_from("198.51.100.7"), "welcome")
+    banned = w.last.seat.member
+    effects = w.send(fac, {"type": "ban", "member": banned, "minutes": 30})
+    assert Detach(banned, REMOVED, "banned by a facilitator") in effects
+    assert error_code(w.join_from("198.51.100.7")) == "banned"
+    reply(w.join_from("198.51.100.8"), "welcome")  # another address is not affected
+    w.clock.advance(29 * 60)
+    assert error_code(w.join_from("198.51.100.7")) == "banned"
+    w.clock.advance(2 * 60)  # the ban is over
+    reply(w.join_from("198.51.100.7"), "welcome")
+    w.tick()
+    assert w.venue.bans.bans == []  # nothing of the address is kept after the ban ends
+
+
+def test_a_ban_across_midnight_still_holds() -> None:
+    w = ModWorld()
+    midnight = 86400 * (int(w.clock.seconds()) // 86400 + 1)
+    w.clock.advance(midnight - w.clock.seconds() - 60)  # one minute before UTC midnight
+    fac, _ = w.facilitator()
+    reply(w.join_from("203.0.113.9"), "welcome")
+    w.send(fac, {"type": "ban", "member": w.last.seat.member, "minutes": 60})
+    w.clock.advance(120)  # a new day, a new salt
+    assert error_code(w.join_from("203.0.113.9")) == "banned"
+
+
+def test_a_ban_goes_with_its_room_to_the_node_that_runs_it_next() -> None:
+    import json
+    w = ModWorld()
+    fac, _ = w.facilitator()
+    reply(w.join_from("198.51.100.7"), "welcome")
+    w.send(fac, {"type": "ban", "member": w.last.seat.member, "minutes": 30})
+    state = json.loads(json.dumps(w.venue.export_room("circle")))  # as saved in Redis
+    assert "198.51.100.7" not in json.dumps(state)
+    other = ModWorld()  # another node (same secrets), taking the room over
+    other.venue.import_room("circle", state, other.clock.seconds())
+    other.venue.import_room("circle", state, other.clock.seconds())  # twice: no duplicate
+    assert len(other.venue.bans.bans) == 1
+    assert error_code(other.join_from("198.51.100.7")) == "banned"
+    reply(other.join_from("198.51.100.8"), "welcome")
+    other.clock.advance(31 * 60)
+    other.tick()
+    assert other.venue.bans.bans == []  # and it ends there too
+
+
+def test_the_ban_keeps_no_address() -> None:
+    w = ModWorld()
+    fac, _ = w.facilitator()
+    reply(w.join_from("192.0.2.55"), "welcome")
+    w.send(fac, {"type": "ban", "member": w.last.seat.member, "minutes": 5})
+    assert "192.0.2.55" not in repr(w.venue.bans.bans) + repr(vars(w.venue))
+
+
+def test_lock_capacity_and_slow_mode() -> None:
+    w = ModWorld()
+    fac, _ = w.facilitator()
+    talker, _ = w.join()
+    [settings] = broadcasts(w.send(fac, {"type": "lock", "on": True}), "room_settings")
+    assert settings.message["locked"] is True
+    assert error_code(w.send(w.connect(), {"type": "join", "room": "circle"})) == "room_locked"
+    w.facilitator()  # facilitators still come in
+    w.send(fac, {"type": "lock", "on": False})
+    w.send(fac, {"type": "capacity", "value": 4})
+    w.join()
+    assert error_code(w.send(w.connect(), {"type": "join", "room": "circle"})) == "room_full"
+    w.send(fac, {"type": "slow_mode", "seconds": 10})
+    envelope = {"type": "envelope", "body": "AAAA", "commitment": COMMIT}
+    assert broadcasts(w.send(talker, envelope), "envelope")
+    assert error_code(w.send(talker, envelope)) == "slow_mode"
+    assert broadcasts(w.send(fac, envelope), "envelope")  # facilitators are not slowed
+    w.clock.advance(10)
+    assert broadcasts(w.send(talker, envelope), "envelope")
+
+
+def test_hide_a_message_for_everyone() -> None:
+    w = ModWorld()
+    fac, _ = w.facilitator()
+    talker, _ = w.join()
+    [sent] = broadcasts(w.send(talker, {"type": "envelope", "body": "AAAA", "commitment": COMMIT}),
+                        "envelope")
+    [hidden] = broadcasts(w.send(fac, {"type": "hide", "seq": sent.message["seq"]}), "hidden")
+    assert hidden.message["target"] == sent.message["seq"] and hidden.exclude is None
+
+
+def test_private_corner_isolates_audio_and_chat() -> None:
+    w = ModWorld()
+    fac, wf = w.facilitator()
+    person, wp = w.join()
+    outsider, wo = w.join()
+    effects = w.send(fac, {"type": "private_corner", "corner": "corner-west",
+                           "member": wp["member"]})
+    [corners] = broadcasts(effects, "corners")
+    assert corners.message["private"] == {"corner-west": sorted([wf["member"], wp["member"]])}
+    room = w.venue.rooms["circle"]
+    assert room.config.layout.zone_of(room.members[wp["member"]].pos) == "corner-west"
+    room.members[wo["member"]].pos = Point(3.3, 3.3)
+    w.clock.advance(1)
+    assert error_code(w.send(outsider, {"type": "move", "x": 2.9, "y": 2.9})) == "corner_private"
+    effects = w.send(person, {"type": "envelope", "body": "AAAA", "commitment": COMMIT,
+                              "zone": "corner-west"})
+    sends = [e for e in effects if isinstance(e, Send)]
+    assert [s.member for s in sends] == [wf["member"]] and not broadcasts(effects, "envelope")
+    assert sends[0].message["zone"] == "corner-west" and sends[0].message["seq"] == 1
+    assert error_code(w.send(outsider, {"type": "envelope", "body": "AAAA", "commitment": COMMIT,
+                                        "zone": "corner-west"})) == "not_in_zone"
+    w.send(fac, {"type": "release_corner", "corner": "corner-west"})
+    w.clock.advance(1)
+    assert not [e for e in w.send(outsider, {"type": "move", "x": 2.9, "y": 2.9})
+                if isinstance(e, Reply)]
+
+
+def test_end_session_closes_everyone_and_starts_afresh() -> None:
+    w = ModWorld()
+    fac, wf = w.facilitator()
+    _, wp = w.join()
+    epoch = w.venue.rooms["circle"].epoch
+    effects = w.send(fac, {"type": "end_session"})
+    assert broadcasts(effects, "session_ended")
+    closed = {e.member for e in effects if isinstance(e, Detach) and e.code == SESSION_ENDED}
+    assert closed == {wf["member"], wp["member"]}
+    room = w.venue.rooms["circle"]
+    assert room.members == {} and room.epoch > epoch
+    assert error_code(w.send(w.connect(), {"type": "resume", "token": wp["token"]})) \
+        == "session_expired"
+
+
+def test_reports_reach_the_rooms_facilitators_at_once() -> None:
+    import base64
+
+    from hearth.spaces.e2ee.franking import commit
+    w = ModWorld()
+    _, wf = w.facilitator()
+    harasser, wh = w.join()
+    target, _ = w.join()
+    key = b"f" * 32
+    commitment = base64.b64encode(commit(key, "go away")).decode()
+    [out] = broadcasts(w.send(harasser, {"type": "envelope", "body": "AAAA",
+                                         "commitment": commitment}), "envelope")
+    m = out.message
+    effects = w.send(target, {"type": "report", "seq": m["seq"], "from": wh["member"],
+                              "ts": m["ts"], "text": "go away", "tag": m["tag"],
+                              "franking_key": base64.b64encode(key).decode(),
+                              "commitment": commitment})
+    [push] = [e for e in effects if isinstance(e, Send) and e.message["type"] == "report"]
+    assert push.member == wf["member"] and push.message["report"]["text"] == "go away"
+
+
+def test_a_ticket_from_one_node_is_redeemed_once_by_the_node_that_runs_the_room() -> None:
+    key = b"t" * 32
+    signing, running = ModWorld(), ModWorld()
+    for world in (signing, running):
+        world.venue._ticket_key = key  # the same secrets on every node
+    ticket = signing.venue.issue_ticket("facilitator", signing.clock.seconds(), account="ana")
+    _, welcome = running.join(ticket=ticket)
+    assert welcome["room"]["members"][-1]["role"] == "facilitator"
+    assert error_code(running.send(running.connect(), {"type": "join", "room": "circle",
+                                                       "ticket": ticket})) == "forbidden"
+    stranger = ModWorld()  # another deployment's key
+    assert error_code(stranger.send(stranger.connect(), {
+        "type": "join", "room": "circle",
+        "ticket": signing.venue.issue_ticket("operator", signing.clock.seconds())})) \
+        == "forbidden"
+    late = signing.venue.issue_ticket("facilitator", signing.clock.seconds())
+    running.clock.advance(61)
+    assert error_code(running.send(running.connect(), {"type": "join", "room": "circle",
+                                                       "ticket": late})) == "forbidden"
+    running.tick()
+    assert running.venue._used_tickets == {}  # used nonces are kept only while they could count

@@ -1,0 +1,309 @@
+"""The sans-IO room core, driven directly with a fake clock: no sockets, no reactor."""
+
+from __future__ import annotations
+
+import pytest
+
+from hearth.spaces.effects import Attach, Broadcast, Close, Detach, Effect, Reply, Send
+from hearth.spaces.venue import RESUMED_ELSEWHERE
+from tests.support.world import COMMIT, World, broadcasts, error_code, reply
+
+
+def test_entering_advances_the_epoch_but_resuming_does_not() -> None:
+    w = World()
+    _, first = w.join()
+    conn, second = w.join()
+    assert second["room"]["epoch"] == first["room"]["epoch"] + 1
+    conn.lost(w.clock.seconds())
+    resumed = reply(w.send(w.connect(), {"type": "resume", "token": second["token"]}), "welcome")
+    assert resumed["room"]["epoch"] == second["room"]["epoch"]
+
+
+def test_join_gives_token_pseudonym_avatar_and_tells_the_room() -> None:
+    w = World()
+    _, first = w.join()
+    conn = w.connect()
+    effects = w.send(conn, {"type": "join", "room": "circle", "pseudonym": "Blue Kettle"})
+    welcome = reply(effects, "welcome")
+    assert len(welcome["token"]) >= 32 and welcome["token"] != first["token"]
+    assert welcome["room"]["id"] == "circle" and welcome["resumed"] is False
+    me = next(m for m in welcome["room"]["members"] if m["id"] == welcome["member"])
+    assert me["pseudonym"] == "Blue Kettle" and me["role"] == "participant"
+    assert set(me["avatar"]) == {"color", "shape"}
+    assert Attach("circle", welcome["member"]) in effects
+    [joined] = broadcasts(effects, "member_joined")
+    assert joined.exclude == welcome["member"] and joined.message["member"]["id"] == welcome["member"]
+    first_pseudonym = next(m["pseudonym"] for m in welcome["room"]["members"]
+                           if m["id"] == first["member"])
+    assert len(first_pseudonym.split()) == 2  # generated: adjective + animal
+
+
+def test_spanish_pseudonyms_and_generated_names_are_unique_in_the_room() -> None:
+    w = World()
+    names = set()
+    for _ in range(8):
+        _, welcome = w.join(locale="es")
+        names.add(next(m["pseudonym"] for m in welcome["room"]["members"]
+                       if m["id"] == welcome["member"]))
+    assert len(names) == 8
+    from hearth.spaces.pseudonyms import ANIMALS
+    assert all(name.split()[0] in ANIMALS["es"] for name in names)
+
+
+@pytest.mark.parametrize("name,code", [
+    ("x", "pseudonym_invalid"), ("a" * 25, "pseudonym_invalid"), ("<script>", "pseudonym_invalid"),
+    ("Facilitator Ann", "pseudonym_reserved"), ("f.a-c i l i t a t o r", "pseudonym_reserved"),
+    ("FACILITADORA", "pseudonym_reserved"), ("Staff", "pseudonym_reserved"), ("12345", "pseudonym_invalid"),
+])
+def test_bad_pseudonyms_are_refused_with_their_code(name: str, code: str) -> None:
+    w = World()
+    effects = w.send(w.connect(), {"type": "join", "room": "circle", "pseudonym": name})
+    assert error_code(effects) == code
+
+
+def test_pseudonym_taken_is_case_insensitive() -> None:
+    w = World()
+    w.join(pseudonym="Quiet Otter")
+    effects = w.send(w.connect(), {"type": "join", "room": "circle", "pseudonym": "quiet  OTTER"})
+    assert error_code(effects) == "pseudonym_taken"
+
+
+def test_capacity_counts_members_who_are_away() -> None:
+    w = World()
+    conns = [w.join("other")[0] for _ in range(3)]
+    assert error_code(w.send(w.connect(), {"type": "join", "room": "other"})) == "room_full"
+    conns[0].lost(w.clock.seconds())  # away, still holds the place
+    assert error_code(w.send(w.connect(), {"type": "join", "room": "other"})) == "room_full"
+    w.clock.advance(61)
+    w.tick()
+    reply(w.send(w.connect(), {"type": "join", "room": "other"}), "welcome")
+
+
+def test_unknown_room_and_messages_before_join() -> None:
+    w = World()
+    assert error_code(w.send(w.connect(), {"type": "join", "room": "nope"})) == "room_not_found"
+    assert error_code(w.send(w.connect(), {"type": "move", "x": 1, "y": 1})) == "not_joined"
+    conn, _ = w.join()
+    assert error_code(w.send(conn, {"type": "join", "room": "circle"})) == "already_joined"
+
+
+def test_resume_within_grace_keeps_member_pseudonym_and_seat_silently() -> None:
+    w = World()
+    conn, welcome = w.join(pseudonym="Calm Heron")
+    seat0 = w.venue.config.room("circle").layout.seats[0]  # type: ignore[union-attr]
+    w.venue.rooms["circle"].members[welcome["member"]].pos = seat0
+    w.send(conn, {"type": "sit", "seat": 0})
+    assert conn.lost(w.clock.seconds()) == []  # others see nothing
+    w.clock.advance(59)
+    assert broadcasts(w.tick(), "member_left") == []
+    again = w.connect()
+    effects = w.send(again, {"type": "resume", "token": welcome["token"]})
+    resumed = reply(effects, "welcome")
+    assert resumed["resumed"] is True and resumed["member"] == welcome["member"]
+    assert resumed["token"] != welcome["token"]  # rotated on every resume
+    me = next(m for m in resumed["room"]["members"] if m["id"] == welcome["member"])
+    assert me["pseudonym"] == "Calm Heron" and me["seat"] == 0 and me["away"] is False
+    assert not [e for e in effects if isinstance(e, Broadcast)]
+    # the old token is spent
+    assert error_code(w.send(w.connect(), {"type": "resume", "token": welcome["token"]})) \
+        == "session_expired"
+
+
+def test_after_grace_the_member_leaves_and_the_epoch_advances() -> None:
+    w = World()
+    conn, welcome = w.join()
+    epoch = welcome["room"]["epoch"]
+    conn.lost(w.clock.seconds())
+    w.clock.advance(60)
+    [left] = broadcasts(w.tick(), "member_left")
+    assert left.message["member"] == welcome["member"] and left.message["reason"] == "timeout"
+    assert left.message["epoch"] == epoch + 1
+    assert error_code(w.send(w.connect(), {"type": "resume", "token": welcome["token"]})) \
+        == "session_expired"
+
+
+def test_resume_while_still_connected_detaches_the_old_connection() -> None:
+    w = World()
+    old, welcome = w.join()
+    effects = w.send(w.connect(), {"type": "resume", "token": welcome["token"]})
+    assert Detach(welcome["member"], RESUMED_ELSEWHERE, "resumed on another connection") in effects
+    assert error_code(w.send(old, {"type": "move", "x": 1, "y": 1})) == "not_joined"
+    # the old connection's loss must not mark the resumed member away
+    old.lost(w.clock.seconds())
+    assert w.venue.rooms["circle"].members[welcome["member"]].away_since is None
+
+
+def test_seats_one_member_each_and_only_within_reach() -> None:
+    w = World()
+    a, wa = w.join()
+    b, wb = w.join()
+    room = w.venue.rooms["circle"]
+    assert error_code(w.send(a, {"type": "sit", "seat": 0})) == "seat_too_far"
+    assert error_code(w.send(a, {"type": "sit", "seat": 99})) == "seat_not_found"
+    seat = room.config.layout.seats[0]
+    room.members[wa["member"]].pos = seat
+    room.members[wb["member"]].pos = seat
+    [update] = broadcasts(w.send(a, {"type": "sit", "seat": 0}), "member_updated")
+    assert update.message["member"]["seat"] == 0
+    assert error_code(w.send(b, {"type": "sit", "seat": 0})) == "seat_taken"
+    w.clock.advance(1)
+    [stood] = broadcasts(w.send(a, {"type": "move", "x": seat.x, "y": seat.y + 1}), "member_updated")
+    assert stood.message["member"]["seat"] is None  # walking away frees the seat
+    [taken] = broadcasts(w.send(b, {"type": "sit", "seat": 0}), "member_updated")
+    assert taken.message["member"]["id"] == wb["member"] and taken.message["member"]["seat"] == 0
+
+
+def test_movement_is_clipped_to_walk_speed_and_kept_in_bounds() -> None:
+    w = World(movement={"walk_speed": 2.0})
+    conn, welcome = w.join()
+    room = w.venue.rooms["circle"]
+    me = room.members[welcome["member"]]
+    start = me.pos  # spawn (2.0, 8.5)
+    w.clock.advance(0.5)
+    w.send(conn, {"type": "move", "x": 12.0, "y": 8.5})  # 10 m away, 0.5 s later
+    assert me.pos.x == pytest.approx(start.x + 2.0 * 0.5 + 0.25, abs=0.01)
+    assert me.pos.y == start.y
+    w.clock.advance(0.5)
+    assert error_code(w.send(conn, {"type": "move", "x": -1.0, "y": 8.5})) == "position_invalid"
+    assert error_code(w.send(conn, {"type": "move", "x": 3.0, "y": 11.0})) == "position_invalid"
+    # the hearth is not walkable
+    me.pos = type(me.pos)(7.0, 6.2)
+    w.clock.advance(1)
+    assert error_code(w.send(conn, {"type": "move", "x": 7.0, "y": 5.0})) == "position_invalid"
+
+
+def test_positions_are_batched_per_tick_and_only_when_something_moved() -> None:
+    w = World()
+    a, wa = w.join()
+    b, wb = w.join()
+    w.tick()
+    for i in range(3):
+        w.clock.advance(0.1)
+        w.send(a, {"type": "move", "x": 2.0 + 0.1 * (i + 1), "y": 8.5})
+        w.send(b, {"type": "move", "x": 12.0 - 0.1 * (i + 1), "y": 8.5})
+    [batch] = broadcasts(w.tick(), "positions")
+    assert batch.message["moves"] == sorted([[wa["member"], 2.3, 8.5, "room"],
+                                             [wb["member"], 11.7, 8.5, "room"]])
+    assert broadcasts(w.tick(), "positions") == []
+
+
+def test_move_rate_limit() -> None:
+    w = World(limits={"moves_per_second": 5})
+    conn, _ = w.join()
+    codes = [error_code(e) if any(isinstance(x, Reply) for x in e) else None
+             for e in (w.send(conn, {"type": "move", "x": 2.0, "y": 8.4}) for _ in range(8))]
+    assert codes[:5] == [None] * 5 and "rate_limited" in codes[5:]
+
+
+def test_quiet_corner_is_a_zone() -> None:
+    w = World()
+    conn, welcome = w.join()
+    room = w.venue.rooms["circle"]
+    room.members[welcome["member"]].pos = type(room.members[welcome["member"]].pos)(2.0, 3.1)
+    w.clock.advance(1)
+    w.send(conn, {"type": "move", "x": 2.0, "y": 2.5})
+    [batch] = broadcasts(w.tick(), "positions")
+    assert batch.message["moves"][0][3] == "corner-west"
+
+
+def test_sequence_numbers_increase_by_one_on_every_room_broadcast() -> None:
+    w = World()
+    a, _ = w.join()
+    b, wb = w.join()
+    effects = [*w.send(a, {"type": "envelope", "body": "AAAA", "commitment": COMMIT}),
+               *w.send(b, {"type": "rename", "pseudonym": "Warm Lark"}),
+               *w.send(a, {"type": "envelope", "body": "BBBB", "commitment": COMMIT})]
+    seqs = [e.message["seq"] for e in effects if isinstance(e, Broadcast)]
+    assert seqs == list(range(seqs[0], seqs[0] + 3))
+    assert seqs[0] == wb["room"]["seq"] + 1
+    sent = [e.message for e in effects if isinstance(e, Reply) and e.message["type"] == "sent"]
+    assert [s["seq"] for s in sent] == [seqs[0], seqs[2]]
+
+
+def test_envelope_is_stamped_and_relayed_unchanged_except_to_sender() -> None:
+    w = World()
+    a, wa = w.join()
+    w.clock.advance(2.5)
+    effects = w.send(a, {"type": "envelope", "body": "c2VjcmV0", "commitment": COMMIT, "ref": "r1"})
+    [out] = broadcasts(effects, "envelope")
+    assert out.exclude == wa["member"]
+    m = out.message
+    assert m["from"] == wa["member"] and m["body"] == "c2VjcmV0" and m["commitment"] == COMMIT
+    assert m["ts"] == int(w.clock.seconds() * 1000) and len(m["tag"]) == 44
+    assert reply(effects, "sent")["ref"] == "r1"
+
+
+def test_envelope_size_limit() -> None:
+    w = World(limits={"max_envelope_chars": 1000})
+    a, _ = w.join()
+    assert error_code(w.send(a, {"type": "envelope", "body": "A" * 1004, "commitment": COMMIT})) \
+        == "envelope_too_large"
+
+
+def test_directed_envelope_goes_to_one_member_of_the_same_room() -> None:
+    w = World()
+    a, wa = w.join()
+    _, wb = w.join()
+    _, wc = w.join("other")
+    effects = w.send(a, {"type": "direct", "to": wb["member"], "body": "a2V5"})
+    assert effects == [Send(wb["member"], {"type": "direct", "from": wa["member"], "body": "a2V5"})]
+    assert error_code(w.send(a, {"type": "direct", "to": wc["member"], "body": "a2V5"})) \
+        == "recipient_not_found"
+
+
+def test_leave_closes_and_advances_epoch() -> None:
+    w = World()
+    a, wa = w.join()
+    assert wa["room"]["epoch"] == 2  # entering advanced it too
+    effects = w.send(a, {"type": "leave"})
+    [left] = broadcasts(effects, "member_left")
+    assert left.message["reason"] == "left" and left.message["epoch"] == 3
+    assert Close(1000, "left the room") in effects
+    assert wa["member"] not in w.venue.rooms["circle"].members
+
+
+def test_flood_gets_one_error_a_second_then_a_close() -> None:
+    w = World(limits={"messages_per_second": 5, "message_burst": 5, "flood_strikes": 20})
+    conn, _ = w.join()
+    replies: list[Effect] = []
+    for _ in range(30):
+        replies += w.send(conn, {"type": "stand"})
+    errors = [e for e in replies if isinstance(e, Reply) and e.message.get("code") == "rate_limited"]
+    assert len(errors) == 1
+    assert Close(1008, "too many messages") in replies
+    assert w.send(conn, {"type": "stand"}) == []
+
+
+def test_role_ticket_is_one_time_and_expires() -> None:
+    w = World()
+    ticket = w.venue.issue_ticket("facilitator", w.clock.seconds())
+    _, welcome = w.join(ticket=ticket)
+    me = next(m for m in welcome["room"]["members"] if m["id"] == welcome["member"])
+    assert me["role"] == "facilitator"
+    assert error_code(w.send(w.connect(), {"type": "join", "room": "circle", "ticket": ticket})) \
+        == "forbidden"
+    late = w.venue.issue_ticket("facilitator", w.clock.seconds())
+    w.clock.advance(61)
+    assert error_code(w.send(w.connect(), {"type": "join", "room": "circle", "ticket": late})) \
+        == "forbidden"
+
+
+def test_refusals_echo_the_ref_of_the_frame_they_refuse() -> None:
+    w = World()
+    conn, _ = w.join()
+    assert reply(w.send(conn, {"type": "list_reports", "ref": "q1"}), "error")["ref"] == "q1"
+    assert reply(w.send(conn, {"type": "sit", "seat": 99, "ref": "q2"}), "error")["ref"] == "q2"
+
+
+def test_directs_to_an_away_member_wait_for_its_resume() -> None:
+    w = World()
+    a, wa = w.join()
+    b, wb = w.join()
+    b.lost(w.clock.seconds())
+    assert w.send(a, {"type": "direct", "to": wb["member"], "body": "a2V5"}) == []
+    effects = w.send(w.connect(), {"type": "resume", "token": wb["token"]})
+    kinds = [e.message["type"] for e in effects if isinstance(e, Reply | Send)]
+    assert kinds == ["welcome", "direct"]
+    assert reply(effects, "welcome")["movement"]["walk_speed"] > 0
+    [held] = [e for e in effects if isinstance(e, Send)]
+    assert held == Send(wb["member"], {"type": "direct", "from": wa["member"], "body": "a2V5"})
