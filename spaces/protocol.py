@@ -58,14 +58,18 @@ ERRORS: Final[Mapping[str, str]] = {
     "incident_unreachable": "The node running this incident did not answer; try again.",
     "incident_state": "The incident is not in a state that allows that step.",
     "incident_outcome": "Resolving an incident needs an outcome code.",
+    "room_moving": "The room is moving to another node; nothing was done: send it again in a "
+                   "moment.",
 }
 
 MAX_REF = 64
+MAX_ID = 64  # a client message id (envelope, help): unique per member, for resends
 MAX_TOKEN = 128
 MAX_TICKET = 512  # a role ticket carries its signed claims (spaces/venue.py)
 _B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}\Z")
 _B64_32 = re.compile(r"^[A-Za-z0-9+/]{43}=\Z")
 _MEMBER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
 _ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
 _WORD = re.compile(r"^[a-z_]{1,32}\Z")
 _PACK = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
@@ -147,11 +151,13 @@ class Keys:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Envelope:
-    """{"type":"envelope","body":b64,"commitment":b64(32),"zone"?:corner,"ref"?:str} — opaque
-    ciphertext for the room, or only for the members in the sender's quiet corner."""
+    """{"type":"envelope","body":b64,"commitment":b64(32),"zone"?:corner,"id"?:str,"ref"?:str} —
+    opaque ciphertext for the room, or only for the members in the sender's quiet corner. `id`:
+    the client's id for it; a resend with the same id is answered, never delivered twice."""
     body: str
     commitment: str
     zone: str | None = None
+    id: str | None = None
     ref: str | None = None
 
 
@@ -311,7 +317,9 @@ class EndSession:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Help:
-    """{"type":"help"} — "I need help now": only facilitators and on-call staff are told."""
+    """{"type":"help","id"?:str} — "I need help now": only facilitators and on-call staff are
+    told. `id`: as for an envelope, a resend after a reconnection is not a second press."""
+    id: str | None = None
     ref: str | None = None
 
 
@@ -473,7 +481,15 @@ def _envelope(f: _Fields) -> Envelope:
                               what="base64 of 32 bytes")
     if zone is not None:
         zone = f.string("zone", max_len=40, optional=True, pattern=_ROOM_ID, what="a corner id")
-    return Envelope(body=body, commitment=commitment, zone=zone, ref=f.ref)
+    client_id = data.get("id")
+    if client_id is not None:
+        client_id = _client_id(f)
+    return Envelope(body=body, commitment=commitment, zone=zone, id=client_id, ref=f.ref)
+
+
+def _client_id(f: _Fields) -> Any:
+    return f.string("id", max_len=MAX_ID, optional=True, pattern=_CLIENT_ID,
+                    what="a client message id (letters, digits, _ . : -)")
 
 
 _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
@@ -514,7 +530,7 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "release_corner": lambda f: ReleaseCorner(
         corner=f.string("corner", max_len=40, pattern=_ROOM_ID, what="a corner id")),
     "end_session": lambda f: EndSession(),
-    "help": lambda f: Help(),
+    "help": lambda f: Help(id=_client_id(f)),
     "flag": lambda f: Flag(
         category=f.string("category", max_len=32, pattern=_WORD, what="a category"),
         severity=f.string("severity", max_len=8, pattern=_WORD, what="low, medium or high"),

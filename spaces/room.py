@@ -15,6 +15,11 @@ Rules, in one place:
   leaves for good (left, timed out, removed). E2EE clients rotate their sender
   keys on it, so a newcomer holds no key of what was said (or spoken) before
   it came, and a leaver none of what follows. A resume is not a change.
+- A member who is away (inside its grace period) gets the room's envelopes
+  (and directed envelopes) when it resumes, at most MAX_HELD of them: nothing
+  is lost to a reconnection or to the room moving to another node.
+- An envelope with a client id is sequenced once: a resend of the same id is
+  answered with the same `sent` (the last REPLIES_KEPT ids of each member).
 - No I/O and no clock: `now` (seconds) comes in with every call.
 """
 
@@ -40,6 +45,8 @@ SEAT_REACH = 1.5  # metres from a seat within which a member may sit on it
 MOVE_SLACK = 0.25  # metres forgiven per move for client/server timing jitter
 MAX_MOVE_WINDOW = 1.0  # seconds of walking one move may claim at most
 MAX_HELD_DIRECTS = 256  # directed envelopes kept for an away member
+MAX_HELD = 256  # room envelopes kept for an away member (beyond: the seq shows the gap)
+REPLIES_KEPT = 16  # client message ids remembered per member (with the reply they got)
 MUTED_NOTICE_EVERY = 5.0  # seconds between "you are muted" errors to a muted speaker
 
 
@@ -63,9 +70,16 @@ class Member:
     account: str | None = None  # a facilitator's account name, for the audit log only
     address: tuple[str, bytes] | None = None  # (day, keyed hash) for a ban; never the address
     last_envelope: float = float("-inf")  # for slow mode
-    # Directed envelopes (sender keys) that arrived while away, handed over on resume.
+    # Envelopes (room and directed) that arrived while away, handed over on resume.
     held: list[dict[str, Any]] = field(default_factory=list)
     muted_notice: float = float("-inf")
+    # client message id -> the reply it got (a resend is answered the same, never redone)
+    replies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def remember(self, client_id: str, reply: Mapping[str, Any]) -> None:
+        self.replies[client_id] = {k: v for k, v in reply.items() if k != "ref"}
+        if len(self.replies) > REPLIES_KEPT:
+            del self.replies[next(iter(self.replies))]
 
     def to_wire(self, zone: str) -> dict[str, Any]:
         return {"id": self.id, "pseudonym": self.pseudonym, "avatar": self.avatar,
@@ -88,6 +102,7 @@ class Room:
     capacity: int = field(init=False)
     lobby_on: bool = field(init=False)
     waiting: dict[str, Member] = field(default_factory=dict)  # the lobby, first come first
+    away: set[str] = field(default_factory=set)  # members away, inside their grace period
     locked: bool = False
     slow_mode: float = 0.0  # seconds between a participant's messages; 0 is off
     private: dict[str, frozenset[str]] = field(default_factory=dict)  # corner -> its members
@@ -202,6 +217,7 @@ class Room:
             return self.lobby_update()
         member = self.members.pop(member_id, None)
         self._moved.discard(member_id)
+        self.away.discard(member_id)
         if member is None:
             return []
         self.voice.forget(member_id)
@@ -223,9 +239,11 @@ class Room:
         member = self.members.get(member_id)
         if member is not None and member.attachment == attachment:
             member.away_since = now
+            self.away.add(member_id)
 
     def reattach(self, member: Member) -> int:
         member.away_since = None
+        self.away.discard(member.id)
         member.attachment += 1
         return member.attachment
 
@@ -297,8 +315,14 @@ class Room:
         return [self._updated(member)]
 
     def envelope(self, member: Member, body: str, commitment: str, ref: str | None,
-                 now: float, tag: Any, zone: str | None = None) -> list[Effect]:
+                 now: float, tag: Any, zone: str | None = None,
+                 client_id: str | None = None) -> list[Effect]:
         """Stamp sender, sequence and time; `tag(scope, seq, ts)` makes the franking tag."""
+        if client_id is not None and client_id in member.replies:  # a resend: already sent
+            again = dict(member.replies[client_id])
+            if ref is not None:
+                again["ref"] = ref
+            return [Reply(again)]
         if len(body) > self.limits.max_envelope_chars:
             raise ProtocolError("envelope_too_large",
                                 f"The envelope body is longer than "
@@ -311,18 +335,31 @@ class Room:
         member.last_envelope = now
         ts = int(now * 1000)
         if zone is not None:
-            return self._corner_envelope(member, body, commitment, ref, ts, tag, zone)
+            return self._corner_envelope(member, body, commitment, ref, ts, tag, zone,
+                                         client_id)
         message: dict[str, Any] = {"type": "envelope", "from": member.id, "ts": ts,
                                    "body": body, "commitment": commitment}
         out = self._broadcast(message, exclude=member.id)
         message["tag"] = tag(self.id, self.seq, ts)
         sent: dict[str, Any] = {"type": "sent", "seq": self.seq, "ts": ts, "tag": message["tag"]}
+        if client_id is not None:
+            message["id"] = sent["id"] = client_id
+            member.remember(client_id, sent)
+        if self.away:
+            self._hold(message, member.id)
         if ref is not None:
             sent["ref"] = ref
         return [out, Reply(sent)]
 
+    def _hold(self, message: dict[str, Any], sender: str) -> None:
+        """Kept for each away member, delivered right after the welcome of its resume."""
+        for member_id in self.away:
+            away = self.members.get(member_id)
+            if away is not None and member_id != sender and len(away.held) < MAX_HELD:
+                away.held.append(message)
+
     def _corner_envelope(self, member: Member, body: str, commitment: str, ref: str | None,
-                         ts: int, tag: Any, zone: str) -> list[Effect]:
+                         ts: int, tag: Any, zone: str, client_id: str | None) -> list[Effect]:
         """A corner's own conversation: its own scope and sequence, seen by nobody else."""
         layout = self.config.layout
         if layout.zone_of(member.pos) != zone:
@@ -333,6 +370,9 @@ class Room:
         message = {"type": "envelope", "zone": zone, "seq": seq, "from": member.id, "ts": ts,
                    "body": body, "commitment": commitment, "tag": stamp}
         sent: dict[str, Any] = {"type": "sent", "zone": zone, "seq": seq, "ts": ts, "tag": stamp}
+        if client_id is not None:
+            message["id"] = sent["id"] = client_id
+            member.remember(client_id, sent)
         if ref is not None:
             sent["ref"] = ref
         return [*(Send(m.id, message) for m in self.members.values()
@@ -347,7 +387,7 @@ class Room:
             raise ProtocolError("envelope_too_large", ref=ref)
         message = {"type": "direct", "from": member.id, "body": body}
         if recipient.away_since is not None:  # keep sender keys for a member who will resume
-            if len(recipient.held) >= MAX_HELD_DIRECTS:
+            if len(recipient.held) >= MAX_HELD + MAX_HELD_DIRECTS:
                 raise ProtocolError("recipient_not_found", "The recipient is away and has too "
                                                            "much waiting already.", ref)
             recipient.held.append(message)
@@ -478,6 +518,7 @@ class Room:
             self.voice.forget(member)
         self.members.clear()
         self.waiting.clear()
+        self.away.clear()
         self.hands.clear()
         self.private.clear()
         self._moved.clear()
@@ -500,6 +541,7 @@ class Room:
                 "locale": m.locale, "x": m.pos.x, "y": m.pos.y, "seat": m.seat, "keys": m.keys,
                 "slot": m.slot, "muted": m.muted, "hand": m.hand_up, "account": m.account,
                 "address": [m.address[0], m.address[1].hex()] if m.address else None,
+                "replies": m.replies,
             } for m in self.members.values()],
         }
 
@@ -514,6 +556,7 @@ class Room:
         self.stick_on, self.stick_holder = bool(state["stick_on"]), state["stick_holder"]
         self.hands = list(state["hands"])
         self.members.clear()
+        self.away.clear()
         for m in state["members"]:
             member = Member(
                 id=m["id"], pseudonym=m["pseudonym"], avatar=m["avatar"], role=m["role"],
@@ -523,8 +566,10 @@ class Room:
                 seat=m["seat"], keys=m["keys"], slot=m["slot"], muted=m["muted"],
                 hand_up=m["hand"], account=m["account"], away_since=now,
                 address=(m["address"][0], bytes.fromhex(m["address"][1]))
-                if m["address"] else None)
+                if m["address"] else None,
+                replies={str(k): dict(v) for k, v in m.get("replies", {}).items()})
             self.members[member.id] = member
+            self.away.add(member.id)
 
     # --- time -----------------------------------------------------------------
 

@@ -40,10 +40,13 @@ class SharedOutbox:
         self._copying: set[str] = set()  # item ids being copied right now
         self.adopted = 0
 
-    async def added(self, item: Item) -> None:
-        """Copy one alert into the stream (a failed copy is retried by `sync`)."""
+    async def added(self, item: Item) -> bool:
+        """Copy one alert into the stream (a failed copy is retried by `sync`); True once a
+        copy is there (or the alert was delivered meanwhile)."""
+        if item.sid is not None:
+            return True
         if item.id in self._copying:
-            return
+            return False
         self._copying.add(item.id)
         try:
             record = json.dumps({"node": self.node_id, **item.to_record()},
@@ -52,12 +55,13 @@ class SharedOutbox:
         finally:
             self._copying.discard(item.id)
         if sid is None:
-            return
+            return False
         if item.id in self.outbox.items:
             self.outbox.shipped(item.id, sid)
         else:  # delivered while it was being copied: the copy must not outlive it
             item.sid = sid
             await self.delivered(item)
+        return True
 
     async def delivered(self, item: Item) -> None:
         if item.sid is not None:

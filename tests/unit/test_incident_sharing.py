@@ -226,40 +226,6 @@ def test_log_records_wait_for_the_shared_store_in_order_and_the_queue_is_bounded
                                                       (4, "node-a")]
 
 
-# --- an action whose node never answers ----------------------------------------------------
-
-
-class Peer:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def send_bytes(self, payload: bytes) -> None:
-        self.sent.append(json.loads(payload))
-
-
-def test_an_action_for_a_node_that_never_answers_is_refused_not_lost() -> None:
-    from hearth.web.node import ASK_TIMEOUT, Node
-    clock = Clock()
-    clock.advance(1_000_000)
-    broker = MemoryBroker(clock.seconds)
-    node = Node(Venue(make_config(), franking_key=b"k" * 32), broker,
-                lambda payload, binary: payload, clock.seconds, node_id="here")
-    node.start()
-    done(broker.heartbeat("there", 60))  # alive, owns the room, but its inbox is gone
-    done(broker.claim_room("circle", "there", 60))
-    peer = Peer()
-    node.apply(peer, [ActElsewhere("circle", "i1", "ack", None, "ana", "r1")])  # type: ignore[arg-type]
-    done(node.housekeeping())
-    assert peer.sent == []  # still waiting for "there"
-    clock.advance(ASK_TIMEOUT)
-    done(node.housekeeping())
-    assert peer.sent == [{"type": "error", "code": "incident_unreachable", "ref": "r1",
-                          "message": peer.sent[0]["message"]}]
-    clock.advance(ASK_TIMEOUT)
-    done(node.housekeeping())
-    assert len(peer.sent) == 1  # once
-
-
 def test_an_alert_delivered_while_it_was_being_copied_leaves_no_copy_behind() -> None:
     from twisted.internet.defer import Deferred
 
