@@ -81,22 +81,25 @@ SIGN_INS = "sessions"  # the shared log of facilitator sign-in sessions
 
 
 # --- effects for the shell ---------------------------------------------------------------
+# Not frozen: several are made for every frame, and a frozen dataclass costs three times as
+# much to make. Nothing changes one after it is made.
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Write:
     """One text frame to one client connection at this node."""
     peer: Any
     payload: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fan:
-    """One text frame to several connections at this node: framed once."""
-    peers: list[Any]
+    """One text frame to several connections at this node (but `skip`): framed once."""
+    peers: tuple[Any, ...] | list[Any]
     payload: bytes
+    skip: Any = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VoiceFan:
     """One voice frame to several connections, framed once; a connection whose socket is
     backed up does not get it (voice is droppable, late audio is worse than none)."""
@@ -104,7 +107,7 @@ class VoiceFan:
     frame: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Shut:
     """Close one client connection."""
     peer: Any
@@ -112,26 +115,26 @@ class Shut:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Post:
     """One message to another node."""
     node: str
     message: relay.RelayMessage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PostAll:
     """One message to every node (this one included)."""
     message: relay.RelayMessage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SignedIn:
     """Another node changed a facilitator sign-in session (moderation/login.py applies it)."""
     event: Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Log:
     """A line for the node's log: named fields, never content, an address or a token."""
     level: str  # "info", "warn", "error"
@@ -244,7 +247,7 @@ class RoutingHost:
         self.links: dict[str, Link] = {}
         # delivery at this node: members connected here, whoever runs their room
         self.local: dict[str, Link] = {}
-        self.room_local: dict[str, dict[str, Link]] = {}
+        self.room_local: dict[str, dict[str, Any]] = {}  # room -> member -> its connection
         # rooms run here: where their members are connected
         self.owned: set[str] = set()
         self.holders: dict[str, Link | RemoteLink] = {}
@@ -895,51 +898,68 @@ class RoutingHost:
 
     def route(self, peer: Peer | None, effects: Iterable[Effect]) -> list[NodeEffect]:
         """The core's effects for the connection `peer` (if any), as this node's effects."""
-        effects = list(effects)
+        if type(effects) is not list:
+            effects = list(effects)
         for effect in effects:
             if type(effect) is Dispatch:
                 return self._route_alerting(peer, effects)
         out: list[NodeEffect] = []
         for effect in effects:
-            match effect:
-                case Broadcast(room=room, message=message, exclude=exclude):
-                    self._broadcast(out, room, encode(message), exclude)
-                case Reply(message=message):
-                    if peer is not None:
-                        self._reply(out, peer, encode(message))
-                case Send(member=member, message=message):
-                    self._send(out, member, encode(message))
-                case Voice(frame=frame, listeners=listeners):
-                    self._voice(out, frame, listeners)
-                case Attach(room=room, member=member, waiting=waiting):
-                    if peer is not None:
-                        self._attach(out, room, member, peer, waiting)
-                case Enter(room=room, member=member):
-                    self._enter(out, room, member)
-                case Detach(member=member, code=code, reason=reason):
-                    holder = self.holders.pop(member, None)
-                    if isinstance(holder, RemoteLink):
-                        out.append(Post(holder.node, relay.CloseMember(member, code, reason)))
-                    elif holder is not None:
-                        self._drop_local(member)
-                        self._close(out, holder, code, reason)
-                case Close(code=code, reason=reason):
-                    if peer is not None:
-                        self._close(out, peer, code, reason)
-                case Audit():
-                    out.append(effect)
-                case Record(incident=incident):
-                    out += [effect, PostAll(relay.IncidentState(self.id, incident))]
-                    room = str(incident.get("room"))
-                    if room in self.owned:  # open incidents reach the saved state at once
-                        out += self._want_save(room)
-                case Duty(message=message, exclude=exclude):
-                    payload = encode(message)
-                    self._to_duty(out, payload, exclude)
-                    out.append(PostAll(relay.Duty(self.id, exclude, payload)))
-                case ActElsewhere() as act:
-                    out.append(Run("carry an incident action", self._act_elsewhere(peer, act)))
+            if isinstance(effect, Broadcast):  # the hot path first: a room message, its `sent`
+                payload = encode(effect.message)
+                local = self.room_local.get(effect.room)
+                if local:
+                    exclude = effect.exclude
+                    if self._holding:  # someone's welcome is not out yet: its share waits
+                        self._fan_out_held(out, local, payload, exclude)
+                    else:
+                        out.append(Fan(tuple(local.values()), payload,
+                                       None if exclude is None else local.get(exclude)))
+                if self.remote:
+                    self._broadcast_remote(out, effect.room, payload, effect.exclude)
+            elif isinstance(effect, Reply):
+                if type(peer) is Link and peer.held is None:
+                    out.append(Write(peer.peer, encode(effect.message)))
+                elif peer is not None:
+                    self._reply(out, peer, encode(effect.message))
+            elif isinstance(effect, Voice):
+                self._voice(out, effect.frame, effect.listeners)
+            else:
+                self._route_one(out, peer, effect)
         return out
+
+    def _route_one(self, out: list[NodeEffect], peer: Peer | None, effect: Effect) -> None:
+        match effect:
+            case Send(member=member, message=message):
+                self._send(out, member, encode(message))
+            case Attach(room=room, member=member, waiting=waiting):
+                if peer is not None:
+                    self._attach(out, room, member, peer, waiting)
+            case Enter(room=room, member=member):
+                self._enter(out, room, member)
+            case Detach(member=member, code=code, reason=reason):
+                holder = self.holders.pop(member, None)
+                if isinstance(holder, RemoteLink):
+                    out.append(Post(holder.node, relay.CloseMember(member, code, reason)))
+                elif holder is not None:
+                    self._drop_local(member)
+                    self._close(out, holder, code, reason)
+            case Close(code=code, reason=reason):
+                if peer is not None:
+                    self._close(out, peer, code, reason)
+            case Audit():
+                out.append(effect)
+            case Record(incident=incident):
+                out += [effect, PostAll(relay.IncidentState(self.id, incident))]
+                room = str(incident.get("room"))
+                if room in self.owned:  # open incidents reach the saved state at once
+                    out += self._want_save(room)
+            case Duty(message=message, exclude=exclude):
+                payload = encode(message)
+                self._to_duty(out, payload, exclude)
+                out.append(PostAll(relay.Duty(self.id, exclude, payload)))
+            case ActElsewhere() as act:
+                out.append(Run("carry an incident action", self._act_elsewhere(peer, act)))
 
     def _reply(self, out: list[NodeEffect], peer: Peer, payload: bytes) -> None:
         if type(peer) is Link:
@@ -1016,11 +1036,9 @@ class RoutingHost:
             out += [Write(peer.peer, payload) for payload in held]
         return out
 
-    def _broadcast(self, out: list[NodeEffect], room: str, payload: bytes,
-                   exclude: str | None) -> None:
-        self._fan_out(out, room, payload, exclude)
-        if not self.remote:  # nobody of another node is in any room here (one node: always)
-            return
+    def _broadcast_remote(self, out: list[NodeEffect], room: str, payload: bytes,
+                          exclude: str | None) -> None:
+        """Once to each other node that holds members of the room."""
         holders = self.holders
         nodes = {h.node for m in self.venue.rooms[room].members
                  if type(h := holders.get(m)) is RemoteLink}
@@ -1029,19 +1047,28 @@ class RoutingHost:
 
     def _fan_out(self, out: list[NodeEffect], room: str, payload: bytes,
                  exclude: str | None) -> None:
+        """To this node's members of the room (relay.Broadcast at an edge)."""
         local = self.room_local.get(room)
         if not local:
             return
-        if self._holding:  # someone's welcome is not out yet: keep its share in order
-            peers = []
-            for member, link in local.items():
-                if member != exclude:
-                    if link.held is None:
-                        peers.append(link.peer)
-                    else:
-                        link.held.append(payload)
+        if self._holding:
+            self._fan_out_held(out, local, payload, exclude)
         else:
-            peers = [link.peer for member, link in local.items() if member != exclude]
+            out.append(Fan(tuple(local.values()), payload,
+                           None if exclude is None else local.get(exclude)))
+
+    def _fan_out_held(self, out: list[NodeEffect], local: dict[str, Any], payload: bytes,
+                      exclude: str | None) -> None:
+        """A held connection keeps its share, in order, until its welcome goes out."""
+        peers = []
+        for member, peer in local.items():
+            link = self.local.get(member)
+            if member == exclude or link is None:
+                continue
+            if link.held is None:
+                peers.append(peer)
+            else:
+                link.held.append(payload)
         if peers:
             out.append(Fan(peers, payload))
 
@@ -1100,7 +1127,7 @@ class RoutingHost:
     def _local_enter(self, room: str, member: str) -> None:
         link = self.local.get(member)
         if link is not None:
-            self.room_local.setdefault(room, {})[member] = link
+            self.room_local.setdefault(room, {})[member] = link.peer
 
     def _drop_local(self, member: str) -> None:
         link = self.local.pop(member, None)

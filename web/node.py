@@ -72,7 +72,7 @@ class Node:
                  address_seed: bytes = b"", alerts: AlertSink | None = None,
                  node_id: str = "solo", shared_logs: LogShipper | None = None) -> None:
         self.host = RoutingHost(venue, node_id, clock, address_seed=address_seed)
-        self.venue, self.broker, self.prepare, self.clock = venue, broker, prepare, clock
+        self.venue, self.broker, self.prepare = venue, broker, prepare
         self.audit, self.alerts, self.shared_logs = audit, alerts, shared_logs
         # facilitator sign-in sessions shared between nodes (moderation/login.py SessionTable)
         self.on_session: Callable[[dict[str, Any]], None] | None = None
@@ -86,6 +86,14 @@ class Node:
     @property
     def id(self) -> str:
         return self.host.id
+
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self.host.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], float]) -> None:
+        self.host.clock = clock
 
     @property
     def owned(self) -> set[str]:
@@ -190,36 +198,42 @@ class Node:
 
     def _do(self, effects: list[NodeEffect]) -> None:
         for effect in effects:
-            match effect:
-                case Fan(peers=peers, payload=payload):
-                    prepared = self.prepare(payload, False)
-                    for peer in peers:
+            kind = type(effect)
+            if kind is Fan:  # the hot path first: a room message, framed once
+                prepared = self.prepare(effect.payload, False)  # type: ignore[union-attr]
+                skip = effect.skip  # type: ignore[union-attr]
+                for peer in effect.peers:  # type: ignore[union-attr]
+                    if peer is not skip:
                         peer.send_prepared(prepared)
-                case Write(peer=peer, payload=payload):
-                    peer.send_bytes(payload)
-                case VoiceFan(peers=peers, frame=frame):
-                    self._voice(peers, frame)
-                case Post(node=node, message=message):
-                    self.broker.send_node(node, message.pack())
-                case PostAll(message=message):
-                    self.broker.send_all(message.pack())
-                case Shut(peer=peer, code=code, reason=reason):
-                    peer.close(code, reason)
-                case Run(what=what, steps=steps):
-                    d = Deferred.fromCoroutine(self._drive(steps))
-                    d.addErrback(lambda f, what=what: self.log.failure("{what} failed", f,
-                                                                        what=what))
-                case Audit(actor=actor, action=action, target=target, room=room, outcome=outcome):
-                    if self.audit is not None:
-                        self.audit.record(actor, action, target, room, outcome, self.clock())
-                case Record(incident=incident):
-                    if self.alerts is not None:
-                        self.alerts.record(dict(incident))
-                case SignedIn(event=event):
-                    if self.on_session is not None:
-                        self.on_session(dict(event))
-                case Log(level=level, text=text, fields=fields):
-                    self.log.emit(LogLevel.levelWithName(level), text, **fields)
+            elif kind is Write:
+                effect.peer.send_bytes(effect.payload)  # type: ignore[union-attr]
+            elif kind is VoiceFan:
+                self._voice(effect.peers, effect.frame)  # type: ignore[union-attr]
+            elif kind is Post:
+                self.broker.send_node(effect.node, effect.message.pack())  # type: ignore[union-attr]
+            else:
+                self._do_one(effect)
+
+    def _do_one(self, effect: NodeEffect) -> None:
+        match effect:
+            case PostAll(message=message):
+                self.broker.send_all(message.pack())
+            case Shut(peer=peer, code=code, reason=reason):
+                peer.close(code, reason)
+            case Run(what=what, steps=steps):
+                d = Deferred.fromCoroutine(self._drive(steps))
+                d.addErrback(lambda f: self.log.failure("{what} failed", f, what=what))
+            case Audit(actor=actor, action=action, target=target, room=room, outcome=outcome):
+                if self.audit is not None:
+                    self.audit.record(actor, action, target, room, outcome, self.clock())
+            case Record(incident=incident):
+                if self.alerts is not None:
+                    self.alerts.record(dict(incident))
+            case SignedIn(event=event):
+                if self.on_session is not None:
+                    self.on_session(dict(event))
+            case Log(level=level, text=text, fields=fields):
+                self.log.emit(LogLevel.levelWithName(level), text, **fields)
 
     def _voice(self, peers: list[Any], frame: bytes) -> None:
         """Framed once; skipped for a listener whose socket is backed up."""

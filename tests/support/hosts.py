@@ -207,9 +207,10 @@ class Nodes:
         match effect:
             case Write(peer=peer, payload=payload):
                 self._got(peer, payload)
-            case Fan(peers=peers, payload=payload):
+            case Fan(peers=peers, payload=payload, skip=skip):
                 for peer in peers:
-                    self._got(peer, payload)
+                    if peer is not skip:
+                        self._got(peer, payload)
             case VoiceFan(peers=peers, frame=frame):
                 for peer in peers:
                     peer.voice.append(frame)
