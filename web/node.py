@@ -11,7 +11,7 @@ connection whose socket is backed up.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from twisted.internet.defer import Deferred
@@ -53,15 +53,23 @@ class Peer(Protocol):
     def close(self, code: int, reason: str) -> None: ...
 
 
-class AuditSink(Protocol):
+class AuditSink(Protocol):  # moderation/audit.py AuditLog
     def record(self, actor: str, action: str, target: str | None, room: str | None,
                outcome: str, now: float) -> Any: ...
 
 
-class AlertSink(Protocol):
+class AlertSink(Protocol):  # web/alerts.py Alerts
     def dispatch(self, channel: str, payload: dict[str, Any],
                  key: str | None = None) -> Deferred[bool]: ...
     def record(self, incident: dict[str, Any]) -> None: ...
+
+
+def _applies(name: str) -> Any:
+    """A node method that applies what the host's method `name` returns."""
+    def method(self: Node, *args: Any) -> None:
+        self._apply(getattr(self.host, name)(*args))
+    method.__name__ = method.__qualname__ = name
+    return method
 
 
 class Node:
@@ -71,7 +79,7 @@ class Node:
                  clock: Callable[[], float], audit: AuditSink | None = None,
                  address_seed: bytes = b"", alerts: AlertSink | None = None,
                  node_id: str = "solo", shared_logs: LogShipper | None = None) -> None:
-        self.host = RoutingHost(venue, node_id, clock, address_seed=address_seed)
+        self.host = host = RoutingHost(venue, node_id, clock, address_seed=address_seed)
         self.venue, self.broker, self.prepare = venue, broker, prepare
         self.audit, self.alerts, self.shared_logs = audit, alerts, shared_logs
         # facilitator sign-in sessions shared between nodes (moderation/login.py SessionTable)
@@ -82,32 +90,22 @@ class Node:
         self._subscriptions: list[Subscription] = []
         self._applying = False
         self._later: list[NodeEffect] = []
+        # asked of the host directly (they change nothing outside it)
+        self.admit_address, self.release_address = host.admit_address, host.release_address
+        self.open: Callable[..., Link] = host.open
 
-    @property
-    def id(self) -> str:
-        return self.host.id
+    id = property(lambda self: self.host.id)
+    owned = property(lambda self: self.host.owned)
+    member_count = property(lambda self: self.host.member_count)
+    link_count = property(lambda self: self.host.link_count)
 
     @property
     def clock(self) -> Callable[[], float]:
         return self.host.clock
 
     @clock.setter
-    def clock(self, clock: Callable[[], float]) -> None:
+    def clock(self, clock: Callable[[], float]) -> None:  # (bench.micro steps time)
         self.host.clock = clock
-
-    @property
-    def owned(self) -> set[str]:
-        return self.host.owned
-
-    @property
-    def member_count(self) -> int:
-        return self.host.member_count
-
-    @property
-    def link_count(self) -> int:
-        return self.host.link_count
-
-    # --- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> None:
         self._subscriptions = [self.broker.subscribe_node(self.id, self._from_bus),
@@ -119,49 +117,24 @@ class Node:
             subscription.cancel()
         self._subscriptions = []
 
-    def catch_up(self, journal: Iterable[Mapping[str, Any]]) -> None:
-        """At start: this node's incident log (what a crash left open) and the shared logs."""
-        self._apply(self.host.start(journal))
-
-    # --- what the rest of the process tells the host -----------------------------------------
-
-    def admit_address(self, address: str | None) -> bytes | None:
-        return self.host.admit_address(address)
-
-    def release_address(self, key: bytes) -> None:
-        self.host.release_address(key)
-
-    def open(self, peer: Peer, address: str | None = None) -> Link:
-        return self.host.open(peer, address)
-
-    def received(self, link: Link, frame: bytes, is_binary: bool) -> None:
+    def received(self, link: Link, frame: bytes, is_binary: bool) -> None:  # every frame
         self._apply(self.host.received(link, frame, is_binary))
-
-    def lost(self, link: Link) -> None:
-        self._apply(self.host.lost(link))
 
     def tick(self) -> None:
         self._apply(self.host.tick(self.broker.connected))
 
-    def housekeeping(self) -> None:
-        self._apply(self.host.housekeeping())
-
-    def restored(self, room: str, state: dict[str, Any], saved_at: float) -> None:
-        """A room saved by this node's last graceful stop runs here again (web/lifecycle.py)."""
-        self._apply(self.host.restored(room, state, saved_at))
+    # What the rest of the process tells the host; the node applies what it answers.
+    lost = _applies("lost")
+    housekeeping = _applies("housekeeping")
+    catch_up = _applies("start")  # at start: this node's incident log (and the shared logs)
+    restored = _applies("restored")  # a room saved by the last graceful stop (lifecycle.py)
+    going_away = _applies("going_away")
+    move_remote_members = _applies("move_remote_members")
+    delivery_failing = _applies("delivery_failing")
 
     def apply(self, peer: Link | RemoteLink | None, effects: Iterable[Effect]) -> None:
         """The core's effects from outside a connection (an acknowledgement link, a drill)."""
         self._apply(self.host.route(peer, effects))
-
-    def going_away(self, message: str, code: int = 1001) -> None:
-        self._apply(self.host.going_away(message, code))
-
-    def move_remote_members(self) -> None:
-        self._apply(self.host.move_remote_members())
-
-    def delivery_failing(self, channel: str, incident: str) -> None:
-        self._apply(self.host.delivery_failing(channel, incident))
 
     def share_session(self, event: dict[str, Any]) -> None:
         self._apply(self.host.share_session(event))
