@@ -93,6 +93,9 @@ class Broker(Protocol):
         it now. When the store is unreachable: False (never two holders by accident)."""
     async def release_lease(self, name: str, node: str) -> None:
         """Give it up, only if `node` holds it."""
+    async def take_lease(self, name: str, node: str, previous: str, ttl: float) -> bool:
+        """Take the lease from `previous` (it went away) if it still holds it; False when
+        unreachable."""
 
     # --- messages to every node
     def send_all(self, payload: bytes) -> None:
@@ -260,6 +263,12 @@ class MemoryBroker:
 
     async def release_lease(self, name: str, node: str) -> None:
         self._release(f"lease:{name}", node)
+
+    async def take_lease(self, name: str, node: str, previous: str, ttl: float) -> bool:
+        if self._get(f"lease:{name}") != previous:
+            return False
+        self._expiring[f"lease:{name}"] = (node, self.clock() + ttl)
+        return True
 
     def send_all(self, payload: bytes) -> None:
         for deliver in list(self._everyone.values()):

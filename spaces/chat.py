@@ -6,20 +6,32 @@ decrypts what arrives. Envelopes that arrive before their sender's key
 (`e2ee.no_sender_key`) wait in a small buffer and are retried when a key
 arrives; anything else that fails to open is recorded in `rejected`, never
 shown as a message.
+
+Nothing said is lost to a reconnection: every message carries a client id and
+is kept (its text) until the server's `sent`; after a resume on a new
+connection (`resumed`), or a `room_moving` refusal, what is not acknowledged is
+encrypted again and sent again with the same id, in order (the server delivers
+an id once). An envelope that opens but whose (sender, id) arrived already is
+dropped (a resend of what the room's last node relayed just before it died).
 """
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from hearth.spaces.client import HearthClient
+from hearth.spaces.client import ClientClosed, HearthClient
 from hearth.spaces.e2ee import E2EEError, GroupSession, ReceivedMessage
 from hearth.spaces.e2ee.voice import VoiceFrame, voice_header
 
 PENDING_LIMIT = 256  # envelopes held while waiting for a sender key
+SEEN_LIMIT = 4096  # (sender, id) of envelopes received, to drop a repeat
+RESEND_AFTER = 1.0  # seconds before sending again what was refused with room_moving
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +74,14 @@ class GroupChat:
         self.heard: list[tuple[str, VoiceFrame]] = []  # decrypted voice, (speaker, frame)
         self.voice_rejected: list[tuple[int, str]] = []  # (slot, e2ee code)
         self._voice_seq = 0
+        # what was said and not yet acknowledged: client id -> (text, zone), in order
+        self.unacked: dict[str, tuple[str, str | None]] = {}
+        self.acked: dict[str, dict[str, Any]] = {}  # client id -> its `sent`
+        self.refused: dict[str, str] = {}  # client id -> the code it was refused with
+        self.duplicates = 0  # envelopes dropped because they had arrived already
+        self._seen: set[tuple[str, str]] = set()
+        self._seen_order: deque[tuple[str, str]] = deque()
+        self._encrypted: dict[str, Any] = {}  # client id -> its last encryption
         self._absorb_members(welcome["room"]["members"])
         client.on_message = self._on_message
         client.on_binary = self._on_voice
@@ -74,14 +94,46 @@ class GroupChat:
     # --- saying ------------------------------------------------------------------
 
     async def say(self, text: str) -> Said:
-        out = self.session.encrypt(text)
-        ref = f"say-{len(self.messages)}-{out.index}-{out.epoch}"
-        self.client.envelope(out.body, out.commitment, ref=ref)
-        sent = await self.client.next(lambda m: m.get("ref") == ref)
+        client_id = self.post(text)
+        sent = await self.client.next(lambda m: m.get("ref") == client_id)
         if sent["type"] == "error":
             raise E2EEError("unsupported", f"the server refused the message: {sent['code']}")
+        out = self._encrypted[client_id]
         return Said(seq=sent["seq"], ts=sent["ts"], tag=sent["tag"], text=text,
                     franking_key=out.franking_key, commitment=out.commitment)
+
+    def post(self, text: str, zone: str | None = None) -> str:
+        """Say `text` without waiting; it is kept until the server acknowledges it (and sent
+        again after a resume). Returns its client id."""
+        client_id = secrets.token_urlsafe(12)
+        self.unacked[client_id] = (text, zone)
+        self._send(client_id)
+        return client_id
+
+    def _send(self, client_id: str) -> None:
+        text, zone = self.unacked[client_id]
+        out = self._encrypted[client_id] = self.session.encrypt(text)
+        with contextlib.suppress(ClientClosed):  # (if closed: sent again after the resume)
+            self.client.envelope(out.body, out.commitment, ref=client_id, client_id=client_id,
+                                 zone=zone)
+
+    def resumed(self, client: HearthClient, welcome: dict[str, Any]) -> None:
+        """The member resumed on a new connection: follow the room from its welcome (and
+        what came right after it), then send again, in order, what is not acknowledged."""
+        self.client = client
+        client.on_message = self._on_message
+        client.on_binary = self._on_voice
+        for message in [welcome, *client.inbox]:  # (a tap: they stay in the inbox)
+            self._on_message(message)
+        self._resend()
+
+    def _resend(self) -> None:
+        for client_id in list(self.unacked):
+            self._send(client_id)
+
+    def _resend_later(self) -> None:
+        if self.client.close_code is None:  # a closed connection resends after its resume
+            self._resend()
 
     async def next_message(self, timeout: float = 5.0) -> ChatMessage:
         if self.messages:
@@ -167,6 +219,33 @@ class GroupChat:
                 self._retry_pending()
         elif kind == "envelope":
             self._open(message)
+        elif kind == "sent":
+            client_id = message.get("id")
+            if client_id in self.unacked:
+                del self.unacked[client_id]
+                self.acked[client_id] = message
+        elif kind == "error" and message.get("ref") in self.unacked:
+            client_id = message["ref"]
+            if message.get("code") == "room_moving":  # not done: send it again in a moment
+                self.client.reactor.callLater(RESEND_AFTER, self._resend_later)
+            else:
+                del self.unacked[client_id]
+                self.refused[client_id] = str(message.get("code"))
+
+    def _first_time(self, envelope: dict[str, Any]) -> bool:
+        """False for a repeat of an envelope already received (same sender and id)."""
+        client_id = envelope.get("id")
+        if not isinstance(client_id, str):
+            return True
+        key = (str(envelope.get("from")), client_id)
+        if key in self._seen:
+            self.duplicates += 1
+            return False
+        self._seen.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > SEEN_LIMIT:
+            self._seen.discard(self._seen_order.popleft())
+        return True
 
     def _open(self, envelope: dict[str, Any], retrying: bool = False) -> bool:
         try:
@@ -178,6 +257,8 @@ class GroupChat:
                     self._pending.append(envelope)
                 return False
             self.rejected.append((envelope["from"], err.code))
+            return True
+        if not self._first_time(envelope):  # sent again after a reconnection: shown once
             return True
         self._deliver(ChatMessage(sender=envelope["from"], seq=envelope["seq"], ts=envelope["ts"],
                                   tag=envelope["tag"], text=opened.text,

@@ -78,6 +78,12 @@ GONE_FOR = 10.0  # seconds a verdict "gone" is trusted without asking again
 RESAVE_EVERY = 5.0  # seconds between saves of an unchanged room (a lost key comes back)
 STATE_MISSING_GRACE = 10.0  # seconds a resume waits for a room's lost state to come back
 SIGN_INS = "sessions"  # the shared log of facilitator sign-in sessions
+OUTBOX_LEASE_TTL = 10.0  # seconds a node's crisis alerts stay its own after its last renewal
+
+
+def outbox_lease(node: str) -> str:
+    """The lease a node holds on its own crisis alerts in the shared outbox (shared_outbox.py)."""
+    return f"outbox:{node}"
 
 
 # --- effects for the shell ---------------------------------------------------------------
@@ -576,13 +582,21 @@ class RoutingHost:
         return [Write(link.peer, encode({"type": "moving", "room": link.room})),
                 Shut(link.peer, ROOM_MOVED, "the room moved to another node; resume")]
 
-    def _owner_gone(self, node: str) -> list[NodeEffect]:
-        out: list[NodeEffect] = [Log("warn", "node {node} went away; its rooms move",
-                                     {"node": node})]
+    def _node_gone(self, node: str) -> list[NodeEffect]:
+        """`node` is gone: the rooms it ran move (our clients there resume), and the members
+        it held of rooms run here are away (what they miss is kept for their resume)."""
+        out: list[NodeEffect] = [Log("warn", "node {node} went away", {"node": node})]
         for room in sorted({lk.room for lk in self.links.values()
                             if lk.owner == node and lk.room is not None}):
             out += self._move_links(room, keep="")
+        for remote in [r for r in self.remote.values() if r.node == node]:
+            out += self._relayed(relay.Lost(remote.id))
+        # its undelivered alerts are delivered from here at once, not when its lease runs out
+        out.append(Run("take over a gone node's alerts", self._take_alerts(node)))
         return out
+
+    def _take_alerts(self, node: str) -> Procedure:
+        yield ask("take_lease", outbox_lease(node), self.id, node, OUTBOX_LEASE_TTL)
 
     def _lose(self, room: str) -> list[NodeEffect]:
         """Another node owns the room now: our clients must resume there (and its
@@ -718,7 +732,8 @@ class RoutingHost:
         """A message to `node` found nobody listening: is it gone?"""
         if node == self.id or node in self._judging:
             return []
-        if not any(lk.owner == node for lk in self.links.values()):
+        if not any(lk.owner == node for lk in self.links.values()) \
+                and not any(r.node == node for r in self.remote.values()):
             return []
         self._judging.add(node)
         return [Run("judge a node", self._judge_and_move(node))]
@@ -726,7 +741,7 @@ class RoutingHost:
     def _judge_and_move(self, node: str) -> Procedure:
         try:
             if (yield from self._judge(node)) is False:
-                yield self._owner_gone(node)
+                yield self._node_gone(node)
         finally:
             self._judging.discard(node)
 
@@ -808,7 +823,7 @@ class RoutingHost:
                              if lk.owner not in (None, self.id)} - self._judging)
             for node in owners:
                 if node is not None and (yield from self._judge(node)) is False:
-                    yield self._owner_gone(node)
+                    yield self._node_gone(node)
             yield self._expire_asks()
             yield from self._adopt_orphaned_incidents()
             yield from self._tail_sign_ins()

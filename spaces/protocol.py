@@ -107,8 +107,10 @@ class Join:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Resume:
-    """{"type":"resume","token":str}"""
+    """{"type":"resume","token":str,"seq"?:int} — `seq`: the last room seq the client saw; the
+    room envelopes after it come right after the welcome."""
     token: str
+    seq: int | None = None
     ref: str | None = None
 
 
@@ -494,7 +496,8 @@ def _client_id(f: _Fields) -> Any:
 
 _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "join": _join,
-    "resume": lambda f: Resume(token=f.string("token", max_len=MAX_TOKEN)),
+    "resume": lambda f: Resume(token=f.string("token", max_len=MAX_TOKEN),
+                               seq=f.integer("seq", 0, 2**53) if "seq" in f.data else None),
     "move": lambda f: Move(x=f.number("x", -1e6, 1e6), y=f.number("y", -1e6, 1e6)),
     "sit": lambda f: Sit(seat=f.integer("seat", 0, 1000)),
     "stand": lambda f: Stand(),

@@ -480,6 +480,10 @@ class RedisBroker:
             return bool(await self._client.eval(_RENEW, 1, key, node, ms))  # ours: extend
         return bool(await self._try(False, take))
 
+    async def take_lease(self, name: str, node: str, previous: str, ttl: float) -> bool:
+        return bool(await self._try(False, lambda: self._client.eval(
+            _TAKE, 1, f"hearth:lease:{name}", previous, node, int(ttl * 1000))))
+
     async def release_lease(self, name: str, node: str) -> None:
         await self._try(None, lambda: self._client.eval(_RELEASE, 1, f"hearth:lease:{name}",
                                                          node))

@@ -15,9 +15,10 @@ Rules, in one place:
   leaves for good (left, timed out, removed). E2EE clients rotate their sender
   keys on it, so a newcomer holds no key of what was said (or spoken) before
   it came, and a leaver none of what follows. A resume is not a change.
-- A member who is away (inside its grace period) gets the room's envelopes
-  (and directed envelopes) when it resumes, at most MAX_HELD of them: nothing
-  is lost to a reconnection or to the room moving to another node.
+- A resuming member gets the room envelopes it missed: those after the last
+  `seq` it saw (or, if it does not say, those since it went away), from the
+  room's last RECENT envelopes, kept in memory only while anyone is in the
+  room; directed envelopes that arrived while it was away are kept for it.
 - An envelope with a client id is sequenced once: a resend of the same id is
   answered with the same `sent` (the last REPLIES_KEPT ids of each member).
 - No I/O and no clock: `now` (seconds) comes in with every call.
@@ -26,6 +27,7 @@ Rules, in one place:
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -45,7 +47,7 @@ SEAT_REACH = 1.5  # metres from a seat within which a member may sit on it
 MOVE_SLACK = 0.25  # metres forgiven per move for client/server timing jitter
 MAX_MOVE_WINDOW = 1.0  # seconds of walking one move may claim at most
 MAX_HELD_DIRECTS = 256  # directed envelopes kept for an away member
-MAX_HELD = 256  # room envelopes kept for an away member (beyond: the seq shows the gap)
+RECENT = 256  # room envelopes kept (in memory) for members who resume (beyond: a seq gap)
 REPLIES_KEPT = 16  # client message ids remembered per member (with the reply they got)
 MUTED_NOTICE_EVERY = 5.0  # seconds between "you are muted" errors to a muted speaker
 
@@ -70,7 +72,7 @@ class Member:
     account: str | None = None  # a facilitator's account name, for the audit log only
     address: tuple[str, bytes] | None = None  # (day, keyed hash) for a ban; never the address
     last_envelope: float = float("-inf")  # for slow mode
-    # Envelopes (room and directed) that arrived while away, handed over on resume.
+    # Directed envelopes (sender keys) that arrived while away, handed over on resume.
     held: list[dict[str, Any]] = field(default_factory=list)
     muted_notice: float = float("-inf")
     # client message id -> the reply it got (a resend is answered the same, never redone)
@@ -102,7 +104,8 @@ class Room:
     capacity: int = field(init=False)
     lobby_on: bool = field(init=False)
     waiting: dict[str, Member] = field(default_factory=dict)  # the lobby, first come first
-    away: set[str] = field(default_factory=set)  # members away, inside their grace period
+    # the last room envelopes (ciphertext, in memory only), for members who resume
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
     locked: bool = False
     slow_mode: float = 0.0  # seconds between a participant's messages; 0 is off
     private: dict[str, frozenset[str]] = field(default_factory=dict)  # corner -> its members
@@ -217,9 +220,10 @@ class Room:
             return self.lobby_update()
         member = self.members.pop(member_id, None)
         self._moved.discard(member_id)
-        self.away.discard(member_id)
         if member is None:
             return []
+        if not self.members:  # nobody left who could ask for them
+            self.recent.clear()
         self.voice.forget(member_id)
         self.epoch += 1
         effects: list[Effect] = [self._broadcast({
@@ -239,11 +243,9 @@ class Room:
         member = self.members.get(member_id)
         if member is not None and member.attachment == attachment:
             member.away_since = now
-            self.away.add(member_id)
 
     def reattach(self, member: Member) -> int:
         member.away_since = None
-        self.away.discard(member.id)
         member.attachment += 1
         return member.attachment
 
@@ -345,18 +347,21 @@ class Room:
         if client_id is not None:
             message["id"] = sent["id"] = client_id
             member.remember(client_id, sent)
-        if self.away:
-            self._hold(message, member.id)
+        self.recent.append(message)
         if ref is not None:
             sent["ref"] = ref
         return [out, Reply(sent)]
 
-    def _hold(self, message: dict[str, Any], sender: str) -> None:
-        """Kept for each away member, delivered right after the welcome of its resume."""
-        for member_id in self.away:
-            away = self.members.get(member_id)
-            if away is not None and member_id != sender and len(away.held) < MAX_HELD:
-                away.held.append(message)
+    def missed(self, member: Member, seen: int | None, away_since: float | None
+               ) -> list[dict[str, Any]]:
+        """The room envelopes a resuming member did not get: after `seen` (the last seq it
+        says it saw), or since it went away."""
+        if seen is not None:
+            return [m for m in self.recent if m["seq"] > seen and m["from"] != member.id]
+        if away_since is None:
+            return []
+        since = int(away_since * 1000)
+        return [m for m in self.recent if m["ts"] >= since and m["from"] != member.id]
 
     def _corner_envelope(self, member: Member, body: str, commitment: str, ref: str | None,
                          ts: int, tag: Any, zone: str, client_id: str | None) -> list[Effect]:
@@ -387,7 +392,7 @@ class Room:
             raise ProtocolError("envelope_too_large", ref=ref)
         message = {"type": "direct", "from": member.id, "body": body}
         if recipient.away_since is not None:  # keep sender keys for a member who will resume
-            if len(recipient.held) >= MAX_HELD + MAX_HELD_DIRECTS:
+            if len(recipient.held) >= MAX_HELD_DIRECTS:
                 raise ProtocolError("recipient_not_found", "The recipient is away and has too "
                                                            "much waiting already.", ref)
             recipient.held.append(message)
@@ -518,7 +523,7 @@ class Room:
             self.voice.forget(member)
         self.members.clear()
         self.waiting.clear()
-        self.away.clear()
+        self.recent.clear()
         self.hands.clear()
         self.private.clear()
         self._moved.clear()
@@ -556,7 +561,7 @@ class Room:
         self.stick_on, self.stick_holder = bool(state["stick_on"]), state["stick_holder"]
         self.hands = list(state["hands"])
         self.members.clear()
-        self.away.clear()
+        self.recent.clear()
         for m in state["members"]:
             member = Member(
                 id=m["id"], pseudonym=m["pseudonym"], avatar=m["avatar"], role=m["role"],
@@ -569,7 +574,6 @@ class Room:
                 if m["address"] else None,
                 replies={str(k): dict(v) for k, v in m.get("replies", {}).items()})
             self.members[member.id] = member
-            self.away.add(member.id)
 
     # --- time -----------------------------------------------------------------
 

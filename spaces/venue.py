@@ -271,12 +271,13 @@ class Venue:
         effects: list[Effect] = []
         if member.away_since is None:  # the old connection is still open: it loses the member
             effects.append(Detach(member.id, RESUMED_ELSEWHERE, "resumed on another connection"))
+        missed = room.missed(member, msg.seq, member.away_since)
         attachment = room.reattach(member)
         token = self._issue_session(room.id, member.id, _digest(msg.token))
         held, member.held = member.held, []
         return Seat(room.id, member.id, attachment), [
             *effects, Attach(room.id, member.id), Reply(self._welcome(room, member, token, True)),
-            *(Send(member.id, message) for message in held)]
+            *(Send(member.id, message) for message in [*held, *missed])]
 
     # --- members' messages --------------------------------------------------------
 

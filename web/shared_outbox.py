@@ -4,9 +4,10 @@ Every alert is journaled on the node's own disk first (moderation/outbox.py), th
 copied into the shared stream `outbox` (`hearth:log:outbox` on Redis) with the
 node's id; the copy goes when the alert was delivered. Each node holds a lease
 on its own name (`outbox:<node>`) and renews it every second. A node whose lease
-ran out has gone away: the first other node to take that lease adopts its
-alerts from the stream and delivers them, in the order they were raised, and
-keeps the lease while any is left. While Redis is away nothing changes: each
+ran out has gone away — or a node found it gone (spaces/host.py takes its lease
+at once): the node holding that lease adopts its alerts from the stream and
+delivers them, in the order they were raised, and keeps the lease while any is
+left. While Redis is away nothing changes: each
 node delivers its own alerts, and copies what it could not copy once Redis is
 back.
 
@@ -25,9 +26,10 @@ from twisted.logger import Logger
 
 from hearth.moderation.outbox import Item, Outbox
 from hearth.spaces.broker import Broker
+from hearth.spaces.host import OUTBOX_LEASE_TTL as LEASE_TTL
+from hearth.spaces.host import outbox_lease
 
 STREAM = "outbox"
-LEASE_TTL = 10.0  # seconds a node's alerts stay its own after its last renewal
 
 
 class SharedOutbox:
@@ -72,7 +74,7 @@ class SharedOutbox:
     async def sync(self) -> None:
         """Once a second: keep our own alerts ours, copy what is not copied yet, retry
         deletions, and take over the alerts of nodes that went away."""
-        if not await self.broker.lease(f"outbox:{self.node_id}", self.node_id, LEASE_TTL):
+        if not await self.broker.lease(outbox_lease(self.node_id), self.node_id, LEASE_TTL):
             return  # the shared store is away: every node delivers its own
         for item in [i for i in self.outbox.pending() if i.sid is None and not i.adopted]:
             await self.added(item)
@@ -94,7 +96,7 @@ class SharedOutbox:
                 by_node.setdefault(node, []).append((sid, record))
         now = self.clock()
         for node, records in by_node.items():
-            if not await self.broker.lease(f"outbox:{node}", self.node_id, LEASE_TTL):
+            if not await self.broker.lease(outbox_lease(node), self.node_id, LEASE_TTL):
                 continue  # its node (or another node that adopted them) delivers them
             for sid, record in records:
                 try:

@@ -214,6 +214,10 @@ async def test_a_lease_has_one_holder_is_extended_by_it_and_expires(brokers: Any
     assert not await a.lease(name, one, 5)
     await b.release_lease(name, two)
     assert await a.lease(name, one, 5)
+    # a node found gone: its lease is taken from it at once, and only from it
+    assert not await b.take_lease(name, two, unique("other"), 5)
+    assert await b.take_lease(name, two, one, 5)
+    assert not await a.lease(name, one, 5)
 
 
 @pytest_twisted.ensureDeferred

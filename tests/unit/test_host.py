@@ -14,6 +14,7 @@ import pytest
 
 from hearth.spaces import relay
 from hearth.spaces.host import (
+    Call,
     ANSWER_WITHIN,
     ASK_TIMEOUT,
     HOLD_AT_MOST,
@@ -148,11 +149,14 @@ def room_on_node1_members_on_both() -> tuple[Nodes, Client, Client, Client]:
 
 def test_a_frame_sent_to_a_killed_owner_is_answered_and_the_room_moves_at_once() -> None:
     nodes, _, b, c = room_on_node1_members_on_both()
+    nodes._call(Call("lease", ("outbox:node1", "node1", 10.0)))  # its alerts, its own
     nodes.kill("node1")
     envelope(nodes, b, "QUFBQQ==", "b-1")  # nobody listens on node1's inbox any more
     assert b.last("moving")["room"] == "circle" and b.closed is not None
     assert b.closed[0] == ROOM_MOVED
     assert "b-1" not in json.dumps(b.of("sent"))  # not acknowledged: the client sends it again
+    # its undelivered alerts are taken over now, not when its lease runs out
+    assert nodes.store._get("lease:outbox:node1") == "node2"
     # b resumes on node2: node2 takes the room over from its saved state, same pseudonym
     back = resume(nodes, "node2", welcome(b)["token"])
     assert welcome(back)["resumed"] and welcome(back)["member"] == welcome(b)["member"]
