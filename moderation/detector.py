@@ -248,13 +248,19 @@ class SeverityPolicy:
     combos: tuple[Combo, ...] = ()
 
 
+# A candidate (matcher mi, slot si) is one number, mi * SLOT_CODES + (SLOT_CODES - 1 - si), so
+# that ascending order is matcher by matcher, later slots first.
+SLOT_CODES = 16
+
+
 @dataclass(frozen=True)
 class _Index:
     matchers: tuple[tuple[Slot, ...], ...]
-    words: Mapping[str, tuple[tuple[int, int], ...]]
-    prefixes: Mapping[str, tuple[tuple[int, int], ...]]
+    # word, prefix or number unit -> candidates, in ascending order
+    words: Mapping[str, tuple[int, ...]]
+    prefixes: Mapping[str, tuple[int, ...]]
     prefix_lengths: tuple[int, ...]
-    numbers: Mapping[str, tuple[tuple[int, int], ...]]
+    numbers: Mapping[str, tuple[int, ...]]
     rule_matchers: tuple[tuple[int, ...], ...]
     exception_matchers: Mapping[str, tuple[int, ...]]
     negation_matchers: tuple[int, ...]
@@ -264,6 +270,9 @@ class _Index:
     typo_keys: Mapping[str, tuple[str, ...]]
     # Every word the pack knows: such a token is never read as a typo of another.
     vocabulary: frozenset[str]
+    # Where each matcher's slots start in one flat list of all slots, and each slot's gap.
+    slot_start: tuple[int, ...]
+    gaps: tuple[int, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,20 +308,21 @@ def _deletions(word: str) -> list[str]:
 
 def _build_index(pack: RulePack) -> _Index:
     matchers: list[tuple[Slot, ...]] = []
-    words: dict[str, list[tuple[int, int]]] = {}
-    prefixes: dict[str, list[tuple[int, int]]] = {}
-    numbers: dict[str, list[tuple[int, int]]] = {}
+    words: dict[str, list[int]] = {}
+    prefixes: dict[str, list[int]] = {}
+    numbers: dict[str, list[int]] = {}
 
     def add(pattern: Pattern) -> int:
         mi = len(matchers)
         matchers.append(pattern.slots)
         for si, slot in enumerate(pattern.slots):
+            code = mi * SLOT_CODES + (SLOT_CODES - 1 - si)
             for w in slot.words:
-                words.setdefault(w, []).append((mi, si))
+                words.setdefault(w, []).append(code)
             for p in slot.prefixes:
-                prefixes.setdefault(p, []).append((mi, si))
+                prefixes.setdefault(p, []).append(code)
             for n in slot.numbers:
-                numbers.setdefault(n, []).append((mi, si))
+                numbers.setdefault(n, []).append(code)
         return mi
 
     rule_matchers = tuple(tuple(add(p) for p in rule.patterns) for rule in pack.rules)
@@ -327,17 +337,21 @@ def _build_index(pack: RulePack) -> _Index:
                   *pack.not_typos}
     for expansion in pack.aliases.values():
         vocabulary.update(expansion)
+    slot_start = [0]
+    for slots in matchers:
+        slot_start.append(slot_start[-1] + len(slots))
     return _Index(matchers=tuple(matchers),
-                  words={k: tuple(v) for k, v in words.items()},
-                  prefixes={k: tuple(v) for k, v in prefixes.items()},
+                  words={k: tuple(sorted(v)) for k, v in words.items()},
+                  prefixes={k: tuple(sorted(v)) for k, v in prefixes.items()},
                   prefix_lengths=tuple(sorted({len(p) for p in prefixes})),
-                  numbers={k: tuple(v) for k, v in numbers.items()},
+                  numbers={k: tuple(sorted(v)) for k, v in numbers.items()},
                   rule_matchers=rule_matchers, exception_matchers=exception_matchers,
                   negation_matchers=negation_matchers,
                   matcher_words=tuple(frozenset(w for slot in slots for w in slot.words)
                                       for slots in matchers),
                   typo_keys={k: tuple(sorted(v)) for k, v in typo_keys.items()},
-                  vocabulary=frozenset(vocabulary))
+                  vocabulary=frozenset(vocabulary), slot_start=tuple(slot_start),
+                  gaps=tuple(slot.gap for slots in matchers for slot in slots))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -387,13 +401,17 @@ def typo_words(pack: RulePack, text: str) -> tuple[str, ...]:
     return tuple(sorted(found))
 
 
-def _candidates(index: _Index, text: str, into: set[tuple[int, int]]) -> None:
-    """The (matcher, slot) pairs a word or prefix of `text` fills."""
-    into.update(index.words.get(text, ()))
+def _candidates(index: _Index, text: str, into: list[tuple[int, ...]]) -> None:
+    """The candidate lists of every word and prefix of `text`."""
+    listed = index.words.get(text)
+    if listed:
+        into.append(listed)
     for length in index.prefix_lengths:
         if length > len(text):
             break
-        into.update(index.prefixes.get(text[:length], ()))
+        found = index.prefixes.get(text[:length])
+        if found:
+            into.append(found)
 
 
 def _scan(pack: RulePack, tokens: Sequence[Token]) -> list[list[tuple[int, int]]]:
@@ -404,35 +422,41 @@ def _scan(pack: RulePack, tokens: Sequence[Token]) -> list[list[tuple[int, int]]
     never allows less than an earlier one, so one pass suffices.
     """
     index = pack._index
-    matchers = index.matchers
-    last_end = [[-1] * len(slots) for slots in matchers]
-    last_start = [[-1] * len(slots) for slots in matchers]
-    found: list[list[tuple[int, int]]] = [[] for _ in matchers]
+    slot_start, gaps = index.slot_start, index.gaps
+    last_end = [-1] * len(gaps)
+    last_start = [-1] * len(gaps)
+    found: list[list[tuple[int, int]]] = [[] for _ in index.matchers]
     for p, token in enumerate(tokens):
         text = token.text
-        candidates: set[tuple[int, int]] = set()
-        _candidates(index, text, candidates)
+        lists: list[tuple[int, ...]] = []
+        _candidates(index, text, lists)
         for typo in typo_words(pack, text):
-            _candidates(index, typo, candidates)
+            _candidates(index, typo, lists)
         digits = 0
         while digits < len(text) and text[digits] in ASCII_DIGITS:
             digits += 1
         if digits:
-            candidates.update(index.numbers.get(text[digits:], ()))
-        # Later slots first, so one token never fills two neighbouring slots.
-        for mi, si in sorted(candidates, key=lambda c: (c[0], -c[1])):
-            slots = matchers[mi]
-            if si == 0:
+            units = index.numbers.get(text[digits:])
+            if units:
+                lists.append(units)
+        if not lists:
+            continue
+        # Later slots first, so one token never fills two neighbouring slots: each list is
+        # already in that order; several are merged and sorted.
+        candidates = lists[0] if len(lists) == 1 else sorted({c for li in lists for c in li})
+        for code in candidates:
+            mi, rest = divmod(code, SLOT_CODES)
+            at = slot_start[mi] + SLOT_CODES - 1 - rest
+            if at == slot_start[mi]:
                 start = p
             else:
-                prev = last_end[mi][si - 1]
-                if (prev < 0 or p - prev - 1 > slots[si].gap
-                        or tokens[prev].clause != token.clause):
+                prev = last_end[at - 1]
+                if prev < 0 or p - prev - 1 > gaps[at] or tokens[prev].clause != token.clause:
                     continue
-                start = last_start[mi][si - 1]
-            last_end[mi][si] = p
-            last_start[mi][si] = start
-            if si == len(slots) - 1:
+                start = last_start[at - 1]
+            last_end[at] = p
+            last_start[at] = start
+            if at == slot_start[mi + 1] - 1:
                 found[mi].append((start, p))
     return found
 

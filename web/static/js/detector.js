@@ -38,6 +38,9 @@ const MIN_TYPO_WORD = 5;
 const MIN_TYPO_TOKEN = 4;
 const MAX_TYPO_TOKEN = 32;
 const CENSOR = "*"; // between two letters it stands for a hidden one ("s*icide")
+const SLOT_CODES = 16; // more than MAX_SLOTS: a candidate is matcher * 16 + (15 - slot)
+const SURROGATE = /[\uD800-\uDFFF]/;
+const NONE = Object.freeze([]);
 
 const APOSTROPHES = new Set(["'", "\u2019", "\u2018", "\u02bc", "`", "\u00b4"]);
 const SENTENCE_BREAKS = new Set([".", "!", "?", ";", "\u2026", "\n", "\r", "\u00a1", "\u00bf"]);
@@ -252,13 +255,15 @@ function buildIndex(pack) {
     if (list) list.push(value);
     else map.set(key, [value]);
   };
+  // A candidate (matcher mi, slot si) is one number that sorts as (mi, -si): see scan().
   const add = (slots) => {
     const mi = matchers.length;
     matchers.push(slots);
     slots.forEach((slot, si) => {
-      for (const w of slot.words) push(words, w, [mi, si]);
-      for (const p of slot.prefixes) push(prefixes, p, [mi, si]);
-      for (const n of slot.numbers) push(numbers, n, [mi, si]);
+      const code = mi * SLOT_CODES + (SLOT_CODES - 1 - si);
+      for (const w of slot.words) push(words, w, code);
+      for (const p of slot.prefixes) push(prefixes, p, code);
+      for (const n of slot.numbers) push(numbers, n, code);
     });
     return mi;
   };
@@ -266,6 +271,8 @@ function buildIndex(pack) {
   const exceptionMatchers = new Map();
   for (const [name, set] of pack.exceptions) exceptionMatchers.set(name, set.patterns.map(add));
   const negationMatchers = pack.negationUnless.map(add);
+  // Each list in candidate order, so a token with one list needs no sort.
+  for (const map of [words, prefixes, numbers]) for (const list of map.values()) list.sort((a, b) => a - b);
   // Per matcher, the words of its slots: a cue that is one of them is part of the phrase.
   const matcherWords = matchers.map((slots) => new Set(slots.flatMap((slot) => slot.words)));
   // A typo word and each of its one-letter deletions -> the typo words they come from.
@@ -278,7 +285,17 @@ function buildIndex(pack) {
   for (const reading of pack.aliases.values()) for (const w of reading) vocabulary.add(w);
   // Prefix lengths in code points, as Python counts them.
   const prefixLengths = [...new Set([...prefixes.keys()].map((p) => Array.from(p).length))].sort((a, b) => a - b);
-  return { matchers, words, prefixes, numbers, prefixLengths, ruleMatchers, exceptionMatchers, negationMatchers, matcherWords, typoKeys, vocabulary };
+  // Per slot of every matcher, its gap; and where each matcher's slots start in the flat arrays.
+  const slotStart = new Int32Array(matchers.length + 1);
+  matchers.forEach((slots, mi) => { slotStart[mi + 1] = slotStart[mi] + slots.length; });
+  const gaps = new Int32Array(slotStart[matchers.length]);
+  matchers.forEach((slots, mi) => slots.forEach((slot, si) => { gaps[slotStart[mi] + si] = slot.gap; }));
+  return {
+    matchers, words, prefixes, numbers, prefixLengths, ruleMatchers, exceptionMatchers, negationMatchers,
+    matcherWords, typoKeys, vocabulary, slotStart, gaps,
+    // Scratch for scan(): reused by every call (detect never runs re-entrantly).
+    lastEnd: new Int32Array(gaps.length), lastStart: new Int32Array(gaps.length),
+  };
 }
 
 /** Each one-letter deletion of a word given as code points. */
@@ -303,67 +320,84 @@ export function read(pack, text) {
 
 /** The typo words `text` is one slip away from (none if it is a word of the pack). */
 function typoWordsOf(index, text) {
-  if (!index.typoKeys.size || index.vocabulary.has(text)) return [];
-  const cps = Array.from(text);
-  if (cps.length < MIN_TYPO_TOKEN || cps.length > MAX_TYPO_TOKEN) return [];
-  const found = new Set();
-  for (const key of [text, ...deletions(cps)]) {
+  if (!index.typoKeys.size || text.length < MIN_TYPO_TOKEN || index.vocabulary.has(text)) return NONE;
+  const cps = SURROGATE.test(text) ? Array.from(text) : null;
+  const length = cps ? cps.length : text.length;
+  if (length < MIN_TYPO_TOKEN || length > MAX_TYPO_TOKEN) return NONE;
+  let found = NONE;
+  const take = (key) => {
     const list = index.typoKeys.get(key);
-    if (list) for (const w of list) found.add(w);
+    if (!list) return;
+    if (found === NONE) found = [];
+    for (const w of list) if (!found.includes(w)) found.push(w);
+  };
+  take(text);
+  for (let i = 0; i < length; i++) {
+    take(cps ? cps.slice(0, i).join("") + cps.slice(i + 1).join("") : text.slice(0, i) + text.slice(i + 1));
   }
-  return [...found];
+  return found;
 }
 
 // ---- matching ---------------------------------------------------------------
 
-/** Every [start, end] token span where each matcher completes; see _scan in detector.py. */
+/** The candidate lists (see buildIndex) of every word and prefix of `word`, into `out`. */
+function lookup(index, word, out) {
+  const listed = index.words.get(word);
+  if (listed) out.push(listed);
+  if (!index.prefixLengths.length) return;
+  const cps = SURROGATE.test(word) ? Array.from(word) : null;
+  const length = cps ? cps.length : word.length;
+  for (const n of index.prefixLengths) {
+    if (n > length) break;
+    const found = index.prefixes.get(cps ? cps.slice(0, n).join("") : word.slice(0, n));
+    if (found) out.push(found);
+  }
+}
+
+/**
+ * Every [start, end] token span where each matcher completes (an array per matcher that
+ * completed, undefined for the others); see _scan in detector.py.
+ */
 function scan(index, tokens) {
-  const { matchers } = index;
-  const lastEnd = matchers.map((slots) => new Array(slots.length).fill(-1));
-  const lastStart = matchers.map((slots) => new Array(slots.length).fill(-1));
-  const found = matchers.map(() => []);
+  const { slotStart, gaps, lastEnd, lastStart } = index;
+  lastEnd.fill(-1);
+  lastStart.fill(-1);
+  const found = new Array(index.matchers.length);
+  const lists = [];
   for (let p = 0; p < tokens.length; p++) {
     const token = tokens[p];
     const text = token.text;
-    const candidates = [];
-    const take = (list) => {
-      if (list) for (const c of list) candidates.push(c);
-    };
-    const lookup = (word) => {
-      take(index.words.get(word));
-      if (!index.prefixLengths.length) return;
-      const cps = Array.from(word);
-      const bmp = cps.length === word.length;
-      for (const length of index.prefixLengths) {
-        if (length > cps.length) break;
-        take(index.prefixes.get(bmp ? word.slice(0, length) : cps.slice(0, length).join("")));
-      }
-    };
-    lookup(text);
-    for (const typo of typoWordsOf(index, text)) lookup(typo);
+    lists.length = 0;
+    lookup(index, text, lists);
+    for (const typo of typoWordsOf(index, text)) lookup(index, typo, lists);
     let digits = 0;
     while (digits < text.length && isDigit(text[digits])) digits += 1;
-    if (digits) take(index.numbers.get(text.slice(digits)));
-    if (!candidates.length) continue;
-    // Later slots first, so one token never fills two neighbouring slots.
-    candidates.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
-    let previous = null;
+    if (digits) {
+      const units = index.numbers.get(text.slice(digits));
+      if (units) lists.push(units);
+    }
+    if (!lists.length) continue;
+    // Later slots first, so one token never fills two neighbouring slots: each list is
+    // already in that order; several are merged and sorted.
+    const candidates = lists.length === 1 ? lists[0] : lists.flat().sort((a, b) => a - b);
+    let previous = -1;
     for (const c of candidates) {
-      if (previous && previous[0] === c[0] && previous[1] === c[1]) continue;
+      if (c === previous) continue;
       previous = c;
-      const [mi, si] = c;
-      const slots = matchers[mi];
+      const mi = Math.floor(c / SLOT_CODES);
+      const si = SLOT_CODES - 1 - (c % SLOT_CODES);
+      const at = slotStart[mi] + si;
       let start;
       if (si === 0) {
         start = p;
       } else {
-        const prev = lastEnd[mi][si - 1];
-        if (prev < 0 || p - prev - 1 > slots[si].gap || tokens[prev].clause !== token.clause) continue;
-        start = lastStart[mi][si - 1];
+        const prev = lastEnd[at - 1];
+        if (prev < 0 || p - prev - 1 > gaps[at] || tokens[prev].clause !== token.clause) continue;
+        start = lastStart[at - 1];
       }
-      lastEnd[mi][si] = p;
-      lastStart[mi][si] = start;
-      if (si === slots.length - 1) found[mi].push([start, p]);
+      lastEnd[at] = p;
+      lastStart[at] = start;
+      if (at === slotStart[mi + 1] - 1) (found[mi] ??= []).push([start, p]);
     }
   }
   return found;
@@ -401,7 +435,7 @@ export function detect(pack, text) {
 
   const excused = new Set();
   for (const mi of index.negationMatchers) {
-    for (const [start, end] of found[mi]) for (let i = start; i <= end; i++) excused.add(i);
+    for (const [start, end] of found[mi] ?? []) for (let i = start; i <= end; i++) excused.add(i);
   }
 
   // Per exception set: the clauses and sentences where it matched, and whether anywhere.
@@ -411,7 +445,7 @@ export function detect(pack, text) {
     const clauses = new Set();
     const sentences = new Set();
     for (const mi of matcherIds) {
-      for (const [start] of found[mi]) {
+      for (const [start] of found[mi] ?? []) {
         clauses.add(tokens[start].clause);
         sentences.add(tokens[start].sentence);
       }
@@ -431,7 +465,7 @@ export function detect(pack, text) {
   let fired = [];
   pack.rules.forEach((rule, ri) => {
     if (rule.unless.some((name) => exceptedMessage.has(name))) return;
-    const hit = index.ruleMatchers[ri].some((mi) => found[mi].some(([start, end]) =>
+    const hit = index.ruleMatchers[ri].some((mi) => (found[mi] ?? []).some(([start, end]) =>
       !(rule.negatable && negated(pack, tokens, mi, start, end, excused)) && !exceptedAt(rule, start)));
     if (hit) fired.push(rule);
   });
