@@ -539,7 +539,8 @@ def _judge(pack: RulePack, fired: Sequence[Rule]) -> Detection | None:
         weights[rule.category] = min(policy.category_cap,
                                      weights.get(rule.category, 0) + rule.weight)
     main = [c for c in CATEGORIES if c in weights and c not in MODIFIER_CATEGORIES]
-    if not main:
+    # A time says when, not whether: it adds to severity, never makes a detection.
+    if sum(weights[c] for c in main) < policy.low:
         return None
     score = sum(weights.values())
     rank = 2 if score >= policy.high else 1 if score >= policy.medium else 0 if score >= policy.low \

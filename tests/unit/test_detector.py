@@ -230,7 +230,8 @@ def test_severity_from_capped_weights_combos_and_modifiers() -> None:
               {"id": "low", "category": "farewell", "weight": 2, "patterns": ["bye"]}])
     assert detect(p, "tonight") is None  # a timeframe alone is not a sign
     assert detect(p, "bye") is None  # below `low`
-    assert detect(p, "bye tonight").severity == "low"  # type: ignore[union-attr]
+    assert detect(p, "bye tonight") is None  # a time adds to severity, never makes a detection
+    assert detect(p, "bye pills").severity == "medium"  # type: ignore[union-attr]
     assert detect(p, "die").severity == "medium"  # type: ignore[union-attr]
     both = detect(p, "die dead")  # 10, capped at 6: one kind of sign stays medium
     assert both is not None and both.severity == "medium" and both.rule_ids == ("w1", "w2")
@@ -311,7 +312,7 @@ def test_exceptions_in_the_same_clause_only() -> None:
 
 
 def test_requires_a_category_or_a_rule_beside_it() -> None:
-    p = pack([{"id": "do", "category": "intent", "weight": 2, "min_severity": "high",
+    p = pack([{"id": "do", "category": "intent", "weight": 3, "min_severity": "high",
                "patterns": ["do it"], "requires": ["alone", "means_method"]},
               {"id": "alone", "category": "timeframe", "weight": 3, "patterns": ["everyone asleep"]},
               {"id": "tonight", "category": "timeframe", "weight": 2, "patterns": ["tonight"]},

@@ -481,7 +481,8 @@ function judge(pack, fired) {
     weights.set(rule.category, Math.min(policy.categoryCap, (weights.get(rule.category) ?? 0) + rule.weight));
   }
   const main = CATEGORIES.filter((c) => weights.has(c) && !MODIFIERS.has(c));
-  if (!main.length) return null;
+  // A time says when, not whether: it adds to severity, never makes a detection.
+  if (main.reduce((sum, c) => sum + weights.get(c), 0) < policy.low) return null;
   let score = 0;
   for (const w of weights.values()) score += w;
   let rank = score >= policy.high ? 2 : score >= policy.medium ? 1 : score >= policy.low ? 0 : -1;
