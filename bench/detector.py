@@ -23,16 +23,15 @@ import json
 import os
 import random
 import sys
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 from hearth.moderation.crisis_config import load_crisis, pack_to_json
 from hearth.moderation.detector import RulePack
 from hearth.moderation.detector_eval import DEFAULT_CORPUS, load_corpus
+from tests.browser.runner import serving
 
 CHROMIUM = "/usr/bin/chromium"
 DETECTOR_JS = Path(__file__).resolve().parents[1] / "web" / "static" / "js" / "detector.js"
@@ -86,42 +85,21 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-@contextmanager
-def serve(files: dict[str, tuple[bytes, str]]) -> Iterator[str]:
-    """The files on a free loopback port, until the block ends."""
-    handler = type("Handler", (_Handler,), {"files": files})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def corpus_messages(texts: Sequence[str], count: int, rng: random.Random) -> list[str]:
-    """Messages of exactly MESSAGE_CHARS characters made of corpus lines."""
+def messages(pool: Sequence[str], count: int, rng: random.Random) -> list[str]:
+    """Messages of exactly MESSAGE_CHARS characters made of random pieces of `pool`."""
     out = []
     for _ in range(count):
         parts: list[str] = []
         while sum(len(p) + 1 for p in parts) < MESSAGE_CHARS:
-            parts.append(rng.choice(texts))
+            parts.append(rng.choice(pool))
         out.append(" ".join(parts)[:MESSAGE_CHARS])
     return out
 
 
-def near_misses(pack: RulePack, count: int, rng: random.Random) -> list[str]:
-    """Messages of the pack's own words and negations, with no breaks: every token is a candidate."""
-    vocabulary = sorted({w for rule in pack.rules for p in rule.patterns for s in p.slots
-                         for w in s.words} | set(pack.negation_cues) | set(pack.aliases))
-    out = []
-    for _ in range(count):
-        words: list[str] = []
-        while sum(len(w) + 1 for w in words) < MESSAGE_CHARS:
-            words.append(rng.choice(vocabulary))
-        out.append(" ".join(words)[:MESSAGE_CHARS])
-    return out
+def vocabulary(pack: RulePack) -> list[str]:
+    """The pack's own words, negations and alias variants: as near-misses, every one a candidate."""
+    return sorted({w for rule in pack.rules for p in rule.patterns for s in p.slots
+                   for w in s.words} | set(pack.negation_cues) | set(pack.aliases))
 
 
 def _summary(values: Sequence[float]) -> dict[str, float]:
@@ -138,19 +116,19 @@ def run(count: int, repeat: int, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     lines = load_corpus([DEFAULT_CORPUS])
     packs = {lang: pack_to_json(pack) for lang, pack in sorted(crisis.packs.items())}
-    messages = {lang: {"corpus": corpus_messages([x.text for x in lines if x.language == lang],
-                                                 count, rng),
-                       "near_misses": near_misses(crisis.packs[lang], count, rng)}
-                for lang in packs}
+    texts = {lang: {"corpus": messages([x.text for x in lines if x.language == lang], count, rng),
+                    "near_misses": messages(vocabulary(crisis.packs[lang]), count, rng)}
+             for lang in packs}
     script = DETECTOR_JS.read_bytes()
-    files = {"/": (PAGE, "text/html"), "/js/detector.js": (script, "text/javascript")}
-    with serve(files) as url, sync_playwright() as playwright:
+    handler = type("Handler", (_Handler,), {"files": {
+        "/": (PAGE, "text/html"), "/js/detector.js": (script, "text/javascript")}})
+    with serving(handler, "bench-detector") as url, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=[
             "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         try:
             page = browser.new_page()
             page.goto(url + "/")
-            measured = page.evaluate(BENCH_JS, {"packs": packs, "messages": messages,
+            measured = page.evaluate(BENCH_JS, {"packs": packs, "messages": texts,
                                                 "repeat": repeat})
             version = browser.version
         finally:
