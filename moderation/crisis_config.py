@@ -535,8 +535,11 @@ def _no_variants(r: _Reader, aliases: Mapping[str, tuple[str, ...]], cues: Seque
                  breaks: Sequence[str], negation_unless: Sequence[Pattern],
                  exceptions: Mapping[str, ExceptionSet], rules: Sequence[Rule]) -> None:
     """A word the detector never sees (an alias variant is replaced before matching) is a mistake."""
+    reported: set[tuple[str, str]] = set()
+
     def check(where: str, word: str) -> None:
-        if word in aliases:
+        if word in aliases and (where, word) not in reported:
+            reported.add((where, word))
             r.fail(where, f"{' '.join(aliases[word])!r}, not {word!r}: an alias variant is read "
                           f"as its reading before matching")
     for word in (*cues, *breaks):

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from hearth.moderation.crisis_config import CrisisConfig, pack_to_json
+from hearth.moderation.crisis_config import CrisisConfig, pack_to_json, parse_rule_pack
 from hearth.moderation.detector import RulePack, detect, tokenize
 from hearth.moderation.detector_eval import DEFAULT_CORPUS, load_corpus
 from tests.browser.runner import RunnerPage, runner_page
-from tests.support.detector_cases import load_cases
+from tests.support.detector_cases import HOSTILE_TEXT, hostile_pack_data, load_cases
 
 pytestmark = pytest.mark.browser
 
@@ -167,6 +167,14 @@ def test_large_texts_complete_in_the_browser(browser: RunnerPage,
              "me quiero morir " * 300, "\U0001d518" * 5000]
     result = browser.call("large", packs_json["en"], texts)
     assert result["count"] == len(texts)
+
+
+def test_a_hostile_pack_completes_in_the_browser(browser: RunnerPage) -> None:
+    """Every limit of format 2 at once (see the unit test): the page stays responsive."""
+    hostile = pack_to_json(parse_rule_pack(hostile_pack_data(), "hostile.toml"))
+    result = browser.call("large", hostile, [HOSTILE_TEXT, HOSTILE_TEXT.upper()])
+    assert result["count"] == 2
+    assert browser.page_errors == []
 
 
 def _broken(pack: dict[str, Any], path: str, value: Any) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from hearth.moderation.detector import (
     tokenize,
     typo_words,
 )
-from tests.support.detector_cases import case_id, load_cases
+from tests.support.detector_cases import HOSTILE_TEXT, case_id, hostile_pack_data, load_cases
 
 CASES = load_cases()
 KINDS = ("negation", "hyperbole", "ordinary", "intent", "means", "timeframe", "farewell",
@@ -346,3 +346,14 @@ def test_format_2_keys_survive_json_for_the_browser(crisis: CrisisConfig) -> Non
     assert data["aliases"]["kms"] == ["kill", "myself"]
     assert set(data["negation"]) == {"cues", "window", "breaks", "unless"}
     assert all(len(slot) == 4 for rule in data["rules"] for p in rule["patterns"] for slot in p)
+
+
+def test_a_hostile_pack_of_format_2_stays_bounded() -> None:
+    """Every limit at once, every token a candidate: detection completes (the work per token
+    is bounded by the pack, whatever it says) and still says only fixed strings."""
+    hostile = parse_rule_pack(hostile_pack_data(), "hostile.toml")
+    tokens = tokenize(HOSTILE_TEXT)
+    variants = sum(token.text in hostile.aliases for token in tokens)
+    assert variants > 300 and len(read(hostile, HOSTILE_TEXT)) == len(tokens) + 3 * variants
+    detection = detect(hostile, HOSTILE_TEXT)
+    assert detection is None or set(detection.rule_ids) <= {r.id for r in hostile.rules}
