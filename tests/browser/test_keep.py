@@ -15,7 +15,7 @@ import pytest
 import pytest_twisted
 
 from hearth.spaces.chat import GroupChat
-from tests.browser.harness import Browser, Page, keys_ready, log_has, open_page, say
+from tests.browser.harness import Browser, Page, chat_both_ways, keys_ready, log_has, open_page
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -54,22 +54,12 @@ async def joined_pair(server: LiveServer, page: Page, name: str) -> tuple[str, G
     return member, py
 
 
-async def talk(page: Page, py: GroupChat, member: str, tag: str) -> None:
-    await keys_ready(page, [py.client.member or ""])
-    await py.keys_from([member])
-    await say(page, f"browser says {tag}")
-    got = await py.next_message()
-    assert (got.sender, got.text) == (member, f"browser says {tag}")
-    await py.say(f"python says {tag}")
-    await log_has(page, f"python says {tag}")
-
-
 @pytest_twisted.ensureDeferred
 async def test_a_reload_and_a_language_switch_keep_the_identity_and_the_conversation(
         server: LiveServer, browser: Browser, pages: list[Page]) -> None:
     page = await open_page(browser, pages, server.http_url)
     member, py = await joined_pair(server, page, "Steady Heron")
-    await talk(page, py, member, "before the reload")
+    await chat_both_ways(page, py, member, "before the reload")
     fingerprint = await page.evaluate(MY_FINGERPRINT, member)
     assert fingerprint and fingerprint == py.session.fingerprint(member)
     [kept] = await page.evaluate(KEPT)
@@ -95,7 +85,7 @@ async def test_a_reload_and_a_language_switch_keep_the_identity_and_the_conversa
         # The others: "reconnected", never "keys changed"; the same fingerprint and safety code.
         back = await py.client.next("member_resumed")
         assert back["member"]["id"] == member
-        await talk(page, py, member, f"after the {how}")
+        await chat_both_ways(page, py, member, f"after the {how}")
         assert py.session.last_changes is not None and py.session.last_changes.keys_changed == ()
         assert py.session.fingerprint(member) == fingerprint
         await page.wait_for(
@@ -127,7 +117,7 @@ async def test_leaving_and_quick_exit_erase_what_was_kept(
         server: LiveServer, browser: Browser, pages: list[Page], neutral_site: str, how: str) -> None:
     page = await open_page(browser, pages, server.http_url)
     member, py = await joined_pair(server, page, "Quiet Wren")
-    await talk(page, py, member, "to be forgotten")
+    await chat_both_ways(page, py, member, "to be forgotten")
     assert [k["member"] for k in await kept_everywhere(page)] == [member]
     if how == "leave":
         await page.do(lambda p: p.click("#leave"))
@@ -135,9 +125,14 @@ async def test_leaving_and_quick_exit_erase_what_was_kept(
         await page.wait_for("""async () => {
           const dbs = await indexedDB.databases();
           if (!dbs.some((d) => d.name === 'hearth')) return true;
-          return new Promise((resolve) => { const r = indexedDB.open('hearth');
-            r.onsuccess = () => { const db = r.result; const all = db.transaction('keep')
-              .objectStore('keep').count(); all.onsuccess = () => { db.close(); resolve(all.result === 0); }; }; });
+          return new Promise((resolve) => {
+            const r = indexedDB.open('hearth');
+            r.onsuccess = () => {
+              const db = r.result;
+              const all = db.transaction('keep').objectStore('keep').count();
+              all.onsuccess = () => { db.close(); resolve(all.result === 0); };
+            };
+          });
         }""")
         assert await page.evaluate("() => sessionStorage.getItem('hearth.log.circle')") is None
     else:

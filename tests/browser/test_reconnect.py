@@ -13,7 +13,16 @@ import pytest
 import pytest_twisted
 
 from hearth.spaces.chat import GroupChat
-from tests.browser.harness import Browser, CuttableLink, Page, keys_ready, log_has, open_page, say, seated
+from tests.browser.harness import (
+    Browser,
+    CuttableLink,
+    Page,
+    chat_both_ways,
+    keys_ready,
+    log_has,
+    open_page,
+    seated,
+)
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -21,17 +30,6 @@ pytestmark = pytest.mark.browser
 SEAT = 5
 TOKEN = "() => sessionStorage.getItem('hearth.token.circle')"
 STATE = "(state) => document.getElementById('app').dataset.state === state"
-
-
-async def chat_both_ways(page: Page, py: GroupChat, member: str, tag: str) -> None:
-    assert py.client.member is not None
-    await keys_ready(page, [py.client.member])
-    await py.keys_from([member])
-    await say(page, f"browser says {tag}")
-    got = await py.next_message()
-    assert (got.sender, got.text) == (member, f"browser says {tag}")
-    await py.say(f"python says {tag}")
-    await log_has(page, f"python says {tag}")
 
 
 @pytest_twisted.ensureDeferred

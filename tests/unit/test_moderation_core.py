@@ -267,8 +267,8 @@ def test_a_private_corner_moves_a_bystander_out_and_nothing_of_it_reaches_them()
     reached |= {m for e in everything if isinstance(e, Voice) for m in e.listeners}
     assert reached == {wf["member"], wp["member"]}  # the hidden notice goes to both members
     assert not [e for e in everything if isinstance(e, Broadcast)]
-    assert [e for e in everything if isinstance(e, Send) and e.message["type"] == "direct"][
-        0].message["zone"] == "corner-west"
+    [direct] = [e for e in everything if isinstance(e, Send) and e.message["type"] == "direct"]
+    assert direct.message["zone"] == "corner-west"
     # The bystander may not speak in the corner, nor hand a corner key to a member of it.
     assert error_code(w.send(bystander, {"type": "envelope", "body": "AAAA", "commitment": COMMIT,
                                          "zone": "corner-west"})) == "not_in_zone"
