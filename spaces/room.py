@@ -277,6 +277,9 @@ class Room:
             raise ProtocolError("seat_taken")
         if member.pos.distance(seats[seat]) > SEAT_REACH:
             raise ProtocolError("seat_too_far")
+        zone = self.config.layout.zone_of(seats[seat])
+        if zone in self.private and member.id not in self.private[zone]:
+            raise ProtocolError("corner_private")  # a seat inside a private corner
         member.pos = seats[seat]
         self._moved.discard(member.id)
         return self._set_seat(member, seat)

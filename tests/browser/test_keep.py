@@ -59,6 +59,8 @@ async def test_a_reload_and_a_language_switch_keep_the_identity_and_the_conversa
         server: LiveServer, browser: Browser, pages: list[Page]) -> None:
     page = await open_page(browser, pages, server.http_url)
     member, py = await joined_pair(server, page, "Steady Heron")
+    observer = await open_page(browser, pages, server.http_url)  # another person's page
+    await observer.join("circle", pseudonym="Watching Fox")
     await chat_both_ways(page, py, member, "before the reload")
     fingerprint = await page.evaluate(MY_FINGERPRINT, member)
     assert fingerprint and fingerprint == py.session.fingerprint(member)
@@ -95,8 +97,11 @@ async def test_a_reload_and_a_language_switch_keep_the_identity_and_the_conversa
         await page.wait_for("(code) => document.getElementById('safety-code').textContent === code",
                             code)
         assert not py.rejected
-        # No warning at all on the page: no "keys changed", nothing refused.
-        assert await page.evaluate("() => document.querySelectorAll('#chat-log .warn').length") == 0
+        # No warning at all on either page: no "keys changed", nothing refused; the other
+        # person's page says "reconnected".
+        await log_has(observer, "Steady Heron reconnected.")
+        for p in (page, observer):
+            assert await p.evaluate("() => document.querySelectorAll('#chat-log .warn').length") == 0
         if how == "reload":
             # A message from before the reload can still be reported: its franking proof was kept.
             await page.evaluate("""() => [...document.querySelectorAll('.msg-report')]

@@ -340,3 +340,28 @@ def test_a_ticket_from_one_node_is_redeemed_once_by_the_node_that_runs_the_room(
                                                        "ticket": late})) == "forbidden"
     running.tick()
     assert running.venue._used_tickets == {}  # used nonces are kept only while they could count
+
+
+def test_a_seat_inside_a_private_corner_is_closed_to_others() -> None:
+    import copy
+    import random
+    import tempfile
+
+    from hearth.spaces.config import parse_config
+    from hearth.spaces.venue import Venue
+    from tests.support.config import BASE
+    data = copy.deepcopy(BASE)
+    data["server"]["data_dir"] = tempfile.mkdtemp(prefix="hearth-test-")
+    seat0 = {"id": "corner-top", "x": 6.0, "y": 1.8, "width": 2.0, "height": 1.2}  # seat 0 at (7, 2.4)
+    data["rooms"][0]["layout"]["corners"].append(seat0)
+    w = ModWorld()
+    counter = iter(range(1, 100))
+    w.venue = Venue(parse_config(data, "test.toml"), franking_key=b"k" * 32, rng=random.Random(7),
+                    make_member_id=lambda: f"m{next(counter)}")
+    fac, _ = w.facilitator()
+    _, wp = w.join()
+    other, wo = w.join()
+    room = w.venue.rooms["circle"]
+    room.members[wo["member"]].pos = Point(7.0, 3.5)  # within reach of seat 0, outside the corner
+    w.send(fac, {"type": "private_corner", "corner": "corner-top", "member": wp["member"]})
+    assert error_code(w.send(other, {"type": "sit", "seat": 0})) == "corner_private"

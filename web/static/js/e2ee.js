@@ -278,15 +278,21 @@ export function checkX25519(raw) {
   return raw;
 }
 
+const checkedEd25519 = new Set(); // keys that passed: a roster is parsed again at every change
+
 /** The key itself, or e2ee.bad_key: not 32 bytes, not canonical, of small order, or off the curve. */
 export function checkEd25519(raw) {
   if (raw.length !== 32) throw new E2EEError(CODES.BAD_KEY, "an Ed25519 key is 32 bytes");
+  const hex = toHex(raw);
+  if (checkedEd25519.has(hex)) return raw;
   const y = littleEndian(raw) & LOW_255; // the top bit is the sign of x
   if (y >= P) throw new E2EEError(CODES.BAD_KEY, "Ed25519 key is not canonical");
   if (ED25519_SMALL_ORDER.has(y)) throw new E2EEError(CODES.BAD_KEY, "Ed25519 key is a point of small order");
   const yy = (y * y) % P;
   const x2 = ((yy - 1n) * modPow(D * yy + 1n, P - 2n, P)) % P;
   if (modPow(x2, (P - 1n) / 2n, P) !== 1n) throw new E2EEError(CODES.BAD_KEY, "Ed25519 key is not a point on the curve");
+  if (checkedEd25519.size >= 1024) checkedEd25519.clear();
+  checkedEd25519.add(hex);
   return raw;
 }
 

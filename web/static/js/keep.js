@@ -26,6 +26,7 @@ const TAB = "hearth.tab";
 const LOG_PREFIX = "hearth.log.";
 export const LOG_LIMIT = 200; // messages kept for a reload, the newest
 const MAX_AGE_MS = 12 * 60 * 60 * 1000;
+const OPEN_WAIT_MS = 2000; // storage that does not answer by then keeps nothing: the room must not wait
 
 let openDb = null; // the one connection this page holds, closed before the database is deleted
 
@@ -83,8 +84,21 @@ export class Keep {
     this.storage = storage;
   }
 
-  /** Open (and erase what closed tabs left behind longer than MAX_AGE_MS ago). */
+  /** Open (and erase what closed tabs left behind longer than MAX_AGE_MS ago); never waits
+   *  longer than OPEN_WAIT_MS. */
   static async open(room, storage = window.sessionStorage) {
+    let timer;
+    const late = new Promise((resolve) => {
+      timer = setTimeout(() => resolve(new Keep(room, null, storage)), OPEN_WAIT_MS);
+    });
+    try {
+      return await Promise.race([Keep.#open(room, storage), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  static async #open(room, storage) {
     let key = null;
     try {
       key = `${tabId(storage)}/${room}`;
