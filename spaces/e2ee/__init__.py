@@ -13,7 +13,7 @@
 
     identity.py   per-session X25519 + Ed25519 keys, per-epoch keys, fingerprints, safety code
     points.py     public keys refused on decode: non-canonical, off-curve, small order
-    envelope.py   pairwise sealed envelopes (X25519 ×2 → HKDF-SHA256 → AES-256-GCM, signed)
+    envelope.py   pairwise sealed envelopes (two X25519 → HKDF-SHA256 → AES-256-GCM, signed)
     chain.py      sender-key chains: forward ratchet, skipped-key window, replay refusal
     message.py    room message layout: header, AAD, padding, signature
     voice.py      voice frames: clear header, per-epoch voice key, seq nonce, replay window
