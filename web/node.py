@@ -687,7 +687,9 @@ class Node:
             if peer is not None:
                 peer.send_bytes(frame)
             return frame
-        self.apply(None, [*effects, Audit(act.actor, "incident", None, act.room, "ok")])
+        receipt = act.action == "seen"  # a console's receipt is in the incident, not the audit
+        self.apply(None, [*effects, *([] if receipt else [
+            Audit(act.actor, "incident", None, act.room, "ok")])])
         return b""
 
     # --- delivery at this node ----------------------------------------------------------
