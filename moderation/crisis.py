@@ -56,6 +56,8 @@ ASKED = ("help_button", "self_detector")
 CONSOLES = ("room_facilitators", "on_duty_facilitators")
 ROSTER_EVERY = 2.0  # seconds between announcements of how many are on duty here
 ROSTER_TTL = 3 * ROSTER_EVERY  # another node's count is forgotten after this long
+PRESSES_KEPT = 128  # per address and room: the latest presses (more than any limit counts)
+SWEEP_EVERY = 1.0  # seconds between sweeps of presses older than the window
 
 Key = tuple[str, str]  # (room, address key)
 
@@ -91,6 +93,7 @@ class CrisisDesk:
     # incident -> peers who were worried, to be told when a facilitator has it
     waiting: dict[str, set[str]] = field(default_factory=dict)
     _roster: tuple[int, float] | None = None  # (count, when) last announced
+    _swept: float = float("-inf")
 
     # --- triggers ----------------------------------------------------------------
 
@@ -210,9 +213,12 @@ class CrisisDesk:
     def _remember(book: dict[Key, list[tuple[str, float]]], key: Key, incident: str,
                   now: float) -> None:
         entries = [(i, at) for i, at in book.get(key, []) if i != incident]
-        book[key] = [*entries, (incident, now)]
+        book[key] = [*entries[-(PRESSES_KEPT - 1):], (incident, now)]
 
     def _forget_old(self, now: float) -> None:
+        if now - self._swept < SWEEP_EVERY:
+            return
+        self._swept = now
         window = self.desk.escalation.press_window
         for book in (self.presses, self.concerns):
             for key in list(book):
