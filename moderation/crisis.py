@@ -159,9 +159,9 @@ class CrisisDesk:
                   if now - at <= self.desk.escalation.press_window}
         live = self.desk.live_for(room.id, person.id)
         if live is None and len(recent) >= self.desk.escalation.concerns_per_window:
-            raise ProtocolError("rate_limited", "You have told the facilitators about several "
-                                "people in a short time; they will check in with each of them.",
-                                ref)
+            raise ProtocolError("rate_limited", "You have already told the facilitators about "
+                                "several people in the last few minutes; please wait a little "
+                                "before telling them about someone else.", ref)
         incident, effects = self._trigger(room, person, trigger="peer_concern",
                                           severity="medium", category="concern", rule_pack=None,
                                           now=now, ref=ref)

@@ -211,7 +211,8 @@ async function sendWorried() {
   try {
     const reply = await connection.request({ type: "worried", member: id }, "worried");
     if (reply.type === "error") {
-      notice(errorText(reply.code, reply.message), { warn: true });
+      notice(reply.code === "rate_limited" ? t("concern.limited") : errorText(reply.code, reply.message),
+        { warn: true });
       return;
     }
     const known = state.concerns.get(reply.incident);
