@@ -303,3 +303,23 @@ async def test_the_detector_asks_again_after_5_minutes_a_resolution_and_i_m_ok(
                         ".startsWith('Thank you for letting us know')")
     assert await type_risky(page, RISKY + " once more")
     await fac.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_someone_waiting_in_the_lobby_can_ask_for_help_and_hears_when_it_reached_someone(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    fac = await python_facilitator(server)
+    fac.send({"type": "lobby", "on": True})
+    await fac.next(lambda m: m["type"] == "room_settings" and m["lobby"])
+    page = await open_page(browser, pages, server.http_url)
+    await enter(page, "circle", "Quiet Otter", country="GB", state="waiting")
+    await page.do(lambda p: p.click("#help-button"))
+    await page.wait_for("() => document.getElementById('help-state').textContent"
+                        ".includes('reaching a facilitator')")
+    alert = await fac.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert")
+    assert alert["incident"]["pseudonym"] == "Quiet Otter"
+    fac.send({"type": "alert_seen", "incident": alert["incident"]["id"]})
+    await page.wait_for("() => document.getElementById('help-state').textContent"
+                        ".startsWith('A facilitator has been told')")
+    assert await page.evaluate(f"() => {APP}.dataset.state") == "waiting"
+    await fac.close()

@@ -324,8 +324,6 @@ function ownText(status) {
       return t("help.ok_sent");
     case "offline":
       return t("help.offline");
-    case "waiting":
-      return t("help.waiting");
     case "not_sent":
       return t("help.not_sent");
     default:
@@ -355,6 +353,7 @@ function renderCardState() {
 /** Open the card (from the cache, at once) for `what`; by default the person is taken to it. */
 function showCard(what, { focus = true } = {}) {
   state.card = what;
+  if (what !== "own") $("help-prompt").hidden = true;
   renderHelp();
   renderCardState();
   $("help-card").hidden = false;
@@ -370,10 +369,6 @@ function requestStatus(status) {
 function askForHelp() {
   showCard("own");
   $("help-prompt").hidden = true;
-  if (!connection.open) {
-    requestStatus(connection.state === "waiting" ? "waiting" : "offline");
-    return;
-  }
   requestStatus("sending");
   connection.request({ type: "help" }, "help").then(
     (reply) => {
@@ -384,7 +379,7 @@ function askForHelp() {
       if (state.request.incident !== reply.incident) state.request.incident = reply.incident;
       if (state.request.status === "sending") requestStatus("received");
     },
-    () => requestStatus("not_sent"),
+    () => requestStatus(connection.state === "reconnecting" || !navigator.onLine ? "offline" : "not_sent"),
   );
 }
 
