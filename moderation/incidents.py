@@ -20,10 +20,10 @@ a timeframe); the detector-or-flag tiers otherwise. A help press (or a rise to
 high severity) starts the faster clock from that moment if it is not running
 yet; a clock that runs keeps running, so no step comes later than it would
 have, and a step one clock has taken (a tier as late, for the same recipient)
-is not taken again by another. A tier fires `after` seconds from its clock's start unless the incident
-has by then reached its `stop_when` state (acknowledged, or engaged), and once
-per clock. Ticking at any rate gives the same result: a tier is due when
-now >= started + after, never before.
+is not taken again by another. A tier fires `after` seconds from its clock's
+start unless the incident has by then reached its `stop_when` state
+(acknowledged, or engaged), and once per clock. Ticking at any rate gives the
+same result: a tier is due when now >= started + after, never before.
 
 After "external help requested" (on the recorded basis: the person's consent,
 or imminent risk) the incident waits for a facilitator to confirm that the
