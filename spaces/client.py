@@ -148,7 +148,9 @@ class HearthClient:
         self.send({"type": "sit", "seat": seat})
 
     def envelope(self, body: str, commitment: str, ref: str | None = None,
-                 client_id: str | None = None, zone: str | None = None) -> None:
+                 zone: str | None = None, client_id: str | None = None) -> None:
+        """Room ciphertext; with `zone`, a private corner's conversation; with `client_id`,
+        sent again after a reconnection without being delivered twice."""
         message: dict[str, Any] = {"type": "envelope", "body": body, "commitment": commitment}
         for key, value in (("ref", ref), ("id", client_id), ("zone", zone)):
             if value is not None:
@@ -159,8 +161,10 @@ class HearthClient:
         """One voice frame (spaces.voice.build_frame, or GroupSession.encrypt_voice)."""
         self.send_raw(frame, is_binary=True)
 
-    def direct(self, to: str, body: str) -> None:
-        self.send({"type": "direct", "to": to, "body": body})
+    def direct(self, to: str, body: str, zone: str | None = None) -> None:
+        """A sealed sender key for one member; with `zone`, a private corner's."""
+        message = {"type": "direct", "to": to, "body": body}
+        self.send(message if zone is None else {**message, "zone": zone})
 
     async def close(self, code: int = 1000) -> None:
         if self._proto is not None:

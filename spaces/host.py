@@ -53,6 +53,7 @@ from hearth.spaces.effects import (
     Detach,
     Dispatch,
     Duty,
+    DutyRoster,
     Effect,
     Enter,
     Record,
@@ -705,6 +706,9 @@ class RoutingHost:
             case relay.Duty(sender=sender, exclude=exclude, payload=payload):
                 if sender != self.id:
                     self._to_duty(out, payload, exclude)
+            case relay.DutyRoster(sender=sender, count=count):
+                if sender != self.id:
+                    self.venue.crisis.heard_duty(sender, count, self.clock())
             case relay.IncidentState(sender=sender, incident=incident):
                 if sender != self.id:
                     self.venue.crisis.learn(dict(incident))
@@ -713,7 +717,8 @@ class RoutingHost:
                     out.append(SignedIn(event))
             case relay.IncidentAct() as act:
                 refusal = self._act_here(out, None, ActElsewhere(
-                    act.room, act.incident, act.action, act.outcome, act.actor, act.ref))
+                    act.room, act.incident, act.action, act.outcome, act.actor, act.ref,
+                    act.basis))
                 out.append(Post(act.sender, relay.IncidentDone(act.req, refusal)))
             case relay.IncidentDone(req=req, payload=payload):
                 asked = self._asks.pop(req, None)
@@ -975,6 +980,8 @@ class RoutingHost:
                 out.append(PostAll(relay.Duty(self.id, exclude, payload)))
             case ActElsewhere() as act:
                 out.append(Run("carry an incident action", self._act_elsewhere(peer, act)))
+            case DutyRoster(count=count):
+                out.append(PostAll(relay.DutyRoster(self.id, count)))
 
     def _reply(self, out: list[NodeEffect], peer: Peer, payload: bytes) -> None:
         if type(peer) is Link:
@@ -1243,7 +1250,7 @@ class RoutingHost:
         ask = f"{self.id}/{next(self._ids)}"
         self._asks[ask] = Ask(peer, act.ref, self.clock())
         yield [Post(owner, relay.IncidentAct(ask, self.id, act.room, act.incident, act.action,
-                                             act.outcome, act.actor, act.ref))]
+                                             act.outcome, act.actor, act.ref, act.basis))]
 
     def _unreachable(self, peer: Peer | None, ref: str | None) -> list[NodeEffect]:
         """The facilitator is told, never left waiting: the action may be sent again."""
@@ -1270,13 +1277,15 @@ class RoutingHost:
             if act.incident not in crisis.desk.incidents:
                 raise ProtocolError("incident_not_found", "There is no such incident.", act.ref)
             effects = crisis.act(self.venue.rooms, act.actor, act.incident, act.action,
-                                 act.outcome, self.clock(), act.ref)
+                                 act.outcome, self.clock(), act.ref, act.basis)
         except ProtocolError as refused:
             frame = encode(refused.to_wire())
             if peer is not None:
                 self._reply(out, peer, frame)
             return frame
-        out += self.route(None, [*effects, Audit(act.actor, "incident", None, act.room, "ok")])
+        receipt = act.action == "seen"  # a console's receipt is in the incident, not the audit
+        out += self.route(None, [*effects, *([] if receipt else [
+            Audit(act.actor, "incident", None, act.room, "ok")])])
         return b""
 
     def _adopt_orphaned_incidents(self) -> Procedure:

@@ -290,6 +290,21 @@ class IncidentState:
 
 
 @dataclass(frozen=True, slots=True)
+class DutyRoster:
+    """{from, count}: how many facilitators are on duty at that node (moderation/crisis.py)."""
+    KIND: ClassVar[int] = 25
+    sender: str
+    count: int
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"from": self.sender, "count": self.count})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> DutyRoster:
+        return cls(str(h["from"]), int(h["count"]))
+
+
+@dataclass(frozen=True, slots=True)
 class SignIn:
     """{from} + JSON: a facilitator sign-in session's change (digests, never a cookie)."""
     KIND: ClassVar[int] = 24
@@ -311,8 +326,8 @@ class SignIn:
 
 @dataclass(frozen=True, slots=True)
 class IncidentAct:
-    """{req, from, room, incident, action, outcome, actor, ref}: a facilitator's action on an
-    incident that the receiving node runs."""
+    """{req, from, room, incident, action, outcome, actor, ref, basis}: a facilitator's action
+    on an incident that the receiving node runs (`basis`: for "external")."""
     KIND: ClassVar[int] = 22
     req: str
     sender: str
@@ -322,11 +337,13 @@ class IncidentAct:
     outcome: str | None
     actor: str
     ref: str | None
+    basis: str | None = None
 
     def pack(self) -> bytes:
         return _frame(self.KIND, {"req": self.req, "from": self.sender, "room": self.room,
                                   "incident": self.incident, "action": self.action,
-                                  "outcome": self.outcome, "actor": self.actor, "ref": self.ref})
+                                  "outcome": self.outcome, "actor": self.actor, "ref": self.ref,
+                                  "basis": self.basis})
 
     @classmethod
     def unpack(cls, h: dict[str, Any], payload: bytes) -> IncidentAct:
@@ -334,7 +351,8 @@ class IncidentAct:
             value = h.get(key)
             return None if value is None else str(value)
         return cls(str(h["req"]), str(h["from"]), str(h["room"]), str(h["incident"]),
-                   str(h["action"]), optional("outcome"), str(h["actor"]), optional("ref"))
+                   str(h["action"]), optional("outcome"), str(h["actor"]), optional("ref"),
+                   optional("basis"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,13 +371,14 @@ class IncidentDone:
 
 
 RelayMessage = (Open | Frame | Lost | Reply | Attach | Enter | Broadcast | ToMember | Voice
-                | CloseLink | CloseMember | Release | Moved | Duty | IncidentState | SignIn
-                | IncidentAct | IncidentDone)
+                | CloseLink | CloseMember | Release | Moved | Duty | DutyRoster | IncidentState
+                | SignIn | IncidentAct | IncidentDone)
 
 _KINDS: Final[dict[int, Callable[[dict[str, Any], bytes], RelayMessage]]] = {
     kind.KIND: kind.unpack for kind in (
         Open, Frame, Lost, Reply, Attach, Enter, Broadcast, ToMember, Voice, CloseLink,
-        CloseMember, Release, Moved, Duty, IncidentState, SignIn, IncidentAct, IncidentDone)}
+        CloseMember, Release, Moved, Duty, DutyRoster, IncidentState, SignIn, IncidentAct,
+        IncidentDone)}
 
 
 def unpack(data: bytes) -> RelayMessage:
