@@ -14,7 +14,6 @@ import pytest
 
 from hearth.spaces import relay
 from hearth.spaces.host import (
-    Call,
     ANSWER_WITHIN,
     ASK_TIMEOUT,
     HOLD_AT_MOST,
@@ -24,6 +23,7 @@ from hearth.spaces.host import (
     SETTLE,
     STATE_MISSING_GRACE,
     SUSPECT_FOR,
+    Call,
 )
 from tests.support.hosts import COMMIT, Client, Nodes
 
