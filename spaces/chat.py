@@ -39,6 +39,7 @@ from hearth.spaces.e2ee.voice import VoiceFrame, voice_header
 PENDING_LIMIT = 256  # envelopes held while waiting for a sender key
 SEEN_LIMIT = 4096  # (sender, id) of envelopes received, to drop a repeat
 RESEND_AFTER = 1.0  # seconds before sending again what was refused with room_moving
+RESEND_WAIT = 3.0  # after a resume, at most this long until everyone holds our sender key
 GRACE = 10.0  # seconds an epoch stays open after the next one began (in-flight messages)
 
 
@@ -95,6 +96,7 @@ class GroupChat:
         self._seen: set[tuple[str, str]] = set()
         self._seen_order: deque[tuple[str, str]] = deque()
         self._encrypted: dict[str, Any] = {}  # client id -> its last encryption
+        self._resend_after_resume: Any = None  # the fallback call while a resend waits
         client.on_message = self._on_message
         client.on_binary = self._on_voice
         self._absorb_room(welcome["room"])
@@ -137,12 +139,28 @@ class GroupChat:
 
     def resumed(self, client: HearthClient, welcome: dict[str, Any]) -> None:
         """The member resumed on a new connection: follow the room from its welcome (and
-        what came right after it), then send again, in order, what is not acknowledged."""
+        what came right after it), then send again, in order, what is not acknowledged —
+        once everyone holds our new sender key (at most RESEND_WAIT seconds later): what is
+        sealed before it reached someone would stay unreadable to them."""
         self.client = client
         client.on_message = self._on_message
         client.on_binary = self._on_voice
+        if self.unacked and self._resend_after_resume is None:
+            self._resend_after_resume = client.reactor.callLater(RESEND_WAIT, self._resend_now)
         for message in [welcome, *client.inbox]:  # (a tap: they stay in the inbox)
             self._on_message(message)
+        self._maybe_resend()
+
+    def _maybe_resend(self) -> None:
+        me = self.client.member
+        if self._resend_after_resume is not None and all(
+                self.session.holds_our_key(m) for m in self.roster if m != me):
+            self._resend_now()
+
+    def _resend_now(self) -> None:
+        waiting, self._resend_after_resume = self._resend_after_resume, None
+        if waiting is not None and waiting.active():
+            waiting.cancel()
         self._resend()
 
     def _resend(self) -> None:
@@ -247,6 +265,8 @@ class GroupChat:
         for corner, session in self.corners.items():
             roster = {m: self.roster[m] for m in self.private[corner] if m in self.roster}
             self._send_directs(session, session.update_roster(self.epoch, roster), corner)
+        if self._resend_after_resume is not None:
+            self._maybe_resend()
 
     def _send_directs(self, session: GroupSession, envelopes: list[tuple[str, str]],
                       zone: str | None) -> None:
