@@ -39,7 +39,7 @@ from hearth.spaces.e2ee.voice import VoiceFrame, voice_header
 PENDING_LIMIT = 256  # envelopes held while waiting for a sender key
 SEEN_LIMIT = 4096  # (sender, id) of envelopes received, to drop a repeat
 RESEND_AFTER = 1.0  # seconds before sending again what was refused with room_moving
-RESEND_WAIT = 3.0  # after a resume, at most this long until everyone holds our sender key
+RESEND_WAIT = 3.0  # seconds at most a message waits for everyone to hold our sender key
 GRACE = 10.0  # seconds an epoch stays open after the next one began (in-flight messages)
 
 
@@ -96,7 +96,8 @@ class GroupChat:
         self._seen: set[tuple[str, str]] = set()
         self._seen_order: deque[tuple[str, str]] = deque()
         self._encrypted: dict[str, Any] = {}  # client id -> its last encryption
-        self._resend_after_resume: Any = None  # the fallback call while a resend waits
+        self._to_send: list[str] = []  # client ids waiting for everyone to hold our key
+        self._flush_later: Any = None  # the call that sends them anyway, RESEND_WAIT later
         client.on_message = self._on_message
         client.on_binary = self._on_voice
         self._absorb_room(welcome["room"])
@@ -122,8 +123,40 @@ class GroupChat:
         again after a resume). Returns its client id."""
         client_id = secrets.token_urlsafe(12)
         self.unacked[client_id] = (text, zone)
-        self._send_said(client_id)
+        self._queue(client_id)
         return client_id
+
+    def _queue(self, client_id: str) -> None:
+        """To go as soon as everyone in the room holds our sender key for this epoch (at most
+        RESEND_WAIT seconds later): what is sealed before our key reached someone stays
+        unreadable to them (docs/e2ee.md), and around a failover the epoch moves on as each
+        member resumes. In order: what was said first goes first."""
+        waiting = set(self._to_send) | {client_id}
+        self._to_send = [c for c in self.unacked if c in waiting]
+        self._flush()
+
+    def _ready(self) -> bool:
+        me = self.client.member
+        return all(self.session.holds_our_key(m) for m in self.roster if m != me)
+
+    def _flush(self, anyway: bool = False) -> None:
+        if not self._to_send or self.client.close_code is not None:
+            return  # (after a resume, `resumed` sends what waits)
+        if not anyway and not self._ready():
+            if self._flush_later is None:
+                self._flush_later = self.client.reactor.callLater(RESEND_WAIT, self._flush_now)
+            return
+        if self._flush_later is not None and self._flush_later.active():
+            self._flush_later.cancel()
+        self._flush_later = None
+        sending, self._to_send = self._to_send, []
+        for client_id in sending:
+            if client_id in self.unacked:
+                self._send_said(client_id)
+
+    def _flush_now(self) -> None:
+        self._flush_later = None
+        self._flush(anyway=True)
 
     def _send_said(self, client_id: str) -> None:
         text, zone = self.unacked[client_id]
@@ -139,37 +172,22 @@ class GroupChat:
 
     def resumed(self, client: HearthClient, welcome: dict[str, Any]) -> None:
         """The member resumed on a new connection: follow the room from its welcome (and
-        what came right after it), then send again, in order, what is not acknowledged —
-        once everyone holds our new sender key (at most RESEND_WAIT seconds later): what is
-        sealed before it reached someone would stay unreadable to them."""
+        what came right after it), then send again, in order, what is not acknowledged."""
         self.client = client
         client.on_message = self._on_message
         client.on_binary = self._on_voice
-        if self.unacked and self._resend_after_resume is None:
-            self._resend_after_resume = client.reactor.callLater(RESEND_WAIT, self._resend_now)
+        if self._flush_later is not None and self._flush_later.active():
+            self._flush_later.cancel()
+        self._flush_later = None
+        self._to_send = list(self.unacked)
         for message in [welcome, *client.inbox]:  # (a tap: they stay in the inbox)
             self._on_message(message)
-        self._maybe_resend()
-
-    def _maybe_resend(self) -> None:
-        me = self.client.member
-        if self._resend_after_resume is not None and all(
-                self.session.holds_our_key(m) for m in self.roster if m != me):
-            self._resend_now()
-
-    def _resend_now(self) -> None:
-        waiting, self._resend_after_resume = self._resend_after_resume, None
-        if waiting is not None and waiting.active():
-            waiting.cancel()
-        self._resend()
+        self._flush()
 
     def _resend(self) -> None:
+        """Everything not acknowledged, again (same ids: the server delivers an id once)."""
         for client_id in list(self.unacked):
-            self._send_said(client_id)
-
-    def _resend_later(self) -> None:
-        if self.client.close_code is None:  # a closed connection resends after its resume
-            self._resend()
+            self._queue(client_id)
 
     async def next_message(self, timeout: float = 5.0) -> ChatMessage:
         if self.messages:
@@ -265,8 +283,8 @@ class GroupChat:
         for corner, session in self.corners.items():
             roster = {m: self.roster[m] for m in self.private[corner] if m in self.roster}
             self._send_directs(session, session.update_roster(self.epoch, roster), corner)
-        if self._resend_after_resume is not None:
-            self._maybe_resend()
+        if self._to_send:
+            self._flush()
 
     def _send_directs(self, session: GroupSession, envelopes: list[tuple[str, str]],
                       zone: str | None) -> None:
@@ -328,7 +346,7 @@ class GroupChat:
         elif kind == "error" and message.get("ref") in self.unacked:
             client_id = message["ref"]
             if message.get("code") == "room_moving":  # not done: send it again in a moment
-                self.client.reactor.callLater(RESEND_AFTER, self._resend_later)
+                self.client.reactor.callLater(RESEND_AFTER, self._queue, client_id)
             else:
                 del self.unacked[client_id]
                 self.refused[client_id] = str(message.get("code"))

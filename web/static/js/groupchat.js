@@ -37,7 +37,7 @@ import { ENDED } from "./protocol.js";
 const PENDING_LIMIT = 256; // envelopes held while waiting for a sender key
 const SEEN_LIMIT = 4096; // (sender, id) of envelopes shown, to leave out a repeat
 const RESEND_MS = 1000; // what was refused with room_moving goes again after this
-const RESEND_WAIT_MS = 3000; // after a resume, at most this long until everyone holds our key
+const READY_WAIT_MS = 3000; // at most this long a message waits for everyone to hold our key
 const KEPT_LIMIT = 500; // received messages kept for reporting (as many as the log shows)
 export const GRACE_MS = 10000; // an epoch stays open this long after the next one began
 
@@ -58,8 +58,7 @@ export class GroupChat extends EventTarget {
   #identityFor;
   #unacked = new Map(); // client id -> {text, zone, resolve, reject}: said, not acknowledged yet
   #seen = new Set(); // "sender\nid" of envelopes shown
-  #resendAfterResume = false; // what waits goes again once everyone holds our new sender key
-  #resendTimer = null;
+  #whenReady = []; // callbacks waiting for everyone to hold our sender key
 
   /**
    * @param {import("./protocol.js").HearthConnection} connection
@@ -111,6 +110,11 @@ export class GroupChat extends EventTarget {
   async #transmit(id) {
     const said = this.#unacked.get(id);
     if (!said) return;
+    // Sealed once everyone holds our sender key for this epoch (at most READY_WAIT_MS later):
+    // what is sealed before our key reached someone stays unreadable to them, and around a
+    // failover the epoch moves on as each member resumes.
+    await this.#ready();
+    if (this.#unacked.get(id) !== said) return;
     let out;
     try {
       out = await this.#exclusive(() => {
@@ -258,21 +262,31 @@ export class GroupChat extends EventTarget {
     this.epoch = Math.max(this.epoch ?? 1, Number(welcome.room.epoch));
     this.#roster = roster;
     this.#private = welcome.room.private ?? {};
-    if (welcome.resumed && this.#unacked.size) {
-      // Sent again (in order, same ids) once everyone can read it: a message sealed before our
-      // new sender key reached someone would stay unreadable to them.
-      this.#resendAfterResume = true;
-      clearTimeout(this.#resendTimer);
-      this.#resendTimer = setTimeout(() => this.#resendNow(), RESEND_WAIT_MS);
-    }
     await this.#sync();
+    if (welcome.resumed) {
+      for (const id of [...this.#unacked.keys()]) this.#transmit(id); // again, in order, same ids
+    }
   }
 
-  #resendNow() {
-    if (!this.#resendAfterResume) return;
-    this.#resendAfterResume = false;
-    clearTimeout(this.#resendTimer);
-    for (const id of [...this.#unacked.keys()]) this.#transmit(id);
+  #allHoldOurKey() {
+    const me = this.connection.member;
+    return this.session !== null
+      && [...this.#roster.keys()].every((id) => id === me || this.session.holdsOurKey(id));
+  }
+
+  #ready() {
+    if (this.#allHoldOurKey()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#whenReady = this.#whenReady.filter((w) => w !== done);
+        resolve();
+      }, READY_WAIT_MS);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.#whenReady.push(done);
+    });
   }
 
   async #sync() {
@@ -304,8 +318,10 @@ export class GroupChat extends EventTarget {
     }
     const ready = new Set([...this.#roster.keys()].filter((id) => id !== me && session.holdsOurKey(id)));
     this.dispatchEvent(new CustomEvent("roster", { detail: { changes: session.lastChanges, ready } }));
-    if (this.#resendAfterResume && [...this.#roster.keys()].every((id) => id === me || ready.has(id))) {
-      this.#resendNow();
+    if (this.#whenReady.length && this.#allHoldOurKey()) {
+      const waiting = this.#whenReady;
+      this.#whenReady = [];
+      for (const done of waiting) done();
     }
     const fingerprints = new Map();
     for (const id of new Set([me, ...this.#roster.keys()])) {
