@@ -39,7 +39,7 @@ from hearth.spaces.e2ee.voice import VoiceFrame, voice_header
 PENDING_LIMIT = 256  # envelopes held while waiting for a sender key
 SEEN_LIMIT = 4096  # (sender, id) of envelopes received, to drop a repeat
 RESEND_AFTER = 1.0  # seconds before sending again what was refused with room_moving
-RESEND_WAIT = 3.0  # seconds at most a message waits for everyone to hold our sender key
+RESEND_WAIT = 8.0  # seconds at most a message waits for everyone to hold our sender key
 GRACE = 10.0  # seconds an epoch stays open after the next one began (in-flight messages)
 
 

@@ -515,7 +515,8 @@ class RoutingHost:
         return self._run_from(room, state, away_since=saved_at)
 
     def _judge(self, node: str) -> Generator[Step, Any, bool | None]:
-        """Is `node` there? True, False (gone), or None (cannot tell now)."""
+        """Is `node` there? True, False (gone), or None (cannot tell now). The first time it is
+        found gone, what it ran moves and its alerts are taken over (`_node_gone`)."""
         if node == self.id:
             return True
         now = self.clock()
@@ -533,8 +534,10 @@ class RoutingHost:
             return True
         if listening and now - self._suspect.setdefault(node, now) < SUSPECT_FOR:
             return None  # its heartbeat may just be late (a restarted directory)
-        self._gone[node] = now
-        self._suspect.pop(node, None)
+        if now - self._gone.get(node, float("-inf")) >= GONE_FOR:
+            self._gone[node] = now
+            self._suspect.pop(node, None)
+            yield self._node_gone(node)
         return False
 
     def _settling(self) -> bool:
@@ -745,8 +748,7 @@ class RoutingHost:
 
     def _judge_and_move(self, node: str) -> Procedure:
         try:
-            if (yield from self._judge(node)) is False:
-                yield self._node_gone(node)
+            yield from self._judge(node)
         finally:
             self._judging.discard(node)
 
@@ -827,8 +829,8 @@ class RoutingHost:
             owners = sorted({lk.owner for lk in self.links.values()
                              if lk.owner not in (None, self.id)} - self._judging)
             for node in owners:
-                if node is not None and (yield from self._judge(node)) is False:
-                    yield self._node_gone(node)
+                if node is not None:
+                    yield from self._judge(node)
             yield self._expire_asks()
             yield from self._adopt_orphaned_incidents()
             yield from self._tail_sign_ins()

@@ -37,7 +37,7 @@ import { ENDED } from "./protocol.js";
 const PENDING_LIMIT = 256; // envelopes held while waiting for a sender key
 const SEEN_LIMIT = 4096; // (sender, id) of envelopes shown, to leave out a repeat
 const RESEND_MS = 1000; // what was refused with room_moving goes again after this
-const READY_WAIT_MS = 3000; // at most this long a message waits for everyone to hold our key
+const READY_WAIT_MS = 8000; // at most this long a message waits for everyone to hold our key
 const KEPT_LIMIT = 500; // received messages kept for reporting (as many as the log shows)
 export const GRACE_MS = 10000; // an epoch stays open this long after the next one began
 
