@@ -258,6 +258,7 @@ async def run(fault: str, offset_ms: float = 10.0, rooms: int = ROOMS,
     cluster.hook_port = receiver.listen()
     members: list[Member] = []
     running = True
+    staying = [True]  # members resume until the run is measured
     running_or_draining = [True]
     started = time.monotonic()
     try:
@@ -271,7 +272,7 @@ async def run(fault: str, offset_ms: float = 10.0, rooms: int = ROOMS,
                     members.append(member)
         for member in members:
             await settled(member, [m for m in members if m.room == member.room])
-        keepers = [Deferred.fromCoroutine(m.stay(cluster.live_urls, lambda: running))
+        keepers = [Deferred.fromCoroutine(m.stay(cluster.live_urls, lambda: staying[0]))
                    for m in members]
         traffic = Deferred.fromCoroutine(talk(members, lambda: running))
         await sleep(BEFORE)
@@ -307,9 +308,10 @@ async def run(fault: str, offset_ms: float = 10.0, rooms: int = ROOMS,
         await sleep(after)
         running = False
         await traffic
+        await drain(members)  # (members still resume meanwhile)
+        staying[0] = False
         for keeper in keepers:
             await keeper
-        await drain(members)
         result = measure(members)
         if fault == "node":
             with contextlib.suppress(TimeoutError):  # (reported as missing)
@@ -319,6 +321,7 @@ async def run(fault: str, offset_ms: float = 10.0, rooms: int = ROOMS,
         return result
     finally:
         running = False
+        staying[0] = False
         running_or_draining[0] = False
         for member in members:
             if member.chat is not None:

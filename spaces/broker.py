@@ -37,7 +37,8 @@ class Unreachable(Exception):
 
 class Broker(Protocol):
     name: str
-    connected: bool  # the subscriptions are up (False while the shared store is away)
+    # the subscriptions are up and calls are answered (False while any of the store is away)
+    connected: bool
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...

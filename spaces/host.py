@@ -753,11 +753,15 @@ class RoutingHost:
             self._judging.discard(node)
 
     def undelivered(self, node: str, data: bytes) -> list[NodeEffect]:
-        """A message to `node` was given up on: the client whose frame it was is told."""
+        """A message to `node` was given up on: the client whose frame it was is told; if it
+        was for clients of `node` in rooms run here, they resume (and get what they missed)."""
         try:
             message = relay.unpack(data)
         except relay.RelayError:
             return []
+        if isinstance(message, relay.Broadcast | relay.ToMember | relay.Reply | relay.Attach
+                      | relay.Enter | relay.Release):
+            return self._resync(node)
         if isinstance(message, relay.Frame | relay.Open):
             link = self.links.get(message.link)
             if link is None or link.closed or link.owner != node:
@@ -767,6 +771,17 @@ class RoutingHost:
             if not message.binary:
                 return [self._moving_error(link.peer, _ref_of(message.payload))]
         return []
+
+    def _resync(self, node: str) -> list[NodeEffect]:
+        """Something for `node`'s clients was lost on the way: they are away here from now on,
+        and told to resume (a resume brings what they missed). A client the close does not
+        reach resumes at its next frame (a frame for a link not known here is answered so)."""
+        out: list[NodeEffect] = []
+        for remote in [r for r in self.remote.values() if r.node == node]:
+            out += self._relayed(relay.Lost(remote.id))
+            out.append(Post(node, relay.CloseLink(remote.id, ROOM_MOVED,
+                                                  "something was lost on the way; resume")))
+        return out
 
     # --- time ----------------------------------------------------------------------------------
 

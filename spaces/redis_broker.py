@@ -53,7 +53,7 @@ QUEUE_LIMIT = 10_000  # messages kept for publishing; beyond, the newest are giv
 BACKOFF_MAX = 1.0  # seconds between reconnection attempts, at most
 CALL_TIMEOUT = 1.0  # seconds a directory call may take before it counts as unreachable
 HOLD = 10.0  # seconds a message may wait for Redis to come back
-UNHEARD_HOLD = 3.0  # seconds a message may wait for its receiver to subscribe (again)
+UNHEARD_HOLD = 5.0  # seconds a message may wait for its receiver to subscribe (again)
 RETRY_UNHEARD = 0.1  # seconds between tries of a message nobody received
 BATCH = 512
 STATE_TTL_MS = 86_400_000
@@ -109,7 +109,14 @@ class RedisBroker:
         self._told: dict[str, float] = {}  # node -> when it was last reported unheard
         self._retry_at = 0.0
         self.dropped = 0  # messages given up on
-        self.connected = False
+        self._listening = False  # the subscriptions are up
+        self._answering = True  # the last call (or publish) got its answer
+
+    @property
+    def connected(self) -> bool:
+        """Subscribed, and the last call or publish answered: False while any part of Redis is
+        away (a restart, a Cluster master failing over, a pause that times calls out)."""
+        return self._listening and self._answering
 
     def _channel(self, node: str) -> str:
         return f"hearth:inbox:{node}"
@@ -245,12 +252,14 @@ class RedisBroker:
                         batch.append(message)
                 if batch:
                     self._sort_heard(batch, await self._send(batch))
+                    self._answering = True
                     delay = 0.1
                 elif self._blocked:
                     await asyncio.sleep(RETRY_UNHEARD)
             except asyncio.CancelledError:
                 raise
             except Exception as err:  # Redis away: keep the messages, retry with backoff
+                self._answering = False
                 self.log.warn("redis publish failed ({why}); {count} messages wait",
                               why=type(err).__name__, count=len(self._queue))
                 self._expire(self._queue, HOLD)
@@ -310,7 +319,7 @@ class RedisBroker:
                 self._pubsub = self._client.pubsub()
                 self._subscribed = set()
                 await self._sync_subscriptions()
-                self.connected = True
+                self._listening = True
                 delay = 0.1
                 idle = 0
                 while True:
@@ -344,7 +353,7 @@ class RedisBroker:
             except asyncio.CancelledError:
                 raise
             except Exception as err:
-                self.connected = False
+                self._listening = False
                 self.log.warn("redis subscription lost ({why}); retrying in {delay:.1f}s",
                               why=type(err).__name__, delay=delay)
                 with contextlib.suppress(Exception):
@@ -374,10 +383,13 @@ class RedisBroker:
     async def _call(self, op: Callable[[], Any]) -> Any:
         """A directory call: its answer, or Unreachable (Redis away or too slow)."""
         try:
-            return await _in_task(asyncio.wait_for(op(), CALL_TIMEOUT))
+            answer = await _in_task(asyncio.wait_for(op(), CALL_TIMEOUT))
         except Exception as err:
+            self._answering = False
             self.log.warn("redis call failed ({why})", why=type(err).__name__)
             raise Unreachable(type(err).__name__) from None
+        self._answering = True
+        return answer
 
     async def _try(self, default: Any, op: Callable[[], Any]) -> Any:
         """A shared-log or lease call: its answer, or `default` when Redis is away."""
