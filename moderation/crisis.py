@@ -274,6 +274,19 @@ class CrisisDesk:
             effects += self._dispatch_all(incident, f"incident.{action}", None, False)
         return effects
 
+    def acknowledge_by_link(self, rooms: dict[str, Room], incident_id: str,
+                            now: float) -> tuple[str, list[Effect]]:
+        """On-call followed an alert's acknowledgement link (web/ack_link.py checked it): an
+        open incident, or one whose contact was lost, is acknowledged by "on-call"; in any
+        other state nothing changes. Returns the state the incident is in afterwards."""
+        incident = self.desk.incidents.get(incident_id)
+        if incident is None:
+            raise ProtocolError("incident_not_found")
+        if incident.state not in ("open", "lost_contact"):
+            return incident.state, []
+        effects = self.act(rooms, "on-call", incident_id, "ack", None, now, None)
+        return self.desk.incidents[incident_id].state, effects
+
     def set_duty(self, member: Member, on: bool, now: float) -> list[Effect]:
         if on:
             self.on_duty[member.id] = member

@@ -14,7 +14,7 @@ import pytest
 import pytest_twisted
 from hypothesis import HealthCheck, settings
 
-from hearth.moderation.crisis_config import CrisisConfig, load_crisis
+from hearth.moderation.crisis_config import CrisisReference, load_crisis
 from hearth.spaces.config import HearthConfig
 from tests.support.config import make_config
 from tests.support.vectors import VECTOR_FILES, VECTORS
@@ -55,6 +55,6 @@ def generator() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def crisis() -> CrisisConfig:
+def crisis() -> CrisisReference:
     """The shipped crisis config (helplines, rule packs, escalation), loaded once."""
     return load_crisis()

@@ -27,9 +27,9 @@ from argon2 import PasswordHasher
 from twisted.internet import reactor
 from twisted.protocols import portforward
 
+from hearth.client.groupchat import GroupChat
+from hearth.client.websocket import HearthClient
 from hearth.moderation.accounts import AccountStore
-from hearth.spaces.chat import GroupChat
-from hearth.spaces.client import HearthClient
 from hearth.spaces.voice import build_frame
 from tests.browser.console_steps import (
     APP,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from tests.browser.console_steps import APP, enter, open_room, signed_in_console
 from tests.browser.harness import AXE, Browser, Page, axe, log_has, open_page
 from tests.support.live import LiveServer, sleep, until

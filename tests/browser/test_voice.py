@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from hearth.spaces.chat import GroupChat
+from hearth.client.groupchat import GroupChat
 from hearth.spaces.e2ee.voice import voice_header
 from tests.browser.harness import Browser, Page, artifact, keys_ready, open_page, screen_point, seated
 from tests.browser.runner import FAKE_MEDIA_ARGS

@@ -14,7 +14,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.web.client import Agent, readBody
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.spaces.config import to_toml as toml_of
 from tests.support.config import BASE, make_config
 from tests.support.crisis import SECRET, asks_for_help, crisis

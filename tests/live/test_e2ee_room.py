@@ -10,8 +10,8 @@ import pytest
 import pytest_twisted
 from twisted.logger import globalLogPublisher
 
-from hearth.spaces.chat import ChatMessage, GroupChat
-from hearth.spaces.client import HearthClient
+from hearth.client.groupchat import ChatMessage, GroupChat
+from hearth.client.websocket import HearthClient
 from hearth.spaces.e2ee import E2EEError
 from tests.support.live import LiveServer, record_frames, settle
 

@@ -18,7 +18,7 @@ from cryptography.x509.oid import NameOID
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.web.service import listener_url, make_hearth
 from tests.support.config import make_config
 

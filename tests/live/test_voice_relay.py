@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest_twisted
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.spaces.voice import HEADER_SIZE, build_frame, parse_header
 from tests.support.config import make_config
 from tests.support.live import LiveServer, sleep, start_server, walk_to

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest_twisted
 
-from hearth.spaces.client import ClientClosed, HearthClient
+from hearth.client.websocket import ClientClosed, HearthClient
 from hearth.spaces.config import to_toml as toml_of
 from tests.support.config import BASE
 from tests.support.crisis import SECRET, asks_for_help, crisis, quick_crisis

@@ -9,8 +9,8 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from hearth.spaces.chat import GroupChat
-from hearth.spaces.client import HearthClient
+from hearth.client.groupchat import GroupChat
+from hearth.client.websocket import HearthClient
 from hearth.spaces.config import HearthConfig
 
 
@@ -28,7 +28,7 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def client(self, **kwargs: Any) -> Any:
-        from hearth.spaces.client import HearthClient
+        from hearth.client.websocket import HearthClient
         return await HearthClient.connect(self.ws_url, **kwargs)
 
 

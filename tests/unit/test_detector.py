@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hearth.moderation.crisis_config import CrisisConfig, parse_rule_pack
+from hearth.moderation.crisis_config import CrisisReference, parse_rule_pack
 from hearth.moderation.detector import (
     CATEGORIES,
     SEVERITIES,
@@ -35,7 +35,7 @@ KINDS = ("negation", "hyperbole", "ordinary", "intent", "means", "timeframe", "f
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_every_shared_case(crisis: CrisisConfig, case: dict[str, Any]) -> None:
+def test_every_shared_case(crisis: CrisisReference, case: dict[str, Any]) -> None:
     detection = detect(crisis.packs[case["language"]], case["text"])
     got = None if detection is None else {"category": detection.category,
                                           "severity": detection.severity}
@@ -75,7 +75,7 @@ def _assert_textless(pack: RulePack, detection: Detection | None) -> None:
                                    "pack": pack.id, "version": pack.version}
 
 
-def test_a_detection_holds_only_fixed_strings_from_the_pack(crisis: CrisisConfig) -> None:
+def test_a_detection_holds_only_fixed_strings_from_the_pack(crisis: CrisisReference) -> None:
     for case in CASES:
         pack = crisis.packs[case["language"]]
         detection = detect(pack, case["text"])
@@ -93,7 +93,7 @@ VOCABULARY = ["kill", "myself", "not", "no", "never", "want", "to", "die", "toni
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.text(max_size=5000),
                  st.lists(st.sampled_from(VOCABULARY), max_size=800).map(" ".join)))
-def test_detect_never_raises_and_leaks_nothing_on_arbitrary_text(crisis: CrisisConfig,
+def test_detect_never_raises_and_leaks_nothing_on_arbitrary_text(crisis: CrisisReference,
                                                                  text: str) -> None:
     """Any text up to 5,000 characters completes (the matcher is one pass) and yields
     either nothing or fixed strings from the pack."""
@@ -106,12 +106,12 @@ def test_detect_never_raises_and_leaks_nothing_on_arbitrary_text(crisis: CrisisC
     "me quiero morir " * 300, ("goodbye everyone, " * 300)[:5000], "\u0301" * 5000, "İ" * 5000,
 ], ids=["repeat", "one-word", "emoji", "numbers", "negations", "long-number", "es-repeat",
         "clauses", "combining", "dotted-i"])
-def test_adversarial_texts_complete(crisis: CrisisConfig, text: str) -> None:
+def test_adversarial_texts_complete(crisis: CrisisReference, text: str) -> None:
     for pack in crisis.packs.values():
         _assert_textless(pack, detect(pack, text))
 
 
-def test_empty_and_wordless_text_detect_nothing(crisis: CrisisConfig) -> None:
+def test_empty_and_wordless_text_detect_nothing(crisis: CrisisReference) -> None:
     for text in ("", "   ", "...!!!", "\n\n"):
         assert detect(crisis.packs["en"], text) is None
 
