@@ -15,9 +15,9 @@
     journal.py        append-only JSON-lines files, one fsync per record
 
 I/O happens only in journal.py (appends and rewrites files), audit.py and
-outbox.py (through journal.py), accounts.py (the account file, under a lock)
+outbox.py (through journal.py), accounts.py (the account file, under a lock),
 crisis_config.py (load_crisis reads config/crisis/) and detector_eval.py (a
-command reading rule packs and a corpus). Everything else is
-sans-IO and reads no clock: time comes in as `now`, effects go out as values.
-No Twisted here (tests/unit/test_layers.py).
+command reading rule packs and a corpus). Everything else is sans-IO and
+reads no clock: time comes in as `now`, effects go out as values. No Twisted
+here (tests/unit/test_layers.py).
 """
