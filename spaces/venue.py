@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from hearth.moderation.bans import AddressKey, Ban, BanList, utc_day
+from hearth.moderation.bans import AddressBan, AddressKey, BanList, utc_day
 from hearth.moderation.crisis import CrisisDesk
 from hearth.moderation.incidents import ACTIONS, DEFAULT_ESCALATION, Escalation, IncidentDesk
 from hearth.moderation.reports import ReportQueue
@@ -327,7 +327,7 @@ class Venue:
                 banned = self._member(room, target, ref)
                 effects = self._remove(room, actor, banned, "banned")
                 if banned.address is not None:
-                    self.bans.add(Ban(room=room.id, day=banned.address[0],
+                    self.bans.add(AddressBan(room=room.id, day=banned.address[0],
                                       address_hash=banned.address[1], until=now + 60 * minutes,
                                       pseudonym=banned.pseudonym))
                 return effects
