@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+from hearth.spaces.server_messages import Error, ServerMessage
+
 SUBPROTOCOL: Final = "hearth.v1"
 VERSION: Final = 1
 
@@ -83,11 +85,9 @@ class ProtocolError(Exception):
         self.message = message or ERRORS[code]
         self.ref = ref
 
-    def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
-        if self.ref is not None:
-            out["ref"] = self.ref
-        return out
+    def as_message(self) -> Error:
+        """The `error` message that tells the client."""
+        return Error(code=self.code, message=self.message, ref=self.ref)
 
 
 # --- client -> server -------------------------------------------------------
@@ -634,12 +634,16 @@ _C_ENCODE: Callable[[Any, int], Any] | None = None if _C_MAKE is None else _C_MA
     True)
 
 
-def encode(message: Mapping[str, Any]) -> bytes:
-    """Serialise a server message once; the adapter fans the same bytes out.
+def encode(message: ServerMessage | Mapping[str, Any]) -> bytes:
+    """Serialise a server message (spaces/server_messages.py) once; the adapter fans the
+    same bytes out.
 
-    The same output as `json.dumps(message, separators=(",", ":"), ensure_ascii=False)`,
-    without building an encoder per call (tests/unit/test_perf_encode.py).
+    The same output as `json.dumps(message.to_wire(), separators=(",", ":"),
+    ensure_ascii=False)`, without building an encoder per call
+    (tests/unit/test_perf_encode.py).
     """
+    if isinstance(message, ServerMessage):
+        message = message.to_wire()
     if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
         return _ENCODER.encode(message).encode("utf-8")
     try:

@@ -270,7 +270,7 @@ class Venue:
             if member.role == "participant":  # the one role check for every facilitator op
                 refused = ProtocolError("forbidden", "Only facilitators can do that.", msg.ref)
                 self.stats.refused["forbidden"] += 1
-                return [Reply(refused.to_wire()),
+                return [Reply(refused.as_message()),
                         Audit(_actor(member), kind, target, room.id, "refused:forbidden")]
             effects = self._moderate(room, member, msg, now)
             if kind not in ("list_reports", "alert_seen"):  # a receipt is in the incident;
@@ -390,7 +390,7 @@ class Venue:
             if member.role == "participant":
                 refused = ProtocolError("forbidden", "Only facilitators can flag someone else; "
                                                      "use \"worried\".", msg.ref)
-                return [Reply(refused.to_wire()),
+                return [Reply(refused.as_message()),
                         Audit(_actor(member), "flag", None, room.id, "refused:forbidden")]
             person = self._member(room, msg.member, msg.ref)
             trigger = "facilitator_flag" if msg.manual else "facilitator_detector"

@@ -14,7 +14,7 @@ from hearth.spaces.effects import Attach, Audit, Broadcast, Detach, Effect, Ente
 from hearth.spaces.layout import Point
 from hearth.spaces.venue import DENIED, REMOVED, SESSION_ENDED
 from hearth.spaces.voice import build_frame
-from tests.support.world import COMMIT, World, broadcasts, error_code, reply
+from tests.support.world import COMMIT, World, broadcasts, error_code, reply, wire
 
 SEED = b"s" * 32
 
@@ -84,7 +84,8 @@ def test_authorization_matrix(role: str, kind: str) -> None:
     fields = {k: (v.replace("{member}", target["member"]) if isinstance(v, str) else v)
               for k, v in EXAMPLES[kind].items()}
     effects = w.send(actor, {"type": kind, **fields})
-    errors = [e.message for e in effects if isinstance(e, Reply) and e.message["type"] == "error"]
+    errors = [m for m in (wire(e.message) for e in effects if isinstance(e, Reply))
+              if m["type"] == "error"]
     audits = [e for e in effects if isinstance(e, Audit)]
     if kind in FACILITATORS_ONLY and role == "participant":
         assert [e["code"] for e in errors] == ["forbidden"]

@@ -59,7 +59,7 @@ def test_deeply_nested_json_is_a_bad_json_not_a_crash() -> None:
 def test_ref_is_echoed_on_refusal() -> None:
     with pytest.raises(p.ProtocolError) as caught:
         p.decode(b'{"type":"envelope","body":"!!","commitment":"x","ref":"abc"}')
-    assert caught.value.ref == "abc" and caught.value.to_wire()["ref"] == "abc"
+    assert caught.value.ref == "abc" and caught.value.as_message().to_wire()["ref"] == "abc"
 
 
 @pytest.mark.parametrize("message", [
