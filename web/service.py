@@ -121,6 +121,8 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
         bool(config.webtransport.port) if webtransport is None else webtransport) else None
     bind_node(factory, config, node, udp)
     site = build_site(config, node, WebSocketResource(factory), broker.name, secrets=keys)
+    if udp is not None:
+        site.voice_src = udp.connect_src  # the page may open its voice session (CSP)
     site.resource.putChild(b"incidents", IncidentCallbacks(node, ack_key))
     site.resource.putChild(b"crisis", CrisisData(crisis))
     metrics = Metrics(node, alerts)

@@ -29,6 +29,7 @@ import asyncio
 import base64
 import datetime
 import hashlib
+import re
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -368,6 +369,8 @@ class WebTransportServer:
         except ProtocolError as refused:
             return refused.to_wire()
         host = self.config.public_host or _hostname(getattr(peer, "voice_host", None))
+        if not _HOST.match(host):
+            return ProtocolError("webtransport_unavailable", ref=ref).to_wire()
         reply: dict[str, Any] = {
             "type": "voice_transport", "url": f"https://{host}:{self.port}{PATH}",
             "token": token, "ttl": self.tokens.ttl, "hashes": self.certificates.hashes(),
@@ -375,6 +378,17 @@ class WebTransportServer:
         if ref is not None:
             reply["ref"] = ref
         return reply
+
+    def connect_src(self, host_header: bytes | str | None) -> str | None:
+        """The session's origin for the page's Content-Security-Policy (connect-src)."""
+        if not self.port:
+            return None
+        if isinstance(host_header, bytes):
+            host_header = host_header.decode("latin-1")
+        host = self.config.public_host or _hostname(host_header)
+        if not _HOST.match(host):
+            return None
+        return f"https://{host}:{self.port}"
 
     def closed(self, peer: Any) -> None:
         """The member's WebSocket closed: its token and its session end with it."""
@@ -429,6 +443,9 @@ class WebTransportServer:
             self._quic.close()
             self._quic = None
         self.connections.clear()
+
+
+_HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}\Z|^\[[0-9A-Fa-f:.]{2,45}\]\Z")
 
 
 def _hostname(host_header: str | None) -> str:

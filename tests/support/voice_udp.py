@@ -47,3 +47,17 @@ async def session_for(client: HearthClient, **options: Any) -> VoiceSession:
 def udp(server: LiveServer) -> Any:
     """The node's WebTransport endpoint (web/webtransport.py WebTransportServer)."""
     return server.hearth.webtransport.server
+
+
+def record_socket_frames(server: LiveServer) -> list[bytes]:
+    """Every frame the server receives over a WebSocket (not over WebTransport), as received."""
+    frames: list[bytes] = []
+    factory = server.hearth.listeners[0].factory.resource.children[b"ws"]._factory
+    protocol = factory.protocol
+    original = protocol.onMessage
+
+    def on_message(self: Any, payload: bytes, is_binary: bool) -> None:
+        frames.append(bytes(payload))
+        original(self, payload, is_binary)
+    protocol.onMessage = on_message
+    return frames
