@@ -169,7 +169,8 @@ LINK_LOGIC = """async () => {
   const connection = new EventTarget();
   connection.state = 'joined';
   connection.request = async (message) => { requests.push(message.type);
-    return { type: 'voice_transport', url: 'https://127.0.0.1:9/voice', token: 't', hashes: [], max_bytes: 1100 }; };
+    return { type: 'voice_transport', url: 'https://127.0.0.1:9/voice', token: 't', hashes: [],
+             max_bytes: 1100 }; };
   connection.sendVoice = (frame) => { socketFrames.push(frame); return true; };
   const sessions = [];
   class FakeTransport {
@@ -205,8 +206,9 @@ LINK_LOGIC = """async () => {
   await flush(); await flush();
   out.afterOpen = link.stats();
   link.send(frame(2)); link.send(frame(3)); link.send(frame(5));
+  const seq = (f) => new DataView(f.buffer, f.byteOffset).getUint32(6);
   out.datagrams = sessions[1].written.map((d) => { const [f, r] = unpackDatagram(d);
-    return [new DataView(f.buffer, f.byteOffset).getUint32(6), r ? new DataView(r.buffer, r.byteOffset).getUint32(6) : null]; });
+    return [seq(f), r ? seq(r) : null]; });
   // 3. Frames in: a repeat of a frame already heard is taken out before it is decrypted.
   sessions[1].push({ value: packDatagram(frame(7, 4)), done: false }); await flush();
   sessions[1].push({ value: packDatagram(frame(9, 4), frame(8, 4)), done: false }); await flush();
