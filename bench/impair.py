@@ -30,6 +30,7 @@ MAX_HELD = 4096  # datagrams in flight per direction
 MAX_HELD_BYTES = 1 << 20  # stream bytes in flight per direction
 MAX_PEERS = 256  # UDP clients the proxy keeps a path for
 MIN_RTO = 0.2  # seconds: Linux's smallest retransmission timeout
+MAX_RESENDS = 8  # copies of one segment the model sends at most
 NEXT_SEGMENT = 0.02  # seconds until the next segment of a 20 ms voice stream is sent
 
 
@@ -66,7 +67,9 @@ class Link:
         rtt = self.one_way() + self.one_way()
         waited = NEXT_SEGMENT + rtt + rtt / 4
         rto = max(MIN_RTO, 1.5 * rtt)
-        while self.drops():  # the copy is lost too: a timeout, then another copy
+        for _ in range(MAX_RESENDS):  # the copy is lost too: a timeout, then another copy
+            if not self.drops():
+                break
             waited += rto
             rto *= 2
         return waited + self.one_way()

@@ -231,6 +231,15 @@ async def scenario(seconds: float = 3.0, drain: float = 1.5, max_rooms: int = 12
             "rooms_at_knee": at_50["rooms"] if at_50 else 0}
 
 
+async def bench(kind: str, settings: Any) -> dict[str, Any]:
+    """`python -m bench voice_udp`: Hearth only (the baseline relays have no datagrams)."""
+    if kind != "hearth":
+        return {"skipped": "datagram voice is Hearth's only"}
+    if settings.quick:
+        return await scenario(seconds=0.6, drain=1.0, max_rooms=1)
+    return await scenario(seconds=settings.step_seconds, drain=settings.drain_seconds)
+
+
 def main() -> int:
     result = asyncio.run(scenario())
     print(json.dumps(result))
