@@ -6,6 +6,7 @@
     venue.py            all rooms, session tokens, role tickets
     room.py             one room: members, seats, positions, sequence, epoch
     voice.py            which listeners hear a voice frame
+    voicelink.py        voice over WebTransport: session tokens, datagram framing
     layout.py           a room's floor plan: hearth, seats, quiet corners
     pseudonyms.py       generated and chosen pseudonyms, avatars
     ratelimit.py        token buckets with injected time

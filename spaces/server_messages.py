@@ -200,6 +200,19 @@ class GoingAway(ServerMessage):
     reconnect: bool = True
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VoiceTransportOffer(ServerMessage):
+    """{"type":"voice_transport","url","token","ttl","hashes","max_bytes","ref"?} — voice over
+    WebTransport: where, with which one-time token, and the server certificate's hashes."""
+    TYPE = "voice_transport"
+    url: str
+    token: str
+    ttl: float
+    hashes: Sequence[str]
+    max_bytes: int
+    ref: str | None = None
+
+
 # --- chat -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True, kw_only=True, slots=True)

@@ -6,6 +6,7 @@ this package parses, hands over, and applies the effects it gets back.
     service.py        the service tree: listeners on endpoint strings, the room tick
     site.py           one Site: pages, static files, health, /ws
     ws.py             the WebSocket endpoint /ws: autobahn frames in and out
+    webtransport.py   voice over WebTransport datagrams (aioquic, same reactor)
     node.py           this process's connections; applies the core's effects
     pages.py          the participant's pages: landing, join, room (jinja2)
     auth.py           facilitator sign-in: /login, /logout, /console, role tickets
