@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +45,26 @@ async def start_server(config: HearthConfig) -> LiveServer:
 
 async def sleep(seconds: float) -> None:
     await deferLater(reactor, seconds, lambda: None)
+
+
+_PROBES = itertools.count(1)
+
+
+async def caught_up(*clients: HearthClient) -> None:
+    """Until the server has handled everything each client sent before, and each client has
+    read everything the server sent it before: one round trip per connection, in the order
+    given (senders first, then whoever must not have received something).
+
+    The probe is a frame the server refuses at once (`unknown_type`, with our `ref`): on
+    one WebSocket the server handles frames in order and TCP keeps what it sends in order,
+    so its answer comes after anything earlier. A test asserting that something did *not*
+    arrive waits for this, never for a fixed time.
+    """
+    for client in clients:
+        ref = f"caught-up-{next(_PROBES)}"
+        client.send({"type": "caught_up_probe", "ref": ref})
+        answer = await client.next(lambda m, ref=ref: m.get("ref") == ref, timeout=30.0)
+        assert answer.get("code") == "unknown_type", answer
 
 
 async def walk_to(client: HearthClient, x: float, y: float) -> None:
