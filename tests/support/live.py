@@ -67,6 +67,19 @@ async def caught_up(*clients: HearthClient) -> None:
         assert answer.get("code") == "unknown_type", answer
 
 
+async def room_caught_up(actor: HearthClient, *members: HearthClient) -> None:
+    """Until each member has read everything the room sent it before `actor` spoke, on
+    whichever node it is: `actor` raises its hand and lowers it again, and each member waits
+    for both `stick` broadcasts (a room's messages reach each member in the order the room
+    sent them, across nodes too). Call it once the room has handled what is being checked
+    (e.g. `actor` received it)."""
+    for up in (True, False):
+        actor.send({"type": "raise_hand", "up": up})
+        for member in (actor, *members):
+            await member.next(lambda m, up=up: m.get("type") == "stick"
+                              and (actor.member in m.get("hands", ())) == up, timeout=30.0)
+
+
 async def walk_to(client: HearthClient, x: float, y: float) -> None:
     """Walk (the test config walks at 50 m/s) until the server reports us there."""
     for _ in range(40):
