@@ -8,12 +8,13 @@ sentence. Nothing here knows about sockets or time.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
+
+import msgspec
 
 SUBPROTOCOL: Final = "hearth.v1"
 VERSION: Final = 1
@@ -536,20 +537,15 @@ CLIENT_TYPES: Final = frozenset(_DECODERS)
 
 
 def decode(frame: str | bytes) -> ClientMessage:
-    """Parse one text frame into a client message, or raise ProtocolError."""
+    """Parse one text frame into a client message, or raise ProtocolError.
+
+    JSON is parsed by msgspec (strict RFC 8259): NaN and Infinity, lone surrogates
+    (escaped or encoded), invalid UTF-8, a byte-order mark and anything after the
+    object but whitespace are `bad_json`, as is nesting deeper than the parser allows.
+    """
     try:
-        data: Any = None
-        if type(frame) is bytes and frame[:1] == b"{" and frame[1:2] != b"\0":
-            # What json.loads(bytes) would detect (UTF-8: no BOM, no NUL in the first
-            # two bytes), without its per-call detection: the common case, decoded directly,
-            # and scanned without json.loads' wrappers when it is one object and nothing more.
-            text = frame.decode("utf-8", "surrogatepass")
-            data, end = _SCAN(text, 0)
-            if end != len(text):  # trailing whitespace is allowed, anything else an error
-                data = json.loads(text)
-        else:
-            data = json.loads(frame)
-    except (ValueError, RecursionError, StopIteration):
+        data: Any = _PARSE(frame)
+    except (msgspec.DecodeError, RecursionError, UnicodeError):
         raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_json", "The frame must be a JSON object with a \"type\".")
@@ -567,8 +563,10 @@ def decode(frame: str | bytes) -> ClientMessage:
     return message
 
 
-# What json.loads uses, called directly (typeshed does not list the scanner).
-_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+# One parser and one serialiser for every frame (msgspec: a maintained C library; no
+# per-call set-up, no interpreter internals).
+_PARSE: Final = msgspec.json.Decoder().decode
+_SERIALISE: Final = msgspec.json.Encoder().encode
 
 _WIRE_TYPES: dict[type, str] = {}
 
@@ -585,26 +583,12 @@ def wire_type(message: ClientMessage) -> str:
     return name
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-# What _ENCODER.encode builds on every call (json.encoder.JSONEncoder.iterencode), built
-# once: the C encoder and its circular-reference markers (emptied again if a call fails).
-_MARKERS: dict[int, Any] = {}
-_C_MAKE: Any = getattr(json.encoder, "c_make_encoder", None)  # typeshed does not list it
-_C_ENCODE: Callable[[Any, int], Any] | None = None if _C_MAKE is None else _C_MAKE(
-    _MARKERS, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False,
-    True)
-
-
 def encode(message: Mapping[str, Any]) -> bytes:
-    """Serialise a server message once; the adapter fans the same bytes out.
+    """Serialise a server message once (compact UTF-8 JSON); the adapter fans the same bytes out.
 
-    The same output as `json.dumps(message, separators=(",", ":"), ensure_ascii=False)`,
-    without building an encoder per call (tests/unit/test_perf_encode.py).
+    Always valid JSON: a float that is not finite is written as null (never NaN or
+    Infinity, which browsers' JSON.parse refuses); a lone surrogate raises
+    UnicodeEncodeError, anything that is not JSON data TypeError, a circular
+    reference RecursionError (tests/unit/test_perf_encode.py).
     """
-    if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
-        return _ENCODER.encode(message).encode("utf-8")
-    try:
-        return "".join(_C_ENCODE(message, 0)).encode("utf-8")
-    except BaseException:
-        _MARKERS.clear()
-        raise
+    return _SERIALISE(message)
