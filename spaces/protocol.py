@@ -541,10 +541,14 @@ def decode(frame: str | bytes) -> ClientMessage:
 
     JSON is parsed by msgspec (strict RFC 8259): NaN and Infinity, lone surrogates
     (escaped or encoded), invalid UTF-8, a byte-order mark and anything after the
-    object but whitespace are `bad_json`, as is nesting deeper than the parser allows.
+    object but whitespace are `bad_json`, as is nesting deeper than the parser allows;
+    a number too large for a double (1e400) is `bad_message`, as it was when it
+    reached a field's range check as infinity.
     """
     try:
         data: Any = _PARSE(frame)
+    except msgspec.ValidationError:  # valid JSON syntax, but a number past what a double holds
+        raise ProtocolError("bad_message", "A number is out of range.") from None
     except (msgspec.DecodeError, RecursionError, UnicodeError):
         raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
     if not isinstance(data, dict):
