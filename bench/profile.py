@@ -59,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     args.add_argument("--load", type=float, default=None,
                       help="chat: envelopes/s (default 1000); voice: rooms (default 8)")
     args.add_argument("--seconds", type=float, default=8.0)
-    args.add_argument("--baseline", action="store_true")
+    args.add_argument("--baseline", nargs="?", const="autobahn", default=None,
+                      choices=("autobahn", "node_ws"),
+                      help="measure a baseline relay instead of Hearth (default autobahn)")
     args.add_argument("--top", type=int, default=35)
     args.add_argument("--py-spy", action="store_true", help="sample with py-spy, not cProfile")
     args.add_argument("--cost", action="store_true",
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     load = options.load or (1000.0 if options.scenario == "chat" else 8.0)
     servers.raise_fd_limit()
     servers.pin_self()
-    kind = "baseline" if options.baseline else "hearth"
+    kind = options.baseline or "hearth"
     out = Path(tempfile.mkdtemp(prefix="hearth-profile-")) / "server.prof"
     if options.py_spy:
         return sample(kind, options.scenario, load, options.seconds, out.with_suffix(".txt"),

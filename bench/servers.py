@@ -1,4 +1,5 @@
-"""The servers under test, as real subprocesses: `hearth serve` and the baseline relay.
+"""The servers under test, as real subprocesses: `hearth serve` and the two baseline relays
+(autobahn, bench/baseline.py; Node.js ws, bench/node_relay.js).
 
 Why subprocesses: the numbers must be the deployed program's, not a test
 fixture's, and the server must have a core of its own. Where `taskset`
@@ -139,7 +140,7 @@ def hearth_config(data_dir: Path, rooms: int, capacity: int) -> dict[str, Any]:
 class Served:
     """One running server process and where it listens."""
 
-    kind: str  # "hearth" or "baseline"
+    kind: str  # "hearth", "autobahn" or "node_ws"
     proc: subprocess.Popen[bytes]
     log_path: Path
     port: int = 0
@@ -170,6 +171,33 @@ class Served:
                 self.proc.wait()
 
 
+# The Node.js baseline's packages: exact versions, installed by the bench into NODE_DIR
+# (never committed). bufferutil is ws's native masking; the relay reports whether it loaded.
+NODE_PACKAGES = ("ws@8.23.1", "bufferutil@4.1.0")
+NODE_DIR = ROOT / "bench" / ".node"
+
+
+def ensure_node_ws() -> Path:
+    """node_modules with the pinned ws and bufferutil (npm install the first time); raises
+    with what to do when node or npm is missing."""
+    modules = NODE_DIR / "node_modules"
+    wanted = {name: version for name, version in (p.rsplit("@", 1) for p in NODE_PACKAGES)}
+    have = {}
+    for name in wanted:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            have[name] = json.loads((modules / name / "package.json").read_text())["version"]
+    if have == wanted:
+        return modules
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise RuntimeError("the Node.js ws baseline needs node and npm (Debian: apt-get install "
+                           "nodejs npm), or leave it out with --sides hearth,autobahn")
+    NODE_DIR.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["npm", "install", "--no-save", "--no-audit", "--no-fund", "--loglevel=error",
+                    "--prefix", str(NODE_DIR), *NODE_PACKAGES], check=True, timeout=300,
+                   stdout=subprocess.DEVNULL)
+    return modules
+
+
 def _pinned(argv: list[str]) -> list[str]:
     return ["taskset", "-c", str(SERVER_CORE), *argv] if pinning() else argv
 
@@ -179,15 +207,15 @@ def _env() -> dict[str, str]:
 
 
 def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = False,
-          profile: Path | None = None) -> Served:
-    """Start `hearth serve` (with a fresh config and data dir) or the baseline relay.
+          profile: Path | None = None, env_extra: dict[str, str] | None = None) -> Served:
+    """Start `hearth serve` (with a fresh config and data dir) or a baseline relay.
 
     With `profile`, the server runs under cProfile and writes its stats there
     when stopped with `stop(interrupt=True)` (SIGINT lets the reactor end cleanly).
     """
     workdir = Path(tempfile.mkdtemp(prefix=f"hearth-bench-{kind}-"))
     log_path = workdir / "server.log"
-    env = _env()
+    env = {**_env(), **(env_extra or {})}
     if kind == "hearth":
         config = workdir / "hearth.toml"
         config.write_text(to_toml(hearth_config(workdir / "data", rooms, capacity)))
@@ -197,17 +225,26 @@ def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = Fa
                            input=PASSWORD.encode(), check=True, capture_output=True, env=env,
                            cwd=ROOT, timeout=60)
         argv = ["-m", "hearth.web.cli", "serve", "--config", str(config)]
-    elif kind == "baseline":
+    elif kind == "autobahn":
         argv = ["-m", "bench.baseline"]
+    elif kind == "node_ws":
+        env["NODE_PATH"] = str(ensure_node_ws())
+        argv = [str(ROOT / "bench" / "node_relay.js"), "0"]
     else:
         raise ValueError(kind)
-    argv = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else []), *argv]
+    if kind == "node_ws":
+        argv = [shutil.which("node") or "node", *argv]
+    else:
+        argv = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else []),
+                *argv]
     out = log_path.open("wb")
     proc = subprocess.Popen(_pinned(argv), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
     out.close()
     served = Served(kind, proc, log_path, workdir=workdir)
     try:
         served.wait_ready()
+        if kind == "node_ws" and "bufferutil on" not in served.output():
+            raise RuntimeError(f"the Node.js relay runs without bufferutil:\n{served.output()}")
     except BaseException:
         served.stop()
         raise
