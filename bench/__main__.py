@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -37,6 +38,9 @@ def parser() -> argparse.ArgumentParser:
                      help="repeat and report medians (default 3, or 1 with --quick)")
     top.add_argument("--out", type=Path, default=DEFAULT_OUT,
                      help=f"where results.json and latency.png go (default {DEFAULT_OUT})")
+    top.add_argument("--voice-lockstep", action="store_true",
+                     help="voice speakers all send in the same instant every 20 ms (the old "
+                          "generator) instead of each at its own phase")
     top.add_argument("--sides", default=",".join(KINDS),
                      help=f"comma-separated servers to measure (default {','.join(KINDS)})")
     return top
@@ -98,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in SCENARIOS if not args.scenario or "all" in args.scenario
               or s in args.scenario]
     settings = scenarios.Settings.quick_settings() if args.quick else scenarios.Settings.full()
+    if args.voice_lockstep:
+        settings = dataclasses.replace(settings, voice_lockstep=True)
     runs = max(1, args.runs if args.runs is not None else 1 if args.quick else 3)
     kinds = tuple(k for k in KINDS if k in args.sides.split(","))
     if not kinds or set(args.sides.split(",")) - set(KINDS):

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import pstats
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,9 +26,10 @@ from pathlib import Path
 from bench import scenarios, servers
 
 
-async def drive(served: servers.Served, scenario: str, load: float, seconds: float) -> None:
+async def drive(served: servers.Served, scenario: str, load: float, seconds: float,
+                lockstep: bool = False) -> None:
     """One fixed step; prints the server's CPU per delivered message (the A/B figure)."""
-    settings = scenarios.Settings.full()
+    settings = dataclasses.replace(scenarios.Settings.full(), voice_lockstep=lockstep)
     if scenario == "join":
         await scenarios.join(served, settings)
         return
@@ -66,6 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     args.add_argument("--py-spy", action="store_true", help="sample with py-spy, not cProfile")
     args.add_argument("--cost", action="store_true",
                       help="no profiler: just the server's CPU per delivered message")
+    args.add_argument("--stages", action="store_true",
+                      help="no profiler: where each frame's time goes inside the server "
+                           "(read, route, wait for the flush, flush; web/wsfast.py Stages)")
+    args.add_argument("--lockstep", action="store_true",
+                      help="voice: every speaker's frame in the same instant (the old generator)")
+    args.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                      help="extra environment for the server (A/B of a switch), repeatable")
     options = args.parse_args(argv)
     load = options.load or (1000.0 if options.scenario == "chat" else 8.0)
     servers.raise_fd_limit()
@@ -75,20 +86,54 @@ def main(argv: list[str] | None = None) -> int:
     if options.py_spy:
         return sample(kind, options.scenario, load, options.seconds, out.with_suffix(".txt"),
                       options.top)
-    served = servers.start(kind, rooms=160, capacity=16, profile=None if options.cost else out)
+    env = dict(item.split("=", 1) for item in options.env)
+    if options.stages:
+        return stages(kind, options.scenario, load, options.seconds, env,
+                      out.with_suffix(".stages.jsonl"), options.lockstep)
+    served = servers.start(kind, rooms=160, capacity=16, profile=None if options.cost else out,
+                           env_extra=env)
     if options.cost:
         try:
-            asyncio.run(drive(served, options.scenario, load, options.seconds))
+            asyncio.run(drive(served, options.scenario, load, options.seconds, options.lockstep))
         finally:
             servers.cleanup(served)
         return 0
     try:
-        asyncio.run(drive(served, options.scenario, load, options.seconds))
+        asyncio.run(drive(served, options.scenario, load, options.seconds, options.lockstep))
     finally:
         served.stop(interrupt=True)
     stats = pstats.Stats(str(out))
     stats.sort_stats("tottime").print_stats(options.top)
     print(f"profile: {out}", file=sys.stderr)
+    return 0
+
+
+def stages(kind: str, scenario: str, load: float, seconds: float, env: dict[str, str],
+           out: Path, lockstep: bool) -> int:
+    """The server writes each second's stage percentiles (HEARTH_WS_STAGES); print their
+    medians over the run, beside the generator's end-to-end latency."""
+    env = {**env, "HEARTH_WS_STAGES": str(out)}
+    if scenario == "voice":  # the generator's send time, at byte 10 of every voice frame
+        env["HEARTH_WS_STAGES_STAMP"] = str(scenarios.VOICE_HEAD.size)
+    served = servers.start(kind, rooms=160, capacity=16, env_extra=env)
+    try:
+        asyncio.run(drive(served, scenario, load, seconds, lockstep))
+    finally:
+        servers.cleanup(served)
+    seconds_lines = [json.loads(line) for line in out.read_text().splitlines()]
+    busy = [s for s in seconds_lines if s["route"]["n"] > 0]
+    steady = busy[1:-1] or busy  # the first and last seconds are joins and drain
+    print(f"{len(steady)} steady seconds; median over them of each second's figures (us)\n"
+          f"{'stage':8} {'n/s':>8} {'p50':>8} {'p99':>8} {'max':>8}")
+    for stage in ("queue", "route", "wait", "flush", "gc"):
+        rows = [s[stage] for s in steady]
+        print(f"{stage:8} {statistics.median(r['n'] for r in rows):8.0f} "
+              f"{statistics.median(r['p50_us'] for r in rows):8.1f} "
+              f"{statistics.median(r['p99_us'] for r in rows):8.1f} "
+              f"{statistics.median(r['max_us'] for r in rows):8.1f}")
+    print(f"flushes/s {statistics.median(s['flushes'] for s in steady):.0f}, connections per "
+          f"flush {statistics.median(s['connections_per_flush'] for s in steady):.1f}")
+    print(f"per second: {out}", file=sys.stderr)
     return 0
 
 

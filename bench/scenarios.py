@@ -49,6 +49,9 @@ class Settings:
     voice_members: int = 12
     voice_speakers: int = 3
     voice_start_rooms: int = 6
+    # every speaker's frame in the same instant every 20 ms (the bench before issue 20), or
+    # spread over the 20 ms as independent clients send them (the default)
+    voice_lockstep: bool = False
     idle_members: int = 5000
     join_members: int = 1000
     join_concurrency: int = 50
@@ -534,6 +537,7 @@ class VoiceLoad:
         self.peers: dict[int, Peer] = {}
         self.rooms = 0
         self.active: list[Peer] = []
+        self.next = 0  # the next speaker, for frames spread over the 20 ms period
         self.counts: dict[int, int] = {}
         self.step = Step(0)
         self.extra: dict[int, Peer] = {}  # crisis members: they hear voice too
@@ -560,16 +564,35 @@ class VoiceLoad:
                        for m in range(self.settings.voice_speakers)]
 
     def send(self, ticks: int) -> None:
-        step, counts = self.step, self.counts
+        """Lock-step: every speaker's frame at once, `ticks` times (one tick per 20 ms)."""
         for _ in range(ticks):
             for peer in self.active:
-                index = peer.client.index
-                counts[index] += 1
-                n = counts[index]
-                payload = (VOICE_HEAD.pack(1, 1, 20 + index % 100, 0, 0, n & 0xFFFFFFFF)
-                           + VOICE_STAMP.pack(time.monotonic_ns(), index, n) + VOICE_PAD)
-                peer.client.send(payload, BINARY)
-                step.expected += peer.size - 1
+                self._frame(peer)
+
+    def send_spread(self, n: int) -> None:
+        """The next `n` frames in round-robin order of the speakers: paced at speakers x 50
+        a second, each speaker sends every 20 ms at its own phase, as independent
+        clients do (the default; `Settings.voice_lockstep` sends them all at once)."""
+        active = self.active
+        for _ in range(n):
+            self._frame(active[self.next % len(active)])
+            self.next += 1
+
+    def pace(self, seconds: float) -> Awaitable[None]:
+        if self.settings.voice_lockstep:
+            return pace(1 / FRAME_SECONDS, seconds, self.send)
+        self.next = 0
+        return pace(len(self.active) / FRAME_SECONDS, seconds, self.send_spread)
+
+    def _frame(self, peer: Peer) -> None:
+        index = peer.client.index
+        counts = self.counts
+        counts[index] += 1
+        n = counts[index]
+        payload = (VOICE_HEAD.pack(1, 1, 20 + index % 100, 0, 0, n & 0xFFFFFFFF)
+                   + VOICE_STAMP.pack(time.monotonic_ns(), index, n) + VOICE_PAD)
+        peer.client.send(payload, BINARY)
+        self.step.expected += peer.size - 1
 
     def on_binary(self, client: WSClient, payload: bytes) -> None:
         sent, speaker, count = VOICE_STAMP.unpack_from(payload, VOICE_HEAD.size)
@@ -592,7 +615,7 @@ class VoiceLoad:
         self.activate(rooms)
         self.step = step = Step(rooms)
         meter = CpuMeter(self.target.pid)
-        await pace(1 / FRAME_SECONDS, seconds, self.send)
+        await self.pace(seconds)
         cpu = meter.read()
         await until(lambda: step.received >= step.expected, drain)
         return step, cpu
@@ -804,7 +827,7 @@ async def crisis(target: servers.Served, settings: Settings,
         load.activate(rooms)
         load.step = step = Step(rooms)
         meter = CpuMeter(target.pid)
-        await asyncio.gather(pace(1 / FRAME_SECONDS, settings.crisis_seconds, load.send), presses())
+        await asyncio.gather(load.pace(settings.crisis_seconds), presses())
         cpu = meter.read()
         await until(lambda: step.received >= step.expected, settings.drain_seconds)
         await until(lambda: not desk.pressed, 2.0)

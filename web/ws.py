@@ -186,7 +186,7 @@ def bind_node(factory: WebSocketServerFactory, config: HearthConfig, node: Node)
     bases: tuple[type, ...] = (HearthServerProtocol,)
     if factory.fast_path:
         bases = (wsfast.FastPath, HearthServerProtocol)
-        options["turn"] = wsfast.Turn(stages=wsfast.stages_from_env())
+        options["turn"] = wsfast.turn_from_env()
     factory.protocol = type("BoundHearthServerProtocol", bases,
                             {**options, "node": node, "config": config,
                              "trusted_proxies": trusted_networks(config.server.trusted_proxies)})

@@ -36,6 +36,8 @@ from twisted.internet import tcp
 SWITCH = "HEARTH_WS_FAST_PATH"
 STAGES = "HEARTH_WS_STAGES"
 STAGES_STAMP = "HEARTH_WS_STAGES_STAMP"
+STAGES_CLOCK = "HEARTH_WS_STAGES_CLOCK"  # "cpu": the server thread's CPU time, not wall time
+BUDGET = "HEARTH_WS_FLUSH_BUDGET_US"  # bench A/B only: 0 turns the early flush off
 # Work in one turn after which what is buffered is written out before reading on: small
 # enough that a burst reaches its first listeners early, large enough that a connection
 # still gets several frames per write under load (docs/performance.md).
@@ -127,11 +129,11 @@ class Turn:
             return
         self.dirty = []
         stages = self.stages
-        started = self.clock() if stages is not None else 0
+        started = stages.clock() if stages is not None else 0
         for proto in dirty:
             proto.flush()
         if stages is not None:
-            stages.flushed(started, self.clock(), len(dirty))
+            stages.flushed(started, stages.clock(), len(dirty))
 
     def read_done(self) -> None:
         """After each read's frames: flush early if this turn has worked long enough."""
@@ -148,6 +150,11 @@ class Stages:
     `wait` (routed until its turn's flush starts), `flush` (that whole flush: the
     `send()` calls). Garbage collections are timed too. One JSON line a second, of
     percentiles, appended to the file; nothing of any payload is written.
+
+    On a machine shared with other work, wall-clock stages mostly measure the other
+    work; with HEARTH_WS_STAGES_CLOCK=cpu every stage but `queue` is measured in the
+    server thread's CPU time instead: the delay the server's own work adds, which on
+    a quiet machine is what the wall clock would show.
     """
 
     def __init__(self, path: str, stamp_offset: int | None = None,
@@ -155,34 +162,33 @@ class Stages:
         self.path = path
         self.stamp_offset = stamp_offset
         self.clock = clock
-        self.pending: list[tuple[int, int, int]] = []  # stamp (or 0), read, routed
+        self.pending: list[tuple[int, int]] = []  # read, routed
         self.samples: dict[str, list[int]] = {"queue": [], "route": [], "wait": [], "flush": [],
                                               "gc": []}
         self.flushes = self.written = 0
-        self.last_dump = clock()
+        self.last_dump = time.monotonic_ns()
         self._gc_started = 0
         gc.callbacks.append(self._gc)
 
-    def frame(self, payload: bytes, binary: bool, read: int, routed: int) -> None:
-        stamp = 0
+    def frame(self, payload: bytes, binary: bool, wall: int, read: int, routed: int) -> None:
+        """One data frame: read at `wall` (monotonic), `read` and `routed` on self.clock."""
         at = self.stamp_offset
         if binary and at is not None and len(payload) >= at + 8:
-            stamp = int.from_bytes(payload[at:at + 8], "big")
-        self.pending.append((stamp, read, routed))
+            self.samples["queue"].append(wall - int.from_bytes(payload[at:at + 8], "big"))
+        self.pending.append((read, routed))
 
     def flushed(self, started: int, ended: int, connections: int) -> None:
         s = self.samples
-        for stamp, read, routed in self.pending:
-            if stamp:
-                s["queue"].append(read - stamp)
+        for read, routed in self.pending:
             s["route"].append(routed - read)
             s["wait"].append(max(0, started - routed))
             s["flush"].append(ended - started)
         self.pending = []
         self.flushes += 1
         self.written += connections
-        if ended - self.last_dump >= 1_000_000_000:
-            self.dump(ended)
+        now = time.monotonic_ns()
+        if now - self.last_dump >= 1_000_000_000:
+            self.dump(now)
 
     def _gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
@@ -207,12 +213,15 @@ class Stages:
             out.write(json.dumps(line) + "\n")
 
 
-def stages_from_env(environ: Mapping[str, str] = os.environ) -> Stages | None:
+def turn_from_env(environ: Mapping[str, str] = os.environ) -> Turn:
+    """The factory's Turn; the bench's measuring knobs (HEARTH_WS_STAGES, ...) if set."""
     path = environ.get(STAGES)
-    if not path:
-        return None
     offset = environ.get(STAGES_STAMP)
-    return Stages(path, int(offset) if offset else None)
+    clock = time.thread_time_ns if environ.get(STAGES_CLOCK) == "cpu" else time.monotonic_ns
+    stages = Stages(path, int(offset) if offset else None, clock) if path else None
+    budget = environ.get(BUDGET)
+    budget_ns = int(float(budget) * 1000) if budget else FLUSH_BUDGET_NS
+    return Turn(budget_ns=budget_ns or 1 << 62, stages=stages)
 
 
 class FastPath:
@@ -346,9 +355,9 @@ class FastPath:
             if stages is None:
                 self.onMessage(payload, b0 == 0x82)  # type: ignore[attr-defined]
             else:
-                read = stages.clock()
+                wall, read = time.monotonic_ns(), stages.clock()
                 self.onMessage(payload, b0 == 0x82)  # type: ignore[attr-defined]
-                stages.frame(payload, b0 == 0x82, read, stages.clock())
+                stages.frame(payload, b0 == 0x82, wall, read, stages.clock())
         if i == 0:
             return bool(super().processData())  # type: ignore[misc]
         self.data = data[i:]
