@@ -93,16 +93,19 @@ class CpuMeter:
     step that failed while others were busy is run again (see `retried`).
     """
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
+    def __init__(self, pid: int | list[int]) -> None:
+        self.pids = pid if isinstance(pid, list) else [pid]  # several: their sum (nodes)
         self.wall = time.monotonic()
-        self.server = servers.cpu_seconds(pid)
+        self.server = self.server_seconds()
         self.own = time.process_time()
         self.busy = servers.busy_seconds()
 
+    def server_seconds(self) -> float:
+        return sum(servers.cpu_seconds(pid) for pid in self.pids)
+
     def read(self) -> dict[str, float]:
         wall = max(1e-6, time.monotonic() - self.wall)
-        server = servers.cpu_seconds(self.pid) - self.server
+        server = self.server_seconds() - self.server
         own = time.process_time() - self.own
         foreign = max(0.0, servers.busy_seconds() - self.busy - server - own)
         return {"server_cpu_pct": round(100 * server / wall, 1),
@@ -335,7 +338,8 @@ def setup_text(peers: dict[int, Peer]) -> Callable[[WSClient, bytes], None]:
     return on_text
 
 
-async def join_all(port: int, plan: list[tuple[int, str]], peers: dict[int, Peer],
+async def join_all(port: int | Callable[[int], int], plan: list[tuple[int, str]],
+                   peers: dict[int, Peer],
                    concurrency: int, ticket: dict[int, str] | None = None,
                    timings: dict[int, int] | None = None, timeout: float = 30.0) -> None:
     """Connect and join each (index, room), `concurrency` at a time; timings in ns."""
@@ -346,7 +350,8 @@ async def join_all(port: int, plan: list[tuple[int, str]], peers: dict[int, Peer
     async def one(index: int, room: str) -> None:
         async with gate:
             started = time.monotonic_ns()
-            client = await connect(HOST, port, index=index, timeout=timeout)
+            client = await connect(HOST, port if isinstance(port, int) else port(index),
+                                   index=index, timeout=timeout)
             client.on_text = handler
             peer = peers[index] = Peer(client, room)
             peer.waiter = loop.create_future()
@@ -531,9 +536,13 @@ FRAME_SECONDS = 0.02
 class VoiceLoad:
     """Rooms of 12 with 3 speakers at 50 frames/s each; rooms are added as the load rises."""
 
-    def __init__(self, target: servers.Served, settings: Settings) -> None:
+    def __init__(self, target: servers.Served, settings: Settings,
+                 port_of: Callable[[int], int] | None = None,
+                 pids: list[int] | None = None) -> None:
         self.target = target
         self.settings = settings
+        self.port_of = port_of  # several nodes: the port a member connects to
+        self.pids = pids or [target.pid]
         self.peers: dict[int, Peer] = {}
         self.rooms = 0
         self.active: list[Peer] = []
@@ -550,7 +559,8 @@ class VoiceLoad:
             return
         plan = [(self.index(r, m), f"r{r}") for m in range(self.settings.voice_members)
                 for r in range(self.rooms, rooms)]
-        await join_all(self.target.port, plan, self.peers, self.settings.connect_concurrency)
+        await join_all(self.port_of or self.target.port, plan, self.peers,
+                       self.settings.connect_concurrency)
         self.rooms = rooms
         room_sizes(self.peers)
         for index, peer in self.peers.items():
@@ -614,7 +624,7 @@ class VoiceLoad:
         await self.ensure_rooms(rooms)
         self.activate(rooms)
         self.step = step = Step(rooms)
-        meter = CpuMeter(self.target.pid)
+        meter = CpuMeter(self.pids)
         await self.pace(seconds)
         cpu = meter.read()
         await until(lambda: step.received >= step.expected, drain)

@@ -207,7 +207,8 @@ def _env() -> dict[str, str]:
 
 
 def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = False,
-          profile: Path | None = None, env_extra: dict[str, str] | None = None) -> Served:
+          profile: Path | None = None, env_extra: dict[str, str] | None = None,
+          args: list[str] | None = None) -> Served:
     """Start `hearth serve` (with a fresh config and data dir) or a baseline relay.
 
     With `profile`, the server runs under cProfile and writes its stats there
@@ -224,7 +225,7 @@ def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = Fa
                             "--config", str(config), "--password-file", "-"],
                            input=PASSWORD.encode(), check=True, capture_output=True, env=env,
                            cwd=ROOT, timeout=60)
-        argv = ["-m", "hearth.web.cli", "serve", "--config", str(config)]
+        argv = ["-m", "hearth.web.cli", "serve", "--config", str(config), *(args or [])]
     elif kind == "autobahn":
         argv = ["-m", "bench.baseline"]
     elif kind == "node_ws":
@@ -249,6 +250,65 @@ def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = Fa
         served.stop()
         raise
     return served
+
+
+@dataclass
+class Redis:
+    """A redis-server of the bench's own, on a free loopback port, nothing saved."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> Any:
+        import redis
+        return redis.Redis(host="127.0.0.1", port=self.port)
+
+    def ops(self) -> dict[str, int]:
+        """Calls per command since start (INFO commandstats), e.g. {"publish": 1234}."""
+        stats = self.client().info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_redis() -> Redis:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("the cross-node bench needs redis-server (Debian: apt-get install "
+                           "redis-server)")
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = Path(tempfile.mkdtemp(prefix="hearth-bench-redis-"))
+    proc = subprocess.Popen(_pinned([binary, "--port", str(port), "--bind", "127.0.0.1",
+                                     "--save", "", "--appendonly", "no",
+                                     "--dir", str(workdir)]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = Redis(proc, port, workdir)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            server.client().ping()
+            return server
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.05)
 
 
 def cleanup(served: Served) -> None:
