@@ -21,40 +21,61 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench import scenarios, servers
 
 
 async def drive(served: servers.Served, scenario: str, load: float, seconds: float,
-                lockstep: bool = False) -> None:
-    """One fixed step; prints the server's CPU per delivered message (the A/B figure)."""
+                lockstep: bool = False, around: Callable[[str], None] | None = None,
+                rooms: int | None = None) -> dict[str, Any]:
+    """One fixed step; prints the server's CPU per delivered message (the A/B figure).
+    `around("start")` and `around("end")` are called just before the load and once it
+    has drained; `rooms` limits chat to fewer rooms (the callgrind runs)."""
     settings = dataclasses.replace(scenarios.Settings.full(), voice_lockstep=lockstep)
+    if rooms is not None:
+        settings = dataclasses.replace(settings, chat_rooms=rooms)
+    mark = around or (lambda what: None)
     if scenario == "join":
         await scenarios.join(served, settings)
-        return
+        return {}
     if scenario == "chat":
         peers: dict[int, scenarios.Peer] = {}
         plan = [(r * 10 + m, f"r{r}") for m in range(10) for r in range(settings.chat_rooms)]
         await scenarios.join_all(served.port, plan, peers, settings.connect_concurrency)
         scenarios.room_sizes(peers)
         chat = scenarios.ChatLoad(peers, served.kind == "hearth")
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5 if around is None else 5.0)
         chat.step = step = scenarios.Step(load)
+        mark("start")
         meter = scenarios.CpuMeter(served.pid)
         await scenarios.pace(load, seconds, chat.send)
-        cpu = meter.read()
-        await scenarios.until(lambda: step.received >= step.expected, 3.0)
+        await scenarios.until(lambda: step.received >= step.expected, 3.0 if around is None else 60)
+        cpu = meter.read()  # through the drain: a server that fell behind still pays for it
+        mark("end")
         scenarios.close_all(peers)
     else:
         voice = scenarios.VoiceLoad(served, settings)
-        step, cpu = await voice.run(int(load), seconds, 2.0)
+        await voice.ensure_rooms(int(load))
+        voice.activate(int(load))
+        if around is not None:
+            await asyncio.sleep(5.0)
+        voice.step = step = scenarios.Step(load)
+        mark("start")
+        meter = scenarios.CpuMeter(served.pid)
+        await voice.pace(seconds)
+        await scenarios.until(lambda: step.received >= step.expected, 3.0 if around is None else 60)
+        cpu = meter.read()
+        mark("end")
         voice.close()
     result = step.result(seconds, 1e9, cpu, "per_s")
     print(f"{served.kind} {scenario} at {load:g}: {result['per_s']:.0f} msgs/s delivered, "
           f"server {result['server_us_per_msg']} us/msg ({cpu['server_cpu_pct']} % CPU), "
           f"p99 {result['p99_ms']} ms, generator {cpu['loadgen_cpu_pct']} %, "
           f"others {cpu['foreign_cpu_pct']} %", file=sys.stderr)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
                            "(read, route, wait for the flush, flush; web/wsfast.py Stages)")
     args.add_argument("--lockstep", action="store_true",
                       help="voice: every speaker's frame in the same instant (the old generator)")
+    args.add_argument("--callgrind", action="store_true",
+                      help="run the server under valgrind's callgrind and print the instructions "
+                           "it executed per delivered message (repeatable on a busy machine; "
+                           "use light loads: the server runs ~50x slower)")
     args.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                       help="extra environment for the server (A/B of a switch), repeatable")
     options = args.parse_args(argv)
@@ -87,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         return sample(kind, options.scenario, load, options.seconds, out.with_suffix(".txt"),
                       options.top)
     env = dict(item.split("=", 1) for item in options.env)
+    if options.callgrind:
+        return instructions(kind, options.scenario, load, options.seconds, env, out.parent,
+                            options.lockstep)
     if options.stages:
         return stages(kind, options.scenario, load, options.seconds, env,
                       out.with_suffix(".stages.jsonl"), options.lockstep)
@@ -134,6 +162,37 @@ def stages(kind: str, scenario: str, load: float, seconds: float, env: dict[str,
     print(f"flushes/s {statistics.median(s['flushes'] for s in steady):.0f}, connections per "
           f"flush {statistics.median(s['connections_per_flush'] for s in steady):.1f}")
     print(f"per second: {out}", file=sys.stderr)
+    return 0
+
+
+def instructions(kind: str, scenario: str, load: float, seconds: float, env: dict[str, str],
+                 out: Path, lockstep: bool) -> int:
+    """Instructions the server executes per delivered message, counted by callgrind between
+    the start of the load and its drain (joins and start-up excluded): unlike CPU time,
+    the same on a busy machine as on a quiet one."""
+    served = servers.start(kind, rooms=160, capacity=16, env_extra=env, wrap=[
+        "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.%p"],
+        ready_timeout=300)
+    dumps: list[Path] = []
+
+    def around(what: str) -> None:
+        command = "--zero" if what == "start" else "--dump"
+        subprocess.run(["callgrind_control", command, str(served.pid)], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        if what == "end":
+            dumps.extend(sorted(out.glob("callgrind.*"), key=lambda f: f.stat().st_mtime))
+    try:
+        result = asyncio.run(drive(served, scenario, load, seconds, lockstep, around,
+                                   rooms=10 if scenario == "chat" else None))
+    finally:
+        servers.cleanup(served)
+    total = 0
+    for line in dumps[-1].read_text().splitlines():
+        if line.startswith(("summary:", "totals:")):
+            total = int(line.split()[1])
+    received = max(1, int(result.get("received", 0)))
+    print(f"{kind} {scenario} at {load:g}: {total:,} instructions for {received:,} deliveries: "
+          f"{total / received:,.0f} per delivery")
     return 0
 
 

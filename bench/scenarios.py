@@ -108,7 +108,7 @@ class CpuMeter:
         server = self.server_seconds() - self.server
         own = time.process_time() - self.own
         foreign = max(0.0, servers.busy_seconds() - self.busy - server - own)
-        return {"server_cpu_pct": round(100 * server / wall, 1),
+        return {"server_s": round(server, 4), "server_cpu_pct": round(100 * server / wall, 1),
                 "loadgen_cpu_pct": round(100 * own / wall, 1),
                 "foreign_cpu_pct": round(100 * foreign / wall, 1)}
 
@@ -169,7 +169,7 @@ class Step:
         clean = (self.received > 0 and missing == 0 and self.lost == 0 and self.reordered == 0
                  and self.errors == 0)
         # CPU per delivery: less sensitive than latency to other processes on a shared machine
-        per = 1e4 * cpu["server_cpu_pct"] * seconds / self.received if self.received else 0.0
+        per = 1e6 * cpu["server_s"] / self.received if self.received else 0.0
         return {"load": self.load, throughput_key: round(self.received / seconds, 1), **lat,
                 "server_us_per_msg": round(per, 2),
                 "expected": self.expected, "received": self.received, "missing": missing,

@@ -208,7 +208,8 @@ def _env() -> dict[str, str]:
 
 def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = False,
           profile: Path | None = None, env_extra: dict[str, str] | None = None,
-          args: list[str] | None = None) -> Served:
+          args: list[str] | None = None, wrap: list[str] | None = None,
+          ready_timeout: float = 30.0) -> Served:
     """Start `hearth serve` (with a fresh config and data dir) or a baseline relay.
 
     With `profile`, the server runs under cProfile and writes its stats there
@@ -226,6 +227,8 @@ def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = Fa
                            input=PASSWORD.encode(), check=True, capture_output=True, env=env,
                            cwd=ROOT, timeout=60)
         argv = ["-m", "hearth.web.cli", "serve", "--config", str(config), *(args or [])]
+        if env.get("HEARTH_BENCH_LOOP"):  # another event loop under the reactor (bench.serve_on)
+            argv = ["-m", "bench.serve_on", env["HEARTH_BENCH_LOOP"], *argv[2:]]
     elif kind == "autobahn":
         argv = ["-m", "bench.baseline"]
     elif kind == "node_ws":
@@ -239,11 +242,12 @@ def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = Fa
         argv = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else []),
                 *argv]
     out = log_path.open("wb")
-    proc = subprocess.Popen(_pinned(argv), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    proc = subprocess.Popen(_pinned([*(wrap or []), *argv]), stdout=out, stderr=subprocess.STDOUT,
+                            env=env, cwd=ROOT)
     out.close()
     served = Served(kind, proc, log_path, workdir=workdir)
     try:
-        served.wait_ready()
+        served.wait_ready(ready_timeout)
         if kind == "node_ws" and "bufferutil on" not in served.output():
             raise RuntimeError(f"the Node.js relay runs without bufferutil:\n{served.output()}")
     except BaseException:
