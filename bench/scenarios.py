@@ -387,6 +387,7 @@ CHAT_RAW = 300  # bytes of "ciphertext" per envelope body
 CHAT_PAD = os.urandom(CHAT_RAW - CHAT_HEAD.size)
 COMMITMENT = base64.b64encode(os.urandom(32))
 _SEQ = re.compile(rb'"seq":(\d+)')
+ROOM_ENVELOPE = b'{"type":"envelope","from"'  # a room envelope from Hearth (a corner's has "zone")
 
 
 class ChatLoad:
@@ -418,7 +419,8 @@ class ChatLoad:
         """Envelopes and `sent` are read without a JSON parse: the generator must stay lean
         (at 200 k deliveries a second it is close to a core of its own)."""
         peer = self.peers[client.index]
-        if payload.startswith(b'{"type":"envelope"') and b'"zone"' not in payload:
+        if payload.startswith(ROOM_ENVELOPE) or (payload.startswith(b'{"type":"envelope"')
+                                                 and b'"zone"' not in payload):
             self._envelope(peer, payload)  # the same checks as below, written out
             return
         body: bytes | None = None
@@ -463,7 +465,10 @@ class ChatLoad:
         step = self.step
         start = payload.find(b'"body":"') + 8
         if self.hearth:
-            found = _SEQ.search(payload, start + 24)
+            # Hearth writes the room's seq last ({..., "tag":"…","seq":N}): found from the
+            # end, without scanning the body
+            at = payload.rfind(b'"seq":', start + 24)
+            found = _SEQ.match(payload, at) if at > 0 else None
             if found is not None:
                 seq = int(found.group(1))
                 last_seq = peer.last_seq
