@@ -36,13 +36,15 @@ NODES = 3
 class Nodes:
     """One or more `hearth serve --redis` nodes, one Redis."""
 
+    env: dict[str, str] = {}  # for every node (main: --env)
+
     def __init__(self, count: int, rooms: int) -> None:
         self.redis = servers.start_redis()
         self.nodes: list[servers.Served] = []
         try:
             for n in range(count):
                 self.nodes.append(servers.start(
-                    "hearth", rooms=rooms, capacity=16,
+                    "hearth", rooms=rooms, capacity=16, env_extra=self.env,
                     args=["--redis", self.redis.url, "--node-id", f"n{n + 1}"]))
         except BaseException:
             self.stop()
@@ -165,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     args.add_argument("--chat-rate", type=float, default=None,
                       help="envelopes/s, all rooms together (default 2000; quick 200)")
     args.add_argument("--voice-rooms", type=int, default=None, help="default 10; quick 2")
+    args.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                      help="extra environment for every node (A/B of a switch, e.g. "
+                           "HEARTH_BENCH_NO_HIREDIS=1), repeatable")
     options = args.parse_args(argv)
+    Nodes.env = dict(item.split("=", 1) for item in options.env)
     settings = scenarios.Settings.quick_settings() if options.quick else scenarios.Settings.full()
     chat_rate = options.chat_rate or (200.0 if options.quick else 2000.0)
     voice_rooms = options.voice_rooms or (2 if options.quick else 10)

@@ -1,6 +1,6 @@
-"""`python -m bench.serve_on uvloop ARGS...`: `hearth ARGS...` with uvloop under Twisted's
-asyncio reactor, for measuring what uvloop would change (bench.profile --env
-HEARTH_BENCH_LOOP=uvloop); `hearth serve` itself runs on asyncio's own loop."""
+"""`python -m bench.serve_on asyncio|uvloop ARGS...`: `hearth ARGS...` on the named event loop
+under Twisted's asyncio reactor, to measure what the loop changes (`bench.profile --env
+HEARTH_BENCH_LOOP=asyncio`); `hearth serve` itself runs on uvloop (web/cli.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +9,17 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    loop, rest = argv[0], argv[1:]
-    if loop == "uvloop":
+    loop_name, rest = argv[0], argv[1:]
+    if loop_name == "uvloop":
         import uvloop
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
-    elif loop != "asyncio":
-        raise SystemExit(f"unknown loop {loop!r}: uvloop or asyncio")
+        loop = uvloop.new_event_loop()
+    elif loop_name == "asyncio":
+        loop = asyncio.new_event_loop()
+    else:
+        raise SystemExit(f"unknown loop {loop_name!r}: uvloop or asyncio")
+    asyncio.set_event_loop(loop)
+    from twisted.internet import asyncioreactor
+    asyncioreactor.install(loop)  # before the CLI: it keeps a reactor already installed
     from hearth.web.cli import main as hearth
     return int(hearth(rest) or 0)
 

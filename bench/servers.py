@@ -218,6 +218,11 @@ def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = Fa
     workdir = Path(tempfile.mkdtemp(prefix=f"hearth-bench-{kind}-"))
     log_path = workdir / "server.log"
     env = {**_env(), **(env_extra or {})}
+    if env.get("HEARTH_BENCH_NO_HIREDIS"):  # redis-py's own parser, to measure what hiredis saves
+        hide = workdir / "no-hiredis"
+        hide.mkdir()
+        (hide / "hiredis.py").write_text("raise ImportError('hidden by the bench')\n")
+        env["PYTHONPATH"] = str(hide) + os.pathsep + env["PYTHONPATH"]
     if kind == "hearth":
         config = workdir / "hearth.toml"
         config.write_text(to_toml(hearth_config(workdir / "data", rooms, capacity)))
