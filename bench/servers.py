@@ -198,6 +198,14 @@ def ensure_node_ws() -> Path:
     return modules
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the bench process dies (however it dies), so no
+    server outlives the run that started it (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
+
+
 def _pinned(argv: list[str]) -> list[str]:
     return ["taskset", "-c", str(SERVER_CORE), *argv] if pinning() else argv
 
@@ -248,7 +256,7 @@ def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = Fa
                 *argv]
     out = log_path.open("wb")
     proc = subprocess.Popen(_pinned([*(wrap or []), *argv]), stdout=out, stderr=subprocess.STDOUT,
-                            env=env, cwd=ROOT)
+                            env=env, cwd=ROOT, preexec_fn=_die_with_parent)
     out.close()
     served = Served(kind, proc, log_path, workdir=workdir)
     try:
@@ -306,7 +314,8 @@ def start_redis() -> Redis:
     proc = subprocess.Popen(_pinned([binary, "--port", str(port), "--bind", "127.0.0.1",
                                      "--save", "", "--appendonly", "no",
                                      "--dir", str(workdir)]),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent)
     server = Redis(proc, port, workdir)
     deadline = time.monotonic() + 15
     while True:
