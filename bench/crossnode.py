@@ -80,23 +80,18 @@ def _redis_figures(nodes: Nodes, before: dict[str, int], redis_cpu: float, sent:
 async def chat(count: int, settings: scenarios.Settings, rate: float) -> dict[str, Any]:
     nodes = Nodes(count, settings.chat_rooms)
     try:
-        peers: dict[int, scenarios.Peer] = {}
-        plan = [(r * settings.chat_members + m, f"r{r}")
-                for m in range(settings.chat_members) for r in range(settings.chat_rooms)]
-        # member m of room r is index r*members+m: node (r*members+m) mod N spreads each room
-        await scenarios.join_all(nodes.port_of, plan, peers, settings.connect_concurrency)
-        scenarios.room_sizes(peers)
-        load = scenarios.ChatLoad(peers, True)
-        await asyncio.sleep(1.0)
+        # index r * members + m on node index mod N: every room spread over the nodes
+        load = await scenarios.join_chat(nodes.port_of, settings, True, settle=1.0)
+        peers = load.peers
         load.step = step = scenarios.Step(rate)
         before = nodes.redis.ops()
         redis_before = servers.cpu_seconds(nodes.redis.proc.pid)
         meter = scenarios.CpuMeter(nodes.pids)
         sent_before = sum(load.counts.values())
         await scenarios.pace(rate, settings.step_seconds, load.send)
-        cpu = meter.read()
         sent = sum(load.counts.values()) - sent_before
         await scenarios.until(lambda: step.received >= step.expected, settings.drain_seconds)
+        cpu = meter.read()  # through the drain: what the nodes did late counts too
         redis_cpu = servers.cpu_seconds(nodes.redis.proc.pid) - redis_before
         result = step.result(settings.step_seconds, scenarios.CHAT_BOUND_MS, cpu,
                              "delivered_per_s")
@@ -117,8 +112,13 @@ async def voice(count: int, settings: scenarios.Settings, rooms: int) -> dict[st
         before = nodes.redis.ops()
         redis_before = servers.cpu_seconds(nodes.redis.proc.pid)
         sent_before = sum(load.counts.values())
-        step, cpu = await load.run(rooms, settings.step_seconds, settings.drain_seconds)
+        load.activate(rooms)
+        load.step = step = scenarios.Step(rooms)
+        meter = scenarios.CpuMeter(nodes.pids)
+        await load.pace(settings.step_seconds)
         sent = sum(load.counts.values()) - sent_before
+        await scenarios.until(lambda: step.received >= step.expected, settings.drain_seconds)
+        cpu = meter.read()
         redis_cpu = servers.cpu_seconds(nodes.redis.proc.pid) - redis_before
         result = step.result(settings.step_seconds, scenarios.VOICE_BOUND_MS, cpu, "frames_per_s")
         load.close()
@@ -145,18 +145,15 @@ def _summary(scenario: str, one: dict[str, Any], many: dict[str, Any]) -> dict[s
 async def run(settings: scenarios.Settings, chat_rate: float, voice_rooms: int,
               chosen: list[str]) -> list[dict[str, Any]]:
     lines = []
-    if "chat" in chosen:
-        print(f"crossnode chat at {chat_rate:g} envelopes/s: 1 node, then {NODES}",
-              file=sys.stderr, flush=True)
-        one = await chat(1, settings, chat_rate)
-        many = await chat(NODES, settings, chat_rate)
-        lines.append(_summary("chat", one, many))
-    if "voice" in chosen:
-        print(f"crossnode voice at {voice_rooms} rooms: 1 node, then {NODES}",
-              file=sys.stderr, flush=True)
-        one = await voice(1, settings, voice_rooms)
-        many = await voice(NODES, settings, voice_rooms)
-        lines.append(_summary("voice", one, many))
+    for scenario in chosen:
+        level = f"{chat_rate:g} envelopes/s" if scenario == "chat" else f"{voice_rooms} rooms"
+        print(f"crossnode {scenario} at {level}: 1 node, then {NODES}", file=sys.stderr,
+              flush=True)
+        results = []
+        for count in (1, NODES):
+            results.append(await (chat(count, settings, chat_rate) if scenario == "chat"
+                                  else voice(count, settings, voice_rooms)))
+        lines.append(_summary(scenario, *results))
     return lines
 
 

@@ -42,12 +42,9 @@ async def drive(served: servers.Served, scenario: str, load: float, seconds: flo
         await scenarios.join(served, settings)
         return {}
     if scenario == "chat":
-        peers: dict[int, scenarios.Peer] = {}
-        plan = [(r * 10 + m, f"r{r}") for m in range(10) for r in range(settings.chat_rooms)]
-        await scenarios.join_all(served.port, plan, peers, settings.connect_concurrency)
-        scenarios.room_sizes(peers)
-        chat = scenarios.ChatLoad(peers, served.kind == "hearth")
-        await asyncio.sleep(0.5 if around is None else 5.0)
+        chat = await scenarios.join_chat(served.port, settings, served.kind == "hearth",
+                                         settle=0.5 if around is None else 5.0)
+        peers = chat.peers
         chat.step = step = scenarios.Step(load)
         mark("start")
         meter = scenarios.CpuMeter(served.pid)

@@ -162,13 +162,18 @@ class Served:
         return self.proc.poll() is None
 
     def stop(self, interrupt: bool = False) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT) if interrupt else self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, signal.SIGINT if interrupt else signal.SIGTERM)
+
+
+def terminate(proc: subprocess.Popen[bytes], how: int = signal.SIGTERM) -> None:
+    """Stop a process the bench started: `how`, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(how)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 # The Node.js baseline's packages: exact versions, installed by the bench into NODE_DIR
@@ -291,13 +296,7 @@ class Redis:
         return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 

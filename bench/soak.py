@@ -58,13 +58,7 @@ async def soak(scenario: str, load: float, minutes: float, window: float,
                 windows.append(_window(step, cpu, served, seconds, "frames_per_s"))
             voice.close()
         else:
-            peers: dict[int, scenarios.Peer] = {}
-            plan = [(r * settings.chat_members + m, f"r{r}")
-                    for m in range(settings.chat_members) for r in range(settings.chat_rooms)]
-            await scenarios.join_all(served.port, plan, peers, settings.connect_concurrency)
-            scenarios.room_sizes(peers)
-            chat = scenarios.ChatLoad(peers, True)
-            await asyncio.sleep(0.5)
+            chat = await scenarios.join_chat(served.port, settings, True)
             while time.monotonic() < end:
                 seconds = min(window, max(1.0, end - time.monotonic()))
                 chat.step = step = scenarios.Step(load)
@@ -74,7 +68,7 @@ async def soak(scenario: str, load: float, minutes: float, window: float,
                 await scenarios.until(lambda s=step: s.received >= s.expected,  # type: ignore[misc]
                                       settings.drain_seconds)
                 windows.append(_window(step, cpu, served, seconds, "delivered_per_s"))
-            scenarios.close_all(peers)
+            scenarios.close_all(chat.peers)
     finally:
         alive = served.alive()
         servers.cleanup(served)

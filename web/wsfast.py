@@ -271,14 +271,7 @@ class FastPath:
             if self.state == self.STATE_OPEN:
                 self.sendData(prepared.payloadHybi)
             return
-        data = prepared.payloadHybi
-        out = self._out
-        if out is None:
-            self._out = [data]
-            self.turn.add(self)
-        else:
-            out.append(data)
-        self._out_len += len(data)
+        self._buffer(prepared.payloadHybi)
 
     def pending_bytes(self) -> int:
         """Bytes written but not yet accepted by the kernel (ours, then Twisted's buffers).
@@ -373,6 +366,10 @@ class FastPath:
                 self._handed_over = True
             super().sendData(data, sync, chopsize)  # type: ignore[misc]
             return
+        self._buffer(data)
+
+    def _buffer(self, data: bytes) -> None:
+        """Into this connection's buffer for the turn; the turn learns of a first write."""
         out = self._out
         if out is None:
             self._out = [data]
