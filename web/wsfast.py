@@ -16,7 +16,9 @@ the turn (`Turn`, one per factory) each written connection gets one write, strai
 into the socket when Twisted holds nothing unsent for it. A turn that runs long (a
 burst: many speakers' frames read at once) is flushed early, every `FLUSH_BUDGET_NS`
 of work, so listeners start receiving while the rest of the burst is still being
-routed instead of after all of it (docs/performance.md, "voice latency").
+routed instead of after all of it (docs/performance.md, "voice latency") — unless
+the server is near saturation (`BUSY_LIMIT`), where the fewer, larger writes of
+whole turns are what keeps up.
 
 `HEARTH_WS_STAGES=PATH` (bench only) writes the time each frame spends in each stage
 (read, route, wait for the flush, flush) to PATH; see `Stages`.
@@ -42,6 +44,10 @@ BUDGET = "HEARTH_WS_FLUSH_BUDGET_US"  # bench A/B only: 0 turns the early flush 
 # enough that a burst reaches its first listeners early, large enough that a connection
 # still gets several frames per write under load (docs/performance.md).
 FLUSH_BUDGET_NS = 1_000_000
+# ... but only while the process uses less than this share of a core (measured over
+# BUSY_WINDOW_NS): near the knee one write per connection per turn is what keeps up.
+BUSY_LIMIT = 0.8
+BUSY_WINDOW_NS = 50_000_000
 
 
 def enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -93,13 +99,25 @@ def call_soon(callback: Callable[[], None]) -> None:
 
 class Turn:
     """The connections written to during this turn of the event loop: each gets one write
-    at the end of the turn, or earlier once the turn has done `budget_ns` of work."""
+    at the end of the turn, or earlier once the turn has done `budget_ns` of work while the
+    server is not saturated.
 
-    __slots__ = ("budget_ns", "clock", "dirty", "schedule", "scheduled", "stages", "started")
+    Early flushes buy latency with writes: a listener gets what was routed so far instead
+    of waiting for the whole turn, in more, smaller `send()` calls. Worth it while the
+    server has time to spare (a burst at moderate load); not near its knee, where turns
+    are long because work is queued and one write per connection per turn is what keeps
+    up. So the early flush is on only while the process used less than `busy_limit` of a
+    core over the last `window_ns` (its CPU time over wall time, measured once a window).
+    """
+
+    __slots__ = ("budget_ns", "busy", "busy_limit", "clock", "cpu_clock", "dirty", "schedule",
+                 "scheduled", "stages", "started", "window_cpu", "window_ns", "window_start")
 
     def __init__(self, schedule: Callable[[Callable[[], None]], None] = call_soon,
                  clock: Callable[[], int] = time.monotonic_ns,
-                 budget_ns: int = FLUSH_BUDGET_NS, stages: Stages | None = None) -> None:
+                 budget_ns: int = FLUSH_BUDGET_NS, stages: Stages | None = None,
+                 cpu_clock: Callable[[], int] = time.process_time_ns,
+                 busy_limit: float = BUSY_LIMIT, window_ns: int = BUSY_WINDOW_NS) -> None:
         self.schedule = schedule
         self.clock = clock
         self.budget_ns = budget_ns
@@ -107,6 +125,12 @@ class Turn:
         self.scheduled = False
         self.started = 0
         self.stages = stages
+        self.cpu_clock = cpu_clock
+        self.busy_limit = busy_limit
+        self.window_ns = window_ns
+        self.window_start = clock()
+        self.window_cpu = cpu_clock()
+        self.busy = 0.0
 
     def add(self, proto: Any) -> None:
         """A connection's buffer went from empty to not empty."""
@@ -136,9 +160,20 @@ class Turn:
             stages.flushed(started, stages.clock(), len(dirty))
 
     def read_done(self) -> None:
-        """After each read's frames: flush early if this turn has worked long enough."""
-        if self.dirty and self.clock() - self.started >= self.budget_ns:
-            self.flush()
+        """After each read's frames: flush early if this turn has worked long enough and the
+        server is not saturated."""
+        if self.dirty:
+            now = self.clock()
+            if now - self.started >= self.budget_ns and not self.saturated(now):
+                self.flush()
+
+    def saturated(self, now: int) -> bool:
+        """The share of a core this process used over the last window, at least `busy_limit`."""
+        if now - self.window_start >= self.window_ns:
+            cpu = self.cpu_clock()
+            self.busy = (cpu - self.window_cpu) / (now - self.window_start)
+            self.window_start, self.window_cpu = now, cpu
+        return self.busy >= self.busy_limit
 
 
 class Stages:

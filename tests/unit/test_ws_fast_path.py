@@ -73,9 +73,11 @@ class Edge:
         self.node = RecordingNode()
         ws.bind_node(factory, config, self.node)  # type: ignore[arg-type]
         self.turn_ends: list[Any] = []
+        self.cpu = [0]  # the process's CPU time, ns (the early flush's saturation check)
         if fast:
             factory.protocol.turn = wsfast.Turn(schedule=self.turn_ends.append,
-                                                clock=lambda: self.ns[0])
+                                                clock=lambda: self.ns[0],
+                                                cpu_clock=lambda: self.cpu[0])
         self.prepare = ws.prepare_for(factory)
         self.proto = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         self.transport = Transport(peerAddress=IPv4Address("TCP", "127.0.0.1", 40000))
@@ -287,6 +289,32 @@ def test_a_long_turn_is_flushed_early_once_its_budget_is_spent(fast: Edge) -> No
     fast.proto.dataReceived(client_frame(b"third", 0x2))
     fast.end_turn()
     assert parse_server_frames(writes[-1]) == [(0x2, b"third")] and len(writes) == 2
+
+
+def test_a_saturated_server_keeps_one_write_per_connection_per_turn(fast: Edge) -> None:
+    """Near the knee turns are long because work is queued: no early flush then."""
+    writes: list[bytes] = []
+    fast.transport.write = writes.append  # type: ignore[method-assign]
+
+    class Echo(RecordingNode):
+        def received(self, link: object, frame: bytes, is_binary: bool) -> None:
+            fast.proto.send_binary(frame)
+    fast.proto.node = Echo()
+    window = wsfast.BUSY_WINDOW_NS
+    fast.ns[0] += window
+    fast.cpu[0] += int(0.95 * window)  # 95 % of a core over the last window
+    fast.proto.dataReceived(client_frame(b"first", 0x2))
+    fast.ns[0] += 5 * wsfast.FLUSH_BUDGET_NS
+    fast.proto.dataReceived(client_frame(b"second", 0x2))
+    assert writes == []  # saturated: the turn keeps batching
+    fast.end_turn()
+    assert [parse_server_frames(w) for w in writes] == [[(0x2, b"first"), (0x2, b"second")]]
+    fast.ns[0] += window  # a quieter window: 30 % of a core
+    fast.cpu[0] += int(0.3 * window)
+    fast.proto.dataReceived(client_frame(b"third", 0x2))
+    fast.ns[0] += wsfast.FLUSH_BUDGET_NS
+    fast.proto.dataReceived(client_frame(b"fourth", 0x2))
+    assert len(writes) == 2  # early again
 
 
 def test_stages_are_recorded_without_payloads(fast: Edge, tmp_path: Any) -> None:
