@@ -334,6 +334,23 @@ def cleanup(served: Served) -> None:
         shutil.rmtree(served.workdir, ignore_errors=True)
 
 
+def metrics(port: int, timeout: float = 10.0) -> dict[str, float]:
+    """`hearth serve`'s /metrics (loopback may scrape), as {"name{labels}": value}."""
+    try:
+        with contextlib.closing(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                                       timeout=timeout)) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                out[name] = float(value)
+    return out
+
+
 def facilitator_ticket(port: int, timeout: float = 30.0) -> str:
     """Sign in as the bench facilitator over HTTP and get a one-time role ticket.
 

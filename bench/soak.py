@@ -8,7 +8,8 @@ reports throughput, p50/p99, lost/reordered/missing, and the server's RSS. The v
 
 - `rss_growth_pct`: the largest RSS after the warm-up (the first two windows) over
   the RSS at the end of the warm-up, minus one; flat means within 10 %;
-- nothing lost, missing or reordered in any window.
+- nothing lost, missing or reordered in any window (each window also has the
+  server's own counts of voice it chose not to send: `voice_dropped_*_total`).
 
 Prints one JSON line (windows included) and writes it to --out/soak.json.
 """
@@ -97,6 +98,12 @@ def _window(step: scenarios.Step, cpu: dict[str, float], served: servers.Served,
                                   "errors", "server_cpu_pct", "loadgen_cpu_pct",
                                   "foreign_cpu_pct")}
     row["rss_mb"] = round(servers.rss_bytes(served.pid) / 2**20, 1)
+    # voice the server chose not to send (backed-up listener, a member over its rate):
+    # counters since start, so a window's losses can be told apart from a fault
+    scraped = servers.metrics(served.port)
+    for reason in ("slow_listener", "rate"):
+        row[f"voice_dropped_{reason}_total"] = scraped.get(
+            f'hearth_voice_frames_dropped_total{{reason="{reason}"}}')
     print(f"  [soak] {row}", file=sys.stderr, flush=True)
     return row
 
