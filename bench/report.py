@@ -218,6 +218,8 @@ def table(lines: list[dict[str, Any]]) -> str:
                              for i, cell in enumerate(row)).rstrip())
         if n == 0:
             out.append("  ".join("-" * w for w in widths))
+    out.append("(ratios are Hearth / baseline: above 1 is better for rates, below 1 for "
+               "p99 ms, KB and alert ms)")
     out.append("")
     for line in lines:
         marks = ", ".join(f"{g['goal']}: {'yes' if g['met'] else 'NO'}" for g in line["goals"])
