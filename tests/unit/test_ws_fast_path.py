@@ -272,15 +272,21 @@ def test_writes_of_a_turn_leave_in_one_write_at_its_end(fast: Edge) -> None:
     assert parse_server_frames(writes[0]) == [(0x1, b'{"n":%d}' % n) for n in range(5)]
 
 
-def test_a_long_turn_is_flushed_early_once_its_budget_is_spent(fast: Edge) -> None:
-    """A burst read in one turn: listeners get what was routed so far every FLUSH_BUDGET_NS."""
+def echoing(edge: Edge) -> list[bytes]:
+    """The node sends every frame straight back; returns the transport's writes, one each."""
     writes: list[bytes] = []
-    fast.transport.write = writes.append  # type: ignore[method-assign]
+    edge.transport.write = writes.append  # type: ignore[method-assign]
 
     class Echo(RecordingNode):
         def received(self, link: object, frame: bytes, is_binary: bool) -> None:
-            fast.proto.send_binary(frame)
-    fast.proto.node = Echo()
+            edge.proto.send_binary(frame)
+    edge.proto.node = Echo()
+    return writes
+
+
+def test_a_long_turn_is_flushed_early_once_its_budget_is_spent(fast: Edge) -> None:
+    """A burst read in one turn: listeners get what was routed so far every FLUSH_BUDGET_NS."""
+    writes = echoing(fast)
     fast.proto.dataReceived(client_frame(b"first", 0x2))
     assert writes == []  # within budget: waits for the end of the turn
     fast.ns[0] += wsfast.FLUSH_BUDGET_NS
@@ -293,13 +299,7 @@ def test_a_long_turn_is_flushed_early_once_its_budget_is_spent(fast: Edge) -> No
 
 def test_a_saturated_server_keeps_one_write_per_connection_per_turn(fast: Edge) -> None:
     """Near the knee turns are long because work is queued: no early flush then."""
-    writes: list[bytes] = []
-    fast.transport.write = writes.append  # type: ignore[method-assign]
-
-    class Echo(RecordingNode):
-        def received(self, link: object, frame: bytes, is_binary: bool) -> None:
-            fast.proto.send_binary(frame)
-    fast.proto.node = Echo()
+    writes = echoing(fast)
     window = wsfast.BUSY_WINDOW_NS
     fast.ns[0] += window
     fast.cpu[0] += int(0.95 * window)  # 95 % of a core over the last window
