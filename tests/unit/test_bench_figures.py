@@ -52,6 +52,24 @@ def test_the_ladder_bisects_towards_each_bound() -> None:
     assert not summary["loadgen_saturated_loose"] and not summary["loadgen_saturated_tight"]
 
 
+def test_the_voice_ladder_bisects_in_whole_rooms_and_goes_down_when_even_the_first_fails() -> None:
+    async def run(rooms: float) -> dict[str, Any]:
+        assert rooms == int(rooms)
+        return step(rooms, 5.0 if rooms < 20 else 30.0 if rooms < 40 else 80.0, key="frames_per_s")
+    settings = scenarios.Settings(max_steps=11, refine=3)
+    steps = run_sync(scenarios.ladder(run, 6, settings, (50.0, 10.0), integer=True))
+    tight = scenarios.knee(steps, "frames_per_s", 10.0)
+    loose = scenarios.knee(steps, "frames_per_s", 50.0)
+    assert tight is not None and loose is not None
+    assert 16 <= tight["load"] < 20 and 33 <= loose["load"] < 40
+
+    async def slow(rooms: float) -> dict[str, Any]:
+        return step(rooms, 20.0 if rooms > 2 else 5.0, key="frames_per_s")
+    steps = run_sync(scenarios.ladder(slow, 6, settings, (50.0, 10.0), integer=True))
+    assert [s["load"] for s in steps][:2] == [6, 9] and min(s["load"] for s in steps) <= 2
+    assert scenarios.knee(steps, "frames_per_s", 10.0) is not None
+
+
 def test_a_step_that_lost_anything_passes_no_bound() -> None:
     assert not scenarios.passes(step(100, 0.5, clean=False), 10.0)
     assert scenarios.knee([step(100, 0.5, clean=False)], "delivered_per_s", 10.0) is None
