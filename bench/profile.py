@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -165,31 +166,48 @@ def stages(kind: str, scenario: str, load: float, seconds: float, env: dict[str,
 def instructions(kind: str, scenario: str, load: float, seconds: float, env: dict[str, str],
                  out: Path, lockstep: bool) -> int:
     """Instructions the server executes per delivered message, counted by callgrind between
-    the start of the load and its drain (joins and start-up excluded): unlike CPU time,
-    the same on a busy machine as on a quiet one."""
+    the start of the load and its drain (joins and start-up excluded), less what the
+    server does anyway in that much wall time (its timers: the room tick, housekeeping),
+    counted right after in an idle window of the same length: on a busy machine the
+    load takes longer, and the timers' share with it. Unlike CPU time, the net figure
+    does not move with the machine's other work."""
     served = servers.start(kind, rooms=160, capacity=16, env_extra=env, wrap=[
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.%p"],
         ready_timeout=300)
-    dumps: list[Path] = []
+    walls: dict[str, float] = {}
 
-    def around(what: str) -> None:
-        command = "--zero" if what == "start" else "--dump"
+    def control(command: str) -> None:
         subprocess.run(["callgrind_control", command, str(served.pid)], check=True,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
-        if what == "end":
-            dumps.extend(sorted(out.glob("callgrind.*"), key=lambda f: f.stat().st_mtime))
+
+    def around(what: str) -> None:
+        walls[what] = time.monotonic()
+        control("--zero" if what == "start" else "--dump")
+
+    def total() -> int:
+        last = max(out.glob("callgrind.*"), key=lambda f: f.stat().st_mtime)
+        for line in last.read_text().splitlines():
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+        return 0
     try:
         result = asyncio.run(drive(served, scenario, load, seconds, lockstep, around,
                                    rooms=10 if scenario == "chat" else None))
+        loaded = total()
+        wall = walls["end"] - walls["start"]
+        time.sleep(2.0)  # the connections' closes
+        control("--zero")
+        idle_started = time.monotonic()
+        time.sleep(wall)
+        control("--dump")
+        idle = total() * wall / max(1e-6, time.monotonic() - idle_started)
     finally:
         servers.cleanup(served)
-    total = 0
-    for line in dumps[-1].read_text().splitlines():
-        if line.startswith(("summary:", "totals:")):
-            total = int(line.split()[1])
     received = max(1, int(result.get("received", 0)))
-    print(f"{kind} {scenario} at {load:g}: {total:,} instructions for {received:,} deliveries: "
-          f"{total / received:,.0f} per delivery")
+    print(f"{kind} {scenario} at {load:g}: {loaded:,} instructions in {wall:.1f} s for "
+          f"{received:,} deliveries, {idle:,.0f} of them what the server does idle in that "
+          f"time: {(loaded - idle) / received:,.0f} per delivery (net; "
+          f"{loaded / received:,.0f} gross)")
     return 0
 
 
