@@ -163,6 +163,9 @@ def stages(kind: str, scenario: str, load: float, seconds: float, env: dict[str,
     return 0
 
 
+CALLGRIND_CHAT_ROOMS = 10
+
+
 def instructions(kind: str, scenario: str, load: float, seconds: float, env: dict[str, str],
                  out: Path, lockstep: bool) -> int:
     """Instructions the server executes per delivered message, counted by callgrind between
@@ -171,7 +174,9 @@ def instructions(kind: str, scenario: str, load: float, seconds: float, env: dic
     counted right after in an idle window of the same length: on a busy machine the
     load takes longer, and the timers' share with it. Unlike CPU time, the net figure
     does not move with the machine's other work."""
-    served = servers.start(kind, rooms=160, capacity=16, env_extra=env, wrap=[
+    # only the rooms the load uses: the room tick's idle work grows with the configured rooms
+    rooms = CALLGRIND_CHAT_ROOMS if scenario == "chat" else int(load) + 1
+    served = servers.start(kind, rooms=rooms, capacity=16, env_extra=env, wrap=[
         "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/callgrind.%p"],
         ready_timeout=300)
     walls: dict[str, float] = {}
@@ -192,7 +197,7 @@ def instructions(kind: str, scenario: str, load: float, seconds: float, env: dic
         return 0
     try:
         result = asyncio.run(drive(served, scenario, load, seconds, lockstep, around,
-                                   rooms=10 if scenario == "chat" else None))
+                                   rooms=CALLGRIND_CHAT_ROOMS if scenario == "chat" else None))
         loaded = total()
         wall = walls["end"] - walls["start"]
         time.sleep(2.0)  # the connections' closes
