@@ -12,8 +12,8 @@ DEFAULT_LISTEN_HELP = "a Twisted endpoint string, e.g. tcp:8080:interface=127.0.
 
 def install_reactor() -> Any:
     """Twisted's asyncio reactor, so redis-py's asyncio client can share the loop; on
-    uvloop's event loop (libuv), which runs the relay with 16-32 % fewer instructions
-    per delivery than asyncio's own loop (docs/performance.md, "Options measured")."""
+    uvloop's event loop (libuv), which runs the relay with 2-7 % fewer instructions per
+    delivery than asyncio's own loop (docs/performance.md, "Options measured")."""
     import asyncio
 
     import uvloop
