@@ -8,6 +8,7 @@ sentence. Nothing here knows about sockets or time.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -60,6 +61,8 @@ ERRORS: Final[Mapping[str, str]] = {
     "incident_state": "The incident is not in a state that allows that step.",
     "incident_outcome": "Resolving an incident needs an outcome code.",
     "incident_basis": "Requesting external help needs its basis: consent or imminent_risk.",
+    "webtransport_unavailable": "Voice over UDP is not offered here; voice goes over this "
+                                "WebSocket.",
 }
 
 MAX_REF = 64
@@ -397,11 +400,19 @@ class Leave:
     ref: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VoiceTransport:
+    """{"type":"voice_transport"} — a one-time token for voice over WebTransport. The node
+    the WebSocket is connected to answers it (web/webtransport.py); one that reaches the
+    room core was not answered there: WebTransport is off, or the request was too long."""
+    ref: str | None = None
+
+
 ClientMessage = (Join | Resume | Move | Sit | Stand | Rename | Keys | Envelope | Direct
                  | Report | ListReports | Remove | Mute | AskUnmute | Stick | GiveStick | RaiseHand
                  | Ban | Lobby | Admit | Deny | Lock | Capacity | Hide | SlowMode | PrivateCorner
                  | ReleaseCorner | EndSession | Help | Flag | Worried | ImOk | Incident | AlertSeen
-                 | Duty | ListIncidents | Leave)
+                 | Duty | ListIncidents | Leave | VoiceTransport)
 
 # Operations only facilitators and operators may perform (tests/unit/test_moderation_core.py).
 FACILITATOR_TYPES: Final = frozenset({
@@ -416,8 +427,7 @@ class _Fields:
     def __init__(self, kind: str, data: Mapping[str, Any]) -> None:
         self.kind = kind
         self.data = data
-        ref = data.get("ref")
-        self.ref = ref if isinstance(ref, str) and len(ref) <= MAX_REF else None
+        self.ref: str | None = data.get("ref")  # checked by `decode` before any field
 
     def bad(self, name: str, expected: str) -> ProtocolError:
         return ProtocolError("bad_message", f"{self.kind}.{name}: expected {expected}.", self.ref)
@@ -570,6 +580,7 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "duty": lambda f: Duty(on=f.boolean("on")),
     "list_incidents": lambda f: ListIncidents(),
     "leave": lambda f: Leave(),
+    "voice_transport": lambda f: VoiceTransport(),
 }
 
 CLIENT_TYPES: Final = frozenset(_DECODERS)
@@ -578,22 +589,35 @@ CLIENT_TYPES: Final = frozenset(_DECODERS)
 def decode(frame: str | bytes) -> ClientMessage:
     """Parse one text frame into a client message, or raise ProtocolError.
 
-    JSON is parsed by msgspec (strict RFC 8259): NaN and Infinity, lone surrogates
-    (escaped or encoded), invalid UTF-8, a byte-order mark and anything after the
-    object but whitespace are `bad_json`, as is nesting deeper than the parser allows;
-    a number too large for a double (1e400) is `bad_message`, as it was when it
-    reached a field's range check as infinity.
+    JSON is parsed by msgspec, strictly (RFC 8259): NaN and Infinity, invalid UTF-8
+    (surrogates encoded in it too), a byte-order mark, anything after the object but
+    whitespace, nesting deeper than the parser allows and anything but an object are
+    `bad_json`; a number too large for a double (1e400) is `bad_message`.
+
+    Before any field is read: every string in the frame (names and values, at any depth)
+    must be text that can be written out again as UTF-8 — JSON's `\\uD800` escapes can
+    make a lone surrogate, which no encoder accepts; and `ref`, on every message, must be
+    a string of at most MAX_REF characters. Either is `bad_message`.
     """
+    unwritable: str | None = None
     try:
         data: Any = _PARSE(frame)
     except msgspec.ValidationError:  # valid JSON syntax, but a number past what a double holds
         raise ProtocolError("bad_message", "A number is out of range.") from None
     except (msgspec.DecodeError, RecursionError, UnicodeError):
-        raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
+        data, unwritable = _refused(frame)
     if not isinstance(data, dict):
         raise ProtocolError("bad_json", "The frame must be a JSON object with a \"type\".")
     kind = data.get("type")
-    ref = data.get("ref") if isinstance(data.get("ref"), str) else None
+    name = kind if type(kind) is str and kind in _DECODERS else "message"
+    ref = data.get("ref")
+    if (ref is not None and not (type(ref) is str and len(ref) <= MAX_REF)) or unwritable == "ref":
+        raise ProtocolError("bad_message", f"{name}.ref: expected a string of at most {MAX_REF} "
+                                           "characters (it is echoed in the reply).")
+    if unwritable is not None:
+        raise ProtocolError("bad_message", f"{name}.{unwritable[:40]}: expected text (a lone "
+                                           "surrogate, \\uD800 to \\uDFFF, is not a character).",
+                            ref)
     if not isinstance(kind, str):
         raise ProtocolError("bad_message", 'Every message needs a string "type".', ref)
     decoder = _DECODERS.get(kind)
@@ -604,6 +628,57 @@ def decode(frame: str | bytes) -> ClientMessage:
     if fields.ref is not None and message.ref is None:
         message = replace(message, ref=fields.ref)
     return message
+
+
+def _refused(frame: str | bytes) -> tuple[dict[str, Any], str]:
+    """msgspec refused the frame: `bad_json`, except for JSON whose only fault is a `\\u`
+    escape making a lone surrogate, which msgspec refuses too but which is `bad_message`
+    naming its field. Read again for that case only, with the standard library's parser
+    (UTF-8 decoded strictly, NaN and Infinity still refused)."""
+    if type(frame) is bytes and b"\\u" not in frame:
+        raise ProtocolError("bad_json", "The frame is not valid JSON.")
+    try:
+        text = frame.decode("utf-8") if type(frame) is bytes else frame
+        data = json.loads(text, parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
+    unwritable = _unwritable_field(data) if isinstance(data, dict) else None
+    if unwritable is None:
+        raise ProtocolError("bad_json", "The frame is not valid JSON.")
+    return data, unwritable
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def writable(text: str) -> bool:
+    """Whether `text` can be encoded as UTF-8 (has no lone surrogate)."""
+    return text.isascii() or _SURROGATE.search(text) is None
+
+
+def _writable_value(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return writable(value)
+    if kind is dict:
+        return all(writable(k) and _writable_value(v) for k, v in value.items())
+    if kind is list:
+        return all(_writable_value(v) for v in value)
+    return True
+
+
+def _unwritable_field(data: dict[str, Any]) -> str | None:
+    """The first field of a frame holding text that cannot be encoded again, if any."""
+    for key, value in data.items():
+        if not writable(key):
+            return "(a field name)"
+        if not _writable_value(value):
+            return key
+    return None
 
 
 # One parser and one serialiser for every frame (msgspec: a maintained C library; no

@@ -77,10 +77,9 @@ def test_decode_takes_bytes_and_text_and_surrounding_whitespace() -> None:
 
 
 @pytest.mark.parametrize("frame", [
-    b'{"type":"join","room":"demo","pseudonym":"\\ud800"}',      # escaped lone surrogate
-    b'{"type":"join","room":"demo","pseudonym":"\\udc00x"}',     # escaped lone low surrogate
     b'{"type":"join","room":"demo","pseudonym":"\xed\xa0\x80"}',  # UTF-8-encoded surrogate
-    '{"type":"join","room":"demo","pseudonym":"\ud800"}',       # a str holding one
+    b'{"type":"join","room":"demo","pseudonym":"\xed\xa0\x80","x":"\\u00e9"}',
+    b'{"type":"move","x":NaN,"y":1,"n":"\\ud800"}',              # NaN beside a surrogate
     b'{"type":"join","room":"demo","pseudonym":"\xff"}',          # not UTF-8
     b'{"type":"move","x":NaN,"y":1}',
     b'{"type":"move","x":Infinity,"y":1}',
@@ -107,6 +106,21 @@ def test_decode_refuses_what_is_not_an_object(frame: bytes) -> None:
     with pytest.raises(ProtocolError) as refused:
         decode(frame)
     assert refused.value.code == "bad_json"
+
+
+@pytest.mark.parametrize("frame", [
+    b'{"type":"join","room":"demo","pseudonym":"\\ud800"}',      # escaped lone surrogate
+    b'{"type":"join","room":"demo","pseudonym":"\\udc00x"}',     # escaped lone low surrogate
+    '{"type":"join","room":"demo","pseudonym":"\ud800"}',       # a str holding one
+    b'{"type":"join","room":"demo","avatar":{"color":"\\udfff"}}',
+])
+def test_a_lone_surrogate_in_valid_json_is_a_bad_field_naming_it(frame: bytes | str) -> None:
+    """msgspec refuses these too; decode reads them again to say which field (the
+    protocol's refusal: bad_message, not bad_json)."""
+    with pytest.raises(ProtocolError) as refused:
+        decode(frame)
+    assert refused.value.code == "bad_message"
+    assert "surrogate" in refused.value.message and refused.value.message.startswith("join.")
 
 
 def test_a_number_past_a_double_is_out_of_range() -> None:
