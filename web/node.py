@@ -18,9 +18,11 @@ of the room.
 from __future__ import annotations
 
 import json
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import count
+from pathlib import Path
 from typing import Any, Protocol
 
 from twisted.internet import defer
@@ -174,6 +176,7 @@ class Node:
         self.slow_listener_bytes = venue.config.voice.slow_listener_bytes
         self.voice_forwarded = 0
         self.voice_dropped_slow = 0
+        self.effects_failed = 0  # effects skipped because applying them raised
         self._ids = count(1)
         self._links: dict[str, Link] = {}
         # delivery at this node: members connected here, whoever owns their room
@@ -494,55 +497,74 @@ class Node:
     # --- effects (this node as a room's owner) ------------------------------------------
 
     def apply(self, peer: Link | RemoteLink | None, effects: Iterable[Effect]) -> None:
+        """Apply the core's effects in order. A failure is contained to its one effect: the
+        rest still apply and the connection stays (a stored value that cannot be sent must
+        never drop someone else); it is logged once, by kind and place, with no content."""
         for effect in effects:
-            match effect:
-                case Reply(message=message):
-                    if peer is not None:
-                        peer.send_bytes(encode(message))
-                case Broadcast(room=room, message=message, exclude=exclude):
-                    self._broadcast(room, encode(message), exclude)
-                case Send(member=member, message=message):
-                    self._to_member(member, encode(message), False)
-                case Attach(room=room, member=member, waiting=waiting):
-                    if peer is not None:
-                        self._attach(room, member, peer, waiting)
-                case Enter(room=room, member=member):
-                    self._enter(room, member)
-                case Detach(member=member, code=code, reason=reason):
-                    holder = self._holders.pop(member, None)
-                    if holder is not None:
-                        if isinstance(holder.peer, RemoteLink):
-                            self.broker.send_node(holder.node, relay.pack(relay.CLOSE_MEMBER, {
-                                "member": member, "code": code, "reason": reason}))
-                        else:
-                            self._drop_local(member)
-                            holder.peer.close(code, reason)
-                case Close(code=code, reason=reason):
-                    if peer is not None:
-                        peer.close(code, reason)
-                case Voice(room=room, frame=frame, listeners=listeners):
-                    self._voice(frame, listeners)
-                case Audit(actor=actor, action=action, target=target, room=room, outcome=outcome):
-                    if self.audit is not None:
-                        self.audit.record(actor, action, target, room, outcome, self.clock())
-                case Dispatch(channel=channel, payload=payload):
-                    if self.alerts is not None:
-                        self.alerts.dispatch(channel, dict(payload))
-                case Record(incident=incident):
-                    if self.alerts is not None:
-                        self.alerts.record(dict(incident))
-                    self.broker.send_all(relay.pack(relay.INCIDENT, {"from": self.id},
-                                                    json.dumps(incident).encode()))
-                case Duty(message=message, exclude=exclude):
-                    payload = encode(message)
-                    self._to_duty(payload, exclude)
-                    self.broker.send_all(relay.pack(relay.DUTY, {
-                        "from": self.id, "exclude": list(exclude)}, payload))
-                case ActElsewhere() as act:
-                    d = defer.ensureDeferred(self._act_elsewhere(peer, act))
-                    d.addErrback(self._not_carried, peer, act.ref)
+            try:
+                self._apply_one(peer, effect)
+            except Exception as failure:
+                self.effect_failed(effect, failure)
         if self.venue.session_changes:
             self.sync_sessions()
+
+    def effect_failed(self, effect: Effect, failure: Exception) -> None:
+        """One log line for an effect that could not be applied: its kind, the exception's
+        kind and where it was raised — never the exception's text (it may quote content)."""
+        self.effects_failed += 1
+        frame = traceback.extract_tb(failure.__traceback__)[-1:]
+        where = f"{Path(frame[0].filename).name}:{frame[0].lineno}" if frame else "?"
+        self.log.error("an effect could not be applied and was skipped: {effect} "
+                       "({error} at {where})", effect=type(effect).__name__,
+                       error=type(failure).__name__, where=where)
+
+    def _apply_one(self, peer: Link | RemoteLink | None, effect: Effect) -> None:
+        match effect:
+            case Reply(message=message):
+                if peer is not None:
+                    peer.send_bytes(encode(message))
+            case Broadcast(room=room, message=message, exclude=exclude):
+                self._broadcast(room, encode(message), exclude)
+            case Send(member=member, message=message):
+                self._to_member(member, encode(message), False)
+            case Attach(room=room, member=member, waiting=waiting):
+                if peer is not None:
+                    self._attach(room, member, peer, waiting)
+            case Enter(room=room, member=member):
+                self._enter(room, member)
+            case Detach(member=member, code=code, reason=reason):
+                holder = self._holders.pop(member, None)
+                if holder is not None:
+                    if isinstance(holder.peer, RemoteLink):
+                        self.broker.send_node(holder.node, relay.pack(relay.CLOSE_MEMBER, {
+                            "member": member, "code": code, "reason": reason}))
+                    else:
+                        self._drop_local(member)
+                        holder.peer.close(code, reason)
+            case Close(code=code, reason=reason):
+                if peer is not None:
+                    peer.close(code, reason)
+            case Voice(room=room, frame=frame, listeners=listeners):
+                self._voice(frame, listeners)
+            case Audit(actor=actor, action=action, target=target, room=room, outcome=outcome):
+                if self.audit is not None:
+                    self.audit.record(actor, action, target, room, outcome, self.clock())
+            case Dispatch(channel=channel, payload=payload):
+                if self.alerts is not None:
+                    self.alerts.dispatch(channel, dict(payload))
+            case Record(incident=incident):
+                if self.alerts is not None:
+                    self.alerts.record(dict(incident))
+                self.broker.send_all(relay.pack(relay.INCIDENT, {"from": self.id},
+                                                json.dumps(incident).encode()))
+            case Duty(message=message, exclude=exclude):
+                payload = encode(message)
+                self._to_duty(payload, exclude)
+                self.broker.send_all(relay.pack(relay.DUTY, {
+                    "from": self.id, "exclude": list(exclude)}, payload))
+            case ActElsewhere() as act:
+                d = defer.ensureDeferred(self._act_elsewhere(peer, act))
+                d.addErrback(self._not_carried, peer, act.ref)
 
     def _attach(self, room: str, member: str, peer: Link | RemoteLink, waiting: bool) -> None:
         if isinstance(peer, RemoteLink):
