@@ -52,6 +52,7 @@ from hearth.spaces.effects import (
 )
 from hearth.spaces.protocol import ProtocolError, encode
 from hearth.spaces.venue import Venue
+from hearth.web.proxy import AddressCap
 from hearth.web.shared_logs import LogShipper
 
 OWNER_TTL = 5.0  # seconds a room's ownership lasts without renewal
@@ -191,7 +192,8 @@ class Node:
         self._inbox: Subscription | None = None
         self._everyone: Subscription | None = None
         self._asks: dict[str, Ask] = {}  # incident actions sent to another node, by request
-        self._per_address: dict[bytes, int] = {}
+        self._per_address = AddressCap(address_seed,
+                                       venue.config.limits.connections_per_address, clock)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -235,25 +237,12 @@ class Node:
     # --- from transports (this node as the edge) -------------------------------------
 
     def admit_address(self, address: str | None) -> bytes | None:
-        """Count a new connection against its address's cap; None means refuse.
-
-        Counted by the keyed hash of the address (today's salt), in memory, and
-        only while connections are open; `release_address` gives the place back.
-        """
-        cap = self.venue.config.limits.connections_per_address
-        if address is None or cap == 0:
-            return b""
-        key = ClientAddress(self.address_seed, address).hash_for(utc_day(self.clock()))
-        if self._per_address.get(key, 0) >= cap:
-            return None
-        self._per_address[key] = self._per_address.get(key, 0) + 1
-        return key
+        """Count a new WebSocket against its address's cap (web/proxy.py AddressCap: keyed
+        hashes only, while open); None means refuse. `release_address` gives it back."""
+        return self._per_address.admit(address)
 
     def release_address(self, key: bytes) -> None:
-        if key and key in self._per_address:
-            self._per_address[key] -= 1
-            if self._per_address[key] <= 0:
-                del self._per_address[key]
+        self._per_address.release(key)
 
     def open(self, peer: Peer, address: str | None = None) -> Link:
         """A new client link; its address is kept only inside a ClientAddress (keyed hashes)."""
