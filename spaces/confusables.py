@@ -1,7 +1,7 @@
 """Unicode's confusables (UTS #39, "Unicode Security Mechanisms"): the skeleton of a text.
 
 Two strings that look alike to a reader have the same skeleton: UTS #39 section 4 maps
-every character to its prototype (Cyrillic "а" to Latin "a", "ℱ" to "F", "m" to "rn",
+every character to its prototype (Cyrillic U+0430 to Latin "a", U+2131 SCRIPT CAPITAL F to "F", "m" to "rn",
 "1" and "I" to "l" …) after decomposing the text (NFD), and drops the characters that
 are ignored when rendered (Default_Ignorable_Code_Point).
 

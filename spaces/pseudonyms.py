@@ -2,9 +2,9 @@
 
 A pseudonym must never pass for a badge (facilitator, staff, admin...), so
 reserved words are matched against what a reader would see (`badge_key`):
-compatibility forms decomposed and case folded (NFKD, casefold: "ℱ" is "f"),
+compatibility forms decomposed and case folded (NFKD, casefold: U+2131 SCRIPT CAPITAL F is "f"),
 every look-alike replaced by its Unicode prototype (the UTS #39 skeleton,
-spaces/confusables.py: Cyrillic "а" is "a", "1" is "l", "m" is "rn"), and
+spaces/confusables.py: Cyrillic U+0430 is "a", "1" is "l", "m" is "rn"), and
 everything that is not a letter dropped ("F.a-c i l i t a t o r" is refused
 too). Invisible characters (zero-width, joiners, the Hangul fillers that count
 as letters) are refused outright.
@@ -130,5 +130,5 @@ def _look(name: str) -> str:
 
 def same_name(a: str, b: str) -> bool:
     """Two pseudonyms a reader would take for the same person (case and look-alike
-    letters aside: "ANA" and Cyrillic "Аna" are "Ana")."""
+    letters aside: "ANA", and "Ana" with a Cyrillic U+0410, are "Ana")."""
     return a.casefold() == b.casefold() or _look(a) == _look(b)

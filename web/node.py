@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import count
 from pathlib import Path
@@ -173,6 +173,9 @@ class Node:
         self.shared_logs = shared_logs
         # facilitator sign-in sessions shared between nodes (moderation/login.py SessionTable)
         self.on_session: Callable[[dict[str, Any]], None] | None = None
+        self.shared_records_refused = 0  # records in the broker not sealed with our key
+        # Run at the end of each housekeeping (web/auth.py: accounts shared and watched).
+        self.watchers: list[Callable[[], Awaitable[None]]] = []
         self._sessions_read: str | None = None  # the last id read of the shared sign-in log
         self.slow_listener_bytes = venue.config.voice.slow_listener_bytes
         self.voice_forwarded = 0
@@ -379,6 +382,22 @@ class Node:
         self._expire_asks()
         await self._adopt_orphaned_incidents()
         await self.tail_sessions()
+        for watcher in self.watchers:
+            try:
+                await watcher()
+            except Exception:
+                self.log.failure("a housekeeping watcher failed")
+
+    # --- roles withdrawn (spaces/venue.py decides, for the rooms this node runs) ----
+
+    def signin_ended(self, signin: str) -> None:
+        """A facilitator's sign-in session ended (here or on another node)."""
+        self.apply(None, self.venue.signin_ended(signin, self.clock(), sorted(self.owned)))
+
+    def account_changed(self, account: str, state: tuple[str, int] | None) -> None:
+        """A facilitator account is now (role, generation), or gone."""
+        self.apply(None, self.venue.account_changed(account, state, self.clock(),
+                                                    sorted(self.owned)))
 
     async def _resync(self, room: str) -> None:
         """After the directory lost our keys (a Redis restart): tell it again what we hold."""
