@@ -133,11 +133,14 @@ class LoginThrottle:
         self._records: dict[tuple[Kind, str], _Record] = {}
         self._last_sweep = -math.inf
         self.on_change = on_change
+        # Events of other nodes already counted (they come live, and again from the
+        # shared log): id -> until when it could still matter.
+        self._applied: dict[str, float] = {}
 
     def _tell(self, step: str, keys: tuple[tuple[Kind, str], ...], now: float) -> None:
         if self.on_change is not None:
             self.on_change({"op": "throttle", "step": step, "keys": [list(k) for k in keys],
-                            "at": now})
+                            "at": now, "id": secrets.token_hex(8)})
 
     def _lockout_after(self, kind: Kind) -> int:
         if kind == "account":
@@ -233,13 +236,18 @@ class LoginThrottle:
     def apply(self, event: dict[str, Any], now: float) -> None:
         """Another node's count (or one read back at start). Malformed events are ignored."""
         try:
-            step, at = event["step"], float(event["at"])
+            step, at, event_id = event["step"], float(event["at"]), str(event["id"])
             keys = tuple((str(kind), str(key)) for kind, key in event["keys"]
                          if kind in ("account", "address"))
         except (KeyError, TypeError, ValueError):
             return
         if not math.isfinite(at) or at > now + 60 or now - at >= self.config.lockout_seconds:
             return  # from the future, or too old to matter
+        if event_id in self._applied:
+            return
+        if len(self._applied) >= MAX_RECORDS:  # a flood: counting twice only locks sooner
+            self._applied.clear()
+        self._applied[event_id] = at + self.config.lockout_seconds
         typed = cast(tuple[tuple[Kind, str], ...], keys)
         if step == "attempt":
             self._attempted(typed, at)
@@ -252,6 +260,8 @@ class LoginThrottle:
         self._last_sweep = now
         for key in [k for k, r in self._records.items() if self._stale(r, now)]:
             del self._records[key]
+        for event_id in [e for e, until in self._applied.items() if until <= now]:
+            del self._applied[event_id]
         excess = len(self._records) - MAX_RECORDS + MAX_RECORDS // 10
         if excess > 0 and len(self._records) >= MAX_RECORDS:
             oldest = sorted(self._records, key=lambda k: self._records[k].last)[:excess]

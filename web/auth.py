@@ -186,7 +186,7 @@ class Auth:
                                      config.login.session_max_seconds,
                                      on_change=self._share, on_ended=self._session_ended)
         node.on_session = self._received
-        self.shared_accounts = SharedAccounts(self.store, node.broker, secrets.cookie,
+        self.shared_accounts = SharedAccounts(self.store, node.broker, secrets.cookie, node.id,
                                               on_refused=self._count_refused)
         self._account_states: dict[str, tuple[str, int]] = {}
         self.deliver_accounts()  # the venue knows every account before the first ticket

@@ -382,6 +382,10 @@ class Node:
         self._expire_asks()
         await self._adopt_orphaned_incidents()
         await self.tail_sessions()
+        await self.run_watchers()
+
+    async def run_watchers(self) -> None:
+        """Each housekeeping watcher once (and at once when another node hints: ACCOUNTS)."""
         for watcher in self.watchers:
             try:
                 await watcher()
@@ -781,6 +785,10 @@ class Node:
             case relay.SESSION:
                 if h["from"] != self.id and self.on_session is not None:
                     self.on_session(json.loads(m.payload))
+            case relay.ACCOUNTS:
+                if h["from"] != self.id:
+                    d = defer.ensureDeferred(self.run_watchers())
+                    d.addErrback(lambda f: self.log.failure("housekeeping watchers failed", f))
             case relay.INCIDENT_ACT:
                 act = ActElsewhere(h["room"], h["incident"], h["action"], h["outcome"],
                                    h["actor"], h["ref"])

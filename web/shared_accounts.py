@@ -31,9 +31,11 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from twisted.internet.defer import DeferredLock
 
 from hearth.moderation.accounts import AccountStore
 from hearth.moderation.sealed import opened, seal, shared_key
+from hearth.spaces import relay
 from hearth.spaces.broker import Broker
 
 STREAM = "accounts"
@@ -41,14 +43,15 @@ BATCH = 1000
 
 
 class SharedAccounts:
-    def __init__(self, store: AccountStore, broker: Broker, secret: bytes,
+    def __init__(self, store: AccountStore, broker: Broker, secret: bytes, node_id: str = "",
                  on_refused: Callable[[str], None] | None = None) -> None:
-        self.store, self.broker = store, broker
+        self.store, self.broker, self.node_id = store, broker, node_id
         self.on_refused = on_refused  # a record not sealed with this deployment's key
         self._mac_key = shared_key(secret)
         self._box = AESGCM(hmac.new(secret, b"hearth-shared-accounts-box", hashlib.sha256).digest())
         self._read: str | None = None  # the last id read from the shared log
         self._shared: dict[str, int] = {}  # name -> the highest revision the log holds
+        self._lock = DeferredLock()
 
     def wrap(self, record: dict[str, Any]) -> bytes:
         """A change as it goes to Redis: the account encrypted, the whole sealed."""
@@ -83,7 +86,14 @@ class SharedAccounts:
     async def sync(self) -> list[str] | None:
         """Merge other nodes' changes into this node's file, then share this node's own.
         Returns the names that changed here, or None when the shared log is unreachable
-        (the file serves as it is)."""
+        (the file serves as it is). One at a time (housekeeping and a hint may meet)."""
+        await self._lock.acquire()
+        try:
+            return await self._sync()
+        finally:
+            self._lock.release()
+
+    async def _sync(self) -> list[str] | None:
         records: list[dict[str, Any]] = []
         while True:
             batch = await self.broker.read(STREAM, self._read, BATCH)
@@ -104,9 +114,13 @@ class SharedAccounts:
             if len(batch) < BATCH:
                 break
         changed = self.store.merge(records) if records else []
+        shared = 0
         for name, record in sorted(self.store.records().items()):
             if record["rev"] > self._shared.get(name, -1):
                 if await self.broker.append(STREAM, self.wrap(record)) is None:
                     break  # Redis went away: the next call shares the rest
                 self._shared[name] = record["rev"]
+                shared += 1
+        if shared:  # the other nodes read the log at once, not at their next housekeeping
+            self.broker.send_all(relay.pack(relay.ACCOUNTS, {"from": self.node_id}))
         return changed
