@@ -113,6 +113,7 @@ class HearthChannel(http.HTTPChannel):
     - At most `limits.http_connections_per_address` connections are open from one
       address (a keyed hash: web/proxy.py AddressCap); the next is answered 429 and
       closed. A trusted proxy's connections are not counted (it carries many clients).
+      A WebSocket counts here until its handshake, then against connections_per_address.
     """
 
     header_timeout = 10.0
@@ -192,12 +193,28 @@ class HearthChannel(http.HTTPChannel):
             self._head_deadline.cancel()
         self._head_deadline = None
 
-    def connectionLost(self, reason: Any) -> None:
-        self._cancel_deadline()
+    def _release_address(self) -> None:
         key, self._address_key = self._address_key, b""
         cap = getattr(getattr(self, "site", None), "http_cap", None)
         if key and cap is not None:
             cap.release(key)
+
+    # A WebSocket handshake takes the transport over (autobahn's WebSocketResource sets
+    # it to None here) and this channel never hears of the connection again: its place
+    # is given back then, and the WebSocket counts against connections_per_address.
+    @property
+    def transport(self) -> Any:
+        return self.__dict__.get("_transport")
+
+    @transport.setter
+    def transport(self, value: Any) -> None:
+        if value is None:
+            self._release_address()
+        self.__dict__["_transport"] = value
+
+    def connectionLost(self, reason: Any) -> None:
+        self._cancel_deadline()
+        self._release_address()
         super().connectionLost(reason)
 
 

@@ -260,3 +260,17 @@ async def test_the_404_page_links_only_within_the_site(live: LiveServer) -> None
     body = answer.split(b"\r\n\r\n", 1)[1]
     assert b"evil.example" not in body
     assert b'href="?lang=es"' in body and b'href="?lang=en"' in body
+
+
+@pytest_twisted.ensureDeferred
+async def test_websockets_give_their_http_place_back(live: LiveServer) -> None:
+    """A WebSocket counts as an HTTP connection until its handshake only: many of them,
+    opened and closed one after another, never fill the HTTP cap (5 here)."""
+    for _ in range(12):
+        client = await live.client(source_address="127.0.0.9")
+        await client.close()
+    site = live.hearth.listeners[0].factory
+    assert len(site.http_cap) == 0
+    client = await live.client(source_address="127.0.0.9")
+    await client.join("circle")
+    await client.close()
