@@ -192,8 +192,8 @@ class LimitsConfig:
     # Seconds a connection may take to send each complete HTTP request, head and body
     # (slowloris; counted again for every request on a kept-alive connection).
     header_timeout_seconds: float = 10.0
-    # Open HTTP connections (pages, files, sign-in, and the WebSockets among them) from one
-    # address, counted by keyed hash; 0 = no cap. Not applied to trusted proxies.
+    # Open HTTP connections (pages, files, sign-in; a WebSocket until its handshake) from
+    # one address, counted by keyed hash; 0 = no cap. Not applied to trusted proxies.
     http_connections_per_address: int = 64
 
 
