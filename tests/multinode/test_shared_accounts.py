@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 import pytest_twisted
 
 from hearth.moderation.accounts import AccountStore, new_totp_secret, totp_code

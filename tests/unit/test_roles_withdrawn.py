@@ -32,8 +32,8 @@ def withdrawn(effects: list[object], member: str) -> None:
 def test_signing_out_withdraws_the_role_and_refuses_its_tickets() -> None:
     w = World()
     w.venue.account_changed("ana", ("facilitator", 3), w.clock.seconds(), ROOMS)
-    conn, welcome = facilitator(w)
-    bystander, _ = w.join()
+    _, welcome = facilitator(w)
+    w.join()  # a participant, untouched
     effects = w.venue.signin_ended("s1", w.clock.seconds(), ROOMS)
     withdrawn(effects, str(welcome["member"]))
     assert [a.outcome for a in effects if isinstance(a, Audit)] == ["signed_out"]
