@@ -274,3 +274,39 @@ async def test_websockets_give_their_http_place_back(live: LiveServer) -> None:
     client = await live.client(source_address="127.0.0.9")
     await client.join("circle")
     await client.close()
+
+
+def handshake(origin: bytes | None) -> bytes:
+    lines = [b"GET /ws HTTP/1.1", b"Host: 127.0.0.1", b"Upgrade: websocket",
+             b"Connection: Upgrade", b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+             b"Sec-WebSocket-Version: 13", b"Sec-WebSocket-Protocol: hearth.v1"]
+    if origin is not None:
+        lines.append(b"Origin: " + origin)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+@pytest.mark.parametrize("origin,status", [
+    (None, b"101"),  # not a browser: allowed (docs/protocol.md, "Origin")
+    (b"http://127.0.0.1", b"101"),  # the page's own host
+    (b"", b"400"),  # present but empty: refused (autobahn: not an origin)
+    (b"null", b"400"),  # an opaque origin: refused (autobahn)
+    (b"https://evil.example", b"403"),
+])
+@pytest_twisted.ensureDeferred
+async def test_the_origin_rule_both_ways(live: LiveServer, origin: bytes | None,
+                                         status: bytes) -> None:
+    def scenario() -> bytes:
+        s = connect(live.port)
+        try:
+            s.sendall(handshake(origin))
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data
+        finally:
+            s.close()
+    answer = await in_thread(scenario)
+    assert answer.split(b" ", 2)[1] == status, answer[:80]
