@@ -425,9 +425,5 @@ class SessionTable:
         for digest in [d for d, until in self._ended.items() if until <= now]:
             del self._ended[digest]
 
-    def find(self, session_id: str) -> Session | None:
-        """The live session with this public id, if this table holds it."""
-        return next((s for s in self._sessions.values() if s.id == session_id), None)
-
     def __len__(self) -> int:
         return len(self._sessions)

@@ -74,6 +74,16 @@ def get(path: bytes, keep_alive: bool = True) -> bytes:
             + (b"" if keep_alive else b"Connection: close\r\n") + b"\r\n")
 
 
+def one_get(port: int, path: bytes) -> bytes:
+    """One GET on its own connection (blocking: run it in a thread)."""
+    s = connect(port)
+    try:
+        s.sendall(get(path, keep_alive=False))
+        return read_response(s)
+    finally:
+        s.close()
+
+
 def in_thread(function, *args):  # type: ignore[no-untyped-def]
     return deferToThread(function, *args)
 
@@ -233,13 +243,7 @@ async def test_a_trusted_proxy_is_not_capped(live: LiveServer) -> None:
                                   b"/static/img/"])
 @pytest_twisted.ensureDeferred
 async def test_no_directory_listing_under_static(live: LiveServer, path: bytes) -> None:
-    def scenario() -> bytes:
-        s = connect(live.port)
-        s.sendall(get(path, keep_alive=False))
-        answer = read_response(s)
-        s.close()
-        return answer
-    answer = await in_thread(scenario)
+    answer = await in_thread(one_get, live.port, path)
     assert answer.startswith(b"HTTP/1.1 404")
     body = answer.split(b"\r\n\r\n", 1)[1]
     assert b"There is nothing at this address" in body  # the site's own 404 page
@@ -249,13 +253,7 @@ async def test_no_directory_listing_under_static(live: LiveServer, path: bytes) 
 
 @pytest_twisted.ensureDeferred
 async def test_the_404_page_links_only_within_the_site(live: LiveServer) -> None:
-    def scenario() -> bytes:
-        s = connect(live.port)
-        s.sendall(get(b"//evil.example/x", keep_alive=False))
-        answer = read_response(s)
-        s.close()
-        return answer
-    answer = await in_thread(scenario)
+    answer = await in_thread(one_get, live.port, b"//evil.example/x")
     assert answer.startswith(b"HTTP/1.1 404")
     body = answer.split(b"\r\n\r\n", 1)[1]
     assert b"evil.example" not in body

@@ -48,6 +48,13 @@ async def has_account(node: LiveServer, name: str = "ana") -> bool:
     return store_of(node).get(name) is not None
 
 
+async def with_ana(two: list[LiveServer]) -> list[LiveServer]:
+    """"ana" added beside node1, and arrived on node2."""
+    store_of(two[0]).add("ana", PASSWORD, time.time())
+    await until_async(lambda: has_account(two[1]), what="the account on node2", timeout=5)
+    return two
+
+
 async def facilitator_through(signed_on: LiveServer, joined_on: LiveServer,
                               room_owner: LiveServer) -> tuple[Any, HearthClient, HearthClient]:
     """Signed in on one node, in the room through another; the room runs on a third's."""
@@ -86,9 +93,7 @@ async def test_an_account_added_on_one_node_signs_in_on_the_other(
 @pytest_twisted.ensureDeferred
 async def test_signing_out_on_one_node_withdraws_the_role_on_the_other(
         two: list[LiveServer]) -> None:
-    n1, n2 = two
-    store_of(n1).add("ana", PASSWORD, time.time())
-    await until_async(lambda: has_account(n2), what="the account on node2", timeout=5)
+    n1, n2 = await with_ana(two)
     b, facilitator, bystander = await facilitator_through(n1, n2, n2)
     assert (await logout(b)).code == 303
     assert await withdrawn(facilitator, bystander) < WITHIN
@@ -98,9 +103,7 @@ async def test_signing_out_on_one_node_withdraws_the_role_on_the_other(
 @pytest_twisted.ensureDeferred
 async def test_removing_an_account_on_one_node_withdraws_its_role_on_the_other(
         two: list[LiveServer]) -> None:
-    n1, n2 = two
-    store_of(n1).add("ana", PASSWORD, time.time())
-    await until_async(lambda: has_account(n2), what="the account on node2", timeout=5)
+    n1, n2 = await with_ana(two)
     _, facilitator, bystander = await facilitator_through(n2, n2, n2)
     store_of(n1).remove("ana")  # on node1's machine; the room runs on node2
     assert await withdrawn(facilitator, bystander) < WITHIN
@@ -113,9 +116,7 @@ async def test_removing_an_account_on_one_node_withdraws_its_role_on_the_other(
 
 @pytest_twisted.ensureDeferred
 async def test_failed_sign_ins_count_across_nodes(two: list[LiveServer]) -> None:
-    n1, n2 = two
-    store_of(n1).add("ana", PASSWORD, time.time())
-    await until_async(lambda: has_account(n2), what="the account on node2", timeout=5)
+    await with_ana(two)
     for i in range(4):  # lockout_after_failures = 4, alternating nodes
         node = two[i % 2]
         assert (await browser(node).login("ana", "wrong password " + str(i))).code == 401
@@ -181,9 +182,7 @@ async def test_what_redis_alone_forges_is_refused_and_counted(
 @pytest_twisted.ensureDeferred
 async def test_with_redis_away_a_node_signs_in_from_its_own_file(
         two: list[LiveServer], redis_server: RedisServer) -> None:
-    n1, n2 = two
-    store_of(n1).add("ana", PASSWORD, time.time())
-    await until_async(lambda: has_account(n2), what="the account on node2", timeout=5)
+    _, n2 = await with_ana(two)
     redis_server.kill()
     try:
         assert (await browser(n2).login("ana", PASSWORD)).code == 303
