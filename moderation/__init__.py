@@ -9,6 +9,7 @@
     bans.py           bans by a keyed hash of the address, never the address
     reports.py        verified reports (message franking) queued for facilitators
     login.py          facilitator sign-in without I/O: throttle, sessions, CSRF
+    sealed.py         records shared through Redis, sealed with a MAC
     accounts.py       facilitator accounts: argon2id hashes, TOTP, the account file
     audit.py          the audit log: who did what to whom, never what was said
     outbox.py         the crisis outbox: alerts kept until delivered
