@@ -91,6 +91,7 @@ class Retention:
         self.clock = clock
         self.audit, self.incidents, self.venue, self.alerts = audit, incidents, venue, alerts
         self.broker = broker  # the shared logs (web/shared_logs.py) are trimmed the same way
+        self.shared_due = False  # a trim of the shared logs waits for the broker
 
     def purge(self) -> dict[str, int]:
         """Apply every retention limit now; returns what went, by store (counts only)."""
@@ -107,12 +108,7 @@ class Retention:
             gone["reports"] = self.venue.reports.purge(now - self.config.reports_days * DAY)
         if self.alerts is not None:
             self.alerts.journal.compact(self.alerts.outbox.pending())
-        if self.broker is not None:
-            for stream, seconds in (("audit", self.config.audit_days * DAY),
-                                    ("incidents", self.config.incidents_days * DAY),
-                                    ("sessions", self.session_max_seconds)):
-                d = defer.ensureDeferred(self.broker.trim(stream, int((now - seconds) * 1000)))
-                d.addErrback(lambda f: self.log.failure("trimming a shared log failed", f))
+        self.shared_due = self.broker is not None  # trim_shared, once the broker is up
         if any(gone.values()):
             self.log.info("retention purge: {audit} audit entries, {incidents} incidents, "
                           "{reports} reports removed", audit=gone.get("audit", 0),
@@ -120,16 +116,44 @@ class Retention:
         return gone
 
 
+    def broker_ready(self) -> bool:
+        """The broker answers commands: the in-memory one always, Redis once it is connected
+        (at start it is not yet: a trim then would fail)."""
+        return self.broker is not None and bool(getattr(self.broker, "connected", True))
+
+    async def trim_shared(self) -> int:
+        """Trim the shared logs in the broker by age, like the journals; returns how many
+        records went. Done when the broker is up (`shared_due` stays set otherwise)."""
+        if not self.shared_due or not self.broker_ready() or self.broker is None:
+            return 0
+        self.shared_due = False
+        now = self.clock()
+        gone = 0
+        for stream, seconds in (("audit", self.config.audit_days * DAY),
+                                ("incidents", self.config.incidents_days * DAY),
+                                ("sessions", self.session_max_seconds)):
+            gone += await self.broker.trim(stream, int((now - seconds) * 1000))
+        if gone:
+            self.log.info("retention purge: {count} records removed from the shared logs",
+                          count=gone)
+        return gone
+
+
 class RetentionService(Service):
-    """The purge, once at start and then every day."""
+    """The purge, once at start and then every day; the shared logs' trim as soon as the
+    broker is up after each purge (at start, Redis is still connecting)."""
 
     log = Logger(namespace="hearth.retention")
 
-    def __init__(self, retention: Retention, reactor: Any, every: float = DAY) -> None:
+    def __init__(self, retention: Retention, reactor: Any, every: float = DAY,
+                 shared_check: float = 1.0) -> None:
         self.retention = retention
         self.loop = LoopingCall(self._purge)
         self.loop.clock = reactor
         self.every = every
+        self.shared = LoopingCall(self._trim_shared)
+        self.shared.clock = reactor
+        self.shared_check = shared_check
 
     def _purge(self) -> None:
         try:
@@ -137,14 +161,22 @@ class RetentionService(Service):
         except Exception:  # a full disk must not stop the server; the next day tries again
             self.log.failure("the retention purge failed")
 
+    def _trim_shared(self) -> defer.Deferred[Any]:
+        d = defer.ensureDeferred(self.retention.trim_shared())
+        d.addErrback(lambda f: self.log.failure("trimming a shared log failed", f))
+        return d
+
     def startService(self) -> None:
         super().startService()
         self.loop.start(self.every, now=True)
+        if self.retention.broker is not None:
+            self.shared.start(self.shared_check, now=True)
 
     def stopService(self) -> Any:
         super().stopService()
-        if self.loop.running:
-            self.loop.stop()
+        for loop in (self.loop, self.shared):
+            if loop.running:
+                loop.stop()
         return None
 
 

@@ -96,3 +96,32 @@ async def test_after_a_crash_a_member_already_away_is_not_brought_back_when_grac
         await dave.close()
     finally:
         again.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_shared_record_past_retention_is_trimmed_at_start(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    import redis
+
+    r = redis.Redis(port=redis_server.port)
+    day_ms = 86_400_000
+    now_ms = int(time.time() * 1000)
+    old = r.xadd("hearth:log:audit", {"record": b"{}"}, id=f"{now_ms - 200 * day_ms}-0")
+    r.xadd("hearth:log:incidents", {"record": b"{}"}, id=f"{now_ms - 200 * day_ms}-0")
+    recent = r.xadd("hearth:log:audit", {"record": b"{}"})
+    config = write_config(tmp_path, redis_server.url, retention={"audit_days": 90})
+    served = ServedHearth("--config", str(config), "--log-format", "json")
+    try:
+        served.wait_ready()
+        deadline = time.monotonic() + 10
+        while r.xlen("hearth:log:incidents") or len(r.xrange("hearth:log:audit")) > 1:
+            assert time.monotonic() < deadline, "the old shared records were not trimmed"
+            await sleep(0.1)
+        assert [entry_id for entry_id, _ in r.xrange("hearth:log:audit")] == [recent]
+        assert old != recent
+    finally:
+        served.stop()
+        r.delete("hearth:log:audit", "hearth:log:incidents")
+    assert "redis call failed" not in served.output()
+    assert any(e["namespace"].startswith("hearth.") and "shared logs" in e["message"]
+               for e in served.log_events())
