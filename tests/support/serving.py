@@ -30,13 +30,9 @@ class ServedHearth:
         return self.out_path.read_bytes().decode("utf-8", "replace")
 
     def log_events(self) -> list[dict[str, Any]]:
-        """Events written by --log-format json (records separated by RS)."""
-        events = []
-        for record in self.output().split("\x1e"):
-            record = record.strip()
-            if record.startswith("{"):
-                events.append(json.loads(record.splitlines()[0]))
-        return events
+        """Events written by --log-format json: one JSON object per line (NDJSON); the
+        startup message's plain lines are not events."""
+        return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
 
     def stop(self) -> int:
         if self.proc.poll() is None:
