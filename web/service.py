@@ -14,7 +14,6 @@ from autobahn.twisted.resource import WebSocketResource
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -32,9 +31,10 @@ from hearth.web.incidents import IncidentCallbacks
 from hearth.web.lifecycle import FLUSH_TIMEOUT, Lifecycle
 from hearth.web.metrics import Metrics, MetricsResource
 from hearth.web.node import Node
+from hearth.web.reload import ReloadableTLS, Reloader, listen_endpoint
 from hearth.web.retention import Retention, RetentionService
 from hearth.web.shared_logs import LogShipper, read_stream
-from hearth.web.site import build_site
+from hearth.web.site import Readiness, build_site
 from hearth.web.ws import bind_node, prepare_for, websocket_factory
 
 
@@ -47,10 +47,12 @@ class Listener(Service):
         self.reactor, self.description, self.factory = reactor, description, factory
         self.port: Any = None
         self.listening: Deferred[Any] = Deferred()
+        self.tls: ReloadableTLS | None = None  # an ssl: listener's certificate (SIGHUP swaps it)
 
     def startService(self) -> None:
         super().startService()
-        d = serverFromString(self.reactor, self.description).listen(self.factory)
+        endpoint, self.tls = listen_endpoint(self.reactor, self.description)
+        d = endpoint.listen(self.factory)
 
         def up(port: Any) -> Any:
             self.port = port
@@ -78,10 +80,20 @@ class Hearth:
     alerts: Alerts
     metrics: Metrics | None = None
     retention: Retention | None = None
+    reloader: Reloader | None = None  # what SIGHUP reloads (web/reload.py)
+    readiness: Readiness | None = None  # what /readyz answers from (web/site.py)
 
     def when_listening(self) -> Deferred[Any]:
         return DeferredList([lst.listening for lst in self.listeners], fireOnOneErrback=True,
                             consumeErrors=True)
+
+    def reload(self) -> list[str]:
+        """SIGHUP: the TLS certificates and crisis data again (web/reload.py)."""
+        if self.reloader is None:
+            return []
+        self.reloader.tls = [(lst.description, lst.tls) for lst in self.listeners
+                             if lst.tls is not None]
+        return self.reloader.reload()
 
 
 def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = None,
@@ -112,14 +124,17 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
                 shared_logs=shipper)
     alerts.on_failing = node.delivery_failing
     bind_node(factory, config, node)
-    site = build_site(config, node, WebSocketResource(factory), broker.name, secrets=keys)
+    readiness = Readiness(node, alerts, config.crisis.ready_pending_limit)
+    site = build_site(config, node, WebSocketResource(factory), broker.name, secrets=keys,
+                      readiness=readiness)
     site.resource.putChild(b"incidents", IncidentCallbacks(node, ack_key))
     site.resource.putChild(b"crisis", CrisisData(crisis))
     metrics = Metrics(node, alerts)
     if config.metrics.enabled:
         site.resource.putChild(b"metrics", MetricsResource(metrics, config.metrics))
     top = MultiService()
-    lifecycle = Lifecycle(node, reactor, data_dir if persist_rooms else None)
+    lifecycle = Lifecycle(node, reactor, data_dir if persist_rooms else None,
+                          readiness=readiness)
     NodeService(node, reactor, lifecycle, shipper, alerts.incidents).setServiceParent(top)
     AlertsService(alerts).setServiceParent(top)
     retention = Retention(config, reactor.seconds, audit, alerts.incidents, venue, alerts,
@@ -133,7 +148,9 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     tick = TimerService(1.0 / config.movement.tick_hz, node.tick)
     tick.clock = reactor
     tick.setServiceParent(top)
-    hearth = Hearth(top, node, listeners, alerts, metrics, retention)
+    hearth = Hearth(top, node, listeners, alerts, metrics, retention,
+                    reloader=Reloader(reactor, site.resource, Path(config.crisis.directory)),
+                    readiness=readiness)
     if not config.crisis.public_url:  # links in alerts point at the first listener
         def first_url(_: Any) -> None:
             url = listener_url(listeners[0].port).rstrip("/")

@@ -9,6 +9,7 @@ is off: a request line would carry the client's address.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,27 +130,96 @@ class HearthSite(server.Site):
         """No access log: a request line names the client's address."""
 
 
-class Health(resource.Resource):
+# --- health: /livez, /readyz, /healthz ------------------------------------------------
+
+
+@dataclass
+class Readiness:
+    """Whether this node should get new people: its broker reachable, its crisis outbox below
+    `pending_limit`, and not stopping. Lifecycle sets `draining` when a graceful stop begins."""
+
+    node: Node
+    alerts: Any = None  # web/alerts.py's Alerts (its outbox), if any
+    pending_limit: int = 1000
+    draining: bool = False
+
+    def checks(self) -> dict[str, Any]:
+        pending = len(self.alerts.outbox.pending()) if self.alerts is not None else 0
+        return {"broker": bool(getattr(self.node.broker, "connected", True)),
+                "alerts_pending": pending, "alerts_pending_limit": self.pending_limit,
+                "draining": self.draining}
+
+    def ready(self, checks: dict[str, Any] | None = None) -> bool:
+        c = self.checks() if checks is None else checks
+        return bool(c["broker"] and c["alerts_pending"] < c["alerts_pending_limit"]
+                    and not c["draining"])
+
+
+def _json(request: server.Request, code: int, body: dict[str, Any]) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Cache-Control", b"no-store")
+    return json.dumps(body).encode()
+
+
+class Livez(resource.Resource):
+    """200 while the process serves HTTP at all (a liveness probe: restart it if not)."""
+
     isLeaf = True
 
-    def __init__(self, node: Node, broker_name: str) -> None:
+    def render_GET(self, request: server.Request) -> bytes:
+        return _json(request, 200, {"status": "live"})
+
+
+class Readyz(resource.Resource):
+    """200 if this node should get new people (Readiness), else 503 with the failed checks
+    (a load balancer's health check)."""
+
+    isLeaf = True
+
+    def __init__(self, readiness: Readiness) -> None:
         super().__init__()
-        self.node, self.broker_name = node, broker_name
+        self.readiness = readiness
 
     def render_GET(self, request: server.Request) -> bytes:
-        request.setHeader(b"Content-Type", b"application/json")
-        request.setHeader(b"Cache-Control", b"no-store")
+        checks = self.readiness.checks()
+        ready = self.readiness.ready(checks)
+        return _json(request, 200 if ready else 503,
+                     {"status": "ready" if ready else "unready", **checks})
+
+
+class Health(resource.Resource):
+    """For people: counts and the readiness checks; always 200 (`status` says "ok" or
+    "degraded"). Probes use /livez and /readyz."""
+
+    isLeaf = True
+
+    def __init__(self, node: Node, broker_name: str, readiness: Readiness) -> None:
+        super().__init__()
+        self.node, self.broker_name, self.readiness = node, broker_name, readiness
+
+    def render_GET(self, request: server.Request) -> bytes:
         venue = self.node.venue
-        return json.dumps({
-            "status": "ok", "protocol": SUBPROTOCOL, "broker": self.broker_name,
+        checks = self.readiness.checks()
+        return _json(request, 200, {
+            "status": "ok" if self.readiness.ready(checks) else "degraded",
+            "protocol": SUBPROTOCOL, "broker": self.broker_name,
             "rooms": len(venue.rooms),
             "members": sum(len(r.members) for r in venue.rooms.values()),
-            "connections": self.node.member_count,
-        }).encode()
+            "connections": self.node.member_count, "checks": checks,
+        })
+
+
+def install_health(root: resource.Resource, node: Node, broker_name: str,
+                   readiness: Readiness) -> None:
+    root.putChild(b"livez", Livez())
+    root.putChild(b"readyz", Readyz(readiness))
+    root.putChild(b"healthz", Health(node, broker_name, readiness))
 
 
 def build_site(config: HearthConfig, node: Node, ws: WebSocketResource,
-               broker_name: str, secrets: Secrets | None = None) -> HearthSite:
+               broker_name: str, secrets: Secrets | None = None,
+               readiness: Readiness | None = None) -> HearthSite:
     pages = Pages(config, node, str(TEMPLATES))
     root = Landing(pages)  # unknown paths get the translated 404 page
     root.putChild(b"", Landing(pages))
@@ -158,7 +228,7 @@ def build_site(config: HearthConfig, node: Node, ws: WebSocketResource,
     files = static.File(str(STATIC))
     files.directoryListing = lambda: resource.NoResource()  # type: ignore[method-assign]
     root.putChild(b"static", files)
-    root.putChild(b"healthz", Health(node, broker_name))
+    install_health(root, node, broker_name, readiness or Readiness(node))
     root.putChild(b"ws", ws)
     # Facilitator sign-in: /login, /logout, /console, /console/ticket (web/auth.py).
     keys = secrets if secrets is not None else load_secrets(Path(config.server.data_dir))
