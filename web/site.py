@@ -16,7 +16,7 @@ from typing import Any
 import jinja2
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.web import http, resource, server, static
+from twisted.web import http, resource, server
 
 from hearth.spaces.config import HearthConfig
 from hearth.spaces.protocol import SUBPROTOCOL
@@ -25,6 +25,7 @@ from hearth.web.datadir import Secrets, load_secrets
 from hearth.web.node import Node
 from hearth.web.pages import JoinPage, Landing, Pages, RoomIndex, RoomPage
 from hearth.web.proxy import client_address, is_trusted, trusted_networks
+from hearth.web.static_files import StaticFiles, StaticResource
 
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
@@ -225,9 +226,8 @@ def build_site(config: HearthConfig, node: Node, ws: WebSocketResource,
     root.putChild(b"", Landing(pages))
     root.putChild(b"join", RoomIndex(pages, JoinPage))
     root.putChild(b"room", RoomIndex(pages, RoomPage))
-    files = static.File(str(STATIC))
-    files.directoryListing = lambda: resource.NoResource()  # type: ignore[method-assign]
-    root.putChild(b"static", files)
+    # The client under content-hashed URLs, immutable; templates get static(path).
+    StaticResource(StaticFiles(STATIC)).install(root, pages.envs.values())
     install_health(root, node, broker_name, readiness or Readiness(node))
     root.putChild(b"ws", ws)
     # Facilitator sign-in: /login, /logout, /console, /console/ticket (web/auth.py).

@@ -62,7 +62,7 @@ def test_log_level_filters_and_debug_is_for_hearth_only() -> None:
     Logger(namespace="hearth.node", observer=publisher).debug("ours")
     Logger(namespace="autobahn.websocket", observer=publisher).debug("theirs, naming peers")
     assert [json.loads(line)["message"] for line in out.getvalue().splitlines()] == ["ours"]
-    assert LEVELS == tuple(level.name for level in LogLevel.iterconstants())
+    assert tuple(level.name for level in LogLevel.iterconstants()) == LEVELS
 
 
 def test_json_line_survives_odd_events() -> None:
