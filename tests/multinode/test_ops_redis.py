@@ -3,7 +3,10 @@ stays gone, and `hearth privacy report` lists it."""
 
 from __future__ import annotations
 
+import json
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -125,3 +128,42 @@ async def test_a_shared_record_past_retention_is_trimmed_at_start(
     assert "redis call failed" not in served.output()
     assert any(e["namespace"].startswith("hearth.") and "shared logs" in e["message"]
                for e in served.log_events())
+
+
+def privacy_report(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hearth.web.cli", "privacy", "report", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_privacy_report_covers_what_is_in_redis(
+        tmp_path: Path, redis_server: RedisServer) -> None:
+    config = write_config(tmp_path, redis_server.url)
+    served = ServedHearth("--config", str(config))
+    try:
+        served.wait_ready()
+        alice = await HearthClient.connect(f"ws://127.0.0.1:{served.port}/ws")
+        await alice.join("circle", pseudonym="Quiet Otter")
+        await sleep(1.5)  # the room's state saved to Redis
+        report = privacy_report("--config", str(config), "--json")
+        assert report.returncode == 0, report.stderr
+        stores = {s["name"]: s for s in json.loads(report.stdout)}
+        state = stores["room saved state (Redis)"]
+        assert state["count"] == 1 and state["path"] == "redis hearth:state:*"
+        assert time.time() - 60 < state["oldest"] <= time.time() + 1
+        assert stores["session directory (Redis)"]["count"] == 1
+        assert stores["node heartbeats (Redis)"]["count"] == 1
+        for stream in ("shared audit log", "shared incident log", "crisis alert copies",
+                       "shared sign-in sessions"):
+            assert f"{stream} (Redis)" in stores
+        text = privacy_report("--config", str(config)).stdout
+        assert "where:  redis hearth:state:*" in text
+        for out in (report.stdout, text):
+            assert "Quiet Otter" not in out and redis_server.url not in out
+        local = privacy_report("--config", str(config), "--local", "--json")
+        assert not any("(Redis)" in s["name"] for s in json.loads(local.stdout))
+        await alice.close()
+    finally:
+        served.stop()
+    down = privacy_report("--config", str(config), "--redis", "redis://127.0.0.1:1/0")
+    assert down.returncode == 1 and "cannot read what Hearth keeps in Redis" in down.stderr
