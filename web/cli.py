@@ -114,10 +114,14 @@ def parser() -> argparse.ArgumentParser:
     _facilitator_parser(commands)
     init = commands.add_parser(
         "init", help="make a new deployment directory: a commented config, a data directory",
-        description="Write DIR/hearth.toml (the shipped config with data_dir = \"data\" and its "
+        description="Write DIR/hearth.toml (the shipped config with data_dir = \"data\" or "
+                    "--data-dir, public_url, and its "
                     "own copy of the crisis data in DIR/crisis), and DIR/data (mode 0700) with "
                     "fresh secrets (secrets.json, mode 0600). Refuses to overwrite a config.")
     init.add_argument("dir", type=Path, metavar="DIR")
+    init.add_argument("--data-dir", type=Path, metavar="PATH",
+                      help="the data directory (default: DIR/data, written as the relative "
+                           "\"data\"); e.g. /var/lib/hearth for the systemd unit")
     init.add_argument("--public-url", metavar="URL",
                       help="the address people use to reach this Hearth, e.g. "
                            "https://groups.example.org (the links in alerts); asked for when "
@@ -514,10 +518,11 @@ def init(args: argparse.Namespace) -> int:
     first, _, rest = text.partition("\n\n")  # the shipped file's own header: ours replaces it
     if rest and all(line.startswith("#") for line in first.splitlines()):
         text = rest
-    text, found = re.subn(r"^#?\s*data_dir\s*=.*$", 'data_dir = "data"', text, count=1,
-                          flags=re.M)
+    data_dir = str(args.data_dir.expanduser().absolute()) if args.data_dir else "data"
+    text, found = re.subn(r"^#?\s*data_dir\s*=.*$", f"data_dir = {json_str(data_dir)}", text,
+                          count=1, flags=re.M)
     if not found:
-        text = text.replace("[server]\n", '[server]\ndata_dir = "data"\n', 1)
+        text = text.replace("[server]\n", f"[server]\ndata_dir = {json_str(data_dir)}\n", 1)
     shipped_crisis = Path(CrisisConfig.directory)
     crisis_dir = str(shipped_crisis) if args.shared_crisis else "crisis"
     text, found = re.subn(r"^directory\s*=.*$", f"directory = {json_str(crisis_dir)}", text,
@@ -537,7 +542,7 @@ def init(args: argparse.Namespace) -> int:
         target.mkdir(parents=True, exist_ok=True)
         if not args.shared_crisis and not (target / "crisis").exists():
             shutil.copytree(shipped_crisis, target / "crisis")
-        data = ensure_dir(target / "data")
+        data = ensure_dir(target / data_dir)  # an absolute data_dir stays as it is
         load_secrets(data)
         write_atomically(config_path, (header + text).encode("utf-8"), mode=0o600)
     except (OSError, DataDirError) as exc:

@@ -130,3 +130,12 @@ def test_version() -> None:
     from importlib.metadata import version
     result = hearth("--version")
     assert result.returncode == 0 and result.stdout.strip() == f"hearth {version('hearth')}"
+
+
+def test_init_can_put_the_data_directory_elsewhere(tmp_path: Path) -> None:
+    state = tmp_path / "var-lib-hearth"  # the systemd unit's /var/lib/hearth
+    result = hearth("init", str(tmp_path / "etc"), "--data-dir", str(state))
+    assert result.returncode == 0, result.stderr
+    assert load_config(tmp_path / "etc" / "hearth.toml").server.data_dir == str(state)
+    assert mode(state) == 0o700 and mode(state / "secrets.json") == 0o600
+    assert not (tmp_path / "etc" / "data").exists()

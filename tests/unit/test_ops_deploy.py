@@ -75,11 +75,17 @@ def test_the_image_config_matches_the_volume_port_and_compose_network() -> None:
     [listen] = config.server.listen
     assert listen == f"tcp:{steps['EXPOSE']}:interface=0.0.0.0"
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
-    proxy_address = compose["services"]["proxy"]["networks"]["hearth"]["ipv4_address"]
-    assert proxy_address in config.server.trusted_proxies
-    [subnet] = compose["networks"]["hearth"]["ipam"]["config"]
-    assert ipaddress.ip_address(proxy_address) in ipaddress.ip_network(subnet["subnet"])
-    assert urlsplit(config.server.redis).hostname == "redis" and "redis" in compose["services"]
+    services = compose["services"]
+    # The nodes trust the network the proxy reaches them on, and nothing else is on it.
+    assert services["proxy"]["networks"] == ["edge"]
+    [subnet] = compose["networks"]["edge"]["ipam"]["config"]
+    assert config.server.trusted_proxies == (subnet["subnet"],)
+    on_edge = {name for name, s in services.items() if "edge" in s.get("networks", [])}
+    assert on_edge == {"proxy", "hearth-1", "hearth-2"}
+    assert compose["networks"]["backend"]["internal"] is True
+    assert "edge" not in services["redis"]["networks"]
+    assert ipaddress.ip_network(subnet["subnet"]).is_private
+    assert urlsplit(config.server.redis).hostname == "redis" and "redis" in services
 
 
 # --- compose and the proxy -------------------------------------------------------------
@@ -119,6 +125,9 @@ def test_compose_runs_redis_with_aof_two_nodes_and_a_forwarding_proxy() -> None:
     for header in ("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
                    "proxy_set_header X-Forwarded-Proto $scheme;",
                    "proxy_set_header Upgrade $http_upgrade;", "access_log off;",
+                   # the port stays in Host: Hearth checks the WebSocket's Origin against it
+                   "proxy_set_header Host $http_host;",
+                   "proxy_connect_timeout 2s;",  # a stopped node: the other one at once
                    "location = /metrics { return 404; }"):
         assert header in conf, header
     for name in compose["volumes"]:
