@@ -37,14 +37,6 @@ def write_config(tmp_path: Path, listen: str = "tcp:0:interface=127.0.0.1",
     return config
 
 
-async def exited(served: ServedHearth, timeout: float = 20.0) -> int:
-    deadline = time.monotonic() + timeout
-    while served.proc.poll() is None:
-        assert time.monotonic() < deadline, "hearth serve did not stop"
-        await sleep(0.1)
-    return served.stop()
-
-
 @pytest_twisted.ensureDeferred
 async def test_readiness_watchdog_reload_and_stop_are_told_to_systemd(tmp_path: Path) -> None:
     notify = NotifySocket(tmp_path / "notify")
@@ -64,7 +56,7 @@ async def test_readiness_watchdog_reload_and_stop_are_told_to_systemd(tmp_path: 
         await notify.wait_for("READY", after=reloading + 1)
         served.proc.send_signal(signal.SIGTERM)
         await notify.wait_for("STOPPING", after=reloading + 1)
-        assert await exited(served) == 0
+        assert await served.exited() == 0
     finally:
         served.stop()
         notify.close()

@@ -22,19 +22,24 @@ from tests.support.serving import ServedHearth
 
 
 def write_config(tmp_path: Path, redis_url: str, **sections: Any) -> Path:
+    """A config for `hearth serve` on this Redis, emptied first (the server is the module's)."""
+    import redis
+    redis.Redis.from_url(redis_url).flushdb()
     config = tmp_path / "hearth.toml"
     config.write_text(toml_of({**BASE, **sections, "server": {
         **BASE["server"], "data_dir": str(tmp_path / "data"), "redis": redis_url}}))
     return config
 
 
-async def stopped(served: ServedHearth, timeout: float = 20.0) -> int:
-    served.proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while served.proc.poll() is None:
-        assert time.monotonic() < deadline, "hearth serve did not stop"
-        await sleep(0.1)
-    return served.stop()
+async def two_members(served: ServedHearth) -> tuple[HearthClient, HearthClient]:
+    """Quiet Otter and Brave Heron in the circle of a `hearth serve` that is ready."""
+    served.wait_ready()
+    url = f"ws://127.0.0.1:{served.port}/ws"
+    alice = await HearthClient.connect(url)
+    await alice.join("circle", pseudonym="Quiet Otter")
+    bob = await HearthClient.connect(url)
+    await bob.join("circle", pseudonym="Brave Heron")
+    return alice, bob
 
 
 @pytest_twisted.ensureDeferred
@@ -43,14 +48,10 @@ async def test_members_gone_before_a_restart_never_come_back(
     config = write_config(tmp_path, redis_server.url, session={"resume_grace_seconds": 2})
     served = ServedHearth("--config", str(config))
     try:
-        served.wait_ready()
-        url = f"ws://127.0.0.1:{served.port}/ws"
-        alice = await HearthClient.connect(url)
-        await alice.join("circle", pseudonym="Quiet Otter")
-        bob = await HearthClient.connect(url)
-        await bob.join("circle", pseudonym="Brave Heron")
+        await two_members(served)
         await sleep(1.5)
-        assert await stopped(served) == 0
+        served.proc.send_signal(signal.SIGTERM)
+        assert await served.exited() == 0
     finally:
         served.stop()
     await sleep(3)  # longer than the grace period: alice and bob are gone for good
@@ -75,12 +76,7 @@ async def test_after_a_crash_a_member_already_away_is_not_brought_back_when_grac
     config = write_config(tmp_path, redis_server.url, session={"resume_grace_seconds": 3})
     served = ServedHearth("--config", str(config))
     try:
-        served.wait_ready()
-        url = f"ws://127.0.0.1:{served.port}/ws"
-        alice = await HearthClient.connect(url)
-        await alice.join("circle", pseudonym="Quiet Otter")
-        bob = await HearthClient.connect(url)
-        await bob.join("circle", pseudonym="Brave Heron")
+        _, bob = await two_members(served)
         bob.drop()  # away, inside his grace period
         await sleep(1.5)  # saved (once a second) with bob away
         served.proc.kill()  # a crash: no graceful save
@@ -106,13 +102,13 @@ async def test_a_shared_record_past_retention_is_trimmed_at_start(
         tmp_path: Path, redis_server: RedisServer) -> None:
     import redis
 
+    config = write_config(tmp_path, redis_server.url, retention={"audit_days": 90})
     r = redis.Redis(port=redis_server.port)
     day_ms = 86_400_000
     now_ms = int(time.time() * 1000)
     old = r.xadd("hearth:log:audit", {"record": b"{}"}, id=f"{now_ms - 200 * day_ms}-0")
     r.xadd("hearth:log:incidents", {"record": b"{}"}, id=f"{now_ms - 200 * day_ms}-0")
     recent = r.xadd("hearth:log:audit", {"record": b"{}"})
-    config = write_config(tmp_path, redis_server.url, retention={"audit_days": 90})
     served = ServedHearth("--config", str(config), "--log-format", "json")
     try:
         served.wait_ready()
