@@ -37,7 +37,7 @@ PEER_FIELDS = ("peer", "client", "clientAddress", "remote", "ip", "address", "ho
 LEVELS = ("debug", "info", "warn", "error", "critical")
 OWN_NAMESPACE = "hearth"
 # Keys of Twisted's legacy (twisted.python.log) events that are bookkeeping, not fields.
-_LEGACY_KEYS = ("message", "isError", "system", "format", "why", "failure", "time")
+_LEGACY_KEYS = ("message", "isError", "system", "format", "time")
 
 
 def redacting(inner: ILogObserver) -> ILogObserver:

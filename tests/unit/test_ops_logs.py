@@ -69,3 +69,11 @@ def test_json_line_survives_odd_events() -> None:
     record = json.loads(json_line({"log_format": "{x}", "x": float("nan"),
                                    "log_namespace": "legacy", "message": ("a",)}))
     assert record["fields"] == {} and record["level"] == "info"
+
+
+def test_a_reason_is_a_field_too() -> None:
+    record = json.loads(json_line({"log_format": "redis call failed ({why})",
+                                   "why": "ConnectionError", "log_namespace": "hearth.redis",
+                                   "log_level": LogLevel.warn}))
+    assert record["fields"] == {"why": "ConnectionError"}
+    assert record["message"] == "redis call failed (ConnectionError)"
