@@ -58,6 +58,7 @@ ERRORS: Final[Mapping[str, str]] = {
     "incident_unreachable": "The node running this incident did not answer; try again.",
     "incident_state": "The incident is not in a state that allows that step.",
     "incident_outcome": "Resolving an incident needs an outcome code.",
+    "incident_basis": "Requesting external help needs its basis: consent or imminent_risk.",
 }
 
 MAX_REF = 64
@@ -345,10 +346,19 @@ class ImOk:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Incident:
     """{"type":"incident","incident":id,"action":"ack"|"engage"|"external"|"await"|"lost"|"resolve",
-    "outcome"?:str} — facilitators only."""
+    "outcome"?:str,"basis"?:"consent"|"imminent_risk"} — facilitators only."""
     incident: str
     action: str
     outcome: str | None = None
+    basis: str | None = None
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AlertSeen:
+    """{"type":"alert_seen","incident":id} — facilitators only: this console received the
+    incident's alert (the person then hears that a facilitator has been told)."""
+    incident: str
     ref: str | None = None
 
 
@@ -374,14 +384,14 @@ class Leave:
 ClientMessage = (Join | Resume | Move | Sit | Stand | Rename | Keys | Envelope | Direct
                  | Report | ListReports | Remove | Mute | AskUnmute | Stick | GiveStick | RaiseHand
                  | Ban | Lobby | Admit | Deny | Lock | Capacity | Hide | SlowMode | PrivateCorner
-                 | ReleaseCorner | EndSession | Help | Flag | Worried | ImOk | Incident | Duty
-                 | ListIncidents | Leave)
+                 | ReleaseCorner | EndSession | Help | Flag | Worried | ImOk | Incident | AlertSeen
+                 | Duty | ListIncidents | Leave)
 
 # Operations only facilitators and operators may perform (tests/unit/test_moderation_core.py).
 FACILITATOR_TYPES: Final = frozenset({
     "list_reports", "remove", "mute", "ask_unmute", "stick", "give_stick", "ban", "lobby",
     "admit", "deny", "lock", "capacity", "hide", "slow_mode", "private_corner", "release_corner",
-    "end_session", "incident", "duty", "list_incidents"})
+    "end_session", "incident", "alert_seen", "duty", "list_incidents"})
 
 
 class _Fields:
@@ -526,7 +536,10 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "incident": lambda f: Incident(
         incident=f.string("incident", max_len=32, pattern=_MEMBER_ID, what="an incident id"),
         action=f.string("action", max_len=16, pattern=_WORD, what="an action"),
-        outcome=f.string("outcome", max_len=32, optional=True, pattern=_WORD, what="an outcome")),
+        outcome=f.string("outcome", max_len=32, optional=True, pattern=_WORD, what="an outcome"),
+        basis=f.string("basis", max_len=32, optional=True, pattern=_WORD, what="a basis")),
+    "alert_seen": lambda f: AlertSeen(
+        incident=f.string("incident", max_len=32, pattern=_MEMBER_ID, what="an incident id")),
     "duty": lambda f: Duty(on=f.boolean("on")),
     "list_incidents": lambda f: ListIncidents(),
     "leave": lambda f: Leave(),

@@ -95,9 +95,9 @@ def pagerduty_event(service: PagerDutyConfig, payload: dict[str, Any],
             "component": "crisis",
             "group": "hearth",
             "class": str(payload.get("trigger")),
-            "custom_details": {k: payload.get(k) for k in
+            "custom_details": {k: payload[k] for k in
                                ("event", "incident", "severity", "trigger", "state", "tier",
-                                "test")},
+                                "test", "cause", "external_basis") if k in payload},
         },
     }
     if isinstance(opened, int):

@@ -46,7 +46,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "join": {"room": "circle"}, "resume": {"token": "x"},
     "help": {}, "flag": {"category": "intent", "severity": "high", "pack": "en:3"},
     "worried": {"member": "{member}"}, "im_ok": {},
-    "incident": {"incident": "abc", "action": "ack"}, "duty": {"on": True},
+    "incident": {"incident": "abc", "action": "ack"}, "alert_seen": {"incident": "abc"},
+    "duty": {"on": True},
     "list_incidents": {},
 }
 

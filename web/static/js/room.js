@@ -29,13 +29,19 @@ const state = {
   mic: false, // the person's own choice; a facilitator's mute turns it off, never on
   helplines: null, // /crisis/helplines.json, cached in sessionStorage at join
   pack: null, // the detector's rule pack for the page's language
-  asked: false, // this person asked for help (the button, or yes to the detector's question)
+  // This person's own request (the button, or yes to the detector's question): its incident
+  // and how far it got — sending, received, delivered ("a facilitator has been told" only
+  // once a facilitator's console has it), acknowledged, engaged, resolved, ok (they said so).
+  request: { incident: null, status: null },
+  concerns: new Map(), // incident -> {name, status}: people this person said they worry about
+  card: "info", // what the help card is open for: "own", "info", or a concern's incident id
   care: null, // {detection} while the detector's question is on screen
-  careQuietUntil: 0, // after "no" or "not now", the question waits a while before asking again
+  careQuietUntil: 0, // after "no" or "not now", the question waits before asking again
   reporting: null, // key of the message being reported
   worriedAbout: null, // member id
 };
-const CARE_QUIET_MS = 5 * 60 * 1000;
+const CARE_QUIET_MS = 5 * 60 * 1000; // "not now" means not for 5 minutes, and no longer
+const LIVE_REQUEST = new Set(["sending", "received", "delivered", "acknowledged", "engaged"]);
 const QUIET_REFS = /^(say|report|help|flag|worried|ok)-/; // errors their own callers show
 
 // --- the fragment: join choices in, helpline country kept -------------------------------
@@ -201,10 +207,18 @@ async function sendWorried() {
   const id = state.worriedAbout;
   closePrompt("worried-form");
   if (!id) return;
+  const name = nameOf(id);
   try {
     const reply = await connection.request({ type: "worried", member: id }, "worried");
-    if (reply.type === "error") notice(errorText(reply.code, reply.message), { warn: true });
-    else notice(t("notice.concern_sent", { name: nameOf(id) }));
+    if (reply.type === "error") {
+      notice(reply.code === "rate_limited" ? t("concern.limited") : errorText(reply.code, reply.message),
+        { warn: true });
+      return;
+    }
+    const known = state.concerns.get(reply.incident);
+    state.concerns.set(reply.incident, { name, status: known?.status ?? "received" });
+    notice(t(known?.status === "delivered" ? "concern.delivered" : "concern.received", { name }));
+    showCard(reply.incident, { focus: false }); // the helplines, for them or for whoever needs them
   } catch {
     notice(t("error.not_sent"), { warn: true });
   }
@@ -279,80 +293,145 @@ function privateNotice(before) {
 }
 
 // --- help: the card, the request, what the facilitators answer ----------------------------
+//
+// Nothing is promised before it is true: the person reads "received, reaching a facilitator"
+// until the server says a facilitator's console has it (help_status "delivered"), and only
+// then "a facilitator has been told". The card — helplines and the emergency number of the
+// chosen country — opens on every path: the button, the detector's question whatever the
+// answer, and "I'm worried".
+
+const OWN_TITLE = $("help-title").textContent;
 
 function renderHelp() {
   renderHelplines($("help-lines"), state.helplines, state.country, pageLang);
 }
 
-function helpState(text) {
-  $("help-state").textContent = text;
+function ownText(status) {
+  switch (status) {
+    case "sending":
+      return t("help.sending");
+    case "received":
+      return t("help.received");
+    case "delivered":
+      return t("help.delivered");
+    case "acknowledged":
+      return t("help.acknowledged");
+    case "engaged":
+      return t("help.engaged");
+    case "resolved":
+      return t("help.resolved");
+    case "ok":
+      return t("help.ok_sent");
+    case "offline":
+      return t("help.offline");
+    case "not_sent":
+      return t("help.not_sent");
+    default:
+      return "";
+  }
 }
 
-/** Show the card at once (from the cache); with `ask`, tell the facilitators privately. */
-function openHelp(ask) {
-  renderHelp();
-  $("help-card").hidden = false;
-  $("help-title").focus();
-  if (!ask) return;
-  state.asked = true;
-  $("im-ok").hidden = false;
-  $("help-prompt").hidden = true;
-  if ($("help-state").dataset.status === "resolved") delete $("help-state").dataset.status; // a new request
-  if (!connection.open) {
-    helpState(connection.state === "waiting" ? t("help.waiting") : t("help.offline"));
-    return;
+/** The card's title and status line, for what it is open for. */
+function renderCardState() {
+  let title = OWN_TITLE;
+  let text = "";
+  if (state.card === "own") {
+    text = ownText(state.request.status);
+  } else if (state.card === "info") {
+    title = t("help.title_info");
+    text = t("help.info");
+  } else {
+    const concern = state.concerns.get(state.card);
+    title = t("help.title_concern");
+    if (concern) text = t(concern.status === "delivered" ? "concern.delivered" : "concern.received", { name: concern.name });
   }
-  helpState(t("help.sending"));
+  if ($("help-title").textContent !== title) $("help-title").textContent = title;
+  $("help-state").textContent = text;
+  $("im-ok").hidden = !(state.card === "own" && LIVE_REQUEST.has(state.request.status));
+}
+
+/** Open the card (from the cache, at once) for `what`; by default the person is taken to it. */
+function showCard(what, { focus = true } = {}) {
+  state.card = what;
+  if (what !== "own") $("help-prompt").hidden = true;
+  renderHelp();
+  renderCardState();
+  $("help-card").hidden = false;
+  if (focus) $("help-title").focus();
+}
+
+function requestStatus(status) {
+  state.request.status = status;
+  if (state.card === "own") renderCardState();
+}
+
+/** "I need help now": the card at once; the facilitators are told privately. */
+function askForHelp() {
+  showCard("own");
+  $("help-prompt").hidden = true;
+  requestStatus("sending");
   connection.request({ type: "help" }, "help").then(
     (reply) => {
-      if (reply.type === "help_received") {
-        if ($("help-state").dataset.status === undefined) helpState(t("help.received"));
-      } else {
-        helpState(t("help.not_sent"));
+      if (reply.type !== "help_received") {
+        requestStatus("not_sent");
+        return;
       }
+      if (state.request.incident !== reply.incident) state.request.incident = reply.incident;
+      if (state.request.status === "sending") requestStatus("received");
     },
-    () => helpState(t("help.not_sent")),
+    () => requestStatus(connection.state === "reconnecting" || !navigator.onLine ? "offline" : "not_sent"),
   );
 }
 
 function onHelpStatus(message) {
-  if (!state.asked) return; // someone else's concern about this person: not theirs to be told
-  const text = { acknowledged: t("help.acknowledged"), engaged: t("help.engaged"), resolved: t("help.resolved") }[
-    message.status
-  ];
-  if (!text) return;
-  $("help-state").dataset.status = message.status;
-  helpState(text);
-  if ($("help-card").hidden) {
-    renderHelp();
-    $("help-card").hidden = false;
+  const concern = state.concerns.get(message.incident);
+  if (concern && message.status === "delivered") {
+    concern.status = "delivered";
+    notice(t("concern.delivered", { name: concern.name }));
+    if (state.card === message.incident) renderCardState();
   }
+  if (message.incident !== state.request.incident) return; // not a request this person made
+  if (!["delivered", "acknowledged", "engaged", "resolved"].includes(message.status)) return;
+  if (message.status === "delivered" && state.request.status !== "received") return; // it is past that
+  requestStatus(message.status);
+  if (message.status === "resolved") state.careQuietUntil = 0; // the detector may ask again
+  if ($("help-card").hidden || state.card !== "own") showCard("own", { focus: false });
 }
 
-function onHelpPrompt() {
-  if (!state.asked) return;
-  renderHelp();
-  $("help-card").hidden = false;
+function onHelpPrompt(message) {
+  if (message.incident !== state.request.incident) return;
+  const shown = !$("help-card").hidden && state.card === "own" && !$("help-prompt").hidden;
+  showCard("own", { focus: !shown });
   $("help-prompt").hidden = false;
-  $("help-title").focus();
 }
 
 function imOk() {
-  if (connection.send({ type: "im_ok", ref: "ok-1" })) helpState(t("help.ok_sent"));
-  else helpState(t("help.offline"));
+  if (connection.send({ type: "im_ok", ref: "ok-1" })) {
+    requestStatus("ok"); // and the detector is ready to ask again
+    state.careQuietUntil = 0;
+  } else {
+    requestStatus("offline");
+  }
 }
 
 // --- the on-device detector: asks before anyone is told ------------------------------------
+//
+// It stays quiet while the person's own request is open, and for 5 minutes after "not now"
+// or "no, send my message"; it asks again once a request is resolved or the person says they
+// are OK.
 
 /** True when the detector fired and the person is being asked first (nothing is sent yet). */
 function careCheck(text) {
-  if (!state.pack || state.asked || Date.now() < state.careQuietUntil) return false;
+  if (!state.pack || LIVE_REQUEST.has(state.request.status) || Date.now() < state.careQuietUntil) return false;
   const detection = detect(state.pack, text);
   if (!detection) return false;
   state.care = { detection };
   $("care-why").textContent = `${whyText(detection.category)} ${t("why.private")}`;
   $("care-done").textContent = "";
+  $("care-send").textContent = t("care.send_no");
+  $("care-cancel").textContent = t("care.not_now");
   for (const id of ["care-yes", "care-send", "care-cancel"]) $(id).disabled = false;
+  $("care-yes").hidden = false;
   $("care-prompt").hidden = false;
   $("care-title").focus();
   return true;
@@ -370,11 +449,13 @@ async function careYes() {
       $("care-yes").disabled = false;
       return;
     }
-    state.asked = true;
     state.care = null;
-    $("care-done").textContent = t("care.sent");
+    state.request = { incident: reply.incident ?? null, status: "received" };
+    $("care-yes").hidden = true;
+    $("care-done").textContent = t("care.thanks");
     $("care-send").textContent = t("care.send_group");
     $("care-cancel").textContent = t("care.close");
+    showCard("own", { focus: false });
   } catch {
     $("care-done").textContent = t("help.not_sent");
     $("care-yes").disabled = false;
@@ -382,9 +463,11 @@ async function careYes() {
 }
 
 function careLater(sendIt) {
+  const declined = state.care !== null; // (after "yes", these buttons only send or close)
   state.care = null;
-  if (!state.asked) state.careQuietUntil = Date.now() + CARE_QUIET_MS;
+  if (declined) state.careQuietUntil = Date.now() + CARE_QUIET_MS;
   closePrompt("care-prompt", "chat-input");
+  if (declined) showCard("info", { focus: false }); // helplines, for whenever they are wanted
   const text = $("chat-input").value.trim();
   if (sendIt && text) sendText(text);
 }
@@ -459,7 +542,7 @@ function onServerMessage(message) {
       onHelpStatus(message);
       break;
     case "help_prompt":
-      onHelpPrompt();
+      onHelpPrompt(message);
       break;
     case "error":
       onError(message);
@@ -472,7 +555,7 @@ function onServerMessage(message) {
 
 function onError(error) {
   if (error.ref === "ok-1") {
-    helpState(errorText(error.code, error.message));
+    if (state.card === "own") $("help-state").textContent = errorText(error.code, error.message);
     return;
   }
   if (typeof error.ref === "string" && QUIET_REFS.test(error.ref)) return; // the caller handles it
@@ -643,8 +726,8 @@ async function main() {
       app.dataset.detector = "ready";
     })
     .catch(() => {}); // without a pack the detector stays silent; everything else works
-  $("help-button").addEventListener("click", () => openHelp(true));
-  $("show-helplines").addEventListener("click", () => openHelp(false));
+  $("help-button").addEventListener("click", askForHelp);
+  $("show-helplines").addEventListener("click", () => showCard(LIVE_REQUEST.has(state.request.status) ? "own" : "info"));
   $("help-close").addEventListener("click", () => closePrompt("help-card", "help-button"));
   $("im-ok").addEventListener("click", imOk);
   $("mic").addEventListener("click", () => setMic(!state.mic));
