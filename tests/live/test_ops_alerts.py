@@ -173,3 +173,18 @@ def test_e_mail_config_checks_tls_and_credentials() -> None:
         with pytest.raises(ConfigError) as caught:
             load(**bad)
         assert f"crisis.email.{key}" in str(caught.value)
+
+
+def test_pagerduty_over_plain_http_only_on_this_machine() -> None:
+    def service(url: str) -> Any:
+        return make_config(crisis={"pagerduty": [{"name": "duty", "routing_key": ROUTING_KEY,
+                                                  "url": url}]}).crisis.pagerduty[0]
+    assert service("http://127.0.0.1:9/v2/enqueue").url.startswith("http://127.0.0.1")
+    assert service("https://events.eu.pagerduty.com/v2/enqueue").tier == "primary"
+    for bad, key in (("http://events.pagerduty.com/v2/enqueue", "url"), ("nope", "url")):
+        with pytest.raises(ConfigError) as caught:
+            service(bad)
+        assert f"crisis.pagerduty[0].{key}" in str(caught.value)
+    with pytest.raises(ConfigError) as caught:
+        make_config(crisis={"pagerduty": [{"name": "duty", "routing_key": "short"}]})
+    assert "crisis.pagerduty[0].routing_key" in str(caught.value)
