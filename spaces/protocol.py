@@ -66,6 +66,7 @@ MAX_TOKEN = 128
 MAX_TICKET = 512  # a role ticket carries its signed claims (spaces/venue.py)
 _B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}\Z")
 _B64_32 = re.compile(r"^[A-Za-z0-9+/]{43}=\Z")
+_B64_64 = re.compile(r"^[A-Za-z0-9+/]{86}==\Z")
 _MEMBER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
 _ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
 _WORD = re.compile(r"^[a-z_]{1,32}\Z")
@@ -140,10 +141,22 @@ class Rename:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Keys:
-    """{"type":"keys","dh":b64(32),"sig":b64(32)} — E2EE identity public keys for the roster."""
+    """{"type":"keys","dh":b64(32),"sig":b64(32),"ek"?:b64(32),"ek_epoch"?:int,"ek_sig"?:b64(64)}
+    — E2EE identity public keys for the roster, and the member's signed key for one epoch
+    (the three ek fields come together). Clients judge the keys; the server checks the shape."""
     dh: str
     sig: str
+    ek: str | None = None
+    ek_epoch: int | None = None
+    ek_sig: str | None = None
     ref: str | None = None
+
+    def roster_entry(self) -> dict[str, Any]:
+        """What the member wire's `keys` shows: the identity keys, and the epoch key if any."""
+        entry: dict[str, Any] = {"dh": self.dh, "sig": self.sig}
+        if self.ek is not None:
+            entry |= {"ek": self.ek, "ek_epoch": self.ek_epoch, "ek_sig": self.ek_sig}
+        return entry
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -158,9 +171,11 @@ class Envelope:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Direct:
-    """{"type":"direct","to":member_id,"body":b64,"ref"?:str} — opaque ciphertext for one member."""
+    """{"type":"direct","to":member_id,"body":b64,"zone"?:corner,"ref"?:str} — opaque
+    ciphertext for one member (with `zone`: a private corner's sender key, between its members)."""
     to: str
     body: str
+    zone: str | None = None
     ref: str | None = None
 
 
@@ -486,6 +501,17 @@ def _envelope(f: _Fields) -> Envelope:
     return Envelope(body=body, commitment=commitment, zone=zone, ref=f.ref)
 
 
+def _keys(f: _Fields) -> Keys:
+    dh = f.string("dh", max_len=44, pattern=_B64_32, what="base64 of 32 bytes")
+    sig = f.string("sig", max_len=44, pattern=_B64_32, what="base64 of 32 bytes")
+    if all(f.data.get(n) is None for n in ("ek", "ek_epoch", "ek_sig")):
+        return Keys(dh=dh, sig=sig, ref=f.ref)
+    return Keys(dh=dh, sig=sig, ref=f.ref,
+                ek=f.string("ek", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
+                ek_epoch=f.integer("ek_epoch", 1, 2**32 - 1),
+                ek_sig=f.string("ek_sig", max_len=88, pattern=_B64_64, what="base64 of 64 bytes"))
+
+
 _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "join": _join,
     "resume": lambda f: Resume(token=f.string("token", max_len=MAX_TOKEN)),
@@ -494,13 +520,13 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "stand": lambda f: Stand(),
     "rename": lambda f: Rename(pseudonym=f.string("pseudonym", max_len=200),
                                avatar=f.avatar("avatar")),
-    "keys": lambda f: Keys(
-        dh=f.string("dh", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
-        sig=f.string("sig", max_len=44, pattern=_B64_32, what="base64 of 32 bytes")),
+    "keys": lambda f: _keys(f),
     "envelope": lambda f: _envelope(f),
     "direct": lambda f: Direct(
         to=f.string("to", max_len=32, pattern=_MEMBER_ID, what="a member id"),
-        body=f.string("body", max_len=1 << 24, pattern=_B64, what="base64 text"), ref=f.ref),
+        body=f.string("body", max_len=1 << 24, pattern=_B64, what="base64 text"),
+        zone=f.string("zone", max_len=40, optional=True, pattern=_ROOM_ID, what="a corner id"),
+        ref=f.ref),
     "report": _report,
     "list_reports": lambda f: ListReports(),
     "remove": lambda f: Remove(member=_member(f)),

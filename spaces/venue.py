@@ -250,6 +250,7 @@ class Venue:
         attachment = room.reattach(member)
         token = self._issue_session(room.id, member.id)
         held, member.held = member.held, []
+        effects += room.resumed(member)  # a new epoch: the welcome below already shows it
         return Seat(room.id, member.id, attachment), [
             *effects, Attach(room.id, member.id), Reply(self._welcome(room, member, token, True)),
             *(Send(member.id, message) for message in held)]
@@ -294,13 +295,13 @@ class Venue:
                 return room.stand(member)
             case p.Rename(pseudonym=name, avatar=avatar):
                 return room.rename(member, name, avatar)
-            case p.Keys(dh=dh, sig=sig):
-                return room.publish_keys(member, dh, sig)
+            case p.Keys():
+                return room.publish_keys(member, msg.roster_entry())
             case p.Envelope(body=body, commitment=commitment, zone=zone, ref=ref):
                 return room.envelope(member, body, commitment, ref, now,
                                      self._tagger(member.id, commitment), zone)
-            case p.Direct(to=to, body=body, ref=ref):
-                return room.direct(member, to, body, ref)
+            case p.Direct(to=to, body=body, zone=zone, ref=ref):
+                return room.direct(member, to, body, ref, zone)
             case p.Report():
                 return self._report(room, member, msg, now)
             case p.RaiseHand(up=up):

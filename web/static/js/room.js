@@ -1,15 +1,19 @@
 // The room page: connection, encrypted chat, the map, the members list, notices.
 //
-// State lives in memory only. The join page hands its choices over in the URL fragment
-// (never sent to the server; stripped from the address bar and history at once); the
-// helpline country stays in the fragment so a reload keeps it; the session token is the
-// one thing kept in sessionStorage. docs/client.md describes the whole client.
+// State lives in memory, except what a reload in the same tab keeps: the session token in
+// sessionStorage, and (keep.js) the E2EE identity as non-extractable keys in IndexedDB with the
+// conversation sealed beside it, erased by leaving and by quick exit. The join page hands its
+// choices over in the URL fragment (never sent to the server; stripped from the address bar
+// and history at once); the helpline country stays in the fragment so a reload keeps it.
+// docs/client.md describes the whole client.
 
 import { onQuickExit } from "./common.js";
 import { detect, loadPack } from "./detector.js";
+import { fromHex, toHex } from "./e2ee.js";
 import { GroupChat } from "./groupchat.js";
 import { cachedHelplines, loadHelplines, renderHelplines } from "./helplines.js";
 import { errorText, loadStrings, t, whyText } from "./i18n.js";
+import { forgetEverything, Keep } from "./keep.js";
 import { ENDED, HearthConnection, TokenStore } from "./protocol.js";
 import { mapInput, RoomState } from "./roomstate.js";
 import { RoomView } from "./view.js";
@@ -76,19 +80,42 @@ function notice(text, options) {
   room.log.notice(text, options);
 }
 
-function showMessage({ key = null, sender, text, seq, ts, zone = null, mine }) {
+function showMessage(message) {
   if (exited) return;
-  const li = room.log.message({ sender, text, seq, ts, zone, mine });
+  const { key = null, sender, text, seq, ts, zone = null, mine, name = null } = message;
+  const li = room.log.message({ sender, text, seq, ts, zone, mine, name });
   if (!mine && key !== null) {
     const report = document.createElement("button");
     report.type = "button";
     report.className = "link-button msg-report";
     report.dataset.key = key;
     report.textContent = t("chat.report");
-    report.setAttribute("aria-label", t("chat.report_label", { name: nameOf(sender) }));
+    report.setAttribute("aria-label", t("chat.report_label", { name: name ?? nameOf(sender) }));
     li.append(report);
   }
   if (state.blocked.has(sender)) li.hidden = true;
+  if (!message.restored) remember(message);
+}
+
+// --- what a reload keeps (keep.js): this conversation, sealed on this device ---------------
+
+const conversation = []; // the messages shown, as a reload brings them back
+
+function remember({ key = null, sender, text, seq, ts, zone = null, mine, tag = null, frankingKey = null, commitment = null }) {
+  const entry = { key, sender, name: mine ? null : nameOf(sender), text, seq, ts, zone, mine, tag };
+  if (frankingKey) Object.assign(entry, { frankingKey: toHex(frankingKey), commitment: toHex(commitment) });
+  conversation.push(entry);
+  keep?.saveLog(conversation);
+}
+
+/** The conversation kept before a reload, shown again and reportable again. */
+async function restoreConversation() {
+  const entries = await keep.log();
+  for (const entry of entries) showMessage({ ...entry, restored: true });
+  conversation.push(...entries);
+  chat.restore(entries.filter((e) => e.frankingKey && e.key !== null).map((e) => ({
+    ...e, frankingKey: fromHex(e.frankingKey), commitment: fromHex(e.commitment),
+  })));
 }
 
 function nameOf(id) {
@@ -602,6 +629,7 @@ function onState({ state: now, code }) {
     state.dropped = false;
   }
   if (ENDED.has(now)) {
+    keep?.forget(); // left, removed, ended: nothing of the room stays on the device
     room.walker?.stop();
     setMic(false);
     status.textContent = "";
@@ -643,6 +671,7 @@ let chat;
 let view;
 let room; // RoomState: members, seats, positions, corners, the stick, the log
 let voice = null;
+let keep = null; // keep.js: what a reload in this tab keeps
 let exited = false;
 
 async function main() {
@@ -653,8 +682,12 @@ async function main() {
   }
   const join = readFragment();
   const tokens = new TokenStore(roomId);
-  if (join) tokens.clear(); // a fresh join from the join page wins over an old session
-  else if (!tokens.get()) {
+  keep = await Keep.open(roomId);
+  if (join) {
+    tokens.clear(); // a fresh join from the join page wins over an old session
+    await keep.forget();
+  } else if (!tokens.get()) {
+    await keep.forget();
     window.location.replace(`${app.dataset.joinUrl}?lang=${encodeURIComponent(pageLang)}`);
     return;
   }
@@ -664,7 +697,7 @@ async function main() {
   view = new RoomView($("room-view"), $("room-svg"), { t, ...mapInput(() => room, seatTaken) });
   connection = new HearthConnection({ room: roomId, tokens, join });
   room = new RoomState({ connection, view, log: $("chat-log"), lang: pageLang });
-  chat = new GroupChat(connection, roomId);
+  chat = new GroupChat(connection, roomId, { identityFor: (member) => keep.identity(member) });
   voice = new Voice({ connection, chat, view, root: $("voice"), app, t }); // docs/client.md, "Voice"
   const live = (fn) => (event) => {
     if (!exited) fn(event);
@@ -678,6 +711,10 @@ async function main() {
     notice(t(late ? "notice.too_late" : "notice.rejected", { name: nameOf(event.detail.sender) }), { warn: true });
   }));
   chat.addEventListener("problem", live(() => notice(t("notice.e2ee_problem"), { warn: true })));
+  chat.addEventListener("session", live((event) => {
+    const { session, fresh } = event.detail;
+    if (fresh) keep.saveIdentity(session.memberId, session.identity); // a reload keeps it
+  }));
   chat.addEventListener("roster", live((event) => {
     const { changes, ready } = event.detail;
     state.ready = ready;
@@ -754,8 +791,11 @@ async function main() {
     $("members").querySelector(`[data-focus-key="worried:${CSS.escape(state.worriedAbout ?? "")}"]`)?.focus();
   });
   renderVoice();
+  if (!join) await restoreConversation();
   onQuickExit(() => {
     exited = true; // the page is about to go: nothing may touch it any more
+    forgetEverything(); // the kept identity and conversation, every tab's
+    chat?.stop();
     room.log.close();
     room.walker?.stop();
     voice?.stop(); // the microphone and the sound, released at once
