@@ -69,6 +69,11 @@ class Member:
     muted: bool = False  # by a facilitator; enforced by dropping voice frames
     hand_up: bool = False
     account: str | None = None  # a facilitator's account name, for the audit log only
+    # A facilitator's sign-in: the session its role ticket came from and the account's
+    # generation then; the role is withdrawn when either ends (Venue.signin_ended,
+    # Venue.account_changed). None for participants and in-process tickets.
+    signin: str | None = None
+    generation: int | None = None
     address: tuple[str, bytes] | None = None  # (day, keyed hash) for a ban; never the address
     last_envelope: float = float("-inf")  # for slow mode
     # Directed envelopes (sender keys) that arrived while away, handed over on resume.
@@ -229,10 +234,13 @@ class Room:
             effects.append(self._stick_state())
         return effects
 
-    def mark_away(self, member_id: str, attachment: int, now: float) -> None:
+    def mark_away(self, member_id: str, attachment: int, now: float) -> list[Effect]:
+        """The member's connection dropped: away, and the room is told (`member_updated`)."""
         member = self.members.get(member_id)
-        if member is not None and member.attachment == attachment:
-            member.away_since = now
+        if member is None or member.attachment != attachment or member.away_since is not None:
+            return []
+        member.away_since = now
+        return [self._updated(member)]
 
     def reattach(self, member: Member) -> int:
         member.away_since = None
@@ -570,6 +578,7 @@ class Room:
                 "id": m.id, "pseudonym": m.pseudonym, "avatar": m.avatar, "role": m.role,
                 "locale": m.locale, "x": m.pos.x, "y": m.pos.y, "seat": m.seat, "keys": m.keys,
                 "slot": m.slot, "muted": m.muted, "hand": m.hand_up, "account": m.account,
+                "signin": m.signin, "generation": m.generation,
                 "address": [m.address[0], m.address[1].hex()] if m.address else None,
                 "away_since": m.away_since,
             } for m in self.members.values()],
@@ -597,6 +606,7 @@ class Room:
                 # away since then if away when saved (its grace runs on), else from now
                 away_since=min(float(m["away_since"]), now)
                 if isinstance(m.get("away_since"), int | float) else now,
+                signin=m.get("signin"), generation=m.get("generation"),
                 address=(m["address"][0], bytes.fromhex(m["address"][1]))
                 if m["address"] else None)
             self.members[member.id] = member

@@ -27,7 +27,7 @@ tests/unit/test_ops_static.py checks this property on the real client.
 
 The unhashed URLs are served too (the same bytes, `Cache-Control: no-cache`
 with an ETag), for tools and tests that load a module directly. There is no
-directory listing: a directory is a 404 like any unknown name.
+directory listing: a directory is the site's 404 page like any unknown name.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import hashlib
 import mimetypes
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,14 +176,19 @@ class StaticResource(resource.Resource):
 
     isLeaf = True
 
-    def __init__(self, files: StaticFiles) -> None:
+    def __init__(self, files: StaticFiles,
+                 not_found: Callable[[server.Request], bytes] | None = None) -> None:
+        """`not_found`: the site's own 404 page (a plain 404 without it)."""
         super().__init__()
         self.files = files
+        self.not_found = not_found
 
     def render_GET(self, request: server.Request) -> bytes:
         path = "/".join(p.decode("utf-8", "replace") for p in request.postpath)
         found = self.files.find(path)
-        if found is None:
+        if found is None:  # an unknown name, an old version's URL, a directory
+            if self.not_found is not None:
+                return self.not_found(request)
             request.setResponseCode(404)
             request.setHeader(b"Content-Type", b"text/plain; charset=utf-8")
             request.setHeader(b"Cache-Control", b"no-store")
