@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+import msgspec
+
 SUBPROTOCOL: Final = "hearth.v1"
 VERSION: Final = 1
 
@@ -587,30 +589,25 @@ CLIENT_TYPES: Final = frozenset(_DECODERS)
 def decode(frame: str | bytes) -> ClientMessage:
     """Parse one text frame into a client message, or raise ProtocolError.
 
+    JSON is parsed by msgspec, strictly (RFC 8259): NaN and Infinity, invalid UTF-8
+    (surrogates encoded in it too), a byte-order mark, anything after the object but
+    whitespace, nesting deeper than the parser allows and anything but an object are
+    `bad_json`; a number too large for a double (1e400) is `bad_message`.
+
     Before any field is read: every string in the frame (names and values, at any depth)
     must be text that can be written out again as UTF-8 — JSON's `\\uD800` escapes can
     make a lone surrogate, which no encoder accepts; and `ref`, on every message, must be
     a string of at most MAX_REF characters. Either is `bad_message`.
     """
+    unwritable: str | None = None
     try:
-        data: Any = None
-        escaped = True  # whether the text may hold \\u escapes (so lone surrogates)
-        if type(frame) is bytes and frame[:1] == b"{" and frame[1:2] != b"\0":
-            # What json.loads(bytes) would detect (UTF-8: no BOM, no NUL in the first
-            # two bytes), without its per-call detection: the common case, decoded directly,
-            # and scanned without json.loads' wrappers when it is one object and nothing more.
-            text = frame.decode("utf-8")
-            escaped = "\\u" in text
-            data, end = _SCAN(text, 0)
-            if end != len(text):  # trailing whitespace is allowed, anything else an error
-                data = json.loads(text)
-        else:
-            data = json.loads(frame)
-        if not isinstance(data, dict):
-            raise ProtocolError("bad_json", "The frame must be a JSON object with a \"type\".")
-        unwritable = _unwritable_field(data) if escaped else None
-    except (ValueError, RecursionError, StopIteration):
-        raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
+        data: Any = _PARSE(frame)
+    except msgspec.ValidationError:  # valid JSON syntax, but a number past what a double holds
+        raise ProtocolError("bad_message", "A number is out of range.") from None
+    except (msgspec.DecodeError, RecursionError, UnicodeError):
+        data, unwritable = _refused(frame)
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_json", "The frame must be a JSON object with a \"type\".")
     kind = data.get("type")
     name = kind if type(kind) is str and kind in _DECODERS else "message"
     ref = data.get("ref")
@@ -631,6 +628,28 @@ def decode(frame: str | bytes) -> ClientMessage:
     if fields.ref is not None and message.ref is None:
         message = replace(message, ref=fields.ref)
     return message
+
+
+def _refused(frame: str | bytes) -> tuple[dict[str, Any], str]:
+    """msgspec refused the frame: `bad_json`, except for JSON whose only fault is a `\\u`
+    escape making a lone surrogate, which msgspec refuses too but which is `bad_message`
+    naming its field. Read again for that case only, with the standard library's parser
+    (UTF-8 decoded strictly, NaN and Infinity still refused)."""
+    if type(frame) is bytes and b"\\u" not in frame:
+        raise ProtocolError("bad_json", "The frame is not valid JSON.")
+    try:
+        text = frame.decode("utf-8") if type(frame) is bytes else frame
+        data = json.loads(text, parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
+    unwritable = _unwritable_field(data) if isinstance(data, dict) else None
+    if unwritable is None:
+        raise ProtocolError("bad_json", "The frame is not valid JSON.")
+    return data, unwritable
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -662,8 +681,10 @@ def _unwritable_field(data: dict[str, Any]) -> str | None:
     return None
 
 
-# What json.loads uses, called directly (typeshed does not list the scanner).
-_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+# One parser and one serialiser for every frame (msgspec: a maintained C library; no
+# per-call set-up, no interpreter internals).
+_PARSE: Final = msgspec.json.Decoder().decode
+_SERIALISE: Final = msgspec.json.Encoder().encode
 
 _WIRE_TYPES: dict[type, str] = {}
 
@@ -680,26 +701,12 @@ def wire_type(message: ClientMessage) -> str:
     return name
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-# What _ENCODER.encode builds on every call (json.encoder.JSONEncoder.iterencode), built
-# once: the C encoder and its circular-reference markers (emptied again if a call fails).
-_MARKERS: dict[int, Any] = {}
-_C_MAKE: Any = getattr(json.encoder, "c_make_encoder", None)  # typeshed does not list it
-_C_ENCODE: Callable[[Any, int], Any] | None = None if _C_MAKE is None else _C_MAKE(
-    _MARKERS, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False,
-    True)
-
-
 def encode(message: Mapping[str, Any]) -> bytes:
-    """Serialise a server message once; the adapter fans the same bytes out.
+    """Serialise a server message once (compact UTF-8 JSON); the adapter fans the same bytes out.
 
-    The same output as `json.dumps(message, separators=(",", ":"), ensure_ascii=False)`,
-    without building an encoder per call (tests/unit/test_perf_encode.py).
+    Always valid JSON: a float that is not finite is written as null (never NaN or
+    Infinity, which browsers' JSON.parse refuses); a lone surrogate raises
+    UnicodeEncodeError, anything that is not JSON data TypeError, a circular
+    reference RecursionError (tests/unit/test_perf_encode.py).
     """
-    if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
-        return _ENCODER.encode(message).encode("utf-8")
-    try:
-        return "".join(_C_ENCODE(message, 0)).encode("utf-8")
-    except BaseException:
-        _MARKERS.clear()
-        raise
+    return _SERIALISE(message)
