@@ -57,7 +57,8 @@ return 0
 
 async def _in_task(coro: Any) -> Any:
     """redis-py needs an asyncio Task around it (its timeouts do); Twisted coroutines are not
-    one, so each call runs in its own Task and is awaited as a Deferred (STACK.md)."""
+    one (`ensureDeferred` on a redis coroutine fails with "no running event loop"), so each
+    call runs in its own Task and is awaited as a Deferred (Deferred.fromFuture)."""
     from twisted.internet.defer import Deferred
     return await Deferred.fromFuture(asyncio.ensure_future(coro))
 
