@@ -32,7 +32,7 @@ from typing import Any
 from hearth.spaces.config import to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
-URL = re.compile(r"Open (http://[0-9.]+:(\d+)/)")
+URL = re.compile(r"Open (https?://[0-9.]+:(\d+)/)")
 SERVER_CORE = 0
 LOADGEN_CORE = 1
 PASSWORD = "bench-password-not-secret"

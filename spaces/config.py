@@ -270,10 +270,48 @@ class WebhookConfig:
     allow_plain_http: bool = False
 
 
+WHSEC = "whsec_"
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a webhook's `secret`: Standard Webhooks' `whsec_<base64>` form is the
+    decoded bytes; any other text is its UTF-8 bytes. b"" for a `whsec_` that is not base64."""
+    if secret.startswith(WHSEC):
+        import base64
+        import binascii
+        body = secret[len(WHSEC):]
+        try:
+            return base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            return b""
+    return secret.encode("utf-8")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PagerDutyConfig:
+    """A PagerDuty service (Events API v2): one integration's routing key."""
+    name: str
+    routing_key: str
+    tier: str = "primary"
+    url: str = "https://events.pagerduty.com/v2/enqueue"  # EU: events.eu.pagerduty.com
+
+
+SMTP_TLS = ("starttls", "implicit", "none")
+SMTP_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
+
+
 @dataclass(frozen=True, kw_only=True)
 class EmailConfig:
     smtp_host: str
-    smtp_port: int = 25
+    # "starttls" (the default: the server must offer STARTTLS, or nothing is sent),
+    # "implicit" (TLS from the first byte, port 465), "none" (a relay on this machine).
+    tls: str = "starttls"
+    smtp_port: int = 587
+    # Optional SMTP authentication (PLAIN or LOGIN), only ever over TLS.
+    username: str = ""
+    password: str = ""
+    # PEM file of the CAs to trust for the server's certificate ("" = the system's).
+    ca_file: str = ""
     sender: str = "hearth@localhost"
     on_call: tuple[str, ...] = ()
     admin: tuple[str, ...] = ()
@@ -287,9 +325,12 @@ class CrisisConfig:
     public_url: str = ""
     retention_days: int = 90
     webhooks: tuple[WebhookConfig, ...] = ()
+    pagerduty: tuple[PagerDutyConfig, ...] = ()
     email: EmailConfig | None = None
     max_backoff_seconds: float = 300.0
     alert_admin_after: int = 5
+    # /readyz answers 503 while this many crisis alerts (or more) wait in this node's outbox.
+    ready_pending_limit: int = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -636,28 +677,85 @@ def _crisis(source: str, table: Any, problems: list[str]) -> CrisisConfig:
                           "its acknowledgement link (which stops escalation) travel in clear; "
                           "set allow_plain_http = true on this webhook only if the path is "
                           f"private, got {hook.url!r}")
-        if hook.secret and len(hook.secret) < 16:
-            w.fail("secret", "a shared secret of at least 16 characters (for the HMAC signature)")
+        if hook.secret and len(webhook_key(hook.secret)) < 16:
+            w.fail("secret", "a shared secret of at least 16 characters (for the HMAC "
+                             "signature), or 'whsec_' and the base64 of at least 16 bytes")
         if hook.tier not in ("primary", "secondary"):
             w.fail("tier", f"'primary' or 'secondary', got {hook.tier!r}")
         w.done()
         webhooks.append(hook)
-    email = None
-    if c.has("email"):
-        e = TableReader(source, "crisis.email", c.raw("email"), problems)
-        email = EmailConfig(smtp_host=e.text("smtp_host", None, 200),
-                            smtp_port=e.integer("smtp_port", 25, 1, 65535),
-                            sender=e.text("sender", "hearth@localhost", 200),
-                            on_call=e.strings("on_call", (), _EMAIL, "an e-mail address"),
-                            admin=e.strings("admin", (), _EMAIL, "an e-mail address"))
-        e.done()
+    email = _email(source, c.raw("email"), problems) if c.has("email") else None
     config = CrisisConfig(
         directory=directory or CrisisConfig.directory, public_url=public_url.rstrip("/"),
         retention_days=c.integer("retention_days", 90, 1, 3650), webhooks=tuple(webhooks),
+        pagerduty=_pagerduty(source, c.raw("pagerduty") if c.has("pagerduty") else [], problems),
         email=email, max_backoff_seconds=c.number("max_backoff_seconds", 300.0, 1.0, 3600.0),
-        alert_admin_after=c.integer("alert_admin_after", 5, 1, 1000))
+        alert_admin_after=c.integer("alert_admin_after", 5, 1, 1000),
+        ready_pending_limit=c.integer("ready_pending_limit", 1000, 1, 1_000_000))
     c.done()
     return config
+
+
+_ROUTING_KEY = re.compile(r"^[A-Za-z0-9]{20,64}\Z")
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _pagerduty(source: str, raw: Any, problems: list[str]) -> tuple[PagerDutyConfig, ...]:
+    """[[crisis.pagerduty]]: PagerDuty services called at the on-call tiers, like webhooks."""
+    if not isinstance(raw, list):
+        problems.append(f"{source}: crisis.pagerduty: expected a list of [[crisis.pagerduty]] "
+                        "tables")
+        return ()
+    services = []
+    for i, item in enumerate(raw):
+        r = TableReader(source, f"crisis.pagerduty[{i}]", item, problems)
+        service = PagerDutyConfig(name=r.text("name", f"pagerduty-{i}", 40),
+                                  routing_key=r.text("routing_key", None, 64),
+                                  tier=r.text("tier", "primary", 20),
+                                  url=r.text("url", PagerDutyConfig.url, 500))
+        if service.routing_key and not _ROUTING_KEY.match(service.routing_key):
+            r.fail("routing_key", "the integration key of an Events API v2 integration "
+                                  "(20-64 letters and digits)")
+        if service.url and not _URL.match(service.url):
+            r.fail("url", f"an http(s) URL, got {service.url!r}")
+        elif service.url and _plain_http_elsewhere(service.url):
+            r.fail("url", "an https:// URL: the routing key and the alert would travel in "
+                          f"clear, got {service.url!r}")
+        if service.tier not in ("primary", "secondary"):
+            r.fail("tier", f"'primary' or 'secondary', got {service.tier!r}")
+        r.done()
+        services.append(service)
+    return tuple(services)
+
+
+def _email(source: str, raw: Any, problems: list[str]) -> EmailConfig:
+    """[crisis.email]: TLS (STARTTLS by default, or implicit) and optional authentication."""
+    e = TableReader(source, "crisis.email", raw, problems)
+    host = e.text("smtp_host", None, 200)
+    tls = e.text("tls", "starttls", 20)
+    if tls not in SMTP_TLS:
+        e.fail("tls", f"one of {', '.join(repr(m) for m in SMTP_TLS)}, got {tls!r}")
+        tls = "starttls"
+    username = e.text("username", "", 200)
+    password = e.text("password", "", 500)
+    if bool(username) != bool(password):
+        e.fail("password" if username else "username",
+               "both username and password (SMTP authentication), or neither")
+    if username and tls == "none" and host not in _LOOPBACK_HOSTS:
+        e.fail("tls", "'starttls' or 'implicit' when username is set: authentication over "
+                      "plain text would send the password in the clear")
+    ca_file = e.text("ca_file", "", 1000)
+    if ca_file:
+        path = Path(ca_file).expanduser()
+        ca_file = str(path if path.is_absolute() else Path(source).resolve().parent / path)
+    email = EmailConfig(smtp_host=host, tls=tls,
+                        smtp_port=e.integer("smtp_port", SMTP_PORTS[tls], 1, 65535),
+                        username=username, password=password, ca_file=ca_file,
+                        sender=e.text("sender", "hearth@localhost", 200),
+                        on_call=e.strings("on_call", (), _EMAIL, "an e-mail address"),
+                        admin=e.strings("admin", (), _EMAIL, "an e-mail address"))
+    e.done()
+    return email
 
 
 _HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}\Z|^\[[0-9A-Fa-f:.]+\]\Z")

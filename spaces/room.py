@@ -580,6 +580,7 @@ class Room:
                 "slot": m.slot, "muted": m.muted, "hand": m.hand_up, "account": m.account,
                 "signin": m.signin, "generation": m.generation,
                 "address": [m.address[0], m.address[1].hex()] if m.address else None,
+                "away_since": m.away_since,
             } for m in self.members.values()],
         }
 
@@ -601,7 +602,10 @@ class Room:
                 moves=TokenBucket(self.limits.moves_per_second, self.limits.moves_per_second,
                                   now),
                 seat=m["seat"], keys=m["keys"], slot=m["slot"], muted=m["muted"],
-                hand_up=m["hand"], account=m["account"], away_since=now,
+                hand_up=m["hand"], account=m["account"],
+                # away since then if away when saved (its grace runs on), else from now
+                away_since=min(float(m["away_since"]), now)
+                if isinstance(m.get("away_since"), int | float) else now,
                 signin=m.get("signin"), generation=m.get("generation"),
                 address=(m["address"][0], bytes.fromhex(m["address"][1]))
                 if m["address"] else None)

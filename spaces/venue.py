@@ -254,6 +254,13 @@ class Venue:
         """
         room = self.rooms[room_id]
         room.restore(state["room"], now, seq_margin=SEQ_MARGIN_ON_TAKEOVER)
+        saved_at = state.get("saved_at")  # a graceful stop's save: nobody was here after it
+        if isinstance(saved_at, int | float) and not isinstance(saved_at, bool):
+            for m in room.members.values():
+                m.away_since = min(m.away_since if m.away_since is not None else now,
+                                   float(saved_at))
+        for member in room.expired(now):  # their grace ended before the room came back
+            room.remove(member, "timeout")
         for member, digest_hex in state.get("sessions", {}).items():
             if member in room.members:
                 digest = bytes.fromhex(digest_hex)

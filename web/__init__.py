@@ -5,6 +5,7 @@ this package parses, hands over, and applies the effects it gets back.
     cli.py              the `hearth` command; installs the asyncio reactor first
     service.py          the service tree: listeners on endpoint strings, the room tick
     site.py             one Site: pages, static files, health, /ws
+    static_files.py     /static: content-hashed URLs, so a page never mixes versions
     ws.py               the WebSocket endpoint /ws: autobahn frames in and out
     wsfast.py           the WebSocket fast path: whole frames in, one send per turn out
     webtransport.py     voice over WebTransport datagrams (aioquic, same reactor)
@@ -19,6 +20,8 @@ this package parses, hands over, and applies the effects it gets back.
     shared_accounts.py  facilitator accounts shared between nodes
     drill.py            `hearth drill`: a test incident through the whole chain
     lifecycle.py        a graceful stop and a restart members live through
+    reload.py           SIGHUP: the config read again without a restart
+    systemd.py          sd_notify: readiness and the watchdog under systemd
     retention.py        what is kept on disk, how long, and the daily purge
     metrics.py          Prometheus /metrics
     logs.py             where log events go, and what they may carry

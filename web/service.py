@@ -14,7 +14,6 @@ from autobahn.twisted.resource import WebSocketResource
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
@@ -32,9 +31,10 @@ from hearth.web.datadir import load_secrets
 from hearth.web.lifecycle import FLUSH_TIMEOUT, Lifecycle
 from hearth.web.metrics import Metrics, MetricsResource
 from hearth.web.node import Node
+from hearth.web.reload import ReloadableTLS, Reloader, listen_endpoint
 from hearth.web.retention import Retention, RetentionService
 from hearth.web.shared_logs import LogShipper, read_stream
-from hearth.web.site import build_site
+from hearth.web.site import Readiness, build_site
 from hearth.web.webtransport import DatagramCollector, WebTransportServer, WebTransportService
 from hearth.web.ws import bind_node, prepare_for, websocket_factory
 
@@ -48,10 +48,12 @@ class Listener(Service):
         self.reactor, self.description, self.factory = reactor, description, factory
         self.port: Any = None
         self.listening: Deferred[Any] = Deferred()
+        self.tls: ReloadableTLS | None = None  # an ssl: listener's certificate (SIGHUP swaps it)
 
     def startService(self) -> None:
         super().startService()
-        d = serverFromString(self.reactor, self.description).listen(self.factory)
+        endpoint, self.tls = listen_endpoint(self.reactor, self.description)
+        d = endpoint.listen(self.factory)
 
         def up(port: Any) -> Any:
             self.port = port
@@ -80,12 +82,22 @@ class Hearth:
     metrics: Metrics | None = None
     retention: Retention | None = None
     webtransport: WebTransportService | None = None  # voice over UDP, when it is on
+    reloader: Reloader | None = None  # what SIGHUP reloads (web/reload.py)
+    readiness: Readiness | None = None  # what /readyz answers from (web/site.py)
 
     def when_listening(self) -> Deferred[Any]:
         waits = [lst.listening for lst in self.listeners]
         if self.webtransport is not None:
             waits.append(self.webtransport.listening)
         return DeferredList(waits, fireOnOneErrback=True, consumeErrors=True)
+
+    def reload(self) -> list[str]:
+        """SIGHUP: the TLS certificates and crisis data again (web/reload.py)."""
+        if self.reloader is None:
+            return []
+        self.reloader.tls = [(lst.description, lst.tls) for lst in self.listeners
+                             if lst.tls is not None]
+        return self.reloader.reload()
 
 
 def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = None,
@@ -120,7 +132,9 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     udp = WebTransportServer(config, node) if (
         bool(config.webtransport.port) if webtransport is None else webtransport) else None
     bind_node(factory, config, node, udp)
-    site = build_site(config, node, WebSocketResource(factory), broker.name, secrets=keys)
+    readiness = Readiness(node, alerts, config.crisis.ready_pending_limit)
+    site = build_site(config, node, WebSocketResource(factory), broker.name, secrets=keys,
+                      readiness=readiness)
     if udp is not None:
         site.voice_src = udp.connect_src  # the page may open its voice session (CSP)
     site.resource.putChild(b"incidents", AckLink(node, ack_key))
@@ -131,7 +145,8 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     if udp is not None:
         metrics.registry.register(DatagramCollector(udp))
     top = MultiService()
-    lifecycle = Lifecycle(node, reactor, data_dir if persist_rooms else None)
+    lifecycle = Lifecycle(node, reactor, data_dir if persist_rooms else None,
+                          readiness=readiness)
     NodeService(node, reactor, lifecycle, shipper, alerts.incidents).setServiceParent(top)
     AlertsService(alerts).setServiceParent(top)
     retention = Retention(config, reactor.seconds, audit, alerts.incidents, venue, alerts,
@@ -149,7 +164,9 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     if udp is not None:
         voice_udp = WebTransportService(udp, reactor)
         voice_udp.setServiceParent(top)
-    hearth = Hearth(top, node, listeners, alerts, metrics, retention, voice_udp)
+    hearth = Hearth(top, node, listeners, alerts, metrics, retention, voice_udp,
+                    reloader=Reloader(reactor, site.resource, Path(config.crisis.directory)),
+                    readiness=readiness)
     if not config.crisis.public_url:  # links in alerts point at the first listener
         def first_url(_: Any) -> None:
             url = listener_url(listeners[0].port).rstrip("/")

@@ -9,21 +9,23 @@ is off: a request line would carry the client's address.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jinja2
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.address import IPv4Address, IPv6Address
-from twisted.web import http, resource, server, static
+from twisted.web import http, resource, server
 
 from hearth.spaces.config import HearthConfig
 from hearth.spaces.protocol import SUBPROTOCOL
 from hearth.web.auth import Auth
 from hearth.web.datadir import Secrets, load_secrets
 from hearth.web.node import Node
-from hearth.web.pages import JoinPage, Landing, NotFound, Pages, RoomIndex, RoomPage
+from hearth.web.pages import JoinPage, Landing, Pages, RoomIndex, RoomPage
 from hearth.web.proxy import AddressCap, client_address, is_trusted, trusted_networks
+from hearth.web.static_files import StaticFiles, StaticResource
 
 HERE = Path(__file__).resolve().parent
 # The largest request body read (the sign-in form, web/auth.py, is the largest there is).
@@ -234,45 +236,106 @@ class HearthSite(server.Site):
         """No access log: a request line names the client's address."""
 
 
-class StaticFiles(static.File):
-    """/static: files only. A directory (at any depth: Twisted makes each child with this
-    class) is the site's 404 page, never a listing."""
+# --- health: /livez, /readyz, /healthz ------------------------------------------------
 
-    pages: Pages
 
-    def directoryListing(self) -> resource.Resource:
-        return NotFound(self.pages)
+@dataclass
+class Readiness:
+    """Whether this node should get new people: its broker reachable, its crisis outbox below
+    `pending_limit`, and not stopping. Lifecycle sets `draining` when a graceful stop begins."""
+
+    node: Node
+    alerts: Any = None  # web/alerts.py's Alerts (its outbox), if any
+    pending_limit: int = 1000
+    draining: bool = False
+
+    def checks(self) -> dict[str, Any]:
+        pending = len(self.alerts.outbox.pending()) if self.alerts is not None else 0
+        return {"broker": bool(getattr(self.node.broker, "connected", True)),
+                "alerts_pending": pending, "alerts_pending_limit": self.pending_limit,
+                "draining": self.draining}
+
+    def ready(self, checks: dict[str, Any] | None = None) -> bool:
+        c = self.checks() if checks is None else checks
+        return bool(c["broker"] and c["alerts_pending"] < c["alerts_pending_limit"]
+                    and not c["draining"])
+
+
+def _json(request: server.Request, code: int, body: dict[str, Any]) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"Content-Type", b"application/json")
+    request.setHeader(b"Cache-Control", b"no-store")
+    return json.dumps(body).encode()
+
+
+class Livez(resource.Resource):
+    """200 while the process serves HTTP at all (a liveness probe: restart it if not)."""
+
+    isLeaf = True
+
+    def render_GET(self, request: server.Request) -> bytes:
+        return _json(request, 200, {"status": "live"})
+
+
+class Readyz(resource.Resource):
+    """200 if this node should get new people (Readiness), else 503 with the failed checks
+    (a load balancer's health check)."""
+
+    isLeaf = True
+
+    def __init__(self, readiness: Readiness) -> None:
+        super().__init__()
+        self.readiness = readiness
+
+    def render_GET(self, request: server.Request) -> bytes:
+        checks = self.readiness.checks()
+        ready = self.readiness.ready(checks)
+        return _json(request, 200 if ready else 503,
+                     {"status": "ready" if ready else "unready", **checks})
 
 
 class Health(resource.Resource):
+    """For people: counts and the readiness checks; always 200 (`status` says "ok" or
+    "degraded"). Probes use /livez and /readyz."""
+
     isLeaf = True
 
-    def __init__(self, node: Node, broker_name: str) -> None:
+    def __init__(self, node: Node, broker_name: str, readiness: Readiness) -> None:
         super().__init__()
-        self.node, self.broker_name = node, broker_name
+        self.node, self.broker_name, self.readiness = node, broker_name, readiness
 
     def render_GET(self, request: server.Request) -> bytes:
-        request.setHeader(b"Content-Type", b"application/json")
-        request.setHeader(b"Cache-Control", b"no-store")
         venue = self.node.venue
-        return json.dumps({
-            "status": "ok", "protocol": SUBPROTOCOL, "broker": self.broker_name,
+        checks = self.readiness.checks()
+        return _json(request, 200, {
+            "status": "ok" if self.readiness.ready(checks) else "degraded",
+            "protocol": SUBPROTOCOL, "broker": self.broker_name,
             "rooms": len(venue.rooms),
             "members": sum(len(r.members) for r in venue.rooms.values()),
-            "connections": self.node.member_count,
-        }).encode()
+            "connections": self.node.member_count, "checks": checks,
+        })
+
+
+def install_health(root: resource.Resource, node: Node, broker_name: str,
+                   readiness: Readiness) -> None:
+    root.putChild(b"livez", Livez())
+    root.putChild(b"readyz", Readyz(readiness))
+    root.putChild(b"healthz", Health(node, broker_name, readiness))
 
 
 def build_site(config: HearthConfig, node: Node, ws: WebSocketResource,
-               broker_name: str, secrets: Secrets | None = None) -> HearthSite:
+               broker_name: str, secrets: Secrets | None = None,
+               readiness: Readiness | None = None) -> HearthSite:
     pages = Pages(config, node, str(TEMPLATES))
     root = Landing(pages)  # unknown paths get the translated 404 page
     root.putChild(b"", Landing(pages))
     root.putChild(b"join", RoomIndex(pages, JoinPage))
     root.putChild(b"room", RoomIndex(pages, RoomPage))
-    root.putChild(b"static", type("BoundStaticFiles", (StaticFiles,), {"pages": pages})(
-        str(STATIC)))
-    root.putChild(b"healthz", Health(node, broker_name))
+    # The client under content-hashed URLs, immutable; a miss (a directory included: never a
+    # listing) is the site's own 404 page. Templates get static(path).
+    StaticResource(StaticFiles(STATIC), not_found=pages.not_found).install(
+        root, pages.envs.values())
+    install_health(root, node, broker_name, readiness or Readiness(node))
     root.putChild(b"ws", ws)
     # Facilitator sign-in: /login, /logout, /console, /console/ticket (web/auth.py).
     keys = secrets if secrets is not None else load_secrets(Path(config.server.data_dir))

@@ -79,8 +79,9 @@ _HANDSHAKE_ONLY = ("http_headers", "http_request_data", "http_response_data", "h
 
 
 class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
-    # autobahn sets TCP_NODELAY before factory options reach the protocol; as a
-    # class attribute it is in place when connectionMade runs (STACK.md).
+    # autobahn 26 on Twisted calls setTcpNoDelay before the factory's options reach the
+    # protocol (the error is swallowed): as a class attribute it is in place when
+    # connectionMade runs. Without it relay p99 was 32-42 ms at 1 k msgs/s, with it 1-3 ms.
     tcpNoDelay = True
 
     node: Node

@@ -224,7 +224,8 @@ async def test_on_call_and_admin_e_mail_through_smtp() -> None:
     smtp = SMTPReceiver()
     port = smtp.listen()
     live = await start_server(make_config(crisis={
-        "email": {"smtp_host": "127.0.0.1", "smtp_port": port, "sender": "hearth@example.org",
+        "email": {"smtp_host": "127.0.0.1", "smtp_port": port, "tls": "none",
+                  "sender": "hearth@example.org",
                   "on_call": ["oncall@example.org"], "admin": ["admin@example.org"]}}))
     try:
         person = await live.client()
