@@ -14,6 +14,7 @@ COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY spaces spaces
 COPY moderation moderation
 COPY web web
+COPY client client
 COPY config config
 # The wheel (package data included), then a venv with it and its pinned dependencies.
 RUN python -m pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \

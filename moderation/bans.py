@@ -20,7 +20,8 @@ def utc_day(now: float) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Ban:
+class AddressBan:
+    """One room refusing one address (as that day's keyed hash) until `until`."""
     room: str
     day: str
     address_hash: bytes | None
@@ -30,12 +31,12 @@ class Ban:
 
 @dataclass
 class BanList:
-    bans: list[Ban] = field(default_factory=list)
+    bans: list[AddressBan] = field(default_factory=list)
 
-    def add(self, ban: Ban) -> None:
+    def add(self, ban: AddressBan) -> None:
         self.bans.append(ban)
 
-    def find(self, room: str, hash_for: Callable[[str], bytes | None], now: float) -> Ban | None:
+    def find(self, room: str, hash_for: Callable[[str], bytes | None], now: float) -> AddressBan | None:
         """The live ban matching this address in this room, if any."""
         for ban in self.bans:
             if ban.room == room and ban.until > now and ban.address_hash is not None \
@@ -54,7 +55,7 @@ class BanList:
         known = {(b.room, b.day, b.address_hash) for b in self.bans}
         for state in states:
             try:
-                ban = Ban(room=room, day=str(state["day"]), address_hash=bytes.fromhex(state["hash"]),
+                ban = AddressBan(room=room, day=str(state["day"]), address_hash=bytes.fromhex(state["hash"]),
                           until=float(state["until"]), pseudonym=str(state["pseudonym"]))
             except (KeyError, TypeError, ValueError):
                 continue

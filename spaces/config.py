@@ -369,8 +369,13 @@ class HearthConfig:
         return None
 
 
-class _Reader:
-    """Reads one table, recording a precise problem for each bad key."""
+class TableReader:
+    """Reads one table of an untrusted config file, recording a precise problem for each bad
+    key (the file, the dotted key, what was expected) instead of raising on the first.
+
+    Every reader of Hearth's config files uses it: this module for hearth.toml,
+    moderation/crisis_config.py for config/crisis/. `done()` reports the keys nobody read.
+    """
 
     def __init__(self, source: str, prefix: str, table: Any, problems: list[str]) -> None:
         self.source = source
@@ -378,7 +383,7 @@ class _Reader:
         self.problems = problems
         self.seen: set[str] = set()
         if not isinstance(table, Mapping):
-            self.fail("", f"a table, got {_kind(table)}")
+            self.fail("", f"a table, got {describe(table)}")
             table = {}
         self.table: Mapping[str, Any] = table
 
@@ -401,7 +406,7 @@ class _Reader:
             return default
         value = self.raw(name)
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            self.fail(name, f"a number from {lo:g} to {hi:g}, got {_kind(value)}")
+            self.fail(name, f"a number from {lo:g} to {hi:g}, got {describe(value)}")
             return default
         if not lo <= value <= hi:
             self.fail(name, f"a number from {lo:g} to {hi:g}, got {value!r}")
@@ -414,7 +419,7 @@ class _Reader:
             return default
         value = self.raw(name)
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(name, f"a whole number from {lo} to {hi}, got {_kind(value)}")
+            self.fail(name, f"a whole number from {lo} to {hi}, got {describe(value)}")
             return default
         if not lo <= value <= hi:
             self.fail(name, f"a whole number from {lo} to {hi}, got {value!r}")
@@ -430,7 +435,7 @@ class _Reader:
             return default
         value = self.raw(name)
         if not isinstance(value, str) or (not value.strip() and default is None):
-            self.fail(name, f"a non-empty string, got {_kind(value)}")
+            self.fail(name, f"a non-empty string, got {describe(value)}")
             return default or ""
         if len(value) > max_len:
             self.fail(name, f"a string of at most {max_len} characters, got {len(value)}")
@@ -443,7 +448,7 @@ class _Reader:
             return default
         value = self.raw(name)
         if not isinstance(value, bool):
-            self.fail(name, f"true or false, got {_kind(value)}")
+            self.fail(name, f"true or false, got {describe(value)}")
             return default
         return value
 
@@ -454,7 +459,7 @@ class _Reader:
             return default
         value = self.raw(name)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.fail(name, f"a list of strings ({what}), got {_kind(value)}")
+            self.fail(name, f"a list of strings ({what}), got {describe(value)}")
             return default
         for i, item in enumerate(value):
             if pattern is not None and not pattern.match(item):
@@ -468,7 +473,8 @@ class _Reader:
                     f"{self.source}: {self.key(name)}: unknown key (check its spelling)")
 
 
-def _kind(value: Any) -> str:
+def describe(value: Any) -> str:
+    """What a config value is, for an error message: "a string ('abc')", "a list"."""
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
     if isinstance(value, int | float):
@@ -482,23 +488,23 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _point(r: _Reader, name: str, layout: Layout | None = None) -> Point | None:
+def _point(r: TableReader, name: str, layout: Layout | None = None) -> Point | None:
     value = r.raw(name)
     if (not isinstance(value, list) or len(value) != 2
             or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
-        r.fail(name, f"a pair of numbers [x, y] in metres, got {_kind(value)}")
+        r.fail(name, f"a pair of numbers [x, y] in metres, got {describe(value)}")
         return None
     return Point(float(value[0]), float(value[1]))
 
 
 def _layout(source: str, prefix: str, table: Any, problems: list[str]) -> Layout | None:
     before = len(problems)
-    r = _Reader(source, prefix, table, problems)
+    r = TableReader(source, prefix, table, problems)
     width = r.number("width", 14.0, 2.0, 200.0)
     height = r.number("height", 10.0, 2.0, 200.0)
 
     def circle(name: str, needs_seats: bool) -> Circle | None:
-        c = _Reader(source, r.key(name), r.raw(name) if r.has(name) else None, problems)
+        c = TableReader(source, r.key(name), r.raw(name) if r.has(name) else None, problems)
         x = c.number("x", width / 2, 0.0, width)
         y = c.number("y", height / 2, 0.0, height)
         radius = c.number("radius", 1.0, 0.1, max(width, height))
@@ -523,7 +529,7 @@ def _layout(source: str, prefix: str, table: Any, problems: list[str]) -> Layout
     if not isinstance(raw_spawn, list) or not raw_spawn:
         r.fail("spawn", "a non-empty list of [x, y] points in metres")
     else:
-        sp = _Reader(source, r.key("spawn"), dict(enumerate(raw_spawn)), problems)
+        sp = TableReader(source, r.key("spawn"), dict(enumerate(raw_spawn)), problems)
         for i in range(len(raw_spawn)):
             p = _point(sp, i)  # type: ignore[arg-type]
             if p is not None:
@@ -534,7 +540,7 @@ def _layout(source: str, prefix: str, table: Any, problems: list[str]) -> Layout
         r.fail("corners", "a list of [[rooms.layout.corners]] tables")
         raw_corners = []
     for i, item in enumerate(raw_corners):
-        c = _Reader(source, f"{r.key('corners')}[{i}]", item, problems)
+        c = TableReader(source, f"{r.key('corners')}[{i}]", item, problems)
         cid = c.text("id", None, 40)
         if cid and not _ROOM_ID.match(cid):
             c.fail("id", f"lowercase letters, digits and '-', got {cid!r}")
@@ -553,7 +559,7 @@ def _layout(source: str, prefix: str, table: Any, problems: list[str]) -> Layout
     return layout if len(problems) == before else None
 
 
-def _paragraphs(r: _Reader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+def _paragraphs(r: TableReader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     """A list of 1-20 non-empty paragraphs of at most 1000 characters each."""
     value = r.strings(name, default, None, "paragraphs of text")
     if r.has(name) and isinstance(r.table.get(name), list):
@@ -565,7 +571,7 @@ def _paragraphs(r: _Reader, name: str, default: tuple[str, ...]) -> tuple[str, .
     return value
 
 
-def _organisation(o: _Reader) -> OrganisationConfig:
+def _organisation(o: TableReader) -> OrganisationConfig:
     name = o.text("name", "Hearth", 80)
     exit_url = o.text("quick_exit_url", OrganisationConfig.quick_exit_url, 500)
     if not _EXIT_URL.match(exit_url):
@@ -578,12 +584,12 @@ def _organisation(o: _Reader) -> OrganisationConfig:
         o.fail("helpline_countries", "each country code once")
     texts = dict(DEFAULT_TEXTS)
     raw = o.raw("texts") if o.has("texts") else {}
-    t = _Reader(o.source, o.key("texts"), raw, o.problems)
+    t = TableReader(o.source, o.key("texts"), raw, o.problems)
     overridden: dict[str, set[str]] = {}
     for locale in t.table:
         if locale not in TEXT_LOCALES:
             continue  # reported as an unknown key by t.done()
-        lr = _Reader(o.source, t.key(locale), t.raw(locale), o.problems)
+        lr = TableReader(o.source, t.key(locale), t.raw(locale), o.problems)
         base = DEFAULT_TEXTS[locale]
         overridden[locale] = {k for k in TEXT_KEYS if lr.has(k)}
         texts[locale] = OrganisationTexts(**{
@@ -601,7 +607,7 @@ def _organisation(o: _Reader) -> OrganisationConfig:
                               texts=texts)
 
 
-def _data_dir(r: _Reader, source: str) -> str:
+def _data_dir(r: TableReader, source: str) -> str:
     """Relative paths are relative to the config file, not to wherever hearth was started."""
     raw = r.text("data_dir", "", 1000)
     if not raw:
@@ -612,7 +618,7 @@ def _data_dir(r: _Reader, source: str) -> str:
     return str(path)
 
 
-def _proxies(r: _Reader) -> tuple[str, ...]:
+def _proxies(r: TableReader) -> tuple[str, ...]:
     """server.trusted_proxies: IP addresses or networks (CIDR), checked with ipaddress."""
     import ipaddress
     proxies = r.strings("trusted_proxies", (), _PROXY, "an IP address or network like "
@@ -646,7 +652,7 @@ def _plain_http_elsewhere(url: str) -> bool:
 
 
 def _crisis(source: str, table: Any, problems: list[str]) -> CrisisConfig:
-    c = _Reader(source, "crisis", table, problems)
+    c = TableReader(source, "crisis", table, problems)
     directory = c.text("directory", "", 1000)
     if directory:
         path = Path(directory).expanduser()
@@ -660,7 +666,7 @@ def _crisis(source: str, table: Any, problems: list[str]) -> CrisisConfig:
         c.fail("webhooks", "a list of [[crisis.webhooks]] tables")
         raw_hooks = []
     for i, item in enumerate(raw_hooks):
-        w = _Reader(source, f"crisis.webhooks[{i}]", item, problems)
+        w = TableReader(source, f"crisis.webhooks[{i}]", item, problems)
         hook = WebhookConfig(name=w.text("name", f"webhook-{i}", 40), url=w.text("url", None, 500),
                              secret=w.text("secret", None, 500), tier=w.text("tier", "primary", 20),
                              allow_plain_http=w.boolean("allow_plain_http", False))
@@ -702,7 +708,7 @@ def _pagerduty(source: str, raw: Any, problems: list[str]) -> tuple[PagerDutyCon
         return ()
     services = []
     for i, item in enumerate(raw):
-        r = _Reader(source, f"crisis.pagerduty[{i}]", item, problems)
+        r = TableReader(source, f"crisis.pagerduty[{i}]", item, problems)
         service = PagerDutyConfig(name=r.text("name", f"pagerduty-{i}", 40),
                                   routing_key=r.text("routing_key", None, 64),
                                   tier=r.text("tier", "primary", 20),
@@ -724,7 +730,7 @@ def _pagerduty(source: str, raw: Any, problems: list[str]) -> tuple[PagerDutyCon
 
 def _email(source: str, raw: Any, problems: list[str]) -> EmailConfig:
     """[crisis.email]: TLS (STARTTLS by default, or implicit) and optional authentication."""
-    e = _Reader(source, "crisis.email", raw, problems)
+    e = TableReader(source, "crisis.email", raw, problems)
     host = e.text("smtp_host", None, 200)
     tls = e.text("tls", "starttls", 20)
     if tls not in SMTP_TLS:
@@ -756,7 +762,7 @@ _HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}\Z|^\[[0-9A-Fa-f:.]+\]\Z")
 
 
 def _webtransport(source: str, table: Any, problems: list[str]) -> WebTransportConfig:
-    w = _Reader(source, "webtransport", table, problems)
+    w = TableReader(source, "webtransport", table, problems)
 
     def path(name: str) -> str:
         raw = w.text(name, "", 1000)
@@ -793,9 +799,9 @@ def _webtransport(source: str, table: Any, problems: list[str]) -> WebTransportC
 def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
     """Build a HearthConfig from parsed TOML, or raise ConfigError listing every problem."""
     problems: list[str] = []
-    top = _Reader(source, "", data, problems)
+    top = TableReader(source, "", data, problems)
 
-    s = _Reader(source, "server", top.raw("server") or {}, problems)
+    s = TableReader(source, "server", top.raw("server") or {}, problems)
     server = ServerConfig(
         listen=s.strings("listen", ServerConfig.listen, None, "Twisted endpoint strings"),
         allowed_origins=s.strings("allowed_origins", (), _ORIGIN,
@@ -811,15 +817,15 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         s.fail("listen", "at least one endpoint string like 'tcp:8080:interface=127.0.0.1'")
     s.done()
 
-    o = _Reader(source, "organisation", top.raw("organisation") or {}, problems)
+    o = TableReader(source, "organisation", top.raw("organisation") or {}, problems)
     organisation = _organisation(o)
     o.done()
 
-    se = _Reader(source, "session", top.raw("session") or {}, problems)
+    se = TableReader(source, "session", top.raw("session") or {}, problems)
     session = SessionConfig(resume_grace_seconds=se.number("resume_grace_seconds", 60.0, 0.0, 3600.0))
     se.done()
 
-    lm = _Reader(source, "limits", top.raw("limits") or {}, problems)
+    lm = TableReader(source, "limits", top.raw("limits") or {}, problems)
     limits = LimitsConfig(
         max_frame_bytes=lm.integer("max_frame_bytes", 65536, 1024, 1 << 22),
         max_envelope_chars=lm.integer("max_envelope_chars", 24000, 256, 1 << 22),
@@ -835,12 +841,12 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         lm.fail("max_envelope_chars", f"at most limits.max_frame_bytes ({limits.max_frame_bytes})")
     lm.done()
 
-    mv = _Reader(source, "movement", top.raw("movement") or {}, problems)
+    mv = TableReader(source, "movement", top.raw("movement") or {}, problems)
     movement = MovementConfig(walk_speed=mv.number("walk_speed", 3.0, 0.1, 50.0),
                               tick_hz=mv.number("tick_hz", 10.0, 1.0, 10.0))
     mv.done()
 
-    vo = _Reader(source, "voice", top.raw("voice") or {}, problems)
+    vo = TableReader(source, "voice", top.raw("voice") or {}, problems)
     voice = VoiceConfig(
         hearing_range=vo.number("hearing_range", 7.0, 0.5, 200.0),
         max_speakers=vo.integer("max_speakers", 4, 1, 32),
@@ -852,7 +858,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
 
     webtransport = _webtransport(source, top.raw("webtransport") or {}, problems)
 
-    lg = _Reader(source, "login", top.raw("login") or {}, problems)
+    lg = TableReader(source, "login", top.raw("login") or {}, problems)
     login = LoginConfig(
         session_idle_seconds=lg.number("session_idle_seconds", 8 * 3600.0, 60.0, 7 * 86400.0),
         session_max_seconds=lg.number("session_max_seconds", 24 * 3600.0, 60.0, 30 * 86400.0),
@@ -868,14 +874,14 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
 
     crisis = _crisis(source, top.raw("crisis") or {}, problems)
 
-    me = _Reader(source, "metrics", top.raw("metrics") or {}, problems)
+    me = TableReader(source, "metrics", top.raw("metrics") or {}, problems)
     metrics = MetricsConfig(enabled=me.boolean("enabled", True), token=me.text("token", "", 200))
     if metrics.token and (len(metrics.token) < 16 or metrics.token != metrics.token.strip()):
         me.fail("token", "a bearer token of at least 16 characters without spaces at the ends "
                          "(or \"\" for loopback-only scraping)")
     me.done()
 
-    re_ = _Reader(source, "retention", top.raw("retention") or {}, problems)
+    re_ = TableReader(source, "retention", top.raw("retention") or {}, problems)
     retention = RetentionConfig(
         audit_days=re_.integer("audit_days", 90, 1, 3650),
         # crisis.retention_days is the older name of incidents_days; it is still honoured.
@@ -890,7 +896,7 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         raw_rooms = []
     seen_ids: set[str] = set()
     for i, item in enumerate(raw_rooms):
-        r = _Reader(source, f"rooms[{i}]", item, problems)
+        r = TableReader(source, f"rooms[{i}]", item, problems)
         rid = r.text("id", None, 40)
         if rid and not _ROOM_ID.match(rid):
             r.fail("id", f"lowercase letters, digits and '-' (at most 40), got {rid!r}")

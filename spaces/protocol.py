@@ -17,6 +17,8 @@ from typing import Any, Final
 
 import msgspec
 
+from hearth.spaces.server_messages import Error, ServerMessage
+
 SUBPROTOCOL: Final = "hearth.v1"
 VERSION: Final = 1
 
@@ -87,11 +89,9 @@ class ProtocolError(Exception):
         self.message = message or ERRORS[code]
         self.ref = ref
 
-    def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
-        if self.ref is not None:
-            out["ref"] = self.ref
-        return out
+    def as_message(self) -> Error:
+        """The `error` message that tells the client."""
+        return Error(code=self.code, message=self.message, ref=self.ref)
 
 
 # --- client -> server -------------------------------------------------------
@@ -701,12 +701,15 @@ def wire_type(message: ClientMessage) -> str:
     return name
 
 
-def encode(message: Mapping[str, Any]) -> bytes:
-    """Serialise a server message once (compact UTF-8 JSON); the adapter fans the same bytes out.
+def encode(message: ServerMessage | Mapping[str, Any]) -> bytes:
+    """Serialise a server message (spaces/server_messages.py) once (compact UTF-8 JSON); the
+    adapter fans the same bytes out.
 
     Always valid JSON: a float that is not finite is written as null (never NaN or
     Infinity, which browsers' JSON.parse refuses); a lone surrogate raises
     UnicodeEncodeError, anything that is not JSON data TypeError, a circular
     reference RecursionError (tests/unit/test_perf_encode.py).
     """
+    if isinstance(message, ServerMessage):
+        message = message.to_wire()
     return _SERIALISE(message)

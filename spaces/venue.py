@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from hearth.moderation.bans import AddressKey, Ban, BanList, utc_day
+from hearth.moderation.bans import AddressBan, AddressKey, BanList, utc_day
 from hearth.moderation.crisis import CrisisDesk
 from hearth.moderation.incidents import ACTIONS, DEFAULT_ESCALATION, Escalation, IncidentDesk
 from hearth.moderation.reports import ReportQueue
@@ -361,7 +361,7 @@ class Venue:
             if member.role == "participant":  # the one role check for every facilitator op
                 refused = ProtocolError("forbidden", "Only facilitators can do that.", msg.ref)
                 self.stats.refused["forbidden"] += 1
-                return [Reply(refused.to_wire()),
+                return [Reply(refused.as_message()),
                         Audit(_actor(member), kind, target, room.id, "refused:forbidden")]
             effects = self._moderate(room, member, msg, now)
             if kind not in ("list_reports", "alert_seen"):  # a receipt is in the incident;
@@ -420,7 +420,7 @@ class Venue:
                 banned = self._member(room, target, ref)
                 effects = self._remove(room, actor, banned, "banned")
                 if banned.address is not None:
-                    self.bans.add(Ban(room=room.id, day=banned.address[0],
+                    self.bans.add(AddressBan(room=room.id, day=banned.address[0],
                                       address_hash=banned.address[1], until=now + 60 * minutes,
                                       pseudonym=banned.pseudonym))
                 return effects
@@ -483,7 +483,7 @@ class Venue:
             if member.role == "participant":
                 refused = ProtocolError("forbidden", "Only facilitators can flag someone else; "
                                                      "use \"worried\".", msg.ref)
-                return [Reply(refused.to_wire()),
+                return [Reply(refused.as_message()),
                         Audit(_actor(member), "flag", None, room.id, "refused:forbidden")]
             person = self._member(room, msg.member, msg.ref)
             trigger = "facilitator_flag" if msg.manual else "facilitator_detector"

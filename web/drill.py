@@ -21,7 +21,7 @@ HOP_TIMEOUT = 20.0
 
 
 async def run_drill(config: Any, reactor: Any, out: Any) -> int:
-    from hearth.spaces.client import HearthClient
+    from hearth.client.websocket import HearthClient
     from hearth.web.service import make_hearth
 
     scratch = Path(tempfile.mkdtemp(prefix="hearth-drill-"))

@@ -702,7 +702,7 @@ class Node:
     def _unreachable(peer: Link | RemoteLink | None, ref: str | None) -> None:
         """The facilitator is told, never left waiting: the action may be sent again."""
         if peer is not None:
-            peer.send_bytes(encode(ProtocolError("incident_unreachable", ref=ref).to_wire()))
+            peer.send_bytes(encode(ProtocolError("incident_unreachable", ref=ref).as_message()))
 
     def _expire_asks(self) -> None:
         """Actions whose node never answered (it died on the way): refused, not lost."""
@@ -722,7 +722,7 @@ class Node:
             effects = crisis.act(self.venue.rooms, act.actor, act.incident, act.action,
                                  act.outcome, self.clock(), act.ref, act.basis)
         except ProtocolError as refused:
-            frame = encode(refused.to_wire())
+            frame = encode(refused.as_message())
             if peer is not None:
                 peer.send_bytes(frame)
             return frame

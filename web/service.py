@@ -19,15 +19,15 @@ from twisted.logger import Logger
 
 from hearth.moderation.audit import AuditLog
 from hearth.moderation.crisis_config import load_crisis
-from hearth.moderation.incidents import Escalation, latest_incidents
+from hearth.moderation.incidents import latest_incidents
 from hearth.moderation.journal import Journal
 from hearth.spaces.broker import Broker, MemoryBroker
 from hearth.spaces.config import HearthConfig
 from hearth.spaces.venue import Venue
+from hearth.web.ack_link import AckLink
 from hearth.web.alerts import Alerts
 from hearth.web.crisis_data import CrisisData
 from hearth.web.datadir import load_secrets
-from hearth.web.incidents import IncidentCallbacks
 from hearth.web.lifecycle import FLUSH_TIMEOUT, Lifecycle
 from hearth.web.metrics import Metrics, MetricsResource
 from hearth.web.node import Node
@@ -115,7 +115,7 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     keys = load_secrets(Path(config.server.data_dir))
     crisis = load_crisis(Path(config.crisis.directory))
     venue = Venue(config, franking_key=keys.franking,
-                  escalation=Escalation.from_policy(crisis.escalation),
+                  escalation=crisis.escalation,
                   ticket_key=hmac.new(keys.cookie, b"hearth-role-ticket-key",
                                       hashlib.sha256).digest())
     factory = websocket_factory(config)
@@ -137,7 +137,7 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
                       readiness=readiness)
     if udp is not None:
         site.voice_src = udp.connect_src  # the page may open its voice session (CSP)
-    site.resource.putChild(b"incidents", IncidentCallbacks(node, ack_key))
+    site.resource.putChild(b"incidents", AckLink(node, ack_key))
     site.resource.putChild(b"crisis", CrisisData(crisis))
     metrics = Metrics(node, alerts)
     if config.metrics.enabled:

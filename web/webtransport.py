@@ -59,6 +59,7 @@ from hearth.spaces import protocol as p
 from hearth.spaces import voicelink
 from hearth.spaces.config import HearthConfig, WebTransportConfig
 from hearth.spaces.protocol import ProtocolError, encode
+from hearth.spaces.server_messages import ServerMessage, VoiceTransportOffer
 from hearth.web.ws import origin_allowed
 
 PATH = "/voice"
@@ -358,7 +359,7 @@ class WebTransportServer:
         peer.send_bytes(encode(self.offer(peer, msg.ref)))
         return True
 
-    def offer(self, peer: Any, ref: str | None) -> dict[str, Any]:
+    def offer(self, peer: Any, ref: str | None) -> ServerMessage:
         link = getattr(peer, "link", None)
         try:
             if link is None or not link.members:
@@ -367,17 +368,13 @@ class WebTransportServer:
                 raise ProtocolError("webtransport_unavailable", ref=ref)
             token = self.tokens.issue(peer, self.clock(), ref)
         except ProtocolError as refused:
-            return refused.to_wire()
+            return refused.as_message()
         host = self.config.public_host or _hostname(getattr(peer, "voice_host", None))
         if not _HOST.match(host):
-            return ProtocolError("webtransport_unavailable", ref=ref).to_wire()
-        reply: dict[str, Any] = {
-            "type": "voice_transport", "url": f"https://{host}:{self.port}{PATH}",
-            "token": token, "ttl": self.tokens.ttl, "hashes": self.certificates.hashes(),
-            "max_bytes": ROOM}
-        if ref is not None:
-            reply["ref"] = ref
-        return reply
+            return ProtocolError("webtransport_unavailable", ref=ref).as_message()
+        return VoiceTransportOffer(url=f"https://{host}:{self.port}{PATH}", token=token,
+                                   ttl=self.tokens.ttl, hashes=self.certificates.hashes(),
+                                   max_bytes=ROOM, ref=ref)
 
     def connect_src(self, host_header: bytes | str | None) -> str | None:
         """The session's origin for the page's Content-Security-Policy (connect-src)."""

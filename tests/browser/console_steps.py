@@ -4,18 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import reactor
-from twisted.internet.task import deferLater
-
 from tests.browser.harness import Browser, Page, open_page
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, until
 from tests.support.signin import PASSWORD, add_account
 
 APP = "document.getElementById('app')"
 
 
-async def sleep(seconds: float) -> None:
-    await deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
+async def console_caught_up(server: LiveServer, console: Page) -> None:
+    """Until the server has handled every frame the console sent before: the console asks
+    for the room's reports (its refresh button), a frame that comes after them on its
+    WebSocket, and the server counts it. A test that asserts a click sent nothing waits for
+    this, never for a fixed time."""
+    received = server.hearth.node.venue.stats.received
+    before = received["list_reports"]
+    await console.do(lambda p: p.click("#reports-refresh"))
+    await until(lambda: received["list_reports"] > before,
+                what="the server receiving the console's list_reports")
 
 
 async def signed_in_console(server: LiveServer, browser: Browser, pages: list[Page],

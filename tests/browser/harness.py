@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import time
 import wave
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -162,6 +163,18 @@ class Page:
         return self.do(lambda p: p.wait_for_function(predicate, arg=arg, timeout=timeout_ms,
                                                      polling=50).json_value(),
                        timeout=timeout_ms / 1000 + 10)
+
+    async def until_recorded(self, check: Callable[[], bool], what: str,
+                             timeout: float = 15.0) -> None:
+        """Until `check()` holds for what this page's Playwright event handlers recorded (its
+        WebSocket frames, its requests). Playwright hands a page's events to Python only
+        while a call to it runs, so each try is one: a 20 ms timer in the page."""
+        deadline = time.monotonic() + timeout
+        while True:
+            await self.evaluate("() => new Promise((resolve) => setTimeout(resolve, 20))")
+            if check():
+                return
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
 
     async def join(self, room: str, *, pseudonym: str, country: str = "GB",
                    lang: str | None = None) -> str:

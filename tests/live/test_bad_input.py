@@ -13,7 +13,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 
-from hearth.spaces.client import ClientClosed, HearthClient
+from hearth.client.websocket import ClientClosed, HearthClient
 from hearth.spaces.protocol import ERRORS
 from tests.support.config import make_config
 from tests.support.live import LiveServer, start_server

@@ -25,7 +25,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 
-from hearth.spaces.client import ClientClosed, HearthClient
+from hearth.client.websocket import ClientClosed, HearthClient
 from hearth.spaces.protocol import CLIENT_TYPES, ERRORS
 from hearth.spaces.voice import build_frame
 from tests.support.config import make_config

@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = ("spaces", "moderation", "web", "config", "pyproject.toml", "README.md", "LICENSE")
+SOURCES = ("spaces", "moderation", "web", "client", "config", "pyproject.toml", "README.md",
+           "LICENSE")
 
 
 def run(*command: str | Path, cwd: Path, env: dict[str, str] | None = None,

@@ -18,7 +18,7 @@ import pytest
 import pytest_twisted
 from twisted.internet.threads import deferToThread
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.spaces.config import to_toml as toml_of
 from hearth.web.systemd import Notifier
 from tests.support.config import BASE

@@ -13,7 +13,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.spaces.config import to_toml as toml_of
 from hearth.web.lifecycle import RoomStateFiles
 from tests.support.config import BASE, make_config

@@ -12,7 +12,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.web.service import listener_url, make_hearth
 from tests.support.config import make_config
 from tests.support.tls import self_signed

@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_twisted
 
+from hearth.client.websocket import HearthClient, ServerError
 from hearth.moderation.accounts import AccountStore, new_totp_secret, totp_code
 from hearth.moderation.audit import read_entries
 from hearth.spaces import relay
-from hearth.spaces.client import HearthClient, ServerError
 from hearth.spaces.venue import ROLE_WITHDRAWN
 from tests.support.config import make_config
 from tests.support.live import LiveServer, start_server

@@ -8,15 +8,24 @@ is dropped and counted, and the fall-back to the WebSocket.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import pytest_twisted
 
-from bench.wtclient import SessionRefused, open_session
-from hearth.spaces.client import HearthClient
+from bench.wtclient import SessionRefused, VoiceSession, open_session
+from hearth.client.websocket import HearthClient
 from hearth.spaces.voice import HEADER_SIZE, build_frame, parse_header
 from hearth.web.webtransport import certificate_hash
 from tests.support.config import make_config
-from tests.support.live import LiveServer, sleep, start_server, until, walk_to
-from tests.support.voice_udp import offer, on_asyncio, session_for, start_udp_server, udp
+from tests.support.live import LiveServer, caught_up, sleep, start_server, until, walk_to
+from tests.support.voice_udp import (
+    datagrams_in,
+    offer,
+    on_asyncio,
+    session_for,
+    start_udp_server,
+    udp,
+)
 
 PAYLOAD = b"opus?" * 8
 
@@ -36,6 +45,17 @@ async def placed(server: LiveServer, spots: dict[str, tuple[float, float]],
 def slot_of(client: HearthClient) -> int:
     members = (client.welcome or {})["room"]["members"]
     return int(next(m["slot"] for m in members if m["id"] == client.member))
+
+
+async def delivered(live: LiveServer, received: int, sessions: Iterable[VoiceSession],
+                    clients: Iterable[HearthClient]) -> None:
+    """Until the server has taken in `received` datagrams in all (it handles each as it
+    comes), every datagram it sent has reached its session, and every WebSocket client has
+    read what the server sent it: nothing more is on its way."""
+    await until(lambda: udp(live).counts["received"] == received,
+                what=f"the server taking in {received} datagrams")
+    await datagrams_in([live], sessions)
+    await caught_up(*clients)
 
 
 def config(**extra: dict[str, object]) -> object:
@@ -61,7 +81,7 @@ async def test_datagrams_reach_exactly_the_websocket_paths_listeners_both_ways()
                     and len([f for f in c["Facil"].binary
                              if parse_header(f, 4096).slot == speaker_slot]) >= 10,
                     timeout=5, what="the speaker's frames")
-        await sleep(0.2)
+        await delivered(live, 10, sessions.values(), c.values())
         near = sessions["Near"].frames
         assert [parse_header(f, 4096).seq for f in near] == list(range(1, 11))
         assert {parse_header(f, 4096).slot for f in near} == {speaker_slot}  # slot stamped
@@ -75,7 +95,7 @@ async def test_datagrams_reach_exactly_the_websocket_paths_listeners_both_ways()
         for seq in range(100, 105):
             sessions["Corner"].send(build_frame(PAYLOAD, seq=seq, level=20))
         await until(lambda: len(c["Pair"].binary) >= 5, timeout=5, what="the corner pair")
-        await sleep(0.2)
+        await delivered(live, 15, sessions.values(), c.values())
         assert len(c["Pair"].binary) == 5 and len(sessions["Near"].frames) == 10
         assert len(c["Facil"].binary) == 10
 
@@ -88,7 +108,7 @@ async def test_datagrams_reach_exactly_the_websocket_paths_listeners_both_ways()
         for seq in range(200, 205):
             sessions["Speaker"].send(build_frame(PAYLOAD, seq=seq, level=20))
         assert (await c["Speaker"].expect("error"))["code"] == "muted"
-        await sleep(0.3)
+        await delivered(live, 20, sessions.values(), c.values())
         assert len(sessions["Near"].frames) == 10 and len(c["Facil"].binary) == 10
 
         counts = udp(live).counts
@@ -115,7 +135,7 @@ async def test_a_lost_datagram_is_carried_by_the_next_ones_repeat() -> None:
                 speaker.send(frame, frames[i - 1] if i else None)
             await sleep(0.02)
         await until(lambda: len(near.frames) >= 6, timeout=5, what="six frames")
-        await sleep(0.2)
+        await delivered(live, 5, (speaker, near), c.values())
         assert sorted(parse_header(f, 4096).seq for f in near.frames) == [1, 2, 3, 4, 5, 6]
         # the listener's datagrams carry repeats too (the client takes the copies out)
         assert near.datagrams == 6

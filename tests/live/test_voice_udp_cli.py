@@ -14,7 +14,7 @@ from typing import Any
 import pytest_twisted
 
 from bench.wtclient import open_session
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.spaces.config import to_toml
 from hearth.web.webtransport import certificate_files
 from tests.support.config import BASE

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest_twisted
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.spaces.config import to_toml as toml_of
 from tests.support.config import BASE
 from tests.support.live import sleep

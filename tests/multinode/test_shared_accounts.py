@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest_twisted
 
+from hearth.client.websocket import HearthClient
 from hearth.moderation.accounts import AccountStore, new_totp_secret, totp_code
-from hearth.spaces.client import HearthClient
 from hearth.spaces.redis_broker import RedisBroker
 from hearth.spaces.venue import ROLE_WITHDRAWN
 from tests.support.live import LiveServer, until_async

@@ -12,12 +12,12 @@ import pytest_twisted
 from twisted.internet import reactor
 
 from bench.wtclient import SessionRefused, open_session
+from hearth.client.websocket import HearthClient
 from hearth.spaces.broker import MemoryBroker
-from hearth.spaces.client import HearthClient
 from hearth.spaces.voice import build_frame, parse_header
-from tests.support.live import LiveServer, sleep, until, walk_to
+from tests.support.live import LiveServer, room_caught_up, sleep, until, walk_to
 from tests.support.nodes import node_configs, start_nodes
-from tests.support.voice_udp import offer, on_asyncio, session_for, udp
+from tests.support.voice_udp import datagrams_in, offer, on_asyncio, session_for, udp
 
 
 @pytest_twisted.async_yield_fixture(params=["memory", "redis"])
@@ -73,7 +73,9 @@ async def test_an_edge_carries_datagrams_to_the_owner_and_back_on_three_nodes(
     await until(lambda: len(sessions["n1"].frames) >= 10 and len(sessions["n3"].frames) >= 10
                 and len(socket_n2.binary) >= 10 and len(facilitator.binary) >= 10,
                 what="the speaker heard on every node")
-    await sleep(0.2)
+    # The facilitator (at the room's owner) has all ten: the owner handled them all.
+    await room_caught_up(facilitator, speaker, on_n1, on_n3, socket_n2)
+    await datagrams_in(three_udp_nodes, sessions.values())
     for got in (sessions["n1"].frames, sessions["n3"].frames, socket_n2.binary):
         assert [parse_header(f, 4096).seq for f in got] == list(range(1, 11))
     assert not on_n1.binary and not on_n3.binary  # theirs came as datagrams
@@ -85,10 +87,14 @@ async def test_an_edge_carries_datagrams_to_the_owner_and_back_on_three_nodes(
     facilitator.send({"type": "mute", "member": speaker.member})
     await speaker.next(lambda m: m["type"] == "member_updated"
                        and m["member"]["id"] == speaker.member and m["member"]["muted"])
+    voice = n1.hearth.node.venue.rooms["circle"].voice  # at the room's owner
+    dropped = voice.dropped_muted
     for seq in range(11, 16):
         sessions["speaker"].send(build_frame(b"opus" * 10, seq=seq, level=10))
     assert (await speaker.expect("error"))["code"] == "muted"
-    await sleep(0.3)
+    await until(lambda: voice.dropped_muted == dropped + 5, what="five muted frames dropped")
+    await room_caught_up(facilitator, speaker, on_n1, on_n3, socket_n2)
+    await datagrams_in(three_udp_nodes, sessions.values())
     assert len(sessions["n1"].frames) == len(sessions["n3"].frames) == 10
     assert len(socket_n2.binary) == 10
     for s in sessions.values():

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterable
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 
 from bench.wtclient import VoiceSession, open_session
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.spaces.config import HearthConfig
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, until
 
 T = TypeVar("T")
 
@@ -47,6 +47,14 @@ async def session_for(client: HearthClient, **options: Any) -> VoiceSession:
 def udp(server: LiveServer) -> Any:
     """The node's WebTransport endpoint (web/webtransport.py WebTransportServer)."""
     return server.hearth.webtransport.server
+
+
+async def datagrams_in(servers: list[LiveServer], sessions: Iterable[VoiceSession]) -> None:
+    """Until every datagram the servers sent has reached its session (they count what they
+    send; a session counts what it receives): nothing more is on its way."""
+    await until(lambda: sum(s.datagrams for s in sessions)
+                == sum(udp(server).counts["sent"] for server in servers),
+                what="every datagram sent reaching its session")
 
 
 def record_socket_frames(server: LiveServer) -> list[bytes]:

@@ -13,6 +13,7 @@ import ipaddress
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -60,10 +61,16 @@ def test_the_image_is_slim_debian_python_3_11_non_root_with_a_volume_and_healthc
     assert "/livez" in final["HEALTHCHECK"] and "--interval" in final["HEALTHCHECK"]
     assert final["ENTRYPOINT"] == '["hearth"]' and "serve" in final["CMD"]
     assert final["STOPSIGNAL"] == "SIGTERM"
+    copied = set()
     for word, args in steps:  # everything copied from the context exists
         if word == "COPY" and "--from" not in args:
             for source in args.split()[:-1]:
                 assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
+                copied.add(source)
+    # ...and every folder the package is built from is copied
+    package_dirs = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"].values()
+    assert set(package_dirs) <= copied, set(package_dirs) - copied
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".venv" in ignored and ".git" in ignored
 

@@ -59,7 +59,7 @@ def test_deeply_nested_json_is_a_bad_json_not_a_crash() -> None:
 def test_ref_is_echoed_on_refusal() -> None:
     with pytest.raises(p.ProtocolError) as caught:
         p.decode(b'{"type":"envelope","body":"!!","commitment":"x","ref":"abc"}')
-    assert caught.value.ref == "abc" and caught.value.to_wire()["ref"] == "abc"
+    assert caught.value.ref == "abc" and caught.value.as_message().to_wire()["ref"] == "abc"
 
 
 @pytest.mark.parametrize("message", [
@@ -92,7 +92,7 @@ def test_a_lone_surrogate_in_any_field_is_bad_message(kind: str, bad: str) -> No
             p.decode(frame.encode())
         assert refused.value.code == "bad_message", (kind, name)
         assert refused.value.ref == "r1" and f".{name}:" in refused.value.message
-        p.encode(refused.value.to_wire())  # the refusal itself can always be sent
+        p.encode(refused.value.as_message())  # the refusal itself can always be sent
 
 
 @pytest.mark.parametrize("frame", [
@@ -108,7 +108,7 @@ def test_surrogates_anywhere_are_refused_and_the_refusal_encodes(frame: dict[str
         with pytest.raises(p.ProtocolError) as refused:
             p.decode(raw)
         assert refused.value.code == "bad_message"
-        p.encode(refused.value.to_wire())
+        p.encode(refused.value.as_message())
 
 
 def test_encoded_surrogates_are_not_utf8() -> None:
@@ -137,7 +137,7 @@ def test_a_bad_ref_is_refused_the_same_way_on_every_message(kind: str, ref: Any)
     with pytest.raises(p.ProtocolError) as refused:
         p.decode(json.dumps({"type": kind, "ref": ref}).encode())
     assert refused.value.code == "bad_message" and ".ref:" in refused.value.message
-    assert refused.value.ref is None and "ref" not in refused.value.to_wire()
+    assert refused.value.ref is None and "ref" not in refused.value.as_message().to_wire()
 
 
 @pytest.mark.parametrize("kind", sorted(p.CLIENT_TYPES))

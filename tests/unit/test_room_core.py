@@ -9,7 +9,7 @@ import pytest
 
 from hearth.spaces.effects import Attach, Broadcast, Close, Detach, Effect, Reply, Send
 from hearth.spaces.venue import RESUMED_ELSEWHERE
-from tests.support.world import COMMIT, World, broadcasts, error_code, reply
+from tests.support.world import COMMIT, World, broadcasts, error_code, reply, wire
 
 
 def test_entering_and_resuming_advance_the_epoch() -> None:
@@ -307,7 +307,7 @@ def test_flood_gets_one_error_a_second_then_a_close() -> None:
     replies: list[Effect] = []
     for _ in range(30):
         replies += w.send(conn, {"type": "stand"})
-    errors = [e for e in replies if isinstance(e, Reply) and e.message.get("code") == "rate_limited"]
+    errors = [e for e in replies if isinstance(e, Reply) and wire(e.message).get("code") == "rate_limited"]
     assert len(errors) == 1
     assert Close(1008, "too many messages") in replies
     assert w.send(conn, {"type": "stand"}) == []

@@ -1,4 +1,4 @@
-// A hearth.v1 client for the browser (docs/protocol.md; spaces/client.py is its Python twin).
+// A hearth.v1 client for the browser (docs/protocol.md; client/websocket.py is its Python twin).
 //
 // One HearthConnection per room page. It opens ws(s)://<this host>/ws with the subprotocol
 // hearth.v1, joins (or resumes with the token this tab kept), and when the socket drops it
