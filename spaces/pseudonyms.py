@@ -3,13 +3,22 @@
 A pseudonym must never pass for a badge (facilitator, staff, admin...), so
 reserved words are matched after case folding and dropping everything that is
 not a letter ("F.a-c i l i t a t o r" is refused too).
+
+This module is the one source of the rules: the join page and the console check a
+pseudonym in the browser with `client_rules()` (served in the page,
+web/static/js/pseudonym.js), so that they refuse what the server refuses, with the
+same sentence (`MESSAGES`, by reason). A rule that cannot be written as data for the
+page is checked here only: the page then shows the server's refusal.
 """
 
 from __future__ import annotations
 
 import random
+import sys
 import unicodedata
 from collections.abc import Mapping
+from functools import cache
+from typing import Any
 
 ADJECTIVES: Mapping[str, tuple[str, ...]] = {
     "en": ("Quiet", "Gentle", "Calm", "Bright", "Kind", "Steady", "Warm", "Patient", "Brave",
@@ -43,11 +52,29 @@ MIN_LENGTH = 2
 _ALLOWED_PUNCT = frozenset(" -'\u2019.")  # \u2019: the typographic apostrophe
 
 
+# Why a pseudonym is refused -> (error code, the sentence people read). The page shows the
+# same sentences (web/static/i18n/<lang>.json, "pseudonym.<reason>"; English equal to these).
+MESSAGES: Mapping[str, tuple[str, str]] = {
+    "length": ("pseudonym_invalid", "A pseudonym needs {min} to {max} characters."),
+    "characters": ("pseudonym_invalid",
+                   "Use letters, digits, spaces, hyphens, apostrophes and dots only."),
+    "letter": ("pseudonym_invalid", "A pseudonym needs at least one letter."),
+    "reserved": ("pseudonym_reserved",
+                 "That name could be mistaken for a facilitator or staff badge; choose another."),
+}
+
+
 class PseudonymRefused(ValueError):
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, reason: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.reason = reason
+
+
+def _refused(reason: str, max_length: int) -> PseudonymRefused:
+    code, sentence = MESSAGES[reason]
+    return PseudonymRefused(code, sentence.format(min=MIN_LENGTH, max=max_length), reason)
 
 
 def generate(rng: random.Random, locale: str = "en") -> str:
@@ -78,23 +105,37 @@ def normalise(raw: str, max_length: int) -> str:
     """The pseudonym as it will be shown, or PseudonymRefused with a code and a sentence."""
     name = " ".join(unicodedata.normalize("NFC", raw).split())
     if not MIN_LENGTH <= len(name) <= max_length:
-        raise PseudonymRefused(
-            "pseudonym_invalid",
-            f"A pseudonym needs {MIN_LENGTH} to {max_length} characters.")
+        raise _refused("length", max_length)
     for ch in name:
         if not (ch.isalpha() or ch.isdigit() or ch in _ALLOWED_PUNCT):
-            raise PseudonymRefused(
-                "pseudonym_invalid",
-                "Use letters, digits, spaces, hyphens, apostrophes and dots only.")
+            raise _refused("characters", max_length)
     if not any(ch.isalpha() for ch in name):
-        raise PseudonymRefused("pseudonym_invalid", "A pseudonym needs at least one letter.")
+        raise _refused("letter", max_length)
     skeleton = _skeleton(name)
     for word in RESERVED:
         if word in skeleton:
-            raise PseudonymRefused(
-                "pseudonym_reserved",
-                "That name could be mistaken for a facilitator or staff badge; choose another.")
+            raise _refused("reserved", max_length)
     return name
+
+
+@cache
+def _python_only_characters() -> tuple[str, str]:
+    r"""(whitespace str.split() splits on, digits str.isdigit() accepts that are not decimal):
+    the two character classes the browser's own (`\s`, `\p{Nd}`) do not match exactly."""
+    spaces = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
+    digits = "".join(chr(c) for c in range(sys.maxunicode + 1)
+                     if chr(c).isdigit() and not chr(c).isdecimal())
+    return spaces, digits
+
+
+def client_rules(max_length: int) -> dict[str, Any]:
+    r"""The rules of `normalise` as data for the browser (web/static/js/pseudonym.js): the
+    page refuses what this module refuses, for the same reason; letters are the browser's
+    `\p{L}` (the Unicode version may differ by a few new letters: the server decides those)."""
+    spaces, digits = _python_only_characters()
+    return {"min": MIN_LENGTH, "max": max_length, "punctuation": "".join(sorted(_ALLOWED_PUNCT)),
+            "spaces": spaces, "digits": digits, "reserved": list(RESERVED),
+            "codes": {reason: code for reason, (code, _) in MESSAGES.items()}}
 
 
 def same_name(a: str, b: str) -> bool:

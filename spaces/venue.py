@@ -222,7 +222,8 @@ class Venue:
         if waiting:  # no token until admitted: a dropped wait simply ends
             return seat, [Attach(room.id, member.id, waiting=True),
                           Reply({"type": "waiting", "member": member.id, "room": room.id,
-                                 "title": room.config.title, "pseudonym": member.pseudonym}),
+                                 "title": room.config.title_in(locale),
+                                 "pseudonym": member.pseudonym}),
                           *effects]
         token = self._issue_session(room.id, member.id)
         if role != "participant" and room.waiting:  # who is already waiting, at once
@@ -238,14 +239,16 @@ class Venue:
         if room is None or member is None:
             raise ProtocolError("session_expired")
         effects: list[Effect] = []
-        if member.away_since is None:  # the old connection is still open: it loses the member
+        was_away = member.away_since is not None
+        if not was_away:  # the old connection is still open: it loses the member
             effects.append(Detach(member.id, RESUMED_ELSEWHERE, "resumed on another connection"))
         attachment = room.reattach(member)
         token = self._issue_session(room.id, member.id)
         held, member.held = member.held, []
         return Seat(room.id, member.id, attachment), [
             *effects, Attach(room.id, member.id), Reply(self._welcome(room, member, token, True)),
-            *(Send(member.id, message) for message in held)]
+            *(Send(member.id, message) for message in held),
+            *(room.back(member) if was_away else [])]
 
     # --- members' messages --------------------------------------------------------
 
@@ -308,6 +311,11 @@ class Venue:
                 return [Reply({"type": "concern_received", **({"ref": ref} if ref else {})}),
                         *self.crisis.open(room, person, trigger="peer_concern", severity="medium",
                                           category="concern", rule_pack=None, now=now, ref=ref)]
+            case p.Status(status=status):
+                return room.set_status(member, status)
+            case p.Leave(closing=True) if self.config.session.closing_grace_seconds > 0:
+                # A closing page (tab closed or reloaded): a reload resumes within moments.
+                return room.closing(member, now, self.config.session.closing_grace_seconds)
             case p.Leave():
                 return self.leave(seat)
             case p.Join() | p.Resume():
@@ -337,10 +345,10 @@ class Venue:
                 return room.ask_unmute(self._member(room, target, ref), actor)
             case p.Stick(on=on):
                 return room.set_stick(on)
-            case p.GiveStick(member=None):
-                return room.give_stick(None)
+            case p.GiveStick(member=None, ref=ref):
+                return room.give_stick(None, ref)
             case p.GiveStick(member=str(target), ref=ref):
-                return room.give_stick(self._member(room, target, ref))
+                return room.give_stick(self._member(room, target, ref), ref)
             case p.Lobby(on=on):
                 return room.set_lobby(on)
             case p.Admit(member=target, ref=ref):
@@ -494,8 +502,7 @@ class Venue:
             if member is not None and member.attachment == seat.attachment:
                 return self.leave(seat)
             return []
-        room.mark_away(seat.member, seat.attachment, now)
-        return []
+        return room.mark_away(seat.member, seat.attachment, now)
 
     # --- time ---------------------------------------------------------------------
 

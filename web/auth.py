@@ -205,7 +205,7 @@ class Auth:
     def console(self, request: server.Request, session: Session, code: int = 200,
                 error: str | None = None) -> bytes:
         venue = self.node.venue
-        rooms = [{"id": r.id, "title": r.title, "schedule": r.schedule, "capacity": r.capacity,
+        rooms = [{"id": r.id, "config": r, "capacity": r.capacity,  # titles: in the page's language
                   "present": len(venue.rooms[r.id].members) if r.id in venue.rooms else 0}
                  for r in self.config.rooms]
         return self.render(request, "console.html", code=code, error=error,

@@ -91,9 +91,10 @@ class Pages:
     def not_found(self, request: server.Request) -> bytes:
         return self.render(request, "not_found.html", code=404)
 
-    def room_summary(self, room: RoomConfig) -> dict[str, Any]:
+    def room_summary(self, room: RoomConfig, lang: str) -> dict[str, Any]:
+        """What a page shows of a room, in the page's language."""
         live = self.node.venue.rooms.get(room.id)
-        return {"id": room.id, "title": room.title, "schedule": room.schedule,
+        return {"id": room.id, "title": room.title_in(lang), "schedule": room.schedule_in(lang),
                 "capacity": room.capacity, "present": len(live.members) if live else 0}
 
     def countries(self, lang: str) -> list[tuple[str, str]]:
@@ -124,7 +125,8 @@ class Landing(resource.Resource):
     def render_GET(self, request: server.Request) -> bytes:
         if request.postpath not in ([], [b""]):
             return self.pages.not_found(request)
-        rooms = [self.pages.room_summary(r) for r in self.pages.config.rooms]
+        lang = self.pages.language(request)
+        rooms = [self.pages.room_summary(r, lang) for r in self.pages.config.rooms]
         return self.pages.render(request, "landing.html", rooms=rooms)
 
 
@@ -155,7 +157,7 @@ class JoinPage(_RoomPage):
         rng = self.pages.rng
         names = list(dict.fromkeys(generate(rng, lang) for _ in range(NAME_CHOICES * 2)))
         return self.pages.render(
-            request, "join.html", room=self.pages.room_summary(self.room),
+            request, "join.html", room=self.pages.room_summary(self.room, lang),
             texts=self.pages.config.organisation.texts_for(lang),
             countries=self.pages.countries(lang),
             pseudonym=names[0], names=names[1:NAME_CHOICES + 1],
@@ -170,7 +172,7 @@ class RoomPage(_RoomPage):
 
     def render_page(self, request: server.Request) -> bytes:
         lang = self.pages.language(request)
-        return self.pages.render(request, "room.html", room=self.pages.room_summary(self.room),
+        return self.pages.render(request, "room.html", room=self.pages.room_summary(self.room, lang),
                                  countries=self.pages.countries(lang))
 
 

@@ -87,13 +87,14 @@ def test_unknown_room_and_messages_before_join() -> None:
     assert error_code(w.send(conn, {"type": "join", "room": "circle"})) == "already_joined"
 
 
-def test_resume_within_grace_keeps_member_pseudonym_and_seat_silently() -> None:
+def test_resume_within_grace_keeps_member_pseudonym_and_seat_and_shows_away_meanwhile() -> None:
     w = World()
     conn, welcome = w.join(pseudonym="Calm Heron")
     seat0 = w.venue.config.room("circle").layout.seats[0]  # type: ignore[union-attr]
     w.venue.rooms["circle"].members[welcome["member"]].pos = seat0
     w.send(conn, {"type": "sit", "seat": 0})
-    assert conn.lost(w.clock.seconds()) == []  # others see nothing
+    [away] = broadcasts(conn.lost(w.clock.seconds()), "member_updated")  # others see "away"
+    assert away.message["member"]["away"] is True and away.message["member"]["seat"] == 0
     w.clock.advance(59)
     assert broadcasts(w.tick(), "member_left") == []
     again = w.connect()
@@ -103,7 +104,10 @@ def test_resume_within_grace_keeps_member_pseudonym_and_seat_silently() -> None:
     assert resumed["token"] != welcome["token"]  # rotated on every resume
     me = next(m for m in resumed["room"]["members"] if m["id"] == welcome["member"])
     assert me["pseudonym"] == "Calm Heron" and me["seat"] == 0 and me["away"] is False
-    assert not [e for e in effects if isinstance(e, Broadcast)]
+    # Nobody sees a leave or a join: only the same member, back.
+    [back] = [e for e in effects if isinstance(e, Broadcast)]
+    assert back.message["type"] == "member_updated" and back.message["member"]["away"] is False
+    assert back.message["seq"] == resumed["room"]["seq"] + 1  # after the welcome's snapshot
     # the old token is spent
     assert error_code(w.send(w.connect(), {"type": "resume", "token": welcome["token"]})) \
         == "session_expired"
@@ -307,3 +311,50 @@ def test_directs_to_an_away_member_wait_for_its_resume() -> None:
     assert reply(effects, "welcome")["movement"]["walk_speed"] > 0
     [held] = [e for e in effects if isinstance(e, Send)]
     assert held == Send(wb["member"], {"type": "direct", "from": wa["member"], "body": "a2V5"})
+
+
+def test_a_closing_page_is_away_briefly_then_leaves_unless_it_resumes() -> None:
+    """A closed tab leaves within the closing grace (5 s), not the minute a dropped
+    connection gets; a reload resumes within it as the same member."""
+    w = World()
+    conn, welcome = w.join(pseudonym="Calm Heron")
+    effects = w.send(conn, {"type": "leave", "closing": True})
+    [away] = broadcasts(effects, "member_updated")
+    assert away.message["member"]["away"] is True
+    assert Close(1000, "left the room") in effects
+    assert conn.lost(w.clock.seconds()) == []  # the socket closing changes nothing more
+    w.clock.advance(4.9)
+    assert broadcasts(w.tick(), "member_left") == []
+    w.clock.advance(0.1)
+    [left] = broadcasts(w.tick(), "member_left")
+    assert left.message["member"] == welcome["member"] and left.message["reason"] == "left"
+    assert error_code(w.send(w.connect(), {"type": "resume", "token": welcome["token"]})) \
+        == "session_expired"
+    # A reload: the same tab resumes within the closing grace.
+    conn, welcome = w.join(pseudonym="Kind Wren")
+    w.send(conn, {"type": "leave", "closing": True})
+    w.clock.advance(1.5)
+    effects = w.send(w.connect(), {"type": "resume", "token": welcome["token"]})
+    assert reply(effects, "welcome")["member"] == welcome["member"]
+    w.clock.advance(60)
+    assert broadcasts(w.tick(), "member_left") == []
+    assert welcome["member"] in w.venue.rooms["circle"].members
+
+
+def test_a_closing_page_leaves_at_once_without_a_closing_grace() -> None:
+    w = World(session={"closing_grace_seconds": 0})
+    conn, _ = w.join()
+    [left] = broadcasts(w.send(conn, {"type": "leave", "closing": True}), "member_left")
+    assert left.message["reason"] == "left"
+
+
+def test_status_is_the_members_own_and_the_room_sees_it() -> None:
+    w = World()
+    conn, welcome = w.join()
+    assert welcome["room"]["members"][-1]["status"] == "here"
+    [updated] = broadcasts(w.send(conn, {"type": "status", "status": "listening"}), "member_updated")
+    assert updated.message["member"]["status"] == "listening"
+    assert w.send(conn, {"type": "status", "status": "listening"}) == []  # no change, no noise
+    assert error_code(w.send(conn, {"type": "status", "status": "busy"})) == "bad_message"
+    state = w.venue.rooms["circle"].to_state()
+    assert state["members"][0]["status"] == "listening"
