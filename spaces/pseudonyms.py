@@ -42,6 +42,11 @@ LOCALES = tuple(ADJECTIVES)
 AVATAR_COLORS = ("#e07a5f", "#3d405b", "#81b29a", "#f2cc8f", "#6d597a", "#b56576",
                  "#457b9d", "#2a9d8f", "#e9c46a", "#8d99ae")
 AVATAR_SHAPES = ("round", "square", "leaf", "star", "drop", "hex")
+# What someone gets before choosing: colours and shapes that say nothing about gender (no
+# pink-or-blue coding) and read clearly on the map; every choice stays open to everyone.
+DEFAULT_AVATAR_COLORS = ("#e07a5f", "#81b29a", "#f2cc8f", "#6d597a", "#2a9d8f", "#e9c46a",
+                         "#8d99ae")
+DEFAULT_AVATAR_SHAPES = ("round", "square", "leaf", "star", "hex")
 
 RESERVED = ("facilitator", "facilitador", "facilitadora", "moderator", "moderador",
             "moderadora", "admin", "administrator", "administrador", "staff", "operator",
@@ -62,6 +67,12 @@ MESSAGES: Mapping[str, tuple[str, str]] = {
     "reserved": ("pseudonym_reserved",
                  "That name could be mistaken for a facilitator or staff badge; choose another."),
 }
+
+
+# The reasons web/static/js/pseudonym.js checks from `client_rules()`. A reason not listed
+# here (a rule that cannot be written as data for the page) is the server's alone: the page
+# then shows the server's refusal, with the join form kept.
+PAGE_REASONS = ("length", "characters", "letter", "reserved")
 
 
 class PseudonymRefused(ValueError):
@@ -85,7 +96,7 @@ def generate(rng: random.Random, locale: str = "en") -> str:
 
 
 def generate_avatar(rng: random.Random) -> dict[str, str]:
-    return {"color": rng.choice(AVATAR_COLORS), "shape": rng.choice(AVATAR_SHAPES)}
+    return {"color": rng.choice(DEFAULT_AVATAR_COLORS), "shape": rng.choice(DEFAULT_AVATAR_SHAPES)}
 
 
 def check_avatar(avatar: Mapping[str, str]) -> dict[str, str] | None:
@@ -135,7 +146,7 @@ def client_rules(max_length: int) -> dict[str, Any]:
     spaces, digits = _python_only_characters()
     return {"min": MIN_LENGTH, "max": max_length, "punctuation": "".join(sorted(_ALLOWED_PUNCT)),
             "spaces": spaces, "digits": digits, "reserved": list(RESERVED),
-            "codes": {reason: code for reason, (code, _) in MESSAGES.items()}}
+            "codes": {reason: MESSAGES[reason][0] for reason in PAGE_REASONS}}
 
 
 def same_name(a: str, b: str) -> bool:

@@ -50,6 +50,7 @@ from hearth.moderation.login import (
     tokens_match,
 )
 from hearth.spaces.config import HearthConfig
+from hearth.spaces.pseudonyms import client_rules
 from hearth.spaces.room import Role
 from hearth.web.datadir import Secrets
 from hearth.web.node import Node
@@ -210,7 +211,7 @@ class Auth:
                  for r in self.config.rooms]
         return self.render(request, "console.html", code=code, error=error,
                            account=session.account, role=session.role, csrf=session.csrf,
-                           rooms=rooms)
+                           rooms=rooms, rules=client_rules(self.config.limits.pseudonym_max_length))
 
     def record(self, actor: str, action: str, outcome: str, target: str | None = None) -> None:
         try:

@@ -34,9 +34,13 @@ async def signed_in_console(server: LiveServer, browser: Browser, pages: list[Pa
     return page
 
 
-async def open_room(console: Page, room: str = "circle") -> str:
-    """Open a room from the console; returns the facilitator's member id."""
-    await console.do(lambda p: p.click(f".open-room[data-room='{room}']"))
+async def open_room(console: Page, room: str = "circle", name: str = "Ana Rivers") -> str:
+    """Open a room from the console, shown in it as `name` (the facilitator chooses it: it is
+    not the account name); returns the facilitator's member id."""
+    def choose_and_open(p: Any) -> None:
+        p.fill("#console-name", name)
+        p.click(f".open-room[data-room='{room}']")
+    await console.do(choose_and_open)
     return str(await console.wait_for(
         f"() => {CONSOLE}.dataset.state === 'joined' && {CONSOLE}.dataset.me"))
 

@@ -61,7 +61,7 @@ async def test_every_room_control_is_reachable_by_keyboard_with_visible_focus(
                 const key = el.id || (el.dataset.seat !== undefined ? 'seat-' + el.dataset.seat
                     : el.tagName.toLowerCase() + ':' + el.textContent.trim().slice(0, 24));
                 const style = getComputedStyle(el);
-                const ring = el.closest('.seat') ? getComputedStyle(el.querySelector('circle')).stroke
+                const ring = el.closest('.seat') ? getComputedStyle(el.querySelector('.seat-mark')).stroke
                     : style.outlineStyle + ' ' + style.outlineWidth;
                 return [key, ring]; }""")
             seen.append(info[0])
