@@ -19,10 +19,11 @@ async def sleep(seconds: float) -> None:
 
 
 async def signed_in_console(server: LiveServer, browser: Browser, pages: list[Page],
-                            name: str = "ana", axe: bool = False) -> Page:
-    """Through the real /login form to /console."""
-    add_account(server, name)
-    page = await open_page(browser, pages, server.http_url, axe=axe)
+                            name: str = "ana", axe: bool = False, role: str = "facilitator",
+                            **options: Any) -> Page:
+    """Through the real /login form to /console (`options`: Browser.page's, e.g. phone)."""
+    add_account(server, name, role=role)
+    page = await open_page(browser, pages, server.http_url, axe=axe, **options)
     await page.goto("/login")
 
     def sign_in(p: Any) -> None:
