@@ -82,7 +82,8 @@ async def test_giving_and_taking_the_stick_never_change_its_mode(
     await console.wait_for("() => document.querySelectorAll('#hands li').length === 1")
     give = "() => document.querySelectorAll(\"button[data-act^='give_stick']\").length"
     mode = "() => document.getElementById('stick').getAttribute('aria-pressed')"
-    line = "() => { const l = document.getElementById('stick-line'); return l.hidden ? null : l.textContent; }"
+    line = ("() => { const l = document.getElementById('stick-line');"
+            " return l.hidden ? null : l.textContent; }")
 
     # Off: nothing offers to give it (the server would refuse: stick_off).
     assert await console.evaluate(give) == 0 and await console.evaluate(mode) == "false"
