@@ -30,7 +30,7 @@ export class ConversationSheet {
     this.open = open;
     if (open) this.#unread = 0;
     this.#render();
-    if (open) this.log.scrollTop = this.log.scrollHeight;
+    this.log.scrollTop = this.log.scrollHeight; // open or closed, the latest lines show
   }
 
   get unread() {
