@@ -164,8 +164,17 @@ async def test_status_and_a_dropped_connection_show_on_the_others_pages(
         await alice.do(lambda p: p.context.set_offline(False))
         await alice.wait_for(STATE, "joined", timeout_ms=25_000)
         await bob.wait_for(f"() => ({status})() === 'listening'")
-        await said(bob, "Alice Wren is back.")
+        await said(bob, "Alice Wren reconnected.")
         assert "left" not in await bob.evaluate("() => document.getElementById('chat-log').textContent")
+        # Away by her own word, then here again.
+        await alice.do(lambda p: p.select_option("#status-choice", "away"))
+        await bob.wait_for(f"() => ({status})() === 'away'")
+        await said(bob, "Alice Wren is away.")
+        await alice.do(lambda p: p.select_option("#status-choice", "here"))
+        await bob.wait_for(f"() => ({status})() === 'here'")
+        await said(bob, "Alice Wren is back.")
+        assert await bob.evaluate("(s) => document.querySelector(s).hasAttribute('href')",
+                                  avatar(alice_id, " .status-badge")) is False
     finally:
         await link.close()
 

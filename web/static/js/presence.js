@@ -163,6 +163,7 @@ function icon(name) {
  */
 export class Presence extends EventTarget {
   #lastSent = -Infinity;
+  #dropped = new Set(); // members away because their connection dropped or their page closed
   #minuteTimer = null;
   #low = false;
 
@@ -302,7 +303,10 @@ export class Presence extends EventTarget {
   #message(message) {
     switch (message.type) {
       case "welcome":
-        for (const member of message.room.members) this.times.update(member);
+        for (const member of message.room.members) {
+          this.times.update(member);
+          if (member.away) this.#dropped.add(member.id);
+        }
         break;
       case "member_joined":
       case "member_updated":
@@ -310,6 +314,7 @@ export class Presence extends EventTarget {
         break;
       case "member_left":
         this.times.forget(message.member);
+        this.#dropped.delete(message.member);
         this.view.clearReaction?.(message.member);
         break;
       default:
@@ -320,10 +325,14 @@ export class Presence extends EventTarget {
   }
 
   #changed(member) {
+    const dropped = this.#dropped.has(member.id); // away because the connection was
+    if (member.away) this.#dropped.add(member.id);
+    else this.#dropped.delete(member.id);
     const change = this.times.update(member);
     if (change === null || member.id === this.room.me) return;
-    const name = member.pseudonym;
-    this.announce(this.t(change === "away" ? "presence.now_away" : "presence.now_back", { name }));
+    let key = "presence.now_away";
+    if (change === "back") key = dropped ? "presence.now_reconnected" : "presence.now_back";
+    this.announce(this.t(key, { name: member.pseudonym }));
     this.dispatchEvent(new CustomEvent("change"));
   }
 
