@@ -6,9 +6,9 @@
 //   (which no typed message can start with), the kind, ":", its value: "\0reaction:heart".
 //   At most 15 bytes, it pads to the same 64-byte block as any chat line of up to 27 bytes,
 //   so the server relays an envelope it cannot tell from a short message, and never learns
-//   which reaction it was, or that it was one. A page never shows a content kind as chat and
-//   keeps none: not in the log, not for reporting, not in any storage. An unknown kind (from
-//   a newer page) is skipped.
+//   which reaction it was, or that it was one. A page never shows a content kind as chat,
+//   never offers to report it and never writes it anywhere (no log line, no storage). An
+//   unknown kind (from a newer page) is skipped.
 // - Status: what members tell the room about themselves (here, just listening, away for a
 //   moment: `status` on the wire), and who is away because their connection dropped or their
 //   page closed (`away`), with how long for.
