@@ -392,7 +392,11 @@ class _Reader:
                 text = table.text(lang, None, max_len)
                 if text.strip():
                     given.append((lang, text))
-        table.done()  # any other key is an unknown language
+        for other in table.table:
+            if other not in TEXT_LOCALES:
+                table.raw(other)
+                table.fail(other, f"a page language ({' or '.join(TEXT_LOCALES)}) as the key")
+        table.done()
         if not given:
             self.fail(name, f"a string, or a table of {' and '.join(TEXT_LOCALES)} texts "
                             f"like {{ en = \"…\", es = \"…\" }}")

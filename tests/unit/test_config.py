@@ -85,13 +85,14 @@ spawn = [[1.0, 1.0]]
     ("[retention]\nlogs_days = 3\n" + ROOM, "retention.logs_days: unknown key"),
     ("[session]\nclosing_grace_seconds = 600\n" + ROOM,
      "session.closing_grace_seconds: expected a number from 0 to 60, got 600"),
-    (ROOM.replace('title = "R"', 'title = { en = "R", fr = "Salle" }'), "rooms[0].title.fr: unknown key"),
+    (ROOM.replace('title = "R"', 'title = { en = "R", fr = "Salle" }'),
+     "rooms[0].title.fr: expected a page language (en or es) as the key"),
     (ROOM.replace('title = "R"', 'title = {}'), "rooms[0].title: expected a string, or a table of en"),
     (ROOM.replace('title = "R"', 'title = { es = 3 }'), "rooms[0].title.es: expected a non-empty string"),
     (ROOM.replace('title = "R"', 'title = "R"\nschedule = { en = "' + "x" * 201 + '" }'),
      "rooms[0].schedule.en: expected a string of at most 200 characters"),
     (ROOM + '[[rooms.layout.corners]]\nid = "c"\ntitle = { de = "Ecke" }\n',
-     "rooms[0].layout.corners[0].title.de: unknown key"),
+     "rooms[0].layout.corners[0].title.de: expected a page language (en or es)"),
 ])
 def test_each_problem_names_file_key_and_expectation(tmp_path: Path, text: str, fragment: str) -> None:
     path = write(tmp_path, text)
