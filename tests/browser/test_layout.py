@@ -34,10 +34,12 @@ CORNERS = {"en": "Quiet corner", "es": "Rincón tranquilo"}
 @pytest.fixture
 def config(neutral_site: str) -> HearthConfig:
     """The test rooms, the first with its title, schedule and corner named per language,
-    room for nine, and a fast walk (people are sent to the walls)."""
+    room for nine, ten seats as in the shipped demo room (seats closer together: smaller
+    tap targets), and a fast walk (people are sent to the walls)."""
     corners = [{"id": "corner-west", "x": 0.0, "y": 0.0, "width": 3.0, "height": 3.0, "title": CORNERS}]
     rooms = base_rooms(title=TITLES, schedule=SCHEDULES, capacity=12)
     rooms[0]["layout"]["corners"] = corners
+    rooms[0]["layout"]["circle"]["seats"] = 10
     return make_config(organisation={"name": "Test Hearth", "quick_exit_url": neutral_site},
                        movement={"walk_speed": 50.0}, rooms=rooms)
 
