@@ -356,5 +356,6 @@ def test_status_is_the_members_own_and_the_room_sees_it() -> None:
     assert updated.message["member"]["status"] == "listening"
     assert w.send(conn, {"type": "status", "status": "listening"}) == []  # no change, no noise
     assert error_code(w.send(conn, {"type": "status", "status": "busy"})) == "bad_message"
+    assert error_code(w.send(conn, {"type": "leave", "closing": "yes"})) == "bad_message"
     state = w.venue.rooms["circle"].to_state()
     assert state["members"][0]["status"] == "listening"
