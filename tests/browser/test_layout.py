@@ -255,6 +255,10 @@ async def test_avatars_and_names_stay_inside_the_map_at_every_wall_and_size(
         await page.evaluate("() => new Promise((resolve) => requestAnimationFrame(() =>"
                             " requestAnimationFrame(resolve)))")  # the resize observed, drawn
         found[f"{width}x{height}"] = await page.evaluate(OUTSIDE)
+        # Larger avatars than the 16 px teardrops of before: at least 22 px on a 390 px phone.
+        smallest = await page.evaluate("() => Math.min(...[...document.querySelectorAll('.avatar .body')]"
+                                       ".map((b) => b.getBoundingClientRect().width))")
+        assert smallest >= {320: 18, 390: 22}.get(width, 40), (width, smallest)
         await page.do(lambda p, w=width: p.screenshot(path=str(artifact(f"map-walls-{w}.png"))))
     assert found == {size: [] for size in found}
     for client in clients:
