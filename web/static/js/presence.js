@@ -317,8 +317,10 @@ export class Presence extends EventTarget {
         this.#dropped.delete(message.member);
         this.view.clearReaction?.(message.member);
         break;
-      default:
+      case "room_settings": // slow mode rests the reactions
         break;
+      default:
+        return; // positions ten times a second, chat…: nothing of presence
     }
     this.render();
     this.#minutes();
