@@ -5,15 +5,29 @@ Only the person at risk and facilitators ever hear of an incident: every
 message here is a directed Send, never a room broadcast. What reaches the
 server from a detector is a category, a severity and a rule-pack version —
 never text. Nothing here does I/O or reads a clock.
+
+Nothing is promised before it is true. A person who asked hears "received"
+at once and "a facilitator has been told" (`help_status` `delivered`) only
+when a facilitator's console says it received the alert (`alert_seen`), or
+someone acknowledged it. An alert that would reach no console (no facilitator
+in the room, nobody on duty on any node) goes to on-call at once.
+
+Presses are counted per address (its keyed hash, in memory, for the press
+window only) and per room: a press from an address whose earlier incident's
+person has gone (left, or rejoined) joins that incident, so join → help →
+leave in a loop pages once, not once per loop; "I'm worried" opens at most a
+few incidents per address and window. The first press is never refused.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hearth.moderation.incidents import (
+    ACTIONS,
+    BASES,
     CATEGORIES,
     OUTCOMES,
     SEVERITIES,
@@ -22,19 +36,44 @@ from hearth.moderation.incidents import (
     IncidentDesk,
     IncidentRefused,
 )
-from hearth.spaces.effects import ActElsewhere, Dispatch, Duty, Effect, Record, Reply, Send
+from hearth.spaces.effects import (
+    ActElsewhere,
+    Dispatch,
+    Duty,
+    DutyRoster,
+    Effect,
+    Record,
+    Reply,
+    Send,
+)
 from hearth.spaces.protocol import ProtocolError
 from hearth.spaces.room import Member, Room
 
-ACTIONS = ("ack", "engage", "external", "await", "lost", "resolve")
 PARTICIPANT_STATUS = {"ack": "acknowledged", "engage": "engaged", "resolve": "resolved"}
 # Only a person who asked (the button, or their own detector after they agreed) hears how
 # their request goes; someone a peer or a facilitator worried about is not told.
 ASKED = ("help_button", "self_detector")
+CONSOLES = ("room_facilitators", "on_duty_facilitators")
+ROSTER_EVERY = 2.0  # seconds between announcements of how many are on duty here
+ROSTER_TTL = 3 * ROSTER_EVERY  # another node's count is forgotten after this long
+PRESSES_KEPT = 128  # per address and room: the latest presses (more than any limit counts)
+SWEEP_EVERY = 1.0  # seconds between sweeps of presses older than the window
+
+Key = tuple[str, str]  # (room, address key)
 
 
 def _refused(err: IncidentRefused, ref: str | None) -> ProtocolError:
     return ProtocolError(err.code, err.message, ref)
+
+
+def _with_ref(message: dict[str, Any], ref: str | None) -> dict[str, Any]:
+    if ref is not None:
+        message["ref"] = ref
+    return message
+
+
+def _status(incident: Incident, status: str) -> dict[str, Any]:
+    return {"type": "help_status", "incident": incident.id, "status": status}
 
 
 @dataclass
@@ -45,34 +84,93 @@ class CrisisDesk:
     on_duty: dict[str, Member] = field(default_factory=dict)  # member id -> facilitator
     # incidents other nodes run (their rooms are owned there), as last heard: id -> wire
     elsewhere: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # node -> (its on-duty facilitators, when it said so)
+    duty_elsewhere: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # (room, address) -> [(incident, last press into it)], within the press window
+    presses: dict[Key, list[tuple[str, float]]] = field(default_factory=dict)
+    # (room, address) -> [(incident, when)] opened or joined by "I'm worried"
+    concerns: dict[Key, list[tuple[str, float]]] = field(default_factory=dict)
+    # incident -> peers who were worried, to be told when a facilitator has it
+    waiting: dict[str, set[str]] = field(default_factory=dict)
+    _roster: tuple[int, float] | None = None  # (count, when) last announced
+    _swept: float = float("-inf")
 
     # --- triggers ----------------------------------------------------------------
 
     def open(self, room: Room, person: Member, *, trigger: str, severity: str, category: str,
              rule_pack: str | None, now: float, ref: str | None,
              test: bool = False) -> list[Effect]:
+        return self._trigger(room, person, trigger=trigger, severity=severity,
+                             category=category, rule_pack=rule_pack, now=now, ref=ref,
+                             test=test)[1]
+
+    def _trigger(self, room: Room, person: Member, *, trigger: str, severity: str,
+                 category: str, rule_pack: str | None, now: float, ref: str | None,
+                 test: bool = False, into: str | None = None,
+                 actor: str | None = None) -> tuple[Incident, list[Effect]]:
         if severity not in SEVERITIES or category not in CATEGORIES:
             raise ProtocolError("incident_invalid", "Unknown severity or category.", ref)
         try:
             incident, alerts = self.desk.open(
                 incident_id=self.new_id(), room=room.id, member=person.id,
                 pseudonym=person.pseudonym, trigger=trigger, severity=severity,
-                category=category, rule_pack=rule_pack, now=now, test=test)
+                category=category, rule_pack=rule_pack, now=now, test=test, into=into,
+                actor=actor)
         except IncidentRefused as err:
             raise _refused(err, ref) from None
+        rooms = {room.id: room}
+        effects = self.alerts(alerts, rooms, now)
         if not alerts:  # (alerts() records the incident with the tiers that fired)
-            return [Record(incident.to_wire())]
-        return self.alerts(alerts, {room.id: room})
+            effects.append(Record(incident.to_wire()))
+        if incident.history[-1][1] != "open" and not any(
+                a.notify in CONSOLES for a in alerts):  # joined: the consoles see it grow
+            effects += self._to_responders(incident, {"type": "incident",
+                                                      "incident": incident.to_wire(),
+                                                      "reason": "joined"}, rooms)
+        return incident, effects
 
     def help(self, room: Room, person: Member, now: float, ref: str | None) -> list[Effect]:
-        effects = self.open(room, person, trigger="help_button", severity="high",
-                            category="help_request", rule_pack=None, now=now, ref=ref)
-        incident = next(i for i in self.desk.incidents.values()
-                        if i.member == person.id and i.state != "resolved")
-        reply: dict[str, Any] = {"type": "help_received", "incident": incident.id}
-        if ref is not None:
-            reply["ref"] = ref
-        return [Reply(reply), *effects]
+        key = self._address(room.id, person)
+        incident, effects = self._trigger(
+            room, person, trigger="help_button", severity="high", category="help_request",
+            rule_pack=None, now=now, ref=ref, into=self._rejoined(key, room, person, now))
+        self._remember(self.presses, key, incident.id, now)
+        return [Reply(_with_ref({"type": "help_received", "incident": incident.id}, ref)),
+                *effects]
+
+    def flag(self, room: Room, person: Member, *, trigger: str, severity: str, category: str,
+             rule_pack: str | None, now: float, ref: str | None,
+             actor: str | None = None) -> list[Effect]:
+        """A detector fired (category, severity, pack: never text), or a manual flag."""
+        incident, effects = self._trigger(room, person, trigger=trigger, severity=severity,
+                                          category=category, rule_pack=rule_pack, now=now,
+                                          ref=ref, actor=actor)
+        reply = {"type": "flag_received"}
+        if trigger == "self_detector":  # the person's own request: they hear how it goes
+            reply["incident"] = incident.id
+        return [Reply(_with_ref(reply, ref)), *effects]
+
+    def worried(self, room: Room, reporter: Member, person: Member, now: float,
+                ref: str | None) -> list[Effect]:
+        """A peer's concern; the reporter is not recorded, only told (here, in memory) when a
+        facilitator has it."""
+        key = self._address(room.id, reporter)
+        recent = {i for i, at in self.concerns.get(key, ())
+                  if now - at <= self.desk.escalation.press_window}
+        live = self.desk.live_for(room.id, person.id)
+        if live is None and len(recent) >= self.desk.escalation.concerns_per_window:
+            raise ProtocolError("rate_limited", "You have already told the facilitators about "
+                                "several people in the last few minutes; please wait a little "
+                                "before telling them about someone else.", ref)
+        incident, effects = self._trigger(room, person, trigger="peer_concern",
+                                          severity="medium", category="concern", rule_pack=None,
+                                          now=now, ref=ref)
+        self._remember(self.concerns, key, incident.id, now)
+        reply = Reply(_with_ref({"type": "concern_received", "incident": incident.id}, ref))
+        if incident.told():  # facilitators have this person in hand already
+            return [reply, *effects, Send(reporter.id, _status(incident, "delivered"))]
+        self.waiting.setdefault(incident.id, set()).add(reporter.id)
+        return [reply, *effects]
 
     def im_ok(self, rooms: dict[str, Room], person: Member, now: float,
               ref: str | None) -> list[Effect]:
@@ -80,42 +178,103 @@ class CrisisDesk:
                 if i.member == person.id and i.state != "resolved"]
         if not live:
             raise ProtocolError("incident_not_found", "There is no open request for help.", ref)
-        incident = self.desk.note(live[0].id, "participant_ok", None, now)
-        reply: dict[str, Any] = {"type": "ok_received", "incident": incident.id}
-        if ref is not None:
-            reply["ref"] = ref
-        return [Reply(reply), Record(incident.to_wire()),
+        incident = self.desk.apply(live[0].id, "participant_ok", None, now)
+        return [Reply(_with_ref({"type": "ok_received", "incident": incident.id}, ref)),
+                Record(incident.to_wire()),
                 *self._to_responders(incident, {"type": "incident", "incident": incident.to_wire(),
                                                 "reason": "participant_ok"}, rooms)]
+
+    # --- presses per address -------------------------------------------------------------
+
+    @staticmethod
+    def _address(room: str, member: Member) -> Key:
+        """Who pressed, as far as presses are counted: the keyed hash of the address (today's
+        salt), or the member where there is none."""
+        if member.address is not None:
+            day, digest = member.address
+            return room, f"{day}:{digest.hex()}"
+        return room, f"member:{member.id}"
+
+    def _rejoined(self, key: Key, room: Room, person: Member, now: float) -> str | None:
+        """The live incident an earlier press from this address opened, if its person is this
+        one or gone (left, or away): the same person pressing again, maybe after a rejoin.
+        Someone else still here at the same address gets their own."""
+        for incident_id, at in reversed(self.presses.get(key, [])):
+            incident = self.desk.incidents.get(incident_id)
+            if now - at > self.desk.escalation.press_window or incident is None \
+                    or incident.state == "resolved":
+                continue
+            there = room.members.get(incident.member) or room.waiting.get(incident.member)
+            if incident.member == person.id or there is None or there.away_since is not None:
+                return incident_id
+        return None
+
+    @staticmethod
+    def _remember(book: dict[Key, list[tuple[str, float]]], key: Key, incident: str,
+                  now: float) -> None:
+        entries = [(i, at) for i, at in book.get(key, []) if i != incident]
+        book[key] = [*entries[-(PRESSES_KEPT - 1):], (incident, now)]
+
+    def _forget_old(self, now: float) -> None:
+        if now - self._swept < SWEEP_EVERY:
+            return
+        self._swept = now
+        window = self.desk.escalation.press_window
+        for book in (self.presses, self.concerns):
+            for key in list(book):
+                kept = [(i, at) for i, at in book[key] if now - at <= window]
+                if kept:
+                    book[key] = kept
+                else:
+                    del book[key]
+        for incident_id in [i for i in self.waiting if i not in self.desk.incidents
+                            or self.desk.incidents[i].state == "resolved"]:
+            del self.waiting[incident_id]
 
     # --- facilitators ------------------------------------------------------------------
 
     def act(self, rooms: dict[str, Room], actor: str, incident_id: str, action: str,
-            outcome: str | None, now: float, ref: str | None) -> list[Effect]:
-        """A responder moves the incident on; `actor` is an account name (never a person's)."""
-        if action not in ACTIONS:
+            outcome: str | None, now: float, ref: str | None,
+            basis: str | None = None) -> list[Effect]:
+        """A responder moves the incident on, or (`seen`) says their console received its
+        alert; `actor` is an account name (never a person's)."""
+        if action not in (*ACTIONS, "seen"):
             raise ProtocolError("bad_message", f"incident.action: expected one of {ACTIONS}.", ref)
         if action == "resolve" and outcome not in OUTCOMES:
             raise ProtocolError("incident_outcome",
                                 "Resolving needs an outcome: " + ", ".join(OUTCOMES) + ".", ref)
+        if action == "external" and basis not in BASES:
+            raise ProtocolError("incident_basis", ref=ref)
         if incident_id not in self.desk.incidents and incident_id in self.elsewhere:
             return [ActElsewhere(str(self.elsewhere[incident_id]["room"]), incident_id, action,
-                                 outcome, actor, ref)]
+                                 outcome, actor, ref, basis)]
+        before = self.desk.incidents.get(incident_id)
         try:
-            incident = self.desk.apply(incident_id, action, actor, now, outcome=outcome)
+            incident = self.desk.apply(incident_id, action, actor, now, outcome=outcome,
+                                       basis=basis)
         except IncidentRefused as err:
             raise _refused(err, ref) from None
+        if incident is before:  # a receipt this console already gave
+            return []
         update = {"type": "incident", "incident": incident.to_wire(), "reason": action}
         effects: list[Effect] = [Record(incident.to_wire()),
                                  *self._to_responders(incident, update, rooms)]
+        asked = not incident.test and incident.trigger in ASKED
         status = PARTICIPANT_STATUS.get(action)
-        if status is not None and not incident.test and incident.trigger in ASKED:
-            effects.append(Send(incident.member, {"type": "help_status", "incident": incident.id,
-                                                  "status": status}))
-        effects += self._dispatch_all(incident, f"incident.{action}", tier=None, secondary=False)
+        if status is not None and asked:
+            effects.append(Send(incident.member, _status(incident, status)))
+        if before is not None and not before.told() and incident.told():
+            if action == "seen" and asked:
+                effects.append(Send(incident.member, _status(incident, "delivered")))
+            effects += [Send(m, _status(incident, "delivered"))
+                        for m in sorted(self.waiting.pop(incident_id, ())) if m != incident.member]
+        if action == "resolve":
+            self.waiting.pop(incident_id, None)
+        if action != "seen":
+            effects += self._dispatch_all(incident, f"incident.{action}", None, False)
         return effects
 
-    def set_duty(self, member: Member, on: bool) -> list[Effect]:
+    def set_duty(self, member: Member, on: bool, now: float) -> list[Effect]:
         if on:
             self.on_duty[member.id] = member
         else:
@@ -123,7 +282,28 @@ class CrisisDesk:
         live = {i.id: i.to_wire() for i in self.desk.incidents.values() if i.state != "resolved"}
         for incident_id, wire in self.elsewhere.items():
             live.setdefault(incident_id, wire)
-        return [Reply({"type": "duty", "on": on, "open": list(live.values())})]
+        return [Reply({"type": "duty", "on": on, "open": list(live.values())}),
+                *self._announce(now, force=True)]
+
+    def heard_duty(self, node: str, count: int, now: float) -> None:
+        """Another node says how many facilitators are on duty there (every ROSTER_EVERY)."""
+        self.duty_elsewhere[node] = (count, now)
+
+    def duty_count(self) -> int:
+        """On-duty facilitators here whose console is connected."""
+        return sum(1 for m in self.on_duty.values() if m.away_since is None)
+
+    def anyone_on_duty(self, now: float) -> bool:
+        return self.duty_count() > 0 or any(
+            count > 0 and now - heard <= ROSTER_TTL for count, heard in self.duty_elsewhere.values())
+
+    def _announce(self, now: float, force: bool = False) -> list[Effect]:
+        count = self.duty_count()
+        if not force and self._roster is not None and self._roster[0] == count \
+                and now - self._roster[1] < ROSTER_EVERY:
+            return []
+        self._roster = (count, now)
+        return [DutyRoster(count)]
 
     def learn(self, wire: dict[str, Any]) -> None:
         """Another node recorded an incident's new state: on-duty facilitators here can see
@@ -165,51 +345,86 @@ class CrisisDesk:
     # --- escalation ---------------------------------------------------------------------
 
     def tick(self, rooms: dict[str, Room], now: float) -> list[Effect]:
-        return self.alerts(self.desk.tick(now), rooms)
+        self._forget_old(now)
+        return [*self.alerts(self.desk.tick(now), rooms, now), *self._announce(now)]
 
-    def alerts(self, alerts: list[Alert], rooms: dict[str, Room]) -> list[Effect]:
+    def alerts(self, alerts: list[Alert], rooms: Mapping[str, Room],
+               now: float) -> list[Effect]:
         """What the fired tiers ask for; first a Record of each incident, since which tiers
         fired is part of its state (a node that runs it on must not fire them again)."""
         fired = {alert.incident.id: alert.incident for alert in alerts}
         effects: list[Effect] = [Record(incident.to_wire()) for incident in fired.values()]
-        for alert in alerts:
-            incident = alert.incident
-            message = {"type": "incident", "incident": incident.to_wire(), "reason": "alert",
-                       "tier": alert.tier, "notify": alert.notify, "sound": alert.sound}
-            room = rooms.get(incident.room)
-            if alert.notify == "room_facilitators" and room is not None:
-                effects += [Send(f.id, message) for f in room.facilitators()]
-            elif alert.notify == "on_duty_facilitators":
-                effects.append(Duty(message))
-            elif alert.notify == "on_call_webhook":
-                effects += self._dispatch_all(incident, "incident.alert", alert.tier, False)
-            elif alert.notify == "secondary_on_call":
-                effects += self._dispatch_all(incident, "incident.alert", alert.tier, True)
-            elif alert.notify == "admin":
-                effects.append(Dispatch("email:admin", self.payload(incident, "incident.admin",
-                                                                     alert.tier)))
-                effects.append(Duty({**message, "reason": "admin"}))
-            elif (alert.notify == "participant_prompt" and not incident.test
-                  and incident.trigger in ASKED):
-                effects.append(Send(incident.member, {"type": "help_prompt",
-                                                      "incident": incident.id}))
+        for incident_id in fired:
+            batch = self._reach([a for a in alerts if a.incident.id == incident_id], rooms, now)
+            for alert in batch:
+                effects += self._alert(alert, rooms)
         return effects
 
+    def _reach(self, batch: list[Alert], rooms: Mapping[str, Room], now: float) -> list[Alert]:
+        """Consoles first, never nobody: an alert for the room's facilitators when none is
+        connected goes to everyone on duty as well; one that reaches no console at all goes
+        to on-call at once."""
+        paging = [a for a in batch if a.cause != "press_noted"]
+        wanted = {a.notify for a in paging}
+        if not wanted & set(CONSOLES) or paging[0].incident.test:  # (wanted is empty if
+            return batch  # every alert only notes a press)
+        room = rooms.get(paging[0].incident.room)
+        in_room = room is not None and any(f.away_since is None for f in room.facilitators())
+        on_duty = self.anyone_on_duty(now)
+        base = next(a for a in paging if a.notify in CONSOLES)
+        extra: list[Alert] = []
+        if "room_facilitators" in wanted and not in_room and "on_duty_facilitators" not in wanted:
+            extra.append(replace(base, notify="on_duty_facilitators"))
+            wanted.add("on_duty_facilitators")
+        heard = ("room_facilitators" in wanted and in_room) or (
+            "on_duty_facilitators" in wanted and on_duty)
+        if not heard and "on_call_webhook" not in wanted:
+            extra.append(replace(base, notify="on_call_webhook", cause="no_facilitator"))
+        return [*batch, *extra]
+
+    def _alert(self, alert: Alert, rooms: Mapping[str, Room]) -> list[Effect]:
+        incident = alert.incident
+        message = {"type": "incident", "incident": incident.to_wire(), "reason": "alert",
+                   "tier": alert.tier, "notify": alert.notify, "sound": alert.sound,
+                   "cause": alert.cause}
+        room = rooms.get(incident.room)
+        match alert.notify:
+            case "room_facilitators":
+                return [Send(f.id, message) for f in room.facilitators()] if room else []
+            case "on_duty_facilitators":
+                return [Duty(message)]
+            case "on_call_webhook" | "secondary_on_call":
+                return self._dispatch_all(incident, "incident.alert", alert.tier,
+                                          alert.notify == "secondary_on_call", alert.cause)
+            case "admin":
+                return [Dispatch("email:admin", self.payload(incident, "incident.admin",
+                                                             alert.tier, alert.cause)),
+                        Duty({**message, "reason": "admin"})]
+            case "participant_prompt" if not incident.test and incident.trigger in ASKED:
+                return [Send(incident.member, {"type": "help_prompt", "incident": incident.id})]
+        return []
+
     def _dispatch_all(self, incident: Incident, event: str, tier: int | None,
-                      secondary: bool) -> list[Effect]:
-        payload = self.payload(incident, event, tier)
+                      secondary: bool, cause: str | None = None) -> list[Effect]:
+        payload = self.payload(incident, event, tier, cause)
         channel = "secondary" if secondary else "primary"
         return [Dispatch(f"webhook:{channel}", payload), Dispatch(f"email:{channel}", payload)]
 
-    def payload(self, incident: Incident, event: str, tier: int | None) -> dict[str, Any]:
+    def payload(self, incident: Incident, event: str, tier: int | None,
+                cause: str | None = None) -> dict[str, Any]:
         """The minimal payload: no identity, no content; a link that needs a login."""
-        return {"event": event, "incident": incident.id, "severity": incident.severity,
-                "trigger": incident.trigger, "state": incident.state, "tier": tier,
-                "opened_at": int(incident.opened_at * 1000), "test": incident.test,
-                "link": f"{self.public_url}/console#incident-{incident.id}"}
+        payload = {"event": event, "incident": incident.id, "severity": incident.severity,
+                   "trigger": incident.trigger, "state": incident.state, "tier": tier,
+                   "opened_at": int(incident.opened_at * 1000), "test": incident.test,
+                   "link": f"{self.public_url}/console#incident-{incident.id}"}
+        if cause is not None:
+            payload["cause"] = cause
+        if incident.external_basis is not None:
+            payload["external_basis"] = incident.external_basis
+        return payload
 
     def _to_responders(self, incident: Incident, message: dict[str, Any],
-                       rooms: dict[str, Room]) -> list[Effect]:
+                       rooms: Mapping[str, Room]) -> list[Effect]:
         """The incident's room facilitators and everyone on duty (on any node), once each."""
         room = rooms.get(incident.room)
         here = tuple(f.id for f in room.facilitators()) if room is not None else ()

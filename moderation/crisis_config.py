@@ -40,13 +40,13 @@ from hearth.moderation.detector import (
     parse_pattern,
     parse_word,
 )
-from hearth.spaces.config import TEXT_LOCALES, ConfigError, _kind, _Reader
+from hearth.spaces.config import TEXT_LOCALES, ConfigError, HearthConfig, _kind, _Reader
 
 SHIPPED_CRISIS = Path(__file__).resolve().parent.parent / "config" / "crisis"
 JSON_FORMAT = 1  # bumped when the JSON the browser caches changes shape
 
 CONFIDENCE = ("official", "reported", "unverified")
-CONTACT_KINDS = ("call", "text", "call_or_text", "web")
+CONTACT_KINDS = ("call", "text", "call_or_text", "whatsapp", "web")
 HOURS = ("24/7", "varies")
 NOTIFY = ("room_facilitators", "on_duty_facilitators", "on_call_webhook", "secondary_on_call",
           "admin")
@@ -61,7 +61,7 @@ RETIRED_NUMBERS = {
 }
 
 _COUNTRY = re.compile(r"^[A-Z]{2}\Z")
-_PHONE = re.compile(r"^\+?[0-9][0-9 \-]{0,19}\Z")
+_PHONE = re.compile(r"^[+*]?[0-9][0-9 \-]{0,19}\Z")  # "*4141": a mobile short code
 _KEYWORD = re.compile(r"^[A-Z0-9]{1,20}\Z")
 _DOMAIN = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)+(/[A-Za-z0-9._~/-]*)?\Z")
 _LANGUAGE = re.compile(r"^[a-z]{2,3}\Z")
@@ -82,9 +82,9 @@ MAX_PATTERNS_PER_PACK = 3000
 
 @dataclass(frozen=True, kw_only=True)
 class Contact:
-    kind: str  # call, text, call_or_text, web
+    kind: str  # call, text, call_or_text, whatsapp, web
     number: str = ""  # as written on the card: "116 123"
-    dial: str = ""  # what a tel:/sms: link dials: "116123"
+    dial: str = ""  # what a tel:/sms: link dials: "116123" (WhatsApp: with the country code)
     keyword: str = ""  # for texts: "HOME" to 741741
     url: str = ""  # for web: a bare domain, "findahelpline.com"
 
@@ -93,7 +93,7 @@ class Contact:
 class EmergencyNumber:
     number: str
     dial: str
-    source: str
+    source: Mapping[str, str]  # by locale
     last_verified: str  # YYYY-MM
     confidence: str
 
@@ -105,7 +105,7 @@ class Service:
     hours: str
     languages: tuple[str, ...]
     note: Mapping[str, str] | None
-    source: str
+    source: Mapping[str, str]  # by locale
     last_verified: str  # YYYY-MM
     confidence: str
 
@@ -143,6 +143,13 @@ class Tier:
 class EscalationPolicy:
     help_button: tuple[Tier, ...]
     detector_or_flag: tuple[Tier, ...]
+    high_severity: str = "help_button"  # the tiers a high-severity detection or flag runs on
+    confirm_within: int = 600  # seconds for a facilitator to confirm external help reached them
+    confirm_notify: tuple[str, ...] = ("on_call_webhook", "room_facilitators",
+                                       "on_duty_facilitators")
+    press_window: int = 600  # presses from one address this close join one incident
+    realert_every: int = 30  # presses page on-duty and on-call at most this often
+    concerns_per_window: int = 3  # incidents one address may open by "I'm worried"
 
     def tiers(self, trigger: str) -> tuple[Tier, ...]:
         return self.help_button if trigger == "help_button" else self.detector_or_flag
@@ -224,8 +231,8 @@ def _localized(r: _Reader, name: str, required: bool, max_len: int) -> dict[str,
     return texts
 
 
-def _provenance(r: _Reader) -> tuple[str, str, str]:
-    source = r.text("source", None, 200)
+def _provenance(r: _Reader) -> tuple[Mapping[str, str], str, str]:
+    source = _localized(r, "source", required=True, max_len=200) or {}
     last_verified = _month(r, "last_verified")
     confidence = _choice(r, "confidence", CONFIDENCE, None)
     return source, last_verified, confidence
@@ -241,6 +248,9 @@ def _contact(r: _Reader) -> Contact:
         r.done()
         return Contact(kind=kind, url=url)
     number, dial = _phone(r, "number")
+    if kind == "whatsapp" and number and not number.startswith("+"):
+        r.fail("number", f"the number with its country code, like \"+57 300 000 0000\", got "
+                         f"{number!r}")
     keyword = ""
     if r.has("keyword"):
         keyword = r.text("keyword", "", 20)
@@ -456,22 +466,17 @@ def _rule_pack(data: Any, source: str, problems: list[str], language: str | None
 
 # ---- escalation -------------------------------------------------------------
 
-def _tiers(r: _Reader, trigger: str) -> tuple[Tier, ...]:
+def _tiers(r: _Reader, trigger: str) -> tuple[tuple[Tier, ...], str]:
     t = _Reader(r.source, trigger, r.raw(trigger) if r.has(trigger) else None, r.problems)
+    high = _choice(t, "high_severity", TRIGGERS, "help_button") \
+        if trigger == "detector_or_flag" else "help_button"
     tiers: list[Tier] = []
     for i, item in enumerate(_list(t, "tiers", f"a non-empty list of [[{trigger}.tiers]] tables",
                                    True, 20)):
         k = _Reader(r.source, f"{trigger}.tiers[{i}]", item, r.problems)
         after = k.integer("after", 0, 0, 86400)
         if_not = _choice(k, "if_not", IF_NOT, "") or None
-        notify = k.strings("notify", (), None, "who to tell")
-        if not notify:
-            k.fail("notify", f"a non-empty list of: {', '.join(NOTIFY)}")
-        for j, who in enumerate(notify):
-            if who not in NOTIFY:
-                k.fail(f"notify[{j}]", f"one of {', '.join(NOTIFY)}, got {who!r}")
-        if len(set(notify)) != len(notify):
-            k.fail("notify", "each one at most once")
+        notify = _notify(k, "notify", ())
         sound = k.boolean("sound", False)
         prompt = _choice(k, "participant_prompt", PROMPTS, "") or None
         if i == 0 and after != 0:
@@ -495,17 +500,44 @@ def _tiers(r: _Reader, trigger: str) -> tuple[Tier, ...]:
         t.fail("tiers[0].participant_prompt",
                "\"helpline_card\": after the help button the participant sees helplines at once")
     t.done()
-    return tuple(tiers)
+    return tuple(tiers), high
+
+
+def _notify(r: _Reader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    notify = r.strings(name, default, None, "who to tell")
+    if not notify:
+        r.fail(name, f"a non-empty list of: {', '.join(NOTIFY)}")
+    for j, who in enumerate(notify):
+        if who not in NOTIFY:
+            r.fail(f"{name}[{j}]", f"one of {', '.join(NOTIFY)}, got {who!r}")
+    if len(set(notify)) != len(notify):
+        r.fail(name, "each one at most once")
+    return notify
 
 
 def _escalation(data: Any, source: str, problems: list[str]) -> EscalationPolicy:
     top = _Reader(source, "", data, problems)
-    policy = EscalationPolicy(help_button=_tiers(top, "help_button"),
-                              detector_or_flag=_tiers(top, "detector_or_flag"))
+    help_button, _ = _tiers(top, "help_button")
+    detector_or_flag, high = _tiers(top, "detector_or_flag")
     for trigger in TRIGGERS:
         top.seen.add(trigger)
+    x = _Reader(source, "external_help", top.raw("external_help") or {}, problems)
+    confirm_within = x.integer("confirm_within", 600, 60, 86400)
+    confirm_notify = _notify(x, "notify", EscalationPolicy.confirm_notify)
+    if "on_call_webhook" not in confirm_notify:
+        x.fail("notify", "on_call_webhook among them: an unconfirmed request for external help "
+                         "goes back to on-call")
+    x.done()
+    p = _Reader(source, "presses", top.raw("presses") or {}, problems)
+    press_window = p.integer("window", 600, 60, 86400)
+    realert_every = p.integer("realert_every", 30, 5, 3600)
+    concerns = p.integer("concerns_per_window", 3, 1, 100)
+    p.done()
     top.done()
-    return policy
+    return EscalationPolicy(help_button=help_button, detector_or_flag=detector_or_flag,
+                            high_severity=high, confirm_within=confirm_within,
+                            confirm_notify=confirm_notify, press_window=press_window,
+                            realert_every=realert_every, concerns_per_window=concerns)
 
 
 # ---- public API -------------------------------------------------------------
@@ -589,6 +621,25 @@ def missing_helplines(helplines: Helplines, countries: Sequence[str]) -> list[st
     return [code for code in countries if code not in helplines.countries]
 
 
+def config_warnings(config: HearthConfig, crisis: CrisisConfig) -> list[str]:
+    """What `hearth check-config` (and `hearth serve`) warn about: nothing that stops Hearth,
+    everything an operator should fix before people rely on it."""
+    warnings = [f"{config.source}: warning: no helpline data for {country}; people there see "
+                "the international directories only"
+                for country in missing_helplines(crisis.helplines,
+                                                 config.organisation.helpline_countries)]
+    helplines = Path(crisis.directory) / "helplines.toml"
+    warnings += [f"{helplines}: warning: {entry}"
+                 for entry in unverified_entries(crisis.helplines)]
+    alerts = config.crisis.webhooks or config.crisis.email is not None
+    if alerts and not config.crisis.public_url:
+        warnings.append(f"{config.source}: warning: crisis.public_url is empty, so the links in "
+                        "on-call alerts point at the address Hearth listens on (such as "
+                        "127.0.0.1), which on-call staff cannot open: set it to the address "
+                        "people use, like \"https://support.example.org\"")
+    return warnings
+
+
 def stale_entries(helplines: Helplines, today: date, max_age_months: int = 6) -> list[str]:
     """One sentence per number last verified more than `max_age_months` ago (a warning)."""
     now = today.year * 12 + today.month - 1
@@ -609,11 +660,13 @@ def stale_entries(helplines: Helplines, today: date, max_age_months: int = 6) ->
 _LABELS: Mapping[str, Mapping[str, str]] = {
     "en": {"call": "Call {number}", "text": "Text {number}",
            "text_keyword": "Text {keyword} to {number}", "call_or_text": "Call or text {number}",
-           "web": "Visit {url}", "24/7": "24 hours, every day", "varies": "Hours vary"},
+           "whatsapp": "WhatsApp {number}", "web": "Visit {url}", "24/7": "24 hours, every day",
+           "varies": "Hours vary"},
     "es": {"call": "Llama al {number}", "text": "Escribe al {number}",
            "text_keyword": "Escribe {keyword} al {number}",
-           "call_or_text": "Llama o escribe al {number}", "web": "Visita {url}",
-           "24/7": "24 horas, todos los días", "varies": "El horario varía"},
+           "call_or_text": "Llama o escribe al {number}", "whatsapp": "WhatsApp {number}",
+           "web": "Visita {url}", "24/7": "24 horas, todos los días",
+           "varies": "El horario varía"},
 }
 
 
@@ -626,6 +679,9 @@ def _contact_json(contact: Contact) -> dict[str, Any]:
     if contact.kind == "web":
         out["url"] = contact.url
         out["href"] = f"https://{contact.url}"
+    elif contact.kind == "whatsapp":  # WhatsApp's own link opens a chat with that number
+        out.update(number=contact.number, dial=contact.dial,
+                   href=f"https://wa.me/{contact.dial.lstrip('+')}")
     else:
         out.update(number=contact.number, dial=contact.dial)
         if contact.keyword:
@@ -633,11 +689,15 @@ def _contact_json(contact: Contact) -> dict[str, Any]:
     return out
 
 
-def _country_json(country: Country) -> dict[str, Any]:
+def _shown(item: EmergencyNumber | Service, everything: bool) -> bool:
+    return everything or item.confidence != "unverified"
+
+
+def _country_json(country: Country, everything: bool) -> dict[str, Any]:
     emergency = None
-    if country.emergency is not None:
+    if country.emergency is not None and _shown(country.emergency, everything):
         e = country.emergency
-        emergency = {"number": e.number, "dial": e.dial, "source": e.source,
+        emergency = {"number": e.number, "dial": e.dial, "source": dict(e.source),
                      "last_verified": e.last_verified, "confidence": e.confidence}
     return {
         "code": country.code,
@@ -650,18 +710,36 @@ def _country_json(country: Country) -> dict[str, Any]:
             "hours_label": {loc: _LABELS[loc][s.hours] for loc in TEXT_LOCALES},
             "languages": list(s.languages),
             "note": dict(s.note) if s.note else None,
-            "source": s.source,
+            "source": dict(s.source),
             "last_verified": s.last_verified,
             "confidence": s.confidence,
-        } for s in country.services],
+        } for s in country.services if _shown(s, everything)],
     }
 
 
-def helplines_to_json(helplines: Helplines) -> dict[str, Any]:
-    """Every card, for the browser to cache at join (GET /crisis/helplines.json)."""
+def helplines_to_json(helplines: Helplines, *, everything: bool = False) -> dict[str, Any]:
+    """The cards, for the browser to cache at join: for participants (GET
+    /crisis/helplines.json) only what the operator has verified; with `everything`, for the
+    facilitators' console (GET /crisis/helplines-console.json), unverified entries too,
+    marked by their `confidence`."""
     return {"format": JSON_FORMAT,
-            "countries": {code: _country_json(c) for code, c in sorted(helplines.countries.items())},
-            "international": _country_json(helplines.international)}
+            "countries": {code: _country_json(c, everything)
+                          for code, c in sorted(helplines.countries.items())},
+            "international": _country_json(helplines.international, everything)}
+
+
+def unverified_entries(helplines: Helplines) -> list[str]:
+    """One sentence per entry participants do not see until the operator confirms it."""
+    found = []
+    for country in (*helplines.countries.values(), helplines.international):
+        dated: list[tuple[str, EmergencyNumber | Service]] = [
+            (f"{country.code} emergency number {country.emergency.number}", country.emergency)
+        ] if country.emergency else []
+        dated += [(f"{country.code} {s.name}", s) for s in country.services]
+        found += [f"{what}: unverified, so participants do not see it; confirm it with the "
+                  "service, then set confidence and last_verified"
+                  for what, item in dated if item.confidence == "unverified"]
+    return found
 
 
 def _slot_json(slot: Slot) -> dict[str, Any]:
@@ -698,7 +776,13 @@ def pack_to_json(pack: RulePack) -> dict[str, Any]:
 
 
 def escalation_to_json(policy: EscalationPolicy) -> dict[str, Any]:
-    """The tiers as plain data (for facilitator tooling and `hearth drill` output)."""
-    return {trigger: [{"after": t.after, "if_not": t.if_not, "notify": list(t.notify),
-                       "sound": t.sound, "participant_prompt": t.participant_prompt}
-                      for t in policy.tiers(trigger)] for trigger in TRIGGERS}
+    """The timings as plain data (for facilitator tooling and `hearth drill` output)."""
+    tiers: dict[str, Any] = {
+        trigger: [{"after": t.after, "if_not": t.if_not, "notify": list(t.notify),
+                   "sound": t.sound, "participant_prompt": t.participant_prompt}
+                  for t in policy.tiers(trigger)] for trigger in TRIGGERS}
+    return {**tiers, "high_severity": policy.high_severity,
+            "external_help": {"confirm_within": policy.confirm_within,
+                              "notify": list(policy.confirm_notify)},
+            "presses": {"window": policy.press_window, "realert_every": policy.realert_every,
+                        "concerns_per_window": policy.concerns_per_window}}

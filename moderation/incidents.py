@@ -1,6 +1,6 @@
 """Crisis incidents: an explicit state machine with escalation tiers on timers.
 
-States and transitions (the one table; anything else is refused):
+States and transitions (TRANSITIONS below is the one table; anything else is refused):
 
     open ──ack──► acknowledged ──engage──► engaged ──external──► external_help_requested
       │                 │                     │                        │ await
@@ -9,15 +9,31 @@ States and transitions (the one table; anything else is refused):
       └──── any state but resolved ──lost──► lost_contact (a follow-up is due)
       └──── any state but resolved ──resolve(outcome)──► resolved
 
-Escalation: each trigger kind has tiers; a tier fires `after` seconds from the
-opening unless the incident has by then reached its `stop_when` state
-(acknowledged, or engaged). A tier fires once. Ticking at any rate gives the
-same result: a tier is due when now >= opened + after, never before.
+Another trigger about a person whose incident is live joins that incident (it
+never opens a second one): the trigger and severity only ever go up. A help
+press on an acknowledged incident re-opens it, so that someone claims it again;
+every other join, a console's receipt ("seen") and "I'm OK" keep the state.
 
-What is recorded is metadata only (see ../shared/reference/crisis.md): id,
-room, pseudonym, trigger, rule pack and category, severity, timestamps of
-each change, responders, outcome. Never message text, matched phrases,
-audio, addresses or tokens. Nothing here does I/O or reads a clock.
+Escalation runs on clocks. An incident starts one clock: the help button's
+tiers for a press, and for any high-severity trigger (intent with a plan, means,
+a timeframe); the detector-or-flag tiers otherwise. A help press (or a rise to
+high severity) starts the faster clock from that moment if it is not running
+yet; a clock that runs keeps running, so no step comes later than it would
+have, and a step one clock has taken (a tier as late, for the same recipient)
+is not taken again by another. A tier fires `after` seconds from its clock's
+start unless the incident has by then reached its `stop_when` state
+(acknowledged, or engaged), and once per clock. Ticking at any rate gives the
+same result: a tier is due when now >= started + after, never before.
+
+After "external help requested" (on the recorded basis: the person's consent,
+or imminent risk) the incident waits for a facilitator to confirm that the
+person was reached; every `confirm_within` seconds without it, on-call and the
+facilitators are alerted again.
+
+What is recorded is metadata only: id, room, pseudonym, trigger, rule pack and
+category, severity, timestamps of each change, responders, outcome. Never
+message text, matched phrases, audio, addresses or tokens. Nothing here does
+I/O or reads a clock.
 """
 
 from __future__ import annotations
@@ -34,6 +50,11 @@ Outcome = Literal["de_escalated", "external_help_confirmed", "unreachable", "not
                   "test", "handed_off"]
 Notify = Literal["room_facilitators", "on_duty_facilitators", "on_call_webhook",
                  "secondary_on_call", "admin", "participant_prompt"]
+Basis = Literal["consent", "imminent_risk"]
+# Why an alert goes out: a tier of a clock, a help press (at once), an external request
+# nobody has confirmed yet, a press inside the re-alert interval (the room's consoles only),
+# or no console to tell (crisis.py sends it to on-call instead).
+Cause = Literal["tier", "press", "unconfirmed", "press_noted", "no_facilitator"]
 
 STATES: Final = ("open", "acknowledged", "engaged", "external_help_requested",
                   "awaiting_confirmation", "lost_contact", "resolved")
@@ -44,24 +65,53 @@ OUTCOMES: Final = ("de_escalated", "external_help_confirmed", "unreachable", "no
 SEVERITIES: Final = ("low", "medium", "high")
 CATEGORIES: Final = ("means_method", "intent", "timeframe", "farewell", "harm_from_others",
                      "help_request", "concern")
+BASES: Final = ("consent", "imminent_risk")
+SCHEDULES: Final = ("help_button", "detector_or_flag", "drill")
+# A person's own request outranks what others noticed: the trigger of an incident is the
+# strongest that joined it (the person hears how their request goes from self_detector on).
+TRIGGER_RANK: Final[Mapping[str, int]] = {
+    "drill": 0, "peer_concern": 1, "facilitator_detector": 2, "facilitator_flag": 3,
+    "self_detector": 4, "help_button": 5}
+# A detector's category says more than "help request", which says more than "concern".
+_CATEGORY_RANK: Final[Mapping[str, int]] = {"concern": 0, "help_request": 1}
 
-# event -> (states it may come from, state it leads to)
-TRANSITIONS: Final[Mapping[str, tuple[frozenset[str], str]]] = {
-    "ack": (frozenset({"open", "lost_contact"}), "acknowledged"),
-    "engage": (frozenset({"open", "acknowledged", "lost_contact"}), "engaged"),
-    "external": (frozenset({"acknowledged", "engaged"}), "external_help_requested"),
-    "await": (frozenset({"external_help_requested"}), "awaiting_confirmation"),
-    "lost": (frozenset({"open", "acknowledged", "engaged", "external_help_requested",
-                        "awaiting_confirmation"}), "lost_contact"),
-    "resolve": (frozenset({"open", "acknowledged", "engaged", "external_help_requested",
-                           "awaiting_confirmation", "lost_contact"}), "resolved"),
+_LIVE: Final = ("open", "acknowledged", "engaged", "external_help_requested",
+                "awaiting_confirmation", "lost_contact")
+
+
+def _stay(states: Iterable[str]) -> dict[str, str]:
+    return {state: state for state in states}
+
+
+# event -> {state it may come from: state it leads to}; any other pair is refused.
+# tests/unit/test_incidents.py checks the desk against its own copy, written out as a table.
+TRANSITIONS: Final[Mapping[str, Mapping[str, str]]] = {
+    # a responder's steps
+    "ack": {"open": "acknowledged", "lost_contact": "acknowledged"},
+    "engage": {"open": "engaged", "acknowledged": "engaged", "lost_contact": "engaged"},
+    "external": {"acknowledged": "external_help_requested", "engaged": "external_help_requested"},
+    "await": {"external_help_requested": "awaiting_confirmation"},
+    "lost": {s: "lost_contact" for s in _LIVE if s != "lost_contact"},
+    "resolve": {s: "resolved" for s in _LIVE},
+    # notes: a console received the alert; the person says they are OK
+    "seen": _stay(_LIVE),
+    "participant_ok": _stay(_LIVE),
+    # another trigger about the same person joins the live incident
+    "help_button": {**_stay(_LIVE), "acknowledged": "open"},
+    "self_detector": _stay(_LIVE),
+    "facilitator_detector": _stay(_LIVE),
+    "facilitator_flag": _stay(_LIVE),
+    "peer_concern": _stay(_LIVE),
 }
+ACTIONS: Final = ("ack", "engage", "external", "await", "lost", "resolve")  # a responder's
 REACHED: Final[Mapping[str, frozenset[str]]] = {  # states at or past a milestone
     "acknowledged": frozenset({"acknowledged", "engaged", "external_help_requested",
                                "awaiting_confirmation", "resolved"}),
     "engaged": frozenset({"engaged", "external_help_requested", "awaiting_confirmation",
                           "resolved"}),
 }
+WAITING_FOR_CONFIRMATION: Final = frozenset({"external_help_requested", "awaiting_confirmation"})
+TOLD: Final = frozenset({"seen", "ack", "engage"})  # events that mean a person has it in hand
 
 
 class IncidentRefused(Exception):
@@ -73,7 +123,7 @@ class IncidentRefused(Exception):
 
 @dataclass(frozen=True, kw_only=True)
 class Tier:
-    after: float  # seconds after the incident opened
+    after: float  # seconds after its clock started
     notify: tuple[Notify, ...]
     stop_when: Literal["acknowledged", "engaged"] = "acknowledged"
     sound: bool = False  # consoles re-alert with sound
@@ -86,9 +136,16 @@ DRILL_TIERS: Final = (Tier(after=0, notify=("room_facilitators", "on_duty_facili
 
 @dataclass(frozen=True, kw_only=True)
 class Escalation:
-    """Tiers per trigger kind; triggers without their own list use `default`."""
+    """Tiers per schedule, and the other timings of config/crisis/escalation.toml."""
     help_button: tuple[Tier, ...]
-    default: tuple[Tier, ...]
+    default: tuple[Tier, ...]  # detector_or_flag
+    high_severity: str = "help_button"  # the schedule a high-severity incident starts on
+    confirm_within: float = 600.0  # seconds for a facilitator to confirm external help
+    confirm_notify: tuple[Notify, ...] = ("on_call_webhook", "room_facilitators",
+                                          "on_duty_facilitators")
+    press_window: float = 600.0  # presses from one address this close join one incident
+    realert_every: float = 30.0  # presses page on-duty and on-call at most this often
+    concerns_per_window: int = 3  # incidents one address may open by "I'm worried"
 
     @classmethod
     def from_policy(cls, policy: Any) -> Escalation:
@@ -100,19 +157,31 @@ class Escalation:
                                      if t.participant_prompt == "call_helpline_now" else ())),
                 stop_when=t.if_not or "acknowledged", sound=bool(t.sound)) for t in tiers)
         return cls(help_button=convert(policy.help_button),
-                   default=convert(policy.detector_or_flag))
+                   default=convert(policy.detector_or_flag),
+                   high_severity=policy.high_severity,
+                   confirm_within=float(policy.confirm_within),
+                   confirm_notify=tuple(policy.confirm_notify),
+                   press_window=float(policy.press_window),
+                   realert_every=float(policy.realert_every),
+                   concerns_per_window=int(policy.concerns_per_window))
 
-    def tiers(self, trigger: str) -> tuple[Tier, ...]:
-        if trigger == "drill":
+    def tiers(self, schedule: str) -> tuple[Tier, ...]:
+        if schedule == "drill":
             return DRILL_TIERS
-        return self.help_button if trigger == "help_button" else self.default
+        return self.help_button if schedule == "help_button" else self.default
+
+    def schedule(self, trigger: str, severity: str) -> str:
+        """Which tiers an incident starts on: severity drives timing."""
+        if trigger in ("drill", "help_button"):
+            return trigger
+        return self.high_severity if severity == "high" else "detector_or_flag"
 
 
 # The reference's suggested timers (../shared/reference/crisis.md); config overrides them.
 DEFAULT_ESCALATION: Final = Escalation(
     help_button=(
         Tier(after=0, notify=("room_facilitators", "on_call_webhook")),
-        Tier(after=30, notify=("on_duty_facilitators",)),
+        Tier(after=30, notify=("room_facilitators", "on_duty_facilitators"), sound=True),
         Tier(after=120, notify=("secondary_on_call",)),
         Tier(after=300, notify=("admin", "participant_prompt"), stop_when="engaged"),
     ),
@@ -123,6 +192,29 @@ DEFAULT_ESCALATION: Final = Escalation(
         Tier(after=300, notify=("admin", "participant_prompt"), stop_when="engaged"),
     ),
 )
+
+
+@dataclass(frozen=True, kw_only=True)
+class TierClock:
+    """One run of a schedule's tiers, from `started`; `fired` are the tier indexes done."""
+    schedule: str
+    started: float
+    fired: tuple[int, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"schedule": self.schedule, "started": int(self.started * 1000),
+                "fired": list(self.fired)}
+
+    @classmethod
+    def from_wire(cls, wire: Mapping[str, Any]) -> TierClock:
+        if wire.get("schedule") not in SCHEDULES:
+            raise ValueError("not a clock")
+        return cls(schedule=wire["schedule"], started=int(wire["started"]) / 1000,
+                    fired=tuple(int(i) for i in wire.get("fired", ())))
+
+
+def _severity_rank(severity: str) -> int:
+    return SEVERITIES.index(severity) if severity in SEVERITIES else 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -137,12 +229,27 @@ class Incident:
     rule_pack: str | None
     opened_at: float
     state: State = "open"
-    fired: tuple[int, ...] = ()  # indexes of tiers that have fired
+    clocks: tuple[TierClock, ...] = ()
     history: tuple[tuple[float, str, str | None], ...] = ()  # (time, event, actor)
     responders: tuple[str, ...] = ()
     outcome: Outcome | None = None
     follow_up: bool = False
     test: bool = False
+    external_basis: Basis | None = None
+    external_at: float | None = None
+    reminders: int = 0  # "external help not confirmed yet" alerts sent
+    pressed_at: float | None = None  # the last help press that paged beyond the room
+
+    def last(self, events: Iterable[str]) -> float | None:
+        """When one of `events` last happened (None: never)."""
+        wanted = set(events)
+        return next((t for t, e, _ in reversed(self.history) if e in wanted), None)
+
+    def told(self) -> bool:
+        """Someone has it in hand: a console received it (or it was acknowledged or engaged)
+        since the last help press (or the opening)."""
+        asked = self.last(("open", "help_button")) or self.opened_at
+        return any(e in TOLD and t >= asked for t, e, _ in self.history)
 
     def to_wire(self) -> dict[str, Any]:
         """For facilitators' consoles, the incident log and the room's saved state:
@@ -151,25 +258,46 @@ class Incident:
                 "pseudonym": self.pseudonym, "trigger": self.trigger, "severity": self.severity,
                 "category": self.category, "rule_pack": self.rule_pack,
                 "opened_at": int(self.opened_at * 1000), "state": self.state,
-                "fired": list(self.fired),
+                "fired": list(self.clocks[0].fired) if self.clocks else [],
+                "clocks": [c.to_wire() for c in self.clocks],
                 "history": [[int(t * 1000), e, a] for t, e, a in self.history],
                 "responders": list(self.responders), "outcome": self.outcome,
-                "follow_up": self.follow_up, "test": self.test}
+                "follow_up": self.follow_up, "test": self.test,
+                "external_basis": self.external_basis,
+                "external_at": None if self.external_at is None else int(self.external_at * 1000),
+                "reminders": self.reminders,
+                "pressed_at": None if self.pressed_at is None else int(self.pressed_at * 1000)}
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> Incident:
-        """Back from to_wire (times in ms); ValueError, KeyError or TypeError if it is not one."""
+        """Back from to_wire (times in ms); ValueError, KeyError or TypeError if it is not one.
+        A record written before incidents had clocks runs on its trigger's schedule."""
         if wire.get("trigger") not in TRIGGERS or wire.get("state") not in STATES:
             raise ValueError("not an incident")
+        if wire.get("external_basis") not in (None, *BASES):
+            raise ValueError("not an incident")
+        opened_at = int(wire["opened_at"]) / 1000
+        if "clocks" in wire:
+            clocks = tuple(TierClock.from_wire(c) for c in wire["clocks"])
+        else:
+            schedule = wire["trigger"] if wire["trigger"] in SCHEDULES else "detector_or_flag"
+            clocks = (TierClock(schedule=schedule, started=opened_at,
+                                fired=tuple(int(i) for i in wire.get("fired", ()))),)
+
+        def ms(name: str) -> float | None:
+            value = wire.get(name)
+            return None if value is None else int(value) / 1000
         return cls(id=str(wire["id"]), room=str(wire["room"]), member=str(wire["member"]),
                    pseudonym=str(wire["pseudonym"]), trigger=wire["trigger"],
                    severity=str(wire["severity"]), category=str(wire["category"]),
-                   rule_pack=wire.get("rule_pack"), opened_at=int(wire["opened_at"]) / 1000,
-                   state=wire["state"], fired=tuple(int(i) for i in wire.get("fired", ())),
+                   rule_pack=wire.get("rule_pack"), opened_at=opened_at,
+                   state=wire["state"], clocks=clocks,
                    history=tuple((int(t) / 1000, str(e), a) for t, e, a in wire["history"]),
                    responders=tuple(str(r) for r in wire.get("responders", ())),
                    outcome=wire.get("outcome"), follow_up=bool(wire.get("follow_up")),
-                   test=bool(wire.get("test")))
+                   test=bool(wire.get("test")), external_basis=wire.get("external_basis"),
+                   external_at=ms("external_at"), reminders=int(wire.get("reminders", 0)),
+                   pressed_at=ms("pressed_at"))
 
 
 def latest_incidents(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -185,11 +313,26 @@ def latest_incidents(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A tier fired: tell `notify` about the incident."""
+    """Tell `notify` about the incident: a tier fired (`tier` is its index in its clock's
+    schedule), or a press or an unconfirmed external request (`tier` is None)."""
     incident: Incident
     notify: Notify
-    tier: int
+    tier: int | None
     sound: bool = False
+    cause: Cause = "tier"
+
+
+def _unique(items: Iterable[Notify]) -> tuple[Notify, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def _once(alerts: list[Alert]) -> list[Alert]:
+    """One alert per recipient at one moment (two clocks, or a press and a tier, may ask
+    for the same one): the first asked wins."""
+    kept: dict[str, Alert] = {}
+    for alert in alerts:
+        kept.setdefault(alert.notify, alert)
+    return list(kept.values())
 
 
 @dataclass
@@ -197,23 +340,87 @@ class IncidentDesk:
     escalation: Escalation = DEFAULT_ESCALATION
     incidents: dict[str, Incident] = field(default_factory=dict)
 
+    def live_for(self, room: str, member: str) -> Incident | None:
+        """The person's live incident in that room, if any (at most one; tests aside)."""
+        return next((i for i in self.incidents.values() if i.member == member and i.room == room
+                     and i.state != "resolved" and not i.test), None)
+
     def open(self, *, incident_id: str, room: str, member: str, pseudonym: str, trigger: str,
              severity: str, category: str, rule_pack: str | None, now: float,
-             test: bool = False) -> tuple[Incident, list[Alert]]:
+             test: bool = False, into: str | None = None,
+             actor: str | None = None) -> tuple[Incident, list[Alert]]:
+        """A trigger about a person: a new incident, or — when the person has a live one, or
+        `into` names one (the same address pressing again) — that one, joined."""
         if trigger not in TRIGGERS:
             raise IncidentRefused("incident_invalid", f"Unknown trigger {trigger!r}.")
         if severity not in SEVERITIES:
             raise IncidentRefused("incident_invalid", f"Unknown severity {severity!r}.")
-        for existing in self.incidents.values():  # one live incident per person is enough
-            if existing.member == member and existing.room == room \
-                    and existing.state != "resolved" and not test:
-                return existing, []
+        if not test and trigger != "drill":
+            joined = self.incidents.get(into) if into is not None else None
+            if joined is None or joined.state == "resolved":
+                joined = self.live_for(room, member)
+            if joined is not None:
+                return self.join(joined.id, trigger=trigger, severity=severity,
+                                 category=category, rule_pack=rule_pack, member=member,
+                                 pseudonym=pseudonym, now=now, actor=actor)
+        schedule = self.escalation.schedule(trigger, severity)
         incident = Incident(id=incident_id, room=room, member=member, pseudonym=pseudonym,
                             trigger=trigger, severity=severity,  # type: ignore[arg-type]
                             category=category, rule_pack=rule_pack, opened_at=now,
-                            history=((now, "open", None),), test=test)
+                            clocks=(TierClock(schedule=schedule, started=now),),
+                            history=((now, "open", actor),), test=test,
+                            pressed_at=now if trigger == "help_button" else None)
         self.incidents[incident.id] = incident
         return incident, self._due(incident.id, now)
+
+    def join(self, incident_id: str, *, trigger: str, severity: str, category: str,
+             rule_pack: str | None, member: str, pseudonym: str, now: float,
+             actor: str | None = None) -> tuple[Incident, list[Alert]]:
+        """Another trigger about the person of a live incident: raise it to at least that
+        trigger and severity. A help press alerts again at once (the room's consoles always;
+        on-duty facilitators and the first tier's on-call at most every `realert_every`
+        seconds) and starts the help button's clock if it is not running; a rise to high
+        severity starts the faster schedule's clock."""
+        incident = self.get(incident_id)
+        target = TRANSITIONS[trigger].get(incident.state)
+        if target is None:
+            raise IncidentRefused("incident_state",
+                                  f"An incident that is {incident.state} cannot take {trigger!r}.")
+        severity = max(incident.severity, severity, key=_severity_rank)
+        new_rank, old_rank = (_CATEGORY_RANK.get(c, 2) for c in (category, incident.category))
+        if new_rank > old_rank or (new_rank == old_rank == 2 and severity != incident.severity):
+            kept_category = category
+        else:
+            kept_category = incident.category
+        clocks = incident.clocks
+        running = {c.schedule for c in clocks}
+        changes: dict[str, Any] = {
+            "state": target, "history": (*incident.history, (now, trigger, actor)),
+            "trigger": max(incident.trigger, trigger, key=lambda t: TRIGGER_RANK[t]),
+            "severity": severity, "category": kept_category,
+            "rule_pack": rule_pack or incident.rule_pack, "member": member,
+            "pseudonym": pseudonym}
+        pressed: list[tuple[Notify, Cause, int | None]] = []
+        if trigger == "help_button":
+            first = self.escalation.tiers("help_button")[0]
+            started = "help_button" not in running
+            if started:  # its first tier fires here, with the re-alert
+                clocks = (*clocks, TierClock(schedule="help_button", started=now, fired=(0,)))
+            if started or incident.pressed_at is None or \
+                    now - incident.pressed_at >= self.escalation.realert_every:
+                changes["pressed_at"] = now
+                pressed = [(n, "press", 0 if started else None) for n in _unique(
+                    ("room_facilitators", "on_duty_facilitators", *first.notify))]
+            else:
+                pressed = [("room_facilitators", "press_noted", None)]
+        elif severity == "high" and self.escalation.high_severity not in running:
+            clocks = (*clocks, TierClock(schedule=self.escalation.high_severity, started=now))
+        updated = replace(incident, clocks=clocks, **changes)
+        self.incidents[incident_id] = updated
+        alerts = [Alert(updated, n, tier, True, cause) for n, cause, tier in pressed]
+        alerts += self._due(incident_id, now)
+        final = self.incidents[incident_id]
+        return final, [replace(a, incident=final) for a in _once(alerts)]
 
     def get(self, incident_id: str) -> Incident:
         found = self.incidents.get(incident_id)
@@ -222,15 +429,21 @@ class IncidentDesk:
         return found
 
     def apply(self, incident_id: str, event: str, actor: str | None, now: float, *,
-              outcome: str | None = None) -> Incident:
+              outcome: str | None = None, basis: str | None = None) -> Incident:
+        """A responder's step or a note (TRANSITIONS); a console's second receipt since the
+        last press changes nothing."""
         incident = self.get(incident_id)
         rule = TRANSITIONS.get(event)
-        if rule is None:
+        if rule is None or event in TRIGGERS:
             raise IncidentRefused("incident_invalid", f"Unknown incident event {event!r}.")
-        sources, target = rule
-        if incident.state not in sources:
+        target = rule.get(incident.state)
+        if target is None:
             raise IncidentRefused("incident_state",
                                   f"An incident that is {incident.state} cannot take {event!r}.")
+        if event == "seen" and actor is not None:
+            since = incident.last(("open", "help_button")) or incident.opened_at
+            if any(e == "seen" and a == actor and t >= since for t, e, a in incident.history):
+                return incident
         changes: dict[str, Any] = {"state": target,
                                    "history": (*incident.history, (now, event, actor))}
         if event == "resolve":
@@ -238,18 +451,16 @@ class IncidentDesk:
                 raise IncidentRefused("incident_outcome",
                                       "Resolving needs an outcome: " + ", ".join(OUTCOMES) + ".")
             changes["outcome"] = outcome
+        if event == "external":
+            if basis not in BASES:
+                raise IncidentRefused("incident_basis", "Requesting external help needs its "
+                                      "basis: consent, or imminent_risk.")
+            changes.update(external_basis=basis, external_at=now, reminders=0)
         if event == "lost":
             changes["follow_up"] = True
-        if actor is not None and actor not in incident.responders:
+        if event in ACTIONS and actor is not None and actor not in incident.responders:
             changes["responders"] = (*incident.responders, actor)
         updated = replace(incident, **changes)
-        self.incidents[incident_id] = updated
-        return updated
-
-    def note(self, incident_id: str, event: str, actor: str | None, now: float) -> Incident:
-        """An event that changes no state (the participant said "I'm OK", a re-alert)."""
-        incident = self.get(incident_id)
-        updated = replace(incident, history=(*incident.history, (now, event, actor)))
         self.incidents[incident_id] = updated
         return updated
 
@@ -264,19 +475,41 @@ class IncidentDesk:
         if incident.state == "resolved":
             return []
         alerts: list[Alert] = []
-        fired = list(incident.fired)
-        for index, tier in enumerate(self.escalation.tiers(incident.trigger)):
-            if index in fired or now < incident.opened_at + tier.after:
-                continue
-            if incident.state in REACHED[tier.stop_when]:
-                continue
-            fired.append(index)
-            alerts += [Alert(incident, notify, index, tier.sound) for notify in tier.notify]
-        if len(fired) != len(incident.fired):
-            self.incidents[incident_id] = replace(incident, fired=tuple(fired))
-            alerts = [Alert(self.incidents[incident_id], a.notify, a.tier, a.sound)
-                      for a in alerts]
+        clocks = list(incident.clocks)
+        for n, clock in enumerate(clocks):
+            fired = list(clock.fired)
+            for index, tier in enumerate(self.escalation.tiers(clock.schedule)):
+                if index in fired or now < clock.started + tier.after:
+                    continue
+                if incident.state in REACHED[tier.stop_when]:
+                    continue
+                fired.append(index)
+                clocks[n] = replace(clock, fired=tuple(fired))
+                alerts += [Alert(incident, notify, index, tier.sound) for notify in tier.notify
+                           if not self._taken(clocks, n, notify, tier.after)]
+        reminders = incident.reminders
+        if incident.state in WAITING_FOR_CONFIRMATION and incident.external_at is not None:
+            due = int((now - incident.external_at) // self.escalation.confirm_within)
+            if due > reminders:  # once, however long the ticks were apart
+                reminders = due
+                alerts += [Alert(incident, notify, None, True, "unconfirmed")
+                           for notify in self.escalation.confirm_notify]
+        if tuple(clocks) != incident.clocks or reminders != incident.reminders:
+            updated = replace(incident, clocks=tuple(clocks), reminders=reminders)
+            self.incidents[incident_id] = updated
+            alerts = [replace(a, incident=updated) for a in _once(alerts)]
         return alerts
+
+    def _taken(self, clocks: list[TierClock], mine: int, notify: str, after: float) -> bool:
+        """Another clock has already taken this step for this recipient while this clock
+        ran: a tier as late as this one (or later) told them. Two clocks never repeat a step,
+        they only hasten it."""
+        started = clocks[mine].started
+        return any(notify in tier.notify and tier.after >= after
+                   and clock.started + tier.after >= started
+                   for n, clock in enumerate(clocks) if n != mine
+                   for i, tier in enumerate(self.escalation.tiers(clock.schedule))
+                   if i in clock.fired)
 
     def export(self, room: str) -> list[dict[str, Any]]:
         """The room's live incidents, to go with the room when another node takes it over."""

@@ -1,25 +1,33 @@
 """E2EE group chat over a HearthClient: keeps a GroupSession in step with the room.
 
-It follows the room's roster and epoch from the server's messages, sends the
-directed sender-key envelopes the session asks for, encrypts what is said and
-decrypts what arrives. Envelopes that arrive before their sender's key
+It follows the room's roster and epoch from the server's messages, publishes
+our keys (the identity, and our signed epoch key after every advance), sends
+the directed sender-key envelopes the session asks for, encrypts what is said
+and decrypts what arrives. Envelopes that arrive before their sender's key
 (`e2ee.no_sender_key`) wait in a small buffer and are retried when a key
 arrives; anything else that fails to open is recorded in `rejected`, never
-shown as a message.
+shown as a message. GRACE seconds after each epoch advance the previous epoch
+is closed (docs/e2ee.md §8).
+
+A private corner we are a member of (`corners`) gets a session of its own
+(`GroupSession.sub_session`): its messages, sender keys and voice are sealed
+for its members only, and the room's session never opens them.
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
 from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from hearth.spaces.client import HearthClient
+from hearth.spaces.client import ClientClosed, HearthClient
 from hearth.spaces.e2ee import E2EEError, GroupSession, ReceivedMessage
 from hearth.spaces.e2ee.voice import VoiceFrame, voice_header
 
 PENDING_LIMIT = 256  # envelopes held while waiting for a sender key
+GRACE = 10.0  # seconds an epoch stays open after the next one began (in-flight messages)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,6 +40,7 @@ class ChatMessage:
     text: str
     franking_key: bytes
     commitment: bytes
+    zone: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,20 +61,23 @@ class GroupChat:
         self.room = room
         self.session = session or GroupSession(room, client.member)
         self.epoch = int(welcome["room"]["epoch"])
-        self.roster: dict[str, dict[str, str]] = {}
+        self.roster: dict[str, dict[str, Any]] = {}
+        self.private: dict[str, list[str]] = {}  # private corner -> its members, as the server said
+        self.corners: dict[str, GroupSession] = {}  # our private corners' sessions
         self.messages: list[ChatMessage] = []
         self.rejected: list[tuple[str, str]] = []  # (sender, e2ee code)
         self.superseded = 0  # sender keys that arrived after their epoch had passed
         self._pending: list[dict[str, Any]] = []
         self._waiters: list[Deferred[ChatMessage]] = []
+        self._grace: Any = None  # the delayed call that closes the previous epoch
+        self._published: dict[str, object] | None = None
         self.slots: dict[int, str] = {}  # voice slot -> member id
         self.heard: list[tuple[str, VoiceFrame]] = []  # decrypted voice, (speaker, frame)
         self.voice_rejected: list[tuple[int, str]] = []  # (slot, e2ee code)
         self._voice_seq = 0
-        self._absorb_members(welcome["room"]["members"])
         client.on_message = self._on_message
         client.on_binary = self._on_voice
-        client.send({"type": "keys", **self.session.public_keys()})
+        self._absorb_room(welcome["room"])
 
     @classmethod
     async def join(cls, client: HearthClient, room: str, **fields: Any) -> GroupChat:
@@ -73,10 +85,12 @@ class GroupChat:
 
     # --- saying ------------------------------------------------------------------
 
-    async def say(self, text: str) -> Said:
-        out = self.session.encrypt(text)
-        ref = f"say-{len(self.messages)}-{out.index}-{out.epoch}"
-        self.client.envelope(out.body, out.commitment, ref=ref)
+    async def say(self, text: str, zone: str | None = None) -> Said:
+        """Encrypt and send one text; with `zone` (a private corner we are in), for it only."""
+        session = self.session if zone is None else self.corners[zone]
+        out = session.encrypt(text)
+        ref = f"say-{len(self.messages)}-{out.index}-{out.epoch}-{zone or ''}"
+        self.client.envelope(out.body, out.commitment, ref=ref, zone=zone)
         sent = await self.client.next(lambda m: m.get("ref") == ref)
         if sent["type"] == "error":
             raise E2EEError("unsupported", f"the server refused the message: {sent['code']}")
@@ -91,26 +105,42 @@ class GroupChat:
         found: ChatMessage = await self.client._with_timeout(d, timeout, "a chat message")
         return found
 
-    async def keys_from(self, members: list[str], timeout: float = 5.0) -> None:
+    async def keys_from(self, members: list[str], timeout: float = 5.0,
+                        zone: str | None = None) -> None:
         """Until this member can read what each of `members` says in the current epoch."""
-        while not all(self.session.has_sender_key(m) for m in members if m != self.client.member):
+        me = self.client.member
+        while True:
+            session = self.session if zone is None else self.corners.get(zone)
+            if session is not None and all(session.has_sender_key(m) for m in members if m != me):
+                return
             await self.client.next("direct", timeout)
 
     def report(self, message: ChatMessage, reason: str = "", ref: str = "report") -> None:
         """Reveal one received message to the facilitators, with its franking proof."""
-        import base64
-        self.client.send({
+        report = {
             "type": "report", "seq": message.seq, "from": message.sender, "ts": message.ts,
             "text": message.text, "reason": reason, "ref": ref,
             "franking_key": base64.b64encode(message.franking_key).decode(),
-            "commitment": base64.b64encode(message.commitment).decode(), "tag": message.tag})
+            "commitment": base64.b64encode(message.commitment).decode(), "tag": message.tag}
+        if message.zone is not None:
+            report["zone"] = message.zone
+        self.client.send(report)
 
-    # --- following the room ------------------------------------------------------
+    # --- voice ---------------------------------------------------------------------
+
+    def _corner_with(self, member: str) -> str | None:
+        """The private corner we share with `member` (or are in, for ourselves)."""
+        me = self.client.member
+        return next((c for c, ms in self.private.items() if me in ms and member in ms
+                     and c in self.corners), None)
 
     def speak(self, opus: bytes, level: int = 30, *, speech: bool = True) -> bytes:
-        """Encrypt one Opus frame and send it; returns the frame as sent (slot 0)."""
+        """Encrypt one Opus frame and send it; returns the frame as sent (slot 0). In a private
+        corner the frame is sealed for the corner, so the room's keys never open it."""
         self._voice_seq += 1
-        frame = self.session.encrypt_voice(opus, seq=self._voice_seq, level=level, speech=speech)
+        corner = self._corner_with(self.client.member or "")
+        session = self.session if corner is None else self.corners[corner]
+        frame = session.encrypt_voice(opus, seq=self._voice_seq, level=level, speech=speech)
         self.client.send_voice(frame)
         return frame
 
@@ -120,57 +150,127 @@ class GroupChat:
         if speaker is None:
             self.voice_rejected.append((slot, "e2ee.unknown_sender"))
             return
+        corner = self._corner_with(speaker)
+        session = self.session if corner is None else self.corners[corner]
         try:
-            self.heard.append((speaker, self.session.decrypt_voice(speaker, frame)))
+            self.heard.append((speaker, session.decrypt_voice(speaker, frame)))
         except E2EEError as err:
             self.voice_rejected.append((slot, err.code))
 
-    def _absorb_members(self, members: list[dict[str, Any]]) -> None:
+    # --- following the room ------------------------------------------------------
+
+    def _absorb_room(self, room: dict[str, Any]) -> None:
+        self.epoch = max(self.epoch, int(room["epoch"]))
+        members = room["members"]
         self.roster = {m["id"]: m["keys"] for m in members if m.get("keys")}
         self.slots = {int(m["slot"]): m["id"] for m in members}
+        self.private = {c: list(ms) for c, ms in room.get("private", {}).items()}
         self._sync()
 
+    def _advance(self, message: dict[str, Any]) -> None:
+        if message.get("epoch") is not None:
+            self.epoch = max(self.epoch, int(message["epoch"]))
+
     def _sync(self) -> None:
-        for to, body in self.session.update_roster(self.epoch, self.roster):
-            self.client.direct(to, body)
+        """The roster and epoch into the room's session and our corners'; publish our keys
+        when they changed; send what the sessions seal."""
+        before = self.session.epoch
+        self._send_directs(self.session, self.session.update_roster(self.epoch, self.roster), None)
+        if self.session.epoch != before and before is not None:
+            self._arm_grace()
+        keys = self.session.public_keys()
+        if keys != self._published:
+            self._published = keys
+            self._send({"type": "keys", **keys})
+        me = self.client.member
+        for corner, members in self.private.items():
+            if me in members and corner not in self.corners:
+                self.corners[corner] = self.session.sub_session(corner)
+        for corner in [c for c in self.corners if me not in self.private.get(c, [])]:
+            del self.corners[corner]  # released: its keys go with it
+        for corner, session in self.corners.items():
+            roster = {m: self.roster[m] for m in self.private[corner] if m in self.roster}
+            self._send_directs(session, session.update_roster(self.epoch, roster), corner)
+
+    def _send_directs(self, session: GroupSession, envelopes: list[tuple[str, str]],
+                      zone: str | None) -> None:
+        for to, body in envelopes:
+            try:
+                self.client.direct(to, body, zone=zone)
+            except ClientClosed:
+                session.undelivered(to)  # sealed again at the next sync
+
+    def _send(self, message: dict[str, Any]) -> bool:
+        try:
+            self.client.send(message)
+        except ClientClosed:
+            return False
+        return True
+
+    def _arm_grace(self) -> None:
+        if self._grace is not None and self._grace.active():
+            self._grace.cancel()
+        self._grace = self.client.reactor.callLater(GRACE, self._close_previous_epoch)
+
+    def _close_previous_epoch(self) -> None:
+        self.session.close_previous_epoch()
+        for session in self.corners.values():
+            session.close_previous_epoch()
 
     def _on_message(self, message: dict[str, Any]) -> None:
         kind = message.get("type")
-        if kind == "welcome":  # a resume: the room may have moved on meanwhile
-            self.epoch = int(message["room"]["epoch"])
-            self._absorb_members(message["room"]["members"])
-        elif kind == "member_updated" and message["member"].get("keys"):
+        if kind == "welcome":  # a resume: the room has moved on meanwhile (a new epoch at least)
+            self._absorb_room(message["room"])
+        elif kind in ("member_updated", "member_resumed"):
             member = message["member"]
-            if self.roster.get(member["id"]) != member["keys"]:
+            self._advance(message)
+            if member.get("keys"):
                 self.roster[member["id"]] = member["keys"]
-                self._sync()
+            self._sync()
         elif kind == "member_joined":
             self.slots[int(message["member"]["slot"])] = message["member"]["id"]
-            self.epoch = int(message["epoch"])
+            self._advance(message)
             self._sync()
         elif kind == "member_left":
             self.roster.pop(message["member"], None)
             self.slots = {s: m for s, m in self.slots.items() if m != message["member"]}
-            self.epoch = int(message["epoch"])
+            self._advance(message)
+            self._sync()
+        elif kind == "corners":
+            self.private = {c: list(ms) for c, ms in message["private"].items()}
+            self._advance(message)
             self._sync()
         elif kind == "direct":
-            try:
-                self.session.receive_directed(message["from"], message["body"])
-            except E2EEError as err:
-                if err.code == "e2ee.stale_epoch":
-                    # a key for an epoch the room has already left (joins in quick
-                    # succession): superseded, not an attack
-                    self.superseded += 1
-                else:
-                    self.rejected.append((message["from"], err.code))
-            else:
-                self._retry_pending()
+            self._direct(message)
         elif kind == "envelope":
             self._open(message)
 
-    def _open(self, envelope: dict[str, Any], retrying: bool = False) -> bool:
+    def _direct(self, message: dict[str, Any]) -> None:
+        zone = message.get("zone")
+        session = self.session if zone is None else self.corners.get(zone)
+        if session is None:
+            self.rejected.append((message["from"], "e2ee.unknown_sender"))
+            return
         try:
-            opened: ReceivedMessage = self.session.decrypt(
+            session.receive_directed(message["from"], message["body"])
+        except E2EEError as err:
+            if err.code == "e2ee.stale_epoch":
+                # a key for an epoch the room has already left (joins in quick
+                # succession): superseded, not an attack
+                self.superseded += 1
+            else:
+                self.rejected.append((message["from"], err.code))
+        else:
+            self._retry_pending()
+
+    def _open(self, envelope: dict[str, Any], retrying: bool = False) -> bool:
+        zone = envelope.get("zone")
+        session = self.session if zone is None else self.corners.get(zone)
+        if session is None:  # a corner we are not in: nothing of it is ours to open
+            self.rejected.append((envelope["from"], "e2ee.unknown_sender"))
+            return True
+        try:
+            opened: ReceivedMessage = session.decrypt(
                 envelope["from"], envelope["body"], envelope["commitment"])
         except E2EEError as err:
             if err.code == "e2ee.no_sender_key":
@@ -181,7 +281,8 @@ class GroupChat:
             return True
         self._deliver(ChatMessage(sender=envelope["from"], seq=envelope["seq"], ts=envelope["ts"],
                                   tag=envelope["tag"], text=opened.text,
-                                  franking_key=opened.franking_key, commitment=opened.commitment))
+                                  franking_key=opened.franking_key, commitment=opened.commitment,
+                                  zone=zone))
         return True
 
     def _retry_pending(self) -> None:
@@ -192,3 +293,8 @@ class GroupChat:
             self._waiters.pop(0).callback(message)
         else:
             self.messages.append(message)
+
+    def close(self) -> None:
+        """Stop the grace timer (the client is going away)."""
+        if self._grace is not None and self._grace.active():
+            self._grace.cancel()

@@ -141,16 +141,21 @@ class HearthClient:
     def sit(self, seat: int) -> None:
         self.send({"type": "sit", "seat": seat})
 
-    def envelope(self, body: str, commitment: str, ref: str | None = None) -> None:
+    def envelope(self, body: str, commitment: str, ref: str | None = None,
+                 zone: str | None = None) -> None:
         message = {"type": "envelope", "body": body, "commitment": commitment}
+        if zone is not None:  # a private corner's conversation
+            message["zone"] = zone
         self.send(message if ref is None else {**message, "ref": ref})
 
     def send_voice(self, frame: bytes) -> None:
         """One voice frame (spaces.voice.build_frame, or GroupSession.encrypt_voice)."""
         self.send_raw(frame, is_binary=True)
 
-    def direct(self, to: str, body: str) -> None:
-        self.send({"type": "direct", "to": to, "body": body})
+    def direct(self, to: str, body: str, zone: str | None = None) -> None:
+        """A sealed sender key for one member; with `zone`, a private corner's."""
+        message = {"type": "direct", "to": to, "body": body}
+        self.send(message if zone is None else {**message, "zone": zone})
 
     async def close(self, code: int = 1000) -> None:
         if self._proto is not None:

@@ -9,6 +9,7 @@ how safe defaults get lost.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import re
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from hearth.spaces.layout import Circle, Corner, Layout, Point, Translations, translated
 
@@ -242,6 +244,9 @@ class WebhookConfig:
     url: str
     secret: str
     tier: str = "primary"  # "primary" gets every tier that calls on-call; "secondary" the later
+    # The body carries an acknowledgement link that stops escalation: over plain http to
+    # another machine anyone on the path could read and use it. Refused unless allowed here.
+    allow_plain_http: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -599,6 +604,20 @@ _URL = re.compile(r"^https?://[^\s]+\Z")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\Z")
 
 
+def _plain_http_elsewhere(url: str) -> bool:
+    """An http:// URL whose host is not this machine (loopback)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = parts.hostname or ""
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name: it may resolve anywhere
+
+
 def _crisis(source: str, table: Any, problems: list[str]) -> CrisisConfig:
     c = _Reader(source, "crisis", table, problems)
     directory = c.text("directory", "", 1000)
@@ -616,9 +635,15 @@ def _crisis(source: str, table: Any, problems: list[str]) -> CrisisConfig:
     for i, item in enumerate(raw_hooks):
         w = _Reader(source, f"crisis.webhooks[{i}]", item, problems)
         hook = WebhookConfig(name=w.text("name", f"webhook-{i}", 40), url=w.text("url", None, 500),
-                             secret=w.text("secret", None, 500), tier=w.text("tier", "primary", 20))
+                             secret=w.text("secret", None, 500), tier=w.text("tier", "primary", 20),
+                             allow_plain_http=w.boolean("allow_plain_http", False))
         if hook.url and not _URL.match(hook.url):
             w.fail("url", f"an http(s) URL, got {hook.url!r}")
+        elif hook.url and _plain_http_elsewhere(hook.url) and not hook.allow_plain_http:
+            w.fail("url", "an https:// URL: over plain http to another machine the alert and "
+                          "its acknowledgement link (which stops escalation) travel in clear; "
+                          "set allow_plain_http = true on this webhook only if the path is "
+                          f"private, got {hook.url!r}")
         if hook.secret and len(hook.secret) < 16:
             w.fail("secret", "a shared secret of at least 16 characters (for the HMAC signature)")
         if hook.tier not in ("primary", "secondary"):

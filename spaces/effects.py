@@ -111,7 +111,15 @@ class ActElsewhere:
     outcome: str | None
     actor: str
     ref: str | None
+    basis: str | None = None  # for "external": consent or imminent_risk
+
+
+@dataclass(frozen=True, slots=True)
+class DutyRoster:
+    """How many facilitators are on duty at this node, for every other node: an alert no
+    console would hear goes to on-call at once (moderation/crisis.py)."""
+    count: int
 
 
 Effect = (Reply | Send | Broadcast | Attach | Enter | Detach | Close | Voice | Audit | Dispatch
-          | Record | Duty | ActElsewhere)
+          | Record | Duty | ActElsewhere | DutyRoster)

@@ -59,6 +59,7 @@ ERRORS: Final[Mapping[str, str]] = {
     "incident_unreachable": "The node running this incident did not answer; try again.",
     "incident_state": "The incident is not in a state that allows that step.",
     "incident_outcome": "Resolving an incident needs an outcome code.",
+    "incident_basis": "Requesting external help needs its basis: consent or imminent_risk.",
 }
 
 MAX_REF = 64
@@ -66,6 +67,7 @@ MAX_TOKEN = 128
 MAX_TICKET = 512  # a role ticket carries its signed claims (spaces/venue.py)
 _B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}\Z")
 _B64_32 = re.compile(r"^[A-Za-z0-9+/]{43}=\Z")
+_B64_64 = re.compile(r"^[A-Za-z0-9+/]{86}==\Z")
 _MEMBER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
 _ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
 _WORD = re.compile(r"^[a-z_]{1,32}\Z")
@@ -143,10 +145,22 @@ class Rename:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Keys:
-    """{"type":"keys","dh":b64(32),"sig":b64(32)} — E2EE identity public keys for the roster."""
+    """{"type":"keys","dh":b64(32),"sig":b64(32),"ek"?:b64(32),"ek_epoch"?:int,"ek_sig"?:b64(64)}
+    — E2EE identity public keys for the roster, and the member's signed key for one epoch
+    (the three ek fields come together). Clients judge the keys; the server checks the shape."""
     dh: str
     sig: str
+    ek: str | None = None
+    ek_epoch: int | None = None
+    ek_sig: str | None = None
     ref: str | None = None
+
+    def roster_entry(self) -> dict[str, Any]:
+        """What the member wire's `keys` shows: the identity keys, and the epoch key if any."""
+        entry: dict[str, Any] = {"dh": self.dh, "sig": self.sig}
+        if self.ek is not None:
+            entry |= {"ek": self.ek, "ek_epoch": self.ek_epoch, "ek_sig": self.ek_sig}
+        return entry
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -161,9 +175,11 @@ class Envelope:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Direct:
-    """{"type":"direct","to":member_id,"body":b64,"ref"?:str} — opaque ciphertext for one member."""
+    """{"type":"direct","to":member_id,"body":b64,"zone"?:corner,"ref"?:str} — opaque
+    ciphertext for one member (with `zone`: a private corner's sender key, between its members)."""
     to: str
     body: str
+    zone: str | None = None
     ref: str | None = None
 
 
@@ -349,10 +365,19 @@ class ImOk:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Incident:
     """{"type":"incident","incident":id,"action":"ack"|"engage"|"external"|"await"|"lost"|"resolve",
-    "outcome"?:str} — facilitators only."""
+    "outcome"?:str,"basis"?:"consent"|"imminent_risk"} — facilitators only."""
     incident: str
     action: str
     outcome: str | None = None
+    basis: str | None = None
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AlertSeen:
+    """{"type":"alert_seen","incident":id} — facilitators only: this console received the
+    incident's alert (the person then hears that a facilitator has been told)."""
+    incident: str
     ref: str | None = None
 
 
@@ -387,14 +412,14 @@ class Leave:
 ClientMessage = (Join | Resume | Move | Sit | Stand | Rename | Keys | Envelope | Direct
                  | Report | ListReports | Remove | Mute | AskUnmute | Stick | GiveStick | RaiseHand
                  | Ban | Lobby | Admit | Deny | Lock | Capacity | Hide | SlowMode | PrivateCorner
-                 | ReleaseCorner | EndSession | Help | Flag | Worried | ImOk | Incident | Duty
-                 | ListIncidents | Status | Leave)
+                 | ReleaseCorner | EndSession | Help | Flag | Worried | ImOk | Incident | AlertSeen
+                 | Duty | ListIncidents | Status | Leave)
 
 # Operations only facilitators and operators may perform (tests/unit/test_moderation_core.py).
 FACILITATOR_TYPES: Final = frozenset({
     "list_reports", "remove", "mute", "ask_unmute", "stick", "give_stick", "ban", "lobby",
     "admit", "deny", "lock", "capacity", "hide", "slow_mode", "private_corner", "release_corner",
-    "end_session", "incident", "duty", "list_incidents"})
+    "end_session", "incident", "alert_seen", "duty", "list_incidents"})
 
 
 class _Fields:
@@ -489,6 +514,17 @@ def _envelope(f: _Fields) -> Envelope:
     return Envelope(body=body, commitment=commitment, zone=zone, ref=f.ref)
 
 
+def _keys(f: _Fields) -> Keys:
+    dh = f.string("dh", max_len=44, pattern=_B64_32, what="base64 of 32 bytes")
+    sig = f.string("sig", max_len=44, pattern=_B64_32, what="base64 of 32 bytes")
+    if all(f.data.get(n) is None for n in ("ek", "ek_epoch", "ek_sig")):
+        return Keys(dh=dh, sig=sig, ref=f.ref)
+    return Keys(dh=dh, sig=sig, ref=f.ref,
+                ek=f.string("ek", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
+                ek_epoch=f.integer("ek_epoch", 1, 2**32 - 1),
+                ek_sig=f.string("ek_sig", max_len=88, pattern=_B64_64, what="base64 of 64 bytes"))
+
+
 _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "join": _join,
     "resume": lambda f: Resume(token=f.string("token", max_len=MAX_TOKEN)),
@@ -497,13 +533,13 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "stand": lambda f: Stand(),
     "rename": lambda f: Rename(pseudonym=f.string("pseudonym", max_len=200),
                                avatar=f.avatar("avatar")),
-    "keys": lambda f: Keys(
-        dh=f.string("dh", max_len=44, pattern=_B64_32, what="base64 of 32 bytes"),
-        sig=f.string("sig", max_len=44, pattern=_B64_32, what="base64 of 32 bytes")),
+    "keys": lambda f: _keys(f),
     "envelope": lambda f: _envelope(f),
     "direct": lambda f: Direct(
         to=f.string("to", max_len=32, pattern=_MEMBER_ID, what="a member id"),
-        body=f.string("body", max_len=1 << 24, pattern=_B64, what="base64 text"), ref=f.ref),
+        body=f.string("body", max_len=1 << 24, pattern=_B64, what="base64 text"),
+        zone=f.string("zone", max_len=40, optional=True, pattern=_ROOM_ID, what="a corner id"),
+        ref=f.ref),
     "report": _report,
     "list_reports": lambda f: ListReports(),
     "remove": lambda f: Remove(member=_member(f)),
@@ -539,7 +575,10 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "incident": lambda f: Incident(
         incident=f.string("incident", max_len=32, pattern=_MEMBER_ID, what="an incident id"),
         action=f.string("action", max_len=16, pattern=_WORD, what="an action"),
-        outcome=f.string("outcome", max_len=32, optional=True, pattern=_WORD, what="an outcome")),
+        outcome=f.string("outcome", max_len=32, optional=True, pattern=_WORD, what="an outcome"),
+        basis=f.string("basis", max_len=32, optional=True, pattern=_WORD, what="a basis")),
+    "alert_seen": lambda f: AlertSeen(
+        incident=f.string("incident", max_len=32, pattern=_MEMBER_ID, what="an incident id")),
     "duty": lambda f: Duty(on=f.boolean("on")),
     "list_incidents": lambda f: ListIncidents(),
     "status": lambda f: Status(status=f.string("status", max_len=16, pattern=_STATUS,

@@ -18,9 +18,16 @@ Rules, in one place:
 - The talking-stick mode changes only by `set_stick`: giving or taking the
   stick back needs the mode on and never turns it on or off.
 - The epoch advances whenever the membership changes: a member enters, or
-  leaves for good (left, timed out, removed). E2EE clients rotate their sender
-  keys on it, so a newcomer holds no key of what was said (or spoken) before
-  it came, and a leaver none of what follows. A resume is not a change.
+  leaves for good (left, timed out, removed); and whenever a member resumes
+  (its page may have reloaded and lost its sender chain, which nobody may
+  install twice), publishes new identity keys (whoever held the old ones holds
+  chains), or a facilitator opens a private corner (the corner's keys start in
+  an epoch of their own). E2EE clients rotate their sender keys on it, so a
+  newcomer holds no key of what was said (or spoken) before it came, and a
+  leaver none of what follows.
+- A private corner is private: opening one moves everyone else out of its
+  zone, nobody else may walk in, and its envelopes, sender keys, hidden-message
+  notices and voice reach its members only.
 - No I/O and no clock: `now` (seconds) comes in with every call.
 """
 
@@ -33,7 +40,7 @@ from typing import Any, Literal
 
 from hearth.spaces.config import LimitsConfig, MovementConfig, RoomConfig, VoiceConfig
 from hearth.spaces.effects import Broadcast, Effect, Reply, Send, Voice
-from hearth.spaces.layout import Point
+from hearth.spaces.layout import Corner, Point
 from hearth.spaces.protocol import ProtocolError
 from hearth.spaces.pseudonyms import PseudonymRefused, check_avatar, normalise, same_name
 from hearth.spaces.ratelimit import TokenBucket
@@ -47,6 +54,7 @@ MOVE_SLACK = 0.25  # metres forgiven per move for client/server timing jitter
 MAX_MOVE_WINDOW = 1.0  # seconds of walking one move may claim at most
 MAX_HELD_DIRECTS = 256  # directed envelopes kept for an away member
 MUTED_NOTICE_EVERY = 5.0  # seconds between "you are muted" errors to a muted speaker
+CORNER_MARGIN = 0.3  # metres outside a corner's edge where a bystander is put when it closes
 
 
 @dataclass(kw_only=True, slots=True)
@@ -200,9 +208,11 @@ class Room:
         return next(i for i in range(1, len(used) + 2) if i not in used)
 
     def _spawn_point(self) -> Point:
-        spawn = self.config.layout.spawn
+        layout = self.config.layout
+        spawn = [p for p in layout.spawn if layout.zone_of(p) not in self.private] or list(
+            layout.spawn)
         taken = [m.pos for m in self.members.values()]
-        for p in spawn:  # first spawn point nobody stands on
+        for p in spawn:  # first spawn point nobody stands on, never in a private corner
             if all(p.distance(q) > 0.5 for q in taken):
                 return p
         return spawn[self.rng.randrange(len(spawn))]
@@ -252,10 +262,6 @@ class Room:
         member.attachment += 1
         return member.attachment
 
-    def back(self, member: Member) -> list[Effect]:
-        """An away member resumed: the room sees it here again."""
-        return [self._updated(member)]
-
     # --- what members do -----------------------------------------------------
 
     def move(self, member: Member, x: float, y: float, now: float) -> list[Effect]:
@@ -294,6 +300,9 @@ class Room:
             raise ProtocolError("seat_taken")
         if member.pos.distance(seats[seat]) > SEAT_REACH:
             raise ProtocolError("seat_too_far")
+        zone = self.config.layout.zone_of(seats[seat])
+        if zone in self.private and member.id not in self.private[zone]:
+            raise ProtocolError("corner_private")  # a seat inside a private corner
         member.pos = seats[seat]
         self._moved.discard(member.id)
         return self._set_seat(member, seat)
@@ -326,9 +335,21 @@ class Room:
         member.status = status
         return [self._updated(member)]
 
-    def publish_keys(self, member: Member, dh: str, sig: str) -> list[Effect]:
-        member.keys = {"dh": dh, "sig": sig}
-        return [self._updated(member)]
+    def publish_keys(self, member: Member, keys: dict[str, Any]) -> list[Effect]:
+        """The member's E2EE keys (identity, and its key for an epoch) for the roster."""
+        old = member.keys
+        member.keys = keys
+        message: dict[str, Any] = {"type": "member_updated", "member": self.wire_member(member)}
+        if old is not None and (old["dh"], old["sig"]) != (keys["dh"], keys["sig"]):
+            self.epoch += 1  # a new identity: the old one may hold chains, everyone rotates
+            message["epoch"] = self.epoch
+        return [self._broadcast(message)]
+
+    def resumed(self, member: Member) -> list[Effect]:
+        """A member came back (a dropped connection, or a reload): the epoch advances."""
+        self.epoch += 1
+        return [self._broadcast({"type": "member_resumed", "member": self.wire_member(member),
+                                 "epoch": self.epoch}, exclude=member.id)]
 
     def envelope(self, member: Member, body: str, commitment: str, ref: str | None,
                  now: float, tag: Any, zone: str | None = None) -> list[Effect]:
@@ -355,11 +376,21 @@ class Room:
             sent["ref"] = ref
         return [out, Reply(sent)]
 
+    def _in_corner(self, zone: str) -> list[Member]:
+        """Who a corner's conversation reaches: a private corner's members, wherever they
+        stand; in a quiet corner nobody made private, whoever stands in it."""
+        inside = self.private.get(zone)
+        if inside is not None:
+            return [m for m in self.members.values() if m.id in inside]
+        zone_of = self.config.layout.zone_of
+        return [m for m in self.members.values() if zone_of(m.pos) == zone]
+
     def _corner_envelope(self, member: Member, body: str, commitment: str, ref: str | None,
                          ts: int, tag: Any, zone: str) -> list[Effect]:
         """A corner's own conversation: its own scope and sequence, seen by nobody else."""
         layout = self.config.layout
-        if layout.zone_of(member.pos) != zone:
+        inside = self.private.get(zone)
+        if layout.zone_of(member.pos) != zone or (inside is not None and member.id not in inside):
             raise ProtocolError("not_in_zone", ref=ref)
         seq = self.corner_seq[zone] = self.corner_seq.get(zone, 0) + 1
         scope = f"{self.id}#{zone}"
@@ -369,17 +400,23 @@ class Room:
         sent: dict[str, Any] = {"type": "sent", "zone": zone, "seq": seq, "ts": ts, "tag": stamp}
         if ref is not None:
             sent["ref"] = ref
-        return [*(Send(m.id, message) for m in self.members.values()
-                  if m.id != member.id and m.away_since is None and layout.zone_of(m.pos) == zone),
+        return [*(Send(m.id, message) for m in self._in_corner(zone)
+                  if m.id != member.id and m.away_since is None),
                 Reply(sent)]
 
-    def direct(self, member: Member, to: str, body: str, ref: str | None) -> list[Effect]:
+    def direct(self, member: Member, to: str, body: str, ref: str | None,
+               zone: str | None = None) -> list[Effect]:
         recipient = self.members.get(to)
         if recipient is None or to == member.id:
             raise ProtocolError("recipient_not_found", ref=ref)
         if len(body) > self.limits.max_envelope_chars:
             raise ProtocolError("envelope_too_large", ref=ref)
         message = {"type": "direct", "from": member.id, "body": body}
+        if zone is not None:  # a private corner's sender key: between its members only
+            inside = self.private.get(zone, frozenset())
+            if member.id not in inside or to not in inside:
+                raise ProtocolError("not_in_zone", ref=ref)
+            message["zone"] = zone
         if recipient.away_since is not None:  # keep sender keys for a member who will resume
             if len(recipient.held) >= MAX_HELD_DIRECTS:
                 raise ProtocolError("recipient_not_found", "The recipient is away and has too "
@@ -400,6 +437,10 @@ class Room:
             return []
         holder = self.stick_holder if self.stick_on else None
         listeners = self.voice.listeners(member, header, self.members, self.stick_on, holder, now)
+        if listeners and self.private:
+            inside = self.private.get(self.config.layout.zone_of(member.pos))
+            if inside is not None:  # a private corner: its members only, whoever stood near
+                listeners = tuple(m for m in listeners if m in inside) if member.id in inside else ()
         if not listeners:
             return []
         return [Voice(self.id, stamp_slot(frame, member.slot), listeners)]
@@ -478,33 +519,59 @@ class Room:
     def hide(self, seq: int, by: Member, zone: str | None = None) -> list[Effect]:
         if zone is None:
             return [self._broadcast({"type": "hidden", "target": seq, "by": by.id})]
-        layout = self.config.layout
         message = {"type": "hidden", "target": seq, "zone": zone, "by": by.id}
-        return [Send(m.id, message) for m in self.members.values()
-                if layout.zone_of(m.pos) == zone]
+        return [Send(m.id, message) for m in self._in_corner(zone)]
 
     def private_corner(self, corner: str, facilitator: Member, member: Member) -> list[Effect]:
+        """The two alone in the corner: everyone else is moved out, and it opens a new epoch,
+        so the corner's keys (clients keep a session of its own) start fresh."""
         found = next((c for c in self.config.layout.corners if c.id == corner), None)
         if found is None:
             raise ProtocolError("corner_not_found")
-        self.private[corner] = frozenset({facilitator.id, member.id})
+        inside = frozenset({facilitator.id, member.id})
+        self.private[corner] = inside
         effects: list[Effect] = []
+        for other in list(self.members.values()) + list(self.waiting.values()):
+            if other.id not in inside and found.contains(other.pos):
+                other.seat = None
+                other.pos = self._outside(found, other.pos)
+                self._moved.discard(other.id)
+                if other.id in self.members:
+                    effects.append(self._updated(other))
         centre = Point(found.x + found.width / 2, found.y + found.height / 2)
         for who, dx in ((facilitator, -0.4), (member, 0.4)):
             who.seat = None
             who.pos = Point(centre.x + dx, centre.y).rounded()
             self._moved.discard(who.id)
             effects.append(self._updated(who))
-        return [*effects, self._corners()]
+        self.epoch += 1
+        return [*effects, self._corners(epoch=True)]
+
+    def _outside(self, corner: Corner, p: Point) -> Point:
+        """The nearest walkable point just outside `corner` and every other corner."""
+        layout = self.config.layout
+        margin = CORNER_MARGIN
+        x = min(max(p.x, corner.x), corner.x + corner.width)
+        y = min(max(p.y, corner.y), corner.y + corner.height)
+        candidates = [Point(corner.x - margin, y), Point(corner.x + corner.width + margin, y),
+                      Point(x, corner.y - margin), Point(x, corner.y + corner.height + margin),
+                      *layout.spawn]
+        free = [c.rounded() for c in candidates
+                if layout.walkable(c) and layout.zone_of(c) not in self.private
+                and not corner.contains(c)]
+        return min(free, key=p.distance) if free else layout.spawn[0]
 
     def release_corner(self, corner: str) -> list[Effect]:
         if self.private.pop(corner, None) is None:
             raise ProtocolError("corner_not_found", "That corner is not private.")
         return [self._corners()]
 
-    def _corners(self) -> Broadcast:
-        return self._broadcast({"type": "corners", "private": {
-            c: sorted(ms) for c, ms in self.private.items()}})
+    def _corners(self, epoch: bool = False) -> Broadcast:
+        message: dict[str, Any] = {"type": "corners", "private": {
+            c: sorted(ms) for c, ms in self.private.items()}}
+        if epoch:
+            message["epoch"] = self.epoch
+        return self._broadcast(message)
 
     def end_notice(self) -> Broadcast:
         return self._broadcast({"type": "session_ended"})

@@ -22,7 +22,7 @@ from typing import Any, get_args
 
 from hearth.moderation.bans import AddressKey, Ban, BanList, utc_day
 from hearth.moderation.crisis import CrisisDesk
-from hearth.moderation.incidents import DEFAULT_ESCALATION, Escalation, IncidentDesk
+from hearth.moderation.incidents import ACTIONS, DEFAULT_ESCALATION, Escalation, IncidentDesk
 from hearth.moderation.reports import ReportQueue
 from hearth.spaces import protocol as p
 from hearth.spaces.config import HearthConfig
@@ -239,16 +239,15 @@ class Venue:
         if room is None or member is None:
             raise ProtocolError("session_expired")
         effects: list[Effect] = []
-        was_away = member.away_since is not None
-        if not was_away:  # the old connection is still open: it loses the member
+        if member.away_since is None:  # the old connection is still open: it loses the member
             effects.append(Detach(member.id, RESUMED_ELSEWHERE, "resumed on another connection"))
         attachment = room.reattach(member)
         token = self._issue_session(room.id, member.id)
         held, member.held = member.held, []
+        effects += room.resumed(member)  # a new epoch: the welcome below already shows it
         return Seat(room.id, member.id, attachment), [
             *effects, Attach(room.id, member.id), Reply(self._welcome(room, member, token, True)),
-            *(Send(member.id, message) for message in held),
-            *(room.back(member) if was_away else [])]
+            *(Send(member.id, message) for message in held)]
 
     # --- members' messages --------------------------------------------------------
 
@@ -275,7 +274,8 @@ class Venue:
                 return [Reply(refused.to_wire()),
                         Audit(_actor(member), kind, target, room.id, "refused:forbidden")]
             effects = self._moderate(room, member, msg, now)
-            if kind != "list_reports":  # an incident run elsewhere is audited where it runs
+            if kind not in ("list_reports", "alert_seen"):  # a receipt is in the incident;
+                # an incident run elsewhere is audited where it runs
                 elsewhere = any(isinstance(e, ActElsewhere) for e in effects)
                 effects.append(Audit(_actor(member), kind, target, room.id,
                                      "forwarded" if elsewhere else "ok"))
@@ -289,13 +289,13 @@ class Venue:
                 return room.stand(member)
             case p.Rename(pseudonym=name, avatar=avatar):
                 return room.rename(member, name, avatar)
-            case p.Keys(dh=dh, sig=sig):
-                return room.publish_keys(member, dh, sig)
+            case p.Keys():
+                return room.publish_keys(member, msg.roster_entry())
             case p.Envelope(body=body, commitment=commitment, zone=zone, ref=ref):
                 return room.envelope(member, body, commitment, ref, now,
                                      self._tagger(member.id, commitment), zone)
-            case p.Direct(to=to, body=body, ref=ref):
-                return room.direct(member, to, body, ref)
+            case p.Direct(to=to, body=body, zone=zone, ref=ref):
+                return room.direct(member, to, body, ref, zone)
             case p.Report():
                 return self._report(room, member, msg, now)
             case p.RaiseHand(up=up):
@@ -307,10 +307,8 @@ class Venue:
             case p.Flag():
                 return self._flag(room, member, msg, now)
             case p.Worried(member=target, ref=ref):
-                person = self._member(room, target, ref)
-                return [Reply({"type": "concern_received", **({"ref": ref} if ref else {})}),
-                        *self.crisis.open(room, person, trigger="peer_concern", severity="medium",
-                                          category="concern", rule_pack=None, now=now, ref=ref)]
+                return self.crisis.worried(room, member, self._member(room, target, ref), now,
+                                           ref)
             case p.Status(status=status):
                 return room.set_status(member, status)
             case p.Leave(closing=True) if self.config.session.closing_grace_seconds > 0:
@@ -372,11 +370,17 @@ class Venue:
                 return room.release_corner(corner)
             case p.EndSession():
                 return self._end_session(room)
-            case p.Incident(incident=incident, action=action, outcome=outcome, ref=ref):
+            case p.Incident(incident=incident, action=action, outcome=outcome, basis=basis,
+                            ref=ref):
+                if action not in ACTIONS:
+                    raise ProtocolError("bad_message",
+                                        f"incident.action: expected one of {ACTIONS}.", ref)
                 return self.crisis.act(self.rooms, _actor(actor), incident, action, outcome, now,
-                                       ref)
+                                       ref, basis)
+            case p.AlertSeen(incident=incident, ref=ref):
+                return self.crisis.act(self.rooms, _actor(actor), incident, "seen", None, now, ref)
             case p.Duty(on=on):
-                return self.crisis.set_duty(actor, on)
+                return self.crisis.set_duty(actor, on, now)
             case p.ListIncidents():
                 return self.crisis.listing(room)
         raise ProtocolError("unknown_type")  # pragma: no cover
@@ -396,12 +400,9 @@ class Venue:
                         Audit(_actor(member), "flag", None, room.id, "refused:forbidden")]
             person = self._member(room, msg.member, msg.ref)
             trigger = "facilitator_flag" if msg.manual else "facilitator_detector"
-        reply: dict[str, Any] = {"type": "flag_received"}
-        if msg.ref is not None:
-            reply["ref"] = msg.ref
-        return [Reply(reply), *self.crisis.open(
-            room, person, trigger=trigger, severity=msg.severity, category=msg.category,
-            rule_pack=msg.pack, now=now, ref=msg.ref)]
+        return self.crisis.flag(room, person, trigger=trigger, severity=msg.severity,
+                                category=msg.category, rule_pack=msg.pack, now=now, ref=msg.ref,
+                                actor=None if trigger == "self_detector" else _actor(member))
 
     def _target_name(self, room: Room, msg: p.ClientMessage) -> str | None:
         """The pseudonym an operation is aimed at, for the audit log."""

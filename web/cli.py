@@ -154,16 +154,14 @@ def load(path: Path | None, listen: list[str] | None) -> Any:
             print(problem, file=sys.stderr)
         return None
     problems = check_endpoints(config.source, list(config.server.listen), "server.listen")
-    from hearth.moderation.crisis_config import load_crisis, missing_helplines
+    from hearth.moderation.crisis_config import config_warnings, load_crisis
     try:
         crisis = load_crisis(Path(config.crisis.directory))
     except ConfigError as err:
         problems += err.problems
     else:
-        countries = getattr(config.organisation, "helpline_countries", ())
-        for country in missing_helplines(crisis.helplines, countries):
-            print(f"{config.source}: warning: no helpline data for {country}; people there see "
-                  "the international directories only", file=sys.stderr)
+        for warning in config_warnings(config, crisis):
+            print(warning, file=sys.stderr)
     if listen:
         problems += check_endpoints("--listen", listen, "--listen")
     for problem in problems:

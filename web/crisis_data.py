@@ -4,6 +4,9 @@ Built once at start from config/crisis/ (moderation.crisis_config): the
 participant's client caches the helplines of the chosen country when it
 joins, so the card shows even when the connection is down, and runs the
 rule pack on the person's own device (the server never sees the text).
+Participants get only the entries the operator has verified;
+/crisis/helplines-console.json, for the facilitators' console, has every
+entry, the unverified ones marked.
 """
 
 from __future__ import annotations
@@ -20,7 +23,10 @@ class CrisisData(resource.Resource):
 
     def __init__(self, crisis: CrisisConfig) -> None:
         super().__init__()
-        self.files = {("helplines.json",): json.dumps(helplines_to_json(crisis.helplines)).encode()}
+        self.files = {
+            ("helplines.json",): json.dumps(helplines_to_json(crisis.helplines)).encode(),
+            ("helplines-console.json",): json.dumps(
+                helplines_to_json(crisis.helplines, everything=True)).encode()}
         for lang, pack in crisis.packs.items():
             self.files[("rules", f"{lang}.json")] = json.dumps(pack_to_json(pack)).encode()
 

@@ -41,6 +41,7 @@ from hearth.spaces.effects import (
     Detach,
     Dispatch,
     Duty,
+    DutyRoster,
     Effect,
     Enter,
     Record,
@@ -541,6 +542,9 @@ class Node:
                 case ActElsewhere() as act:
                     d = defer.ensureDeferred(self._act_elsewhere(peer, act))
                     d.addErrback(self._not_carried, peer, act.ref)
+                case DutyRoster(count=count):
+                    self.broker.send_all(relay.pack(relay.DUTY_ROSTER, {
+                        "from": self.id, "count": count}))
         if self.venue.session_changes:
             self.sync_sessions()
 
@@ -647,7 +651,8 @@ class Node:
         self._asks[ask] = Ask(peer, act.ref, self.clock())
         self.broker.send_node(owner, relay.pack(relay.INCIDENT_ACT, {
             "req": ask, "from": self.id, "room": act.room, "incident": act.incident,
-            "action": act.action, "outcome": act.outcome, "actor": act.actor, "ref": act.ref}))
+            "action": act.action, "outcome": act.outcome, "actor": act.actor, "ref": act.ref,
+            "basis": act.basis}))
 
     def _not_carried(self, failure: Any, peer: Link | RemoteLink | None,
                      ref: str | None) -> None:
@@ -676,13 +681,15 @@ class Node:
             if act.incident not in crisis.desk.incidents:
                 raise ProtocolError("incident_not_found", "There is no such incident.", act.ref)
             effects = crisis.act(self.venue.rooms, act.actor, act.incident, act.action,
-                                 act.outcome, self.clock(), act.ref)
+                                 act.outcome, self.clock(), act.ref, act.basis)
         except ProtocolError as refused:
             frame = encode(refused.to_wire())
             if peer is not None:
                 peer.send_bytes(frame)
             return frame
-        self.apply(None, [*effects, Audit(act.actor, "incident", None, act.room, "ok")])
+        receipt = act.action == "seen"  # a console's receipt is in the incident, not the audit
+        self.apply(None, [*effects, *([] if receipt else [
+            Audit(act.actor, "incident", None, act.room, "ok")])])
         return b""
 
     # --- delivery at this node ----------------------------------------------------------
@@ -748,12 +755,15 @@ class Node:
             case relay.INCIDENT:
                 if h["from"] != self.id:
                     self.venue.crisis.learn(json.loads(m.payload))
+            case relay.DUTY_ROSTER:
+                if h["from"] != self.id:
+                    self.venue.crisis.heard_duty(h["from"], int(h["count"]), now)
             case relay.SESSION:
                 if h["from"] != self.id and self.on_session is not None:
                     self.on_session(json.loads(m.payload))
             case relay.INCIDENT_ACT:
                 act = ActElsewhere(h["room"], h["incident"], h["action"], h["outcome"],
-                                   h["actor"], h["ref"])
+                                   h["actor"], h["ref"], h.get("basis"))
                 self.broker.send_node(h["from"], relay.pack(
                     relay.INCIDENT_DONE, {"req": h["req"]}, self._act_here(None, act)))
             case relay.INCIDENT_DONE:

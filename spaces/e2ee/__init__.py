@@ -1,7 +1,8 @@
 """End-to-end encryption for group chat and voice: sender keys, sealed envelopes, franking.
 
     client (Python: session.py / browser: web/static/js/e2ee.js)
-        │ update_roster(epoch, roster) ──► directed envelopes (to one member)
+        │ public_keys() ─────────────────► `keys`: identity + signed epoch key (every epoch)
+        │ update_roster(epoch, roster) ──► directed envelopes (to one member, per epoch key)
         │ encrypt(text) ─────────────────► room envelope {body, commitment}
         │ encrypt_voice(opus, seq=…) ────► binary voice frame (clear 10-byte header, slot 0)
         ▼
@@ -10,13 +11,14 @@
     other clients: receive_directed(...) installs a sender key (and voice key);
                    decrypt(...) / decrypt_voice(...) open
 
-    identity.py   per-session X25519 + Ed25519 keys, fingerprints, safety code
-    envelope.py   pairwise sealed envelopes (X25519 → HKDF-SHA256 → AES-256-GCM, signed)
+    identity.py   per-session X25519 + Ed25519 keys, per-epoch keys, fingerprints, safety code
+    points.py     public keys refused on decode: non-canonical, off-curve, small order
+    envelope.py   pairwise sealed envelopes (two X25519 → HKDF-SHA256 → AES-256-GCM, signed)
     chain.py      sender-key chains: forward ratchet, skipped-key window, replay refusal
     message.py    room message layout: header, AAD, padding, signature
     voice.py      voice frames: clear header, per-epoch voice key, seq nonce, replay window
     franking.py   commitments, the server's tag, report verification
-    session.py    GroupSession: one member's state for one room (sans-IO)
+    session.py    GroupSession: one member's state for one room or private corner (sans-IO)
     encoding.py   length-prefixed fields, integers, strict base64
     primitives.py HMAC, HKDF, AES-GCM behind one function each
     errors.py     E2EEError and its stable codes

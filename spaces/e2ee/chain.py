@@ -32,10 +32,8 @@ MAX_FORWARD = 1024
 SEED_BYTE = b"\x01"
 STEP_BYTE = b"\x02"
 
-SENDER_KEY_KIND = 0x01  # chat only: kind | epoch | index | chain key
-SENDER_KEY_VOICE_KIND = 0x02  # the same, then the voice key and its nonce salt
-SENDER_KEY_LEN = 1 + 4 + 4 + KEY_LEN
-SENDER_KEY_VOICE_LEN = SENDER_KEY_LEN + VOICE_KEY_MATERIAL_LEN
+SENDER_KEY_KIND = 0x03  # kind | epoch | index | chain key | voice key | salt | next voice seq
+SENDER_KEY_LEN = 1 + 4 + 4 + KEY_LEN + VOICE_KEY_MATERIAL_LEN + 4
 
 
 def step(chain_key: bytes) -> tuple[bytes, bytes]:
@@ -51,45 +49,44 @@ def advance(chain_key: bytes, steps: int) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class SenderKey:
-    """What one directed envelope carries: a chain key at an index for one epoch, and the voice key.
+    """What one directed envelope carries: a sender's chain key at an index for one epoch, its
+    voice key for that epoch, and the seq its next voice frame will carry.
 
-    Wire: kind 0x01 | epoch u32 | index u32 | chain key (32)              41 bytes
-          kind 0x02 | epoch u32 | index u32 | chain key (32) | voice key (32) | salt (4)   77 bytes
-    Sessions send kind 0x02. Kind 0x01 (a sender without voice) still decodes;
-    that sender's voice frames are then e2ee.unsupported.
+    Wire: kind 0x03 | epoch u32 | index u32 | chain key (32) | voice key (32) | salt (4)
+          | voice seq u32                                                          81 bytes
+    The receiver reads messages from `index` on and voice frames from `voice_seq` on: what
+    was said before the key reached it stays closed, however often the server replays it.
+    Earlier kinds (0x01, 0x02: no voice seq) are e2ee.unsupported.
     """
 
     epoch: int
     index: int
     chain_key: bytes = field(repr=False)
-    voice: VoiceKey | None = field(default=None, repr=False)
+    voice: VoiceKey = field(repr=False)
+    voice_seq: int = 0
 
     def encode(self) -> bytes:
-        head = u32(self.epoch) + u32(self.index) + self.chain_key
-        if self.voice is None:
-            return bytes([SENDER_KEY_KIND]) + head
         assert self.voice.epoch == self.epoch
-        return bytes([SENDER_KEY_VOICE_KIND]) + head + self.voice.key + self.voice.salt
+        return (bytes([SENDER_KEY_KIND]) + u32(self.epoch) + u32(self.index) + self.chain_key
+                + self.voice.key + self.voice.salt + u32(self.voice_seq))
 
     @classmethod
     def decode(cls, data: bytes) -> SenderKey:
         if not data:
             raise E2EEError(errors.MALFORMED, "empty sender key")
-        if data[0] not in (SENDER_KEY_KIND, SENDER_KEY_VOICE_KIND):
+        if data[0] != SENDER_KEY_KIND:
             raise E2EEError(errors.UNSUPPORTED, "unknown directed payload kind")
-        want = SENDER_KEY_LEN if data[0] == SENDER_KEY_KIND else SENDER_KEY_VOICE_LEN
-        if len(data) != want:
+        if len(data) != SENDER_KEY_LEN:
             raise E2EEError(errors.MALFORMED, "sender key has the wrong length")
         epoch = int.from_bytes(data[1:5], "big")
-        voice = None
-        if data[0] == SENDER_KEY_VOICE_KIND:
-            voice_key = data[SENDER_KEY_LEN : SENDER_KEY_LEN + KEY_LEN]
-            voice = VoiceKey(epoch, voice_key, data[SENDER_KEY_LEN + KEY_LEN :])
+        at = 9 + KEY_LEN
+        voice = VoiceKey(epoch, data[at : at + KEY_LEN], data[at + KEY_LEN : at + VOICE_KEY_MATERIAL_LEN])
         return cls(
             epoch=epoch,
             index=int.from_bytes(data[5:9], "big"),
-            chain_key=data[9:SENDER_KEY_LEN],
+            chain_key=data[9:at],
             voice=voice,
+            voice_seq=int.from_bytes(data[-4:], "big"),
         )
 
 
@@ -113,9 +110,9 @@ class SendingChain:
         seed, chain_key = step(self.chain_key)
         return self.index, seed, SendingChain(self.epoch, self.index + 1, chain_key)
 
-    def sender_key(self, voice: VoiceKey | None = None) -> SenderKey:
+    def sender_key(self, voice: VoiceKey, voice_seq: int) -> SenderKey:
         """The current state, as sent to a member: they can read from here on, not before."""
-        return SenderKey(self.epoch, self.index, self.chain_key, voice)
+        return SenderKey(self.epoch, self.index, self.chain_key, voice, voice_seq)
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ nor swap the commitment it tags.
 
 Inner plaintext (padded so sizes leak only in steps of 64 bytes):
 
-    0      1   kind 0x01 (text)
+    0      1   content kind: 0x01 text (CONTENT_KINDS lists what this version reads)
     1     32   franking key
     33     4   text length L, u32 big-endian
     37     L   text, UTF-8
@@ -45,6 +45,9 @@ from hearth.spaces.e2ee.primitives import (
 ROOM_MESSAGE_TYPE = 0x01
 HEADER_LEN = 10
 TEXT_KIND = 0x01
+# Content kinds this version opens; a new kind (a reaction, say) is one more entry here and in
+# e2ee.js, UTF-8 text inside like a message. Older clients refuse it with e2ee.unsupported.
+CONTENT_KINDS: frozenset[int] = frozenset({TEXT_KIND})
 INNER_HEADER_LEN = 1 + FRANKING_KEY_LEN + 4
 PAD_BLOCK = 64
 
@@ -64,17 +67,19 @@ def padded_length(n: int) -> int:
     return -(-n // PAD_BLOCK) * PAD_BLOCK
 
 
-def encode_inner(text: str, franking_key: bytes) -> bytes:
+def encode_inner(text: str, franking_key: bytes, kind: int = TEXT_KIND) -> bytes:
+    if kind not in CONTENT_KINDS:
+        raise E2EEError(errors.UNSUPPORTED, "unknown message kind")
     data = utf8(text)
-    inner = bytes([TEXT_KIND]) + franking_key + u32(len(data)) + data
+    inner = bytes([kind]) + franking_key + u32(len(data)) + data
     return inner + bytes(padded_length(len(inner)) - len(inner))
 
 
-def decode_inner(inner: bytes) -> tuple[str, bytes]:
-    """(text, franking key); strict about padding so both clients accept the same bytes."""
+def decode_inner(inner: bytes) -> tuple[str, bytes, int]:
+    """(text, franking key, kind); strict about padding so both clients accept the same bytes."""
     if len(inner) < INNER_HEADER_LEN:
         raise E2EEError(errors.MALFORMED, "inner plaintext too short")
-    if inner[0] != TEXT_KIND:
+    if inner[0] not in CONTENT_KINDS:
         raise E2EEError(errors.UNSUPPORTED, "unknown message kind")
     franking_key = inner[1 : 1 + FRANKING_KEY_LEN]
     length = int.from_bytes(inner[33:37], "big")
@@ -85,7 +90,7 @@ def decode_inner(inner: bytes) -> tuple[str, bytes]:
         text = inner[INNER_HEADER_LEN:end].decode("utf-8")
     except UnicodeDecodeError:
         raise E2EEError(errors.MALFORMED, "text is not UTF-8") from None
-    return text, franking_key
+    return text, franking_key, inner[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,14 +134,15 @@ class RoomMessage:
         ctx = self._context(room_id, sender_id, commitment)
         signer.verify(self.signature, fields(SIG_LABEL, *ctx, self.ciphertext))
 
-    def open(self, seed: bytes, *, room_id: str, sender_id: str, commitment: bytes) -> tuple[str, bytes]:
-        """Decrypt, then check the franking commitment; returns (text, franking key)."""
+    def open(self, seed: bytes, *, room_id: str, sender_id: str,
+             commitment: bytes) -> tuple[str, bytes, int]:
+        """Decrypt, then check the franking commitment; returns (text, franking key, kind)."""
         key, nonce = message_key(seed)
         aad = fields(AAD_LABEL, *self._context(room_id, sender_id, commitment))
-        text, franking_key = decode_inner(open_sealed(key, nonce, self.ciphertext, aad))
+        text, franking_key, kind = decode_inner(open_sealed(key, nonce, self.ciphertext, aad))
         if not commitment_matches(franking_key, text, commitment):
             raise E2EEError(errors.BAD_COMMITMENT, "the text does not match its commitment")
-        return text, franking_key
+        return text, franking_key, kind
 
 
 def seal_room_message(
@@ -150,11 +156,12 @@ def seal_room_message(
     text: str,
     franking_key: bytes,
     commitment: bytes,
+    kind: int = TEXT_KIND,
 ) -> RoomMessage:
     """Encrypt and sign one text at (epoch, index) under the seed of that chain index."""
     unsigned = RoomMessage(epoch, index, b"", b"")
     ctx = unsigned._context(room_id, sender_id, commitment)
     key, nonce = message_key(seed)
-    ciphertext = seal(key, nonce, encode_inner(text, franking_key), fields(AAD_LABEL, *ctx))
+    ciphertext = seal(key, nonce, encode_inner(text, franking_key, kind), fields(AAD_LABEL, *ctx))
     signature = sender.sign(fields(SIG_LABEL, *ctx, ciphertext))
     return RoomMessage(epoch, index, ciphertext, signature)

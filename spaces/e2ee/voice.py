@@ -18,12 +18,13 @@ Key, nonce, AAD:
     AAD               = fields(AAD_LABEL, frame[0:4], frame[6:10], utf8(room), utf8(sender))
 
 The sender derives the key from its epoch-initial chain key and ships it in the
-sender-key payload (chain.SenderKey, kind 0x02), because a newcomer receives
-the chain at its current index and could not derive it. The slot is left out
-of the AAD: the server rewrites it. The sender never repeats a seq under one
-key (GroupSession refuses), so no nonce repeats. Receivers refuse replays
-with a sliding window over seq (as SRTP does), so the server cannot play back
-what someone said earlier in the epoch.
+sender-key payload (chain.SenderKey), with the seq of its next frame, because a
+newcomer receives the chain at its current index and could not derive it. The slot is left out
+of the AAD: the server rewrites it. The sender's seq only rises for the whole
+session (GroupSession refuses a repeat), so no nonce repeats. Receivers refuse
+replays with a sliding window over seq (as SRTP does), and refuse every seq
+below the one the sender key announced, so the server cannot play back what
+someone said earlier in the epoch.
 
 Every member holds every sender's voice key: this is group authentication,
 not per-sender (no signature at 50 frames/s). See docs/e2ee.md, "Voice".
@@ -201,16 +202,22 @@ def open_voice_frame(key: VoiceKey, frame: bytes, *, room_id: str, sender_id: st
 class VoiceReceiver:
     """A sender's voice key as a receiver holds it, and which recent seqs already opened.
 
+    `floor` is the seq the sender key said came next when it arrived: anything
+    below it was said before we held the key and is e2ee.out_of_window, so a
+    key that arrives late (or after a reload) never opens what the server kept.
     `top` is the highest seq opened (-1: none yet); bit i of `seen` is set when
     seq `top - i` opened. A frame VOICE_WINDOW or more behind `top` is
     e2ee.out_of_window, a repeat is e2ee.replay. `mark` only after AES-GCM passed.
     """
 
     key: VoiceKey
+    floor: int = 0
     top: int = -1
     seen: int = 0
 
     def check(self, seq: int) -> None:
+        if seq < self.floor:
+            raise E2EEError(errors.OUT_OF_WINDOW, "voice frame from before the key arrived")
         if seq > self.top:
             return
         behind = self.top - seq

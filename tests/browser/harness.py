@@ -258,6 +258,18 @@ async def say(page: Page, text: str) -> None:
                         ".some((n) => n.textContent === text)", text)
 
 
+async def chat_both_ways(page: Page, py: Any, member: str, tag: str) -> None:
+    """`page` (member `member`) and a Python GroupChat `py` each read what the other says."""
+    assert py.client.member is not None
+    await keys_ready(page, [py.client.member])
+    await py.keys_from([member])
+    await say(page, f"browser says {tag}")
+    got = await py.next_message()
+    assert (got.sender, got.text) == (member, f"browser says {tag}")
+    await py.say(f"python says {tag}")
+    await log_has(page, f"python says {tag}")
+
+
 async def glide_samples(page: Page, member: str, ms: int) -> dict[str, int]:
     """How many distinct drawn positions vs server positions `page` showed for `member`."""
     result: dict[str, int] = await page.evaluate(

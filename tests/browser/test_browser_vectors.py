@@ -87,44 +87,66 @@ def test_a_broken_vector_is_reported(browser: RunnerPage, vectors: dict[str, Any
 
 
 class Link:
-    """A Python GroupSession and a browser GroupSession in one room, and the relay between them."""
+    """Python GroupSessions and browser GroupSessions in one room, and the relay between them."""
 
     def __init__(self, browser: RunnerPage, room: str) -> None:
         self.browser = browser
         self.room = room
-        self.js_keys: dict[str, dict[str, str]] = {}
+        self.js_keys: dict[str, dict[str, Any]] = {}
+        self.sealed: dict[tuple[str, str, int], str] = {}  # (from, to, epoch) -> body, as a server keeps
+        self.member_of: dict[str, str] = {}  # browser session name -> its member id
 
-    def js_create(self, member: str) -> dict[str, str]:
-        keys: dict[str, str] = self.browser.call("liveCreate", member, self.room, member)
+    def js_create(self, member: str) -> dict[str, Any]:
+        keys: dict[str, Any] = self.browser.call("liveCreate", member, self.room, member)
         self.js_keys[member] = keys
         return keys
 
     def js(self, member: str, op: str, *args: Any) -> Any:
         return self.browser.call("liveCall", member, op, list(args))
 
+    def js_reload(self, name: str, new_name: str) -> dict[str, Any]:
+        """A reload of the browser session `name`: the same member, as `new_name`."""
+        result: dict[str, Any] = self.browser.call("liveReload", name, new_name)
+        self.member_of[new_name] = self.member_of.get(name, name)
+        return result
 
-def _relay(link: Link, py: dict[str, GroupSession], js: list[str], epoch: int,
-           roster: dict[str, dict[str, str]]) -> None:
-    """Apply a roster everywhere and deliver every directed envelope to its member."""
-    outgoing: list[tuple[str, str, str]] = []
-    for member, session in py.items():
-        outgoing += [(member, to, body) for to, body in session.update_roster(epoch, roster)]
-    for member in js:
-        result = link.js(member, "updateRoster", epoch, roster)
-        outgoing += [(member, to, body) for to, body in result["envelopes"]]
-    for sender, to, body in outgoing:
-        if to in py:
-            py[to].receive_directed(sender, body)
-        else:
-            assert link.js(to, "receiveDirected", sender, body) == {"ok": True}
+    def roster(self, py: dict[str, GroupSession], js: list[str]) -> dict[str, dict[str, Any]]:
+        keys = {m: s.public_keys() for m, s in py.items()}
+        for name in js:
+            keys[self.member_of.get(name, name)] = self.js_keys[name] = self.js(name, "publicKeys")
+        return keys
+
+    def relay(self, py: dict[str, GroupSession], js: list[str], epoch: int,
+              extra: dict[str, dict[str, Any]] | None = None) -> None:
+        """The epoch and roster everywhere; every member's epoch key published; the roster
+        again; every directed envelope delivered to its member (and kept, as a server could)."""
+        for _ in range(2):
+            roster = {**self.roster(py, js), **(extra or {})}
+            outgoing: list[tuple[str, str, str]] = []
+            for member, session in py.items():
+                outgoing += [(member, to, body) for to, body in session.update_roster(epoch, roster)]
+            for name in js:
+                result = self.js(name, "updateRoster", epoch, roster)
+                member = self.member_of.get(name, name)
+                outgoing += [(member, to, body) for to, body in result["envelopes"]]
+            names = {self.member_of.get(name, name): name for name in js}
+            for sender, to, body in outgoing:
+                self.sealed[(sender, to, epoch)] = body
+                if to in py:
+                    py[to].receive_directed(sender, body)
+                elif to in names:
+                    assert self.js(names[to], "receiveDirected", sender, body) == {"ok": True}
+
+
+def _relay(link: Link, py: dict[str, GroupSession], js: list[str], epoch: int) -> None:
+    link.relay(py, js, epoch)
 
 
 def test_python_and_browser_sessions_interoperate(browser: RunnerPage) -> None:
     link = Link(browser, "room-live")
     alice = GroupSession("room-live", "py-alice")
     link.js_create("js-bob")
-    roster = {"py-alice": alice.public_keys(), "js-bob": link.js_keys["js-bob"]}
-    _relay(link, {"py-alice": alice}, ["js-bob"], 1, roster)
+    _relay(link, {"py-alice": alice}, ["js-bob"], 1)
 
     # Python-made messages open in the browser, byte for byte the same text.
     for text in ("Hello from Python", "Привет 👋 — مرحبا", "\ufeffBOM", ""):
@@ -179,9 +201,7 @@ def test_removal_rotates_keys_across_languages(browser: RunnerPage) -> None:
     mallory = GroupSession("room-rotate", "py-mallory")
     link.js_create("js-bob")
     link.js_create("js-carol")
-    everyone = {"py-alice": alice.public_keys(), "py-mallory": mallory.public_keys(),
-                **link.js_keys}
-    _relay(link, {"py-alice": alice, "py-mallory": mallory}, ["js-bob", "js-carol"], 1, everyone)
+    _relay(link, {"py-alice": alice, "py-mallory": mallory}, ["js-bob", "js-carol"], 1)
     before = link.js("js-bob", "encrypt", "everyone can read this")
     assert mallory.decrypt("js-bob", before["body"], before["commitment"]).text == (
         "everyone can read this")
@@ -189,8 +209,7 @@ def test_removal_rotates_keys_across_languages(browser: RunnerPage) -> None:
         "text"] == "everyone can read this"
 
     # Mallory is removed: epoch 2; Mallory's session is not told and keeps its keys.
-    remaining = {m: k for m, k in everyone.items() if m != "py-mallory"}
-    _relay(link, {"py-alice": alice}, ["js-bob", "js-carol"], 2, remaining)
+    _relay(link, {"py-alice": alice}, ["js-bob", "js-carol"], 2)
     after = link.js("js-bob", "encrypt", "only the three of us")
     assert after["epoch"] == 2
     assert alice.decrypt("js-bob", after["body"], after["commitment"]).text == "only the three of us"
@@ -216,9 +235,7 @@ def test_voice_frames_interoperate_and_the_browser_imports_each_key_once(
     alice = GroupSession("room-voice", "py-alice")
     mallory = GroupSession("room-voice", "py-mallory")
     link.js_create("js-bob")
-    everyone = {"py-alice": alice.public_keys(), "py-mallory": mallory.public_keys(),
-                **link.js_keys}
-    _relay(link, {"py-alice": alice, "py-mallory": mallory}, ["js-bob"], 1, everyone)
+    _relay(link, {"py-alice": alice, "py-mallory": mallory}, ["js-bob"], 1)
 
     # One second of Python speech, slot-stamped by the "server", decrypted in the browser.
     opus = [bytes([n]) * (40 + n % 20) for n in range(51)]
@@ -250,13 +267,16 @@ def test_voice_frames_interoperate_and_the_browser_imports_each_key_once(
         alice.decrypt_voice("js-bob", mine[:2] + bytes([mine[2] ^ 1]) + mine[3:])
     assert caught.value.code == "e2ee.tampered"
 
-    # Mallory is removed (epoch 2): frames in flight from epoch 1 still open, the new ones
-    # open for those who stayed and not for Mallory, who kept its keys.
+    # Mallory is removed (epoch 2): frames in flight from epoch 1 still open until bob's
+    # epoch-2 key arrives, the new ones open for those who stayed and not for Mallory.
     in_flight = bytes.fromhex(link.js("js-bob", "encryptVoice", "11", {"seq": 7, "level": 1,
                                                                        "speech": True})["frame"])
-    remaining = {m: k for m, k in everyone.items() if m != "py-mallory"}
-    _relay(link, {"py-alice": alice}, ["js-bob"], 2, remaining)
+    alice.update_roster(2, link.roster({"py-alice": alice}, ["js-bob"]))
     assert alice.decrypt_voice("js-bob", in_flight).epoch == 1
+    _relay(link, {"py-alice": alice}, ["js-bob"], 2)
+    with pytest.raises(E2EEError) as caught:
+        alice.decrypt_voice("js-bob", in_flight)
+    assert caught.value.code == "e2ee.stale_epoch"  # bob's new key closed its epoch 1
     after = bytes.fromhex(link.js("js-bob", "encryptVoice", "22", {"seq": 8, "level": 1,
                                                                    "speech": True})["frame"])
     assert alice.decrypt_voice("js-bob", after).epoch == 2
@@ -265,4 +285,138 @@ def test_voice_frames_interoperate_and_the_browser_imports_each_key_once(
     assert caught.value.code == "e2ee.no_sender_key"
     from_py = alice.encrypt_voice(b"rotated", seq=61, level=5, speech=True)
     assert link.js("js-bob", "decryptVoice", "py-alice", from_py.hex())["epoch"] == 2
+    assert browser.page_errors == []
+
+
+def test_replays_are_refused_in_the_browser_on_every_path(browser: RunnerPage) -> None:
+    """Issue 17, point 2, in Chromium: key swap and back, leave and rejoin, resume, reload."""
+    link = Link(browser, "room-replay")
+    alice, mallory = GroupSession("room-replay", "py-alice"), GroupSession("room-replay", "py-m")
+    link.js_create("js-bob")
+    py = {"py-alice": alice, "py-m": mallory}
+    link.relay(py, ["js-bob"], 1)
+    said = alice.encrypt("said once")
+    spoken = alice.encrypt_voice(b"spoken once", seq=3, level=9, speech=True)
+    assert link.js("js-bob", "decrypt", "py-alice", said.body, said.commitment)["text"] == "said once"
+    assert link.js("js-bob", "decryptVoice", "py-alice", spoken.hex())["seq"] == 3
+    old_key = link.sealed[("py-alice", "js-bob", 1)]
+    roster = link.roster(py, ["js-bob"])
+
+    # Resume: the same session goes on; a re-sent sender key is a harmless duplicate, and
+    # nothing already read or heard opens again.
+    assert link.js("js-bob", "receiveDirected", "py-alice", old_key) == {"ok": True}
+    assert link.js("js-bob", "decrypt", "py-alice", said.body, said.commitment) == {
+        "error": "e2ee.replay"}
+    assert link.js("js-bob", "decryptVoice", "py-alice", spoken.hex()) == {"error": "e2ee.replay"}
+
+    # Key swap and back: treated like a leave (rotation required), and the original sender key
+    # is never installed twice.
+    swapped = link.js("js-bob", "updateRoster", 1, {**roster, "py-alice": roster["py-m"]})
+    assert swapped["changes"]["keys_changed"] == ["py-alice"]
+    assert swapped["changes"]["rotation_required"] is True
+    assert link.js("js-bob", "encrypt", "not now") == {"error": "e2ee.rotation_required"}
+    link.js("js-bob", "updateRoster", 1, roster)
+    assert link.js("js-bob", "receiveDirected", "py-alice", old_key) == {"error": "e2ee.replay"}
+    assert link.js("js-bob", "decrypt", "py-alice", said.body, said.commitment) == {
+        "error": "e2ee.stale_epoch"}
+    assert link.js("js-bob", "decryptVoice", "py-alice", spoken.hex()) == {
+        "error": "e2ee.stale_epoch"}
+
+    # Leave and rejoin in the same epoch: the same.
+    link.js("js-bob", "updateRoster", 1, {m: k for m, k in roster.items() if m != "py-alice"})
+    back = link.js("js-bob", "updateRoster", 1, roster)
+    assert back["changes"]["joined"] == ["py-alice"]
+    assert link.js("js-bob", "receiveDirected", "py-alice", old_key) == {"error": "e2ee.replay"}
+
+    # The honest way on: a new epoch.
+    link.relay(py, ["js-bob"], 2)
+    fresh = alice.encrypt("epoch 2")
+    assert link.js("js-bob", "decrypt", "py-alice", fresh.body, fresh.commitment)["text"] == "epoch 2"
+
+    # Reload: the identity comes back through IndexedDB as non-extractable keys, nothing else.
+    reloaded = link.js_reload("js-bob", "js-bob-2")
+    assert reloaded["extractable"] == [False, False]
+    assert {k: reloaded["keys"][k] for k in ("dh", "sig")} == {
+        k: link.js_keys["js-bob"][k] for k in ("dh", "sig")}
+    link.relay(py, ["js-bob-2"], 3, extra={})  # the resume after a reload advances the epoch
+    assert alice.last_changes is not None and alice.last_changes.keys_changed == ()
+    for body, commitment in ((said.body, said.commitment), (fresh.body, fresh.commitment)):
+        assert link.js("js-bob-2", "decrypt", "py-alice", body, commitment) == {
+            "error": "e2ee.stale_epoch"}
+    assert link.js("js-bob-2", "decryptVoice", "py-alice", spoken.hex()) == {
+        "error": "e2ee.stale_epoch"}
+    assert link.js("js-bob-2", "receiveDirected", "py-alice", old_key) == {
+        "error": "e2ee.stale_epoch"}
+    after = alice.encrypt("after the reload")
+    assert link.js("js-bob-2", "decrypt", "py-alice", after.body, after.commitment)["text"] == (
+        "after the reload")
+    voice = alice.encrypt_voice(b"after", seq=4, level=9, speech=True)
+    assert link.js("js-bob-2", "decryptVoice", "py-alice", voice.hex())["seq"] == 4
+    assert alice.safety_code() == link.js("js-bob-2", "safetyCode")["code"]
+
+
+def test_small_order_keys_are_ignored_in_the_browser_and_the_others_still_get_keys(
+        browser: RunnerPage) -> None:
+    link = Link(browser, "room-bad-keys")
+    alice, carol = GroupSession("room-bad-keys", "py-alice"), GroupSession("room-bad-keys", "py-c")
+    link.js_create("js-bob")
+    py = {"py-alice": alice, "py-c": carol}
+    link.relay(py, ["js-bob"], 1)
+    link.relay(py, [], 2, extra={"js-bob": link.js_keys["js-bob"]})  # the others are at epoch 2
+    roster = link.roster(py, ["js-bob"])
+    hostile = {
+        "x-zero": {**roster["py-c"], "dh": base64.b64encode(bytes(32)).decode()},
+        "x-one": {**roster["py-c"], "dh": base64.b64encode((1).to_bytes(32, "little")).decode()},
+        "x-ed-identity": {**roster["py-c"], "sig": base64.b64encode((1).to_bytes(32, "little")).decode()},
+        "x-unsigned-ek": {**roster["py-c"], "ek_epoch": 3},
+    }
+    result = link.js("js-bob", "updateRoster", 2, {**hostile, **roster})
+    assert result["changes"]["ignored"] == sorted(hostile)
+    assert sorted(to for to, _ in result["envelopes"]) == ["py-alice", "py-c"]
+    for to, body in result["envelopes"]:
+        py[to].receive_directed("js-bob", body)
+    sent = link.js("js-bob", "encrypt", "still readable")
+    for session in py.values():
+        assert session.decrypt("js-bob", sent["body"], sent["commitment"]).text == "still readable"
+
+
+def test_corner_ciphertext_forwarded_to_the_room_does_not_open_in_the_browser(
+        browser: RunnerPage) -> None:
+    """Issue 14, point 8, in Chromium: the corner's own session, keys the room never gets."""
+    link = Link(browser, "room-corner")
+    fac = GroupSession("room-corner", "py-fac")
+    link.js_create("js-person")
+    link.js_create("js-bystander")
+    py = {"py-fac": fac}
+    link.relay(py, ["js-person", "js-bystander"], 1)
+    link.relay(py, ["js-person", "js-bystander"], 2)  # opening a corner advances the epoch
+    browser.call("liveSub", "js-person", "corner-west", "js-person-corner")
+    corner = fac.sub_session("corner-west")
+    keys = link.roster(py, ["js-person"])
+    members = {m: keys[m] for m in ("py-fac", "js-person")}
+    from_js = link.js("js-person-corner", "updateRoster", 2, members)["envelopes"]
+    for _, body in corner.update_roster(2, members):
+        assert link.js("js-person-corner", "receiveDirected", "py-fac", body) == {"ok": True}
+    for _, body in from_js:
+        corner.receive_directed("js-person", body)
+    said = link.js("js-person-corner", "encrypt", "only for the facilitator")
+    assert corner.decrypt("js-person", said["body"], said["commitment"]).text == (
+        "only for the facilitator")
+    # Forwarded by a server to a room member, or into the room session of a corner member:
+    assert link.js("js-bystander", "decrypt", "js-person", said["body"], said["commitment"]) == {
+        "error": "e2ee.bad_signature"}
+    with pytest.raises(E2EEError) as caught:
+        fac.decrypt("js-person", said["body"], said["commitment"])
+    assert caught.value.code == "e2ee.bad_signature"
+    back = corner.encrypt("I'm here")
+    assert link.js("js-person-corner", "decrypt", "py-fac", back.body, back.commitment)["text"] == (
+        "I'm here")
+    assert link.js("js-bystander", "decrypt", "py-fac", back.body, back.commitment) == {
+        "error": "e2ee.bad_signature"}
+    # Voice sealed in the corner does not open with the room's keys either.
+    frame = corner.encrypt_voice(b"corner voice", seq=1, level=3, speech=True)
+    assert link.js("js-person-corner", "decryptVoice", "py-fac", frame.hex())["opus"] == (
+        b"corner voice".hex())
+    assert link.js("js-bystander", "decryptVoice", "py-fac", frame.hex()) == {
+        "error": "e2ee.tampered"}
     assert browser.page_errors == []

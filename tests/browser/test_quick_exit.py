@@ -26,10 +26,11 @@ async def test_quick_exit_replaces_the_room_and_clears_the_session(
     member = await page.join("circle", pseudonym="Quiet Wren", lang=lang)
     venue = server.hearth.node.venue
     assert member in venue.rooms["circle"].members
-    # The token, and the public helpline list cached for the help card (web/static/js/helplines.js).
+    # The token, the public helpline list cached for the help card (web/static/js/helplines.js),
+    # and the random name of this tab under which a reload finds its kept keys (keep.js).
     await page.wait_for("() => sessionStorage.getItem('hearth.helplines') !== null")
     assert sorted(await page.evaluate("() => Object.keys(sessionStorage)")) == [
-        "hearth.helplines", "hearth.token.circle"]
+        "hearth.helplines", "hearth.tab", "hearth.token.circle"]
     if lang == "es":
         assert "hearth_lang=es" in await page.evaluate("() => document.cookie")
 

@@ -4,7 +4,7 @@ The connection is cut without a close handshake, in both directions (a phone los
 signal: the page reaches the server through a forwarder the test cuts). The page
 must show "reconnecting", resume with the token it kept in sessionStorage, store the
 rotated token, and be the same member — pseudonym, seat — with chat still working both
-ways. A reload resumes too (a new E2EE identity: the others are told its keys changed).
+ways. A reload resumes too, with the same E2EE identity (tests/browser/test_keep.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,16 @@ import pytest
 import pytest_twisted
 
 from hearth.spaces.chat import GroupChat
-from tests.browser.harness import Browser, CuttableLink, Page, keys_ready, log_has, open_page, say, seated
+from tests.browser.harness import (
+    Browser,
+    CuttableLink,
+    Page,
+    chat_both_ways,
+    keys_ready,
+    log_has,
+    open_page,
+    seated,
+)
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -21,17 +30,6 @@ pytestmark = pytest.mark.browser
 SEAT = 5
 TOKEN = "() => sessionStorage.getItem('hearth.token.circle')"
 STATE = "(state) => document.getElementById('app').dataset.state === state"
-
-
-async def chat_both_ways(page: Page, py: GroupChat, member: str, tag: str) -> None:
-    assert py.client.member is not None
-    await keys_ready(page, [py.client.member])
-    await py.keys_from([member])
-    await say(page, f"browser says {tag}")
-    got = await py.next_message()
-    assert (got.sender, got.text) == (member, f"browser says {tag}")
-    await py.say(f"python says {tag}")
-    await log_has(page, f"python says {tag}")
 
 
 @pytest_twisted.ensureDeferred
@@ -72,7 +70,7 @@ async def dropped_and_resumed(server: LiveServer, page: Page, link: CuttableLink
     assert [m for m in py.client.inbox if m["type"] in ("member_left", "member_joined")] == []
     await chat_both_ways(page, py, member, "after the drop")
 
-    # A reload resumes as well, with a new E2EE identity: the others see its keys change.
+    # A reload resumes as well, and keeps the E2EE identity (test_keep.py has the details).
     await page.do(lambda p: p.reload())
     await page.wait_for(STATE, "joined")
     assert await page.evaluate("() => document.getElementById('app').dataset.me") == member

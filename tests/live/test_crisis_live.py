@@ -250,3 +250,116 @@ async def test_on_call_and_admin_e_mail_through_smtp() -> None:
     finally:
         await live.hearth.service.stopService()
         await smtp.stop()
+
+
+# --- issue 14 -----------------------------------------------------------------------------------
+
+
+def statuses(client: HearthClient) -> list[str]:
+    return [m["status"] for m in client.inbox if m["type"] == "help_status"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_each_path_says_told_only_after_a_console_received_it() -> None:
+    """The detector's yes, the button, "I'm worried": "received" at once, "delivered" (a
+    facilitator has been told) only after the facilitator's console says it received it."""
+    live = await start_server(make_config())
+    try:
+        fac = await facilitator(live)
+        person = await live.client(source_address="127.0.0.7")
+        await person.join("circle", pseudonym="Quiet Otter")
+        peer = await live.client(source_address="127.0.0.8")
+        await peer.join("circle", pseudonym="Calm Heron")
+        other = await live.client(source_address="127.0.0.9")
+        await other.join("circle", pseudonym="Brave Lark")
+
+        person.send({"type": "flag", "category": "intent", "severity": "medium",
+                     "pack": "hearth-en:1.0.0"})
+        incident = (await person.expect("flag_received"))["incident"]
+        await fac.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert")
+        await sleep(0.3)
+        assert statuses(person) == []
+        fac.send({"type": "alert_seen", "incident": incident})
+        assert (await person.expect("help_status"))["status"] == "delivered"
+
+        person.send({"type": "help"})  # the same incident, raised: a new receipt is needed
+        assert (await person.expect("help_received"))["incident"] == incident
+        pressed = await fac.next(lambda m: m["type"] == "incident" and m.get("cause") == "press")
+        assert pressed["sound"] is True and pressed["incident"]["trigger"] == "help_button"
+        await sleep(0.3)
+        assert statuses(person) == []
+        fac.send({"type": "alert_seen", "incident": incident})
+        assert (await person.expect("help_status"))["status"] == "delivered"
+
+        peer.send({"type": "worried", "member": other.member})
+        concern = (await peer.expect("concern_received"))["incident"]
+        await fac.next(lambda m: m["type"] == "incident" and m["incident"]["id"] == concern)
+        await sleep(0.3)
+        assert statuses(peer) == [] and statuses(other) == []
+        fac.send({"type": "alert_seen", "incident": concern})
+        assert (await peer.expect("help_status")) == {"type": "help_status", "incident": concern,
+                                                      "status": "delivered"}
+        await sleep(0.2)
+        assert statuses(other) == []  # someone else's concern: not told
+        for client in (fac, person, peer, other):
+            await client.close()
+    finally:
+        await live.hearth.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_empty_room_sends_a_detection_and_a_concern_to_on_call_at_once() -> None:
+    receiver = Receiver(SECRET)
+    port = receiver.listen()
+    live = await start_server(make_config(crisis=crisis(port)))
+    try:
+        person = await live.client(source_address="127.0.0.7")
+        await person.join("circle", pseudonym="Quiet Otter")
+        peer = await live.client(source_address="127.0.0.8")
+        await peer.join("circle", pseudonym="Calm Heron")
+        person.send({"type": "flag", "category": "farewell", "severity": "medium"})
+        flagged = (await person.expect("flag_received"))["incident"]
+        await until(lambda: receiver.calls, what="the webhook for the detection")
+        assert receiver.calls[0].body["incident"] == flagged
+        assert (receiver.calls[0].body["cause"], receiver.calls[0].body["tier"]) == (
+            "no_facilitator", 0)
+        other = await live.client(source_address="127.0.0.9")
+        await other.join("circle", pseudonym="Brave Lark")
+        peer.send({"type": "worried", "member": other.member})
+        concern = (await peer.expect("concern_received"))["incident"]
+        await until(lambda: len(receiver.calls) == 2, what="the webhook for the concern")
+        assert receiver.calls[1].body["incident"] == concern
+        assert statuses(person) == [] and statuses(peer) == []  # nobody has received it yet
+        for client in (person, peer, other):
+            await client.close()
+    finally:
+        await live.hearth.service.stopService()
+        await receiver.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_join_help_leave_in_a_loop_pages_on_call_once() -> None:
+    receiver = Receiver(SECRET)
+    port = receiver.listen()
+    live = await start_server(make_config(crisis=crisis(port)))
+    try:
+        incidents = set()
+        for n in range(6):
+            person = await live.client(source_address="127.0.0.66")
+            await person.join("circle", pseudonym=f"Loop Person {n}")
+            person.send({"type": "help"})
+            incidents.add((await person.expect("help_received"))["incident"])
+            await person.close()
+        assert len(incidents) == 1
+        fresh = await live.client(source_address="127.0.0.7")  # another address: at once
+        await fresh.join("circle", pseudonym="Quiet Otter")
+        fresh.send({"type": "help"})
+        own = (await fresh.expect("help_received"))["incident"]
+        await until(lambda: own in {c.body["incident"] for c in receiver.calls},
+                    what="the other address's first press")
+        looped = [c for c in receiver.calls if c.body["incident"] in incidents]
+        assert len(looped) == 1, [c.body for c in receiver.calls]
+        await fresh.close()
+    finally:
+        await live.hearth.service.stopService()
+        await receiver.stop()

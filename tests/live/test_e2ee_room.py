@@ -233,3 +233,106 @@ async def sleep(seconds: float) -> None:
     from twisted.internet import reactor
     from twisted.internet.task import deferLater
     await deferLater(reactor, seconds, lambda: None)
+
+
+async def until_true(check: Any, what: str, timeout: float = 10.0) -> None:
+    from tests.support.live import until
+    await until(check, timeout, what)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_private_corner_reaches_its_two_members_and_no_bystander() -> None:
+    """Issue 14, point 8, with real clients: a bystander standing in the corner when it became
+    private is moved out and receives nothing of it; corner ciphertext a server forwards to a
+    room member does not open, not even in a corner member's own room session."""
+    from tests.support.config import make_config
+    from tests.support.live import start_server, walk_to
+    live = await start_server(make_config(movement={"walk_speed": 50.0}))
+    try:
+        frames = record_frames(live)
+        ticket = live.hearth.node.venue.issue_ticket("facilitator", live.hearth.node.clock())
+        fac = await chat(live, ticket=ticket)
+        person, bystander = await chat(live), await chat(live)
+        await settle(fac, person, bystander)
+        await walk_to(bystander.client, 1.5, 1.5)  # inside corner-west
+        assert fac.client.member and person.client.member and bystander.client.member
+        fac.client.send({"type": "private_corner", "corner": "corner-west",
+                         "member": person.client.member})
+        await until_true(lambda: "corner-west" in person.corners and "corner-west" in fac.corners,
+                         "both members' corner sessions")
+        assert "corner-west" not in bystander.corners
+        await fac.keys_from([person.client.member], zone="corner-west")
+        await person.keys_from([fac.client.member], zone="corner-west")
+        said = await person.say(SECRET, zone="corner-west")
+        got = await fac.next_message()
+        assert (got.text, got.zone, got.seq) == (SECRET, "corner-west", said.seq)
+        await fac.say("I'm here with you", zone="corner-west")
+        assert (await person.next_message()).text == "I'm here with you"
+        await walk_to(fac.client, 1.2, 1.4)  # close enough to hear, both in the corner
+        person.speak(OPUS, level=10)
+        await until_true(lambda: len(fac.heard) == 1, "the facilitator hearing the person")
+        assert fac.heard[0] == (person.client.member, fac.heard[0][1])
+        assert fac.heard[0][1].opus == OPUS
+        await sleep(0.3)
+        # The bystander: moved out, and nothing of the corner reached it.
+        corner_envelopes = [m for m in bystander.client.inbox
+                            if m.get("type") in ("envelope", "direct") and m.get("zone")]
+        assert corner_envelopes == [] and bystander.heard == [] and bystander.messages == []
+        assert not [r for r in bystander.voice_rejected if r[0] != 0]  # no frame came at all
+        # A hostile server forwards the corner's ciphertext to the bystander, as a corner
+        # message and as a room message: neither opens.
+        forwarded = next(json.loads(f) for f in frames if b'"zone": "corner-west"' in f
+                         and b'"envelope"' in f and SECRET.encode() not in f)
+        for zone in ("corner-west", None):
+            before = len(bystander.rejected)
+            bystander._on_message({**forwarded, "type": "envelope", "from": person.client.member,
+                                   "seq": 99, "ts": 1, "tag": "", **({"zone": zone} if zone else {}),
+                                   **({} if zone else {"zone": None})})
+            assert len(bystander.rejected) == before + 1 and bystander.messages == []
+        assert bystander.rejected[-1][1] == "e2ee.bad_signature"
+        # Not even the facilitator's room session opens it (the corner is in what is signed).
+        with pytest.raises(E2EEError) as caught:
+            fac.session.decrypt(person.client.member, forwarded["body"], forwarded["commitment"])
+        assert caught.value.code == "e2ee.bad_signature"
+        for c in (fac, person, bystander):
+            c.close()
+            await c.client.close()
+    finally:
+        await live.hearth.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_resume_advances_the_epoch_and_replays_nothing(server: LiveServer) -> None:
+    alice, bob = await chat(server), await chat(server)
+    await settle(alice, bob)
+    await alice.say("before the drop")
+    first = await bob.client.next(lambda m: m["type"] == "envelope")
+    assert (await bob.next_message()).text == "before the drop"
+    epoch = bob.epoch
+    token = bob.client.token
+    assert token is not None and bob.client.member is not None
+    alice.client.inbox.clear()
+    bob.client.drop()
+    await bob.client.closed
+    again = await server.client()
+    bob.client = again
+    again.on_message = bob._on_message
+    again.on_binary = bob._on_voice
+    welcome = await again.resume(token)
+    assert welcome["room"]["epoch"] == epoch + 1
+    resumed = await alice.client.next("member_resumed")
+    assert resumed["member"]["id"] == bob.client.member
+    assert [m for m in alice.client.inbox if m["type"] in ("member_left", "member_joined")] == []
+    await settle(alice, bob)
+    # The server replays what bob read before: refused.
+    rejected = len(bob.rejected)
+    bob._on_message(first)
+    # (its epoch is closed: alice's key for the new epoch has arrived)
+    assert bob.rejected[rejected:] == [(alice.client.member, "e2ee.stale_epoch")]
+    await alice.say("after the resume")
+    assert (await bob.next_message()).text == "after the resume"
+    await bob.say("back again")
+    assert (await alice.next_message()).text == "back again"
+    for c in (alice, bob):
+        c.close()
+        await c.client.close()

@@ -132,5 +132,61 @@ async def test_on_duty_facilitators_on_any_node_see_and_handle_an_incident(
     await until(lambda: second in late.hearth.node.venue.crisis.elsewhere,
                 what="the late node knows the open incident")
     assert incident not in late.hearth.node.venue.crisis.elsewhere  # resolved: not listed
+    on_duty.send({"type": "incident", "incident": second, "action": "resolve",
+                  "outcome": "test"})  # nothing left open for the next test's nodes to adopt
+    await on_duty.next(lambda m: m["type"] == "incident" and m.get("reason") == "resolve")
     for client in (on_duty, person, bystander):
+        await client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_empty_room_s_alert_reaches_someone_on_duty_on_another_node_and_not_on_call(
+        cluster_of_three: tuple[list[LiveServer], Callable[[], Any]]) -> None:
+    """Issue 14: "nobody in the room and nobody on duty on any node" is known across nodes
+    (each says how many are on duty), and a console's receipt on one node tells the person
+    on another that a facilitator has been told."""
+    (n1, n2, n3), _ = cluster_of_three
+    on_duty = await n1.client()
+    await on_duty.join("other", ticket=n1.hearth.node.venue.issue_ticket(
+        "facilitator", n1.hearth.node.clock(), account="cleo"))
+    on_duty.send({"type": "duty", "on": True})
+    await on_duty.expect("duty")
+    person = await n3.client()
+    await person.join("circle", pseudonym="Still Pond")
+    assert "circle" not in n1.hearth.node.owned and "other" in n1.hearth.node.owned
+    runs = next(n for n in (n1, n2, n3) if "circle" in n.hearth.node.owned)  # (n3, or whoever)
+    crisis3 = runs.hearth.node.venue.crisis
+    assert crisis3.duty_count() == 0  # ana is on duty on another node
+    await until(lambda: crisis3.anyone_on_duty(runs.hearth.node.clock()),
+                what="the room's node hears someone is on duty on node1")
+    paged: list[str] = []
+    dispatch = runs.hearth.alerts.dispatch
+    runs.hearth.alerts.dispatch = lambda channel, payload: (  # type: ignore[method-assign]
+        paged.append(channel), dispatch(channel, payload))[1]
+
+    person.send({"type": "flag", "category": "intent", "severity": "medium"})
+    incident = (await person.expect("flag_received"))["incident"]
+    alert = await on_duty.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert",
+                               timeout=10)
+    assert alert["incident"]["id"] == incident and alert["notify"] == "on_duty_facilitators"
+    assert alert["tier"] == 0  # at once, not at the 60 s tier
+    on_duty.send({"type": "alert_seen", "incident": incident})
+    status = await person.next(lambda m: m["type"] == "help_status", timeout=10)
+    assert status == {"type": "help_status", "incident": incident, "status": "delivered"}
+    assert paged == []  # someone was there to hear it: on-call is not paged for it
+    # ana goes off duty: the next alert nobody would hear goes to on-call at once
+    on_duty.send({"type": "duty", "on": False})
+    await on_duty.expect("duty")
+    await until(lambda: not crisis3.anyone_on_duty(runs.hearth.node.clock()), timeout=20,
+                what="the room's node hears nobody is on duty")
+    other = await n3.client()
+    await other.join("circle", pseudonym="Warm Ember")
+    other.send({"type": "worried", "member": person.member})
+    await other.expect("concern_received")
+    bystander = await n3.client()
+    await bystander.join("circle", pseudonym="Tall Reed")
+    other.send({"type": "worried", "member": bystander.member})
+    await other.expect("concern_received")
+    await until(lambda: "webhook:primary" in paged, what="on-call paged at once")
+    for client in (on_duty, person, other, bystander):
         await client.close()

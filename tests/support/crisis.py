@@ -1,4 +1,5 @@
-"""Crisis test helpers: a crisis config with a webhook, and someone pressing help."""
+"""Crisis test helpers: a crisis config with a webhook, someone pressing help, and the
+crisis desk through a sans-IO venue (CrisisWorld)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from hearth.moderation.bans import ClientAddress
 from hearth.spaces.client import HearthClient
+from hearth.spaces.connection import Connection
+from hearth.spaces.effects import Dispatch, Duty, Effect, Reply, Send
+from tests.support.world import World
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "a-long-shared-webhook-secret"
@@ -37,3 +42,51 @@ def quick_crisis(tmp: Path, second_tier: str = SECOND_TIER.replace("30", "1", 1)
     assert SECOND_TIER in text
     escalation.write_text(text.replace(SECOND_TIER, second_tier, 1))
     return str(target)
+
+
+# --- the sans-IO crisis desk, through the venue ---------------------------------------------
+
+ADDRESS_SEED = b"s" * 32
+
+
+class CrisisWorld(World):
+    """A venue on a fake clock, with facilitators and people who join from an address."""
+
+    def facilitator(self, account: str = "ana") -> tuple[Connection, str]:
+        ticket = self.venue.issue_ticket("facilitator", self.clock.seconds(), account=account)
+        conn, welcome = self.join(ticket=ticket, pseudonym=account.title() + " Host")
+        return conn, welcome["member"]
+
+    def person(self, pseudonym: str, address: str | None = "10.0.0.7") -> tuple[Connection, str]:
+        conn = self.connect()
+        if address is not None:
+            conn.address = ClientAddress(ADDRESS_SEED, address)
+        effects = self.send(conn, {"type": "join", "room": "circle", "pseudonym": pseudonym})
+        welcome = next(e.message for e in effects if isinstance(e, Reply)
+                       and e.message["type"] == "welcome")
+        return conn, str(welcome["member"])
+
+    def later(self, seconds: float) -> list[Effect]:
+        """Time passes (in one-second ticks, as the node ticks): every effect meanwhile."""
+        effects: list[Effect] = []
+        for _ in range(int(seconds)):
+            self.clock.advance(1)
+            effects += self.tick()
+        return effects
+
+
+def dispatches(effects: list[Effect], channel: str = "webhook:primary") -> list[dict[str, Any]]:
+    return [dict(e.payload) for e in effects if isinstance(e, Dispatch) and e.channel == channel]
+
+
+def sent(effects: list[Effect], member: str, kind: str) -> list[dict[str, Any]]:
+    return [dict(e.message) for e in effects if isinstance(e, Send) and e.member == member
+            and e.message["type"] == kind]
+
+
+def duty(effects: list[Effect]) -> list[dict[str, Any]]:
+    return [dict(e.message) for e in effects if isinstance(e, Duty)]
+
+
+def replies(effects: list[Effect], kind: str) -> list[dict[str, Any]]:
+    return [dict(e.message) for e in effects if isinstance(e, Reply) and e.message["type"] == kind]

@@ -27,17 +27,20 @@ class Relay:
         self.announce()
         return gone
 
-    def roster(self) -> dict[str, dict[str, str]]:
+    def roster(self) -> dict[str, dict[str, object]]:
         return {m: s.public_keys() for m, s in self.sessions.items()}
 
     def announce(self, members: Iterable[str] | None = None) -> None:
-        roster = self.roster()
-        outgoing = []
-        for m in members or list(self.sessions):
-            outgoing += [(m, to, body) for to, body in
-                         self.sessions[m].update_roster(self.epoch, roster)]
-        for sender, to, body in outgoing:
-            self.sessions[to].receive_directed(sender, body)
+        """The epoch and roster to everyone; then, as the server relays each member's `keys`
+        with its epoch key for the epoch, the roster again; every envelope delivered."""
+        for _ in range(2):
+            roster = self.roster()
+            outgoing = []
+            for m in members or list(self.sessions):
+                outgoing += [(m, to, body) for to, body in
+                             self.sessions[m].update_roster(self.epoch, roster)]
+            for sender, to, body in outgoing:
+                self.sessions[to].receive_directed(sender, body)
 
     def send(self, sender: str, text: str) -> OutgoingMessage:
         return self.sessions[sender].encrypt(text)

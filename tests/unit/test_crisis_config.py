@@ -18,6 +18,7 @@ from hearth.moderation.crisis_config import (
     CONFIDENCE,
     SHIPPED_CRISIS,
     CrisisConfig,
+    config_warnings,
     escalation_to_json,
     helplines_to_json,
     load_crisis,
@@ -48,12 +49,21 @@ REFERENCE_ROWS = [
     ("MX", "Línea de la Vida", ["8009112000"]),
     ("BR", "CVV (Centro de Valorização da Vida)", ["188"]),
     ("IN", "Tele-MANAS", ["14416", "18008914416"]),
+    ("AR", "Línea 135 (Centro de Asistencia al Suicida)", ["135", "01152751135"]),
+    ("AR", "Ministerio de Salud: línea de salud mental", ["08009990091"]),
+    ("CL", "Línea de Prevención del Suicidio (Minsal)", ["*4141"]),
+    ("CL", "Salud Responde", ["6003607777"]),
+    ("PE", "Línea 113, opción 5 (Minsa)", ["113"]),
+    ("CO", "Línea 106 «El poder de ser escuchado»", ["106", "+573007548933"]),
 ]
 EMERGENCY = {"US": "911", "CA": "911", "GB": "999", "AU": "000", "NZ": "111", "IE": "112",
-             "DE": "112", "FR": "112", "ES": "112", "MX": "911", "IN": "112", "BR": "192"}
+             "DE": "112", "FR": "112", "ES": "112", "MX": "911", "IN": "112", "BR": "192",
+             "AR": "911", "CL": "131", "PE": "106", "CO": "123"}
 # The reference says "verify" for these (and Germany's 116 123, which is left out).
 UNVERIFIED = {("IE", "Pieta"), ("MX", "Línea de la Vida"), ("BR", "CVV (Centro de Valorização da Vida)"),
-              ("IN", "Tele-MANAS")}
+              ("IN", "Tele-MANAS"), ("AR", "Línea 135 (Centro de Asistencia al Suicida)"),
+              ("AR", "Ministerio de Salud: línea de salud mental"), ("CL", "Salud Responde")}
+UNVERIFIED_EMERGENCY = {"BR", "AR", "CL", "PE"}
 
 
 def test_shipped_crisis_config_loads(crisis: CrisisConfig) -> None:
@@ -73,10 +83,12 @@ def test_every_reference_row_is_shipped_with_its_numbers(crisis: CrisisConfig) -
     for code, number in EMERGENCY.items():
         emergency = crisis.helplines.countries[code].emergency
         assert emergency is not None and emergency.dial == number
-    assert crisis.helplines.countries["BR"].emergency.confidence == "unverified"  # type: ignore[union-attr]
+        assert (emergency.confidence == "unverified") == (code in UNVERIFIED_EMERGENCY)
     assert [s.name for s in crisis.helplines.international.services] == [
         "Find A Helpline", "Befrienders Worldwide"]
-    assert crisis.helplines.for_country("AR") is crisis.helplines.international
+    assert crisis.helplines.for_country("UY") is crisis.helplines.international
+    us = {s.name: s for s in crisis.helplines.countries["US"].services}
+    assert us["988 Suicide & Crisis Lifeline"].languages == ("en", "es")  # 988 en español
 
 
 def test_every_number_has_a_source_and_a_verified_month(crisis: CrisisConfig) -> None:
@@ -84,7 +96,8 @@ def test_every_number_has_a_source_and_a_verified_month(crisis: CrisisConfig) ->
     for country in (*helplines.countries.values(), helplines.international):
         dated = [country.emergency] if country.emergency else []
         for item in (*dated, *country.services):
-            assert item.source.strip()
+            for locale in TEXT_LOCALES:  # in the participant's language, whichever it is
+                assert item.source[locale].strip()
             assert item.last_verified == "2026-11"
             assert item.confidence in CONFIDENCE
         for locale in TEXT_LOCALES:
@@ -132,7 +145,17 @@ def test_escalation_defaults_follow_the_reference_table(crisis: CrisisConfig) ->
             {"after": 300, "if_not": "engaged", "notify": ["admin"], "sound": False,
              "participant_prompt": "call_helpline_now"},
         ],
+        "high_severity": "help_button",
+        "external_help": {"confirm_within": 600,
+                          "notify": ["on_call_webhook", "room_facilitators",
+                                     "on_duty_facilitators"]},
+        "presses": {"window": 600, "realert_every": 30, "concerns_per_window": 3},
     }
+
+
+def test_the_shipped_timings_are_the_ones_the_desk_runs(crisis: CrisisConfig) -> None:
+    from hearth.moderation.incidents import DEFAULT_ESCALATION, Escalation
+    assert Escalation.from_policy(crisis.escalation) == DEFAULT_ESCALATION
 
 
 def test_helplines_json_gives_the_card_in_each_language(crisis: CrisisConfig) -> None:
@@ -150,15 +173,50 @@ def test_helplines_json_gives_the_card_in_each_language(crisis: CrisisConfig) ->
     finder = data["international"]["services"][0]
     assert finder["contacts"][0]["href"] == "https://findahelpline.com"
     assert finder["hours_label"] == {"en": "Hours vary", "es": "El horario varía"}
+    assert finder["source"] == {"en": "the directory's own site",
+                                "es": "el sitio del propio directorio"}
     assert data["international"]["emergency"] is None
+    bogota = data["countries"]["CO"]["services"][0]["contacts"][1]
+    assert bogota["href"] == "https://wa.me/573007548933"
+    assert bogota["label"]["es"] == "WhatsApp +57 300 754 8933"
 
 
-def test_offered_countries_without_a_card_are_listed(crisis: CrisisConfig) -> None:
-    """The shipped hearth.toml offers countries the reference has no helpline for."""
+def test_participants_get_only_verified_entries_and_the_console_gets_them_all(
+        crisis: CrisisConfig) -> None:
+    people = helplines_to_json(crisis.helplines)
+    console = helplines_to_json(crisis.helplines, everything=True)
+    shown = {(code, s["name"]) for code, card in people["countries"].items()
+             for s in card["services"]}
+    every = {(code, s["name"]) for code, card in console["countries"].items()
+             for s in card["services"]}
+    assert every - shown == UNVERIFIED
+    assert all(s["confidence"] != "unverified" for card in people["countries"].values()
+               for s in card["services"])
+    assert {code for code, card in people["countries"].items() if card["emergency"] is None} \
+        == UNVERIFIED_EMERGENCY
+    assert [s["name"] for s in people["countries"]["MX"]["services"]] == []  # until confirmed
+    assert people["countries"]["MX"]["emergency"]["number"] == "911"
+    # every text on a participant's card, in Spanish, is Spanish (or a service's own name)
+    for card in people["countries"].values():
+        for service in card["services"]:
+            assert service["source"]["es"] != service["source"]["en"]
+            if service["note"]:
+                assert service["note"]["es"] != service["note"]["en"]
+
+
+def test_check_config_warns_about_each_unverified_entry(crisis: CrisisConfig) -> None:
+    warnings = config_warnings(load_config(), crisis)
+    unverified = [w for w in warnings if ": unverified, so participants do not see it" in w]
+    assert len(unverified) == len(UNVERIFIED) + len(UNVERIFIED_EMERGENCY)
+    assert any("MX Línea de la Vida: unverified" in w for w in unverified)
+    assert not [w for w in warnings if "public_url" in w]  # no alerts configured: no links
+
+
+def test_every_offered_country_has_a_card_and_others_are_listed(crisis: CrisisConfig) -> None:
     offered = load_config().organisation.helpline_countries
-    assert missing_helplines(crisis.helplines, offered) == [
-        c for c in offered if c not in crisis.helplines.countries]
-    assert missing_helplines(crisis.helplines, ["GB", "US", "AR"]) == ["AR"]
+    assert {"AR", "CO", "CL", "PE"} <= set(offered)
+    assert missing_helplines(crisis.helplines, offered) == []
+    assert missing_helplines(crisis.helplines, ["GB", "US", "UY"]) == ["UY"]
 
 
 def test_stale_entries_warn_after_six_months(crisis: CrisisConfig) -> None:
@@ -217,11 +275,23 @@ ESCALATION = "escalation.toml"
      "countries.UK: expected ISO 3166-1 alpha-2 code GB"),
     (HELPLINES, "[countries.IN]", "[countries.india]",
      "countries.india: expected an ISO 3166-1 alpha-2 country code"),
-    (HELPLINES, 'source = "state government page"\n', "",
-     "countries.US.services[0].source: expected a string (this key is required)"),
-    (HELPLINES, 'source = "state government page"\nlast_verified = "2026-11"',
-     'source = "state government page"\nlast_verified = "Nov 2026"',
+    (HELPLINES, 'source = { en = "state government page", es = "página de un gobierno estatal" }\n',
+     "", "countries.US.services[0].source: expected a table { en = \"...\", es = \"...\" } "
+     "(this key is required)"),
+    (HELPLINES, 'source = { en = "state government page", es = "página de un gobierno estatal" }',
+     'source = "state government page"',
+     "countries.US.services[0].source: expected a table, got a string"),
+    (HELPLINES, 'source = { en = "state government page", es = "página de un gobierno estatal" }',
+     'source = { en = "state government page" }',
+     "countries.US.services[0].source.es: expected a string (this key is required)"),
+    (HELPLINES, 'es = "página de un gobierno estatal" }\nlast_verified = "2026-11"',
+     'es = "página de un gobierno estatal" }\nlast_verified = "Nov 2026"',
      "countries.US.services[0].last_verified: expected a year and month like \"2026-11\""),
+    (HELPLINES, '{ kind = "whatsapp", number = "+57 300 754 8933" }',
+     '{ kind = "whatsapp", number = "300 754 8933" }',
+     "countries.CO.services[0].contacts[1].number: expected the number with its country code"),
+    (HELPLINES, '{ kind = "call", number = "*4141" }', '{ kind = "call", number = "4141*" }',
+     "countries.CL.services[0].contacts[0].number: expected a phone number"),
     (HELPLINES, 'last_verified = "2026-11"\nconfidence = "official"\n\n[[countries.US.services]]',
      'last_verified = "2026-11"\nconfidence = "sure"\n\n[[countries.US.services]]',
      "countries.US.services[0].confidence: expected one of official, reported, unverified"),
@@ -232,7 +302,8 @@ ESCALATION = "escalation.toml"
     (HELPLINES, 'url = "findahelpline.com"', 'url = "https://findahelpline.com"',
      "international.services[0].contacts[0].url: expected a bare domain"),
     (HELPLINES, '{ kind = "call", number = "188" }', '{ kind = "fax", number = "188" }',
-     "countries.BR.services[0].contacts[0].kind: expected one of call, text, call_or_text, web"),
+     "countries.BR.services[0].contacts[0].kind: expected one of call, text, call_or_text, "
+     "whatsapp, web"),
     (HELPLINES, '{ kind = "call", number = "024" }', '{ kind = "call", number = "0-2-4 ext. 1" }',
      "countries.ES.services[0].contacts[0].number: expected a phone number"),
     (HELPLINES, 'note = { en = "Support in 20 languages.", es = "Atiende en 20 idiomas." }',
@@ -240,8 +311,9 @@ ESCALATION = "escalation.toml"
      "countries.IN.services[0].note.en: expected safe-messaging language"),
     (HELPLINES, 'name = { en = "Mexico", es = "México" }', 'name = { en = "Mexico" }',
      "countries.MX.name.es: expected a string (this key is required)"),
-    (HELPLINES, 'emergency = { number = "111", source = "public sources, November 2026", '
-     'last_verified = "2026-11", confidence = "reported" }\n', "",
+    (HELPLINES, 'emergency = { number = "111", source = { en = "public sources, November 2026", '
+     'es = "fuentes públicas, noviembre de 2026" }, last_verified = "2026-11", '
+     'confidence = "reported" }\n', "",
      "countries.NZ.emergency: expected a table { number = \"112\""),
     (EN, 'patterns = ["suicidal"]', 'patterns = ["suicidal-feelings"]',
      "rules/en.toml: rules[4].patterns[0]: expected one word per slot, got 'suicidal-feelings'"),
@@ -295,6 +367,18 @@ ESCALATION = "escalation.toml"
     (ESCALATION, "sound = true\n", "sound = \"loud\"\n",
      "help_button.tiers[1].sound: expected true or false"),
     (ESCALATION, "[detector_or_flag]", "[detector]", "detector: unknown key"),
+    (ESCALATION, 'high_severity = "help_button"', 'high_severity = "fastest"',
+     "detector_or_flag.high_severity: expected one of help_button, detector_or_flag"),
+    (ESCALATION, "[help_button]\n", '[help_button]\nhigh_severity = "help_button"\n',
+     "help_button.high_severity: unknown key"),
+    (ESCALATION, "confirm_within = 600", "confirm_within = 5",
+     "external_help.confirm_within: expected a whole number from 60 to 86400, got 5"),
+    (ESCALATION, 'notify = ["on_call_webhook", "room_facilitators", "on_duty_facilitators"]',
+     'notify = ["room_facilitators"]', "external_help.notify: expected on_call_webhook among them"),
+    (ESCALATION, "realert_every = 30", "realert_every = 0",
+     "presses.realert_every: expected a whole number from 5 to 3600, got 0"),
+    (ESCALATION, "concerns_per_window = 3", "concerns_per_window = 3\nlimit = 1",
+     "presses.limit: unknown key"),
 ])
 def test_each_bad_file_names_the_file_and_the_key(tmp_path: Path, file: str, old: str, new: str,
                                                   fragment: str) -> None:
@@ -354,3 +438,69 @@ def test_missing_files_are_named(tmp_path: Path) -> None:
     assert f"{directory / 'rules'}: expected at least one rule pack like en.toml" in problems
     with pytest.raises(ConfigError, match="cannot read the file"):
         load_crisis(tmp_path / "nowhere")
+
+
+def test_older_escalation_files_without_the_new_sections_keep_the_defaults(tmp_path: Path) -> None:
+    directory = copy_shipped(tmp_path)
+    path = directory / ESCALATION
+    text = path.read_text(encoding="utf-8")
+    text = text[:text.index("# After \"external help requested\"")]
+    path.write_text(text.replace('high_severity = "help_button"\n', ""), encoding="utf-8")
+    policy = load_crisis(directory).escalation
+    assert (policy.high_severity, policy.confirm_within, policy.press_window) == (
+        "help_button", 600, 600)
+
+
+# ---- hearth.toml: alerts that can be opened, an ack link that does not travel in clear ----
+
+def _with_webhook(tmp_path: Path, url: str, extra: dict[str, object] | None = None,
+                  public_url: str = "") -> Path:
+    from hearth.spaces.config import to_toml
+    from tests.support.config import BASE
+    path = tmp_path / "hearth.toml"
+    hook = {"name": "on-call", "url": url, "secret": "s" * 32, **(extra or {})}
+    path.write_text(to_toml({**BASE, "crisis": {"public_url": public_url, "webhooks": [hook]}}),
+                    encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("url", ["http://oncall.example.org/hook", "http://10.0.0.5:8080/hook"])
+def test_a_plain_http_webhook_to_another_machine_is_refused_unless_allowed(
+        tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(_with_webhook(tmp_path, url))
+    assert any("crisis.webhooks[0].url: expected an https:// URL" in p and "allow_plain_http" in p
+               for p in caught.value.problems), caught.value.problems
+    allowed = load_config(_with_webhook(tmp_path, url, {"allow_plain_http": True}))
+    assert allowed.crisis.webhooks[0].allow_plain_http
+
+
+@pytest.mark.parametrize("url", ["https://oncall.example.org/hook", "http://127.0.0.1:9000/hook",
+                                 "http://localhost/hook", "http://[::1]:9000/hook"])
+def test_https_and_loopback_webhooks_are_accepted(tmp_path: Path, url: str) -> None:
+    assert load_config(_with_webhook(tmp_path, url)).crisis.webhooks[0].url == url
+
+
+def test_alerts_without_a_public_url_are_warned_about(tmp_path: Path,
+                                                      crisis: CrisisConfig) -> None:
+    config = load_config(_with_webhook(tmp_path, "https://oncall.example.org/hook"))
+    [warning] = [w for w in config_warnings(config, crisis) if "public_url" in w]
+    assert "crisis.public_url is empty" in warning and "127.0.0.1" in warning
+    fixed = load_config(_with_webhook(tmp_path, "https://oncall.example.org/hook",
+                                      public_url="https://support.example.org"))
+    assert not [w for w in config_warnings(fixed, crisis) if "public_url" in w]
+
+
+def test_check_config_prints_the_warnings_and_refuses_plain_http(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    ok = subprocess.run([sys.executable, "-m", "hearth.web.cli", "check-config",
+                         str(_with_webhook(tmp_path, "https://oncall.example.org/hook"))],
+                        capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert "crisis.public_url is empty" in ok.stderr
+    assert "MX Línea de la Vida: unverified" in ok.stderr
+    refused = subprocess.run([sys.executable, "-m", "hearth.web.cli", "check-config",
+                              str(_with_webhook(tmp_path, "http://oncall.example.org/hook"))],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "expected an https:// URL" in refused.stderr

@@ -19,6 +19,7 @@ from hearth.spaces.e2ee.chain import (
 from hearth.spaces.e2ee.voice import VoiceKey
 
 CHAIN_KEY = bytes(range(32))
+VOICE = VoiceKey(1, bytes(range(32, 64)), b"salt")
 
 
 def seeds(n: int, chain_key: bytes = CHAIN_KEY) -> list[bytes]:
@@ -30,7 +31,7 @@ def seeds(n: int, chain_key: bytes = CHAIN_KEY) -> list[bytes]:
 
 
 def receiver(index: int = 0) -> ReceivingChain:
-    return ReceivingChain.from_sender_key(SenderKey(1, index, advance(CHAIN_KEY, index)))
+    return ReceivingChain.from_sender_key(SenderKey(1, index, advance(CHAIN_KEY, index), VOICE))
 
 
 def code(exc: pytest.ExceptionInfo[E2EEError]) -> str:
@@ -100,29 +101,29 @@ def test_a_newcomer_cannot_read_before_its_chain_starts() -> None:
 
 def test_duplicate_sender_keys_match_and_others_do_not() -> None:
     _, chain = receiver().take(3)
-    assert chain.matches(SenderKey(1, 0, CHAIN_KEY))  # behind us: same chain
-    assert chain.matches(SenderKey(1, 9, advance(CHAIN_KEY, 9)))  # ahead of us: same chain
-    assert not chain.matches(SenderKey(1, 9, advance(bytes(32), 9)))
-    assert not chain.matches(SenderKey(2, 4, advance(CHAIN_KEY, 4)))  # other epoch
-    assert not chain.matches(SenderKey(1, 4 + MAX_FORWARD + 1, CHAIN_KEY))
+    assert chain.matches(SenderKey(1, 0, CHAIN_KEY, VOICE))  # behind us: same chain
+    assert chain.matches(SenderKey(1, 9, advance(CHAIN_KEY, 9), VOICE))  # ahead of us: same chain
+    assert not chain.matches(SenderKey(1, 9, advance(bytes(32), 9), VOICE))
+    assert not chain.matches(SenderKey(2, 4, advance(CHAIN_KEY, 4), VOICE))  # other epoch
+    assert not chain.matches(SenderKey(1, 4 + MAX_FORWARD + 1, CHAIN_KEY, VOICE))
 
 
 def test_sender_key_encoding_round_trips_and_refuses_junk() -> None:
-    key = SenderKey(7, 300, CHAIN_KEY)
+    voice = VoiceKey(7, bytes(range(32, 64)), b"salt")
+    key = SenderKey(7, 300, CHAIN_KEY, voice, voice_seq=123_456)
     assert SenderKey.decode(key.encode()) == key
-    assert len(key.encode()) == 41
-    voiced = SenderKey(7, 300, CHAIN_KEY, VoiceKey(7, bytes(range(32, 64)), b"salt"))
-    assert SenderKey.decode(voiced.encode()) == voiced
-    assert len(voiced.encode()) == 77 and voiced.encode()[0] == 0x02
+    assert len(key.encode()) == 81 and key.encode()[0] == 0x03
+    assert key.encode()[-4:] == (123_456).to_bytes(4, "big")  # the next voice seq, last
     for junk, expected in ((b"", "e2ee.malformed"), (key.encode()[:-1], "e2ee.malformed"),
-                           (b"\x02" + key.encode()[1:], "e2ee.malformed"),
-                           (voiced.encode()[:-1], "e2ee.malformed"),
-                           (b"\x03" + voiced.encode()[1:], "e2ee.unsupported")):
+                           (key.encode() + b"\0", "e2ee.malformed"),
+                           (b"\x02" + key.encode()[1:-4], "e2ee.unsupported"),  # no voice seq
+                           (b"\x01" + key.encode()[1:41], "e2ee.unsupported"),  # chat only
+                           (b"\x04" + key.encode()[1:], "e2ee.unsupported")):
         with pytest.raises(E2EEError) as caught:
             SenderKey.decode(junk)
         assert code(caught) == expected
     assert repr(CHAIN_KEY) not in repr(key)  # keys never reach a log through repr()
-    assert "salt" not in repr(voiced) and repr(bytes(range(32, 64))) not in repr(voiced)
+    assert "salt" not in repr(key) and repr(bytes(range(32, 64))) not in repr(key)
 
 
 @settings(max_examples=60, deadline=None)

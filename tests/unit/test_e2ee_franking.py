@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hearth.spaces.e2ee import E2EEError, GroupSession, server_tag, verify_report
+from hearth.spaces.e2ee import E2EEError, server_tag, verify_report
 from hearth.spaces.e2ee.encoding import b64decode, fields
 from hearth.spaces.e2ee.franking import commit
+from tests.support.e2ee_relay import Relay
 
 SERVER_KEY = bytes(range(100, 132))
 ROOM = "room-1"
@@ -17,11 +18,9 @@ TS = 1_764_095_400_123
 
 def relayed(text: str = "you are not alone") -> tuple[dict[str, object], str]:
     """A real message from a to b, stamped as the server would: the report b could file."""
-    a, b = GroupSession(ROOM, "a"), GroupSession(ROOM, "b")
-    roster = {"a": a.public_keys(), "b": b.public_keys()}
-    b.update_roster(1, roster)
-    for _, body in a.update_roster(1, roster):
-        b.receive_directed("a", body)
+    relay = Relay(ROOM)
+    relay.join("a", "b")
+    a, b = relay.sessions["a"], relay.sessions["b"]
     sent = a.encrypt(text)
     # The server sees only body and commitment; it stamps from/seq/ts and the tag.
     tag = server_tag(SERVER_KEY, b64decode(sent.commitment), ROOM, "a", 42, TS)

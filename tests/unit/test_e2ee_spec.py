@@ -63,29 +63,40 @@ def test_sealed_envelope_layout(vectors: dict[str, Any]) -> None:
     for case in vectors["envelope"]["cases"]:
         body = base64.b64decode(case["body"])
         assert body[:2] == b"\x01\x02"
-        header, ciphertext, signature = body[:34], body[34:-64], body[-64:]
-        ephemeral = body[2:34]
+        (epoch,) = struct.unpack(">I", body[2:6])
+        assert epoch == case["epoch"]
+        header, ciphertext, signature = body[:38], body[38:-64], body[-64:]
+        ephemeral = body[6:38]
         recipient_private = X25519PrivateKey.from_private_bytes(
             bytes.fromhex(case["recipient"]["dh_private"]))
+        ek_private = X25519PrivateKey.from_private_bytes(bytes.fromhex(case["recipient_ek_private"]))
         recipient_dh = recipient_private.public_key().public_bytes_raw()
+        recipient_ek = ek_private.public_key().public_bytes_raw()
+        assert base64.b64encode(recipient_ek).decode() == case["recipient_ek"]["ek"]
+        sender_sig = Ed25519PublicKey.from_public_bytes(base64.b64decode(case["sender"]["sig"]))
+        # the epoch key is vouched for by its member's identity
+        Ed25519PublicKey.from_public_bytes(base64.b64decode(case["recipient"]["sig"])).verify(
+            base64.b64decode(case["recipient_ek"]["ek_sig"]),
+            enc("hearth-e2ee/v1/epoch-key", struct.pack(">Q", epoch), recipient_ek))
         ctx = (case["room_id"].encode(), case["sender_id"].encode(),
                case["recipient_id"].encode())
-        Ed25519PublicKey.from_public_bytes(base64.b64decode(case["sender"]["sig"])).verify(
-            signature, enc("hearth-e2ee/v1/envelope-sig", header, *ctx, recipient_dh, ciphertext))
-        shared = recipient_private.exchange(X25519PublicKey.from_public_bytes(ephemeral))
-        key, nonce = hkdf(shared, ephemeral + recipient_dh, enc("hearth-e2ee/v1/envelope-key", *ctx))
+        sender_sig.verify(signature, enc("hearth-e2ee/v1/envelope-sig", header, *ctx, recipient_dh,
+                                         recipient_ek, ciphertext))
+        peer = X25519PublicKey.from_public_bytes(ephemeral)
+        shared = recipient_private.exchange(peer) + ek_private.exchange(peer)
+        key, nonce = hkdf(shared, ephemeral + recipient_dh + recipient_ek,
+                          enc("hearth-e2ee/v1/envelope-key", *ctx))
         payload = AESGCM(key).decrypt(nonce, ciphertext,
                                       enc("hearth-e2ee/v1/envelope-aad", header, *ctx))
-        kind, epoch, index = struct.unpack(">BII", payload[:9])
-        assert (epoch, index) == (case["sender_key"]["epoch"], case["sender_key"]["index"])
-        assert payload[9:41].hex() == case["sender_key"]["chain_key"]
-        if kind == 1:
-            assert len(payload) == 41
-        else:
-            assert (kind, len(payload)) == (2, 77)
-            assert payload[41:73].hex() == case["sender_key"]["voice_key"]
-            assert payload[73:77].hex() == case["sender_key"]["voice_salt"]
-        assert len(body) == 34 + len(payload) + 16 + 64  # 155 or 191 bytes
+        kind, key_epoch, index = struct.unpack(">BII", payload[:9])
+        assert (kind, len(payload), key_epoch) == (3, 81, epoch)
+        sender_key = case["sender_key"]
+        assert index == sender_key["index"]
+        assert payload[9:41].hex() == sender_key["chain_key"]
+        assert payload[41:73].hex() == sender_key["voice_key"]
+        assert payload[73:77].hex() == sender_key["voice_salt"]
+        assert struct.unpack(">I", payload[77:81])[0] == sender_key["voice_seq"]
+        assert len(body) == 38 + 81 + 16 + 64  # 199 bytes
 
 
 def test_ratchet_and_franking_tag(vectors: dict[str, Any]) -> None:
@@ -107,16 +118,16 @@ def test_fingerprint_and_safety_code(vectors: dict[str, Any]) -> None:
     for person in vectors["identity"]["identities"]:
         digest = hashlib.sha256(enc("hearth-e2ee/v1/fingerprint", base64.b64decode(person["dh"]),
                                     base64.b64decode(person["sig"]))).digest()
-        hex_ = digest[:10].hex().upper()
-        assert person["fingerprint"] == " ".join(hex_[i : i + 4] for i in range(0, 20, 4))
+        hex_ = digest[:16].hex().upper()
+        assert person["fingerprint"] == " ".join(hex_[i : i + 4] for i in range(0, 32, 4))
     for case in vectors["identity"]["safety_codes"]:
-        parts = [case["room_id"].encode(), struct.pack(">Q", case["epoch"])]
+        parts = [case["room_id"].encode()]
         for member in sorted(case["roster"], key=lambda m: m.encode()):
             keys = case["roster"][member]
             parts += [member.encode(), base64.b64decode(keys["dh"]),
                       base64.b64decode(keys["sig"])]
-        digest = hashlib.sha256(enc("hearth-e2ee/v1/safety-code", *parts)).digest()
-        groups = [int.from_bytes(digest[i : i + 5], "big") % 100_000 for i in range(0, 20, 5)]
+        digest = hashlib.sha512(enc("hearth-e2ee/v1/safety-code", *parts)).digest()
+        groups = [int.from_bytes(digest[i : i + 5], "big") % 100_000 for i in range(0, 50, 5)]
         assert case["code"] == " ".join(f"{g:05d}" for g in groups)
 
 

@@ -87,14 +87,17 @@ def test_tampered_header_and_payload_are_refused_and_move_nothing() -> None:
     assert b.decrypt_voice("a", frame).opus == OPUS
 
 
-def test_epoch_byte_rewritten_to_a_held_epoch_is_tampered() -> None:
+def test_epoch_byte_is_authenticated_and_a_closed_epoch_stays_closed() -> None:
     relay = Relay()
     relay.join("a", "b", "c")
-    relay.remove("c")  # epoch 2; b still holds a's epoch-1 key
+    relay.remove("c")  # epoch 2: a's epoch-2 key closed a's epoch 1 at b
     frame = talk(relay, "a", 1)
     assert voice_header(frame).epoch_lo == 2
-    assert code(lambda: relay.sessions["b"].decrypt_voice("a", flip(frame, 3, 0x03))) == (
-        "e2ee.tampered")
+    b = relay.sessions["b"]
+    assert code(lambda: b.decrypt_voice("a", flip(frame, 3, 0x03))) == "e2ee.stale_epoch"
+    held = b._voices[("a", 2)].key
+    assert code(lambda: open_voice_frame(held, flip(frame, 3, 0x03), room_id="room-1",
+                                         sender_id="a")) == "e2ee.tampered"
 
 
 def test_wrong_sender_is_refused_and_forgery_needs_the_server() -> None:
@@ -131,19 +134,21 @@ def test_removed_member_with_kept_keys_cannot_hear_the_next_epoch() -> None:
         "e2ee.tampered")
 
 
-def test_previous_epoch_frames_open_right_after_rotation_older_ones_do_not() -> None:
+def test_previous_epoch_frames_open_until_the_senders_new_key_or_the_grace_ends() -> None:
     relay = Relay()
     relay.join("a", "b", "c", "d")
-    in_flight = talk(relay, "a", 10)
-    relay.remove("c")
+    in_flight, overtaken, after_grace = (talk(relay, s, 10) for s in ("a", "c", "d"))
     b = relay.sessions["b"]
-    assert b.decrypt_voice("a", in_flight).epoch == 1
-    epoch_2 = talk(relay, "a", 11)
-    assert b.decrypt_voice("a", epoch_2).epoch == 2
-    older = talk(relay, "a", 12)
-    relay.remove("d")  # epoch 3: epoch 1 is two epochs back
-    assert b.decrypt_voice("a", older).epoch == 2  # the previous epoch still opens
-    assert code(lambda: b.decrypt_voice("a", stamp(in_flight, 1))) == "e2ee.no_sender_key"
+    relay.epoch = 2
+    relay.sessions.pop("c")
+    roster = relay.roster()
+    b.update_roster(2, roster)  # b has moved on, no new sender key has reached it yet
+    assert b.decrypt_voice("a", in_flight).epoch == 1  # in flight: still opens
+    relay.announce(["a", "d"])  # a's and d's epoch-2 keys reach b
+    assert code(lambda: b.decrypt_voice("a", stamp(in_flight, 1))) == "e2ee.stale_epoch"
+    assert b.decrypt_voice("d", talk(relay, "d", 11)).epoch == 2
+    assert code(lambda: b.decrypt_voice("d", after_grace)) == "e2ee.stale_epoch"
+    assert code(lambda: b.decrypt_voice("c", overtaken)) == "e2ee.unknown_sender"
 
 
 def test_replays_and_frames_behind_the_window_are_refused() -> None:
@@ -178,7 +183,9 @@ def test_sender_refuses_a_repeated_nonce_and_bad_arguments() -> None:
     assert code(lambda: a.encrypt_voice("text", seq=100, level=1, speech=True)) == (  # type: ignore[arg-type]
         "e2ee.malformed")
     relay.remove("c")
-    assert voice_header(talk(relay, "a", 0)).epoch_lo == 2  # a new key: the seq may restart
+    # a new key, but the seq still only rises: receivers refuse what is below the announced one
+    assert code(lambda: talk(relay, "a", 6)) == "e2ee.seq_reused"
+    assert voice_header(talk(relay, "a", 7)).epoch_lo == 2
 
 
 def test_rotation_required_and_not_ready_block_voice() -> None:
@@ -209,51 +216,58 @@ def test_epoch_low_byte_wraps_and_prefers_the_newest_key() -> None:
     assert voice_header(new).epoch_lo == voice_header(old).epoch_lo == 1
     b = relay.sessions["b"]
     assert b.decrypt_voice("a", new).epoch == 257
-    assert code(lambda: b.decrypt_voice("a", old)) == "e2ee.tampered"  # the newest key is tried
+    # the newest key is tried: the old frame is below its announced seq (and would fail AES-GCM)
+    assert code(lambda: b.decrypt_voice("a", old)) == "e2ee.out_of_window"
+    held = b._voices[("a", 257)].key
+    assert code(lambda: open_voice_frame(held, old, room_id="room-1", sender_id="a")) == (
+        "e2ee.tampered")
 
 
-def _install(b: GroupSession, a: GroupSession, key: SenderKey, fill: int) -> None:
+def _sealed(a: GroupSession, b: GroupSession, key: SenderKey, fill: int) -> str:
+    """A sender key `a` signs for `b` by hand (as a malicious member would)."""
+    ek = b._epoch_keys.get(key.epoch)
+    assert ek is not None
     body = seal_envelope(key.encode(), sender=a.identity, sender_id="a",
-                         recipient=b.identity.public, recipient_id="b", room_id="r",
-                         rng=lambda n: bytes([fill]) * n)
-    b.receive_directed("a", b64encode(body))
+                         recipient=b.identity.public, recipient_ek=ek.public, recipient_id="b",
+                         room_id="r", rng=lambda n: bytes([fill]) * n)
+    return b64encode(body)
 
 
-def test_sender_keys_without_voice_and_conflicting_voice_keys() -> None:
+def _pair() -> tuple[GroupSession, GroupSession]:
     a, b = GroupSession("r", "a"), GroupSession("r", "b")
-    roster = {"a": a.public_keys(), "b": b.public_keys()}
-    a.update_roster(1, roster)
-    b.update_roster(1, roster)
+    for _ in range(2):
+        roster = {"a": a.public_keys(), "b": b.public_keys()}
+        a.update_roster(1, roster)
+        b.update_roster(1, roster)
+    return a, b
+
+
+def test_duplicate_and_conflicting_voice_keys() -> None:
+    a, b = _pair()
     chain = bytes(range(32))
     voice = VoiceKey.derive(chain, room_id="r", sender_id="a", epoch=1)
-    _install(b, a, SenderKey(1, 0, chain), 1)  # kind 0x01: chat only
-    frame = seal_voice_frame(voice, OPUS, room_id="r", sender_id="a", seq=0, level=0, flags=0)
-    assert code(lambda: b.decrypt_voice("a", frame)) == "e2ee.unsupported"
-    with pytest.raises(E2EEError) as caught:  # the same chain, now with a voice key: a conflict
-        _install(b, a, SenderKey(1, 0, chain, voice), 2)
-    assert caught.value.code == "e2ee.chain_conflict"
-
-    c = GroupSession("r", "b", identity=b.identity)
-    c.update_roster(1, roster)
-    _install(c, a, SenderKey(1, 0, chain, voice), 3)
-    _install(c, a, SenderKey(1, 0, chain, voice), 4)  # a duplicate: harmless
+    frame = seal_voice_frame(voice, OPUS, room_id="r", sender_id="a", seq=3, level=0, flags=0)
+    b.receive_directed("a", _sealed(a, b, SenderKey(1, 0, chain, voice, 3), 1))
+    b.receive_directed("a", _sealed(a, b, SenderKey(1, 0, chain, voice, 0), 2))  # a duplicate
     other = VoiceKey(1, bytes(32), bytes(4))
     with pytest.raises(E2EEError) as caught:
-        _install(c, a, SenderKey(1, 0, chain, other), 5)
+        b.receive_directed("a", _sealed(a, b, SenderKey(1, 0, chain, other, 3), 3))
     assert caught.value.code == "e2ee.chain_conflict"
-    assert c.decrypt_voice("a", frame).opus == OPUS
+    assert b.decrypt_voice("a", frame).opus == OPUS  # the duplicate did not lower the floor
+    early = seal_voice_frame(voice, OPUS, room_id="r", sender_id="a", seq=2, level=0, flags=0)
+    assert code(lambda: b.decrypt_voice("a", early)) == "e2ee.out_of_window"
 
 
-def test_newcomer_gets_the_epoch_voice_key() -> None:
+def test_a_sender_key_carries_the_next_voice_seq_so_earlier_frames_never_open() -> None:
     relay = Relay()
     relay.join("a", "b")
-    earlier = talk(relay, "a", 1)
-    relay.join("c")  # no epoch change: c receives a's current chain and the epoch's voice key
-    later = talk(relay, "a", 2)
+    earlier = [talk(relay, "a", seq) for seq in (1, 2)]
+    relay.join("c")  # no epoch change (a server breaking the contract): c gets a's current key
     c = relay.sessions["c"]
-    assert c.decrypt_voice("a", later).opus == OPUS
-    # The documented limit: one key per epoch, so a recording of earlier frames would open too.
-    assert c.decrypt_voice("a", earlier).opus == OPUS
+    assert c._voices[("a", 1)].floor == 3
+    for frame in earlier:  # a recording of what was said before c came: refused
+        assert code(lambda frame=frame: c.decrypt_voice("a", frame)) == "e2ee.out_of_window"
+    assert c.decrypt_voice("a", talk(relay, "a", 3)).opus == OPUS
 
 
 def test_voice_header_parses_without_keys() -> None:

@@ -88,12 +88,13 @@ def test_on_duty_alerts_are_for_every_node() -> None:
     venue = Venue(make_config(), franking_key=b"k" * 32)
     room = venue.rooms["circle"]
     person = seat(room, "m1", "Quiet Otter")
+    seat(room, "f1", "Host", "facilitator")
     effects = venue.crisis.help(room, person, 0.0, None)
     assert not [e for e in effects if isinstance(e, Duty)]  # tier 0: the room and on-call
     later = venue.crisis.tick(venue.rooms, 30.0)
     duty = [e for e in later if isinstance(e, Duty)]
     assert len(duty) == 1 and duty[0].message["notify"] == "on_duty_facilitators"
-    assert not [e for e in later if isinstance(e, Send)]  # on duty: never a node-local Send
+    assert [e.member for e in later if isinstance(e, Send)] == ["f1"]  # on duty: never a Send
     # which tiers fired is recorded (a node that runs the incident on must not re-fire them)
     assert [r.incident["fired"] for r in effects + later if isinstance(r, Record)] == [[0], [0, 1]]
 
@@ -118,7 +119,7 @@ def test_an_incident_another_node_runs_is_listed_and_acted_on_there() -> None:
     wire = {"id": "far1", "room": "other", "state": "open", "pseudonym": "Far Away"}
     desk.learn(wire)
     on = desk.set_duty(seat(Venue(make_config(), franking_key=b"k" * 32).rooms["circle"],
-                            "f9", "Duty", "facilitator"), True)
+                            "f9", "Duty", "facilitator"), True, 0.0)
     assert [i["id"] for i in on[0].message["open"]] == ["far1"]  # type: ignore[union-attr]
     effects = desk.act({}, "ana", "far1", "ack", None, 5.0, "r1")
     assert effects == [ActElsewhere("other", "far1", "ack", None, "ana", "r1")]
@@ -287,3 +288,51 @@ def test_an_alert_delivered_while_it_was_being_copied_leaves_no_copy_behind() ->
     broker.pending.pop().callback(None)
     assert copying.called
     assert done(broker.read("outbox")) == []
+
+
+# --- issue 14: on-duty counts, receipts and the basis of external help between nodes -------
+
+
+def two_nodes() -> tuple[Any, Any, Clock, MemoryBroker]:
+    from hearth.web.node import Node
+    clock = Clock()
+    clock.advance(1_000_000)
+    broker = MemoryBroker(clock.seconds)
+    config = make_config()
+    nodes = [Node(Venue(config, franking_key=b"k" * 32), broker, lambda payload, binary: payload,
+                  clock.seconds, node_id=name) for name in ("a", "b")]
+    for node in nodes:
+        node.start()
+    return nodes[0], nodes[1], clock, broker
+
+
+def test_every_node_hears_how_many_are_on_duty_at_the_others() -> None:
+    from hearth.spaces.effects import DutyRoster
+    a, b, clock, _ = two_nodes()
+    a.apply(None, [DutyRoster(2)])
+    assert b.venue.crisis.duty_elsewhere == {"a": (2, clock.seconds())}
+    assert a.venue.crisis.duty_elsewhere == {}  # not itself
+    assert b.venue.crisis.anyone_on_duty(clock.seconds())
+    clock.advance(10)  # not heard again: gone stale
+    assert not b.venue.crisis.anyone_on_duty(clock.seconds())
+
+
+def test_a_receipt_and_an_external_request_are_carried_to_the_node_that_runs_the_incident() -> None:
+    a, b, clock, broker = two_nodes()
+    done(broker.heartbeat("a", 60))
+    done(broker.claim_room("circle", "a", 60))
+    room = a.venue.rooms["circle"]
+    person = seat(room, "m1", "Quiet Otter")
+    incident_id = a.venue.crisis.help(room, person, clock.seconds(), None)[0].message["incident"]
+    b.venue.crisis.learn(a.venue.crisis.desk.incidents[incident_id].to_wire())
+    peer = Peer()
+    for action, basis in (("seen", None), ("ack", None), ("external", "imminent_risk")):
+        effects = b.venue.crisis.act(b.venue.rooms, "ben", incident_id, action, None,
+                                     clock.seconds(), f"r-{action}", basis)
+        assert effects == [ActElsewhere("circle", incident_id, action, None, "ben",
+                                        f"r-{action}", basis)]
+        b.apply(peer, effects)  # type: ignore[arg-type]
+    incident = a.venue.crisis.desk.incidents[incident_id]
+    assert [(e, actor) for _, e, actor in incident.history] == [
+        ("open", None), ("seen", "ben"), ("ack", "ben"), ("external", "ben")]
+    assert incident.external_basis == "imminent_risk" and peer.sent == []

@@ -8,9 +8,10 @@ import pytest
 
 from hearth.moderation.bans import ClientAddress
 from hearth.spaces import protocol as p
-from hearth.spaces.effects import Attach, Audit, Broadcast, Detach, Enter, Reply, Send
+from hearth.spaces.effects import Attach, Audit, Broadcast, Detach, Effect, Enter, Reply, Send, Voice
 from hearth.spaces.layout import Point
 from hearth.spaces.venue import DENIED, REMOVED, SESSION_ENDED
+from hearth.spaces.voice import build_frame
 from tests.support.world import COMMIT, World, broadcasts, error_code, reply
 
 SEED = b"s" * 32
@@ -46,7 +47,8 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "join": {"room": "circle"}, "resume": {"token": "x"},
     "help": {}, "flag": {"category": "intent", "severity": "high", "pack": "en:3"},
     "worried": {"member": "{member}"}, "im_ok": {},
-    "incident": {"incident": "abc", "action": "ack"}, "duty": {"on": True},
+    "incident": {"incident": "abc", "action": "ack"}, "alert_seen": {"incident": "abc"},
+    "duty": {"on": True},
     "list_incidents": {}, "status": {"status": "listening"},
 }
 
@@ -231,6 +233,57 @@ def test_private_corner_isolates_audio_and_chat() -> None:
                 if isinstance(e, Reply)]
 
 
+def test_a_private_corner_moves_a_bystander_out_and_nothing_of_it_reaches_them() -> None:
+    """Issue 14: someone standing in the corner when it became private stayed there and got
+    the corner's envelopes and voice. Now they are moved out, kept out, and get nothing."""
+    w = ModWorld()
+    fac, wf = w.facilitator()
+    person, wp = w.join()
+    bystander, wb = w.join()
+    room = w.venue.rooms["circle"]
+    room.members[wb["member"]].pos = Point(1.0, 1.0)  # standing in corner-west (0,0)-(3,3)
+    epoch = room.epoch
+    effects = w.send(fac, {"type": "private_corner", "corner": "corner-west",
+                           "member": wp["member"]})
+    moved = [b.message["member"] for b in broadcasts(effects, "member_updated")
+             if b.message["member"]["id"] == wb["member"]]
+    assert moved and moved[0]["zone"] == "room"
+    assert room.config.layout.zone_of(room.members[wb["member"]].pos) == "room"
+    assert room.config.layout.walkable(room.members[wb["member"]].pos)
+    [corners] = broadcasts(effects, "corners")
+    assert corners.message["epoch"] == room.epoch == epoch + 1  # the corner's keys start fresh
+    w.clock.advance(1)
+    assert error_code(w.send(bystander, {"type": "move", "x": 2.9, "y": 2.9})) == "corner_private"
+    # Even placed back inside by force (a stale node, a bug), the bystander gets nothing.
+    room.members[wb["member"]].pos = Point(1.5, 1.5)
+    everything: list[Effect] = []
+    everything += w.send(person, {"type": "envelope", "body": "AAAA", "commitment": COMMIT,
+                                  "zone": "corner-west"})
+    everything += w.send(person, {"type": "direct", "to": wf["member"], "body": "AA",
+                                  "zone": "corner-west"})
+    everything += w.send(fac, {"type": "hide", "seq": 1, "zone": "corner-west"})
+    voice = person.receive(build_frame(b"\xaa" * 40, seq=1, level=20), True, w.clock.seconds())
+    everything += voice
+    reached = {e.member for e in everything if isinstance(e, Send)}
+    reached |= {m for e in everything if isinstance(e, Voice) for m in e.listeners}
+    assert reached == {wf["member"], wp["member"]}  # the hidden notice goes to both members
+    assert not [e for e in everything if isinstance(e, Broadcast)]
+    [direct] = [e for e in everything if isinstance(e, Send) and e.message["type"] == "direct"]
+    assert direct.message["zone"] == "corner-west"
+    # The bystander may not speak in the corner, nor hand a corner key to a member of it.
+    assert error_code(w.send(bystander, {"type": "envelope", "body": "AAAA", "commitment": COMMIT,
+                                         "zone": "corner-west"})) == "not_in_zone"
+    assert error_code(w.send(bystander, {"type": "direct", "to": wp["member"], "body": "AA",
+                                         "zone": "corner-west"})) == "not_in_zone"
+    assert error_code(w.send(person, {"type": "direct", "to": wb["member"], "body": "AA",
+                                      "zone": "corner-west"})) == "not_in_zone"
+    heard = bystander.receive(build_frame(b"\xbb" * 40, seq=1, level=20), True, w.clock.seconds())
+    assert not [e for e in heard if isinstance(e, Voice)]
+    # Nobody new spawns into it either.
+    _, late = w.join()
+    assert room.config.layout.zone_of(room.members[late["member"]].pos) == "room"
+
+
 def test_end_session_closes_everyone_and_starts_afresh() -> None:
     w = ModWorld()
     fac, wf = w.facilitator()
@@ -314,3 +367,28 @@ def test_only_the_facilitators_toggle_changes_the_talking_stick_mode() -> None:
     [off] = broadcasts(w.send(fac, {"type": "stick", "on": False}), "stick")
     assert (off.message["on"], off.message["holder"]) == (False, None)
     assert room.stick_on is False
+
+
+def test_a_seat_inside_a_private_corner_is_closed_to_others() -> None:
+    import copy
+    import random
+    import tempfile
+
+    from hearth.spaces.config import parse_config
+    from hearth.spaces.venue import Venue
+    from tests.support.config import BASE
+    data = copy.deepcopy(BASE)
+    data["server"]["data_dir"] = tempfile.mkdtemp(prefix="hearth-test-")
+    seat0 = {"id": "corner-top", "x": 6.0, "y": 1.8, "width": 2.0, "height": 1.2}  # seat 0 at (7, 2.4)
+    data["rooms"][0]["layout"]["corners"].append(seat0)
+    w = ModWorld()
+    counter = iter(range(1, 100))
+    w.venue = Venue(parse_config(data, "test.toml"), franking_key=b"k" * 32, rng=random.Random(7),
+                    make_member_id=lambda: f"m{next(counter)}")
+    fac, _ = w.facilitator()
+    _, wp = w.join()
+    other, wo = w.join()
+    room = w.venue.rooms["circle"]
+    room.members[wo["member"]].pos = Point(7.0, 3.5)  # within reach of seat 0, outside the corner
+    w.send(fac, {"type": "private_corner", "corner": "corner-top", "member": wp["member"]})
+    assert error_code(w.send(other, {"type": "sit", "seat": 0})) == "corner_private"

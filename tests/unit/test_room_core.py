@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+from typing import Any
+
 import pytest
 
 from hearth.spaces.effects import Attach, Broadcast, Close, Detach, Effect, Reply, Send
@@ -9,14 +12,44 @@ from hearth.spaces.venue import RESUMED_ELSEWHERE
 from tests.support.world import COMMIT, World, broadcasts, error_code, reply
 
 
-def test_entering_advances_the_epoch_but_resuming_does_not() -> None:
+def test_entering_and_resuming_advance_the_epoch() -> None:
     w = World()
     _, first = w.join()
     conn, second = w.join()
     assert second["room"]["epoch"] == first["room"]["epoch"] + 1
     conn.lost(w.clock.seconds())
-    resumed = reply(w.send(w.connect(), {"type": "resume", "token": second["token"]}), "welcome")
-    assert resumed["room"]["epoch"] == second["room"]["epoch"]
+    effects = w.send(w.connect(), {"type": "resume", "token": second["token"]})
+    resumed = reply(effects, "welcome")
+    # A resumed page may have reloaded and lost its sender chain: everyone rotates.
+    assert resumed["room"]["epoch"] == second["room"]["epoch"] + 1
+    [back] = broadcasts(effects, "member_resumed")
+    assert back.exclude == second["member"] and back.message["epoch"] == resumed["room"]["epoch"]
+    assert back.message["member"]["id"] == second["member"] and not back.message["member"]["away"]
+
+
+def keys(n: int, epoch: int | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "keys", "dh": base64.b64encode(bytes([n]) * 32).decode(),
+                           "sig": base64.b64encode(bytes([n + 1]) * 32).decode()}
+    if epoch is not None:
+        out |= {"ek": base64.b64encode(bytes([n + 2]) * 32).decode(), "ek_epoch": epoch,
+                "ek_sig": base64.b64encode(bytes([n + 3]) * 64).decode()}
+    return out
+
+
+def test_keys_carry_an_epoch_key_and_a_new_identity_advances_the_epoch() -> None:
+    w = World()
+    conn, welcome = w.join()
+    epoch = welcome["room"]["epoch"]
+    [updated] = broadcasts(w.send(conn, keys(1)), "member_updated")
+    assert set(updated.message["member"]["keys"]) == {"dh", "sig"} and "epoch" not in updated.message
+    [updated] = broadcasts(w.send(conn, keys(1, epoch)), "member_updated")
+    assert updated.message["member"]["keys"]["ek_epoch"] == epoch
+    assert "epoch" not in updated.message  # the same identity with its epoch key: no change
+    [updated] = broadcasts(w.send(conn, keys(5, epoch)), "member_updated")
+    assert updated.message["epoch"] == epoch + 1  # new identity keys: everyone rotates
+    for bad in ({"ek_epoch": 3}, {**keys(1, 2), "ek_sig": "AAAA"}, {**keys(1, 2), "ek_epoch": 0},
+                {**keys(1, 2), "ek": None}):
+        assert error_code(w.send(conn, {**keys(1), **bad})) == "bad_message", bad
 
 
 def test_join_gives_token_pseudonym_avatar_and_tells_the_room() -> None:
@@ -104,10 +137,9 @@ def test_resume_within_grace_keeps_member_pseudonym_and_seat_and_shows_away_mean
     assert resumed["token"] != welcome["token"]  # rotated on every resume
     me = next(m for m in resumed["room"]["members"] if m["id"] == welcome["member"])
     assert me["pseudonym"] == "Calm Heron" and me["seat"] == 0 and me["away"] is False
-    # Nobody sees a leave or a join: only the same member, back.
-    [back] = [e for e in effects if isinstance(e, Broadcast)]
-    assert back.message["type"] == "member_updated" and back.message["member"]["away"] is False
-    assert back.message["seq"] == resumed["room"]["seq"] + 1  # after the welcome's snapshot
+    # the others are told only that the member is back (and the epoch moved): no leave, no join
+    [back] = [e.message for e in effects if isinstance(e, Broadcast)]
+    assert back["type"] == "member_resumed" and back["member"]["away"] is False  # here again
     # the old token is spent
     assert error_code(w.send(w.connect(), {"type": "resume", "token": welcome["token"]})) \
         == "session_expired"

@@ -29,10 +29,16 @@ if str(ROOT) not in sys.path:
 from hearth.spaces.e2ee import errors  # noqa: E402
 from hearth.spaces.e2ee.chain import SenderKey  # noqa: E402
 from hearth.spaces.e2ee.encoding import fields, u32  # noqa: E402
-from hearth.spaces.e2ee.envelope import seal_envelope  # noqa: E402
+from hearth.spaces.e2ee.envelope import open_envelope, seal_envelope  # noqa: E402
 from hearth.spaces.e2ee.errors import E2EEError  # noqa: E402
 from hearth.spaces.e2ee.franking import commit, server_tag, verify_report  # noqa: E402
-from hearth.spaces.e2ee.identity import Identity, safety_code  # noqa: E402
+from hearth.spaces.e2ee.identity import (  # noqa: E402
+    EpochKey,
+    Identity,
+    OwnEpochKey,
+    PublicIdentity,
+    safety_code,
+)
 from hearth.spaces.e2ee.message import (  # noqa: E402
     AAD_LABEL,
     SIG_LABEL,
@@ -41,6 +47,7 @@ from hearth.spaces.e2ee.message import (  # noqa: E402
     message_key,
     seal_room_message,
 )
+from hearth.spaces.e2ee.points import P  # noqa: E402
 from hearth.spaces.e2ee.primitives import seal  # noqa: E402
 from hearth.spaces.e2ee.session import GroupSession  # noqa: E402
 from hearth.spaces.e2ee.voice import (  # noqa: E402
@@ -157,6 +164,74 @@ def primitives() -> Json:
 # ---------------------------------------------------------------- identities
 
 
+def _le(value: int) -> str:
+    return b64(value.to_bytes(32, "little"))
+
+
+def invalid_keys(good: PublicIdentity) -> list[Json]:
+    """Encodings both implementations must refuse (e2ee.bad_key), next to a good key."""
+    dh, sig = b64(good.dh), b64(good.sig)
+    x_small = [("all zero", 0), ("u = 1", 1), ("u = p - 1 (order 4)", P - 1),
+               ("order 8, first", int.from_bytes(bytes.fromhex(
+                   "e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"), "little")),
+               ("order 8, second", int.from_bytes(bytes.fromhex(
+                   "5f9c95bca3508c24b1d0b1559c83ef5b04445cc4581c8e86d8224eddd09f1157"), "little")),
+               ("u = p (not canonical, is 0)", P), ("u = p + 1 (not canonical, is 1)", P + 1),
+               ("top bit set", int.from_bytes(good.dh, "little") | 1 << 255)]
+    y8 = int.from_bytes(bytes.fromhex(
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05"), "little")
+    e_small = [("identity (y = 1)", 1), ("order 2 (y = p - 1)", P - 1),
+               ("order 4 (y = 0)", 0), ("order 4, sign set", 1 << 255),
+               ("order 8", y8), ("order 8, other sign", y8 ^ 1 << 255),
+               ("order 8, negated", P - y8), ("negative zero (y = 1, sign set)", 1 | 1 << 255),
+               ("y = p (not canonical)", P), ("off the curve (y = 2)", 2)]
+    cases: list[Json] = [{"description": "good keys", "dh": dh, "sig": sig, "code": None}]
+    cases += [{"description": f"dh {d}", "dh": _le(u), "sig": sig, "code": errors.BAD_KEY}
+              for d, u in x_small]
+    cases += [{"description": f"sig {d}", "dh": dh, "sig": _le(y), "code": errors.BAD_KEY}
+              for d, y in e_small]
+    cases += [{"description": "dh of 31 bytes", "dh": b64(good.dh[:31]), "sig": sig,
+               "code": errors.BAD_KEY},
+              {"description": "sig missing", "dh": dh, "code": errors.BAD_KEY}]
+    for case in cases:  # the generator refuses to write a vector the code disagrees with
+        try:
+            PublicIdentity.from_wire({k: v for k, v in case.items() if k in ("dh", "sig")})
+            got = None
+        except E2EEError as exc:
+            got = exc.code
+        assert got == case["code"], case["description"]
+    return cases
+
+
+def epoch_keys(alice: Identity, bob: Identity) -> Json:
+    own = OwnEpochKey(alice, 7, det_bytes("epoch-key/alice/7"))
+    wire = {**alice.public.to_wire(), **own.public.to_wire()}
+    cases: list[Json] = [{"description": "signed by its member", "private": det_bytes(
+        "epoch-key/alice/7").hex(), "epoch": 7, "entry": wire, "code": None}]
+    forged = OwnEpochKey(bob, 7, det_bytes("epoch-key/alice/7")).public.to_wire()
+    small = {"ek": b64(bytes(32)), "ek_epoch": 7,
+             "ek_sig": b64(alice.sign_epoch_key(7, bytes(32)))}
+    for description, entry in [
+        ("signed by another identity", {**wire, **forged}),
+        ("moved to another epoch", {**wire, "ek_epoch": 8}),
+        ("of small order, signed", {**wire, **small}),
+        ("epoch 0", {**wire, "ek_epoch": 0}),
+        ("signature missing", {k: v for k, v in wire.items() if k != "ek_sig"}),
+    ]:
+        cases.append({"description": description, "entry": entry, "code": errors.BAD_KEY})
+    cases.append({"description": "no epoch key yet", "entry": alice.public.to_wire(),
+                  "code": None, "absent": True})
+    for case in cases:
+        try:
+            got = EpochKey.from_wire(case["entry"], PublicIdentity.from_wire(case["entry"]))
+            code = None
+            assert (got is None) == bool(case.get("absent"))
+        except E2EEError as exc:
+            code = exc.code
+        assert code == case["code"], case["description"]
+    return {"identity": identity_json(alice), "cases": cases}
+
+
 def identities() -> Json:
     people = {name: identity(name) for name in ("alice", "bob", "carol")}
     roster = {"m-a": people["alice"].public, "m-b": people["bob"].public,
@@ -164,21 +239,18 @@ def identities() -> Json:
     signing = people["alice"]
     messages = [b"", b"hearth", bytes(range(256))]
     low_order = bytes(32)
+    wire = {m: k.to_wire() for m, k in roster.items()}
+    without = {m: k for m, k in roster.items() if m != "m-ä"}
     return {
         "description": "Identity keys from private bytes, fingerprints, safety codes, "
-                       "Ed25519 signatures and X25519 agreement.",
+                       "Ed25519 signatures, X25519 agreement, keys refused on decode, epoch keys.",
         "identities": [{"name": n, **identity_json(i), "fingerprint": i.public.fingerprint()}
                        for n, i in people.items()],
         "safety_codes": [
-            {"room_id": "room-1", "epoch": 1,
-             "roster": {m: k.to_wire() for m, k in roster.items()},
-             "code": safety_code("room-1", 1, roster)},
-            {"room_id": "room-1", "epoch": 2,
-             "roster": {m: k.to_wire() for m, k in roster.items()},
-             "code": safety_code("room-1", 2, roster)},
-            {"room_id": "room-1", "epoch": 1,
-             "roster": {m: k.to_wire() for m, k in roster.items() if m != "m-ä"},
-             "code": safety_code("room-1", 1, {m: k for m, k in roster.items() if m != "m-ä"})},
+            {"room_id": "room-1", "roster": wire, "code": safety_code("room-1", roster)},
+            {"room_id": "room-2", "roster": wire, "code": safety_code("room-2", roster)},
+            {"room_id": "room-1", "roster": {m: k.to_wire() for m, k in without.items()},
+             "code": safety_code("room-1", without)},
         ],
         "signatures": [{"sig_private": signing.private_bytes()[1].hex(), "message": m.hex(),
                         "signature": signing.sign(m).hex()} for m in messages],
@@ -189,6 +261,8 @@ def identities() -> Json:
             {"dh_private": people["alice"].private_bytes()[0].hex(),
              "peer_dh": low_order.hex(), "error": errors.BAD_KEY},
         ],
+        "public_keys": invalid_keys(people["alice"].public),
+        "epoch_keys": epoch_keys(people["alice"], people["bob"]),
     }
 
 
@@ -196,27 +270,31 @@ def identities() -> Json:
 
 
 def sender_key_json(key: SenderKey) -> Json:
-    out: Json = {"epoch": key.epoch, "index": key.index, "chain_key": key.chain_key.hex()}
-    if key.voice is not None:
-        out["voice_key"] = key.voice.key.hex()
-        out["voice_salt"] = key.voice.salt.hex()
-    return out
+    return {"epoch": key.epoch, "index": key.index, "chain_key": key.chain_key.hex(),
+            "voice_key": key.voice.key.hex(), "voice_salt": key.voice.salt.hex(),
+            "voice_seq": key.voice_seq}
+
+
+def sender_key(epoch: int, index: int, n: int, voice_seq: int = 0) -> SenderKey:
+    voice = VoiceKey(epoch, det_bytes(f"envelope-voice-key/{n}"), det_bytes(f"envelope-voice-salt/{n}", 4))
+    return SenderKey(epoch, index, det_bytes(f"envelope-chain/{n}"), voice, voice_seq)
 
 
 def envelopes() -> Json:
     alice, bob, carol = identity("alice"), identity("bob"), identity("carol")
     cases: list[Json] = []
     rejections: list[Json] = []
-    for n, (epoch, index) in enumerate([(1, 0), (3, 17), (2, 5)]):
-        voice = None
-        if n == 2:  # kind 0x02: the sender key with its voice key
-            voice = VoiceKey(epoch, det_bytes("envelope-voice-key"), det_bytes("envelope-voice-salt", 4))
-        key = SenderKey(epoch, index, det_bytes(f"envelope-chain/{n}"), voice)
+    for n, (epoch, index, voice_seq) in enumerate([(1, 0, 0), (3, 17, 4242), (2, 5, 2**32 - 1)]):
+        key = sender_key(epoch, index, n, voice_seq)
+        recipient_ek = det_bytes(f"envelope-epoch-key/{n}")
+        ek = OwnEpochKey(bob, epoch, recipient_ek)
         rng = DetRng(f"envelope-ephemeral/{n}")
         body = seal_envelope(key.encode(), sender=alice, sender_id="m-a", recipient=bob.public,
-                             recipient_id="m-b", room_id="room-1", rng=rng)
+                             recipient_ek=ek.public, recipient_id="m-b", room_id="room-1", rng=rng)
         cases.append({"room_id": "room-1", "sender_id": "m-a", "recipient_id": "m-b",
                       "sender": identity_json(alice), "recipient": identity_json(bob),
+                      "epoch": epoch, "recipient_ek_private": recipient_ek.hex(),
+                      "recipient_ek": ek.public.to_wire(),
                       "ephemeral_private": rng.draws[0], "payload": key.encode().hex(),
                       "sender_key": sender_key_json(key),
                       "body": b64(body)})
@@ -226,37 +304,73 @@ def envelopes() -> Json:
         return data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :]
 
     base = {"room_id": "room-1", "sender_id": "m-a", "recipient_id": "m-b",
-            "sender": identity_json(alice), "recipient": identity_json(bob)}
+            "sender": identity_json(alice), "recipient": identity_json(bob),
+            "recipient_ek_private": cases[0]["recipient_ek_private"], "epoch": 1}
 
     def reject(description: str, body: bytes, code: str, **over: Any) -> None:
-        rejections.append({**base, **over, "description": description, "body": b64(body),
-                           "code": code})
+        case = {**base, **over, "description": description, "body": b64(body), "code": code}
+        got = None
+        try:  # the generator refuses to write a vector the code disagrees with
+            open_case(case)
+        except E2EEError as exc:
+            got = exc.code
+        assert got == code, (description, got)
+        rejections.append(case)
 
-    reject("ciphertext byte flipped", flip(good, 40), errors.BAD_SIGNATURE)
-    reject("ephemeral key byte flipped", flip(good, 5), errors.BAD_SIGNATURE)
+    reject("ciphertext byte flipped", flip(good, 45), errors.BAD_SIGNATURE)
+    reject("ephemeral key byte flipped", flip(good, 9), errors.BAD_SIGNATURE)
     reject("signature byte flipped", flip(good, len(good) - 1), errors.BAD_SIGNATURE)
     reject("opened by another member", good, errors.BAD_SIGNATURE,
            recipient_id="m-c", recipient=identity_json(carol))
     reject("claimed by another sender", good, errors.BAD_SIGNATURE,
            sender_id="m-c", sender=identity_json(carol))
     reject("replayed into another room", good, errors.BAD_SIGNATURE, room_id="room-2")
+    reject("replayed into a private corner", good, errors.BAD_SIGNATURE, room_id="room-1#corner")
+    reject("opened with a copied epoch key of the next epoch", good, errors.BAD_SIGNATURE,
+           recipient_ek_private=det_bytes("envelope-epoch-key/1").hex())
+    reject("epoch rewritten (no key for it)", good[:5] + b"\x02" + good[6:], errors.STALE_EPOCH,
+           epoch=2, held_epoch=1)
     reject("unknown version", b"\x02" + good[1:], errors.UNSUPPORTED)
     reject("room message type", b"\x01\x01" + good[2:], errors.MALFORMED)
     reject("truncated", good[:100], errors.MALFORMED)
     # A sender who signs junk: the signature holds, AES-GCM refuses.
-    header = good[:34]
+    ek = OwnEpochKey(bob, 1, bytes.fromhex(base["recipient_ek_private"])).public
+    header = good[:38]
     ctx = (b"room-1", b"m-a", b"m-b")
     junk = seal(bytes(32), bytes(12), b"not for you", fields("hearth-e2ee/v1/envelope-aad",
                                                                header, *ctx))
-    signed = alice.sign(fields("hearth-e2ee/v1/envelope-sig", header, *ctx, bob.public.dh, junk))
+    signed = alice.sign(fields("hearth-e2ee/v1/envelope-sig", header, *ctx, bob.public.dh, ek.dh,
+                               junk))
     reject("signed by the sender, wrong key inside", header + junk + signed, errors.TAMPERED)
     # A sender who signs a low-order ephemeral key.
-    header = b"\x01\x02" + bytes(32)
-    signed = alice.sign(fields("hearth-e2ee/v1/envelope-sig", header, *ctx, bob.public.dh, junk))
+    header = b"\x01\x02" + u32(1) + bytes(32)
+    signed = alice.sign(fields("hearth-e2ee/v1/envelope-sig", header, *ctx, bob.public.dh, ek.dh,
+                               junk))
     reject("signed low-order ephemeral key", header + junk + signed, errors.BAD_KEY)
-    return {"description": "Pairwise sealed envelopes carrying sender keys (kind 0x01 chat only, "
-                           "kind 0x02 with the voice key).",
+    return {"description": "Pairwise sealed envelopes carrying sender keys, sealed to the "
+                           "recipient's identity key and its epoch key together.",
             "cases": cases, "rejections": rejections}
+
+
+def open_case(case: Json) -> bytes:
+    """Open an envelope vector as a session would: our epoch key is known for `held_epoch`."""
+    recipient = Identity(bytes.fromhex(case["recipient"]["dh_private"]),
+                         bytes.fromhex(case["recipient"]["sig_private"]))
+    held = case.get("held_epoch", case["epoch"])
+    own = OwnEpochKey(recipient, held, bytes.fromhex(case["recipient_ek_private"]))
+
+    def epoch_key(epoch: int) -> OwnEpochKey:
+        if epoch != held:
+            raise E2EEError(errors.STALE_EPOCH, "no epoch key")
+        return own
+
+    sender = Identity(bytes.fromhex(case["sender"]["dh_private"]),
+                      bytes.fromhex(case["sender"]["sig_private"]))
+    _, payload = open_envelope(base64.b64decode(case["body"]), recipient=recipient,
+                               recipient_id=case["recipient_id"], epoch_key=epoch_key,
+                               sender=sender.public, sender_id=case["sender_id"],
+                               room_id=case["room_id"])
+    return payload
 
 
 # ---------------------------------------------------------------- room messages
@@ -485,17 +599,16 @@ def voice() -> Json:
     opening("truncated below header and tag", good[:25], errors.MALFORMED)
     opening("header only", good[:10], errors.MALFORMED)
 
-    voice_key = VoiceKey(2, det_bytes("envelope-voice-key"), det_bytes("envelope-voice-salt", 4))
-    with_voice = SenderKey(2, 5, det_bytes("envelope-chain/2"), voice_key).encode()
-    chat_only = SenderKey(1, 0, det_bytes("envelope-chain/0")).encode()
+    good_key = sender_key(2, 5, 2, 4242).encode()
     payloads: list[Json] = []
     for description, payload in [
-        ("kind 0x02 with the voice key", with_voice),
-        ("kind 0x01, chat only", chat_only),
-        ("kind 0x02 cut short", with_voice[:-1]),
-        ("kind 0x02 too long", with_voice + b"\0"),
-        ("kind 0x01 with a voice key appended", b"\x01" + with_voice[1:]),
-        ("unknown kind", b"\x03" + with_voice[1:]),
+        ("kind 0x03", good_key),
+        ("kind 0x03, largest voice seq", sender_key(9, 0, 1, 2**32 - 1).encode()),
+        ("kind 0x03 cut short", good_key[:-1]),
+        ("kind 0x03 too long", good_key + b"\0"),
+        ("kind 0x02 (no voice seq)", b"\x02" + good_key[1:-4]),
+        ("kind 0x01 (chat only)", b"\x01" + good_key[1:41]),
+        ("unknown kind", b"\x04" + good_key[1:]),
         ("empty", b""),
     ]:
         try:
@@ -520,6 +633,7 @@ class Scenario:
         self.room_id = room_id
         self.sessions: dict[str, GroupSession] = {}
         self.rngs: dict[str, DetRng] = {}
+        self.published: dict[str, dict[str, Any]] = {}  # what the server holds for each member
         self.steps: list[Json] = []
 
     def _run(self, step: Json, call: Callable[[], Json]) -> Json:
@@ -534,13 +648,20 @@ class Scenario:
     def create(self, member: str) -> None:
         rng = self.rngs[member] = DetRng(f"session/{member}")
         self.sessions[member] = GroupSession(self.room_id, member, rng=rng)
-        self._run({"member": member, "op": "create"},
-                  lambda: {"public_keys": self.sessions[member].public_keys()})
+        result = self._run({"member": member, "op": "create"},
+                           lambda: {"public_keys": self.sessions[member].public_keys()})
+        self.published[member] = result["public_keys"]
 
-    def roster(self, members: list[str]) -> dict[str, dict[str, str]]:
-        return {m: self.sessions[m].public_keys() for m in members}
+    def publish(self, member: str) -> None:
+        """The member sends `keys`; the server keeps them for the roster."""
+        result = self._run({"member": member, "op": "public_keys"},
+                           lambda: {"public_keys": self.sessions[member].public_keys()})
+        self.published[member] = result["public_keys"]
 
-    def update_roster(self, member: str, epoch: int, roster: dict[str, dict[str, str]]
+    def roster(self, members: list[str]) -> dict[str, dict[str, Any]]:
+        return {m: self.published[m] for m in members}
+
+    def update_roster(self, member: str, epoch: int, roster: dict[str, dict[str, Any]]
                       ) -> list[list[str]]:
         session = self.sessions[member]
 
@@ -552,16 +673,42 @@ class Scenario:
                 "epoch": change.epoch, "epoch_advanced": change.epoch_advanced,
                 "joined": list(change.joined), "left": list(change.left),
                 "keys_changed": list(change.keys_changed), "ignored": list(change.ignored),
-                "rotation_required": change.rotation_required}}
+                "rotation_required": change.rotation_required,
+                "undeliverable": list(change.undeliverable)}}
 
         result = self._run({"member": member, "op": "update_roster", "epoch": epoch,
                             "roster": roster}, call)
         envelopes: list[list[str]] = result.get("envelopes", [])
         return envelopes
 
+    def advance(self, epoch: int, members: list[str], deliver: bool = True
+                ) -> dict[str, list[list[str]]]:
+        """What an honest server and clients do at an epoch: the roster, everyone's new epoch
+        key, the roster again; the envelopes that come of it, delivered unless told not to."""
+        outs = {}
+        for m in members:
+            outs[m] = list(self.update_roster(m, epoch, self.roster(members)))
+            self.publish(m)
+        for m in members:
+            outs[m] += self.update_roster(m, epoch, self.roster(members))
+        if deliver:
+            for m, out in outs.items():
+                self.deliver(m, out)
+        return outs
+
     def deliver(self, sender: str, envelopes: list[list[str]]) -> None:
         for to, body in envelopes:
             self.receive_directed(to, sender, body)
+
+    @property
+    def sealed(self) -> dict[tuple[str, int, str], str]:
+        """(sender, epoch, recipient) -> the last envelope body, as a server would record it."""
+        out: dict[tuple[str, int, str], str] = {}
+        for step in self.steps:
+            if step["op"] == "update_roster":
+                for to, body in step["expect"].get("envelopes", []):
+                    out[(step["member"], step["epoch"], to)] = body
+        return out
 
     def receive_directed(self, member: str, sender: str, body: str) -> Json:
         def call() -> Json:
@@ -570,6 +717,13 @@ class Scenario:
 
         return self._run({"member": member, "op": "receive_directed", "from": sender,
                           "body": body}, call)
+
+    def close_previous_epoch(self, member: str) -> None:
+        def call() -> Json:
+            self.sessions[member].close_previous_epoch()
+            return {"ok": True}
+
+        self._run({"member": member, "op": "close_previous_epoch"}, call)
 
     def encrypt(self, member: str, text: str) -> Json:
         def call() -> Json:
@@ -584,7 +738,8 @@ class Scenario:
         def call() -> Json:
             got = self.sessions[member].decrypt(sender, message["body"], message["commitment"])
             return {"text": got.text, "franking_key": got.franking_key.hex(),
-                    "commitment": b64(got.commitment), "epoch": got.epoch, "index": got.index}
+                    "commitment": b64(got.commitment), "epoch": got.epoch, "index": got.index,
+                    "kind": got.kind}
 
         return self._run({"member": member, "op": "decrypt", "from": sender,
                           "body": message["body"], "commitment": message["commitment"]}, call)
@@ -626,9 +781,13 @@ def session() -> Json:
     for m in ("m-a", "m-b", "m-c"):
         s.create(m)
     s.decrypt("m-a", "m-b", {"body": "AA==", "commitment": "AA=="})  # no roster yet
-    roster = s.roster(["m-a", "m-b"])
-    to_b = s.update_roster("m-a", 1, roster)
-    to_a = s.update_roster("m-b", 1, roster)
+    # Epoch 1: the roster, epoch keys published, the roster again: only then is anything sealed.
+    s.update_roster("m-a", 1, s.roster(["m-a", "m-b"]))  # m-b has no epoch key yet: nothing
+    s.update_roster("m-b", 1, s.roster(["m-a", "m-b"]))
+    s.publish("m-a")
+    s.publish("m-b")
+    to_b = s.update_roster("m-a", 1, s.roster(["m-a", "m-b"]))
+    to_a = s.update_roster("m-b", 1, s.roster(["m-a", "m-b"]))
     hello = s.encrypt("m-a", "Hello, everyone.")
     s.decrypt("m-b", "m-a", hello)  # before the sender key arrives: buffer and retry
     early_voice = s.encrypt_voice("m-a", 0)["frame"]
@@ -667,36 +826,39 @@ def session() -> Json:
     tampered["body"] = b64(bytes(raw))
     s.decrypt("m-b", "m-a", tampered)
 
-    # m-c joins without an epoch change: gets current chains, reads from now on only.
-    roster = s.roster(["m-a", "m-b", "m-c"])
-    outs = {m: s.update_roster(m, 1, roster) for m in ("m-a", "m-b", "m-c")}
-    for m, out in outs.items():
-        s.deliver(m, out)
+    # m-c joins without an epoch change (a server breaking the contract): it gets current
+    # chains and voice seqs, so it reads and hears from now on only.
+    s.advance(1, ["m-a", "m-b", "m-c"])
     s.receive_directed("m-b", "m-a", to_b[0][1])  # duplicate delivery: harmless
     s.decrypt("m-c", "m-a", hello)  # sent before m-c joined
     after_join = s.encrypt("m-a", "Welcome, m-c.")
     s.decrypt("m-c", "m-a", after_join)
     s.decrypt("m-b", "m-a", after_join)
-    # One voice key per epoch: a newcomer also opens frames of this epoch sent before it
-    # joined, if the server kept them (docs/e2ee.md, threat model).
-    s.decrypt_voice("m-c", "m-a", talk[3])
+    s.decrypt_voice("m-c", "m-a", talk[3])  # spoken before m-c held the key: refused
     s.decrypt_voice("m-c", "m-a", s.encrypt_voice("m-a", 5)["frame"])
     for m in ("m-a", "m-b", "m-c"):
         s.safety_code(m)
         s.fingerprint(m, "m-c")
 
-    # m-b is removed: the epoch advances, m-a and m-c rotate.
+    # m-b is removed: epoch 2. Messages of epoch 1 in flight open until the sender's epoch-2
+    # key has arrived, or until the grace after the advance is over; never after.
     in_flight = s.encrypt("m-a", "sent just before the change")
+    late = s.encrypt("m-a", "overtaken by the end of the grace")
+    c_late = s.encrypt("m-c", "overtaken by my new key")
     old_b = s.encrypt("m-b", "last words of epoch 1")
     voice_in_flight = s.encrypt_voice("m-a", 6)["frame"]
-    roster = s.roster(["m-a", "m-c"])
-    outs = {m: s.update_roster(m, 2, roster) for m in ("m-a", "m-c")}
-    voice_epoch_2 = s.encrypt_voice("m-a", 7)["frame"]  # m-c has no key for epoch 2 yet
-    s.decrypt_voice("m-c", "m-a", voice_epoch_2)
-    for m, out in outs.items():
-        s.deliver(m, out)
-    s.decrypt("m-c", "m-a", in_flight)  # previous epoch still opens
-    s.decrypt_voice("m-c", "m-a", voice_in_flight)  # so does its voice
+    voice_late = s.encrypt_voice("m-a", 7)["frame"]
+    outs = s.advance(2, ["m-a", "m-c"], deliver=False)
+    voice_epoch_2 = s.encrypt_voice("m-a", 8)["frame"]
+    s.decrypt_voice("m-c", "m-a", voice_epoch_2)  # m-c has no key for epoch 2 yet
+    s.decrypt("m-c", "m-a", in_flight)  # the previous epoch still opens
+    s.decrypt_voice("m-c", "m-a", voice_in_flight)
+    s.close_previous_epoch("m-c")  # the grace is over
+    s.decrypt("m-c", "m-a", late)
+    s.decrypt_voice("m-c", "m-a", voice_late)
+    s.deliver("m-c", outs["m-c"])
+    s.decrypt("m-a", "m-c", c_late)  # m-c's epoch-2 key is here: its epoch 1 is closed
+    s.deliver("m-a", outs["m-a"])
     s.decrypt_voice("m-c", "m-a", voice_epoch_2)
     s.decrypt("m-c", "m-b", old_b)  # m-b is gone from the roster
     secret = s.encrypt("m-a", "only for m-c")
@@ -704,22 +866,46 @@ def session() -> Json:
     s.decrypt("m-b", "m-a", secret)  # the removed member holds no key for epoch 2
     s.decrypt_voice("m-b", "m-a", voice_epoch_2)  # nor a voice key
     s.decrypt_voice("m-b", "m-a", voice_in_flight)  # epoch 1 it still had
+    s.receive_directed("m-b", "m-a", s.sealed[("m-a", 1, "m-c")])  # m-c's envelope: not for m-b
     s.safety_code("m-a")
     s.safety_code("m-c")
+    # The server re-sends m-a's epoch-1 sender key to m-c: that epoch is closed.
+    s.receive_directed("m-c", "m-a", s.sealed[("m-a", 1, "m-c")])
+    # It swaps m-a's keys for m-b's and back, then re-sends m-a's epoch-2 key: installed once.
+    swapped = {**s.roster(["m-a", "m-c"]), "m-a": s.published["m-b"]}
+    s.update_roster("m-c", 2, swapped)  # keys changed in the same epoch: like a leave
+    s.encrypt("m-c", "not while someone who left holds my chain")
+    s.update_roster("m-c", 2, s.roster(["m-a", "m-c"]))  # swapped back
+    s.receive_directed("m-c", "m-a", outs["m-a"][0][1])  # the reinstall is refused
+    s.decrypt("m-c", "m-a", secret)  # nothing of epoch 2 replays
+    s.decrypt_voice("m-c", "m-a", voice_epoch_2)
+    # It has m-a leave and come back in the same epoch: the same.
+    s.update_roster("m-c", 2, s.roster(["m-c"]))
+    s.update_roster("m-c", 2, s.roster(["m-a", "m-c"]))
+    s.receive_directed("m-c", "m-a", outs["m-a"][0][1])
 
     # The server drops m-c without advancing the epoch: m-a refuses to send.
     s.update_roster("m-a", 2, s.roster(["m-a"]))
     s.encrypt("m-a", "must not be sent")
-    s.encrypt_voice("m-a", 1)
+    s.encrypt_voice("m-a", 9)
     s.update_roster("m-a", 1, s.roster(["m-a"]))  # epochs never go backwards
-    s.update_roster("m-a", 3, s.roster(["m-a"]))
+    s.advance(3, ["m-a", "m-c"])
     s.encrypt("m-a", "sent again after rotation")
-    s.encrypt_voice("m-a", 1)  # a new key: seq 1 again is fine (epoch 2 had reached 7)
-    # A roster that lies about our own keys, and one with a malformed entry.
-    s.update_roster("m-a", 3, {"m-a": s.sessions["m-b"].public_keys()})
-    s.update_roster("m-a", 3, {**s.roster(["m-a"]), "m-x": {"dh": "AA==", "sig": "AA=="}})
-    return {"description": "A scripted room: join, messages, a newcomer, a removal, a server "
-                           "that forgets to rotate. Replay each member's rng draws in order.",
+    s.encrypt_voice("m-a", 3)  # the seq rises for the whole session: 3 again is refused
+    s.encrypt_voice("m-a", 10)
+    # A roster that lies about our own keys; one with a malformed and a small-order entry:
+    # those are ignored, and everyone else still gets our key.
+    s.update_roster("m-a", 3, {"m-a": s.published["m-b"]})
+    bad = {"m-x": {"dh": "AA==", "sig": "AA=="},
+           "m-y": {**s.published["m-c"], "dh": b64(bytes(32))}}
+    s.create("m-d")
+    for m in ("m-a", "m-c", "m-d"):
+        s.update_roster(m, 4, s.roster(["m-a", "m-c", "m-d"]))
+        s.publish(m)
+    s.update_roster("m-a", 4, {**s.roster(["m-a", "m-c", "m-d"]), **bad})
+    return {"description": "A scripted room: join, messages, a newcomer, a removal, replays "
+                           "and key swaps by the server, a server that forgets to rotate, "
+                           "bad keys. Replay each member's rng draws in order.",
             "room_id": s.room_id, "rng": {m: r.draws for m, r in s.rngs.items()},
             "steps": s.steps}
 

@@ -310,7 +310,8 @@ export class RoomAudio {
 
   /**
    * @param {object} options
-   * @param {() => object|null} options.session the current GroupSession (it changes on a fresh identity)
+   * @param {(speaker: string) => object|null} options.session the GroupSession that opens a
+   *   speaker's voice (a private corner's, or the room's; it changes on a fresh identity)
    * @param {(id: string, on: boolean) => void} options.onSpeaking the speaking ring of a member
    * @param {() => void} options.onChange the context started or stopped (for the controls)
    */
@@ -486,7 +487,7 @@ export class RoomAudio {
   }
 
   #open(speaker, data, arrived = performance.now()) {
-    const session = this.session();
+    const session = this.session(speaker.id);
     if (!session) return;
     session.decryptVoice(speaker.id, data).then(
       (opened) => this.#opened(speaker, opened),

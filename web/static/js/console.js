@@ -9,6 +9,13 @@
 // reports, and the crisis desk (live incident alerts with a short tone, a running timer,
 // who acknowledged, the incident's actions, things to say and helplines to paste).
 //
+// An alert is never hidden: it goes into a banner fixed at the top of the window, whatever
+// has been scrolled, with who, how severe and a "go to" control; the page title changes;
+// the banner stays until the incident is acknowledged (or, for an alert about one already
+// claimed, until "got it"); several alerts stack; it is all buttons, announced through the
+// assertive live region. Every alert shown is receipted to the server (`alert_seen`): that
+// receipt, and nothing earlier, lets the person read "a facilitator has been told".
+//
 // The detector (detector.js) runs here on decrypted messages: a line it flags is marked with
 // "why you are seeing this", and one click opens an incident with {member, category,
 // severity, pack} — never the text. Every control is a native button, select or input, so
@@ -58,7 +65,11 @@ const state = {
   refs: new Map(), // ref -> what it was, so that an error can say which action failed
   confirm: null,
   dropped: false,
+  banner: new Map(), // incident id -> {ackable}: alerts on screen until handled
+  receipted: new Set(), // incidents this console has told the server it received
 };
+const BASE_TITLE = document.title;
+const WAITING_ACK = ["open", "lost_contact"]; // (ALLOWED.ack) an alert here waits for a claim
 let connection = null;
 let chat = null;
 let view = null;
@@ -452,16 +463,24 @@ function incidentElement(incident) {
   timer.dataset.since = String(incident.opened_at);
   fact(t("incident.open_for"), "f-timer").append(timer);
   fact(t("incident.acked_by"), "f-acked");
+  fact(t("incident.seen_by"), "f-seen");
   const ok = el("p", "ok-note");
   ok.hidden = true;
+  const external = el("p", "external-note");
+  external.hidden = true;
   const actions = el("p", "actions incident-actions");
   const doIt = (action, extra = {}) => act({ type: "incident", incident: incident.id, action, ...extra },
     t("console.incident_action"));
   actions.append(
     button(t("action.ack"), { act: "ack", member: incident.id, primary: true, onClick: () => doIt("ack") }),
     button(t("action.private"), { act: "private", member: incident.id, onClick: () => takePrivate(incident.id) }),
-    button(t("action.external"), { act: "external", member: incident.id, onClick: () => doIt("external") }),
+    button(t("action.external"), { act: "external", member: incident.id, onClick: () => {
+      basisForm.hidden = false;
+      basisForm.querySelector("input").focus();
+    } }),
     button(t("action.await"), { act: "await", member: incident.id, onClick: () => doIt("await") }),
+    button(t("action.reached"), { act: "reached", member: incident.id, primary: true,
+      onClick: () => doIt("resolve", { outcome: "external_help_confirmed" }) }),
     button(t("action.lost"), { act: "lost", member: incident.id, onClick: () => doIt("lost") }),
     button(t("action.resolve"), { act: "resolve", member: incident.id, onClick: () => {
       form.hidden = false;
@@ -489,9 +508,48 @@ function incidentElement(incident) {
     form.hidden = true;
     doIt("resolve", { outcome: select.value });
   });
-  li.append(head, facts, ok, actions, form);
+  const basisForm = externalForm(incident.id, actions, doIt);
+  li.append(head, facts, ok, external, actions, basisForm, form);
   $("incidents").prepend(li);
   return li;
+}
+
+/** Before "external help requested": on what basis — the person's consent, or imminent risk. */
+function externalForm(id, actions, doIt) {
+  const form = el("form", "basis-form");
+  form.hidden = true;
+  const fieldset = el("fieldset");
+  fieldset.append(el("legend", null, t("external.title")));
+  for (const [basis, text] of [["consent", t("external.consent")], ["imminent_risk", t("external.imminent")]]) {
+    const label = el("label", "choice");
+    const radio = el("input");
+    radio.type = "radio";
+    radio.name = `basis-${id}`;
+    radio.value = basis;
+    radio.required = true;
+    label.append(radio, " ", text);
+    fieldset.append(label);
+  }
+  const submit = el("button", "small primary", t("external.submit"));
+  submit.type = "submit";
+  submit.dataset.act = "external_now";
+  const cancel = button(t("console.cancel"), { act: "external_cancel", member: id, onClick: () => {
+    form.hidden = true;
+    actions.querySelector("[data-act='external']")?.focus();
+  } });
+  form.append(fieldset, submit, cancel);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const chosen = form.querySelector("input:checked");
+    if (!chosen) return;
+    form.hidden = true;
+    doIt("external", { basis: chosen.value });
+  });
+  return form;
+}
+
+function basisText(basis) {
+  return basis === "imminent_risk" ? t("basis.imminent_risk") : t("basis.consent");
 }
 
 function renderIncident(incident) {
@@ -515,6 +573,15 @@ function renderIncident(incident) {
   li.querySelector(".f-acked").textContent = acks.length
     ? acks.map(([ts, , actor]) => t("incident.acked_at", { name: actor ?? t("incident.on_call"), time: clock(ts) })).join("; ")
     : t("incident.nobody_yet");
+  const seen = [...new Set(incident.history.filter(([, event]) => event === "seen").map(([, , actor]) => actor))];
+  li.querySelector(".f-seen").textContent = seen.length ? seen.join(", ") : t("incident.nobody_yet");
+  const external = li.querySelector(".external-note");
+  const waiting = ["external_help_requested", "awaiting_confirmation"].includes(incident.state);
+  external.hidden = !incident.external_basis;
+  if (incident.external_basis) {
+    external.textContent = t(waiting ? "external.waiting" : "external.done", {
+      time: clock(incident.external_at), basis: basisText(incident.external_basis) });
+  }
   const okAt = incident.history.filter(([, event]) => event === "participant_ok").pop();
   const ok = li.querySelector(".ok-note");
   ok.hidden = !okAt;
@@ -529,14 +596,23 @@ function renderIncident(incident) {
   }
   const here = incident.room === state.roomId && room.members.has(incident.member);
   for (const b of li.querySelectorAll(".incident-actions button")) {
-    const action = b.dataset.act === "private" ? "engage" : b.dataset.act;
+    const action = { private: "engage", reached: "resolve" }[b.dataset.act] ?? b.dataset.act;
     let allowed = (ALLOWED[action] ?? []).includes(incident.state);
     if (b.dataset.act === "private") allowed = allowed && here;
+    if (b.dataset.act === "reached") allowed = waiting;
     if (!allowed && b === document.activeElement) li.querySelector(".incident-head").focus();
     b.hidden = !allowed;
   }
   if (incident.state === "resolved") li.querySelector(".resolve-form").hidden = true;
+  if (!ALLOWED.external.includes(incident.state)) li.querySelector(".basis-form").hidden = true;
   $("no-incidents").hidden = [...state.incidents.values()].some((i) => i.state !== "resolved");
+  settleBanner(incident);
+}
+
+function alertText(message, isNew, what) {
+  if (message.cause === "press" || message.cause === "press_noted") return t("alert.pressed", what);
+  if (message.cause === "unconfirmed") return t("alert.unconfirmed", what);
+  return t(isNew ? "alert.new" : "alert.again", what);
 }
 
 function onIncident(message) {
@@ -547,14 +623,101 @@ function onIncident(message) {
   const what = { name: incident.pseudonym, room: roomTitle(incident.room), trigger: triggerText(incident.trigger),
     severity: severityText(incident.severity) };
   if (message.reason === "alert" || message.reason === "admin") {
+    receipt(incident.id, true);
     if (isNew || message.sound) tone();
-    announce(t(isNew ? "alert.new" : "alert.again", what));
+    announce(alertText(message, isNew, what));
+    raiseBanner(incident);
   } else if (message.reason === "participant_ok") {
     announce(t("alert.ok", what));
-  } else if (isNew) {
+  } else if (isNew && incident.state !== "resolved") {
+    receipt(incident.id, true);
     tone();
     announce(t("alert.new", what));
+    raiseBanner(incident);
   }
+}
+
+/** Incidents listed on joining or going on duty: each is an alert this console now shows. */
+function onListed(incidents) {
+  for (const incident of incidents) {
+    state.incidents.set(incident.id, incident);
+    renderIncident(incident);
+    if (incident.state !== "resolved") {
+      receipt(incident.id, false);
+      if (WAITING_ACK.includes(incident.state)) raiseBanner(incident);
+    }
+  }
+}
+
+/** Tell the server this console received the alert (each alert; a listed incident once). */
+function receipt(id, always) {
+  if (!always && state.receipted.has(id)) return;
+  state.receipted.add(id);
+  connection?.send({ type: "alert_seen", incident: id, ref: `seen-${++refCount}` });
+}
+
+// --- the alert banner: fixed at the top, until acknowledged ------------------------------------
+
+function raiseBanner(incident) {
+  if (incident.state === "resolved") return;
+  state.banner.delete(incident.id); // the newest on top
+  state.banner.set(incident.id, { ackable: WAITING_ACK.includes(incident.state) });
+  renderBanner();
+}
+
+function goTo(id) {
+  const li = $(`incident-${id}`);
+  if (!li) return;
+  li.scrollIntoView({ block: "start" });
+  li.querySelector(".incident-head").focus();
+}
+
+function renderBanner() {
+  const box = $("alert-banner");
+  const entries = [...state.banner].reverse();
+  rebuild($("alert-banner-list"), entries.map(([id, entry]) => {
+    const incident = state.incidents.get(id);
+    const li = el("li", "alert-entry");
+    li.dataset.incident = id;
+    li.dataset.severity = incident.severity;
+    li.append(el("span", "what", t("console.banner_line", { name: incident.pseudonym,
+      severity: severityText(incident.severity), trigger: triggerText(incident.trigger), room: roomTitle(incident.room) })));
+    li.append(button(t("console.go_to"), { act: "banner_go", member: id, forName: incident.pseudonym,
+      onClick: () => goTo(id) }));
+    if (entry.ackable) {
+      li.append(button(t("action.ack"), { act: "banner_ack", member: id, forName: incident.pseudonym, primary: true,
+        onClick: () => act({ type: "incident", incident: id, action: "ack" }, t("console.incident_action")) }));
+    } else {
+      li.append(button(t("console.got_it"), { act: "banner_done", member: id, forName: incident.pseudonym,
+        onClick: () => {
+          state.banner.delete(id);
+          renderBanner();
+          goTo(id);
+        } }));
+    }
+    return li;
+  }));
+  box.hidden = entries.length === 0;
+  document.title = entries.length === 0 ? BASE_TITLE
+    : `(${entries.length}) ${t("console.title_alert", { name: state.incidents.get(entries[0][0]).pseudonym })} · ${BASE_TITLE}`;
+  if (box.hidden && box.contains(document.activeElement)) $("incidents-title").focus();
+  padForBanner();
+}
+
+/** The page moves down by the banner's height, so nothing sits under it. */
+function padForBanner() {
+  const box = $("alert-banner");
+  document.body.style.paddingTop = box.hidden ? "" : `${box.offsetHeight}px`;
+}
+
+/** An incident changed: its banner entry goes once it is claimed (or closed). */
+function settleBanner(incident) {
+  const entry = state.banner.get(incident.id);
+  if (!entry) return;
+  if (incident.state === "resolved" || (entry.ackable && !WAITING_ACK.includes(incident.state))) {
+    state.banner.delete(incident.id);
+  }
+  renderBanner();
 }
 
 /** "Take private": a private corner with the person, then the incident is engaged. */
@@ -671,18 +834,12 @@ function onMessage(message) {
       onIncident(message);
       break;
     case "incidents":
-      for (const incident of message.incidents) {
-        state.incidents.set(incident.id, incident);
-        renderIncident(incident);
-      }
+      onListed(message.incidents);
       break;
     case "duty":
       state.duty = Boolean(message.on);
       $("duty").setAttribute("aria-pressed", String(state.duty));
-      for (const incident of message.open ?? []) {
-        state.incidents.set(incident.id, incident);
-        renderIncident(incident);
-      }
+      onListed(message.open ?? []);
       break;
     case "delivery_failing": {
       const warning = el("p", "notice-box", t("console.delivery_failing", { channel: message.channel, id: message.incident }));
@@ -701,6 +858,7 @@ function onMessage(message) {
 
 function onError(error) {
   if (typeof error.ref === "string" && /^(say|flag|report)-/.test(error.ref)) return; // the caller shows it
+  if (typeof error.ref === "string" && error.ref.startsWith("seen-")) return; // a receipt for a closed one
   if (["position_invalid", "rate_limited"].includes(error.code) && !error.ref) {
     room.walker?.refused();
     return;
@@ -876,6 +1034,15 @@ async function main() {
   } catch {
     await loadStrings("en");
   }
+  const banner = el("section", "alert-banner");
+  banner.id = "alert-banner";
+  banner.hidden = true;
+  banner.setAttribute("aria-label", t("console.alerts"));
+  const bannerList = el("ul", "alert-banner-list");
+  bannerList.id = "alert-banner-list";
+  banner.append(bannerList);
+  root.prepend(banner); // first in the page's order: the first thing Tab reaches
+  new ResizeObserver(padForBanner).observe(banner);
   view = new RoomView($("room-view"), $("room-svg"), { t, ...mapInput(() => room) });
   reactions = new ReactionDisplay({
     view, t, nameOf: (id) => nameOf(id), me: () => room?.me,
@@ -933,9 +1100,9 @@ async function main() {
     connection?.stop();
   });
   setInterval(tickTimers, 1000);
-  state.helplines = cachedHelplines();
+  state.helplines = cachedHelplines({ forConsole: true });
   renderTools();
-  loadHelplines().then((data) => {
+  loadHelplines({ forConsole: true }).then((data) => {
     if (data) {
       state.helplines = data;
       renderTools();

@@ -4,8 +4,11 @@
 // error codes, same order of random draws); tests/vectors/*.json prove it.
 // The protocol and its threat model are in docs/e2ee.md.
 //
-//   Identity        per-session X25519 + Ed25519 keys (fingerprint, sign, exchange)
-//   sealEnvelope    pairwise envelope: X25519 -> HKDF-SHA256 -> AES-256-GCM, signed
+//   Identity        per-session X25519 + Ed25519 keys (fingerprint, sign, exchange); made
+//                   non-extractable by WebCrypto itself, so no private key is ever bytes here
+//   EpochKey / EpochKeys   a member's X25519 key for one epoch, signed by its identity
+//   checkX25519 / checkEd25519   public keys refused on decode (small order, off curve, non-canonical)
+//   sealEnvelope    pairwise envelope: X25519 (identity + epoch key) -> HKDF-SHA256 -> AES-256-GCM, signed
 //   SendingChain / ReceivingChain   sender-key ratchet, skipped-key window, replay refusal
 //   RoomMessage     room message layout, AAD, padding, signature
 //   commit / serverTag              message franking
@@ -20,9 +23,11 @@ const subtle = globalThis.crypto.subtle;
 export const WIRE_VERSION = 0x01;
 export const ROOM_MESSAGE_TYPE = 0x01;
 export const ENVELOPE_TYPE = 0x02;
-export const SENDER_KEY_KIND = 0x01;
-export const SENDER_KEY_VOICE_KIND = 0x02;
+export const SENDER_KEY_KIND = 0x03;
+export const SENDER_KEY_LEN = 81;
 export const TEXT_KIND = 0x01;
+/** Content kinds this version opens (message.py CONTENT_KINDS): a new kind is one more entry. */
+export const CONTENT_KINDS = Object.freeze(new Set([TEXT_KIND]));
 export const WINDOW = 256;
 export const MAX_FORWARD = 1024;
 export const MAX_EPOCHS_AHEAD = 8;
@@ -38,6 +43,7 @@ const U32_MAX = 2 ** 32 - 1;
 export const LABELS = Object.freeze({
   fingerprint: "hearth-e2ee/v1/fingerprint",
   safetyCode: "hearth-e2ee/v1/safety-code",
+  epochKey: "hearth-e2ee/v1/epoch-key",
   envelopeKey: "hearth-e2ee/v1/envelope-key",
   envelopeAad: "hearth-e2ee/v1/envelope-aad",
   envelopeSig: "hearth-e2ee/v1/envelope-sig",
@@ -152,11 +158,6 @@ export function b64decode(text, { length = null, code = CODES.MALFORMED } = {}) 
   return out;
 }
 
-function b64urlDecode(text) {
-  const std = text.replace(/-/g, "+").replace(/_/g, "/");
-  return b64decode(std + "=".repeat((4 - (std.length % 4)) % 4));
-}
-
 export function toHex(bytes) {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
@@ -225,18 +226,139 @@ async function sha256(data) {
   return new Uint8Array(await subtle.digest("SHA-256", data));
 }
 
+// ---------------------------------------------------------------- public-key checks (points.py)
+
+const P = 2n ** 255n - 19n;
+const D = 37095705934669439343138083508754565189542113879843219016388785533085940283555n;
+const LOW_255 = (1n << 255n) - 1n;
+// u of the X25519 points, y of the Ed25519 points, of order 1, 2, 4 and 8.
+const X25519_SMALL_ORDER = new Set([
+  0n,
+  1n,
+  P - 1n,
+  325606250916557431795983626356110631294008115727848805560023387167927233504n,
+  39382357235489614581723060781553021112529911719440698176882885853963445705823n,
+]);
+const ED25519_SMALL_ORDER = new Set([
+  0n,
+  1n,
+  P - 1n,
+  2707385501144840649318225287225658788936804267575313519463743609750303402022n,
+  55188659117513257062467267217118295137698188065244968500265048394206261417927n,
+]);
+
+function littleEndian(bytes) {
+  let n = 0n;
+  for (let i = bytes.length - 1; i >= 0; i--) n = (n << 8n) | BigInt(bytes[i]);
+  return n;
+}
+
+function toLittleEndian(n) {
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++, n >>= 8n) out[i] = Number(n & 0xffn);
+  return out;
+}
+
+function modPow(base, exp, mod) {
+  let result = 1n;
+  base %= mod;
+  for (; exp > 0n; exp >>= 1n) {
+    if (exp & 1n) result = (result * base) % mod;
+    base = (base * base) % mod;
+  }
+  return result;
+}
+
+/** The key itself, or e2ee.bad_key: not 32 bytes, not canonical (u >= p), or of small order. */
+export function checkX25519(raw) {
+  if (raw.length !== 32) throw new E2EEError(CODES.BAD_KEY, "an X25519 key is 32 bytes");
+  const u = littleEndian(raw);
+  if (u >= P) throw new E2EEError(CODES.BAD_KEY, "X25519 key is not canonical");
+  if (X25519_SMALL_ORDER.has(u)) throw new E2EEError(CODES.BAD_KEY, "X25519 key is a point of small order");
+  return raw;
+}
+
+const checkedEd25519 = new Set(); // keys that passed: a roster is parsed again at every change
+
+/** The key itself, or e2ee.bad_key: not 32 bytes, not canonical, of small order, or off the curve. */
+export function checkEd25519(raw) {
+  if (raw.length !== 32) throw new E2EEError(CODES.BAD_KEY, "an Ed25519 key is 32 bytes");
+  const hex = toHex(raw);
+  if (checkedEd25519.has(hex)) return raw;
+  const y = littleEndian(raw) & LOW_255; // the top bit is the sign of x
+  if (y >= P) throw new E2EEError(CODES.BAD_KEY, "Ed25519 key is not canonical");
+  if (ED25519_SMALL_ORDER.has(y)) throw new E2EEError(CODES.BAD_KEY, "Ed25519 key is a point of small order");
+  const yy = (y * y) % P;
+  const x2 = ((yy - 1n) * modPow(D * yy + 1n, P - 2n, P)) % P;
+  if (modPow(x2, (P - 1n) / 2n, P) !== 1n) throw new E2EEError(CODES.BAD_KEY, "Ed25519 key is not a point on the curve");
+  if (checkedEd25519.size >= 1024) checkedEd25519.clear();
+  checkedEd25519.add(hex);
+  return raw;
+}
+
 // ---------------------------------------------------------------- identity
+//
+// Real keys are made by WebCrypto, non-extractable: no private key is ever bytes in this page.
+// Keys given as bytes (only with an injected rng: the test vectors) are imported
+// non-extractable at once and their buffers wiped; their public halves are computed with
+// WebCrypto alone (X25519 against the base point; Ed25519 through its X25519 twin).
 
 const PKCS8_X25519 = fromHex("302e020100300506032b656e04220420");
 const PKCS8_ED25519 = fromHex("302e020100300506032b657004220420");
+const BASE_POINT = Uint8Array.of(9, ...new Uint8Array(31));
 
-// WebCrypto imports raw private keys only as PKCS#8; the public half comes from a JWK export,
-// after which the private key is re-imported non-extractable.
-async function importPrivate(name, prefix, raw, usages) {
-  const extractable = await subtle.importKey("pkcs8", concat(prefix, raw), { name }, true, usages);
-  const jwk = await subtle.exportKey("jwk", extractable);
-  const key = await subtle.importKey("jwk", jwk, { name }, false, usages);
-  return { key, publicRaw: b64urlDecode(jwk.x) };
+async function importPrivateBytes(name, raw, usages) {
+  const pkcs8 = concat(name === "X25519" ? PKCS8_X25519 : PKCS8_ED25519, raw);
+  try {
+    return await subtle.importKey("pkcs8", pkcs8, { name }, false, usages);
+  } finally {
+    pkcs8.fill(0);
+  }
+}
+
+/** X25519(private, 9): the public key of a non-extractable private key. */
+async function x25519Public(privateKey) {
+  const base = await subtle.importKey("raw", BASE_POINT, { name: "X25519" }, false, []);
+  return new Uint8Array(await subtle.deriveBits({ name: "X25519", public: base }, privateKey, 256));
+}
+
+/**
+ * The Ed25519 public key of a seed without exporting anything: its scalar is the clamped first
+ * half of SHA-512(seed), which X25519 clamps the same way, so X25519(scalar, 9) is the
+ * Montgomery u of the public point, and y = (u - 1) / (u + 1). The sign of x is the one whose
+ * encoding verifies a signature made with the key.
+ */
+async function ed25519Public(seed, signingKey) {
+  const h = new Uint8Array(await subtle.digest("SHA-512", seed));
+  let u;
+  try {
+    u = littleEndian(await x25519Public(await importPrivateBytes("X25519", h.subarray(0, 32), ["deriveBits"])));
+  } finally {
+    h.fill(0);
+  }
+  const y = ((u - 1n + P) * modPow(u + 1n, P - 2n, P)) % P;
+  const probe = Uint8Array.of(0x68, 0x65, 0x61, 0x72, 0x74, 0x68);
+  const signature = new Uint8Array(await subtle.sign({ name: "Ed25519" }, signingKey, probe));
+  for (const candidate of [toLittleEndian(y), toLittleEndian(y | (1n << 255n))]) {
+    const key = await subtle.importKey("raw", candidate, { name: "Ed25519" }, false, ["verify"]);
+    if (await subtle.verify({ name: "Ed25519" }, key, signature, probe)) return candidate;
+  }
+  throw new Error("could not derive the Ed25519 public key");
+}
+
+/** A fresh X25519 key: WebCrypto's own (default rng), or 32 drawn bytes (an injected rng). */
+async function x25519Key(rng) {
+  if (rng === defaultRng) {
+    const pair = await subtle.generateKey({ name: "X25519" }, false, ["deriveBits"]);
+    return { key: pair.privateKey, publicRaw: new Uint8Array(await subtle.exportKey("raw", pair.publicKey)) };
+  }
+  const raw = await draw(rng, 32);
+  try {
+    const key = await importPrivateBytes("X25519", raw, ["deriveBits"]);
+    return { key, publicRaw: await x25519Public(key) };
+  } finally {
+    raw.fill(0);
+  }
 }
 
 async function x25519(privateKey, peerDh) {
@@ -250,7 +372,7 @@ async function x25519(privateKey, peerDh) {
 }
 
 function fingerprintOf(digest) {
-  const hex = toHex(digest.subarray(0, 10)).toUpperCase();
+  const hex = toHex(digest.subarray(0, 16)).toUpperCase();
   return hex.match(/.{4}/g).join(" ");
 }
 
@@ -264,12 +386,12 @@ export class PublicIdentity {
 
   #verifyKey;
 
-  /** Parse a roster entry {"dh": b64, "sig": b64}; anything else is e2ee.bad_key. */
+  /** Parse {"dh": b64, "sig": b64}; malformed, off-curve or small-order keys are e2ee.bad_key. */
   static fromWire(keys) {
     if (keys === null || typeof keys !== "object") throw new E2EEError(CODES.BAD_KEY, "roster entry is not an object");
     const dh = b64decode(keys.dh, { length: 32, code: CODES.BAD_KEY });
     const sig = b64decode(keys.sig, { length: 32, code: CODES.BAD_KEY });
-    return new PublicIdentity(dh, sig);
+    return new PublicIdentity(checkX25519(dh), checkEd25519(sig));
   }
 
   toWire() {
@@ -291,9 +413,42 @@ export class PublicIdentity {
     if (!ok) throw new E2EEError(CODES.BAD_SIGNATURE, "signature does not verify");
   }
 
-  /** 20 hex digits in groups of four, e.g. "3F9A C2D1 07BE 1122 3344". */
+  /** 32 hex digits in groups of four, e.g. "3F9A C2D1 07BE 1122 3344 5566 7788 99AA". */
   async fingerprint() {
     return fingerprintOf(await sha256(fields(LABELS.fingerprint, this.dh, this.sig)));
+  }
+}
+
+function epochKeyStatement(epoch, dh) {
+  return fields(LABELS.epochKey, u64(epoch), dh);
+}
+
+/** A member's X25519 key for one epoch, signed by its identity: {ek, ek_epoch, ek_sig}. */
+export class EpochKey {
+  constructor(epoch, dh, signature) {
+    this.epoch = epoch;
+    this.dh = dh;
+    this.signature = signature;
+  }
+
+  /** The epoch key of a roster entry (null when it has none yet); e2ee.bad_key when it is
+   *  malformed, of small order, or not signed by `owner`. */
+  static async fromWire(keys, owner) {
+    if (keys.ek == null && keys.ek_epoch == null && keys.ek_sig == null) return null;
+    const epoch = keys.ek_epoch;
+    if (!Number.isSafeInteger(epoch) || epoch < 1 || epoch > U32_MAX) throw new E2EEError(CODES.BAD_KEY, "epoch key epoch out of range");
+    const dh = checkX25519(b64decode(keys.ek, { length: 32, code: CODES.BAD_KEY }));
+    const signature = b64decode(keys.ek_sig, { length: 64, code: CODES.BAD_KEY });
+    try {
+      await owner.verify(signature, epochKeyStatement(epoch, dh));
+    } catch {
+      throw new E2EEError(CODES.BAD_KEY, "the epoch key is not signed by its member");
+    }
+    return new EpochKey(epoch, dh, signature);
+  }
+
+  toWire() {
+    return { ek: b64encode(this.dh), ek_epoch: this.epoch, ek_sig: b64encode(this.signature) };
   }
 }
 
@@ -308,17 +463,46 @@ export class Identity {
     this.public = publicIdentity;
   }
 
-  /** Draws 32 bytes for X25519, then 32 for the Ed25519 seed (an order the vectors fix). */
+  /** WebCrypto's own keys with the default rng; with an injected rng, 32 bytes for X25519 then
+   *  32 for the Ed25519 seed (an order the vectors fix). */
   static async generate(rng = defaultRng) {
+    if (rng === defaultRng) {
+      const dh = await subtle.generateKey({ name: "X25519" }, false, ["deriveBits"]);
+      const sig = await subtle.generateKey({ name: "Ed25519" }, false, ["sign"]);
+      const publicIdentity = new PublicIdentity(
+        new Uint8Array(await subtle.exportKey("raw", dh.publicKey)),
+        new Uint8Array(await subtle.exportKey("raw", sig.publicKey)),
+      );
+      return new Identity(dh.privateKey, sig.privateKey, publicIdentity);
+    }
     const dh = await draw(rng, 32);
-    return Identity.fromPrivateBytes(dh, await draw(rng, 32));
+    const sig = await draw(rng, 32);
+    try {
+      return await Identity.fromPrivateBytes(dh, sig);
+    } finally {
+      dh.fill(0);
+      sig.fill(0);
+    }
   }
 
+  /** Keys given as bytes (test vectors): imported non-extractable; the caller wipes its bytes. */
   static async fromPrivateBytes(dhPrivate, sigPrivate) {
     if (dhPrivate.length !== 32 || sigPrivate.length !== 32) throw new Error("private keys are 32 bytes each");
-    const dh = await importPrivate("X25519", PKCS8_X25519, dhPrivate, ["deriveBits"]);
-    const sig = await importPrivate("Ed25519", PKCS8_ED25519, sigPrivate, ["sign"]);
-    return new Identity(dh.key, sig.key, new PublicIdentity(dh.publicRaw, sig.publicRaw));
+    const dh = await importPrivateBytes("X25519", dhPrivate, ["deriveBits"]);
+    const sig = await importPrivateBytes("Ed25519", sigPrivate, ["sign"]);
+    const publicIdentity = new PublicIdentity(await x25519Public(dh), await ed25519Public(sigPrivate, sig));
+    return new Identity(dh, sig, publicIdentity);
+  }
+
+  /** What a reload keeps (keep.js): the non-extractable CryptoKeys and the public keys. */
+  toStored() {
+    return { dh: this.#dh, sig: this.#sig, dhPublic: this.public.dh, sigPublic: this.public.sig };
+  }
+
+  static fromStored(stored) {
+    const ok = stored && stored.dh instanceof CryptoKey && stored.sig instanceof CryptoKey;
+    if (!ok || stored.dh.extractable || stored.sig.extractable) throw new Error("not a stored identity");
+    return new Identity(stored.dh, stored.sig, new PublicIdentity(stored.dhPublic, stored.sigPublic));
   }
 
   async sign(data) {
@@ -328,19 +512,69 @@ export class Identity {
   async exchange(peerDh) {
     return x25519(this.#dh, peerDh);
   }
+
+  async signEpochKey(epoch, dh) {
+    return this.sign(epochKeyStatement(epoch, dh));
+  }
 }
 
-/** Four groups of five digits over room, epoch and every member's keys (sorted by id). */
-export async function safetyCode(roomId, epoch, roster) {
+/** Our private X25519 key for one epoch and its signed public half. */
+export class OwnEpochKey {
+  #key;
+
+  constructor(key, publicKey) {
+    this.#key = key;
+    this.public = publicKey;
+  }
+
+  static async create(identity, epoch, rng) {
+    const { key, publicRaw } = await x25519Key(rng);
+    return new OwnEpochKey(key, new EpochKey(epoch, publicRaw, await identity.signEpochKey(epoch, publicRaw)));
+  }
+
+  async exchange(peerDh) {
+    return x25519(this.#key, peerDh);
+  }
+}
+
+/** Our epoch keys, one per epoch, shared by a room's session and its private corners'. */
+export class EpochKeys {
+  #keys = new Map(); // epoch -> Promise of OwnEpochKey
+
+  constructor(identity) {
+    this.identity = identity;
+  }
+
+  /** The key for `epoch`, drawn the first time it is asked for. */
+  forEpoch(epoch, rng) {
+    if (!this.#keys.has(epoch)) {
+      const made = OwnEpochKey.create(this.identity, epoch, rng);
+      this.#keys.set(epoch, made);
+      made.catch(() => this.#keys.delete(epoch));
+    }
+    return this.#keys.get(epoch);
+  }
+
+  get(epoch) {
+    return this.#keys.get(epoch) ?? null;
+  }
+
+  forgetBefore(epoch) {
+    for (const e of [...this.#keys.keys()]) if (e < epoch) this.#keys.delete(e);
+  }
+}
+
+/** Ten groups of five digits over the room and every member's id and identity keys (sorted by id). */
+export async function safetyCode(roomId, roster) {
   const entries = roster instanceof Map ? roster : new Map(Object.entries(roster));
-  const parts = [utf8(roomId), u64(epoch)];
+  const parts = [utf8(roomId)];
   for (const id of sortMembers(entries.keys())) {
     const keys = entries.get(id);
     parts.push(utf8(id), keys.dh, keys.sig);
   }
-  const digest = await sha256(fields(LABELS.safetyCode, ...parts));
+  const digest = new Uint8Array(await subtle.digest("SHA-512", fields(LABELS.safetyCode, ...parts)));
   const groups = [];
-  for (let i = 0; i < 20; i += 5) {
+  for (let i = 0; i < 50; i += 5) {
     let n = 0;
     for (const b of digest.subarray(i, i + 5)) n = n * 256 + b;
     groups.push(String(n % 100000).padStart(5, "0"));
@@ -350,38 +584,51 @@ export async function safetyCode(roomId, epoch, roster) {
 
 // ---------------------------------------------------------------- sealed envelopes
 
-const ENVELOPE_HEADER_LEN = 34;
+const ENVELOPE_HEADER_LEN = 38;
 
-async function envelopeKey(shared, ephemeral, recipientDh, ctx) {
-  const okm = await hkdfSha256(shared, { salt: concat(ephemeral, recipientDh), info: fields(LABELS.envelopeKey, ...ctx), length: 44 });
+async function envelopeKey(shared, ephemeral, recipientDh, recipientEk, ctx) {
+  const okm = await hkdfSha256(shared, { salt: concat(ephemeral, recipientDh, recipientEk), info: fields(LABELS.envelopeKey, ...ctx), length: 44 });
   return [okm.subarray(0, 32), okm.subarray(32)];
 }
 
-/** Encrypt `payload` to one member; draws 32 bytes from rng for the ephemeral key. */
-export async function sealEnvelope(payload, { sender, senderId, recipient, recipientId, roomId, rng }) {
+/** Encrypt `payload` to one member for the epoch of `recipientEk`; draws 32 bytes from rng
+ *  for the ephemeral key (WebCrypto makes it with the default rng). */
+export async function sealEnvelope(payload, { sender, senderId, recipient, recipientEk, recipientId, roomId, rng }) {
   const ctx = [utf8(roomId), utf8(senderId), utf8(recipientId)];
-  const eph = await importPrivate("X25519", PKCS8_X25519, await draw(rng, 32), ["deriveBits"]);
-  const header = concat(Uint8Array.of(WIRE_VERSION, ENVELOPE_TYPE), eph.publicRaw);
-  const [key, nonce] = await envelopeKey(await x25519(eph.key, recipient.dh), eph.publicRaw, recipient.dh, ctx);
+  const eph = await x25519Key(rng);
+  const header = concat(Uint8Array.of(WIRE_VERSION, ENVELOPE_TYPE), u32(recipientEk.epoch), eph.publicRaw);
+  const shared = concat(await x25519(eph.key, recipient.dh), await x25519(eph.key, recipientEk.dh));
+  const [key, nonce] = await envelopeKey(shared, eph.publicRaw, recipient.dh, recipientEk.dh, ctx);
+  shared.fill(0);
   const ciphertext = await seal(key, nonce, payload, fields(LABELS.envelopeAad, header, ...ctx));
-  const signature = await sender.sign(fields(LABELS.envelopeSig, header, ...ctx, recipient.dh, ciphertext));
+  const signature = await sender.sign(fields(LABELS.envelopeSig, header, ...ctx, recipient.dh, recipientEk.dh, ciphertext));
   return concat(header, ciphertext, signature);
 }
 
-/** Verify the sender's signature, then decrypt; throws E2EEError, never returns junk. */
-export async function openEnvelope(body, { recipient, recipientId, sender, senderId, roomId }) {
+/** The epoch in an envelope's header (checks only the version, type and length). */
+export function envelopeEpoch(body) {
   if (body.length < 2) throw new E2EEError(CODES.MALFORMED, "envelope too short");
   if (body[0] !== WIRE_VERSION) throw new E2EEError(CODES.UNSUPPORTED, "unknown envelope version");
   if (body[1] !== ENVELOPE_TYPE) throw new E2EEError(CODES.MALFORMED, "not a sealed envelope");
   if (body.length < ENVELOPE_HEADER_LEN + 16 + 64) throw new E2EEError(CODES.MALFORMED, "envelope too short");
+  return readU32(body, 2);
+}
+
+/** [epoch, payload]: verify the sender's signature, then decrypt with our key for the header's
+ *  epoch (`epochKey(epoch)` resolves to an OwnEpochKey or throws); never returns junk. */
+export async function openEnvelope(body, { recipient, recipientId, epochKey, sender, senderId, roomId }) {
+  const epoch = envelopeEpoch(body);
+  const own = await epochKey(epoch);
   const header = body.subarray(0, ENVELOPE_HEADER_LEN);
   const ciphertext = body.subarray(ENVELOPE_HEADER_LEN, body.length - 64);
   const signature = body.subarray(body.length - 64);
   const ctx = [utf8(roomId), utf8(senderId), utf8(recipientId)];
-  await sender.verify(signature, fields(LABELS.envelopeSig, header, ...ctx, recipient.public.dh, ciphertext));
-  const ephemeral = header.subarray(2);
-  const [key, nonce] = await envelopeKey(await recipient.exchange(ephemeral), ephemeral, recipient.public.dh, ctx);
-  return openSealed(key, nonce, ciphertext, fields(LABELS.envelopeAad, header, ...ctx));
+  await sender.verify(signature, fields(LABELS.envelopeSig, header, ...ctx, recipient.public.dh, own.public.dh, ciphertext));
+  const ephemeral = header.subarray(6);
+  const shared = concat(await recipient.exchange(ephemeral), await own.exchange(ephemeral));
+  const [key, nonce] = await envelopeKey(shared, ephemeral, recipient.public.dh, own.public.dh, ctx);
+  shared.fill(0);
+  return [epoch, await openSealed(key, nonce, ciphertext, fields(LABELS.envelopeAad, header, ...ctx))];
 }
 
 // ---------------------------------------------------------------- sender-key chains
@@ -400,32 +647,30 @@ async function advance(chainKey, steps) {
 }
 
 /**
- * A chain key at an index for one epoch, and the sender's voice key for that epoch.
- * Wire: kind 0x01 | epoch u32 | index u32 | chain key (32)                       41 bytes
- *       kind 0x02 | epoch u32 | index u32 | chain key (32) | voice key (32) | salt (4)   77 bytes
+ * What one directed envelope carries: a chain key at an index for one epoch, the sender's voice
+ * key for that epoch, and the seq its next voice frame will carry (chain.py SenderKey).
+ * Wire: kind 0x03 | epoch u32 | index u32 | chain key (32) | voice key (32) | salt (4) | voice seq u32   81 bytes
  */
 export class SenderKey {
-  constructor(epoch, index, chainKey, voice = null) {
+  constructor(epoch, index, chainKey, voice, voiceSeq = 0) {
     this.epoch = epoch;
     this.index = index;
     this.chainKey = chainKey;
-    this.voice = voice; // VoiceKey, or null for a chat-only sender key (kind 0x01)
+    this.voice = voice; // VoiceKey
+    this.voiceSeq = voiceSeq;
   }
 
   encode() {
-    const head = [u32(this.epoch), u32(this.index), this.chainKey];
-    if (this.voice === null) return concat(Uint8Array.of(SENDER_KEY_KIND), ...head);
-    return concat(Uint8Array.of(SENDER_KEY_VOICE_KIND), ...head, this.voice.key, this.voice.salt);
+    return concat(Uint8Array.of(SENDER_KEY_KIND), u32(this.epoch), u32(this.index), this.chainKey, this.voice.key, this.voice.salt, u32(this.voiceSeq));
   }
 
   static decode(data) {
     if (data.length === 0) throw new E2EEError(CODES.MALFORMED, "empty sender key");
-    const kind = data[0];
-    if (kind !== SENDER_KEY_KIND && kind !== SENDER_KEY_VOICE_KIND) throw new E2EEError(CODES.UNSUPPORTED, "unknown directed payload kind");
-    if (data.length !== (kind === SENDER_KEY_KIND ? 41 : 77)) throw new E2EEError(CODES.MALFORMED, "sender key has the wrong length");
+    if (data[0] !== SENDER_KEY_KIND) throw new E2EEError(CODES.UNSUPPORTED, "unknown directed payload kind");
+    if (data.length !== SENDER_KEY_LEN) throw new E2EEError(CODES.MALFORMED, "sender key has the wrong length");
     const epoch = readU32(data, 1);
-    const voice = kind === SENDER_KEY_VOICE_KIND ? new VoiceKey(epoch, data.slice(41, 73), data.slice(73)) : null;
-    return new SenderKey(epoch, readU32(data, 5), data.slice(9, 41), voice);
+    const voice = new VoiceKey(epoch, data.slice(41, 73), data.slice(73, 77));
+    return new SenderKey(epoch, readU32(data, 5), data.slice(9, 41), voice, readU32(data, 77));
   }
 }
 
@@ -448,8 +693,8 @@ export class SendingChain {
     return [this.index, seed, new SendingChain(this.epoch, this.index + 1, chainKey)];
   }
 
-  senderKey(voice = null) {
-    return new SenderKey(this.epoch, this.index, this.chainKey, voice);
+  senderKey(voice, voiceSeq) {
+    return new SenderKey(this.epoch, this.index, this.chainKey, voice, voiceSeq);
   }
 }
 
@@ -538,17 +783,18 @@ export async function messageKey(seed) {
 
 const paddedLength = (n) => Math.ceil(n / PAD_BLOCK) * PAD_BLOCK;
 
-export function encodeInner(text, frankingKey) {
+export function encodeInner(text, frankingKey, kind = TEXT_KIND) {
+  if (!CONTENT_KINDS.has(kind)) throw new E2EEError(CODES.UNSUPPORTED, "unknown message kind");
   const data = utf8(text);
   const inner = new Uint8Array(paddedLength(INNER_HEADER_LEN + data.length));
-  inner.set(concat(Uint8Array.of(TEXT_KIND), frankingKey, u32(data.length), data));
+  inner.set(concat(Uint8Array.of(kind), frankingKey, u32(data.length), data));
   return inner;
 }
 
-/** [text, franking key]; strict about padding so both clients accept the same bytes. */
+/** [text, franking key, kind]; strict about padding so both clients accept the same bytes. */
 export function decodeInner(inner) {
   if (inner.length < INNER_HEADER_LEN) throw new E2EEError(CODES.MALFORMED, "inner plaintext too short");
-  if (inner[0] !== TEXT_KIND) throw new E2EEError(CODES.UNSUPPORTED, "unknown message kind");
+  if (!CONTENT_KINDS.has(inner[0])) throw new E2EEError(CODES.UNSUPPORTED, "unknown message kind");
   const frankingKey = inner.slice(1, 33);
   const end = INNER_HEADER_LEN + readU32(inner, 33);
   if (end > inner.length || inner.length !== paddedLength(end) || inner.subarray(end).some((b) => b !== 0)) {
@@ -560,7 +806,7 @@ export function decodeInner(inner) {
   } catch {
     throw new E2EEError(CODES.MALFORMED, "text is not UTF-8");
   }
-  return [text, frankingKey];
+  return [text, frankingKey, inner[0]];
 }
 
 /** A parsed room envelope body; nothing in it is trusted until verify() passed. */
@@ -596,23 +842,23 @@ export class RoomMessage {
     await signer.verify(this.signature, fields(LABELS.messageSig, ...this.#context(roomId, senderId, commitment), this.ciphertext));
   }
 
-  /** Decrypt, then check the franking commitment; [text, franking key]. */
+  /** Decrypt, then check the franking commitment; [text, franking key, kind]. */
   async open(seed, { roomId, senderId, commitment }) {
     const [key, nonce] = await messageKey(seed);
     const aad = fields(LABELS.messageAad, ...this.#context(roomId, senderId, commitment));
-    const [text, frankingKey] = decodeInner(await openSealed(key, nonce, this.ciphertext, aad));
+    const [text, frankingKey, kind] = decodeInner(await openSealed(key, nonce, this.ciphertext, aad));
     if (!(await commitmentMatches(frankingKey, text, commitment))) {
       throw new E2EEError(CODES.BAD_COMMITMENT, "the text does not match its commitment");
     }
-    return [text, frankingKey];
+    return [text, frankingKey, kind];
   }
 }
 
 /** Encrypt and sign one text at (epoch, index) under the seed of that chain index. */
-export async function sealRoomMessage({ sender, roomId, senderId, epoch, index, seed, text, frankingKey, commitment }) {
+export async function sealRoomMessage({ sender, roomId, senderId, epoch, index, seed, text, frankingKey, commitment, kind = TEXT_KIND }) {
   const ctx = [new RoomMessage(epoch, index).header, utf8(roomId), utf8(senderId), commitment];
   const [key, nonce] = await messageKey(seed);
-  const ciphertext = await seal(key, nonce, encodeInner(text, frankingKey), fields(LABELS.messageAad, ...ctx));
+  const ciphertext = await seal(key, nonce, encodeInner(text, frankingKey, kind), fields(LABELS.messageAad, ...ctx));
   const signature = await sender.sign(fields(LABELS.messageSig, ...ctx, ciphertext));
   return new RoomMessage(epoch, index, ciphertext, signature);
 }
@@ -737,17 +983,20 @@ export async function openVoiceFrame(key, frame, { roomId, senderId }) {
 const WINDOW_MASK = (1n << BigInt(VOICE_WINDOW)) - 1n;
 
 /**
- * A sender's voice key as a receiver holds it, and which recent seqs already opened:
- * `top` is the highest seq opened (-1: none); bit i of `seen` is seq top - i.
+ * A sender's voice key as a receiver holds it, and which recent seqs already opened (voice.py):
+ * `floor` is the seq the sender key announced (below it: out of window); `top` is the highest
+ * seq opened (-1: none); bit i of `seen` is seq top - i.
  */
 export class VoiceReceiver {
-  constructor(key) {
+  constructor(key, floor = 0) {
     this.key = key;
+    this.floor = floor;
     this.top = -1;
     this.seen = 0n;
   }
 
   check(seq) {
+    if (seq < this.floor) throw new E2EEError(CODES.OUT_OF_WINDOW, "voice frame from before the key arrived");
     if (seq > this.top) return;
     const behind = this.top - seq;
     if (behind >= VOICE_WINDOW) throw new E2EEError(CODES.OUT_OF_WINDOW, "voice frame is behind the window");
@@ -767,29 +1016,41 @@ export class VoiceReceiver {
 
 // ---------------------------------------------------------------- the group session
 
+/** One roster entry: [identity, epoch key or null]; e2ee.bad_key when anything is wrong. */
+async function parseEntry(keys) {
+  const identity = PublicIdentity.fromWire(keys);
+  return [identity, await EpochKey.fromWire(keys, identity)];
+}
+
 /**
- * One member's end-to-end state for one room. Mirrors spaces/e2ee/session.py
- * (read its docstring for the rules); every crypto method is async and runs
- * exclusively, in call order.
+ * One member's end-to-end state for one room (or one private corner). Mirrors
+ * spaces/e2ee/session.py (read its docstring for the rules); every crypto method is async and
+ * runs exclusively, in call order.
  */
 export class GroupSession {
   #rng;
   #queue = Promise.resolve();
+  #epochKeys; // EpochKeys, shared with the sub-sessions of private corners
+  #ownsEpochKeys;
   #floorEpoch = 0;
   #roster = new Map(); // member id -> PublicIdentity
+  #theirEpochKeys = new Map(); // member id -> EpochKey, for our current epoch only
   #own = null; // SendingChain
-  #delivered = new Map(); // member id -> PublicIdentity that holds our current chain
+  #delivered = new Map(); // member id -> [PublicIdentity, epoch key bytes] that hold our current chain
   #chains = new Map(); // sender id -> Map(epoch -> ReceivingChain)
+  #installed = new Set(); // "epoch/sender" of every sender key ever installed
   #rotationRequired = false;
   #ownVoice = null; // VoiceKey for our current epoch
-  #voiceSeq = -1; // the last seq sealed under #ownVoice
+  #voiceSeq = -1; // the last seq we sealed, for the whole session
   #voices = new Map(); // sender id -> Map(epoch -> VoiceReceiver), same epochs as #chains
 
-  constructor(roomId, memberId, identity, rng) {
+  constructor(roomId, memberId, identity, rng, epochKeys = null) {
     this.roomId = roomId;
     this.memberId = memberId;
     this.identity = identity;
     this.#rng = rng;
+    this.#ownsEpochKeys = epochKeys === null;
+    this.#epochKeys = epochKeys ?? new EpochKeys(identity);
     this.epoch = null;
     this.lastChanges = null;
   }
@@ -798,15 +1059,24 @@ export class GroupSession {
     return new GroupSession(roomId, memberId, identity ?? (await Identity.generate(rng)), rng);
   }
 
+  /** A session for "<room>#<scope>" (a private corner): same identity and epoch keys, its own chains. */
+  subSession(scope) {
+    return new GroupSession(`${this.roomId}#${scope}`, this.memberId, this.identity, this.#rng, this.#epochKeys);
+  }
+
   #exclusive(fn) {
     const run = this.#queue.then(fn);
     this.#queue = run.catch(() => {});
     return run;
   }
 
-  /** What to publish to the roster: {dh: b64, sig: b64}. */
+  /** What to publish with `keys`: {dh, sig}, and once an epoch is known {ek, ek_epoch, ek_sig}. */
   publicKeys() {
-    return this.identity.public.toWire();
+    return this.#exclusive(async () => {
+      const keys = this.identity.public.toWire();
+      if (this.epoch === null) return keys;
+      return { ...keys, ...(await this.#epochKeys.forEpoch(this.epoch, this.#rng)).public.toWire() };
+    });
   }
 
   /** Apply the server's epoch and roster; resolves to directed envelopes [[to, body_b64], ...]. */
@@ -816,14 +1086,20 @@ export class GroupSession {
       if (this.epoch !== null && epoch < this.epoch) throw new E2EEError(CODES.STALE_EPOCH, "the roster's epoch went backwards");
       const entries = roster instanceof Map ? [...roster] : Object.entries(roster);
       const parsed = new Map();
+      const epochKeys = new Map();
       const ignored = [];
       for (const [id, keys] of entries) {
+        let identity;
+        let ek;
         try {
-          parsed.set(id, PublicIdentity.fromWire(keys));
+          [identity, ek] = await parseEntry(keys);
         } catch (err) {
           if (!(err instanceof E2EEError)) throw err;
           ignored.push(id);
+          continue;
         }
+        parsed.set(id, identity);
+        if (ek !== null && ek.epoch === epoch) epochKeys.set(id, ek);
       }
       const me = this.memberId;
       const mine = parsed.get(me);
@@ -836,30 +1112,26 @@ export class GroupSession {
       const keysChanged = sortMembers(parsed.keys()).filter((m) => m !== me && old.has(m) && !old.get(m).equals(parsed.get(m)));
       const advanced = this.epoch === null || epoch > this.epoch;
       if (advanced) {
-        const own = await SendingChain.start(epoch, this.#rng); // drawn first: a failing rng changes nothing
-        const ownVoice = await VoiceKey.derive(own.chainKey, { roomId: this.roomId, senderId: me, epoch });
+        // drawn first, chain then epoch key: a failing rng changes nothing
+        const own = await SendingChain.start(epoch, this.#rng);
+        await this.#epochKeys.forEpoch(epoch, this.#rng);
+        this.#ownVoice = await VoiceKey.derive(own.chainKey, { roomId: this.roomId, senderId: me, epoch });
         this.#floorEpoch = this.epoch === null ? epoch : this.epoch;
         this.epoch = epoch;
         this.#own = own;
-        this.#ownVoice = ownVoice;
-        this.#voiceSeq = -1;
         this.#delivered = new Map();
         this.#rotationRequired = false;
-      } else if (left.length > 0) {
-        this.#rotationRequired = true;
+      } else if (left.length > 0 || keysChanged.length > 0) {
+        this.#rotationRequired = true; // the old holder keeps our chain: treated as a leave
       }
       const gone = new Set([...left, ...keysChanged]);
-      for (const store of [this.#chains, this.#voices]) {
-        for (const [sender, byEpoch] of [...store]) {
-          if (gone.has(sender)) {
-            store.delete(sender);
-            continue;
-          }
-          for (const e of [...byEpoch.keys()]) if (e < this.#floorEpoch) byEpoch.delete(e);
-        }
-      }
+      this.#dropChains((sender, e) => gone.has(sender) || e < this.#floorEpoch);
+      this.#forgetInstalled(this.#floorEpoch);
+      if (this.#ownsEpochKeys) this.#epochKeys.forgetBefore(this.#floorEpoch);
       for (const m of gone) this.#delivered.delete(m);
       this.#roster = parsed;
+      this.#theirEpochKeys = epochKeys;
+      const [envelopes, undeliverable] = parsed.has(me) ? await this.#distribute() : [[], []];
       this.lastChanges = Object.freeze({
         epoch,
         epochAdvanced: advanced,
@@ -868,29 +1140,69 @@ export class GroupSession {
         keysChanged,
         ignored: sortMembers(ignored),
         rotationRequired: this.#rotationRequired,
+        undeliverable,
       });
-      return parsed.has(me) ? this.#distribute() : [];
+      return envelopes;
     });
   }
 
+  #dropChains(drop) {
+    for (const store of [this.#chains, this.#voices]) {
+      for (const [sender, byEpoch] of [...store]) {
+        for (const e of [...byEpoch.keys()]) if (drop(sender, e)) byEpoch.delete(e);
+        if (byEpoch.size === 0) store.delete(sender);
+      }
+    }
+  }
+
+  #forgetInstalled(below) {
+    for (const slot of [...this.#installed]) if (Number(slot.split("/", 1)[0]) < below) this.#installed.delete(slot);
+  }
+
+  /** Seal our current chain to every member who can take it and does not hold it; each on its own. */
   async #distribute() {
-    const payload = this.#own.senderKey(this.#ownVoice).encode();
+    if (this.#own === null || this.#ownVoice === null || this.#rotationRequired) return [[], []];
+    const payload = this.#own.senderKey(this.#ownVoice, this.#voiceSeq + 1).encode();
     const out = [];
+    const sealed = new Map();
+    const undeliverable = [];
     for (const id of sortMembers(this.#roster.keys())) {
       const keys = this.#roster.get(id);
-      if (id === this.memberId || this.#delivered.get(id)?.equals(keys)) continue;
-      const body = await sealEnvelope(payload, {
-        sender: this.identity,
-        senderId: this.memberId,
-        recipient: keys,
-        recipientId: id,
-        roomId: this.roomId,
-        rng: this.#rng,
-      });
+      const ek = this.#theirEpochKeys.get(id);
+      if (id === this.memberId || ek === undefined) continue; // sealed when their epoch key comes
+      const held = this.#delivered.get(id);
+      if (held !== undefined && held[0].equals(keys) && bytesEqual(held[1], ek.dh)) continue;
+      let body;
+      try {
+        body = await sealEnvelope(payload, {
+          sender: this.identity,
+          senderId: this.memberId,
+          recipient: keys,
+          recipientEk: ek,
+          recipientId: id,
+          roomId: this.roomId,
+          rng: this.#rng,
+        });
+      } catch (err) {
+        if (!(err instanceof E2EEError)) throw err;
+        undeliverable.push(id);
+        continue;
+      }
       out.push([id, b64encode(body)]);
-      this.#delivered.set(id, keys);
+      sealed.set(id, [keys, ek.dh]);
     }
-    return out;
+    for (const [id, held] of sealed) this.#delivered.set(id, held);
+    return [out, undeliverable];
+  }
+
+  /** The client could not send our envelope to `memberId`: seal it again next time. */
+  undelivered(memberId) {
+    this.#delivered.delete(memberId);
+  }
+
+  /** Whether our current chain went out to `memberId` (the "waiting for keys" notice). */
+  holdsOurKey(memberId) {
+    return this.#delivered.has(memberId);
   }
 
   #sender(senderId) {
@@ -907,45 +1219,74 @@ export class GroupSession {
     return this.epoch;
   }
 
+  async #ownEpochKey(epoch) {
+    const current = this.#checkEpoch(epoch);
+    const own = epoch <= current ? this.#epochKeys.get(epoch) : null;
+    if (own === null) throw new E2EEError(epoch > current ? CODES.FUTURE_EPOCH : CODES.STALE_EPOCH, "we hold no epoch key for that epoch");
+    return own;
+  }
+
   #chain(senderId, epoch) {
     return this.#chains.get(senderId)?.get(epoch);
   }
 
-  #setChain(senderId, chain) {
-    if (!this.#chains.has(senderId)) this.#chains.set(senderId, new Map());
-    this.#chains.get(senderId).set(chain.epoch, chain);
+  #set(store, senderId, epoch, value) {
+    if (!store.has(senderId)) store.set(senderId, new Map());
+    store.get(senderId).set(epoch, value);
   }
 
-  /** Install a sender key delivered to us; duplicates of a known chain are no-ops. */
+  #movedOn(senderId, epoch) {
+    return [...(this.#voices.get(senderId)?.keys() ?? [])].some((e) => e > epoch);
+  }
+
+  /** Whether messages `senderId` sends in the current epoch can be opened. */
+  hasSenderKey(senderId) {
+    return this.epoch !== null && this.#chain(senderId, this.epoch) !== undefined;
+  }
+
+  /** Install a sender key delivered to us; a duplicate of a held chain is a no-op. */
   receiveDirected(senderId, bodyB64) {
     return this.#exclusive(async () => {
       const sender = this.#sender(senderId);
-      const payload = await openEnvelope(b64decode(bodyB64), {
+      const [epoch, payload] = await openEnvelope(b64decode(bodyB64), {
         recipient: this.identity,
         recipientId: this.memberId,
+        epochKey: (e) => this.#ownEpochKey(e),
         sender,
         senderId,
         roomId: this.roomId,
       });
       const key = SenderKey.decode(payload);
-      this.#checkEpoch(key.epoch);
-      const existing = this.#chain(senderId, key.epoch);
-      if (existing === undefined) {
-        this.#setChain(senderId, ReceivingChain.fromSenderKey(key));
-        if (key.voice !== null) {
-          if (!this.#voices.has(senderId)) this.#voices.set(senderId, new Map());
-          this.#voices.get(senderId).set(key.epoch, new VoiceReceiver(key.voice));
-        }
-      } else {
-        const held = this.#voices.get(senderId)?.get(key.epoch);
-        const sameVoice = held === undefined || key.voice === null ? held === undefined && key.voice === null : held.key.matches(key.voice);
-        if (!(await existing.matches(key)) || !sameVoice) throw new E2EEError(CODES.CHAIN_CONFLICT, "a different sender key for the same epoch");
+      if (key.epoch !== epoch) throw new E2EEError(CODES.MALFORMED, "the sender key is for another epoch than its envelope");
+      const existing = this.#chain(senderId, epoch);
+      if (existing !== undefined) {
+        const held = this.#voices.get(senderId).get(epoch).key;
+        if (!(await existing.matches(key)) || !held.matches(key.voice)) throw new E2EEError(CODES.CHAIN_CONFLICT, "a different sender key for the same epoch");
+        return;
       }
+      const slot = `${epoch}/${senderId}`;
+      if (this.#installed.has(slot)) throw new E2EEError(CODES.REPLAY, "a sender key for that sender and epoch was installed before");
+      this.#installed.add(slot);
+      this.#set(this.#chains, senderId, epoch, ReceivingChain.fromSenderKey(key));
+      this.#set(this.#voices, senderId, epoch, new VoiceReceiver(key.voice, key.voiceSeq));
+      this.#dropChains((s, e) => s === senderId && e < epoch); // the sender moved on
     });
   }
 
-  /** Seal one chat text under our next message key; resolves to {body, commitment, frankingKey, epoch, index}. */
-  encrypt(text) {
+  /** Refuse every epoch before the current one from now on (the grace after an advance). */
+  closePreviousEpoch() {
+    return this.#exclusive(async () => {
+      if (this.epoch === null) return;
+      this.#floorEpoch = this.epoch;
+      this.#dropChains((_, e) => e < this.epoch);
+      this.#forgetInstalled(this.epoch);
+      if (this.#ownsEpochKeys) this.#epochKeys.forgetBefore(this.epoch);
+    });
+  }
+
+  /** Seal one text (of a content kind, CONTENT_KINDS) under our next message key; resolves to
+   *  {body, commitment, frankingKey, epoch, index}. */
+  encrypt(text, { kind = TEXT_KIND } = {}) {
     return this.#exclusive(async () => {
       if (this.#own === null) throw new E2EEError(CODES.NOT_READY, "no roster yet");
       if (this.#rotationRequired) throw new E2EEError(CODES.ROTATION_REQUIRED, "a member left without an epoch change");
@@ -962,6 +1303,7 @@ export class GroupSession {
         text,
         frankingKey,
         commitment,
+        kind,
       });
       this.#own = advanced;
       return { body: b64encode(message.encode()), commitment: b64encode(commitment), frankingKey, epoch: message.epoch, index };
@@ -982,26 +1324,31 @@ export class GroupSession {
       const current = this.#checkEpoch(message.epoch);
       const chain = this.#chain(senderId, message.epoch);
       if (chain === undefined) {
-        if (message.epoch < current) throw new E2EEError(CODES.STALE_EPOCH, "no key kept for that epoch");
+        if (message.epoch < current || this.#installed.has(`${message.epoch}/${senderId}`)) {
+          throw new E2EEError(CODES.STALE_EPOCH, "no key kept for that epoch");
+        }
+        if ([...(this.#chains.get(senderId)?.keys() ?? [])].some((e) => e > message.epoch)) {
+          throw new E2EEError(CODES.STALE_EPOCH, "the sender has moved on to a newer epoch");
+        }
         throw new E2EEError(CODES.NO_SENDER_KEY, "the sender's key has not arrived yet");
       }
       const [seed, advanced] = await chain.take(message.index);
-      const [text, frankingKey] = await message.open(seed, ctx);
-      this.#setChain(senderId, advanced);
-      return { senderId, text, frankingKey, commitment, epoch: message.epoch, index: message.index };
+      const [text, frankingKey, kind] = await message.open(seed, ctx);
+      this.#set(this.#chains, senderId, message.epoch, advanced);
+      return { senderId, text, frankingKey, commitment, epoch: message.epoch, index: message.index, kind };
     });
   }
 
   /**
    * Seal one Opus frame under our voice key for this epoch; resolves to the whole frame (slot 0).
-   * `seq` must rise under one key (e2ee.seq_reused): the nonce comes from it.
+   * `seq` must rise for the whole session (e2ee.seq_reused): the nonce comes from it.
    */
   encryptVoice(opus, { seq, level, speech, end = false } = {}) {
     return this.#exclusive(async () => {
       if (this.#own === null || this.#ownVoice === null) throw new E2EEError(CODES.NOT_READY, "no roster yet");
       if (this.#rotationRequired) throw new E2EEError(CODES.ROTATION_REQUIRED, "a member left without an epoch change");
       const flags = voiceFlags({ speech, end });
-      if (checkSeq(seq) <= this.#voiceSeq) throw new E2EEError(CODES.SEQ_REUSED, "voice seq must rise under one key");
+      if (checkSeq(seq) <= this.#voiceSeq) throw new E2EEError(CODES.SEQ_REUSED, "voice seq must rise");
       const frame = await sealVoiceFrame(this.#ownVoice, opus, { roomId: this.roomId, senderId: this.memberId, seq, level, flags });
       this.#voiceSeq = seq;
       return frame;
@@ -1032,12 +1379,13 @@ export class GroupSession {
     const candidates = [];
     for (let e = this.#floorEpoch + ((epochLo - this.#floorEpoch) & 0xff); e <= newest; e += 256) candidates.push(e);
     const held = this.#voices.get(senderId);
-    for (const e of candidates.reverse()) {
+    for (const e of [...candidates].reverse()) {
       const receiver = held?.get(e);
       if (receiver !== undefined) return receiver;
     }
-    if (candidates.some((e) => this.#chain(senderId, e) !== undefined)) {
-      throw new E2EEError(CODES.UNSUPPORTED, "the sender's key carries no voice key");
+    const newestCandidate = candidates.length > 0 ? candidates[candidates.length - 1] : this.#floorEpoch - 1;
+    if (newestCandidate < this.epoch || this.#installed.has(`${newestCandidate}/${senderId}`) || this.#movedOn(senderId, newestCandidate)) {
+      throw new E2EEError(CODES.STALE_EPOCH, "that epoch's voice key is closed");
     }
     throw new E2EEError(CODES.NO_SENDER_KEY, "no voice key for that sender and epoch");
   }
@@ -1052,13 +1400,13 @@ export class GroupSession {
     });
   }
 
-  /** The room's safety code at this epoch; equal on every honest member's screen. */
+  /** The room's safety code: equal on every honest member's screen, at every epoch. */
   safetyCode() {
     return this.#exclusive(async () => {
       if (this.epoch === null) throw new E2EEError(CODES.NOT_READY, "no roster yet");
       const roster = new Map(this.#roster);
       roster.set(this.memberId, this.identity.public);
-      return safetyCode(this.roomId, this.epoch, roster);
+      return safetyCode(this.roomId, roster);
     });
   }
 }

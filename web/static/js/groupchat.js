@@ -1,11 +1,16 @@
 // End-to-end encrypted group chat over a HearthConnection: the browser twin of spaces/chat.py.
 //
 // It keeps a GroupSession (e2ee.js) in step with the room: the roster and epoch come from the
-// server's welcome / member_updated / member_left; our identity keys go out as `keys`; the
+// server's welcome / member_joined / member_updated / member_resumed / member_left / corners;
+// our keys go out as `keys` (the identity, and our signed epoch key after every advance); the
 // sender-key envelopes the session asks for go out as `direct`. Room envelopes are decrypted
 // here; one that arrives before its sender's key (e2ee.no_sender_key) waits in a small buffer
 // and is retried when a key arrives. Anything else that fails to open is reported as
-// "rejected", never shown as a message.
+// "rejected", never shown as a message. GRACE_MS after an epoch advance the previous epoch is
+// closed (docs/e2ee.md §8).
+//
+// A private corner we are a member of gets a session of its own (GroupSession.subSession): what
+// is said and spoken there is sealed for its members, and the room's session never opens it.
 //
 // Server messages are handled strictly one at a time, in arrival order (a promise queue), so a
 // sender key is installed before the envelope that follows it is opened.
@@ -16,35 +21,46 @@
 //
 // Events: "message" {key, sender, text, seq, ts, tag, zone, frankingKey, commitment},
 // "rejected" {sender, code}, "roster" {changes, ready: Set of member ids that hold our key},
-// "security" {safetyCode, fingerprints: Map id -> fingerprint}, "problem" {code}.
+// "security" {safetyCode, fingerprints: Map id -> fingerprint}, "problem" {code},
+// "session" {session, fresh} (a new session: fresh when its identity is new, not restored).
 // Nothing here logs; plaintext only ever leaves through the "message" event.
 
 import { b64encode, CODES, E2EEError, GroupSession } from "./e2ee.js";
 
 const PENDING_LIMIT = 256; // envelopes held while waiting for a sender key
 const KEPT_LIMIT = 500; // received messages kept for reporting (as many as the log shows)
+export const GRACE_MS = 10000; // an epoch stays open this long after the next one began
 
 /** How a received message is named for reporting: its seq, or "corner:seq" in a quiet corner. */
 export function messageKey(seq, zone = null) {
   return zone ? `${zone}:${seq}` : String(seq);
 }
 
-function sameKeys(a, b) {
-  return Boolean(a && b && a.dh === b.dh && a.sig === b.sig);
-}
-
 export class GroupChat extends EventTarget {
   #queue = Promise.resolve();
   #pending = [];
-  #roster = new Map(); // member id -> {dh, sig}, as the server last said
+  #roster = new Map(); // member id -> keys, as the server last said
+  #private = {}; // private corner -> [member ids], as the server last said
+  #corners = new Map(); // our private corners -> their sessions
   #kept = new Map(); // message key -> what a report needs (oldest first)
+  #published = null; // the keys we last sent, as JSON
+  #grace = null;
+  #identityFor;
 
-  constructor(connection, roomId) {
+  /**
+   * @param {import("./protocol.js").HearthConnection} connection
+   * @param {string} roomId
+   * @param {object} [options]
+   * @param {(member: string) => import("./e2ee.js").Identity|null} [options.identityFor] the
+   *   identity this tab kept for a member across a reload (keep.js), or null for a new one
+   */
+  constructor(connection, roomId, { identityFor = () => null } = {}) {
     super();
     this.connection = connection;
     this.roomId = roomId;
     this.session = null;
     this.epoch = null;
+    this.#identityFor = identityFor;
   }
 
   /** Feed every server message, in order. */
@@ -57,12 +73,14 @@ export class GroupChat extends EventTarget {
 
   /**
    * Encrypt and send one text; resolves to {seq, ts, tag, zone} from the server's `sent`.
-   * With `zone` (a private corner we stand in), only the members in that corner receive it.
+   * With `zone` (a private corner we are in), it is sealed for the corner and only its members
+   * receive it.
    */
   async say(text, { zone = null } = {}) {
     const out = await this.#exclusive(() => {
-      if (this.session === null) throw new E2EEError(CODES.NOT_READY, "not in a room yet");
-      return this.session.encrypt(text);
+      const session = zone ? this.#corners.get(zone) : this.session;
+      if (!session) throw new E2EEError(CODES.NOT_READY, "not in a room yet");
+      return session.encrypt(text);
     });
     const envelope = { type: "envelope", body: out.body, commitment: out.commitment };
     if (zone) envelope.zone = zone;
@@ -78,6 +96,11 @@ export class GroupChat extends EventTarget {
   /** A received message still kept for reporting, by key (see messageKey), or null. */
   kept(key) {
     return this.#kept.get(key) ?? null;
+  }
+
+  /** Messages a reload brought back (keep.js): reportable again, as they were. */
+  restore(details) {
+    for (const detail of details) this.#keep(detail);
   }
 
   /**
@@ -97,9 +120,26 @@ export class GroupChat extends EventTarget {
     return this.connection.request(message, "report");
   }
 
-  /** Whether `member` is on the roster we distribute to (so they can read what we say). */
+  /** Whether our current sender key has gone out to `member` (so they can read what we say). */
   holdsOurKey(member) {
-    return this.#roster.has(member) && this.#roster.has(this.connection.member);
+    return Boolean(this.session?.holdsOurKey(member));
+  }
+
+  /**
+   * The session that seals and opens `member`'s voice: a private corner's when we share one
+   * with them (or, for ourselves, when we are in one), else the room's.
+   */
+  voiceSession(member) {
+    const me = this.connection.member;
+    for (const [corner, members] of Object.entries(this.#private)) {
+      if (members.includes(me) && members.includes(member) && this.#corners.has(corner)) return this.#corners.get(corner);
+    }
+    return this.session;
+  }
+
+  /** Stop the grace timer (the page is going away). */
+  stop() {
+    clearTimeout(this.#grace);
   }
 
   // --- internals -----------------------------------------------------------------
@@ -110,28 +150,31 @@ export class GroupChat extends EventTarget {
     return run;
   }
 
+  #advance(epoch) {
+    if (epoch !== undefined && epoch !== null) this.epoch = Math.max(this.epoch ?? 1, Number(epoch));
+  }
+
   async #handle(message) {
     switch (message.type) {
       case "welcome":
         return this.#welcome(message);
-      case "member_joined": {
+      case "member_joined":
         // Every entry advances the epoch: we rotate, so the newcomer reads nothing said before.
-        const member = message.member;
-        if (member?.keys) this.#roster.set(member.id, member.keys);
-        this.epoch = Math.max(this.epoch ?? 1, Number(message.epoch));
+        if (message.member?.keys) this.#roster.set(message.member.id, message.member.keys);
+        this.#advance(message.epoch);
         return this.#sync();
-      }
-      case "member_updated": {
-        const member = message.member;
-        if (member?.keys && !sameKeys(this.#roster.get(member.id), member.keys)) {
-          this.#roster.set(member.id, member.keys);
-          await this.#sync();
-        }
-        return undefined;
-      }
+      case "member_updated":
+      case "member_resumed":
+        if (message.member?.keys) this.#roster.set(message.member.id, message.member.keys);
+        this.#advance(message.epoch);
+        return this.#sync();
       case "member_left":
         this.#roster.delete(message.member);
-        this.epoch = Math.max(this.epoch ?? 1, Number(message.epoch));
+        this.#advance(message.epoch);
+        return this.#sync();
+      case "corners":
+        this.#private = message.private ?? {};
+        this.#advance(message.epoch);
         return this.#sync();
       case "direct":
         return this.#direct(message);
@@ -149,58 +192,92 @@ export class GroupChat extends EventTarget {
     for (const member of welcome.room.members) {
       if (member.keys) roster.set(member.id, member.keys);
     }
-    const fresh = this.session === null || this.session.memberId !== me;
-    if (fresh || (welcome.resumed && this.#changedWhileAway(welcome, roster))) {
-      // A fresh page (first join, or a reload that resumed): a new identity for this session.
-      // Also after a resume into a room that rotated while we were away: the sender keys the
-      // others sent us meanwhile were refused (the server relays `direct` only to members who
-      // are connected), and only a change of our keys makes them send their chains again.
-      this.session = await GroupSession.create(this.roomId, me);
+    if (this.session === null || this.session.memberId !== me) {
+      // A fresh page: the identity this tab kept for the member (a reload), or a new one.
+      const kept = this.#identityFor(me);
+      this.session = await GroupSession.create(this.roomId, me, kept ? { identity: kept } : {});
+      this.#corners.clear();
+      this.#published = null;
+      this.dispatchEvent(new CustomEvent("session", { detail: { session: this.session, fresh: !kept } }));
     }
-    this.epoch = Number(welcome.room.epoch);
+    // A resume comes back into a later epoch (every resume advances it): everyone rotates and
+    // seals fresh keys to us; nothing of before is installed again.
+    this.epoch = Math.max(this.epoch ?? 1, Number(welcome.room.epoch));
     this.#roster = roster;
-    const ours = this.session.publicKeys();
-    if (!sameKeys(this.#roster.get(me), ours)) {
-      // The server does not hold our keys yet (or holds a reloaded page's old ones): publish
-      // ours, and leave ourselves off the roster until the server confirms them.
-      this.#roster.delete(me);
-      this.connection.send({ type: "keys", ...ours });
-    }
+    this.#private = welcome.room.private ?? {};
     await this.#sync();
   }
 
-  #changedWhileAway(welcome, roster) {
-    if (Number(welcome.room.epoch) !== this.epoch) return true;
-    const me = this.connection.member;
-    const ids = new Set([...roster.keys(), ...this.#roster.keys()]);
-    ids.delete(me);
-    return [...ids].some((id) => !sameKeys(roster.get(id), this.#roster.get(id)));
-  }
-
   async #sync() {
-    const envelopes = await this.session.updateRoster(this.epoch, new Map(this.#roster));
-    for (const [to, body] of envelopes) this.connection.send({ type: "direct", to, body });
+    const session = this.session;
+    if (session === null) return;
+    const before = session.epoch;
+    const roster = new Map(this.#roster);
     const me = this.connection.member;
-    const ready = new Set(this.#roster.has(me) ? [...this.#roster.keys()].filter((id) => id !== me) : []);
-    this.dispatchEvent(new CustomEvent("roster", { detail: { changes: this.session.lastChanges, ready } }));
+    const ours = session.identity.public.toWire();
+    if (roster.has(me) && (roster.get(me).dh !== ours.dh || roster.get(me).sig !== ours.sig)) {
+      // The server still shows keys of ours from before (a reload that could not keep them):
+      // leave ourselves off until it shows the ones we publish now.
+      roster.delete(me);
+    }
+    this.#sendDirects(session, await session.updateRoster(this.epoch, roster), null);
+    if (before !== null && session.epoch !== before) this.#armGrace();
+    const keys = await session.publicKeys();
+    const json = JSON.stringify(keys);
+    if (json !== this.#published && this.connection.send({ type: "keys", ...keys })) this.#published = json;
+    for (const [corner, members] of Object.entries(this.#private)) {
+      if (members.includes(me) && !this.#corners.has(corner)) this.#corners.set(corner, session.subSession(corner));
+    }
+    for (const corner of [...this.#corners.keys()]) {
+      if (!(this.#private[corner] ?? []).includes(me)) this.#corners.delete(corner); // released
+    }
+    for (const [corner, sub] of this.#corners) {
+      const members = new Map(this.#private[corner].filter((m) => roster.has(m)).map((m) => [m, roster.get(m)]));
+      this.#sendDirects(sub, await sub.updateRoster(this.epoch, members), corner);
+    }
+    const ready = new Set([...this.#roster.keys()].filter((id) => id !== me && session.holdsOurKey(id)));
+    this.dispatchEvent(new CustomEvent("roster", { detail: { changes: session.lastChanges, ready } }));
     const fingerprints = new Map();
     for (const id of new Set([me, ...this.#roster.keys()])) {
       try {
-        fingerprints.set(id, await this.session.fingerprint(id));
+        fingerprints.set(id, await session.fingerprint(id));
       } catch (err) {
         if (!(err instanceof E2EEError)) throw err; // malformed keys: the session ignores that member
       }
     }
-    const safetyCode = await this.session.safetyCode();
+    const safetyCode = await session.safetyCode();
     this.dispatchEvent(new CustomEvent("security", { detail: { safetyCode, fingerprints } }));
   }
 
+  #sendDirects(session, envelopes, zone) {
+    for (const [to, body] of envelopes) {
+      const direct = { type: "direct", to, body };
+      if (zone) direct.zone = zone;
+      if (!this.connection.send(direct)) session.undelivered(to); // sealed again at the next sync
+    }
+  }
+
+  #armGrace() {
+    clearTimeout(this.#grace);
+    this.#grace = setTimeout(() => {
+      this.#exclusive(async () => {
+        await this.session?.closePreviousEpoch();
+        for (const sub of this.#corners.values()) await sub.closePreviousEpoch();
+      });
+    }, GRACE_MS);
+  }
+
   async #direct(message) {
+    const session = message.zone ? this.#corners.get(message.zone) : this.session;
     try {
-      await this.session.receiveDirected(message.from, message.body);
+      if (!session) throw new E2EEError(CODES.UNKNOWN_SENDER, "a corner we are not in");
+      await session.receiveDirected(message.from, message.body);
     } catch (err) {
       if (!(err instanceof E2EEError)) throw err;
-      this.dispatchEvent(new CustomEvent("rejected", { detail: { sender: message.from, code: err.code } }));
+      // A key for an epoch the room has already left (changes in quick succession): not shown.
+      if (err.code !== CODES.STALE_EPOCH) {
+        this.dispatchEvent(new CustomEvent("rejected", { detail: { sender: message.from, code: err.code } }));
+      }
       return;
     }
     const waiting = this.#pending;
@@ -213,9 +290,11 @@ export class GroupChat extends EventTarget {
   /** True when the envelope is dealt with (shown or rejected); false when it still waits for a key. */
   async #open(envelope, retrying = false) {
     if (this.session === null) return true;
+    const session = envelope.zone ? this.#corners.get(envelope.zone) : this.session;
     let opened;
     try {
-      opened = await this.session.decrypt(envelope.from, envelope.body, envelope.commitment);
+      if (!session) throw new E2EEError(CODES.UNKNOWN_SENDER, "a corner we are not in");
+      opened = await session.decrypt(envelope.from, envelope.body, envelope.commitment);
     } catch (err) {
       if (!(err instanceof E2EEError)) throw err;
       if (err.code === CODES.NO_SENDER_KEY) {
@@ -236,10 +315,14 @@ export class GroupChat extends EventTarget {
       frankingKey: opened.frankingKey, // kept only to report this message
       commitment: opened.commitment,
     };
-    this.#kept.set(detail.key, detail);
-    while (this.#kept.size > KEPT_LIMIT) this.#kept.delete(this.#kept.keys().next().value);
+    this.#keep(detail);
     this.dispatchEvent(new CustomEvent("message", { detail }));
     return true;
+  }
+
+  #keep(detail) {
+    this.#kept.set(detail.key, detail);
+    while (this.#kept.size > KEPT_LIMIT) this.#kept.delete(this.#kept.keys().next().value);
   }
 
   #problem(err) {

@@ -310,6 +310,7 @@ export class Presence extends EventTarget {
         break;
       case "member_joined":
       case "member_updated":
+      case "member_resumed":
         this.#changed(message.member);
         break;
       case "member_left":
@@ -331,11 +332,12 @@ export class Presence extends EventTarget {
     if (member.away) this.#dropped.add(member.id);
     else this.#dropped.delete(member.id);
     const change = this.times.update(member);
-    if (change === null || member.id === this.room.me) return;
-    let key = "presence.now_away";
-    if (change === "back") key = dropped ? "presence.now_reconnected" : "presence.now_back";
-    this.announce(this.t(key, { name: member.pseudonym }));
+    if (change === null) return;
     this.dispatchEvent(new CustomEvent("change"));
+    if (member.id === this.room.me) return;
+    // Back after a dropped connection or a reload: the log already says "… reconnected."
+    if (change === "back" && dropped) return;
+    this.announce(this.t(change === "away" ? "presence.now_away" : "presence.now_back", { name: member.pseudonym }));
   }
 
   /** While anyone is away, the members list's "away N min" is redrawn each minute. */

@@ -17,6 +17,7 @@ export const CLOSE_NOT_ADMITTED = 4004;
 export const CLOSE_SESSION_ENDED = 4005;
 export const CLOSE_ROOM_MOVED = 4010; // the room's node went away: resume (on any node) at once
 export const ENDED = new Set(["left", "removed", "elsewhere", "expired", "refused", "denied", "ended"]);
+const LOBBY_TYPES = new Set(["help", "im_ok"]); // what the server takes from the lobby
 const RETRY_MS = [500, 1000, 2000, 4000, 8000, 15000];
 const REQUEST_TIMEOUT_MS = 15000;
 const LEAVE_TIMEOUT_MS = 1500;
@@ -98,9 +99,13 @@ export class HearthConnection extends EventTarget {
     this.#connect();
   }
 
-  /** Send one client message; false when not connected (the caller decides what a drop means). */
+  /**
+   * Send one client message; false when not connected (the caller decides what a drop means).
+   * Someone waiting in the lobby can still ask for help (`help`, `im_ok`): the server takes it.
+   */
   send(message) {
-    if (!this.open) return false;
+    const waiting = this.#state === "waiting" && this.#ws?.readyState === WebSocket.OPEN;
+    if (!this.open && !(waiting && LOBBY_TYPES.has(message.type))) return false;
     this.#ws.send(JSON.stringify(message));
     return true;
   }

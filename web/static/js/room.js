@@ -1,15 +1,19 @@
 // The room page: connection, encrypted chat, the map, the members list, notices.
 //
-// State lives in memory only. The join page hands its choices over in the URL fragment
-// (never sent to the server; stripped from the address bar and history at once); the
-// helpline country stays in the fragment so a reload keeps it; the session token is the
-// one thing kept in sessionStorage. docs/client.md describes the whole client.
+// State lives in memory, except what a reload in the same tab keeps: the session token in
+// sessionStorage, and (keep.js) the E2EE identity as non-extractable keys in IndexedDB with the
+// conversation sealed beside it, erased by leaving and by quick exit. The join page hands its
+// choices over in the URL fragment (never sent to the server; stripped from the address bar
+// and history at once); the helpline country stays in the fragment so a reload keeps it.
+// docs/client.md describes the whole client.
 
 import { onQuickExit } from "./common.js";
 import { detect, loadPack } from "./detector.js";
+import { fromHex, toHex } from "./e2ee.js";
 import { GroupChat } from "./groupchat.js";
 import { cachedHelplines, loadHelplines, renderHelplines } from "./helplines.js";
 import { errorText, loadStrings, t, whyText } from "./i18n.js";
+import { forgetEverything, Keep } from "./keep.js";
 import { Presence } from "./presence.js";
 import { ENDED, HearthConnection, TokenStore } from "./protocol.js";
 import { mapInput, RoomState } from "./roomstate.js";
@@ -32,13 +36,19 @@ const state = {
   mic: false, // the person's own choice; a facilitator's mute turns it off, never on
   helplines: null, // /crisis/helplines.json, cached in sessionStorage at join
   pack: null, // the detector's rule pack for the page's language
-  asked: false, // this person asked for help (the button, or yes to the detector's question)
+  // This person's own request (the button, or yes to the detector's question): its incident
+  // and how far it got — sending, received, delivered ("a facilitator has been told" only
+  // once a facilitator's console has it), acknowledged, engaged, resolved, ok (they said so).
+  request: { incident: null, status: null },
+  concerns: new Map(), // incident -> {name, status}: people this person said they worry about
+  card: "info", // what the help card is open for: "own", "info", or a concern's incident id
   care: null, // {detection} while the detector's question is on screen
-  careQuietUntil: 0, // after "no" or "not now", the question waits a while before asking again
+  careQuietUntil: 0, // after "no" or "not now", the question waits before asking again
   reporting: null, // key of the message being reported
   worriedAbout: null, // member id
 };
-const CARE_QUIET_MS = 5 * 60 * 1000;
+const CARE_QUIET_MS = 5 * 60 * 1000; // "not now" means not for 5 minutes, and no longer
+const LIVE_REQUEST = new Set(["sending", "received", "delivered", "acknowledged", "engaged"]);
 // Refusals of what the join form chose: the person goes back to the form, with it filled in.
 const JOIN_REFUSALS = new Set(["pseudonym_invalid", "pseudonym_reserved", "pseudonym_taken", "avatar_invalid"]);
 const QUIET_REFS = /^(say|report|help|flag|worried|ok)-/; // errors their own callers show
@@ -84,19 +94,42 @@ function notice(text, options) {
   room.log.notice(text, options);
 }
 
-function showMessage({ key = null, sender, text, seq, ts, zone = null, mine }) {
+function showMessage(message) {
   if (exited) return;
-  const li = room.log.message({ sender, text, seq, ts, zone, mine });
+  const { key = null, sender, text, seq, ts, zone = null, mine, name = null } = message;
+  const li = room.log.message({ sender, text, seq, ts, zone, mine, name });
   if (!mine && key !== null) {
     const report = document.createElement("button");
     report.type = "button";
     report.className = "link-button msg-report";
     report.dataset.key = key;
     report.textContent = t("chat.report");
-    report.setAttribute("aria-label", t("chat.report_label", { name: nameOf(sender) }));
+    report.setAttribute("aria-label", t("chat.report_label", { name: name ?? nameOf(sender) }));
     li.append(report);
   }
   if (state.blocked.has(sender)) li.hidden = true;
+  if (!message.restored) remember(message);
+}
+
+// --- what a reload keeps (keep.js): this conversation, sealed on this device ---------------
+
+const conversation = []; // the messages shown, as a reload brings them back
+
+function remember({ key = null, sender, text, seq, ts, zone = null, mine, tag = null, frankingKey = null, commitment = null }) {
+  const entry = { key, sender, name: mine ? null : nameOf(sender), text, seq, ts, zone, mine, tag };
+  if (frankingKey) Object.assign(entry, { frankingKey: toHex(frankingKey), commitment: toHex(commitment) });
+  conversation.push(entry);
+  keep?.saveLog(conversation);
+}
+
+/** The conversation kept before a reload, shown again and reportable again. */
+async function restoreConversation() {
+  const entries = await keep.log();
+  for (const entry of entries) showMessage({ ...entry, restored: true });
+  conversation.push(...entries);
+  chat.restore(entries.filter((e) => e.frankingKey && e.key !== null).map((e) => ({
+    ...e, frankingKey: fromHex(e.frankingKey), commitment: fromHex(e.commitment),
+  })));
 }
 
 function nameOf(id) {
@@ -216,10 +249,18 @@ async function sendWorried() {
   const id = state.worriedAbout;
   closePrompt("worried-form");
   if (!id) return;
+  const name = nameOf(id);
   try {
     const reply = await connection.request({ type: "worried", member: id }, "worried");
-    if (reply.type === "error") notice(errorText(reply.code, reply.message), { warn: true });
-    else notice(t("notice.concern_sent", { name: nameOf(id) }));
+    if (reply.type === "error") {
+      notice(reply.code === "rate_limited" ? t("concern.limited") : errorText(reply.code, reply.message),
+        { warn: true });
+      return;
+    }
+    const known = state.concerns.get(reply.incident);
+    state.concerns.set(reply.incident, { name, status: known?.status ?? "received" });
+    notice(t(known?.status === "delivered" ? "concern.delivered" : "concern.received", { name }));
+    showCard(reply.incident, { focus: false }); // the helplines, for them or for whoever needs them
   } catch {
     notice(t("error.not_sent"), { warn: true });
   }
@@ -294,80 +335,145 @@ function privateNotice(before) {
 }
 
 // --- help: the card, the request, what the facilitators answer ----------------------------
+//
+// Nothing is promised before it is true: the person reads "received, reaching a facilitator"
+// until the server says a facilitator's console has it (help_status "delivered"), and only
+// then "a facilitator has been told". The card — helplines and the emergency number of the
+// chosen country — opens on every path: the button, the detector's question whatever the
+// answer, and "I'm worried".
+
+const OWN_TITLE = $("help-title").textContent;
 
 function renderHelp() {
   renderHelplines($("help-lines"), state.helplines, state.country, pageLang);
 }
 
-function helpState(text) {
-  $("help-state").textContent = text;
+function ownText(status) {
+  switch (status) {
+    case "sending":
+      return t("help.sending");
+    case "received":
+      return t("help.received");
+    case "delivered":
+      return t("help.delivered");
+    case "acknowledged":
+      return t("help.acknowledged");
+    case "engaged":
+      return t("help.engaged");
+    case "resolved":
+      return t("help.resolved");
+    case "ok":
+      return t("help.ok_sent");
+    case "offline":
+      return t("help.offline");
+    case "not_sent":
+      return t("help.not_sent");
+    default:
+      return "";
+  }
 }
 
-/** Show the card at once (from the cache); with `ask`, tell the facilitators privately. */
-function openHelp(ask) {
-  renderHelp();
-  $("help-card").hidden = false;
-  $("help-title").focus();
-  if (!ask) return;
-  state.asked = true;
-  $("im-ok").hidden = false;
-  $("help-prompt").hidden = true;
-  if ($("help-state").dataset.status === "resolved") delete $("help-state").dataset.status; // a new request
-  if (!connection.open) {
-    helpState(connection.state === "waiting" ? t("help.waiting") : t("help.offline"));
-    return;
+/** The card's title and status line, for what it is open for. */
+function renderCardState() {
+  let title = OWN_TITLE;
+  let text = "";
+  if (state.card === "own") {
+    text = ownText(state.request.status);
+  } else if (state.card === "info") {
+    title = t("help.title_info");
+    text = t("help.info");
+  } else {
+    const concern = state.concerns.get(state.card);
+    title = t("help.title_concern");
+    if (concern) text = t(concern.status === "delivered" ? "concern.delivered" : "concern.received", { name: concern.name });
   }
-  helpState(t("help.sending"));
+  if ($("help-title").textContent !== title) $("help-title").textContent = title;
+  $("help-state").textContent = text;
+  $("im-ok").hidden = !(state.card === "own" && LIVE_REQUEST.has(state.request.status));
+}
+
+/** Open the card (from the cache, at once) for `what`; by default the person is taken to it. */
+function showCard(what, { focus = true } = {}) {
+  state.card = what;
+  if (what !== "own") $("help-prompt").hidden = true;
+  renderHelp();
+  renderCardState();
+  $("help-card").hidden = false;
+  if (focus) $("help-title").focus();
+}
+
+function requestStatus(status) {
+  state.request.status = status;
+  if (state.card === "own") renderCardState();
+}
+
+/** "I need help now": the card at once; the facilitators are told privately. */
+function askForHelp() {
+  showCard("own");
+  $("help-prompt").hidden = true;
+  requestStatus("sending");
   connection.request({ type: "help" }, "help").then(
     (reply) => {
-      if (reply.type === "help_received") {
-        if ($("help-state").dataset.status === undefined) helpState(t("help.received"));
-      } else {
-        helpState(t("help.not_sent"));
+      if (reply.type !== "help_received") {
+        requestStatus("not_sent");
+        return;
       }
+      if (state.request.incident !== reply.incident) state.request.incident = reply.incident;
+      if (state.request.status === "sending") requestStatus("received");
     },
-    () => helpState(t("help.not_sent")),
+    () => requestStatus(connection.state === "reconnecting" || !navigator.onLine ? "offline" : "not_sent"),
   );
 }
 
 function onHelpStatus(message) {
-  if (!state.asked) return; // someone else's concern about this person: not theirs to be told
-  const text = { acknowledged: t("help.acknowledged"), engaged: t("help.engaged"), resolved: t("help.resolved") }[
-    message.status
-  ];
-  if (!text) return;
-  $("help-state").dataset.status = message.status;
-  helpState(text);
-  if ($("help-card").hidden) {
-    renderHelp();
-    $("help-card").hidden = false;
+  const concern = state.concerns.get(message.incident);
+  if (concern && message.status === "delivered") {
+    concern.status = "delivered";
+    notice(t("concern.delivered", { name: concern.name }));
+    if (state.card === message.incident) renderCardState();
   }
+  if (message.incident !== state.request.incident) return; // not a request this person made
+  if (!["delivered", "acknowledged", "engaged", "resolved"].includes(message.status)) return;
+  if (message.status === "delivered" && state.request.status !== "received") return; // it is past that
+  requestStatus(message.status);
+  if (message.status === "resolved") state.careQuietUntil = 0; // the detector may ask again
+  if ($("help-card").hidden || state.card !== "own") showCard("own", { focus: false });
 }
 
-function onHelpPrompt() {
-  if (!state.asked) return;
-  renderHelp();
-  $("help-card").hidden = false;
+function onHelpPrompt(message) {
+  if (message.incident !== state.request.incident) return;
+  const shown = !$("help-card").hidden && state.card === "own" && !$("help-prompt").hidden;
+  showCard("own", { focus: !shown });
   $("help-prompt").hidden = false;
-  $("help-title").focus();
 }
 
 function imOk() {
-  if (connection.send({ type: "im_ok", ref: "ok-1" })) helpState(t("help.ok_sent"));
-  else helpState(t("help.offline"));
+  if (connection.send({ type: "im_ok", ref: "ok-1" })) {
+    requestStatus("ok"); // and the detector is ready to ask again
+    state.careQuietUntil = 0;
+  } else {
+    requestStatus("offline");
+  }
 }
 
 // --- the on-device detector: asks before anyone is told ------------------------------------
+//
+// It stays quiet while the person's own request is open, and for 5 minutes after "not now"
+// or "no, send my message"; it asks again once a request is resolved or the person says they
+// are OK.
 
 /** True when the detector fired and the person is being asked first (nothing is sent yet). */
 function careCheck(text) {
-  if (!state.pack || state.asked || Date.now() < state.careQuietUntil) return false;
+  if (!state.pack || LIVE_REQUEST.has(state.request.status) || Date.now() < state.careQuietUntil) return false;
   const detection = detect(state.pack, text);
   if (!detection) return false;
   state.care = { detection };
   $("care-why").textContent = `${whyText(detection.category)} ${t("why.private")}`;
   $("care-done").textContent = "";
+  $("care-send").textContent = t("care.send_no");
+  $("care-cancel").textContent = t("care.not_now");
   for (const id of ["care-yes", "care-send", "care-cancel"]) $(id).disabled = false;
+  $("care-yes").hidden = false;
   $("care-prompt").hidden = false;
   $("care-title").focus();
   return true;
@@ -385,11 +491,13 @@ async function careYes() {
       $("care-yes").disabled = false;
       return;
     }
-    state.asked = true;
     state.care = null;
-    $("care-done").textContent = t("care.sent");
+    state.request = { incident: reply.incident ?? null, status: "received" };
+    $("care-yes").hidden = true;
+    $("care-done").textContent = t("care.thanks");
     $("care-send").textContent = t("care.send_group");
     $("care-cancel").textContent = t("care.close");
+    showCard("own", { focus: false });
   } catch {
     $("care-done").textContent = t("help.not_sent");
     $("care-yes").disabled = false;
@@ -397,9 +505,11 @@ async function careYes() {
 }
 
 function careLater(sendIt) {
+  const declined = state.care !== null; // (after "yes", these buttons only send or close)
   state.care = null;
-  if (!state.asked) state.careQuietUntil = Date.now() + CARE_QUIET_MS;
+  if (declined) state.careQuietUntil = Date.now() + CARE_QUIET_MS;
   closePrompt("care-prompt", "chat-input");
+  if (declined) showCard("info", { focus: false }); // helplines, for whenever they are wanted
   const text = $("chat-input").value.trim();
   if (sendIt && text) sendText(text);
 }
@@ -474,7 +584,7 @@ function onServerMessage(message) {
       onHelpStatus(message);
       break;
     case "help_prompt":
-      onHelpPrompt();
+      onHelpPrompt(message);
       break;
     case "error":
       onError(message);
@@ -487,7 +597,7 @@ function onServerMessage(message) {
 
 function onError(error) {
   if (error.ref === "ok-1") {
-    helpState(errorText(error.code, error.message));
+    if (state.card === "own") $("help-state").textContent = errorText(error.code, error.message);
     return;
   }
   if (typeof error.ref === "string" && QUIET_REFS.test(error.ref)) return; // the caller handles it
@@ -538,6 +648,7 @@ function onState({ state: now, code }) {
     return;
   }
   if (ENDED.has(now)) {
+    keep?.forget(); // left, removed, ended: nothing of the room stays on the device
     room.walker?.stop();
     setMic(false);
     status.textContent = "";
@@ -580,6 +691,7 @@ let view;
 let room; // RoomState: members, seats, positions, corners, the stick, the log
 let voice = null;
 let presence = null;
+let keep = null; // keep.js: what a reload in this tab keeps
 let exited = false;
 
 /** Presence (reactions, status, who is away), the phone's conversation sheet, and leaving
@@ -606,8 +718,12 @@ async function main() {
   }
   const join = readFragment();
   const tokens = new TokenStore(roomId);
-  if (join) tokens.clear(); // a fresh join from the join page wins over an old session
-  else if (!tokens.get()) {
+  keep = await Keep.open(roomId);
+  if (join) {
+    tokens.clear(); // a fresh join from the join page wins over an old session
+    await keep.forget();
+  } else if (!tokens.get()) {
+    await keep.forget();
     window.location.replace(`${app.dataset.joinUrl}?lang=${encodeURIComponent(pageLang)}`);
     return;
   }
@@ -617,7 +733,7 @@ async function main() {
   view = new RoomView($("room-view"), $("room-svg"), { t, ...mapInput(() => room, seatTaken) });
   connection = new HearthConnection({ room: roomId, tokens, join });
   room = new RoomState({ connection, view, log: $("chat-log"), lang: pageLang });
-  chat = new GroupChat(connection, roomId);
+  chat = new GroupChat(connection, roomId, { identityFor: (member) => keep.identity(member) });
   voice = new Voice({ connection, chat, view, root: $("voice"), app, t }); // docs/client.md, "Voice"
   const live = (fn) => (event) => {
     if (!exited) fn(event);
@@ -634,6 +750,10 @@ async function main() {
     notice(t(late ? "notice.too_late" : "notice.rejected", { name: nameOf(event.detail.sender) }), { warn: true });
   }));
   chat.addEventListener("problem", live(() => notice(t("notice.e2ee_problem"), { warn: true })));
+  chat.addEventListener("session", live((event) => {
+    const { session, fresh } = event.detail;
+    if (fresh) keep.saveIdentity(session.memberId, session.identity); // a reload keeps it
+  }));
   chat.addEventListener("roster", live((event) => {
     const { changes, ready } = event.detail;
     state.ready = ready;
@@ -682,8 +802,8 @@ async function main() {
       app.dataset.detector = "ready";
     })
     .catch(() => {}); // without a pack the detector stays silent; everything else works
-  $("help-button").addEventListener("click", () => openHelp(true));
-  $("show-helplines").addEventListener("click", () => openHelp(false));
+  $("help-button").addEventListener("click", askForHelp);
+  $("show-helplines").addEventListener("click", () => showCard(LIVE_REQUEST.has(state.request.status) ? "own" : "info"));
   $("help-close").addEventListener("click", () => closePrompt("help-card", "help-button"));
   $("im-ok").addEventListener("click", imOk);
   $("mic").addEventListener("click", () => setMic(!state.mic));
@@ -710,8 +830,11 @@ async function main() {
     $("members").querySelector(`[data-focus-key="worried:${CSS.escape(state.worriedAbout ?? "")}"]`)?.focus();
   });
   renderVoice();
+  if (!join) await restoreConversation();
   onQuickExit(() => {
     exited = true; // the page is about to go: nothing may touch it any more
+    forgetEverything(); // the kept identity and conversation, every tab's
+    chat?.stop();
     room.log.close();
     room.walker?.stop();
     voice?.stop(); // the microphone and the sound, released at once

@@ -55,15 +55,16 @@ export class RoomLog {
     this.entry(warn ? "notice warn" : "notice", seq).textContent = text;
   }
 
-  /** A message line: who, the text, when, "private" in a corner; the page adds its own tools. */
-  message({ sender, text, seq, ts, zone = null, mine }) {
+  /** A message line: who, the text, when, "private" in a corner; the page adds its own tools.
+   *  `name` (a message kept across a reload) is the sender's name as it was shown then. */
+  message({ sender, text, seq, ts, zone = null, mine, name = null }) {
     // A private corner's messages have their own sequence: they go in arrival order.
     const li = this.entry(mine ? "msg mine" : "msg", zone ? null : seq);
     li.dataset.sender = sender;
     if (zone) li.classList.add("private");
     const when = span("when", this.timeFormat.format(new Date(ts)), "time");
     when.dateTime = new Date(ts).toISOString();
-    li.append(span("who", mine ? t("chat.you") : this.room.nameOf(sender)), span("text", text), when);
+    li.append(span("who", mine ? t("chat.you") : (name ?? this.room.nameOf(sender))), span("text", text), when);
     if (zone) li.append(span("tag", t("chat.private")));
     return li;
   }
@@ -134,6 +135,10 @@ export class RoomState {
       case "member_updated":
         this.#setMember(message.member);
         return { members: true, mine: message.member.id === this.me };
+      case "member_resumed": // back after a dropped connection or a reload: not a leave, not a join
+        this.#setMember(message.member);
+        this.log.notice(t("notice.back", { name: message.member.pseudonym }), { seq: message.seq });
+        return { members: true };
       case "positions": {
         let zones = false;
         for (const [id, x, y, zone] of message.moves) {

@@ -87,7 +87,7 @@ export class Voice {
     this.counts = { captured: 0, sent: 0, unsent: 0, bytes: 0, lastOpusBytes: 0, speech: 0, ends: 0 };
     this.level = 127;
     this.audio = new RoomAudio({
-      session: () => chat.session,
+      session: (speaker) => chat.voiceSession(speaker),
       onSpeaking: (id, on) => view.setSpeaking?.(id, on),
       onChange: () => this.#render(),
     });
@@ -403,7 +403,7 @@ export class Voice {
     if (!meta?.send || this.forcedMuted || !this.#mic) return;
     const opus = new Uint8Array(chunk.byteLength);
     chunk.copyTo(opus);
-    const session = this.chat.session;
+    const session = this.chat.voiceSession(this.me); // a private corner's, while we are in one
     if (!session || !this.connection.open) {
       this.counts.unsent += 1;
       return;
