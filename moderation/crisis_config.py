@@ -24,8 +24,12 @@ from typing import Any
 
 from hearth.moderation.detector import (
     CATEGORIES,
+    MAX_ALIAS_WORDS,
     MAX_NEGATION_WINDOW,
+    MAX_TYPO_TOKEN,
+    MIN_TYPO_WORD,
     MODIFIER_CATEGORIES,
+    PACK_FORMAT,
     SCOPES,
     SEVERITIES,
     Combo,
@@ -74,8 +78,10 @@ _VERSION = re.compile(r"^[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}\Z")
 _UNSAFE = re.compile(r"\b(commit\w*\s+suicide|comet\w*\s+(el\s+)?suicidio)\b")
 
 MAX_RULES = 500
-MAX_PATTERNS_PER_RULE = 30
+MAX_PATTERNS_PER_RULE = 60
 MAX_PATTERNS_PER_PACK = 3000
+MAX_ALIASES = 2000
+MAX_TYPOS = 500
 
 
 # ---- helplines --------------------------------------------------------------
@@ -401,17 +407,13 @@ def _rule_pack(data: Any, source: str, problems: list[str], language: str | None
     top.text("description", "", 300)
 
     n = _Reader(source, "negation", top.raw("negation") or {}, problems)
-    cues: set[str] = set()
-    raw_cues = n.strings("cues", (), None, "single words like \"not\"")
-    if len(raw_cues) > 200:
-        n.fail("cues", f"at most 200 words, got {len(raw_cues)}")
-    for i, cue in enumerate(raw_cues[:200]):
-        try:
-            cues.add(parse_word(cue, "negation cue"))
-        except PatternError as exc:
-            n.fail(f"cues[{i}]", str(exc))
+    cues = _words(n, "cues", "single words like \"not\"", 200)
     window = n.integer("window", 3, 0, MAX_NEGATION_WINDOW)
+    breaks = _words(n, "breaks", "single words like \"but\"", 200)
+    negation_unless = _patterns(n, "unless", 100) if n.has("unless") else ()
     n.done()
+    aliases = _aliases(_Reader(source, "aliases", top.raw("aliases") or {}, problems))
+    typos, not_typos = _typos(_Reader(source, "typos", top.raw("typos") or {}, problems))
 
     severity = _severity(_Reader(source, "severity", top.raw("severity") or {}, problems))
 
@@ -451,17 +453,115 @@ def _rule_pack(data: Any, source: str, problems: list[str], language: str | None
             if set_name not in exceptions:
                 r.fail(f"unless[{j}]", f"the name of an [exceptions.NAME] set in this file, "
                                        f"got {set_name!r}")
+        requires = r.strings("requires", (), None, "categories or rule ids")
+        if len(requires) > 50:
+            r.fail("requires", f"at most 50 categories or rule ids, got {len(requires)}")
+        min_severity = _choice(r, "min_severity", SEVERITIES, "") or None
         r.done()
         rules.append(Rule(id=rid, patterns=patterns, category=category, weight=weight,
-                          negatable=negatable, unless=unless))
+                          negatable=negatable, unless=unless, requires=requires,
+                          min_severity=min_severity))
+    total += len(negation_unless)
+    for i, rule in enumerate(rules):
+        for j, name in enumerate(rule.requires):
+            if name not in CATEGORIES and name not in seen_ids:
+                top.fail(f"rules[{i}].requires[{j}]",
+                         f"a category ({', '.join(CATEGORIES)}) or a rule id of this pack, "
+                         f"got {name!r}")
     if total > MAX_PATTERNS_PER_PACK:
         top.fail("rules", f"at most {MAX_PATTERNS_PER_PACK} patterns in a pack, got {total}")
     if rules and all(rule.category in MODIFIER_CATEGORIES for rule in rules):
         top.fail("rules", "at least one rule whose category is not a timeframe")
+    _no_variants(top, aliases, cues, breaks, negation_unless, exceptions, rules)
     top.done()
     return RulePack(id=pack_id, language=lang, version=version, negation_cues=frozenset(cues),
                     negation_window=window, exceptions=exceptions, rules=tuple(rules),
-                    severity=severity)
+                    severity=severity, negation_breaks=frozenset(breaks),
+                    negation_unless=negation_unless, aliases=aliases, typos=typos,
+                    not_typos=frozenset(not_typos))
+
+
+def _words(r: _Reader, name: str, what: str, max_items: int, min_length: int = 1) -> list[str]:
+    """A list of single words, normalised; each problem named by its index."""
+    words: list[str] = []
+    raw = r.strings(name, (), None, what)
+    if len(raw) > max_items:
+        r.fail(name, f"at most {max_items} words, got {len(raw)}")
+    for i, item in enumerate(raw[:max_items]):
+        try:
+            word = parse_word(item, what, symbols=min_length <= 1)
+        except PatternError as exc:
+            r.fail(f"{name}[{i}]", str(exc))
+            continue
+        if not min_length <= len(word) <= MAX_TYPO_TOKEN:
+            r.fail(f"{name}[{i}]", f"a word of {min_length} to {MAX_TYPO_TOKEN} letters, got {item!r}")
+            continue
+        if word not in words:
+            words.append(word)
+    return words
+
+
+def _aliases(r: _Reader) -> dict[str, tuple[str, ...]]:
+    """[aliases]: "reading" = ["variant", ...]; a variant token reads as the reading's words."""
+    aliases: dict[str, tuple[str, ...]] = {}
+    for reading in r.table:
+        r.seen.add(reading)
+        try:
+            words = tuple(parse_word(w, "word of an alias") for w in reading.split())
+        except PatternError as exc:
+            r.fail(reading, str(exc))
+            continue
+        if not 1 <= len(words) <= MAX_ALIAS_WORDS:
+            r.fail(reading, f"a reading of 1 to {MAX_ALIAS_WORDS} words, got {reading!r}")
+            continue
+        for variant in _words(r, reading, "single words like \"kiero\"", MAX_ALIASES):
+            if variant in aliases:
+                r.fail(reading, f"each variant once, but {variant!r} is also an alias of "
+                                f"{' '.join(aliases[variant])!r}")
+            elif (variant,) == words:
+                r.fail(reading, f"variants other than the reading itself, got {variant!r}")
+            else:
+                aliases[variant] = words
+    if len(aliases) > MAX_ALIASES:
+        r.fail("", f"at most {MAX_ALIASES} variants, got {len(aliases)}")
+    for words in aliases.values():
+        for word in words:
+            if word in aliases:
+                r.fail(" ".join(words), f"readings made of words that are not variants themselves, "
+                                        f"but {word!r} is an alias of {' '.join(aliases[word])!r}")
+    return aliases
+
+
+def _typos(r: _Reader) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """[typos]: `words` matched despite one slip, `not` real words never read as such a slip."""
+    words = _words(r, "words", f"single words of at least {MIN_TYPO_WORD} letters", MAX_TYPOS,
+                   MIN_TYPO_WORD)
+    not_typos = _words(r, "not", "single words", MAX_TYPOS)
+    r.done()
+    return tuple(words), tuple(not_typos)
+
+
+def _no_variants(r: _Reader, aliases: Mapping[str, tuple[str, ...]], cues: Sequence[str],
+                 breaks: Sequence[str], negation_unless: Sequence[Pattern],
+                 exceptions: Mapping[str, ExceptionSet], rules: Sequence[Rule]) -> None:
+    """A word the detector never sees (an alias variant is replaced before matching) is a mistake."""
+    reported: set[tuple[str, str]] = set()
+
+    def check(where: str, word: str) -> None:
+        if word in aliases and (where, word) not in reported:
+            reported.add((where, word))
+            r.fail(where, f"{' '.join(aliases[word])!r}, not {word!r}: an alias variant is read "
+                          f"as its reading before matching")
+    for word in (*cues, *breaks):
+        check("negation", word)
+    named = [("negation.unless", negation_unless),
+             *((f"exceptions.{name}", e.patterns) for name, e in exceptions.items()),
+             *((f"rules.{rule.id}", rule.patterns) for rule in rules)]
+    for where, patterns in named:
+        for pattern in patterns:
+            for slot in pattern.slots:
+                for word in slot.words:
+                    check(where, word)
 
 
 # ---- escalation -------------------------------------------------------------
@@ -742,12 +842,12 @@ def unverified_entries(helplines: Helplines) -> list[str]:
     return found
 
 
-def _slot_json(slot: Slot) -> dict[str, Any]:
-    return {"gap": slot.gap, "words": list(slot.words), "prefixes": list(slot.prefixes),
-            "numbers": list(slot.numbers)}
+def _slot_json(slot: Slot) -> list[Any]:
+    """[gap, words, prefixes, numbers]: compact, as a pack holds thousands of slots."""
+    return [slot.gap, list(slot.words), list(slot.prefixes), list(slot.numbers)]
 
 
-def _patterns_json(patterns: Sequence[Pattern]) -> list[list[dict[str, Any]]]:
+def _patterns_json(patterns: Sequence[Pattern]) -> list[list[list[Any]]]:
     return [[_slot_json(slot) for slot in p.slots] for p in patterns]
 
 
@@ -758,11 +858,15 @@ def pack_to_json(pack: RulePack) -> dict[str, Any]:
     pattern language and both sides match on the same words.
     """
     return {
-        "format": JSON_FORMAT,
+        "format": PACK_FORMAT,
         "id": pack.id,
         "language": pack.language,
         "version": pack.version,
-        "negation": {"cues": sorted(pack.negation_cues), "window": pack.negation_window},
+        "negation": {"cues": sorted(pack.negation_cues), "window": pack.negation_window,
+                     "breaks": sorted(pack.negation_breaks),
+                     "unless": _patterns_json(pack.negation_unless)},
+        "aliases": {variant: list(words) for variant, words in sorted(pack.aliases.items())},
+        "typos": {"words": list(pack.typos), "not": sorted(pack.not_typos)},
         "severity": {"low": pack.severity.low, "medium": pack.severity.medium,
                      "high": pack.severity.high, "category_cap": pack.severity.category_cap,
                      "combos": [{"categories": list(c.categories), "severity": c.severity}
@@ -771,6 +875,7 @@ def pack_to_json(pack: RulePack) -> dict[str, Any]:
                        for name, e in pack.exceptions.items()},
         "rules": [{"id": r.id, "category": r.category, "weight": r.weight,
                    "negatable": r.negatable, "unless": list(r.unless),
+                   "requires": list(r.requires), "min_severity": r.min_severity,
                    "patterns": _patterns_json(r.patterns)} for r in pack.rules],
     }
 

@@ -13,7 +13,8 @@ up in an index once and each pattern keeps one "latest match" per slot, so
 detection is linear in the length of the text whatever the pack says.
 
 web/static/js/detector.js is the same algorithm in the browser; the two are
-kept identical by tests/crisis/cases.json. Change both or neither.
+kept identical by tests/crisis/cases.json and by the evaluation corpus in
+tests/crisis/corpus/. Change both or neither.
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ CATEGORIES = ("intent", "means_method", "harm_from_others", "farewell", "timefra
 # A timeframe ("tonight") says when, not whether: it only counts next to another category.
 MODIFIER_CATEGORIES = frozenset({"timeframe"})
 SEVERITIES = ("low", "medium", "high")
-SCOPES = ("sentence", "message")
+# Where an exception set's match cancels a rule: the same clause, sentence, or anywhere.
+SCOPES = ("clause", "sentence", "message")
+# The shape of pack_to_json; the browser refuses a pack of another format (a stale cache).
+PACK_FORMAT = 2
 
 # Limits on one pattern: they bound the work per token, whatever a pack says.
 MAX_PATTERN_CHARS = 300
@@ -36,7 +40,15 @@ MAX_SLOTS = 8
 MAX_GAP = 5
 MAX_ALTERNATIVES = 32
 MIN_PREFIX = 3
-MAX_NEGATION_WINDOW = 6
+MAX_NEGATION_WINDOW = 8
+# An alias stands for one to four words ("kms" reads as "kill myself").
+MAX_ALIAS_WORDS = 4
+# One wrong, missing, extra or swapped letter is forgiven in a pack's typo words of at least
+# MIN_TYPO_WORD letters, and only in tokens of MIN_TYPO_TOKEN to MAX_TYPO_TOKEN characters
+# that are not themselves words of the pack.
+MIN_TYPO_WORD = 5
+MIN_TYPO_TOKEN = 4
+MAX_TYPO_TOKEN = 32
 
 # Dropped (straight, typographic and modifier apostrophes) so that "don't" and "dont" are one word.
 APOSTROPHES = frozenset("'\u2019\u2018\u02bc`\u00b4")
@@ -45,6 +57,8 @@ SENTENCE_BREAKS = frozenset(".!?;\u2026\n\r\u00a1\u00bf")
 # End a clause only: no match and no negation reaches across one.
 CLAUSE_BREAKS = frozenset(",:\u2013\u2014")
 ASCII_DIGITS = frozenset("0123456789")
+# Between two letters it stands for a hidden one ("s*icide") and stays in the word.
+CENSOR = "*"
 
 
 class PatternError(ValueError):
@@ -64,9 +78,13 @@ def normalize(text: str) -> str:
     return "".join(c for c in text if c not in APOSTROPHES and unicodedata.category(c) != "Mn")
 
 
+def _word_char(c: str) -> bool:
+    return unicodedata.category(c)[0] in "LNM"
+
+
 def tokenize(text: str) -> list[Token]:
     """Words (letters, digits, marks), each symbol such as an emoji on its own, with clause and
-    sentence numbers. '1,000' and '2.5' stay one number."""
+    sentence numbers. '1,000' and '2.5' stay one number; 's*icide' stays one word."""
     chars = normalize(text)
     tokens: list[Token] = []
     word: list[str] = []
@@ -74,7 +92,7 @@ def tokenize(text: str) -> list[Token]:
     last = len(chars) - 1
     for i, c in enumerate(chars):
         category = unicodedata.category(c)
-        if category[0] in "LNM":
+        if category[0] in "LNM" or (c == CENSOR and word and i < last and _word_char(chars[i + 1])):
             word.append(c)
             continue
         if (c in ",." and 0 < i < last and chars[i - 1] in ASCII_DIGITS
@@ -188,7 +206,8 @@ def _parse_slot(part: str, gap: int) -> Slot:
 
 @dataclass(frozen=True, kw_only=True)
 class ExceptionSet:
-    """Patterns that mark a match as hyperbole or past talk, within a sentence or the message."""
+    """Patterns that mark a match as hyperbole, past talk or talk about others, within the
+    same clause, sentence or message."""
     name: str
     scope: str  # one of SCOPES
     patterns: tuple[Pattern, ...]
@@ -202,6 +221,13 @@ class Rule:
     weight: int
     negatable: bool = True
     unless: tuple[str, ...] = ()  # names of exception sets
+    # Counts only next to an independent rule (one without `requires`) that is one of these
+    # rule ids or of one of these categories: "do it" says little alone and a lot next to
+    # "once everyone is asleep".
+    requires: tuple[str, ...] = ()
+    # A detection it is part of is at least this severe (an attempt under way is high); it
+    # does not make a detection by itself where the weights do not reach `low`.
+    min_severity: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,15 +248,31 @@ class SeverityPolicy:
     combos: tuple[Combo, ...] = ()
 
 
+# A candidate (matcher mi, slot si) is one number, mi * SLOT_CODES + (SLOT_CODES - 1 - si), so
+# that ascending order is matcher by matcher, later slots first.
+SLOT_CODES = 16
+
+
 @dataclass(frozen=True)
 class _Index:
     matchers: tuple[tuple[Slot, ...], ...]
-    words: Mapping[str, tuple[tuple[int, int], ...]]
-    prefixes: Mapping[str, tuple[tuple[int, int], ...]]
+    # word, prefix or number unit -> candidates, in ascending order
+    words: Mapping[str, tuple[int, ...]]
+    prefixes: Mapping[str, tuple[int, ...]]
     prefix_lengths: tuple[int, ...]
-    numbers: Mapping[str, tuple[tuple[int, int], ...]]
+    numbers: Mapping[str, tuple[int, ...]]
     rule_matchers: tuple[tuple[int, ...], ...]
     exception_matchers: Mapping[str, tuple[int, ...]]
+    negation_matchers: tuple[int, ...]
+    # Per matcher, the words of its slots: a cue that is one of them is part of the phrase.
+    matcher_words: tuple[frozenset[str], ...]
+    # A typo word and each of its one-letter deletions -> the typo words they come from.
+    typo_keys: Mapping[str, tuple[str, ...]]
+    # Every word the pack knows: such a token is never read as a typo of another.
+    vocabulary: frozenset[str]
+    # Where each matcher's slots start in one flat list of all slots, and each slot's gap.
+    slot_start: tuple[int, ...]
+    gaps: tuple[int, ...]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -244,39 +286,72 @@ class RulePack:
     exceptions: Mapping[str, ExceptionSet]
     rules: tuple[Rule, ...]
     severity: SeverityPolicy
+    # Words that end a negation's reach ("not ok but I want to die").
+    negation_breaks: frozenset[str] = frozenset()
+    # A cue inside one of these matches is not a negation ("I don't know if I want to live").
+    negation_unless: tuple[Pattern, ...] = ()
+    # A token that reads as other words: "kms" -> ("kill", "myself"), "kiero" -> ("quiero",).
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Words matched despite one wrong, missing, extra or swapped letter ("myslef").
+    typos: tuple[str, ...] = ()
+    # Real words never read as a typo of a typo word.
+    not_typos: frozenset[str] = frozenset()
     _index: _Index = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_index", _build_index(self))
 
 
+def _deletions(word: str) -> list[str]:
+    return [word[:i] + word[i + 1:] for i in range(len(word))]
+
+
 def _build_index(pack: RulePack) -> _Index:
     matchers: list[tuple[Slot, ...]] = []
-    words: dict[str, list[tuple[int, int]]] = {}
-    prefixes: dict[str, list[tuple[int, int]]] = {}
-    numbers: dict[str, list[tuple[int, int]]] = {}
+    words: dict[str, list[int]] = {}
+    prefixes: dict[str, list[int]] = {}
+    numbers: dict[str, list[int]] = {}
 
     def add(pattern: Pattern) -> int:
         mi = len(matchers)
         matchers.append(pattern.slots)
         for si, slot in enumerate(pattern.slots):
+            code = mi * SLOT_CODES + (SLOT_CODES - 1 - si)
             for w in slot.words:
-                words.setdefault(w, []).append((mi, si))
+                words.setdefault(w, []).append(code)
             for p in slot.prefixes:
-                prefixes.setdefault(p, []).append((mi, si))
+                prefixes.setdefault(p, []).append(code)
             for n in slot.numbers:
-                numbers.setdefault(n, []).append((mi, si))
+                numbers.setdefault(n, []).append(code)
         return mi
 
     rule_matchers = tuple(tuple(add(p) for p in rule.patterns) for rule in pack.rules)
     exception_matchers = {name: tuple(add(p) for p in es.patterns)
                           for name, es in pack.exceptions.items()}
+    negation_matchers = tuple(add(p) for p in pack.negation_unless)
+    typo_keys: dict[str, set[str]] = {}
+    for typo in pack.typos:
+        for key in (typo, *_deletions(typo)):
+            typo_keys.setdefault(key, set()).add(typo)
+    vocabulary = {*words, *pack.negation_cues, *pack.negation_breaks, *pack.typos,
+                  *pack.not_typos}
+    for expansion in pack.aliases.values():
+        vocabulary.update(expansion)
+    slot_start = [0]
+    for slots in matchers:
+        slot_start.append(slot_start[-1] + len(slots))
     return _Index(matchers=tuple(matchers),
-                  words={k: tuple(v) for k, v in words.items()},
-                  prefixes={k: tuple(v) for k, v in prefixes.items()},
+                  words={k: tuple(sorted(v)) for k, v in words.items()},
+                  prefixes={k: tuple(sorted(v)) for k, v in prefixes.items()},
                   prefix_lengths=tuple(sorted({len(p) for p in prefixes})),
-                  numbers={k: tuple(v) for k, v in numbers.items()},
-                  rule_matchers=rule_matchers, exception_matchers=exception_matchers)
+                  numbers={k: tuple(sorted(v)) for k, v in numbers.items()},
+                  rule_matchers=rule_matchers, exception_matchers=exception_matchers,
+                  negation_matchers=negation_matchers,
+                  matcher_words=tuple(frozenset(w for slot in slots for w in slot.words)
+                                      for slots in matchers),
+                  typo_keys={k: tuple(sorted(v)) for k, v in typo_keys.items()},
+                  vocabulary=frozenset(vocabulary), slot_start=tuple(slot_start),
+                  gaps=tuple(slot.gap for slots in matchers for slot in slots))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -299,51 +374,108 @@ class Detection:
                 "version": self.version}
 
 
-def _scan(index: _Index, tokens: Sequence[Token]) -> list[list[tuple[int, int]]]:
+def read(pack: RulePack, text: str) -> list[Token]:
+    """The tokens of `text` as `pack` reads them: tokenized, each alias replaced by its words."""
+    tokens = tokenize(text)
+    if not pack.aliases:
+        return tokens
+    out: list[Token] = []
+    for token in tokens:
+        expansion = pack.aliases.get(token.text)
+        if expansion is None:
+            out.append(token)
+        else:
+            out.extend(Token(word, token.clause, token.sentence) for word in expansion)
+    return out
+
+
+def typo_words(pack: RulePack, text: str) -> tuple[str, ...]:
+    """The typo words `text` is one slip away from (none if it is a word of the pack)."""
+    index = pack._index
+    if (not index.typo_keys or text in index.vocabulary
+            or not MIN_TYPO_TOKEN <= len(text) <= MAX_TYPO_TOKEN):
+        return ()
+    found: set[str] = set()
+    for key in (text, *_deletions(text)):
+        found.update(index.typo_keys.get(key, ()))
+    return tuple(sorted(found))
+
+
+def _candidates(index: _Index, text: str, into: list[tuple[int, ...]]) -> None:
+    """The candidate lists of every word and prefix of `text`."""
+    listed = index.words.get(text)
+    if listed:
+        into.append(listed)
+    for length in index.prefix_lengths:
+        if length > len(text):
+            break
+        found = index.prefixes.get(text[:length])
+        if found:
+            into.append(found)
+
+
+def _scan(pack: RulePack, tokens: Sequence[Token]) -> list[list[tuple[int, int]]]:
     """Every (start, end) token span where each matcher completes, left to right.
 
     For each slot only the latest position where the pattern up to that slot
     matched is kept: with gaps that bound distance from the left, a later end
     never allows less than an earlier one, so one pass suffices.
     """
-    matchers = index.matchers
-    last_end = [[-1] * len(slots) for slots in matchers]
-    last_start = [[-1] * len(slots) for slots in matchers]
-    found: list[list[tuple[int, int]]] = [[] for _ in matchers]
+    index = pack._index
+    slot_start, gaps = index.slot_start, index.gaps
+    last_end = [-1] * len(gaps)
+    last_start = [-1] * len(gaps)
+    found: list[list[tuple[int, int]]] = [[] for _ in index.matchers]
     for p, token in enumerate(tokens):
         text = token.text
-        candidates: set[tuple[int, int]] = set(index.words.get(text, ()))
-        for length in index.prefix_lengths:
-            if length > len(text):
-                break
-            candidates.update(index.prefixes.get(text[:length], ()))
+        lists: list[tuple[int, ...]] = []
+        _candidates(index, text, lists)
+        for typo in typo_words(pack, text):
+            _candidates(index, typo, lists)
         digits = 0
         while digits < len(text) and text[digits] in ASCII_DIGITS:
             digits += 1
         if digits:
-            candidates.update(index.numbers.get(text[digits:], ()))
-        # Later slots first, so one token never fills two neighbouring slots.
-        for mi, si in sorted(candidates, key=lambda c: (c[0], -c[1])):
-            slots = matchers[mi]
-            if si == 0:
+            units = index.numbers.get(text[digits:])
+            if units:
+                lists.append(units)
+        if not lists:
+            continue
+        # Later slots first, so one token never fills two neighbouring slots: each list is
+        # already in that order; several are merged and sorted.
+        candidates = lists[0] if len(lists) == 1 else sorted({c for li in lists for c in li})
+        for code in candidates:
+            mi, rest = divmod(code, SLOT_CODES)
+            at = slot_start[mi] + SLOT_CODES - 1 - rest
+            if at == slot_start[mi]:
                 start = p
             else:
-                prev = last_end[mi][si - 1]
-                if (prev < 0 or p - prev - 1 > slots[si].gap
-                        or tokens[prev].clause != token.clause):
+                prev = last_end[at - 1]
+                if prev < 0 or p - prev - 1 > gaps[at] or tokens[prev].clause != token.clause:
                     continue
-                start = last_start[mi][si - 1]
-            last_end[mi][si] = p
-            last_start[mi][si] = start
-            if si == len(slots) - 1:
+                start = last_start[at - 1]
+            last_end[at] = p
+            last_start[at] = start
+            if at == slot_start[mi + 1] - 1:
                 found[mi].append((start, p))
     return found
 
 
-def _negated(pack: RulePack, tokens: Sequence[Token], start: int) -> bool:
+def _negated(pack: RulePack, tokens: Sequence[Token], mi: int, start: int, end: int,
+             excused: set[int]) -> bool:
+    """A cue inside the match that is not one of its words (a gap skipped over it), or a cue
+    within the window before it, in its clause, with no break word between them."""
+    own = pack._index.matcher_words[mi]
+    for i in range(start + 1, end):
+        text = tokens[i].text
+        if text in pack.negation_cues and text not in own and i not in excused:
+            return True
     clause = tokens[start].clause
-    for i in range(max(0, start - pack.negation_window), start):
-        if tokens[i].clause == clause and tokens[i].text in pack.negation_cues:
+    for i in range(start - 1, max(-1, start - 1 - pack.negation_window), -1):
+        token = tokens[i]
+        if token.clause != clause or token.text in pack.negation_breaks:
+            return False
+        if token.text in pack.negation_cues and i not in excused:
             return True
     return False
 
@@ -352,51 +484,63 @@ def detect(pack: RulePack, text: str) -> Detection | None:
     """The strongest risk in `text` under `pack`, or None. Never returns or keeps the text."""
     if not isinstance(text, str) or not text:
         return None
-    tokens = tokenize(text)
+    tokens = read(pack, text)
     if not tokens:
         return None
     index = pack._index
-    found = _scan(index, tokens)
+    found = _scan(pack, tokens)
 
-    excepted_sentences: dict[str, set[int]] = {}
+    excused: set[int] = set()
+    for mi in index.negation_matchers:
+        for start, end in found[mi]:
+            excused.update(range(start, end + 1))
+
+    # Per exception set: the clauses and sentences where it matched, and whether anywhere.
+    excepted: dict[str, tuple[set[int], set[int]]] = {}
     excepted_message: set[str] = set()
     for name, matcher_ids in index.exception_matchers.items():
-        sentences = {tokens[start].sentence for mi in matcher_ids for start, _ in found[mi]}
-        if sentences:
-            excepted_sentences[name] = sentences
+        starts = [start for mi in matcher_ids for start, _ in found[mi]]
+        if starts:
+            excepted[name] = ({tokens[s].clause for s in starts},
+                              {tokens[s].sentence for s in starts})
             if pack.exceptions[name].scope == "message":
                 excepted_message.add(name)
+
+    def excepted_at(rule: Rule, start: int) -> bool:
+        for name in rule.unless:
+            if name not in excepted:
+                continue
+            if pack.exceptions[name].scope == "clause":
+                if tokens[start].clause in excepted[name][0]:
+                    return True
+            elif tokens[start].sentence in excepted[name][1]:
+                return True
+        return False
 
     fired: list[Rule] = []
     for rule, matcher_ids in zip(pack.rules, index.rule_matchers, strict=True):
         if any(name in excepted_message for name in rule.unless):
             continue
-        hit = False
-        for mi in matcher_ids:
-            for start, _end in found[mi]:
-                if rule.negatable and _negated(pack, tokens, start):
-                    continue
-                sentence = tokens[start].sentence
-                if any(sentence in excepted_sentences.get(name, ()) for name in rule.unless):
-                    continue
-                hit = True
-                break
-            if hit:
-                break
-        if hit:
+        if any(not (rule.negatable and _negated(pack, tokens, mi, start, end, excused))
+               and not excepted_at(rule, start)
+               for mi in matcher_ids for start, end in found[mi]):
             fired.append(rule)
+    independent = {name for rule in fired if not rule.requires for name in (rule.category, rule.id)}
+    fired = [rule for rule in fired
+             if not rule.requires or any(c in independent for c in rule.requires)]
     return _judge(pack, fired)
 
 
 def _judge(pack: RulePack, fired: Sequence[Rule]) -> Detection | None:
-    """Severity from summed weights and co-occurring categories (docs/crisis.md)."""
+    """Severity from summed weights, co-occurring categories and floors (docs/crisis.md)."""
     policy = pack.severity
     weights: dict[str, int] = {}
     for rule in fired:
         weights[rule.category] = min(policy.category_cap,
                                      weights.get(rule.category, 0) + rule.weight)
     main = [c for c in CATEGORIES if c in weights and c not in MODIFIER_CATEGORIES]
-    if not main:
+    # A time says when, not whether: it adds to severity, never makes a detection.
+    if sum(weights[c] for c in main) < policy.low:
         return None
     score = sum(weights.values())
     rank = 2 if score >= policy.high else 1 if score >= policy.medium else 0 if score >= policy.low \
@@ -407,6 +551,9 @@ def _judge(pack: RulePack, fired: Sequence[Rule]) -> Detection | None:
                 rank = max(rank, SEVERITIES.index(combo.severity))
     if rank < 0:
         return None
+    for rule in fired:
+        if rule.min_severity is not None:
+            rank = max(rank, SEVERITIES.index(rule.min_severity))
     category = max(main, key=lambda c: (weights[c], -CATEGORIES.index(c)))
     return Detection(category=category, severity=SEVERITIES[rank],
                      rule_ids=tuple(rule.id for rule in fired), pack=pack.id, version=pack.version)

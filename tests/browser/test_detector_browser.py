@@ -2,7 +2,8 @@
 
 The participant's own client runs the JS detector on decrypted text; facilitator
 tooling and the tests run the Python one. They must agree to the rule id: on
-every shared case, on a seeded corpus of generated texts, and on tricky Unicode.
+every shared case, on every line of the evaluation corpus (tests/crisis/corpus/),
+on a seeded corpus of generated texts, and on tricky Unicode.
 The page is served on 127.0.0.1 and driven through tests/browser/runner.py (a
 Playwright worker thread, every call raced against a timer), as the E2EE browser test's.
 """
@@ -18,10 +19,11 @@ from typing import Any
 
 import pytest
 
-from hearth.moderation.crisis_config import CrisisConfig, pack_to_json
+from hearth.moderation.crisis_config import CrisisConfig, pack_to_json, parse_rule_pack
 from hearth.moderation.detector import RulePack, detect, tokenize
+from hearth.moderation.detector_eval import DEFAULT_CORPUS, load_corpus
 from tests.browser.runner import RunnerPage, runner_page
-from tests.support.detector_cases import load_cases
+from tests.support.detector_cases import HOSTILE_TEXT, hostile_pack_data, load_cases
 
 pytestmark = pytest.mark.browser
 
@@ -61,6 +63,30 @@ def test_every_shared_case_gives_the_same_detection(browser: RunnerPage, crisis:
     assert browser.page_errors == []
 
 
+def test_the_evaluation_corpus_gives_the_same_detections(browser: RunnerPage, crisis: CrisisConfig,
+                                                         packs_json: dict[str, Any]) -> None:
+    """Every line of every corpus file (the held-out third too, once it is added)."""
+    lines = load_corpus([DEFAULT_CORPUS])
+    assert len(lines) >= 748
+    items = [(line.language, line.text) for line in lines]
+    in_browser = browser.call("run", packs_json, items)
+    in_python = python_results(dict(crisis.packs), items)
+    differing = [line.id for line, js, py in zip(lines, in_browser, in_python, strict=True)
+                 if js != py]
+    assert differing == []
+    assert sum(r is not None for r in in_python) > len(items) // 2  # the corpus really fires
+    assert browser.page_errors == []
+
+
+def _slips(word: str, rng: random.Random) -> str:
+    """The word with one letter dropped, doubled or swapped, or one hidden by '*'."""
+    if len(word) < 4:
+        return word
+    i = rng.randrange(1, len(word) - 1)
+    return rng.choice([word[:i] + word[i + 1:], word[:i] + word[i] + word[i:],
+                       word[:i] + word[i + 1] + word[i] + word[i + 2:], word[:i] + "*" + word[i + 1:]])
+
+
 def _corpus(packs: dict[str, RulePack], seed: int, count: int) -> list[tuple[str, str]]:
     """Texts made of the packs' own words, negations, numbers, emoji and punctuation: dense
     in near-misses, so the two matchers are compared where they could differ."""
@@ -69,8 +95,10 @@ def _corpus(packs: dict[str, RulePack], seed: int, count: int) -> list[tuple[str
              "1,000", "2.5", "40", "800mg", "  ", "lol", "jaja"]
     items = []
     for language, pack in sorted(packs.items()):
-        vocabulary: set[str] = set(pack.negation_cues)
-        sets = [*((r.patterns) for r in pack.rules), *(e.patterns for e in pack.exceptions.values())]
+        vocabulary: set[str] = set(pack.negation_cues) | set(pack.negation_breaks) | set(pack.aliases)
+        vocabulary.update(_slips(word, rng) for word in pack.typos)
+        sets = [*((r.patterns) for r in pack.rules), *(e.patterns for e in pack.exceptions.values()),
+                pack.negation_unless]
         for patterns in sets:
             for pattern in patterns:
                 for slot in pattern.slots:
@@ -125,7 +153,7 @@ def test_a_pack_sent_as_json_text_works(browser: RunnerPage, crisis: CrisisConfi
 def test_to_wire_keeps_only_category_severity_pack_and_version(
         browser: RunnerPage, packs_json: dict[str, Any]) -> None:
     assert browser.call("wire", packs_json["en"], "I want to kill myself tonight") == {
-        "category": "intent", "severity": "high", "pack": "hearth-en", "version": "1.0.0"}
+        "category": "intent", "severity": "high", "pack": "hearth-en", "version": "2.0.0"}
     assert browser.call("wire", packs_json["en"], "see you next week") is None
 
 
@@ -139,6 +167,14 @@ def test_large_texts_complete_in_the_browser(browser: RunnerPage,
              "me quiero morir " * 300, "\U0001d518" * 5000]
     result = browser.call("large", packs_json["en"], texts)
     assert result["count"] == len(texts)
+
+
+def test_a_hostile_pack_completes_in_the_browser(browser: RunnerPage) -> None:
+    """Every limit of format 2 at once (see the unit test): the page stays responsive."""
+    hostile = pack_to_json(parse_rule_pack(hostile_pack_data(), "hostile.toml"))
+    result = browser.call("large", hostile, [HOSTILE_TEXT, HOSTILE_TEXT.upper()])
+    assert result["count"] == 2
+    assert browser.page_errors == []
 
 
 def _broken(pack: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
@@ -155,23 +191,30 @@ def _broken(pack: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path,value,fragment", [
-    ("format", 2, "format: expected 1"),
+    ("format", 1, "format: expected 2"),
     ("id", "", "id: expected a non-empty string"),
-    ("negation/window", 99, "negation.window: expected a whole number from 0 to 6"),
+    ("negation/window", 99, "negation.window: expected a whole number from 0 to 8"),
     ("severity/category_cap", 0, "severity.category_cap: expected a whole number"),
     ("severity/combos/0/severity", "urgent", "severity.combos[0].severity"),
     ("rules/0/category", "other", "rules[0].category"),
     ("rules/0/weight", 1e9, "rules[0].weight"),
     ("rules/0/unless", ["nope"], "rules[0].unless[0]: expected an exception set of this pack"),
     ("rules/0/patterns", [], "rules[0].patterns: expected a non-empty list"),
-    ("rules/0/patterns/0", [{"gap": 0, "words": ["a"], "prefixes": [], "numbers": []}] * 9,
+    ("rules/0/patterns/0", [[0, ["a"], [], []]] * 9,
      "rules[0].patterns[0]: expected a list of 1 to 8 slots"),
-    ("rules/0/patterns/0/1/gap", 50, "rules[0].patterns[0][1].gap: expected a whole number from 0 to 5"),
-    ("rules/0/patterns/0/0/gap", 1, "rules[0].patterns[0][0].gap: expected a whole number from 0 to 0"),
-    ("rules/0/patterns/0/0/words", ["x"] * 33,
+    ("rules/0/patterns/0/1/0", 50, "rules[0].patterns[0][1].gap: expected a whole number from 0 to 5"),
+    ("rules/0/patterns/0/0/0", 1, "rules[0].patterns[0][0].gap: expected a whole number from 0 to 0"),
+    ("rules/0/patterns/0/0/1", ["x"] * 33,
      "rules[0].patterns[0][0].words: expected a list of at most 32"),
-    ("rules/0/patterns/0/0/prefixes", [""], "rules[0].patterns[0][0].prefixes[0]"),
-    ("exceptions/school/scope", "room", "exceptions.school.scope: expected sentence or message"),
+    ("rules/0/patterns/0/0/2", [""], "rules[0].patterns[0][0].prefixes[0]"),
+    ("rules/0/patterns/0/0", {"gap": 0},
+     "rules[0].patterns[0][0]: expected a slot [gap, words, prefixes, numbers]"),
+    ("negation/window", 9, "negation.window: expected a whole number from 0 to 8"),
+    ("rules/0/min_severity", "urgent", "rules[0].min_severity: expected null or low, medium, high"),
+    ("rules/0/requires", ["nope"], "rules[0].requires[0]: expected a category or a rule id of this pack"),
+    ("aliases", [], "aliases: expected an object"),
+    ("typos/words", ["kill"], "typos.words[0]: expected a word of 5 to 32 letters"),
+    ("exceptions/school/scope", "room", "exceptions.school.scope: expected clause, sentence, message"),
 ])
 def test_a_bad_pack_is_refused_with_its_path(browser: RunnerPage, packs_json: dict[str, Any],
                                              path: str, value: Any, fragment: str) -> None:

@@ -229,12 +229,17 @@ def test_stale_entries_warn_after_six_months(crisis: CrisisConfig) -> None:
 def test_pack_json_is_plain_data(crisis: CrisisConfig) -> None:
     data = json.loads(json.dumps(pack_to_json(crisis.packs["es"]), ensure_ascii=False))
     assert (data["format"], data["id"], data["language"], data["version"]) == (
-        1, "hearth-es", "es", "1.0.0")
+        2, "hearth-es", "es", "2.0.0")
     death_wish = next(r for r in data["rules"] if r["id"] == "es.intent.death_wish")
-    assert death_wish["patterns"][0][0] == {"gap": 0, "words": ["quiero", "quisiera"],
-                                            "prefixes": [], "numbers": []}
+    assert death_wish["patterns"][0][0] == [0, ["quiero", "quisiera"], [], []]  # gap, words, ...
     assert "verguenza" in {w for p in data["exceptions"]["verguenza"]["patterns"]
-                           for s in p for w in s["words"]}  # accents stripped at compile time
+                           for s in p for w in s[1]}  # accents stripped at compile time
+    assert data["aliases"]["kiero"] == ["quiero"] and data["aliases"]["xq"] == ["porque"]
+    assert "suicidarme" in data["typos"]["words"] and "suicidarse" in data["typos"]["not"]
+    taken = next(r for r in data["rules"] if r["id"] == "es.means.taken")
+    assert (taken["min_severity"], taken["requires"]) == ("high", [])
+    euphemism = next(r for r in data["rules"] if r["id"] == "es.intent.euphemism")
+    assert "es.time.soon" in euphemism["requires"] and euphemism["min_severity"] == "high"
 
 
 # ---- bad files --------------------------------------------------------------
@@ -316,34 +321,57 @@ ESCALATION = "escalation.toml"
      'confidence = "reported" }\n', "",
      "countries.NZ.emergency: expected a table { number = \"112\""),
     (EN, 'patterns = ["suicidal"]', 'patterns = ["suicidal-feelings"]',
-     "rules/en.toml: rules[4].patterns[0]: expected one word per slot, got 'suicidal-feelings'"),
+     "rules/en.toml: rules[3].patterns[0]: expected one word per slot, got 'suicidal-feelings'"),
     (EN, 'patterns = ["suicidal"]', 'patterns = ["suicidal ~9 feelings"]',
-     "rules[4].patterns[0]: expected a gap from ~1 to ~5, got '~9'"),
+     "rules[3].patterns[0]: expected a gap from ~1 to ~5, got '~9'"),
     (EN, 'patterns = ["suicidal"]', 'patterns = "suicidal"',
-     "rules[4].patterns: expected a non-empty list of patterns"),
+     "rules[3].patterns: expected a non-empty list of patterns"),
     (EN, 'category = "intent"\nweight = 3\npatterns = ["suicidal"]',
      'category = "ideas"\nweight = 3\npatterns = ["suicidal"]',
-     "rules[4].category: expected one of intent, means_method, harm_from_others, farewell, timeframe"),
+     "rules[3].category: expected one of intent, means_method, harm_from_others, farewell, timeframe"),
     (EN, 'category = "intent"\nweight = 3\npatterns = ["suicidal"]',
      'category = "intent"\nweight = 0\npatterns = ["suicidal"]',
-     "rules[4].weight: expected a whole number from 1 to 100, got 0"),
-    (EN, 'unless = ["past", "about_others"]', 'unless = ["past", "about_other"]',
-     "rules[4].unless[1]: expected the name of an [exceptions.NAME] set in this file, got 'about_other'"),
-    (EN, 'id = "en.intent.ideation"', 'id = "en.intent.explicit"',
-     "rules[5].id: expected a unique rule id, but 'en.intent.explicit' is used twice"),
-    (EN, 'id = "en.intent.ideation"', 'id = "en.intent.ideation"\nnegate = false',
-     "rules[5].negate: unknown key"),
+     "rules[3].weight: expected a whole number from 1 to 100, got 0"),
+    (EN, 'unless = ["past", "recovery", "others", "helping", "denial", "quoting", "topic"]',
+     'unless = ["past", "recovery", "other", "helping", "denial", "quoting", "topic"]',
+     "rules[3].unless[2]: expected the name of an [exceptions.NAME] set in this file, got 'other'"),
+    (EN, 'id = "en.intent.topic_word"', 'id = "en.intent.explicit"',
+     "rules[4].id: expected a unique rule id, but 'en.intent.explicit' is used twice"),
+    (EN, 'id = "en.intent.topic_word"', 'id = "en.intent.topic_word"\nnegate = false',
+     "rules[4].negate: unknown key"),
     (EN, 'language = "en"', 'language = "es"', "language: expected 'en', the name of the file"),
-    (EN, 'version = "1.0.0"', 'version = "one"', "version: expected a version like \"1.0.0\""),
-    (EN, "window = 3", "window = 40", "negation.window: expected a whole number from 0 to 6"),
+    (EN, 'version = "2.0.0"', 'version = "one"', "version: expected a version like \"1.0.0\""),
+    (EN, "window = 6", "window = 40", "negation.window: expected a whole number from 0 to 8"),
+    (EN, 'breaks = ["but",', 'breaks = ["but but",', "negation.breaks[0]: expected one word per"),
+    (EN, 'unless = [\n  "dont|didnt', 'unless = [\n  "dont ~7 x",\n  "dont|didnt',
+     "negation.unless[0]: expected a gap from ~1 to ~5"),
+    (EN, '"i am" = ["im", "iam"]', '"i am" = ["im", "iam", "im"]\n"one" = ["im"]',
+     "aliases.one: expected each variant once, but 'im' is also an alias of 'i am'"),
+    (EN, '"i have" = ["ive"]', '"i have" = ["ive"]\n"a b c d e" = ["abcde"]',
+     "aliases.a b c d e: expected a reading of 1 to 4 words"),
+    (EN, '"i have" = ["ive"]', '"i have" = ["ive"]\n"im" = ["imm"]',
+     "aliases.im: expected readings made of words that are not variants themselves"),
+    (EN, '"myself", "suicide",', '"myself", "kill", "suicide",',
+     "typos.words[1]: expected a word of 5 to 32 letters, got 'kill'"),
+    (EN, 'not = ["meditation",', 'nope = ["meditation",', "typos.nope: unknown key"),
+    (EN, 'patterns = ["suicidal"]', 'patterns = ["suicidal", "gonna die"]',
+     "rules.en.intent.suicidal: expected 'going to', not 'gonna': an alias variant is read as its "
+     "reading before matching"),
+    (EN, 'category = "intent"\nweight = 3\npatterns = ["suicidal"]',
+     'category = "intent"\nweight = 3\nrequires = ["en.time.never"]\npatterns = ["suicidal"]',
+     "rules[3].requires[0]: expected a category (intent, means_method, harm_from_others, farewell, "
+     "timeframe) or a rule id of this pack, got 'en.time.never'"),
+    (EN, 'category = "intent"\nweight = 3\npatterns = ["suicidal"]',
+     'category = "intent"\nweight = 3\nmin_severity = "urgent"\npatterns = ["suicidal"]',
+     "rules[3].min_severity: expected one of low, medium, high, got 'urgent'"),
     (EN, "low = 3\nmedium = 5", "low = 6\nmedium = 5", "severity.medium: expected low <= medium <= high"),
     (EN, "category_cap = 6", "category_cap = 2", "severity.category_cap: expected at least low (3)"),
     (EN, '{ categories = ["intent", "means_method"], severity = "high" }',
      '{ categories = ["intent", "means"], severity = "urgent" }',
      "severity.combos[0].categories[1]: expected one of intent"),
     (EN, 'scope = "message"\npatterns = [\n  "see you', 'scope = "session"\npatterns = [\n  "see you',
-     "exceptions.see_you.scope: expected one of sentence, message, got 'session'"),
-    (EN, 'patterns = ["laugh*",', 'patterns = ["la*",',
+     "exceptions.see_you.scope: expected one of clause, sentence, message, got 'session'"),
+    (EN, 'patterns = ["laughing|laugh|', 'patterns = ["la*|laugh|',
      "exceptions.laughter.patterns[0]: expected at least 3 letters before '*'"),
     (EN, "[negation]", "[negations]", "negations: unknown key"),
     (ESCALATION, 'notify = ["secondary_on_call"]', 'notify = ["police"]',
@@ -392,8 +420,8 @@ def test_every_problem_in_every_file_is_reported_at_once(tmp_path: Path) -> None
     directory = copy_shipped(tmp_path)
     edit(directory / HELPLINES, "[countries.GB]", "[countries.UK]")
     edit(directory / EN, 'patterns = ["suicidal"]', 'patterns = ["self-harm"]')
-    edit(directory / EN, "window = 3", "window = 40")
-    edit(directory / "rules" / "es.toml", 'version = "1.0.0"', 'version = "uno"')
+    edit(directory / EN, "window = 6", "window = 40")
+    edit(directory / "rules" / "es.toml", 'version = "2.0.0"', 'version = "uno"')
     edit(directory / ESCALATION, 'notify = ["admin"]', 'notify = ["mayor"]')
     with pytest.raises(ConfigError) as caught:
         load_crisis(directory)

@@ -15,9 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hearth.moderation.crisis_config import CrisisConfig, parse_rule_pack
+from hearth.moderation.crisis_config import CrisisConfig, pack_to_json, parse_rule_pack
 from hearth.moderation.detector import (
     CATEGORIES,
+    PACK_FORMAT,
     SEVERITIES,
     Detection,
     PatternError,
@@ -25,9 +26,11 @@ from hearth.moderation.detector import (
     detect,
     normalize,
     parse_pattern,
+    read,
     tokenize,
+    typo_words,
 )
-from tests.support.detector_cases import case_id, load_cases
+from tests.support.detector_cases import HOSTILE_TEXT, case_id, hostile_pack_data, load_cases
 
 CASES = load_cases()
 KINDS = ("negation", "hyperbole", "ordinary", "intent", "means", "timeframe", "farewell",
@@ -227,7 +230,8 @@ def test_severity_from_capped_weights_combos_and_modifiers() -> None:
               {"id": "low", "category": "farewell", "weight": 2, "patterns": ["bye"]}])
     assert detect(p, "tonight") is None  # a timeframe alone is not a sign
     assert detect(p, "bye") is None  # below `low`
-    assert detect(p, "bye tonight").severity == "low"  # type: ignore[union-attr]
+    assert detect(p, "bye tonight") is None  # a time adds to severity, never makes a detection
+    assert detect(p, "bye pills").severity == "medium"  # type: ignore[union-attr]
     assert detect(p, "die").severity == "medium"  # type: ignore[union-attr]
     both = detect(p, "die dead")  # 10, capped at 6: one kind of sign stays medium
     assert both is not None and both.severity == "medium" and both.rule_ids == ("w1", "w2")
@@ -247,3 +251,109 @@ def test_prefixes_and_numbers_match_whole_tokens() -> None:
     assert fired(p, "overdo") == ()
     assert fired(p, "800mg") == fired(p, "1,000mg") == fired(p, "20 pills") == ("a",)
     assert fired(p, "mg") == fired(p, "800mgs") == fired(p, "twenty pills") == ()
+
+
+# ---- what the packs of format 2 add ------------------------------------------------
+
+def test_aliases_read_a_word_as_other_words_before_matching() -> None:
+    p = pack([{"id": "a", "category": "intent", "weight": 5, "patterns": ["kill myself"]},
+              {"id": "b", "category": "intent", "weight": 5, "patterns": ["quiero morir"]}],
+             aliases={"kill myself": ["kms"], "quiero": ["kiero", "qiero"]})
+    assert fired(p, "gonna kms fr") == ("a",)
+    assert fired(p, "KIERO morir") == fired(p, "qiero morir") == ("b",)
+    assert fired(p, "not kms") == ()  # the reading is negated like the words themselves
+    assert [t.text for t in read(p, "kms, ok")] == ["kill", "myself", "ok"]
+    assert [t.clause for t in read(p, "kms, ok")] == [0, 0, 1]
+
+
+def test_typos_forgive_one_slip_in_listed_words_only() -> None:
+    p = pack([{"id": "a", "category": "intent", "weight": 5, "patterns": ["kill myself"]},
+              {"id": "b", "category": "intent", "weight": 5, "patterns": ["suicidarme"]},
+              {"id": "x", "category": "intent", "weight": 5, "patterns": ["suicidarse"]}],
+             typos={"words": ["myself", "suicidarme"], "not": ["suicidarte"]})
+    for slip in ("myslef", "mysef", "myselff", "mzself", "my*elf"):  # swap, drop, add, change, hide
+        assert fired(p, f"kill {slip}") == ("a",), slip
+    assert fired(p, "kill mslf") == ()  # two letters away
+    assert fired(p, "kill my") == ()  # too short to be read as a slip
+    assert fired(p, "suisidarme") == ("b",)
+    assert fired(p, "suicidarte") == ()  # listed under `not`: a real word, another person
+    assert fired(p, "suicidarse") == ("x",)  # a word of the pack is itself, never a slip
+    assert typo_words(p, "suisidarme") == ("suicidarme",)
+    assert typo_words(p, "suicidarse") == ()
+
+
+def test_a_censored_letter_stays_inside_the_word() -> None:
+    assert [t.text for t in tokenize("s*icide *word* 5*3 x*")] == ["s*icide", "word", "5*3", "x"]
+
+
+def test_negation_reaches_over_the_clause_until_a_break_word() -> None:
+    p = pack([{"id": "a", "category": "intent", "weight": 5, "patterns": ["want to die"]}],
+             negation={"cues": ["not", "dont"], "window": 8, "breaks": ["and", "but"],
+                       "unless": ["dont know"]})
+    assert fired(p, "I do not have any wish or want to die") == ()  # six words back
+    assert fired(p, "I am not ok and I want to die") == ("a",)  # 'and' ends its reach
+    assert fired(p, "I dont know if I want to die") == ("a",)  # 'dont know' is not a negation
+
+
+def test_a_negation_skipped_by_a_gap_negates_unless_it_is_a_word_of_the_pattern() -> None:
+    p = pack([{"id": "a", "category": "intent", "weight": 5, "patterns": ["have ~3 to hurt"]},
+              {"id": "b", "category": "intent", "weight": 5, "patterns": ["not ~1 want to live"]}])
+    assert fired(p, "I have a plan to hurt") == ("a",)
+    assert fired(p, "I have not got to hurt") == ()  # 'not' inside the gap
+    assert fired(p, "I do not want to live") == ("b",)  # 'not' is the pattern's own word
+
+
+def test_exceptions_in_the_same_clause_only() -> None:
+    p = pack([{"id": "a", "category": "intent", "weight": 5, "patterns": ["want to die"],
+               "unless": ["others"]}],
+             exceptions={"others": {"scope": "clause", "patterns": ["she says"]}})
+    assert fired(p, "she says she wants to die and I want to die") == ()
+    assert fired(p, "she says hello, I want to die") == ("a",)  # another clause, same sentence
+
+
+def test_requires_a_category_or_a_rule_beside_it() -> None:
+    p = pack([{"id": "do", "category": "intent", "weight": 3, "min_severity": "high",
+               "patterns": ["do it"], "requires": ["alone", "means_method"]},
+              {"id": "alone", "category": "timeframe", "weight": 3, "patterns": ["everyone asleep"]},
+              {"id": "tonight", "category": "timeframe", "weight": 2, "patterns": ["tonight"]},
+              {"id": "pills", "category": "means_method", "weight": 2, "patterns": ["pills"]},
+              {"id": "chain", "category": "means_method", "weight": 5, "patterns": ["chain"],
+               "requires": ["do"]}])
+    assert detect(p, "do it") is None
+    assert detect(p, "do it tonight") is None  # 'tonight' is not what it requires
+    both = detect(p, "once everyone asleep do it")
+    assert both is not None and (both.rule_ids, both.severity) == (("do", "alone"), "high")
+    assert fired(p, "do it pills") == ("do", "pills")  # a category does too
+    assert fired(p, "do it chain") == ()  # a requiring rule never satisfies another
+
+
+def test_a_floor_lifts_a_detection_but_never_makes_one() -> None:
+    p = pack([{"id": "took", "category": "means_method", "weight": 2, "min_severity": "high",
+               "patterns": ["took them"]},
+              {"id": "sorry", "category": "farewell", "weight": 2, "patterns": ["sorry"]},
+              {"id": "all", "category": "means_method", "weight": 5, "min_severity": "high",
+               "patterns": ["took all"]}])
+    assert detect(p, "took them") is None  # 2 is below low
+    lifted = detect(p, "took them. sorry")
+    assert lifted is not None and lifted.severity == "high"  # 4 is low; the floor lifts it
+    alone = detect(p, "took all")
+    assert alone is not None and (alone.category, alone.severity) == ("means_method", "high")
+
+
+def test_format_2_keys_survive_json_for_the_browser(crisis: CrisisConfig) -> None:
+    data = pack_to_json(crisis.packs["en"])
+    assert data["format"] == PACK_FORMAT == 2
+    assert data["aliases"]["kms"] == ["kill", "myself"]
+    assert set(data["negation"]) == {"cues", "window", "breaks", "unless"}
+    assert all(len(slot) == 4 for rule in data["rules"] for p in rule["patterns"] for slot in p)
+
+
+def test_a_hostile_pack_of_format_2_stays_bounded() -> None:
+    """Every limit at once, every token a candidate: detection completes (the work per token
+    is bounded by the pack, whatever it says) and still says only fixed strings."""
+    hostile = parse_rule_pack(hostile_pack_data(), "hostile.toml")
+    tokens = tokenize(HOSTILE_TEXT)
+    variants = sum(token.text in hostile.aliases for token in tokens)
+    assert variants > 300 and len(read(hostile, HOSTILE_TEXT)) == len(tokens) + 3 * variants
+    detection = detect(hostile, HOSTILE_TEXT)
+    assert detection is None or set(detection.rule_ids) <= {r.id for r in hostile.rules}

@@ -14,22 +14,33 @@
 // matching is one pass over the words, with work per word bounded by the pack.
 //
 // Keep this file and moderation/detector.py the same algorithm:
-// tests/crisis/cases.json runs through both.
+// tests/crisis/cases.json and the evaluation corpus (tests/crisis/corpus/) run through both.
 
-export const FORMAT = 1;
+export const FORMAT = 2;
 // Categories, in the order that breaks ties when picking the one reported.
 export const CATEGORIES = ["intent", "means_method", "harm_from_others", "farewell", "timeframe"];
 // A timeframe ("tonight") says when, not whether: it only counts next to another category.
 const MODIFIERS = new Set(["timeframe"]);
 export const SEVERITIES = ["low", "medium", "high"];
-const SCOPES = ["sentence", "message"];
+const SCOPES = ["clause", "sentence", "message"];
 
 const MAX_SLOTS = 8;
 const MAX_GAP = 5;
 const MAX_ALTERNATIVES = 32;
-const MAX_NEGATION_WINDOW = 6;
+const MAX_NEGATION_WINDOW = 8;
 const MAX_RULES = 500;
 const MAX_PATTERNS = 3000;
+const MAX_PATTERNS_PER_RULE = 60;
+const MAX_ALIASES = 2000;
+const MAX_ALIAS_WORDS = 4;
+const MAX_TYPOS = 500;
+const MIN_TYPO_WORD = 5;
+const MIN_TYPO_TOKEN = 4;
+const MAX_TYPO_TOKEN = 32;
+const CENSOR = "*"; // between two letters it stands for a hidden one ("s*icide")
+const SLOT_CODES = 16; // more than MAX_SLOTS: a candidate is matcher * 16 + (15 - slot)
+const SURROGATE = /[\uD800-\uDFFF]/;
+const NONE = Object.freeze([]);
 
 const APOSTROPHES = new Set(["'", "\u2019", "\u2018", "\u02bc", "`", "\u00b4"]);
 const SENTENCE_BREAKS = new Set([".", "!", "?", ";", "\u2026", "\n", "\r", "\u00a1", "\u00bf"]);
@@ -58,7 +69,7 @@ export function normalize(text) {
   return out;
 }
 
-/** Words, each symbol (emoji) on its own, with clause and sentence numbers. */
+/** Words, each symbol (emoji) on its own, with clause and sentence numbers; "s*icide" stays one word. */
 export function tokenize(text) {
   const chars = Array.from(normalize(text));
   const tokens = [];
@@ -68,7 +79,7 @@ export function tokenize(text) {
   const last = chars.length - 1;
   for (let i = 0; i < chars.length; i++) {
     const c = chars[i];
-    if (WORD_CHAR.test(c)) {
+    if (WORD_CHAR.test(c) || (c === CENSOR && word && i < last && WORD_CHAR.test(chars[i + 1]))) {
       word += c;
       continue;
     }
@@ -120,13 +131,14 @@ function checkPatterns(value, path, maxItems) {
     }
     return slots.map((slot, j) => {
       const where = `${at}[${j}]`;
-      if (!slot || typeof slot !== "object") fail(where, "a slot object", slot);
-      if (!isInt(slot.gap, 0, j === 0 ? 0 : MAX_GAP)) fail(`${where}.gap`, `a whole number from 0 to ${j === 0 ? 0 : MAX_GAP}`, slot.gap);
-      const words = strings(slot.words, `${where}.words`, "words", MAX_ALTERNATIVES);
-      const prefixes = strings(slot.prefixes, `${where}.prefixes`, "prefixes", MAX_ALTERNATIVES);
-      const numbers = strings(slot.numbers, `${where}.numbers`, "number units", MAX_ALTERNATIVES, 0);
+      if (!Array.isArray(slot) || slot.length !== 4) fail(where, "a slot [gap, words, prefixes, numbers]", slot);
+      const [gap, rawWords, rawPrefixes, rawNumbers] = slot;
+      if (!isInt(gap, 0, j === 0 ? 0 : MAX_GAP)) fail(`${where}.gap`, `a whole number from 0 to ${j === 0 ? 0 : MAX_GAP}`, gap);
+      const words = strings(rawWords, `${where}.words`, "words", MAX_ALTERNATIVES);
+      const prefixes = strings(rawPrefixes, `${where}.prefixes`, "prefixes", MAX_ALTERNATIVES);
+      const numbers = strings(rawNumbers, `${where}.numbers`, "number units", MAX_ALTERNATIVES, 0);
       if (words.length + prefixes.length + numbers.length === 0) fail(where, "at least one alternative", slot);
-      return { gap: slot.gap, words, prefixes, numbers };
+      return { gap, words, prefixes, numbers };
     });
   });
 }
@@ -152,6 +164,26 @@ export function loadPack(json) {
   const negation = data.negation ?? {};
   const cues = new Set(strings(negation.cues, "negation.cues", "words", 200));
   if (!isInt(negation.window, 0, MAX_NEGATION_WINDOW)) fail("negation.window", `a whole number from 0 to ${MAX_NEGATION_WINDOW}`, negation.window);
+  const breaks = new Set(strings(negation.breaks, "negation.breaks", "words", 200));
+  const negationUnless = negation.unless?.length ? checkPatterns(negation.unless, "negation.unless", 100) : [];
+
+  const rawAliases = data.aliases;
+  if (!rawAliases || typeof rawAliases !== "object" || Array.isArray(rawAliases)) fail("aliases", "an object", rawAliases);
+  const aliases = new Map();
+  for (const [variant, words] of Object.entries(rawAliases)) {
+    if (!variant || variant.length > MAX_TYPO_TOKEN) fail(`aliases.${variant}`, "a variant word", variant);
+    const reading = strings(words, `aliases.${variant}`, "words", MAX_ALIAS_WORDS);
+    if (!reading.length) fail(`aliases.${variant}`, `1 to ${MAX_ALIAS_WORDS} words`, words);
+    aliases.set(variant, reading);
+  }
+  if (aliases.size > MAX_ALIASES) fail("aliases", `at most ${MAX_ALIASES} variants`, String(aliases.size));
+  const typos = data.typos ?? {};
+  const typoWords = strings(typos.words, "typos.words", "words", MAX_TYPOS);
+  typoWords.forEach((w, i) => {
+    const n = Array.from(w).length;
+    if (n < MIN_TYPO_WORD || n > MAX_TYPO_TOKEN) fail(`typos.words[${i}]`, `a word of ${MIN_TYPO_WORD} to ${MAX_TYPO_TOKEN} letters`, w);
+  });
+  const notTypos = strings(typos.not, "typos.not", "words", MAX_TYPOS);
 
   const sev = data.severity ?? {};
   for (const key of ["low", "medium", "high", "category_cap"]) {
@@ -166,12 +198,12 @@ export function loadPack(json) {
     return { categories, severity: combo.severity };
   });
 
-  let total = 0;
+  let total = negationUnless.length;
   const exceptions = new Map();
   const rawExceptions = data.exceptions ?? {};
   if (typeof rawExceptions !== "object" || Array.isArray(rawExceptions)) fail("exceptions", "an object", rawExceptions);
   for (const [name, set] of Object.entries(rawExceptions)) {
-    if (!set || !SCOPES.includes(set.scope)) fail(`exceptions.${name}.scope`, SCOPES.join(" or "), set?.scope);
+    if (!set || !SCOPES.includes(set.scope)) fail(`exceptions.${name}.scope`, SCOPES.join(", "), set?.scope);
     const patterns = checkPatterns(set.patterns, `exceptions.${name}.patterns`, 50);
     total += patterns.length;
     exceptions.set(name, { scope: set.scope, patterns });
@@ -189,15 +221,23 @@ export function loadPack(json) {
     if (typeof rule.negatable !== "boolean") fail(`${at}.negatable`, "true or false", rule.negatable);
     const unless = strings(rule.unless, `${at}.unless`, "exception set names", 50);
     unless.forEach((name, j) => exceptions.has(name) || fail(`${at}.unless[${j}]`, "an exception set of this pack", name));
-    const patterns = checkPatterns(rule.patterns, `${at}.patterns`, 30);
+    const requires = strings(rule.requires, `${at}.requires`, "categories or rule ids", 50);
+    const minSeverity = rule.min_severity ?? null;
+    if (minSeverity !== null && !SEVERITIES.includes(minSeverity)) fail(`${at}.min_severity`, `null or ${SEVERITIES.join(", ")}`, minSeverity);
+    const patterns = checkPatterns(rule.patterns, `${at}.patterns`, MAX_PATTERNS_PER_RULE);
     total += patterns.length;
-    return { id: rule.id, category: rule.category, weight: rule.weight, negatable: rule.negatable, unless, patterns };
+    return { id: rule.id, category: rule.category, weight: rule.weight, negatable: rule.negatable, unless, requires, minSeverity, patterns };
   });
   if (total > MAX_PATTERNS) fail("rules", `at most ${MAX_PATTERNS} patterns in a pack`, String(total));
+  const ids = new Set(rules.map((rule) => rule.id));
+  rules.forEach((rule, i) => rule.requires.forEach((name, j) => {
+    if (!CATEGORIES.includes(name) && !ids.has(name)) fail(`rules[${i}].requires[${j}]`, "a category or a rule id of this pack", name);
+  }));
 
   const pack = {
     id: data.id, language: data.language, version: data.version,
-    negationCues: cues, negationWindow: negation.window,
+    negationCues: cues, negationWindow: negation.window, negationBreaks: breaks, negationUnless,
+    aliases, typoWords, notTypos,
     severity: { low: sev.low, medium: sev.medium, high: sev.high, categoryCap: sev.category_cap, combos },
     exceptions, rules,
   };
@@ -215,80 +255,169 @@ function buildIndex(pack) {
     if (list) list.push(value);
     else map.set(key, [value]);
   };
+  // A candidate (matcher mi, slot si) is one number that sorts as (mi, -si): see scan().
   const add = (slots) => {
     const mi = matchers.length;
     matchers.push(slots);
     slots.forEach((slot, si) => {
-      for (const w of slot.words) push(words, w, [mi, si]);
-      for (const p of slot.prefixes) push(prefixes, p, [mi, si]);
-      for (const n of slot.numbers) push(numbers, n, [mi, si]);
+      const code = mi * SLOT_CODES + (SLOT_CODES - 1 - si);
+      for (const w of slot.words) push(words, w, code);
+      for (const p of slot.prefixes) push(prefixes, p, code);
+      for (const n of slot.numbers) push(numbers, n, code);
     });
     return mi;
   };
   const ruleMatchers = pack.rules.map((rule) => rule.patterns.map(add));
   const exceptionMatchers = new Map();
   for (const [name, set] of pack.exceptions) exceptionMatchers.set(name, set.patterns.map(add));
+  const negationMatchers = pack.negationUnless.map(add);
+  // Each list in candidate order, so a token with one list needs no sort.
+  for (const map of [words, prefixes, numbers]) for (const list of map.values()) list.sort((a, b) => a - b);
+  // Per matcher, the words of its slots: a cue that is one of them is part of the phrase.
+  const matcherWords = matchers.map((slots) => new Set(slots.flatMap((slot) => slot.words)));
+  // A typo word and each of its one-letter deletions -> the typo words they come from.
+  const typoKeys = new Map();
+  for (const typo of pack.typoWords) {
+    for (const key of [typo, ...deletions(Array.from(typo))]) push(typoKeys, key, typo);
+  }
+  // Every word the pack knows: such a token is never read as a typo of another.
+  const vocabulary = new Set([...words.keys(), ...pack.negationCues, ...pack.negationBreaks, ...pack.typoWords, ...pack.notTypos]);
+  for (const reading of pack.aliases.values()) for (const w of reading) vocabulary.add(w);
   // Prefix lengths in code points, as Python counts them.
   const prefixLengths = [...new Set([...prefixes.keys()].map((p) => Array.from(p).length))].sort((a, b) => a - b);
-  return { matchers, words, prefixes, numbers, prefixLengths, ruleMatchers, exceptionMatchers };
+  // Per slot of every matcher, its gap; and where each matcher's slots start in the flat arrays.
+  const slotStart = new Int32Array(matchers.length + 1);
+  matchers.forEach((slots, mi) => { slotStart[mi + 1] = slotStart[mi] + slots.length; });
+  const gaps = new Int32Array(slotStart[matchers.length]);
+  matchers.forEach((slots, mi) => slots.forEach((slot, si) => { gaps[slotStart[mi] + si] = slot.gap; }));
+  return {
+    matchers, words, prefixes, numbers, prefixLengths, ruleMatchers, exceptionMatchers, negationMatchers,
+    matcherWords, typoKeys, vocabulary, slotStart, gaps,
+    // Scratch for scan(): reused by every call (detect never runs re-entrantly).
+    lastEnd: new Int32Array(gaps.length), lastStart: new Int32Array(gaps.length),
+  };
+}
+
+/** Each one-letter deletion of a word given as code points. */
+function deletions(cps) {
+  const out = [];
+  for (let i = 0; i < cps.length; i++) out.push(cps.slice(0, i).join("") + cps.slice(i + 1).join(""));
+  return out;
+}
+
+/** The tokens of `text` as `pack` reads them: tokenized, each alias replaced by its words. */
+export function read(pack, text) {
+  const tokens = tokenize(text);
+  if (!pack.aliases.size) return tokens;
+  const out = [];
+  for (const token of tokens) {
+    const reading = pack.aliases.get(token.text);
+    if (reading === undefined) out.push(token);
+    else for (const w of reading) out.push({ text: w, clause: token.clause, sentence: token.sentence });
+  }
+  return out;
+}
+
+/** The typo words `text` is one slip away from (none if it is a word of the pack). */
+function typoWordsOf(index, text) {
+  if (!index.typoKeys.size || text.length < MIN_TYPO_TOKEN || index.vocabulary.has(text)) return NONE;
+  const cps = SURROGATE.test(text) ? Array.from(text) : null;
+  const length = cps ? cps.length : text.length;
+  if (length < MIN_TYPO_TOKEN || length > MAX_TYPO_TOKEN) return NONE;
+  let found = NONE;
+  const take = (key) => {
+    const list = index.typoKeys.get(key);
+    if (!list) return;
+    if (found === NONE) found = [];
+    for (const w of list) if (!found.includes(w)) found.push(w);
+  };
+  take(text);
+  for (let i = 0; i < length; i++) {
+    take(cps ? cps.slice(0, i).join("") + cps.slice(i + 1).join("") : text.slice(0, i) + text.slice(i + 1));
+  }
+  return found;
 }
 
 // ---- matching ---------------------------------------------------------------
 
-/** Every [start, end] token span where each matcher completes; see _scan in detector.py. */
+/** The candidate lists (see buildIndex) of every word and prefix of `word`, into `out`. */
+function lookup(index, word, out) {
+  const listed = index.words.get(word);
+  if (listed) out.push(listed);
+  if (!index.prefixLengths.length) return;
+  const cps = SURROGATE.test(word) ? Array.from(word) : null;
+  const length = cps ? cps.length : word.length;
+  for (const n of index.prefixLengths) {
+    if (n > length) break;
+    const found = index.prefixes.get(cps ? cps.slice(0, n).join("") : word.slice(0, n));
+    if (found) out.push(found);
+  }
+}
+
+/**
+ * Every [start, end] token span where each matcher completes (an array per matcher that
+ * completed, undefined for the others); see _scan in detector.py.
+ */
 function scan(index, tokens) {
-  const { matchers } = index;
-  const lastEnd = matchers.map((slots) => new Array(slots.length).fill(-1));
-  const lastStart = matchers.map((slots) => new Array(slots.length).fill(-1));
-  const found = matchers.map(() => []);
+  const { slotStart, gaps, lastEnd, lastStart } = index;
+  lastEnd.fill(-1);
+  lastStart.fill(-1);
+  const found = new Array(index.matchers.length);
+  const lists = [];
   for (let p = 0; p < tokens.length; p++) {
     const token = tokens[p];
     const text = token.text;
-    const candidates = [];
-    const take = (list) => {
-      if (list) for (const c of list) candidates.push(c);
-    };
-    take(index.words.get(text));
-    if (index.prefixLengths.length) {
-      const cps = Array.from(text);
-      const bmp = cps.length === text.length;
-      for (const length of index.prefixLengths) {
-        if (length > cps.length) break;
-        take(index.prefixes.get(bmp ? text.slice(0, length) : cps.slice(0, length).join("")));
-      }
-    }
+    lists.length = 0;
+    lookup(index, text, lists);
+    for (const typo of typoWordsOf(index, text)) lookup(index, typo, lists);
     let digits = 0;
     while (digits < text.length && isDigit(text[digits])) digits += 1;
-    if (digits) take(index.numbers.get(text.slice(digits)));
-    if (!candidates.length) continue;
-    // Later slots first, so one token never fills two neighbouring slots.
-    candidates.sort((a, b) => a[0] - b[0] || b[1] - a[1]);
-    let previous = null;
+    if (digits) {
+      const units = index.numbers.get(text.slice(digits));
+      if (units) lists.push(units);
+    }
+    if (!lists.length) continue;
+    // Later slots first, so one token never fills two neighbouring slots: each list is
+    // already in that order; several are merged and sorted.
+    const candidates = lists.length === 1 ? lists[0] : lists.flat().sort((a, b) => a - b);
+    let previous = -1;
     for (const c of candidates) {
-      if (previous && previous[0] === c[0] && previous[1] === c[1]) continue;
+      if (c === previous) continue;
       previous = c;
-      const [mi, si] = c;
-      const slots = matchers[mi];
+      const mi = Math.floor(c / SLOT_CODES);
+      const si = SLOT_CODES - 1 - (c % SLOT_CODES);
+      const at = slotStart[mi] + si;
       let start;
       if (si === 0) {
         start = p;
       } else {
-        const prev = lastEnd[mi][si - 1];
-        if (prev < 0 || p - prev - 1 > slots[si].gap || tokens[prev].clause !== token.clause) continue;
-        start = lastStart[mi][si - 1];
+        const prev = lastEnd[at - 1];
+        if (prev < 0 || p - prev - 1 > gaps[at] || tokens[prev].clause !== token.clause) continue;
+        start = lastStart[at - 1];
       }
-      lastEnd[mi][si] = p;
-      lastStart[mi][si] = start;
-      if (si === slots.length - 1) found[mi].push([start, p]);
+      lastEnd[at] = p;
+      lastStart[at] = start;
+      if (at === slotStart[mi + 1] - 1) (found[mi] ??= []).push([start, p]);
     }
   }
   return found;
 }
 
-function negated(pack, tokens, start) {
+/**
+ * A cue inside the match that is not one of its words (a gap skipped over it), or a cue
+ * within the window before it, in its clause, with no break word between them.
+ */
+function negated(pack, tokens, mi, start, end, excused) {
+  const own = pack.index.matcherWords[mi];
+  for (let i = start + 1; i < end; i++) {
+    const text = tokens[i].text;
+    if (pack.negationCues.has(text) && !own.has(text) && !excused.has(i)) return true;
+  }
   const clause = tokens[start].clause;
-  for (let i = Math.max(0, start - pack.negationWindow); i < start; i++) {
-    if (tokens[i].clause === clause && pack.negationCues.has(tokens[i].text)) return true;
+  for (let i = start - 1; i >= Math.max(0, start - pack.negationWindow); i--) {
+    const token = tokens[i];
+    if (token.clause !== clause || pack.negationBreaks.has(token.text)) return false;
+    if (pack.negationCues.has(token.text) && !excused.has(i)) return true;
   }
   return false;
 }
@@ -299,32 +428,49 @@ function negated(pack, tokens, start) {
  */
 export function detect(pack, text) {
   if (typeof text !== "string" || !text || !pack?.index) return null;
-  const tokens = tokenize(text);
+  const tokens = read(pack, text);
   if (!tokens.length) return null;
   const { index } = pack;
   const found = scan(index, tokens);
 
-  const exceptedSentences = new Map();
+  const excused = new Set();
+  for (const mi of index.negationMatchers) {
+    for (const [start, end] of found[mi] ?? []) for (let i = start; i <= end; i++) excused.add(i);
+  }
+
+  // Per exception set: the clauses and sentences where it matched, and whether anywhere.
+  const excepted = new Map();
   const exceptedMessage = new Set();
   for (const [name, matcherIds] of index.exceptionMatchers) {
+    const clauses = new Set();
     const sentences = new Set();
-    for (const mi of matcherIds) for (const [start] of found[mi]) sentences.add(tokens[start].sentence);
+    for (const mi of matcherIds) {
+      for (const [start] of found[mi] ?? []) {
+        clauses.add(tokens[start].clause);
+        sentences.add(tokens[start].sentence);
+      }
+    }
     if (sentences.size) {
-      exceptedSentences.set(name, sentences);
+      excepted.set(name, { clauses, sentences });
       if (pack.exceptions.get(name).scope === "message") exceptedMessage.add(name);
     }
   }
+  const exceptedAt = (rule, start) => rule.unless.some((name) => {
+    const where = excepted.get(name);
+    if (!where) return false;
+    if (pack.exceptions.get(name).scope === "clause") return where.clauses.has(tokens[start].clause);
+    return where.sentences.has(tokens[start].sentence);
+  });
 
-  const fired = [];
+  let fired = [];
   pack.rules.forEach((rule, ri) => {
     if (rule.unless.some((name) => exceptedMessage.has(name))) return;
-    const hit = index.ruleMatchers[ri].some((mi) => found[mi].some(([start]) => {
-      if (rule.negatable && negated(pack, tokens, start)) return false;
-      const sentence = tokens[start].sentence;
-      return !rule.unless.some((name) => exceptedSentences.get(name)?.has(sentence));
-    }));
+    const hit = index.ruleMatchers[ri].some((mi) => (found[mi] ?? []).some(([start, end]) =>
+      !(rule.negatable && negated(pack, tokens, mi, start, end, excused)) && !exceptedAt(rule, start)));
     if (hit) fired.push(rule);
   });
+  const independent = new Set(fired.filter((rule) => !rule.requires.length).flatMap((rule) => [rule.category, rule.id]));
+  fired = fired.filter((rule) => !rule.requires.length || rule.requires.some((c) => independent.has(c)));
   return judge(pack, fired);
 }
 
@@ -335,7 +481,8 @@ function judge(pack, fired) {
     weights.set(rule.category, Math.min(policy.categoryCap, (weights.get(rule.category) ?? 0) + rule.weight));
   }
   const main = CATEGORIES.filter((c) => weights.has(c) && !MODIFIERS.has(c));
-  if (!main.length) return null;
+  // A time says when, not whether: it adds to severity, never makes a detection.
+  if (main.reduce((sum, c) => sum + weights.get(c), 0) < policy.low) return null;
   let score = 0;
   for (const w of weights.values()) score += w;
   let rank = score >= policy.high ? 2 : score >= policy.medium ? 1 : score >= policy.low ? 0 : -1;
@@ -345,6 +492,9 @@ function judge(pack, fired) {
     }
   }
   if (rank < 0) return null;
+  for (const rule of fired) {
+    if (rule.minSeverity !== null) rank = Math.max(rank, SEVERITIES.indexOf(rule.minSeverity));
+  }
   // Highest weight wins; ties go to the earlier category in CATEGORIES.
   let category = main[0];
   for (const c of main) if (weights.get(c) > weights.get(category)) category = c;
