@@ -18,9 +18,9 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from bench import report, scenarios, servers
+from bench import report, scenarios, servers, voice_udp
 
-SCENARIOS = ("chat", "voice", "idle", "join", "crisis")
+SCENARIOS = ("chat", "voice", "idle", "join", "crisis", "voice_udp")
 KINDS = ("hearth", "baseline")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
@@ -52,6 +52,8 @@ def rooms_needed(scenario: str, settings: scenarios.Settings) -> int:
 
 async def one(scenario: str, kind: str, settings: scenarios.Settings,
               context: dict[str, Any]) -> dict[str, Any]:
+    if scenario == "voice_udp":  # bench/voice_udp.py: its own server, voice over UDP on
+        return await voice_udp.bench(kind, settings)
     served = servers.start(kind, rooms=rooms_needed(scenario, settings), capacity=16,
                            facilitator=scenario == "crisis" and kind == "hearth")
     try:

@@ -48,6 +48,9 @@ METRICS: dict[str, Metric] = {
                      "Hearth alert p99 <= 250 ms under voice at 80 % of its knee",
                      lambda h, b, r: h.get("alerts", 0) > 0 and h.get("unanswered", 1) == 0
                      and h.get("alert_p99_ms", 1e9) <= 250),
+    "voice_udp": Metric("frames_per_s_p99_50ms", "frames/s", True,
+                        "voice as WebTransport datagrams, beside voice (bench/voice_udp.py)",
+                        lambda h, b, r: h.get("frames_per_s_p99_50ms", 0) > 0),
 }
 
 

@@ -218,6 +218,27 @@ class VoiceConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WebTransportConfig:
+    """Voice over UDP: WebTransport (HTTP/3) datagrams beside the WebSocket, which keeps
+    everything else and carries voice whenever WebTransport cannot (docs/operations.md)."""
+    # The UDP port; 0 = off (voice rides the WebSocket, as always).
+    port: int = 0
+    # The address to listen on ("::" or "0.0.0.0" for every interface).
+    interface: str = "127.0.0.1"
+    # The operator's certificate chain and key (PEM), as for an ssl: listener...
+    certificate: str = ""
+    private_key: str = ""
+    # ...or a short-lived self-signed certificate (ECDSA P-256, rotated), which browsers
+    # accept by its hash, handed to the page over the WebSocket.
+    self_signed: bool = False
+    # The host name browsers reach this node's UDP port at ("" = the host the page was
+    # loaded from).
+    public_host: str = ""
+    # QUIC connections at once (bound or still binding); more are closed at once.
+    max_connections: int = 2000
+
+
+@dataclass(frozen=True, kw_only=True)
 class LoginConfig:
     """Facilitator sign-in: sessions, and how failed attempts slow down and lock out."""
     # A signed-in session ends after this long without a request, and after
@@ -303,6 +324,7 @@ class HearthConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     movement: MovementConfig = field(default_factory=MovementConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
+    webtransport: WebTransportConfig = field(default_factory=WebTransportConfig)
     login: LoginConfig = field(default_factory=LoginConfig)
     crisis: CrisisConfig = field(default_factory=CrisisConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -668,6 +690,44 @@ def _crisis(source: str, table: Any, problems: list[str]) -> CrisisConfig:
     return config
 
 
+_HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}\Z|^\[[0-9A-Fa-f:.]+\]\Z")
+
+
+def _webtransport(source: str, table: Any, problems: list[str]) -> WebTransportConfig:
+    w = _Reader(source, "webtransport", table, problems)
+
+    def path(name: str) -> str:
+        raw = w.text(name, "", 1000)
+        if not raw:
+            return ""
+        p = Path(raw).expanduser()
+        return str(p if p.is_absolute() else Path(source).resolve().parent / p)
+    config = WebTransportConfig(
+        port=w.integer("port", 0, 0, 65535),
+        interface=w.text("interface", "127.0.0.1", 100),
+        certificate=path("certificate"), private_key=path("private_key"),
+        self_signed=w.boolean("self_signed", False),
+        public_host=w.text("public_host", "", 253),
+        max_connections=w.integer("max_connections", 2000, 1, 1_000_000))
+    try:
+        ipaddress.ip_address(config.interface)
+    except ValueError:
+        w.fail("interface", f"an IP address like '127.0.0.1', '0.0.0.0' or '::', "
+                            f"got {config.interface!r}")
+    if config.public_host and not _HOST.match(config.public_host):
+        w.fail("public_host", f"a host name like 'groups.example.org', got {config.public_host!r}")
+    if bool(config.certificate) != bool(config.private_key):
+        w.fail("certificate" if not config.certificate else "private_key",
+               "both webtransport.certificate and webtransport.private_key, or neither")
+    elif config.certificate and config.self_signed:
+        w.fail("self_signed", "false when webtransport.certificate is set (one certificate)")
+    elif config.port and not config.certificate and not config.self_signed:
+        w.fail("port", "a certificate too: set webtransport.certificate and "
+                       "webtransport.private_key, or self_signed = true")
+    w.done()
+    return config
+
+
 def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
     """Build a HearthConfig from parsed TOML, or raise ConfigError listing every problem."""
     problems: list[str] = []
@@ -728,6 +788,8 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         max_frame_bytes=vo.integer("max_frame_bytes", 1024, 64, 16384),
         slow_listener_bytes=vo.integer("slow_listener_bytes", 65536, 4096, 1 << 26))
     vo.done()
+
+    webtransport = _webtransport(source, top.raw("webtransport") or {}, problems)
 
     lg = _Reader(source, "login", top.raw("login") or {}, problems)
     login = LoginConfig(
@@ -791,7 +853,8 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
     if problems:
         raise ConfigError(problems)
     return HearthConfig(source=source, server=server, organisation=organisation, session=session,
-                        limits=limits, movement=movement, voice=voice, login=login,
+                        limits=limits, movement=movement, voice=voice,
+                        webtransport=webtransport, login=login,
                         crisis=crisis, metrics=metrics, retention=retention,
                         rooms=tuple(rooms))
 

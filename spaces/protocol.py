@@ -60,6 +60,8 @@ ERRORS: Final[Mapping[str, str]] = {
     "incident_state": "The incident is not in a state that allows that step.",
     "incident_outcome": "Resolving an incident needs an outcome code.",
     "incident_basis": "Requesting external help needs its basis: consent or imminent_risk.",
+    "webtransport_unavailable": "Voice over UDP is not offered here; voice goes over this "
+                                "WebSocket.",
 }
 
 MAX_REF = 64
@@ -409,11 +411,19 @@ class Leave:
     ref: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VoiceTransport:
+    """{"type":"voice_transport"} — a one-time token for voice over WebTransport. The node
+    the WebSocket is connected to answers it (web/webtransport.py); one that reaches the
+    room core was not answered there: WebTransport is off, or the request was too long."""
+    ref: str | None = None
+
+
 ClientMessage = (Join | Resume | Move | Sit | Stand | Rename | Keys | Envelope | Direct
                  | Report | ListReports | Remove | Mute | AskUnmute | Stick | GiveStick | RaiseHand
                  | Ban | Lobby | Admit | Deny | Lock | Capacity | Hide | SlowMode | PrivateCorner
                  | ReleaseCorner | EndSession | Help | Flag | Worried | ImOk | Incident | AlertSeen
-                 | Duty | ListIncidents | Status | Leave)
+                 | Duty | ListIncidents | Status | Leave | VoiceTransport)
 
 # Operations only facilitators and operators may perform (tests/unit/test_moderation_core.py).
 FACILITATOR_TYPES: Final = frozenset({
@@ -584,6 +594,7 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "status": lambda f: Status(status=f.string("status", max_len=16, pattern=_STATUS,
                                                what="here, listening or away")),
     "leave": lambda f: Leave(closing=f.boolean("closing") if "closing" in f.data else False),
+    "voice_transport": lambda f: VoiceTransport(),
 }
 
 CLIENT_TYPES: Final = frozenset(_DECODERS)

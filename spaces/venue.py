@@ -318,6 +318,8 @@ class Venue:
                 return self.leave(seat)
             case p.Join() | p.Resume():
                 raise ProtocolError("already_joined")
+            case p.VoiceTransport(ref=ref):  # not answered by the connection's node
+                raise ProtocolError("webtransport_unavailable", ref=ref)
         raise ProtocolError("unknown_type")  # pragma: no cover - decode admits no other types
 
     def _moderate(self, room: Room, actor: Member, msg: p.ClientMessage,

@@ -43,6 +43,10 @@ def parser() -> argparse.ArgumentParser:
                        help="this node's name among the nodes (default: random)")
     serve.add_argument("--log-format", choices=("text", "json"), default="text",
                        help="log lines for people (text) or for collectors (json)")
+    serve.add_argument("--webtransport", type=int, metavar="UDP_PORT",
+                       help="also carry voice over WebTransport (UDP) on this port; without "
+                            "[webtransport] certificate, with a short-lived self-signed "
+                            "certificate that browsers accept by its hash")
     check = commands.add_parser("check-config", help="check a config file and list every problem",
                                 description="Exit 0 if the config is good; otherwise list each "
                                             "problem with its file and key, and exit 2.")
@@ -154,6 +158,8 @@ def load(path: Path | None, listen: list[str] | None) -> Any:
             print(problem, file=sys.stderr)
         return None
     problems = check_endpoints(config.source, list(config.server.listen), "server.listen")
+    from hearth.web.webtransport import check as check_webtransport
+    problems += check_webtransport(config)
     from hearth.moderation.crisis_config import config_warnings, load_crisis
     try:
         crisis = load_crisis(Path(config.crisis.directory))
@@ -174,6 +180,14 @@ def serve(args: argparse.Namespace) -> int:
     config = load(args.config, args.listen)
     if config is None:
         return 2
+    if args.webtransport is not None:
+        if not 1 <= args.webtransport <= 65535:
+            print("--webtransport: expected a UDP port from 1 to 65535", file=sys.stderr)
+            return 2
+        import dataclasses
+        wt = config.webtransport
+        config = dataclasses.replace(config, webtransport=dataclasses.replace(
+            wt, port=args.webtransport, self_signed=not wt.certificate))
     from twisted.logger import globalLogBeginner
 
     from hearth.web.logs import observer
@@ -195,7 +209,12 @@ def serve(args: argparse.Namespace) -> int:
         rooms = ", ".join(r.id for r in config.rooms)
         broker_line = (f"Redis ({hearth.node.broker.name}), node {hearth.node.id}" if redis_url
                        else "in memory (one process; add --redis to share rooms between nodes).")
+        from hearth.web.webtransport import describe
+        voice = hearth.webtransport.server.port if hearth.webtransport is not None else None
+        voice_line = describe(config, voice) if voice else None
         print(f"\nHearth is running.\n  Open {urls[0]} in a browser.\n"
+              + (f"  Voice: {voice_line}\n" if voice_line else "")
+              +
               f"  Config: {config.source} (rooms: {rooms})\n"
               f"  Broker: {broker_line}\n"
               "  Press Ctrl+C to stop.\n", flush=True)
@@ -507,6 +526,10 @@ def main(argv: list[str] | None = None) -> int:
         if config is None:
             return 2
         print(f"{config.source}: OK ({len(config.rooms)} rooms)")
+        from hearth.web.webtransport import describe
+        voice = describe(config)
+        if voice:
+            print(f"{config.source}: {voice}")
         return 0
     parser().print_help()
     return 0

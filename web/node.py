@@ -593,7 +593,8 @@ class Node:
 
     def _voice(self, frame: bytes, listeners: tuple[str, ...]) -> None:
         """One pass: listeners here get the frame as it goes (as `_voice_local` would send
-        it); those of other nodes are gathered, one bus message per node."""
+        it); those of other nodes are gathered, one bus message per node. A listener with a
+        WebTransport session bound gets it as a datagram (web/webtransport.py)."""
         remote: dict[str, list[str]] | None = None
         holders, local = self._holders, self._local
         limit = self.slow_listener_bytes
@@ -617,6 +618,10 @@ class Node:
             if link is None:
                 continue
             peer = link.peer
+            channel = getattr(peer, "voice_channel", None)
+            if channel is not None and channel.send(frame):
+                sent += 1
+                continue
             if peer.pending_bytes() > limit:
                 dropped += 1
                 continue
@@ -729,6 +734,10 @@ class Node:
             if link is None:
                 continue
             peer = link.peer
+            channel = getattr(peer, "voice_channel", None)
+            if channel is not None and channel.send(frame):
+                self.voice_forwarded += 1
+                continue
             if peer.pending_bytes() > limit:
                 self.voice_dropped_slow += 1
                 continue

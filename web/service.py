@@ -35,6 +35,7 @@ from hearth.web.node import Node
 from hearth.web.retention import Retention, RetentionService
 from hearth.web.shared_logs import LogShipper, read_stream
 from hearth.web.site import build_site
+from hearth.web.webtransport import DatagramCollector, WebTransportServer, WebTransportService
 from hearth.web.ws import bind_node, prepare_for, websocket_factory
 
 
@@ -78,19 +79,24 @@ class Hearth:
     alerts: Alerts
     metrics: Metrics | None = None
     retention: Retention | None = None
+    webtransport: WebTransportService | None = None  # voice over UDP, when it is on
 
     def when_listening(self) -> Deferred[Any]:
-        return DeferredList([lst.listening for lst in self.listeners], fireOnOneErrback=True,
-                            consumeErrors=True)
+        waits = [lst.listening for lst in self.listeners]
+        if self.webtransport is not None:
+            waits.append(self.webtransport.listening)
+        return DeferredList(waits, fireOnOneErrback=True, consumeErrors=True)
 
 
 def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = None,
                 broker: Broker | None = None, node_id: str | None = None,
-                persist_rooms: bool = False) -> Hearth:
+                persist_rooms: bool = False, webtransport: bool | None = None) -> Hearth:
     """One node. Without a broker: the embedded default (memory, this process only).
 
     `persist_rooms` (what `hearth serve` does): a graceful stop saves the rooms to
-    data_dir/rooms/ and the next start restores them (web/lifecycle.py)."""
+    data_dir/rooms/ and the next start restores them (web/lifecycle.py).
+    `webtransport`: voice over UDP on (True: on webtransport.port, any free port if 0) or
+    off; None: on when webtransport.port is set."""
     broker = broker or MemoryBroker(reactor.seconds)
     node_id = node_id or secrets.token_hex(4)
     shipper = LogShipper(broker, node_id)
@@ -111,13 +117,19 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
                 address_seed=keys.address_seed, alerts=alerts, node_id=node_id,
                 shared_logs=shipper)
     alerts.on_failing = node.delivery_failing
-    bind_node(factory, config, node)
+    udp = WebTransportServer(config, node) if (
+        bool(config.webtransport.port) if webtransport is None else webtransport) else None
+    bind_node(factory, config, node, udp)
     site = build_site(config, node, WebSocketResource(factory), broker.name, secrets=keys)
+    if udp is not None:
+        site.voice_src = udp.connect_src  # the page may open its voice session (CSP)
     site.resource.putChild(b"incidents", IncidentCallbacks(node, ack_key))
     site.resource.putChild(b"crisis", CrisisData(crisis))
     metrics = Metrics(node, alerts)
     if config.metrics.enabled:
         site.resource.putChild(b"metrics", MetricsResource(metrics, config.metrics))
+    if udp is not None:
+        metrics.registry.register(DatagramCollector(udp))
     top = MultiService()
     lifecycle = Lifecycle(node, reactor, data_dir if persist_rooms else None)
     NodeService(node, reactor, lifecycle, shipper, alerts.incidents).setServiceParent(top)
@@ -133,7 +145,11 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     tick = TimerService(1.0 / config.movement.tick_hz, node.tick)
     tick.clock = reactor
     tick.setServiceParent(top)
-    hearth = Hearth(top, node, listeners, alerts, metrics, retention)
+    voice_udp = None
+    if udp is not None:
+        voice_udp = WebTransportService(udp, reactor)
+        voice_udp.setServiceParent(top)
+    hearth = Hearth(top, node, listeners, alerts, metrics, retention, voice_udp)
     if not config.crisis.public_url:  # links in alerts point at the first listener
         def first_url(_: Any) -> None:
             url = listener_url(listeners[0].port).rstrip("/")

@@ -52,6 +52,12 @@ class HearthRequest(server.Request):
     def process(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.setHeader(name, value)
+        voice_src = getattr(getattr(self.channel, "site", None), "voice_src", None)
+        if voice_src is not None:  # voice over UDP is on (web/webtransport.py)
+            src = voice_src(self.getHeader(b"host"))
+            if src:
+                self.setHeader(b"Content-Security-Policy",
+                               CSP.replace("connect-src 'self'", f"connect-src 'self' {src}"))
         if self.isSecure():
             self.setHeader(b"Strict-Transport-Security", b"max-age=31536000")
         super().process()

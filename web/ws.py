@@ -89,6 +89,12 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     link: Link | None = None
     trusted_proxies: tuple[Any, ...] = ()  # set by bind_node from server.trusted_proxies
     client_address: str | None = None
+    # Voice over UDP (web/webtransport.py), when it is on: the endpoint that answers
+    # `voice_transport`, the page's Host (for the session's URL), and the member's bound
+    # session, to which the node sends voice instead of this socket.
+    webtransport: Any = None
+    voice_host: str | None = None
+    voice_channel: Any = None
 
     def onConnect(self, request: Any) -> str:
         host = request.headers.get("host")
@@ -109,6 +115,8 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
             _log.info("websocket refused: too many connections from one address")
             raise ConnectionDeny(429, "Too many connections from your address")
         self.address_key = key
+        if self.webtransport is not None:
+            self.voice_host = host
         return SUBPROTOCOL
 
     def onOpen(self) -> None:
@@ -119,6 +127,9 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.link is not None:
+            if not isBinary and self.webtransport is not None \
+                    and self.webtransport.answers(self, payload):
+                return  # voice_transport: this node's to answer, not the room's
             self.node.received(self.link, payload, isBinary)
 
     address_key: bytes = b""
@@ -127,6 +138,8 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
         key, self.address_key = self.address_key, b""
         self.node.release_address(key)
         link, self.link = self.link, None
+        if self.webtransport is not None:
+            self.webtransport.closed(self)
         if link is not None:
             self.node.lost(link)
 
@@ -354,7 +367,8 @@ def websocket_factory(config: HearthConfig) -> WebSocketServerFactory:
     return factory
 
 
-def bind_node(factory: WebSocketServerFactory, config: HearthConfig, node: Node) -> None:
+def bind_node(factory: WebSocketServerFactory, config: HearthConfig, node: Node,
+              webtransport: Any = None) -> None:
     # autobahn copies each of the factory's ~30 options into every connection's
     # __dict__ unless the class has it: as class attributes they are shared (and the
     # per-connection dict is about half the size; docs/performance.md, "idle").
@@ -362,6 +376,7 @@ def bind_node(factory: WebSocketServerFactory, config: HearthConfig, node: Node)
                if name not in HearthServerProtocol.__dict__ and hasattr(factory, name)}
     factory.protocol = type("BoundHearthServerProtocol", (HearthServerProtocol,),
                             {**options, "node": node, "config": config,
+                             "webtransport": webtransport,
                              "trusted_proxies": trusted_networks(config.server.trusted_proxies)})
 
 

@@ -14,7 +14,10 @@ recorded for the tests to check.
 
 from __future__ import annotations
 
+import math
 import os
+import struct
+import wave
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -389,3 +392,29 @@ RUN_AXE = """async () => {
                                          nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) })),
   };
 }"""
+
+
+def speech_wav(path: Path, seconds: float = 4.0, rate: int = 48000) -> Path:
+    """A voice-like signal: a harmonic tone gliding around 140 Hz, 3.5 syllables a second."""
+    out = bytearray()
+    phase = 0.0
+    for i in range(int(rate * seconds)):
+        t = i / rate
+        phase += 2 * math.pi * (140 + 40 * math.sin(2 * math.pi * 0.7 * t)) / rate
+        envelope = 0.55 + 0.45 * math.sin(2 * math.pi * 3.5 * t)
+        sample = sum(math.sin(k * phase) / k for k in range(1, 8)) * 0.25 * envelope
+        out += struct.pack("<h", int(max(-1.0, min(1.0, sample)) * 32767))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(out))
+    return path
+
+
+async def sound_running(page: Page) -> None:
+    await page.wait_for("() => window.hearthVoice.stats().audio.context === 'running'")
+
+
+def voice_frames(frames: list[bytes]) -> list[bytes]:
+    return [f for f in frames if f[:1] == b"\x01"]  # text frames start with "{"

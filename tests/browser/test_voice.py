@@ -18,11 +18,7 @@ positions only.
 from __future__ import annotations
 
 import json
-import math
 import re
-import struct
-import wave
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +27,17 @@ import pytest_twisted
 
 from hearth.spaces.chat import GroupChat
 from hearth.spaces.e2ee.voice import voice_header
-from tests.browser.harness import Browser, Page, artifact, keys_ready, open_page, screen_point, seated
-from tests.browser.runner import FAKE_MEDIA_ARGS
+from tests.browser.harness import (
+    Browser,
+    Page,
+    artifact,
+    keys_ready,
+    open_page,
+    screen_point,
+    seated,
+    sound_running,
+    voice_frames,
+)
 from tests.support.live import LiveServer, record_frames
 
 pytestmark = pytest.mark.browser
@@ -63,49 +68,6 @@ STEADY = """async ([key, ms]) => {
 }"""
 
 
-def speech_wav(path: Path, seconds: float = 4.0, rate: int = 48000) -> Path:
-    """A voice-like signal: a harmonic tone gliding around 140 Hz, 3.5 syllables a second."""
-    out = bytearray()
-    phase = 0.0
-    for i in range(int(rate * seconds)):
-        t = i / rate
-        phase += 2 * math.pi * (140 + 40 * math.sin(2 * math.pi * 0.7 * t)) / rate
-        envelope = 0.55 + 0.45 * math.sin(2 * math.pi * 3.5 * t)
-        sample = sum(math.sin(k * phase) / k for k in range(1, 8)) * 0.25 * envelope
-        out += struct.pack("<h", int(max(-1.0, min(1.0, sample)) * 32767))
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(rate)
-        w.writeframes(bytes(out))
-    return path
-
-
-@pytest.fixture(scope="module")
-def mic_browser(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
-    """`browser` first: it skips (or fails in CI) when Chromium or Playwright is missing."""
-    # Debian's Chromium with the fake microphone (and no permission prompt), playing the WAV.
-    wav = speech_wav(tmp_path_factory.mktemp("voice") / "speech.wav")
-    b = Browser([*FAKE_MEDIA_ARGS, f"--use-file-for-fake-audio-capture={wav}"])
-    b.start()
-    try:
-        yield b
-    finally:
-        b.close()
-
-
-@pytest.fixture
-def mic_pages(mic_browser: Browser) -> Iterator[list[Page]]:
-    """As `pages`: each page stayed on 127.0.0.1 and raised no error."""
-    opened: list[Page] = []
-    yield opened
-    for page in opened:
-        mic_browser.call_sync(page.context.close)
-    for page in opened:
-        assert page.recorder.foreign() == [], f"requests left 127.0.0.1: {page.recorder.foreign()}"
-        assert page.recorder.errors == [], f"errors in the page: {page.recorder.errors}"
-
-
 async def walk_to(page: Page, x: float, y: float) -> None:
     sx, sy = await screen_point(page, x, y)
     await page.do(lambda p: p.mouse.click(sx, sy))
@@ -113,14 +75,6 @@ async def walk_to(page: Page, x: float, y: float) -> None:
 
 async def in_zone(page: Page, zone: str) -> None:
     await page.wait_for("(zone) => window.hearthVoice?.stats().audio.me?.zone === zone", zone)
-
-
-async def sound_running(page: Page) -> None:
-    await page.wait_for("() => window.hearthVoice.stats().audio.context === 'running'")
-
-
-def voice_frames(frames: list[bytes]) -> list[bytes]:
-    return [f for f in frames if f[:1] == b"\x01"]  # text frames start with "{"
 
 
 @pytest_twisted.ensureDeferred

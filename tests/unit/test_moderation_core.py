@@ -49,7 +49,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "worried": {"member": "{member}"}, "im_ok": {},
     "incident": {"incident": "abc", "action": "ack"}, "alert_seen": {"incident": "abc"},
     "duty": {"on": True},
-    "list_incidents": {}, "status": {"status": "listening"},
+    "list_incidents": {}, "voice_transport": {}, "status": {"status": "listening"},
 }
 
 
