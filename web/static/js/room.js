@@ -51,7 +51,8 @@ const CARE_QUIET_MS = 5 * 60 * 1000; // "not now" means not for 5 minutes, and n
 const LIVE_REQUEST = new Set(["sending", "received", "delivered", "acknowledged", "engaged"]);
 // Refusals of what the join form chose: the person goes back to the form, with it filled in.
 const JOIN_REFUSALS = new Set(["pseudonym_invalid", "pseudonym_reserved", "pseudonym_taken", "avatar_invalid"]);
-const QUIET_REFS = /^(say|report|help|flag|worried|ok)-/; // errors their own callers show
+// Errors their own callers show (vt: voicelink.js, which falls back to the WebSocket quietly).
+const QUIET_REFS = /^(say|report|help|flag|worried|ok|vt)-/;
 
 // --- the fragment: join choices in, helpline country kept -------------------------------
 
