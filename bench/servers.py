@@ -126,7 +126,7 @@ def hearth_config(data_dir: Path, rooms: int, capacity: int) -> dict[str, Any]:
         # it goes rather than 0 ("no cap"), so each join still pays for the address check.
         "limits": {"messages_per_second": 10000, "message_burst": 100000,
                    "flood_strikes": 100000, "moves_per_second": 1000,
-                   "connections_per_address": 100000},
+                   "connections_per_address": 100000, "http_connections_per_address": 100000},
         "movement": {"walk_speed": 50.0},
         "voice": {"hearing_range": 200.0, "max_speakers": 4, "frames_per_second": 50.0,
                   "frame_burst": 100},

@@ -195,8 +195,12 @@ class LimitsConfig:
     pseudonym_max_length: int = 24
     # Open WebSocket connections from one address (counted by keyed hash); 0 = no cap.
     connections_per_address: int = 20
-    # Seconds a connection may take to send its complete HTTP request head (slowloris).
+    # Seconds a connection may take to send each complete HTTP request, head and body
+    # (slowloris; counted again for every request on a kept-alive connection).
     header_timeout_seconds: float = 10.0
+    # Open HTTP connections (pages, files, sign-in; a WebSocket until its handshake) from
+    # one address, counted by keyed hash; 0 = no cap. Not applied to trusted proxies.
+    http_connections_per_address: int = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -769,7 +773,8 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         moves_per_second=lm.number("moves_per_second", 15.0, 1.0, 1000.0),
         pseudonym_max_length=lm.integer("pseudonym_max_length", 24, 8, 64),
         connections_per_address=lm.integer("connections_per_address", 20, 0, 100000),
-        header_timeout_seconds=lm.number("header_timeout_seconds", 10.0, 0.5, 300.0))
+        header_timeout_seconds=lm.number("header_timeout_seconds", 10.0, 0.5, 300.0),
+        http_connections_per_address=lm.integer("http_connections_per_address", 64, 0, 100000))
     if limits.max_envelope_chars > limits.max_frame_bytes:
         lm.fail("max_envelope_chars", f"at most limits.max_frame_bytes ({limits.max_frame_bytes})")
     lm.done()

@@ -438,8 +438,7 @@ class _Fields:
     def __init__(self, kind: str, data: Mapping[str, Any]) -> None:
         self.kind = kind
         self.data = data
-        ref = data.get("ref")
-        self.ref = ref if isinstance(ref, str) and len(ref) <= MAX_REF else None
+        self.ref: str | None = data.get("ref")  # checked by `decode` before any field
 
     def bad(self, name: str, expected: str) -> ProtocolError:
         return ProtocolError("bad_message", f"{self.kind}.{name}: expected {expected}.", self.ref)
@@ -601,25 +600,42 @@ CLIENT_TYPES: Final = frozenset(_DECODERS)
 
 
 def decode(frame: str | bytes) -> ClientMessage:
-    """Parse one text frame into a client message, or raise ProtocolError."""
+    """Parse one text frame into a client message, or raise ProtocolError.
+
+    Before any field is read: every string in the frame (names and values, at any depth)
+    must be text that can be written out again as UTF-8 — JSON's `\\uD800` escapes can
+    make a lone surrogate, which no encoder accepts; and `ref`, on every message, must be
+    a string of at most MAX_REF characters. Either is `bad_message`.
+    """
     try:
         data: Any = None
+        escaped = True  # whether the text may hold \\u escapes (so lone surrogates)
         if type(frame) is bytes and frame[:1] == b"{" and frame[1:2] != b"\0":
             # What json.loads(bytes) would detect (UTF-8: no BOM, no NUL in the first
             # two bytes), without its per-call detection: the common case, decoded directly,
             # and scanned without json.loads' wrappers when it is one object and nothing more.
-            text = frame.decode("utf-8", "surrogatepass")
+            text = frame.decode("utf-8")
+            escaped = "\\u" in text
             data, end = _SCAN(text, 0)
             if end != len(text):  # trailing whitespace is allowed, anything else an error
                 data = json.loads(text)
         else:
             data = json.loads(frame)
+        if not isinstance(data, dict):
+            raise ProtocolError("bad_json", "The frame must be a JSON object with a \"type\".")
+        unwritable = _unwritable_field(data) if escaped else None
     except (ValueError, RecursionError, StopIteration):
         raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
-    if not isinstance(data, dict):
-        raise ProtocolError("bad_json", "The frame must be a JSON object with a \"type\".")
     kind = data.get("type")
-    ref = data.get("ref") if isinstance(data.get("ref"), str) else None
+    name = kind if type(kind) is str and kind in _DECODERS else "message"
+    ref = data.get("ref")
+    if (ref is not None and not (type(ref) is str and len(ref) <= MAX_REF)) or unwritable == "ref":
+        raise ProtocolError("bad_message", f"{name}.ref: expected a string of at most {MAX_REF} "
+                                           "characters (it is echoed in the reply).")
+    if unwritable is not None:
+        raise ProtocolError("bad_message", f"{name}.{unwritable[:40]}: expected text (a lone "
+                                           "surrogate, \\uD800 to \\uDFFF, is not a character).",
+                            ref)
     if not isinstance(kind, str):
         raise ProtocolError("bad_message", 'Every message needs a string "type".', ref)
     decoder = _DECODERS.get(kind)
@@ -630,6 +646,35 @@ def decode(frame: str | bytes) -> ClientMessage:
     if fields.ref is not None and message.ref is None:
         message = replace(message, ref=fields.ref)
     return message
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def writable(text: str) -> bool:
+    """Whether `text` can be encoded as UTF-8 (has no lone surrogate)."""
+    return text.isascii() or _SURROGATE.search(text) is None
+
+
+def _writable_value(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return writable(value)
+    if kind is dict:
+        return all(writable(k) and _writable_value(v) for k, v in value.items())
+    if kind is list:
+        return all(_writable_value(v) for v in value)
+    return True
+
+
+def _unwritable_field(data: dict[str, Any]) -> str | None:
+    """The first field of a frame holding text that cannot be encoded again, if any."""
+    for key, value in data.items():
+        if not writable(key):
+            return "(a field name)"
+        if not _writable_value(value):
+            return key
+    return None
 
 
 # What json.loads uses, called directly (typeshed does not list the scanner).

@@ -1,14 +1,20 @@
 """Pseudonyms and avatars for anonymous members: generated, or chosen and checked.
 
 A pseudonym must never pass for a badge (facilitator, staff, admin...), so
-reserved words are matched after case folding and dropping everything that is
-not a letter ("F.a-c i l i t a t o r" is refused too).
+reserved words are matched against what a reader would see (`badge_key`):
+compatibility forms decomposed and case folded (NFKD, casefold: U+2131 SCRIPT CAPITAL F is "f"),
+every look-alike replaced by its Unicode prototype (the UTS #39 skeleton,
+spaces/confusables.py: Cyrillic U+0430 is "a", "1" is "l", "m" is "rn"), and
+everything that is not a letter dropped ("F.a-c i l i t a t o r" is refused
+too). Invisible characters (zero-width, joiners, the Hangul fillers that count
+as letters) are refused outright.
 
 This module is the one source of the rules: the join page and the console check a
 pseudonym in the browser with `client_rules()` (served in the page,
-web/static/js/pseudonym.js), so that they refuse what the server refuses, with the
-same sentence (`MESSAGES`, by reason). A rule that cannot be written as data for the
-page is checked here only: the page then shows the server's refusal.
+web/static/js/pseudonym.js), so that they refuse what the server refuses, for the same
+reason and with the same sentence (`MESSAGES`). The look-alike rule is served for the
+letters people write names in (Latin, Greek, Cyrillic, fullwidth forms); a name with
+any other character is left to the server, and the page shows the server's refusal.
 """
 
 from __future__ import annotations
@@ -17,8 +23,10 @@ import random
 import sys
 import unicodedata
 from collections.abc import Mapping
-from functools import cache
+from functools import lru_cache
 from typing import Any
+
+from hearth.spaces.confusables import DEFAULT_IGNORABLE, is_default_ignorable, skeleton
 
 ADJECTIVES: Mapping[str, tuple[str, ...]] = {
     "en": ("Quiet", "Gentle", "Calm", "Bright", "Kind", "Steady", "Warm", "Patient", "Brave",
@@ -61,18 +69,18 @@ _ALLOWED_PUNCT = frozenset(" -'\u2019.")  # \u2019: the typographic apostrophe
 # same sentences (web/static/i18n/<lang>.json, "pseudonym.<reason>"; English equal to these).
 MESSAGES: Mapping[str, tuple[str, str]] = {
     "length": ("pseudonym_invalid", "A pseudonym needs {min} to {max} characters."),
+    "invisible": ("pseudonym_invalid", "A pseudonym cannot contain invisible characters."),
     "characters": ("pseudonym_invalid",
                    "Use letters, digits, spaces, hyphens, apostrophes and dots only."),
     "letter": ("pseudonym_invalid", "A pseudonym needs at least one letter."),
     "reserved": ("pseudonym_reserved",
                  "That name could be mistaken for a facilitator or staff badge; choose another."),
 }
-
-
-# The reasons web/static/js/pseudonym.js checks from `client_rules()`. A reason not listed
-# here (a rule that cannot be written as data for the page) is the server's alone: the page
-# then shows the server's refusal, with the join form kept.
-PAGE_REASONS = ("length", "characters", "letter", "reserved")
+# The reasons web/static/js/pseudonym.js checks from `client_rules()` ("reserved" for names
+# written in the letters it is given). A reason not listed here (a rule that cannot be
+# written as data for the page) is the server's alone: the page then shows the server's
+# refusal, with the join form kept.
+PAGE_REASONS = ("length", "invisible", "characters", "letter", "reserved")
 
 
 class PseudonymRefused(ValueError):
@@ -107,9 +115,23 @@ def check_avatar(avatar: Mapping[str, str]) -> dict[str, str] | None:
     return None
 
 
-def _skeleton(name: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", name.casefold())
-    return "".join(ch for ch in decomposed if ch.isalpha() and ch.isascii())
+def badge_key(text: str) -> str:
+    """What a reader sees, for comparing with the reserved words: NFKD and case folding,
+    the UTS #39 skeleton (before folding, for capital look-alikes, and after), letters
+    only, and "i" read as "l" (I, l and 1 are one stroke in many fonts)."""
+    seen = _look(text)
+    return "".join(ch for ch in seen if unicodedata.category(ch)[0] == "L").replace("i", "l")
+
+
+@lru_cache(maxsize=1)
+def _reserved_keys() -> tuple[str, ...]:
+    return tuple(badge_key(word) for word in RESERVED)
+
+
+def looks_reserved(name: str) -> bool:
+    """Whether a reader could take `name` for a staff badge."""
+    key = badge_key(name)
+    return any(word in key for word in _reserved_keys())
 
 
 def normalise(raw: str, max_length: int) -> str:
@@ -118,37 +140,61 @@ def normalise(raw: str, max_length: int) -> str:
     if not MIN_LENGTH <= len(name) <= max_length:
         raise _refused("length", max_length)
     for ch in name:
+        if is_default_ignorable(ch):  # the Hangul fillers are letters, and invisible
+            raise _refused("invisible", max_length)
         if not (ch.isalpha() or ch.isdigit() or ch in _ALLOWED_PUNCT):
             raise _refused("characters", max_length)
     if not any(ch.isalpha() for ch in name):
         raise _refused("letter", max_length)
-    skeleton = _skeleton(name)
-    for word in RESERVED:
-        if word in skeleton:
-            raise _refused("reserved", max_length)
+    if looks_reserved(name):
+        raise _refused("reserved", max_length)
     return name
 
 
-@cache
-def _python_only_characters() -> tuple[str, str]:
-    r"""(whitespace str.split() splits on, digits str.isdigit() accepts that are not decimal):
-    the two character classes the browser's own (`\s`, `\p{Nd}`) do not match exactly."""
+@lru_cache(maxsize=4096)
+def _look(name: str) -> str:
+    """A name as a reader sees it: case folded, look-alikes replaced (digits and spaces
+    kept, so "Ana 2" and "Ana 3" stay two people)."""
+    seen = unicodedata.normalize("NFKD", skeleton(unicodedata.normalize("NFKD", name)))
+    return unicodedata.normalize("NFKD", skeleton(seen.casefold())).casefold()
+
+
+def same_name(a: str, b: str) -> bool:
+    """Two pseudonyms a reader would take for the same person (case and look-alike
+    letters aside: "ANA", and "Ana" with a Cyrillic U+0410, are "Ana")."""
+    return a.casefold() == b.casefold() or _look(a) == _look(b)
+
+
+# The letters the page is given the look-alike rule for: Latin (with IPA), Greek, Cyrillic,
+# and the fullwidth forms — what names are written in, and what look-alikes are made of.
+_PAGE_LETTERS = ((0x0020, 0x052F), (0x1D00, 0x1DBF), (0x1E00, 0x1FFF), (0xFF00, 0xFFEF))
+
+
+@lru_cache(maxsize=1)
+def _python_only() -> tuple[str, str, dict[str, str]]:
+    """What the browser's own classes do not say exactly: the whitespace str.split() splits
+    on, the digits str.isdigit() accepts that are not decimal, and each page letter's part
+    of `badge_key` (the key is per character: NFKD, case folding and the skeleton are)."""
     spaces = "".join(chr(c) for c in range(sys.maxunicode + 1) if chr(c).isspace())
     digits = "".join(chr(c) for c in range(sys.maxunicode + 1)
                      if chr(c).isdigit() and not chr(c).isdecimal())
-    return spaces, digits
+    keys = {}
+    for lo, hi in _PAGE_LETTERS:
+        for point in range(lo, hi + 1):
+            ch = chr(point)
+            if (ch.isalpha() or ch.isdigit() or ch in _ALLOWED_PUNCT) and not is_default_ignorable(ch):
+                keys[ch] = badge_key(ch)
+    return spaces, digits, keys
 
 
 def client_rules(max_length: int) -> dict[str, Any]:
     r"""The rules of `normalise` as data for the browser (web/static/js/pseudonym.js): the
-    page refuses what this module refuses, for the same reason; letters are the browser's
-    `\p{L}` (the Unicode version may differ by a few new letters: the server decides those)."""
-    spaces, digits = _python_only_characters()
+    page refuses what this module refuses, for the same reason. Letters are the browser's
+    `\p{L}` (its Unicode version may know a few letters more: the server decides those);
+    the look-alike keys cover the page letters only (other names: the server decides)."""
+    spaces, digits, keys = _python_only()
     return {"min": MIN_LENGTH, "max": max_length, "punctuation": "".join(sorted(_ALLOWED_PUNCT)),
-            "spaces": spaces, "digits": digits, "reserved": list(RESERVED),
+            "spaces": spaces, "digits": digits, "invisible": [list(r) for r in DEFAULT_IGNORABLE],
+            # each page letter followed by its key, "|" between (neither is ever in a name)
+            "keys": "|".join(ch + key for ch, key in keys.items()), "reserved": list(_reserved_keys()),
             "codes": {reason: MESSAGES[reason][0] for reason in PAGE_REASONS}}
-
-
-def same_name(a: str, b: str) -> bool:
-    """Two pseudonyms a reader would take for the same person."""
-    return a.casefold() == b.casefold()

@@ -34,6 +34,7 @@ DUTY: Final = 20  # {from, exclude}: text frame for the node's on-duty facilitat
 INCIDENT: Final = 21  # {from}: JSON payload, an incident's new state (metadata only)
 SESSION: Final = 24  # {from}: JSON payload, a facilitator sign-in session's change (digests)
 DUTY_ROSTER: Final = 25  # {from, count}: how many facilitators are on duty at that node
+ACCOUNTS: Final = 26  # {from}: facilitator accounts changed; read the shared log now
 # node -> the node that runs an incident, and back
 INCIDENT_ACT: Final = 22  # {req, from, room, incident, action, outcome, actor, ref}
 INCIDENT_DONE: Final = 23  # {req}: payload empty, or the text frame of the refusal

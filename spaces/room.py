@@ -77,6 +77,11 @@ class Member:
     muted: bool = False  # by a facilitator; enforced by dropping voice frames
     hand_up: bool = False
     account: str | None = None  # a facilitator's account name, for the audit log only
+    # A facilitator's sign-in: the session its role ticket came from and the account's
+    # generation then; the role is withdrawn when either ends (Venue.signin_ended,
+    # Venue.account_changed). None for participants and in-process tickets.
+    signin: str | None = None
+    generation: int | None = None
     address: tuple[str, bytes] | None = None  # (day, keyed hash) for a ban; never the address
     last_envelope: float = float("-inf")  # for slow mode
     # Directed envelopes (sender keys) that arrived while away, handed over on resume.
@@ -240,7 +245,7 @@ class Room:
         return effects
 
     def mark_away(self, member_id: str, attachment: int, now: float) -> list[Effect]:
-        """The member's connection dropped: away (the room is told) for the grace period."""
+        """The member's connection dropped: away, and the room is told (`member_updated`)."""
         member = self.members.get(member_id)
         if member is None or member.attachment != attachment or member.away_since is not None:
             return []
@@ -603,6 +608,7 @@ class Room:
                 "id": m.id, "pseudonym": m.pseudonym, "avatar": m.avatar, "role": m.role,
                 "locale": m.locale, "x": m.pos.x, "y": m.pos.y, "seat": m.seat, "keys": m.keys,
                 "slot": m.slot, "muted": m.muted, "hand": m.hand_up, "account": m.account,
+                "signin": m.signin, "generation": m.generation,
                 "status": m.status,
                 "address": [m.address[0], m.address[1].hex()] if m.address else None,
             } for m in self.members.values()],
@@ -627,6 +633,7 @@ class Room:
                                   now),
                 seat=m["seat"], keys=m["keys"], slot=m["slot"], muted=m["muted"],
                 hand_up=m["hand"], account=m["account"], away_since=now,
+                signin=m.get("signin"), generation=m.get("generation"),
                 status=m.get("status", "here"),
                 address=(m["address"][0], bytes.fromhex(m["address"][1]))
                 if m["address"] else None)

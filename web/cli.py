@@ -359,6 +359,57 @@ def _read_password(args: argparse.Namespace, name: str) -> str | None:
     return first
 
 
+def _audit_account_change(config: Any, action: str, name: str) -> None:
+    """An account change made with `hearth facilitator` goes to the audit log: this node's
+    journal and, with several nodes (server.redis), the shared audit log. The actor is
+    the system user who ran the command; never a password or a TOTP secret."""
+    import getpass
+    import json
+    import time
+
+    from hearth.moderation.audit import AuditLog
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid
+        user = "unknown"
+    log = AuditLog(Path(config.server.data_dir) / "audit.jsonl")
+    try:
+        entry = log.record(f"cli:{user}", f"facilitator.{action}", name, None, "ok", time.time())
+    finally:
+        log.close()
+    if not config.server.redis:
+        return
+    from dataclasses import asdict
+    record = json.dumps({**asdict(entry), "node": "cli"}, ensure_ascii=False,
+                        separators=(",", ":")).encode()
+    if not _append_shared(config.server.redis, "audit", record):
+        print("hearth facilitator: the audit record is in this node's audit.jsonl only: "
+              "Redis could not be reached", file=sys.stderr)
+
+
+def _append_shared(url: str, stream: str, record: bytes) -> bool:
+    """One record appended to a shared log in Redis; False when Redis cannot be reached."""
+    reactor = install_reactor()
+    from twisted.internet.defer import ensureDeferred
+
+    from hearth.spaces.redis_broker import RedisBroker
+    broker = RedisBroker(url)
+    result: dict[str, Any] = {}
+
+    async def append() -> None:
+        await broker.start()
+        try:
+            result["id"] = await broker.append(stream, record)
+        finally:
+            await broker.stop()
+
+    d = ensureDeferred(append())
+    d.addErrback(lambda _: None)
+    d.addBoth(lambda _: reactor.stop())
+    reactor.run()
+    return result.get("id") is not None
+
+
 def facilitator(args: argparse.Namespace) -> int:
     import time
 
@@ -380,15 +431,19 @@ def facilitator(args: argparse.Namespace) -> int:
             return 0
         if action == "remove":
             account = store.remove(args.name)
-            print(f"Removed {account.name}; its sessions end at their next request.")
+            _audit_account_change(config, "remove", account.name)
+            print(f"Removed {account.name}; its sessions end and the roles it holds in rooms "
+                  "are withdrawn within seconds, on every node.")
             return 0
         if action == "totp":
             if args.disable:
                 account = store.set_totp(args.name, None)
+                _audit_account_change(config, "totp.off", account.name)
                 print(f"TOTP is off for {account.name}: a password alone signs in.")
                 return 0
             secret = new_totp_secret()
             account = store.set_totp(args.name, secret)
+            _audit_account_change(config, "totp.on", account.name)
             print(f"TOTP is on for {account.name}. Add it to an authenticator app now: "
                   "it is shown only this once.\n"
                   f"  {totp_uri(secret, account.name, config.organisation.name)}\n"
@@ -405,12 +460,14 @@ def facilitator(args: argparse.Namespace) -> int:
             if action == "add":
                 role = "operator" if args.operator else "facilitator"
                 account = store.add(name, password, time.time(), role=role)
+                _audit_account_change(config, "add", account.name)
                 print(f"Added {account.name} ({account.role}) to {store.path}. "
                       "They sign in at /login.")
             else:
                 account = store.reset(name, password)
-                print(f"New password set for {account.name}; "
-                      "its sessions end at their next request.")
+                _audit_account_change(config, "reset", account.name)
+                print(f"New password set for {account.name}; its sessions end and the roles "
+                      "it holds in rooms are withdrawn within seconds.")
             return 0
     except AccountError as err:
         print(f"hearth facilitator {action}: {err}", file=sys.stderr)

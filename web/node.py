@@ -18,9 +18,11 @@ of the room.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+import traceback
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import count
+from pathlib import Path
 from typing import Any, Protocol
 
 from twisted.internet import defer
@@ -51,6 +53,7 @@ from hearth.spaces.effects import (
 )
 from hearth.spaces.protocol import ProtocolError, encode
 from hearth.spaces.venue import Venue
+from hearth.web.proxy import AddressCap
 from hearth.web.shared_logs import LogShipper
 
 OWNER_TTL = 5.0  # seconds a room's ownership lasts without renewal
@@ -171,10 +174,14 @@ class Node:
         self.shared_logs = shared_logs
         # facilitator sign-in sessions shared between nodes (moderation/login.py SessionTable)
         self.on_session: Callable[[dict[str, Any]], None] | None = None
+        self.shared_records_refused = 0  # records in the broker not sealed with our key
+        # Run at the end of each housekeeping (web/auth.py: accounts shared and watched).
+        self.watchers: list[Callable[[], Awaitable[None]]] = []
         self._sessions_read: str | None = None  # the last id read of the shared sign-in log
         self.slow_listener_bytes = venue.config.voice.slow_listener_bytes
         self.voice_forwarded = 0
         self.voice_dropped_slow = 0
+        self.effects_failed = 0  # effects skipped because applying them raised
         self._ids = count(1)
         self._links: dict[str, Link] = {}
         # delivery at this node: members connected here, whoever owns their room
@@ -189,7 +196,8 @@ class Node:
         self._inbox: Subscription | None = None
         self._everyone: Subscription | None = None
         self._asks: dict[str, Ask] = {}  # incident actions sent to another node, by request
-        self._per_address: dict[bytes, int] = {}
+        self._per_address = AddressCap(address_seed,
+                                       venue.config.limits.connections_per_address, clock)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -233,25 +241,12 @@ class Node:
     # --- from transports (this node as the edge) -------------------------------------
 
     def admit_address(self, address: str | None) -> bytes | None:
-        """Count a new connection against its address's cap; None means refuse.
-
-        Counted by the keyed hash of the address (today's salt), in memory, and
-        only while connections are open; `release_address` gives the place back.
-        """
-        cap = self.venue.config.limits.connections_per_address
-        if address is None or cap == 0:
-            return b""
-        key = ClientAddress(self.address_seed, address).hash_for(utc_day(self.clock()))
-        if self._per_address.get(key, 0) >= cap:
-            return None
-        self._per_address[key] = self._per_address.get(key, 0) + 1
-        return key
+        """Count a new WebSocket against its address's cap (web/proxy.py AddressCap: keyed
+        hashes only, while open); None means refuse. `release_address` gives it back."""
+        return self._per_address.admit(address)
 
     def release_address(self, key: bytes) -> None:
-        if key and key in self._per_address:
-            self._per_address[key] -= 1
-            if self._per_address[key] <= 0:
-                del self._per_address[key]
+        self._per_address.release(key)
 
     def open(self, peer: Peer, address: str | None = None) -> Link:
         """A new client link; its address is kept only inside a ClientAddress (keyed hashes)."""
@@ -388,6 +383,26 @@ class Node:
         self._expire_asks()
         await self._adopt_orphaned_incidents()
         await self.tail_sessions()
+        await self.run_watchers()
+
+    async def run_watchers(self) -> None:
+        """Each housekeeping watcher once (and at once when another node hints: ACCOUNTS)."""
+        for watcher in self.watchers:
+            try:
+                await watcher()
+            except Exception:
+                self.log.failure("a housekeeping watcher failed")
+
+    # --- roles withdrawn (spaces/venue.py decides, for the rooms this node runs) ----
+
+    def signin_ended(self, signin: str) -> None:
+        """A facilitator's sign-in session ended (here or on another node)."""
+        self.apply(None, self.venue.signin_ended(signin, self.clock(), sorted(self.owned)))
+
+    def account_changed(self, account: str, state: tuple[str, int] | None) -> None:
+        """A facilitator account is now (role, generation), or gone."""
+        self.apply(None, self.venue.account_changed(account, state, self.clock(),
+                                                    sorted(self.owned)))
 
     async def _resync(self, room: str) -> None:
         """After the directory lost our keys (a Redis restart): tell it again what we hold."""
@@ -495,58 +510,77 @@ class Node:
     # --- effects (this node as a room's owner) ------------------------------------------
 
     def apply(self, peer: Link | RemoteLink | None, effects: Iterable[Effect]) -> None:
+        """Apply the core's effects in order. A failure is contained to its one effect: the
+        rest still apply and the connection stays (a stored value that cannot be sent must
+        never drop someone else); it is logged once, by kind and place, with no content."""
         for effect in effects:
-            match effect:
-                case Reply(message=message):
-                    if peer is not None:
-                        peer.send_bytes(encode(message))
-                case Broadcast(room=room, message=message, exclude=exclude):
-                    self._broadcast(room, encode(message), exclude)
-                case Send(member=member, message=message):
-                    self._to_member(member, encode(message), False)
-                case Attach(room=room, member=member, waiting=waiting):
-                    if peer is not None:
-                        self._attach(room, member, peer, waiting)
-                case Enter(room=room, member=member):
-                    self._enter(room, member)
-                case Detach(member=member, code=code, reason=reason):
-                    holder = self._holders.pop(member, None)
-                    if holder is not None:
-                        if isinstance(holder.peer, RemoteLink):
-                            self.broker.send_node(holder.node, relay.pack(relay.CLOSE_MEMBER, {
-                                "member": member, "code": code, "reason": reason}))
-                        else:
-                            self._drop_local(member)
-                            holder.peer.close(code, reason)
-                case Close(code=code, reason=reason):
-                    if peer is not None:
-                        peer.close(code, reason)
-                case Voice(room=room, frame=frame, listeners=listeners):
-                    self._voice(frame, listeners)
-                case Audit(actor=actor, action=action, target=target, room=room, outcome=outcome):
-                    if self.audit is not None:
-                        self.audit.record(actor, action, target, room, outcome, self.clock())
-                case Dispatch(channel=channel, payload=payload):
-                    if self.alerts is not None:
-                        self.alerts.dispatch(channel, dict(payload))
-                case Record(incident=incident):
-                    if self.alerts is not None:
-                        self.alerts.record(dict(incident))
-                    self.broker.send_all(relay.pack(relay.INCIDENT, {"from": self.id},
-                                                    json.dumps(incident).encode()))
-                case Duty(message=message, exclude=exclude):
-                    payload = encode(message)
-                    self._to_duty(payload, exclude)
-                    self.broker.send_all(relay.pack(relay.DUTY, {
-                        "from": self.id, "exclude": list(exclude)}, payload))
-                case ActElsewhere() as act:
-                    d = defer.ensureDeferred(self._act_elsewhere(peer, act))
-                    d.addErrback(self._not_carried, peer, act.ref)
-                case DutyRoster(count=count):
-                    self.broker.send_all(relay.pack(relay.DUTY_ROSTER, {
-                        "from": self.id, "count": count}))
+            try:
+                self._apply_one(peer, effect)
+            except Exception as failure:
+                self.effect_failed(effect, failure)
         if self.venue.session_changes:
             self.sync_sessions()
+
+    def effect_failed(self, effect: Effect, failure: Exception) -> None:
+        """One log line for an effect that could not be applied: its kind, the exception's
+        kind and where it was raised — never the exception's text (it may quote content)."""
+        self.effects_failed += 1
+        frame = traceback.extract_tb(failure.__traceback__)[-1:]
+        where = f"{Path(frame[0].filename).name}:{frame[0].lineno}" if frame else "?"
+        self.log.error("an effect could not be applied and was skipped: {effect} "
+                       "({error} at {where})", effect=type(effect).__name__,
+                       error=type(failure).__name__, where=where)
+
+    def _apply_one(self, peer: Link | RemoteLink | None, effect: Effect) -> None:
+        match effect:
+            case Reply(message=message):
+                if peer is not None:
+                    peer.send_bytes(encode(message))
+            case Broadcast(room=room, message=message, exclude=exclude):
+                self._broadcast(room, encode(message), exclude)
+            case Send(member=member, message=message):
+                self._to_member(member, encode(message), False)
+            case Attach(room=room, member=member, waiting=waiting):
+                if peer is not None:
+                    self._attach(room, member, peer, waiting)
+            case Enter(room=room, member=member):
+                self._enter(room, member)
+            case Detach(member=member, code=code, reason=reason):
+                holder = self._holders.pop(member, None)
+                if holder is not None:
+                    if isinstance(holder.peer, RemoteLink):
+                        self.broker.send_node(holder.node, relay.pack(relay.CLOSE_MEMBER, {
+                            "member": member, "code": code, "reason": reason}))
+                    else:
+                        self._drop_local(member)
+                        holder.peer.close(code, reason)
+            case Close(code=code, reason=reason):
+                if peer is not None:
+                    peer.close(code, reason)
+            case Voice(room=room, frame=frame, listeners=listeners):
+                self._voice(frame, listeners)
+            case Audit(actor=actor, action=action, target=target, room=room, outcome=outcome):
+                if self.audit is not None:
+                    self.audit.record(actor, action, target, room, outcome, self.clock())
+            case Dispatch(channel=channel, payload=payload):
+                if self.alerts is not None:
+                    self.alerts.dispatch(channel, dict(payload))
+            case Record(incident=incident):
+                if self.alerts is not None:
+                    self.alerts.record(dict(incident))
+                self.broker.send_all(relay.pack(relay.INCIDENT, {"from": self.id},
+                                                json.dumps(incident).encode()))
+            case Duty(message=message, exclude=exclude):
+                payload = encode(message)
+                self._to_duty(payload, exclude)
+                self.broker.send_all(relay.pack(relay.DUTY, {
+                    "from": self.id, "exclude": list(exclude)}, payload))
+            case ActElsewhere() as act:
+                d = defer.ensureDeferred(self._act_elsewhere(peer, act))
+                d.addErrback(self._not_carried, peer, act.ref)
+            case DutyRoster(count=count):
+                self.broker.send_all(relay.pack(relay.DUTY_ROSTER, {
+                    "from": self.id, "count": count}))
 
     def _attach(self, room: str, member: str, peer: Link | RemoteLink, waiting: bool) -> None:
         if isinstance(peer, RemoteLink):
@@ -770,6 +804,10 @@ class Node:
             case relay.SESSION:
                 if h["from"] != self.id and self.on_session is not None:
                     self.on_session(json.loads(m.payload))
+            case relay.ACCOUNTS:
+                if h["from"] != self.id:
+                    d = defer.ensureDeferred(self.run_watchers())
+                    d.addErrback(lambda f: self.log.failure("housekeeping watchers failed", f))
             case relay.INCIDENT_ACT:
                 act = ActElsewhere(h["room"], h["incident"], h["action"], h["outcome"],
                                    h["actor"], h["ref"], h.get("basis"))

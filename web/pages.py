@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import random
 from typing import Any
-from urllib.parse import quote
 
 import jinja2
 from twisted.web import resource, server
@@ -83,7 +82,6 @@ class Pages:
     def render(self, request: server.Request, template: str, *, code: int = 200,
                **context: Any) -> bytes:
         lang = self.language(request)
-        path = request.path.decode("utf-8", "replace")
         request.setResponseCode(code)
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
@@ -91,7 +89,9 @@ class Pages:
         page = self.envs[lang].get_template(template).render(
             lang=lang, organisation=self.config.organisation.name,
             quick_exit_url=self.config.organisation.quick_exit_url,
-            languages=[(code_, i18n.ENDONYMS[code_], f"{quote(path)}?lang={code_}")
+            # A query-only link: the same page in another language, whatever the path
+            # (a path of "//elsewhere" must never become a link off the site).
+            languages=[(code_, i18n.ENDONYMS[code_], f"?lang={code_}")
                        for code_ in i18n.LANGUAGES],
             **context)
         return page.encode("utf-8")

@@ -61,8 +61,10 @@ autobahn_protocol.pformat = _lazy_pformat  # type: ignore[attr-defined]
 def origin_allowed(origin: str | None, host: str | None, allowed: tuple[str, ...]) -> bool:
     """Same host as the page, or listed in server.allowed_origins.
 
-    A request with no Origin is not a browser (browsers always send one on a
-    WebSocket handshake), so it cannot be a cross-site hijack and is allowed.
+    A request with no Origin header (`None`) is not a browser (browsers always send
+    one on a WebSocket handshake), so it cannot be a cross-site hijack and is allowed:
+    the Python client, bots and probes need not pretend to be a page. An Origin that
+    is present but empty, or `null` (a sandboxed or opaque page), is refused.
     """
     if origin is None:
         return True
@@ -98,7 +100,10 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
 
     def onConnect(self, request: Any) -> str:
         host = request.headers.get("host")
-        if not origin_allowed(request.origin, host, self.config.server.allowed_origins):
+        # The header itself: autobahn's `request.origin` is "" both when the header is
+        # missing and when it is empty, and only a missing one is allowed.
+        origin = request.headers.get("origin")
+        if not origin_allowed(origin, host, self.config.server.allowed_origins):
             _log.info("websocket refused: origin not allowed")
             raise ConnectionDeny(403, "Origin not allowed")
         if SUBPROTOCOL not in request.protocols:

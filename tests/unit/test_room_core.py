@@ -120,13 +120,14 @@ def test_unknown_room_and_messages_before_join() -> None:
     assert error_code(w.send(conn, {"type": "join", "room": "circle"})) == "already_joined"
 
 
-def test_resume_within_grace_keeps_member_pseudonym_and_seat_and_shows_away_meanwhile() -> None:
+def test_resume_within_grace_keeps_member_pseudonym_and_seat_and_others_see_away() -> None:
     w = World()
     conn, welcome = w.join(pseudonym="Calm Heron")
     seat0 = w.venue.config.room("circle").layout.seats[0]  # type: ignore[union-attr]
     w.venue.rooms["circle"].members[welcome["member"]].pos = seat0
     w.send(conn, {"type": "sit", "seat": 0})
-    [away] = broadcasts(conn.lost(w.clock.seconds()), "member_updated")  # others see "away"
+    [away] = conn.lost(w.clock.seconds())  # others see it away, not gone
+    assert isinstance(away, Broadcast) and away.message["type"] == "member_updated"
     assert away.message["member"]["away"] is True and away.message["member"]["seat"] == 0
     w.clock.advance(59)
     assert broadcasts(w.tick(), "member_left") == []
@@ -137,9 +138,11 @@ def test_resume_within_grace_keeps_member_pseudonym_and_seat_and_shows_away_mean
     assert resumed["token"] != welcome["token"]  # rotated on every resume
     me = next(m for m in resumed["room"]["members"] if m["id"] == welcome["member"])
     assert me["pseudonym"] == "Calm Heron" and me["seat"] == 0 and me["away"] is False
-    # the others are told only that the member is back (and the epoch moved): no leave, no join
-    [back] = [e.message for e in effects if isinstance(e, Broadcast)]
-    assert back["type"] == "member_resumed" and back["member"]["away"] is False  # here again
+    # the others are told only that the member is back, no longer away (and the epoch
+    # moved): no leave, no join
+    [back] = [e for e in effects if isinstance(e, Broadcast)]
+    assert back.message["type"] == "member_resumed" and back.exclude == welcome["member"]
+    assert back.message["member"]["away"] is False
     # the old token is spent
     assert error_code(w.send(w.connect(), {"type": "resume", "token": welcome["token"]})) \
         == "session_expired"
