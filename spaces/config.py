@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hearth.spaces.layout import Circle, Corner, Layout, Point
+from hearth.spaces.layout import Circle, Corner, Layout, Point, Translations, translated
 
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "hearth.toml"
 
@@ -177,7 +177,11 @@ class OrganisationConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SessionConfig:
+    # A dropped connection may resume the same member within this many seconds.
     resume_grace_seconds: float = 60.0
+    # A page that says it is closing (a closed tab, or a reload) is away this long, so that a
+    # reload comes back as the same member; a closed tab has left when it runs out.
+    closing_grace_seconds: float = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -336,14 +340,24 @@ class CrisisConfig:
 @dataclass(frozen=True, kw_only=True)
 class RoomConfig:
     id: str
+    # In the room's own language; `titles` and `schedules` hold any per-language versions
+    # (`title = { en = "…", es = "…" }` in the config), which the pages show in their language.
     title: str
     schedule: str = ""
+    titles: Translations = ()
+    schedules: Translations = ()
     capacity: int = 12
     # People wait in a lobby until a facilitator admits them.
     lobby: bool = False
     # The language the group meets in: facilitators' detectors use its rule pack.
     language: str = "en"
     layout: Layout
+
+    def title_in(self, lang: str) -> str:
+        return translated(self.title, self.titles, lang)
+
+    def schedule_in(self, lang: str) -> str:
+        return translated(self.schedule, self.schedules, lang)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -442,6 +456,30 @@ class TableReader:
             return value[:max_len]
         return value
 
+    def localised(self, name: str, default: str | None, max_len: int,
+                  prefer: str = "en") -> tuple[str, Translations]:
+        """A text given once (a string) or per page language (a table like
+        { en = "…", es = "…" }): (the text in `prefer`, or the first given; the translations)."""
+        if not isinstance(self.table.get(name), Mapping):
+            return self.text(name, default, max_len), ()
+        table = TableReader(self.source, self.key(name), self.raw(name), self.problems)
+        given: list[tuple[str, str]] = []
+        for lang in TEXT_LOCALES:
+            if table.has(lang):
+                text = table.text(lang, None, max_len)
+                if text.strip():
+                    given.append((lang, text))
+        for other in table.table:
+            if other not in TEXT_LOCALES:
+                table.raw(other)
+                table.fail(other, f"a page language ({' or '.join(TEXT_LOCALES)}) as the key")
+        table.done()
+        if not given:
+            self.fail(name, f"a string, or a table of {' and '.join(TEXT_LOCALES)} texts "
+                            f"like {{ en = \"…\", es = \"…\" }}")
+            return default or "", ()
+        return translated(given[0][1], tuple(given), prefer), tuple(given)
+
     def boolean(self, name: str, default: bool) -> bool:
         if not self.has(name):
             self.seen.add(name)
@@ -497,7 +535,8 @@ def _point(r: TableReader, name: str, layout: Layout | None = None) -> Point | N
     return Point(float(value[0]), float(value[1]))
 
 
-def _layout(source: str, prefix: str, table: Any, problems: list[str]) -> Layout | None:
+def _layout(source: str, prefix: str, table: Any, problems: list[str],
+            language: str = "en") -> Layout | None:
     before = len(problems)
     r = TableReader(source, prefix, table, problems)
     width = r.number("width", 14.0, 2.0, 200.0)
@@ -544,8 +583,9 @@ def _layout(source: str, prefix: str, table: Any, problems: list[str]) -> Layout
         cid = c.text("id", None, 40)
         if cid and not _ROOM_ID.match(cid):
             c.fail("id", f"lowercase letters, digits and '-', got {cid!r}")
+        title, titles = c.localised("title", cid, 80, language)
         corners.append(Corner(
-            id=cid, title=c.text("title", cid, 80),
+            id=cid, title=title, titles=titles,
             x=c.number("x", 0.0, 0.0, width), y=c.number("y", 0.0, 0.0, height),
             width=c.number("width", 2.0, 0.5, width), height=c.number("height", 2.0, 0.5, height)))
         c.done()
@@ -822,7 +862,9 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
     o.done()
 
     se = TableReader(source, "session", top.raw("session") or {}, problems)
-    session = SessionConfig(resume_grace_seconds=se.number("resume_grace_seconds", 60.0, 0.0, 3600.0))
+    session = SessionConfig(
+        resume_grace_seconds=se.number("resume_grace_seconds", 60.0, 0.0, 3600.0),
+        closing_grace_seconds=se.number("closing_grace_seconds", 5.0, 0.0, 60.0))
     se.done()
 
     lm = TableReader(source, "limits", top.raw("limits") or {}, problems)
@@ -903,19 +945,19 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         elif rid in seen_ids:
             r.fail("id", f"a unique room id, but {rid!r} is used twice")
         seen_ids.add(rid)
-        title = r.text("title", None, 120)
-        schedule = r.text("schedule", "", 200)
+        language = r.text("language", "en", 5)
+        if language not in TEXT_LOCALES:
+            r.fail("language", f"'en' or 'es', got {language!r}")
+        title, titles = r.localised("title", None, 120, language)
+        schedule, schedules = r.localised("schedule", "", 200, language)
         capacity = r.integer("capacity", 12, 1, 500)
         lobby = r.boolean("lobby", False)
-        language = r.text("language", "en", 5)
-        if language not in ("en", "es"):
-            r.fail("language", f"'en' or 'es', got {language!r}")
-        layout = _layout(source, r.key("layout"), r.raw("layout"), problems)
+        layout = _layout(source, r.key("layout"), r.raw("layout"), problems, language)
         r.done()
         if layout is not None:
-            rooms.append(RoomConfig(id=rid, title=title, schedule=schedule,
-                                    capacity=capacity, lobby=lobby, language=language,
-                                    layout=layout))
+            rooms.append(RoomConfig(id=rid, title=title, schedule=schedule, titles=titles,
+                                    schedules=schedules, capacity=capacity, lobby=lobby,
+                                    language=language, layout=layout))
     top.done()
     if problems:
         raise ConfigError(problems)

@@ -54,6 +54,7 @@ ERRORS: Final[Mapping[str, str]] = {
     "room_locked": "The room is closed to newcomers right now.",
     "waiting": "You are waiting in the lobby; a facilitator will let you in.",
     "slow_mode": "Slow mode is on; wait a little before your next message.",
+    "stick_off": "The talking stick is off: turn it on before giving it or taking it back.",
     "corner_not_found": "There is no quiet corner with that id.",
     "corner_private": "That corner is private right now.",
     "not_in_zone": "You are not in that corner.",
@@ -77,6 +78,9 @@ _MEMBER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
 _ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
 _WORD = re.compile(r"^[a-z_]{1,32}\Z")
 _PACK = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
+# What a member may tell the room about themselves (`status`).
+STATUSES: Final = ("here", "listening", "away")
+_STATUS = re.compile(rf"^({'|'.join(STATUSES)})\Z")
 
 
 class ProtocolError(Exception):
@@ -395,8 +399,17 @@ class ListIncidents:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Status:
+    """{"type":"status","status":"here"|"listening"|"away"} — what the member tells the room."""
+    status: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Leave:
-    """{"type":"leave"}"""
+    """{"type":"leave","closing"?:bool} — with `closing`, the page is going away (closed or
+    reloaded): the member leaves unless this tab resumes within the closing grace."""
+    closing: bool = False
     ref: str | None = None
 
 
@@ -412,7 +425,7 @@ ClientMessage = (Join | Resume | Move | Sit | Stand | Rename | Keys | Envelope |
                  | Report | ListReports | Remove | Mute | AskUnmute | Stick | GiveStick | RaiseHand
                  | Ban | Lobby | Admit | Deny | Lock | Capacity | Hide | SlowMode | PrivateCorner
                  | ReleaseCorner | EndSession | Help | Flag | Worried | ImOk | Incident | AlertSeen
-                 | Duty | ListIncidents | Leave | VoiceTransport)
+                 | Duty | ListIncidents | Status | Leave | VoiceTransport)
 
 # Operations only facilitators and operators may perform (tests/unit/test_moderation_core.py).
 FACILITATOR_TYPES: Final = frozenset({
@@ -579,7 +592,9 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
         incident=f.string("incident", max_len=32, pattern=_MEMBER_ID, what="an incident id")),
     "duty": lambda f: Duty(on=f.boolean("on")),
     "list_incidents": lambda f: ListIncidents(),
-    "leave": lambda f: Leave(),
+    "status": lambda f: Status(status=f.string("status", max_len=16, pattern=_STATUS,
+                                               what="here, listening or away")),
+    "leave": lambda f: Leave(closing=f.boolean("closing") if "closing" in f.data else False),
     "voice_transport": lambda f: VoiceTransport(),
 }
 

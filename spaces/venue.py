@@ -310,7 +310,8 @@ class Venue:
         if waiting:  # no token until admitted: a dropped wait simply ends
             return seat, [Attach(room.id, member.id, waiting=True),
                           Reply({"type": "waiting", "member": member.id, "room": room.id,
-                                 "title": room.config.title, "pseudonym": member.pseudonym}),
+                                 "title": room.config.title_in(locale),
+                                 "pseudonym": member.pseudonym}),
                           *effects]
         token = self._issue_session(room.id, member.id)
         if role != "participant" and room.waiting:  # who is already waiting, at once
@@ -399,6 +400,11 @@ class Venue:
             case p.Worried(member=target, ref=ref):
                 return self.crisis.worried(room, member, self._member(room, target, ref), now,
                                            ref)
+            case p.Status(status=status):
+                return room.set_status(member, status)
+            case p.Leave(closing=True) if self.config.session.closing_grace_seconds > 0:
+                # A closing page (tab closed or reloaded): a reload resumes within moments.
+                return room.closing(member, now, self.config.session.closing_grace_seconds)
             case p.Leave():
                 return self.leave(seat)
             case p.Join() | p.Resume():
@@ -430,10 +436,10 @@ class Venue:
                 return room.ask_unmute(self._member(room, target, ref), actor)
             case p.Stick(on=on):
                 return room.set_stick(on)
-            case p.GiveStick(member=None):
-                return room.give_stick(None)
+            case p.GiveStick(member=None, ref=ref):
+                return room.give_stick(None, ref)
             case p.GiveStick(member=str(target), ref=ref):
-                return room.give_stick(self._member(room, target, ref))
+                return room.give_stick(self._member(room, target, ref), ref)
             case p.Lobby(on=on):
                 return room.set_lobby(on)
             case p.Admit(member=target, ref=ref):

@@ -69,6 +69,7 @@ from hearth.moderation.login import (
 )
 from hearth.moderation.sealed import opened, seal, shared_key
 from hearth.spaces.config import HearthConfig
+from hearth.spaces.pseudonyms import client_rules
 from hearth.spaces.room import Role
 from hearth.web.datadir import Secrets
 from hearth.web.node import Node
@@ -300,12 +301,12 @@ class Auth:
     def console(self, request: server.Request, session: Session, code: int = 200,
                 error: str | None = None) -> bytes:
         venue = self.node.venue
-        rooms = [{"id": r.id, "title": r.title, "schedule": r.schedule, "capacity": r.capacity,
+        rooms = [{"id": r.id, "config": r, "capacity": r.capacity,  # titles: in the page's language
                   "present": len(venue.rooms[r.id].members) if r.id in venue.rooms else 0}
                  for r in self.config.rooms]
         return self.render(request, "console.html", code=code, error=error,
                            account=session.account, role=session.role, csrf=session.csrf,
-                           rooms=rooms)
+                           rooms=rooms, rules=client_rules(self.config.limits.pseudonym_max_length))
 
     def record(self, actor: str, action: str, outcome: str, target: str | None = None) -> None:
         try:

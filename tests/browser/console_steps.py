@@ -24,10 +24,11 @@ async def console_caught_up(server: LiveServer, console: Page) -> None:
 
 
 async def signed_in_console(server: LiveServer, browser: Browser, pages: list[Page],
-                            name: str = "ana", axe: bool = False) -> Page:
-    """Through the real /login form to /console."""
-    add_account(server, name)
-    page = await open_page(browser, pages, server.http_url, axe=axe)
+                            name: str = "ana", axe: bool = False, role: str = "facilitator",
+                            **options: Any) -> Page:
+    """Through the real /login form to /console (`options`: Browser.page's, e.g. phone)."""
+    add_account(server, name, role=role)
+    page = await open_page(browser, pages, server.http_url, axe=axe, **options)
     await page.goto("/login")
 
     def sign_in(p: Any) -> None:
@@ -39,9 +40,13 @@ async def signed_in_console(server: LiveServer, browser: Browser, pages: list[Pa
     return page
 
 
-async def open_room(console: Page, room: str = "circle") -> str:
-    """Open a room from the console; returns the facilitator's member id."""
-    await console.do(lambda p: p.click(f".open-room[data-room='{room}']"))
+async def open_room(console: Page, room: str = "circle", name: str = "Ana Rivers") -> str:
+    """Open a room from the console, shown in it as `name` (the facilitator chooses it: it is
+    not the account name); returns the facilitator's member id."""
+    def choose_and_open(p: Any) -> None:
+        p.fill("#console-name", name)
+        p.click(f".open-room[data-room='{room}']")
+    await console.do(choose_and_open)
     return str(await console.wait_for(
         f"() => {CONSOLE}.dataset.state === 'joined' && {CONSOLE}.dataset.me"))
 

@@ -95,7 +95,7 @@ async def test_two_browsers_and_the_python_client_walk_sit_and_talk(
     assert py_id is not None
     await log_has(alice, "Python Pal joined.")
     await log_has(bob, "Python Pal entró.")
-    for page, badge in ((alice, "Facilitator"), (bob, "Facilitador/a")):
+    for page, badge in ((alice, "Facilitator"), (bob, "Facilitación")):
         await page.wait_for(
             "([id, badge]) => document.querySelector(`#members li[data-member='${id}'] .badge`)"
             "?.textContent === badge", [py_id, badge])

@@ -51,7 +51,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "worried": {"member": "{member}"}, "im_ok": {},
     "incident": {"incident": "abc", "action": "ack"}, "alert_seen": {"incident": "abc"},
     "duty": {"on": True},
-    "list_incidents": {}, "voice_transport": {},
+    "list_incidents": {}, "voice_transport": {}, "status": {"status": "listening"},
 }
 
 
@@ -390,6 +390,32 @@ def test_a_ticket_from_one_node_is_redeemed_once_by_the_node_that_runs_the_room(
                                                        "ticket": late})) == "forbidden"
     running.tick()
     assert running.venue._used_tickets == {}  # used nonces are kept only while they could count
+
+
+def test_only_the_facilitators_toggle_changes_the_talking_stick_mode() -> None:
+    """Giving the stick, then taking it back, leaves the mode as the facilitator set it."""
+    w = ModWorld()
+    fac, _ = w.facilitator()
+    _, person = w.join()
+    room = w.venue.rooms["circle"]
+    # Off: giving or taking it back is refused and changes nothing.
+    for member in (person["member"], None):
+        effects = w.send(fac, {"type": "give_stick", "member": member, "ref": "g-1"})
+        assert reply(effects, "error") == {"type": "error", "code": "stick_off", "ref": "g-1",
+                                           "message": p.ERRORS["stick_off"]}
+        assert not broadcasts(effects, "stick")
+        assert (room.stick_on, room.stick_holder) == (False, None)
+    # On: give, take back; the mode stays on until the facilitator turns it off.
+    [on] = broadcasts(w.send(fac, {"type": "stick", "on": True}), "stick")
+    assert (on.message["on"], on.message["holder"]) == (True, None)
+    [given] = broadcasts(w.send(fac, {"type": "give_stick", "member": person["member"]}), "stick")
+    assert (given.message["on"], given.message["holder"]) == (True, person["member"])
+    [taken] = broadcasts(w.send(fac, {"type": "give_stick", "member": None}), "stick")
+    assert (taken.message["on"], taken.message["holder"]) == (True, None)
+    assert room.stick_on is True
+    [off] = broadcasts(w.send(fac, {"type": "stick", "on": False}), "stick")
+    assert (off.message["on"], off.message["holder"]) == (False, None)
+    assert room.stick_on is False
 
 
 def test_a_seat_inside_a_private_corner_is_closed_to_others() -> None:

@@ -346,3 +346,51 @@ def test_directs_to_an_away_member_wait_for_its_resume() -> None:
     assert reply(effects, "welcome")["movement"]["walk_speed"] > 0
     [held] = [e for e in effects if isinstance(e, Send)]
     assert held == Send(wb["member"], {"type": "direct", "from": wa["member"], "body": "a2V5"})
+
+
+def test_a_closing_page_is_away_briefly_then_leaves_unless_it_resumes() -> None:
+    """A closed tab leaves within the closing grace (5 s), not the minute a dropped
+    connection gets; a reload resumes within it as the same member."""
+    w = World()
+    conn, welcome = w.join(pseudonym="Calm Heron")
+    effects = w.send(conn, {"type": "leave", "closing": True})
+    [away] = broadcasts(effects, "member_updated")
+    assert away.message["member"]["away"] is True
+    assert Close(1000, "left the room") in effects
+    assert conn.lost(w.clock.seconds()) == []  # the socket closing changes nothing more
+    w.clock.advance(4.9)
+    assert broadcasts(w.tick(), "member_left") == []
+    w.clock.advance(0.1)
+    [left] = broadcasts(w.tick(), "member_left")
+    assert left.message["member"] == welcome["member"] and left.message["reason"] == "left"
+    assert error_code(w.send(w.connect(), {"type": "resume", "token": welcome["token"]})) \
+        == "session_expired"
+    # A reload: the same tab resumes within the closing grace.
+    conn, welcome = w.join(pseudonym="Kind Wren")
+    w.send(conn, {"type": "leave", "closing": True})
+    w.clock.advance(1.5)
+    effects = w.send(w.connect(), {"type": "resume", "token": welcome["token"]})
+    assert reply(effects, "welcome")["member"] == welcome["member"]
+    w.clock.advance(60)
+    assert broadcasts(w.tick(), "member_left") == []
+    assert welcome["member"] in w.venue.rooms["circle"].members
+
+
+def test_a_closing_page_leaves_at_once_without_a_closing_grace() -> None:
+    w = World(session={"closing_grace_seconds": 0})
+    conn, _ = w.join()
+    [left] = broadcasts(w.send(conn, {"type": "leave", "closing": True}), "member_left")
+    assert left.message["reason"] == "left"
+
+
+def test_status_is_the_members_own_and_the_room_sees_it() -> None:
+    w = World()
+    conn, welcome = w.join()
+    assert welcome["room"]["members"][-1]["status"] == "here"
+    [updated] = broadcasts(w.send(conn, {"type": "status", "status": "listening"}), "member_updated")
+    assert updated.message["member"]["status"] == "listening"
+    assert w.send(conn, {"type": "status", "status": "listening"}) == []  # no change, no noise
+    assert error_code(w.send(conn, {"type": "status", "status": "busy"})) == "bad_message"
+    assert error_code(w.send(conn, {"type": "leave", "closing": "yes"})) == "bad_message"
+    state = w.venue.rooms["circle"].to_state()
+    assert state["members"][0]["status"] == "listening"

@@ -147,6 +147,18 @@ export class HearthConnection extends EventTarget {
     }
   }
 
+  /**
+   * The page is going away (pagehide: a closed tab, a reload, a language switch): `leave`
+   * with `closing`, so the others see this member leave within seconds — not after the
+   * minute a dropped connection gets — while this tab, reloaded, still resumes it.
+   */
+  pageHidden() {
+    const ws = this.#ws;
+    if (ws && ws.readyState === WebSocket.OPEN && this.#state === "joined") {
+      ws.send(JSON.stringify({ type: "leave", closing: true }));
+    }
+  }
+
   /** Quick exit: say `leave` if we can, then go silent at once (no events, no retries). */
   stop() {
     const ws = this.#ws;
