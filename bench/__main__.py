@@ -1,16 +1,19 @@
-"""`python -m bench [SCENARIO ...] [--quick] [--runs N]`: Hearth against the baseline relay.
+"""`python -m bench [SCENARIO ...] [--quick] [--runs N]`: Hearth against two baseline relays.
 
 For each run and each scenario: start `hearth serve` (fresh config and data
 dir, pinned to core 0), drive it from this process (pinned to core 1), stop
-it; then the same for the baseline relay. Prints one JSON line per scenario
-(medians over the runs) and a short table; writes results.json and the
-latency plot to --out.
+it; then the same for the autobahn relay (bench/baseline.py) and the Node.js
+ws relay (bench/node_relay.js; ws and bufferutil are installed from npm, pinned,
+into bench/.node the first time). Prints one JSON line per scenario (medians
+over the runs) and a table of every figure against both; writes results.json
+and the latency plot to --out.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -18,10 +21,10 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from bench import report, scenarios, servers
+from bench import report, scenarios, servers, voice_udp
 
-SCENARIOS = ("chat", "voice", "idle", "join", "crisis")
-KINDS = ("hearth", "baseline")
+SCENARIOS = ("chat", "voice", "idle", "join", "crisis", "voice_udp")
+KINDS = report.SIDES
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 
 
@@ -35,7 +38,11 @@ def parser() -> argparse.ArgumentParser:
                      help="repeat and report medians (default 3, or 1 with --quick)")
     top.add_argument("--out", type=Path, default=DEFAULT_OUT,
                      help=f"where results.json and latency.png go (default {DEFAULT_OUT})")
-    top.add_argument("--only", choices=KINDS, help="run one side only (no ratios)")
+    top.add_argument("--voice-lockstep", action="store_true",
+                     help="voice speakers all send in the same instant every 20 ms (the old "
+                          "generator) instead of each at its own phase")
+    top.add_argument("--sides", default=",".join(KINDS),
+                     help=f"comma-separated servers to measure (default {','.join(KINDS)})")
     return top
 
 
@@ -52,6 +59,8 @@ def rooms_needed(scenario: str, settings: scenarios.Settings) -> int:
 
 async def one(scenario: str, kind: str, settings: scenarios.Settings,
               context: dict[str, Any]) -> dict[str, Any]:
+    if scenario == "voice_udp":  # bench/voice_udp.py: its own server, voice over UDP on
+        return await voice_udp.bench(kind, settings)
     served = servers.start(kind, rooms=rooms_needed(scenario, settings), capacity=16,
                            facilitator=scenario == "crisis" and kind == "hearth")
     try:
@@ -95,8 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in SCENARIOS if not args.scenario or "all" in args.scenario
               or s in args.scenario]
     settings = scenarios.Settings.quick_settings() if args.quick else scenarios.Settings.full()
+    if args.voice_lockstep:
+        settings = dataclasses.replace(settings, voice_lockstep=True)
     runs = max(1, args.runs if args.runs is not None else 1 if args.quick else 3)
-    kinds = (args.only,) if args.only else KINDS
+    kinds = tuple(k for k in KINDS if k in args.sides.split(","))
+    if not kinds or set(args.sides.split(",")) - set(KINDS):
+        parser().error(f"--sides: any of {', '.join(KINDS)}")
+    if "node_ws" in kinds:
+        servers.ensure_node_ws()  # npm install (pinned) before anything is measured
     servers.raise_fd_limit()
     servers.pin_self()
     started = time.monotonic()

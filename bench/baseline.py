@@ -2,8 +2,9 @@
 
 Why it exists: absolute figures depend on the machine; a ratio to a relay
 that does nothing but relay, measured by the same generator in the same run,
-does not. It is the obvious autobahn program, written the way the stack notes
-(/work/shared/STACK.md) recommend, so the comparison is against a good
+does not. It is the obvious autobahn program, written the way autobahn's own
+advice for Twisted goes (prepared messages, compression off, TCP_NODELAY as a
+class attribute), so the comparison is against a good
 minimal relay, not a straw man:
 
 - the same reactor as `hearth serve` (Twisted's asyncio reactor), the same

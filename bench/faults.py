@@ -3,10 +3,10 @@
 Each run starts NODES `hearth serve` processes on one redis-server (all on
 127.0.0.1, a fresh data directory each), ROOMS rooms each first joined on a
 different node (so every node runs one), and PER_NODE members of every room on
-every node, each an E2EE Python client (spaces/chat.py) that says a numbered
+every node, each an E2EE Python client (client/groupchat.py) that says a numbered
 message RATE times a second and, when its connection drops or its room moves,
 resumes on a live node and sends again what was not acknowledged
-(spaces/client.py `resume_anywhere`, GroupChat `resumed`). Then one fault:
+(client/websocket.py `resume_anywhere`, GroupChat `resumed`). Then one fault:
 
 - `node`: the node that runs room r0 is killed with SIGKILL; a member of r0 on
   another node pressed help OFFSET ms before, while the on-call webhook answers
@@ -57,8 +57,8 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from bench.servers import hearth_config, raise_fd_limit
-from hearth.spaces.chat import GroupChat
-from hearth.spaces.client import ClientClosed, HearthClient, ServerError, resume_anywhere
+from hearth.client.groupchat import GroupChat
+from hearth.client.websocket import ClientClosed, HearthClient, ServerError, resume_anywhere
 from hearth.spaces.config import to_toml
 
 NODES = 3

@@ -1,4 +1,5 @@
-"""The servers under test, as real subprocesses: `hearth serve` and the baseline relay.
+"""The servers under test, as real subprocesses: `hearth serve` and the two baseline relays
+(autobahn, bench/baseline.py; Node.js ws, bench/node_relay.js).
 
 Why subprocesses: the numbers must be the deployed program's, not a test
 fixture's, and the server must have a core of its own. Where `taskset`
@@ -31,7 +32,7 @@ from typing import Any
 from hearth.spaces.config import to_toml
 
 ROOT = Path(__file__).resolve().parent.parent
-URL = re.compile(r"Open (http://[0-9.]+:(\d+)/)")
+URL = re.compile(r"Open (https?://[0-9.]+:(\d+)/)")
 SERVER_CORE = 0
 LOADGEN_CORE = 1
 PASSWORD = "bench-password-not-secret"
@@ -126,7 +127,7 @@ def hearth_config(data_dir: Path, rooms: int, capacity: int) -> dict[str, Any]:
         # it goes rather than 0 ("no cap"), so each join still pays for the address check.
         "limits": {"messages_per_second": 10000, "message_burst": 100000,
                    "flood_strikes": 100000, "moves_per_second": 1000,
-                   "connections_per_address": 100000},
+                   "connections_per_address": 100000, "http_connections_per_address": 100000},
         "movement": {"walk_speed": 50.0},
         "voice": {"hearing_range": 200.0, "max_speakers": 4, "frames_per_second": 50.0,
                   "frame_burst": 100},
@@ -139,7 +140,7 @@ def hearth_config(data_dir: Path, rooms: int, capacity: int) -> dict[str, Any]:
 class Served:
     """One running server process and where it listens."""
 
-    kind: str  # "hearth" or "baseline"
+    kind: str  # "hearth", "autobahn" or "node_ws"
     proc: subprocess.Popen[bytes]
     log_path: Path
     port: int = 0
@@ -161,13 +162,53 @@ class Served:
         return self.proc.poll() is None
 
     def stop(self, interrupt: bool = False) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT) if interrupt else self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, signal.SIGINT if interrupt else signal.SIGTERM)
+
+
+def terminate(proc: subprocess.Popen[bytes], how: int = signal.SIGTERM) -> None:
+    """Stop a process the bench started: `how`, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.send_signal(how)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# The Node.js baseline's packages: exact versions, installed by the bench into NODE_DIR
+# (never committed). bufferutil is ws's native masking; the relay reports whether it loaded.
+NODE_PACKAGES = ("ws@8.23.1", "bufferutil@4.1.0")
+NODE_DIR = ROOT / "bench" / ".node"
+
+
+def ensure_node_ws() -> Path:
+    """node_modules with the pinned ws and bufferutil (npm install the first time); raises
+    with what to do when node or npm is missing."""
+    modules = NODE_DIR / "node_modules"
+    wanted = {name: version for name, version in (p.rsplit("@", 1) for p in NODE_PACKAGES)}
+    have = {}
+    for name in wanted:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            have[name] = json.loads((modules / name / "package.json").read_text())["version"]
+    if have == wanted:
+        return modules
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        raise RuntimeError("the Node.js ws baseline needs node and npm (Debian: apt-get install "
+                           "nodejs npm), or leave it out with --sides hearth,autobahn")
+    NODE_DIR.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["npm", "install", "--no-save", "--no-audit", "--no-fund", "--loglevel=error",
+                    "--prefix", str(NODE_DIR), *NODE_PACKAGES], check=True, timeout=300,
+                   stdout=subprocess.DEVNULL)
+    return modules
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the bench process dies (however it dies), so no
+    server outlives the run that started it (Linux prctl PR_SET_PDEATHSIG)."""
+    import ctypes
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _pinned(argv: list[str]) -> list[str]:
@@ -179,15 +220,22 @@ def _env() -> dict[str, str]:
 
 
 def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = False,
-          profile: Path | None = None) -> Served:
-    """Start `hearth serve` (with a fresh config and data dir) or the baseline relay.
+          profile: Path | None = None, env_extra: dict[str, str] | None = None,
+          args: list[str] | None = None, wrap: list[str] | None = None,
+          ready_timeout: float = 30.0) -> Served:
+    """Start `hearth serve` (with a fresh config and data dir) or a baseline relay.
 
     With `profile`, the server runs under cProfile and writes its stats there
     when stopped with `stop(interrupt=True)` (SIGINT lets the reactor end cleanly).
     """
     workdir = Path(tempfile.mkdtemp(prefix=f"hearth-bench-{kind}-"))
     log_path = workdir / "server.log"
-    env = _env()
+    env = {**_env(), **(env_extra or {})}
+    if env.get("HEARTH_BENCH_NO_HIREDIS"):  # redis-py's own parser, to measure what hiredis saves
+        hide = workdir / "no-hiredis"
+        hide.mkdir()
+        (hide / "hiredis.py").write_text("raise ImportError('hidden by the bench')\n")
+        env["PYTHONPATH"] = str(hide) + os.pathsep + env["PYTHONPATH"]
     if kind == "hearth":
         config = workdir / "hearth.toml"
         config.write_text(to_toml(hearth_config(workdir / "data", rooms, capacity)))
@@ -196,28 +244,111 @@ def start(kind: str, rooms: int = 60, capacity: int = 12, facilitator: bool = Fa
                             "--config", str(config), "--password-file", "-"],
                            input=PASSWORD.encode(), check=True, capture_output=True, env=env,
                            cwd=ROOT, timeout=60)
-        argv = ["-m", "hearth.web.cli", "serve", "--config", str(config)]
-    elif kind == "baseline":
+        argv = ["-m", "hearth.web.cli", "serve", "--config", str(config), *(args or [])]
+        if env.get("HEARTH_BENCH_LOOP"):  # another event loop under the reactor (bench.serve_on)
+            argv = ["-m", "bench.serve_on", env["HEARTH_BENCH_LOOP"], *argv[2:]]
+    elif kind == "autobahn":
         argv = ["-m", "bench.baseline"]
+    elif kind == "node_ws":
+        env["NODE_PATH"] = str(ensure_node_ws())
+        argv = [str(ROOT / "bench" / "node_relay.js"), "0"]
     else:
         raise ValueError(kind)
-    argv = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else []), *argv]
+    if kind == "node_ws":
+        argv = [shutil.which("node") or "node", *argv]
+    else:
+        argv = [sys.executable, *(["-m", "cProfile", "-o", str(profile)] if profile else []),
+                *argv]
     out = log_path.open("wb")
-    proc = subprocess.Popen(_pinned(argv), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+    proc = subprocess.Popen(_pinned([*(wrap or []), *argv]), stdout=out, stderr=subprocess.STDOUT,
+                            env=env, cwd=ROOT, preexec_fn=_die_with_parent)
     out.close()
     served = Served(kind, proc, log_path, workdir=workdir)
     try:
-        served.wait_ready()
+        served.wait_ready(ready_timeout)
+        if kind == "node_ws" and "bufferutil on" not in served.output():
+            raise RuntimeError(f"the Node.js relay runs without bufferutil:\n{served.output()}")
     except BaseException:
         served.stop()
         raise
     return served
 
 
+@dataclass
+class Redis:
+    """A redis-server of the bench's own, on a free loopback port, nothing saved."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    workdir: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self) -> Any:
+        import redis
+        return redis.Redis(host="127.0.0.1", port=self.port)
+
+    def ops(self) -> dict[str, int]:
+        """Calls per command since start (INFO commandstats), e.g. {"publish": 1234}."""
+        stats = self.client().info("commandstats")
+        return {name.removeprefix("cmdstat_"): int(value["calls"]) for name, value in stats.items()}
+
+    def stop(self) -> None:
+        terminate(self.proc)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def start_redis() -> Redis:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("the cross-node bench needs redis-server (Debian: apt-get install "
+                           "redis-server)")
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    workdir = Path(tempfile.mkdtemp(prefix="hearth-bench-redis-"))
+    proc = subprocess.Popen(_pinned([binary, "--port", str(port), "--bind", "127.0.0.1",
+                                     "--save", "", "--appendonly", "no",
+                                     "--dir", str(workdir)]),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            preexec_fn=_die_with_parent)
+    server = Redis(proc, port, workdir)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            server.client().ping()
+            return server
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                server.stop()
+                raise RuntimeError("redis-server did not start") from None
+            time.sleep(0.05)
+
+
 def cleanup(served: Served) -> None:
     served.stop()
     if served.workdir is not None:
         shutil.rmtree(served.workdir, ignore_errors=True)
+
+
+def metrics(port: int, timeout: float = 10.0) -> dict[str, float]:
+    """`hearth serve`'s /metrics (loopback may scrape), as {"name{labels}": value}."""
+    try:
+        with contextlib.closing(urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                                       timeout=timeout)) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                out[name] = float(value)
+    return out
 
 
 def facilitator_ticket(port: int, timeout: float = 30.0) -> str:

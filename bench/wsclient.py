@@ -1,6 +1,6 @@
 """A lean asyncio WebSocket client for the load generator: just enough RFC 6455.
 
-Why not autobahn or spaces.client here: the generator must not saturate
+Why not autobahn or hearth.client here: the generator must not saturate
 before the server under test, and on a 2-core machine it gets one core. A
 raw `asyncio.Protocol` that frames by hand costs a few microseconds per
 message; autobahn's per-frame machinery costs several times that. Only what

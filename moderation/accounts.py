@@ -10,7 +10,14 @@ signed in with the old one: see `generation`).
 
     {"format": 1, "accounts": [
       {"name": "ana", "role": "facilitator", "password": "$argon2id$v=19$...",
-       "totp": null, "created": 1767225600, "generation": 1}]}
+       "totp": null, "created": 1767225600, "generation": 1, "rev": 1767225600000}],
+     "removed": {"bob": 1767312000000}}
+
+With several nodes the file is each node's copy of the organisation's accounts
+(web/shared_accounts.py): every change has a revision (`rev`, milliseconds, and
+always above the name's last one), a removed name keeps its revision in
+`removed`, and a node merges what other nodes changed (`merge`) — the newer
+revision of a name wins — so an old record replayed never undoes a newer change.
 
 Passwords are hashed with argon2id (argon2-cffi's defaults: RFC 9106's
 low-memory profile, 64 MiB, 3 passes). Verifying one takes tens of
@@ -32,6 +39,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -49,6 +57,7 @@ from hearth.moderation.journal import write_atomically  # the one atomic writer 
 AccountRole = Literal["facilitator", "operator"]
 ROLES: tuple[AccountRole, ...] = ("facilitator", "operator")
 FILE_NAME = "facilitators.json"
+TOTP_FILE = "totp-used.json"  # the last TOTP step used per account: a code works once
 FORMAT = 1
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,39}\Z")
@@ -77,6 +86,7 @@ class Account:
     # Bumped when the password, the TOTP secret or the role changes: a session
     # signed in under an older generation ends at its next request.
     generation: int = 1
+    rev: int = 0  # the revision of the last change (0: made before revisions existed)
 
     @property
     def has_totp(self) -> bool:
@@ -84,7 +94,8 @@ class Account:
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "role": self.role, "password": self.password_hash,
-                "totp": self.totp_secret, "created": self.created, "generation": self.generation}
+                "totp": self.totp_secret, "created": self.created, "generation": self.generation,
+                "rev": self.rev}
 
     def __repr__(self) -> str:  # never print the hash or the TOTP secret
         return (f"Account(name={self.name!r}, role={self.role!r}, totp={self.has_totp}, "
@@ -175,7 +186,42 @@ def totp_match(secret: str, code: str, now: float, after_step: int) -> int | Non
 # --- the file ---------------------------------------------------------------------------
 
 
-def _parse(path: Path, raw: bytes) -> dict[str, Account]:
+def _whole(value: Any, low: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and value >= low
+
+
+def parse_account(item: Any, where: str = "account") -> Account:
+    """One account object (from the file, or a record another node shared)."""
+    def bad(field: str, expected: str) -> AccountError:
+        return AccountError(f"{where}{field}: expected {expected}")
+
+    if not isinstance(item, dict):
+        raise bad("", "an object")
+    name = item.get("name")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise bad(".name", f"a name of {NAME_RULE}")
+    role = item.get("role")
+    if role not in ROLES:
+        raise bad(".role", "'facilitator' or 'operator'")
+    password = item.get("password")
+    if not isinstance(password, str) or not password.startswith("$argon2"):
+        raise bad(".password", "an argon2 hash")
+    totp = item.get("totp")
+    if totp is not None and (not isinstance(totp, str)
+                             or not re.fullmatch(r"[A-Z2-7]{16,128}", totp)):
+        raise bad(".totp", "null or a base32 secret")
+    created, generation, rev = item.get("created"), item.get("generation"), item.get("rev", 0)
+    if not isinstance(created, int) or not _whole(created, -(2**62)):
+        raise bad(".created", "Unix seconds")
+    if not isinstance(generation, int) or not _whole(generation, 1):
+        raise bad(".generation", "a whole number from 1")
+    if not isinstance(rev, int) or not _whole(rev, 0):
+        raise bad(".rev", "a whole number from 0")
+    return Account(name=name, role=cast(AccountRole, role), password_hash=password,
+                   totp_secret=totp, created=created, generation=generation, rev=rev)
+
+
+def _parse(path: Path, raw: bytes) -> tuple[dict[str, Account], dict[str, int]]:
     def bad(where: str, expected: str) -> AccountError:
         return AccountError(f"{path}: {where}: expected {expected}")
 
@@ -190,36 +236,28 @@ def _parse(path: Path, raw: bytes) -> dict[str, Account]:
         raise bad("accounts", "a list")
     accounts: dict[str, Account] = {}
     for i, item in enumerate(items):
-        where = f"accounts[{i}]"
-        if not isinstance(item, dict):
-            raise bad(where, "an object")
-        name = item.get("name")
-        if not isinstance(name, str) or not NAME.match(name) or name in accounts:
-            raise bad(f"{where}.name", f"a unique name of {NAME_RULE}")
-        role = item.get("role")
-        if role not in ROLES:
-            raise bad(f"{where}.role", "'facilitator' or 'operator'")
-        password = item.get("password")
-        if not isinstance(password, str) or not password.startswith("$argon2"):
-            raise bad(f"{where}.password", "an argon2 hash")
-        totp = item.get("totp")
-        if totp is not None and (not isinstance(totp, str)
-                                 or not re.fullmatch(r"[A-Z2-7]{16,128}", totp)):
-            raise bad(f"{where}.totp", "null or a base32 secret")
-        created, generation = item.get("created"), item.get("generation")
-        if isinstance(created, bool) or not isinstance(created, int):
-            raise bad(f"{where}.created", "Unix seconds")
-        if isinstance(generation, bool) or not isinstance(generation, int) or generation < 1:
-            raise bad(f"{where}.generation", "a whole number from 1")
-        accounts[name] = Account(name=name, role=cast(AccountRole, role), password_hash=password,
-                                 totp_secret=totp, created=created, generation=generation)
-    return accounts
+        account = parse_account(item, f"{path}: accounts[{i}]")
+        if account.name in accounts:
+            raise bad(f"accounts[{i}].name", f"a unique name of {NAME_RULE}")
+        accounts[account.name] = account
+    removed = data.get("removed", {})
+    if not isinstance(removed, dict) or not all(
+            isinstance(k, str) and _whole(v, 0) for k, v in removed.items()):
+        raise bad("removed", "an object of names and revisions")
+    return accounts, dict(removed)
 
 
-def _serialise(accounts: dict[str, Account]) -> bytes:
-    body = {"format": FORMAT, "accounts": [a.to_json() for a in sorted(
+def _serialise(accounts: dict[str, Account], removed: dict[str, int]) -> bytes:
+    body: dict[str, Any] = {"format": FORMAT, "accounts": [a.to_json() for a in sorted(
         accounts.values(), key=lambda a: a.name)]}
+    if removed:
+        body["removed"] = dict(sorted(removed.items()))
     return (json.dumps(body, indent=1) + "\n").encode("utf-8")
+
+
+def next_rev(current: int, now: float) -> int:
+    """A change's revision: milliseconds now, and above the name's last revision."""
+    return max(current + 1, int(now * 1000))
 
 
 class AccountStore:
@@ -229,10 +267,14 @@ class AccountStore:
         self.path = path
         self.hasher = hasher or PasswordHasher()
         self._accounts: dict[str, Account] = {}
+        self._removed: dict[str, int] = {}  # name -> revision of its removal
         self._signature: tuple[int, int, int] | None = None
         self._dummy: str | None = None
         self._dummy_lock = threading.Lock()
-        self._totp_steps: dict[str, int] = {}  # name -> last accepted step (no replay)
+        # name -> last accepted TOTP step (no replay), kept in TOTP_FILE beside the accounts
+        # so that a restart does not forget it (web/auth.py also claims each step in the
+        # broker, so no two nodes accept the same one).
+        self._totp_steps: dict[str, int] | None = None
 
     @classmethod
     def in_data_dir(cls, data_dir: Path, hasher: PasswordHasher | None = None) -> AccountStore:
@@ -245,7 +287,7 @@ class AccountStore:
         try:
             st = self.path.stat()
         except FileNotFoundError:
-            self._accounts, self._signature = {}, None
+            self._accounts, self._removed, self._signature = {}, {}, None
             return
         except OSError as exc:
             raise AccountError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
@@ -256,7 +298,7 @@ class AccountStore:
             raw = self.path.read_bytes()
         except OSError as exc:
             raise AccountError(f"{self.path}: cannot read ({exc.strerror or exc})") from None
-        self._accounts = _parse(self.path, raw)
+        self._accounts, self._removed = _parse(self.path, raw)
         self._signature = signature
 
     def get(self, name: str) -> Account | None:
@@ -283,21 +325,47 @@ class AccountStore:
         return ok and account is not None and len(password) <= MAX_PASSWORD
 
     def check_totp(self, account: Account, code: str, now: float) -> bool:
-        """True when the account has no TOTP, or `code` is current and not used before."""
-        if account.totp_secret is None:
-            return True
-        last = self._totp_steps.get(account.name, -1)
-        step = totp_match(account.totp_secret, code, now, last)
+        """True when the account has no TOTP, or `code` is current and not used before
+        (then its step is used up, here and across a restart)."""
+        step = self.totp_step(account, code, now)
         if step is None:
             return False
-        self._totp_steps[account.name] = step
+        if step >= 0:
+            self.use_totp_step(account.name, step)
         return True
+
+    def totp_step(self, account: Account, code: str, now: float) -> int | None:
+        """The step `code` is good for (later than any this node accepted for the account),
+        -1 for an account without TOTP, or None."""
+        if account.totp_secret is None:
+            return -1
+        last = self._steps().get(account.name, -1)
+        return totp_match(account.totp_secret, code, now, last)
+
+    def use_totp_step(self, name: str, step: int) -> None:
+        """Remember that `step` was used for `name` (written to disk before returning)."""
+        steps = self._steps()
+        if step > steps.get(name, -1):
+            steps[name] = step
+            write_atomically(self.path.with_name(TOTP_FILE),
+                             json.dumps(steps, sort_keys=True).encode())
+
+    def _steps(self) -> dict[str, int]:
+        if self._totp_steps is None:
+            try:
+                raw = json.loads(self.path.with_name(TOTP_FILE).read_bytes())
+                self._totp_steps = {k: v for k, v in raw.items()
+                                    if isinstance(k, str) and _whole(v, 0)}
+            except (OSError, ValueError, AttributeError):
+                self._totp_steps = {}
+        return self._totp_steps
 
     # --- changing (the CLI) ---------------------------------------------------------------
 
     @contextmanager
-    def _editing(self) -> Iterator[dict[str, Account]]:
-        """Lock the data directory, read the file fresh, yield it, write it back."""
+    def _editing(self) -> Iterator[tuple[dict[str, Account], dict[str, int]]]:
+        """Lock the data directory, read the file fresh, yield it (accounts and removed
+        names), write it back if it changed."""
         directory = self.path.parent
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         if directory.stat().st_mode & 0o077:
@@ -307,13 +375,19 @@ class AccountStore:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._signature = None
             self._refresh()
-            accounts = dict(self._accounts)
-            yield accounts
-            write_atomically(self.path, _serialise(accounts))
+            accounts, removed = dict(self._accounts), dict(self._removed)
+            yield accounts, removed
+            if (accounts, removed) != (self._accounts, self._removed):
+                write_atomically(self.path, _serialise(accounts, removed))
             self._signature = None
             self._refresh()
         finally:
             os.close(fd)  # releases the lock
+
+    def _rev(self, accounts: dict[str, Account], removed: dict[str, int], name: str) -> int:
+        """The last revision of `name`: its account's, its removal's, or -1."""
+        account = accounts.get(name)
+        return account.rev if account is not None else removed.get(name, -1)
 
     def add(self, name: str, password: str, now: float,
             role: AccountRole = "facilitator") -> Account:
@@ -321,12 +395,16 @@ class AccountStore:
         if role not in ROLES:
             raise AccountError(f"role: expected 'facilitator' or 'operator', got {role!r}")
         password_hash = self.hasher.hash(password)
-        with self._editing() as accounts:
+        with self._editing() as (accounts, removed):
             if name in accounts:
                 raise AccountError(f"account {name!r} already exists "
                                    f"(`hearth facilitator reset {name}` sets a new password)")
+            # A name added again after a removal starts above every generation it had (a
+            # generation never exceeds its revision), so no ticket or session of the old
+            # account can pass for the new one.
+            rev = next_rev(self._rev(accounts, removed, name), now)
             account = Account(name=name, role=role, password_hash=password_hash, totp_secret=None,
-                              created=int(now))
+                              created=int(now), generation=removed.pop(name, 0) + 1, rev=rev)
             accounts[name] = account
         return account
 
@@ -337,25 +415,69 @@ class AccountStore:
                                "(`hearth facilitator list` shows them)")
         return account
 
-    def remove(self, name: str) -> Account:
-        with self._editing() as accounts:
+    def remove(self, name: str, now: float | None = None) -> Account:
+        when = time.time() if now is None else now
+        with self._editing() as (accounts, removed):
             account = self._existing(accounts, name)
             del accounts[account.name]
+            removed[account.name] = next_rev(account.rev, when)
         return account
 
-    def reset(self, name: str, password: str) -> Account:
+    def _changed(self, name: str, now: float | None, **fields: Any) -> Account:
+        when = time.time() if now is None else now
+        with self._editing() as (accounts, _):
+            account = self._existing(accounts, name)
+            account = accounts[account.name] = replace(
+                account, generation=account.generation + 1, rev=next_rev(account.rev, when),
+                **fields)
+        return account
+
+    def reset(self, name: str, password: str, now: float | None = None) -> Account:
         check_new_password(password)
-        password_hash = self.hasher.hash(password)
-        with self._editing() as accounts:
-            account = self._existing(accounts, name)
-            account = accounts[account.name] = replace(
-                account, password_hash=password_hash, generation=account.generation + 1)
-        return account
+        return self._changed(name, now, password_hash=self.hasher.hash(password))
 
-    def set_totp(self, name: str, secret: str | None) -> Account:
+    def set_totp(self, name: str, secret: str | None, now: float | None = None) -> Account:
         """Set (or, with None, remove) the account's TOTP secret."""
-        with self._editing() as accounts:
-            account = self._existing(accounts, name)
-            account = accounts[account.name] = replace(
-                account, totp_secret=secret, generation=account.generation + 1)
-        return account
+        return self._changed(name, now, totp_secret=secret)
+
+    # --- sharing between nodes (web/shared_accounts.py) ---------------------------------
+
+    def records(self) -> dict[str, dict[str, Any]]:
+        """Every name's last change, as shareable records: {"op": "put", "name", "rev",
+        "account"} or {"op": "remove", "name", "rev"}."""
+        self._refresh()
+        out: dict[str, dict[str, Any]] = {
+            name: {"op": "remove", "name": name, "rev": rev} for name, rev in self._removed.items()}
+        for account in self._accounts.values():
+            out[account.name] = {"op": "put", "name": account.name, "rev": account.rev,
+                                 "account": account.to_json()}
+        return out
+
+    def merge(self, records: list[dict[str, Any]]) -> list[str]:
+        """Apply other nodes' changes: for each name, a record with a higher revision than
+        this file's wins. Returns the names that changed. Malformed records are skipped."""
+        changed: list[str] = []
+        with self._editing() as (accounts, removed):
+            for record in records:
+                name, rev = record.get("name"), record.get("rev")
+                if not isinstance(name, str) or not NAME.match(name) or not isinstance(rev, int) \
+                        or not _whole(rev, 0):
+                    continue
+                if rev <= self._rev(accounts, removed, name):
+                    continue
+                if record.get("op") == "remove":
+                    accounts.pop(name, None)
+                    removed[name] = rev
+                elif record.get("op") == "put":
+                    try:
+                        account = parse_account(record.get("account"))
+                    except AccountError:
+                        continue
+                    if account.name != name or account.rev != rev:
+                        continue
+                    removed.pop(name, None)
+                    accounts[name] = account
+                else:
+                    continue
+                changed.append(name)
+        return changed

@@ -10,7 +10,7 @@ dropped when the ban ends. Nothing here does I/O or reads a clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,7 +20,8 @@ def utc_day(now: float) -> str:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Ban:
+class AddressBan:
+    """One room refusing one address (as that day's keyed hash) until `until`."""
     room: str
     day: str
     address_hash: bytes | None
@@ -30,12 +31,12 @@ class Ban:
 
 @dataclass
 class BanList:
-    bans: list[Ban] = field(default_factory=list)
+    bans: list[AddressBan] = field(default_factory=list)
 
-    def add(self, ban: Ban) -> None:
+    def add(self, ban: AddressBan) -> None:
         self.bans.append(ban)
 
-    def find(self, room: str, hash_for: Callable[[str], bytes | None], now: float) -> Ban | None:
+    def find(self, room: str, hash_for: Callable[[str], bytes | None], now: float) -> AddressBan | None:
         """The live ban matching this address in this room, if any."""
         for ban in self.bans:
             if ban.room == room and ban.until > now and ban.address_hash is not None \
@@ -54,7 +55,7 @@ class BanList:
         known = {(b.room, b.day, b.address_hash) for b in self.bans}
         for state in states:
             try:
-                ban = Ban(room=room, day=str(state["day"]), address_hash=bytes.fromhex(state["hash"]),
+                ban = AddressBan(room=room, day=str(state["day"]), address_hash=bytes.fromhex(state["hash"]),
                           until=float(state["until"]), pseudonym=str(state["pseudonym"]))
             except (KeyError, TypeError, ValueError):
                 continue
@@ -102,3 +103,31 @@ class ClientAddress:
 
     def __repr__(self) -> str:
         return "<ClientAddress>"
+
+
+BAN_DAYS = 9  # days back a ban may date from: the hashes another node needs of an address
+
+
+class AddressBook:
+    """Client addresses as the routing host handles them (spaces/host.py Addresses): a
+    connection's, one known only by the hashes another node sent, and those hashes."""
+
+    __slots__ = ("_seed",)
+
+    def __init__(self, seed: bytes) -> None:
+        self._seed = seed
+
+    def client(self, address: str) -> ClientAddress:
+        return ClientAddress(self._seed, address)
+
+    def hashed(self, hashes: Mapping[str, str]) -> HashedAddress:
+        return HashedAddress({day: bytes.fromhex(value) for day, value in hashes.items()})
+
+    def hashes(self, address: AddressKey, now: float) -> dict[str, str]:
+        """The keyed hashes of `address` for the days a ban may date from (never the
+        address)."""
+        days = {utc_day(now - 86400 * d) for d in range(BAN_DAYS)}
+        return {day: address.hash_for(day).hex() for day in days}
+
+    def __repr__(self) -> str:
+        return "<AddressBook>"

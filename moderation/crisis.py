@@ -21,7 +21,7 @@ few incidents per address and window. The first press is never refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +35,7 @@ from hearth.moderation.incidents import (
     Incident,
     IncidentDesk,
     IncidentRefused,
+    latest_incidents,
 )
 from hearth.spaces.effects import (
     ActElsewhere,
@@ -48,6 +49,19 @@ from hearth.spaces.effects import (
 )
 from hearth.spaces.protocol import ProtocolError
 from hearth.spaces.room import Member, Room
+from hearth.spaces.server_messages import (
+    ConcernReceived,
+    DutyState,
+    FlagReceived,
+    HelpPrompt,
+    HelpReceived,
+    HelpStatus,
+    IncidentAlert,
+    Incidents,
+    IncidentUpdate,
+    OkReceived,
+    ServerMessage,
+)
 
 PARTICIPANT_STATUS = {"ack": "acknowledged", "engage": "engaged", "resolve": "resolved"}
 # Only a person who asked (the button, or their own detector after they agreed) hears how
@@ -66,14 +80,8 @@ def _refused(err: IncidentRefused, ref: str | None) -> ProtocolError:
     return ProtocolError(err.code, err.message, ref)
 
 
-def _with_ref(message: dict[str, Any], ref: str | None) -> dict[str, Any]:
-    if ref is not None:
-        message["ref"] = ref
-    return message
-
-
-def _status(incident: Incident, status: str) -> dict[str, Any]:
-    return {"type": "help_status", "incident": incident.id, "status": status}
+def _status(incident: Incident, status: str) -> HelpStatus:
+    return HelpStatus(incident=incident.id, status=status)
 
 
 @dataclass
@@ -124,9 +132,8 @@ class CrisisDesk:
             effects.append(Record(incident.to_wire()))
         if incident.history[-1][1] != "open" and not any(
                 a.notify in CONSOLES for a in alerts):  # joined: the consoles see it grow
-            effects += self._to_responders(incident, {"type": "incident",
-                                                      "incident": incident.to_wire(),
-                                                      "reason": "joined"}, rooms)
+            effects += self._to_responders(
+                incident, IncidentUpdate(incident=incident.to_wire(), reason="joined"), rooms)
         return incident, effects
 
     def help(self, room: Room, person: Member, now: float, ref: str | None) -> list[Effect]:
@@ -135,8 +142,7 @@ class CrisisDesk:
             room, person, trigger="help_button", severity="high", category="help_request",
             rule_pack=None, now=now, ref=ref, into=self._rejoined(key, room, person, now))
         self._remember(self.presses, key, incident.id, now)
-        return [Reply(_with_ref({"type": "help_received", "incident": incident.id}, ref)),
-                *effects]
+        return [Reply(HelpReceived(incident=incident.id, ref=ref)), *effects]
 
     def flag(self, room: Room, person: Member, *, trigger: str, severity: str, category: str,
              rule_pack: str | None, now: float, ref: str | None,
@@ -145,10 +151,9 @@ class CrisisDesk:
         incident, effects = self._trigger(room, person, trigger=trigger, severity=severity,
                                           category=category, rule_pack=rule_pack, now=now,
                                           ref=ref, actor=actor)
-        reply = {"type": "flag_received"}
-        if trigger == "self_detector":  # the person's own request: they hear how it goes
-            reply["incident"] = incident.id
-        return [Reply(_with_ref(reply, ref)), *effects]
+        # the person's own request: they hear how it goes
+        mine = incident.id if trigger == "self_detector" else None
+        return [Reply(FlagReceived(incident=mine, ref=ref)), *effects]
 
     def worried(self, room: Room, reporter: Member, person: Member, now: float,
                 ref: str | None) -> list[Effect]:
@@ -166,7 +171,7 @@ class CrisisDesk:
                                           severity="medium", category="concern", rule_pack=None,
                                           now=now, ref=ref)
         self._remember(self.concerns, key, incident.id, now)
-        reply = Reply(_with_ref({"type": "concern_received", "incident": incident.id}, ref))
+        reply = Reply(ConcernReceived(incident=incident.id, ref=ref))
         if incident.told():  # facilitators have this person in hand already
             return [reply, *effects, Send(reporter.id, _status(incident, "delivered"))]
         self.waiting.setdefault(incident.id, set()).add(reporter.id)
@@ -179,10 +184,10 @@ class CrisisDesk:
         if not live:
             raise ProtocolError("incident_not_found", "There is no open request for help.", ref)
         incident = self.desk.apply(live[0].id, "participant_ok", None, now)
-        return [Reply(_with_ref({"type": "ok_received", "incident": incident.id}, ref)),
+        return [Reply(OkReceived(incident=incident.id, ref=ref)),
                 Record(incident.to_wire()),
-                *self._to_responders(incident, {"type": "incident", "incident": incident.to_wire(),
-                                                "reason": "participant_ok"}, rooms)]
+                *self._to_responders(incident, IncidentUpdate(incident=incident.to_wire(),
+                                                              reason="participant_ok"), rooms)]
 
     # --- presses per address -------------------------------------------------------------
 
@@ -256,7 +261,7 @@ class CrisisDesk:
             raise _refused(err, ref) from None
         if incident is before:  # a receipt this console already gave
             return []
-        update = {"type": "incident", "incident": incident.to_wire(), "reason": action}
+        update = IncidentUpdate(incident=incident.to_wire(), reason=action)
         effects: list[Effect] = [Record(incident.to_wire()),
                                  *self._to_responders(incident, update, rooms)]
         asked = not incident.test and incident.trigger in ASKED
@@ -274,6 +279,19 @@ class CrisisDesk:
             effects += self._dispatch_all(incident, f"incident.{action}", None, False)
         return effects
 
+    def acknowledge_by_link(self, rooms: dict[str, Room], incident_id: str,
+                            now: float) -> tuple[str, list[Effect]]:
+        """On-call followed an alert's acknowledgement link (web/ack_link.py checked it): an
+        open incident, or one whose contact was lost, is acknowledged by "on-call"; in any
+        other state nothing changes. Returns the state the incident is in afterwards."""
+        incident = self.desk.incidents.get(incident_id)
+        if incident is None:
+            raise ProtocolError("incident_not_found")
+        if incident.state not in ("open", "lost_contact"):
+            return incident.state, []
+        effects = self.act(rooms, "on-call", incident_id, "ack", None, now, None)
+        return self.desk.incidents[incident_id].state, effects
+
     def set_duty(self, member: Member, on: bool, now: float) -> list[Effect]:
         if on:
             self.on_duty[member.id] = member
@@ -282,7 +300,7 @@ class CrisisDesk:
         live = {i.id: i.to_wire() for i in self.desk.incidents.values() if i.state != "resolved"}
         for incident_id, wire in self.elsewhere.items():
             live.setdefault(incident_id, wire)
-        return [Reply({"type": "duty", "on": on, "open": list(live.values())}),
+        return [Reply(DutyState(on=on, open=list(live.values()))),
                 *self._announce(now, force=True)]
 
     def heard_duty(self, node: str, count: int, now: float) -> None:
@@ -304,6 +322,12 @@ class CrisisDesk:
             return []
         self._roster = (count, now)
         return [DutyRoster(count)]
+
+    @staticmethod
+    def latest(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Each incident's latest state in a log's records (a node's journal, the shared
+        incident log), by incident id."""
+        return latest_incidents(records)
 
     def learn(self, wire: dict[str, Any]) -> None:
         """Another node recorded an incident's new state: on-duty facilitators here can see
@@ -339,8 +363,8 @@ class CrisisDesk:
         self.on_duty.pop(member, None)
 
     def listing(self, room: Room) -> list[Effect]:
-        return [Reply({"type": "incidents", "incidents": [
-            i.to_wire() for i in self.desk.incidents.values() if i.room == room.id]})]
+        return [Reply(Incidents(incidents=[
+            i.to_wire() for i in self.desk.incidents.values() if i.room == room.id]))]
 
     # --- escalation ---------------------------------------------------------------------
 
@@ -384,9 +408,8 @@ class CrisisDesk:
 
     def _alert(self, alert: Alert, rooms: Mapping[str, Room]) -> list[Effect]:
         incident = alert.incident
-        message = {"type": "incident", "incident": incident.to_wire(), "reason": "alert",
-                   "tier": alert.tier, "notify": alert.notify, "sound": alert.sound,
-                   "cause": alert.cause}
+        message = IncidentAlert(incident=incident.to_wire(), reason="alert", tier=alert.tier,
+                                notify=alert.notify, sound=alert.sound, cause=alert.cause)
         room = rooms.get(incident.room)
         match alert.notify:
             case "room_facilitators":
@@ -399,9 +422,9 @@ class CrisisDesk:
             case "admin":
                 return [Dispatch("email:admin", self.payload(incident, "incident.admin",
                                                              alert.tier, alert.cause)),
-                        Duty({**message, "reason": "admin"})]
+                        Duty(replace(message, reason="admin"))]
             case "participant_prompt" if not incident.test and incident.trigger in ASKED:
-                return [Send(incident.member, {"type": "help_prompt", "incident": incident.id})]
+                return [Send(incident.member, HelpPrompt(incident=incident.id))]
         return []
 
     def _dispatch_all(self, incident: Incident, event: str, tier: int | None,
@@ -423,7 +446,7 @@ class CrisisDesk:
             payload["external_basis"] = incident.external_basis
         return payload
 
-    def _to_responders(self, incident: Incident, message: dict[str, Any],
+    def _to_responders(self, incident: Incident, message: ServerMessage,
                        rooms: Mapping[str, Room]) -> list[Effect]:
         """The incident's room facilitators and everyone on duty (on any node), once each."""
         room = rooms.get(incident.room)

@@ -7,9 +7,11 @@ spaces/config.py: every problem is collected, each naming the file, the key
 and what was expected, and unknown keys are errors. A retired helpline number
 or "committed suicide" in participant-facing text is refused outright.
 
-`parse_*` take parsed TOML and do no I/O; `load_*` read files. The `*_to_json`
-functions give the browser what it caches at join: the helpline card and the
-rule packs that web/static/js/detector.js runs on decrypted text.
+`parse_rule_pack` takes parsed TOML and does no I/O; `load_crisis` reads the
+files. Escalation is read straight into the incident desk's own `Escalation`
+and `Tier` (moderation/incidents.py). The `*_to_json` functions give the
+browser what it caches at join: the helpline card and the rule packs that
+web/static/js/detector.js runs on decrypted text.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hearth.moderation.detector import (
     CATEGORIES,
@@ -44,7 +46,8 @@ from hearth.moderation.detector import (
     parse_pattern,
     parse_word,
 )
-from hearth.spaces.config import TEXT_LOCALES, ConfigError, HearthConfig, _kind, _Reader
+from hearth.moderation.incidents import DEFAULT_ESCALATION, Escalation, Notify, Tier
+from hearth.spaces.config import TEXT_LOCALES, ConfigError, HearthConfig, TableReader, describe
 
 SHIPPED_CRISIS = Path(__file__).resolve().parent.parent / "config" / "crisis"
 JSON_FORMAT = 1  # bumped when the JSON the browser caches changes shape
@@ -52,11 +55,13 @@ JSON_FORMAT = 1  # bumped when the JSON the browser caches changes shape
 CONFIDENCE = ("official", "reported", "unverified")
 CONTACT_KINDS = ("call", "text", "call_or_text", "whatsapp", "web")
 HOURS = ("24/7", "varies")
+# Who a tier may tell in escalation.toml (a tier's participant_prompt asks the person, the
+# incident desk's "participant_prompt"), and the two schedules the file sets.
 NOTIFY = ("room_facilitators", "on_duty_facilitators", "on_call_webhook", "secondary_on_call",
           "admin")
 IF_NOT = ("acknowledged", "engaged")
 PROMPTS = ("helpline_card", "call_helpline_now")
-TRIGGERS = ("help_button", "detector_or_flag")
+SCHEDULE_TABLES = ("help_button", "detector_or_flag")
 
 # Numbers that must never be shown again, by their digits (without a leading + or 1).
 RETIRED_NUMBERS = {
@@ -134,56 +139,31 @@ class Helplines:
         return self.countries.get(code, self.international)
 
 
-# ---- escalation -------------------------------------------------------------
-
 @dataclass(frozen=True, kw_only=True)
-class Tier:
-    after: int  # seconds since the incident opened
-    if_not: str | None  # skip the tier once the incident is acknowledged / engaged
-    notify: tuple[str, ...]
-    sound: bool = False
-    participant_prompt: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True)
-class EscalationPolicy:
-    help_button: tuple[Tier, ...]
-    detector_or_flag: tuple[Tier, ...]
-    high_severity: str = "help_button"  # the tiers a high-severity detection or flag runs on
-    confirm_within: int = 600  # seconds for a facilitator to confirm external help reached them
-    confirm_notify: tuple[str, ...] = ("on_call_webhook", "room_facilitators",
-                                       "on_duty_facilitators")
-    press_window: int = 600  # presses from one address this close join one incident
-    realert_every: int = 30  # presses page on-duty and on-call at most this often
-    concerns_per_window: int = 3  # incidents one address may open by "I'm worried"
-
-    def tiers(self, trigger: str) -> tuple[Tier, ...]:
-        return self.help_button if trigger == "help_button" else self.detector_or_flag
-
-
-@dataclass(frozen=True, kw_only=True)
-class CrisisConfig:
+class CrisisReference:
+    """Everything config/crisis/ holds, checked (the [crisis] section of hearth.toml, which
+    says where it is, is spaces.config.CrisisReference)."""
     directory: str
     helplines: Helplines
     packs: Mapping[str, RulePack] = field(default_factory=dict)  # by language
-    escalation: EscalationPolicy
+    escalation: Escalation  # what the incident desk runs (moderation/incidents.py)
 
 
 # ---- reading helpers --------------------------------------------------------
 
-def _choice(r: _Reader, name: str, options: Sequence[str], default: str | None) -> str:
+def _choice(r: TableReader, name: str, options: Sequence[str], default: str | None) -> str:
     value = r.text(name, default, 60)
     if r.has(name) and isinstance(r.table.get(name), str) and value not in options:
         r.fail(name, f"one of {', '.join(options)}, got {value!r}")
     return value
 
 
-def _safe_text(r: _Reader, name: str, value: str) -> None:
+def _safe_text(r: TableReader, name: str, value: str) -> None:
     if _UNSAFE.search(normalize(value)):
         r.fail(name, "safe-messaging language: say 'died by suicide', never 'committed suicide'")
 
 
-def _list(r: _Reader, name: str, what: str, required: bool, max_items: int) -> list[Any]:
+def _list(r: TableReader, name: str, what: str, required: bool, max_items: int) -> list[Any]:
     if not r.has(name):
         r.seen.add(name)
         if required:
@@ -191,7 +171,7 @@ def _list(r: _Reader, name: str, what: str, required: bool, max_items: int) -> l
         return []
     value = r.raw(name)
     if not isinstance(value, list) or (required and not value):
-        r.fail(name, f"{what}, got {_kind(value)}")
+        r.fail(name, f"{what}, got {describe(value)}")
         return []
     if len(value) > max_items:
         r.fail(name, f"at most {max_items} items, got {len(value)}")
@@ -199,14 +179,14 @@ def _list(r: _Reader, name: str, what: str, required: bool, max_items: int) -> l
     return value
 
 
-def _month(r: _Reader, name: str) -> str:
+def _month(r: TableReader, name: str) -> str:
     value = r.text(name, None, 7)
     if value and not _MONTH.match(value):
         r.fail(name, f"a year and month like \"2026-11\", got {value!r}")
     return value
 
 
-def _phone(r: _Reader, name: str) -> tuple[str, str]:
+def _phone(r: TableReader, name: str) -> tuple[str, str]:
     number = r.text(name, None, 24)
     if not number:
         return "", ""
@@ -221,14 +201,14 @@ def _phone(r: _Reader, name: str) -> tuple[str, str]:
     return number, dial
 
 
-def _localized(r: _Reader, name: str, required: bool, max_len: int) -> dict[str, str] | None:
+def _localized(r: TableReader, name: str, required: bool, max_len: int) -> dict[str, str] | None:
     if not r.has(name):
         r.seen.add(name)
         if required:
             r.fail(name, "a table { " + ", ".join(f'{loc} = "..."' for loc in TEXT_LOCALES)
                    + " } (this key is required)")
         return None
-    t = _Reader(r.source, r.key(name), r.raw(name), r.problems)
+    t = TableReader(r.source, r.key(name), r.raw(name), r.problems)
     texts = {}
     for loc in TEXT_LOCALES:
         texts[loc] = t.text(loc, None, max_len)
@@ -237,14 +217,14 @@ def _localized(r: _Reader, name: str, required: bool, max_len: int) -> dict[str,
     return texts
 
 
-def _provenance(r: _Reader) -> tuple[Mapping[str, str], str, str]:
+def _provenance(r: TableReader) -> tuple[Mapping[str, str], str, str]:
     source = _localized(r, "source", required=True, max_len=200) or {}
     last_verified = _month(r, "last_verified")
     confidence = _choice(r, "confidence", CONFIDENCE, None)
     return source, last_verified, confidence
 
 
-def _contact(r: _Reader) -> Contact:
+def _contact(r: TableReader) -> Contact:
     kind = _choice(r, "kind", CONTACT_KINDS, None)
     if kind == "web":
         url = r.text("url", None, 120)
@@ -268,13 +248,13 @@ def _contact(r: _Reader) -> Contact:
     return Contact(kind=kind, number=number, dial=dial, keyword=keyword)
 
 
-def _service(r: _Reader) -> Service:
+def _service(r: TableReader) -> Service:
     name = r.text("name", None, 120)
     _safe_text(r, "name", name)
     contacts = []
     for i, item in enumerate(_list(r, "contacts", "a non-empty list of contacts like "
                                    "{ kind = \"call\", number = \"116 123\" }", True, 10)):
-        contacts.append(_contact(_Reader(r.source, f"{r.key('contacts')}[{i}]", item, r.problems)))
+        contacts.append(_contact(TableReader(r.source, f"{r.key('contacts')}[{i}]", item, r.problems)))
     hours = _choice(r, "hours", HOURS, None)
     languages = r.strings("languages", (), _LANGUAGE, "an ISO 639-1 language code like \"en\"")
     note = _localized(r, "note", required=False, max_len=300)
@@ -284,7 +264,7 @@ def _service(r: _Reader) -> Service:
                    source=source, last_verified=last_verified, confidence=confidence)
 
 
-def _country(r: _Reader, code: str, international: bool) -> Country:
+def _country(r: TableReader, code: str, international: bool) -> Country:
     name = _localized(r, "name", required=True, max_len=80) or {}
     emergency = None
     if international:
@@ -294,14 +274,14 @@ def _country(r: _Reader, code: str, international: bool) -> Country:
         r.fail("emergency", "a table { number = \"112\", source = \"...\", last_verified = "
                             "\"2026-11\", confidence = \"official\" } (this key is required)")
     else:
-        e = _Reader(r.source, r.key("emergency"), r.raw("emergency"), r.problems)
+        e = TableReader(r.source, r.key("emergency"), r.raw("emergency"), r.problems)
         number, dial = _phone(e, "number")
         source, last_verified, confidence = _provenance(e)
         e.done()
         emergency = EmergencyNumber(number=number, dial=dial, source=source,
                                     last_verified=last_verified, confidence=confidence)
     services = tuple(
-        _service(_Reader(r.source, f"{r.key('services')}[{i}]", item, r.problems))
+        _service(TableReader(r.source, f"{r.key('services')}[{i}]", item, r.problems))
         for i, item in enumerate(_list(r, "services", "a non-empty list of [[...services]] tables",
                                        True, 20)))
     r.done()
@@ -321,14 +301,14 @@ def _strings_in(value: Any) -> Iterator[str]:
 
 
 def _helplines(data: Any, source: str, problems: list[str]) -> Helplines:
-    top = _Reader(source, "", data, problems)
+    top = TableReader(source, "", data, problems)
     # A retired number is refused wherever it hides: a note, a name, a source.
     for text in _strings_in(top.table):
         digits = "".join(c for c in text if c.isdigit())
         for retired, why in RETIRED_NUMBERS.items():
             if retired in digits:
                 problems.append(f"{source}: contains a retired number ({why})")
-    c = _Reader(source, "countries", top.raw("countries"), problems)
+    c = TableReader(source, "countries", top.raw("countries"), problems)
     countries: dict[str, Country] = {}
     for code in c.table:
         c.seen.add(code)
@@ -336,10 +316,10 @@ def _helplines(data: Any, source: str, problems: list[str]) -> Helplines:
             c.fail(code, "ISO 3166-1 alpha-2 code GB for the United Kingdom, got 'UK'")
         elif not _COUNTRY.match(code):
             c.fail(code, f"an ISO 3166-1 alpha-2 country code like \"IE\", got {code!r}")
-        countries[code] = _country(_Reader(source, c.key(code), c.raw(code), problems), code, False)
+        countries[code] = _country(TableReader(source, c.key(code), c.raw(code), problems), code, False)
     c.done()
     if top.has("international"):
-        international = _country(_Reader(source, "international", top.raw("international"),
+        international = _country(TableReader(source, "international", top.raw("international"),
                                          problems), "international", True)
     else:
         top.fail("international", "an [international] table with worldwide directories "
@@ -351,12 +331,12 @@ def _helplines(data: Any, source: str, problems: list[str]) -> Helplines:
 
 # ---- rule packs -------------------------------------------------------------
 
-def _patterns(r: _Reader, name: str, max_items: int) -> tuple[Pattern, ...]:
+def _patterns(r: TableReader, name: str, max_items: int) -> tuple[Pattern, ...]:
     patterns = []
     items = _list(r, name, "a non-empty list of patterns (docs/crisis.md)", True, max_items)
     for i, item in enumerate(items):
         if not isinstance(item, str):
-            r.fail(f"{name}[{i}]", f"a pattern string, got {_kind(item)}")
+            r.fail(f"{name}[{i}]", f"a pattern string, got {describe(item)}")
             continue
         try:
             patterns.append(parse_pattern(item))
@@ -365,7 +345,7 @@ def _patterns(r: _Reader, name: str, max_items: int) -> tuple[Pattern, ...]:
     return tuple(patterns)
 
 
-def _severity(r: _Reader) -> SeverityPolicy:
+def _severity(r: TableReader) -> SeverityPolicy:
     low = r.integer("low", 3, 1, 1000)
     medium = r.integer("medium", 5, 1, 1000)
     high = r.integer("high", 8, 1, 1000)
@@ -377,7 +357,7 @@ def _severity(r: _Reader) -> SeverityPolicy:
     combos = []
     for i, item in enumerate(_list(r, "combos", "a list of { categories = [...], severity = ... }",
                                    False, 50)):
-        k = _Reader(r.source, f"{r.key('combos')}[{i}]", item, r.problems)
+        k = TableReader(r.source, f"{r.key('combos')}[{i}]", item, r.problems)
         categories = k.strings("categories", (), None, "category names")
         if len(categories) < 2 or len(set(categories)) != len(categories):
             k.fail("categories", f"two or more different categories, got {list(categories)!r}")
@@ -392,7 +372,7 @@ def _severity(r: _Reader) -> SeverityPolicy:
 
 
 def _rule_pack(data: Any, source: str, problems: list[str], language: str | None) -> RulePack:
-    top = _Reader(source, "", data, problems)
+    top = TableReader(source, "", data, problems)
     pack_id = top.text("id", None, 64)
     if pack_id and not _PACK_ID.match(pack_id):
         top.fail("id", f"lowercase letters, digits, '.', '_' and '-', got {pack_id!r}")
@@ -406,25 +386,25 @@ def _rule_pack(data: Any, source: str, problems: list[str], language: str | None
         top.fail("version", f"a version like \"1.0.0\", got {version!r}")
     top.text("description", "", 300)
 
-    n = _Reader(source, "negation", top.raw("negation") or {}, problems)
+    n = TableReader(source, "negation", top.raw("negation") or {}, problems)
     cues = _words(n, "cues", "single words like \"not\"", 200)
     window = n.integer("window", 3, 0, MAX_NEGATION_WINDOW)
     breaks = _words(n, "breaks", "single words like \"but\"", 200)
     negation_unless = _patterns(n, "unless", 100) if n.has("unless") else ()
     n.done()
-    aliases = _aliases(_Reader(source, "aliases", top.raw("aliases") or {}, problems))
-    typos, not_typos = _typos(_Reader(source, "typos", top.raw("typos") or {}, problems))
+    aliases = _aliases(TableReader(source, "aliases", top.raw("aliases") or {}, problems))
+    typos, not_typos = _typos(TableReader(source, "typos", top.raw("typos") or {}, problems))
 
-    severity = _severity(_Reader(source, "severity", top.raw("severity") or {}, problems))
+    severity = _severity(TableReader(source, "severity", top.raw("severity") or {}, problems))
 
-    x = _Reader(source, "exceptions", top.raw("exceptions") or {}, problems)
+    x = TableReader(source, "exceptions", top.raw("exceptions") or {}, problems)
     exceptions: dict[str, ExceptionSet] = {}
     total = 0
     for name in x.table:
         x.seen.add(name)
         if not _SET_NAME.match(name):
             x.fail(name, f"a set name of lowercase letters, digits and '_', got {name!r}")
-        e = _Reader(source, x.key(name), x.raw(name), problems)
+        e = TableReader(source, x.key(name), x.raw(name), problems)
         scope = _choice(e, "scope", SCOPES, "sentence")
         patterns = _patterns(e, "patterns", 50)
         total += len(patterns)
@@ -436,7 +416,7 @@ def _rule_pack(data: Any, source: str, problems: list[str], language: str | None
     seen_ids: set[str] = set()
     raw_rules = _list(top, "rules", "a non-empty list of [[rules]] tables", True, MAX_RULES)
     for i, item in enumerate(raw_rules):
-        r = _Reader(source, f"rules[{i}]", item, problems)
+        r = TableReader(source, f"rules[{i}]", item, problems)
         rid = r.text("id", None, 80)
         if rid and not _RULE_ID.match(rid):
             r.fail("id", f"lowercase letters, digits, '.', '_' and '-', got {rid!r}")
@@ -481,7 +461,7 @@ def _rule_pack(data: Any, source: str, problems: list[str], language: str | None
                     not_typos=frozenset(not_typos))
 
 
-def _words(r: _Reader, name: str, what: str, max_items: int, min_length: int = 1) -> list[str]:
+def _words(r: TableReader, name: str, what: str, max_items: int, min_length: int = 1) -> list[str]:
     """A list of single words, normalised; each problem named by its index."""
     words: list[str] = []
     raw = r.strings(name, (), None, what)
@@ -501,7 +481,7 @@ def _words(r: _Reader, name: str, what: str, max_items: int, min_length: int = 1
     return words
 
 
-def _aliases(r: _Reader) -> dict[str, tuple[str, ...]]:
+def _aliases(r: TableReader) -> dict[str, tuple[str, ...]]:
     """[aliases]: "reading" = ["variant", ...]; a variant token reads as the reading's words."""
     aliases: dict[str, tuple[str, ...]] = {}
     for reading in r.table:
@@ -532,7 +512,7 @@ def _aliases(r: _Reader) -> dict[str, tuple[str, ...]]:
     return aliases
 
 
-def _typos(r: _Reader) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def _typos(r: TableReader) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """[typos]: `words` matched despite one slip, `not` real words never read as such a slip."""
     words = _words(r, "words", f"single words of at least {MIN_TYPO_WORD} letters", MAX_TYPOS,
                    MIN_TYPO_WORD)
@@ -541,7 +521,7 @@ def _typos(r: _Reader) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(words), tuple(not_typos)
 
 
-def _no_variants(r: _Reader, aliases: Mapping[str, tuple[str, ...]], cues: Sequence[str],
+def _no_variants(r: TableReader, aliases: Mapping[str, tuple[str, ...]], cues: Sequence[str],
                  breaks: Sequence[str], negation_unless: Sequence[Pattern],
                  exceptions: Mapping[str, ExceptionSet], rules: Sequence[Rule]) -> None:
     """A word the detector never sees (an alias variant is replaced before matching) is a mistake."""
@@ -566,14 +546,18 @@ def _no_variants(r: _Reader, aliases: Mapping[str, tuple[str, ...]], cues: Seque
 
 # ---- escalation -------------------------------------------------------------
 
-def _tiers(r: _Reader, trigger: str) -> tuple[tuple[Tier, ...], str]:
-    t = _Reader(r.source, trigger, r.raw(trigger) if r.has(trigger) else None, r.problems)
-    high = _choice(t, "high_severity", TRIGGERS, "help_button") \
-        if trigger == "detector_or_flag" else "help_button"
+def _tiers(r: TableReader, schedule: str) -> tuple[tuple[Tier, ...], str]:
+    """One schedule's [[tiers]], as the incident desk runs them: a tier asks the person to
+    call a helpline (participant_prompt = "call_helpline_now") by telling
+    "participant_prompt"; the first tier has no condition (its stop_when never matters)."""
+    t = TableReader(r.source, schedule, r.raw(schedule) if r.has(schedule) else None,
+                    r.problems)
+    high = _choice(t, "high_severity", SCHEDULE_TABLES, "help_button") \
+        if schedule == "detector_or_flag" else "help_button"
     tiers: list[Tier] = []
-    for i, item in enumerate(_list(t, "tiers", f"a non-empty list of [[{trigger}.tiers]] tables",
+    for i, item in enumerate(_list(t, "tiers", f"a non-empty list of [[{schedule}.tiers]] tables",
                                    True, 20)):
-        k = _Reader(r.source, f"{trigger}.tiers[{i}]", item, r.problems)
+        k = TableReader(r.source, f"{schedule}.tiers[{i}]", item, r.problems)
         after = k.integer("after", 0, 0, 86400)
         if_not = _choice(k, "if_not", IF_NOT, "") or None
         notify = _notify(k, "notify", ())
@@ -585,25 +569,28 @@ def _tiers(r: _Reader, trigger: str) -> tuple[tuple[Tier, ...], str]:
             k.fail("if_not", "no condition on the first tier: it always fires")
         if i > 0:
             if after <= tiers[-1].after:
-                k.fail("after", f"more than the previous tier's {tiers[-1].after} seconds, got {after}")
+                k.fail("after", f"more than the previous tier's {tiers[-1].after:g} seconds, "
+                                f"got {after}")
             if if_not is None:
                 k.fail("if_not", "acknowledged or engaged: a later tier fires only while the "
                                  "incident is still waiting")
+        if i == 0 and schedule == "help_button" and prompt != "helpline_card":
+            k.fail("participant_prompt", "\"helpline_card\": after the help button the "
+                                         "participant sees helplines at once")
         k.done()
-        tiers.append(Tier(after=after, if_not=if_not, notify=notify, sound=sound,
-                          participant_prompt=prompt))
+        asks: tuple[Notify, ...] = ("participant_prompt",) if prompt == "call_helpline_now" \
+            else ()
+        tiers.append(Tier(after=float(after), notify=(*notify, *asks),
+                          stop_when="engaged" if if_not == "engaged" else "acknowledged",
+                          sound=sound))
     if tiers and not any("on_call_webhook" in tier.notify for tier in tiers):
         t.fail("tiers", "on_call_webhook in some tier: without it an unanswered crisis never "
                         "leaves the room")
-    if (trigger == "help_button" and tiers
-            and tiers[0].participant_prompt != "helpline_card"):
-        t.fail("tiers[0].participant_prompt",
-               "\"helpline_card\": after the help button the participant sees helplines at once")
     t.done()
     return tuple(tiers), high
 
 
-def _notify(r: _Reader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+def _notify(r: TableReader, name: str, default: tuple[Notify, ...]) -> tuple[Notify, ...]:
     notify = r.strings(name, default, None, "who to tell")
     if not notify:
         r.fail(name, f"a non-empty list of: {', '.join(NOTIFY)}")
@@ -612,32 +599,32 @@ def _notify(r: _Reader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
             r.fail(f"{name}[{j}]", f"one of {', '.join(NOTIFY)}, got {who!r}")
     if len(set(notify)) != len(notify):
         r.fail(name, "each one at most once")
-    return notify
+    return cast(tuple[Notify, ...], notify)
 
 
-def _escalation(data: Any, source: str, problems: list[str]) -> EscalationPolicy:
-    top = _Reader(source, "", data, problems)
+def _escalation(data: Any, source: str, problems: list[str]) -> Escalation:
+    top = TableReader(source, "", data, problems)
     help_button, _ = _tiers(top, "help_button")
     detector_or_flag, high = _tiers(top, "detector_or_flag")
-    for trigger in TRIGGERS:
-        top.seen.add(trigger)
-    x = _Reader(source, "external_help", top.raw("external_help") or {}, problems)
+    for schedule in SCHEDULE_TABLES:
+        top.seen.add(schedule)
+    x = TableReader(source, "external_help", top.raw("external_help") or {}, problems)
     confirm_within = x.integer("confirm_within", 600, 60, 86400)
-    confirm_notify = _notify(x, "notify", EscalationPolicy.confirm_notify)
+    confirm_notify = _notify(x, "notify", DEFAULT_ESCALATION.confirm_notify)
     if "on_call_webhook" not in confirm_notify:
         x.fail("notify", "on_call_webhook among them: an unconfirmed request for external help "
                          "goes back to on-call")
     x.done()
-    p = _Reader(source, "presses", top.raw("presses") or {}, problems)
+    p = TableReader(source, "presses", top.raw("presses") or {}, problems)
     press_window = p.integer("window", 600, 60, 86400)
     realert_every = p.integer("realert_every", 30, 5, 3600)
     concerns = p.integer("concerns_per_window", 3, 1, 100)
     p.done()
     top.done()
-    return EscalationPolicy(help_button=help_button, detector_or_flag=detector_or_flag,
-                            high_severity=high, confirm_within=confirm_within,
-                            confirm_notify=confirm_notify, press_window=press_window,
-                            realert_every=realert_every, concerns_per_window=concerns)
+    return Escalation(help_button=help_button, default=detector_or_flag, high_severity=high,
+                      confirm_within=float(confirm_within), confirm_notify=confirm_notify,
+                      press_window=float(press_window), realert_every=float(realert_every),
+                      concerns_per_window=concerns)
 
 
 # ---- public API -------------------------------------------------------------
@@ -650,22 +637,10 @@ def _checked(build: Any, data: Mapping[str, Any], source: str, *args: Any) -> An
     return result
 
 
-def parse_helplines(data: Mapping[str, Any], source: str) -> Helplines:
-    """Helplines from parsed TOML, or ConfigError listing every problem."""
-    helplines: Helplines = _checked(_helplines, data, source)
-    return helplines
-
-
 def parse_rule_pack(data: Mapping[str, Any], source: str, language: str | None = None) -> RulePack:
     """A compiled rule pack from parsed TOML, or ConfigError listing every problem."""
     pack: RulePack = _checked(_rule_pack, data, source, language)
     return pack
-
-
-def parse_escalation(data: Mapping[str, Any], source: str) -> EscalationPolicy:
-    """Escalation tiers from parsed TOML, or ConfigError listing every problem."""
-    policy: EscalationPolicy = _checked(_escalation, data, source)
-    return policy
 
 
 def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
@@ -684,7 +659,7 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
     return None
 
 
-def load_crisis(directory: Path | None = None) -> CrisisConfig:
+def load_crisis(directory: Path | None = None) -> CrisisReference:
     """Read and check config/crisis/ (the shipped one when no directory is given).
 
     Raises ConfigError listing every problem in every file.
@@ -711,7 +686,7 @@ def load_crisis(directory: Path | None = None) -> CrisisConfig:
 
     if problems or helplines is None or escalation is None:
         raise ConfigError(problems)
-    return CrisisConfig(directory=str(directory), helplines=helplines, packs=packs,
+    return CrisisReference(directory=str(directory), helplines=helplines, packs=packs,
                         escalation=escalation)
 
 
@@ -721,7 +696,7 @@ def missing_helplines(helplines: Helplines, countries: Sequence[str]) -> list[st
     return [code for code in countries if code not in helplines.countries]
 
 
-def config_warnings(config: HearthConfig, crisis: CrisisConfig) -> list[str]:
+def config_warnings(config: HearthConfig, crisis: CrisisReference) -> list[str]:
     """What `hearth check-config` (and `hearth serve`) warn about: nothing that stops Hearth,
     everything an operator should fix before people rely on it."""
     warnings = [f"{config.source}: warning: no helpline data for {country}; people there see "
@@ -878,16 +853,3 @@ def pack_to_json(pack: RulePack) -> dict[str, Any]:
                    "requires": list(r.requires), "min_severity": r.min_severity,
                    "patterns": _patterns_json(r.patterns)} for r in pack.rules],
     }
-
-
-def escalation_to_json(policy: EscalationPolicy) -> dict[str, Any]:
-    """The timings as plain data (for facilitator tooling and `hearth drill` output)."""
-    tiers: dict[str, Any] = {
-        trigger: [{"after": t.after, "if_not": t.if_not, "notify": list(t.notify),
-                   "sound": t.sound, "participant_prompt": t.participant_prompt}
-                  for t in policy.tiers(trigger)] for trigger in TRIGGERS}
-    return {**tiers, "high_severity": policy.high_severity,
-            "external_help": {"confirm_within": policy.confirm_within,
-                              "notify": list(policy.confirm_notify)},
-            "presses": {"window": policy.press_window, "realert_every": policy.realert_every,
-                        "concerns_per_window": policy.concerns_per_window}}

@@ -136,7 +136,8 @@ DRILL_TIERS: Final = (Tier(after=0, notify=("room_facilitators", "on_duty_facili
 
 @dataclass(frozen=True, kw_only=True)
 class Escalation:
-    """Tiers per schedule, and the other timings of config/crisis/escalation.toml."""
+    """Tiers per schedule, and the other timings of config/crisis/escalation.toml (read by
+    moderation/crisis_config.py)."""
     help_button: tuple[Tier, ...]
     default: tuple[Tier, ...]  # detector_or_flag
     high_severity: str = "help_button"  # the schedule a high-severity incident starts on
@@ -146,24 +147,6 @@ class Escalation:
     press_window: float = 600.0  # presses from one address this close join one incident
     realert_every: float = 30.0  # presses page on-duty and on-call at most this often
     concerns_per_window: int = 3  # incidents one address may open by "I'm worried"
-
-    @classmethod
-    def from_policy(cls, policy: Any) -> Escalation:
-        """From config/crisis/escalation.toml (moderation.crisis_config.EscalationPolicy)."""
-        def convert(tiers: Any) -> tuple[Tier, ...]:
-            return tuple(Tier(
-                after=float(t.after),
-                notify=(*t.notify, *(("participant_prompt",)
-                                     if t.participant_prompt == "call_helpline_now" else ())),
-                stop_when=t.if_not or "acknowledged", sound=bool(t.sound)) for t in tiers)
-        return cls(help_button=convert(policy.help_button),
-                   default=convert(policy.detector_or_flag),
-                   high_severity=policy.high_severity,
-                   confirm_within=float(policy.confirm_within),
-                   confirm_notify=tuple(policy.confirm_notify),
-                   press_window=float(policy.press_window),
-                   realert_every=float(policy.realert_every),
-                   concerns_per_window=int(policy.concerns_per_window))
 
     def tiers(self, schedule: str) -> tuple[Tier, ...]:
         if schedule == "drill":
@@ -177,7 +160,7 @@ class Escalation:
         return self.high_severity if severity == "high" else "detector_or_flag"
 
 
-# The reference's suggested timers (../shared/reference/crisis.md); config overrides them.
+# The suggested timers (docs/crisis.md, "escalation.toml"); that file overrides them.
 DEFAULT_ESCALATION: Final = Escalation(
     help_button=(
         Tier(after=0, notify=("room_facilitators", "on_call_webhook")),

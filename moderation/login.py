@@ -30,7 +30,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from hearth.spaces.config import LoginConfig
 
@@ -119,10 +119,28 @@ class Attempt:
 
 
 class LoginThrottle:
-    def __init__(self, config: LoginConfig) -> None:
+    """Failed sign-ins, per name typed and per address hash.
+
+    With several nodes, every count is told to the others (`on_change`, carried like the
+    session events: web/auth.py) and theirs applied here (`apply`), so N nodes behind a
+    round-robin balancer allow what one node would, not N times as many. A name typed is
+    kept only as an HMAC under `name_key` (the same on every node), never as typed."""
+
+    def __init__(self, config: LoginConfig, name_key: bytes | None = None,
+                 on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.config = config
+        self._name_key = name_key if name_key is not None else secrets.token_bytes(32)
         self._records: dict[tuple[Kind, str], _Record] = {}
         self._last_sweep = -math.inf
+        self.on_change = on_change
+        # Events of other nodes already counted (they come live, and again from the
+        # shared log): id -> until when it could still matter.
+        self._applied: dict[str, float] = {}
+
+    def _tell(self, step: str, keys: tuple[tuple[Kind, str], ...], now: float) -> None:
+        if self.on_change is not None:
+            self.on_change({"op": "throttle", "step": step, "keys": [list(k) for k in keys],
+                            "at": now, "id": secrets.token_hex(8)})
 
     def _lockout_after(self, kind: Kind) -> int:
         if kind == "account":
@@ -137,7 +155,8 @@ class LoginThrottle:
         return min(self.config.max_delay_seconds, 2.0 ** min(over, 62))
 
     def _keys(self, account: str, address: str | None) -> tuple[tuple[Kind, str], ...]:
-        name = hashlib.sha256(account.strip().lower().encode("utf-8", "replace")).hexdigest()
+        typed = account.strip().lower().encode("utf-8", "replace")
+        name = hmac.new(self._name_key, b"login-name\x00" + typed, hashlib.sha256).hexdigest()
         keys: list[tuple[Kind, str]] = [("account", name)]
         if address is not None and self.config.address_lockout_after_failures > 0:
             keys.append(("address", address))
@@ -171,18 +190,26 @@ class LoginThrottle:
             return Refused(locked, True)
         if wait > 0:
             return Refused(wait, False)
+        self._attempted(keys, now)
+        self._tell("attempt", keys, now)
+        return Attempt(keys)
+
+    def _attempted(self, keys: tuple[tuple[Kind, str], ...], now: float) -> None:
         for key in keys:
             record = self._records.setdefault(key, _Record())
             record.failures += 1
-            record.last = now
-        return Attempt(keys)
+            record.last = max(record.last, now)
 
     def failed(self, attempt: Attempt, now: float) -> list[Kind]:
         """The attempt failed; returns the kinds of key it just locked out."""
+        self._tell("failed", attempt.keys, now)
+        return self._failed(attempt.keys, now)
+
+    def _failed(self, keys: tuple[tuple[Kind, str], ...], now: float) -> list[Kind]:
         locked: list[Kind] = []
-        for key in attempt.keys:
+        for key in keys:
             record = self._records.setdefault(key, _Record(failures=1))
-            record.last = now
+            record.last = max(record.last, now)
             limit = self._lockout_after(key[0])
             if limit and record.failures >= limit and record.locked_until <= now:
                 record.locked_until = now + self.config.lockout_seconds
@@ -192,7 +219,11 @@ class LoginThrottle:
     def succeeded(self, attempt: Attempt, now: float) -> None:
         """The name's failures are forgotten; the address only gets this attempt back
         (signing in to one account must not clear failures against others)."""
-        for key in attempt.keys:
+        self._tell("succeeded", attempt.keys, now)
+        self._succeeded(attempt.keys, now)
+
+    def _succeeded(self, keys: tuple[tuple[Kind, str], ...], now: float) -> None:
+        for key in keys:
             if key[0] == "account":
                 self._records.pop(key, None)
                 continue
@@ -202,10 +233,35 @@ class LoginThrottle:
                 if record.failures <= 0 and record.locked_until <= now:
                     del self._records[key]
 
+    def apply(self, event: dict[str, Any], now: float) -> None:
+        """Another node's count (or one read back at start). Malformed events are ignored."""
+        try:
+            step, at, event_id = event["step"], float(event["at"]), str(event["id"])
+            keys = tuple((str(kind), str(key)) for kind, key in event["keys"]
+                         if kind in ("account", "address"))
+        except (KeyError, TypeError, ValueError):
+            return
+        if not math.isfinite(at) or at > now + 60 or now - at >= self.config.lockout_seconds:
+            return  # from the future, or too old to matter
+        if event_id in self._applied:
+            return
+        if len(self._applied) >= MAX_RECORDS:  # a flood: counting twice only locks sooner
+            self._applied.clear()
+        self._applied[event_id] = at + self.config.lockout_seconds
+        typed = cast(tuple[tuple[Kind, str], ...], keys)
+        if step == "attempt":
+            self._attempted(typed, at)
+        elif step == "failed":
+            self._failed(typed, at)
+        elif step == "succeeded":
+            self._succeeded(typed, at)
+
     def sweep(self, now: float) -> None:
         self._last_sweep = now
         for key in [k for k, r in self._records.items() if self._stale(r, now)]:
             del self._records[key]
+        for event_id in [e for e, until in self._applied.items() if until <= now]:
+            del self._applied[event_id]
         excess = len(self._records) - MAX_RECORDS + MAX_RECORDS // 10
         if excess > 0 and len(self._records) >= MAX_RECORDS:
             oldest = sorted(self._records, key=lambda k: self._records[k].last)[:excess]
@@ -219,6 +275,11 @@ class LoginThrottle:
 # --- sessions --------------------------------------------------------------------------
 
 
+def new_session_id() -> str:
+    """A sign-in session's public name (128 random bits): what role tickets are bound to."""
+    return secrets.token_hex(16)
+
+
 @dataclass
 class Session:
     account: str
@@ -228,6 +289,9 @@ class Session:
     last_seen: float
     csrf: str = field(default_factory=new_token, repr=False)
     shared_seen: float = 0.0  # the last_seen other nodes were told of
+    # Not the cookie, nor its digest: a role ticket names the session it came from by this,
+    # and is refused (and the roles it gave withdrawn) once the session has ended.
+    id: str = field(default_factory=new_session_id)
 
 
 def _digest(cookie: str) -> bytes:
@@ -245,13 +309,18 @@ class SessionTable:
 
     def __init__(self, idle_seconds: float, max_seconds: float,
                  make_token: Callable[[], str] = new_token,
-                 on_change: Callable[[dict[str, Any]], None] | None = None) -> None:
+                 on_change: Callable[[dict[str, Any]], None] | None = None,
+                 on_ended: Callable[[Session], None] | None = None) -> None:
         self.idle_seconds = idle_seconds
         self.max_seconds = max_seconds
         self._make_token = make_token
         self._sessions: dict[bytes, Session] = {}
+        # Digests of sessions ended (signed out, account changed), until they would have
+        # expired anyway: a replayed "create" must never bring one back.
+        self._ended: dict[bytes, float] = {}
         self._last_sweep = -math.inf
         self.on_change = on_change
+        self.on_ended = on_ended  # a session was ended, here or by another node
 
     def _tell(self, event: dict[str, Any]) -> None:
         if self.on_change is not None:
@@ -266,8 +335,15 @@ class SessionTable:
         digest = _digest(cookie)
         self._sessions[digest] = session
         self._tell({"op": "create", "digest": digest.hex(), "account": account, "role": role,
-                    "generation": generation, "created": now, "csrf": session.csrf})
+                    "generation": generation, "created": now, "csrf": session.csrf,
+                    "id": session.id})
         return cookie, session
+
+    def _ending(self, digest: bytes, session: Session) -> None:
+        """`session` has just been taken out of the table by an end (not by expiry)."""
+        self._ended[digest] = session.created + self.max_seconds
+        if self.on_ended is not None:
+            self.on_ended(session)
 
     def _expired(self, session: Session, now: float) -> bool:
         return (now - session.last_seen >= self.idle_seconds
@@ -293,6 +369,7 @@ class SessionTable:
         digest = _digest(cookie)
         ended = self._sessions.pop(digest, None)
         if ended is not None:
+            self._ending(digest, ended)
             self._tell({"op": "end", "digest": digest.hex()})
         return ended
 
@@ -305,7 +382,7 @@ class SessionTable:
     def _end_account(self, account: str) -> int:
         ended = [d for d, s in self._sessions.items() if s.account == account]
         for digest in ended:
-            del self._sessions[digest]
+            self._ending(digest, self._sessions.pop(digest))
         return len(ended)
 
     def apply(self, event: dict[str, Any], now: float) -> None:
@@ -321,15 +398,19 @@ class SessionTable:
                 session = Session(account=str(event["account"]), role=str(event["role"]),
                                   generation=int(event["generation"]), created=created,
                                   last_seen=created, csrf=str(event["csrf"]),
-                                  shared_seen=created)
-                if not self._expired(session, now):
+                                  shared_seen=created, id=str(event["id"]))
+                if not self._expired(session, now) and digest not in self._ended \
+                        and math.isfinite(created) and created <= now + 60:
                     self._sessions[digest] = session
             elif op == "seen" and digest in self._sessions:
                 session = self._sessions[digest]
-                session.last_seen = session.shared_seen = max(session.last_seen,
-                                                              float(event["at"]))
+                at = float(event["at"])
+                if math.isfinite(at) and at <= now + 60:
+                    session.last_seen = session.shared_seen = max(session.last_seen, at)
             elif op == "end":
-                self._sessions.pop(digest, None)
+                ended = self._sessions.pop(digest, None)
+                if ended is not None:
+                    self._ending(digest, ended)
         except (KeyError, TypeError, ValueError):
             return
 
@@ -341,6 +422,8 @@ class SessionTable:
         self._last_sweep = now
         for digest in [d for d, s in self._sessions.items() if self._expired(s, now)]:
             del self._sessions[digest]
+        for digest in [d for d, until in self._ended.items() if until <= now]:
+            del self._ended[digest]
 
     def __len__(self) -> int:
         return len(self._sessions)

@@ -1,18 +1,32 @@
 """The room core of Hearth: everything about rooms, and nothing about sockets.
 
-    protocol.py    hearth.v1 on the wire: decode client frames, error codes
-    connection.py  one client connection: frames + now -> effects
-    venue.py       all rooms, session tokens, role tickets, reports
-    room.py        one room: members, seats, positions, sequence, epoch
-    layout.py      a room's floor plan: hearth, seats, quiet corners
-    pseudonyms.py  generated and chosen pseudonyms, avatars
-    ratelimit.py   token buckets with injected time
-    effects.py     what the core asks the shell to do
-    config.py      typed config with precise errors
-    broker.py      the seam rooms publish through (MemoryBroker; Redis later)
-    client.py      the Python client: tests, benchmarks, drills and bots use it
-    e2ee/          end-to-end encryption (sender keys, envelopes, franking)
+    protocol.py           hearth.v1 on the wire: client messages, their decoder, error codes
+    server_messages.py    the server's messages, each with one to_wire
+    connection.py         one client connection: frames + now -> effects
+    venue.py              all rooms, session tokens, role tickets
+    room.py               one room: members, seats, positions, sequence, epoch
+    voice.py              which listeners hear a voice frame
+    voicelink.py          voice over WebTransport: session tokens, datagram framing
+    layout.py             a room's floor plan: hearth, seats, quiet corners
+    pseudonyms.py         generated and chosen pseudonyms, avatars
+    confusables.py        Unicode's confusables (UTS #39): the skeleton of a pseudonym
+    confusables_table.py  generated from confusables.txt by confusables.py
+    ratelimit.py          token buckets with injected time
+    effects.py            what the core asks the shell to do
+    stats.py              counters the core keeps for /metrics
+    config.py             typed config with precise errors, and the TableReader every
+                          config file is read with
+    host.py               the routing host: which node runs each room, where each frame
+                          goes, takeover, durable welcomes and alerts (node effects out)
+    relay.py              messages between nodes, typed, each with one pack and unpack
+    broker.py             the seam nodes talk through; MemoryBroker for one process
+    redis_broker.py       the same seam over Redis
+    e2ee/                 end-to-end encryption (sender keys, envelopes, franking)
 
-Everything except broker.py's implementations and client.py is sans-IO:
-time comes in as an argument, effects go out as values (spaces.effects).
+I/O happens only in config.py (load_config reads the config file),
+redis_broker.py (the Redis client) and confusables.py (its generator command,
+run by hand, reads Unicode's file). Everything else is sans-IO: time comes in
+as an argument, effects go out as values (spaces.effects), and one adapter in
+web/ applies them. Nothing here imports moderation/, web/ or Twisted
+(tests/unit/test_layers.py).
 """

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from hearth.spaces.layout import Circle, Corner, Layout, Point
+from hearth.spaces.layout import Circle, Corner, Layout, Point, Translations, translated
 
 SHIPPED_CONFIG = Path(__file__).resolve().parent.parent / "config" / "hearth.toml"
 
@@ -177,7 +177,11 @@ class OrganisationConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class SessionConfig:
+    # A dropped connection may resume the same member within this many seconds.
     resume_grace_seconds: float = 60.0
+    # A page that says it is closing (a closed tab, or a reload) is away this long, so that a
+    # reload comes back as the same member; a closed tab has left when it runs out.
+    closing_grace_seconds: float = 5.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -191,8 +195,12 @@ class LimitsConfig:
     pseudonym_max_length: int = 24
     # Open WebSocket connections from one address (counted by keyed hash); 0 = no cap.
     connections_per_address: int = 20
-    # Seconds a connection may take to send its complete HTTP request head (slowloris).
+    # Seconds a connection may take to send each complete HTTP request, head and body
+    # (slowloris; counted again for every request on a kept-alive connection).
     header_timeout_seconds: float = 10.0
+    # Open HTTP connections (pages, files, sign-in; a WebSocket until its handshake) from
+    # one address, counted by keyed hash; 0 = no cap. Not applied to trusted proxies.
+    http_connections_per_address: int = 64
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -211,6 +219,27 @@ class VoiceConfig:
     # A listener whose socket holds more than this many unsent bytes gets no
     # voice frames until it drains: voice is droppable, chat and control are not.
     slow_listener_bytes: int = 65536
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebTransportConfig:
+    """Voice over UDP: WebTransport (HTTP/3) datagrams beside the WebSocket, which keeps
+    everything else and carries voice whenever WebTransport cannot (docs/operations.md)."""
+    # The UDP port; 0 = off (voice rides the WebSocket, as always).
+    port: int = 0
+    # The address to listen on ("::" or "0.0.0.0" for every interface).
+    interface: str = "127.0.0.1"
+    # The operator's certificate chain and key (PEM), as for an ssl: listener...
+    certificate: str = ""
+    private_key: str = ""
+    # ...or a short-lived self-signed certificate (ECDSA P-256, rotated), which browsers
+    # accept by its hash, handed to the page over the WebSocket.
+    self_signed: bool = False
+    # The host name browsers reach this node's UDP port at ("" = the host the page was
+    # loaded from).
+    public_host: str = ""
+    # QUIC connections at once (bound or still binding); more are closed at once.
+    max_connections: int = 2000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -245,10 +274,48 @@ class WebhookConfig:
     allow_plain_http: bool = False
 
 
+WHSEC = "whsec_"
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a webhook's `secret`: Standard Webhooks' `whsec_<base64>` form is the
+    decoded bytes; any other text is its UTF-8 bytes. b"" for a `whsec_` that is not base64."""
+    if secret.startswith(WHSEC):
+        import base64
+        import binascii
+        body = secret[len(WHSEC):]
+        try:
+            return base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+        except (binascii.Error, ValueError):
+            return b""
+    return secret.encode("utf-8")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PagerDutyConfig:
+    """A PagerDuty service (Events API v2): one integration's routing key."""
+    name: str
+    routing_key: str
+    tier: str = "primary"
+    url: str = "https://events.pagerduty.com/v2/enqueue"  # EU: events.eu.pagerduty.com
+
+
+SMTP_TLS = ("starttls", "implicit", "none")
+SMTP_PORTS = {"starttls": 587, "implicit": 465, "none": 25}
+
+
 @dataclass(frozen=True, kw_only=True)
 class EmailConfig:
     smtp_host: str
-    smtp_port: int = 25
+    # "starttls" (the default: the server must offer STARTTLS, or nothing is sent),
+    # "implicit" (TLS from the first byte, port 465), "none" (a relay on this machine).
+    tls: str = "starttls"
+    smtp_port: int = 587
+    # Optional SMTP authentication (PLAIN or LOGIN), only ever over TLS.
+    username: str = ""
+    password: str = ""
+    # PEM file of the CAs to trust for the server's certificate ("" = the system's).
+    ca_file: str = ""
     sender: str = "hearth@localhost"
     on_call: tuple[str, ...] = ()
     admin: tuple[str, ...] = ()
@@ -262,22 +329,35 @@ class CrisisConfig:
     public_url: str = ""
     retention_days: int = 90
     webhooks: tuple[WebhookConfig, ...] = ()
+    pagerduty: tuple[PagerDutyConfig, ...] = ()
     email: EmailConfig | None = None
     max_backoff_seconds: float = 300.0
     alert_admin_after: int = 5
+    # /readyz answers 503 while this many crisis alerts (or more) wait in this node's outbox.
+    ready_pending_limit: int = 1000
 
 
 @dataclass(frozen=True, kw_only=True)
 class RoomConfig:
     id: str
+    # In the room's own language; `titles` and `schedules` hold any per-language versions
+    # (`title = { en = "…", es = "…" }` in the config), which the pages show in their language.
     title: str
     schedule: str = ""
+    titles: Translations = ()
+    schedules: Translations = ()
     capacity: int = 12
     # People wait in a lobby until a facilitator admits them.
     lobby: bool = False
     # The language the group meets in: facilitators' detectors use its rule pack.
     language: str = "en"
     layout: Layout
+
+    def title_in(self, lang: str) -> str:
+        return translated(self.title, self.titles, lang)
+
+    def schedule_in(self, lang: str) -> str:
+        return translated(self.schedule, self.schedules, lang)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -289,6 +369,7 @@ class HearthConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     movement: MovementConfig = field(default_factory=MovementConfig)
     voice: VoiceConfig = field(default_factory=VoiceConfig)
+    webtransport: WebTransportConfig = field(default_factory=WebTransportConfig)
     login: LoginConfig = field(default_factory=LoginConfig)
     crisis: CrisisConfig = field(default_factory=CrisisConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -302,8 +383,13 @@ class HearthConfig:
         return None
 
 
-class _Reader:
-    """Reads one table, recording a precise problem for each bad key."""
+class TableReader:
+    """Reads one table of an untrusted config file, recording a precise problem for each bad
+    key (the file, the dotted key, what was expected) instead of raising on the first.
+
+    Every reader of Hearth's config files uses it: this module for hearth.toml,
+    moderation/crisis_config.py for config/crisis/. `done()` reports the keys nobody read.
+    """
 
     def __init__(self, source: str, prefix: str, table: Any, problems: list[str]) -> None:
         self.source = source
@@ -311,7 +397,7 @@ class _Reader:
         self.problems = problems
         self.seen: set[str] = set()
         if not isinstance(table, Mapping):
-            self.fail("", f"a table, got {_kind(table)}")
+            self.fail("", f"a table, got {describe(table)}")
             table = {}
         self.table: Mapping[str, Any] = table
 
@@ -334,7 +420,7 @@ class _Reader:
             return default
         value = self.raw(name)
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            self.fail(name, f"a number from {lo:g} to {hi:g}, got {_kind(value)}")
+            self.fail(name, f"a number from {lo:g} to {hi:g}, got {describe(value)}")
             return default
         if not lo <= value <= hi:
             self.fail(name, f"a number from {lo:g} to {hi:g}, got {value!r}")
@@ -347,7 +433,7 @@ class _Reader:
             return default
         value = self.raw(name)
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(name, f"a whole number from {lo} to {hi}, got {_kind(value)}")
+            self.fail(name, f"a whole number from {lo} to {hi}, got {describe(value)}")
             return default
         if not lo <= value <= hi:
             self.fail(name, f"a whole number from {lo} to {hi}, got {value!r}")
@@ -363,12 +449,36 @@ class _Reader:
             return default
         value = self.raw(name)
         if not isinstance(value, str) or (not value.strip() and default is None):
-            self.fail(name, f"a non-empty string, got {_kind(value)}")
+            self.fail(name, f"a non-empty string, got {describe(value)}")
             return default or ""
         if len(value) > max_len:
             self.fail(name, f"a string of at most {max_len} characters, got {len(value)}")
             return value[:max_len]
         return value
+
+    def localised(self, name: str, default: str | None, max_len: int,
+                  prefer: str = "en") -> tuple[str, Translations]:
+        """A text given once (a string) or per page language (a table like
+        { en = "…", es = "…" }): (the text in `prefer`, or the first given; the translations)."""
+        if not isinstance(self.table.get(name), Mapping):
+            return self.text(name, default, max_len), ()
+        table = TableReader(self.source, self.key(name), self.raw(name), self.problems)
+        given: list[tuple[str, str]] = []
+        for lang in TEXT_LOCALES:
+            if table.has(lang):
+                text = table.text(lang, None, max_len)
+                if text.strip():
+                    given.append((lang, text))
+        for other in table.table:
+            if other not in TEXT_LOCALES:
+                table.raw(other)
+                table.fail(other, f"a page language ({' or '.join(TEXT_LOCALES)}) as the key")
+        table.done()
+        if not given:
+            self.fail(name, f"a string, or a table of {' and '.join(TEXT_LOCALES)} texts "
+                            f"like {{ en = \"…\", es = \"…\" }}")
+            return default or "", ()
+        return translated(given[0][1], tuple(given), prefer), tuple(given)
 
     def boolean(self, name: str, default: bool) -> bool:
         if not self.has(name):
@@ -376,7 +486,7 @@ class _Reader:
             return default
         value = self.raw(name)
         if not isinstance(value, bool):
-            self.fail(name, f"true or false, got {_kind(value)}")
+            self.fail(name, f"true or false, got {describe(value)}")
             return default
         return value
 
@@ -387,7 +497,7 @@ class _Reader:
             return default
         value = self.raw(name)
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            self.fail(name, f"a list of strings ({what}), got {_kind(value)}")
+            self.fail(name, f"a list of strings ({what}), got {describe(value)}")
             return default
         for i, item in enumerate(value):
             if pattern is not None and not pattern.match(item):
@@ -401,7 +511,8 @@ class _Reader:
                     f"{self.source}: {self.key(name)}: unknown key (check its spelling)")
 
 
-def _kind(value: Any) -> str:
+def describe(value: Any) -> str:
+    """What a config value is, for an error message: "a string ('abc')", "a list"."""
     if isinstance(value, bool):
         return f"a boolean ({str(value).lower()})"
     if isinstance(value, int | float):
@@ -415,23 +526,24 @@ def _kind(value: Any) -> str:
     return type(value).__name__
 
 
-def _point(r: _Reader, name: str, layout: Layout | None = None) -> Point | None:
+def _point(r: TableReader, name: str, layout: Layout | None = None) -> Point | None:
     value = r.raw(name)
     if (not isinstance(value, list) or len(value) != 2
             or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)):
-        r.fail(name, f"a pair of numbers [x, y] in metres, got {_kind(value)}")
+        r.fail(name, f"a pair of numbers [x, y] in metres, got {describe(value)}")
         return None
     return Point(float(value[0]), float(value[1]))
 
 
-def _layout(source: str, prefix: str, table: Any, problems: list[str]) -> Layout | None:
+def _layout(source: str, prefix: str, table: Any, problems: list[str],
+            language: str = "en") -> Layout | None:
     before = len(problems)
-    r = _Reader(source, prefix, table, problems)
+    r = TableReader(source, prefix, table, problems)
     width = r.number("width", 14.0, 2.0, 200.0)
     height = r.number("height", 10.0, 2.0, 200.0)
 
     def circle(name: str, needs_seats: bool) -> Circle | None:
-        c = _Reader(source, r.key(name), r.raw(name) if r.has(name) else None, problems)
+        c = TableReader(source, r.key(name), r.raw(name) if r.has(name) else None, problems)
         x = c.number("x", width / 2, 0.0, width)
         y = c.number("y", height / 2, 0.0, height)
         radius = c.number("radius", 1.0, 0.1, max(width, height))
@@ -456,7 +568,7 @@ def _layout(source: str, prefix: str, table: Any, problems: list[str]) -> Layout
     if not isinstance(raw_spawn, list) or not raw_spawn:
         r.fail("spawn", "a non-empty list of [x, y] points in metres")
     else:
-        sp = _Reader(source, r.key("spawn"), dict(enumerate(raw_spawn)), problems)
+        sp = TableReader(source, r.key("spawn"), dict(enumerate(raw_spawn)), problems)
         for i in range(len(raw_spawn)):
             p = _point(sp, i)  # type: ignore[arg-type]
             if p is not None:
@@ -467,12 +579,13 @@ def _layout(source: str, prefix: str, table: Any, problems: list[str]) -> Layout
         r.fail("corners", "a list of [[rooms.layout.corners]] tables")
         raw_corners = []
     for i, item in enumerate(raw_corners):
-        c = _Reader(source, f"{r.key('corners')}[{i}]", item, problems)
+        c = TableReader(source, f"{r.key('corners')}[{i}]", item, problems)
         cid = c.text("id", None, 40)
         if cid and not _ROOM_ID.match(cid):
             c.fail("id", f"lowercase letters, digits and '-', got {cid!r}")
+        title, titles = c.localised("title", cid, 80, language)
         corners.append(Corner(
-            id=cid, title=c.text("title", cid, 80),
+            id=cid, title=title, titles=titles,
             x=c.number("x", 0.0, 0.0, width), y=c.number("y", 0.0, 0.0, height),
             width=c.number("width", 2.0, 0.5, width), height=c.number("height", 2.0, 0.5, height)))
         c.done()
@@ -486,7 +599,7 @@ def _layout(source: str, prefix: str, table: Any, problems: list[str]) -> Layout
     return layout if len(problems) == before else None
 
 
-def _paragraphs(r: _Reader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+def _paragraphs(r: TableReader, name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     """A list of 1-20 non-empty paragraphs of at most 1000 characters each."""
     value = r.strings(name, default, None, "paragraphs of text")
     if r.has(name) and isinstance(r.table.get(name), list):
@@ -498,7 +611,7 @@ def _paragraphs(r: _Reader, name: str, default: tuple[str, ...]) -> tuple[str, .
     return value
 
 
-def _organisation(o: _Reader) -> OrganisationConfig:
+def _organisation(o: TableReader) -> OrganisationConfig:
     name = o.text("name", "Hearth", 80)
     exit_url = o.text("quick_exit_url", OrganisationConfig.quick_exit_url, 500)
     if not _EXIT_URL.match(exit_url):
@@ -511,12 +624,12 @@ def _organisation(o: _Reader) -> OrganisationConfig:
         o.fail("helpline_countries", "each country code once")
     texts = dict(DEFAULT_TEXTS)
     raw = o.raw("texts") if o.has("texts") else {}
-    t = _Reader(o.source, o.key("texts"), raw, o.problems)
+    t = TableReader(o.source, o.key("texts"), raw, o.problems)
     overridden: dict[str, set[str]] = {}
     for locale in t.table:
         if locale not in TEXT_LOCALES:
             continue  # reported as an unknown key by t.done()
-        lr = _Reader(o.source, t.key(locale), t.raw(locale), o.problems)
+        lr = TableReader(o.source, t.key(locale), t.raw(locale), o.problems)
         base = DEFAULT_TEXTS[locale]
         overridden[locale] = {k for k in TEXT_KEYS if lr.has(k)}
         texts[locale] = OrganisationTexts(**{
@@ -534,7 +647,7 @@ def _organisation(o: _Reader) -> OrganisationConfig:
                               texts=texts)
 
 
-def _data_dir(r: _Reader, source: str) -> str:
+def _data_dir(r: TableReader, source: str) -> str:
     """Relative paths are relative to the config file, not to wherever hearth was started."""
     raw = r.text("data_dir", "", 1000)
     if not raw:
@@ -545,7 +658,7 @@ def _data_dir(r: _Reader, source: str) -> str:
     return str(path)
 
 
-def _proxies(r: _Reader) -> tuple[str, ...]:
+def _proxies(r: TableReader) -> tuple[str, ...]:
     """server.trusted_proxies: IP addresses or networks (CIDR), checked with ipaddress."""
     import ipaddress
     proxies = r.strings("trusted_proxies", (), _PROXY, "an IP address or network like "
@@ -579,7 +692,7 @@ def _plain_http_elsewhere(url: str) -> bool:
 
 
 def _crisis(source: str, table: Any, problems: list[str]) -> CrisisConfig:
-    c = _Reader(source, "crisis", table, problems)
+    c = TableReader(source, "crisis", table, problems)
     directory = c.text("directory", "", 1000)
     if directory:
         path = Path(directory).expanduser()
@@ -593,7 +706,7 @@ def _crisis(source: str, table: Any, problems: list[str]) -> CrisisConfig:
         c.fail("webhooks", "a list of [[crisis.webhooks]] tables")
         raw_hooks = []
     for i, item in enumerate(raw_hooks):
-        w = _Reader(source, f"crisis.webhooks[{i}]", item, problems)
+        w = TableReader(source, f"crisis.webhooks[{i}]", item, problems)
         hook = WebhookConfig(name=w.text("name", f"webhook-{i}", 40), url=w.text("url", None, 500),
                              secret=w.text("secret", None, 500), tier=w.text("tier", "primary", 20),
                              allow_plain_http=w.boolean("allow_plain_http", False))
@@ -604,36 +717,131 @@ def _crisis(source: str, table: Any, problems: list[str]) -> CrisisConfig:
                           "its acknowledgement link (which stops escalation) travel in clear; "
                           "set allow_plain_http = true on this webhook only if the path is "
                           f"private, got {hook.url!r}")
-        if hook.secret and len(hook.secret) < 16:
-            w.fail("secret", "a shared secret of at least 16 characters (for the HMAC signature)")
+        if hook.secret and len(webhook_key(hook.secret)) < 16:
+            w.fail("secret", "a shared secret of at least 16 characters (for the HMAC "
+                             "signature), or 'whsec_' and the base64 of at least 16 bytes")
         if hook.tier not in ("primary", "secondary"):
             w.fail("tier", f"'primary' or 'secondary', got {hook.tier!r}")
         w.done()
         webhooks.append(hook)
-    email = None
-    if c.has("email"):
-        e = _Reader(source, "crisis.email", c.raw("email"), problems)
-        email = EmailConfig(smtp_host=e.text("smtp_host", None, 200),
-                            smtp_port=e.integer("smtp_port", 25, 1, 65535),
-                            sender=e.text("sender", "hearth@localhost", 200),
-                            on_call=e.strings("on_call", (), _EMAIL, "an e-mail address"),
-                            admin=e.strings("admin", (), _EMAIL, "an e-mail address"))
-        e.done()
+    email = _email(source, c.raw("email"), problems) if c.has("email") else None
     config = CrisisConfig(
         directory=directory or CrisisConfig.directory, public_url=public_url.rstrip("/"),
         retention_days=c.integer("retention_days", 90, 1, 3650), webhooks=tuple(webhooks),
+        pagerduty=_pagerduty(source, c.raw("pagerduty") if c.has("pagerduty") else [], problems),
         email=email, max_backoff_seconds=c.number("max_backoff_seconds", 300.0, 1.0, 3600.0),
-        alert_admin_after=c.integer("alert_admin_after", 5, 1, 1000))
+        alert_admin_after=c.integer("alert_admin_after", 5, 1, 1000),
+        ready_pending_limit=c.integer("ready_pending_limit", 1000, 1, 1_000_000))
     c.done()
+    return config
+
+
+_ROUTING_KEY = re.compile(r"^[A-Za-z0-9]{20,64}\Z")
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+
+
+def _pagerduty(source: str, raw: Any, problems: list[str]) -> tuple[PagerDutyConfig, ...]:
+    """[[crisis.pagerduty]]: PagerDuty services called at the on-call tiers, like webhooks."""
+    if not isinstance(raw, list):
+        problems.append(f"{source}: crisis.pagerduty: expected a list of [[crisis.pagerduty]] "
+                        "tables")
+        return ()
+    services = []
+    for i, item in enumerate(raw):
+        r = TableReader(source, f"crisis.pagerduty[{i}]", item, problems)
+        service = PagerDutyConfig(name=r.text("name", f"pagerduty-{i}", 40),
+                                  routing_key=r.text("routing_key", None, 64),
+                                  tier=r.text("tier", "primary", 20),
+                                  url=r.text("url", PagerDutyConfig.url, 500))
+        if service.routing_key and not _ROUTING_KEY.match(service.routing_key):
+            r.fail("routing_key", "the integration key of an Events API v2 integration "
+                                  "(20-64 letters and digits)")
+        if service.url and not _URL.match(service.url):
+            r.fail("url", f"an http(s) URL, got {service.url!r}")
+        elif service.url and _plain_http_elsewhere(service.url):
+            r.fail("url", "an https:// URL: the routing key and the alert would travel in "
+                          f"clear, got {service.url!r}")
+        if service.tier not in ("primary", "secondary"):
+            r.fail("tier", f"'primary' or 'secondary', got {service.tier!r}")
+        r.done()
+        services.append(service)
+    return tuple(services)
+
+
+def _email(source: str, raw: Any, problems: list[str]) -> EmailConfig:
+    """[crisis.email]: TLS (STARTTLS by default, or implicit) and optional authentication."""
+    e = TableReader(source, "crisis.email", raw, problems)
+    host = e.text("smtp_host", None, 200)
+    tls = e.text("tls", "starttls", 20)
+    if tls not in SMTP_TLS:
+        e.fail("tls", f"one of {', '.join(repr(m) for m in SMTP_TLS)}, got {tls!r}")
+        tls = "starttls"
+    username = e.text("username", "", 200)
+    password = e.text("password", "", 500)
+    if bool(username) != bool(password):
+        e.fail("password" if username else "username",
+               "both username and password (SMTP authentication), or neither")
+    if username and tls == "none" and host not in _LOOPBACK_HOSTS:
+        e.fail("tls", "'starttls' or 'implicit' when username is set: authentication over "
+                      "plain text would send the password in the clear")
+    ca_file = e.text("ca_file", "", 1000)
+    if ca_file:
+        path = Path(ca_file).expanduser()
+        ca_file = str(path if path.is_absolute() else Path(source).resolve().parent / path)
+    email = EmailConfig(smtp_host=host, tls=tls,
+                        smtp_port=e.integer("smtp_port", SMTP_PORTS[tls], 1, 65535),
+                        username=username, password=password, ca_file=ca_file,
+                        sender=e.text("sender", "hearth@localhost", 200),
+                        on_call=e.strings("on_call", (), _EMAIL, "an e-mail address"),
+                        admin=e.strings("admin", (), _EMAIL, "an e-mail address"))
+    e.done()
+    return email
+
+
+_HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}\Z|^\[[0-9A-Fa-f:.]+\]\Z")
+
+
+def _webtransport(source: str, table: Any, problems: list[str]) -> WebTransportConfig:
+    w = TableReader(source, "webtransport", table, problems)
+
+    def path(name: str) -> str:
+        raw = w.text(name, "", 1000)
+        if not raw:
+            return ""
+        p = Path(raw).expanduser()
+        return str(p if p.is_absolute() else Path(source).resolve().parent / p)
+    config = WebTransportConfig(
+        port=w.integer("port", 0, 0, 65535),
+        interface=w.text("interface", "127.0.0.1", 100),
+        certificate=path("certificate"), private_key=path("private_key"),
+        self_signed=w.boolean("self_signed", False),
+        public_host=w.text("public_host", "", 253),
+        max_connections=w.integer("max_connections", 2000, 1, 1_000_000))
+    try:
+        ipaddress.ip_address(config.interface)
+    except ValueError:
+        w.fail("interface", f"an IP address like '127.0.0.1', '0.0.0.0' or '::', "
+                            f"got {config.interface!r}")
+    if config.public_host and not _HOST.match(config.public_host):
+        w.fail("public_host", f"a host name like 'groups.example.org', got {config.public_host!r}")
+    if bool(config.certificate) != bool(config.private_key):
+        w.fail("certificate" if not config.certificate else "private_key",
+               "both webtransport.certificate and webtransport.private_key, or neither")
+    elif config.certificate and config.self_signed:
+        w.fail("self_signed", "false when webtransport.certificate is set (one certificate)")
+    elif config.port and not config.certificate and not config.self_signed:
+        w.fail("port", "a certificate too: set webtransport.certificate and "
+                       "webtransport.private_key, or self_signed = true")
+    w.done()
     return config
 
 
 def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
     """Build a HearthConfig from parsed TOML, or raise ConfigError listing every problem."""
     problems: list[str] = []
-    top = _Reader(source, "", data, problems)
+    top = TableReader(source, "", data, problems)
 
-    s = _Reader(source, "server", top.raw("server") or {}, problems)
+    s = TableReader(source, "server", top.raw("server") or {}, problems)
     server = ServerConfig(
         listen=s.strings("listen", ServerConfig.listen, None, "Twisted endpoint strings"),
         allowed_origins=s.strings("allowed_origins", (), _ORIGIN,
@@ -649,15 +857,17 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         s.fail("listen", "at least one endpoint string like 'tcp:8080:interface=127.0.0.1'")
     s.done()
 
-    o = _Reader(source, "organisation", top.raw("organisation") or {}, problems)
+    o = TableReader(source, "organisation", top.raw("organisation") or {}, problems)
     organisation = _organisation(o)
     o.done()
 
-    se = _Reader(source, "session", top.raw("session") or {}, problems)
-    session = SessionConfig(resume_grace_seconds=se.number("resume_grace_seconds", 60.0, 0.0, 3600.0))
+    se = TableReader(source, "session", top.raw("session") or {}, problems)
+    session = SessionConfig(
+        resume_grace_seconds=se.number("resume_grace_seconds", 60.0, 0.0, 3600.0),
+        closing_grace_seconds=se.number("closing_grace_seconds", 5.0, 0.0, 60.0))
     se.done()
 
-    lm = _Reader(source, "limits", top.raw("limits") or {}, problems)
+    lm = TableReader(source, "limits", top.raw("limits") or {}, problems)
     limits = LimitsConfig(
         max_frame_bytes=lm.integer("max_frame_bytes", 65536, 1024, 1 << 22),
         max_envelope_chars=lm.integer("max_envelope_chars", 24000, 256, 1 << 22),
@@ -667,17 +877,18 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         moves_per_second=lm.number("moves_per_second", 15.0, 1.0, 1000.0),
         pseudonym_max_length=lm.integer("pseudonym_max_length", 24, 8, 64),
         connections_per_address=lm.integer("connections_per_address", 20, 0, 100000),
-        header_timeout_seconds=lm.number("header_timeout_seconds", 10.0, 0.5, 300.0))
+        header_timeout_seconds=lm.number("header_timeout_seconds", 10.0, 0.5, 300.0),
+        http_connections_per_address=lm.integer("http_connections_per_address", 64, 0, 100000))
     if limits.max_envelope_chars > limits.max_frame_bytes:
         lm.fail("max_envelope_chars", f"at most limits.max_frame_bytes ({limits.max_frame_bytes})")
     lm.done()
 
-    mv = _Reader(source, "movement", top.raw("movement") or {}, problems)
+    mv = TableReader(source, "movement", top.raw("movement") or {}, problems)
     movement = MovementConfig(walk_speed=mv.number("walk_speed", 3.0, 0.1, 50.0),
                               tick_hz=mv.number("tick_hz", 10.0, 1.0, 10.0))
     mv.done()
 
-    vo = _Reader(source, "voice", top.raw("voice") or {}, problems)
+    vo = TableReader(source, "voice", top.raw("voice") or {}, problems)
     voice = VoiceConfig(
         hearing_range=vo.number("hearing_range", 7.0, 0.5, 200.0),
         max_speakers=vo.integer("max_speakers", 4, 1, 32),
@@ -687,7 +898,9 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         slow_listener_bytes=vo.integer("slow_listener_bytes", 65536, 4096, 1 << 26))
     vo.done()
 
-    lg = _Reader(source, "login", top.raw("login") or {}, problems)
+    webtransport = _webtransport(source, top.raw("webtransport") or {}, problems)
+
+    lg = TableReader(source, "login", top.raw("login") or {}, problems)
     login = LoginConfig(
         session_idle_seconds=lg.number("session_idle_seconds", 8 * 3600.0, 60.0, 7 * 86400.0),
         session_max_seconds=lg.number("session_max_seconds", 24 * 3600.0, 60.0, 30 * 86400.0),
@@ -703,14 +916,14 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
 
     crisis = _crisis(source, top.raw("crisis") or {}, problems)
 
-    me = _Reader(source, "metrics", top.raw("metrics") or {}, problems)
+    me = TableReader(source, "metrics", top.raw("metrics") or {}, problems)
     metrics = MetricsConfig(enabled=me.boolean("enabled", True), token=me.text("token", "", 200))
     if metrics.token and (len(metrics.token) < 16 or metrics.token != metrics.token.strip()):
         me.fail("token", "a bearer token of at least 16 characters without spaces at the ends "
                          "(or \"\" for loopback-only scraping)")
     me.done()
 
-    re_ = _Reader(source, "retention", top.raw("retention") or {}, problems)
+    re_ = TableReader(source, "retention", top.raw("retention") or {}, problems)
     retention = RetentionConfig(
         audit_days=re_.integer("audit_days", 90, 1, 3650),
         # crisis.retention_days is the older name of incidents_days; it is still honoured.
@@ -725,31 +938,32 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         raw_rooms = []
     seen_ids: set[str] = set()
     for i, item in enumerate(raw_rooms):
-        r = _Reader(source, f"rooms[{i}]", item, problems)
+        r = TableReader(source, f"rooms[{i}]", item, problems)
         rid = r.text("id", None, 40)
         if rid and not _ROOM_ID.match(rid):
             r.fail("id", f"lowercase letters, digits and '-' (at most 40), got {rid!r}")
         elif rid in seen_ids:
             r.fail("id", f"a unique room id, but {rid!r} is used twice")
         seen_ids.add(rid)
-        title = r.text("title", None, 120)
-        schedule = r.text("schedule", "", 200)
+        language = r.text("language", "en", 5)
+        if language not in TEXT_LOCALES:
+            r.fail("language", f"'en' or 'es', got {language!r}")
+        title, titles = r.localised("title", None, 120, language)
+        schedule, schedules = r.localised("schedule", "", 200, language)
         capacity = r.integer("capacity", 12, 1, 500)
         lobby = r.boolean("lobby", False)
-        language = r.text("language", "en", 5)
-        if language not in ("en", "es"):
-            r.fail("language", f"'en' or 'es', got {language!r}")
-        layout = _layout(source, r.key("layout"), r.raw("layout"), problems)
+        layout = _layout(source, r.key("layout"), r.raw("layout"), problems, language)
         r.done()
         if layout is not None:
-            rooms.append(RoomConfig(id=rid, title=title, schedule=schedule,
-                                    capacity=capacity, lobby=lobby, language=language,
-                                    layout=layout))
+            rooms.append(RoomConfig(id=rid, title=title, schedule=schedule, titles=titles,
+                                    schedules=schedules, capacity=capacity, lobby=lobby,
+                                    language=language, layout=layout))
     top.done()
     if problems:
         raise ConfigError(problems)
     return HearthConfig(source=source, server=server, organisation=organisation, session=session,
-                        limits=limits, movement=movement, voice=voice, login=login,
+                        limits=limits, movement=movement, voice=voice,
+                        webtransport=webtransport, login=login,
                         crisis=crisis, metrics=metrics, retention=retention,
                         rooms=tuple(rooms))
 

@@ -56,7 +56,7 @@ class Connection:
             if refused.ref is None and msg is not None:
                 refused.ref = msg.ref
             self.venue.stats.refused[refused.code] += 1
-            return [Reply(refused.to_wire())]
+            return [Reply(refused.as_message())]
 
     def _strike(self, now: float) -> list[Effect]:
         self.venue.stats.frames_dropped += 1
@@ -72,7 +72,7 @@ class Connection:
         if not first:
             return []
         self.venue.stats.refused["rate_limited"] += 1
-        return [Reply(ProtocolError("rate_limited").to_wire())]
+        return [Reply(ProtocolError("rate_limited").as_message())]
 
     def _dispatch(self, msg: p.ClientMessage, now: float) -> list[Effect]:
         if self.seat is None:

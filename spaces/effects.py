@@ -1,7 +1,8 @@
 """What the core asks the shell to do. The core returns these; one adapter applies them.
 
-Messages are plain dicts (the server message shapes of docs/protocol.md); the
-adapter encodes each effect's message once, however many members receive it.
+Messages are server messages (spaces/server_messages.py, the shapes of
+docs/protocol.md), frozen like the effects that carry them; the adapter
+encodes each effect's message once, however many members receive it.
 """
 
 from __future__ import annotations
@@ -10,25 +11,31 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hearth.spaces.server_messages import ServerMessage
+
+# Until every part of the core builds typed messages (issue 19), a message may still be
+# a plain dict of the same shape.
+Message = ServerMessage | Mapping[str, Any]
+
 
 @dataclass(frozen=True, slots=True)
 class Reply:
     """To the connection that sent the frame being handled."""
-    message: Mapping[str, Any]
+    message: Message
 
 
 @dataclass(frozen=True, slots=True)
 class Send:
     """To one member, on whichever connection (or node) holds it."""
     member: str
-    message: Mapping[str, Any]
+    message: Message
 
 
 @dataclass(frozen=True, slots=True)
 class Broadcast:
     """To every attached member of a room, except `exclude`."""
     room: str
-    message: Mapping[str, Any]
+    message: Message
     exclude: str | None = None
 
 
@@ -97,7 +104,7 @@ class Record:
 class Duty:
     """To every on-duty facilitator of the organisation, whichever node holds them, except
     `exclude` (who already got it as a Send): on-duty consoles may sit in any room."""
-    message: Mapping[str, Any]
+    message: Message
     exclude: tuple[str, ...] = ()
 
 

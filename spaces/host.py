@@ -33,13 +33,13 @@ decides nothing. One host per node. Rules, in one place:
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Generator, Iterable, Mapping
+import traceback
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import count
-from typing import Any
+from pathlib import PurePath
+from typing import Any, Protocol
 
-from hearth.moderation.bans import ClientAddress, HashedAddress, utc_day
-from hearth.moderation.incidents import latest_incidents
 from hearth.spaces import protocol as p
 from hearth.spaces import relay
 from hearth.spaces.broker import Broker, Unreachable
@@ -62,6 +62,7 @@ from hearth.spaces.effects import (
     Voice,
 )
 from hearth.spaces.protocol import ProtocolError, encode
+from hearth.spaces.server_messages import AlertNotShared, DeliveryFailing, GoingAway, Moving
 from hearth.spaces.venue import Venue
 
 OWNER_TTL = 5.0  # seconds a room's ownership lasts without renewal
@@ -142,6 +143,12 @@ class SignedIn:
 
 
 @dataclass(slots=True)
+class Watch:
+    """Run the node's watchers now (web/auth.py: the shared facilitator accounts): at the
+    end of each housekeeping, and at once when another node says accounts changed."""
+
+
+@dataclass(slots=True)
 class Log:
     """A line for the node's log: named fields, never content, an address or a token."""
     level: str  # "info", "warn", "error"
@@ -183,7 +190,45 @@ class Run:
     steps: Procedure
 
 
-NodeEffect = Write | Fan | VoiceFan | Shut | Post | PostAll | SignedIn | Log | Run | Audit | Record
+NodeEffect = (Write | Fan | VoiceFan | Shut | Post | PostAll | SignedIn | Watch | Log | Run | Audit
+              | Record)
+
+
+# --- what the shell gives the host ---------------------------------------------------------
+
+class AddressKey(Protocol):
+    """A client's address as the core may use it: only as keyed hashes, one per day's salt."""
+
+    def hash_for(self, day: str) -> bytes: ...
+
+
+class ClientConnection(Protocol):
+    """A client's connection as the shell holds it (web/ws.py HearthServerProtocol)."""
+
+    def send_bytes(self, payload: bytes) -> None: ...
+    def send_binary(self, payload: bytes) -> None: ...
+    def send_prepared(self, prepared: Any) -> None: ...
+    def pending_bytes(self) -> int: ...
+    def close(self, code: int, reason: str) -> None: ...
+
+
+class AuditSink(Protocol):  # moderation/audit.py AuditLog: where the Audit effect goes
+    def record(self, actor: str, action: str, target: str | None, room: str | None,
+               outcome: str, now: float) -> Any: ...
+
+
+class AlertSink(Protocol):  # web/alerts.py Alerts: where Share and Record go
+    def dispatch(self, channel: str, payload: dict[str, Any],
+                 key: str | None = None) -> Awaitable[bool]: ...
+    def record(self, incident: dict[str, Any]) -> None: ...
+
+
+class Addresses(Protocol):
+    """Client addresses as keyed hashes, never in the clear (moderation/bans.py AddressBook)."""
+
+    def client(self, address: str) -> AddressKey: ...
+    def hashed(self, hashes: Mapping[str, str]) -> AddressKey: ...
+    def hashes(self, address: AddressKey, now: float) -> dict[str, str]: ...
 
 
 # --- what the host keeps -------------------------------------------------------------------
@@ -193,7 +238,7 @@ class Link:
     """One client connection at this node (its edge)."""
     id: str
     peer: Any
-    address: ClientAddress | None
+    address: AddressKey | None
     owner: str | None = None  # the node that runs the link's room; None until bound
     room: str | None = None
     conn: Connection | None = None  # when this node runs the room
@@ -244,11 +289,12 @@ def _node_of(link_id: str) -> str:
 
 class RoutingHost:
     def __init__(self, venue: Venue, node_id: str, clock: Callable[[], float], *,
-                 address_seed: bytes = b"", new_id: Callable[[], str] | None = None) -> None:
+                 addresses: Addresses, new_id: Callable[[], str] | None = None) -> None:
         self.venue = venue
         self.id = node_id
         self.clock = clock
-        self.address_seed = address_seed
+        self.addresses = addresses
+        self.effects_failed = 0  # core effects skipped because routing them raised
         self._ids = count(1)
         self._new_id = new_id or (lambda: f"{node_id}-{next(self._ids)}")
         self.links: dict[str, Link] = {}
@@ -264,7 +310,6 @@ class RoutingHost:
         self._gates: list[Gate] = []
         self._asking: set[Link] = set()
         self._asks: dict[str, Ask] = {}
-        self._per_address: dict[bytes, int] = {}
         # saving rooms: generations wanted and done, one save at a time per room
         self._save_want: dict[str, int] = {}
         self._save_done: dict[str, int] = {}
@@ -298,29 +343,9 @@ class RoutingHost:
 
     # --- client connections (this node as the edge) -----------------------------------------
 
-    def admit_address(self, address: str | None) -> bytes | None:
-        """Count a new connection against its address's cap; None means refuse.
-
-        Counted by the keyed hash of the address (today's salt), in memory, and only
-        while connections are open; `release_address` gives the place back."""
-        cap = self.venue.config.limits.connections_per_address
-        if address is None or cap == 0:
-            return b""
-        key = ClientAddress(self.address_seed, address).hash_for(utc_day(self.clock()))
-        if self._per_address.get(key, 0) >= cap:
-            return None
-        self._per_address[key] = self._per_address.get(key, 0) + 1
-        return key
-
-    def release_address(self, key: bytes) -> None:
-        if key and key in self._per_address:
-            self._per_address[key] -= 1
-            if self._per_address[key] <= 0:
-                del self._per_address[key]
-
     def open(self, peer: Any, address: str | None = None) -> Link:
-        """A new client link; its address is kept only inside a ClientAddress (keyed hashes)."""
-        client = ClientAddress(self.address_seed, address) if address is not None else None
+        """A new client link; its address is kept only as keyed hashes (`addresses`)."""
+        client = self.addresses.client(address) if address is not None else None
         link = Link(f"{self.id}/{next(self._ids)}", peer, client)
         self.links[link.id] = link
         return link
@@ -364,7 +389,7 @@ class RoutingHost:
         """This node is stopping: every client connected here is told why (`going_away`,
         then a close) and its link stops taking frames. Members of rooms run here keep
         their seat, away, for the grace period: they resume with their token."""
-        payload = encode({"type": "going_away", "message": message, "reconnect": True})
+        payload = encode(GoingAway(message=message))
         out: list[NodeEffect] = []
         for link in list(self.links.values()):
             if not link.closed:
@@ -489,16 +514,12 @@ class RoutingHost:
         yield self._run_from(room, None if saved is None else json.loads(saved))
         return True
 
-    def _run_from(self, room: str, state: dict[str, Any] | None,
-                  away_since: float | None = None) -> list[NodeEffect]:
+    def _run_from(self, room: str, state: dict[str, Any] | None) -> list[NodeEffect]:
         """Run `room` here from its saved state (or afresh): everyone is away until they
         resume; alerts that were not yet known to be shared are shared again (same keys)."""
         out: list[NodeEffect] = []
         if state is not None:
             self.venue.import_room(room, state, self.clock())
-            if away_since is not None:
-                for member in self.venue.rooms[room].members.values():
-                    member.away_since = away_since
             alerts = {str(a["key"]): (str(a["channel"]), dict(a["payload"]))
                       for a in state.get("alerts", []) if isinstance(a, dict)}
             if alerts:
@@ -511,8 +532,9 @@ class RoutingHost:
         return out
 
     def restored(self, room: str, state: dict[str, Any], saved_at: float) -> list[NodeEffect]:
-        """A room saved by this node's last graceful stop (web/lifecycle.py), claimed again."""
-        return self._run_from(room, state, away_since=saved_at)
+        """A room saved by this node's last graceful stop (web/lifecycle.py), claimed again:
+        the grace period runs from the stop; members gone before it stay gone."""
+        return self._run_from(room, {**state, "saved_at": saved_at})
 
     def _judge(self, node: str) -> Generator[Step, Any, bool | None]:
         """Is `node` there? True, False (gone), or None (cannot tell now). The first time it is
@@ -545,17 +567,13 @@ class RoutingHost:
         (nor every live node's heartbeat and subscription) yet."""
         return (self._bus_up is False and self._bus_was_up) or self.clock() < self._settle_until
 
-    def _address_hashes(self, address: ClientAddress | None) -> dict[str, str]:
+    def _address_hashes(self, address: AddressKey | None) -> dict[str, str]:
         """The keyed hashes of an address for the days a ban may date from (never the address)."""
-        if address is None:
-            return {}
-        now = self.clock()
-        days = {utc_day(now - 86400 * d) for d in range(9)}
-        return {day: address.hash_for(day).hex() for day in days}
+        return {} if address is None else self.addresses.hashes(address, self.clock())
 
     @staticmethod
     def _moving_error(peer: Any, ref: str | None) -> Write:
-        return Write(peer, encode(ProtocolError("room_moving", ref=ref).to_wire()))
+        return Write(peer, encode(ProtocolError("room_moving", ref=ref).as_message()))
 
     # --- when a room moves -------------------------------------------------------------------
 
@@ -583,7 +601,7 @@ class RoutingHost:
                 self._drop_local(member)
         link.closed = True
         self._asking.discard(link)
-        return [Write(link.peer, encode({"type": "moving", "room": link.room})),
+        return [Write(link.peer, encode(Moving(room=link.room))),
                 Shut(link.peer, ROOM_MOVED, "the room moved to another node; resume")]
 
     def _node_gone(self, node: str) -> list[NodeEffect]:
@@ -645,7 +663,7 @@ class RoutingHost:
                                                        "the room moved; resume")),
                             Run("release a room not run here", self._release_stale(room))]
                 else:
-                    address = HashedAddress({d: bytes.fromhex(x) for d, x in hashes.items()})
+                    address = self.addresses.hashed(hashes)
                     conn = Connection(self.venue, self.venue.config.limits, self.clock(), address)
                     self.remote[link_id] = RemoteLink(node, link_id, conn)
             case relay.Lost(link=link_id):
@@ -718,6 +736,9 @@ class RoutingHost:
             case relay.SignIn(sender=sender, event=event):
                 if sender != self.id:
                     out.append(SignedIn(event))
+            case relay.Accounts(sender=sender):
+                if sender != self.id:
+                    out.append(Watch())
             case relay.IncidentAct() as act:
                 refusal = self._act_here(out, None, ActElsewhere(
                     act.room, act.incident, act.action, act.outcome, act.actor, act.ref,
@@ -849,6 +870,7 @@ class RoutingHost:
             yield self._expire_asks()
             yield from self._adopt_orphaned_incidents()
             yield from self._tail_sign_ins()
+            yield [Watch()]
         finally:
             self._housekeeping = False
 
@@ -942,28 +964,43 @@ class RoutingHost:
                 return self._route_alerting(peer, effects)
         out: list[NodeEffect] = []
         for effect in effects:
-            if isinstance(effect, Broadcast):  # the hot path first: a room message, its `sent`
-                payload = encode(effect.message)
-                local = self.room_local.get(effect.room)
-                if local:
-                    exclude = effect.exclude
-                    if self._holding:  # someone's welcome is not out yet: its share waits
-                        self._fan_out_held(out, local, payload, exclude)
-                    else:
-                        out.append(Fan(tuple(local.values()), payload,
-                                       None if exclude is None else local.get(exclude)))
-                if self.remote:
-                    self._broadcast_remote(out, effect.room, payload, effect.exclude)
-            elif isinstance(effect, Reply):
-                if type(peer) is Link and peer.held is None:
-                    out.append(Write(peer.peer, encode(effect.message)))
-                elif peer is not None:
-                    self._reply(out, peer, encode(effect.message))
-            elif isinstance(effect, Voice):
-                self._voice(out, effect.frame, effect.listeners)
-            else:
-                self._route_one(out, peer, effect)
+            try:
+                if isinstance(effect, Broadcast):  # the hot path first: a room message
+                    payload = encode(effect.message)
+                    local = self.room_local.get(effect.room)
+                    if local:
+                        exclude = effect.exclude
+                        if self._holding:  # someone's welcome is not out yet: its share waits
+                            self._fan_out_held(out, local, payload, exclude)
+                        else:
+                            out.append(Fan(tuple(local.values()), payload,
+                                           None if exclude is None else local.get(exclude)))
+                    if self.remote:
+                        self._broadcast_remote(out, effect.room, payload, effect.exclude)
+                elif isinstance(effect, Reply):
+                    if type(peer) is Link and peer.held is None:
+                        out.append(Write(peer.peer, encode(effect.message)))
+                    elif peer is not None:
+                        self._reply(out, peer, encode(effect.message))
+                elif isinstance(effect, Voice):
+                    self._voice(out, effect.frame, effect.listeners)
+                else:
+                    self._route_one(out, peer, effect)
+            except Exception as failure:  # contained to its one effect: the rest still go
+                out.append(self.effect_failed(effect, failure))
         return out
+
+    def effect_failed(self, effect: object, failure: Exception) -> Log:
+        """One log line for an effect that could not be carried out (a stored value that
+        cannot be sent must never drop anyone): its kind, the exception's kind and where it
+        was raised, never the exception's text (it may quote content)."""
+        self.effects_failed += 1
+        frame = traceback.extract_tb(failure.__traceback__)[-1:]
+        where = f"{PurePath(frame[0].filename).name}:{frame[0].lineno}" if frame else "?"
+        return Log("error", "an effect could not be applied and was skipped: {effect} "
+                            "({error} at {where})",
+                   {"effect": type(effect).__name__, "error": type(failure).__name__,
+                    "where": where})
 
     def _route_one(self, out: list[NodeEffect], peer: Peer | None, effect: Effect) -> None:
         match effect:
@@ -1243,7 +1280,7 @@ class RoutingHost:
             for incident in gate.incidents:  # never a silent single copy
                 out.append(Log("warn", "crisis alert for incident {incident} is on this node "
                                "only for now; retrying", {"incident": incident}))
-                message = {"type": "alert_not_shared", "incident": incident}
+                message = AlertNotShared(incident=incident)
                 room = self.venue.rooms.get(self._room_of_incident(incident) or "")
                 here = tuple(f.id for f in room.facilitators()) if room is not None else ()
                 out += self.route(None, [*(Send(m, message) for m in here),
@@ -1274,7 +1311,7 @@ class RoutingHost:
         out: list[NodeEffect] = []
         if peer is not None:
             self._reply(out, peer, encode(ProtocolError("incident_unreachable",
-                                                        ref=ref).to_wire()))
+                                                        ref=ref).as_message()))
         return out
 
     def _expire_asks(self) -> list[NodeEffect]:
@@ -1296,7 +1333,7 @@ class RoutingHost:
             effects = crisis.act(self.venue.rooms, act.actor, act.incident, act.action,
                                  act.outcome, self.clock(), act.ref, act.basis)
         except ProtocolError as refused:
-            frame = encode(refused.to_wire())
+            frame = encode(refused.as_message())
             if peer is not None:
                 self._reply(out, peer, frame)
             return frame
@@ -1342,12 +1379,12 @@ class RoutingHost:
 
     def _catch_up(self, journal: list[Mapping[str, Any]]) -> Procedure:
         shared = yield from self._read_all("incidents")
-        latest = latest_incidents(journal)
+        latest = self.venue.crisis.latest(journal)
         if shared is None:
             yield [Log("warn", "the shared logs cannot be read yet; this node learns of other "
                                "nodes' incidents and sign-ins as they change")]
         else:
-            for wire in latest_incidents(shared).values():
+            for wire in self.venue.crisis.latest(shared).values():
                 if "room" in wire:
                     self.venue.crisis.learn(wire)
                     if wire.get("id") in latest:  # a later word from elsewhere wins
@@ -1390,6 +1427,18 @@ class RoutingHost:
                     records.append(record)
             after = batch[-1][0]
 
+    # --- roles withdrawn (spaces/venue.py decides, for the rooms run here) -------------------
+
+    def signin_ended(self, signin: str) -> list[NodeEffect]:
+        """A facilitator's sign-in session ended (here or on another node)."""
+        return self.route(None, self.venue.signin_ended(signin, self.clock(),
+                                                        sorted(self.owned)))
+
+    def account_changed(self, account: str, state: tuple[str, int] | None) -> list[NodeEffect]:
+        """A facilitator account is now (role, generation), or gone."""
+        return self.route(None, self.venue.account_changed(account, state, self.clock(),
+                                                           sorted(self.owned)))
+
     def share_session(self, event: Mapping[str, Any]) -> list[NodeEffect]:
         """A sign-in session changed here: every node hears it now (a node that starts later
         reads it from the shared log)."""
@@ -1418,8 +1467,7 @@ class RoutingHost:
 
     def delivery_failing(self, channel: str, incident: str) -> list[NodeEffect]:
         """Every on-duty console hears that an on-call channel is not getting through."""
-        return self.route(None, [Duty({"type": "delivery_failing", "channel": channel,
-                                       "incident": incident})])
+        return self.route(None, [Duty(DeliveryFailing(channel=channel, incident=incident))])
 
 
 def _ref_of(frame: bytes) -> str | None:

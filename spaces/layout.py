@@ -2,7 +2,9 @@
 
 Positions are in metres, origin at the top-left, y growing downwards (as on a
 screen). Quiet corners are audio zones: the voice relay isolates them from the
-room and from each other; everywhere else is the zone "room".
+room and from each other; everywhere else is the zone "room". A corner's title
+(like a room's title and schedule, spaces/config.py) may be given per page
+language: `Translations`, with the plain title as the fallback.
 """
 
 from __future__ import annotations
@@ -12,6 +14,17 @@ from dataclasses import dataclass
 from functools import cached_property
 
 MAIN_ZONE = "room"
+
+# (language, text) pairs: an operator's text in each page language it was given in.
+Translations = tuple[tuple[str, str], ...]
+
+
+def translated(default: str, translations: Translations, lang: str) -> str:
+    """The text in `lang` when the config gives it, else the default."""
+    for code, text in translations:
+        if code == lang:
+            return text
+    return default
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +55,10 @@ class Corner:
     y: float
     width: float
     height: float
+    titles: Translations = ()
+
+    def title_in(self, lang: str) -> str:
+        return translated(self.title, self.titles, lang)
 
     def contains(self, p: Point) -> bool:
         return self.x <= p.x <= self.x + self.width and self.y <= p.y <= self.y + self.height
@@ -106,6 +123,6 @@ class Layout:
             "hearth": {"x": self.hearth.centre.x, "y": self.hearth.centre.y,
                        "radius": self.hearth.radius},
             "seats": [[s.x, s.y] for s in self.seats],
-            "corners": [{"id": c.id, "title": c.title, "x": c.x, "y": c.y,
-                         "width": c.width, "height": c.height} for c in self.corners],
+            "corners": [{"id": c.id, "title": c.title, "titles": dict(c.titles), "x": c.x,
+                         "y": c.y, "width": c.width, "height": c.height} for c in self.corners],
         }

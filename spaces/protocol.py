@@ -15,6 +15,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Final
 
+import msgspec
+
+from hearth.spaces.server_messages import Error, ServerMessage
+
 SUBPROTOCOL: Final = "hearth.v1"
 VERSION: Final = 1
 
@@ -50,6 +54,7 @@ ERRORS: Final[Mapping[str, str]] = {
     "room_locked": "The room is closed to newcomers right now.",
     "waiting": "You are waiting in the lobby; a facilitator will let you in.",
     "slow_mode": "Slow mode is on; wait a little before your next message.",
+    "stick_off": "The talking stick is off: turn it on before giving it or taking it back.",
     "corner_not_found": "There is no quiet corner with that id.",
     "corner_private": "That corner is private right now.",
     "not_in_zone": "You are not in that corner.",
@@ -61,6 +66,8 @@ ERRORS: Final[Mapping[str, str]] = {
     "incident_basis": "Requesting external help needs its basis: consent or imminent_risk.",
     "room_moving": "The room is moving to another node; nothing was done: send it again in a "
                    "moment.",
+    "webtransport_unavailable": "Voice over UDP is not offered here; voice goes over this "
+                                "WebSocket.",
 }
 
 MAX_REF = 64
@@ -75,6 +82,9 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
 _ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
 _WORD = re.compile(r"^[a-z_]{1,32}\Z")
 _PACK = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
+# What a member may tell the room about themselves (`status`).
+STATUSES: Final = ("here", "listening", "away")
+_STATUS = re.compile(rf"^({'|'.join(STATUSES)})\Z")
 
 
 class ProtocolError(Exception):
@@ -87,11 +97,9 @@ class ProtocolError(Exception):
         self.message = message or ERRORS[code]
         self.ref = ref
 
-    def to_wire(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"type": "error", "code": self.code, "message": self.message}
-        if self.ref is not None:
-            out["ref"] = self.ref
-        return out
+    def as_message(self) -> Error:
+        """The `error` message that tells the client."""
+        return Error(code=self.code, message=self.message, ref=self.ref)
 
 
 # --- client -> server -------------------------------------------------------
@@ -401,8 +409,25 @@ class ListIncidents:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Status:
+    """{"type":"status","status":"here"|"listening"|"away"} — what the member tells the room."""
+    status: str
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Leave:
-    """{"type":"leave"}"""
+    """{"type":"leave","closing"?:bool} — with `closing`, the page is going away (closed or
+    reloaded): the member leaves unless this tab resumes within the closing grace."""
+    closing: bool = False
+    ref: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class VoiceTransport:
+    """{"type":"voice_transport"} — a one-time token for voice over WebTransport. The node
+    the WebSocket is connected to answers it (web/webtransport.py); one that reaches the
+    room core was not answered there: WebTransport is off, or the request was too long."""
     ref: str | None = None
 
 
@@ -410,7 +435,7 @@ ClientMessage = (Join | Resume | Move | Sit | Stand | Rename | Keys | Envelope |
                  | Report | ListReports | Remove | Mute | AskUnmute | Stick | GiveStick | RaiseHand
                  | Ban | Lobby | Admit | Deny | Lock | Capacity | Hide | SlowMode | PrivateCorner
                  | ReleaseCorner | EndSession | Help | Flag | Worried | ImOk | Incident | AlertSeen
-                 | Duty | ListIncidents | Leave)
+                 | Duty | ListIncidents | Status | Leave | VoiceTransport)
 
 # Operations only facilitators and operators may perform (tests/unit/test_moderation_core.py).
 FACILITATOR_TYPES: Final = frozenset({
@@ -425,8 +450,7 @@ class _Fields:
     def __init__(self, kind: str, data: Mapping[str, Any]) -> None:
         self.kind = kind
         self.data = data
-        ref = data.get("ref")
-        self.ref = ref if isinstance(ref, str) and len(ref) <= MAX_REF else None
+        self.ref: str | None = data.get("ref")  # checked by `decode` before any field
 
     def bad(self, name: str, expected: str) -> ProtocolError:
         return ProtocolError("bad_message", f"{self.kind}.{name}: expected {expected}.", self.ref)
@@ -587,32 +611,47 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
         incident=f.string("incident", max_len=32, pattern=_MEMBER_ID, what="an incident id")),
     "duty": lambda f: Duty(on=f.boolean("on")),
     "list_incidents": lambda f: ListIncidents(),
-    "leave": lambda f: Leave(),
+    "status": lambda f: Status(status=f.string("status", max_len=16, pattern=_STATUS,
+                                               what="here, listening or away")),
+    "leave": lambda f: Leave(closing=f.boolean("closing") if "closing" in f.data else False),
+    "voice_transport": lambda f: VoiceTransport(),
 }
 
 CLIENT_TYPES: Final = frozenset(_DECODERS)
 
 
 def decode(frame: str | bytes) -> ClientMessage:
-    """Parse one text frame into a client message, or raise ProtocolError."""
+    """Parse one text frame into a client message, or raise ProtocolError.
+
+    JSON is parsed by msgspec, strictly (RFC 8259): NaN and Infinity, invalid UTF-8
+    (surrogates encoded in it too), a byte-order mark, anything after the object but
+    whitespace, nesting deeper than the parser allows and anything but an object are
+    `bad_json`; a number too large for a double (1e400) is `bad_message`.
+
+    Before any field is read: every string in the frame (names and values, at any depth)
+    must be text that can be written out again as UTF-8 — JSON's `\\uD800` escapes can
+    make a lone surrogate, which no encoder accepts; and `ref`, on every message, must be
+    a string of at most MAX_REF characters. Either is `bad_message`.
+    """
+    unwritable: str | None = None
     try:
-        data: Any = None
-        if type(frame) is bytes and frame[:1] == b"{" and frame[1:2] != b"\0":
-            # What json.loads(bytes) would detect (UTF-8: no BOM, no NUL in the first
-            # two bytes), without its per-call detection: the common case, decoded directly,
-            # and scanned without json.loads' wrappers when it is one object and nothing more.
-            text = frame.decode("utf-8", "surrogatepass")
-            data, end = _SCAN(text, 0)
-            if end != len(text):  # trailing whitespace is allowed, anything else an error
-                data = json.loads(text)
-        else:
-            data = json.loads(frame)
-    except (ValueError, RecursionError, StopIteration):
-        raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
+        data: Any = _PARSE(frame)
+    except msgspec.ValidationError:  # valid JSON syntax, but a number past what a double holds
+        raise ProtocolError("bad_message", "A number is out of range.") from None
+    except (msgspec.DecodeError, RecursionError, UnicodeError):
+        data, unwritable = _refused(frame)
     if not isinstance(data, dict):
         raise ProtocolError("bad_json", "The frame must be a JSON object with a \"type\".")
     kind = data.get("type")
-    ref = data.get("ref") if isinstance(data.get("ref"), str) else None
+    name = kind if type(kind) is str and kind in _DECODERS else "message"
+    ref = data.get("ref")
+    if (ref is not None and not (type(ref) is str and len(ref) <= MAX_REF)) or unwritable == "ref":
+        raise ProtocolError("bad_message", f"{name}.ref: expected a string of at most {MAX_REF} "
+                                           "characters (it is echoed in the reply).")
+    if unwritable is not None:
+        raise ProtocolError("bad_message", f"{name}.{unwritable[:40]}: expected text (a lone "
+                                           "surrogate, \\uD800 to \\uDFFF, is not a character).",
+                            ref)
     if not isinstance(kind, str):
         raise ProtocolError("bad_message", 'Every message needs a string "type".', ref)
     decoder = _DECODERS.get(kind)
@@ -625,8 +664,61 @@ def decode(frame: str | bytes) -> ClientMessage:
     return message
 
 
-# What json.loads uses, called directly (typeshed does not list the scanner).
-_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+def _refused(frame: str | bytes) -> tuple[dict[str, Any], str]:
+    """msgspec refused the frame: `bad_json`, except for JSON whose only fault is a `\\u`
+    escape making a lone surrogate, which msgspec refuses too but which is `bad_message`
+    naming its field. Read again for that case only, with the standard library's parser
+    (UTF-8 decoded strictly, NaN and Infinity still refused)."""
+    if type(frame) is bytes and b"\\u" not in frame:
+        raise ProtocolError("bad_json", "The frame is not valid JSON.")
+    try:
+        text = frame.decode("utf-8") if type(frame) is bytes else frame
+        data = json.loads(text, parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad_json", "The frame is not valid JSON.") from None
+    unwritable = _unwritable_field(data) if isinstance(data, dict) else None
+    if unwritable is None:
+        raise ProtocolError("bad_json", "The frame is not valid JSON.")
+    return data, unwritable
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def writable(text: str) -> bool:
+    """Whether `text` can be encoded as UTF-8 (has no lone surrogate)."""
+    return text.isascii() or _SURROGATE.search(text) is None
+
+
+def _writable_value(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return writable(value)
+    if kind is dict:
+        return all(writable(k) and _writable_value(v) for k, v in value.items())
+    if kind is list:
+        return all(_writable_value(v) for v in value)
+    return True
+
+
+def _unwritable_field(data: dict[str, Any]) -> str | None:
+    """The first field of a frame holding text that cannot be encoded again, if any."""
+    for key, value in data.items():
+        if not writable(key):
+            return "(a field name)"
+        if not _writable_value(value):
+            return key
+    return None
+
+
+# One parser and one serialiser for every frame (msgspec: a maintained C library; no
+# per-call set-up, no interpreter internals).
+_PARSE: Final = msgspec.json.Decoder().decode
+_SERIALISE: Final = msgspec.json.Encoder().encode
 
 _WIRE_TYPES: dict[type, str] = {}
 
@@ -643,26 +735,15 @@ def wire_type(message: ClientMessage) -> str:
     return name
 
 
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-# What _ENCODER.encode builds on every call (json.encoder.JSONEncoder.iterencode), built
-# once: the C encoder and its circular-reference markers (emptied again if a call fails).
-_MARKERS: dict[int, Any] = {}
-_C_MAKE: Any = getattr(json.encoder, "c_make_encoder", None)  # typeshed does not list it
-_C_ENCODE: Callable[[Any, int], Any] | None = None if _C_MAKE is None else _C_MAKE(
-    _MARKERS, _ENCODER.default, json.encoder.encode_basestring, None, ":", ",", False, False,
-    True)
+def encode(message: ServerMessage | Mapping[str, Any]) -> bytes:
+    """Serialise a server message (spaces/server_messages.py) once (compact UTF-8 JSON); the
+    adapter fans the same bytes out.
 
-
-def encode(message: Mapping[str, Any]) -> bytes:
-    """Serialise a server message once; the adapter fans the same bytes out.
-
-    The same output as `json.dumps(message, separators=(",", ":"), ensure_ascii=False)`,
-    without building an encoder per call (tests/unit/test_perf_encode.py).
+    Always valid JSON: a float that is not finite is written as null (never NaN or
+    Infinity, which browsers' JSON.parse refuses); a lone surrogate raises
+    UnicodeEncodeError, anything that is not JSON data TypeError, a circular
+    reference RecursionError (tests/unit/test_perf_encode.py).
     """
-    if _C_ENCODE is None:  # pragma: no cover - CPython always has the C encoder
-        return _ENCODER.encode(message).encode("utf-8")
-    try:
-        return "".join(_C_ENCODE(message, 0)).encode("utf-8")
-    except BaseException:
-        _MARKERS.clear()
-        raise
+    if isinstance(message, ServerMessage):
+        message = message.to_wire()
+    return _SERIALISE(message)

@@ -82,7 +82,8 @@ return 0
 
 async def _in_task(coro: Any) -> Any:
     """redis-py needs an asyncio Task around it (its timeouts do); Twisted coroutines are not
-    one, so each call runs in its own Task and is awaited as a Deferred (STACK.md)."""
+    one (`ensureDeferred` on a redis coroutine fails with "no running event loop"), so each
+    call runs in its own Task and is awaited as a Deferred (Deferred.fromFuture)."""
     from twisted.internet.defer import Deferred
     return await Deferred.fromFuture(asyncio.ensure_future(coro))
 
@@ -499,3 +500,31 @@ class RedisBroker:
     async def release_lease(self, name: str, node: str) -> None:
         await self._try(None, lambda: self._client.eval(_RELEASE, 1, f"hearth:lease:{name}",
                                                          node))
+
+    # --- the privacy report -------------------------------------------------------------
+
+    async def inventory(self) -> list[dict[str, Any]]:
+        """Every key Hearth keeps here (`hearth:*`, on every master of a Cluster): its name,
+        type, time to live in ms (-1: none), memory, and for a stream its length and first
+        entry id. Never a value. Raises if Redis does not answer (`hearth privacy report`)."""
+        client = self._client
+
+        async def one(key: Any) -> dict[str, Any]:
+            name = key.decode() if isinstance(key, bytes) else str(key)
+            kind = await client.type(key)
+            item: dict[str, Any] = {"key": name, "type": kind.decode() if isinstance(kind, bytes)
+                                    else str(kind), "ttl_ms": int(await client.pttl(key))}
+            try:
+                item["bytes"] = int(await client.memory_usage(key) or 0)
+            except Exception:  # MEMORY USAGE turned off (some hosted Redis): sizes unknown
+                item["bytes"] = 0
+            if item["type"] == "stream":
+                item["length"] = int(await client.xlen(key))
+                first = await client.xrange(key, count=1)
+                item["first_id"] = first[0][0].decode() if first else None
+            return item
+
+        async def scan() -> list[dict[str, Any]]:
+            return [await one(key) async for key in client.scan_iter(match="hearth:*", count=500)]
+        found: list[dict[str, Any]] = await _in_task(scan())
+        return found

@@ -322,6 +322,20 @@ class SignIn:
         return cls(str(h["from"]), event)
 
 
+@dataclass(frozen=True, slots=True)
+class Accounts:
+    """{from}: facilitator accounts changed; read the shared log now (web/shared_accounts.py)."""
+    KIND: ClassVar[int] = 26
+    sender: str
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"from": self.sender})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Accounts:
+        return cls(str(h["from"]))
+
+
 # --- node -> the node that runs an incident, and back ---------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -372,13 +386,13 @@ class IncidentDone:
 
 RelayMessage = (Open | Frame | Lost | Reply | Attach | Enter | Broadcast | ToMember | Voice
                 | CloseLink | CloseMember | Release | Moved | Duty | DutyRoster | IncidentState
-                | SignIn | IncidentAct | IncidentDone)
+                | SignIn | Accounts | IncidentAct | IncidentDone)
 
 _KINDS: Final[dict[int, Callable[[dict[str, Any], bytes], RelayMessage]]] = {
     kind.KIND: kind.unpack for kind in (
         Open, Frame, Lost, Reply, Attach, Enter, Broadcast, ToMember, Voice, CloseLink,
-        CloseMember, Release, Moved, Duty, DutyRoster, IncidentState, SignIn, IncidentAct,
-        IncidentDone)}
+        CloseMember, Release, Moved, Duty, DutyRoster, IncidentState, SignIn, Accounts,
+        IncidentAct, IncidentDone)}
 
 
 def unpack(data: bytes) -> RelayMessage:

@@ -11,6 +11,12 @@ Rules, in one place:
   member up. Changed positions
   go out once per tick, batched, and only if something moved.
 - A seat is taken by one member at a time, from within `SEAT_REACH` metres.
+- A member whose connection drops is away (others are told) until it resumes
+  or its grace period runs out. A page that says it is closing (`leave` with
+  `closing`) is away for the much shorter closing grace (a reload comes back
+  within it), then leaves.
+- The talking-stick mode changes only by `set_stick`: giving or taking the
+  stick back needs the mode on and never turns it on or off.
 - The epoch advances whenever the membership changes: a member enters, or
   leaves for good (left, timed out, removed); and whenever a member resumes
   (its page may have reloaded and lost its sender chain, which nobody may
@@ -73,11 +79,18 @@ class Member:
     seat: int | None = None
     keys: dict[str, str] | None = None
     away_since: float | None = None
+    leave_at: float | None = None  # the page closed: it leaves then unless it resumes first
+    status: str = "here"  # protocol.STATUSES: the member's own word (here, listening, away)
     attachment: int = 0  # bumped on every (re)attach; a stale connection's loss is ignored
     slot: int = 0  # the member's number in voice frame headers, unique in the room
     muted: bool = False  # by a facilitator; enforced by dropping voice frames
     hand_up: bool = False
     account: str | None = None  # a facilitator's account name, for the audit log only
+    # A facilitator's sign-in: the session its role ticket came from and the account's
+    # generation then; the role is withdrawn when either ends (Venue.signin_ended,
+    # Venue.account_changed). None for participants and in-process tickets.
+    signin: str | None = None
+    generation: int | None = None
     address: tuple[str, bytes] | None = None  # (day, keyed hash) for a ban; never the address
     last_envelope: float = float("-inf")  # for slow mode
     # Directed envelopes (sender keys) that arrived while away, handed over on resume.
@@ -95,7 +108,8 @@ class Member:
         return {"id": self.id, "pseudonym": self.pseudonym, "avatar": self.avatar,
                 "role": self.role, "seat": self.seat, "x": self.pos.x, "y": self.pos.y,
                 "zone": zone, "keys": self.keys, "away": self.away_since is not None,
-                "slot": self.slot, "muted": self.muted, "hand": self.hand_up}
+                "slot": self.slot, "muted": self.muted, "hand": self.hand_up,
+                "status": self.status}
 
 
 @dataclass(kw_only=True)
@@ -153,7 +167,8 @@ class Room:
 
     def snapshot(self) -> dict[str, Any]:
         """The room as a joining or resuming member needs it."""
-        return {"id": self.id, "title": self.config.title, "capacity": self.capacity,
+        return {"id": self.id, "title": self.config.title, "titles": dict(self.config.titles),
+                "capacity": self.capacity,
                 "language": self.config.language,
                 "locked": self.locked, "lobby": self.lobby_on, "slow_mode": self.slow_mode,
                 "stick": {"on": self.stick_on, "holder": self.stick_holder, "hands": list(self.hands)},
@@ -249,13 +264,26 @@ class Room:
             effects.append(self._stick_state())
         return effects
 
-    def mark_away(self, member_id: str, attachment: int, now: float) -> None:
+    def mark_away(self, member_id: str, attachment: int, now: float) -> list[Effect]:
+        """The member's connection dropped: away, and the room is told (`member_updated`)."""
         member = self.members.get(member_id)
-        if member is not None and member.attachment == attachment:
-            member.away_since = now
+        if member is None or member.attachment != attachment or member.away_since is not None:
+            return []
+        member.away_since = now
+        return [self._updated(member)]
+
+    def closing(self, member: Member, now: float, within: float) -> list[Effect]:
+        """The member's page is closing: away now, gone at `now + within` unless it resumes
+        first (a reload does). A dropped connection's long grace is not for a closed tab."""
+        member.leave_at = now + within
+        if member.away_since is not None:
+            return []
+        member.away_since = now
+        return [self._updated(member)]
 
     def reattach(self, member: Member) -> int:
         member.away_since = None
+        member.leave_at = None
         member.attachment += 1
         return member.attachment
 
@@ -323,6 +351,13 @@ class Room:
                 raise ProtocolError("avatar_invalid")
             member.avatar = checked
         member.pseudonym = name
+        return [self._updated(member)]
+
+    def set_status(self, member: Member, status: str) -> list[Effect]:
+        """`status` was checked by protocol.decode (one of STATUSES)."""
+        if status == member.status:
+            return []
+        member.status = status
         return [self._updated(member)]
 
     def publish_keys(self, member: Member, keys: dict[str, Any]) -> list[Effect]:
@@ -480,13 +515,16 @@ class Room:
                                 "hands": list(self.hands)})
 
     def set_stick(self, on: bool) -> list[Effect]:
+        """The one way the talking-stick mode changes (a facilitator's toggle)."""
         self.stick_on = on
         if not on:
             self.stick_holder = None
         return [self._stick_state()]
 
-    def give_stick(self, target: Member | None) -> list[Effect]:
-        self.stick_on = True
+    def give_stick(self, target: Member | None, ref: str | None = None) -> list[Effect]:
+        """Pass the stick (None: take it back). The mode stays as the facilitator set it."""
+        if not self.stick_on:
+            raise ProtocolError("stick_off", ref=ref)
         self.stick_holder = target.id if target is not None else None
         effects: list[Effect] = []
         if target is not None and target.id in self.hands:
@@ -616,8 +654,11 @@ class Room:
                 "id": m.id, "pseudonym": m.pseudonym, "avatar": m.avatar, "role": m.role,
                 "locale": m.locale, "x": m.pos.x, "y": m.pos.y, "seat": m.seat, "keys": m.keys,
                 "slot": m.slot, "muted": m.muted, "hand": m.hand_up, "account": m.account,
+                "signin": m.signin, "generation": m.generation,
+                "status": m.status,
                 "address": [m.address[0], m.address[1].hex()] if m.address else None,
                 "replies": m.replies,
+                "away_since": m.away_since,
             } for m in self.members.values()],
         }
 
@@ -640,7 +681,12 @@ class Room:
                 moves=TokenBucket(self.limits.moves_per_second, self.limits.moves_per_second,
                                   now),
                 seat=m["seat"], keys=m["keys"], slot=m["slot"], muted=m["muted"],
-                hand_up=m["hand"], account=m["account"], away_since=now,
+                hand_up=m["hand"], account=m["account"],
+                # away since then if away when saved (its grace runs on), else from now
+                away_since=min(float(m["away_since"]), now)
+                if isinstance(m.get("away_since"), int | float) else now,
+                signin=m.get("signin"), generation=m.get("generation"),
+                status=m.get("status", "here"),
                 address=(m["address"][0], bytes.fromhex(m["address"][1]))
                 if m["address"] else None,
                 replies={str(k): dict(v) for k, v in m.get("replies", {}).items()})
@@ -648,11 +694,20 @@ class Room:
 
     # --- time -----------------------------------------------------------------
 
+    def _gone(self, member: Member, now: float) -> LeaveReason | None:
+        """Why an away member leaves now: its page closed, or its grace period ran out."""
+        if member.leave_at is not None and now >= member.leave_at:
+            return "left"
+        if member.away_since is not None and now - member.away_since >= self.grace:
+            return "timeout"
+        return None
+
     def tick(self, now: float) -> list[Effect]:
         effects: list[Effect] = []
-        for member in [m for m in self.members.values()
-                       if m.away_since is not None and now - m.away_since >= self.grace]:
-            effects += self.remove(member.id, "timeout")
+        for member in list(self.members.values()):
+            reason = self._gone(member, now)
+            if reason is not None:
+                effects += self.remove(member.id, reason)
         if self._moved:
             moves = [[mid, self.members[mid].pos.x, self.members[mid].pos.y,
                       self.config.layout.zone_of(self.members[mid].pos)]
@@ -662,6 +717,6 @@ class Room:
         return effects
 
     def expired(self, now: float) -> list[str]:
-        """Members whose grace period has run out (the venue forgets their tokens)."""
-        return [m.id for m in self.members.values()
-                if m.away_since is not None and now - m.away_since >= self.grace]
+        """Members whose grace period has run out or whose page closed (the venue forgets
+        their tokens)."""
+        return [m.id for m in self.members.values() if self._gone(m, now) is not None]

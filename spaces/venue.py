@@ -20,11 +20,11 @@ import hmac
 import json
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from hearth.moderation.bans import AddressKey, Ban, BanList, utc_day
+from hearth.moderation.bans import AddressBan, AddressKey, BanList, utc_day
 from hearth.moderation.crisis import CrisisDesk
 from hearth.moderation.incidents import ACTIONS, DEFAULT_ESCALATION, Escalation, IncidentDesk
 from hearth.moderation.reports import ReportQueue
@@ -36,12 +36,14 @@ from hearth.spaces.effects import ActElsewhere, Attach, Audit, Detach, Effect, E
 from hearth.spaces.protocol import ProtocolError
 from hearth.spaces.pseudonyms import LOCALES, generate, generate_avatar
 from hearth.spaces.room import Member, Role, Room
+from hearth.spaces.server_messages import HelpReceived
 from hearth.spaces.stats import Stats
 
 RESUMED_ELSEWHERE = 4001  # close code for a connection whose member resumed on another
 REMOVED = 4003  # close code for a member a facilitator removed (or banned)
 DENIED = 4004  # close code for someone a facilitator did not admit from the lobby
 SESSION_ENDED = 4005  # close code for everyone when a facilitator ends the session
+ROLE_WITHDRAWN = 4006  # close code for a facilitator whose sign-in or account ended
 TICKET_TTL = 60.0
 ROLES = get_args(Role)
 SEQ_MARGIN_ON_TAKEOVER = 1000
@@ -101,6 +103,14 @@ class Venue:
         self._previous: dict[str, bytes] = {}
         self._ticket_key = ticket_key if ticket_key is not None else secrets.token_bytes(32)
         self._used_tickets: dict[str, float] = {}  # nonce -> until when it would be valid
+        # Facilitator accounts as the shell last told (account_changed): name -> (role,
+        # generation), and the names it said are gone. A ticket bound to a sign-in is
+        # refused if its account is known to have changed or gone (one not heard of yet,
+        # minutes old, is checked when it is: a role it gave is withdrawn then).
+        self.accounts: dict[str, tuple[str, int]] = {}
+        self._removed_accounts: set[str] = set()
+        # Sign-in sessions that ended (signin_ended): id -> until when it is remembered.
+        self._ended_signins: dict[str, float] = {}
         self.reports = ReportQueue()
         self.bans = BanList()
         self.stats = Stats()  # counts by message type and error code, for /metrics
@@ -109,23 +119,31 @@ class Venue:
 
     # --- tickets --------------------------------------------------------------
 
-    def issue_ticket(self, role: Role, now: float, account: str | None = None) -> str:
+    def issue_ticket(self, role: Role, now: float, account: str | None = None,
+                     signin: str | None = None, generation: int | None = None) -> str:
         """A one-time ticket the WebSocket exchanges for `role` within TICKET_TTL seconds.
 
         The logged-in console asks for one (web/auth.py) right before it opens
         the WebSocket; a cookie alone never grants a role on the socket. The
         ticket carries its claims under an HMAC (the deployment's ticket key,
         the same on every node), so whichever node runs the room can redeem it.
+        A console's ticket is bound to its sign-in session (`signin`) and the
+        account's `generation`: refused once the session has ended or the account
+        changed, and the role it gave is withdrawn then (`signin_ended`,
+        `account_changed`). Tickets made in-process (the drill) have no sign-in.
         """
-        claims = {"r": role, "a": account, "e": round(now + TICKET_TTL, 3),
-                  "n": secrets.token_hex(8)}
+        claims: dict[str, Any] = {"r": role, "a": account, "e": round(now + TICKET_TTL, 3),
+                                  "n": secrets.token_hex(8)}
+        if signin is not None:
+            claims["s"], claims["g"] = signin, generation
         body = _b64(json.dumps(claims, separators=(",", ":")).encode())
         return f"{body}.{_b64(self._ticket_mac(body))}"
 
     def _ticket_mac(self, body: str) -> bytes:
         return hmac.new(self._ticket_key, body.encode("ascii"), hashlib.sha256).digest()[:16]
 
-    def _redeem(self, ticket: str, now: float) -> tuple[Role, str | None]:
+    def _redeem(self, ticket: str, now: float) -> tuple[Role, str | None, str | None,
+                                                        int | None]:
         refused = ProtocolError("forbidden", "The role ticket is unknown, used or expired.")
         body, _, tag = ticket.partition(".")
         try:
@@ -133,12 +151,75 @@ class Venue:
                 raise refused
             claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
             role, account, expires, nonce = claims["r"], claims["a"], claims["e"], claims["n"]
-        except (ValueError, KeyError, TypeError, UnicodeEncodeError):
+            signin, generation = claims.get("s"), claims.get("g")
+        except (ValueError, KeyError, TypeError, UnicodeEncodeError, AttributeError):
             raise refused from None
         if role not in ROLES or expires < now or nonce in self._used_tickets:
             raise refused
+        if signin is not None and not self._signed_in(account, role, signin, generation):
+            raise ProtocolError("forbidden", "The sign-in this ticket came from has ended; "
+                                             "sign in again.")
         self._used_tickets[nonce] = float(expires)  # once (on this node: docs/scaling.md)
-        return role, account
+        return role, account, signin, generation
+
+    def _signed_in(self, account: Any, role: Any, signin: Any, generation: Any) -> bool:
+        """Whether a sign-in still stands: not ended, its account not changed nor gone."""
+        if signin in self._ended_signins:
+            return False
+        state = self.accounts.get(account)
+        if state is None:
+            return account not in self._removed_accounts
+        return state == (role, generation)
+
+    def _entitled(self, member: Member) -> bool:
+        """Whether a facilitator's or operator's role still stands (participants: always)."""
+        if member.role == "participant" or member.signin is None:
+            return True
+        return self._signed_in(member.account, member.role, member.signin, member.generation)
+
+    # --- roles withdrawn: events the shell delivers --------------------------------
+
+    def signin_ended(self, signin: str, now: float, rooms: Iterable[str]) -> list[Effect]:
+        """A facilitator's sign-in session ended (signed out, or ended for its account),
+        on any node: tickets from it are refused from now on, and every member who joined
+        with one — in `rooms` (those this node runs) — loses the role."""
+        self._ended_signins[signin] = now + self.config.login.session_max_seconds
+        return self._withdraw(rooms, lambda m: m.signin == signin, "signed_out")
+
+    def account_changed(self, account: str, state: tuple[str, int] | None, now: float,
+                        rooms: Iterable[str]) -> list[Effect]:
+        """A facilitator account is now `state` (role, generation), or gone (None): a
+        new password or second factor, a new role, or removed. Members it gave a role
+        to under another state lose it (in `rooms`)."""
+        if state is None:
+            self.accounts.pop(account, None)
+            self._removed_accounts.add(account)
+        else:
+            self.accounts[account] = state
+            self._removed_accounts.discard(account)
+        why = "account_removed" if state is None else "account_changed"
+        return self._withdraw(rooms, lambda m: m.account == account and (
+            state is None or (m.generation is not None
+                              and (m.role, m.generation) != state)), why)
+
+    def _withdraw(self, rooms: Iterable[str], whose: Callable[[Member], bool],
+                  why: str) -> list[Effect]:
+        """Roles withdrawn: the member's connection closes (ROLE_WITHDRAWN), it leaves the
+        room for good (its token is forgotten), and the audit log says why."""
+        effects: list[Effect] = []
+        for room_id in rooms:
+            room = self.rooms.get(room_id)
+            if room is None:
+                continue
+            for member in [m for m in room.members.values()
+                           if m.role != "participant" and whose(m)]:
+                self._forget(member.id)
+                effects += [Audit(_actor(member), "role_withdrawn", member.pseudonym, room.id,
+                                  why),
+                            Detach(member.id, ROLE_WITHDRAWN,
+                                   "your facilitator sign-in has ended; sign in again"),
+                            *room.remove(member.id, "left")]
+        return effects
 
     # --- join and resume --------------------------------------------------------
 
@@ -202,6 +283,13 @@ class Venue:
         """
         room = self.rooms[room_id]
         room.restore(state["room"], now, seq_margin=SEQ_MARGIN_ON_TAKEOVER)
+        saved_at = state.get("saved_at")  # a graceful stop's save: nobody was here after it
+        if isinstance(saved_at, int | float) and not isinstance(saved_at, bool):
+            for m in room.members.values():
+                m.away_since = min(m.away_since if m.away_since is not None else now,
+                                   float(saved_at))
+        for member in room.expired(now):  # their grace ended before the room came back
+            room.remove(member, "timeout")
         for member, digest_hex in state.get("sessions", {}).items():
             if member in room.members:
                 digest = bytes.fromhex(digest_hex)
@@ -228,7 +316,8 @@ class Venue:
             raise ProtocolError("room_not_found", f"There is no room {msg.room!r}.")
         if room.is_full():
             raise ProtocolError("room_full")
-        role, account = self._redeem(msg.ticket, now) if msg.ticket else ("participant", None)
+        role, account, signin, generation = (self._redeem(msg.ticket, now) if msg.ticket
+                                             else ("participant", None, None, None))
         if role == "participant":
             if address is not None and self.bans.find(room.id, address.hash_for, now):
                 raise ProtocolError("banned")
@@ -244,7 +333,7 @@ class Venue:
         member, effects = room.add(member_id=self._make_member_id(), pseudonym=pseudonym,
                                    avatar=avatar, role=role, locale=locale, now=now,
                                    waiting=waiting)
-        member.account = account
+        member.account, member.signin, member.generation = account, signin, generation
         if address is not None:
             day = utc_day(now)
             member.address = (day, address.hash_for(day))
@@ -253,7 +342,8 @@ class Venue:
         if waiting:  # no token until admitted: a dropped wait simply ends
             return seat, [Attach(room.id, member.id, waiting=True),
                           Reply({"type": "waiting", "member": member.id, "room": room.id,
-                                 "title": room.config.title, "pseudonym": member.pseudonym}),
+                                 "title": room.config.title_in(locale),
+                                 "pseudonym": member.pseudonym}),
                           *effects]
         token = self._issue_session(room.id, member.id)
         if role != "participant" and room.waiting:  # who is already waiting, at once
@@ -268,6 +358,9 @@ class Venue:
         member = room.members.get(found[1]) if room and found else None
         if room is None or member is None:
             raise ProtocolError("session_expired")
+        if not self._entitled(member):  # its sign-in ended while it was away
+            raise ProtocolError("forbidden", "Your facilitator sign-in has ended; sign in "
+                                             "again and join afresh.")
         effects: list[Effect] = []
         if member.away_since is None:  # the old connection is still open: it loses the member
             effects.append(Detach(member.id, RESUMED_ELSEWHERE, "resumed on another connection"))
@@ -305,7 +398,7 @@ class Venue:
             if member.role == "participant":  # the one role check for every facilitator op
                 refused = ProtocolError("forbidden", "Only facilitators can do that.", msg.ref)
                 self.stats.refused["forbidden"] += 1
-                return [Reply(refused.to_wire()),
+                return [Reply(refused.as_message()),
                         Audit(_actor(member), kind, target, room.id, "refused:forbidden")]
             effects = self._moderate(room, member, msg, now)
             if kind not in ("list_reports", "alert_seen"):  # a receipt is in the incident;
@@ -340,10 +433,17 @@ class Venue:
             case p.Worried(member=target, ref=ref):
                 return self.crisis.worried(room, member, self._member(room, target, ref), now,
                                            ref)
+            case p.Status(status=status):
+                return room.set_status(member, status)
+            case p.Leave(closing=True) if self.config.session.closing_grace_seconds > 0:
+                # A closing page (tab closed or reloaded): a reload resumes within moments.
+                return room.closing(member, now, self.config.session.closing_grace_seconds)
             case p.Leave():
                 return self.leave(seat)
             case p.Join() | p.Resume():
                 raise ProtocolError("already_joined")
+            case p.VoiceTransport(ref=ref):  # not answered by the connection's node
+                raise ProtocolError("webtransport_unavailable", ref=ref)
         raise ProtocolError("unknown_type")  # pragma: no cover - decode admits no other types
 
     def _help(self, room: Room, person: Member, msg: p.Help, now: float) -> list[Effect]:
@@ -357,8 +457,8 @@ class Venue:
         effects = self.crisis.help(room, person, now, msg.ref)
         if msg.id is not None:
             for effect in effects:
-                if isinstance(effect, Reply) and effect.message.get("type") == "help_received":
-                    person.remember(msg.id, effect.message)
+                if isinstance(effect, Reply) and isinstance(effect.message, HelpReceived):
+                    person.remember(msg.id, effect.message.to_wire())
         return effects
 
     def _moderate(self, room: Room, actor: Member, msg: p.ClientMessage,
@@ -374,7 +474,7 @@ class Venue:
                 banned = self._member(room, target, ref)
                 effects = self._remove(room, actor, banned, "banned")
                 if banned.address is not None:
-                    self.bans.add(Ban(room=room.id, day=banned.address[0],
+                    self.bans.add(AddressBan(room=room.id, day=banned.address[0],
                                       address_hash=banned.address[1], until=now + 60 * minutes,
                                       pseudonym=banned.pseudonym))
                 return effects
@@ -384,10 +484,10 @@ class Venue:
                 return room.ask_unmute(self._member(room, target, ref), actor)
             case p.Stick(on=on):
                 return room.set_stick(on)
-            case p.GiveStick(member=None):
-                return room.give_stick(None)
+            case p.GiveStick(member=None, ref=ref):
+                return room.give_stick(None, ref)
             case p.GiveStick(member=str(target), ref=ref):
-                return room.give_stick(self._member(room, target, ref))
+                return room.give_stick(self._member(room, target, ref), ref)
             case p.Lobby(on=on):
                 return room.set_lobby(on)
             case p.Admit(member=target, ref=ref):
@@ -437,7 +537,7 @@ class Venue:
             if member.role == "participant":
                 refused = ProtocolError("forbidden", "Only facilitators can flag someone else; "
                                                      "use \"worried\".", msg.ref)
-                return [Reply(refused.to_wire()),
+                return [Reply(refused.as_message()),
                         Audit(_actor(member), "flag", None, room.id, "refused:forbidden")]
             person = self._member(room, msg.member, msg.ref)
             trigger = "facilitator_flag" if msg.manual else "facilitator_detector"
@@ -543,8 +643,7 @@ class Venue:
             if member is not None and member.attachment == seat.attachment:
                 return self.leave(seat)
             return []
-        room.mark_away(seat.member, seat.attachment, now)
-        return []
+        return room.mark_away(seat.member, seat.attachment, now)
 
     # --- time ---------------------------------------------------------------------
 
@@ -556,6 +655,8 @@ class Venue:
             effects += room.tick(now)
         for nonce in [n for n, expires in self._used_tickets.items() if expires < now]:
             del self._used_tickets[nonce]
+        for signin in [s for s, until in self._ended_signins.items() if until < now]:
+            del self._ended_signins[signin]
         self.bans.purge(now)
         effects += self.crisis.tick(self.rooms, now)
         return effects

@@ -12,11 +12,17 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from hypothesis import HealthCheck, settings
 
-from hearth.moderation.crisis_config import CrisisConfig, load_crisis
+from hearth.moderation.crisis_config import CrisisReference, load_crisis
 from hearth.spaces.config import HearthConfig
 from tests.support.config import make_config
 from tests.support.vectors import VECTOR_FILES, VECTORS
+
+# Property tests count examples, never wall-clock time: hypothesis' default deadline (200 ms
+# per example) and its "too slow" health check fail a correct test on a busy machine.
+settings.register_profile("hearth", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("hearth")
 
 
 @pytest.fixture
@@ -49,6 +55,6 @@ def generator() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
-def crisis() -> CrisisConfig:
+def crisis() -> CrisisReference:
     """The shipped crisis config (helplines, rule packs, escalation), loaded once."""
     return load_crisis()

@@ -9,12 +9,26 @@ need_apt=()
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v npm >/dev/null 2>&1 || need_apt+=(nodejs npm)
+# deploy/systemd/hearth.service is checked with systemd-analyze (no systemd needs to run).
+command -v systemd-analyze >/dev/null 2>&1 || need_apt+=(systemd)
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
 if [ ${#need_apt[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "== installing system packages: ${need_apt[*]}"
   $SUDO apt-get update -q
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need_apt[@]}"
+fi
+
+# promtool checks and tests deploy/prometheus/: Debian's prometheus package, unpacked into
+# build/promtool only (installing it would start a Prometheus server).
+if [ ! -x build/promtool/usr/bin/promtool ]; then
+  echo "== promtool (Debian's prometheus package, unpacked into build/promtool)"
+  rm -rf build/promtool && mkdir -p build/promtool
+  ( cd build/promtool \
+    && { apt-get download -q prometheus 2>/dev/null \
+         || { $SUDO apt-get update -q && apt-get download -q prometheus; }; } \
+    && dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb ) \
+    || echo "WARNING: promtool could not be unpacked; the promtool test fails in CI"
 fi
 
 echo "== python environment (versions pinned by constraints.txt)"

@@ -1,15 +1,21 @@
-"""Getting crisis alerts out: the outbox's delivery loop, webhooks, e-mail, the incident log.
+"""Getting crisis alerts out: the outbox's delivery loop, webhooks, PagerDuty, e-mail, the
+incident log.
 
 The core says *what* must go out (Dispatch effects); this shell journals it
-first (moderation.outbox), then delivers: a JSON POST signed with
-HMAC-SHA256 for webhooks, SMTP for e-mail. A 2xx answer (or an accepted
+first (moderation.outbox), then delivers: a JSON POST signed per the Standard
+Webhooks spec (https://www.standardwebhooks.com: `webhook-id`,
+`webhook-timestamp`, `webhook-signature`) for webhooks, a PagerDuty Events
+API v2 event for PagerDuty services, SMTP over TLS (STARTTLS or implicit,
+with optional authentication) for e-mail. A 2xx answer (or an accepted
 message) marks it done; anything else is retried with exponential backoff,
 in order per destination. When one alert keeps failing the admin is told.
-Log lines name the destination and the incident id, never a person.
+Log lines name the destination and the incident id, never a person, a secret
+or a password.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -20,28 +26,89 @@ from collections.abc import Callable
 from io import BytesIO
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from twisted.internet import defer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.mail.smtp import ESMTPSenderFactory
 from twisted.web.client import Agent, FileBodyProducer, PartialDownloadError, readBody
 from twisted.web.http_headers import Headers
 
 from hearth.moderation.journal import Journal
 from hearth.moderation.outbox import Item, Outbox, OutboxJournal
 from hearth.spaces.broker import Broker
-from hearth.spaces.config import HearthConfig, WebhookConfig
+from hearth.spaces.config import (
+    EmailConfig,
+    HearthConfig,
+    PagerDutyConfig,
+    WebhookConfig,
+    webhook_key,
+)
 from hearth.web.shared_logs import LogShipper
 from hearth.web.shared_outbox import SharedOutbox
 
 DELIVERY_TIMEOUT = 10.0
-SIGNATURE_HEADER = b"X-Hearth-Signature"
+# PagerDuty's severities for Hearth's; a drill is "info" whatever it says.
+PAGERDUTY_SEVERITY = {"high": "critical", "medium": "error", "low": "warning"}
 
 
-def signature(secret: str, timestamp: int, body: bytes) -> str:
-    """t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>." + body)> — receivers check both."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={mac}"
+def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """Standard Webhooks: `v1,` + base64(HMAC-SHA256(key, "<msg_id>.<timestamp>.<body>"))."""
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode("ascii")
+
+
+def webhook_headers(key: bytes, msg_id: str, timestamp: int, body: bytes) -> dict[bytes, list[bytes]]:
+    """What every webhook call carries: the Standard Webhooks headers, and the same id as
+    `Idempotency-Key` (delivery is at least once: receivers de-duplicate on it)."""
+    return {
+        b"Content-Type": [b"application/json"],
+        b"User-Agent": [b"Hearth"],
+        b"webhook-id": [msg_id.encode()],
+        b"webhook-timestamp": [str(timestamp).encode()],
+        b"webhook-signature": [signature(key, msg_id, timestamp, body).encode()],
+        b"Idempotency-Key": [msg_id.encode()],
+    }
+
+
+def pagerduty_event(service: PagerDutyConfig, payload: dict[str, Any],
+                    public_url: str) -> dict[str, Any]:
+    """A PagerDuty Events API v2 `trigger` for one alert: the same minimal content as a
+    webhook (no pseudonym, no words), one PagerDuty alert per incident (`dedup_key`), and
+    the console link (it needs a sign-in)."""
+    incident = str(payload.get("incident"))
+    test = bool(payload.get("test"))
+    opened = payload.get("opened_at")
+    summary = (f"{'[DRILL] ' if test else ''}Hearth crisis incident {incident}: "
+               f"{payload.get('severity')} ({payload.get('trigger')}), {payload.get('state')}")
+    event: dict[str, Any] = {
+        "routing_key": service.routing_key,
+        "event_action": "trigger",
+        "dedup_key": f"hearth-incident-{incident}",
+        "client": "Hearth",
+        "payload": {
+            "summary": summary[:1024],
+            "source": urlsplit(public_url).hostname or "hearth",
+            "severity": "info" if test else
+            PAGERDUTY_SEVERITY.get(str(payload.get("severity")), "critical"),
+            "component": "crisis",
+            "group": "hearth",
+            "class": str(payload.get("trigger")),
+            "custom_details": {k: payload[k] for k in
+                               ("event", "incident", "severity", "trigger", "state", "tier",
+                                "test", "cause", "external_basis") if k in payload},
+        },
+    }
+    if isinstance(opened, int):
+        event["payload"]["timestamp"] = (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(opened / 1000))
+                                         + f".{opened % 1000:03d}Z")
+    if payload.get("link"):
+        event["links"] = [{"href": payload["link"], "text": "Open the incident in the Hearth "
+                                                            "console (sign-in needed)"}]
+    if public_url:
+        event["client_url"] = public_url
+    return event
 
 
 def ack_token(key: bytes, incident: str) -> str:
@@ -80,6 +147,7 @@ class Alerts:
         # (channel, seconds to deliver, or None for a failed attempt): web/metrics.py counts them
         self.watchers: list[Callable[[str, float | None], None]] = []
         self._hooks = {f"webhook:{h.name}": h for h in self.config.webhooks}
+        self._pagerduty = {f"pagerduty:{s.name}": s for s in self.config.pagerduty}
 
     def start(self) -> None:
         self.loop.start(0.2, now=True)
@@ -136,8 +204,9 @@ class Alerts:
         a copy could not be made now: it is retried every second)."""
         now = self.reactor.seconds()
         kind, _, tier = channel.partition(":")
-        if kind == "webhook":
+        if kind == "webhook":  # the on-call tiers: every webhook and PagerDuty service of it
             targets = [f"webhook:{h.name}" for h in self.config.webhooks if h.tier == tier]
+            targets += [f"pagerduty:{s.name}" for s in self.config.pagerduty if s.tier == tier]
         elif kind == "email" and self.config.email is not None:
             email = self.config.email
             wanted = email.admin if tier == "admin" else email.on_call
@@ -194,6 +263,13 @@ class Alerts:
             if hook is None:  # the config no longer has it: keep it, an operator must decide
                 raise RuntimeError("webhook no longer configured")
             await self._post(hook, item)
+        elif item.channel.startswith("pagerduty:"):
+            service = self._pagerduty.get(item.channel)
+            if service is None:
+                raise RuntimeError("PagerDuty service no longer configured")
+            event = pagerduty_event(service, item.payload, self.public_url)
+            await self._send(service.url, json.dumps(event, separators=(",", ":")).encode(),
+                             {b"Content-Type": [b"application/json"], b"User-Agent": [b"Hearth"]})
         elif item.channel.startswith("email:"):
             await self._mail(item)
         else:
@@ -201,13 +277,13 @@ class Alerts:
 
     async def _post(self, hook: WebhookConfig, item: Item) -> None:
         body = json.dumps(item.payload, separators=(",", ":")).encode()
-        headers = Headers({
-            b"Content-Type": [b"application/json"],
-            b"User-Agent": [b"Hearth"],
-            b"Idempotency-Key": [item.id.encode()],
-            SIGNATURE_HEADER: [signature(hook.secret, int(time.time()), body).encode()],
-        })
-        d = self.agent.request(b"POST", hook.url.encode(), headers, FileBodyProducer(BytesIO(body)))
+        await self._send(hook.url, body, webhook_headers(webhook_key(hook.secret), item.id,
+                                                         int(time.time()), body))
+
+    async def _send(self, url: str, body: bytes, headers: dict[bytes, list[bytes]]) -> None:
+        """POST `body`; done on a 2xx answer, an exception (so a retry) otherwise."""
+        d = self.agent.request(b"POST", url.encode(), Headers(headers),
+                               FileBodyProducer(BytesIO(body)))
         d.addTimeout(DELIVERY_TIMEOUT, self.reactor)
         response = await d
         with contextlib.suppress(PartialDownloadError):  # a body ended by closing: the code counts
@@ -218,7 +294,6 @@ class Alerts:
     async def _mail(self, item: Item) -> None:
         from email.message import EmailMessage
 
-        from twisted.mail.smtp import sendmail
         email = self.config.email
         if email is None:
             raise RuntimeError("e-mail no longer configured")
@@ -234,9 +309,7 @@ class Alerts:
             f"Incident {p.get('incident')} needs attention.\n\nSeverity: {p.get('severity')}\n"
             f"Trigger: {p.get('trigger')}\nState: {p.get('state')}\n\n"
             f"Open the console to respond (login needed): {p.get('link')}\n")
-        d = sendmail(email.smtp_host, email.sender, to, message.as_bytes(), port=email.smtp_port)
-        d.addTimeout(DELIVERY_TIMEOUT, self.reactor)
-        await d
+        await send_mail(self.reactor, email, to, message.as_bytes())
 
     def _done(self, item: Item, started: float) -> None:
         self.outbox.delivered(item.id)
@@ -265,3 +338,68 @@ class Alerts:
             if not item.channel.startswith("email:admin"):
                 self.dispatch("email:admin", {**item.payload, "event": "delivery_failing",
                                               "failing": item.channel})
+
+
+def _trust_root(ca_file: str) -> Any:
+    """The CAs an SMTP server's certificate must chain to: `ca_file`'s, or the system's."""
+    from twisted.internet import ssl
+    if not ca_file:
+        return ssl.platformTrust()
+    pem = Path(ca_file).read_bytes()
+    marker = b"-----END CERTIFICATE-----"
+    blocks = [block + marker for block in pem.split(marker) if b"-----BEGIN CERTIFICATE-----" in block]
+    if not blocks:
+        raise ValueError(f"no certificate in {ca_file}")
+    return ssl.trustRootFromCertificates([ssl.Certificate.loadPEM(b) for b in blocks])
+
+
+class _SMTPSend(ESMTPSenderFactory):
+    """One message, sent once, through an endpoint. Endpoints never call a factory's
+    clientConnectionLost, so a connection lost before the message went (a TLS handshake
+    that failed: an untrusted certificate) would leave the result waiting: each
+    protocol's connectionLost tells the factory itself."""
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = super().buildProtocol(addr)
+        lost = protocol.connectionLost
+
+        def connection_lost(reason: Any = None) -> None:
+            lost(reason)
+            self.clientConnectionLost(None, reason)
+        protocol.connectionLost = connection_lost
+        return protocol
+
+
+async def send_mail(reactor: Any, email: EmailConfig, to: list[str], message: bytes) -> None:
+    """One message through the configured SMTP server: over TLS unless `tls = "none"`
+    (STARTTLS must be offered, and is required, when `tls = "starttls"`; `"implicit"` speaks
+    TLS from the first byte), the certificate checked against `ca_file` or the system's CAs
+    for `smtp_host`, and AUTH (CRAM-MD5, LOGIN or PLAIN, as offered) when a username is set.
+    Raises on any failure: the outbox retries."""
+    from twisted.internet import ssl
+    from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
+
+    tls = None
+    if email.tls != "none":
+        tls = ssl.optionsForClientTLS(email.smtp_host, trustRoot=_trust_root(email.ca_file))
+    done: defer.Deferred[Any] = defer.Deferred()
+    factory = _SMTPSend(
+        email.username.encode() if email.username else None,
+        email.password.encode() if email.password else None,
+        email.sender, to, BytesIO(message), done, retries=0, timeout=DELIVERY_TIMEOUT,
+        contextFactory=tls if email.tls == "starttls" else None,
+        requireAuthentication=bool(email.username),
+        requireTransportSecurity=email.tls != "none",
+        hostname=None)  # no opportunistic STARTTLS with unchecked defaults: `tls` decides
+    endpoint: Any = HostnameEndpoint(reactor, email.smtp_host, email.smtp_port,
+                                     timeout=DELIVERY_TIMEOUT)
+    if email.tls == "implicit":
+        endpoint = wrapClientTLS(tls, endpoint)
+    connecting = endpoint.connect(factory)
+
+    def not_connected(failure: Any) -> None:
+        if not done.called:
+            done.errback(failure)
+    connecting.addErrback(not_connected)
+    done.addTimeout(DELIVERY_TIMEOUT * 2, reactor)
+    await done

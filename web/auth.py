@@ -20,24 +20,42 @@ moderation/accounts.py (the accounts file). What it promises:
   stored; the throttle sees an address only as a keyed daily hash.
 - Every sign-in, failure, lockout, sign-out and ticket goes to the audit log
   (`audit.record(actor, action, target, room, outcome, now)`).
+- A ticket is bound to the sign-in session it came from: once that session ends
+  (signed out, or its account removed or changed), on any node, the ticket is
+  refused and every role it gave is withdrawn (spaces/venue.py `signin_ended`,
+  `account_changed`; the node runs them where the room is).
+- With several nodes, session events and failed-attempt counts travel sealed
+  (moderation/sealed.py): one forged in Redis is refused and counted. A TOTP step
+  is used once per account across nodes (claimed in the broker) and restarts (kept
+  beside the accounts). The accounts themselves are shared (web/shared_accounts.py).
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import math
 import re
+import secrets as random_tokens
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from twisted.internet.defer import Deferred, DeferredSemaphore
+from twisted.internet.defer import Deferred, DeferredSemaphore, ensureDeferred
 from twisted.internet.threads import deferToThread
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import resource, server
 
-from hearth.moderation.accounts import Account, AccountError, AccountStore, normalise_name
+from hearth.moderation.accounts import (
+    TOTP_STEP,
+    TOTP_WINDOW,
+    Account,
+    AccountError,
+    AccountStore,
+    normalise_name,
+)
 from hearth.moderation.login import (
     AddressHasher,
     Attempt,
@@ -49,10 +67,13 @@ from hearth.moderation.login import (
     new_token,
     tokens_match,
 )
+from hearth.moderation.sealed import opened, seal, shared_key
 from hearth.spaces.config import HearthConfig
+from hearth.spaces.pseudonyms import client_rules
 from hearth.spaces.room import Role
 from hearth.web.datadir import Secrets
 from hearth.web.node import Node
+from hearth.web.shared_accounts import SharedAccounts
 
 _log = Logger(namespace="hearth.auth")
 
@@ -65,6 +86,9 @@ MAX_VERIFYING = 4  # argon2 verifications at once (64 MiB each)
 MAX_WAITING = 64  # queued beyond that: 503, try again
 UNKNOWN_ACTOR = "(unknown)"  # a name with no account is never written down: it may be a password
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]{43}$")
+# How long a used TOTP step stays claimed in the broker: every step a code can be
+# accepted for (now, and TOTP_WINDOW either side), and one more.
+TOTP_CLAIM_SECONDS = TOTP_STEP * (2 * TOTP_WINDOW + 2)
 
 Render = Callable[..., bytes]  # web.pages.Pages.render(request, template, code=..., **context)
 
@@ -154,17 +178,89 @@ class Auth:
         self.clock = clock or node.clock
         self.in_thread = in_thread
         self.cookie_key = secrets.cookie
+        self.shared_key = shared_key(secrets.cookie)
         self.addresses = AddressHasher(secrets.address_seed)
-        self.throttle = LoginThrottle(config.login)
+        self.throttle = LoginThrottle(
+            config.login, on_change=self._share,
+            name_key=hmac.new(secrets.cookie, b"hearth-login-name-key", hashlib.sha256).digest())
         self.sessions = SessionTable(config.login.session_idle_seconds,
                                      config.login.session_max_seconds,
-                                     on_change=node.share_session)
-        node.on_session = lambda event: self.sessions.apply(event, self.clock())
+                                     on_change=self._share, on_ended=self._session_ended)
+        node.on_session = self._received
+        self.shared_accounts = SharedAccounts(self.store, node.broker, secrets.cookie, node.id,
+                                              on_refused=self._count_refused)
+        self._account_states: dict[str, tuple[str, int]] = {}
+        self.deliver_accounts()  # the venue knows every account before the first ticket
+        node.watchers.append(self.refresh_accounts)
         self.verifying = DeferredSemaphore(MAX_VERIFYING)
         # Make the dummy hash now, in a worker: made on first use, it would make the
         # first unknown name slower than a wrong password.
         in_thread(self.store.dummy_hash).addErrback(
             lambda f: _log.failure("cannot prepare the sign-in check", f))
+
+    # --- what nodes tell each other: sealed, so that Redis alone cannot forge it -------
+
+    def _share(self, event: dict[str, Any]) -> None:
+        self.node.share_session(seal(self.shared_key, event))
+
+    def _received(self, event: dict[str, Any]) -> None:
+        """Another node's session event or failed-attempt count (live, or from the shared
+        log): applied only if it carries this deployment's MAC; else refused and counted."""
+        record = opened(self.shared_key, event)
+        if record is None:
+            self._count_refused("a sign-in event")
+            return
+        if record.get("op") == "throttle":
+            self.throttle.apply(record, self.clock())
+        else:
+            self.sessions.apply(record, self.clock())
+
+    def _count_refused(self, what: str) -> None:
+        """A record in the broker that this deployment's key did not seal: someone who can
+        write to Redis tried to forge it. Counted (/metrics) and logged, never applied."""
+        self.node.shared_records_refused += 1
+        _log.warn("{what} from the broker was refused: not sealed with this deployment's "
+                  "key ({count} so far)", what=what, count=self.node.shared_records_refused)
+
+    def _session_ended(self, session: Session) -> None:
+        """Signed out, or ended for its account (here or on another node): the roles its
+        tickets gave are withdrawn, and its tickets refused."""
+        self.node.signin_ended(session.id)
+
+    # --- accounts: shared between nodes, and watched for live roles -----------------------
+
+    async def refresh_accounts(self) -> None:
+        """Once a second (the node's housekeeping): merge and share account changes, and
+        tell the venue of every account that changed since the last time."""
+        try:
+            await self.shared_accounts.sync()
+        except AccountError as err:
+            _log.error("facilitator accounts unreadable: {problem}", problem=str(err))
+        self.deliver_accounts()
+
+    def deliver_accounts(self) -> None:
+        try:
+            accounts = self.store.all()
+        except AccountError as err:
+            _log.error("facilitator accounts unreadable: {problem}", problem=str(err))
+            return
+        states = {a.name: (a.role, a.generation) for a in accounts}
+        for name in sorted(states.keys() | self._account_states.keys()):
+            if states.get(name) != self._account_states.get(name):
+                self.node.account_changed(name, states.get(name))
+        self._account_states = states
+
+    async def claim_totp_step(self, name: str, step: int) -> bool | None:
+        """Use up a TOTP step for every node: True if this attempt is the first to use it,
+        False if it was used already, None if the broker cannot be reached."""
+        holder = random_tokens.token_hex(8)
+        broker = self.node.broker
+        if await broker.lease(f"totp:{name}:{step}", holder, TOTP_CLAIM_SECONDS):
+            return True
+        # Taken, or the broker is away (a lease it cannot grant): a fresh name tells which.
+        if await broker.lease(f"totp-probe:{holder}", holder, 1.0):
+            return False
+        return None
 
     def install(self, root: resource.Resource) -> None:
         root.putChild(b"login", LoginPage(self))
@@ -205,12 +301,12 @@ class Auth:
     def console(self, request: server.Request, session: Session, code: int = 200,
                 error: str | None = None) -> bytes:
         venue = self.node.venue
-        rooms = [{"id": r.id, "title": r.title, "schedule": r.schedule, "capacity": r.capacity,
+        rooms = [{"id": r.id, "config": r, "capacity": r.capacity,  # titles: in the page's language
                   "present": len(venue.rooms[r.id].members) if r.id in venue.rooms else 0}
                  for r in self.config.rooms]
         return self.render(request, "console.html", code=code, error=error,
                            account=session.account, role=session.role, csrf=session.csrf,
-                           rooms=rooms)
+                           rooms=rooms, rules=client_rules(self.config.limits.pseudonym_max_length))
 
     def record(self, actor: str, action: str, outcome: str, target: str | None = None) -> None:
         try:
@@ -289,15 +385,41 @@ class LoginPage(_Page):
         gone = {"yes": False}
         request.notifyFinish().addErrback(lambda _: gone.update(yes=True))
         d = auth.verifying.run(auth.in_thread, auth.store.check_password, account, password)
-        d.addCallback(self._verified, request, decision, account, code, typed, gone)
+        d.addCallback(lambda ok: ensureDeferred(self._verified(
+            ok, request, decision, account, code, typed, gone)))
         d.addErrback(self._crashed, request, decision, gone)
         return server.NOT_DONE_YET
 
-    def _verified(self, ok: bool, request: server.Request, attempt: Attempt,
-                  account: Account | None, code: str, typed: str, gone: dict[str, bool]) -> None:
+    async def _second_factor(self, account: Account, code: str) -> bool | None:
+        """The code is right and its step unused on every node (then used up), or not;
+        None when that cannot be known (the broker is away)."""
         auth = self.auth
+        step = auth.store.totp_step(account, code, auth.clock())
+        if step is None:
+            return False
+        if step < 0:  # no second factor on this account
+            return True
+        claimed = await auth.claim_totp_step(account.name, step)
+        if claimed:
+            auth.store.use_totp_step(account.name, step)
+        return claimed
+
+    async def _verified(self, ok: bool, request: server.Request, attempt: Attempt,
+                        account: Account | None, code: str, typed: str,
+                        gone: dict[str, bool]) -> None:
+        auth = self.auth
+        second = await self._second_factor(account, code) if ok and account is not None \
+            else False
         now = auth.clock()
-        if ok and account is not None and auth.store.check_totp(account, code, now):
+        if second is None and account is not None:
+            auth.record(account.name, "login", "refused:unavailable")
+            auth.throttle.failed(attempt, now)
+            if not gone["yes"]:
+                request.setHeader(b"Retry-After", b"5")
+                request.write(self._form(request, 503, "busy", typed))
+                request.finish()
+            return
+        if ok and account is not None and second:
             auth.throttle.succeeded(attempt, now)
             auth.record(account.name, "login", "ok")
             if gone["yes"]:
@@ -380,6 +502,7 @@ class TicketPage(_Page):
             return _json(request, 403, {"error": "csrf",
                                         "message": "The X-CSRF-Token header is missing or wrong."})
         role = cast(Role, session.role)
-        ticket = auth.node.venue.issue_ticket(role, auth.clock(), session.account)
+        ticket = auth.node.venue.issue_ticket(role, auth.clock(), session.account,
+                                              signin=session.id, generation=session.generation)
         auth.record(session.account, "ticket", "ok")
         return _json(request, 200, {"ticket": ticket, "role": role, "account": session.account})

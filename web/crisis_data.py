@@ -15,13 +15,13 @@ import json
 
 from twisted.web import resource, server
 
-from hearth.moderation.crisis_config import CrisisConfig, helplines_to_json, pack_to_json
+from hearth.moderation.crisis_config import CrisisReference, helplines_to_json, pack_to_json
 
 
 class CrisisData(resource.Resource):
     isLeaf = True
 
-    def __init__(self, crisis: CrisisConfig) -> None:
+    def __init__(self, crisis: CrisisReference) -> None:
         super().__init__()
         self.files = {
             ("helplines.json",): json.dumps(helplines_to_json(crisis.helplines)).encode(),

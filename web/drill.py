@@ -21,7 +21,7 @@ HOP_TIMEOUT = 20.0
 
 
 async def run_drill(config: Any, reactor: Any, out: Any) -> int:
-    from hearth.spaces.client import HearthClient
+    from hearth.client.websocket import HearthClient
     from hearth.web.service import make_hearth
 
     scratch = Path(tempfile.mkdtemp(prefix="hearth-drill-"))
@@ -85,12 +85,14 @@ async def run_drill(config: Any, reactor: Any, out: Any) -> int:
                 hop(name, False, type(err).__name__)
         crisis = drill_config.crisis
         channels = [f"webhook:{h.name}" for h in crisis.webhooks]
+        channels += [f"pagerduty:{s.name}" for s in crisis.pagerduty]
         if crisis.email is not None:
             channels += [c for c, wanted in (("email:primary", crisis.email.on_call),
                                              ("email:secondary", crisis.email.on_call),
                                              ("email:admin", crisis.email.admin)) if wanted]
-        if not crisis.webhooks:
-            hop("on-call webhook", False, "none configured in [[crisis.webhooks]]")
+        if not crisis.webhooks and not crisis.pagerduty:
+            hop("on-call webhook", False,
+                "none configured in [[crisis.webhooks]] or [[crisis.pagerduty]]")
         for channel in channels:
             if channel not in delivered:
                 waiters[channel] = d = defer.Deferred()

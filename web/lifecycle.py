@@ -2,7 +2,9 @@
 
 On SIGTERM (the reactor's shutdown, then the service tree's stopService):
 
-1. the listeners stop accepting (web/service.py's Listener, at once);
+1. the listeners stop accepting (web/service.py's Listener, at once) and
+   /readyz answers 503 to what still reaches it (a load balancer stops
+   sending new people here);
 2. every client connected here gets `going_away` and a close with 1001; its link
    takes no more frames, so the rooms stop changing;
 3. we wait (at most CLOSE_WAIT seconds) for those closes, which leave the
@@ -99,12 +101,14 @@ class Lifecycle:
     log = Logger(namespace="hearth.lifecycle")
 
     def __init__(self, node: Node, reactor: Any, data_dir: Path | None,
-                 close_wait: float = CLOSE_WAIT) -> None:
+                 close_wait: float = CLOSE_WAIT, readiness: Any = None) -> None:
         """`data_dir` None: rooms are saved to the broker only, never to files (embedders
-        and tests that start several servers on one data directory)."""
+        and tests that start several servers on one data directory). `readiness`
+        (web/site.py): /readyz answers 503 from the moment the stop begins."""
         self.node, self.reactor = node, reactor
         self.files = RoomStateFiles(data_dir) if data_dir is not None else None
         self.close_wait = close_wait
+        self.readiness = readiness
 
     async def restore(self) -> int:
         """Load the rooms saved by the last graceful stop; returns how many came back."""
@@ -134,6 +138,8 @@ class Lifecycle:
 
     async def shutdown(self) -> None:
         node = self.node
+        if self.readiness is not None:
+            self.readiness.draining = True
         links = node.link_count
         self.log.info("stopping: telling {count} connections to reconnect shortly", count=links)
         node.going_away(MESSAGE, GOING_AWAY)
@@ -155,12 +161,16 @@ class Lifecycle:
                 except OSError as exc:
                     self.log.error("room {room} could not be saved ({why})", room=room,
                                    why=exc.strerror or type(exc).__name__)
-                try:
-                    await node.broker.save_room(room, json.dumps(state, separators=(",", ":"))
-                                                .encode())
-                except Exception as exc:
-                    self.log.warn("room {room} was not saved to the broker ({why})", room=room,
-                                  why=type(exc).__name__)
+            try:
+                if state["room"]["members"]:
+                    # saved_at: whoever takes the room runs the grace period from this stop
+                    await node.broker.save_room(room, json.dumps(
+                        {**state, "saved_at": now}, separators=(",", ":")).encode())
+                else:  # an older copy (with people who left since) must not outlive it
+                    await node.broker.drop_room(room)
+            except Exception as exc:
+                self.log.warn("room {room} was not saved to the broker ({why})", room=room,
+                              why=type(exc).__name__)
             try:
                 await node.broker.release_room(room, node.id)
             except Exception as exc:

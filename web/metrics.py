@@ -126,6 +126,10 @@ class HearthCollector(Collector):
         yield CounterMetricFamily("hearth_broker_dropped", "Messages between nodes dropped "
                                   "while the broker was away or backed up.",
                                   value=getattr(broker, "dropped", 0))
+        yield CounterMetricFamily("hearth_shared_records_refused", "Sign-in events, "
+                                  "failed-attempt counts and account changes read from the "
+                                  "broker and refused: not sealed with this deployment's key.",
+                                  value=node.shared_records_refused)
 
 
 class Metrics:

@@ -1,25 +1,22 @@
-"""This process's side of the rooms: where the routing host's effects become bytes on
-client connections, messages to other nodes and broker calls.
-
-The host (spaces/host.py) decides everything: which node runs a room, where a
-frame goes, what waits until it is durable, when a room moves. The node applies
-its effects, one `match`, and runs its procedures (a generator that yields a
-broker call or an alert to share and gets the answer back). A room broadcast is
-framed once (compression off) for this node's members; a voice frame skips a
-connection whose socket is backed up.
+"""This process's side of the rooms: the routing host's effects (spaces/host.py, which
+decides everything) become bytes on client connections, messages to other nodes and broker
+calls; its procedures (generators yielding a broker call or an alert to share) are run.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 
+from hearth.moderation.bans import AddressBook
 from hearth.spaces.broker import Broker, Subscription, Unreachable
 from hearth.spaces.effects import Audit, Effect, Record
 from hearth.spaces.host import (
+    AlertSink,
+    AuditSink,
     Call,
     Fan,
     Link,
@@ -35,33 +32,14 @@ from hearth.spaces.host import (
     Shut,
     SignedIn,
     VoiceFan,
+    Watch,
     Write,
 )
 from hearth.spaces.venue import Venue
+from hearth.web.proxy import AddressCap
 from hearth.web.shared_logs import LogShipper
 
-__all__ = ["Link", "Node", "Peer"]
-
-
-class Peer(Protocol):
-    """What the node needs of a WebSocket connection (HearthServerProtocol, or a fake)."""
-
-    def send_bytes(self, payload: bytes) -> None: ...
-    def send_binary(self, payload: bytes) -> None: ...
-    def send_prepared(self, prepared: Any) -> None: ...
-    def pending_bytes(self) -> int: ...
-    def close(self, code: int, reason: str) -> None: ...
-
-
-class AuditSink(Protocol):  # moderation/audit.py AuditLog
-    def record(self, actor: str, action: str, target: str | None, room: str | None,
-               outcome: str, now: float) -> Any: ...
-
-
-class AlertSink(Protocol):  # web/alerts.py Alerts
-    def dispatch(self, channel: str, payload: dict[str, Any],
-                 key: str | None = None) -> Deferred[bool]: ...
-    def record(self, incident: dict[str, Any]) -> None: ...
+__all__ = ["Link", "Node"]
 
 
 def _applies(name: str) -> Any:
@@ -79,33 +57,34 @@ class Node:
                  clock: Callable[[], float], audit: AuditSink | None = None,
                  address_seed: bytes = b"", alerts: AlertSink | None = None,
                  node_id: str = "solo", shared_logs: LogShipper | None = None) -> None:
-        self.host = host = RoutingHost(venue, node_id, clock, address_seed=address_seed)
+        self.host = host = RoutingHost(venue, node_id, clock,
+                                       addresses=AddressBook(address_seed))
         self.venue, self.broker, self.prepare = venue, broker, prepare
         self.audit, self.alerts, self.shared_logs = audit, alerts, shared_logs
         # facilitator sign-in sessions shared between nodes (moderation/login.py SessionTable)
         self.on_session: Callable[[dict[str, Any]], None] | None = None
+        self.shared_records_refused = 0  # records in the broker not sealed with our key
+        # Run at the end of each housekeeping (web/auth.py: accounts shared and watched).
+        self.watchers: list[Callable[[], Awaitable[None]]] = []
         self.slow_listener_bytes = venue.config.voice.slow_listener_bytes
         self.voice_forwarded = 0
         self.voice_dropped_slow = 0
         self._subscriptions: list[Subscription] = []
         self._applying = False
         self._later: list[NodeEffect] = []
-        # asked of the host directly (they change nothing outside it)
-        self.admit_address, self.release_address = host.admit_address, host.release_address
-        self.open: Callable[..., Link] = host.open
+        # a WebSocket counted against its address's cap (keyed hashes only, while open)
+        cap = AddressCap(address_seed, venue.config.limits.connections_per_address, clock)
+        self.admit_address, self.release_address = cap.admit, cap.release
+        self.open: Callable[..., Link] = host.open  # asked of the host (changes nothing else)
 
     id = property(lambda self: self.host.id)
     owned = property(lambda self: self.host.owned)
     member_count = property(lambda self: self.host.member_count)
     link_count = property(lambda self: self.host.link_count)
+    effects_failed = property(lambda self: self.host.effects_failed)
 
-    @property
-    def clock(self) -> Callable[[], float]:
-        return self.host.clock
-
-    @clock.setter
-    def clock(self, clock: Callable[[], float]) -> None:  # (bench.micro steps time)
-        self.host.clock = clock
+    clock = property(lambda self: self.host.clock,  # (bench.micro steps time)
+                     lambda self, clock: setattr(self.host, "clock", clock))
 
     def start(self) -> None:
         self._subscriptions = [self.broker.subscribe_node(self.id, self._from_bus),
@@ -131,6 +110,8 @@ class Node:
     going_away = _applies("going_away")
     move_remote_members = _applies("move_remote_members")
     delivery_failing = _applies("delivery_failing")
+    signin_ended = _applies("signin_ended")  # roles withdrawn where the room is run
+    account_changed = _applies("account_changed")
 
     def apply(self, peer: Link | RemoteLink | None, effects: Iterable[Effect]) -> None:
         """The core's effects from outside a connection (an acknowledgement link, a drill)."""
@@ -172,20 +153,23 @@ class Node:
     def _do(self, effects: list[NodeEffect]) -> None:
         for effect in effects:
             kind = type(effect)
-            if kind is Fan:  # the hot path first: a room message, framed once
-                prepared = self.prepare(effect.payload, False)  # type: ignore[union-attr]
-                skip = effect.skip  # type: ignore[union-attr]
-                for peer in effect.peers:  # type: ignore[union-attr]
-                    if peer is not skip:
-                        peer.send_prepared(prepared)
-            elif kind is Write:
-                effect.peer.send_bytes(effect.payload)  # type: ignore[union-attr]
-            elif kind is VoiceFan:
-                self._voice(effect.peers, effect.frame)  # type: ignore[union-attr]
-            elif kind is Post:
-                self.broker.send_node(effect.node, effect.message.pack())  # type: ignore[union-attr]
-            else:
-                self._do_one(effect)
+            try:
+                if kind is Fan:  # the hot path first: a room message, framed once
+                    prepared = self.prepare(effect.payload, False)  # type: ignore[union-attr]
+                    skip = effect.skip  # type: ignore[union-attr]
+                    for peer in effect.peers:  # type: ignore[union-attr]
+                        if peer is not skip:
+                            peer.send_prepared(prepared)
+                elif kind is Write:
+                    effect.peer.send_bytes(effect.payload)  # type: ignore[union-attr]
+                elif kind is VoiceFan:
+                    self._voice(effect.peers, effect.frame)  # type: ignore[union-attr]
+                elif kind is Post:
+                    self.broker.send_node(effect.node, effect.message.pack())  # type: ignore[union-attr]
+                else:
+                    self._do_one(effect)
+            except Exception as failure:  # one effect only: the rest still apply
+                self._do_one(self.host.effect_failed(effect, failure))
 
     def _do_one(self, effect: NodeEffect) -> None:
         match effect:
@@ -205,14 +189,29 @@ class Node:
             case SignedIn(event=event):
                 if self.on_session is not None:
                     self.on_session(dict(event))
+            case Watch():
+                Deferred.fromCoroutine(self.run_watchers())  # each watcher's failure is logged
             case Log(level=level, text=text, fields=fields):
                 self.log.emit(LogLevel.levelWithName(level), text, **fields)
 
+    async def run_watchers(self) -> None:
+        """Each watcher once (web/auth.py: shared accounts); one failing stops no other."""
+        for watcher in self.watchers:
+            try:
+                await watcher()
+            except Exception:
+                self.log.failure("a housekeeping watcher failed")
+
     def _voice(self, peers: list[Any], frame: bytes) -> None:
-        """Framed once; skipped for a listener whose socket is backed up."""
+        """Framed once; as a datagram to a listener with a WebTransport session bound
+        (web/webtransport.py); skipped for a listener whose socket is backed up."""
         prepared = None
         limit, sent = self.slow_listener_bytes, 0
         for peer in peers:
+            channel = getattr(peer, "voice_channel", None)
+            if channel is not None and channel.send(frame):
+                sent += 1
+                continue
             if peer.pending_bytes() > limit:
                 self.voice_dropped_slow += 1
                 continue

@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import random
 from typing import Any
-from urllib.parse import quote
 
 import jinja2
 from twisted.web import resource, server
 
 from hearth.spaces.config import HearthConfig, RoomConfig
-from hearth.spaces.pseudonyms import AVATAR_COLORS, AVATAR_SHAPES, generate
+from hearth.spaces.pseudonyms import (
+    AVATAR_COLORS,
+    AVATAR_SHAPES,
+    client_rules,
+    generate,
+    generate_avatar,
+)
 from hearth.web import i18n
 from hearth.web.i18n import N_
 from hearth.web.node import Node
@@ -54,6 +59,8 @@ class Pages:
         self.node = node
         self.rng = rng or random.SystemRandom()
         self.envs = {lang: environment(lang, templates) for lang in i18n.LANGUAGES}
+        # The pseudonym rules, as the join form and the console check them (pseudonym.js).
+        self.rules = client_rules(config.limits.pseudonym_max_length)
 
     def language(self, request: server.Request) -> str:
         """The request's language, decided once (the cookie is set at most once)."""
@@ -75,7 +82,6 @@ class Pages:
     def render(self, request: server.Request, template: str, *, code: int = 200,
                **context: Any) -> bytes:
         lang = self.language(request)
-        path = request.path.decode("utf-8", "replace")
         request.setResponseCode(code)
         request.setHeader(b"Content-Type", b"text/html; charset=utf-8")
         request.setHeader(b"Cache-Control", b"no-store")
@@ -83,7 +89,9 @@ class Pages:
         page = self.envs[lang].get_template(template).render(
             lang=lang, organisation=self.config.organisation.name,
             quick_exit_url=self.config.organisation.quick_exit_url,
-            languages=[(code_, i18n.ENDONYMS[code_], f"{quote(path)}?lang={code_}")
+            # A query-only link: the same page in another language, whatever the path
+            # (a path of "//elsewhere" must never become a link off the site).
+            languages=[(code_, i18n.ENDONYMS[code_], f"?lang={code_}")
                        for code_ in i18n.LANGUAGES],
             **context)
         return page.encode("utf-8")
@@ -91,9 +99,10 @@ class Pages:
     def not_found(self, request: server.Request) -> bytes:
         return self.render(request, "not_found.html", code=404)
 
-    def room_summary(self, room: RoomConfig) -> dict[str, Any]:
+    def room_summary(self, room: RoomConfig, lang: str) -> dict[str, Any]:
+        """What a page shows of a room, in the page's language."""
         live = self.node.venue.rooms.get(room.id)
-        return {"id": room.id, "title": room.title, "schedule": room.schedule,
+        return {"id": room.id, "title": room.title_in(lang), "schedule": room.schedule_in(lang),
                 "capacity": room.capacity, "present": len(live.members) if live else 0}
 
     def countries(self, lang: str) -> list[tuple[str, str]]:
@@ -124,7 +133,8 @@ class Landing(resource.Resource):
     def render_GET(self, request: server.Request) -> bytes:
         if request.postpath not in ([], [b""]):
             return self.pages.not_found(request)
-        rooms = [self.pages.room_summary(r) for r in self.pages.config.rooms]
+        lang = self.pages.language(request)
+        rooms = [self.pages.room_summary(r, lang) for r in self.pages.config.rooms]
         return self.pages.render(request, "landing.html", rooms=rooms)
 
 
@@ -153,16 +163,17 @@ class JoinPage(_RoomPage):
     def render_page(self, request: server.Request) -> bytes:
         lang = self.pages.language(request)
         rng = self.pages.rng
+        avatar = generate_avatar(rng)  # inclusive defaults (spaces/pseudonyms.py)
         names = list(dict.fromkeys(generate(rng, lang) for _ in range(NAME_CHOICES * 2)))
         return self.pages.render(
-            request, "join.html", room=self.pages.room_summary(self.room),
+            request, "join.html", room=self.pages.room_summary(self.room, lang),
             texts=self.pages.config.organisation.texts_for(lang),
             countries=self.pages.countries(lang),
             pseudonym=names[0], names=names[1:NAME_CHOICES + 1],
-            max_length=self.pages.config.limits.pseudonym_max_length,
+            max_length=self.pages.rules["max"], rules=self.pages.rules,
             colours=[(c, COLOUR_NAMES.get(c, c)) for c in AVATAR_COLORS],
             shapes=[(s, SHAPE_NAMES.get(s, s)) for s in AVATAR_SHAPES],
-            colour=rng.choice(AVATAR_COLORS), shape=rng.choice(AVATAR_SHAPES))
+            colour=avatar["color"], shape=avatar["shape"])
 
 
 class RoomPage(_RoomPage):
@@ -170,7 +181,7 @@ class RoomPage(_RoomPage):
 
     def render_page(self, request: server.Request) -> bytes:
         lang = self.pages.language(request)
-        return self.pages.render(request, "room.html", room=self.pages.room_summary(self.room),
+        return self.pages.render(request, "room.html", room=self.pages.room_summary(self.room, lang),
                                  countries=self.pages.countries(lang))
 
 

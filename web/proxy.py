@@ -14,7 +14,9 @@ and is never logged.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+from hearth.moderation.bans import ClientAddress, utc_day
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -56,3 +58,34 @@ def client_address(peer: str | None, forwarded_for: str | None,
 def is_loopback(host: str | None) -> bool:
     address = _ip(host)
     return address is not None and address.is_loopback
+
+
+class AddressCap:
+    """Open connections per client address, for a cap: counted by the address's keyed hash
+    under today's salt (moderation/bans.py), in memory, and only while connections are
+    open. `admit` gives a key to hand back to `release`, or None: refuse."""
+
+    def __init__(self, seed: bytes, cap: int, clock: Callable[[], float]) -> None:
+        self.seed, self.cap, self.clock = seed, cap, clock
+        self._open: dict[bytes, int] = {}
+
+    def admit(self, address: str | None) -> bytes | None:
+        if address is None or self.cap <= 0:
+            return b""
+        key = ClientAddress(self.seed, address).hash_for(utc_day(self.clock()))
+        if self._open.get(key, 0) >= self.cap:
+            return None
+        self._open[key] = self._open.get(key, 0) + 1
+        return key
+
+    def release(self, key: bytes) -> None:
+        if key and key in self._open:
+            self._open[key] -= 1
+            if self._open[key] <= 0:
+                del self._open[key]
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __repr__(self) -> str:
+        return f"<AddressCap {len(self._open)} addresses>"

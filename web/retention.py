@@ -91,6 +91,7 @@ class Retention:
         self.clock = clock
         self.audit, self.incidents, self.venue, self.alerts = audit, incidents, venue, alerts
         self.broker = broker  # the shared logs (web/shared_logs.py) are trimmed the same way
+        self.shared_due = False  # a trim of the shared logs waits for the broker
 
     def purge(self) -> dict[str, int]:
         """Apply every retention limit now; returns what went, by store (counts only)."""
@@ -107,12 +108,7 @@ class Retention:
             gone["reports"] = self.venue.reports.purge(now - self.config.reports_days * DAY)
         if self.alerts is not None:
             self.alerts.journal.compact(self.alerts.outbox.pending())
-        if self.broker is not None:
-            for stream, seconds in (("audit", self.config.audit_days * DAY),
-                                    ("incidents", self.config.incidents_days * DAY),
-                                    ("sessions", self.session_max_seconds)):
-                d = defer.ensureDeferred(self.broker.trim(stream, int((now - seconds) * 1000)))
-                d.addErrback(lambda f: self.log.failure("trimming a shared log failed", f))
+        self.shared_due = self.broker is not None  # trim_shared, once the broker is up
         if any(gone.values()):
             self.log.info("retention purge: {audit} audit entries, {incidents} incidents, "
                           "{reports} reports removed", audit=gone.get("audit", 0),
@@ -120,16 +116,44 @@ class Retention:
         return gone
 
 
+    def broker_ready(self) -> bool:
+        """The broker answers commands: the in-memory one always, Redis once it is connected
+        (at start it is not yet: a trim then would fail)."""
+        return self.broker is not None and bool(getattr(self.broker, "connected", True))
+
+    async def trim_shared(self) -> int:
+        """Trim the shared logs in the broker by age, like the journals; returns how many
+        records went. Done when the broker is up (`shared_due` stays set otherwise)."""
+        if not self.shared_due or not self.broker_ready() or self.broker is None:
+            return 0
+        self.shared_due = False
+        now = self.clock()
+        gone = 0
+        for stream, seconds in (("audit", self.config.audit_days * DAY),
+                                ("incidents", self.config.incidents_days * DAY),
+                                ("sessions", self.session_max_seconds)):
+            gone += await self.broker.trim(stream, int((now - seconds) * 1000))
+        if gone:
+            self.log.info("retention purge: {count} records removed from the shared logs",
+                          count=gone)
+        return gone
+
+
 class RetentionService(Service):
-    """The purge, once at start and then every day."""
+    """The purge, once at start and then every day; the shared logs' trim as soon as the
+    broker is up after each purge (at start, Redis is still connecting)."""
 
     log = Logger(namespace="hearth.retention")
 
-    def __init__(self, retention: Retention, reactor: Any, every: float = DAY) -> None:
+    def __init__(self, retention: Retention, reactor: Any, every: float = DAY,
+                 shared_check: float = 1.0) -> None:
         self.retention = retention
         self.loop = LoopingCall(self._purge)
         self.loop.clock = reactor
         self.every = every
+        self.shared = LoopingCall(self._trim_shared)
+        self.shared.clock = reactor
+        self.shared_check = shared_check
 
     def _purge(self) -> None:
         try:
@@ -137,14 +161,22 @@ class RetentionService(Service):
         except Exception:  # a full disk must not stop the server; the next day tries again
             self.log.failure("the retention purge failed")
 
+    def _trim_shared(self) -> defer.Deferred[Any]:
+        d = defer.ensureDeferred(self.retention.trim_shared())
+        d.addErrback(lambda f: self.log.failure("trimming a shared log failed", f))
+        return d
+
     def startService(self) -> None:
         super().startService()
         self.loop.start(self.every, now=True)
+        if getattr(self.retention, "broker", None) is not None:
+            self.shared.start(self.shared_check, now=True)
 
     def stopService(self) -> Any:
         super().stopService()
-        if self.loop.running:
-            self.loop.stop()
+        for loop in (self.loop, self.shared):
+            if loop.running:
+                loop.stop()
         return None
 
 
@@ -256,6 +288,75 @@ def privacy_report(config: HearthConfig, now: float | None = None) -> list[Store
     return stores
 
 
+# What Hearth keeps in Redis (docs/scaling.md), for the privacy report: key prefix, name,
+# unit, what it holds, and how long it is kept. Streams carry their own dates (entry ids);
+# keys with a time to live tell when they were last written (their full TTL minus what is left).
+REDIS_STREAMS = {
+    "hearth:log:audit": ("shared audit log", "moderation actions and sign-ins of every node: "
+                         "account names and pseudonyms, never content", "audit_days"),
+    "hearth:log:incidents": ("shared incident log", "every node's incident changes: metadata "
+                             "only (pseudonym, trigger, severity, times)", "incidents_days"),
+    "hearth:log:outbox": ("crisis alert copies", "alerts not yet delivered, for another node "
+                          "to deliver if this one dies: incident id, severity, a console link",
+                          None),
+    "hearth:log:sessions": ("shared sign-in sessions", "facilitator sessions: the cookie's "
+                            "SHA-256, account name, role; never the cookie", "sessions"),
+}
+
+
+def redis_stores(items: list[dict[str, Any]], config: HearthConfig, now: float) -> list[Store]:
+    """The privacy report's Redis part, from RedisBroker.inventory (names, types, TTLs and
+    stream heads; never a value)."""
+    from hearth.spaces.redis_broker import STATE_TTL_MS
+    r, grace = config.retention, config.session.resume_grace_seconds
+    stores: list[Store] = []
+    for key, (name, note, rule) in REDIS_STREAMS.items():
+        found = [i for i in items if i["key"] == key]
+        length = sum(int(i.get("length", 0)) for i in found)
+        heads = [int(str(i["first_id"]).split("-")[0]) / 1000 for i in found if i.get("first_id")]
+        oldest = min(heads, default=None)
+        seconds = {"audit_days": r.audit_days * DAY, "incidents_days": r.incidents_days * DAY,
+                   "sessions": float(config.login.session_max_seconds), None: None}[rule]
+        stores.append(Store(
+            name=f"{name} (Redis)", path=f"redis {key}", exists=bool(found), count=length,
+            unit="entries", bytes=sum(int(i.get("bytes", 0)) for i in found), oldest=oldest,
+            kept=("until delivered (the copy is deleted then)" if seconds is None else
+                  f"{seconds / DAY:g} days" if seconds >= DAY else f"{seconds:g} s"),
+            until=None if oldest is None or seconds is None else oldest + seconds, note=note))
+    for prefix, name, unit, full, kept, note in (
+            ("hearth:state:", "room saved state (Redis)", "rooms", STATE_TTL_MS / 1000,
+             "1 day after its last save; deleted when the room empties",
+             "what a takeover needs: pseudonyms, avatars, seats, public keys, token digests, "
+             "a ban-able member's keyed address hash, bans, open incidents; never content"),
+            ("hearth:session:", "session directory (Redis)", "tokens", grace + 3600.0,
+             f"{grace + 3600:g} s after it was issued; deleted when the member is forgotten",
+             "which room a session token belongs to, by the token's SHA-256 only"),
+            ("hearth:owner:", "room owners (Redis)", "rooms", 5.0, "5 s, renewed by the owner",
+             "the id of the node that runs each room"),
+            ("hearth:node:", "node heartbeats (Redis)", "nodes", 4.0, "4 s, renewed by the node",
+             "that each node is alive"),
+            ("hearth:lease:", "leases (Redis)", "leases", None, "while the holder renews it",
+             "the id of the node doing a job alone (e.g. delivering a dead node's alerts)")):
+        found = [i for i in items if i["key"].startswith(prefix)]
+        written = [now - (full - i["ttl_ms"] / 1000) for i in found
+                   if full is not None and i["ttl_ms"] >= 0]
+        stores.append(Store(
+            name=name, path=f"redis {prefix}*", exists=bool(found), count=len(found), unit=unit,
+            bytes=sum(int(i.get("bytes", 0)) for i in found),
+            oldest=min(written, default=None), kept=kept, until=None, note=note))
+    known = (*REDIS_STREAMS, "hearth:state:", "hearth:session:", "hearth:owner:",
+             "hearth:node:", "hearth:lease:")
+    other = [i for i in items if not i["key"].startswith(known)]
+    if other:
+        stores.append(Store(
+            name="other keys (Redis)", path="redis hearth:*", exists=True, count=len(other),
+            unit="keys", bytes=sum(int(i.get("bytes", 0)) for i in other), oldest=None,
+            kept="unknown to this version of Hearth", until=None,
+            note="keys under hearth: that this version does not write (an older or newer "
+                 "Hearth?)"))
+    return stores
+
+
 IN_MEMORY = (
     "In memory only, gone when Hearth stops: room membership and positions; SHA-256 digests of "
     "session tokens (until the member leaves or its grace period ends); role tickets (60 s); "
@@ -281,11 +382,13 @@ def format_report(config: HearthConfig, stores: list[Store], now: float) -> str:
     lines = [f"Hearth privacy report, {_date(now)}",
              f"Config: {config.source}",
              f"Data directory: {config.server.data_dir}",
-             "What is stored on disk, how much, and until when. No entry's content is shown.", ""]
+             "What is stored on disk (and in Redis, with several nodes), how much, and until "
+             "when. No entry's content is shown.", ""]
     for s in stores:
         lines.append(f"{s.name}: {s.count} {s.unit}, {_bytes(s.bytes)}"
                      + ("" if s.exists else " (none yet)"))
-        lines.append(f"    file:   {s.path}")
+        label = "where:" if s.path.startswith("redis ") else "file:"
+        lines.append(f"    {label:<8}{s.path}")
         lines.append(f"    oldest: {_date(s.oldest)}")
         lines.append(f"    kept:   {s.kept}")
         if s.until is not None:

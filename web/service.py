@@ -14,27 +14,27 @@ from autobahn.twisted.resource import WebSocketResource
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.endpoints import serverFromString
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from hearth.moderation.audit import AuditLog
 from hearth.moderation.crisis_config import load_crisis
-from hearth.moderation.incidents import Escalation
 from hearth.moderation.journal import Journal
 from hearth.spaces.broker import Broker, MemoryBroker
 from hearth.spaces.config import HearthConfig
 from hearth.spaces.venue import Venue
+from hearth.web.ack_link import AckLink
 from hearth.web.alerts import Alerts
 from hearth.web.crisis_data import CrisisData
 from hearth.web.datadir import load_secrets
-from hearth.web.incidents import IncidentCallbacks
 from hearth.web.lifecycle import FLUSH_TIMEOUT, Lifecycle
 from hearth.web.metrics import Metrics, MetricsResource
 from hearth.web.node import Node
+from hearth.web.reload import ReloadableTLS, Reloader, listen_endpoint
 from hearth.web.retention import Retention, RetentionService
 from hearth.web.shared_logs import LogShipper
-from hearth.web.site import build_site
+from hearth.web.site import Readiness, build_site
+from hearth.web.webtransport import DatagramCollector, WebTransportServer, WebTransportService
 from hearth.web.ws import bind_node, prepare_for, websocket_factory
 
 
@@ -47,10 +47,12 @@ class Listener(Service):
         self.reactor, self.description, self.factory = reactor, description, factory
         self.port: Any = None
         self.listening: Deferred[Any] = Deferred()
+        self.tls: ReloadableTLS | None = None  # an ssl: listener's certificate (SIGHUP swaps it)
 
     def startService(self) -> None:
         super().startService()
-        d = serverFromString(self.reactor, self.description).listen(self.factory)
+        endpoint, self.tls = listen_endpoint(self.reactor, self.description)
+        d = endpoint.listen(self.factory)
 
         def up(port: Any) -> Any:
             self.port = port
@@ -78,26 +80,41 @@ class Hearth:
     alerts: Alerts
     metrics: Metrics | None = None
     retention: Retention | None = None
+    webtransport: WebTransportService | None = None  # voice over UDP, when it is on
+    reloader: Reloader | None = None  # what SIGHUP reloads (web/reload.py)
+    readiness: Readiness | None = None  # what /readyz answers from (web/site.py)
 
     def when_listening(self) -> Deferred[Any]:
-        return DeferredList([lst.listening for lst in self.listeners], fireOnOneErrback=True,
-                            consumeErrors=True)
+        waits = [lst.listening for lst in self.listeners]
+        if self.webtransport is not None:
+            waits.append(self.webtransport.listening)
+        return DeferredList(waits, fireOnOneErrback=True, consumeErrors=True)
+
+    def reload(self) -> list[str]:
+        """SIGHUP: the TLS certificates and crisis data again (web/reload.py)."""
+        if self.reloader is None:
+            return []
+        self.reloader.tls = [(lst.description, lst.tls) for lst in self.listeners
+                             if lst.tls is not None]
+        return self.reloader.reload()
 
 
 def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = None,
                 broker: Broker | None = None, node_id: str | None = None,
-                persist_rooms: bool = False) -> Hearth:
+                persist_rooms: bool = False, webtransport: bool | None = None) -> Hearth:
     """One node. Without a broker: the embedded default (memory, this process only).
 
     `persist_rooms` (what `hearth serve` does): a graceful stop saves the rooms to
-    data_dir/rooms/ and the next start restores them (web/lifecycle.py)."""
+    data_dir/rooms/ and the next start restores them (web/lifecycle.py).
+    `webtransport`: voice over UDP on (True: on webtransport.port, any free port if 0) or
+    off; None: on when webtransport.port is set."""
     broker = broker or MemoryBroker(reactor.seconds)
     node_id = node_id or secrets.token_hex(4)
     shipper = LogShipper(broker, node_id)
     keys = load_secrets(Path(config.server.data_dir))
     crisis = load_crisis(Path(config.crisis.directory))
     venue = Venue(config, franking_key=keys.franking,
-                  escalation=Escalation.from_policy(crisis.escalation),
+                  escalation=crisis.escalation,
                   ticket_key=hmac.new(keys.cookie, b"hearth-role-ticket-key",
                                       hashlib.sha256).digest())
     factory = websocket_factory(config)
@@ -111,15 +128,24 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
                 address_seed=keys.address_seed, alerts=alerts, node_id=node_id,
                 shared_logs=shipper)
     alerts.on_failing = node.delivery_failing
-    bind_node(factory, config, node)
-    site = build_site(config, node, WebSocketResource(factory), broker.name, secrets=keys)
-    site.resource.putChild(b"incidents", IncidentCallbacks(node, ack_key))
+    udp = WebTransportServer(config, node) if (
+        bool(config.webtransport.port) if webtransport is None else webtransport) else None
+    bind_node(factory, config, node, udp)
+    readiness = Readiness(node, alerts, config.crisis.ready_pending_limit)
+    site = build_site(config, node, WebSocketResource(factory), broker.name, secrets=keys,
+                      readiness=readiness)
+    if udp is not None:
+        site.voice_src = udp.connect_src  # the page may open its voice session (CSP)
+    site.resource.putChild(b"incidents", AckLink(node, ack_key))
     site.resource.putChild(b"crisis", CrisisData(crisis))
     metrics = Metrics(node, alerts)
     if config.metrics.enabled:
         site.resource.putChild(b"metrics", MetricsResource(metrics, config.metrics))
+    if udp is not None:
+        metrics.registry.register(DatagramCollector(udp))
     top = MultiService()
-    lifecycle = Lifecycle(node, reactor, data_dir if persist_rooms else None)
+    lifecycle = Lifecycle(node, reactor, data_dir if persist_rooms else None,
+                          readiness=readiness)
     NodeService(node, reactor, lifecycle, shipper, alerts.incidents).setServiceParent(top)
     AlertsService(alerts).setServiceParent(top)
     retention = Retention(config, reactor.seconds, audit, alerts.incidents, venue, alerts,
@@ -133,7 +159,13 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     tick = TimerService(1.0 / config.movement.tick_hz, node.tick)
     tick.clock = reactor
     tick.setServiceParent(top)
-    hearth = Hearth(top, node, listeners, alerts, metrics, retention)
+    voice_udp = None
+    if udp is not None:
+        voice_udp = WebTransportService(udp, reactor)
+        voice_udp.setServiceParent(top)
+    hearth = Hearth(top, node, listeners, alerts, metrics, retention, voice_udp,
+                    reloader=Reloader(reactor, site.resource, Path(config.crisis.directory)),
+                    readiness=readiness)
     if not config.crisis.public_url:  # links in alerts point at the first listener
         def first_url(_: Any) -> None:
             url = listener_url(listeners[0].port).rstrip("/")

@@ -11,17 +11,17 @@
     other clients: receive_directed(...) installs a sender key (and voice key);
                    decrypt(...) / decrypt_voice(...) open
 
-    identity.py   per-session X25519 + Ed25519 keys, per-epoch keys, fingerprints, safety code
-    points.py     public keys refused on decode: non-canonical, off-curve, small order
-    envelope.py   pairwise sealed envelopes (two X25519 → HKDF-SHA256 → AES-256-GCM, signed)
-    chain.py      sender-key chains: forward ratchet, skipped-key window, replay refusal
-    message.py    room message layout: header, AAD, padding, signature
-    voice.py      voice frames: clear header, per-epoch voice key, seq nonce, replay window
-    franking.py   commitments, the server's tag, report verification
-    session.py    GroupSession: one member's state for one room or private corner (sans-IO)
-    encoding.py   length-prefixed fields, integers, strict base64
-    primitives.py HMAC, HKDF, AES-GCM behind one function each
-    errors.py     E2EEError and its stable codes
+    identity.py    per-session X25519 + Ed25519 keys, per-epoch keys, fingerprints, safety code
+    points.py      public keys refused on decode: non-canonical, off-curve, small order
+    envelope.py    pairwise sealed envelopes (two X25519 → HKDF-SHA256 → AES-256-GCM, signed)
+    chain.py       sender-key chains: forward ratchet, skipped-key window, replay refusal
+    message.py     room message layout: header, AAD, padding, signature
+    voice.py       voice frames: clear header, per-epoch voice key, seq nonce, replay window
+    franking.py    commitments, the server's tag, report verification
+    session.py     GroupSession: one member's state for one room or private corner (sans-IO)
+    encoding.py    length-prefixed fields, integers, strict base64
+    primitives.py  HMAC, HKDF, AES-GCM behind one function each
+    errors.py      E2EEError and its stable codes
 
 No I/O, no clock, no Twisted: randomness is injected (rng(n) -> n bytes) so
 tests/vectors/*.json are reproducible in Python and in the browser module.

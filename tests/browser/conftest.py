@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from hearth.spaces.config import HearthConfig
-from tests.browser.harness import NEUTRAL_PAGE, Browser, Page
-from tests.browser.runner import CHROMIUM, serving
+from tests.browser.harness import NEUTRAL_PAGE, Browser, Page, speech_wav
+from tests.browser.runner import CHROMIUM, FAKE_MEDIA_ARGS, serving
 from tests.support.binaries import need_binary
 from tests.support.config import make_config
 
@@ -80,3 +80,26 @@ def _expected_error(message: str) -> bool:
     return "WebSocket connection to" in message
 
 
+@pytest.fixture(scope="module")
+def mic_browser(browser: Browser, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Browser]:
+    """`browser` first: it skips (or fails in CI) when Chromium or Playwright is missing."""
+    # Debian's Chromium with the fake microphone (and no permission prompt), playing the WAV.
+    wav = speech_wav(tmp_path_factory.mktemp("voice") / "speech.wav")
+    b = Browser([*FAKE_MEDIA_ARGS, f"--use-file-for-fake-audio-capture={wav}"])
+    b.start()
+    try:
+        yield b
+    finally:
+        b.close()
+
+
+@pytest.fixture
+def mic_pages(mic_browser: Browser) -> Iterator[list[Page]]:
+    """As `pages`: each page stayed on 127.0.0.1 and raised no error."""
+    opened: list[Page] = []
+    yield opened
+    for page in opened:
+        mic_browser.call_sync(page.context.close)
+    for page in opened:
+        assert page.recorder.foreign() == [], f"requests left 127.0.0.1: {page.recorder.foreign()}"
+        assert page.recorder.errors == [], f"errors in the page: {page.recorder.errors}"

@@ -4,25 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import reactor
-from twisted.internet.task import deferLater
-
 from tests.browser.harness import Browser, Page, open_page
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, until
 from tests.support.signin import PASSWORD, add_account
 
 APP = "document.getElementById('app')"
 
 
-async def sleep(seconds: float) -> None:
-    await deferLater(reactor, seconds, lambda: None)  # type: ignore[arg-type]
+async def console_caught_up(server: LiveServer, console: Page) -> None:
+    """Until the server has handled every frame the console sent before: the console asks
+    for the room's reports (its refresh button), a frame that comes after them on its
+    WebSocket, and the server counts it. A test that asserts a click sent nothing waits for
+    this, never for a fixed time."""
+    received = server.hearth.node.venue.stats.received
+    before = received["list_reports"]
+    await console.do(lambda p: p.click("#reports-refresh"))
+    await until(lambda: received["list_reports"] > before,
+                what="the server receiving the console's list_reports")
 
 
 async def signed_in_console(server: LiveServer, browser: Browser, pages: list[Page],
-                            name: str = "ana", axe: bool = False) -> Page:
-    """Through the real /login form to /console."""
-    add_account(server, name)
-    page = await open_page(browser, pages, server.http_url, axe=axe)
+                            name: str = "ana", axe: bool = False, role: str = "facilitator",
+                            **options: Any) -> Page:
+    """Through the real /login form to /console (`options`: Browser.page's, e.g. phone)."""
+    add_account(server, name, role=role)
+    page = await open_page(browser, pages, server.http_url, axe=axe, **options)
     await page.goto("/login")
 
     def sign_in(p: Any) -> None:
@@ -34,9 +40,13 @@ async def signed_in_console(server: LiveServer, browser: Browser, pages: list[Pa
     return page
 
 
-async def open_room(console: Page, room: str = "circle") -> str:
-    """Open a room from the console; returns the facilitator's member id."""
-    await console.do(lambda p: p.click(f".open-room[data-room='{room}']"))
+async def open_room(console: Page, room: str = "circle", name: str = "Ana Rivers") -> str:
+    """Open a room from the console, shown in it as `name` (the facilitator chooses it: it is
+    not the account name); returns the facilitator's member id."""
+    def choose_and_open(p: Any) -> None:
+        p.fill("#console-name", name)
+        p.click(f".open-room[data-room='{room}']")
+    await console.do(choose_and_open)
     return str(await console.wait_for(
         f"() => {CONSOLE}.dataset.state === 'joined' && {CONSOLE}.dataset.me"))
 

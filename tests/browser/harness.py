@@ -14,7 +14,11 @@ recorded for the tests to check.
 
 from __future__ import annotations
 
+import math
 import os
+import struct
+import time
+import wave
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -159,6 +163,18 @@ class Page:
         return self.do(lambda p: p.wait_for_function(predicate, arg=arg, timeout=timeout_ms,
                                                      polling=50).json_value(),
                        timeout=timeout_ms / 1000 + 10)
+
+    async def until_recorded(self, check: Callable[[], bool], what: str,
+                             timeout: float = 15.0) -> None:
+        """Until `check()` holds for what this page's Playwright event handlers recorded (its
+        WebSocket frames, its requests). Playwright hands a page's events to Python only
+        while a call to it runs, so each try is one: a 20 ms timer in the page."""
+        deadline = time.monotonic() + timeout
+        while True:
+            await self.evaluate("() => new Promise((resolve) => setTimeout(resolve, 20))")
+            if check():
+                return
+            assert time.monotonic() < deadline, f"timed out waiting for {what}"
 
     async def join(self, room: str, *, pseudonym: str, country: str = "GB",
                    lang: str | None = None) -> str:
@@ -372,6 +388,7 @@ async def avatar_centre_colour(page: Page, member: str) -> tuple[tuple[int, int,
 
 
 async def axe(page: Page) -> list[dict[str, Any]]:
+    """axe-core's violations on the page as it is now, of every impact (minor included)."""
     result = await page.evaluate(RUN_AXE)
     assert result["rules"] > 20 and result["contrastChecked"], "axe did not really run"
     bad: list[dict[str, Any]] = result["bad"]
@@ -384,8 +401,33 @@ RUN_AXE = """async () => {
     rules: result.passes.length + result.violations.length + result.incomplete.length,
     contrastChecked: [...result.passes, ...result.violations, ...result.incomplete]
       .some((r) => r.id === 'color-contrast'),
-    bad: result.violations.filter((v) => v.impact === 'serious' || v.impact === 'critical')
-      .map((v) => ({ id: v.id, impact: v.impact, help: v.help,
-                     nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) })),
+    bad: result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help,
+                                         nodes: v.nodes.slice(0, 5).map((n) => n.target.join(' ')) })),
   };
 }"""
+
+
+def speech_wav(path: Path, seconds: float = 4.0, rate: int = 48000) -> Path:
+    """A voice-like signal: a harmonic tone gliding around 140 Hz, 3.5 syllables a second."""
+    out = bytearray()
+    phase = 0.0
+    for i in range(int(rate * seconds)):
+        t = i / rate
+        phase += 2 * math.pi * (140 + 40 * math.sin(2 * math.pi * 0.7 * t)) / rate
+        envelope = 0.55 + 0.45 * math.sin(2 * math.pi * 3.5 * t)
+        sample = sum(math.sin(k * phase) / k for k in range(1, 8)) * 0.25 * envelope
+        out += struct.pack("<h", int(max(-1.0, min(1.0, sample)) * 32767))
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(bytes(out))
+    return path
+
+
+async def sound_running(page: Page) -> None:
+    await page.wait_for("() => window.hearthVoice.stats().audio.context === 'running'")
+
+
+def voice_frames(frames: list[bytes]) -> list[bytes]:
+    return [f for f in frames if f[:1] == b"\x01"]  # text frames start with "{"

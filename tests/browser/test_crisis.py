@@ -26,7 +26,7 @@ import pytest_twisted
 from hearth.moderation.crisis_config import load_crisis
 from tests.browser.console_steps import APP, enter, my_id, open_room, signed_in_console
 from tests.browser.harness import AXE, Browser, Page, axe, keys_ready, log_has, open_page, say
-from tests.support.live import LiveServer, record_frames, sleep
+from tests.support.live import LiveServer, caught_up, record_frames
 
 pytestmark = pytest.mark.browser
 
@@ -71,16 +71,21 @@ def sent_flags(frames: list[bytes]) -> list[dict[str, Any]]:
     return [m for m in messages if m.get("type") == "flag"]
 
 
-def incident_frames(frames: list[Any]) -> list[str]:
+def frames_of(frames: list[Any], types: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The JSON messages of those types among a page's received WebSocket frames."""
     found = []
     for payload in frames:
         try:
             message = json.loads(payload)
         except (TypeError, ValueError):
             continue
-        if isinstance(message, dict) and message.get("type") in INCIDENT_TYPES:
-            found.append(message["type"])
+        if isinstance(message, dict) and message.get("type") in types:
+            found.append(message)
     return found
+
+
+def incident_frames(frames: list[Any]) -> list[str]:
+    return [message["type"] for message in frames_of(frames, tuple(INCIDENT_TYPES))]
 
 
 @pytest_twisted.ensureDeferred
@@ -169,7 +174,14 @@ async def test_help_alerts_the_console_within_a_second_and_nobody_else_hears_of_
     await person.wait_for(f"() => {HELP_STATE}.includes('closed this request')")
 
     # Nobody else heard a thing: no incident traffic to the third page or the Python client.
-    await sleep(0.3)
+    # The Python client raises its hand: everyone's `stick` comes after anything the room's
+    # earlier events sent them, so once the bystander page has it, it has everything.
+    py.send({"type": "raise_hand", "up": True})
+    await bystander.until_recorded(
+        lambda: any(py.member in message.get("hands", ())
+                    for message in frames_of(seen_by_bystander, ("stick",))),
+        "the bystander page hearing the raised hand")
+    await caught_up(py)
     assert seen_by_bystander, "the bystander's frames were not captured"
     assert incident_frames(seen_by_bystander) == []
     assert incident_frames([json.dumps(m) for m in py.inbox]) == []

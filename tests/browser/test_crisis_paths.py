@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from hearth.spaces.client import HearthClient
-from tests.browser.console_steps import APP, enter, open_room, signed_in_console
+from hearth.client.websocket import HearthClient
+from tests.browser.console_steps import APP, console_caught_up, enter, open_room, signed_in_console
 from tests.browser.harness import AXE, Browser, Page, axe, log_has, open_page
-from tests.support.live import LiveServer, sleep, until
+from tests.support.live import LiveServer, until
 
 pytestmark = pytest.mark.browser
 
@@ -166,7 +166,7 @@ async def test_external_help_asks_for_consent_or_imminent_risk_and_records_which
                     "options": ["consent", "imminent_risk"], "focused": True}
     # Without a choice the form does not go.
     await console.do(lambda p: p.click(f"{card} button[data-act='external_now']"))
-    await sleep(0.3)
+    await console_caught_up(server, console)
     assert server.hearth.node.venue.crisis.desk.incidents[incident].state == "acknowledged"
     await console.do(lambda p: (p.check(f"{card} .basis-form input[value='imminent_risk']"),
                                 p.click(f"{card} button[data-act='external_now']")))

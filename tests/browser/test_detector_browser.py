@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from hearth.moderation.crisis_config import CrisisConfig, pack_to_json, parse_rule_pack
+from hearth.moderation.crisis_config import CrisisReference, pack_to_json, parse_rule_pack
 from hearth.moderation.detector import RulePack, detect, tokenize
 from hearth.moderation.detector_eval import DEFAULT_CORPUS, load_corpus
 from tests.browser.runner import RunnerPage, runner_page
@@ -38,7 +38,7 @@ def browser() -> Iterator[RunnerPage]:
 
 
 @pytest.fixture(scope="module")
-def packs_json(crisis: CrisisConfig) -> dict[str, Any]:
+def packs_json(crisis: CrisisReference) -> dict[str, Any]:
     return {language: pack_to_json(pack) for language, pack in crisis.packs.items()}
 
 
@@ -50,7 +50,7 @@ def python_results(packs: dict[str, RulePack], items: list[tuple[str, str]]) -> 
     return results
 
 
-def test_every_shared_case_gives_the_same_detection(browser: RunnerPage, crisis: CrisisConfig,
+def test_every_shared_case_gives_the_same_detection(browser: RunnerPage, crisis: CrisisReference,
                                                     packs_json: dict[str, Any]) -> None:
     cases = load_cases()
     items = [(case["language"], case["text"]) for case in cases]
@@ -63,7 +63,7 @@ def test_every_shared_case_gives_the_same_detection(browser: RunnerPage, crisis:
     assert browser.page_errors == []
 
 
-def test_the_evaluation_corpus_gives_the_same_detections(browser: RunnerPage, crisis: CrisisConfig,
+def test_the_evaluation_corpus_gives_the_same_detections(browser: RunnerPage, crisis: CrisisReference,
                                                          packs_json: dict[str, Any]) -> None:
     """Every line of every corpus file (the held-out third too, once it is added)."""
     lines = load_corpus([DEFAULT_CORPUS])
@@ -115,7 +115,7 @@ def _corpus(packs: dict[str, RulePack], seed: int, count: int) -> list[tuple[str
     return items
 
 
-def test_a_generated_corpus_gives_the_same_detections(browser: RunnerPage, crisis: CrisisConfig,
+def test_a_generated_corpus_gives_the_same_detections(browser: RunnerPage, crisis: CrisisReference,
                                                       packs_json: dict[str, Any]) -> None:
     items = _corpus(dict(crisis.packs), seed=20261107, count=400)
     in_browser = browser.call("run", packs_json, items)
@@ -142,7 +142,7 @@ def test_tokens_are_the_same_on_tricky_unicode(browser: RunnerPage) -> None:
         assert js == py, text
 
 
-def test_a_pack_sent_as_json_text_works(browser: RunnerPage, crisis: CrisisConfig,
+def test_a_pack_sent_as_json_text_works(browser: RunnerPage, crisis: CrisisReference,
                                         packs_json: dict[str, Any]) -> None:
     texts = ["Quiero morirme esta noche.", "No quiero morir.", "Me muero de vergüenza."]
     got = browser.call("runFromText", json.dumps(packs_json["es"], ensure_ascii=False), texts)

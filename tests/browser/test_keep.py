@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from hearth.spaces.chat import GroupChat
+from hearth.client.groupchat import GroupChat
 from tests.browser.harness import Browser, Page, chat_both_ways, keys_ready, log_has, open_page
 from tests.support.live import LiveServer
 

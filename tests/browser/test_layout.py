@@ -1,16 +1,48 @@
-"""Every page stays on 127.0.0.1, and the pages fit a 390 x 844 phone without sideways scrolling."""
+"""Layout: what a phone and a desktop show, and what a finger can hit.
+
+- Every page stays on 127.0.0.1, and fits a 390 x 844 phone without sideways scrolling.
+- On a 390 x 844 phone the map and the conversation are on screen together (the conversation
+  a sheet over the lower part of the map, counting what arrived while closed), and "I need
+  help now" and quick exit are on screen at every scroll position.
+- Every tap target on every page, in every state tested, is at least 44 x 44 CSS pixels,
+  at 390 x 844 and at 1280 x 800 (seats included, however small the map is drawn).
+- Avatars and their names stay inside the map at the walls and corners, at four sizes.
+- Room titles, schedules and corner names show in the page's language (per-language config).
+"""
 
 from __future__ import annotations
 
+import re
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 import pytest_twisted
 
-from tests.browser.harness import Browser, Page, artifact, open_page
-from tests.support.live import LiveServer
+from hearth.spaces.config import HearthConfig
+from tests.browser.console_steps import open_room, signed_in_console
+from tests.browser.harness import DESKTOP, PHONE, Browser, Page, artifact, log_has, open_page, say
+from tests.support.config import base_rooms, make_config
+from tests.support.live import LiveServer, walk_to
 
 pytestmark = pytest.mark.browser
+
+TITLES = {"en": "Evening circle", "es": "Círculo de la tarde"}
+SCHEDULES = {"en": "Tuesdays at seven", "es": "Los martes a las siete"}
+CORNERS = {"en": "Quiet corner", "es": "Rincón tranquilo"}
+
+
+@pytest.fixture
+def config(neutral_site: str) -> HearthConfig:
+    """The test rooms, the first with its title, schedule and corner named per language,
+    room for nine, ten seats as in the shipped demo room (seats closer together: smaller
+    tap targets), and a fast walk (people are sent to the walls)."""
+    corners = [{"id": "corner-west", "x": 0.0, "y": 0.0, "width": 3.0, "height": 3.0, "title": CORNERS}]
+    rooms = base_rooms(title=TITLES, schedule=SCHEDULES, capacity=12)
+    rooms[0]["layout"]["corners"] = corners
+    rooms[0]["layout"]["circle"]["seats"] = 10
+    return make_config(organisation={"name": "Test Hearth", "quick_exit_url": neutral_site},
+                       movement={"walk_speed": 50.0}, rooms=rooms)
 
 REFERENCES = """() => [...document.querySelectorAll('[src], [href]')]
   .filter((el) => el.id !== 'quick-exit')
@@ -23,11 +55,12 @@ async def test_each_page_loads_only_from_127_0_0_1(server: LiveServer, browser: 
                                                    pages: list[Page], neutral_site: str) -> None:
     page = await open_page(browser, pages, server.http_url)
     seen = 0
-    for path, expected in [("/", "/static/css/hearth.css"), ("/join/circle", "/static/js/join.js")]:
+    for path, expected in [("/", r"/static/css/hearth\.[0-9a-f]{12}\.css"),
+                           ("/join/circle", r"/static/js/join\.[0-9a-f]{12}\.js")]:
         await page.goto(path)
         requests = page.recorder.requests[seen:]
         seen = len(page.recorder.requests)
-        assert any(url.endswith(expected) for url in requests), requests
+        assert any(re.search(expected + "$", url) for url in requests), requests
         assert {urlsplit(url).hostname for url in requests} == {"127.0.0.1"}, requests
         for reference in await page.evaluate(REFERENCES):
             parts = urlsplit(reference)
@@ -35,7 +68,10 @@ async def test_each_page_loads_only_from_127_0_0_1(server: LiveServer, browser: 
         assert await page.evaluate("() => document.getElementById('quick-exit').href") == neutral_site
     await page.join("circle", pseudonym="Local Owl")
     requests = page.recorder.requests[seen:]
-    assert any(url.endswith("/static/js/e2ee.js") for url in requests)
+    assert any(re.search(r"/static/js/e2ee\.[0-9a-f]{12}\.js$", url) for url in requests)
+    # content-hashed URLs only: a page never loads a module that could be of another version
+    assert not [url for url in page.recorder.requests
+                if "/static/" in url and not re.search(r"\.[0-9a-f]{12}\.[a-z]+$", url)]
     assert any(url.startswith("ws://127.0.0.1:") for url in requests)
     assert {urlsplit(url).hostname for url in requests} == {"127.0.0.1"}, requests
     assert page.recorder.foreign() == []
@@ -53,7 +89,7 @@ async def test_the_pages_fit_a_phone(server: LiveServer, browser: Browser, pages
     width, viewport = await page.evaluate(FITS)
     assert width <= viewport, ("join", width)
     await page.do(lambda p: p.screenshot(path=str(artifact(f"join-phone-{lang}.png"))))
-    await page.join("circle", pseudonym="Pequeña Alondra Luminosa" if lang == "es" else
+    await page.join("circle", pseudonym="Pequeña Alondra Luminos" if lang == "es" else
                     "Exceptionally Long Name", lang=lang)
     width, viewport = await page.evaluate(FITS)
     assert width <= viewport, ("room", width)
@@ -62,3 +98,198 @@ async def test_the_pages_fit_a_phone(server: LiveServer, browser: Browser, pages
         box = await page.do(lambda p, s=selector: p.locator(s).bounding_box())
         assert box["width"] > 40 and box["x"] >= 0 and box["x"] + box["width"] <= 390, (selector, box)
     await page.do(lambda p: p.screenshot(path=str(artifact(f"room-phone-viewport-{lang}.png"))))
+
+
+# --- tap targets ---------------------------------------------------------------------------
+
+SMALL_TARGETS = """() => {
+  const interactive = 'a[href], button, input:not([type=hidden]), select, textarea, summary,'
+    + ' [role=button], [tabindex]:not([tabindex="-1"])';
+  const small = [];
+  for (const el of document.querySelectorAll(interactive)) {
+    if (el.closest('[hidden], [aria-hidden="true"]')) continue;
+    // A checkbox or radio button is hit through its label too: the label is the target.
+    const target = el.matches('input[type=checkbox], input[type=radio]')
+      ? (el.closest('label') ?? document.querySelector(`label[for="${el.id}"]`) ?? el) : el;
+    const box = target.getBoundingClientRect();
+    if (box.width === 0 || box.height === 0 || getComputedStyle(target).visibility === 'hidden') continue;
+    if (box.width < 43.5 || box.height < 43.5) {
+      const name = el.id || el.dataset.seat && `seat ${el.dataset.seat}` || el.textContent.trim().slice(0, 30)
+        || el.getAttribute('aria-label') || el.tagName;
+      small.push(`${el.tagName.toLowerCase()} ${name}: ${Math.round(box.width)} x ${Math.round(box.height)}`);
+    }
+  }
+  return small;
+}"""
+
+
+async def small_targets(page: Page, where: str, found: dict[str, list[str]]) -> None:
+    found[where] = await page.evaluate(SMALL_TARGETS)
+
+
+@pytest.mark.parametrize("size", ["phone", "desktop"])
+@pytest_twisted.ensureDeferred
+async def test_every_tap_target_is_at_least_44_pixels(server: LiveServer, browser: Browser,
+                                                      pages: list[Page], size: str) -> None:
+    phone = size == "phone"
+    page = await open_page(browser, pages, server.http_url, phone=phone)
+    found: dict[str, list[str]] = {}
+    await page.goto("/")
+    await small_targets(page, "landing", found)
+    await page.goto("/join/circle")
+    await page.do(lambda p: p.click("#enter"))  # the error state too
+    await small_targets(page, "join", found)
+    await page.goto("/login")
+    await small_targets(page, "login", found)
+    other = await open_page(browser, pages, server.http_url)
+    await other.join("circle", pseudonym="Quiet Robin")
+    await page.join("circle", pseudonym="Bright Finch")
+    await say(other, "hello there")
+    await log_has(page, "hello there")
+    await page.evaluate("() => document.querySelectorAll('details').forEach((d) => { d.open = true; })")
+    await small_targets(page, "room", found)
+    await page.do(lambda p: p.click("#show-helplines"))
+    await page.wait_for("() => document.querySelector('#help-lines a')")
+    if phone:
+        await page.do(lambda p: p.click("#sheet-toggle"))
+    await small_targets(page, "room, help card and the sheet open", found)
+    console = await signed_in_console(server, browser, pages)
+    await console.do(lambda p: p.set_viewport_size(PHONE if phone else DESKTOP))
+    await small_targets(console, "console", found)
+    await open_room(console)
+    await small_targets(console, "console, a room open", found)
+    assert found == {where: [] for where in found}
+
+
+# --- the phone's room: map and conversation together ------------------------------------------
+
+BOX = "(sel) => { const r = document.querySelector(sel).getBoundingClientRect();" \
+      " return {top: r.top, bottom: r.bottom, left: r.left, right: r.right, height: r.height}; }"
+
+
+async def box(page: Page, selector: str) -> dict[str, float]:
+    found: dict[str, float] = await page.evaluate(BOX, selector)
+    return found
+
+
+async def on_screen(page: Page, selector: str) -> bool:
+    b = await box(page, selector)
+    return (b["top"] >= 0 and b["bottom"] <= PHONE["height"]
+            and b["left"] >= 0 and b["right"] <= PHONE["width"])
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_a_phone_the_map_and_the_conversation_are_on_screen_together(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    page = await open_page(browser, pages, server.http_url, phone=True)
+    other = await open_page(browser, pages, server.http_url)
+    await page.join("circle", pseudonym="Bruno Garza")
+    await other.join("circle", pseudonym="Alice Wren")
+    # Closed: the whole map, the last lines, the message box, help and quick exit, unscrolled.
+    for selector in ("#room-svg", "#chat-log", "#chat-input", "#chat-send", "#help-button",
+                     "#quick-exit", ".reaction-button[data-reaction='heart']"):
+        assert await on_screen(page, selector), selector
+    sheet = await box(page, "#chat")
+    svg = await box(page, "#room-svg")
+    assert sheet["top"] >= svg["bottom"] - 1, (sheet, svg)  # closed, it covers none of the map
+    # Messages while it is closed are counted on its handle.
+    for text in ("first", "second"):
+        await say(other, text)
+        await log_has(page, text)
+    assert await page.evaluate("() => document.getElementById('unread').textContent") == "2 new"
+    expanded = "() => document.getElementById('sheet-toggle').getAttribute('aria-expanded')"
+    assert await page.evaluate(expanded) == "false"
+    # Open: over the lower part of the map; its upper part stays in view; the count is read.
+    await page.do(lambda p: p.click("#sheet-toggle"))
+    sheet = await box(page, "#chat")
+    assert svg["top"] + svg["height"] / 3 < sheet["top"] < svg["bottom"], (sheet, svg)
+    assert await page.evaluate("() => document.getElementById('unread').hidden")
+    assert await on_screen(page, "#chat-input") and await on_screen(page, "#help-button")
+    await page.do(lambda p: p.screenshot(path=str(artifact("room-phone-sheet-open.png"))))
+    # Scrolled to the very end of the page: help and quick exit are still on screen.
+    await page.do(lambda p: p.click("#sheet-toggle"))
+    await page.evaluate("() => window.scrollTo(0, document.documentElement.scrollHeight)")
+    assert await page.evaluate("() => window.scrollY") > 100
+    for selector in ("#help-button", "#quick-exit", "#chat-input"):
+        assert await on_screen(page, selector), selector
+    # Everything below the map can be scrolled clear of the closed sheet.
+    leave = await box(page, "#leave")
+    sheet = await box(page, "#chat")
+    assert leave["bottom"] <= sheet["top"], (leave, sheet)
+
+
+# --- avatars and names inside the map -----------------------------------------------------------
+
+EDGES = [(0.0, 0.0), (14.0, 0.0), (0.0, 10.0), (14.0, 10.0), (7.0, 0.0), (7.0, 10.0), (0.0, 5.0),
+         (14.0, 5.0)]
+OUTSIDE = """() => {
+  const floor = document.querySelector('#room-svg .floor').getBoundingClientRect();
+  const out = [];
+  for (const a of document.querySelectorAll('.avatar')) {
+    for (const part of [a, a.querySelector('text')]) {
+      const r = part.getBoundingClientRect();
+      if (r.left < floor.left - 0.5 || r.right > floor.right + 0.5 || r.top < floor.top - 0.5
+          || r.bottom > floor.bottom + 0.5) {
+        out.push(`${a.querySelector('text').textContent} (${part.tagName}) at`
+          + ` ${a.dataset.x},${a.dataset.y}: ${[r.left, r.top, r.right, r.bottom].map(Math.round)}`
+          + ` outside ${[floor.left, floor.top, floor.right, floor.bottom].map(Math.round)}`);
+      }
+    }
+  }
+  return out;
+}"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_avatars_and_names_stay_inside_the_map_at_every_wall_and_size(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    page = await open_page(browser, pages, server.http_url, reduced_motion="reduce")
+    await page.join("circle", pseudonym="Exceptionally Long Namez")
+    clients: list[Any] = []
+    for i, (x, y) in enumerate(EDGES):
+        client = await server.client()
+        await client.join("circle", pseudonym=f"Long Edge Name Walker {'ABCDEFGH'[i]}")
+        clients.append(client)
+        await walk_to(client, x, y)
+    await page.wait_for("(n) => [...document.querySelectorAll('.avatar')].filter((a) =>"
+                        " (a.dataset.x === '0' || a.dataset.x === '14' || a.dataset.y === '0'"
+                        " || a.dataset.y === '10')).length === n", len(EDGES))
+    found = {}
+    for width, height in [(390, 844), (1280, 800), (768, 1024), (320, 640)]:
+        await page.do(lambda p, w=width, h=height: p.set_viewport_size({"width": w, "height": h}))
+        await page.evaluate("() => new Promise((resolve) => requestAnimationFrame(() =>"
+                            " requestAnimationFrame(resolve)))")  # the resize observed, drawn
+        found[f"{width}x{height}"] = await page.evaluate(OUTSIDE)
+        # Larger avatars than the 16 px teardrops of before: at least 22 px on a 390 px phone.
+        smallest = await page.evaluate("() => Math.min(...[...document.querySelectorAll('.avatar .body')]"
+                                       ".map((b) => b.getBoundingClientRect().width))")
+        assert smallest >= {320: 18, 390: 22}.get(width, 40), (width, smallest)
+        await page.do(lambda p, w=width: p.screenshot(path=str(artifact(f"map-walls-{w}.png"))))
+    assert found == {size: [] for size in found}
+    for client in clients:
+        await client.close()
+
+
+# --- the room's words in the page's language --------------------------------------------------
+
+@pytest_twisted.ensureDeferred
+async def test_room_title_schedule_and_corner_names_in_the_pages_language(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    for lang in ("en", "es"):
+        page = await open_page(browser, pages, server.http_url)
+        await page.goto(f"/?lang={lang}")
+        landing = await page.evaluate("() => document.querySelector(\"li[data-room='circle']\").textContent")
+        assert TITLES[lang] in landing and SCHEDULES[lang] in landing
+        await page.join("circle", pseudonym="Calm Heron" if lang == "en" else "Garza Serena", lang=lang)
+        assert await page.evaluate("() => document.getElementById('room-title').textContent") == TITLES[lang]
+        assert (await page.evaluate("() => document.title")).startswith(TITLES[lang])
+        corner = await page.evaluate("() => document.querySelector('.corner text').textContent")
+        assert corner == CORNERS[lang]
+        # Walk into the corner: the members list names it in the page's language.
+        await page.do(lambda p: p.focus("#room-view"))
+        await page.do(lambda p: p.keyboard.down("ArrowUp"))
+        await page.do(lambda p: p.keyboard.down("ArrowLeft"))
+        await page.wait_for("(name) => document.getElementById('me-where').textContent.includes(name)",
+                            CORNERS[lang])
+        await page.do(lambda p: p.keyboard.up("ArrowUp"))
+        await page.do(lambda p: p.keyboard.up("ArrowLeft"))

@@ -43,7 +43,7 @@ async def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dic
 
 def static_files() -> list[str]:
     return sorted("/static/" + p.relative_to(STATIC).as_posix()
-                  for p in STATIC.rglob("*") if p.is_file())
+                  for p in STATIC.rglob("*") if p.is_file() and not p.name.startswith("."))
 
 
 def check_security_headers(path: str, headers: dict[str, list[str]]) -> None:
@@ -69,7 +69,8 @@ async def test_every_page_and_static_file_carries_the_security_headers(server: L
         # No inline script or style in any page, and every script is a same-origin module.
         assert "<style" not in body and " style=" not in body and " on" + "click=" not in body
         for tag in re.findall(r"<script[^>]*>", body):
-            assert re.fullmatch(r'<script type="module" src="/static/js/[a-z]+\.js">', tag), tag
+            assert re.fullmatch(r'<script type="module" src="/static/js/[a-z]+\.[0-9a-f]{12}\.js">',
+                                tag), tag  # content-hashed (web/static_files.py)
     for path in files:
         code, headers, _ = await get(server.http_url + path)
         assert code == 200, path

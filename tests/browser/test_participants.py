@@ -1,7 +1,7 @@
 """Two browsers and the Python client in one live room: walking, sitting, encrypted chat.
 
 This is issue 4's first "done means" and the browser half of issue 3's interop: the
-browser client (web/static/js) and spaces.chat.GroupChat speak the same hearth.v1 and
+browser client (web/static/js) and hearth.client.groupchat.GroupChat speak the same hearth.v1 and
 the same E2EE in one room, each reading what the others say, and all three show the
 same safety code.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from hearth.spaces.chat import GroupChat
+from hearth.client.groupchat import GroupChat
 from tests.browser.harness import (
     Browser,
     Page,
@@ -95,7 +95,7 @@ async def test_two_browsers_and_the_python_client_walk_sit_and_talk(
     assert py_id is not None
     await log_has(alice, "Python Pal joined.")
     await log_has(bob, "Python Pal entró.")
-    for page, badge in ((alice, "Facilitator"), (bob, "Facilitador/a")):
+    for page, badge in ((alice, "Facilitator"), (bob, "Facilitación")):
         await page.wait_for(
             "([id, badge]) => document.querySelector(`#members li[data-member='${id}'] .badge`)"
             "?.textContent === badge", [py_id, badge])

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from hearth.spaces.chat import GroupChat
+from hearth.client.groupchat import GroupChat
 from hearth.spaces.layout import Point
 from tests.browser.harness import Browser, Page, keys_ready, log_has, open_page
 from tests.support.live import LiveServer, until

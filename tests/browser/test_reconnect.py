@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from hearth.spaces.chat import GroupChat
+from hearth.client.groupchat import GroupChat
 from tests.browser.harness import (
     Browser,
     CuttableLink,

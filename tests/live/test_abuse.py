@@ -10,7 +10,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from hearth.spaces.client import ClientClosed, HearthClient
+from hearth.client.websocket import ClientClosed, HearthClient
 from tests.support.config import make_config
 from tests.support.live import start_server
 

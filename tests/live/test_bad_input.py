@@ -13,10 +13,11 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 
-from hearth.spaces.client import ClientClosed, HearthClient
+from hearth.client.websocket import ClientClosed, HearthClient
 from hearth.spaces.protocol import ERRORS
 from tests.support.config import make_config
 from tests.support.live import LiveServer, start_server
+from tests.support.nasty import STRING_FIELDS, nasty_text
 
 COMMIT = "C" * 43 + "="
 
@@ -58,6 +59,18 @@ async def still_fine(server: LiveServer, bystander: HearthClient) -> None:
     (b'{"type":"keys","dh":"short","sig":"short"}', "bad_message"),
     (b'{"type":"list_reports"}', "forbidden"),
     ("ünïcode but not json".encode(), "bad_json"),
+    # text that cannot be encoded again (lone surrogates), wherever it is
+    (b'{"type":"report","seq":1,"from":"m1","ts":1,"text":"x","franking_key":"'
+     + COMMIT.encode() + b'","commitment":"' + COMMIT.encode() + b'","tag":"' + COMMIT.encode()
+     + b'","reason":"\\ud800"}', "bad_message"),
+    (b'{"type":"list_reports","ref":"\\ud800"}', "bad_message"),
+    (b'{"type":"resume","token":"\\udfff"}', "bad_message"),
+    (b'{"type":"teleport","ref":"\\ud800"}', "bad_message"),
+    (b'{"type":"stand","ref":"' + b"r" * 65 + b'"}', "bad_message"),
+    (b'{"type":"stand","ref":7}', "bad_message"),
+    (b'{"type":"rename","pseudonym":"Ana\\ud83d"}', "bad_message"),
+    (b'{"type":"envelope","body":"AAAA","commitment":"' + COMMIT.encode()
+     + b'","zone":"\\udc00"}', "bad_message"),
 ])
 @pytest_twisted.ensureDeferred
 async def test_malformed_frames_get_their_code_and_others_are_unaffected(
@@ -166,49 +179,74 @@ async def test_a_wrong_subprotocol_is_refused(server: LiveServer) -> None:
 
 # "leave" is left out: it closes the connection on purpose (tested on its own).
 message_types = st.sampled_from(["join", "resume", "move", "sit", "stand", "rename", "keys",
-                                 "envelope", "direct", "report", "list_reports",
-                                 "bogus", 7, None])
+                                 "envelope", "direct", "report", "list_reports", "mute",
+                                 "hide", "private_corner", "flag", "incident", "help",
+                                 "bogus", 7, None]) | nasty_text()
 values = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70),
-                   st.floats(allow_nan=False), st.text(max_size=30),
-                   st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5),
-                                                                        st.integers(), max_size=2))
+                   st.floats(allow_nan=False), nasty_text(), st.text(max_size=30),
+                   st.lists(st.integers(), max_size=3),
+                   st.dictionaries(nasty_text(), st.one_of(st.integers(), nasty_text()),
+                                   max_size=2))
 frames = st.one_of(
     st.fixed_dictionaries({"type": message_types}, optional={
-        k: values for k in ["room", "x", "y", "seat", "token", "body", "to", "commitment",
-                            "pseudonym", "avatar", "ref", "seq", "text"]}).map(
-        lambda d: (json.dumps(d).encode(), False)),
+        k: values for k in [*STRING_FIELDS, "x", "y", "seat", "seq", "ts", "minutes"]
+        if k != "type"}).map(
+        lambda d: (json.dumps(d).encode(), False)),  # ensure_ascii: surrogates as \uD8xx
     st.text(max_size=40).map(lambda t: (t.encode("utf-8"), False)),
     st.binary(max_size=64).map(lambda b: (b, True)))
 
 
+@pytest.mark.parametrize("who", ["before_join", "participant", "facilitator"])
 @pytest_twisted.ensureDeferred
-async def test_random_frames_against_the_live_endpoint(server: LiveServer) -> None:
-    """Every reply to junk is a known code; the connection and the bystander stay up.
+async def test_random_frames_against_the_live_endpoint(server: LiveServer, who: str) -> None:
+    """Every reply to junk — lone surrogates, lone escapes and non-characters in every
+    string field included — is a known code; the connection and the bystanders (a
+    participant, and a facilitator's console asking for the reports) stay up.
 
     Hypothesis runs in a worker thread and blocks on the reactor for each
     example, so failing batches still shrink against the live server.
     """
     @given(batch=st.lists(frames, min_size=1, max_size=12))
-    @settings(max_examples=30, deadline=None, database=None,
+    @settings(max_examples=20, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow])
     def check(batch: list[tuple[bytes, bool]]) -> None:
-        blockingCallFromThread(reactor, lambda: ensureDeferred(_random_frames(server, batch)))
+        blockingCallFromThread(reactor, lambda: ensureDeferred(
+            _random_frames(server, batch, who)))
 
     await deferToThread(check)
 
 
-async def _random_frames(server: LiveServer, batch: list[tuple[bytes, bool]]) -> None:
+async def _random_frames(server: LiveServer, batch: list[tuple[bytes, bool]], who: str) -> None:
+    node = server.hearth.node
+    console = await server.client()
+    await console.join("circle", ticket=node.venue.issue_ticket("facilitator", node.clock(),
+                                                                "console"))
     attacker, bystander, _ = await pair(server)
+    if who == "before_join":
+        attacker.send({"type": "leave"})
+        await attacker.closed
+        attacker = await server.client()
+    elif who == "facilitator":
+        attacker.send({"type": "leave"})
+        await attacker.closed
+        attacker = await server.client()
+        await attacker.join("circle", ticket=node.venue.issue_ticket(
+            "facilitator", node.clock(), "fuzz"))
     try:
         for frame, is_binary in batch:
             attacker.send_raw(frame, is_binary)
         attacker.send({"type": "list_reports", "ref": "sentinel"})  # answered after the junk
-        await attacker.next(lambda m: m.get("ref") == "sentinel")
+        # (a facilitator gets `reports`, which carries no ref; a participant `forbidden`)
+        await attacker.next(lambda m: m.get("ref") == "sentinel" or m["type"] == "reports")
         for message in attacker.inbox:
             if message["type"] == "error":
                 assert message["code"] in ERRORS and message["message"]
+        console.send({"type": "list_reports", "ref": "console"})
+        await console.next(lambda m: m.get("ref") == "console" or m["type"] == "reports")
         await still_fine(server, bystander)
+        assert console.close_code is None and attacker.close_code is None
     finally:
-        for client in (attacker, bystander):
-            client.send({"type": "leave"})
-            await client.closed
+        for client in (attacker, bystander, console):
+            if client.close_code is None:
+                client.send({"type": "leave"})  # never left away, holding a place
+                await client.close()  # (one that never joined is not closed by `leave`)

@@ -214,3 +214,35 @@ def test_an_account_added_by_the_cli_signs_in_to_a_served_hearth(config: Path,
         assert body["ticket"] not in served.output()
     finally:
         served.stop()
+
+
+def test_every_account_change_is_audited(config: Path, tmp_path: Path) -> None:
+    """add, reset, totp on and off, remove: one audit line each, naming who ran the command,
+    the action and the account — never the password or the TOTP secret."""
+    import getpass
+
+    from hearth.moderation.audit import read_entries
+    pw = password_file(tmp_path)
+    for args in (["add", "ana"], ["reset", "ana"], ["totp", "ana"], ["totp", "ana", "--disable"],
+                 ["remove", "ana"]):
+        extra = ["--password-file", pw] if args[0] in ("add", "reset") else []
+        result = hearth("facilitator", *args, "--config", str(config), *extra)
+        clean(result)
+        assert result.returncode == 0, result.stderr
+    secret = re.search(r"secret=([A-Z2-7]+)", (config.parent / "data" / "audit.jsonl").read_text())
+    assert secret is None
+    entries = list(read_entries(config.parent / "data" / "audit.jsonl"))
+    assert [(e.action, e.target, e.outcome) for e in entries] == [
+        ("facilitator.add", "ana", "ok"), ("facilitator.reset", "ana", "ok"),
+        ("facilitator.totp.on", "ana", "ok"), ("facilitator.totp.off", "ana", "ok"),
+        ("facilitator.remove", "ana", "ok")]
+    assert {e.actor for e in entries} == {f"cli:{getpass.getuser()}"}
+    raw = (config.parent / "data" / "audit.jsonl").read_text()
+    assert PASSWORD not in raw and "$argon2" not in raw
+
+
+def test_a_refused_change_is_not_audited(config: Path, tmp_path: Path) -> None:
+    result = hearth("facilitator", "remove", "nobody", "--config", str(config))
+    assert result.returncode == 1
+    assert not (config.parent / "data" / "audit.jsonl").exists() or \
+        (config.parent / "data" / "audit.jsonl").read_text() == ""

@@ -11,26 +11,15 @@ from typing import Any
 
 import pytest_twisted
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.web.client import Agent, readBody
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.spaces.config import to_toml as toml_of
 from tests.support.config import BASE, make_config
 from tests.support.crisis import SECRET, asks_for_help, crisis
-from tests.support.live import LiveServer, start_server, until
+from tests.support.live import LiveServer, caught_up, start_server, until
 from tests.support.serving import ServedHearth
 from tests.support.webhook_receiver import Receiver
-
-
-async def sleep(seconds: float) -> None:
-    await deferLater(reactor, seconds, lambda: None)
-
-
-
-
-
-
 
 
 async def facilitator(server: LiveServer) -> HearthClient:
@@ -71,7 +60,7 @@ async def test_help_alerts_the_room_facilitator_and_on_call_and_nobody_else() ->
         response = await Agent(reactor).request(b"POST", forged.encode())
         assert response.code == 404
         await readBody(response)
-        await sleep(0.2)
+        await caught_up(bystander)
         assert [m for m in bystander.inbox
                 if m["type"] in ("incident", "help_status", "help_received")] == []
         for client in (fac, person, bystander):
@@ -235,7 +224,8 @@ async def test_on_call_and_admin_e_mail_through_smtp() -> None:
     smtp = SMTPReceiver()
     port = smtp.listen()
     live = await start_server(make_config(crisis={
-        "email": {"smtp_host": "127.0.0.1", "smtp_port": port, "sender": "hearth@example.org",
+        "email": {"smtp_host": "127.0.0.1", "smtp_port": port, "tls": "none",
+                  "sender": "hearth@example.org",
                   "on_call": ["oncall@example.org"], "admin": ["admin@example.org"]}}))
     try:
         person = await live.client()
@@ -277,7 +267,7 @@ async def test_each_path_says_told_only_after_a_console_received_it() -> None:
                      "pack": "hearth-en:1.0.0"})
         incident = (await person.expect("flag_received"))["incident"]
         await fac.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert")
-        await sleep(0.3)
+        await caught_up(person)
         assert statuses(person) == []
         fac.send({"type": "alert_seen", "incident": incident})
         assert (await person.expect("help_status"))["status"] == "delivered"
@@ -286,7 +276,7 @@ async def test_each_path_says_told_only_after_a_console_received_it() -> None:
         assert (await person.expect("help_received"))["incident"] == incident
         pressed = await fac.next(lambda m: m["type"] == "incident" and m.get("cause") == "press")
         assert pressed["sound"] is True and pressed["incident"]["trigger"] == "help_button"
-        await sleep(0.3)
+        await caught_up(person)
         assert statuses(person) == []
         fac.send({"type": "alert_seen", "incident": incident})
         assert (await person.expect("help_status"))["status"] == "delivered"
@@ -294,12 +284,12 @@ async def test_each_path_says_told_only_after_a_console_received_it() -> None:
         peer.send({"type": "worried", "member": other.member})
         concern = (await peer.expect("concern_received"))["incident"]
         await fac.next(lambda m: m["type"] == "incident" and m["incident"]["id"] == concern)
-        await sleep(0.3)
+        await caught_up(peer, other)
         assert statuses(peer) == [] and statuses(other) == []
         fac.send({"type": "alert_seen", "incident": concern})
         assert (await peer.expect("help_status")) == {"type": "help_status", "incident": concern,
                                                       "status": "delivered"}
-        await sleep(0.2)
+        await caught_up(other)
         assert statuses(other) == []  # someone else's concern: not told
         for client in (fac, person, peer, other):
             await client.close()

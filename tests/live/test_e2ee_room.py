@@ -10,10 +10,10 @@ import pytest
 import pytest_twisted
 from twisted.logger import globalLogPublisher
 
-from hearth.spaces.chat import ChatMessage, GroupChat
-from hearth.spaces.client import HearthClient
+from hearth.client.groupchat import ChatMessage, GroupChat
+from hearth.client.websocket import HearthClient
 from hearth.spaces.e2ee import E2EEError
-from tests.support.live import LiveServer, record_frames, settle
+from tests.support.live import LiveServer, caught_up, record_frames, settle, until
 
 SECRET = "I have never told anyone this: the pills are in the kitchen drawer"
 
@@ -200,10 +200,7 @@ async def test_voice_is_encrypted_end_to_end_and_the_server_sees_only_the_header
         await walk_to(alice.client, 5.0, 8.0)
         await walk_to(bob.client, 6.0, 8.0)
         sent = [alice.speak(OPUS + bytes([i]), level=20) for i in range(5)]
-        for _ in range(50):
-            if len(bob.heard) == 5:
-                break
-            await sleep(0.02)
+        await until(lambda: len(bob.heard) == 5, what="bob hearing alice's five frames")
         assert [(who, f.opus) for who, f in bob.heard] == [
             (alice.client.member, OPUS + bytes([i])) for i in range(5)]
         voice_in = [f for f in frames if f[:1] == b"\x01" and len(f) > 26 and f in sent]
@@ -218,26 +215,12 @@ async def test_voice_is_encrypted_end_to_end_and_the_server_sees_only_the_header
             carol.session.decrypt_voice(alice.client.member or "", sent[0])
         await walk_to(carol.client, 5.5, 8.5)
         alice.speak(OPUS, level=20)
-        for _ in range(50):
-            if carol.heard:
-                break
-            await sleep(0.02)
+        await until(lambda: bool(carol.heard), what="carol hearing alice")
         assert carol.heard and carol.heard[0][1].opus == OPUS
         for c in (alice, bob, carol):
             await c.client.close()
     finally:
         await live.hearth.service.stopService()
-
-
-async def sleep(seconds: float) -> None:
-    from twisted.internet import reactor
-    from twisted.internet.task import deferLater
-    await deferLater(reactor, seconds, lambda: None)
-
-
-async def until_true(check: Any, what: str, timeout: float = 10.0) -> None:
-    from tests.support.live import until
-    await until(check, timeout, what)
 
 
 @pytest_twisted.ensureDeferred
@@ -258,8 +241,8 @@ async def test_a_private_corner_reaches_its_two_members_and_no_bystander() -> No
         assert fac.client.member and person.client.member and bystander.client.member
         fac.client.send({"type": "private_corner", "corner": "corner-west",
                          "member": person.client.member})
-        await until_true(lambda: "corner-west" in person.corners and "corner-west" in fac.corners,
-                         "both members' corner sessions")
+        await until(lambda: "corner-west" in person.corners and "corner-west" in fac.corners,
+                    what="both members' corner sessions")
         assert "corner-west" not in bystander.corners
         await fac.keys_from([person.client.member], zone="corner-west")
         await person.keys_from([fac.client.member], zone="corner-west")
@@ -270,10 +253,10 @@ async def test_a_private_corner_reaches_its_two_members_and_no_bystander() -> No
         assert (await person.next_message()).text == "I'm here with you"
         await walk_to(fac.client, 1.2, 1.4)  # close enough to hear, both in the corner
         person.speak(OPUS, level=10)
-        await until_true(lambda: len(fac.heard) == 1, "the facilitator hearing the person")
+        await until(lambda: len(fac.heard) == 1, what="the facilitator hearing the person")
         assert fac.heard[0] == (person.client.member, fac.heard[0][1])
         assert fac.heard[0][1].opus == OPUS
-        await sleep(0.3)
+        await caught_up(person.client, fac.client, bystander.client)
         # The bystander: moved out, and nothing of the corner reached it.
         corner_envelopes = [m for m in bystander.client.inbox
                             if m.get("type") in ("envelope", "direct") and m.get("zone")]

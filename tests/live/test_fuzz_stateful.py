@@ -1,6 +1,8 @@
 """Stateful fuzzing of the live endpoint: random valid and invalid sequences of joins, moves,
 chat, voice, moderation, resumes and disconnects, with invariants checked after every step.
 
+Text fields carry lone surrogates, lone escapes and non-characters too (tests/support/nasty.py),
+from participants, facilitators and connections that have not joined.
 Invariants: the server answers (never a crash or a stall); every refusal carries a known code
 and a sentence; nothing of one room ever reaches a member of another; a member who joined
 without a role ticket is a participant in every message about it. HEARTH_FUZZ_STEPS sets the
@@ -23,11 +25,12 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import blockingCallFromThread, deferToThread
 
-from hearth.spaces.client import ClientClosed, HearthClient
-from hearth.spaces.protocol import ERRORS
+from hearth.client.websocket import ClientClosed, HearthClient
+from hearth.spaces.protocol import CLIENT_TYPES, ERRORS
 from hearth.spaces.voice import build_frame
 from tests.support.config import make_config
 from tests.support.live import LiveServer, start_server
+from tests.support.nasty import STRING_FIELDS, nasty_text
 
 STEPS = int(os.environ.get("HEARTH_FUZZ_STEPS", "2000"))
 STEPS_PER_RUN = 40
@@ -198,6 +201,36 @@ class LiveEndpoint(RuleBasedStateMachine):
             junk = junk.decode("utf-8", "replace").encode()  # invalid UTF-8 closes: tested apart
         with contextlib.suppress(ClientClosed):
             seat.client.send_raw(junk, is_binary)
+
+    @rule(i=st.integers(0, 99), kind=st.sampled_from(sorted(CLIENT_TYPES - {"leave"})),
+          field=st.sampled_from(STRING_FIELDS), text=nasty_text(),
+          keep=st.dictionaries(st.sampled_from(STRING_FIELDS), nasty_text(), max_size=3))
+    def nasty(self, i: int, kind: str, field: str, text: str, keep: dict[str, str]) -> None:
+        """Lone surrogates, lone escapes, non-characters in any string field of any
+        message, from any seat (facilitators included; surrogates as JSON escapes)."""
+        message = {**keep, "type": kind, field: text}
+        with contextlib.suppress(ClientClosed):
+            self.pick(i).client.send_raw(json.dumps(message).encode())
+
+    @rule(kind=st.sampled_from(["join", "resume", "move", "report", "bogus"]),
+          field=st.sampled_from(STRING_FIELDS), text=nasty_text())
+    def nasty_before_join(self, kind: str, field: str, text: str) -> None:
+        """The same on a connection that has not joined: refused, the connection kept."""
+        async def go() -> None:
+            client = await self.server.client()
+            message = {"type": kind, "room": "circle", field: text}
+            client.send_raw(json.dumps(message).encode())
+            client.send({"type": "join", "room": "nowhere", "ref": "after"})
+            await client.next(lambda m: m.get("ref") == "after", timeout=5)
+            for answer in client.inbox:
+                if answer["type"] == "error":
+                    assert answer["code"] in ERRORS and answer["message"]
+            assert client.close_code is None
+            if client.member is not None or any(m["type"] in ("welcome", "waiting")
+                                                for m in client.inbox):
+                client.send({"type": "leave"})
+            await client.close()
+        call(go())
 
     @rule(i=st.integers(0, 99))
     def drop_and_resume(self, i: int) -> None:

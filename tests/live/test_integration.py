@@ -11,7 +11,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.web.client import Agent, readBody
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from tests.support.live import LiveServer
 
 COMMIT = "B" * 43 + "="

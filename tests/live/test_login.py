@@ -13,7 +13,8 @@ from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
-import hearth.spaces.client
+import hearth.client.websocket
+from hearth.client.websocket import ClientClosed, HearthClient, ServerError
 from hearth.moderation.accounts import new_totp_secret, totp_code
 from hearth.moderation.audit import read_entries
 from hearth.moderation.login import (
@@ -25,7 +26,6 @@ from hearth.moderation.login import (
     form_token,
     tokens_match,
 )
-from hearth.spaces.client import ClientClosed, HearthClient, ServerError
 from hearth.spaces.config import LoginConfig
 from tests.support.config import make_config
 from tests.support.live import LiveServer, start_server
@@ -314,7 +314,7 @@ async def test_a_cookie_alone_on_the_websocket_gives_a_participant(
     def with_cookie(*args: Any, **kwargs: Any) -> WebSocketClientFactory:
         return WebSocketClientFactory(*args, headers={"Cookie": cookie}, **kwargs)
 
-    monkeypatch.setattr(hearth.spaces.client, "WebSocketClientFactory", with_cookie)
+    monkeypatch.setattr(hearth.client.websocket, "WebSocketClientFactory", with_cookie)
     client = await server.client()
     welcome = await client.join("circle")
     me = next(m for m in welcome["room"]["members"] if m["id"] == welcome["member"])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest_twisted
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.spaces.config import to_toml as toml_of
 from tests.support.config import BASE
 from tests.support.serving import ServedHearth

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import pytest_twisted
 
-from hearth.spaces.client import HearthClient, ServerError
+from hearth.client.websocket import HearthClient, ServerError
 from tests.support.live import LiveServer
 
 

@@ -81,3 +81,61 @@ def test_init_can_point_at_the_shipped_crisis_data(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert not (target / "crisis").exists()
     assert load_config(target / "hearth.toml").crisis.directory == CrisisConfig.directory
+
+
+def test_init_takes_the_public_url_and_a_fresh_webhook_secret(tmp_path: Path) -> None:
+    target = tmp_path / "deploy"
+    result = hearth("init", str(target), "--public-url", "https://groups.example.org/")
+    assert result.returncode == 0, result.stderr
+    config = load_config(target / "hearth.toml")
+    assert config.crisis.public_url == "https://groups.example.org"
+    text = (target / "hearth.toml").read_text()
+    secret = text.split('# secret = "', 1)[1].split('"', 1)[0]
+    assert secret.startswith("whsec_") and len(secret) > 40  # uncommented, it is valid
+    other = tmp_path / "other"
+    assert hearth("init", str(other)).returncode == 0
+    assert secret not in (other / "hearth.toml").read_text()  # one per deployment
+    bad = hearth("init", str(tmp_path / "bad"), "--public-url", "groups.example.org")
+    assert bad.returncode == 2 and "--public-url" in bad.stderr
+    assert not (tmp_path / "bad" / "hearth.toml").exists()
+
+
+def test_without_a_terminal_init_says_public_url_is_unset(tmp_path: Path) -> None:
+    result = hearth("init", str(tmp_path / "deploy"))  # stdin is not a terminal here
+    assert result.returncode == 0
+    assert "crisis.public_url is not set" in result.stdout
+    assert load_config(tmp_path / "deploy" / "hearth.toml").crisis.public_url == ""
+
+
+def test_hearth_config_and_etc_are_the_default_config(tmp_path: Path) -> None:
+    import os
+
+    from hearth.web.cli import default_config
+    etc = tmp_path / "etc-hearth.toml"
+    assert default_config({}, etc) is None  # the shipped config
+    etc.write_text("")
+    assert default_config({}, etc) == etc
+    assert default_config({"HEARTH_CONFIG": "/srv/h.toml"}, etc) == Path("/srv/h.toml")
+    assert hearth("init", str(tmp_path / "deploy")).returncode == 0
+    config = tmp_path / "deploy" / "hearth.toml"
+    env = {**os.environ, "HEARTH_CONFIG": str(config)}
+    for command in (["check-config"], ["privacy", "report"], ["facilitator", "list"]):
+        done = subprocess.run([sys.executable, "-m", "hearth.web.cli", *command],
+                              capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        assert str(config) in done.stdout or str(tmp_path / "deploy" / "data") in done.stdout
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+    result = hearth("--version")
+    assert result.returncode == 0 and result.stdout.strip() == f"hearth {version('hearth')}"
+
+
+def test_init_can_put_the_data_directory_elsewhere(tmp_path: Path) -> None:
+    state = tmp_path / "var-lib-hearth"  # the systemd unit's /var/lib/hearth
+    result = hearth("init", str(tmp_path / "etc"), "--data-dir", str(state))
+    assert result.returncode == 0, result.stderr
+    assert load_config(tmp_path / "etc" / "hearth.toml").server.data_dir == str(state)
+    assert mode(state) == 0o700 and mode(state / "secrets.json") == 0o600
+    assert not (tmp_path / "etc" / "data").exists()

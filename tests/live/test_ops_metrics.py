@@ -15,7 +15,7 @@ from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.spaces.voice import build_frame
 from hearth.web.service import make_hearth
 from tests.support.config import make_config

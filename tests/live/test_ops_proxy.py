@@ -13,8 +13,8 @@ from autobahn.twisted.websocket import WebSocketClientFactory
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
 
-import hearth.spaces.client
-from hearth.spaces.client import HearthClient, ServerError
+import hearth.client.websocket
+from hearth.client.websocket import HearthClient, ServerError
 from hearth.web.proxy import client_address, is_loopback, trusted_networks
 from hearth.web.service import make_hearth
 from tests.support.config import make_config
@@ -43,7 +43,7 @@ def test_no_trusted_proxies_means_the_header_is_never_read() -> None:
 
 async def through_proxy(monkeypatch: pytest.MonkeyPatch, url: str, forwarded: str) -> Any:
     """A client whose handshake carries X-Forwarded-For, as nginx would add it."""
-    monkeypatch.setattr(hearth.spaces.client, "WebSocketClientFactory", functools.partial(
+    monkeypatch.setattr(hearth.client.websocket, "WebSocketClientFactory", functools.partial(
         WebSocketClientFactory, headers={"X-Forwarded-For": forwarded}))
     try:
         return await HearthClient.connect(url)

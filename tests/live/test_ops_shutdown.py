@@ -13,7 +13,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.spaces.config import to_toml as toml_of
 from hearth.web.lifecycle import RoomStateFiles
 from tests.support.config import BASE, make_config
@@ -24,15 +24,6 @@ KEY = "A" * 43 + "="  # base64 of 32 bytes: an identity public key as the roster
 
 async def sleep(seconds: float) -> None:
     await deferLater(reactor, seconds, lambda: None)
-
-
-async def exited(served: ServedHearth, timeout: float = 20.0) -> int:
-    """Wait for the process without blocking the reactor (the clients must see the close)."""
-    deadline = time.monotonic() + timeout
-    while served.proc.poll() is None:
-        assert time.monotonic() < deadline, f"hearth did not exit:\n{served.output()}"
-        await sleep(0.05)
-    return served.proc.returncode
 
 
 def write_config(tmp_path: Path) -> Path:
@@ -63,7 +54,7 @@ async def test_sigterm_says_going_away_closes_1001_and_members_resume_after_rest
             assert code == 1001
             going = await client.next("going_away")
             assert going["reconnect"] is True and going["message"]
-        assert await exited(served) == 0
+        assert await served.exited() == 0
     finally:
         served.stop()
     output = served.output()

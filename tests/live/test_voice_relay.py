@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import pytest_twisted
 
-from hearth.spaces.client import HearthClient
+from hearth.client.websocket import HearthClient
 from hearth.spaces.voice import HEADER_SIZE, build_frame, parse_header
 from tests.support.config import make_config
-from tests.support.live import LiveServer, sleep, start_server, walk_to
+from tests.support.live import LiveServer, caught_up, sleep, start_server, walk_to
 
 
 async def placed(server: LiveServer, spots: dict[str, tuple[float, float]],
@@ -24,11 +25,14 @@ async def placed(server: LiveServer, spots: dict[str, tuple[float, float]],
     return clients
 
 
-async def talk(speaker: HearthClient, frames: int = 10, first: int = 1) -> None:
+async def talk(speaker: HearthClient, listeners: Iterable[HearthClient], frames: int = 10,
+               first: int = 1) -> None:
+    """Frames at the voice rate (one per 20 ms: the server counts them), then until every
+    listener has read whatever the server sent it for them."""
     for seq in range(first, first + frames):
         speaker.send_voice(build_frame(b"opus?" * 8, seq=seq, level=20))
         await sleep(0.02)
-    await sleep(0.2)
+    await caught_up(speaker, *listeners)
 
 
 def heard(client: HearthClient, slot: int) -> int:
@@ -55,7 +59,7 @@ async def test_exactly_the_listeners_in_range_and_zone_hear_and_a_muted_speaker_
             "Corner": (1.5, 1.5), "Facil": (5.0, 9.5), "Pair": (2.5, 2.5)},
             ticket={"Facil": ticket})
         speaker_slot = slot_of(c["Speaker"], c["Facil"])
-        await talk(c["Speaker"])
+        await talk(c["Speaker"], c.values())
         counts = {name: heard(client, speaker_slot) for name, client in c.items()}
         assert counts == {"Speaker": 0, "Near": 10, "Far": 0, "Corner": 0, "Facil": 10, "Pair": 0}
         frame = next(f for f in c["Near"].binary if parse_header(f, 4096).slot == speaker_slot)
@@ -63,7 +67,7 @@ async def test_exactly_the_listeners_in_range_and_zone_hear_and_a_muted_speaker_
 
         # the quiet-corner pair: heard by each other only
         corner_slot = slot_of(c["Corner"], c["Facil"])
-        await talk(c["Corner"], first=100)
+        await talk(c["Corner"], c.values(), first=100)
         assert {n: heard(cl, corner_slot) for n, cl in c.items() if n != "Corner"} == {
             "Speaker": 0, "Near": 0, "Far": 0, "Facil": 0, "Pair": 10}
 
@@ -74,7 +78,7 @@ async def test_exactly_the_listeners_in_range_and_zone_hear_and_a_muted_speaker_
                                 and m["member"]["muted"])
         for client in c.values():
             client.binary.clear()
-        await talk(c["Speaker"], first=200)
+        await talk(c["Speaker"], c.values(), first=200)
         assert sum(heard(client, speaker_slot) for client in c.values()) == 0
         assert (await c["Speaker"].expect("error"))["code"] == "muted"
         for client in c.values():

@@ -12,8 +12,8 @@ from typing import Any
 import pytest_twisted
 from twisted.internet.task import Clock
 
+from hearth.client.websocket import HearthClient
 from hearth.moderation.audit import AuditLog, read_entries
-from hearth.spaces.client import HearthClient
 from hearth.spaces.config import to_toml as toml_of
 from tests.support.config import BASE
 from tests.support.serving import ServedHearth

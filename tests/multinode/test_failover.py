@@ -13,7 +13,7 @@ import pytest
 import pytest_twisted
 
 from bench import faults
-from hearth.spaces.client import HearthClient, resume_anywhere
+from hearth.client.websocket import HearthClient, resume_anywhere
 from tests.support.crisis import SECRET, crisis
 from tests.support.live import until
 from tests.support.nodes import serve_nodes

@@ -10,9 +10,9 @@ import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
+from hearth.client.groupchat import GroupChat
+from hearth.client.websocket import HearthClient
 from hearth.spaces.broker import MemoryBroker
-from hearth.spaces.chat import GroupChat
-from hearth.spaces.client import HearthClient
 from tests.support.live import LiveServer, settle, until, walk_to
 from tests.support.nodes import node_configs, start_nodes
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest_twisted
 
-from hearth.spaces.client import ClientClosed, HearthClient, resume_anywhere
+from hearth.client.websocket import ClientClosed, HearthClient, resume_anywhere
 from hearth.spaces.config import to_toml as toml_of
 from tests.support.config import BASE
 from tests.support.crisis import SECRET, asks_for_help, crisis, quick_crisis
@@ -202,7 +202,7 @@ async def test_a_redis_restart_is_survived_and_an_alert_raised_meanwhile_is_deli
         await other_side.expect("envelope")
 
         redis.kill()  # Redis goes away mid-session
-        await sleep(0.5)
+        await until(lambda: not any(b.connected for b in brokers), what="both nodes noticing")
         person.send({"type": "help"})  # a crisis during the outage
         await person.expect("help_received")
         owner_side.envelope("QkJCQg==", "A" * 43 + "=")  # the owner's members carry on
@@ -264,9 +264,11 @@ async def test_a_sign_out_during_a_redis_outage_reaches_the_other_node_afterward
             return await console_code() == 200
         await until_async(signed_in, what="signed in on node1")
         redis.kill()
-        await sleep(0.5)
+        await until(lambda: not any(b.connected for b in brokers), what="both nodes noticing")
         console = await b.request("GET", "/console")
         assert (await b.request("POST", "/logout", {"csrf": console_csrf(console.body)})).code == 303
+        # Nothing can carry the sign-out while Redis is away: a second is given to anything
+        # that would (there is no event to wait for that proves a message did not travel).
         await sleep(1.0)
         assert await console_code() == 200  # node1 cannot know yet
         redis.restart()

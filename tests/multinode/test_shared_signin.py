@@ -67,19 +67,28 @@ async def three(request: pytest.FixtureRequest) -> AsyncIterator[list[LiveServer
         brokers = [RedisBroker(url) for _ in range(4)]
     configs = node_configs(4)
     nodes = await start_nodes(configs[:3], brokers[:3])
+    add_account(nodes[0])  # on one node: the others get it (web/shared_accounts.py)
     for node in nodes:
-        add_account(node)  # the same accounts file on every node (operators copy it)
+        await until_async(lambda node=node: _has_ana(node), what="the account on every node")
     started = [*nodes]
 
     async def late() -> LiveServer:
         [node] = await start_nodes(configs[3:], brokers[3:], first=4)
-        add_account(node)
+        await until_async(lambda: _has_ana(node), what="the account on a node started later")
         started.append(node)
         return node
     request.node.late = late
     yield nodes
     for node in started:
         await node.hearth.service.stopService()
+
+
+async def _has_ana(node: LiveServer) -> bool:
+    from pathlib import Path
+
+    from hearth.moderation.accounts import AccountStore
+    data = Path(node.hearth.node.venue.config.server.data_dir)
+    return AccountStore.in_data_dir(data).get("ana") is not None
 
 
 @pytest_twisted.ensureDeferred

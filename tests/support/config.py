@@ -30,10 +30,20 @@ BASE: dict[str, Any] = {
 }
 
 
-def make_config(**sections: dict[str, Any]) -> HearthConfig:
-    """The test config, with some sections' keys overridden."""
+def make_config(**sections: dict[str, Any] | list[dict[str, Any]]) -> HearthConfig:
+    """The test config, with some sections' keys overridden (a list, like `rooms`, replaces)."""
     data = copy.deepcopy(BASE)
     data["server"]["data_dir"] = tempfile.mkdtemp(prefix="hearth-test-")
     for name, values in sections.items():
-        data.setdefault(name, {}).update(values)
+        if isinstance(values, list):
+            data[name] = values
+        else:
+            data.setdefault(name, {}).update(values)
     return parse_config(data, "test.toml")
+
+
+def base_rooms(**changes: Any) -> list[dict[str, Any]]:
+    """The test rooms, a fresh copy, with the first room's keys changed."""
+    rooms = copy.deepcopy(BASE["rooms"])
+    rooms[0].update(changes)
+    return list(rooms)

@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from hearth.client.websocket import HearthClient
 from hearth.moderation.bans import ClientAddress
-from hearth.spaces.client import HearthClient
 from hearth.spaces.connection import Connection
 from hearth.spaces.effects import Dispatch, Duty, Effect, Reply, Send
-from tests.support.world import World
+from tests.support.world import World, reply, wire
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "a-long-shared-webhook-secret"
@@ -62,9 +62,7 @@ class CrisisWorld(World):
         if address is not None:
             conn.address = ClientAddress(ADDRESS_SEED, address)
         effects = self.send(conn, {"type": "join", "room": "circle", "pseudonym": pseudonym})
-        welcome = next(e.message for e in effects if isinstance(e, Reply)
-                       and e.message["type"] == "welcome")
-        return conn, str(welcome["member"])
+        return conn, str(reply(effects, "welcome")["member"])
 
     def later(self, seconds: float) -> list[Effect]:
         """Time passes (in one-second ticks, as the node ticks): every effect meanwhile."""
@@ -80,13 +78,14 @@ def dispatches(effects: list[Effect], channel: str = "webhook:primary") -> list[
 
 
 def sent(effects: list[Effect], member: str, kind: str) -> list[dict[str, Any]]:
-    return [dict(e.message) for e in effects if isinstance(e, Send) and e.member == member
-            and e.message["type"] == kind]
+    return [m for m in (wire(e.message) for e in effects if isinstance(e, Send)
+                        and e.member == member) if m["type"] == kind]
 
 
 def duty(effects: list[Effect]) -> list[dict[str, Any]]:
-    return [dict(e.message) for e in effects if isinstance(e, Duty)]
+    return [wire(e.message) for e in effects if isinstance(e, Duty)]
 
 
 def replies(effects: list[Effect], kind: str) -> list[dict[str, Any]]:
-    return [dict(e.message) for e in effects if isinstance(e, Reply) and e.message["type"] == kind]
+    return [m for m in (wire(e.message) for e in effects if isinstance(e, Reply))
+            if m["type"] == kind]

@@ -15,6 +15,7 @@ from typing import Any
 
 from twisted.internet.task import Clock
 
+from hearth.moderation.bans import AddressBook
 from hearth.spaces.broker import MemoryBroker, Unreachable
 from hearth.spaces.effects import Audit, Record
 from hearth.spaces.host import (
@@ -31,6 +32,7 @@ from hearth.spaces.host import (
     Shut,
     SignedIn,
     VoiceFan,
+    Watch,
     Write,
 )
 from hearth.spaces.venue import Venue
@@ -91,6 +93,7 @@ class Nodes:
         self.shared: list[tuple[str, str, dict[str, Any]]] = []  # (node, key, payload)
         self.share_fails: set[str] = set()  # nodes whose alerts cannot be copied now
         self.logs: list[tuple[str, str]] = []
+        self.watched: list[str] = []  # nodes asked to run their watchers (Watch)
         self.records: list[dict[str, Any]] = []
         self.paused: set[str] = set()
         self.parked: list[tuple[str, Procedure, Call]] = []  # saves waiting for the store
@@ -103,7 +106,7 @@ class Nodes:
             name = f"node{i}"
             venue = Venue(self.config, franking_key=b"k" * 32, rng=random.Random(i),
                           make_member_id=lambda: f"m{next(counter)}", ticket_key=ticket_key)
-            host = RoutingHost(venue, name, self.clock.seconds)
+            host = RoutingHost(venue, name, self.clock.seconds, addresses=AddressBook(b"s" * 32))
             self.hosts[name] = host
             self.clients[name] = []
             self._subscriptions[name] = [
@@ -232,6 +235,8 @@ class Nodes:
                 self.records.append(dict(incident))
             case Audit() | SignedIn():
                 pass
+            case Watch():
+                self.watched.append(name)
             case _:
                 raise AssertionError(f"unknown effect {effect!r}")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -9,8 +10,8 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
-from hearth.spaces.chat import GroupChat
-from hearth.spaces.client import HearthClient
+from hearth.client.groupchat import GroupChat
+from hearth.client.websocket import HearthClient
 from hearth.spaces.config import HearthConfig
 
 
@@ -28,7 +29,7 @@ class LiveServer:
         return f"http://127.0.0.1:{self.port}"
 
     async def client(self, **kwargs: Any) -> Any:
-        from hearth.spaces.client import HearthClient
+        from hearth.client.websocket import HearthClient
         return await HearthClient.connect(self.ws_url, **kwargs)
 
 
@@ -44,6 +45,39 @@ async def start_server(config: HearthConfig) -> LiveServer:
 
 async def sleep(seconds: float) -> None:
     await deferLater(reactor, seconds, lambda: None)
+
+
+_PROBES = itertools.count(1)
+
+
+async def caught_up(*clients: HearthClient) -> None:
+    """Until the server has handled everything each client sent before, and each client has
+    read everything the server sent it before: one round trip per connection, in the order
+    given (senders first, then whoever must not have received something).
+
+    The probe is a frame the server refuses at once (`unknown_type`, with our `ref`): on
+    one WebSocket the server handles frames in order and TCP keeps what it sends in order,
+    so its answer comes after anything earlier. A test asserting that something did *not*
+    arrive waits for this, never for a fixed time.
+    """
+    for client in clients:
+        ref = f"caught-up-{next(_PROBES)}"
+        client.send({"type": "caught_up_probe", "ref": ref})
+        answer = await client.next(lambda m, ref=ref: m.get("ref") == ref, timeout=30.0)
+        assert answer.get("code") == "unknown_type", answer
+
+
+async def room_caught_up(actor: HearthClient, *members: HearthClient) -> None:
+    """Until each member has read everything the room sent it before `actor` spoke, on
+    whichever node it is: `actor` raises its hand and lowers it again, and each member waits
+    for both `stick` broadcasts (a room's messages reach each member in the order the room
+    sent them, across nodes too). Call it once the room has handled what is being checked
+    (e.g. `actor` received it)."""
+    for up in (True, False):
+        actor.send({"type": "raise_hand", "up": up})
+        for member in (actor, *members):
+            await member.next(lambda m, up=up: m.get("type") == "stick"
+                              and (actor.member in m.get("hands", ())) == up, timeout=30.0)
 
 
 async def walk_to(client: HearthClient, x: float, y: float) -> None:

@@ -32,13 +32,14 @@ def node_configs(n: int, **sections: Any) -> list[Any]:
     return configs
 
 
-async def start_nodes(configs: list[Any], brokers: list[Any], first: int = 1) -> list[LiveServer]:
-    """Nodes named node<first>, node<first + 1>, …"""
+async def start_nodes(configs: list[Any], brokers: list[Any], first: int = 1,
+                      webtransport: bool | None = None) -> list[LiveServer]:
+    """Nodes named node<first>, node<first + 1>, … (`webtransport`: voice over UDP on each)."""
     from hearth.web.service import make_hearth
     nodes = []
     for i, (config, broker) in enumerate(zip(configs, brokers, strict=True)):
         hearth = make_hearth(config, reactor, ["tcp:0:interface=127.0.0.1"], broker=broker,
-                             node_id=f"node{first + i}")
+                             node_id=f"node{first + i}", webtransport=webtransport)
         hearth.service.startService()
         await hearth.when_listening()
         nodes.append(LiveServer(hearth, hearth.listeners[0].port.getHost().port))

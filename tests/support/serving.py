@@ -30,13 +30,19 @@ class ServedHearth:
         return self.out_path.read_bytes().decode("utf-8", "replace")
 
     def log_events(self) -> list[dict[str, Any]]:
-        """Events written by --log-format json (records separated by RS)."""
-        events = []
-        for record in self.output().split("\x1e"):
-            record = record.strip()
-            if record.startswith("{"):
-                events.append(json.loads(record.splitlines()[0]))
-        return events
+        """Events written by --log-format json: one JSON object per line (NDJSON); the
+        startup message's plain lines are not events."""
+        return [json.loads(line) for line in self.output().splitlines() if line.startswith("{")]
+
+    async def exited(self, timeout: float = 20.0) -> int:
+        """Wait for the process to exit without blocking the reactor (clients must see the
+        close meanwhile); its return code."""
+        from tests.support.live import sleep
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None:
+            assert time.monotonic() < deadline, f"hearth did not exit:\n{self.output()}"
+            await sleep(0.05)
+        return int(self.proc.returncode)
 
     def stop(self) -> int:
         if self.proc.poll() is None:

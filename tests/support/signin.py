@@ -104,3 +104,18 @@ class HttpBrowser:
 def auth_of(live: LiveServer) -> Any:
     site = live.hearth.listeners[0].factory
     return site.resource.children[b"login"].auth
+
+
+async def ticket_of(b: HttpBrowser) -> str:
+    """A role ticket, as the console asks for one (the browser must be signed in)."""
+    console = await b.request("GET", "/console")
+    assert console.code == 200, console.code
+    reply = await b.request("POST", "/console/ticket",
+                            headers={"X-CSRF-Token": console_csrf(console.body)})
+    assert reply.code == 200, reply.body
+    return str(reply.json()["ticket"])
+
+
+async def logout(b: HttpBrowser) -> Reply:
+    console = await b.request("GET", "/console")
+    return await b.request("POST", "/logout", {"csrf": console_csrf(console.body)})

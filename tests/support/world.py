@@ -9,7 +9,8 @@ from typing import Any
 from twisted.internet.task import Clock
 
 from hearth.spaces.connection import Connection
-from hearth.spaces.effects import Broadcast, Effect, Reply
+from hearth.spaces.effects import Broadcast, Effect, Message, Reply
+from hearth.spaces.protocol import encode
 from hearth.spaces.venue import Venue
 from tests.support.config import make_config
 
@@ -41,10 +42,17 @@ class World:
         return self.venue.tick(self.clock.seconds())
 
 
+def wire(message: Message) -> dict[str, Any]:
+    """A message as the client reads it: encoded as the shell sends it, and parsed."""
+    decoded: dict[str, Any] = json.loads(encode(message))
+    return decoded
+
+
 def reply(effects: list[Effect], kind: str) -> dict[str, Any]:
-    found = [e.message for e in effects if isinstance(e, Reply) and e.message["type"] == kind]
+    found = [wire(e.message) for e in effects if isinstance(e, Reply)]
+    found = [m for m in found if m["type"] == kind]
     assert found, f"no {kind} reply in {effects}"
-    return dict(found[0])
+    return found[0]
 
 
 def broadcasts(effects: list[Effect], kind: str) -> list[Broadcast]:

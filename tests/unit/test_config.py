@@ -83,6 +83,16 @@ spawn = [[1.0, 1.0]]
      "retention.audit_days: expected a whole number from 1 to 3650, got 0"),
     ("[retention]\nreports_days = 'forever'\n" + ROOM, "retention.reports_days: expected a whole"),
     ("[retention]\nlogs_days = 3\n" + ROOM, "retention.logs_days: unknown key"),
+    ("[session]\nclosing_grace_seconds = 600\n" + ROOM,
+     "session.closing_grace_seconds: expected a number from 0 to 60, got 600"),
+    (ROOM.replace('title = "R"', 'title = { en = "R", fr = "Salle" }'),
+     "rooms[0].title.fr: expected a page language (en or es) as the key"),
+    (ROOM.replace('title = "R"', 'title = {}'), "rooms[0].title: expected a string, or a table of en"),
+    (ROOM.replace('title = "R"', 'title = { es = 3 }'), "rooms[0].title.es: expected a non-empty string"),
+    (ROOM.replace('title = "R"', 'title = "R"\nschedule = { en = "' + "x" * 201 + '" }'),
+     "rooms[0].schedule.en: expected a string of at most 200 characters"),
+    (ROOM + '[[rooms.layout.corners]]\nid = "c"\ntitle = { de = "Ecke" }\n',
+     "rooms[0].layout.corners[0].title.de: expected a page language (en or es)"),
 ])
 def test_each_problem_names_file_key_and_expectation(tmp_path: Path, text: str, fragment: str) -> None:
     path = write(tmp_path, text)
@@ -128,3 +138,23 @@ def test_operations_sections(tmp_path: Path) -> None:
     shipped = load_config()
     assert shipped.metrics.enabled and not shipped.metrics.token
     assert shipped.server.trusted_proxies == ()
+
+
+def test_room_titles_schedules_and_corner_names_per_language(tmp_path: Path) -> None:
+    path = write(tmp_path, ROOM.replace('title = "R"', 'title = { en = "Evening circle", '
+                                        'es = "Círculo de la tarde" }\nlanguage = "es"\n'
+                                        'schedule = { en = "Tuesdays" }')
+                 + '[[rooms.layout.corners]]\nid = "west"\n'
+                 'title = { en = "Quiet corner", es = "Rincón tranquilo" }\n'
+                 '[[rooms.layout.corners]]\nid = "east"\ntitle = "Nook"\nx = 10.0\n')
+    room = load_config(path).rooms[0]
+    # The plain title is the room's own language; each page language gets its own text.
+    assert (room.title, room.title_in("en"), room.title_in("es")) == (
+        "Círculo de la tarde", "Evening circle", "Círculo de la tarde")
+    assert (room.schedule_in("en"), room.schedule_in("es")) == ("Tuesdays", "Tuesdays")
+    west, east = room.layout.corners
+    assert (west.title_in("en"), west.title_in("es")) == ("Quiet corner", "Rincón tranquilo")
+    assert (east.title_in("en"), east.title_in("es")) == ("Nook", "Nook")
+    wire = room.layout.to_wire()["corners"]
+    assert wire[0]["titles"] == {"en": "Quiet corner", "es": "Rincón tranquilo"}  # type: ignore[index]
+    assert wire[1]["titles"] == {}  # type: ignore[index]

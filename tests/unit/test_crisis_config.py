@@ -17,15 +17,15 @@ import pytest
 from hearth.moderation.crisis_config import (
     CONFIDENCE,
     SHIPPED_CRISIS,
-    CrisisConfig,
+    CrisisReference,
     config_warnings,
-    escalation_to_json,
     helplines_to_json,
     load_crisis,
     missing_helplines,
     pack_to_json,
     stale_entries,
 )
+from hearth.moderation.incidents import Escalation, Tier
 from hearth.spaces.config import TEXT_LOCALES, ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,14 +66,14 @@ UNVERIFIED = {("IE", "Pieta"), ("MX", "Línea de la Vida"), ("BR", "CVV (Centro 
 UNVERIFIED_EMERGENCY = {"BR", "AR", "CL", "PE"}
 
 
-def test_shipped_crisis_config_loads(crisis: CrisisConfig) -> None:
+def test_shipped_crisis_config_loads(crisis: CrisisReference) -> None:
     assert crisis.directory == str(SHIPPED_CRISIS)
     assert set(crisis.packs) == {"en", "es"}
     assert {p.id for p in crisis.packs.values()} == {"hearth-en", "hearth-es"}
     assert set(crisis.helplines.countries) == set(EMERGENCY)
 
 
-def test_every_reference_row_is_shipped_with_its_numbers(crisis: CrisisConfig) -> None:
+def test_every_reference_row_is_shipped_with_its_numbers(crisis: CrisisReference) -> None:
     for code, name, dials in REFERENCE_ROWS:
         services = {s.name: s for s in crisis.helplines.countries[code].services}
         assert name in services, (code, name)
@@ -91,7 +91,7 @@ def test_every_reference_row_is_shipped_with_its_numbers(crisis: CrisisConfig) -
     assert us["988 Suicide & Crisis Lifeline"].languages == ("en", "es")  # 988 en español
 
 
-def test_every_number_has_a_source_and_a_verified_month(crisis: CrisisConfig) -> None:
+def test_every_number_has_a_source_and_a_verified_month(crisis: CrisisReference) -> None:
     helplines = crisis.helplines
     for country in (*helplines.countries.values(), helplines.international):
         dated = [country.emergency] if country.emergency else []
@@ -104,7 +104,7 @@ def test_every_number_has_a_source_and_a_verified_month(crisis: CrisisConfig) ->
             assert country.name[locale]
 
 
-def test_the_retired_lifeline_number_is_nowhere(crisis: CrisisConfig) -> None:
+def test_the_retired_lifeline_number_is_nowhere(crisis: CrisisReference) -> None:
     shipped = [p for p in SHIPPED_CRISIS.rglob("*") if p.is_file()] + [ROOT / "docs" / "crisis.md"]
     for path in shipped:
         digits = "".join(c for c in path.read_text(encoding="utf-8") if c.isdigit())
@@ -114,7 +114,7 @@ def test_the_retired_lifeline_number_is_nowhere(crisis: CrisisConfig) -> None:
     assert RETIRED_DIGITS not in "".join(c for c in served if c.isdigit())
 
 
-def test_participant_facing_text_follows_safe_messaging(crisis: CrisisConfig) -> None:
+def test_participant_facing_text_follows_safe_messaging(crisis: CrisisReference) -> None:
     text = json.dumps(helplines_to_json(crisis.helplines), ensure_ascii=False).lower()
     assert "commit" not in text and "cometi" not in text
     for path in (SHIPPED_CRISIS / "helplines.toml", ROOT / "docs" / "crisis.md"):
@@ -122,43 +122,36 @@ def test_participant_facing_text_follows_safe_messaging(crisis: CrisisConfig) ->
             "never \"committed suicide\"", "").replace("never 'committed suicide'", "").lower()
 
 
-def test_escalation_defaults_follow_the_reference_table(crisis: CrisisConfig) -> None:
-    assert escalation_to_json(crisis.escalation) == {
-        "help_button": [
-            {"after": 0, "if_not": None, "notify": ["room_facilitators", "on_call_webhook"],
-             "sound": False, "participant_prompt": "helpline_card"},
-            {"after": 30, "if_not": "acknowledged",
-             "notify": ["room_facilitators", "on_duty_facilitators"], "sound": True,
-             "participant_prompt": None},
-            {"after": 120, "if_not": "acknowledged", "notify": ["secondary_on_call"],
-             "sound": False, "participant_prompt": None},
-            {"after": 300, "if_not": "engaged", "notify": ["admin"], "sound": False,
-             "participant_prompt": "call_helpline_now"},
-        ],
-        "detector_or_flag": [
-            {"after": 0, "if_not": None, "notify": ["room_facilitators"], "sound": False,
-             "participant_prompt": None},
-            {"after": 60, "if_not": "acknowledged", "notify": ["on_duty_facilitators"],
-             "sound": False, "participant_prompt": None},
-            {"after": 120, "if_not": "acknowledged", "notify": ["on_call_webhook"],
-             "sound": False, "participant_prompt": None},
-            {"after": 300, "if_not": "engaged", "notify": ["admin"], "sound": False,
-             "participant_prompt": "call_helpline_now"},
-        ],
-        "high_severity": "help_button",
-        "external_help": {"confirm_within": 600,
-                          "notify": ["on_call_webhook", "room_facilitators",
-                                     "on_duty_facilitators"]},
-        "presses": {"window": 600, "realert_every": 30, "concerns_per_window": 3},
-    }
+def test_escalation_defaults_follow_the_reference_table(crisis: CrisisReference) -> None:
+    """The shipped escalation.toml, as the desk runs it (a tier whose participant_prompt is
+    "call_helpline_now" tells "participant_prompt"; the first tier's stop_when never matters,
+    it fires at once), against the reference table written out here."""
+    assert crisis.escalation == Escalation(
+        help_button=(
+            Tier(after=0, notify=("room_facilitators", "on_call_webhook")),
+            Tier(after=30, notify=("room_facilitators", "on_duty_facilitators"),
+                 stop_when="acknowledged", sound=True),
+            Tier(after=120, notify=("secondary_on_call",), stop_when="acknowledged"),
+            Tier(after=300, notify=("admin", "participant_prompt"), stop_when="engaged"),
+        ),
+        default=(
+            Tier(after=0, notify=("room_facilitators",)),
+            Tier(after=60, notify=("on_duty_facilitators",), stop_when="acknowledged"),
+            Tier(after=120, notify=("on_call_webhook",), stop_when="acknowledged"),
+            Tier(after=300, notify=("admin", "participant_prompt"), stop_when="engaged"),
+        ),
+        high_severity="help_button",
+        confirm_within=600, confirm_notify=("on_call_webhook", "room_facilitators",
+                                            "on_duty_facilitators"),
+        press_window=600, realert_every=30, concerns_per_window=3)
 
 
-def test_the_shipped_timings_are_the_ones_the_desk_runs(crisis: CrisisConfig) -> None:
-    from hearth.moderation.incidents import DEFAULT_ESCALATION, Escalation
-    assert Escalation.from_policy(crisis.escalation) == DEFAULT_ESCALATION
+def test_the_shipped_timings_are_the_ones_the_desk_runs(crisis: CrisisReference) -> None:
+    from hearth.moderation.incidents import DEFAULT_ESCALATION
+    assert crisis.escalation == DEFAULT_ESCALATION
 
 
-def test_helplines_json_gives_the_card_in_each_language(crisis: CrisisConfig) -> None:
+def test_helplines_json_gives_the_card_in_each_language(crisis: CrisisReference) -> None:
     data = json.loads(json.dumps(helplines_to_json(crisis.helplines)))
     assert data["format"] == 1
     us = data["countries"]["US"]
@@ -182,7 +175,7 @@ def test_helplines_json_gives_the_card_in_each_language(crisis: CrisisConfig) ->
 
 
 def test_participants_get_only_verified_entries_and_the_console_gets_them_all(
-        crisis: CrisisConfig) -> None:
+        crisis: CrisisReference) -> None:
     people = helplines_to_json(crisis.helplines)
     console = helplines_to_json(crisis.helplines, everything=True)
     shown = {(code, s["name"]) for code, card in people["countries"].items()
@@ -204,7 +197,7 @@ def test_participants_get_only_verified_entries_and_the_console_gets_them_all(
                 assert service["note"]["es"] != service["note"]["en"]
 
 
-def test_check_config_warns_about_each_unverified_entry(crisis: CrisisConfig) -> None:
+def test_check_config_warns_about_each_unverified_entry(crisis: CrisisReference) -> None:
     warnings = config_warnings(load_config(), crisis)
     unverified = [w for w in warnings if ": unverified, so participants do not see it" in w]
     assert len(unverified) == len(UNVERIFIED) + len(UNVERIFIED_EMERGENCY)
@@ -212,21 +205,21 @@ def test_check_config_warns_about_each_unverified_entry(crisis: CrisisConfig) ->
     assert not [w for w in warnings if "public_url" in w]  # no alerts configured: no links
 
 
-def test_every_offered_country_has_a_card_and_others_are_listed(crisis: CrisisConfig) -> None:
+def test_every_offered_country_has_a_card_and_others_are_listed(crisis: CrisisReference) -> None:
     offered = load_config().organisation.helpline_countries
     assert {"AR", "CO", "CL", "PE"} <= set(offered)
     assert missing_helplines(crisis.helplines, offered) == []
     assert missing_helplines(crisis.helplines, ["GB", "US", "UY"]) == ["UY"]
 
 
-def test_stale_entries_warn_after_six_months(crisis: CrisisConfig) -> None:
+def test_stale_entries_warn_after_six_months(crisis: CrisisReference) -> None:
     assert stale_entries(crisis.helplines, date(2027, 5, 1)) == []
     stale = stale_entries(crisis.helplines, date(2027, 6, 1))
     assert "US 988 Suicide & Crisis Lifeline: last verified 2026-11; check it again" in stale
     assert len(stale) == len(EMERGENCY) + len(REFERENCE_ROWS) + 2
 
 
-def test_pack_json_is_plain_data(crisis: CrisisConfig) -> None:
+def test_pack_json_is_plain_data(crisis: CrisisReference) -> None:
     data = json.loads(json.dumps(pack_to_json(crisis.packs["es"]), ensure_ascii=False))
     assert (data["format"], data["id"], data["language"], data["version"]) == (
         2, "hearth-es", "es", "2.0.0")
@@ -510,7 +503,7 @@ def test_https_and_loopback_webhooks_are_accepted(tmp_path: Path, url: str) -> N
 
 
 def test_alerts_without_a_public_url_are_warned_about(tmp_path: Path,
-                                                      crisis: CrisisConfig) -> None:
+                                                      crisis: CrisisReference) -> None:
     config = load_config(_with_webhook(tmp_path, "https://oncall.example.org/hook"))
     [warning] = [w for w in config_warnings(config, crisis) if "public_url" in w]
     assert "crisis.public_url is empty" in warning and "127.0.0.1" in warning

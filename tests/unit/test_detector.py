@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hearth.moderation.crisis_config import CrisisConfig, pack_to_json, parse_rule_pack
+from hearth.moderation.crisis_config import CrisisReference, pack_to_json, parse_rule_pack
 from hearth.moderation.detector import (
     CATEGORIES,
     PACK_FORMAT,
@@ -38,7 +38,7 @@ KINDS = ("negation", "hyperbole", "ordinary", "intent", "means", "timeframe", "f
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_every_shared_case(crisis: CrisisConfig, case: dict[str, Any]) -> None:
+def test_every_shared_case(crisis: CrisisReference, case: dict[str, Any]) -> None:
     detection = detect(crisis.packs[case["language"]], case["text"])
     got = None if detection is None else {"category": detection.category,
                                           "severity": detection.severity}
@@ -78,7 +78,7 @@ def _assert_textless(pack: RulePack, detection: Detection | None) -> None:
                                    "pack": pack.id, "version": pack.version}
 
 
-def test_a_detection_holds_only_fixed_strings_from_the_pack(crisis: CrisisConfig) -> None:
+def test_a_detection_holds_only_fixed_strings_from_the_pack(crisis: CrisisReference) -> None:
     for case in CASES:
         pack = crisis.packs[case["language"]]
         detection = detect(pack, case["text"])
@@ -96,7 +96,7 @@ VOCABULARY = ["kill", "myself", "not", "no", "never", "want", "to", "die", "toni
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.one_of(st.text(max_size=5000),
                  st.lists(st.sampled_from(VOCABULARY), max_size=800).map(" ".join)))
-def test_detect_never_raises_and_leaks_nothing_on_arbitrary_text(crisis: CrisisConfig,
+def test_detect_never_raises_and_leaks_nothing_on_arbitrary_text(crisis: CrisisReference,
                                                                  text: str) -> None:
     """Any text up to 5,000 characters completes (the matcher is one pass) and yields
     either nothing or fixed strings from the pack."""
@@ -109,12 +109,12 @@ def test_detect_never_raises_and_leaks_nothing_on_arbitrary_text(crisis: CrisisC
     "me quiero morir " * 300, ("goodbye everyone, " * 300)[:5000], "\u0301" * 5000, "İ" * 5000,
 ], ids=["repeat", "one-word", "emoji", "numbers", "negations", "long-number", "es-repeat",
         "clauses", "combining", "dotted-i"])
-def test_adversarial_texts_complete(crisis: CrisisConfig, text: str) -> None:
+def test_adversarial_texts_complete(crisis: CrisisReference, text: str) -> None:
     for pack in crisis.packs.values():
         _assert_textless(pack, detect(pack, text))
 
 
-def test_empty_and_wordless_text_detect_nothing(crisis: CrisisConfig) -> None:
+def test_empty_and_wordless_text_detect_nothing(crisis: CrisisReference) -> None:
     for text in ("", "   ", "...!!!", "\n\n"):
         assert detect(crisis.packs["en"], text) is None
 
@@ -340,7 +340,7 @@ def test_a_floor_lifts_a_detection_but_never_makes_one() -> None:
     assert alone is not None and (alone.category, alone.severity) == ("means_method", "high")
 
 
-def test_format_2_keys_survive_json_for_the_browser(crisis: CrisisConfig) -> None:
+def test_format_2_keys_survive_json_for_the_browser(crisis: CrisisReference) -> None:
     data = pack_to_json(crisis.packs["en"])
     assert data["format"] == PACK_FORMAT == 2
     assert data["aliases"]["kms"] == ["kill", "myself"]

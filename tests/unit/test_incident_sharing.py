@@ -26,6 +26,7 @@ from hearth.web.shared_logs import LogShipper, read_stream
 from hearth.web.shared_outbox import LEASE_TTL, SharedOutbox
 from tests.support.config import make_config
 from tests.support.hosts import Nodes
+from tests.support.world import wire as as_sent
 
 
 def done(coro: Any) -> Any:
@@ -94,7 +95,7 @@ def test_on_duty_alerts_are_for_every_node() -> None:
     assert not [e for e in effects if isinstance(e, Duty)]  # tier 0: the room and on-call
     later = venue.crisis.tick(venue.rooms, 30.0)
     duty = [e for e in later if isinstance(e, Duty)]
-    assert len(duty) == 1 and duty[0].message["notify"] == "on_duty_facilitators"
+    assert len(duty) == 1 and as_sent(duty[0].message)["notify"] == "on_duty_facilitators"
     assert [e.member for e in later if isinstance(e, Send)] == ["f1"]  # on duty: never a Send
     # which tiers fired is recorded (a node that runs the incident on must not re-fire them)
     assert [r.incident["fired"] for r in effects + later if isinstance(r, Record)] == [[0], [0, 1]]
@@ -105,7 +106,7 @@ def test_responders_are_the_room_s_facilitators_and_everyone_on_duty_once() -> N
     room = venue.rooms["circle"]
     person = seat(room, "m1", "Quiet Otter")
     seat(room, "f1", "Host", "facilitator")
-    incident_id = venue.crisis.help(room, person, 0.0, None)[0].message["incident"]
+    incident_id = as_sent(venue.crisis.help(room, person, 0.0, None)[0].message)["incident"]
     effects = venue.crisis.act(venue.rooms, "ana", incident_id, "ack", None, 1.0, None)
     sends = [e for e in effects if isinstance(e, Send)]
     duty = [e for e in effects if isinstance(e, Duty)]
@@ -121,7 +122,7 @@ def test_an_incident_another_node_runs_is_listed_and_acted_on_there() -> None:
     desk.learn(wire)
     on = desk.set_duty(seat(Venue(make_config(), franking_key=b"k" * 32).rooms["circle"],
                             "f9", "Duty", "facilitator"), True, 0.0)
-    assert [i["id"] for i in on[0].message["open"]] == ["far1"]  # type: ignore[union-attr]
+    assert [i["id"] for i in as_sent(on[0].message)["open"]] == ["far1"]
     effects = desk.act({}, "ana", "far1", "ack", None, 5.0, "r1")
     assert effects == [ActElsewhere("other", "far1", "ack", None, "ana", "r1")]
     desk.learn({**wire, "state": "resolved"})
@@ -135,7 +136,7 @@ def test_a_room_handed_over_takes_its_incidents_and_its_new_node_runs_them() -> 
     here, there = (Venue(config, franking_key=b"k" * 32) for _ in range(2))
     room = here.rooms["circle"]
     person = seat(room, "m1", "Quiet Otter")
-    incident_id = here.crisis.help(room, person, 0.0, None)[0].message["incident"]
+    incident_id = as_sent(here.crisis.help(room, person, 0.0, None)[0].message)["incident"]
     there.crisis.learn(here.crisis.desk.incidents[incident_id].to_wire())
     state = json.loads(json.dumps(here.export_room("circle")))
     there.import_room("circle", state, 10.0)
@@ -280,7 +281,7 @@ def test_a_receipt_and_an_external_request_are_carried_to_the_node_that_runs_the
     now = nodes.clock.seconds()
     room = a.venue.rooms["circle"]
     member = room.members[person.last("welcome")["member"]]
-    incident_id = a.venue.crisis.help(room, member, now, None)[0].message["incident"]
+    incident_id = as_sent(a.venue.crisis.help(room, member, now, None)[0].message)["incident"]
     b.venue.crisis.learn(a.venue.crisis.desk.incidents[incident_id].to_wire())
     console = nodes.connect("node2")
     for action, basis in (("seen", None), ("ack", None), ("external", "imminent_risk")):

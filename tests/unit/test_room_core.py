@@ -9,7 +9,7 @@ import pytest
 
 from hearth.spaces.effects import Attach, Broadcast, Close, Detach, Effect, Reply, Send
 from hearth.spaces.venue import RESUMED_ELSEWHERE
-from tests.support.world import COMMIT, World, broadcasts, error_code, reply
+from tests.support.world import COMMIT, World, broadcasts, error_code, reply, wire
 
 
 def test_entering_and_resuming_advance_the_epoch() -> None:
@@ -120,13 +120,15 @@ def test_unknown_room_and_messages_before_join() -> None:
     assert error_code(w.send(conn, {"type": "join", "room": "circle"})) == "already_joined"
 
 
-def test_resume_within_grace_keeps_member_pseudonym_and_seat() -> None:
+def test_resume_within_grace_keeps_member_pseudonym_and_seat_and_others_see_away() -> None:
     w = World()
     conn, welcome = w.join(pseudonym="Calm Heron")
     seat0 = w.venue.config.room("circle").layout.seats[0]  # type: ignore[union-attr]
     w.venue.rooms["circle"].members[welcome["member"]].pos = seat0
     w.send(conn, {"type": "sit", "seat": 0})
-    assert conn.lost(w.clock.seconds()) == []  # others see nothing
+    [away] = conn.lost(w.clock.seconds())  # others see it away, not gone
+    assert isinstance(away, Broadcast) and away.message["type"] == "member_updated"
+    assert away.message["member"]["away"] is True and away.message["member"]["seat"] == 0
     w.clock.advance(59)
     assert broadcasts(w.tick(), "member_left") == []
     again = w.connect()
@@ -136,8 +138,11 @@ def test_resume_within_grace_keeps_member_pseudonym_and_seat() -> None:
     assert resumed["token"] != welcome["token"]  # rotated on every resume
     me = next(m for m in resumed["room"]["members"] if m["id"] == welcome["member"])
     assert me["pseudonym"] == "Calm Heron" and me["seat"] == 0 and me["away"] is False
-    # the others are told only that the member is back (and the epoch moved): no leave, no join
-    assert [e.message["type"] for e in effects if isinstance(e, Broadcast)] == ["member_resumed"]
+    # the others are told only that the member is back, no longer away (and the epoch
+    # moved): no leave, no join
+    [back] = [e for e in effects if isinstance(e, Broadcast)]
+    assert back.message["type"] == "member_resumed" and back.exclude == welcome["member"]
+    assert back.message["member"]["away"] is False
     # the old token is spent as soon as the resumed connection says anything
     w.send(again, {"type": "stand"})
     assert error_code(w.send(w.connect(), {"type": "resume", "token": welcome["token"]})) \
@@ -324,7 +329,7 @@ def test_flood_gets_one_error_a_second_then_a_close() -> None:
     replies: list[Effect] = []
     for _ in range(30):
         replies += w.send(conn, {"type": "stand"})
-    errors = [e for e in replies if isinstance(e, Reply) and e.message.get("code") == "rate_limited"]
+    errors = [e for e in replies if isinstance(e, Reply) and wire(e.message).get("code") == "rate_limited"]
     assert len(errors) == 1
     assert Close(1008, "too many messages") in replies
     assert w.send(conn, {"type": "stand"}) == []
@@ -363,3 +368,51 @@ def test_directs_to_an_away_member_wait_for_its_resume() -> None:
     assert reply(effects, "welcome")["movement"]["walk_speed"] > 0
     [held] = [e for e in effects if isinstance(e, Send)]
     assert held == Send(wb["member"], {"type": "direct", "from": wa["member"], "body": "a2V5"})
+
+
+def test_a_closing_page_is_away_briefly_then_leaves_unless_it_resumes() -> None:
+    """A closed tab leaves within the closing grace (5 s), not the minute a dropped
+    connection gets; a reload resumes within it as the same member."""
+    w = World()
+    conn, welcome = w.join(pseudonym="Calm Heron")
+    effects = w.send(conn, {"type": "leave", "closing": True})
+    [away] = broadcasts(effects, "member_updated")
+    assert away.message["member"]["away"] is True
+    assert Close(1000, "left the room") in effects
+    assert conn.lost(w.clock.seconds()) == []  # the socket closing changes nothing more
+    w.clock.advance(4.9)
+    assert broadcasts(w.tick(), "member_left") == []
+    w.clock.advance(0.1)
+    [left] = broadcasts(w.tick(), "member_left")
+    assert left.message["member"] == welcome["member"] and left.message["reason"] == "left"
+    assert error_code(w.send(w.connect(), {"type": "resume", "token": welcome["token"]})) \
+        == "session_expired"
+    # A reload: the same tab resumes within the closing grace.
+    conn, welcome = w.join(pseudonym="Kind Wren")
+    w.send(conn, {"type": "leave", "closing": True})
+    w.clock.advance(1.5)
+    effects = w.send(w.connect(), {"type": "resume", "token": welcome["token"]})
+    assert reply(effects, "welcome")["member"] == welcome["member"]
+    w.clock.advance(60)
+    assert broadcasts(w.tick(), "member_left") == []
+    assert welcome["member"] in w.venue.rooms["circle"].members
+
+
+def test_a_closing_page_leaves_at_once_without_a_closing_grace() -> None:
+    w = World(session={"closing_grace_seconds": 0})
+    conn, _ = w.join()
+    [left] = broadcasts(w.send(conn, {"type": "leave", "closing": True}), "member_left")
+    assert left.message["reason"] == "left"
+
+
+def test_status_is_the_members_own_and_the_room_sees_it() -> None:
+    w = World()
+    conn, welcome = w.join()
+    assert welcome["room"]["members"][-1]["status"] == "here"
+    [updated] = broadcasts(w.send(conn, {"type": "status", "status": "listening"}), "member_updated")
+    assert updated.message["member"]["status"] == "listening"
+    assert w.send(conn, {"type": "status", "status": "listening"}) == []  # no change, no noise
+    assert error_code(w.send(conn, {"type": "status", "status": "busy"})) == "bad_message"
+    assert error_code(w.send(conn, {"type": "leave", "closing": "yes"})) == "bad_message"
+    state = w.venue.rooms["circle"].to_state()
+    assert state["members"][0]["status"] == "listening"

@@ -19,6 +19,10 @@
 // skipping); a timeline that runs ahead of the target by more than two frames drops a quiet
 // frame to catch up.
 //
+// Time comes from a clock RoomAudio is given (REAL_CLOCK in the page: performance.now(), the
+// AudioContext's currentTime, setTimeout), so a test drives the jitter buffer on a clock of
+// its own, frame by frame, whatever else the machine is doing.
+//
 // Nothing here logs, and no sample leaves the page. The counters (stats()) are read by the
 // tests through voice.js's window hook; they hold counts, levels and positions only.
 
@@ -47,6 +51,18 @@ export function audioLevel(rms) {
 }
 
 const clamp = (v, lo, hi) => Math.min(hi, Math.max(lo, v));
+
+/**
+ * Where the jitter buffer's time comes from: `nowMs()` (arrivals, speaking rings),
+ * `audioTime(context)` (seconds on the play-out timeline) and `later(fn, ms)` / `cancel(id)`
+ * (its ticks).
+ */
+export const REAL_CLOCK = Object.freeze({
+  nowMs: () => performance.now(),
+  audioTime: (context) => context.currentTime,
+  later: (fn, ms) => setTimeout(fn, ms),
+  cancel: (id) => clearTimeout(id),
+});
 
 class Speaker {
   constructor(room, id) {
@@ -114,7 +130,7 @@ class Speaker {
 
   /** A decrypted frame, with sound on. */
   push(frame) {
-    const nowMs = performance.now();
+    const nowMs = this.room.clock.nowMs();
     const fresh = this.ended || nowMs - this.lastArrival > NEW_TALKSPURT_MS;
     this.lastArrival = nowMs;
     this.extra *= 0.995;
@@ -149,7 +165,8 @@ class Speaker {
   pump(fresh = false) {
     const ctx = this.room.context;
     if (!ctx || this.waiting.size === 0) return;
-    const now = ctx.currentTime;
+    const clock = this.room.clock;
+    const now = clock.audioTime(ctx);
     if (this.nextSeq === null) {
       this.nextSeq = Math.min(...this.waiting.keys()); // the first frame we hear from them
       this.nextTime = now + this.target();
@@ -157,13 +174,13 @@ class Speaker {
     while (this.waiting.size > 0) {
       const frame = this.waiting.get(this.nextSeq);
       if (frame === undefined) {
-        const ahead = this.nextTime - ctx.currentTime;
+        const ahead = this.nextTime - clock.audioTime(ctx);
         if (ahead < -GAP_DECIDE_S) {
           // Its turn went by unchecked (the page was busy, or the stream ran dry): nothing is
           // playing now, so start the timeline again and give the missing frame its full
           // delay to arrive, rather than skip it at once.
           if (!fresh && !this.ended) this.#underrun();
-          this.nextTime = ctx.currentTime + this.target();
+          this.nextTime = clock.audioTime(ctx) + this.target();
           break;
         }
         if (ahead > GAP_DECIDE_S) break; // it may still come
@@ -172,16 +189,16 @@ class Speaker {
         const first = Math.min(...this.waiting.keys());
         if (first - this.nextSeq > MAX_WAITING) {
           this.nextSeq = first; // a long hole: do not walk it frame by frame
-          this.nextTime = ctx.currentTime + this.target();
+          this.nextTime = clock.audioTime(ctx) + this.target();
         }
         continue;
       }
       this.waiting.delete(this.nextSeq);
-      const ahead = this.nextTime - ctx.currentTime;
+      const ahead = this.nextTime - clock.audioTime(ctx);
       if (ahead < 0) {
         // Its turn passed while it was on its way: play it now, with more delay from here on.
         if (!fresh && !this.ended) this.#underrun();
-        this.nextTime = ctx.currentTime + this.target();
+        this.nextTime = clock.audioTime(ctx) + this.target();
       } else if (this.#tooFarAhead(ahead, frame) && now - this.lastShrink > SHRINK_EVERY_S) {
         this.counts.shrunk += 1; // too much delay: drop a quiet frame to catch up
         this.lastShrink = now;
@@ -253,7 +270,8 @@ class Speaker {
       if (Math.sqrt(meanSquare) > VOICED_RMS) this.counts.voiced += 1;
       this.rms = Math.sqrt(meanSquare);
       this.energy += (meanSquare - this.energy) / 8;
-      if (when === undefined || when < ctx.currentTime - 0.005) {
+      const now = this.room.clock.audioTime(ctx);
+      if (when === undefined || when < now - 0.005) {
         this.counts.tooLate += 1; // decoded after its play time: late audio is worse than none
         return;
       }
@@ -261,7 +279,7 @@ class Speaker {
       buffer.copyToChannel(samples, 0);
       const source = new AudioBufferSourceNode(ctx, { buffer });
       source.connect(this.nodes.gain);
-      source.start(Math.max(when, ctx.currentTime));
+      source.start(ctx.currentTime + Math.max(0, when - now)); // its delay, on the real context
       this.counts.played += 1;
     } finally {
       data.close();
@@ -314,9 +332,11 @@ export class RoomAudio {
    *   speaker's voice (a private corner's, or the room's; it changes on a fresh identity)
    * @param {(id: string, on: boolean) => void} options.onSpeaking the speaking ring of a member
    * @param {() => void} options.onChange the context started or stopped (for the controls)
+   * @param {object} options.clock where time comes from (REAL_CLOCK; a test's own)
    */
-  constructor({ session, onSpeaking = () => {}, onChange = () => {} }) {
+  constructor({ session, onSpeaking = () => {}, onChange = () => {}, clock = REAL_CLOCK }) {
     this.session = session;
+    this.clock = clock;
     this.onSpeaking = onSpeaking;
     this.onChange = onChange;
     this.hearingRange = DEFAULT_HEARING_RANGE;
@@ -413,7 +433,7 @@ export class RoomAudio {
       case "direct":
         // A sender key may have come: retry frames that waited for it, once the chat has
         // installed it (its queue runs first).
-        setTimeout(() => this.#retryKeyWait(), 50);
+        this.clock.later(() => this.#retryKeyWait(), 50);
         break;
       default:
         break;
@@ -486,7 +506,7 @@ export class RoomAudio {
     return speaker;
   }
 
-  #open(speaker, data, arrived = performance.now()) {
+  #open(speaker, data, arrived = this.clock.nowMs()) {
     const session = this.session(speaker.id);
     if (!session) return;
     session.decryptVoice(speaker.id, data).then(
@@ -502,7 +522,7 @@ export class RoomAudio {
   }
 
   #retryKeyWait() {
-    const now = performance.now();
+    const now = this.clock.nowMs();
     for (const speaker of this.speakers.values()) {
       const waiting = speaker.keyWait;
       speaker.keyWait = [];
@@ -516,7 +536,7 @@ export class RoomAudio {
   #opened(speaker, opened) {
     if (this.stopped || this.speakers.get(speaker.id) !== speaker) return;
     speaker.counts.decrypted += 1;
-    if (opened.speech) speaker.lastSpeech = performance.now();
+    if (opened.speech) speaker.lastSpeech = this.clock.nowMs();
     if (this.playing) speaker.push(opened);
     else this.counts.silenced += 1;
     this.#wake();
@@ -524,17 +544,17 @@ export class RoomAudio {
 
   /** We are sending speech (voice.js): our own ring. */
   noteOwnSpeech() {
-    this.ownSpeech = performance.now();
+    this.ownSpeech = this.clock.nowMs();
     this.#wake();
   }
 
   #wake() {
-    if (this.#tick === null && !this.stopped) this.#tick = setTimeout(() => this.#run(), TICK_MS);
+    if (this.#tick === null && !this.stopped) this.#tick = this.clock.later(() => this.#run(), TICK_MS);
   }
 
   #run() {
     this.#tick = null;
-    const now = performance.now();
+    const now = this.clock.nowMs();
     let busy = false;
     for (const speaker of this.speakers.values()) {
       if (this.playing) speaker.pump();
@@ -608,7 +628,7 @@ export class RoomAudio {
 
   stop() {
     this.stopped = true;
-    clearTimeout(this.#tick);
+    if (this.#tick !== null) this.clock.cancel(this.#tick);
     this.#tick = null;
     for (const speaker of this.speakers.values()) speaker.close();
     this.speakers.clear();

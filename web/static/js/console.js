@@ -27,7 +27,9 @@ import { detect, loadPack } from "./detector.js";
 import { GroupChat } from "./groupchat.js";
 import { cachedHelplines, countriesOf, helplinesText, loadHelplines, renderHelplines } from "./helplines.js";
 import { errorText, loadStrings, t, whyText } from "./i18n.js";
+import { presenceBadges, ReactionDisplay } from "./presence.js";
 import { ENDED, HearthConnection, TokenStore } from "./protocol.js";
+import { checkPseudonym, pageRules, pseudonymMessage } from "./pseudonym.js";
 import { mapInput, RoomState } from "./roomstate.js";
 import { RoomView } from "./view.js";
 
@@ -75,6 +77,7 @@ let room = null; // RoomState of the room opened: members, seats, positions, cor
 let audio = null;
 let refCount = 0;
 let exited = false;
+let reactions = null; // ReactionDisplay: participants' reactions on the map (presence.js)
 
 // --- small helpers -------------------------------------------------------------------------
 
@@ -299,7 +302,7 @@ function memberItem(m) {
     li.append(el("span", m.muted ? "badge warn" : "badge quiet", m.muted ? t("badge.muted") : t("console.mic_free")));
   }
   if (m.hand) li.append(el("span", "badge quiet", t("badge.hand")));
-  if (m.away) li.append(el("span", "badge quiet", t("console.away")));
+  li.append(...presenceBadges(m, null, t));
   li.append(el("span", "where", room.whereText(m)));
   if (m.id === room.me || m.role !== "participant") return li;
   const name = m.pseudonym;
@@ -311,8 +314,10 @@ function memberItem(m) {
     tools.append(button(t("console.mute"), { act: "mute", member: m.id, forName: name,
       onClick: () => act({ type: "mute", member: m.id }, t("console.mute")) }));
   }
-  tools.append(button(t("console.give_stick"), { act: "give_stick", member: m.id, forName: name,
-    onClick: () => act({ type: "give_stick", member: m.id }, t("console.give_stick")) }));
+  if (room.stick.on) { // giving the stick never turns it on: the toggle above does
+    tools.append(button(t("console.give_stick"), { act: "give_stick", member: m.id, forName: name,
+      onClick: () => act({ type: "give_stick", member: m.id }, t("console.give_stick")) }));
+  }
   const corner = room.privateCornerOf(m.id);
   if (corner) {
     tools.append(button(t("console.release_corner"), { act: "release_corner", member: m.id, forName: name,
@@ -384,13 +389,15 @@ function renderHands() {
   rebuild($("hands"), hands.map((id) => {
     const li = el("li", "person");
     li.append(el("span", "name", nameOf(id)));
-    li.append(button(t("console.give_stick"), { act: "give_stick_hand", member: id, forName: nameOf(id),
-      onClick: () => act({ type: "give_stick", member: id }, t("console.give_stick")) }));
+    if (on) {
+      li.append(button(t("console.give_stick"), { act: "give_stick_hand", member: id, forName: nameOf(id),
+        onClick: () => act({ type: "give_stick", member: id }, t("console.give_stick")) }));
+    }
     return li;
   }));
   $("hands-empty").hidden = hands.length > 0;
   $("stick-holder").textContent = !on ? t("console.stick_off") : holder ? t("stick.holder", { name: nameOf(holder) }) : t("stick.on");
-  $("take-stick").hidden = !holder;
+  $("take-stick").hidden = !(on && holder);
 }
 
 // --- reports -----------------------------------------------------------------------------------
@@ -809,7 +816,7 @@ function onMessage(message) {
       break;
     case "stick":
       renderSettings();
-      renderHands();
+      renderMembers(); // the "give the stick" buttons come and go with the mode
       break;
     case "corners":
       onCorners();
@@ -922,9 +929,27 @@ function showRooms() {
   document.querySelector(".open-room")?.focus();
 }
 
+/** The name the facilitator chose to show in the room, checked with the server's own rules;
+ *  null (and the field marked, the reason said) until it is a name the room accepts. */
+function chosenName() {
+  const field = $("console-name");
+  const rules = pageRules(root);
+  const result = field.value.trim() ? checkPseudonym(field.value, rules) : null;
+  if (result?.ok) {
+    field.removeAttribute("aria-invalid");
+    return result.name;
+  }
+  field.setAttribute("aria-invalid", "true");
+  $("pick-error").textContent = result ? pseudonymMessage(result, rules, t) : t("console.name_required");
+  field.focus();
+  return null;
+}
+
 async function openRoom(roomId, title) {
   unlockAudio(); // a click: the browser lets the page make sounds from now on
   $("pick-error").textContent = "";
+  const name = chosenName();
+  if (name === null) return;
   let ticket;
   try {
     const response = await fetch(root.dataset.ticketUrl, {
@@ -940,16 +965,14 @@ async function openRoom(roomId, title) {
     $("pick-error").textContent = t("console.no_ticket");
     return;
   }
-  start(roomId, title, ticket);
+  start(roomId, title, ticket, name);
 }
 
-function start(roomId, title, ticket) {
+function start(roomId, title, ticket, name) {
   const tokens = new TokenStore(roomId);
   tokens.key = `hearth.console.${roomId}`; // not the participant's key: a different member
   tokens.clear(); // a fresh ticket is a fresh member
-  const join = { ticket, locale: pageLang };
-  const name = $("console-name").value.trim();
-  if (name.length >= 2) join.pseudonym = name;
+  const join = { ticket, locale: pageLang, pseudonym: name };
   const conn = new HearthConnection({ room: roomId, tokens, join });
   room?.walker?.stop();
   room = new RoomState({ connection: conn, view, log: $("chat-log"), lang: pageLang });
@@ -974,7 +997,9 @@ function start(roomId, title, ticket) {
   };
   conn.addEventListener("state", mine(onState));
   conn.addEventListener("message", mine(onMessage));
-  ch.addEventListener("message", mine((detail) => showMessage({ ...detail, mine: false })));
+  ch.addEventListener("message", mine((detail) => {
+    if (!reactions.take(detail)) showMessage({ ...detail, mine: false }); // a reaction is not chat
+  }));
   ch.addEventListener("rejected", mine((detail) => notice(t("notice.rejected", { name: nameOf(detail.sender) }), { warn: true })));
   ch.addEventListener("problem", mine(() => notice(t("notice.e2ee_problem"), { warn: true })));
   ch.addEventListener("roster", mine((detail) => {
@@ -1019,6 +1044,14 @@ async function main() {
   root.prepend(banner); // first in the page's order: the first thing Tab reaches
   new ResizeObserver(padForBanner).observe(banner);
   view = new RoomView($("room-view"), $("room-svg"), { t, ...mapInput(() => room) });
+  reactions = new ReactionDisplay({
+    view, t, nameOf: (id) => nameOf(id), me: () => room?.me,
+    announce: (text) => { $("presence-live").textContent = text; },
+  });
+  // A closed console tab leaves the room within seconds (a reload resumes: docs/protocol.md).
+  window.addEventListener("pagehide", () => {
+    if (!exited) connection?.pageHidden();
+  });
   for (const b of document.querySelectorAll(".open-room")) {
     b.addEventListener("click", () => openRoom(b.dataset.room, b.dataset.title));
   }
@@ -1063,6 +1096,7 @@ async function main() {
     exited = true;
     room?.log.close();
     room?.walker?.stop();
+    reactions?.stop();
     connection?.stop();
   });
   setInterval(tickTimers, 1000);

@@ -1,4 +1,4 @@
-// End-to-end encrypted group chat over a HearthConnection: the browser twin of spaces/chat.py.
+// End-to-end encrypted group chat over a HearthConnection: the browser twin of client/groupchat.py.
 //
 // It keeps a GroupSession (e2ee.js) in step with the room: the roster and epoch come from the
 // server's welcome / member_joined / member_updated / member_resumed / member_left / corners;
@@ -17,7 +17,7 @@
 //
 // Each opened message is also kept (the last KEPT_LIMIT, by `key`: its seq, or "corner:seq" in a
 // quiet corner) with its franking proof, so that the person can report it (`report`), as
-// spaces/chat.py does.
+// client/groupchat.py does.
 //
 // Nothing said is lost to a reconnection (docs/protocol.md, "When the room moves"): each message
 // carries a client id and is kept (its text) until the server's `sent`; after a resume, or a

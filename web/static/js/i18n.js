@@ -2,12 +2,16 @@
 // the same language as the page (<html lang>). t(key, {name}) fills {name} placeholders.
 // Text goes into the page through textContent only, never as HTML.
 
+// Each catalog by its literal path: the server rewrites these to content-hashed URLs
+// (web/static_files.py), so a page never reads strings of another version.
+const CATALOGS = { en: "/static/i18n/en.json", es: "/static/i18n/es.json" };
+
 let strings = {};
 let current = "en";
 
 export async function loadStrings(lang) {
-  const wanted = ["en", "es"].includes(lang) ? lang : "en";
-  const response = await fetch(`/static/i18n/${wanted}.json`, { credentials: "same-origin" });
+  const wanted = Object.hasOwn(CATALOGS, lang) ? lang : "en";
+  const response = await fetch(CATALOGS[wanted], { credentials: "same-origin" });
   if (!response.ok) throw new Error(`no strings for ${wanted}`);
   strings = await response.json();
   current = wanted;

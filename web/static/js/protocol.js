@@ -1,4 +1,4 @@
-// A hearth.v1 client for the browser (docs/protocol.md; spaces/client.py is its Python twin).
+// A hearth.v1 client for the browser (docs/protocol.md; client/websocket.py is its Python twin).
 //
 // One HearthConnection per room page. It opens ws(s)://<this host>/ws with the subprotocol
 // hearth.v1, joins (or resumes with the token this tab kept), and when the socket drops it
@@ -148,6 +148,18 @@ export class HearthConnection extends EventTarget {
       setTimeout(() => ws.close(1000), LEAVE_TIMEOUT_MS); // the server normally closes first
     } else if (ws) {
       ws.close(1000);
+    }
+  }
+
+  /**
+   * The page is going away (pagehide: a closed tab, a reload, a language switch): `leave`
+   * with `closing`, so the others see this member leave within seconds — not after the
+   * minute a dropped connection gets — while this tab, reloaded, still resumes it.
+   */
+  pageHidden() {
+    const ws = this.#ws;
+    if (ws && ws.readyState === WebSocket.OPEN && this.#state === "joined") {
+      ws.send(JSON.stringify({ type: "leave", closing: true }));
     }
   }
 

@@ -14,8 +14,10 @@ import { GroupChat } from "./groupchat.js";
 import { cachedHelplines, loadHelplines, renderHelplines } from "./helplines.js";
 import { errorText, loadStrings, t, whyText } from "./i18n.js";
 import { forgetEverything, Keep } from "./keep.js";
+import { Presence } from "./presence.js";
 import { ENDED, HearthConnection, TokenStore } from "./protocol.js";
 import { mapInput, RoomState } from "./roomstate.js";
+import { ConversationSheet } from "./sheet.js";
 import { RoomView } from "./view.js";
 import { Voice } from "./voice.js";
 
@@ -29,6 +31,7 @@ const state = {
   epochShown: null,
   dropped: false,
   country: "",
+  join: null, // the join page's choices (pseudonym, avatar), while this page joins with them
   blocked: new Set(), // members whose messages this page hides (on this device only)
   mic: false, // the person's own choice; a facilitator's mute turns it off, never on
   helplines: null, // /crisis/helplines.json, cached in sessionStorage at join
@@ -46,7 +49,10 @@ const state = {
 };
 const CARE_QUIET_MS = 5 * 60 * 1000; // "not now" means not for 5 minutes, and no longer
 const LIVE_REQUEST = new Set(["sending", "received", "delivered", "acknowledged", "engaged"]);
-const QUIET_REFS = /^(say|report|help|flag|worried|ok)-/; // errors their own callers show
+// Refusals of what the join form chose: the person goes back to the form, with it filled in.
+const JOIN_REFUSALS = new Set(["pseudonym_invalid", "pseudonym_reserved", "pseudonym_taken", "avatar_invalid"]);
+// Errors their own callers show (vt: voicelink.js, which falls back to the WebSocket quietly).
+const QUIET_REFS = /^(say|report|help|flag|worried|ok|vt)-/;
 
 // --- the fragment: join choices in, helpline country kept -------------------------------
 
@@ -60,8 +66,17 @@ function readFragment() {
     if (params.get("c") && params.get("s")) join.avatar = { color: params.get("c"), shape: params.get("s") };
   }
   state.country = params.get("n") || "";
+  state.join = join;
   writeFragment();
   return join;
+}
+
+/** The room refused the pseudonym or avatar chosen: back to the join form, filled in as it
+ *  was, with the refusal's code (join.js shows it on the field). */
+function backToJoinForm(code) {
+  const choice = new URLSearchParams({ p: state.join.pseudonym ?? "", c: state.join.avatar?.color ?? "",
+    s: state.join.avatar?.shape ?? "", n: state.country, r: "1", e: code });
+  window.location.replace(`${app.dataset.joinUrl}?lang=${encodeURIComponent(pageLang)}#${choice}`);
 }
 
 function writeFragment() {
@@ -165,6 +180,7 @@ function renderMembers() {
       li.append(chip(m), span("name", m.pseudonym));
       if (m.role !== "participant") li.append(span("badge", t(`role.${m.role}`)));
       if (m.id === room.me) li.append(span("badge you", t("badge.you")));
+      li.append(...presence.badges(m));
       li.append(span("where", room.whereText(m)));
       if (!ready) li.append(span("keys", t("keys.waiting")));
       if (m.muted) li.append(span("badge quiet", t("badge.muted")));
@@ -628,6 +644,10 @@ function onState({ state: now, code }) {
     if (state.dropped) notice(t("notice.reconnected"));
     state.dropped = false;
   }
+  if (now === "refused" && state.join && JOIN_REFUSALS.has(code)) {
+    backToJoinForm(code);
+    return;
+  }
   if (ENDED.has(now)) {
     keep?.forget(); // left, removed, ended: nothing of the room stays on the device
     room.walker?.stop();
@@ -671,8 +691,25 @@ let chat;
 let view;
 let room; // RoomState: members, seats, positions, corners, the stick, the log
 let voice = null;
+let presence = null;
 let keep = null; // keep.js: what a reload in this tab keeps
 let exited = false;
+
+/** Presence (reactions, status, who is away), the phone's conversation sheet, and leaving
+ *  the room at once when the page goes away (pagehide: a closed tab; a reload resumes). */
+function wirePresence(live) {
+  presence = new Presence({
+    connection, chat, room, view, t, reactionsRoot: $("reactions"), statusRoot: $("status-control"),
+    live: $("presence-live"),
+  });
+  presence.addEventListener("change", live(() => renderMembers()));
+  const low = $("voice-low"); // low-bandwidth mode (the voice panel): reactions rest too
+  low?.addEventListener("change", () => presence.setLowBandwidth(low.checked));
+  new ConversationSheet({ section: $("chat"), toggle: $("sheet-toggle"), count: $("unread"), log: $("chat-log"), t });
+  window.addEventListener("pagehide", () => {
+    if (!exited) connection.pageHidden();
+  });
+}
 
 async function main() {
   try {
@@ -704,7 +741,10 @@ async function main() {
   };
   connection.addEventListener("state", live((event) => onState(event.detail)));
   connection.addEventListener("message", live((event) => onServerMessage(event.detail)));
-  chat.addEventListener("message", live((event) => showMessage({ ...event.detail, mine: false })));
+  wirePresence(live);
+  chat.addEventListener("message", live((event) => {
+    if (!presence.take(event.detail)) showMessage({ ...event.detail, mine: false }); // a reaction is not chat
+  }));
   chat.addEventListener("rejected", live((event) => {
     // Too late for its keys (they changed meanwhile) is not the same as forged or tampered.
     const late = ["e2ee.stale_epoch", "e2ee.out_of_window", "e2ee.future_epoch"].includes(event.detail.code);
@@ -799,6 +839,7 @@ async function main() {
     room.log.close();
     room.walker?.stop();
     voice?.stop(); // the microphone and the sound, released at once
+    presence?.stop();
     connection.stop();
   });
   connection.start();

@@ -19,6 +19,11 @@ function seated(member) {
   return member.seat !== null && member.seat !== undefined;
 }
 
+/** The layout with each quiet corner's title in `lang` (the config may name it per language). */
+export function localLayout(layout, lang) {
+  return { ...layout, corners: layout.corners.map((c) => ({ ...c, title: c.titles?.[lang] ?? c.title })) };
+}
+
 /** The log: messages and notices in server order (by seq; an unsequenced line goes after the last). */
 export class RoomLog {
   constructor(element, room, lang) {
@@ -94,6 +99,7 @@ export class RoomState {
     this.connection = connection;
     this.view = view;
     this.log = new RoomLog(log, this, lang);
+    this.lang = lang;
     this.members = new Map(); // id -> member as the server describes it (x, y, zone kept current)
     this.me = null;
     this.layout = null;
@@ -169,9 +175,9 @@ export class RoomState {
     this.me = welcome.member;
     this.view.setMe(welcome.member);
     if (this.layout === null) {
-      this.layout = room.layout;
-      this.view.setLayout(room.layout);
-      this.walker = new Walker(room.layout, (message) => this.connection.send(message));
+      this.layout = localLayout(room.layout, this.lang);
+      this.view.setLayout(this.layout);
+      this.walker = new Walker(this.layout, (message) => this.connection.send(message));
     }
     for (const id of this.members.keys()) if (!room.members.some((m) => m.id === id)) this.view.remove(id);
     this.members.clear();

@@ -4,7 +4,8 @@
 //   microphone (echo cancellation, noise suppression, auto gain) → the room's 48 kHz
 //   AudioContext → capture-worklet.js (20 ms mono blocks) → RFC 6464 level and voice activity
 //   → AudioEncoder (Opus, 20 ms, mono, 24 kbps constant; 12 kbps in low-bandwidth mode)
-//   → GroupSession.encryptVoice → one binary WebSocket message per frame
+//   → GroupSession.encryptVoice → voicelink.js: one WebTransport datagram per frame, or one
+//   binary WebSocket message when WebTransport cannot be used
 //
 // The microphone button, the facilitator's mute and the "invites you to speak" question are
 // room.js's: it says "hearth:mic" {on} on #app, in the click that decided it, and this module
@@ -17,10 +18,12 @@
 // button is held. The panel (#voice) holds what is voice-only: how you talk, the hold-to-talk
 // button, the level meter, low-bandwidth mode, sound on/off, and why the microphone failed.
 //
-// Audio and keys go nowhere but the WebSocket, nothing is logged, and window.hearthVoice
+// Audio and keys go nowhere but this server (voice frames over WebTransport or the WebSocket,
+// keys over the WebSocket), nothing is logged, and window.hearthVoice
 // (for the tests) exposes counters, levels and positions only.
 
 import { audioLevel, RoomAudio, SAMPLE_RATE } from "./audio.js";
+import { VoiceLink } from "./voicelink.js";
 
 const BLOCK = 960; // samples per 20 ms frame at 48 kHz
 const FRAME_US = 20000;
@@ -93,7 +96,8 @@ export class Voice {
     });
     this.#build();
     connection.addEventListener("message", (event) => this.#message(event.detail));
-    connection.addEventListener("voice", (event) => this.audio.receive(event.detail));
+    // Frames in and out on WebTransport datagrams or the WebSocket (voicelink.js decides).
+    this.link = new VoiceLink({ connection, onFrame: (frame) => this.audio.receive(frame) });
     connection.addEventListener("state", (event) => this.#state(event.detail.state));
     app.addEventListener("hearth:mic", (event) => (event.detail?.on ? this.micOn() : this.micOff()));
     // Sound needs a user gesture (autoplay rules): the first click, tap or key in the page
@@ -411,7 +415,7 @@ export class Voice {
     this.#seq += 1;
     session.encryptVoice(opus, { seq: this.#seq, level: meta.level, speech: meta.speech, end: meta.end }).then(
       (frame) => {
-        if (this.forcedMuted || !this.connection.sendVoice(frame)) {
+        if (this.forcedMuted || !this.link.send(frame)) {
           this.counts.unsent += 1; // muted meanwhile, disconnected, or the socket is backed up
           return;
         }
@@ -440,6 +444,7 @@ export class Voice {
       level: this.level,
       ...this.counts,
       audio: this.audio.stats(),
+      link: this.link.stats(),
     };
   }
 
@@ -448,6 +453,7 @@ export class Voice {
     if (this.stopped) return;
     this.micOff();
     this.stopped = true;
+    this.link.stop();
     this.audio.stop();
     document.removeEventListener("pointerdown", this.#unlock, true);
     document.removeEventListener("keydown", this.#unlock, true);

@@ -32,7 +32,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from hearth.spaces.client import ClientClosed, HearthClient
+from hearth.client.websocket import ClientClosed, HearthClient
 from hearth.spaces.e2ee import E2EEError, GroupSession, ReceivedMessage
 from hearth.spaces.e2ee.voice import VoiceFrame, voice_header
 

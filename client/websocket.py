@@ -3,7 +3,7 @@
 It runs on the Twisted reactor (autobahn). Messages are plain dicts, as in
 docs/protocol.md; `next()` waits for the first unread message of a type, so a
 test reads like the conversation it checks. E2EE group chat is layered on top
-by `spaces.e2ee` (see `GroupChat` below) so that tests send real ciphertext.
+(client/groupchat.py, with hearth.spaces.e2ee) so that tests send real ciphertext.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
-"""/incidents/ack/<id>/<token>: the acknowledgement callback an on-call receiver may call.
+"""/incidents/ack/<id>/<token>: the acknowledgement link an on-call receiver may follow.
 
 The token is an HMAC of the incident id under a server key, so the URL is a
 capability for that one incident and nothing else; it acknowledges only
-(viewing an incident needs a facilitator login).
+(viewing an incident needs a facilitator login). What acknowledging means is
+the crisis desk's (moderation/crisis.py `acknowledge_by_link`); this only
+checks the link and answers.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import json
 
 from twisted.web import resource, server
 
+from hearth.spaces.protocol import ProtocolError
 from hearth.web.alerts import ack_token
 from hearth.web.node import Node
 
 
-class IncidentCallbacks(resource.Resource):
+class AckLink(resource.Resource):
     isLeaf = True
 
     def __init__(self, node: Node, ack_key: bytes) -> None:
@@ -31,22 +34,15 @@ class IncidentCallbacks(resource.Resource):
                 parts[2], ack_token(self.ack_key, parts[1])):
             request.setResponseCode(404)
             return json.dumps({"error": "not_found"}).encode()
-        from hearth.spaces.protocol import ProtocolError
         venue = self.node.venue
-        incident = venue.crisis.desk.incidents.get(parts[1])
-        if incident is None:
-            request.setResponseCode(404)
-            return json.dumps({"error": "incident_not_found"}).encode()
-        if incident.state not in ("open", "lost_contact"):
-            return json.dumps({"ok": True, "state": incident.state}).encode()
         try:
-            effects = venue.crisis.act(venue.rooms, "on-call", incident.id, "ack", None,
-                                       self.node.clock(), None)
+            state, effects = venue.crisis.acknowledge_by_link(venue.rooms, parts[1],
+                                                              self.node.clock())
         except ProtocolError as refused:
-            request.setResponseCode(409)
+            request.setResponseCode(404 if refused.code == "incident_not_found" else 409)
             return json.dumps({"error": refused.code}).encode()
         self.node.apply(None, effects)
-        return json.dumps({"ok": True, "state": "acknowledged"}).encode()
+        return json.dumps({"ok": True, "state": state}).encode()
 
     def render_GET(self, request: server.Request) -> bytes:
         request.setResponseCode(405)
