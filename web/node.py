@@ -73,7 +73,8 @@ class Node:
         self._applying = False
         self._later: list[NodeEffect] = []
         # a WebSocket counted against its address's cap (keyed hashes only, while open)
-        cap = AddressCap(address_seed, venue.config.limits.connections_per_address, clock)
+        self._per_address = cap = AddressCap(address_seed,
+                                             venue.config.limits.connections_per_address, clock)
         self.admit_address, self.release_address = cap.admit, cap.release
         self.open: Callable[..., Link] = host.open  # asked of the host (changes nothing else)
 

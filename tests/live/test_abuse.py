@@ -116,7 +116,7 @@ def test_the_cap_counts_keyed_hashes_not_addresses() -> None:
     node = Node(venue, MemoryBroker(time.time), lambda p, b: p, time.time, address_seed=b"s" * 32)
     keys = [node.admit_address("203.0.113.5") for _ in range(3)]
     assert keys[0] and keys[1] and keys[2] is None
-    assert "203.0.113.5" not in repr(node.host._per_address)
+    assert "203.0.113.5" not in repr(node._per_address)
     node.release_address(keys[0])  # type: ignore[arg-type]
     assert node.admit_address("203.0.113.5") is not None
 

@@ -24,7 +24,9 @@ from hearth.spaces.host import (
     STATE_MISSING_GRACE,
     SUSPECT_FOR,
     Call,
+    Log,
 )
+from hearth.spaces.effects import Reply
 from tests.support.hosts import COMMIT, Client, Nodes
 
 
@@ -57,7 +59,7 @@ def welcome(client: Client) -> dict[str, Any]:
     relay.Release("n1/1"), relay.Moved("circle", "n2"),
     relay.Duty("n1", ("m1",), b"{}"), relay.DutyRoster("n1", 2),
     relay.IncidentState("n1", {"id": "i1"}),
-    relay.SignIn("n1", {"op": "end"}),
+    relay.SignIn("n1", {"op": "end"}), relay.Accounts("n1"),
     relay.IncidentAct("r1", "n1", "circle", "i1", "ack", None, "ana", None),
     relay.IncidentAct("r1", "n1", "circle", "i1", "external", None, "ana", "r", "consent"),
     relay.IncidentDone("r1", b""),
@@ -371,3 +373,50 @@ def test_ownership_is_renewed_and_a_room_nobody_needs_is_let_go() -> None:
     nodes.send(a, {"type": "leave"})
     nodes.advance(1.5)
     assert not nodes.hosts["node1"].owned and nodes.saved() is None
+
+
+# --- roles withdrawn, shared accounts, effects that fail ------------------------------------
+
+def test_a_signed_out_facilitator_connected_through_another_node_is_closed_where_it_is() -> None:
+    nodes = Nodes(2)
+    nodes.join("node1", pseudonym="Calm Heron")  # node1 runs the room
+    owner = nodes.hosts["node1"]
+    ticket = owner.venue.issue_ticket("facilitator", nodes.clock.seconds(), "ana",
+                                      signin="s1", generation=1)
+    console = nodes.join("node2", ticket=ticket)
+    member = welcome(console)["member"]
+    nodes.apply("node2", nodes.hosts["node2"].signin_ended("s1"))  # not run there: nothing
+    nodes.flush()
+    assert console.closed is None
+    nodes.apply("node1", owner.signin_ended("s1"))
+    nodes.flush()
+    assert console.closed is not None and console.closed[0] == 4006
+    assert member not in owner.venue.rooms["circle"].members
+
+
+def test_an_account_change_elsewhere_makes_every_other_node_read_the_accounts_at_once() -> None:
+    nodes = Nodes(3)
+    nodes.watched.clear()
+    nodes.store.send_all(relay.Accounts("node2").pack())
+    nodes.flush()
+    assert sorted(nodes.watched) == ["node1", "node3"]  # not the node that said it
+    nodes.watched.clear()
+    nodes.advance(2.0)  # and once every housekeeping
+    assert set(nodes.watched) == {"node1", "node2", "node3"}
+
+
+def test_an_effect_that_cannot_be_sent_is_skipped_and_logged_and_the_rest_go() -> None:
+    nodes = Nodes(1)
+    person = nodes.join("node1", pseudonym="Calm Heron")
+    host = nodes.hosts["node1"]
+    assert person.link is not None
+    bad = {"type": "reports", "text": "tell nobody \ud800"}
+    effects = host.route(person.link, [Reply(bad), Reply({"type": "ok"})])
+    nodes.apply("node1", effects)
+    assert person.got[-1] == {"type": "ok"} and person.closed is None
+    assert host.effects_failed == 1
+    [log] = [e for e in effects if isinstance(e, Log)]
+    assert log.level == "error" and log.fields["effect"] == "Reply"
+    assert log.fields["error"] == "UnicodeEncodeError"
+    assert str(log.fields["where"]).startswith("protocol.py:")
+    assert "tell nobody" not in repr(log) and "\\ud800" not in repr(log)
