@@ -502,6 +502,9 @@ class TicketPage(_Page):
             return _json(request, 403, {"error": "csrf",
                                         "message": "The X-CSRF-Token header is missing or wrong."})
         role = cast(Role, session.role)
+        # the venue (and the account watcher) know this account before its first ticket, so
+        # a change or removal before the next housekeeping is still seen as one
+        auth.deliver_accounts()
         ticket = auth.node.venue.issue_ticket(role, auth.clock(), session.account,
                                               signin=session.id, generation=session.generation)
         auth.record(session.account, "ticket", "ok")
