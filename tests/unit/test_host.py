@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from hearth.spaces import relay
+from hearth.spaces.effects import Reply
 from hearth.spaces.host import (
     ANSWER_WITHIN,
     ASK_TIMEOUT,
@@ -26,7 +27,6 @@ from hearth.spaces.host import (
     Call,
     Log,
 )
-from hearth.spaces.effects import Reply
 from tests.support.hosts import COMMIT, Client, Nodes
 
 
