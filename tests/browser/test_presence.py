@@ -20,7 +20,7 @@ import json
 import pytest
 import pytest_twisted
 
-from hearth.spaces.chat import GroupChat
+from hearth.client.groupchat import GroupChat
 from hearth.spaces.config import HearthConfig
 from tests.browser.harness import Browser, CuttableLink, Page, keys_ready, log_has, open_page, say
 from tests.support.config import make_config
