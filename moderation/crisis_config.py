@@ -824,9 +824,12 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
     return None
 
 
-def load_crisis(directory: Path | None = None) -> CrisisReference:
+def load_crisis(directory: Path | None = None, *, with_models: bool = True) -> CrisisReference:
     """Read and check config/crisis/ (the shipped one when no directory is given).
 
+    A model beside a pack is checked either way (a broken file is an error even while it is
+    not used); with `with_models` false the packs come without their models, so whoever runs
+    them runs the rules alone ([crisis] detector_model in hearth.toml, off by default).
     Raises ConfigError listing every problem in every file.
     """
     directory = directory or SHIPPED_CRISIS
@@ -843,7 +846,7 @@ def load_crisis(directory: Path | None = None) -> CrisisReference:
     for path in paths:
         pack = _load_pack(path, problems, path.stem)
         if pack is not None:
-            packs[path.stem] = pack
+            packs[path.stem] = pack if with_models else dataclasses.replace(pack, model=None)
     if rules_dir.is_dir():
         for path in sorted(rules_dir.glob("*" + MODEL_SUFFIX)):
             language = path.name[:-len(MODEL_SUFFIX)]

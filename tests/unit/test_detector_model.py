@@ -19,6 +19,8 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.internet.task import Clock
+from twisted.web.resource import Resource
 
 from hearth.moderation.crisis_config import (
     MODEL_SUFFIX,
@@ -51,7 +53,9 @@ from hearth.moderation.detector import (
 )
 from hearth.moderation.detector_eval import TRAINING_FILES, load_corpus, main, training_corpus
 from hearth.moderation.detector_train import main as train_main
-from hearth.spaces.config import ConfigError
+from hearth.spaces.config import ConfigError, HearthConfig
+from hearth.web.reload import Reloader
+from tests.support.config import make_config
 from tests.support.detector_cases import load_cases
 
 HEADS = len(MODEL_HEADS)
@@ -308,6 +312,50 @@ def test_without_a_model_file_a_pack_runs_its_rules_alone(tmp_path: Path) -> Non
     assert pack_to_json(crisis.packs["es"])["model"] is None
     alone = load_rule_pack(directory / "rules" / "en.toml", "en", with_model=False)
     assert alone.model is None
+
+
+def _served_models(config: HearthConfig, directory: Path | None = None) -> dict[str, Any]:
+    """What a (re)loaded server serves at /crisis/rules/<lang>.json as `model`, by language
+    (web/reload.py, given what web/service.py gives it)."""
+    root = Resource()
+    reloader = Reloader(Clock(), root, directory or Path(config.crisis.directory),
+                        config.crisis.detector_model)
+    assert reloader.reload() == []
+    served = root.getStaticEntity(b"crisis")
+    return {path[1].removesuffix(".json"): json.loads(body)["model"]
+            for path, body in served.files.items() if path[0] == "rules"}
+
+
+def test_the_default_config_serves_the_packs_without_their_models() -> None:
+    """The model fires at high on everyday goodbyes ("I'm going to bed, goodnight all"): an
+    operator turns it on knowingly ([crisis] detector_model, docs/crisis.md)."""
+    off = make_config()
+    assert not off.crisis.detector_model
+    assert _served_models(off) == {"en": None, "es": None}
+    on = make_config(crisis={"detector_model": True})
+    served = _served_models(on)
+    assert sorted(served) == ["en", "es"]
+    for language, model in served.items():
+        assert model is not None and model["language"] == language
+    crisis = load_crisis(with_models=False)  # what service.py loads for the default config
+    assert all(pack.model is None for pack in crisis.packs.values())
+    goodnight = "I'm going to bed, goodnight all"
+    assert detect(crisis.packs["en"], goodnight) is None
+    assert detect(load_crisis().packs["en"], goodnight) is not None  # why it is off
+
+
+def test_a_broken_model_file_is_refused_even_while_the_model_is_off(tmp_path: Path) -> None:
+    directory = _copy(tmp_path)
+    path = directory / "rules" / ("en" + MODEL_SUFFIX)
+    _edit_model(path, _flip_a_byte)
+    with pytest.raises(ConfigError) as caught:
+        load_crisis(directory, with_models=False)
+    assert any(p.startswith(f"{path}: crc32: expected") for p in caught.value.problems), \
+        caught.value.problems
+    root = Resource()
+    problems = Reloader(Clock(), root, directory, False).reload()
+    assert problems and all(p.startswith("crisis data: ") for p in problems)
+    assert b"crisis" not in root.children  # refused: the running data stays
 
 
 def test_a_model_survives_its_json_round_trip(crisis: CrisisReference) -> None:
