@@ -171,6 +171,21 @@ class HearthClient:
             self._proto.sendClose(code)
         await self._with_timeout(self.closed, 10.0, "the close handshake")
 
+    async def until_closed(self, timeout: float = 10.0) -> tuple[int | None, str | None]:
+        """(code, reason) once the connection has closed; TimeoutError after `timeout`
+        seconds, so that a close that never comes fails instead of waiting for ever."""
+        waiter: Deferred[tuple[int | None, str | None]] = Deferred()
+
+        def closed(result: Any) -> Any:
+            if not waiter.called:
+                waiter.callback(result)
+            return result
+
+        self.closed.addBoth(closed)
+        result: tuple[int | None, str | None] = await self._with_timeout(
+            waiter, timeout, "the connection to close")
+        return result
+
     def drop(self) -> None:
         """Cut the TCP connection without a close handshake (a phone losing signal)."""
         if self._proto is not None and self._proto.transport is not None:

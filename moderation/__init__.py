@@ -6,6 +6,7 @@
     crisis_config.py  config/crisis/ (helplines, rule packs, escalation), checked at load
     detector.py       the crisis phrase detector's rule packs (run in the browser)
     detector_eval.py  how well the detector does on a labelled corpus (a command)
+    detector_train.py  trains the detector's model beside each rule pack (a command)
     bans.py           bans by a keyed hash of the address, never the address
     reports.py        verified reports (message franking) queued for facilitators
     login.py          facilitator sign-in without I/O: throttle, sessions, CSRF
@@ -17,8 +18,9 @@
 
 I/O happens only in journal.py (appends and rewrites files), audit.py and
 outbox.py (through journal.py), accounts.py (the account file, under a lock),
-crisis_config.py (load_crisis reads config/crisis/) and detector_eval.py (a
-command reading rule packs and a corpus). Everything else is sans-IO and
+crisis_config.py (load_crisis reads config/crisis/), detector_eval.py (a
+command reading rule packs and a corpus) and detector_train.py (a command
+that also writes the models beside the packs). Everything else is sans-IO and
 reads no clock: time comes in as `now`, effects go out as values. No Twisted
 here (tests/unit/test_layers.py).
 """

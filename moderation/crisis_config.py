@@ -5,7 +5,10 @@ rules/<language>.toml and escalation.toml. They are untrusted input like
 config/hearth.toml, and wrong crisis data hurts people, so loading follows
 spaces/config.py: every problem is collected, each naming the file, the key
 and what was expected, and unknown keys are errors. A retired helpline number
-or "committed suicide" in participant-facing text is refused outright.
+or "committed suicide" in participant-facing text is refused outright. A rule
+pack may have a trained model beside it (rules/<language>.model.json, written
+by moderation/detector_train.py); it is checked as strictly, down to the
+checksum of its weights, and belongs to one version of its pack.
 
 `parse_rule_pack` takes parsed TOML and does no I/O; `load_crisis` reads the
 files. Escalation is read straight into the incident desk's own `Escalation`
@@ -16,8 +19,13 @@ web/static/js/detector.js runs on decrypted text.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
+import json
 import re
 import tomllib
+import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -27,15 +35,24 @@ from typing import Any, cast
 from hearth.moderation.detector import (
     CATEGORIES,
     MAX_ALIAS_WORDS,
+    MAX_CHAR_NGRAM,
+    MAX_DAMPING,
+    MAX_MODEL_BUCKETS,
+    MAX_MODEL_INT,
     MAX_NEGATION_WINDOW,
     MAX_TYPO_TOKEN,
+    MIN_MODEL_BUCKETS,
     MIN_TYPO_WORD,
+    MODEL_FORMAT,
+    MODEL_HEADS,
+    MODEL_LEVELS,
     MODIFIER_CATEGORIES,
     PACK_FORMAT,
     SCOPES,
     SEVERITIES,
     Combo,
     ExceptionSet,
+    Model,
     Pattern,
     PatternError,
     Rule,
@@ -87,6 +104,12 @@ MAX_PATTERNS_PER_RULE = 60
 MAX_PATTERNS_PER_PACK = 3000
 MAX_ALIASES = 2000
 MAX_TYPOS = 500
+# A pack's model: rules/<language>.model.json. The shipped ones are about 110 KB; a file this
+# large is not a model of this format (and would not fit the page's budget anyway).
+MODEL_SUFFIX = ".model.json"
+MAX_MODEL_BYTES = 600_000
+RETRAIN = ("train it again (python -m hearth.moderation.detector_train), or remove the file "
+           "to run the rules alone")
 
 
 # ---- helplines --------------------------------------------------------------
@@ -544,6 +567,125 @@ def _no_variants(r: TableReader, aliases: Mapping[str, tuple[str, ...]], cues: S
                     check(where, word)
 
 
+# ---- a pack's model ---------------------------------------------------------
+
+def _int_list(r: TableReader, name: str, length: int, bound: int) -> tuple[int, ...]:
+    value = r.raw(name)
+    if (not isinstance(value, list) or len(value) != length
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        r.fail(name, f"a list of {length} whole numbers, got {describe(value)}")
+        return (0,) * length
+    for i, v in enumerate(value):
+        if not -bound <= v <= bound:
+            r.fail(f"{name}[{i}]", f"a whole number from {-bound} to {bound}, got {v}")
+    return tuple(value)
+
+
+def _model(data: Any, source: str, problems: list[str], pack: RulePack | None) -> Model:
+    """A pack's model from its parsed JSON: every key checked, the weights against their
+    length and checksum, and the pack it belongs to against `pack` (when given)."""
+    top = TableReader(source, "", data, problems)
+    form = top.raw("format")
+    if form != MODEL_FORMAT:
+        top.fail("format", f"{MODEL_FORMAT}, the model format this Hearth reads ({RETRAIN}), "
+                           f"got {describe(form)}")
+    lang = top.text("language", None, 3)
+    pack_id = top.text("pack", None, 64)
+    pack_version = top.text("pack_version", None, 14)
+    if pack is not None:
+        for key, got, want, what in (("language", lang, pack.language, "the pack's language"),
+                                     ("pack", pack_id, pack.id, "the id of its pack"),
+                                     ("pack_version", pack_version, pack.version,
+                                      "the version of its pack")):
+            if got and got != want:
+                top.fail(key, f"{want!r}, {what}: a model belongs to the pack it was trained "
+                              f"with; {RETRAIN}, got {got!r}")
+    trained_on = top.strings("trained_on", (), None, "corpus file names")
+    if len(trained_on) > 50 or any(len(t) > 200 for t in trained_on):
+        top.fail("trained_on", "at most 50 names of at most 200 characters")
+    buckets = top.integer("buckets", MIN_MODEL_BUCKETS, MIN_MODEL_BUCKETS, MAX_MODEL_BUCKETS)
+    if buckets & (buckets - 1):
+        top.fail("buckets", f"a power of two, got {buckets}")
+        buckets = MIN_MODEL_BUCKETS
+    ngrams = top.raw("char_ngrams")
+    if (not isinstance(ngrams, list) or len(ngrams) != 2
+            or not all(isinstance(n, int) and not isinstance(n, bool) for n in ngrams)
+            or not 1 <= ngrams[0] <= ngrams[1] <= MAX_CHAR_NGRAM):
+        top.fail("char_ngrams", f"[shortest, longest] letter n-grams, 1 <= shortest <= longest "
+                                f"<= {MAX_CHAR_NGRAM}, got {describe(ngrams)}")
+        ngrams = [1, 1]
+    damping = top.integer("damping", 0, 0, MAX_DAMPING)
+    heads = top.raw("heads")
+    if heads != list(MODEL_HEADS):
+        top.fail("heads", f"{list(MODEL_HEADS)} ({RETRAIN}), got {describe(heads)}")
+    bias = _int_list(top, "bias", len(MODEL_HEADS), MAX_MODEL_INT)
+    lv = TableReader(source, "levels", top.raw("levels"), problems)
+    levels = {name: lv.integer(name, 0, -MAX_MODEL_INT, MAX_MODEL_INT) for name in MODEL_LEVELS}
+    for name in MODEL_LEVELS:
+        if not lv.has(name):
+            lv.fail(name, "a whole number (this key is required)")
+    lv.done()
+    weights = b""
+    encoded = top.raw("weights")
+    size = buckets * len(MODEL_HEADS)
+    if not isinstance(encoded, str):
+        top.fail("weights", f"base64 text, got {describe(encoded)}")
+    else:
+        try:
+            weights = binascii.a2b_base64(encoded, strict_mode=True)
+        except binascii.Error:
+            top.fail("weights", "base64 text (the file is damaged: restore it or train it again)")
+        else:
+            if len(weights) != size:
+                top.fail("weights", f"{size} bytes ({buckets} buckets x {len(MODEL_HEADS)} heads), "
+                                    f"got {len(weights)}")
+                weights = b""
+    checksum = top.raw("crc32")
+    if weights and checksum != zlib.crc32(weights):
+        top.fail("crc32", f"the CRC-32 of the weights, {zlib.crc32(weights)} (the file is damaged: "
+                          f"restore it or train it again), got {describe(checksum)}")
+    top.done()
+    return Model(language=lang, pack=pack_id, pack_version=pack_version, buckets=buckets,
+                 char_ngrams=(ngrams[0], ngrams[1]), damping=damping, bias=bias, levels=levels,
+                 weights=weights or bytes(size), trained_on=trained_on)
+
+
+def _load_model(path: Path, problems: list[str], pack: RulePack | None) -> Model | None:
+    """rules/<language>.model.json, or None with its problems (size first: never parse a file
+    this format cannot be)."""
+    source = str(path)
+    raw = _read_bytes(path, problems)
+    if raw is None:
+        return None
+    if len(raw) > MAX_MODEL_BYTES:
+        problems.append(f"{source}: expected a model of at most {MAX_MODEL_BYTES} bytes, got "
+                        f"{len(raw)}")
+        return None
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problems.append(f"{source}: not valid JSON: {exc}")
+        return None
+    before = len(problems)
+    model = _model(data, source, problems, pack)
+    return model if len(problems) == before else None
+
+
+def _load_pack(path: Path, problems: list[str], language: str | None, with_model: bool = True
+               ) -> RulePack | None:
+    """A pack file and, if one is beside it, its model (<language>.model.json)."""
+    data = _read_toml(path, problems)
+    if data is None:
+        return None
+    before = len(problems)
+    pack = _rule_pack(data, str(path), problems, language)
+    model_path = path.with_name(path.stem + MODEL_SUFFIX)
+    if len(problems) > before or not with_model or not model_path.exists():
+        return pack  # a pack with problems is fixed first: its model is checked against it after
+    model = _load_model(model_path, problems, pack)
+    return pack if model is None else dataclasses.replace(pack, model=model)
+
+
 # ---- escalation -------------------------------------------------------------
 
 def _tiers(r: TableReader, schedule: str) -> tuple[tuple[Tier, ...], str]:
@@ -643,12 +785,35 @@ def parse_rule_pack(data: Mapping[str, Any], source: str, language: str | None =
     return pack
 
 
+def parse_model(data: Mapping[str, Any], source: str, pack: RulePack | None = None) -> Model:
+    """A pack's model from parsed JSON (checked against `pack`), or ConfigError listing every
+    problem."""
+    model: Model = _checked(_model, data, source, pack)
+    return model
+
+
+def load_rule_pack(path: Path, language: str | None = None, with_model: bool = True) -> RulePack:
+    """A rule pack file with its model if one is beside it, or ConfigError listing every
+    problem in both."""
+    problems: list[str] = []
+    pack = _load_pack(path, problems, language, with_model)
+    if problems or pack is None:
+        raise ConfigError(problems)
+    return pack
+
+
+def _read_bytes(path: Path, problems: list[str]) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        problems.append(f"{path}: cannot read the file ({exc.strerror or exc})")
+        return None
+
+
 def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
     source = str(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        problems.append(f"{source}: cannot read the file ({exc.strerror or exc})")
+    raw = _read_bytes(path, problems)
+    if raw is None:
         return None
     try:
         return tomllib.loads(raw.decode("utf-8"))
@@ -659,9 +824,12 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
     return None
 
 
-def load_crisis(directory: Path | None = None) -> CrisisReference:
+def load_crisis(directory: Path | None = None, *, with_models: bool = True) -> CrisisReference:
     """Read and check config/crisis/ (the shipped one when no directory is given).
 
+    A model beside a pack is checked either way (a broken file is an error even while it is
+    not used); with `with_models` false the packs come without their models, so whoever runs
+    them runs the rules alone ([crisis] detector_model in hearth.toml, off by default).
     Raises ConfigError listing every problem in every file.
     """
     directory = directory or SHIPPED_CRISIS
@@ -676,9 +844,15 @@ def load_crisis(directory: Path | None = None) -> CrisisReference:
     if not paths:
         problems.append(f"{rules_dir}: expected at least one rule pack like en.toml")
     for path in paths:
-        data = _read_toml(path, problems)
-        if data is not None:
-            packs[path.stem] = _rule_pack(data, str(path), problems, path.stem)
+        pack = _load_pack(path, problems, path.stem)
+        if pack is not None:
+            packs[path.stem] = pack if with_models else dataclasses.replace(pack, model=None)
+    if rules_dir.is_dir():
+        for path in sorted(rules_dir.glob("*" + MODEL_SUFFIX)):
+            language = path.name[:-len(MODEL_SUFFIX)]
+            if language not in packs and not (rules_dir / f"{language}.toml").exists():
+                problems.append(f"{path}: expected the rule pack {language}.toml beside it "
+                                "(a model belongs to a pack)")
 
     escalation_path = directory / "escalation.toml"
     data = _read_toml(escalation_path, problems)
@@ -826,11 +1000,32 @@ def _patterns_json(patterns: Sequence[Pattern]) -> list[list[list[Any]]]:
     return [[_slot_json(slot) for slot in p.slots] for p in patterns]
 
 
+def model_to_json(model: Model) -> dict[str, Any]:
+    """A pack's model as its file holds it (rules/<language>.model.json), and as the browser
+    gets it inside its pack: integers, and the weights in base64 with their CRC-32."""
+    return {
+        "format": MODEL_FORMAT,
+        "language": model.language,
+        "pack": model.pack,
+        "pack_version": model.pack_version,
+        "trained_on": list(model.trained_on),
+        "buckets": model.buckets,
+        "char_ngrams": list(model.char_ngrams),
+        "damping": model.damping,
+        "heads": list(MODEL_HEADS),
+        "bias": list(model.bias),
+        "levels": {name: model.levels[name] for name in MODEL_LEVELS},
+        "crc32": zlib.crc32(model.weights),
+        "weights": base64.b64encode(model.weights).decode("ascii"),
+    }
+
+
 def pack_to_json(pack: RulePack) -> dict[str, Any]:
     """The compiled pack that detector.js loadPack() takes (GET /crisis/rules/<language>.json).
 
     Patterns go out compiled and normalised, so the browser never parses the
-    pattern language and both sides match on the same words.
+    pattern language and both sides match on the same words. The pack's model,
+    if it has one, goes with it.
     """
     return {
         "format": PACK_FORMAT,
@@ -852,4 +1047,5 @@ def pack_to_json(pack: RulePack) -> dict[str, Any]:
                    "negatable": r.negatable, "unless": list(r.unless),
                    "requires": list(r.requires), "min_severity": r.min_severity,
                    "patterns": _patterns_json(r.patterns)} for r in pack.rules],
+        "model": None if pack.model is None else model_to_json(pack.model),
     }

@@ -12,6 +12,16 @@ file, and a bad pack must not be able to hang a client. Every token is looked
 up in an index once and each pattern keeps one "latest match" per slot, so
 detection is linear in the length of the text whatever the pack says.
 
+A pack may carry a small model trained on the project's own corpus
+(moderation/detector_train.py): a linear classifier over hashed words, word
+pairs and letter n-grams of the same tokens. Its weights are small integers
+and it is read with integer arithmetic only, so this module and the browser
+compute the same scores to the last unit. The rules are the floor: the model
+never drops a rule detection nor lowers its severity, and stays silent where a
+rule matched and was negated or excepted (hyperbole, other people, the past,
+quotes; those exception sets are features of the model too). It adds what no
+rule wrote down, and lifts severity.
+
 web/static/js/detector.js is the same algorithm in the browser; the two are
 kept identical by tests/crisis/cases.json and by the evaluation corpus in
 tests/crisis/corpus/. Change both or neither.
@@ -20,8 +30,10 @@ tests/crisis/corpus/. Change both or neither.
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Mapping, Sequence
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 # Categories, in the order that breaks ties when picking the one reported.
@@ -32,7 +44,7 @@ SEVERITIES = ("low", "medium", "high")
 # Where an exception set's match cancels a rule: the same clause, sentence, or anywhere.
 SCOPES = ("clause", "sentence", "message")
 # The shape of pack_to_json; the browser refuses a pack of another format (a stale cache).
-PACK_FORMAT = 2
+PACK_FORMAT = 3
 
 # Limits on one pattern: they bound the work per token, whatever a pack says.
 MAX_PATTERN_CHARS = 300
@@ -275,6 +287,146 @@ class _Index:
     gaps: tuple[int, ...]
 
 
+# ---- the model ----------------------------------------------------------------------------
+# A pack's optional model (docs/crisis.md, "The model"): integer weights per hashed feature and
+# head, read with integer arithmetic only, so that detector.js computes the same to the unit.
+
+MODEL_FORMAT = 1
+# What the model says: whether there is risk, whether it is high, and (when no rule fired) which
+# of these categories it is.
+MODEL_HEADS = ("risk", "high", "intent", "means_method", "farewell")
+MODEL_CATEGORIES = ("intent", "means_method", "farewell")
+# Where its scores are cut: a detection of its own from `fire` on the risk head; from `high` on
+# the high head, a detection in MODEL_CATEGORIES is lifted to high severity.
+MODEL_LEVELS = ("fire", "high")
+# Named in a detection's rule_ids ("why you are seeing this") when the model found or lifted it.
+MODEL_RISK_ID = "model.risk"
+MODEL_HIGH_ID = "model.high"
+MIN_MODEL_BUCKETS = 1 << 8
+MAX_MODEL_BUCKETS = 1 << 16
+MAX_CHAR_NGRAM = 6
+MAX_DAMPING = 1000
+# Bias and levels stay within this, so that every product below stays exact in a JavaScript
+# number (|sum| <= 127 * 2**16; (2 * 2**15)**2 * (2**16 + MAX_DAMPING) < 2**53).
+MAX_MODEL_INT = 1 << 15
+
+# FNV-1a, 32 bits, over the code points of a feature's text.
+FNV_OFFSET = 0x811C9DC5
+FNV_PRIME = 0x01000193
+
+
+def fnv1a(text: str, h: int = FNV_OFFSET) -> int:
+    for c in text:
+        h = ((h ^ ord(c)) * FNV_PRIME) & 0xFFFFFFFF
+    return h
+
+
+_WORD_HASH = fnv1a("w ")
+_PAIR_HASH = fnv1a("b ")
+_NGRAM_HASH = fnv1a("c ")
+_EXCEPTION_HASH = fnv1a("x ")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Model:
+    """A pack's trained model; build it with moderation.crisis_config, which validates."""
+    language: str
+    pack: str  # the id and version of the pack it was trained with, and belongs to
+    pack_version: str
+    buckets: int  # a power of two: features are hashed into this many
+    char_ngrams: tuple[int, int]  # letter n-grams of "<word>", from this length to that
+    # Added to a message's count of buckets before the square root: a message of a word or two
+    # is not scored as if that word were all there is to know.
+    damping: int
+    bias: tuple[int, ...]  # per head (MODEL_HEADS), in weight units
+    levels: Mapping[str, int]  # MODEL_LEVELS, in weight units
+    weights: bytes  # signed bytes, bucket by bucket: weights[bucket * len(MODEL_HEADS) + head]
+    trained_on: tuple[str, ...] = ()  # corpus files, for whoever reads the file
+    _signed: array[int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_signed", array("b", self.weights))
+
+
+@dataclass(frozen=True, slots=True)
+class ModelScores:
+    """The sum of a message's bucket weights per head, and how many distinct buckets it has
+    plus the model's damping.
+
+    A head's score is bias + sum / sqrt(count): the square root keeps a long message from
+    outweighing a short one. It is never computed: see reaches()."""
+    sums: tuple[int, ...]
+    count: int
+
+
+@lru_cache(maxsize=16384)
+def _word_hashes(word: str, low: int, high: int) -> tuple[int, ...]:
+    """The hashes of a word ("w word") and of the letter n-grams of "<word>" ("c <wo", ...)."""
+    out = [fnv1a(word, _WORD_HASH)]
+    marked = f"<{word}>"
+    for start in range(len(marked)):
+        h = _NGRAM_HASH
+        for end in range(start, min(len(marked), start + high)):
+            h = ((h ^ ord(marked[end])) * FNV_PRIME) & 0xFFFFFFFF
+            if end - start + 1 >= low:
+                out.append(h)
+    return tuple(out)
+
+
+def model_features(tokens: Sequence[Token], exceptions: Iterable[str], buckets: int,
+                   char_ngrams: tuple[int, int]) -> list[int]:
+    """The distinct buckets of a message, ascending: each word, each pair of neighbouring words
+    in a clause ("b word word"), the letter n-grams of each word, and the name of each
+    exception set that matched anywhere in the message ("x past")."""
+    mask = buckets - 1
+    low, high = char_ngrams
+    seen: set[int] = set()
+    previous = None
+    for token in tokens:
+        seen.update(h & mask for h in _word_hashes(token.text, low, high))
+        if previous is not None and previous.clause == token.clause:
+            seen.add(fnv1a(f"{previous.text} {token.text}", _PAIR_HASH) & mask)
+        previous = token
+    seen.update(fnv1a(name, _EXCEPTION_HASH) & mask for name in exceptions)
+    return sorted(seen)
+
+
+def model_scores(model: Model, buckets: Sequence[int]) -> ModelScores:
+    heads = len(MODEL_HEADS)
+    sums = [0] * heads
+    weights = model._signed
+    for bucket in buckets:
+        base = bucket * heads
+        for head in range(heads):
+            sums[head] += weights[base + head]
+    return ModelScores(sums=tuple(sums), count=len(buckets) + model.damping)
+
+
+def _squared(x: int) -> int:
+    return x * abs(x)
+
+
+def reaches(model: Model, scores: ModelScores, head: str, level: str) -> bool:
+    """bias + sum / sqrt(count) >= level, in integers: sum >= (level - bias) * sqrt(count), both
+    sides squared with their signs (x |x| is increasing, and maps a sqrt(count) to count)."""
+    h = MODEL_HEADS.index(head)
+    return (_squared(scores.sums[h])
+            >= _squared(model.levels[level] - model.bias[h]) * scores.count)
+
+
+def model_category(model: Model, scores: ModelScores) -> str:
+    """The category head with the highest score; a tie goes to the earlier one."""
+    index = MODEL_HEADS.index
+    best = MODEL_CATEGORIES[0]
+    for category in MODEL_CATEGORIES[1:]:
+        c, b = index(category), index(best)
+        # bias_c + sum_c / sqrt(n) > bias_b + sum_b / sqrt(n), in integers as in reaches()
+        if (_squared(scores.sums[c] - scores.sums[b])
+                > _squared(model.bias[b] - model.bias[c]) * scores.count):
+            best = category
+    return best
+
+
 @dataclass(frozen=True, kw_only=True)
 class RulePack:
     """A language's rules, compiled; build it with moderation.crisis_config, which validates."""
@@ -296,6 +448,8 @@ class RulePack:
     typos: tuple[str, ...] = ()
     # Real words never read as a typo of a typo word.
     not_typos: frozenset[str] = frozenset()
+    # The pack's trained model, if it has one (rules/<language>.model.json).
+    model: Model | None = None
     _index: _Index = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -482,11 +636,27 @@ def _negated(pack: RulePack, tokens: Sequence[Token], mi: int, start: int, end: 
 
 def detect(pack: RulePack, text: str) -> Detection | None:
     """The strongest risk in `text` under `pack`, or None. Never returns or keeps the text."""
+    return combine(pack, pack.model, detect_parts(pack, text))
+
+
+@dataclass(frozen=True, slots=True)
+class Parts:
+    """What the rules and the pack's model say of a message, before combine() weighs them."""
+    rules: Detection | None = None
+    scores: ModelScores | None = None
+    # A rule matched, and the rules themselves ruled it out: every match negated or excepted
+    # ("I don't want to die", "homework, I want to die"), or a sign that needs company alone.
+    ruled_out: bool = False
+
+
+def detect_parts(pack: RulePack, text: str) -> Parts:
+    """What the rules detect and what the pack's model scores, before combine() weighs them
+    (the evaluation tries other levels on the same parts)."""
     if not isinstance(text, str) or not text:
-        return None
+        return Parts()
     tokens = read(pack, text)
     if not tokens:
-        return None
+        return Parts()
     index = pack._index
     found = _scan(pack, tokens)
 
@@ -518,17 +688,38 @@ def detect(pack: RulePack, text: str) -> Detection | None:
         return False
 
     fired: list[Rule] = []
+    ruled_out = False
     for rule, matcher_ids in zip(pack.rules, index.rule_matchers, strict=True):
+        matches = [(mi, start, end) for mi in matcher_ids for start, end in found[mi]]
+        if not matches:
+            continue
         if any(name in excepted_message for name in rule.unless):
+            ruled_out = True
             continue
         if any(not (rule.negatable and _negated(pack, tokens, mi, start, end, excused))
-               and not excepted_at(rule, start)
-               for mi in matcher_ids for start, end in found[mi]):
+               and not excepted_at(rule, start) for mi, start, end in matches):
             fired.append(rule)
+        else:
+            ruled_out = True
     independent = {name for rule in fired if not rule.requires for name in (rule.category, rule.id)}
-    fired = [rule for rule in fired
-             if not rule.requires or any(c in independent for c in rule.requires)]
-    return _judge(pack, fired)
+    kept = [rule for rule in fired if not rule.requires or any(c in independent for c in rule.requires)]
+    ruled_out = ruled_out or len(kept) < len(fired)
+    model = pack.model
+    scores = None if model is None else model_scores(
+        model, model_features(tokens, excepted, model.buckets, model.char_ngrams))
+    return Parts(rules=_judge(pack, kept), scores=scores, ruled_out=ruled_out)
+
+
+def message_features(pack: RulePack, text: str, buckets: int, char_ngrams: tuple[int, int]
+                     ) -> list[int]:
+    """The buckets a model of this shape would read in `text` under `pack` (for training)."""
+    tokens = read(pack, text)
+    if not tokens:
+        return []
+    found = _scan(pack, tokens)
+    matched = [name for name, matcher_ids in pack._index.exception_matchers.items()
+               if any(found[mi] for mi in matcher_ids)]
+    return model_features(tokens, matched, buckets, char_ngrams)
 
 
 def _judge(pack: RulePack, fired: Sequence[Rule]) -> Detection | None:
@@ -557,3 +748,27 @@ def _judge(pack: RulePack, fired: Sequence[Rule]) -> Detection | None:
     category = max(main, key=lambda c: (weights[c], -CATEGORIES.index(c)))
     return Detection(category=category, severity=SEVERITIES[rank],
                      rule_ids=tuple(rule.id for rule in fired), pack=pack.id, version=pack.version)
+
+
+def combine(pack: RulePack, model: Model | None, parts: Parts) -> Detection | None:
+    """The rules' detection weighed by the model (docs/crisis.md, "The model").
+
+    The rules are the floor: the model never drops a rule detection nor lowers its severity.
+    When no rule fired, and no rule was ruled out by negation or an exception ("I don't want
+    to die", "my grandfather died"), the model reports a medium detection of its own from its
+    `fire` level on; a detection in one of its categories whose high head reaches `high` is
+    lifted to high severity."""
+    found, scores = parts.rules, parts.scores
+    if model is None or scores is None:
+        return found
+    if found is None:
+        if parts.ruled_out or not reaches(model, scores, "risk", "fire"):
+            return None
+        found = Detection(category=model_category(model, scores), severity="medium",
+                          rule_ids=(MODEL_RISK_ID,), pack=pack.id, version=pack.version)
+    if (found.severity != "high" and found.category in MODEL_CATEGORIES
+            and reaches(model, scores, "high", "high")):
+        found = Detection(category=found.category, severity="high",
+                          rule_ids=(*found.rule_ids, MODEL_HIGH_ID), pack=found.pack,
+                          version=found.version)
+    return found

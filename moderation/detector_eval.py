@@ -5,12 +5,24 @@ fire) and precision per language and per corpus category, how severe the
 detections are, whether the reported category fits, and every miss and false
 alarm. `--json` gives the same as one JSON object.
 
-By default it runs the shipped rule packs (config/crisis/rules/) over the
-project's corpus (tests/crisis/corpus/*.jsonl). An operator points it at their
-own: `--rules DIR` (every <language>.toml in it), `--pack FILE` (one more pack,
-its language from the file name) and `--corpus FILE_OR_DIR`; `--language`
-keeps only some languages. A language is evaluated when it has both a pack and
-lines.
+By default it runs the shipped rule packs (config/crisis/rules/), each with its
+model when one is beside it, over the project's corpus
+(tests/crisis/corpus/*.jsonl). An operator points it at their own: `--rules
+DIR` (every <language>.toml in it), `--pack FILE` (one more pack, its language
+from the file name) and `--corpus FILE_OR_DIR`; `--language` keeps only some
+languages; `--no-model` runs the rules alone. A language is evaluated when it
+has both a pack and lines.
+
+`--cv` measures how the detector does on a writer it has not seen:
+leave-one-writer-out cross-validation, each corpus file being one writer (by
+default the training files, TRAINING_FILES; never a held-out part). For
+each file, a model is trained (moderation/detector_train.py, numpy needed) on
+the other files and the detector, rules and that model, runs on the file held
+out. It prints the targets per held-out writer and language, next to the
+rules alone, the figures of all held-out lines together, and the targets at
+other levels: the settings of the shipped model are chosen from this, never
+from the figures on the lines a model was trained on. The rules themselves are not retrained: on
+the files they were tuned on, their part is not held out (docs/crisis.md).
 
 A corpus file has one JSON object a line:
 `{"id", "language", "category", "label": "risk"|"none", "severity": "low"|"medium"|"high"|null,
@@ -24,15 +36,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hearth.moderation.crisis_config import SHIPPED_CRISIS, parse_rule_pack
-from hearth.moderation.detector import CATEGORIES, SEVERITIES, Detection, RulePack, detect
+from hearth.moderation.crisis_config import SHIPPED_CRISIS, load_rule_pack
+from hearth.moderation.detector import (
+    CATEGORIES,
+    SEVERITIES,
+    Detection,
+    Parts,
+    RulePack,
+    combine,
+    detect,
+    detect_parts,
+)
 from hearth.spaces.config import ConfigError
+
+if TYPE_CHECKING:
+    from hearth.moderation.detector_train import Settings, Trained
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "tests" / "crisis" / "corpus"
 DEFAULT_RULES = SHIPPED_CRISIS / "rules"
@@ -174,8 +197,10 @@ def _line(raw: str, where: str, source: str, problems: list[str]) -> Line | None
                 label=data["label"], severity=severity, text=data["text"], source=source)
 
 
-def load_packs(rules: Path | None, extra: Sequence[Path] = ()) -> dict[str, RulePack]:
-    """Every <language>.toml in `rules`, then each extra pack file (its language from its name)."""
+def load_packs(rules: Path | None, extra: Sequence[Path] = (), with_models: bool = True
+               ) -> dict[str, RulePack]:
+    """Every <language>.toml in `rules`, then each extra pack file (its language from its name),
+    each with the model beside it (<language>.model.json) unless `with_models` is false."""
     paths = sorted(rules.glob("*.toml")) if rules is not None else []
     if rules is not None and not paths:
         raise CorpusError(f"{rules}: expected rule packs like en.toml")
@@ -183,12 +208,7 @@ def load_packs(rules: Path | None, extra: Sequence[Path] = ()) -> dict[str, Rule
     problems: list[str] = []
     for path in [*paths, *extra]:
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-            packs[path.stem] = parse_rule_pack(data, str(path), path.stem)
-        except OSError as exc:
-            problems.append(f"{path}: cannot read ({exc.strerror})")
-        except tomllib.TOMLDecodeError as exc:
-            problems.append(f"{path}: not valid TOML ({exc})")
+            packs[path.stem] = load_rule_pack(path, path.stem, with_models)
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -261,7 +281,13 @@ def targets(results: Sequence[Result]) -> list[dict[str, Any]]:
 def report(packs: Mapping[str, RulePack], lines: Sequence[Line], files: Sequence[Path]
            ) -> dict[str, Any]:
     """Everything the command prints, as one JSON-ready object."""
-    results = evaluate(packs, lines)
+    return report_results(packs, lines, files, evaluate(packs, lines))
+
+
+def report_results(packs: Mapping[str, RulePack], lines: Sequence[Line], files: Sequence[Path],
+                   results: Sequence[Result], model: str | None = None) -> dict[str, Any]:
+    """The report of results already computed (by evaluate, or by cross_validate: then `model`
+    says which model each line went through)."""
     languages = sorted({r.line.language for r in results})
     skipped = sorted({line.language for line in lines} - set(packs))
     per_language = {}
@@ -285,8 +311,9 @@ def report(packs: Mapping[str, RulePack], lines: Sequence[Line], files: Sequence
     high_wanted = TARGETS[3][2]
     return {
         "corpus": [str(f) for f in files],
-        "packs": {lang: {"id": p.id, "version": p.version} for lang, p in sorted(packs.items())
-                  if lang in languages},
+        "packs": {lang: {"id": p.id, "version": p.version,
+                         "model": model or ("beside the pack" if p.model else None)}
+                  for lang, p in sorted(packs.items()) if lang in languages},
         "skipped_languages": skipped,
         "overall": figures(results),
         "categories": {c: figures([r for r in results if r.line.category == c])
@@ -312,8 +339,9 @@ def format_text(data: Mapping[str, Any]) -> str:
     languages = list(data["languages"])
     out = [f"Detector evaluation: {data['overall']['lines']} lines from "
            f"{', '.join(Path(f).name for f in data['corpus'])}",
-           "Packs: " + ", ".join(f"{lang} {p['id']} {p['version']}"
-                                 for lang, p in data["packs"].items())]
+           "Packs: " + ", ".join(f"{lang} {p['id']} {p['version']} "
+                                 + (f"with its model ({p['model']})" if p["model"] else
+                                    "(rules alone)") for lang, p in data["packs"].items())]
     if data["skipped_languages"]:
         out.append(f"Skipped (no pack): {', '.join(data['skipped_languages'])}")
     columns = [*languages, "all"]
@@ -369,6 +397,144 @@ def format_text(data: Mapping[str, Any]) -> str:
     return "\n".join(out)
 
 
+# ---- leave-one-writer-out cross-validation ------------------------------------------------
+
+# The other levels the cross-validation tries (score units): fire at the chosen high, then high
+# at the chosen fire.
+SWEEP_FIRE = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0)
+SWEEP_HIGH = (-2.0, -1.0, 0.0, 1.0)
+# The files a shipped model is trained on, and that --cv holds out one at a time by default:
+# one writer each. The held-out parts (heldout-*.jsonl) are never among them.
+TRAINING_FILES = ("dev-a.jsonl", "dev-b.jsonl", "train-t.jsonl")
+
+
+def training_corpus() -> list[Path]:
+    return [DEFAULT_CORPUS / name for name in TRAINING_FILES]
+
+
+@dataclass(frozen=True, kw_only=True)
+class HeldOut:
+    """A held-out line: what the rules found and the scores of the model trained without it."""
+    line: Line
+    pack: RulePack  # with that model
+    trained: Trained
+    parts: Parts
+
+    def result(self, levels: Mapping[str, float] | None = None) -> Result:
+        model = self.pack.model if levels is None else self.trained.with_levels(levels)
+        return Result(line=self.line, detection=combine(self.pack, model, self.parts))
+
+
+def cross_validate(packs: Mapping[str, RulePack], lines: Sequence[Line],
+                   settings: Settings | None = None) -> list[HeldOut]:
+    """Each corpus file held out in turn: a model trained on the other files' lines of each
+    language, and every held-out line through the pack with that model."""
+    from hearth.moderation.detector_train import DEFAULT_SETTINGS, featurize, train
+
+    settings = settings or DEFAULT_SETTINGS
+    writers = sorted({line.source for line in lines})
+    if len(writers) < 2:
+        raise CorpusError("cross-validation holds out one corpus file at a time: give at least two "
+                          "(one per writer)")
+    out: list[HeldOut] = []
+    for language, pack in sorted(packs.items()):
+        mine = [line for line in lines if line.language == language]
+        rows = dict(zip((line.id for line in mine),
+                        featurize(pack, [line.text for line in mine], settings), strict=True))
+        for writer in writers:
+            held = [line for line in mine if line.source == writer]
+            rest = [line for line in mine if line.source != writer]
+            if not held or not rest:
+                continue
+            trained = train(pack, rest, settings, [rows[line.id] for line in rest])
+            with_model = replace(pack, model=trained.model)
+            for line in held:
+                out.append(HeldOut(line=line, pack=with_model, trained=trained,
+                                   parts=detect_parts(with_model, line.text)))
+    return out
+
+
+def _target_values(results: Sequence[Result]) -> dict[str, float | None]:
+    return {t["key"]: t["value"] for t in targets(results)}
+
+
+def cv_report(packs: Mapping[str, RulePack], lines: Sequence[Line], files: Sequence[Path],
+              settings: Settings | None = None) -> dict[str, Any]:
+    """The cross-validation as one JSON-ready object: per held-out writer and language, rules
+    with the model next to the rules alone; all held-out lines together (the usual report);
+    and other levels."""
+    from hearth.moderation.detector_train import DEFAULT_SETTINGS
+
+    settings = settings or DEFAULT_SETTINGS
+    held = cross_validate(packs, lines, settings)
+    results = [h.result() for h in held]
+    rules_alone = [Result(line=h.line, detection=h.parts.rules) for h in held]
+    writers = sorted({h.line.source for h in held})
+    languages = sorted({h.line.language for h in held})
+
+    def row(keep: Any) -> dict[str, Any]:
+        mine = [r for r in results if keep(r.line)]
+        alone = [r for r in rules_alone if keep(r.line)]
+        return {"lines": len(mine), "false_alarm_rate": figures(mine)["false_alarm_rate"],
+                "rules_alone_false_alarm_rate": figures(alone)["false_alarm_rate"],
+                "targets": _target_values(mine), "rules_alone": _target_values(alone)}
+
+    rows = {}
+    for writer in [*writers, None]:
+        for language in [*languages, None]:
+            rows[f"{writer or 'all'}/{language or 'all'}"] = row(
+                lambda line, w=writer, lang=language: (w is None or line.source == w)
+                and (lang is None or line.language == lang))
+    chosen = settings.levels
+    tries = [(fire, chosen["high"]) for fire in SWEEP_FIRE]
+    tries += [(chosen["fire"], high) for high in SWEEP_HIGH if high != chosen["high"]]
+    sweep = []
+    for fire, high in tries:
+        tried = [h.result({"fire": fire, "high": high}) for h in held]
+        per_writer = [_target_values([r for r in tried if r.line.source == w]) for w in writers]
+        sweep.append({"fire": fire, "high": high, "targets": _target_values(tried),
+                      "false_alarm_rate": figures(tried)["false_alarm_rate"],
+                      "worst_writer_recall": min(v["recall"] or 0.0 for v in per_writer),
+                      "worst_writer_quiet": max(v["quiet"] or 0.0 for v in per_writer)})
+    return {"cv": {"levels": dict(settings.levels), "rows": rows, "sweep": sweep},
+            **report_results(packs, lines, files, results, model="held out")}
+
+
+def format_cv(data: Mapping[str, Any]) -> str:
+    """The cross-validation as terminal tables, then the report of every held-out line."""
+    cv = data["cv"]
+    levels = cv["levels"]
+    heading = f"{'recall':>8}{'core':>8}{'quiet':>8}{'high':>8}{'all FA':>8}"
+    out = ["Leave-one-writer-out cross-validation: each corpus file held out in turn, the model "
+           "trained on the others",
+           f"Levels (score units): fire {levels['fire']}, high {levels['high']}",
+           "'core': recall on explicit, plan, means, imminent, attempt; 'quiet': false alarms on "
+           "hyperbole, ordinary, recovery talk, quotes; 'high': plan, means, timeframe, attempt "
+           "that came out high",
+           "",
+           f"{'held out / language':30}{'rules + model':>40} |{'rules alone':>40}",
+           f"{'':30}{heading} |{heading}"]
+    for name, r in cv["rows"].items():
+        t, a = r["targets"], r["rules_alone"]
+        out.append(f"  {name:28}{_pct(t['recall']):>8}{_pct(t['core_recall']):>8}"
+                   f"{_pct(t['quiet']):>8}{_pct(t['core_high']):>8}"
+                   f"{_pct(r['false_alarm_rate']):>8} |{_pct(a['recall']):>8}"
+                   f"{_pct(a['core_recall']):>8}{_pct(a['quiet']):>8}{_pct(a['core_high']):>8}"
+                   f"{_pct(r['rules_alone_false_alarm_rate']):>8}")
+    out += ["", "Other levels, all held-out lines ('worst writer': the lowest recall and the "
+                "highest quiet false alarms of one held-out file)",
+            f"  {'fire':>5}{'high':>6}{heading}{'worst recall':>14}{'worst quiet':>13}"]
+    for row in cv["sweep"]:
+        t = row["targets"]
+        out.append(f"  {row['fire']:>5g}{row['high']:>6g}{_pct(t['recall']):>8}"
+                   f"{_pct(t['core_recall']):>8}{_pct(t['quiet']):>8}{_pct(t['core_high']):>8}"
+                   f"{_pct(row['false_alarm_rate']):>8}{_pct(row['worst_writer_recall']):>14}"
+                   f"{_pct(row['worst_writer_quiet']):>13}")
+    out += ["", "All held-out lines, each through the model that did not see its writer", "",
+            format_text(data)]
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hearth.moderation.detector_eval",
@@ -381,23 +547,31 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="one more rule pack file, its language from its name (fr.toml)")
     parser.add_argument("--language", action="append",
                         help="evaluate only this language (repeat for several)")
+    parser.add_argument("--no-model", action="store_true",
+                        help="the rules alone, without the models beside the packs")
+    parser.add_argument("--cv", action="store_true",
+                        help="leave-one-writer-out cross-validation: each corpus file held out "
+                             "in turn, a model trained on the others (needs numpy)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args(argv)
-    paths = args.corpus or [DEFAULT_CORPUS]
+    paths = args.corpus or (training_corpus() if args.cv else [DEFAULT_CORPUS])
     try:
-        packs = load_packs(args.rules, args.pack)
+        packs = load_packs(args.rules, args.pack, with_models=not (args.no_model or args.cv))
         lines = load_corpus(paths)
+        if args.language:
+            packs = {lang: p for lang, p in packs.items() if lang in args.language}
+            lines = [line for line in lines if line.language in args.language]
+        if not any(line.language in packs for line in lines):
+            raise CorpusError("no corpus line has a pack for its language")
+        files = corpus_files(paths)
+        data = cv_report(packs, lines, files) if args.cv else report(packs, lines, files)
     except CorpusError as exc:
         print(exc, file=sys.stderr)
         return 2
-    if args.language:
-        packs = {lang: p for lang, p in packs.items() if lang in args.language}
-        lines = [line for line in lines if line.language in args.language]
-    if not any(line.language in packs for line in lines):
-        print("no corpus line has a pack for its language", file=sys.stderr)
-        return 2
-    data = report(packs, lines, corpus_files(paths))
-    print(json.dumps(data, ensure_ascii=False, indent=1) if args.json else format_text(data))
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False, indent=1))
+    else:
+        print(format_cv(data) if args.cv else format_text(data))
     return 0
 
 

@@ -335,6 +335,9 @@ class CrisisConfig:
     alert_admin_after: int = 5
     # /readyz answers 503 while this many crisis alerts (or more) wait in this node's outbox.
     ready_pending_limit: int = 1000
+    # Whether the detector runs each rule pack's trained model (rules/<lang>.model.json) too.
+    # Off: it finds more, but also fires at high severity on everyday goodbyes (docs/crisis.md).
+    detector_model: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -731,7 +734,8 @@ def _crisis(source: str, table: Any, problems: list[str]) -> CrisisConfig:
         pagerduty=_pagerduty(source, c.raw("pagerduty") if c.has("pagerduty") else [], problems),
         email=email, max_backoff_seconds=c.number("max_backoff_seconds", 300.0, 1.0, 3600.0),
         alert_admin_after=c.integer("alert_admin_after", 5, 1, 1000),
-        ready_pending_limit=c.integer("ready_pending_limit", 1000, 1, 1_000_000))
+        ready_pending_limit=c.integer("ready_pending_limit", 1000, 1, 1_000_000),
+        detector_model=c.boolean("detector_model", False))
     c.done()
     return config
 

@@ -238,6 +238,13 @@ class Auth:
             _log.error("facilitator accounts unreadable: {problem}", problem=str(err))
         self.deliver_accounts()
 
+    def signed_in_as(self, name: str, state: tuple[str, int]) -> None:
+        """A sign-in read the account in this state: the watcher's next look compares with
+        it, so an account removed or changed before the watcher first saw it still takes
+        the role away (a change is a difference from what was used, not only from the
+        watcher's last look)."""
+        self._account_states.setdefault(name, state)
+
     def deliver_accounts(self) -> None:
         try:
             accounts = self.store.all()
@@ -428,6 +435,7 @@ class LoginPage(_Page):
             if old is not None:  # never keep a session id across a sign-in
                 auth.sessions.end(old)
             cookie, _ = auth.sessions.create(account.name, account.role, account.generation, now)
+            auth.signed_in_as(account.name, (account.role, account.generation))
             _set_cookie(request, SESSION_COOKIE, cookie)
             _set_cookie(request, LOGIN_COOKIE, "", clear=True)
             request.write(_redirect(request, b"/console"))
@@ -502,9 +510,6 @@ class TicketPage(_Page):
             return _json(request, 403, {"error": "csrf",
                                         "message": "The X-CSRF-Token header is missing or wrong."})
         role = cast(Role, session.role)
-        # the venue (and the account watcher) know this account before its first ticket, so
-        # a change or removal before the next housekeeping is still seen as one
-        auth.deliver_accounts()
         ticket = auth.node.venue.issue_ticket(role, auth.clock(), session.account,
                                               signin=session.id, generation=session.generation)
         auth.record(session.account, "ticket", "ok")

@@ -216,7 +216,9 @@ def load(path: Path | None, listen: list[str] | None) -> Any:
     problems += check_webtransport(config)
     from hearth.moderation.crisis_config import config_warnings, load_crisis
     try:
-        crisis = load_crisis(Path(config.crisis.directory))
+        # Models are checked even when [crisis] detector_model is off: a broken file is an error.
+        crisis = load_crisis(Path(config.crisis.directory),
+                             with_models=config.crisis.detector_model)
     except ConfigError as err:
         problems += err.problems
     else:

@@ -4,7 +4,8 @@ What a reload reads again:
 
 - the TLS certificate and key of every `ssl:` listener (a renewal: new
   connections get the new certificate; open ones keep theirs);
-- the crisis data directory: helplines and rule packs, served to browsers at
+- the crisis data directory: helplines and rule packs (with their models only
+  when [crisis] detector_model is on), served to browsers at
   /crisis/helplines.json and /crisis/rules/<lang>.json.
 
 Each part is checked before it replaces the old one: a certificate that does
@@ -68,6 +69,8 @@ class Reloader:
     reactor: Any
     root: Any  # the site's root resource (/crisis is one of its children)
     crisis_directory: Path
+    # [crisis] detector_model: serve the packs with their models (a model is checked either way).
+    detector_model: bool
     tls: list[tuple[str, ReloadableTLS]] = field(default_factory=list)  # (description, settings)
     log: ClassVar[Logger] = Logger()
 
@@ -99,7 +102,7 @@ class Reloader:
         from hearth.moderation.crisis_config import load_crisis
         from hearth.web.crisis_data import CrisisData
         try:
-            crisis = load_crisis(self.crisis_directory)
+            crisis = load_crisis(self.crisis_directory, with_models=self.detector_model)
         except ConfigError as err:
             return [f"crisis data: {problem}" for problem in err.problems]
         self.root.putChild(b"crisis", CrisisData(crisis))

@@ -112,7 +112,7 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     node_id = node_id or secrets.token_hex(4)
     shipper = LogShipper(broker, node_id)
     keys = load_secrets(Path(config.server.data_dir))
-    crisis = load_crisis(Path(config.crisis.directory))
+    crisis = load_crisis(Path(config.crisis.directory), with_models=config.crisis.detector_model)
     venue = Venue(config, franking_key=keys.franking,
                   escalation=crisis.escalation,
                   ticket_key=hmac.new(keys.cookie, b"hearth-role-ticket-key",
@@ -164,7 +164,8 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
         voice_udp = WebTransportService(udp, reactor)
         voice_udp.setServiceParent(top)
     hearth = Hearth(top, node, listeners, alerts, metrics, retention, voice_udp,
-                    reloader=Reloader(reactor, site.resource, Path(config.crisis.directory)),
+                    reloader=Reloader(reactor, site.resource, Path(config.crisis.directory),
+                                      config.crisis.detector_model),
                     readiness=readiness)
     if not config.crisis.public_url:  # links in alerts point at the first listener
         def first_url(_: Any) -> None:

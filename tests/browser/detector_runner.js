@@ -2,7 +2,7 @@
 // Loaded by detector_page.html; the test calls window.runner.*. Returns results only:
 // the texts stay in the test, as they would stay on a participant's device.
 
-import { PackError, detect, loadPack, toWire, tokenize } from "/js/detector.js";
+import { PackError, detect, detectParts, loadPack, toWire, tokenize } from "/js/detector.js";
 
 /** Reject if `value` has not settled in `ms`: a stuck page fails the test, never hangs it. */
 export function withTimeout(value, ms, what) {
@@ -18,6 +18,17 @@ export function run(packs, items) {
   const loaded = {};
   for (const [language, json] of Object.entries(packs)) loaded[language] = loadPack(json);
   return items.map(([language, text]) => detect(loaded[language], text));
+}
+
+/** detectParts() on each [language, text]: the rules' detection, whether a rule was ruled
+ * out, and the model's integer sums and count, before they are combined. */
+export function parts(packs, items) {
+  const loaded = {};
+  for (const [language, json] of Object.entries(packs)) loaded[language] = loadPack(json);
+  return items.map(([language, text]) => {
+    const { rules, scores, ruledOut } = detectParts(loaded[language], text);
+    return { rules, ruled_out: ruledOut, sums: scores ? scores.sums : null, count: scores ? scores.count : null };
+  });
 }
 
 /** The same, with the pack given as JSON text (as fetched and cached). */

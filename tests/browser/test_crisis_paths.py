@@ -9,14 +9,17 @@ through the same protocol as the pages, and keep the tests quick.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 import pytest_twisted
 
 from hearth.client.websocket import HearthClient
+from hearth.spaces.config import HearthConfig
 from tests.browser.console_steps import APP, console_caught_up, enter, open_room, signed_in_console
 from tests.browser.harness import AXE, Browser, Page, axe, log_has, open_page
+from tests.support.detector_cases import load_cases
 from tests.support.live import LiveServer, until
 
 pytestmark = pytest.mark.browser
@@ -40,6 +43,16 @@ CARD = """() => {
     links: [...document.querySelectorAll('#help-lines a')].map((a) => a.href) };
 }"""
 RISKY = "I have 40 pills saved and tonight is the night"
+# How a session ends: the model fires on it at high severity, the rules do not (docs/crisis.md).
+GOODNIGHT = "I'm going to bed, goodnight all"
+
+
+@pytest.fixture
+def config(config: HearthConfig, request: pytest.FixtureRequest) -> HearthConfig:
+    """The shared test config; `detector_model` on where a test is parametrized with True."""
+    model = bool(getattr(request, "param", False))
+    return dataclasses.replace(
+        config, crisis=dataclasses.replace(config.crisis, detector_model=model))
 
 
 async def python_person(server: LiveServer, name: str, address: str) -> HearthClient:
@@ -303,6 +316,24 @@ async def test_the_detector_asks_again_after_5_minutes_a_resolution_and_i_m_ok(
                         ".startsWith('Thank you for letting us know')")
     assert await type_risky(page, RISKY + " once more")
     await fac.close()
+
+
+@pytest.mark.parametrize("config", [False, True], ids=["default", "model_on"], indirect=True)
+@pytest_twisted.ensureDeferred
+async def test_by_default_a_goodnight_goes_to_the_room_and_the_rules_still_ask(
+        config: HearthConfig, server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    """[crisis] detector_model is off by default: the page runs the rules alone, which let a
+    goodbye through and still ask about a clear risk. Turned on, the model asks about the
+    goodbye too (why it is off)."""
+    [risk] = [c for c in load_cases() if c["text"] == "I'm going to take all my pills tonight."]
+    assert risk["expect"] == {"category": "means_method", "severity": "high"}  # the rules alone
+    page = await open_page(browser, pages, server.http_url)
+    await enter(page, "circle", "Quiet Otter", country="GB")
+    await page.wait_for(f"() => {APP}.dataset.detector === 'ready'")
+    assert await type_risky(page, GOODNIGHT) == config.crisis.detector_model
+    if not config.crisis.detector_model:
+        await log_has(page, GOODNIGHT)
+        assert await type_risky(page, risk["text"])
 
 
 @pytest_twisted.ensureDeferred

@@ -10,7 +10,9 @@ Playwright worker thread, every call raced against a timer), as the E2EE browser
 
 from __future__ import annotations
 
+import base64
 import copy
+import dataclasses
 import json
 import random
 from collections.abc import Iterator
@@ -20,7 +22,15 @@ from typing import Any
 import pytest
 
 from hearth.moderation.crisis_config import CrisisReference, pack_to_json, parse_rule_pack
-from hearth.moderation.detector import RulePack, detect, tokenize
+from hearth.moderation.detector import (
+    MODEL_HEADS,
+    MODEL_RISK_ID,
+    RulePack,
+    detect,
+    detect_parts,
+    message_features,
+    tokenize,
+)
 from hearth.moderation.detector_eval import DEFAULT_CORPUS, load_corpus
 from tests.browser.runner import RunnerPage, runner_page
 from tests.support.detector_cases import HOSTILE_TEXT, hostile_pack_data, load_cases
@@ -42,6 +52,28 @@ def packs_json(crisis: CrisisReference) -> dict[str, Any]:
     return {language: pack_to_json(pack) for language, pack in crisis.packs.items()}
 
 
+def python_parts(packs: dict[str, RulePack], items: list[tuple[str, str]]) -> list[Any]:
+    """detect_parts() as the runner's parts() reports it."""
+    results = []
+    for language, text in items:
+        parts = detect_parts(packs[language], text)
+        results.append({"rules": None if parts.rules is None else parts.rules.to_json(),
+                        "ruled_out": parts.ruled_out,
+                        "sums": None if parts.scores is None else list(parts.scores.sums),
+                        "count": None if parts.scores is None else parts.scores.count})
+    return results
+
+
+def assert_same_parts(browser: RunnerPage, packs: dict[str, RulePack], packs_json: dict[str, Any],
+                      items: list[tuple[str, str]]) -> None:
+    in_browser = browser.call("parts", packs_json, items)
+    in_python = python_parts(packs, items)
+    differing = [text for (_, text), js, py in zip(items, in_browser, in_python, strict=True)
+                 if js != py]
+    assert differing == []
+    assert all(p["sums"] is not None for p in in_python if p["count"] is not None)
+
+
 def python_results(packs: dict[str, RulePack], items: list[tuple[str, str]]) -> list[Any]:
     results = []
     for language, text in items:
@@ -59,7 +91,8 @@ def test_every_shared_case_gives_the_same_detection(browser: RunnerPage, crisis:
     for case, js, py in zip(cases, in_browser, in_python, strict=True):
         assert js == py, case["text"]
         got = None if js is None else {"category": js["category"], "severity": js["severity"]}
-        assert got == case["expect"], case["text"]
+        assert got == case.get("with_model", case["expect"]), case["text"]
+    assert_same_parts(browser, dict(crisis.packs), packs_json, items)
     assert browser.page_errors == []
 
 
@@ -75,6 +108,10 @@ def test_the_evaluation_corpus_gives_the_same_detections(browser: RunnerPage, cr
                  if js != py]
     assert differing == []
     assert sum(r is not None for r in in_python) > len(items) // 2  # the corpus really fires
+    # ...and the model really takes part: lines only it finds, lines it lifts.
+    assert sum(r is not None and r["rule_ids"][0] == MODEL_RISK_ID for r in in_python) > 100
+    assert sum(r is not None and "model.high" in r["rule_ids"][1:] for r in in_python) > 20
+    assert_same_parts(browser, dict(crisis.packs), packs_json, items)
     assert browser.page_errors == []
 
 
@@ -124,6 +161,31 @@ def test_a_generated_corpus_gives_the_same_detections(browser: RunnerPage, crisi
                  if js != py]
     assert differing == []
     assert sum(r is not None for r in in_python) > len(items) // 4  # the corpus really fires
+    assert_same_parts(browser, dict(crisis.packs), packs_json, items)
+
+
+def test_a_model_with_a_weight_flipped_gives_the_same_new_result(
+        browser: RunnerPage, crisis: CrisisReference, packs_json: dict[str, Any]) -> None:
+    """Both read the weights the same way: flip the risk weights of a message the model alone
+    finds, and both stop finding it (and still agree on every corpus line)."""
+    lines = load_corpus([DEFAULT_CORPUS])
+    pack = crisis.packs["en"]
+    model = pack.model
+    assert model is not None
+    text = next(line.text for line in lines if line.language == "en"
+                and (d := detect(pack, line.text)) is not None and d.rule_ids == (MODEL_RISK_ID,))
+    weights = bytearray(model.weights)
+    risk = MODEL_HEADS.index("risk")
+    for b in message_features(pack, text, model.buckets, model.char_ngrams):
+        at = b * len(MODEL_HEADS) + risk
+        weights[at] = (-(weights[at] - 256 if weights[at] > 127 else weights[at])) & 0xFF
+    flipped = dataclasses.replace(pack, model=dataclasses.replace(model, weights=bytes(weights)))
+    assert detect(flipped, text) is None
+    items = [("en", text), *((line.language, line.text) for line in lines if line.language == "en")]
+    packs = {"en": flipped}
+    in_browser = browser.call("run", {"en": pack_to_json(flipped)}, items)
+    assert in_browser[0] is None
+    assert in_browser == python_results(packs, items)
 
 
 TRICKY = [
@@ -153,7 +215,7 @@ def test_a_pack_sent_as_json_text_works(browser: RunnerPage, crisis: CrisisRefer
 def test_to_wire_keeps_only_category_severity_pack_and_version(
         browser: RunnerPage, packs_json: dict[str, Any]) -> None:
     assert browser.call("wire", packs_json["en"], "I want to kill myself tonight") == {
-        "category": "intent", "severity": "high", "pack": "hearth-en", "version": "2.0.0"}
+        "category": "intent", "severity": "high", "pack": "hearth-en", "version": "3.0.0"}
     assert browser.call("wire", packs_json["en"], "see you next week") is None
 
 
@@ -191,7 +253,16 @@ def _broken(pack: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path,value,fragment", [
-    ("format", 1, "format: expected 2"),
+    ("format", 2, "format: expected 3"),
+    ("model/format", 2, "model.format: expected 1"),
+    ("model/pack_version", "2.0.0", "model.pack_version: expected \"3.0.0\""),
+    ("model/crc32", 12345, "model.crc32: expected the CRC-32 of the weights"),
+    ("model/weights", "AAAA", "model.weights: expected 81920 bytes in base64"),
+    ("model/buckets", 1000, "model.buckets: expected a power of two"),
+    ("model/bias", [0, 0], "model.bias: expected 5 whole numbers"),
+    ("model/levels/high", 1e9, "model.levels.high: expected a whole number"),
+    ("model/levels/keep", 0, "model.levels: expected fire, high"),
+    ("model/char_ngrams", [3, 9], "model.char_ngrams"),
     ("id", "", "id: expected a non-empty string"),
     ("negation/window", 99, "negation.window: expected a whole number from 0 to 8"),
     ("severity/category_cap", 0, "severity.category_cap: expected a whole number"),
@@ -220,6 +291,15 @@ def test_a_bad_pack_is_refused_with_its_path(browser: RunnerPage, packs_json: di
                                              path: str, value: Any, fragment: str) -> None:
     error = browser.call("loadError", _broken(packs_json["en"], path, value))
     assert error is not None and error.startswith("PackError: ") and fragment in error, error
+
+
+def test_a_model_with_a_flipped_byte_is_refused(browser: RunnerPage,
+                                                packs_json: dict[str, Any]) -> None:
+    raw = bytearray(base64.b64decode(packs_json["es"]["model"]["weights"]))
+    raw[1234] ^= 0x40
+    damaged = _broken(packs_json["es"], "model/weights", base64.b64encode(bytes(raw)).decode())
+    error = browser.call("loadError", damaged)
+    assert error is not None and "model.crc32: expected the CRC-32" in error, error
 
 
 def test_garbage_packs_are_refused(browser: RunnerPage) -> None:

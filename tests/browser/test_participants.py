@@ -131,7 +131,7 @@ async def test_two_browsers_and_the_python_client_walk_sit_and_talk(
 
     # The Python client leaves: both browsers say so, and the keys are renewed.
     py.client.send({"type": "leave"})
-    await py.client.closed
+    await py.client.until_closed()
     await log_has(alice, "Python Pal left.")
     await log_has(alice, "Encryption keys renewed")
     await log_has(bob, "Python Pal salió.")

@@ -253,7 +253,7 @@ async def test_push_to_talk_and_a_facilitators_mute_and_request_to_unmute(
     await a.do(lambda p: p.click("#unmute-yes"))
     await sends(a, 20)
     py.client.send({"type": "leave"})
-    await py.client.closed
+    await py.client.until_closed()
 
 
 def test_the_voice_strings_exist_in_both_catalogs() -> None:

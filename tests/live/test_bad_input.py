@@ -40,7 +40,7 @@ async def still_fine(server: LiveServer, bystander: HearthClient) -> None:
     got = await bystander.next(lambda m: m["type"] == "envelope" and m["body"] == "b2s=")
     assert got["from"] == other.member
     other.send({"type": "leave"})  # not just close: an away member would hold a place
-    await other.closed
+    await other.until_closed()
 
 
 @pytest.mark.parametrize("frame,code", [
@@ -105,7 +105,7 @@ async def test_binary_frames_that_are_not_voice(server: LiveServer) -> None:
 async def test_invalid_utf8_in_a_text_frame_is_closed_with_1007(server: LiveServer) -> None:
     attacker, bystander, _ = await pair(server)
     attacker.send_raw(b"\xff\xfe\x00garbage")
-    code, _ = await attacker.closed
+    code, _ = await attacker.until_closed()
     assert code == 1007
     await still_fine(server, bystander)
     await bystander.close()
@@ -116,7 +116,7 @@ async def test_oversized_frame_is_closed_with_1009(server: LiveServer) -> None:
     attacker, bystander, _ = await pair(server)
     attacker.send_raw(json.dumps({"type": "envelope", "body": "A" * 70_000,
                                   "commitment": COMMIT}).encode())
-    code, _ = await attacker.closed
+    code, _ = await attacker.until_closed()
     assert code == 1009
     await still_fine(server, bystander)
     await bystander.close()
@@ -140,7 +140,7 @@ async def test_a_flood_is_told_then_closed_with_1008_and_the_room_goes_on() -> N
         attacker, bystander, _ = await pair(live)
         for _ in range(400):
             attacker.send({"type": "stand"})
-        code, _ = await attacker.closed
+        code, _ = await attacker.until_closed()
         assert code == 1008
         assert [m["code"] for m in attacker.inbox if m["type"] == "error"] == ["rate_limited"]
         await still_fine(live, bystander)
@@ -224,11 +224,11 @@ async def _random_frames(server: LiveServer, batch: list[tuple[bytes, bool]], wh
     attacker, bystander, _ = await pair(server)
     if who == "before_join":
         attacker.send({"type": "leave"})
-        await attacker.closed
+        await attacker.until_closed()
         attacker = await server.client()
     elif who == "facilitator":
         attacker.send({"type": "leave"})
-        await attacker.closed
+        await attacker.until_closed()
         attacker = await server.client()
         await attacker.join("circle", ticket=node.venue.issue_ticket(
             "facilitator", node.clock(), "fuzz"))

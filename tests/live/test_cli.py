@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from hearth.moderation.crisis_config import SHIPPED_CRISIS
 from tests.support.serving import ServedHearth
 
 
@@ -27,6 +29,24 @@ def test_help_names_the_commands() -> None:
 def test_check_config_accepts_the_shipped_config() -> None:
     result = hearth("check-config", "config/hearth.toml")
     assert result.returncode == 0 and "OK" in result.stdout
+
+
+def test_check_config_checks_a_model_file_while_the_model_is_off(tmp_path: Path) -> None:
+    """[crisis] detector_model is off in the shipped config, yet a broken model file beside a
+    pack is an error: it would break the day someone turns the model on."""
+    crisis = tmp_path / "crisis"
+    shutil.copytree(SHIPPED_CRISIS, crisis)
+    model = crisis / "rules" / "es.model.json"
+    model.write_text("{not json", encoding="utf-8")
+    config = tmp_path / "hearth.toml"
+    shipped = Path("config/hearth.toml").read_text(encoding="utf-8")
+    assert 'directory = "crisis"' in shipped and "detector_model = false" in shipped
+    config.write_text(shipped, encoding="utf-8")  # the same relative "crisis", beside it
+    result = hearth("check-config", str(config))
+    assert result.returncode == 2, result.stdout
+    assert f"{model}: not valid JSON" in result.stderr and "Traceback" not in result.stderr
+    model.unlink()  # no model at all: the rules alone, fine
+    assert hearth("check-config", str(config)).returncode == 0
 
 
 BAD = """

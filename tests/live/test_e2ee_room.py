@@ -74,7 +74,7 @@ async def test_a_removed_member_cannot_read_what_follows(server: LiveServer) -> 
     kept = mallory.session  # the removed member keeps every key it had
 
     facilitator.client.send({"type": "remove", "member": mallory.client.member})
-    code, _ = await mallory.client.closed
+    code, _ = await mallory.client.until_closed()
     assert code == 4003
     left = await alice.client.next("member_left")
     assert left["reason"] == "removed" and left["epoch"] == facilitator.epoch
@@ -296,7 +296,7 @@ async def test_a_resume_advances_the_epoch_and_replays_nothing(server: LiveServe
     assert token is not None and bob.client.member is not None
     alice.client.inbox.clear()
     bob.client.drop()
-    await bob.client.closed
+    await bob.client.until_closed()
     again = await server.client()
     bob.client = again
     again.on_message = bob._on_message

@@ -241,7 +241,7 @@ class LiveEndpoint(RuleBasedStateMachine):
         async def go() -> None:
             if seat.client.close_code is None:
                 seat.client.drop()
-                await seat.client.closed
+                await seat.client.until_closed()
             client = await self.server.client()
             client.send({"type": "resume", "token": seat.token})
             answer = await client.next(lambda m: m["type"] in ("welcome", "error"))

@@ -96,7 +96,7 @@ async def test_a_dropped_member_resumes_with_pseudonym_and_seat_unseen_by_others
     assert update["member"]["id"] == wa["member"]
 
     alice.drop()
-    await alice.closed
+    await alice.until_closed()
     again = await server.client()
     resumed = await again.resume(wa["token"])
     assert resumed["resumed"] and resumed["member"] == wa["member"]

@@ -45,7 +45,7 @@ async def test_a_banned_member_is_closed_and_cannot_rejoin_from_the_same_address
     banned = await server.client(source_address="127.0.0.3")
     await banned.join("circle")
     fac.send({"type": "ban", "member": banned.member, "minutes": 10})
-    code, _ = await banned.closed
+    code, _ = await banned.until_closed()
     assert code == 4003
     again = await server.client(source_address="127.0.0.3")
     with pytest.raises(ServerError) as refused:
@@ -64,7 +64,7 @@ async def test_end_session_closes_everyone(server: LiveServer) -> None:
     await person.join("circle")
     fac.send({"type": "end_session"})
     assert (await person.expect("session_ended"))["type"] == "session_ended"
-    code, _ = await person.closed
+    code, _ = await person.until_closed()
     assert code == 4005
-    code, _ = await fac.closed
+    code, _ = await fac.until_closed()
     assert code == 4005

@@ -167,7 +167,8 @@ def test_the_wheel_holds_one_namespace_the_data_and_the_license(wheel: Path) -> 
                    "hearth/web/static/i18n/en.json",
                    "hearth-0.1.0.dist-info/licenses/LICENSE"):
         assert needed in names, needed
-    for folder, pattern in (("config/crisis/rules", "*.toml"), ("web/static/js", "*.js"),
+    for folder, pattern in (("config/crisis/rules", "*.toml"),
+                            ("config/crisis/rules", "*.model.json"), ("web/static/js", "*.js"),
                             ("web/templates", "*.html"), ("web/locale", "*.po")):
         for path in (ROOT / folder).rglob(pattern):
             assert f"hearth/{path.relative_to(ROOT)}" in names, f"{path} is not in the wheel"

@@ -43,7 +43,7 @@ async def facilitator_in_room(live: LiveServer) -> tuple[object, HearthClient, H
 
 async def withdrawn_within(facilitator: HearthClient, bystander: HearthClient) -> float:
     started = time.monotonic()
-    code, _ = await facilitator.closed
+    code, _ = await facilitator.until_closed()
     took = time.monotonic() - started
     assert code == ROLE_WITHDRAWN
     left = await bystander.next(lambda m: m["type"] == "member_left", timeout=5)

@@ -86,7 +86,7 @@ async def test_nine_members_on_three_nodes_chat_speak_and_are_moderated(
 
     # ... and removes it: closed with 4003, and the room's epoch moves on everywhere
     facilitator.client.send({"type": "remove", "member": target.client.member})
-    code, _ = await target.client.closed
+    code, _ = await target.client.until_closed()
     assert code == 4003
     for c in everyone[1:8]:
         left = await c.client.next(lambda m: m["type"] == "member_left")

@@ -70,7 +70,7 @@ async def facilitator_through(signed_on: LiveServer, joined_on: LiveServer,
 
 async def withdrawn(facilitator: HearthClient, bystander: HearthClient) -> float:
     started = time.monotonic()
-    code, _ = await facilitator.closed
+    code, _ = await facilitator.until_closed()
     assert code == ROLE_WITHDRAWN
     left = await bystander.next(lambda m: m["type"] == "member_left", timeout=5)
     assert left["member"] == facilitator.member

@@ -78,6 +78,10 @@ spawn = [[1.0, 1.0]]
     ("[metrics]\ntoken = 'short'\n" + ROOM,
      "metrics.token: expected a bearer token of at least 16 characters"),
     ("[metrics]\nenabled = 'yes'\n" + ROOM, "metrics.enabled: expected true or false"),
+    ("[crisis]\ndetector_model = 'on'\n" + ROOM,
+     "crisis.detector_model: expected true or false, got a string"),
+    ("[crisis]\ndetector_model = 1\n" + ROOM,
+     "crisis.detector_model: expected true or false, got"),
     ("[metrics]\npassword = 'x'\n" + ROOM, "metrics.password: unknown key"),
     ("[retention]\naudit_days = 0\n" + ROOM,
      "retention.audit_days: expected a whole number from 1 to 3650, got 0"),
@@ -138,6 +142,13 @@ def test_operations_sections(tmp_path: Path) -> None:
     shipped = load_config()
     assert shipped.metrics.enabled and not shipped.metrics.token
     assert shipped.server.trusted_proxies == ()
+
+
+def test_the_detector_model_is_off_unless_the_config_turns_it_on(tmp_path: Path) -> None:
+    assert not load_config().crisis.detector_model  # the shipped hearth.toml
+    assert not load_config(write(tmp_path, ROOM)).crisis.detector_model  # the key left out
+    assert load_config(write(tmp_path, "[crisis]\ndetector_model = true\n" + ROOM)
+                       ).crisis.detector_model
 
 
 def test_room_titles_schedules_and_corner_names_per_language(tmp_path: Path) -> None:

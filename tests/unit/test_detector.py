@@ -7,6 +7,7 @@ strings from the pack), and it must never hang or raise, whatever it is given.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from typing import Any
@@ -18,6 +19,8 @@ from hypothesis import strategies as st
 from hearth.moderation.crisis_config import CrisisReference, pack_to_json, parse_rule_pack
 from hearth.moderation.detector import (
     CATEGORIES,
+    MODEL_HIGH_ID,
+    MODEL_RISK_ID,
     PACK_FORMAT,
     SEVERITIES,
     Detection,
@@ -37,12 +40,21 @@ KINDS = ("negation", "hyperbole", "ordinary", "intent", "means", "timeframe", "f
          "harm_from_others")
 
 
+def _brief(detection: Detection | None) -> dict[str, str] | None:
+    return None if detection is None else {"category": detection.category,
+                                           "severity": detection.severity}
+
+
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_every_shared_case(crisis: CrisisReference, case: dict[str, Any]) -> None:
-    detection = detect(crisis.packs[case["language"]], case["text"])
-    got = None if detection is None else {"category": detection.category,
-                                          "severity": detection.severity}
-    assert got == case["expect"], (detection, case.get("note"))
+    """`expect` is what the rules alone give; `with_model`, where the shipped model changes
+    it, what the detector gives with the model (each such case says why in model_note)."""
+    pack = crisis.packs[case["language"]]
+    rules_alone = detect(dataclasses.replace(pack, model=None), case["text"])
+    assert _brief(rules_alone) == case["expect"], (rules_alone, case.get("note"))
+    detection = detect(pack, case["text"])
+    assert _brief(detection) == case.get("with_model", case["expect"]), (detection,
+                                                                         case.get("model_note"))
 
 
 def test_cases_cover_every_kind_in_every_language() -> None:
@@ -53,9 +65,11 @@ def test_cases_cover_every_kind_in_every_language() -> None:
         assert set(kinds) == set(KINDS), language
         assert kinds["ordinary"] >= 10  # talk that must not fire outweighs any single kind
     for case in CASES:
-        if case["expect"] is not None:
-            assert case["expect"]["category"] in CATEGORIES
-            assert case["expect"]["severity"] in SEVERITIES
+        for key in ("expect", "with_model"):
+            if case.get(key) is not None:
+                assert case[key]["category"] in CATEGORIES
+                assert case[key]["severity"] in SEVERITIES
+        assert ("with_model" in case) == ("model_note" in case)
 
 
 def test_every_category_and_severity_is_exercised() -> None:
@@ -70,6 +84,8 @@ def _assert_textless(pack: RulePack, detection: Detection | None) -> None:
     if detection is None:
         return
     rule_ids = {rule.id for rule in pack.rules}
+    if pack.model is not None:
+        rule_ids |= {MODEL_RISK_ID, MODEL_HIGH_ID}
     assert detection.category in CATEGORIES and detection.category != "timeframe"
     assert detection.severity in SEVERITIES
     assert set(detection.rule_ids) <= rule_ids and detection.rule_ids
@@ -340,9 +356,10 @@ def test_a_floor_lifts_a_detection_but_never_makes_one() -> None:
     assert alone is not None and (alone.category, alone.severity) == ("means_method", "high")
 
 
-def test_format_2_keys_survive_json_for_the_browser(crisis: CrisisReference) -> None:
+def test_format_3_keys_survive_json_for_the_browser(crisis: CrisisReference) -> None:
     data = pack_to_json(crisis.packs["en"])
-    assert data["format"] == PACK_FORMAT == 2
+    assert data["format"] == PACK_FORMAT == 3
+    assert data["model"]["pack_version"] == data["version"]
     assert data["aliases"]["kms"] == ["kill", "myself"]
     assert set(data["negation"]) == {"cues", "window", "breaks", "unless"}
     assert all(len(slot) == 4 for rule in data["rules"] for p in rule["patterns"] for slot in p)

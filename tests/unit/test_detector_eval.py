@@ -135,7 +135,7 @@ def test_an_operator_evaluates_a_language_of_their_own(tmp_path: Path,
     corpus = write_corpus(tmp_path / "fr.jsonl", FRENCH_CORPUS)
     assert main(["--pack", str(pack), "--corpus", str(corpus), "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
-    assert data["packs"] == {"fr": {"id": "operator-fr", "version": "0.1.0"}}
+    assert data["packs"] == {"fr": {"id": "operator-fr", "version": "0.1.0", "model": None}}
     fr = data["languages"]["fr"]
     assert (fr["risk"], fr["found"], fr["none"], fr["false_alarms"]) == (3, 2, 3, 1)
     assert [m["id"] for m in data["misses"]] == ["fr-3"]

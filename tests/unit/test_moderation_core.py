@@ -63,7 +63,8 @@ FACILITATORS_ONLY = frozenset({
     "end_session", "incident", "alert_seen", "duty", "list_incidents"})
 EVERYONE = frozenset({
     "join", "resume", "move", "sit", "stand", "rename", "keys", "envelope", "direct", "report",
-    "raise_hand", "help", "flag", "worried", "im_ok", "leave", "voice_transport", "status"})
+    "raise_hand", "help", "flag", "worried", "im_ok", "leave", "voice_transport",
+    "status"})
 
 
 def test_every_message_type_has_an_example_and_a_place_in_the_matrix() -> None:

@@ -13,10 +13,14 @@
 // because a cached or tampered pack must not be able to hang the page:
 // matching is one pass over the words, with work per word bounded by the pack.
 //
+// A pack may carry its trained model (moderation/detector_train.py): integer weights per
+// hashed feature, read with integer arithmetic only, so that this file and detector.py give
+// the same scores to the unit. loadPack() checks it as strictly, down to its CRC-32.
+//
 // Keep this file and moderation/detector.py the same algorithm:
 // tests/crisis/cases.json and the evaluation corpus (tests/crisis/corpus/) run through both.
 
-export const FORMAT = 2;
+export const FORMAT = 3;
 // Categories, in the order that breaks ties when picking the one reported.
 export const CATEGORIES = ["intent", "means_method", "harm_from_others", "farewell", "timeframe"];
 // A timeframe ("tonight") says when, not whether: it only counts next to another category.
@@ -41,6 +45,22 @@ const CENSOR = "*"; // between two letters it stands for a hidden one ("s*icide"
 const SLOT_CODES = 16; // more than MAX_SLOTS: a candidate is matcher * 16 + (15 - slot)
 const SURROGATE = /[\uD800-\uDFFF]/;
 const NONE = Object.freeze([]);
+
+// The model (see detector.py, "the model").
+const MODEL_FORMAT = 1;
+export const MODEL_HEADS = ["risk", "high", "intent", "means_method", "farewell"];
+const MODEL_CATEGORIES = ["intent", "means_method", "farewell"];
+const MODEL_LEVELS = ["fire", "high"];
+const MODEL_RISK_ID = "model.risk";
+const MODEL_HIGH_ID = "model.high";
+const MIN_MODEL_BUCKETS = 1 << 8;
+const MAX_MODEL_BUCKETS = 1 << 16;
+const MAX_CHAR_NGRAM = 6;
+const MAX_DAMPING = 1000;
+const MAX_MODEL_INT = 1 << 15; // keeps every product in reaches() exact in a double
+const FNV_OFFSET = 0x811c9dc5;
+const FNV_PRIME = 0x01000193;
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
 const APOSTROPHES = new Set(["'", "\u2019", "\u2018", "\u02bc", "`", "\u00b4"]);
 const SENTENCE_BREAKS = new Set([".", "!", "?", ";", "\u2026", "\n", "\r", "\u00a1", "\u00bf"]);
@@ -240,9 +260,181 @@ export function loadPack(json) {
     aliases, typoWords, notTypos,
     severity: { low: sev.low, medium: sev.medium, high: sev.high, categoryCap: sev.category_cap, combos },
     exceptions, rules,
+    model: data.model === null || data.model === undefined ? null : loadModel(data.model, data),
   };
   pack.index = buildIndex(pack);
   return Object.freeze(pack);
+}
+
+// ---- the model --------------------------------------------------------------
+
+let crcTable = null;
+
+/** CRC-32 (the zlib one) of bytes. */
+function crc32(bytes) {
+  if (!crcTable) {
+    crcTable = new Int32Array(256);
+    for (let n = 0; n < 256; n++) {
+      let c = n;
+      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+      crcTable[n] = c;
+    }
+  }
+  let crc = -1;
+  for (let i = 0; i < bytes.length; i++) crc = crcTable[(crc ^ bytes[i]) & 0xff] ^ (crc >>> 8);
+  return (crc ^ -1) >>> 0;
+}
+
+const isModelInt = (v) => isInt(v, -MAX_MODEL_INT, MAX_MODEL_INT);
+
+/** Check and compile a pack's model (model_to_json in crisis_config.py); throws PackError. */
+function loadModel(model, pack) {
+  if (typeof model !== "object" || Array.isArray(model)) fail("model", "an object or null", model);
+  if (model.format !== MODEL_FORMAT) fail("model.format", `${MODEL_FORMAT} (this page and the server disagree: reload)`, String(model.format));
+  for (const [key, want] of [["language", pack.language], ["pack", pack.id], ["pack_version", pack.version]]) {
+    if (model[key] !== want) fail(`model.${key}`, `${JSON.stringify(want)}, its pack's`, model[key]);
+  }
+  strings(model.trained_on, "model.trained_on", "corpus file names", 50);
+  const buckets = model.buckets;
+  if (!isInt(buckets, MIN_MODEL_BUCKETS, MAX_MODEL_BUCKETS) || buckets & (buckets - 1)) {
+    fail("model.buckets", `a power of two from ${MIN_MODEL_BUCKETS} to ${MAX_MODEL_BUCKETS}`, String(buckets));
+  }
+  const ngrams = model.char_ngrams;
+  if (!Array.isArray(ngrams) || ngrams.length !== 2 || !isInt(ngrams[0], 1, MAX_CHAR_NGRAM) || !isInt(ngrams[1], ngrams[0], MAX_CHAR_NGRAM)) {
+    fail("model.char_ngrams", `[shortest, longest], 1 <= shortest <= longest <= ${MAX_CHAR_NGRAM}`, ngrams);
+  }
+  if (!isInt(model.damping, 0, MAX_DAMPING)) fail("model.damping", `a whole number from 0 to ${MAX_DAMPING}`, String(model.damping));
+  if (!Array.isArray(model.heads) || model.heads.join() !== MODEL_HEADS.join()) fail("model.heads", MODEL_HEADS.join(", "), model.heads);
+  if (!Array.isArray(model.bias) || model.bias.length !== MODEL_HEADS.length || !model.bias.every(isModelInt)) {
+    fail("model.bias", `${MODEL_HEADS.length} whole numbers from ${-MAX_MODEL_INT} to ${MAX_MODEL_INT}`, model.bias);
+  }
+  const levels = model.levels;
+  if (!levels || typeof levels !== "object" || Object.keys(levels).sort().join() !== [...MODEL_LEVELS].sort().join()) {
+    fail("model.levels", MODEL_LEVELS.join(", "), levels);
+  }
+  for (const name of MODEL_LEVELS) {
+    if (!isModelInt(levels[name])) fail(`model.levels.${name}`, `a whole number from ${-MAX_MODEL_INT} to ${MAX_MODEL_INT}`, String(levels[name]));
+  }
+  const size = buckets * MODEL_HEADS.length;
+  const encoded = model.weights;
+  if (typeof encoded !== "string" || encoded.length !== 4 * Math.ceil(size / 3) || !BASE64.test(encoded)) {
+    fail("model.weights", `${size} bytes in base64`, typeof encoded === "string" ? `${encoded.length} characters` : encoded);
+  }
+  const text = atob(encoded);
+  const bytes = new Uint8Array(text.length);
+  for (let i = 0; i < text.length; i++) bytes[i] = text.charCodeAt(i);
+  if (bytes.length !== size) fail("model.weights", `${size} bytes`, `${bytes.length} bytes`);
+  if (!isInt(model.crc32, 0, 0xffffffff) || crc32(bytes) !== model.crc32) {
+    fail("model.crc32", "the CRC-32 of the weights (the model is damaged: reload)", String(model.crc32));
+  }
+  return Object.freeze({
+    buckets, low: ngrams[0], high: ngrams[1], damping: model.damping,
+    bias: Int32Array.from(model.bias), levels: { ...levels },
+    weights: new Int8Array(bytes.buffer),
+    // Scratch for modelScores(): which buckets a message has (detect never runs re-entrantly).
+    seen: new Uint8Array(buckets), words: new Map(),
+  });
+}
+
+function fnv1a(text, h = FNV_OFFSET) {
+  for (const c of text) h = Math.imul(h ^ c.codePointAt(0), FNV_PRIME) >>> 0;
+  return h;
+}
+
+const WORD_HASH = fnv1a("w ");
+const PAIR_HASH = fnv1a("b ");
+const NGRAM_HASH = fnv1a("c ");
+const EXCEPTION_HASH = fnv1a("x ");
+const MAX_CACHED_WORDS = 16384;
+
+/** A word's hash ("w word") and those of the letter n-grams of "<word>" ("c <wo", ...). */
+function wordHashes(model, word) {
+  let out = model.words.get(word);
+  if (out) return out;
+  out = [fnv1a(word, WORD_HASH)];
+  const marked = Array.from(`<${word}>`, (c) => c.codePointAt(0));
+  for (let start = 0; start < marked.length; start++) {
+    let h = NGRAM_HASH;
+    const end = Math.min(marked.length, start + model.high);
+    for (let i = start; i < end; i++) {
+      h = Math.imul(h ^ marked[i], FNV_PRIME) >>> 0;
+      if (i - start + 1 >= model.low) out.push(h);
+    }
+  }
+  if (model.words.size >= MAX_CACHED_WORDS) model.words.clear();
+  model.words.set(word, out);
+  return out;
+}
+
+/**
+ * The model's sums per head over a message's distinct buckets (each word, each pair of
+ * neighbouring words in a clause, letter n-grams, the exception sets that matched), and the
+ * count of those buckets plus the damping: see model_features and model_scores in detector.py.
+ */
+function modelScores(model, tokens, exceptionNames) {
+  const mask = model.buckets - 1;
+  const { seen } = model;
+  const touched = [];
+  const take = (h) => {
+    const b = h & mask;
+    if (!seen[b]) {
+      seen[b] = 1;
+      touched.push(b);
+    }
+  };
+  let previous = null;
+  for (const token of tokens) {
+    for (const h of wordHashes(model, token.text)) take(h);
+    if (previous && previous.clause === token.clause) take(fnv1a(`${previous.text} ${token.text}`, PAIR_HASH));
+    previous = token;
+  }
+  for (const name of exceptionNames) take(fnv1a(name, EXCEPTION_HASH));
+  const heads = MODEL_HEADS.length;
+  const sums = new Array(heads).fill(0);
+  for (const b of touched) {
+    seen[b] = 0;
+    const base = b * heads;
+    for (let h = 0; h < heads; h++) sums[h] += model.weights[base + h];
+  }
+  return { sums, count: touched.length + model.damping };
+}
+
+const squared = (x) => x * Math.abs(x);
+
+/** bias + sum / sqrt(count) >= level, in integers (see reaches in detector.py). */
+function reaches(model, scores, head, level) {
+  const h = MODEL_HEADS.indexOf(head);
+  return squared(scores.sums[h]) >= squared(model.levels[level] - model.bias[h]) * scores.count;
+}
+
+/** The category head with the highest score; a tie goes to the earlier one. */
+function modelCategory(model, scores) {
+  let best = MODEL_CATEGORIES[0];
+  for (const category of MODEL_CATEGORIES.slice(1)) {
+    const c = MODEL_HEADS.indexOf(category);
+    const b = MODEL_HEADS.indexOf(best);
+    if (squared(scores.sums[c] - scores.sums[b]) > squared(model.bias[b] - model.bias[c]) * scores.count) best = category;
+  }
+  return best;
+}
+
+/**
+ * The rules' detection weighed by the model: see combine in detector.py. The rules are the
+ * floor: the model adds a detection only where no rule matched at all, and only ever lifts.
+ */
+function combine(pack, parts) {
+  const { scores } = parts;
+  let found = parts.rules;
+  if (!scores) return found; // no text, no pack, or a pack without a model
+  const { model } = pack;
+  if (!found) {
+    if (parts.ruledOut || !reaches(model, scores, "risk", "fire")) return null;
+    found = { category: modelCategory(model, scores), severity: "medium", rule_ids: [MODEL_RISK_ID], pack: pack.id, version: pack.version };
+  }
+  if (found.severity !== "high" && MODEL_CATEGORIES.includes(found.category) && reaches(model, scores, "high", "high")) {
+    found = { ...found, severity: "high", rule_ids: [...found.rule_ids, MODEL_HIGH_ID] };
+  }
+  return found;
 }
 
 function buildIndex(pack) {
@@ -423,13 +615,24 @@ function negated(pack, tokens, mi, start, end, excused) {
 }
 
 /**
- * The strongest risk in `text` under `pack` (from loadPack), or null:
+ * The strongest risk in `text` under `pack` (from loadPack), the rules weighed by its model
+ * if it has one, or null:
  * {category, severity, rule_ids, pack, version}. Never returns or keeps the text.
  */
 export function detect(pack, text) {
-  if (typeof text !== "string" || !text || !pack?.index) return null;
+  return combine(pack, detectParts(pack, text));
+}
+
+/**
+ * What the rules detect, whether a rule matched and was ruled out (negated, excepted, or
+ * lacking the company it requires), and what the pack's model scores ({sums, count}: numbers
+ * only), before combine() weighs them: see detect_parts in detector.py.
+ */
+export function detectParts(pack, text) {
+  const nothing = { rules: null, scores: null, ruledOut: false };
+  if (typeof text !== "string" || !text || !pack?.index) return nothing;
   const tokens = read(pack, text);
-  if (!tokens.length) return null;
+  if (!tokens.length) return nothing;
   const { index } = pack;
   const found = scan(index, tokens);
 
@@ -462,16 +665,27 @@ export function detect(pack, text) {
     return where.sentences.has(tokens[start].sentence);
   });
 
-  let fired = [];
+  const fired = [];
+  let ruledOut = false;
   pack.rules.forEach((rule, ri) => {
-    if (rule.unless.some((name) => exceptedMessage.has(name))) return;
-    const hit = index.ruleMatchers[ri].some((mi) => (found[mi] ?? []).some(([start, end]) =>
+    const matchers = index.ruleMatchers[ri].filter((mi) => found[mi]?.length);
+    if (!matchers.length) return;
+    if (rule.unless.some((name) => exceptedMessage.has(name))) {
+      ruledOut = true;
+      return;
+    }
+    const hit = matchers.some((mi) => found[mi].some(([start, end]) =>
       !(rule.negatable && negated(pack, tokens, mi, start, end, excused)) && !exceptedAt(rule, start)));
     if (hit) fired.push(rule);
+    else ruledOut = true;
   });
   const independent = new Set(fired.filter((rule) => !rule.requires.length).flatMap((rule) => [rule.category, rule.id]));
-  fired = fired.filter((rule) => !rule.requires.length || rule.requires.some((c) => independent.has(c)));
-  return judge(pack, fired);
+  const kept = fired.filter((rule) => !rule.requires.length || rule.requires.some((c) => independent.has(c)));
+  return {
+    rules: judge(pack, kept),
+    scores: pack.model ? modelScores(pack.model, tokens, excepted.keys()) : null,
+    ruledOut: ruledOut || kept.length < fired.length,
+  };
 }
 
 function judge(pack, fired) {
