@@ -12,11 +12,21 @@ is closed (docs/e2ee.md §8).
 A private corner we are a member of (`corners`) gets a session of its own
 (`GroupSession.sub_session`): its messages, sender keys and voice are sealed
 for its members only, and the room's session never opens them.
+
+Nothing said is lost to a reconnection: every message carries a client id and
+is kept (its text) until the server's `sent`; after a resume on a new
+connection (`resumed`), or a `room_moving` refusal, what is not acknowledged is
+encrypted again and sent again with the same id, in order (the server delivers
+an id once). An envelope that opens but whose (sender, id) arrived already is
+dropped (a resend of what the room's last node relayed just before it died).
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import secrets
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +37,9 @@ from hearth.spaces.e2ee import E2EEError, GroupSession, ReceivedMessage
 from hearth.spaces.e2ee.voice import VoiceFrame, voice_header
 
 PENDING_LIMIT = 256  # envelopes held while waiting for a sender key
+SEEN_LIMIT = 4096  # (sender, id) of envelopes received, to drop a repeat
+RESEND_AFTER = 1.0  # seconds before sending again what was refused with room_moving
+RESEND_WAIT = 8.0  # seconds at most a message waits for everyone to hold our sender key
 GRACE = 10.0  # seconds an epoch stays open after the next one began (in-flight messages)
 
 
@@ -75,6 +88,16 @@ class GroupChat:
         self.heard: list[tuple[str, VoiceFrame]] = []  # decrypted voice, (speaker, frame)
         self.voice_rejected: list[tuple[int, str]] = []  # (slot, e2ee code)
         self._voice_seq = 0
+        # what was said and not yet acknowledged: client id -> (text, zone), in order
+        self.unacked: dict[str, tuple[str, str | None]] = {}
+        self.acked: dict[str, dict[str, Any]] = {}  # client id -> its `sent`
+        self.refused: dict[str, str] = {}  # client id -> the code it was refused with
+        self.duplicates = 0  # envelopes dropped because they had arrived already
+        self._seen: set[tuple[str, str]] = set()
+        self._seen_order: deque[tuple[str, str]] = deque()
+        self._encrypted: dict[str, Any] = {}  # client id -> its last encryption
+        self._to_send: list[str] = []  # client ids waiting for everyone to hold our key
+        self._flush_later: Any = None  # the call that sends them anyway, RESEND_WAIT later
         client.on_message = self._on_message
         client.on_binary = self._on_voice
         self._absorb_room(welcome["room"])
@@ -87,15 +110,84 @@ class GroupChat:
 
     async def say(self, text: str, zone: str | None = None) -> Said:
         """Encrypt and send one text; with `zone` (a private corner we are in), for it only."""
-        session = self.session if zone is None else self.corners[zone]
-        out = session.encrypt(text)
-        ref = f"say-{len(self.messages)}-{out.index}-{out.epoch}-{zone or ''}"
-        self.client.envelope(out.body, out.commitment, ref=ref, zone=zone)
-        sent = await self.client.next(lambda m: m.get("ref") == ref)
+        client_id = self.post(text, zone)
+        sent = await self.client.next(lambda m: m.get("ref") == client_id)
         if sent["type"] == "error":
             raise E2EEError("unsupported", f"the server refused the message: {sent['code']}")
+        out = self._encrypted[client_id]
         return Said(seq=sent["seq"], ts=sent["ts"], tag=sent["tag"], text=text,
                     franking_key=out.franking_key, commitment=out.commitment)
+
+    def post(self, text: str, zone: str | None = None) -> str:
+        """Say `text` without waiting; it is kept until the server acknowledges it (and sent
+        again after a resume). Returns its client id."""
+        client_id = secrets.token_urlsafe(12)
+        self.unacked[client_id] = (text, zone)
+        self._queue(client_id)
+        return client_id
+
+    def _queue(self, client_id: str) -> None:
+        """To go as soon as everyone in the room holds our sender key for this epoch (at most
+        RESEND_WAIT seconds later): what is sealed before our key reached someone stays
+        unreadable to them (docs/e2ee.md), and around a failover the epoch moves on as each
+        member resumes. In order: what was said first goes first."""
+        waiting = set(self._to_send) | {client_id}
+        self._to_send = [c for c in self.unacked if c in waiting]
+        self._flush()
+
+    def _ready(self) -> bool:
+        me = self.client.member
+        return all(self.session.holds_our_key(m) for m in self.roster if m != me)
+
+    def _flush(self, anyway: bool = False) -> None:
+        if not self._to_send or self.client.close_code is not None:
+            return  # (after a resume, `resumed` sends what waits)
+        if not anyway and not self._ready():
+            if self._flush_later is None:
+                self._flush_later = self.client.reactor.callLater(RESEND_WAIT, self._flush_now)
+            return
+        if self._flush_later is not None and self._flush_later.active():
+            self._flush_later.cancel()
+        self._flush_later = None
+        sending, self._to_send = self._to_send, []
+        for client_id in sending:
+            if client_id in self.unacked:
+                self._send_said(client_id)
+
+    def _flush_now(self) -> None:
+        self._flush_later = None
+        self._flush(anyway=True)
+
+    def _send_said(self, client_id: str) -> None:
+        text, zone = self.unacked[client_id]
+        session = self.session if zone is None else self.corners.get(zone)
+        if session is None:  # the corner closed meanwhile: what was said there goes nowhere
+            del self.unacked[client_id]
+            self.refused[client_id] = "corner_not_found"
+            return
+        out = self._encrypted[client_id] = session.encrypt(text)
+        with contextlib.suppress(ClientClosed):  # (if closed: sent again after the resume)
+            self.client.envelope(out.body, out.commitment, ref=client_id, client_id=client_id,
+                                 zone=zone)
+
+    def resumed(self, client: HearthClient, welcome: dict[str, Any]) -> None:
+        """The member resumed on a new connection: follow the room from its welcome (and
+        what came right after it), then send again, in order, what is not acknowledged."""
+        self.client = client
+        client.on_message = self._on_message
+        client.on_binary = self._on_voice
+        if self._flush_later is not None and self._flush_later.active():
+            self._flush_later.cancel()
+        self._flush_later = None
+        self._to_send = list(self.unacked)
+        for message in [welcome, *client.inbox]:  # (a tap: they stay in the inbox)
+            self._on_message(message)
+        self._flush()
+
+    def _resend(self) -> None:
+        """Everything not acknowledged, again (same ids: the server delivers an id once)."""
+        for client_id in list(self.unacked):
+            self._queue(client_id)
 
     async def next_message(self, timeout: float = 5.0) -> ChatMessage:
         if self.messages:
@@ -191,6 +283,8 @@ class GroupChat:
         for corner, session in self.corners.items():
             roster = {m: self.roster[m] for m in self.private[corner] if m in self.roster}
             self._send_directs(session, session.update_roster(self.epoch, roster), corner)
+        if self._to_send:
+            self._flush()
 
     def _send_directs(self, session: GroupSession, envelopes: list[tuple[str, str]],
                       zone: str | None) -> None:
@@ -244,6 +338,33 @@ class GroupChat:
             self._direct(message)
         elif kind == "envelope":
             self._open(message)
+        elif kind == "sent":
+            client_id = message.get("id")
+            if client_id in self.unacked:
+                del self.unacked[client_id]
+                self.acked[client_id] = message
+        elif kind == "error" and message.get("ref") in self.unacked:
+            client_id = message["ref"]
+            if message.get("code") == "room_moving":  # not done: send it again in a moment
+                self.client.reactor.callLater(RESEND_AFTER, self._queue, client_id)
+            else:
+                del self.unacked[client_id]
+                self.refused[client_id] = str(message.get("code"))
+
+    def _first_time(self, envelope: dict[str, Any]) -> bool:
+        """False for a repeat of an envelope already received (same sender and id)."""
+        client_id = envelope.get("id")
+        if not isinstance(client_id, str):
+            return True
+        key = (str(envelope.get("from")), client_id)
+        if key in self._seen:
+            self.duplicates += 1
+            return False
+        self._seen.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > SEEN_LIMIT:
+            self._seen.discard(self._seen_order.popleft())
+        return True
 
     def _direct(self, message: dict[str, Any]) -> None:
         zone = message.get("zone")
@@ -278,6 +399,8 @@ class GroupChat:
                     self._pending.append(envelope)
                 return False
             self.rejected.append((envelope["from"], err.code))
+            return True
+        if not self._first_time(envelope):  # sent again after a reconnection: shown once
             return True
         self._deliver(ChatMessage(sender=envelope["from"], seq=envelope["seq"], ts=envelope["ts"],
                                   tag=envelope["tag"], text=opened.text,

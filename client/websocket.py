@@ -60,6 +60,7 @@ class HearthClient:
         self.member: str | None = None
         self.token: str | None = None
         self.welcome: dict[str, Any] | None = None
+        self.seq: int | None = None  # the last room seq received (a resume says it)
         self._proto: _Protocol | None = None
         self._open: Deferred[HearthClient] = Deferred()
         self._waiters: list[tuple[Callable[[dict[str, Any]], bool], Deferred[dict[str, Any]]]] = []
@@ -125,8 +126,13 @@ class HearthClient:
         self.send({"type": "join", "room": room, **fields})
         return self._welcomed(await self.expect("welcome"))
 
-    async def resume(self, token: str) -> dict[str, Any]:
-        self.send({"type": "resume", "token": token})
+    async def resume(self, token: str, seq: int | None = None) -> dict[str, Any]:
+        """`seq`: the last room seq seen (on the connection that dropped); the room
+        envelopes after it come right after the welcome."""
+        message: dict[str, Any] = {"type": "resume", "token": token}
+        if seq is not None:
+            message["seq"] = seq
+        self.send(message)
         return self._welcomed(await self.expect("welcome"))
 
     def _welcomed(self, welcome: dict[str, Any]) -> dict[str, Any]:
@@ -142,11 +148,14 @@ class HearthClient:
         self.send({"type": "sit", "seat": seat})
 
     def envelope(self, body: str, commitment: str, ref: str | None = None,
-                 zone: str | None = None) -> None:
-        message = {"type": "envelope", "body": body, "commitment": commitment}
-        if zone is not None:  # a private corner's conversation
-            message["zone"] = zone
-        self.send(message if ref is None else {**message, "ref": ref})
+                 zone: str | None = None, client_id: str | None = None) -> None:
+        """Room ciphertext; with `zone`, a private corner's conversation; with `client_id`,
+        sent again after a reconnection without being delivered twice."""
+        message: dict[str, Any] = {"type": "envelope", "body": body, "commitment": commitment}
+        for key, value in (("ref", ref), ("id", client_id), ("zone", zone)):
+            if value is not None:
+                message[key] = value
+        self.send(message)
 
     def send_voice(self, frame: bytes) -> None:
         """One voice frame (spaces.voice.build_frame, or GroupSession.encrypt_voice)."""
@@ -236,6 +245,9 @@ class HearthClient:
                 self.binary.append(payload)
             return
         message = json.loads(payload)
+        seq = message.get("seq")
+        if type(seq) is int and "zone" not in message and message.get("type") != "welcome":
+            self.seq = seq if self.seq is None else max(self.seq, seq)
         if self.on_message is not None:
             self.on_message(message)
         for i, (test, d) in enumerate(self._waiters):
@@ -255,6 +267,41 @@ class HearthClient:
             d.errback(ClientClosed(f"closed ({code}): {reason}"))
         if not self.closed.called:
             self.closed.callback((code, reason))
+
+
+async def resume_anywhere(urls: list[str], token: str, *, seq: int | None = None,
+                          within: float = 10.0,
+                          reactor: Any = None) -> tuple[HearthClient, dict[str, Any]]:
+    """Resume on the first node that takes it, trying `urls` in turn: what a client does when
+    its connection dropped or its room moved (close 4010). `room_moving`, a refused
+    connection or a silent node is tried again after a short pause (growing to 0.5 s) until
+    `within` seconds have passed (then TimeoutError); `session_expired` is final
+    (ServerError)."""
+    if reactor is None:
+        from twisted.internet import reactor as default_reactor
+        reactor = default_reactor
+    from twisted.internet.task import deferLater
+    deadline = reactor.seconds() + within
+    pause, attempt = 0.05, 0
+    while True:
+        url = urls[attempt % len(urls)]
+        attempt += 1
+        client: HearthClient | None = None
+        try:
+            client = await HearthClient.connect(url, reactor=reactor, timeout=2.0)
+            client.seq = seq
+            return client, await client.resume(token, seq)
+        except ServerError as refused:
+            if refused.code != "room_moving":
+                raise
+        except (ClientClosed, TimeoutError, ConnectionError, OSError):
+            pass
+        if client is not None:
+            client.drop()
+        if reactor.seconds() >= deadline:
+            raise TimeoutError(f"could not resume within {within:g}s")
+        await deferLater(reactor, pause, lambda: None)
+        pause = min(0.5, pause * 2)
 
 
 def _matcher(match: Callable[[dict[str, Any]], bool] | str | None) -> Callable[[dict[str, Any]], bool]:

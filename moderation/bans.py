@@ -10,7 +10,7 @@ dropped when the ban ends. Nothing here does I/O or reads a clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -103,3 +103,31 @@ class ClientAddress:
 
     def __repr__(self) -> str:
         return "<ClientAddress>"
+
+
+BAN_DAYS = 9  # days back a ban may date from: the hashes another node needs of an address
+
+
+class AddressBook:
+    """Client addresses as the routing host handles them (spaces/host.py Addresses): a
+    connection's, one known only by the hashes another node sent, and those hashes."""
+
+    __slots__ = ("_seed",)
+
+    def __init__(self, seed: bytes) -> None:
+        self._seed = seed
+
+    def client(self, address: str) -> ClientAddress:
+        return ClientAddress(self._seed, address)
+
+    def hashed(self, hashes: Mapping[str, str]) -> HashedAddress:
+        return HashedAddress({day: bytes.fromhex(value) for day, value in hashes.items()})
+
+    def hashes(self, address: AddressKey, now: float) -> dict[str, str]:
+        """The keyed hashes of `address` for the days a ban may date from (never the
+        address)."""
+        days = {utc_day(now - 86400 * d) for d in range(BAN_DAYS)}
+        return {day: address.hash_for(day).hex() for day in days}
+
+    def __repr__(self) -> str:
+        return "<AddressBook>"

@@ -21,7 +21,7 @@ few incidents per address and window. The first press is never refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -35,6 +35,7 @@ from hearth.moderation.incidents import (
     Incident,
     IncidentDesk,
     IncidentRefused,
+    latest_incidents,
 )
 from hearth.spaces.effects import (
     ActElsewhere,
@@ -321,6 +322,12 @@ class CrisisDesk:
             return []
         self._roster = (count, now)
         return [DutyRoster(count)]
+
+    @staticmethod
+    def latest(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Each incident's latest state in a log's records (a node's journal, the shared
+        incident log), by incident id."""
+        return latest_incidents(records)
 
     def learn(self, wire: dict[str, Any]) -> None:
         """Another node recorded an incident's new state: on-duty facilitators here can see

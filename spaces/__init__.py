@@ -16,7 +16,9 @@
     stats.py              counters the core keeps for /metrics
     config.py             typed config with precise errors, and the TableReader every
                           config file is read with
-    relay.py              messages between nodes (an edge node and a room's owner)
+    host.py               the routing host: which node runs each room, where each frame
+                          goes, takeover, durable welcomes and alerts (node effects out)
+    relay.py              messages between nodes, typed, each with one pack and unpack
     broker.py             the seam nodes talk through; MemoryBroker for one process
     redis_broker.py       the same seam over Redis
     e2ee/                 end-to-end encryption (sender keys, envelopes, franking)

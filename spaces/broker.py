@@ -2,9 +2,11 @@
 
 Two things cross nodes. Messages, node to node, in order per sender and
 receiver (an edge forwards a client's frames to the room's owner; the owner
-sends back what the edge must deliver: spaces/relay.py). And a small
-directory: which node is alive, which node owns which room, each room's
-saved state and which room a session token belongs to. Besides: shared logs
+sends back what the edge must deliver: spaces/relay.py); a message nobody
+receives is reported back, never dropped in silence. And a small directory:
+which node is alive (its heartbeat, and whether anyone listens on its
+inbox), which node owns which room, and each room's saved state. Deciding
+what to do with these answers is spaces/host.py's job. Besides: shared logs
 (append-only streams any node reads: audit, incidents, an outbox), leases (one
 node at a time does a job) and messages to every node. `MemoryBroker` is the
 embedded default (one process, or several nodes in one test process);
@@ -28,31 +30,48 @@ class Subscription(Protocol):
     def cancel(self) -> None: ...
 
 
+class Unreachable(Exception):
+    """The shared store cannot be reached right now (a directory call failed or timed out).
+    The caller decides what that means; nothing was learnt."""
+
+
 class Broker(Protocol):
     name: str
+    # the subscriptions are up and calls are answered (False while any of the store is away)
+    connected: bool
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
 
     def send_node(self, node: str, payload: bytes) -> None:
-        """Fire and forget; in order per (sender, receiver); dropped if the receiver is gone."""
+        """Fire and forget; in order per (sender, receiver). A message nobody is subscribed
+        to receive is reported to `watch`'s callbacks (it is never silently lost)."""
 
     def subscribe_node(self, node: str, deliver: Deliver) -> Subscription: ...
 
+    def watch(self, unheard: Callable[[str], None],
+              undelivered: Callable[[str, bytes], None]) -> None:
+        """`unheard(node)`: a message to `node` found nobody subscribed (it may be gone: at
+        once, at most once a second per node). `undelivered(node, payload)`: a message to
+        `node` given up on (nobody listened for a while, or the store stayed away)."""
+
+    # --- the directory: every call raises Unreachable when the shared store is away
     async def heartbeat(self, node: str, ttl: float) -> None: ...
-    async def alive(self, node: str) -> bool: ...
+    async def alive(self, node: str) -> bool:
+        """The node's heartbeat has not expired."""
+    async def listening(self, node: str) -> bool:
+        """Someone is subscribed to the node's inbox (a killed process stops at once)."""
     async def claim_room(self, room: str, node: str, ttl: float) -> str:
-        """Become the room's owner unless a live owner exists; returns the owner after."""
+        """Become the room's owner if nobody owns it; returns the owner after."""
+    async def take_room(self, room: str, node: str, previous: str, ttl: float) -> bool:
+        """Become the owner if `previous` still owns the room (it went away)."""
     async def owner(self, room: str) -> str | None: ...
     async def renew_room(self, room: str, node: str, ttl: float) -> bool:
-        """Extend ownership; False if another node owns the room now."""
+        """Extend ownership; False if `node` does not own the room (any more)."""
     async def release_room(self, room: str, node: str) -> None: ...
     async def save_room(self, room: str, state: bytes) -> None: ...
     async def load_room(self, room: str) -> bytes | None: ...
     async def drop_room(self, room: str) -> None: ...
-    async def bind_session(self, digest: str, room: str, ttl: float) -> None: ...
-    async def session_room(self, digest: str) -> str | None: ...
-    async def forget_session(self, digest: str) -> None: ...
 
     # --- shared logs: append-only streams every node can read (audit, incidents, outbox)
     async def append(self, stream: str, record: bytes) -> str | None:
@@ -75,6 +94,9 @@ class Broker(Protocol):
         it now. When the store is unreachable: False (never two holders by accident)."""
     async def release_lease(self, name: str, node: str) -> None:
         """Give it up, only if `node` holds it."""
+    async def take_lease(self, name: str, node: str, previous: str, ttl: float) -> bool:
+        """Take the lease from `previous` (it went away) if it still holds it; False when
+        unreachable."""
 
     # --- messages to every node
     def send_all(self, payload: bytes) -> None:
@@ -110,12 +132,17 @@ class MemoryBroker:
     clock: Callable[[], float]
     schedule: Callable[[Callable[[], None]], Any] = lambda call: call()
     name: str = "memory"
+    connected: bool = True
     _inboxes: dict[str, Deliver] = field(default_factory=dict)
     _expiring: dict[str, tuple[str, float]] = field(default_factory=dict)  # key -> (value, until)
     _values: dict[str, bytes] = field(default_factory=dict)
     _streams: dict[str, list[tuple[tuple[int, int], bytes]]] = field(default_factory=dict)
     _last_ids: dict[str, tuple[int, int]] = field(default_factory=dict)  # survive removal
     _everyone: dict[object, Deliver] = field(default_factory=dict)
+    # several nodes may share this broker (tests): each hears what was not delivered, and
+    # acts only on what is its own
+    _watchers: list[tuple[Callable[[str], None], Callable[[str, bytes], None]]] = field(
+        default_factory=list)
 
     async def start(self) -> None:
         return None
@@ -127,6 +154,14 @@ class MemoryBroker:
         deliver = self._inboxes.get(node)
         if deliver is not None:
             self.schedule(lambda: deliver(payload))
+            return
+        for unheard, undelivered in list(self._watchers):
+            self.schedule(partial(unheard, node))
+            self.schedule(partial(undelivered, node, payload))
+
+    def watch(self, unheard: Callable[[str], None],
+              undelivered: Callable[[str, bytes], None]) -> None:
+        self._watchers.append((unheard, undelivered))
 
     def subscribe_node(self, node: str, deliver: Deliver) -> Subscription:
         self._inboxes[node] = deliver
@@ -149,12 +184,21 @@ class MemoryBroker:
     async def alive(self, node: str) -> bool:
         return self._get(f"node:{node}") is not None
 
+    async def listening(self, node: str) -> bool:
+        return node in self._inboxes
+
     async def claim_room(self, room: str, node: str, ttl: float) -> str:
         owner = self._get(f"owner:{room}")
-        if owner is None or not await self.alive(owner):
+        if owner is None:
             self._expiring[f"owner:{room}"] = (node, self.clock() + ttl)
             return node
         return owner
+
+    async def take_room(self, room: str, node: str, previous: str, ttl: float) -> bool:
+        if self._get(f"owner:{room}") != previous:
+            return False
+        self._expiring[f"owner:{room}"] = (node, self.clock() + ttl)
+        return True
 
     async def owner(self, room: str) -> str | None:
         return self._get(f"owner:{room}")
@@ -180,15 +224,6 @@ class MemoryBroker:
 
     async def drop_room(self, room: str) -> None:
         self._values.pop(f"state:{room}", None)
-
-    async def bind_session(self, digest: str, room: str, ttl: float) -> None:
-        self._expiring[f"session:{digest}"] = (room, self.clock() + ttl)
-
-    async def session_room(self, digest: str) -> str | None:
-        return self._get(f"session:{digest}")
-
-    async def forget_session(self, digest: str) -> None:
-        self._expiring.pop(f"session:{digest}", None)
 
     async def append(self, stream: str, record: bytes) -> str | None:
         ms, n = int(self.clock() * 1000), 0
@@ -229,6 +264,12 @@ class MemoryBroker:
 
     async def release_lease(self, name: str, node: str) -> None:
         self._release(f"lease:{name}", node)
+
+    async def take_lease(self, name: str, node: str, previous: str, ttl: float) -> bool:
+        if self._get(f"lease:{name}") != previous:
+            return False
+        self._expiring[f"lease:{name}"] = (node, self.clock() + ttl)
+        return True
 
     def send_all(self, payload: bytes) -> None:
         for deliver in list(self._everyone.values()):

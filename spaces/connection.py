@@ -36,6 +36,7 @@ class Connection:
         self._strikes = 0
         self._last_strike = float("-inf")
         self._closed = False
+        self._resumed = False  # until the resumed member's next frame: its old token is good
 
     def receive(self, frame: bytes, is_binary: bool, now: float) -> list[Effect]:
         if self._closed:
@@ -80,8 +81,12 @@ class Connection:
                 return effects
             if isinstance(msg, p.Resume):
                 self.seat, effects = self.venue.resume(msg, now)
+                self._resumed = True
                 return effects
             raise ProtocolError("not_joined")
+        if self._resumed:  # it speaks: it got the welcome, and the new token in it
+            self._resumed = False
+            self.venue.confirm(self.seat)
         effects = self.venue.handle(self.seat, msg, now)
         if isinstance(msg, p.Leave):
             self.seat = None

@@ -64,17 +64,21 @@ ERRORS: Final[Mapping[str, str]] = {
     "incident_state": "The incident is not in a state that allows that step.",
     "incident_outcome": "Resolving an incident needs an outcome code.",
     "incident_basis": "Requesting external help needs its basis: consent or imminent_risk.",
+    "room_moving": "The room is moving to another node; nothing was done: send it again in a "
+                   "moment.",
     "webtransport_unavailable": "Voice over UDP is not offered here; voice goes over this "
                                 "WebSocket.",
 }
 
 MAX_REF = 64
+MAX_ID = 64  # a client message id (envelope, help): unique per member, for resends
 MAX_TOKEN = 128
 MAX_TICKET = 512  # a role ticket carries its signed claims (spaces/venue.py)
 _B64 = re.compile(r"^[A-Za-z0-9+/]*={0,2}\Z")
 _B64_32 = re.compile(r"^[A-Za-z0-9+/]{43}=\Z")
 _B64_64 = re.compile(r"^[A-Za-z0-9+/]{86}==\Z")
 _MEMBER_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}\Z")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
 _ROOM_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}\Z")
 _WORD = re.compile(r"^[a-z_]{1,32}\Z")
 _PACK = re.compile(r"^[A-Za-z0-9_.:-]{1,64}\Z")
@@ -113,8 +117,10 @@ class Join:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Resume:
-    """{"type":"resume","token":str}"""
+    """{"type":"resume","token":str,"seq"?:int} — `seq`: the last room seq the client saw; the
+    room envelopes after it come right after the welcome."""
     token: str
+    seq: int | None = None
     ref: str | None = None
 
 
@@ -169,11 +175,13 @@ class Keys:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Envelope:
-    """{"type":"envelope","body":b64,"commitment":b64(32),"zone"?:corner,"ref"?:str} — opaque
-    ciphertext for the room, or only for the members in the sender's quiet corner."""
+    """{"type":"envelope","body":b64,"commitment":b64(32),"zone"?:corner,"id"?:str,"ref"?:str} —
+    opaque ciphertext for the room, or only for the members in the sender's quiet corner. `id`:
+    the client's id for it; a resend with the same id is answered, never delivered twice."""
     body: str
     commitment: str
     zone: str | None = None
+    id: str | None = None
     ref: str | None = None
 
 
@@ -335,7 +343,9 @@ class EndSession:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Help:
-    """{"type":"help"} — "I need help now": only facilitators and on-call staff are told."""
+    """{"type":"help","id"?:str} — "I need help now": only facilitators and on-call staff are
+    told. `id`: as for an envelope, a resend after a reconnection is not a second press."""
+    id: str | None = None
     ref: str | None = None
 
 
@@ -522,7 +532,15 @@ def _envelope(f: _Fields) -> Envelope:
                               what="base64 of 32 bytes")
     if zone is not None:
         zone = f.string("zone", max_len=40, optional=True, pattern=_ROOM_ID, what="a corner id")
-    return Envelope(body=body, commitment=commitment, zone=zone, ref=f.ref)
+    client_id = data.get("id")
+    if client_id is not None:
+        client_id = _client_id(f)
+    return Envelope(body=body, commitment=commitment, zone=zone, id=client_id, ref=f.ref)
+
+
+def _client_id(f: _Fields) -> Any:
+    return f.string("id", max_len=MAX_ID, optional=True, pattern=_CLIENT_ID,
+                    what="a client message id (letters, digits, _ . : -)")
 
 
 def _keys(f: _Fields) -> Keys:
@@ -538,7 +556,8 @@ def _keys(f: _Fields) -> Keys:
 
 _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "join": _join,
-    "resume": lambda f: Resume(token=f.string("token", max_len=MAX_TOKEN)),
+    "resume": lambda f: Resume(token=f.string("token", max_len=MAX_TOKEN),
+                               seq=f.integer("seq", 0, 2**53) if "seq" in f.data else None),
     "move": lambda f: Move(x=f.number("x", -1e6, 1e6), y=f.number("y", -1e6, 1e6)),
     "sit": lambda f: Sit(seat=f.integer("seat", 0, 1000)),
     "stand": lambda f: Stand(),
@@ -574,7 +593,7 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "release_corner": lambda f: ReleaseCorner(
         corner=f.string("corner", max_len=40, pattern=_ROOM_ID, what="a corner id")),
     "end_session": lambda f: EndSession(),
-    "help": lambda f: Help(),
+    "help": lambda f: Help(id=_client_id(f)),
     "flag": lambda f: Flag(
         category=f.string("category", max_len=32, pattern=_WORD, what="a category"),
         severity=f.string("severity", max_len=8, pattern=_WORD, what="low, medium or high"),

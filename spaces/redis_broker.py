@@ -5,8 +5,8 @@ What lives in Redis (docs/scaling.md lists the same):
     hearth:node:{node}           "1", TTL 4 s — heartbeat: the node is alive
     hearth:owner:{room}          node id, TTL 5 s — the node that runs the room
     hearth:state:{room}          JSON, TTL 1 day — the room's saved state (pseudonyms,
-                                 seats, keys' public halves, sequence, epoch; never content)
-    hearth:session:{sha256 hex}  room id, TTL grace + 1 h — which room a token belongs to
+                                 seats, keys' public halves, sequence, epoch, digests of
+                                 session tokens, open incidents; never content)
     hearth:log:{stream}          stream, no TTL — a shared log (audit, incidents, outbox):
                                  one field "record"; at most ~1 M entries, trimmed by age
     hearth:lease:{name}          node id, TTL as asked — the node doing a job alone
@@ -16,9 +16,21 @@ What lives in Redis (docs/scaling.md lists the same):
 Every key is independent (no multi-key command), so keys spread over Cluster
 slots freely. Messages to one node go out in order: one writer task publishes
 from a queue, so two frames of one client cannot overtake each other on
-different pool connections. Pub/sub is at-most-once: while Redis is down,
-messages between nodes are dropped (and counted), rooms whose members are all
-on their owner keep working, and the subscriber reconnects with backoff.
+different pool connections. Pub/sub alone is at-most-once; the writer makes up
+for it. While Redis is away it keeps what it could not publish, in order, and
+publishes it when Redis is back (at most HOLD seconds old). A publish that
+nobody received (PUBLISH answers how many did) is reported at once as
+`unheard` (the receiver may be gone) and tried again, in order with what
+follows for that node, until the receiver subscribes again (its subscription
+comes back after a Redis restart) or UNHEARD_HOLD seconds have passed; then it
+is reported `undelivered`. Messages to every node (`hearth:all`) are not
+kept: what they carry is also in the shared logs. The subscriber reconnects
+with backoff (at most a second).
+
+Directory calls time out after CALL_TIMEOUT and raise `Unreachable` when Redis
+cannot answer: the caller decides, nothing is guessed here. Publishing never
+times out: a paused Redis holds the messages and delivers them when it
+resumes, so a publish is never sent twice.
 
 Runs on Twisted's asyncio reactor; redis-py's coroutines are awaited directly
 from Twisted coroutines (Deferred.fromFuture where a Deferred is needed).
@@ -28,15 +40,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from twisted.logger import Logger
 
-from hearth.spaces.broker import Deliver, Subscription, _Cancel
+from hearth.spaces.broker import Deliver, Subscription, Unreachable, _Cancel
 
-QUEUE_LIMIT = 10_000
-BACKOFF_MAX = 5.0
+QUEUE_LIMIT = 10_000  # messages kept for publishing; beyond, the newest are given up
+BACKOFF_MAX = 1.0  # seconds between reconnection attempts, at most
+CALL_TIMEOUT = 1.0  # seconds a directory call may take before it counts as unreachable
+HOLD = 10.0  # seconds a message may wait for Redis to come back
+UNHEARD_HOLD = 5.0  # seconds a message may wait for its receiver to subscribe (again)
+RETRY_UNHEARD = 0.1  # seconds between tries of a message nobody received
+BATCH = 512
 STATE_TTL_MS = 86_400_000
 LOG_MAXLEN = 1_000_000  # a memory bound on each log (approximate: Redis trims whole nodes)
 ALL = "hearth:all"
@@ -44,6 +63,12 @@ ALL = "hearth:all"
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_TAKE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('set', KEYS[1], ARGV[2], 'PX', ARGV[3]) and 1 or 0
 end
 return 0
 """
@@ -72,12 +97,27 @@ class RedisBroker:
         self.name = "redis-cluster" if self.cluster else "redis"
         self._client: Any = None
         self._inboxes: dict[str, Deliver] = {}
-        self._queue: asyncio.Queue[tuple[str, bytes]] | None = None
+        # what waits to be published, oldest first: (channel, payload, since when)
+        self._queue: deque[tuple[str, bytes, float]] = deque()
+        self._ready: asyncio.Event | None = None
+        # channels whose receiver did not hear the last try: their messages wait, in order
+        self._blocked: dict[str, deque[tuple[str, bytes, float]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._pubsub: Any = None
         self._subscribed: set[str] = set()
-        self.dropped = 0
-        self.connected = False
+        self._unheard: Callable[[str], None] | None = None
+        self._undelivered: Callable[[str, bytes], None] | None = None
+        self._told: dict[str, float] = {}  # node -> when it was last reported unheard
+        self._retry_at = 0.0
+        self.dropped = 0  # messages given up on
+        self._listening = False  # the subscriptions are up
+        self._answering = True  # the last call (or publish) got its answer
+
+    @property
+    def connected(self) -> bool:
+        """Subscribed, and the last call or publish answered: False while any part of Redis is
+        away (a restart, a Cluster master failing over, a pause that times calls out)."""
+        return self._listening and self._answering
 
     def _channel(self, node: str) -> str:
         return f"hearth:inbox:{node}"
@@ -96,7 +136,9 @@ class RedisBroker:
                 self.log.warn("redis cluster not reachable yet ({why})", why=type(err).__name__)
         else:
             self._client = aioredis.Redis.from_url(self.url, health_check_interval=5)
-        self._queue = asyncio.Queue(QUEUE_LIMIT)
+        self._ready = asyncio.Event()
+        if self._queue:
+            self._ready.set()
         self._tasks = [asyncio.ensure_future(self._writer()),
                        asyncio.ensure_future(self._reader())]
 
@@ -130,16 +172,6 @@ class RedisBroker:
     def subscribe_all(self, deliver: Deliver) -> Subscription:
         return self._listen(ALL, deliver)
 
-    def _publish(self, channel: str, payload: bytes) -> None:
-        """Queued for the one writer task, so messages leave in the order they were sent."""
-        if self._queue is None:
-            self.dropped += 1
-            return
-        try:
-            self._queue.put_nowait((channel, payload))
-        except asyncio.QueueFull:
-            self.dropped += 1
-
     def _listen(self, channel: str, deliver: Deliver) -> Subscription:
         self._inboxes[channel] = deliver
 
@@ -148,29 +180,138 @@ class RedisBroker:
                 del self._inboxes[channel]
         return _Cancel(cancel)
 
+    def watch(self, unheard: Callable[[str], None],
+              undelivered: Callable[[str, bytes], None]) -> None:
+        self._unheard, self._undelivered = unheard, undelivered
+
+    def _publish(self, channel: str, payload: bytes) -> None:
+        """Queued for the one writer task, so messages leave in the order they were sent."""
+        if len(self._queue) >= QUEUE_LIMIT:
+            self._give_up([(channel, payload, 0.0)])
+            return
+        self._queue.append((channel, payload, time.monotonic()))
+        if self._ready is not None:
+            self._ready.set()
+
+    def _node_of(self, channel: str) -> str | None:
+        prefix = "hearth:inbox:"
+        return channel[len(prefix):] if channel.startswith(prefix) else None
+
+    def _give_up(self, messages: list[tuple[str, bytes, float]]) -> None:
+        self.dropped += len(messages)
+        for channel, payload, _ in messages:
+            node = self._node_of(channel)
+            if node is not None and self._undelivered is not None:
+                self._undelivered(node, payload)
+
+    def _not_heard(self, channel: str) -> None:
+        node = self._node_of(channel)
+        now = time.monotonic()
+        if node is not None and self._unheard is not None and now - self._told.get(node, -9) >= 1:
+            self._told[node] = now
+            self._unheard(node)
+
+    async def _send(self, batch: list[tuple[str, bytes, float]]) -> list[int]:
+        """Publish in order; how many subscribers received each message. On an error, what
+        was not published goes back to the head of the queue (nothing is sent twice)."""
+        if not self.cluster:
+            pipe = self._client.pipeline(transaction=False)
+            for channel, payload, _ in batch:
+                pipe.publish(channel, payload)
+            try:
+                return [int(n) for n in await pipe.execute()]
+            except BaseException:
+                self._queue.extendleft(reversed(batch))
+                raise
+        heard: list[int] = []  # one at a time: each channel's slot may live on another shard
+        try:
+            for channel, payload, _ in batch:
+                heard.append(int(await self._client.spublish(channel, payload)))
+        except BaseException:
+            self._queue.extendleft(reversed(batch[len(heard):]))
+            if heard:
+                self._sort_heard(batch[:len(heard)], heard)
+            raise
+        return heard
+
     async def _writer(self) -> None:
-        assert self._queue is not None
+        assert self._ready is not None
         delay = 0.1
         while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < 512:
-                batch.append(self._queue.get_nowait())
+            if not self._queue and not self._blocked:
+                self._ready.clear()
+                await self._ready.wait()
             try:
-                if self.cluster:
-                    for channel, payload in batch:  # in order, one at a time per channel slot
-                        await self._client.spublish(channel, payload)
-                else:
-                    pipe = self._client.pipeline(transaction=False)
-                    for channel, payload in batch:
-                        pipe.publish(channel, payload)
-                    await pipe.execute()
-                delay = 0.1
-            except Exception as err:  # Redis away: drop, count, back off
-                self.dropped += len(batch)
-                self.log.warn("redis publish failed ({why}); {count} messages dropped",
-                              why=type(err).__name__, count=len(batch))
+                await self._retry_blocked()
+                batch: list[tuple[str, bytes, float]] = []
+                while self._queue and len(batch) < BATCH:
+                    message = self._queue.popleft()
+                    waiting = self._blocked.get(message[0])
+                    if waiting is not None:
+                        waiting.append(message)  # behind its channel's unheard message
+                    else:
+                        batch.append(message)
+                if batch:
+                    self._sort_heard(batch, await self._send(batch))
+                    self._answering = True
+                    delay = 0.1
+                elif self._blocked:
+                    await asyncio.sleep(RETRY_UNHEARD)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:  # Redis away: keep the messages, retry with backoff
+                self._answering = False
+                self.log.warn("redis publish failed ({why}); {count} messages wait",
+                              why=type(err).__name__, count=len(self._queue))
+                self._expire(self._queue, HOLD)
                 await asyncio.sleep(delay)
                 delay = min(BACKOFF_MAX, delay * 2)
+
+    def _sort_heard(self, batch: list[tuple[str, bytes, float]], heard: list[int]) -> None:
+        for message, receivers in zip(batch, heard, strict=True):
+            channel = message[0]
+            if channel in self._blocked:
+                self._blocked[channel].append(message)
+            elif receivers == 0 and self._node_of(channel) is not None:
+                self._blocked[channel] = deque([message])
+                self._not_heard(channel)
+
+    async def _retry_blocked(self) -> None:
+        """Try again the head of each channel nobody heard; what follows it goes out once it
+        is heard. Given up after UNHEARD_HOLD seconds (the receiver is gone)."""
+        now = time.monotonic()
+        if not self._blocked or now < self._retry_at:
+            return
+        self._retry_at = now + RETRY_UNHEARD
+        for channel in list(self._blocked):
+            waiting = self._blocked.pop(channel)
+            self._expire(waiting, UNHEARD_HOLD)
+            if not waiting:
+                continue
+            head = waiting.popleft()
+            try:
+                heard = await self._client.publish(channel, head[1]) if not self.cluster \
+                    else await self._client.spublish(channel, head[1])
+            except BaseException:
+                waiting.appendleft(head)
+                self._blocked[channel] = waiting
+                raise
+            if not heard:
+                waiting.appendleft(head)
+                self._blocked[channel] = waiting
+                self._not_heard(channel)
+                continue
+            if waiting:  # in order: back to the head of the queue, before anything newer
+                self._queue.extendleft(reversed(waiting))
+
+    def _expire(self, messages: deque[tuple[str, bytes, float]], hold: float) -> None:
+        now = time.monotonic()
+        old = []
+        while messages and now - messages[0][2] > hold:
+            old.append(messages.popleft())
+        if old:
+            self.log.warn("{count} messages between nodes given up", count=len(old))
+            self._give_up(old)
 
     async def _reader(self) -> None:
         delay = 0.1
@@ -179,7 +320,7 @@ class RedisBroker:
                 self._pubsub = self._client.pubsub()
                 self._subscribed = set()
                 await self._sync_subscriptions()
-                self.connected = True
+                self._listening = True
                 delay = 0.1
                 idle = 0
                 while True:
@@ -213,7 +354,7 @@ class RedisBroker:
             except asyncio.CancelledError:
                 raise
             except Exception as err:
-                self.connected = False
+                self._listening = False
                 self.log.warn("redis subscription lost ({why}); retrying in {delay:.1f}s",
                               why=type(err).__name__, delay=delay)
                 with contextlib.suppress(Exception):
@@ -230,88 +371,100 @@ class RedisBroker:
             else:
                 await self._pubsub.subscribe(*new)
             self._subscribed |= new
+        gone = self._subscribed - wanted  # a cancelled subscription stops listening
+        if gone:
+            if self.cluster:
+                await self._pubsub.sunsubscribe(*gone)
+            else:
+                await self._pubsub.unsubscribe(*gone)
+            self._subscribed -= gone
 
     # --- the directory ------------------------------------------------------------------
 
-    async def _call(self, default: Any, op: Callable[[], Any]) -> Any:
-        """A call that survives Redis being away (the default answers instead)."""
+    async def _call(self, op: Callable[[], Any]) -> Any:
+        """A directory call: its answer, or Unreachable (Redis away or too slow)."""
         try:
-            return await _in_task(op())
+            answer = await _in_task(asyncio.wait_for(op(), CALL_TIMEOUT))
         except Exception as err:
+            self._answering = False
             self.log.warn("redis call failed ({why})", why=type(err).__name__)
+            raise Unreachable(type(err).__name__) from None
+        self._answering = True
+        return answer
+
+    async def _try(self, default: Any, op: Callable[[], Any]) -> Any:
+        """A shared-log or lease call: its answer, or `default` when Redis is away."""
+        try:
+            return await self._call(op)
+        except Unreachable:
             return default
 
     async def heartbeat(self, node: str, ttl: float) -> None:
-        await self._call(None, lambda: self._client.set(f"hearth:node:{node}", b"1",
-                                                         px=int(ttl * 1000)))
+        await self._call(lambda: self._client.set(f"hearth:node:{node}", b"1",
+                                                  px=int(ttl * 1000)))
 
     async def alive(self, node: str) -> bool:
-        # Redis away: assume alive rather than tear rooms apart on a blip
-        found = await self._call(1, lambda: self._client.exists(f"hearth:node:{node}"))
-        return bool(found)
+        return bool(await self._call(lambda: self._client.exists(f"hearth:node:{node}")))
+
+    async def listening(self, node: str) -> bool:
+        channel = self._channel(node)
+        if self.cluster:  # a sharded channel's subscribers are on the shard of its slot
+            found = await self._call(lambda: self._client.execute_command(
+                "PUBSUB SHARDNUMSUB", channel,
+                target_nodes=self._client.get_node_from_key(channel)))
+        else:
+            found = await self._call(lambda: self._client.pubsub_numsub(channel))
+        return any(int(n) > 0 for _, n in found)
 
     async def claim_room(self, room: str, node: str, ttl: float) -> str:
         key = f"hearth:owner:{room}"
 
         async def claim() -> str:
-            if await self._client.set(key, node.encode(), nx=True, px=int(ttl * 1000)):
-                return node
-            owner = await self._client.get(key)
-            if owner is None:
-                return await claim()
-            owner_id = owner.decode()
-            # the owner died without releasing: take over if it is still that owner
-            if (owner_id != node and not await self._client.exists(f"hearth:node:{owner_id}")
-                    and await self._client.eval(_RELEASE, 1, key, owner_id)):
-                return await claim()
-            return str(owner_id)
-        return str(await self._call(node, claim))  # Redis away: run the room here
+            for _ in range(3):  # the key may expire between SET NX and GET
+                if await self._client.set(key, node.encode(), nx=True, px=int(ttl * 1000)):
+                    return node
+                owner = await self._client.get(key)
+                if owner is not None:
+                    return str(owner.decode())
+            raise RuntimeError("the owner key kept changing")
+        return str(await self._call(claim))
+
+    async def take_room(self, room: str, node: str, previous: str, ttl: float) -> bool:
+        return bool(await self._call(lambda: self._client.eval(
+            _TAKE, 1, f"hearth:owner:{room}", previous, node, int(ttl * 1000))))
 
     async def owner(self, room: str) -> str | None:
-        found = await self._call(None, lambda: self._client.get(f"hearth:owner:{room}"))
+        found = await self._call(lambda: self._client.get(f"hearth:owner:{room}"))
         return found.decode() if found is not None else None
 
     async def renew_room(self, room: str, node: str, ttl: float) -> bool:
-        result = await self._call(1, lambda: self._client.eval(
-            _RENEW, 1, f"hearth:owner:{room}", node, int(ttl * 1000)))
-        return bool(result)
+        return bool(await self._call(lambda: self._client.eval(
+            _RENEW, 1, f"hearth:owner:{room}", node, int(ttl * 1000))))
 
     async def release_room(self, room: str, node: str) -> None:
-        await self._call(None, lambda: self._client.eval(_RELEASE, 1, f"hearth:owner:{room}",
-                                                          node))
+        await self._call(lambda: self._client.eval(_RELEASE, 1, f"hearth:owner:{room}", node))
 
     async def save_room(self, room: str, state: bytes) -> None:
-        await self._call(None, lambda: self._client.set(f"hearth:state:{room}", state,
-                                                         px=STATE_TTL_MS))
+        await self._call(lambda: self._client.set(f"hearth:state:{room}", state,
+                                                  px=STATE_TTL_MS))
 
     async def load_room(self, room: str) -> bytes | None:
-        found = await self._call(None, lambda: self._client.get(f"hearth:state:{room}"))
+        found = await self._call(lambda: self._client.get(f"hearth:state:{room}"))
         return bytes(found) if found is not None else None
 
     async def drop_room(self, room: str) -> None:
-        await self._call(None, lambda: self._client.delete(f"hearth:state:{room}"))
-
-    async def bind_session(self, digest: str, room: str, ttl: float) -> None:
-        await self._call(None, lambda: self._client.set(f"hearth:session:{digest}",
-                                                         room.encode(), px=int(ttl * 1000)))
-
-    async def session_room(self, digest: str) -> str | None:
-        found = await self._call(None, lambda: self._client.get(f"hearth:session:{digest}"))
-        return found.decode() if found is not None else None
-
-    async def forget_session(self, digest: str) -> None:
-        await self._call(None, lambda: self._client.delete(f"hearth:session:{digest}"))
+        await self._call(lambda: self._client.delete(f"hearth:state:{room}"))
 
     # --- shared logs ----------------------------------------------------------------------
 
     async def append(self, stream: str, record: bytes) -> str | None:
-        found = await self._call(None, lambda: self._client.xadd(
+        found = await self._try(None, lambda: self._client.xadd(
             f"hearth:log:{stream}", {"record": record}, maxlen=LOG_MAXLEN, approximate=True))
         return found.decode() if found is not None else None
 
     async def read(self, stream: str, after: str | None = None,
                    count: int = 1000) -> list[tuple[str, bytes]] | None:
-        found = await self._call(None, lambda: self._client.xrange(
+        found = await self._try(None, lambda: self._client.xrange(
             f"hearth:log:{stream}", min="-" if after is None else f"({after}", count=count))
         if found is None:
             return None
@@ -320,12 +473,12 @@ class RedisBroker:
     async def remove(self, stream: str, ids: list[str]) -> bool:
         if not ids:  # XDEL needs at least one id
             return True
-        done = await self._call(False, lambda: self._client.xdel(f"hearth:log:{stream}", *ids))
+        done = await self._try(False, lambda: self._client.xdel(f"hearth:log:{stream}", *ids))
         return done is not False
 
     async def trim(self, stream: str, before_ms: int) -> int:
         # approximate=False: redis-py's xtrim trims approximately ("~") unless told not to
-        gone = await self._call(0, lambda: self._client.xtrim(
+        gone = await self._try(0, lambda: self._client.xtrim(
             f"hearth:log:{stream}", minid=f"{before_ms}", approximate=False))
         return int(gone)
 
@@ -338,11 +491,15 @@ class RedisBroker:
             if await self._client.set(key, node.encode(), nx=True, px=ms):
                 return True
             return bool(await self._client.eval(_RENEW, 1, key, node, ms))  # ours: extend
-        return bool(await self._call(False, take))
+        return bool(await self._try(False, take))
+
+    async def take_lease(self, name: str, node: str, previous: str, ttl: float) -> bool:
+        return bool(await self._try(False, lambda: self._client.eval(
+            _TAKE, 1, f"hearth:lease:{name}", previous, node, int(ttl * 1000))))
 
     async def release_lease(self, name: str, node: str) -> None:
-        await self._call(None, lambda: self._client.eval(_RELEASE, 1, f"hearth:lease:{name}",
-                                                          node))
+        await self._try(None, lambda: self._client.eval(_RELEASE, 1, f"hearth:lease:{name}",
+                                                         node))
 
     # --- the privacy report -------------------------------------------------------------
 

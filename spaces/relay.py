@@ -1,59 +1,413 @@
-"""Messages between nodes: how an edge node and a room's owner node talk.
+"""Messages between nodes: how an edge node, a room's owner and every other node talk.
 
-A client connects to any node (the edge). Each room is owned by one node at a
+A client connects to any node (its edge). Each room is owned by one node at a
 time, which runs its state machine; the edge forwards the client's frames to
-the owner and delivers what the owner sends back. One wire shape for every
-kind: kind (1 byte) ‖ header length (u16) ‖ JSON header ‖ payload bytes.
+the owner and delivers what the owner sends back (spaces/host.py decides
+who sends what). Every kind is a frozen message with one `pack` and one
+`unpack`; one wire shape for all of them:
+
+    kind (1 byte) ‖ header length (u16, network order) ‖ JSON header ‖ payload bytes
+
+The payload is a client frame or a server frame as it goes on the WebSocket
+(opaque here), or a JSON document where a kind says so. The header's keys
+are the wire names given in each docstring (`from` is the sending node).
 """
 
 from __future__ import annotations
 
 import json
 import struct
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 _PREFIX = struct.Struct("!BH")
 
-# edge -> owner
-OPEN: Final = 1  # {link, hashes: {day: hex}}: a client bound to one of the owner's rooms
-FRAME: Final = 2  # {link, binary}: a client frame, as received
-LOST: Final = 3  # {link}: the client's transport went away
-# owner -> edge
-REPLY: Final = 10  # {link}: text frame for that client
-ATTACH: Final = 11  # {link, room, member, waiting}
-ENTER: Final = 12  # {room, member}
-BROADCAST: Final = 13  # {room, exclude}: text frame for the node's members of the room
-TO_MEMBER: Final = 14  # {member, binary}
-VOICE: Final = 15  # {members}: binary frame for those members
-CLOSE_LINK: Final = 16  # {link, code, reason}
-CLOSE_MEMBER: Final = 17  # {member, code, reason}
-MOVED: Final = 18  # {room}: the sender no longer owns the room; clients should resume
-# node -> every node (Broker.send_all)
-DUTY: Final = 20  # {from, exclude}: text frame for the node's on-duty facilitators
-INCIDENT: Final = 21  # {from}: JSON payload, an incident's new state (metadata only)
-SESSION: Final = 24  # {from}: JSON payload, a facilitator sign-in session's change (digests)
-DUTY_ROSTER: Final = 25  # {from, count}: how many facilitators are on duty at that node
-ACCOUNTS: Final = 26  # {from}: facilitator accounts changed; read the shared log now
-# node -> the node that runs an incident, and back
-INCIDENT_ACT: Final = 22  # {req, from, room, incident, action, outcome, actor, ref}
-INCIDENT_DONE: Final = 23  # {req}: payload empty, or the text frame of the refusal
+
+class RelayError(ValueError):
+    """Not a relay message this version understands (unknown kind, bad header)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Relayed:
-    kind: int
-    header: dict[str, Any]
-    payload: bytes
-
-
-def pack(kind: int, header: dict[str, Any], payload: bytes = b"") -> bytes:
+def _frame(kind: int, header: Mapping[str, Any], payload: bytes = b"") -> bytes:
     head = json.dumps(header, separators=(",", ":")).encode()
     return _PREFIX.pack(kind, len(head)) + head + payload
 
 
-def unpack(data: bytes) -> Relayed:
-    kind, length = _PREFIX.unpack_from(data)
-    start = _PREFIX.size
-    header = json.loads(data[start:start + length])
-    return Relayed(kind, header, data[start + length:])
+# --- edge -> owner -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """{link, room, hashes: {day: hex}}: a client link bound to `room`, which the receiver
+    owns, with the keyed hashes of its address for the days a ban may date from (never the
+    address)."""
+    KIND: ClassVar[int] = 1
+    link: str
+    room: str
+    hashes: Mapping[str, str]
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"link": self.link, "room": self.room,
+                                  "hashes": dict(self.hashes)})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Open:
+        return cls(str(h["link"]), str(h["room"]),
+                   {str(d): str(x) for d, x in h["hashes"].items()})
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """{link, binary} + the client's frame, as received."""
+    KIND: ClassVar[int] = 2
+    link: str
+    binary: bool
+    payload: bytes
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"link": self.link, "binary": self.binary}, self.payload)
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Frame:
+        return cls(str(h["link"]), bool(h["binary"]), payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """{link}: the client's transport went away."""
+    KIND: ClassVar[int] = 3
+    link: str
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"link": self.link})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Lost:
+        return cls(str(h["link"]))
+
+
+# --- owner -> edge -------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """{link} + a text frame for that client."""
+    KIND: ClassVar[int] = 10
+    link: str
+    payload: bytes
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"link": self.link}, self.payload)
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Reply:
+        return cls(str(h["link"]), payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Attach:
+    """{link, room, member, waiting, held}: from now on the link is `member` of `room` (in its
+    lobby while `waiting`). `held`: the edge keeps everything for this link until `Release`
+    (the owner is making the member's new session durable before its welcome goes out)."""
+    KIND: ClassVar[int] = 11
+    link: str
+    room: str
+    member: str
+    waiting: bool
+    held: bool = False
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"link": self.link, "room": self.room, "member": self.member,
+                                  "waiting": self.waiting, "held": self.held})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Attach:
+        return cls(str(h["link"]), str(h["room"]), str(h["member"]), bool(h["waiting"]),
+                   bool(h.get("held", False)))
+
+
+@dataclass(frozen=True, slots=True)
+class Enter:
+    """{room, member, held}: a waiting member was admitted; it gets the room's broadcasts
+    now (`held`: kept by the edge until `Release`, as for Attach)."""
+    KIND: ClassVar[int] = 12
+    room: str
+    member: str
+    held: bool = False
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"room": self.room, "member": self.member, "held": self.held})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Enter:
+        return cls(str(h["room"]), str(h["member"]), bool(h.get("held", False)))
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """{room, exclude} + a text frame for the node's members of the room."""
+    KIND: ClassVar[int] = 13
+    room: str
+    exclude: str | None
+    payload: bytes
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"room": self.room, "exclude": self.exclude}, self.payload)
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Broadcast:
+        exclude = h.get("exclude")
+        return cls(str(h["room"]), None if exclude is None else str(exclude), payload)
+
+
+@dataclass(frozen=True, slots=True)
+class ToMember:
+    """{member, binary} + a frame for one member."""
+    KIND: ClassVar[int] = 14
+    member: str
+    binary: bool
+    payload: bytes
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"member": self.member, "binary": self.binary}, self.payload)
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> ToMember:
+        return cls(str(h["member"]), bool(h["binary"]), payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Voice:
+    """{members} + one voice frame for those members (droppable)."""
+    KIND: ClassVar[int] = 15
+    members: tuple[str, ...]
+    payload: bytes
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"members": list(self.members)}, self.payload)
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Voice:
+        return cls(tuple(str(m) for m in h["members"]), payload)
+
+
+@dataclass(frozen=True, slots=True)
+class CloseLink:
+    """{link, code, reason}: close that client's connection."""
+    KIND: ClassVar[int] = 16
+    link: str
+    code: int
+    reason: str
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"link": self.link, "code": self.code, "reason": self.reason})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> CloseLink:
+        return cls(str(h["link"]), int(h["code"]), str(h["reason"]))
+
+
+@dataclass(frozen=True, slots=True)
+class CloseMember:
+    """{member, code, reason}: close the connection that holds that member."""
+    KIND: ClassVar[int] = 17
+    member: str
+    code: int
+    reason: str
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"member": self.member, "code": self.code,
+                                  "reason": self.reason})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> CloseMember:
+        return cls(str(h["member"]), int(h["code"]), str(h["reason"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    """{link}: the member's session is durable; the edge lets out what it kept (Attach held)."""
+    KIND: ClassVar[int] = 19
+    link: str
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"link": self.link})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Release:
+        return cls(str(h["link"]))
+
+
+# --- node -> every node (Broker.send_all) -------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """{room, owner}: `owner` runs the room now (it took it over); links bound to another
+    node for that room must resume."""
+    KIND: ClassVar[int] = 18
+    room: str
+    owner: str
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"room": self.room, "owner": self.owner})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Moved:
+        return cls(str(h["room"]), str(h["owner"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Duty:
+    """{from, exclude} + a text frame for the node's on-duty facilitators."""
+    KIND: ClassVar[int] = 20
+    sender: str
+    exclude: tuple[str, ...]
+    payload: bytes
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"from": self.sender, "exclude": list(self.exclude)},
+                      self.payload)
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Duty:
+        return cls(str(h["from"]), tuple(str(m) for m in h["exclude"]), payload)
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentState:
+    """{from} + JSON: an incident's new state (metadata only)."""
+    KIND: ClassVar[int] = 21
+    sender: str
+    incident: Mapping[str, Any]
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"from": self.sender}, json.dumps(self.incident).encode())
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> IncidentState:
+        incident = json.loads(payload)
+        if not isinstance(incident, dict):
+            raise RelayError("an incident is a JSON object")
+        return cls(str(h["from"]), incident)
+
+
+@dataclass(frozen=True, slots=True)
+class DutyRoster:
+    """{from, count}: how many facilitators are on duty at that node (moderation/crisis.py)."""
+    KIND: ClassVar[int] = 25
+    sender: str
+    count: int
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"from": self.sender, "count": self.count})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> DutyRoster:
+        return cls(str(h["from"]), int(h["count"]))
+
+
+@dataclass(frozen=True, slots=True)
+class SignIn:
+    """{from} + JSON: a facilitator sign-in session's change (digests, never a cookie)."""
+    KIND: ClassVar[int] = 24
+    sender: str
+    event: Mapping[str, Any]
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"from": self.sender}, json.dumps(self.event).encode())
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> SignIn:
+        event = json.loads(payload)
+        if not isinstance(event, dict):
+            raise RelayError("a sign-in event is a JSON object")
+        return cls(str(h["from"]), event)
+
+
+@dataclass(frozen=True, slots=True)
+class Accounts:
+    """{from}: facilitator accounts changed; read the shared log now (web/shared_accounts.py)."""
+    KIND: ClassVar[int] = 26
+    sender: str
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"from": self.sender})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Accounts:
+        return cls(str(h["from"]))
+
+
+# --- node -> the node that runs an incident, and back ---------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class IncidentAct:
+    """{req, from, room, incident, action, outcome, actor, ref, basis}: a facilitator's action
+    on an incident that the receiving node runs (`basis`: for "external")."""
+    KIND: ClassVar[int] = 22
+    req: str
+    sender: str
+    room: str
+    incident: str
+    action: str
+    outcome: str | None
+    actor: str
+    ref: str | None
+    basis: str | None = None
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"req": self.req, "from": self.sender, "room": self.room,
+                                  "incident": self.incident, "action": self.action,
+                                  "outcome": self.outcome, "actor": self.actor, "ref": self.ref,
+                                  "basis": self.basis})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> IncidentAct:
+        def optional(key: str) -> str | None:
+            value = h.get(key)
+            return None if value is None else str(value)
+        return cls(str(h["req"]), str(h["from"]), str(h["room"]), str(h["incident"]),
+                   str(h["action"]), optional("outcome"), str(h["actor"]), optional("ref"),
+                   optional("basis"))
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentDone:
+    """{req} + nothing when the action was applied, else the text frame of the refusal."""
+    KIND: ClassVar[int] = 23
+    req: str
+    payload: bytes = b""
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"req": self.req}, self.payload)
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> IncidentDone:
+        return cls(str(h["req"]), payload)
+
+
+RelayMessage = (Open | Frame | Lost | Reply | Attach | Enter | Broadcast | ToMember | Voice
+                | CloseLink | CloseMember | Release | Moved | Duty | DutyRoster | IncidentState
+                | SignIn | Accounts | IncidentAct | IncidentDone)
+
+_KINDS: Final[dict[int, Callable[[dict[str, Any], bytes], RelayMessage]]] = {
+    kind.KIND: kind.unpack for kind in (
+        Open, Frame, Lost, Reply, Attach, Enter, Broadcast, ToMember, Voice, CloseLink,
+        CloseMember, Release, Moved, Duty, DutyRoster, IncidentState, SignIn, Accounts,
+        IncidentAct, IncidentDone)}
+
+
+def unpack(data: bytes) -> RelayMessage:
+    """One relay message from its bytes; RelayError if it is not one."""
+    try:
+        kind, length = _PREFIX.unpack_from(data)
+        unpack_kind = _KINDS.get(kind)
+        if unpack_kind is None:
+            raise RelayError(f"unknown relay kind {kind}")
+        start = _PREFIX.size
+        header = json.loads(data[start:start + length])
+        if not isinstance(header, dict):
+            raise RelayError("the header is a JSON object")
+        return unpack_kind(header, bytes(data[start + length:]))
+    except RelayError:
+        raise
+    except (struct.error, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise RelayError(f"not a relay message ({type(err).__name__})") from None

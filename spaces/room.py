@@ -28,12 +28,19 @@ Rules, in one place:
 - A private corner is private: opening one moves everyone else out of its
   zone, nobody else may walk in, and its envelopes, sender keys, hidden-message
   notices and voice reach its members only.
+- A resuming member gets the room envelopes it missed: those after the last
+  `seq` it saw (or, if it does not say, those since it went away), from the
+  room's last RECENT envelopes, kept in memory only while anyone is in the
+  room; directed envelopes that arrived while it was away are kept for it.
+- An envelope with a client id is sequenced once: a resend of the same id is
+  answered with the same `sent` (the last REPLIES_KEPT ids of each member).
 - No I/O and no clock: `now` (seconds) comes in with every call.
 """
 
 from __future__ import annotations
 
 import random
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -53,6 +60,8 @@ SEAT_REACH = 1.5  # metres from a seat within which a member may sit on it
 MOVE_SLACK = 0.25  # metres forgiven per move for client/server timing jitter
 MAX_MOVE_WINDOW = 1.0  # seconds of walking one move may claim at most
 MAX_HELD_DIRECTS = 256  # directed envelopes kept for an away member
+RECENT = 256  # room envelopes kept (in memory) for members who resume (beyond: a seq gap)
+REPLIES_KEPT = 16  # client message ids remembered per member (with the reply they got)
 MUTED_NOTICE_EVERY = 5.0  # seconds between "you are muted" errors to a muted speaker
 CORNER_MARGIN = 0.3  # metres outside a corner's edge where a bystander is put when it closes
 
@@ -87,6 +96,13 @@ class Member:
     # Directed envelopes (sender keys) that arrived while away, handed over on resume.
     held: list[dict[str, Any]] = field(default_factory=list)
     muted_notice: float = float("-inf")
+    # client message id -> the reply it got (a resend is answered the same, never redone)
+    replies: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def remember(self, client_id: str, reply: Mapping[str, Any]) -> None:
+        self.replies[client_id] = {k: v for k, v in reply.items() if k != "ref"}
+        if len(self.replies) > REPLIES_KEPT:
+            del self.replies[next(iter(self.replies))]
 
     def to_wire(self, zone: str) -> dict[str, Any]:
         return {"id": self.id, "pseudonym": self.pseudonym, "avatar": self.avatar,
@@ -110,6 +126,8 @@ class Room:
     capacity: int = field(init=False)
     lobby_on: bool = field(init=False)
     waiting: dict[str, Member] = field(default_factory=dict)  # the lobby, first come first
+    # the last room envelopes (ciphertext, in memory only), for members who resume
+    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
     locked: bool = False
     slow_mode: float = 0.0  # seconds between a participant's messages; 0 is off
     private: dict[str, frozenset[str]] = field(default_factory=dict)  # corner -> its members
@@ -229,6 +247,8 @@ class Room:
         self._moved.discard(member_id)
         if member is None:
             return []
+        if not self.members:  # nobody left who could ask for them
+            self.recent.clear()
         self.voice.forget(member_id)
         self.epoch += 1
         effects: list[Effect] = [self._broadcast({
@@ -357,8 +377,14 @@ class Room:
                                  "epoch": self.epoch}, exclude=member.id)]
 
     def envelope(self, member: Member, body: str, commitment: str, ref: str | None,
-                 now: float, tag: Any, zone: str | None = None) -> list[Effect]:
+                 now: float, tag: Any, zone: str | None = None,
+                 client_id: str | None = None) -> list[Effect]:
         """Stamp sender, sequence and time; `tag(scope, seq, ts)` makes the franking tag."""
+        if client_id is not None and client_id in member.replies:  # a resend: already sent
+            again = dict(member.replies[client_id])
+            if ref is not None:
+                again["ref"] = ref
+            return [Reply(again)]
         if len(body) > self.limits.max_envelope_chars:
             raise ProtocolError("envelope_too_large",
                                 f"The envelope body is longer than "
@@ -371,15 +397,31 @@ class Room:
         member.last_envelope = now
         ts = int(now * 1000)
         if zone is not None:
-            return self._corner_envelope(member, body, commitment, ref, ts, tag, zone)
+            return self._corner_envelope(member, body, commitment, ref, ts, tag, zone,
+                                         client_id)
         message: dict[str, Any] = {"type": "envelope", "from": member.id, "ts": ts,
                                    "body": body, "commitment": commitment}
         out = self._broadcast(message, exclude=member.id)
         message["tag"] = tag(self.id, self.seq, ts)
         sent: dict[str, Any] = {"type": "sent", "seq": self.seq, "ts": ts, "tag": message["tag"]}
+        if client_id is not None:
+            message["id"] = sent["id"] = client_id
+            member.remember(client_id, sent)
+        self.recent.append(message)
         if ref is not None:
             sent["ref"] = ref
         return [out, Reply(sent)]
+
+    def missed(self, member: Member, seen: int | None, away_since: float | None
+               ) -> list[dict[str, Any]]:
+        """The room envelopes a resuming member did not get: after `seen` (the last seq it
+        says it saw), or since it went away."""
+        if seen is not None:
+            return [m for m in self.recent if m["seq"] > seen and m["from"] != member.id]
+        if away_since is None:
+            return []
+        since = int(away_since * 1000)
+        return [m for m in self.recent if m["ts"] >= since and m["from"] != member.id]
 
     def _in_corner(self, zone: str) -> list[Member]:
         """Who a corner's conversation reaches: a private corner's members, wherever they
@@ -391,7 +433,7 @@ class Room:
         return [m for m in self.members.values() if zone_of(m.pos) == zone]
 
     def _corner_envelope(self, member: Member, body: str, commitment: str, ref: str | None,
-                         ts: int, tag: Any, zone: str) -> list[Effect]:
+                         ts: int, tag: Any, zone: str, client_id: str | None) -> list[Effect]:
         """A corner's own conversation: its own scope and sequence, seen by nobody else."""
         layout = self.config.layout
         inside = self.private.get(zone)
@@ -403,6 +445,9 @@ class Room:
         message = {"type": "envelope", "zone": zone, "seq": seq, "from": member.id, "ts": ts,
                    "body": body, "commitment": commitment, "tag": stamp}
         sent: dict[str, Any] = {"type": "sent", "zone": zone, "seq": seq, "ts": ts, "tag": stamp}
+        if client_id is not None:
+            message["id"] = sent["id"] = client_id
+            member.remember(client_id, sent)
         if ref is not None:
             sent["ref"] = ref
         return [*(Send(m.id, message) for m in self._in_corner(zone)
@@ -587,6 +632,7 @@ class Room:
             self.voice.forget(member)
         self.members.clear()
         self.waiting.clear()
+        self.recent.clear()
         self.hands.clear()
         self.private.clear()
         self._moved.clear()
@@ -611,6 +657,7 @@ class Room:
                 "signin": m.signin, "generation": m.generation,
                 "status": m.status,
                 "address": [m.address[0], m.address[1].hex()] if m.address else None,
+                "replies": m.replies,
                 "away_since": m.away_since,
             } for m in self.members.values()],
         }
@@ -626,6 +673,7 @@ class Room:
         self.stick_on, self.stick_holder = bool(state["stick_on"]), state["stick_holder"]
         self.hands = list(state["hands"])
         self.members.clear()
+        self.recent.clear()
         for m in state["members"]:
             member = Member(
                 id=m["id"], pseudonym=m["pseudonym"], avatar=m["avatar"], role=m["role"],
@@ -640,7 +688,8 @@ class Room:
                 signin=m.get("signin"), generation=m.get("generation"),
                 status=m.get("status", "here"),
                 address=(m["address"][0], bytes.fromhex(m["address"][1]))
-                if m["address"] else None)
+                if m["address"] else None,
+                replies={str(k): dict(v) for k, v in m.get("replies", {}).items()})
             self.members[member.id] = member
 
     # --- time -----------------------------------------------------------------

@@ -201,6 +201,13 @@ class GoingAway(ServerMessage):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class Moving(ServerMessage):
+    """{"type":"moving","room"} — the room moves to another node; before the close 4010."""
+    TYPE = "moving"
+    room: str | None
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class VoiceTransportOffer(ServerMessage):
     """{"type":"voice_transport","url","token","ttl","hashes","max_bytes","ref"?} — voice over
     WebTransport: where, with which one-time token, and the server certificate's hashes."""
@@ -380,6 +387,14 @@ class DeliveryFailing(ServerMessage):
     """{"type":"delivery_failing","channel","incident"} — an on-call alert keeps failing."""
     TYPE = "delivery_failing"
     channel: str
+    incident: str
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class AlertNotShared(ServerMessage):
+    """{"type":"alert_not_shared","incident"} — an alert of that incident is on the raising
+    node's disk only for now (the shared store did not answer in time)."""
+    TYPE = "alert_not_shared"
     incident: str
 
 

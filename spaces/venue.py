@@ -2,7 +2,11 @@
 
 A session token is the only credential an anonymous member has. It is kept
 here only as a SHA-256 digest (a memory dump or a stolen store yields no usable
-token) and is replaced on every resume. Role tickets — one-time, short-lived
+token) and is replaced on every resume; the one the member resumed with stays
+good until its resumed connection says anything (so a welcome lost on the way,
+the room moving at that moment, cannot lock the member out). A token starts
+with the id of its room (`<room>.<secret>`), so any node can route a resume
+without a directory of sessions. Role tickets — one-time, short-lived
 strings a facilitator's logged-in page exchanges for a role — are kept the same
 way. Nothing here does I/O or reads a clock.
 """
@@ -32,6 +36,7 @@ from hearth.spaces.effects import ActElsewhere, Attach, Audit, Detach, Effect, E
 from hearth.spaces.protocol import ProtocolError
 from hearth.spaces.pseudonyms import LOCALES, generate, generate_avatar
 from hearth.spaces.room import Member, Role, Room
+from hearth.spaces.server_messages import HelpReceived
 from hearth.spaces.stats import Stats
 
 RESUMED_ELSEWHERE = 4001  # close code for a connection whose member resumed on another
@@ -94,6 +99,8 @@ class Venue:
             for rc in config.rooms}
         self._sessions: dict[bytes, tuple[str, str]] = {}  # token digest -> (room, member)
         self._token_of: dict[str, bytes] = {}  # member -> token digest
+        # member -> the digest of the token it last resumed with, until it speaks again
+        self._previous: dict[str, bytes] = {}
         self._ticket_key = ticket_key if ticket_key is not None else secrets.token_bytes(32)
         self._used_tickets: dict[str, float] = {}  # nonce -> until when it would be valid
         # Facilitator accounts as the shell last told (account_changed): name -> (role,
@@ -104,8 +111,6 @@ class Venue:
         self._removed_accounts: set[str] = set()
         # Sign-in sessions that ended (signin_ended): id -> until when it is remembered.
         self._ended_signins: dict[str, float] = {}
-        # (token digest hex, room or None when forgotten), drained by the node into the broker
-        self.session_changes: list[tuple[str, str | None]] = []
         self.reports = ReportQueue()
         self.bans = BanList()
         self.stats = Stats()  # counts by message type and error code, for /metrics
@@ -218,22 +223,44 @@ class Venue:
 
     # --- join and resume --------------------------------------------------------
 
-    def _issue_session(self, room: str, member: str) -> str:
+    def _issue_session(self, room: str, member: str, presented: bytes | None = None) -> str:
+        """A new token for `member`; `presented` (the digest it resumed with) stays good until
+        the member's resumed connection speaks (`confirm`)."""
         old = self._token_of.pop(member, None)
         if old is not None:
             self._sessions.pop(old, None)
-            self.session_changes.append((old.hex(), None))
-        token = self._make_token()
+        self._drop_previous(member)
+        if presented is not None:
+            self._previous[member] = presented
+        token = f"{room}.{self._make_token()}"
         digest = _digest(token)
         self._sessions[digest] = (room, member)
         self._token_of[member] = digest
-        self.session_changes.append((digest.hex(), room))
         return token
 
+    def _drop_previous(self, member: str) -> None:
+        self._previous.pop(member, None)
+
+    def confirm(self, seat: Seat) -> None:
+        """The resumed connection spoke: it has its new token; the one it resumed with is
+        spent."""
+        self._drop_previous(seat.member)
+
     @staticmethod
-    def token_digest(token: str) -> str:
-        """What other nodes may know of a token: its SHA-256, to find its room."""
-        return _digest(token).hex()
+    def token_room(token: str) -> str | None:
+        """The room a session token belongs to (its first part), or None if it names none."""
+        room, dot, secret = token.partition(".")
+        return room if dot and room and secret else None
+
+    def _session(self, token: str) -> tuple[str, str] | None:
+        digest = _digest(token)
+        found = self._sessions.get(digest)
+        if found is not None:
+            return found
+        for member, previous in self._previous.items():
+            if previous == digest and member in self._token_of:
+                return self._sessions[self._token_of[member]][0], member
+        return None
 
     # --- moving a room between nodes ------------------------------------------------------
 
@@ -243,6 +270,8 @@ class Venue:
         return {"room": room.to_state(),
                 "sessions": {m: self._token_of[m].hex() for m in room.members
                              if m in self._token_of},
+                "previous": {m: self._previous[m].hex() for m in room.members
+                             if m in self._previous},
                 "incidents": self.crisis.desk.export(room_id),
                 "bans": self.bans.export(room_id)}
 
@@ -266,6 +295,9 @@ class Venue:
                 digest = bytes.fromhex(digest_hex)
                 self._sessions[digest] = (room_id, member)
                 self._token_of[member] = digest
+        for member, digest_hex in state.get("previous", {}).items():
+            if member in room.members:
+                self._previous[member] = bytes.fromhex(digest_hex)
         self.crisis.adopt(list(state.get("incidents", [])))
         self.bans.adopt(room_id, list(state.get("bans", [])))
 
@@ -321,7 +353,7 @@ class Venue:
                       *effects]
 
     def resume(self, msg: p.Resume, now: float) -> tuple[Seat, list[Effect]]:
-        found = self._sessions.get(_digest(msg.token))
+        found = self._session(msg.token)
         room = self.rooms.get(found[0]) if found else None
         member = room.members.get(found[1]) if room and found else None
         if room is None or member is None:
@@ -332,13 +364,14 @@ class Venue:
         effects: list[Effect] = []
         if member.away_since is None:  # the old connection is still open: it loses the member
             effects.append(Detach(member.id, RESUMED_ELSEWHERE, "resumed on another connection"))
+        missed = room.missed(member, msg.seq, member.away_since)
         attachment = room.reattach(member)
-        token = self._issue_session(room.id, member.id)
+        token = self._issue_session(room.id, member.id, _digest(msg.token))
         held, member.held = member.held, []
         effects += room.resumed(member)  # a new epoch: the welcome below already shows it
         return Seat(room.id, member.id, attachment), [
             *effects, Attach(room.id, member.id), Reply(self._welcome(room, member, token, True)),
-            *(Send(member.id, message) for message in held)]
+            *(Send(member.id, message) for message in [*held, *missed])]
 
     # --- members' messages --------------------------------------------------------
 
@@ -350,12 +383,15 @@ class Venue:
             if waiting is not None and waiting.attachment == seat.attachment:
                 # someone waiting in the lobby can still ask for help
                 if isinstance(msg, p.Help):
-                    return self.crisis.help(room, waiting, now, msg.ref)
+                    return self._help(room, waiting, msg, now)
                 if isinstance(msg, p.ImOk):
                     return self.crisis.im_ok(self.rooms, waiting, now, msg.ref)
             if seat.member in room.waiting:
                 raise ProtocolError("waiting", ref=msg.ref)
             raise ProtocolError("not_joined", "You are no longer in this room.")
+        if type(msg) is p.Envelope:  # what members send most: no role check, no match
+            return room.envelope(member, msg.body, msg.commitment, msg.ref, now,
+                                 self._tagger(member.id, msg.commitment), msg.zone, msg.id)
         kind = p.wire_type(msg)
         if kind in p.FACILITATOR_TYPES:
             target = self._target_name(room, msg)
@@ -382,17 +418,14 @@ class Venue:
                 return room.rename(member, name, avatar)
             case p.Keys():
                 return room.publish_keys(member, msg.roster_entry())
-            case p.Envelope(body=body, commitment=commitment, zone=zone, ref=ref):
-                return room.envelope(member, body, commitment, ref, now,
-                                     self._tagger(member.id, commitment), zone)
             case p.Direct(to=to, body=body, zone=zone, ref=ref):
                 return room.direct(member, to, body, ref, zone)
             case p.Report():
                 return self._report(room, member, msg, now)
             case p.RaiseHand(up=up):
                 return room.raise_hand(member, up)
-            case p.Help(ref=ref):
-                return self.crisis.help(room, member, now, ref)
+            case p.Help():
+                return self._help(room, member, msg, now)
             case p.ImOk(ref=ref):
                 return self.crisis.im_ok(self.rooms, member, now, ref)
             case p.Flag():
@@ -412,6 +445,21 @@ class Venue:
             case p.VoiceTransport(ref=ref):  # not answered by the connection's node
                 raise ProtocolError("webtransport_unavailable", ref=ref)
         raise ProtocolError("unknown_type")  # pragma: no cover - decode admits no other types
+
+    def _help(self, room: Room, person: Member, msg: p.Help, now: float) -> list[Effect]:
+        """A press with a client id is answered once: a resend (after a reconnection, or the
+        room moving) gets the same answer and raises nothing again."""
+        if msg.id is not None and msg.id in person.replies:
+            again = dict(person.replies[msg.id])
+            if msg.ref is not None:
+                again["ref"] = msg.ref
+            return [Reply(again)]
+        effects = self.crisis.help(room, person, now, msg.ref)
+        if msg.id is not None:
+            for effect in effects:
+                if isinstance(effect, Reply) and isinstance(effect.message, HelpReceived):
+                    person.remember(msg.id, effect.message.to_wire())
+        return effects
 
     def _moderate(self, room: Room, actor: Member, msg: p.ClientMessage,
                   now: float) -> list[Effect]:
@@ -580,8 +628,7 @@ class Venue:
 
     def _forget(self, member: str) -> None:
         self.crisis.forget_member(member)
-        if member in self._token_of:
-            self.session_changes.append((self._token_of[member].hex(), None))
+        self._drop_previous(member)
         digest = self._token_of.pop(member, None)
         if digest is not None:
             self._sessions.pop(digest, None)

@@ -195,8 +195,13 @@ class Alerts:
 
     # --- from the core ---------------------------------------------------------------
 
-    def dispatch(self, channel: str, payload: dict[str, Any]) -> None:
-        """Journal one alert for every destination of `channel`, then try at once."""
+    def dispatch(self, channel: str, payload: dict[str, Any],
+                 key: str | None = None) -> defer.Deferred[bool]:
+        """Journal one alert for every destination of `channel`, then try at once. `key`: the
+        alert's own id (the host keeps it in the room's saved state, so a node that takes the
+        room over sends it with the same Idempotency-Key); each destination's item id is
+        `<key>.<destination>`. Fires True once every copy is in the shared outbox (False if
+        a copy could not be made now: it is retried every second)."""
         now = self.reactor.seconds()
         kind, _, tier = channel.partition(":")
         if kind == "webhook":  # the on-call tiers: every webhook and PagerDuty service of it
@@ -211,15 +216,27 @@ class Alerts:
         if not targets and tier == "admin":
             self.log.critical("crisis admin alert for incident {incident} has nowhere to go: "
                               "configure [crisis.email] admin", incident=payload.get("incident"))
+        copies: list[defer.Deferred[bool]] = []
         for target in targets:
             body = dict(payload)
             if kind == "webhook" and "incident" in body:
                 body["ack_url"] = (f"{self.public_url}/incidents/ack/{body['incident']}/"
                                    f"{ack_token(self.ack_key, str(body['incident']))}")
-            item = self.outbox.add(secrets.token_hex(12), target, body, now)
+            item_id = f"{key}.{target}" if key is not None else secrets.token_hex(12)
+            if item_id in self.outbox.items:  # raised again (a takeover): it is here already
+                continue
+            item = self.outbox.add(item_id, target, body, now)
             if self.sharing is not None:
-                self._quietly(self.sharing.added(item), "copying a crisis alert")
+                copy = defer.ensureDeferred(self.sharing.added(item))
+                copy.addErrback(self._not_copied)
+                copies.append(copy)
         self.pump()
+        copied: defer.Deferred[bool] = defer.gatherResults(copies).addCallback(all)
+        return copied
+
+    def _not_copied(self, failure: Any) -> bool:
+        self.log.failure("copying a crisis alert failed", failure)
+        return False
 
     def record(self, incident: dict[str, Any]) -> None:
         record = {"ts": int(self.reactor.seconds() * 1000), "incident": incident}

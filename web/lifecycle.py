@@ -39,8 +39,9 @@ from typing import Any
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 
+from hearth.spaces.host import OWNER_TTL
 from hearth.web.datadir import ensure_dir, write_atomically
-from hearth.web.node import OWNER_TTL, Node
+from hearth.web.node import Node
 
 CLOSE_WAIT = 3.0  # seconds to wait for clients to answer the close
 FLUSH_TIMEOUT = 5.0  # seconds the crisis outbox gets to deliver what is pending
@@ -126,12 +127,7 @@ class Lifecycle:
                     continue  # another node runs it now; its state is newer
                 if await node.broker.load_room(room) is not None:
                     continue  # the broker's copy is at least as new: a takeover loads it
-                # the grace period runs from the stop; members gone before it stay gone
-                venue.import_room(room, {**state, "saved_at": saved_at}, now)
-                node.owned.add(room)
-                ttl = grace + 3600
-                for digest in state.get("sessions", {}).values():
-                    await node.broker.bind_session(digest, room, ttl)
+                node.restored(room, state, saved_at)  # the grace period runs from the stop
             except Exception:
                 self.log.failure("saved room {room} could not be restored", room=room)
                 continue
@@ -154,10 +150,10 @@ class Lifecycle:
         node.move_remote_members()
 
     async def save_rooms(self) -> None:
-        node, venue = self.node, self.node.venue
+        node = self.node
         now = self.reactor.seconds()
         for room in sorted(node.owned):
-            state = venue.export_room(room)
+            state = node.host.state_of(room)
             if state["room"]["members"]:
                 try:
                     if self.files is not None:

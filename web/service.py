@@ -19,7 +19,6 @@ from twisted.logger import Logger
 
 from hearth.moderation.audit import AuditLog
 from hearth.moderation.crisis_config import load_crisis
-from hearth.moderation.incidents import latest_incidents
 from hearth.moderation.journal import Journal
 from hearth.spaces.broker import Broker, MemoryBroker
 from hearth.spaces.config import HearthConfig
@@ -33,7 +32,7 @@ from hearth.web.metrics import Metrics, MetricsResource
 from hearth.web.node import Node
 from hearth.web.reload import ReloadableTLS, Reloader, listen_endpoint
 from hearth.web.retention import Retention, RetentionService
-from hearth.web.shared_logs import LogShipper, read_stream
+from hearth.web.shared_logs import LogShipper
 from hearth.web.site import Readiness, build_site
 from hearth.web.webtransport import DatagramCollector, WebTransportServer, WebTransportService
 from hearth.web.ws import bind_node, prepare_for, websocket_factory
@@ -177,7 +176,7 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
 
 
 class NodeService(Service):
-    """Starts the broker, joins the node to it, and runs the node's housekeeping.
+    """Starts the broker, joins the node to it, catches up, and runs the node's housekeeping.
 
     With a Lifecycle (web/lifecycle.py): rooms saved by the last graceful stop come
     back at start, and a stop tells every client to reconnect and saves the rooms.
@@ -196,7 +195,7 @@ class NodeService(Service):
         super().startService()
         self.node.start()
         d = Deferred.fromCoroutine(self.node.broker.start())
-        d.addCallback(lambda _: Deferred.fromCoroutine(self._catch_up()))
+        d.addCallback(lambda _: self._catch_up())
         if self.lifecycle is not None:
             lifecycle = self.lifecycle
 
@@ -208,30 +207,13 @@ class NodeService(Service):
         d.addCallback(lambda _: self.loop.start(1.0, now=True))
         d.addErrback(lambda f: self.log.failure("the broker did not start", f))
 
-    async def _catch_up(self) -> None:
-        """Incidents that must run on after a restart, and which ones other nodes run.
-
-        One process (the memory broker): the node's incident log is the only record, so
-        incidents left open by a crash are run again from it, their tiers going on from
-        where they were. Several nodes: a room's saved state in Redis carries its
-        incidents to whichever node runs the room next; on-duty consoles here list the
-        other nodes' incidents, read from the shared incident log."""
-        if self.node.broker.name == "memory" and self.incidents is not None:
-            live = [w for w in latest_incidents(self.incidents.records()).values()
-                    if w.get("state") != "resolved"]
-            if live and self.node.venue.crisis.adopt(live):
-                self.log.warn("{count} open incidents run again after a restart",
-                              count=len(live))
-            return
-        try:
-            self.node.learn_incidents(await read_stream(self.node.broker, "incidents"))
-            await self.node.tail_sessions()
-        except ConnectionError:
-            self.log.warn("the shared logs cannot be read yet; this node learns of other "
-                          "nodes' incidents and sign-ins as they change")
+    def _catch_up(self) -> None:
+        """Incidents that must run on after a crash (this node's own incident log), and
+        which incidents and sign-ins other nodes have (the shared logs): spaces/host.py."""
+        self.node.catch_up(self.incidents.records() if self.incidents is not None else ())
 
     async def _housekeeping_once(self) -> None:
-        await self.node.housekeeping()
+        self.node.housekeeping()
         if self.shipper is not None:
             await self.shipper.flush()
 

@@ -122,5 +122,5 @@ class SharedAccounts:
                 self._shared[name] = record["rev"]
                 shared += 1
         if shared:  # the other nodes read the log at once, not at their next housekeeping
-            self.broker.send_all(relay.pack(relay.ACCOUNTS, {"from": self.node_id}))
+            self.broker.send_all(relay.Accounts(self.node_id).pack())
         return changed

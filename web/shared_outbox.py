@@ -4,9 +4,10 @@ Every alert is journaled on the node's own disk first (moderation/outbox.py), th
 copied into the shared stream `outbox` (`hearth:log:outbox` on Redis) with the
 node's id; the copy goes when the alert was delivered. Each node holds a lease
 on its own name (`outbox:<node>`) and renews it every second. A node whose lease
-ran out has gone away: the first other node to take that lease adopts its
-alerts from the stream and delivers them, in the order they were raised, and
-keeps the lease while any is left. While Redis is away nothing changes: each
+ran out has gone away — or a node found it gone (spaces/host.py takes its lease
+at once): the node holding that lease adopts its alerts from the stream and
+delivers them, in the order they were raised, and keeps the lease while any is
+left. While Redis is away nothing changes: each
 node delivers its own alerts, and copies what it could not copy once Redis is
 back.
 
@@ -25,9 +26,10 @@ from twisted.logger import Logger
 
 from hearth.moderation.outbox import Item, Outbox
 from hearth.spaces.broker import Broker
+from hearth.spaces.host import OUTBOX_LEASE_TTL as LEASE_TTL
+from hearth.spaces.host import outbox_lease
 
 STREAM = "outbox"
-LEASE_TTL = 10.0  # seconds a node's alerts stay its own after its last renewal
 
 
 class SharedOutbox:
@@ -40,10 +42,13 @@ class SharedOutbox:
         self._copying: set[str] = set()  # item ids being copied right now
         self.adopted = 0
 
-    async def added(self, item: Item) -> None:
-        """Copy one alert into the stream (a failed copy is retried by `sync`)."""
+    async def added(self, item: Item) -> bool:
+        """Copy one alert into the stream (a failed copy is retried by `sync`); True once a
+        copy is there (or the alert was delivered meanwhile)."""
+        if item.sid is not None:
+            return True
         if item.id in self._copying:
-            return
+            return False
         self._copying.add(item.id)
         try:
             record = json.dumps({"node": self.node_id, **item.to_record()},
@@ -52,12 +57,13 @@ class SharedOutbox:
         finally:
             self._copying.discard(item.id)
         if sid is None:
-            return
+            return False
         if item.id in self.outbox.items:
             self.outbox.shipped(item.id, sid)
         else:  # delivered while it was being copied: the copy must not outlive it
             item.sid = sid
             await self.delivered(item)
+        return True
 
     async def delivered(self, item: Item) -> None:
         if item.sid is not None:
@@ -68,7 +74,7 @@ class SharedOutbox:
     async def sync(self) -> None:
         """Once a second: keep our own alerts ours, copy what is not copied yet, retry
         deletions, and take over the alerts of nodes that went away."""
-        if not await self.broker.lease(f"outbox:{self.node_id}", self.node_id, LEASE_TTL):
+        if not await self.broker.lease(outbox_lease(self.node_id), self.node_id, LEASE_TTL):
             return  # the shared store is away: every node delivers its own
         for item in [i for i in self.outbox.pending() if i.sid is None and not i.adopted]:
             await self.added(item)
@@ -90,7 +96,7 @@ class SharedOutbox:
                 by_node.setdefault(node, []).append((sid, record))
         now = self.clock()
         for node, records in by_node.items():
-            if not await self.broker.lease(f"outbox:{node}", self.node_id, LEASE_TTL):
+            if not await self.broker.lease(outbox_lease(node), self.node_id, LEASE_TTL):
                 continue  # its node (or another node that adopted them) delivers them
             for sid, record in records:
                 try:

@@ -25,8 +25,9 @@ from tests.support.webhook_receiver import Receiver
 async def facilitator(server: LiveServer) -> HearthClient:
     node = server.hearth.node
     client = await server.client()
-    await client.join("circle", ticket=node.venue.issue_ticket("facilitator", node.clock(),
-                                                               account="ana"))
+    # a name of its own: a generated one may be one a test then chooses (pseudonym_taken)
+    await client.join("circle", pseudonym="Ana Host",
+                      ticket=node.venue.issue_ticket("facilitator", node.clock(), account="ana"))
     return client
 
 

@@ -135,7 +135,7 @@ async def test_tcp_nodelay_is_set_on_server_connections(server: LiveServer) -> N
     client = await server.client()
     await client.join("circle")
     node: Any = server.hearth.node
-    link = next(iter(node._local.values()))
+    link = next(iter(node.host.local.values()))
     sock = link.peer.transport.getHandle()
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
     await client.close()

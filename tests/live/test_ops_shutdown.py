@@ -72,7 +72,7 @@ async def test_sigterm_says_going_away_closes_1001_and_members_resume_after_rest
     for secret in (welcome_a["token"], welcome_b["token"]):  # token digests only
         assert secret not in text
     state = json.loads(text)["state"]
-    assert set(state) == {"room", "sessions", "incidents", "bans"}  # they go with the room
+    assert set(state) == {"room", "sessions", "previous", "incidents", "bans", "alerts"}
 
     again = ServedHearth("--config", str(config))
     try:

@@ -81,7 +81,7 @@ async def test_a_reader_that_stops_shows_as_backed_up_and_as_drained_once_it_rea
             await sleep(0.01)
             if node.member_count == 1:
                 break
-        [link] = [lk for lk in node._links.values() if lk.members]
+        [link] = [lk for lk in node.host.links.values() if lk.members]
         peer: Any = link.peer
         await sleep(0.05)
         assert peer.pending_bytes() == 0  # the welcome went straight into the socket

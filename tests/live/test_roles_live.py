@@ -128,9 +128,9 @@ async def test_an_unsealed_session_event_is_refused_and_counted(live: LiveServer
               "account": "ana", "role": "operator", "generation": 1, "created": time.time(),
               "csrf": "B" * 43, "id": "f" * 32}
     node = live.hearth.node
-    node._from_bus(relay.pack(relay.SESSION, {"from": "elsewhere"}, json.dumps(forged).encode()))
+    node._from_bus(relay.SignIn("elsewhere", forged).pack())
     wrong = {**forged, "mac": "0" * 64}
-    node._from_bus(relay.pack(relay.SESSION, {"from": "elsewhere"}, json.dumps(wrong).encode()))
+    node._from_bus(relay.SignIn("elsewhere", wrong).pack())
     assert node.shared_records_refused == 2
     b = browser(live)
     b.cookies = {"hearth_session": cookie}

@@ -94,5 +94,5 @@ async def test_nine_members_on_three_nodes_chat_speak_and_are_moderated(
     for c in chats:
         await c.client.close()
     # every member let go by the owner, whichever node held it (relay LOST from the edges)
-    await until(lambda: not n1.hearth.node._holders and not n1.hearth.node._held_remotely,
+    await until(lambda: not n1.hearth.node.host.holders and not n1.hearth.node.host.held_remotely,
                 what="the owner to let go of every member")

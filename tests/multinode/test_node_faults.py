@@ -11,52 +11,15 @@ from typing import Any
 
 import pytest_twisted
 
-from hearth.client.websocket import ClientClosed, HearthClient
+from hearth.client.websocket import ClientClosed, HearthClient, resume_anywhere
 from hearth.spaces.config import to_toml as toml_of
 from tests.support.config import BASE
 from tests.support.crisis import SECRET, asks_for_help, crisis, quick_crisis
 from tests.support.live import sleep, until
-from tests.support.nodes import node_configs, start_nodes
+from tests.support.nodes import node_configs, serve_nodes, start_nodes
 from tests.support.redis_servers import RedisServer
 from tests.support.serving import ServedHearth
 from tests.support.webhook_receiver import Receiver
-
-
-async def resume_somewhere(token: str, urls: list[str], deadline: float) -> tuple[Any, Any]:
-    """What a client does after losing its node: resume on any node until one answers."""
-    while time.monotonic() < deadline:
-        for url in urls:
-            try:
-                client = await HearthClient.connect(url, timeout=2)
-                welcome = await client.resume(token)
-                return client, welcome
-            except Exception:  # refused, closed, timed out, not (yet) resumable there
-                await sleep(0.2)  # a reconnecting client's backoff, within the deadline
-    raise AssertionError("could not resume within the deadline")
-
-
-def serve_nodes(tmp_path: Path, redis_url: str, nodes: list[ServedHearth], n: int = 2,
-                **sections: Any) -> list[Path]:
-    """`hearth serve` subprocesses on one Redis, with the same secrets; their configs."""
-    import shutil
-
-    from hearth.web.datadir import load_secrets
-    configs = []
-    for i in range(n):
-        data = tmp_path / f"data{i}"
-        if i == 0:
-            load_secrets(data)
-        else:
-            data.mkdir()
-            shutil.copy(tmp_path / "data0" / "secrets.json", data / "secrets.json")
-        config = tmp_path / f"node{i}.toml"
-        config.write_text(toml_of({**BASE, **sections,
-                                   "server": {**BASE["server"], "data_dir": str(data)}}))
-        node = ServedHearth("--config", str(config), "--redis", redis_url, "--node-id", f"node{i}")
-        nodes.append(node)
-        node.wait_ready()
-        configs.append(config)
-    return configs
 
 
 def hearth_command(*args: str) -> str:
@@ -197,7 +160,8 @@ async def test_a_killed_node_s_members_resume_on_another_within_10_s(tmp_path: P
                 with contextlib.suppress(ClientClosed, TimeoutError):
                     await client.next(lambda m: False,
                                       timeout=max(0.1, deadline - time.monotonic()))
-            again, back = await resume_somewhere(welcome["token"], [urls[1]], deadline)
+            again, back = await resume_anywhere([urls[1]], welcome["token"],
+                                                within=deadline - time.monotonic())
             resumed.append((again, back))
         took = time.monotonic() - killed_at
         assert took < 10, f"resuming took {took:.1f} s"

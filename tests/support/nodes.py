@@ -1,4 +1,5 @@
-"""Several nodes sharing rooms through one broker."""
+"""Several nodes sharing rooms through one broker: in this process, or `hearth serve`
+subprocesses (which a test can kill)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from typing import Any
 
 from twisted.internet import reactor
 
-from tests.support.config import make_config
+from hearth.spaces.config import to_toml as toml_of
+from tests.support.config import BASE, make_config
 from tests.support.live import LiveServer, until
+from tests.support.serving import ServedHearth
 
 
 def node_configs(n: int, **sections: Any) -> list[Any]:
@@ -42,3 +45,25 @@ async def start_nodes(configs: list[Any], brokers: list[Any], first: int = 1,
         nodes.append(LiveServer(hearth, hearth.listeners[0].port.getHost().port))
     await until(lambda: all(getattr(b, "connected", True) for b in brokers), what="brokers")
     return nodes
+
+
+def serve_nodes(tmp_path: Path, redis_url: str, nodes: list[ServedHearth], n: int = 2,
+                **sections: Any) -> list[Path]:
+    """`hearth serve` subprocesses on one Redis, with the same secrets; their configs."""
+    from hearth.web.datadir import load_secrets
+    configs = []
+    for i in range(n):
+        data = tmp_path / f"data{i}"
+        if i == 0:
+            load_secrets(data)
+        else:
+            data.mkdir()
+            shutil.copy(tmp_path / "data0" / "secrets.json", data / "secrets.json")
+        config = tmp_path / f"node{i}.toml"
+        config.write_text(toml_of({**BASE, **sections,
+                                   "server": {**BASE["server"], "data_dir": str(data)}}))
+        node = ServedHearth("--config", str(config), "--redis", redis_url, "--node-id", f"node{i}")
+        nodes.append(node)
+        node.wait_ready()
+        configs.append(config)
+    return configs

@@ -82,12 +82,15 @@ class RedisServer:
 
 
 class RedisCluster:
-    """Three masters, no replicas: enough to spread keys and sharded channels over slots."""
+    """Three masters (enough to spread keys and sharded channels over slots), each with
+    `replicas` replicas (to test a failover: `fail_over`)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, replicas: int = 0) -> None:
+        self.replicas = replicas
         self.servers = [RedisServer(workdir / f"n{i}", None, "--cluster-enabled", "yes",
                                     "--cluster-config-file", f"nodes-{i}.conf",
-                                    "--cluster-node-timeout", "2000") for i in range(3)]
+                                    "--cluster-node-timeout", "2000")
+                        for i in range(3 * (1 + replicas))]
 
     @property
     def url(self) -> str:
@@ -99,7 +102,7 @@ class RedisCluster:
         cli = need_binary("redis-cli", "Redis")
         subprocess.run([cli, "--cluster", "create",
                         *[f"127.0.0.1:{s.port}" for s in self.servers],
-                        "--cluster-replicas", "0", "--cluster-yes"],
+                        "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                        check=True, capture_output=True, timeout=60)
         self._wait_ok()
         return self
@@ -119,6 +122,38 @@ class RedisCluster:
     def kill(self) -> None:
         for server in self.servers:
             server.kill()
+
+    def fail_over(self, key: str) -> RedisServer:
+        """Kill (SIGKILL) the master that serves `key`'s slot; its replica takes over once the
+        cluster notices (cluster-node-timeout, 2 s). Returns the killed server."""
+        cli = need_binary("redis-cli", "Redis")
+        live = next(s for s in self.servers if s.proc is not None)
+        slot = subprocess.run([cli, "-p", str(live.port), "cluster", "keyslot", key],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        nodes = subprocess.run([cli, "-p", str(live.port), "cluster", "nodes"],
+                               capture_output=True, text=True, timeout=10).stdout
+        for line in nodes.splitlines():
+            fields = line.split()
+            if "master" not in fields[2] or "fail" in fields[2]:
+                continue
+            for spec in fields[8:]:
+                low, _, high = spec.partition("-")
+                if low.isdigit() and int(low) <= int(slot) <= int(high or low):
+                    port = int(fields[1].split(":")[1].split("@")[0])
+                    master = next(s for s in self.servers if s.port == port)
+                    master.kill()
+                    return master
+        raise AssertionError(f"no master serves slot {slot}")
+
+    def healthy(self) -> bool:
+        cli = need_binary("redis-cli", "Redis")
+        for server in self.servers:
+            if server.proc is None:
+                continue
+            info = subprocess.run([cli, "-p", str(server.port), "cluster", "info"],
+                                  capture_output=True, text=True, timeout=10).stdout
+            return "cluster_state:ok" in info
+        return False
 
     def restart(self) -> None:
         """After kill(): the same ports; the nodes find each other again from their config."""

@@ -25,6 +25,7 @@ from hearth.spaces.venue import Venue
 from hearth.web.shared_logs import LogShipper, read_stream
 from hearth.web.shared_outbox import LEASE_TTL, SharedOutbox
 from tests.support.config import make_config
+from tests.support.hosts import Nodes
 from tests.support.world import wire as as_sent
 
 
@@ -228,40 +229,6 @@ def test_log_records_wait_for_the_shared_store_in_order_and_the_queue_is_bounded
                                                       (4, "node-a")]
 
 
-# --- an action whose node never answers ----------------------------------------------------
-
-
-class Peer:
-    def __init__(self) -> None:
-        self.sent: list[dict[str, Any]] = []
-
-    def send_bytes(self, payload: bytes) -> None:
-        self.sent.append(json.loads(payload))
-
-
-def test_an_action_for_a_node_that_never_answers_is_refused_not_lost() -> None:
-    from hearth.web.node import ASK_TIMEOUT, Node
-    clock = Clock()
-    clock.advance(1_000_000)
-    broker = MemoryBroker(clock.seconds)
-    node = Node(Venue(make_config(), franking_key=b"k" * 32), broker,
-                lambda payload, binary: payload, clock.seconds, node_id="here")
-    node.start()
-    done(broker.heartbeat("there", 60))  # alive, owns the room, but its inbox is gone
-    done(broker.claim_room("circle", "there", 60))
-    peer = Peer()
-    node.apply(peer, [ActElsewhere("circle", "i1", "ack", None, "ana", "r1")])  # type: ignore[arg-type]
-    done(node.housekeeping())
-    assert peer.sent == []  # still waiting for "there"
-    clock.advance(ASK_TIMEOUT)
-    done(node.housekeeping())
-    assert peer.sent == [{"type": "error", "code": "incident_unreachable", "ref": "r1",
-                          "message": peer.sent[0]["message"]}]
-    clock.advance(ASK_TIMEOUT)
-    done(node.housekeeping())
-    assert len(peer.sent) == 1  # once
-
-
 def test_an_alert_delivered_while_it_was_being_copied_leaves_no_copy_behind() -> None:
     from twisted.internet.defer import Deferred
 
@@ -294,47 +261,37 @@ def test_an_alert_delivered_while_it_was_being_copied_leaves_no_copy_behind() ->
 # --- issue 14: on-duty counts, receipts and the basis of external help between nodes -------
 
 
-def two_nodes() -> tuple[Any, Any, Clock, MemoryBroker]:
-    from hearth.web.node import Node
-    clock = Clock()
-    clock.advance(1_000_000)
-    broker = MemoryBroker(clock.seconds)
-    config = make_config()
-    nodes = [Node(Venue(config, franking_key=b"k" * 32), broker, lambda payload, binary: payload,
-                  clock.seconds, node_id=name) for name in ("a", "b")]
-    for node in nodes:
-        node.start()
-    return nodes[0], nodes[1], clock, broker
-
-
 def test_every_node_hears_how_many_are_on_duty_at_the_others() -> None:
     from hearth.spaces.effects import DutyRoster
-    a, b, clock, _ = two_nodes()
-    a.apply(None, [DutyRoster(2)])
-    assert b.venue.crisis.duty_elsewhere == {"a": (2, clock.seconds())}
-    assert a.venue.crisis.duty_elsewhere == {}  # not itself
-    assert b.venue.crisis.anyone_on_duty(clock.seconds())
-    clock.advance(10)  # not heard again: gone stale
-    assert not b.venue.crisis.anyone_on_duty(clock.seconds())
+    nodes = Nodes(2)
+    a, b = nodes.hosts["node1"], nodes.hosts["node2"]
+    nodes.apply("node1", a.route(None, [DutyRoster(2)]))
+    nodes.flush()
+    assert b.venue.crisis.duty_elsewhere == {"node1": (2, nodes.clock.seconds())}
+    assert "node1" not in a.venue.crisis.duty_elsewhere  # not itself
+    assert b.venue.crisis.anyone_on_duty(nodes.clock.seconds())
+    nodes.clock.advance(10)  # not heard again: gone stale
+    assert not b.venue.crisis.anyone_on_duty(nodes.clock.seconds())
 
 
 def test_a_receipt_and_an_external_request_are_carried_to_the_node_that_runs_the_incident() -> None:
-    a, b, clock, broker = two_nodes()
-    done(broker.heartbeat("a", 60))
-    done(broker.claim_room("circle", "a", 60))
+    nodes = Nodes(2)
+    person = nodes.join("node1", pseudonym="Quiet Otter")  # node1 runs the room
+    a, b = nodes.hosts["node1"], nodes.hosts["node2"]
+    now = nodes.clock.seconds()
     room = a.venue.rooms["circle"]
-    person = seat(room, "m1", "Quiet Otter")
-    incident_id = as_sent(a.venue.crisis.help(room, person, clock.seconds(), None)[0].message)[
-        "incident"]
+    member = room.members[person.last("welcome")["member"]]
+    incident_id = as_sent(a.venue.crisis.help(room, member, now, None)[0].message)["incident"]
     b.venue.crisis.learn(a.venue.crisis.desk.incidents[incident_id].to_wire())
-    peer = Peer()
+    console = nodes.connect("node2")
     for action, basis in (("seen", None), ("ack", None), ("external", "imminent_risk")):
-        effects = b.venue.crisis.act(b.venue.rooms, "ben", incident_id, action, None,
-                                     clock.seconds(), f"r-{action}", basis)
+        effects = b.venue.crisis.act(b.venue.rooms, "ben", incident_id, action, None, now,
+                                     f"r-{action}", basis)
         assert effects == [ActElsewhere("circle", incident_id, action, None, "ben",
                                         f"r-{action}", basis)]
-        b.apply(peer, effects)  # type: ignore[arg-type]
+        nodes.apply("node2", b.route(console.link, effects))
+        nodes.flush()
     incident = a.venue.crisis.desk.incidents[incident_id]
     assert [(e, actor) for _, e, actor in incident.history] == [
         ("open", None), ("seen", "ben"), ("ack", "ben"), ("external", "ben")]
-    assert incident.external_basis == "imminent_risk" and peer.sent == []
+    assert incident.external_basis == "imminent_risk" and console.got == []

@@ -14,7 +14,7 @@ from twisted.logger import Logger, formatEvent
 
 from hearth.spaces.broker import MemoryBroker
 from hearth.spaces.effects import Audit, Broadcast, Reply, Send
-from hearth.web.node import Node
+from hearth.web.node import Link, Node
 from tests.support.world import World
 
 BAD = "tell nobody \ud800"
@@ -51,6 +51,12 @@ def node_for(world: World) -> tuple[Node, list[dict[str, Any]]]:
     return node, events
 
 
+def connected(node: Node) -> tuple[Peer, Link]:
+    """A client connection at the node, and the node's link for it."""
+    peer = Peer()
+    return peer, node.open(peer)
+
+
 def assert_logged_once_without_content(events: list[dict[str, Any]]) -> None:
     assert len(events) == 1
     text = formatEvent(events[0]) + repr(events[0])
@@ -61,10 +67,10 @@ def assert_logged_once_without_content(events: list[dict[str, Any]]) -> None:
 def test_one_failing_effect_leaves_the_others_and_the_connection() -> None:
     world = World()
     node, events = node_for(world)
-    peer = Peer()
+    peer, link = connected(node)
     audits: list[tuple[Any, ...]] = []
     node.audit = type("A", (), {"record": lambda self, *a: audits.append(a)})()
-    node.apply(peer, [Reply({"type": "reports", "text": BAD}),  # type: ignore[arg-type]
+    node.apply(link, [Reply({"type": "reports", "text": BAD}),  # type: ignore[arg-type]
                       Reply({"type": "sent", "seq": 1}),
                       Audit("ana", "list_reports", None, "circle", "ok")])
     assert peer.sent == [{"type": "sent", "seq": 1}] and peer.closed is None
@@ -81,10 +87,10 @@ def test_a_stored_bad_value_never_drops_the_facilitator_who_lists_it() -> None:
     world.venue.reports.add(room="circle", seq=1, sent_at=1, reported_at=1, sender="m9",
                             sender_pseudonym="Quiet Otter", reporter_pseudonym="Kind Fox",
                             text=BAD, reason=BAD)
-    peer = Peer()
+    peer, link = connected(node)
     for _ in range(3):  # the console asks on every welcome: never a loop of drops
-        node.apply(peer, world.send(conn, {"type": "list_reports", "ref": "r"}))
-        node.apply(peer, world.send(conn, {"type": "stand", "ref": "still-here"}))
+        node.apply(link, world.send(conn, {"type": "list_reports", "ref": "r"}))
+        node.apply(link, world.send(conn, {"type": "stand", "ref": "still-here"}))
     assert peer.closed is None and node.effects_failed == 3
     assert all(m.get("type") != "reports" for m in peer.sent)
     assert len(events) == 3
@@ -94,8 +100,8 @@ def test_a_stored_bad_value_never_drops_the_facilitator_who_lists_it() -> None:
 def test_a_failing_broadcast_or_send_does_not_stop_the_batch() -> None:
     world = World()
     node, events = node_for(world)
-    peer = Peer()
-    node.apply(peer, [Broadcast("circle", {"type": "x", "v": BAD}),  # type: ignore[arg-type]
+    peer, link = connected(node)
+    node.apply(link, [Broadcast("circle", {"type": "x", "v": BAD}),  # type: ignore[arg-type]
                       Send("nobody", {"type": "y", "v": BAD}),
                       Reply({"type": "ok"})])
     assert peer.sent == [{"type": "ok"}] and node.effects_failed == 2 and len(events) == 2

@@ -143,9 +143,31 @@ def test_resume_within_grace_keeps_member_pseudonym_and_seat_and_others_see_away
     [back] = [e for e in effects if isinstance(e, Broadcast)]
     assert back.message["type"] == "member_resumed" and back.exclude == welcome["member"]
     assert back.message["member"]["away"] is False
-    # the old token is spent
+    # the old token is spent as soon as the resumed connection says anything
+    w.send(again, {"type": "stand"})
     assert error_code(w.send(w.connect(), {"type": "resume", "token": welcome["token"]})) \
         == "session_expired"
+
+
+def test_a_welcome_lost_on_the_way_does_not_lock_the_member_out() -> None:
+    """The resumed connection never got its welcome (the room moved at that moment): the
+    token it resumed with still works, once; the token it never saw is replaced again."""
+    w = World()
+    conn, welcome = w.join(pseudonym="Calm Heron")
+    conn.lost(w.clock.seconds())
+    lost = w.connect()
+    unseen = reply(w.send(lost, {"type": "resume", "token": welcome["token"]}), "welcome")
+    lost.lost(w.clock.seconds())  # the welcome never reached the client
+    again = w.connect()
+    back = reply(w.send(again, {"type": "resume", "token": welcome["token"]}), "welcome")
+    assert back["member"] == welcome["member"] and back["token"] not in (unseen["token"],
+                                                                          welcome["token"])
+    assert back["token"].startswith("circle.")  # a token names its room: any node routes it
+    assert w.venue.token_room(back["token"]) == "circle"
+    w.send(again, {"type": "stand"})
+    for spent in (welcome["token"], unseen["token"]):
+        assert error_code(w.send(w.connect(), {"type": "resume", "token": spent})) \
+            == "session_expired"
 
 
 def test_after_grace_the_member_leaves_and_the_epoch_advances() -> None:

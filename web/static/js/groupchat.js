@@ -19,6 +19,12 @@
 // quiet corner) with its franking proof, so that the person can report it (`report`), as
 // client/groupchat.py does.
 //
+// Nothing said is lost to a reconnection (docs/protocol.md, "When the room moves"): each message
+// carries a client id and is kept (its text) until the server's `sent`; after a resume, or a
+// `room_moving` refusal, what is not acknowledged is encrypted again and sent again with the same
+// id, in order (the server delivers an id once). `say` resolves when it is finally acknowledged.
+// An envelope that opens but whose (sender, id) was shown already is not shown again.
+//
 // Events: "message" {key, sender, text, seq, ts, tag, zone, frankingKey, commitment},
 // "rejected" {sender, code}, "roster" {changes, ready: Set of member ids that hold our key},
 // "security" {safetyCode, fingerprints: Map id -> fingerprint}, "problem" {code},
@@ -26,8 +32,12 @@
 // Nothing here logs; plaintext only ever leaves through the "message" event.
 
 import { b64encode, CODES, E2EEError, GroupSession } from "./e2ee.js";
+import { ENDED } from "./protocol.js";
 
 const PENDING_LIMIT = 256; // envelopes held while waiting for a sender key
+const SEEN_LIMIT = 4096; // (sender, id) of envelopes shown, to leave out a repeat
+const RESEND_MS = 1000; // what was refused with room_moving goes again after this
+const READY_WAIT_MS = 8000; // at most this long a message waits for everyone to hold our key
 const KEPT_LIMIT = 500; // received messages kept for reporting (as many as the log shows)
 export const GRACE_MS = 10000; // an epoch stays open this long after the next one began
 
@@ -46,6 +56,9 @@ export class GroupChat extends EventTarget {
   #published = null; // the keys we last sent, as JSON
   #grace = null;
   #identityFor;
+  #unacked = new Map(); // client id -> {text, zone, resolve, reject}: said, not acknowledged yet
+  #seen = new Set(); // "sender\nid" of envelopes shown
+  #whenReady = []; // callbacks waiting for everyone to hold our sender key
 
   /**
    * @param {import("./protocol.js").HearthConnection} connection
@@ -61,6 +74,15 @@ export class GroupChat extends EventTarget {
     this.session = null;
     this.epoch = null;
     this.#identityFor = identityFor;
+    connection.addEventListener("state", (event) => {
+      if (!ENDED.has(event.detail.state)) return; // no resume is coming: what waits is not sent
+      for (const [id, said] of this.#unacked) {
+        this.#unacked.delete(id);
+        const err = new Error("not_sent");
+        err.code = "not_sent";
+        said.reject(err);
+      }
+    });
   }
 
   /** Feed every server message, in order. */
@@ -72,25 +94,60 @@ export class GroupChat extends EventTarget {
   }
 
   /**
-   * Encrypt and send one text; resolves to {seq, ts, tag, zone} from the server's `sent`.
-   * With `zone` (a private corner we are in), it is sealed for the corner and only its members
-   * receive it.
+   * Encrypt and send one text; resolves to {seq, ts, tag, zone} from the server's `sent` — after
+   * a reconnection if need be (it is sent again then, with the same id). With `zone` (a private
+   * corner we are in), it is sealed for the corner and only its members receive it.
    */
-  async say(text, { zone = null } = {}) {
-    const out = await this.#exclusive(() => {
-      const session = zone ? this.#corners.get(zone) : this.session;
-      if (!session) throw new E2EEError(CODES.NOT_READY, "not in a room yet");
-      return session.encrypt(text);
+  say(text, { zone = null } = {}) {
+    const bytes = crypto.getRandomValues(new Uint8Array(12));
+    const id = btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
+    return new Promise((resolve, reject) => {
+      this.#unacked.set(id, { text, zone, resolve, reject });
+      this.#transmit(id);
     });
-    const envelope = { type: "envelope", body: out.body, commitment: out.commitment };
-    if (zone) envelope.zone = zone;
-    const reply = await this.connection.request(envelope, "say");
+  }
+
+  async #transmit(id) {
+    const said = this.#unacked.get(id);
+    if (!said) return;
+    // Sealed once everyone holds our sender key for this epoch (at most READY_WAIT_MS later):
+    // what is sealed before our key reached someone stays unreadable to them, and around a
+    // failover the epoch moves on as each member resumes.
+    await this.#ready();
+    if (this.#unacked.get(id) !== said) return;
+    let out;
+    try {
+      out = await this.#exclusive(() => {
+        const session = said.zone ? this.#corners.get(said.zone) : this.session;
+        if (!session) throw new E2EEError(CODES.NOT_READY, "not in a room yet");
+        return session.encrypt(said.text);
+      });
+    } catch (err) {
+      this.#unacked.delete(id);
+      said.reject(err);
+      return;
+    }
+    const envelope = { type: "envelope", body: out.body, commitment: out.commitment, id };
+    if (said.zone) envelope.zone = said.zone;
+    let reply;
+    try {
+      reply = await this.connection.request(envelope, "say");
+    } catch {
+      return; // not connected, or the connection went: sent again after the resume
+    }
+    if (this.#unacked.get(id) !== said) return; // answered meanwhile
+    if (reply.type === "error" && reply.code === "room_moving") {
+      setTimeout(() => this.#transmit(id), RESEND_MS); // nothing was done: again in a moment
+      return;
+    }
+    this.#unacked.delete(id);
     if (reply.type === "error") {
       const err = new Error(reply.code);
       err.code = reply.code;
-      throw err;
+      said.reject(err);
+      return;
     }
-    return { seq: reply.seq, ts: reply.ts, tag: reply.tag, zone: reply.zone ?? null };
+    said.resolve({ seq: reply.seq, ts: reply.ts, tag: reply.tag, zone: reply.zone ?? null });
   }
 
   /** A received message still kept for reporting, by key (see messageKey), or null. */
@@ -206,6 +263,30 @@ export class GroupChat extends EventTarget {
     this.#roster = roster;
     this.#private = welcome.room.private ?? {};
     await this.#sync();
+    if (welcome.resumed) {
+      for (const id of [...this.#unacked.keys()]) this.#transmit(id); // again, in order, same ids
+    }
+  }
+
+  #allHoldOurKey() {
+    const me = this.connection.member;
+    return this.session !== null
+      && [...this.#roster.keys()].every((id) => id === me || this.session.holdsOurKey(id));
+  }
+
+  #ready() {
+    if (this.#allHoldOurKey()) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.#whenReady = this.#whenReady.filter((w) => w !== done);
+        resolve();
+      }, READY_WAIT_MS);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.#whenReady.push(done);
+    });
   }
 
   async #sync() {
@@ -237,6 +318,11 @@ export class GroupChat extends EventTarget {
     }
     const ready = new Set([...this.#roster.keys()].filter((id) => id !== me && session.holdsOurKey(id)));
     this.dispatchEvent(new CustomEvent("roster", { detail: { changes: session.lastChanges, ready } }));
+    if (this.#whenReady.length && this.#allHoldOurKey()) {
+      const waiting = this.#whenReady;
+      this.#whenReady = [];
+      for (const done of waiting) done();
+    }
     const fingerprints = new Map();
     for (const id of new Set([me, ...this.#roster.keys()])) {
       try {
@@ -303,6 +389,12 @@ export class GroupChat extends EventTarget {
       }
       this.dispatchEvent(new CustomEvent("rejected", { detail: { sender: envelope.from, code: err.code } }));
       return true;
+    }
+    if (typeof envelope.id === "string") {
+      const seen = `${envelope.from}\n${envelope.id}`;
+      if (this.#seen.has(seen)) return true; // sent again after a reconnection: shown once
+      this.#seen.add(seen);
+      if (this.#seen.size > SEEN_LIMIT) this.#seen.delete(this.#seen.values().next().value);
     }
     const detail = {
       key: messageKey(envelope.seq, envelope.zone),

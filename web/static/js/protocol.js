@@ -4,6 +4,9 @@
 // hearth.v1, joins (or resumes with the token this tab kept), and when the socket drops it
 // reconnects with backoff and resumes the same member. The server rotates the token on every
 // welcome; the new one replaces the old in sessionStorage — the only thing the page stores.
+// A resume says the last room seq this connection received, so the server sends the room
+// envelopes that came after it; a join or resume refused with `room_moving` (the room is
+// moving to another node) is tried again after a short pause.
 //
 // Events (EventTarget): "state" {state, code}, "welcome" (the welcome message), "message"
 // (every server message, welcome included), "voice" (a binary frame, an ArrayBuffer). States: connecting, waiting (in the lobby until a
@@ -67,6 +70,7 @@ export class HearthConnection extends EventTarget {
   #refs = 0;
   #pending = new Map(); // ref -> {resolve, reject, timer}
   #joined = false; // ever welcomed: a drop now means "reconnecting", not "connecting"
+  #lastSeq = null; // the last room seq received: a resume says it, and gets what came after
   #join;
 
   /**
@@ -209,7 +213,9 @@ export class HearthConnection extends EventTarget {
   #opened(ws) {
     const token = this.tokens.get();
     if (token) {
-      ws.send(JSON.stringify({ type: "resume", token }));
+      const resume = { type: "resume", token };
+      if (this.#lastSeq !== null) resume.seq = this.#lastSeq;
+      ws.send(JSON.stringify(resume));
     } else if (this.#join) {
       ws.send(JSON.stringify({ type: "join", room: this.room, ...this.#join }));
     } else {
@@ -230,6 +236,9 @@ export class HearthConnection extends EventTarget {
       return;
     }
     if (message === null || typeof message !== "object") return;
+    if (typeof message.seq === "number" && !message.zone && message.type !== "welcome") {
+      this.#lastSeq = Math.max(this.#lastSeq ?? 0, message.seq);
+    }
     if (message.type === "welcome") {
       this.tokens.set(message.token);
       this.member = message.member;
@@ -257,6 +266,12 @@ export class HearthConnection extends EventTarget {
   #refusedBeforeWelcome(error) {
     // Still open: rate limited (the retry comes on close), or a reminder that we wait in the lobby.
     if (error.code === "rate_limited" || error.code === "waiting") return;
+    if (error.code === "room_moving") {
+      // The room is moving to another node: nothing was done; come back in a moment.
+      this.#attempt = 0;
+      this.#ws?.close(1000);
+      return;
+    }
     if (error.code === "session_expired") {
       this.tokens.clear();
       this.#end("expired", error.code);

@@ -1,0 +1,70 @@
+"""The room page never loses or repeats a message to a room moving between nodes.
+
+A message the page sends at the moment its room's node goes away (the frame is lost
+with it, the connection closed 4010) is sent again after the page resumes, with the same
+client id, and reaches the others once; a message the room's next node relays a second
+time (it did not know the first had gone out) is shown once."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from hearth.client.groupchat import GroupChat
+from hearth.spaces.host import ROOM_MOVED
+from tests.browser.harness import Browser, Page, chat_both_ways, log_has, open_page
+from tests.support.live import LiveServer, until
+
+pytestmark = pytest.mark.browser
+
+COUNT = ("(text) => [...document.querySelectorAll('#chat-log .msg .text')]"
+         ".filter((n) => n.textContent === text).length")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_lost_as_the_room_moves_is_sent_again_and_shown_once(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    page = await open_page(browser, pages, server.http_url)
+    member = await page.join("circle", pseudonym="Steady Heron")
+    py = await GroupChat.join(await server.client(), "circle", pseudonym="Python Pal")
+    await chat_both_ways(page, py, member, "before")
+
+    node: Any = server.hearth.node
+    received = node.received
+    lost: list[bytes] = []
+
+    def swallow_one_envelope(link: Any, frame: bytes, is_binary: bool) -> None:
+        if not lost and not is_binary and b'"envelope"' in frame and link.members == {member}:
+            lost.append(frame)  # gone with the node that ran the room
+            link.peer.close(ROOM_MOVED, "the room moved to another node; resume")
+            return
+        received(link, frame, is_binary)
+    node.received = swallow_one_envelope
+    try:
+        await page.do(lambda p: (p.fill("#chat-input", "said as the room moved"),
+                                 p.press("#chat-input", "Enter")))
+        got = await py.next_message(timeout=15)  # after the page resumed and sent it again
+        await log_has(page, "Reconnected.")
+        assert got.text == "said as the room moved" and got.sender == member
+        assert lost and b'"id"' in lost[0]  # the first try carried the client id
+        await log_has(page, "said as the room moved")
+        assert await page.evaluate(COUNT, "said as the room moved") == 1
+    finally:
+        node.received = received
+    await until(lambda: not py.unacked, what="python's messages acknowledged")
+    assert not [m for m in py.messages if m.text == "said as the room moved"]  # once
+
+    # The room's next node relays a message a second time (it had not heard that the last
+    # node relayed it before dying): the page shows it once.
+    await py.say("relayed twice")
+    await log_has(page, "relayed twice")
+    client_id = list(py.acked)[-1]  # "relayed twice", acknowledged
+    room = node.venue.rooms["circle"]
+    room.members[py.client.member].replies.clear()  # what a takeover may not know
+    py.unacked[client_id] = ("relayed twice", None)
+    py._resend()
+    await until(lambda: client_id not in py.unacked, what="the second relay acknowledged")
+    await chat_both_ways(page, py, member, "after")
+    assert await page.evaluate(COUNT, "relayed twice") == 1

@@ -1,0 +1,422 @@
+"""The routing host without sockets: nodes on an in-memory bus with a fake clock.
+
+Ownership and edges, a welcome only once its session is durable, a room moving when its
+node dies (no frame swallowed, no resume left waiting), a directory emptied by a Redis
+restart (nobody loses the room), help that is durable before it is answered, and the
+relay messages' one wire shape."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from hearth.spaces import relay
+from hearth.spaces.effects import Reply
+from hearth.spaces.host import (
+    ANSWER_WITHIN,
+    ASK_TIMEOUT,
+    HOLD_AT_MOST,
+    NODE_TTL,
+    OWNER_TTL,
+    ROOM_MOVED,
+    SETTLE,
+    STATE_MISSING_GRACE,
+    SUSPECT_FOR,
+    Call,
+    Log,
+)
+from tests.support.hosts import COMMIT, Client, Nodes
+
+
+def envelope(nodes: Nodes, client: Client, body: str, client_id: str | None = None) -> None:
+    message: dict[str, Any] = {"type": "envelope", "body": body, "commitment": COMMIT}
+    if client_id is not None:
+        message["id"] = client_id
+    nodes.send(client, message)
+
+
+def resume(nodes: Nodes, node: str, token: str) -> Client:
+    client = nodes.connect(node)
+    nodes.send(client, {"type": "resume", "token": token})
+    return client
+
+
+def welcome(client: Client) -> dict[str, Any]:
+    return client.last("welcome")
+
+
+# --- relay messages -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("message", [
+    relay.Open("n1/1", "circle", {"2025-01-01": "ab"}), relay.Frame("n1/1", True, b"\x00\xff"),
+    relay.Lost("n1/1"), relay.Reply("n1/1", b"{}"),
+    relay.Attach("n1/1", "circle", "m1", False, True), relay.Enter("circle", "m1", True),
+    relay.Broadcast("circle", None, b"{}"), relay.Broadcast("circle", "m1", b"{}"),
+    relay.ToMember("m1", False, b"{}"), relay.Voice(("m1", "m2"), b"\x01"),
+    relay.CloseLink("n1/1", 4010, "moved"), relay.CloseMember("m1", 4003, "removed"),
+    relay.Release("n1/1"), relay.Moved("circle", "n2"),
+    relay.Duty("n1", ("m1",), b"{}"), relay.DutyRoster("n1", 2),
+    relay.IncidentState("n1", {"id": "i1"}),
+    relay.SignIn("n1", {"op": "end"}), relay.Accounts("n1"),
+    relay.IncidentAct("r1", "n1", "circle", "i1", "ack", None, "ana", None),
+    relay.IncidentAct("r1", "n1", "circle", "i1", "external", None, "ana", "r", "consent"),
+    relay.IncidentDone("r1", b""),
+])
+def test_every_relay_message_comes_back_as_it_was_packed(message: Any) -> None:
+    assert relay.unpack(message.pack()) == message
+
+
+@pytest.mark.parametrize("data", [b"", b"\x63\x00\x02{}", b"\x01\x00\x02[]", b"\x01\x00\x02{}",
+                                  b"\x01\x00\x05{nope"])
+def test_anything_else_is_refused_with_one_error(data: bytes) -> None:
+    with pytest.raises(relay.RelayError):
+        relay.unpack(data)
+
+
+# --- one room, members on several nodes ----------------------------------------------------
+
+def test_the_first_node_that_needs_a_room_runs_it_and_edges_forward() -> None:
+    nodes = Nodes(2)
+    a = nodes.join("node1", pseudonym="Calm Heron")
+    b = nodes.join("node2", pseudonym="Quiet Otter")
+    assert nodes.hosts["node1"].owned == {"circle"} and not nodes.hosts["node2"].owned
+    assert welcome(b)["token"].startswith("circle.")
+    assert a.last("member_joined")["member"]["id"] == welcome(b)["member"]
+    envelope(nodes, b, "QUFBQQ==")
+    assert a.last("envelope")["body"] == "QUFBQQ==" and b.last("sent")["seq"] == \
+        a.last("envelope")["seq"]
+    envelope(nodes, a, "QkJCQg==")
+    assert b.last("envelope")["body"] == "QkJCQg=="
+
+
+def test_a_welcome_goes_out_only_once_the_session_is_saved() -> None:
+    nodes = Nodes(2)
+    a = nodes.join("node1", pseudonym="Calm Heron")
+    nodes.store.paused = True
+    nodes.timeline.clear()
+    b = nodes.connect("node2")
+    nodes.send(b, {"type": "join", "room": "circle", "pseudonym": "Quiet Otter"})
+    envelope(nodes, a, "QUFBQQ==")  # said while b's welcome waits: b gets it after, in order
+    assert b.got == [] and a.last("member_joined")
+    nodes.resume_store()
+    assert b.types()[:2] == ["welcome", "envelope"]
+    member = welcome(b)["member"]
+    saved = nodes.saved()
+    assert saved is not None and member in saved["sessions"]
+    assert nodes.timeline.index(("save", "circle")) < nodes.timeline.index(("to", "welcome"))
+
+
+def test_a_welcome_waits_at_most_a_moment_for_a_store_that_does_not_answer() -> None:
+    nodes = Nodes(1)
+    nodes.store.paused = True
+    a = nodes.join("node1")
+    assert a.got == []
+    nodes.advance(HOLD_AT_MOST + 0.1)
+    assert a.types() == ["welcome"]
+    assert ("node1", "a session could not be saved before its welcome") not in nodes.logs
+
+
+def test_a_resumed_member_gets_what_was_said_while_it_was_away() -> None:
+    nodes = Nodes(2)
+    a = nodes.join("node1")
+    b = nodes.join("node2")
+    token = welcome(b)["token"]
+    nodes.drop(b)
+    envelope(nodes, a, "QUFBQQ==", "a-1")
+    again = resume(nodes, "node2", token)
+    assert again.types()[:2] == ["welcome", "envelope"]
+    assert again.last("envelope")["id"] == "a-1"
+
+
+def test_a_resend_with_the_same_id_is_answered_and_not_delivered_twice() -> None:
+    nodes = Nodes(2)
+    a = nodes.join("node1")
+    b = nodes.join("node2")
+    envelope(nodes, b, "QUFBQQ==", "b-1")
+    first = b.last("sent")
+    envelope(nodes, b, "QUFBQQ==", "b-1")
+    assert b.last("sent") == first and len(a.of("envelope")) == 1
+
+
+# --- the owner dies ---------------------------------------------------------------------------
+
+def room_on_node1_members_on_both() -> tuple[Nodes, Client, Client, Client]:
+    nodes = Nodes(3)
+    a = nodes.join("node1", pseudonym="Calm Heron")
+    b = nodes.join("node2", pseudonym="Quiet Otter")
+    c = nodes.join("node3", pseudonym="Brave Lark")
+    nodes.advance(1.0)  # saved
+    return nodes, a, b, c
+
+
+def test_a_frame_sent_to_a_killed_owner_is_answered_and_the_room_moves_at_once() -> None:
+    nodes, _, b, c = room_on_node1_members_on_both()
+    nodes._call(Call("lease", ("outbox:node1", "node1", 10.0)))  # its alerts, its own
+    nodes.kill("node1")
+    envelope(nodes, b, "QUFBQQ==", "b-1")  # nobody listens on node1's inbox any more
+    assert b.last("moving")["room"] == "circle" and b.closed is not None
+    assert b.closed[0] == ROOM_MOVED
+    assert "b-1" not in json.dumps(b.of("sent"))  # not acknowledged: the client sends it again
+    # its undelivered alerts are taken over now, not when its lease runs out
+    assert nodes.store._get("lease:outbox:node1") == "node2"
+    # b resumes on node2: node2 takes the room over from its saved state, same pseudonym
+    back = resume(nodes, "node2", welcome(b)["token"])
+    assert welcome(back)["resumed"] and welcome(back)["member"] == welcome(b)["member"]
+    me = next(m for m in welcome(back)["room"]["members"] if m["id"] == welcome(b)["member"])
+    assert me["pseudonym"] == "Quiet Otter"
+    assert nodes.hosts["node2"].owned == {"circle"}
+    # node3 heard that node2 runs the room now: its member is told to resume at once
+    assert c.last("moving") and c.closed == (ROOM_MOVED, c.closed[1])
+    again = resume(nodes, "node3", welcome(c)["token"])
+    assert welcome(again)["member"] == welcome(c)["member"]
+    envelope(nodes, back, "QkJCQg==", "b-1")  # the resend
+    assert again.last("envelope")["id"] == "b-1"
+    assert back.last("sent")["id"] == "b-1"
+
+
+def test_a_resume_sent_to_a_killed_owner_becomes_a_takeover_without_a_second_try() -> None:
+    nodes, a, _, _ = room_on_node1_members_on_both()
+    token = welcome(a)["token"]
+    nodes.kill("node1")  # a's connection went with it; it comes back through node3
+    again = resume(nodes, "node3", token)
+    assert welcome(again)["member"] == welcome(a)["member"]
+    assert nodes.hosts["node3"].owned == {"circle"}
+
+
+def test_a_resume_to_an_owner_that_does_not_answer_is_answered_in_time() -> None:
+    nodes, _, b, _ = room_on_node1_members_on_both()
+    nodes.paused.add("node1")  # it still listens (SIGSTOP), it answers nothing
+    again = resume(nodes, "node2", welcome(b)["token"])
+    assert again.got == []
+    nodes.advance(ANSWER_WITHIN + 0.1)
+    assert again.last("error")["code"] == "room_moving" and again.closed is not None
+    # its heartbeat stops; once it is missing for a while, node1 counts as gone
+    nodes.advance(NODE_TTL + SUSPECT_FOR + 1.5)
+    back = resume(nodes, "node2", welcome(b)["token"])
+    assert welcome(back)["member"] == welcome(b)["member"]
+    assert nodes.hosts["node2"].owned == {"circle"}
+
+
+def test_a_room_is_released_by_a_node_that_no_longer_runs_it_but_is_still_named() -> None:
+    nodes = Nodes(2)
+    a = nodes.join("node1")
+    nodes.drop(a)
+    host = nodes.hosts["node1"]
+    host.owned.discard("circle")  # e.g. restarted with the same id, the key not expired yet
+    b = resume(nodes, "node2", welcome(a)["token"])  # node2 sends it to node1, named owner
+    assert b.closed is not None and b.closed[0] == ROOM_MOVED
+    assert nodes.saved() is not None
+    again = resume(nodes, "node2", welcome(a)["token"])
+    assert welcome(again)["member"] == welcome(a)["member"]
+
+
+# --- the directory emptied (a Redis restart) ------------------------------------------------
+
+def test_a_directory_emptied_by_a_restart_loses_nobody() -> None:
+    nodes, a, b, c = room_on_node1_members_on_both()
+    nodes.store.away = True
+    nodes.advance(0.2)  # every node sees its subscriptions go
+    envelope(nodes, a, "QUFBQQ==")  # the owner's own members carry on meanwhile
+    assert a.last("sent")
+    nodes.store.empty()
+    nodes.store.away = False
+    # a node comes back first and gets a resume for the room before node1 put it back: it
+    # does not take a room it does not run, and never says session_expired
+    nodes.apply("node2", nodes.hosts["node2"].bus(True))
+    back = resume(nodes, "node2", welcome(b)["token"])
+    assert back.last("error")["code"] == "room_moving"
+    newcomer = nodes.join("node2", pseudonym="Brave Wren")  # nor a fresh copy of the room
+    assert newcomer.last("error")["code"] == "room_moving"
+    assert not nodes.hosts["node2"].owned
+    nodes.advance(1.2)  # node1 claims its room again and saves it at once
+    assert nodes.saved() is not None and nodes.hosts["node1"].owned == {"circle"}
+    nodes.advance(SETTLE)
+    again = resume(nodes, "node3", welcome(c)["token"])
+    assert welcome(again)["member"] == welcome(c)["member"]
+    assert not [m for client in nodes.clients["node2"] + nodes.clients["node3"]
+                for m in client.of("error") if m["code"] == "session_expired"]
+    assert nodes.hosts["node1"].owned == {"circle"} and not nodes.hosts["node3"].owned
+
+
+def test_a_resume_for_a_room_whose_state_is_lost_waits_then_is_told_the_truth() -> None:
+    nodes = Nodes(2)
+    a = nodes.join("node1")
+    nodes.kill("node1")
+    nodes.store.empty()  # and its state with it
+    for _ in range(3):
+        back = resume(nodes, "node2", welcome(a)["token"])
+        assert back.last("error")["code"] == "room_moving"
+        nodes.advance(1.0)
+    nodes.advance(STATE_MISSING_GRACE)
+    back = resume(nodes, "node2", welcome(a)["token"])
+    assert back.last("error")["code"] == "session_expired"
+
+
+# --- help: durable before it is answered ------------------------------------------------------
+
+def crisis_nodes() -> tuple[Nodes, Client, Client]:
+    nodes = Nodes(2)
+    host = nodes.hosts["node1"]
+    ticket = host.venue.issue_ticket("facilitator", nodes.clock.seconds(), "ana")
+    facilitator = nodes.join("node1", ticket=ticket)
+    person = nodes.join("node2", pseudonym="Quiet Otter")
+    return nodes, facilitator, person
+
+
+def test_help_is_answered_once_the_incident_is_saved_and_the_alert_shared() -> None:
+    nodes, facilitator, person = crisis_nodes()
+    nodes.store.paused = True
+    nodes.send(person, {"type": "help", "id": "h-1"})
+    assert person.of("help_received") == [] and not nodes.shared
+    assert facilitator.of("incident") == []  # nobody is told before it is durable
+    nodes.resume_store()
+    incident = person.last("help_received")["incident"]
+    saved = nodes.saved()
+    assert saved is not None and [i["id"] for i in saved["incidents"]] == [incident]
+    assert {p["incident"] for _, _, p in nodes.shared} == {incident}
+    assert facilitator.last("incident")["incident"]["id"] == incident
+    # the alerts left the saved state once they were shared
+    nodes.advance(1.0)
+    assert nodes.saved()["alerts"] == []  # type: ignore[index]
+    # pressed again after a reconnection: the same answer, nothing raised twice
+    shared = len(nodes.shared)
+    nodes.send(person, {"type": "help", "id": "h-1"})
+    assert person.last("help_received")["incident"] == incident and len(nodes.shared) == shared
+
+
+def test_an_alert_that_cannot_be_shared_is_said_to_the_facilitators() -> None:
+    nodes, facilitator, person = crisis_nodes()
+    nodes.share_fails.add("node1")
+    nodes.send(person, {"type": "help"})
+    incident = person.last("help_received")["incident"]
+    assert facilitator.last("alert_not_shared")["incident"] == incident
+    saved = nodes.saved()
+    assert saved is not None and [a["payload"]["incident"] for a in saved["alerts"]] \
+        == [incident] * len(saved["alerts"])
+
+
+def test_help_waits_at_most_a_moment_for_a_store_that_does_not_answer() -> None:
+    nodes, facilitator, person = crisis_nodes()
+    nodes.store.paused = True
+    nodes.send(person, {"type": "help"})
+    nodes.advance(HOLD_AT_MOST + 0.1)
+    incident = person.last("help_received")["incident"]
+    assert facilitator.last("alert_not_shared")["incident"] == incident
+
+
+def test_a_node_that_takes_a_room_over_shares_its_unshared_alerts_with_the_same_keys() -> None:
+    nodes, _, person = crisis_nodes()
+    nodes.share_fails.add("node1")
+    nodes.send(person, {"type": "help"})
+    keys = {key for key, _ in [(a["key"], a) for a in nodes.saved()["alerts"]]}  # type: ignore[index]
+    assert keys and not nodes.shared
+    nodes.kill("node1")
+    nodes.advance(1.0)
+    back = resume(nodes, "node2", welcome(person)["token"])
+    assert welcome(back)
+    assert {key for node, key, _ in nodes.shared if node == "node2"} == keys
+
+
+def test_an_open_incident_is_saved_at_once_and_run_on_by_the_node_that_takes_over() -> None:
+    nodes, facilitator, person = crisis_nodes()
+    nodes.send(person, {"type": "help"})
+    incident = person.last("help_received")["incident"]
+    assert [i["id"] for i in nodes.saved()["incidents"]] == [incident]  # type: ignore[index]
+    nodes.drop(person)
+    nodes.drop(facilitator)
+    nodes.kill("node1")  # nobody comes back to the room: node2 takes it for the incident
+    nodes.advance(NODE_TTL + 2)
+    assert nodes.hosts["node2"].owned == {"circle"}
+    assert incident in nodes.hosts["node2"].venue.crisis.desk.incidents
+    assert ("node2", "took over room {room} to run its open incidents") in nodes.logs
+
+
+def test_an_action_for_a_node_that_never_answers_is_refused_not_lost() -> None:
+    nodes = Nodes(2)
+    host = nodes.hosts["node2"]
+    ticket = host.venue.issue_ticket("facilitator", nodes.clock.seconds(), "ana")
+    nodes.join("node1")
+    facilitator = nodes.join("node2", room="other", ticket=ticket)
+    host.venue.crisis.learn({"id": "i1", "room": "circle", "state": "open"})
+    nodes.paused.add("node1")  # alive, runs the room, answers nothing
+    nodes.send(facilitator, {"type": "incident", "incident": "i1", "action": "ack",
+                             "ref": "r1"})
+    assert facilitator.of("error") == []
+    nodes.advance(ASK_TIMEOUT + 1)
+    [refused] = facilitator.of("error")
+    assert refused["code"] == "incident_unreachable" and refused["ref"] == "r1"
+    nodes.advance(ASK_TIMEOUT)
+    assert len(facilitator.of("error")) == 1  # once
+
+
+def test_at_start_a_crash_s_open_incidents_run_again_where_no_live_node_runs_them() -> None:
+    nodes = Nodes(1)
+    wire = {"id": "i9", "room": "circle", "member": "m1", "pseudonym": "Quiet Otter",
+            "trigger": "help_button", "severity": "high", "category": "help_request",
+            "rule_pack": None, "opened_at": int(nodes.clock.seconds() * 1000), "state": "open",
+            "fired": [0], "history": [[0, "open", None]], "responders": [], "outcome": None,
+            "follow_up": False, "test": False}
+    host = nodes.hosts["node1"]
+    nodes.apply("node1", host.start([{"ts": 0, "incident": wire}]))
+    nodes.flush()
+    assert "i9" in host.venue.crisis.desk.incidents and host.owned == {"circle"}
+    assert ("node1", "{count} open incidents run again after a restart") in nodes.logs
+
+
+def test_ownership_is_renewed_and_a_room_nobody_needs_is_let_go() -> None:
+    nodes = Nodes(1)
+    a = nodes.join("node1")
+    nodes.advance(OWNER_TTL + 1)
+    assert nodes.hosts["node1"].owned == {"circle"}
+    nodes.send(a, {"type": "leave"})
+    nodes.advance(1.5)
+    assert not nodes.hosts["node1"].owned and nodes.saved() is None
+
+
+# --- roles withdrawn, shared accounts, effects that fail ------------------------------------
+
+def test_a_signed_out_facilitator_connected_through_another_node_is_closed_where_it_is() -> None:
+    nodes = Nodes(2)
+    nodes.join("node1", pseudonym="Calm Heron")  # node1 runs the room
+    owner = nodes.hosts["node1"]
+    ticket = owner.venue.issue_ticket("facilitator", nodes.clock.seconds(), "ana",
+                                      signin="s1", generation=1)
+    console = nodes.join("node2", ticket=ticket)
+    member = welcome(console)["member"]
+    nodes.apply("node2", nodes.hosts["node2"].signin_ended("s1"))  # not run there: nothing
+    nodes.flush()
+    assert console.closed is None
+    nodes.apply("node1", owner.signin_ended("s1"))
+    nodes.flush()
+    assert console.closed is not None and console.closed[0] == 4006
+    assert member not in owner.venue.rooms["circle"].members
+
+
+def test_an_account_change_elsewhere_makes_every_other_node_read_the_accounts_at_once() -> None:
+    nodes = Nodes(3)
+    nodes.watched.clear()
+    nodes.store.send_all(relay.Accounts("node2").pack())
+    nodes.flush()
+    assert sorted(nodes.watched) == ["node1", "node3"]  # not the node that said it
+    nodes.watched.clear()
+    nodes.advance(2.0)  # and once every housekeeping
+    assert set(nodes.watched) == {"node1", "node2", "node3"}
+
+
+def test_an_effect_that_cannot_be_sent_is_skipped_and_logged_and_the_rest_go() -> None:
+    nodes = Nodes(1)
+    person = nodes.join("node1", pseudonym="Calm Heron")
+    host = nodes.hosts["node1"]
+    assert person.link is not None
+    bad = {"type": "reports", "text": "tell nobody \ud800"}
+    effects = host.route(person.link, [Reply(bad), Reply({"type": "ok"})])
+    nodes.apply("node1", effects)
+    assert person.got[-1] == {"type": "ok"} and person.closed is None
+    assert host.effects_failed == 1
+    [log] = [e for e in effects if isinstance(e, Log)]
+    assert log.level == "error" and log.fields["effect"] == "Reply"
+    assert log.fields["error"] == "UnicodeEncodeError"
+    assert str(log.fields["where"]).startswith("protocol.py:")
+    assert "tell nobody" not in repr(log) and "\\ud800" not in repr(log)
