@@ -308,7 +308,7 @@ def redis_stores(items: list[dict[str, Any]], config: HearthConfig, now: float) 
     """The privacy report's Redis part, from RedisBroker.inventory (names, types, TTLs and
     stream heads; never a value)."""
     from hearth.spaces.redis_broker import STATE_TTL_MS
-    r, grace = config.retention, config.session.resume_grace_seconds
+    r = config.retention
     stores: list[Store] = []
     for key, (name, note, rule) in REDIS_STREAMS.items():
         found = [i for i in items if i["key"] == key]
@@ -328,9 +328,6 @@ def redis_stores(items: list[dict[str, Any]], config: HearthConfig, now: float) 
              "1 day after its last save; deleted when the room empties",
              "what a takeover needs: pseudonyms, avatars, seats, public keys, token digests, "
              "a ban-able member's keyed address hash, bans, open incidents; never content"),
-            ("hearth:session:", "session directory (Redis)", "tokens", grace + 3600.0,
-             f"{grace + 3600:g} s after it was issued; deleted when the member is forgotten",
-             "which room a session token belongs to, by the token's SHA-256 only"),
             ("hearth:owner:", "room owners (Redis)", "rooms", 5.0, "5 s, renewed by the owner",
              "the id of the node that runs each room"),
             ("hearth:node:", "node heartbeats (Redis)", "nodes", 4.0, "4 s, renewed by the node",
@@ -344,7 +341,7 @@ def redis_stores(items: list[dict[str, Any]], config: HearthConfig, now: float) 
             name=name, path=f"redis {prefix}*", exists=bool(found), count=len(found), unit=unit,
             bytes=sum(int(i.get("bytes", 0)) for i in found),
             oldest=min(written, default=None), kept=kept, until=None, note=note))
-    known = (*REDIS_STREAMS, "hearth:state:", "hearth:session:", "hearth:owner:",
+    known = (*REDIS_STREAMS, "hearth:state:", "hearth:owner:",
              "hearth:node:", "hearth:lease:")
     other = [i for i in items if not i["key"].startswith(known)]
     if other:

@@ -161,8 +161,8 @@ async def test_an_empty_room_s_alert_reaches_someone_on_duty_on_another_node_and
                 what="the room's node hears someone is on duty on node1")
     paged: list[str] = []
     dispatch = runs.hearth.alerts.dispatch
-    runs.hearth.alerts.dispatch = lambda channel, payload: (  # type: ignore[method-assign]
-        paged.append(channel), dispatch(channel, payload))[1]
+    runs.hearth.alerts.dispatch = lambda channel, payload, key=None: (  # type: ignore[method-assign]
+        paged.append(channel), dispatch(channel, payload, key))[1]
 
     person.send({"type": "flag", "category": "intent", "severity": "medium"})
     incident = (await person.expect("flag_received"))["incident"]

@@ -3,6 +3,7 @@ files is hashed, and after an upgrade a page of the old version can never load a
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -91,3 +92,12 @@ def test_a_changed_module_moves_every_module_that_imports_it(tmp_path: Path) -> 
         assert old.url(importer) != new.url(importer), importer
     for untouched in ("js/movement.js", "js/common.js", "css/hearth.css"):
         assert old.url(untouched) == new.url(untouched), untouched
+
+
+@pytest.mark.parametrize("language", ["en", "es"])
+def test_a_client_catalog_names_each_key_once(language: str) -> None:
+    """JSON keeps the last of two equal keys: a key given twice hides one of its texts."""
+    path = Path(__file__).resolve().parents[2] / "web" / "static" / "i18n" / f"{language}.json"
+    keys = json.loads(path.read_text(encoding="utf-8"),
+                      object_pairs_hook=lambda pairs: [key for key, _ in pairs])
+    assert sorted({k for k in keys if keys.count(k) > 1}) == []
