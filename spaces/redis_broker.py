@@ -25,7 +25,8 @@ follows for that node, until the receiver subscribes again (its subscription
 comes back after a Redis restart) or UNHEARD_HOLD seconds have passed; then it
 is reported `undelivered`. Messages to every node (`hearth:all`) are not
 kept: what they carry is also in the shared logs. The subscriber reconnects
-with backoff (at most a second).
+with backoff (at most a second); on a Cluster it first asks for the slot map
+again and moves only the subscriptions of a master that failed over.
 
 Directory calls time out after CALL_TIMEOUT and raise `Unreachable` when Redis
 cannot answer: the caller decides, nothing is guessed here. Publishing never
@@ -111,6 +112,7 @@ class RedisBroker:
         self._retry_at = 0.0
         self.dropped = 0  # messages given up on
         self._listening = False  # the subscriptions are up
+        self._backoff = 0.1  # seconds before the subscriber tries again (doubling)
         self._answering = True  # the last call (or publish) got its answer
 
     @property
@@ -212,8 +214,11 @@ class RedisBroker:
             self._unheard(node)
 
     async def _send(self, batch: list[tuple[str, bytes, float]]) -> list[int]:
-        """Publish in order; how many subscribers received each message. On an error, what
-        was not published goes back to the head of the queue (nothing is sent twice)."""
+        """Publish in order; how many subscribers received each message (-1: not sent). On an
+        error, what was not published goes back to the head of the queue (nothing is sent
+        twice). On a Cluster, once a message to a node was not heard, what follows it for
+        that node in the batch is not sent: the receiver may subscribe again in the middle
+        of the batch, and would get the later messages before the unheard one."""
         if not self.cluster:
             pipe = self._client.pipeline(transaction=False)
             for channel, payload, _ in batch:
@@ -224,9 +229,15 @@ class RedisBroker:
                 self._queue.extendleft(reversed(batch))
                 raise
         heard: list[int] = []  # one at a time: each channel's slot may live on another shard
+        unheard: set[str] = set()
         try:
             for channel, payload, _ in batch:
+                if channel in unheard:  # not sent: it waits behind its channel's unheard one
+                    heard.append(-1)
+                    continue
                 heard.append(int(await self._client.spublish(channel, payload)))
+                if not heard[-1] and self._node_of(channel) is not None:
+                    unheard.add(channel)
         except BaseException:
             self._queue.extendleft(reversed(batch[len(heard):]))
             if heard:
@@ -314,53 +325,81 @@ class RedisBroker:
             self._give_up(old)
 
     async def _reader(self) -> None:
-        delay = 0.1
+        fresh = True
         while True:
             try:
-                self._pubsub = self._client.pubsub()
-                self._subscribed = set()
+                if fresh:
+                    self._pubsub = self._client.pubsub()
+                    self._subscribed = set()
                 await self._sync_subscriptions()
                 self._listening = True
-                delay = 0.1
-                idle = 0
-                while True:
-                    await self._sync_subscriptions()
-                    if not self._subscribed:  # nothing to listen to yet
-                        await asyncio.sleep(0.05)
-                        continue
-                    if self.cluster:
-                        # redis-py polls one shard per call, waiting out the timeout on an
-                        # idle one: poll every shard without waiting, then pause briefly.
-                        message = await self._pubsub.get_sharded_message(
-                            ignore_subscribe_messages=True, timeout=0.0)
-                        if message is None:
-                            idle += 1
-                            if idle >= max(1, len(self._pubsub.node_pubsub_mapping)):
-                                idle = 0
-                                await asyncio.sleep(0.002)
-                            continue
-                        idle = 0
-                    else:
-                        message = await self._pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=0.5)
-                    if message is None:
-                        continue
-                    channel = message["channel"]
-                    if isinstance(channel, bytes):
-                        channel = channel.decode()
-                    deliver = self._inboxes.get(channel)
-                    if deliver is not None:
-                        deliver(message["data"])
+                await self._read()
             except asyncio.CancelledError:
                 raise
             except Exception as err:
                 self._listening = False
                 self.log.warn("redis subscription lost ({why}); retrying in {delay:.1f}s",
-                              why=type(err).__name__, delay=delay)
-                with contextlib.suppress(Exception):
-                    await self._pubsub.aclose()
-                await asyncio.sleep(delay)
-                delay = min(BACKOFF_MAX, delay * 2)
+                              why=type(err).__name__, delay=self._backoff)
+                await asyncio.sleep(self._backoff)
+                self._backoff = min(BACKOFF_MAX, self._backoff * 2)
+                # On a Cluster the shards that did not fail keep their connections, and what
+                # they received but was not read yet: only a failed master's channels move.
+                fresh = not (self.cluster and await self._follow_slots())
+                if fresh:
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.aclose()
+
+    async def _read(self) -> None:
+        idle = 0
+        while True:
+            await self._sync_subscriptions()
+            if not self._subscribed:  # nothing to listen to yet
+                await asyncio.sleep(0.05)
+                continue
+            if self.cluster:
+                # redis-py polls one shard per call, waiting out the timeout on an
+                # idle one: poll every shard without waiting, then pause briefly.
+                message = await self._pubsub.get_sharded_message(
+                    ignore_subscribe_messages=True, timeout=0.0)
+                if message is None:
+                    idle += 1
+                    if idle >= max(1, len(self._pubsub.node_pubsub_mapping)):
+                        idle = 0
+                        self._backoff = 0.1  # every shard answered
+                        await asyncio.sleep(0.002)
+                    continue
+                idle = 0
+            else:
+                message = await self._pubsub.get_message(
+                    ignore_subscribe_messages=True, timeout=0.5)
+                self._backoff = 0.1
+            if message is None:
+                continue
+            channel = message["channel"]
+            if isinstance(channel, bytes):
+                channel = channel.decode()
+            self._backoff = 0.1
+            deliver = self._inboxes.get(channel)
+            if deliver is not None:
+                deliver(message["data"])
+
+    async def _follow_slots(self) -> bool:
+        """Ask the Cluster again which master serves each slot, and move the subscriptions of
+        channels whose master changed (a failover) to the new one. redis-py relearns the slots
+        only when a command fails, never when a subscription does: a node that sends nothing
+        to a failed master's slots would otherwise subscribe to the dead master again and
+        again, and hear nothing published to its inbox on the new one. False if the Cluster
+        could not be asked, or a subscription is left on a node that serves no slot now (the
+        subscriptions are then made afresh)."""
+        try:
+            await asyncio.wait_for(self._client.nodes_manager.initialize(), CALL_TIMEOUT)
+            await asyncio.wait_for(self._pubsub.reinitialize_shard_subscriptions(), CALL_TIMEOUT)
+        except Exception as err:  # still failing over: the next try asks again
+            self.log.warn("redis cluster slots not followed yet ({why})",
+                          why=type(err).__name__)
+            return False
+        masters = {node.name for node in self._client.get_primaries()}
+        return set(self._pubsub.node_pubsub_mapping) <= masters  # none left on a replaced one
 
     async def _sync_subscriptions(self) -> None:
         wanted = set(self._inboxes)

@@ -105,7 +105,26 @@ class RedisCluster:
                         "--cluster-replicas", str(self.replicas), "--cluster-yes"],
                        check=True, capture_output=True, timeout=60)
         self._wait_ok()
+        self._wait_replicas_synced()
         return self
+
+    def _wait_replicas_synced(self) -> None:
+        """Until every replica has its master's data: a replica that never finished its first
+        sync counts its data as infinitely old and never fails over (cluster-replica-validity-
+        factor), so a master killed before that would leave its slots down for good."""
+        cli = need_binary("redis-cli", "Redis")
+        deadline = time.monotonic() + 30
+        while True:
+            roles = [subprocess.run([cli, "-p", str(s.port), "info", "replication"],
+                                    capture_output=True, text=True, timeout=10).stdout
+                     for s in self.servers if s.proc is not None]
+            replicas = [r for r in roles if "role:slave" in r]
+            if len(replicas) == 3 * self.replicas \
+                    and all("master_link_status:up" in r for r in replicas):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError("the Redis Cluster's replicas did not sync")
+            time.sleep(0.1)
 
     def _wait_ok(self) -> None:
         cli = need_binary("redis-cli", "Redis")
@@ -146,14 +165,26 @@ class RedisCluster:
         raise AssertionError(f"no master serves slot {slot}")
 
     def healthy(self) -> bool:
+        """Every live server says the cluster is ok, and every slot is served by a live master
+        (right after a kill the others still say ok: they have not noticed yet)."""
         cli = need_binary("redis-cli", "Redis")
-        for server in self.servers:
-            if server.proc is None:
-                continue
+        live = [s for s in self.servers if s.proc is not None]
+        dead = {s.port for s in self.servers if s.proc is None}
+        for server in live:
             info = subprocess.run([cli, "-p", str(server.port), "cluster", "info"],
                                   capture_output=True, text=True, timeout=10).stdout
-            return "cluster_state:ok" in info
-        return False
+            if "cluster_state:ok" not in info:
+                return False
+        if not live:
+            return False
+        nodes = subprocess.run([cli, "-p", str(live[0].port), "cluster", "nodes"],
+                               capture_output=True, text=True, timeout=10).stdout
+        for line in nodes.splitlines():
+            fields = line.split()
+            port = int(fields[1].split(":")[1].split("@")[0])
+            if "master" in fields[2] and len(fields) > 8 and port in dead:
+                return False  # a dead master still holds slots
+        return True
 
     def restart(self) -> None:
         """After kill(): the same ports; the nodes find each other again from their config."""
