@@ -16,6 +16,7 @@ tests/multinode/test_broker_contract.py runs one suite over both.
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -282,3 +283,17 @@ class MemoryBroker:
         def cancel() -> None:
             del self._everyone[token]
         return _Cancel(cancel)
+
+
+def log_records(batch: list[tuple[str, bytes]]) -> list[dict[str, Any]]:
+    """The records of a batch read from a shared log: each entry's JSON object, in order.
+    An entry that is not a JSON object (a torn or foreign write) is skipped, never fatal."""
+    records: list[dict[str, Any]] = []
+    for _, data in batch:
+        try:
+            record = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

@@ -42,7 +42,7 @@ from typing import Any, Protocol
 
 from hearth.spaces import protocol as p
 from hearth.spaces import relay
-from hearth.spaces.broker import Broker, Unreachable
+from hearth.spaces.broker import Broker, Unreachable, log_records
 from hearth.spaces.connection import Connection
 from hearth.spaces.effects import (
     ActElsewhere,
@@ -1418,13 +1418,7 @@ class RoutingHost:
                 return None
             if not batch:
                 return records
-            for _, data in batch:
-                try:
-                    record = json.loads(data)
-                except ValueError:
-                    continue
-                if isinstance(record, dict):
-                    records.append(record)
+            records += log_records(batch)
             after = batch[-1][0]
 
     # --- roles withdrawn (spaces/venue.py decides, for the rooms run here) -------------------

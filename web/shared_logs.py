@@ -22,7 +22,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from hearth.spaces.broker import Broker
+from hearth.spaces.broker import Broker, log_records
 
 LIMIT = 100_000
 STREAMS = ("audit", "incidents")
@@ -83,11 +83,5 @@ async def read_stream(broker: Broker, stream: str) -> list[dict[str, Any]]:
             raise ConnectionError(f"the shared log {stream!r} cannot be read")
         if not batch:
             return records
-        for _, data in batch:
-            try:
-                record = json.loads(data)
-            except ValueError:
-                continue
-            if isinstance(record, dict):
-                records.append(record)
+        records += log_records(batch)
         after = batch[-1][0]
