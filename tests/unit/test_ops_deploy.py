@@ -210,3 +210,27 @@ def test_promtool_checks_and_tests_the_alert_rules() -> None:
         done = subprocess.run([promtool, *command], cwd=DEPLOY / "prometheus",
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_readme_names_every_command_and_action() -> None:
+    """Each `hearth` command and action in the CLI has a line of the README (issue 22)."""
+    import argparse
+
+    from hearth.web.cli import parser
+
+    def commands(p: argparse.ArgumentParser, prefix: str) -> list[str]:
+        found: list[str] = []
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    found.append(f"{prefix} {name}")
+                    found += commands(sub, f"{prefix} {name}")
+        return found
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    named: set[str] = set()  # "hearth facilitator add|list NAME" names both actions
+    for command, actions in re.findall(r"hearth ([a-z][a-z-]*)(?: ([a-z][a-z|-]*))?", readme):
+        named.add(f"hearth {command}")
+        named.update(f"hearth {command} {a}" for a in actions.split("|") if a)
+    missing = [c for c in commands(parser(), "hearth") if c not in named]
+    assert missing == []
