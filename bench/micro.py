@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from bench import servers
+from hearth.moderation.wiring import moderated_venue
 from hearth.spaces.broker import MemoryBroker
 from hearth.spaces.config import parse_config
-from hearth.spaces.venue import Venue
 from hearth.spaces.voice import build_frame
 from hearth.web.node import Link, Node
 
@@ -59,7 +59,7 @@ def build(rooms: int, members: int) -> tuple[Node, list[list[Link]], list[Counti
     data = servers.hearth_config(Path(tempfile.mkdtemp(prefix="hearth-micro-")), rooms, 16)
     config = parse_config(data, "micro.toml")
     now = [1000.0]
-    venue = Venue(config, franking_key=os.urandom(32))
+    venue = moderated_venue(config, franking_key=os.urandom(32))
     node = Node(venue, MemoryBroker(lambda: now[0]), lambda payload, binary: (payload, binary),
                 lambda: now[0])
     node.start()

@@ -9,6 +9,7 @@
     detector_train.py  trains the detector's model beside each rule pack (a command)
     bans.py           bans by a keyed hash of the address, never the address
     reports.py        verified reports (message franking) queued for facilitators
+    wiring.py         a venue with the crisis desk, bans and reports plugged in
     login.py          facilitator sign-in without I/O: throttle, sessions, CSRF
     sealed.py         records shared through Redis, sealed with a MAC
     accounts.py       facilitator accounts: argon2id hashes, TOTP, the account file

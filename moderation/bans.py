@@ -1,22 +1,19 @@
 """Bans that survive a rejoin without keeping anyone's address.
 
-A ban holds the keyed hash of the banned connection's address under that
-day's salt (the salt rotates daily and is derived from a secret seed), and
-the day it belongs to. To check a newcomer, the shell hashes the newcomer's
-address under the salt of each day a live ban was made on. The hash is
-dropped when the ban ends. Nothing here does I/O or reads a clock.
+A ban holds the keyed hash of the banned member's address under that day's
+salt (spaces/addresses.py), and the day it belongs to. To check a newcomer,
+its address is hashed under the salt of each day a live ban was made on. The
+hash is dropped when the ban ends. The venue uses the list through
+spaces/ports.py Bans. Nothing here does I/O or reads a clock.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-
-def utc_day(now: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(now))
+from hearth.spaces.addresses import AddressKey
+from hearth.spaces.room import Member
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,13 +33,18 @@ class BanList:
     def add(self, ban: AddressBan) -> None:
         self.bans.append(ban)
 
-    def find(self, room: str, hash_for: Callable[[str], bytes | None], now: float) -> AddressBan | None:
-        """The live ban matching this address in this room, if any."""
-        for ban in self.bans:
-            if ban.room == room and ban.until > now and ban.address_hash is not None \
-                    and hash_for(ban.day) == ban.address_hash:
-                return ban
-        return None
+    def ban(self, room: str, member: Member, until: float) -> None:
+        """`member`'s address may not join `room` again before `until` (a member who came
+        without an address, such as an in-process one, leaves nothing to ban)."""
+        if member.address is not None:
+            day, address_hash = member.address
+            self.add(AddressBan(room=room, day=day, address_hash=address_hash, until=until,
+                                pseudonym=member.pseudonym))
+
+    def refuses(self, room: str, address: AddressKey, now: float) -> bool:
+        """Whether a live ban in this room matches this address."""
+        return any(ban.room == room and ban.until > now and ban.address_hash is not None
+                   and address.hash_for(ban.day) == ban.address_hash for ban in self.bans)
 
     def export(self, room: str) -> list[dict[str, Any]]:
         """The room's bans, to go with the room to the node that runs it next (the keyed
@@ -66,68 +68,3 @@ class BanList:
         before = len(self.bans)
         self.bans = [b for b in self.bans if b.until > now]
         return before - len(self.bans)
-
-
-class AddressKey(Protocol):
-    """An address as the core may use it: only as keyed hashes, one per day's salt."""
-
-    def hash_for(self, day: str) -> bytes: ...
-
-
-class HashedAddress:
-    """An address as another node knows it: only its keyed hashes for recent days."""
-
-    __slots__ = ("_hashes",)
-
-    def __init__(self, hashes: dict[str, bytes]) -> None:
-        self._hashes = hashes
-
-    def hash_for(self, day: str) -> bytes:
-        return self._hashes.get(day, b"")
-
-
-class ClientAddress:
-    """A connection's address, usable only as a keyed hash; it never prints itself."""
-
-    __slots__ = ("_address", "_seed")
-
-    def __init__(self, seed: bytes, address: str) -> None:
-        self._seed = seed
-        self._address = address.encode("utf-8")
-
-    def hash_for(self, day: str) -> bytes:
-        import hashlib
-        import hmac
-        salt = hmac.new(self._seed, b"hearth-address-salt/" + day.encode(), hashlib.sha256).digest()
-        return hmac.new(salt, self._address, hashlib.sha256).digest()
-
-    def __repr__(self) -> str:
-        return "<ClientAddress>"
-
-
-BAN_DAYS = 9  # days back a ban may date from: the hashes another node needs of an address
-
-
-class AddressBook:
-    """Client addresses as the routing host handles them (spaces/host.py Addresses): a
-    connection's, one known only by the hashes another node sent, and those hashes."""
-
-    __slots__ = ("_seed",)
-
-    def __init__(self, seed: bytes) -> None:
-        self._seed = seed
-
-    def client(self, address: str) -> ClientAddress:
-        return ClientAddress(self._seed, address)
-
-    def hashed(self, hashes: Mapping[str, str]) -> HashedAddress:
-        return HashedAddress({day: bytes.fromhex(value) for day, value in hashes.items()})
-
-    def hashes(self, address: AddressKey, now: float) -> dict[str, str]:
-        """The keyed hashes of `address` for the days a ban may date from (never the
-        address)."""
-        days = {utc_day(now - 86400 * d) for d in range(BAN_DAYS)}
-        return {day: address.hash_for(day).hex() for day in days}
-
-    def __repr__(self) -> str:
-        return "<AddressBook>"

@@ -17,6 +17,10 @@ window only) and per room: a press from an address whose earlier incident's
 person has gone (left, or rejoined) joins that incident, so join → help →
 leave in a loop pages once, not once per loop; "I'm worried" opens at most a
 few incidents per address and window. The first press is never refused.
+
+The room core drives the desk through spaces/ports.py Crisis (a member's
+connection hands it help and "I'm okay" directly; the venue the rest);
+moderation/wiring.py plugs it into a venue.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from hearth.moderation.incidents import (
     IncidentRefused,
     latest_incidents,
 )
+from hearth.spaces import protocol as p
 from hearth.spaces.effects import (
     ActElsewhere,
     Dispatch,
@@ -136,13 +141,22 @@ class CrisisDesk:
                 incident, IncidentUpdate(incident=incident.to_wire(), reason="joined"), rooms)
         return incident, effects
 
-    def help(self, room: Room, person: Member, now: float, ref: str | None) -> list[Effect]:
+    def help(self, room: Room, person: Member, now: float, ref: str | None,
+             client_id: str | None = None) -> list[Effect]:
+        """A press with a client id is answered once: a resend (after a reconnection, or the
+        room moving) gets the same answer and raises nothing again."""
+        again = person.answered(client_id, ref)
+        if again is not None:
+            return [Reply(again)]
         key = self._address(room.id, person)
         incident, effects = self._trigger(
             room, person, trigger="help_button", severity="high", category="help_request",
             rule_pack=None, now=now, ref=ref, into=self._rejoined(key, room, person, now))
         self._remember(self.presses, key, incident.id, now)
-        return [Reply(HelpReceived(incident=incident.id, ref=ref)), *effects]
+        received = HelpReceived(incident=incident.id, ref=ref)
+        if client_id is not None:
+            person.remember(client_id, received.to_wire())
+        return [Reply(received), *effects]
 
     def flag(self, room: Room, person: Member, *, trigger: str, severity: str, category: str,
              rule_pack: str | None, now: float, ref: str | None,
@@ -177,7 +191,7 @@ class CrisisDesk:
         self.waiting.setdefault(incident.id, set()).add(reporter.id)
         return [reply, *effects]
 
-    def im_ok(self, rooms: dict[str, Room], person: Member, now: float,
+    def im_ok(self, rooms: Mapping[str, Room], person: Member, now: float,
               ref: str | None) -> list[Effect]:
         live = [i for i in self.desk.incidents.values()
                 if i.member == person.id and i.state != "resolved"]
@@ -238,7 +252,16 @@ class CrisisDesk:
 
     # --- facilitators ------------------------------------------------------------------
 
-    def act(self, rooms: dict[str, Room], actor: str, incident_id: str, action: str,
+    def incident(self, rooms: Mapping[str, Room], actor: str, msg: p.Incident,
+                 now: float) -> list[Effect]:
+        """A facilitator's `incident` message (a console's receipt is `alert_seen`)."""
+        if msg.action not in ACTIONS:
+            raise ProtocolError("bad_message", f"incident.action: expected one of {ACTIONS}.",
+                                msg.ref)
+        return self.act(rooms, actor, msg.incident, msg.action, msg.outcome, now, msg.ref,
+                        msg.basis)
+
+    def act(self, rooms: Mapping[str, Room], actor: str, incident_id: str, action: str,
             outcome: str | None, now: float, ref: str | None,
             basis: str | None = None) -> list[Effect]:
         """A responder moves the incident on, or (`seen`) says their console received its
@@ -279,7 +302,7 @@ class CrisisDesk:
             effects += self._dispatch_all(incident, f"incident.{action}", None, False)
         return effects
 
-    def acknowledge_by_link(self, rooms: dict[str, Room], incident_id: str,
+    def acknowledge_by_link(self, rooms: Mapping[str, Room], incident_id: str,
                             now: float) -> tuple[str, list[Effect]]:
         """On-call followed an alert's acknowledgement link (web/ack_link.py checked it): an
         open incident, or one whose contact was lost, is acknowledged by "on-call"; in any
@@ -340,6 +363,11 @@ class CrisisDesk:
         else:
             self.elsewhere[incident_id] = wire
 
+    def room_of(self, incident_id: str) -> str | None:
+        """The room of an incident run here (None if this node does not run it)."""
+        found = self.desk.incidents.get(incident_id)
+        return found.room if found is not None else None
+
     def runs_in(self, room: str) -> bool:
         """An incident of this room is live here: the node must keep the room (and its
         timers) until it is resolved, even with nobody in it."""
@@ -351,6 +379,10 @@ class CrisisDesk:
             del self.desk.incidents[incident.id]
             if incident.state != "resolved":
                 self.elsewhere[incident.id] = incident.to_wire()
+
+    def export(self, room: str) -> list[dict[str, Any]]:
+        """The room's incidents, to go with the room to the node that runs it next."""
+        return self.desk.export(room)
 
     def adopt(self, states: list[Any]) -> int:
         """This node took over a room: its live incidents (and their timers) run here now."""
@@ -368,7 +400,7 @@ class CrisisDesk:
 
     # --- escalation ---------------------------------------------------------------------
 
-    def tick(self, rooms: dict[str, Room], now: float) -> list[Effect]:
+    def tick(self, rooms: Mapping[str, Room], now: float) -> list[Effect]:
         self._forget_old(now)
         return [*self.alerts(self.desk.tick(now), rooms, now), *self._announce(now)]
 

@@ -27,11 +27,11 @@ import hashlib
 import hmac
 import math
 import secrets
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
+from hearth.spaces.addresses import utc_day
 from hearth.spaces.config import LoginConfig
 
 MAX_RECORDS = 100_000  # throttle memory bound; the oldest records go first
@@ -42,10 +42,6 @@ Kind = Literal["account", "address"]
 
 
 # --- client addresses -----------------------------------------------------------------
-
-
-def utc_day(now: float) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(now))
 
 
 class AddressHasher:

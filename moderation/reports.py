@@ -2,7 +2,8 @@
 
 A report holds what the reporter chose to reveal (the text) and pseudonyms,
 never anything else of the conversation. Only reports whose franking proof
-verified are ever stored.
+verified are ever stored (the venue checks it; it uses the queue through
+spaces/ports.py Reports).
 """
 
 from __future__ import annotations
@@ -35,8 +36,13 @@ class ReportQueue:
     reports: list[VerifiedReport] = field(default_factory=list)
     _next_id: int = 1
 
-    def add(self, **fields: Any) -> VerifiedReport:
-        report = VerifiedReport(id=self._next_id, **fields)
+    def add(self, *, room: str, seq: int, sent_at: int, reported_at: int, sender: str,
+            sender_pseudonym: str, reporter_pseudonym: str, text: str,
+            reason: str) -> VerifiedReport:
+        report = VerifiedReport(id=self._next_id, room=room, seq=seq, sent_at=sent_at,
+                                reported_at=reported_at, sender=sender,
+                                sender_pseudonym=sender_pseudonym,
+                                reporter_pseudonym=reporter_pseudonym, text=text, reason=reason)
         self._next_id += 1
         self.reports.append(report)
         return report

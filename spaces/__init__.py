@@ -19,14 +19,20 @@
     host.py               the routing host: which node runs each room, where each frame
                           goes, takeover, durable welcomes and alerts (node effects out)
     relay.py              messages between nodes, typed, each with one pack and unpack
+    ports.py              what the core needs of moderation: the crisis desk, bans,
+                          reports (typed Protocols moderation/ implements)
+    addresses.py          client addresses as keyed hashes, one per UTC day's salt
     broker.py             the seam nodes talk through; MemoryBroker for one process
-    redis_broker.py       the same seam over Redis
+                          (web/redis_broker.py: the same seam over Redis)
     e2ee/                 end-to-end encryption (sender keys, envelopes, franking)
 
-I/O happens only in config.py (load_config reads the config file),
-redis_broker.py (the Redis client) and confusables.py (its generator command,
-run by hand, reads Unicode's file). Everything else is sans-IO: time comes in
-as an argument, effects go out as values (spaces.effects), and one adapter in
-web/ applies them. Nothing here imports moderation/, web/ or Twisted
-(tests/unit/test_layers.py).
+I/O happens only in config.py (load_config reads the config file) and
+confusables.py (its generator command, run by hand, reads Unicode's file).
+Everything else is sans-IO: time comes in as an argument, effects go out as
+values (spaces.effects), and one adapter in web/ applies them. Nothing here
+imports moderation/, web/ or Twisted (tests/unit/test_layers.py).
+
+Moderation plugs into the core: the venue takes a crisis desk, a ban list and
+a report queue as the Protocols of ports.py, and moderation/wiring.py builds
+a venue with moderation's own.
 """

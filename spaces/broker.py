@@ -10,7 +10,7 @@ what to do with these answers is spaces/host.py's job. Besides: shared logs
 (append-only streams any node reads: audit, incidents, an outbox), leases (one
 node at a time does a job) and messages to every node. `MemoryBroker` is the
 embedded default (one process, or several nodes in one test process);
-`RedisBroker` (spaces/redis_broker.py) shares it through Redis.
+`RedisBroker` (web/redis_broker.py) shares it through Redis.
 tests/multinode/test_broker_contract.py runs one suite over both.
 """
 
@@ -112,7 +112,9 @@ def _stream_id(text: str) -> tuple[int, int]:
     return int(ms), int(n or 0)
 
 
-class _Cancel:
+class Cancel:
+    """A subscription's end: runs its action on the first cancel() only."""
+
     __slots__ = ("_action",)
 
     def __init__(self, action: Callable[[], None]) -> None:
@@ -170,7 +172,7 @@ class MemoryBroker:
         def cancel() -> None:
             if self._inboxes.get(node) is deliver:
                 del self._inboxes[node]
-        return _Cancel(cancel)
+        return Cancel(cancel)
 
     def _get(self, key: str) -> str | None:
         entry = self._expiring.get(key)
@@ -282,7 +284,7 @@ class MemoryBroker:
 
         def cancel() -> None:
             del self._everyone[token]
-        return _Cancel(cancel)
+        return Cancel(cancel)
 
 
 def log_records(batch: list[tuple[str, bytes]]) -> list[dict[str, Any]]:

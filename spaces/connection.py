@@ -1,16 +1,18 @@
 """One client connection, sans-IO: frames and `now` in, effects out.
 
 It parses each frame with spaces.protocol, counts it against the connection's
-flood limit, and routes it to the venue. Every refusal becomes an `error`
-reply with a stable code; nothing a client sends can raise past this class.
-A client that keeps flooding after being told is closed (1008), so one bad
-connection cannot starve the others.
+flood limit, and routes it: a seated member's envelopes and voice frames
+straight to its room, a help press and "I'm okay" straight to the crisis desk
+(spaces/ports.py Crisis, also from the lobby), everything else to the venue.
+Every refusal becomes an `error` reply with a stable code; nothing a client
+sends can raise past this class. A client that keeps flooding after being
+told is closed (1008), so one bad connection cannot starve the others.
 """
 
 from __future__ import annotations
 
-from hearth.moderation.bans import AddressKey
 from hearth.spaces import protocol as p
+from hearth.spaces.addresses import AddressKey
 from hearth.spaces.config import LimitsConfig
 from hearth.spaces.effects import Close, Effect, Reply
 from hearth.spaces.protocol import ProtocolError
@@ -46,9 +48,7 @@ class Connection:
         msg: p.ClientMessage | None = None
         try:
             if is_binary:
-                if self.seat is None:
-                    raise ProtocolError("binary_not_allowed")
-                return self.venue.voice(self.seat, frame, now)
+                return self._voice(frame, now)
             msg = p.decode(frame)
             self.venue.stats.received[p.wire_type(msg)] += 1
             return self._dispatch(msg, now)
@@ -87,12 +87,32 @@ class Connection:
         if self._resumed:  # it speaks: it got the welcome, and the new token in it
             self._resumed = False
             self.venue.confirm(self.seat)
-        effects = self.venue.handle(self.seat, msg, now)
+        seat, room = self.seat, self.venue.rooms[self.seat.room]
+        member = room.attached(seat.member, seat.attachment)
+        if member is not None and type(msg) is p.Envelope:  # what members send most
+            return room.envelope(member, msg, now)
+        if isinstance(msg, p.Help | p.ImOk):  # someone waiting in the lobby may ask too
+            person = member or room.attached(seat.member, seat.attachment, lobby=True)
+            if person is not None:
+                crisis = self.venue.crisis
+                if isinstance(msg, p.Help):
+                    return crisis.help(room, person, now, msg.ref, msg.id)
+                return crisis.im_ok(self.venue.rooms, person, now, msg.ref)
+        effects = self.venue.handle(seat, msg, now)
         if isinstance(msg, p.Leave):
             self.seat = None
             self._closed = True
             effects.append(Close(1000, "left the room"))
         return effects
+
+    def _voice(self, frame: bytes, now: float) -> list[Effect]:
+        if self.seat is None:
+            raise ProtocolError("binary_not_allowed")
+        room = self.venue.rooms[self.seat.room]
+        member = room.attached(self.seat.member, self.seat.attachment)
+        if member is None:
+            raise ProtocolError("not_joined", "You are no longer in this room.")
+        return room.voice_frame(member, frame, now)
 
     def lost(self, now: float) -> list[Effect]:
         """The transport went away: the member waits out its grace period."""

@@ -42,6 +42,7 @@ from typing import Any, Protocol
 
 from hearth.spaces import protocol as p
 from hearth.spaces import relay
+from hearth.spaces.addresses import AddressKey
 from hearth.spaces.broker import Broker, Unreachable, log_records
 from hearth.spaces.connection import Connection
 from hearth.spaces.effects import (
@@ -196,12 +197,6 @@ NodeEffect = (Write | Fan | VoiceFan | Shut | Post | PostAll | SignedIn | Watch 
 
 # --- what the shell gives the host ---------------------------------------------------------
 
-class AddressKey(Protocol):
-    """A client's address as the core may use it: only as keyed hashes, one per day's salt."""
-
-    def hash_for(self, day: str) -> bytes: ...
-
-
 class ClientConnection(Protocol):
     """A client's connection as the shell holds it (web/ws.py HearthServerProtocol)."""
 
@@ -224,7 +219,7 @@ class AlertSink(Protocol):  # web/alerts.py Alerts: where Share and Record go
 
 
 class Addresses(Protocol):
-    """Client addresses as keyed hashes, never in the clear (moderation/bans.py AddressBook)."""
+    """Client addresses as keyed hashes, never in the clear (spaces/addresses.py AddressBook)."""
 
     def client(self, address: str) -> AddressKey: ...
     def hashed(self, hashes: Mapping[str, str]) -> AddressKey: ...
@@ -1251,8 +1246,7 @@ class RoutingHost:
         return lambda saved: [Run("share alerts", self._share(gate, room, alerts, saved))]
 
     def _room_of_incident(self, incident: Any) -> str | None:
-        found = self.venue.crisis.desk.incidents.get(str(incident))
-        return found.room if found is not None else None
+        return self.venue.crisis.room_of(str(incident))
 
     def _share(self, gate: Gate | None, room: str | None,
                alerts: Mapping[str, tuple[str, dict[str, Any]]], saved: bool) -> Procedure:
@@ -1328,7 +1322,7 @@ class RoutingHost:
         else the refusal's frame (also sent to `peer` when there is one)."""
         crisis = self.venue.crisis
         try:
-            if act.incident not in crisis.desk.incidents:
+            if crisis.room_of(act.incident) is None:
                 raise ProtocolError("incident_not_found", "There is no such incident.", act.ref)
             effects = crisis.act(self.venue.rooms, act.actor, act.incident, act.action,
                                  act.outcome, self.clock(), act.ref, act.basis)

@@ -39,16 +39,18 @@ Rules, in one place:
 
 from __future__ import annotations
 
+import binascii
 import random
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hearth.spaces.config import LimitsConfig, MovementConfig, RoomConfig, VoiceConfig
+from hearth.spaces.e2ee.franking import server_tag
 from hearth.spaces.effects import Broadcast, Effect, Reply, Send, Voice
 from hearth.spaces.layout import Corner, Point
-from hearth.spaces.protocol import ProtocolError
+from hearth.spaces.protocol import Envelope, ProtocolError
 from hearth.spaces.pseudonyms import PseudonymRefused, check_avatar, normalise, same_name
 from hearth.spaces.ratelimit import TokenBucket
 from hearth.spaces.voice import VoiceRoute, VoiceRules, parse_header, stamp_slot
@@ -104,6 +106,16 @@ class Member:
         if len(self.replies) > REPLIES_KEPT:
             del self.replies[next(iter(self.replies))]
 
+    def answered(self, client_id: str | None, ref: str | None) -> dict[str, Any] | None:
+        """The reply a message with this client id already got, for its resend (with the
+        resend's own ref): a resend is answered the same, never done again."""
+        if client_id is None or client_id not in self.replies:
+            return None
+        again = dict(self.replies[client_id])
+        if ref is not None:
+            again["ref"] = ref
+        return again
+
     def to_wire(self, zone: str) -> dict[str, Any]:
         return {"id": self.id, "pseudonym": self.pseudonym, "avatar": self.avatar,
                 "role": self.role, "seat": self.seat, "x": self.pos.x, "y": self.pos.y,
@@ -119,6 +131,7 @@ class Room:
     movement: MovementConfig
     grace: float
     rng: random.Random
+    franking_key: bytes  # the server's key for franking tags (reports prove what was said)
     members: dict[str, Member] = field(default_factory=dict)
     voice_config: VoiceConfig = field(default_factory=VoiceConfig)
     seq: int = 0
@@ -153,6 +166,14 @@ class Room:
 
     def is_full(self) -> bool:
         return len(self.members) + len(self.waiting) >= self.capacity
+
+    def attached(self, member_id: str, attachment: int, lobby: bool = False) -> Member | None:
+        """The member a connection holds (in the lobby too if `lobby`): None once it left,
+        or another connection resumed it."""
+        member = self.members.get(member_id)
+        if member is None and lobby:
+            member = self.waiting.get(member_id)
+        return member if member is not None and member.attachment == attachment else None
 
     def facilitators(self) -> list[Member]:
         return [m for m in self.members.values() if m.role != "participant"]
@@ -376,14 +397,13 @@ class Room:
         return [self._broadcast({"type": "member_resumed", "member": self.wire_member(member),
                                  "epoch": self.epoch}, exclude=member.id)]
 
-    def envelope(self, member: Member, body: str, commitment: str, ref: str | None,
-                 now: float, tag: Any, zone: str | None = None,
-                 client_id: str | None = None) -> list[Effect]:
-        """Stamp sender, sequence and time; `tag(scope, seq, ts)` makes the franking tag."""
-        if client_id is not None and client_id in member.replies:  # a resend: already sent
-            again = dict(member.replies[client_id])
-            if ref is not None:
-                again["ref"] = ref
+    def envelope(self, member: Member, msg: Envelope, now: float) -> list[Effect]:
+        """Stamp sender, sequence, time and the franking tag (the server's half of the proof
+        a report carries), and send it to the room (or a corner's members)."""
+        body, commitment, ref, zone, client_id = msg.body, msg.commitment, msg.ref, msg.zone, \
+            msg.id
+        again = member.answered(client_id, ref)
+        if again is not None:  # a resend: already sent
             return [Reply(again)]
         if len(body) > self.limits.max_envelope_chars:
             raise ProtocolError("envelope_too_large",
@@ -396,6 +416,7 @@ class Room:
                                                  f"{max(1, round(wait))} seconds.", ref)
         member.last_envelope = now
         ts = int(now * 1000)
+        tag = self._tagger(member.id, commitment)
         if zone is not None:
             return self._corner_envelope(member, body, commitment, ref, ts, tag, zone,
                                          client_id)
@@ -411,6 +432,15 @@ class Room:
         if ref is not None:
             sent["ref"] = ref
         return [out, Reply(sent)]
+
+    def _tagger(self, sender: str, commitment: str) -> Callable[[str, int, int], str]:
+        def tag(scope: str, seq: int, ts: int) -> str:
+            # base64.b64decode / b64encode without their wrappers (once per room message);
+            # the commitment was checked as base64 of 32 bytes (ASCII) by protocol.decode
+            raw = server_tag(self.franking_key, binascii.a2b_base64(commitment), scope, sender,
+                             seq, ts)
+            return binascii.b2a_base64(raw, newline=False).decode("ascii")
+        return tag
 
     def missed(self, member: Member, seen: int | None, away_since: float | None
                ) -> list[dict[str, Any]]:
@@ -433,7 +463,8 @@ class Room:
         return [m for m in self.members.values() if zone_of(m.pos) == zone]
 
     def _corner_envelope(self, member: Member, body: str, commitment: str, ref: str | None,
-                         ts: int, tag: Any, zone: str, client_id: str | None) -> list[Effect]:
+                         ts: int, tag: Callable[[str, int, int], str], zone: str,
+                         client_id: str | None) -> list[Effect]:
         """A corner's own conversation: its own scope and sequence, seen by nobody else."""
         layout = self.config.layout
         inside = self.private.get(zone)

@@ -8,7 +8,9 @@ the room moving at that moment, cannot lock the member out). A token starts
 with the id of its room (`<room>.<secret>`), so any node can route a resume
 without a directory of sessions. Role tickets — one-time, short-lived
 strings a facilitator's logged-in page exchanges for a role — are kept the same
-way. Nothing here does I/O or reads a clock.
+way. The crisis desk, the ban list and the report queue are plugged in
+(spaces/ports.py; moderation/wiring.py builds a venue with moderation's own).
+Nothing here does I/O or reads a clock.
 """
 
 from __future__ import annotations
@@ -24,19 +26,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from hearth.moderation.bans import AddressBan, AddressKey, BanList, utc_day
-from hearth.moderation.crisis import CrisisDesk
-from hearth.moderation.incidents import ACTIONS, DEFAULT_ESCALATION, Escalation, IncidentDesk
-from hearth.moderation.reports import ReportQueue
 from hearth.spaces import protocol as p
+from hearth.spaces.addresses import AddressKey, utc_day
 from hearth.spaces.config import HearthConfig
 from hearth.spaces.e2ee.errors import E2EEError
-from hearth.spaces.e2ee.franking import server_tag, verify_report
+from hearth.spaces.e2ee.franking import verify_report
 from hearth.spaces.effects import ActElsewhere, Attach, Audit, Detach, Effect, Enter, Reply, Send
+from hearth.spaces.ports import Bans, Crisis, Reports
 from hearth.spaces.protocol import ProtocolError
 from hearth.spaces.pseudonyms import LOCALES, generate, generate_avatar
 from hearth.spaces.room import Member, Role, Room
-from hearth.spaces.server_messages import HelpReceived
 from hearth.spaces.stats import Stats
 
 RESUMED_ELSEWHERE = 4001  # close code for a connection whose member resumed on another
@@ -81,12 +80,11 @@ class Seat:
 
 
 class Venue:
-    def __init__(self, config: HearthConfig, *, franking_key: bytes,
-                 rng: random.Random | None = None,
+    def __init__(self, config: HearthConfig, *, franking_key: bytes, crisis: Crisis,
+                 bans: Bans, reports: Reports, rng: random.Random | None = None,
                  make_token: Callable[[], str] = new_token,
                  make_member_id: Callable[[], str] = new_member_id,
-                 escalation: Escalation = DEFAULT_ESCALATION,
-                 public_url: str = "", ticket_key: bytes | None = None) -> None:
+                 ticket_key: bytes | None = None) -> None:
         self.config = config
         self.rng = rng or random.SystemRandom()
         self._make_token = make_token
@@ -95,7 +93,7 @@ class Venue:
         self.rooms: dict[str, Room] = {
             rc.id: Room(config=rc, limits=config.limits, movement=config.movement,
                         voice_config=config.voice, grace=config.session.resume_grace_seconds,
-                        rng=self.rng)
+                        rng=self.rng, franking_key=franking_key)
             for rc in config.rooms}
         self._sessions: dict[bytes, tuple[str, str]] = {}  # token digest -> (room, member)
         self._token_of: dict[str, bytes] = {}  # member -> token digest
@@ -111,11 +109,10 @@ class Venue:
         self._removed_accounts: set[str] = set()
         # Sign-in sessions that ended (signin_ended): id -> until when it is remembered.
         self._ended_signins: dict[str, float] = {}
-        self.reports = ReportQueue()
-        self.bans = BanList()
+        self.crisis = crisis
+        self.bans = bans
+        self.reports = reports
         self.stats = Stats()  # counts by message type and error code, for /metrics
-        self.crisis = CrisisDesk(IncidentDesk(escalation), new_id=lambda: secrets.token_hex(6),
-                                 public_url=public_url)
 
     # --- tickets --------------------------------------------------------------
 
@@ -272,7 +269,7 @@ class Venue:
                              if m in self._token_of},
                 "previous": {m: self._previous[m].hex() for m in room.members
                              if m in self._previous},
-                "incidents": self.crisis.desk.export(room_id),
+                "incidents": self.crisis.export(room_id),
                 "bans": self.bans.export(room_id)}
 
     def import_room(self, room_id: str, state: dict[str, Any], now: float) -> None:
@@ -319,7 +316,7 @@ class Venue:
         role, account, signin, generation = (self._redeem(msg.ticket, now) if msg.ticket
                                              else ("participant", None, None, None))
         if role == "participant":
-            if address is not None and self.bans.find(room.id, address.hash_for, now):
+            if address is not None and self.bans.refuses(room.id, address, now):
                 raise ProtocolError("banned")
             if room.locked:
                 raise ProtocolError("room_locked")
@@ -376,22 +373,14 @@ class Venue:
     # --- members' messages --------------------------------------------------------
 
     def handle(self, seat: Seat, msg: p.ClientMessage, now: float) -> list[Effect]:
+        """A seated member's message, but for what its connection hands straight to the room
+        (an envelope) or to the crisis desk (help, "I'm okay")."""
         room = self.rooms[seat.room]
-        member = room.members.get(seat.member)
-        if member is None or member.attachment != seat.attachment:
-            waiting = room.waiting.get(seat.member)
-            if waiting is not None and waiting.attachment == seat.attachment:
-                # someone waiting in the lobby can still ask for help
-                if isinstance(msg, p.Help):
-                    return self._help(room, waiting, msg, now)
-                if isinstance(msg, p.ImOk):
-                    return self.crisis.im_ok(self.rooms, waiting, now, msg.ref)
+        member = room.attached(seat.member, seat.attachment)
+        if member is None:
             if seat.member in room.waiting:
                 raise ProtocolError("waiting", ref=msg.ref)
             raise ProtocolError("not_joined", "You are no longer in this room.")
-        if type(msg) is p.Envelope:  # what members send most: no role check, no match
-            return room.envelope(member, msg.body, msg.commitment, msg.ref, now,
-                                 self._tagger(member.id, msg.commitment), msg.zone, msg.id)
         kind = p.wire_type(msg)
         if kind in p.FACILITATOR_TYPES:
             target = self._target_name(room, msg)
@@ -424,10 +413,6 @@ class Venue:
                 return self._report(room, member, msg, now)
             case p.RaiseHand(up=up):
                 return room.raise_hand(member, up)
-            case p.Help():
-                return self._help(room, member, msg, now)
-            case p.ImOk(ref=ref):
-                return self.crisis.im_ok(self.rooms, member, now, ref)
             case p.Flag():
                 return self._flag(room, member, msg, now)
             case p.Worried(member=target, ref=ref):
@@ -446,21 +431,6 @@ class Venue:
                 raise ProtocolError("webtransport_unavailable", ref=ref)
         raise ProtocolError("unknown_type")  # pragma: no cover - decode admits no other types
 
-    def _help(self, room: Room, person: Member, msg: p.Help, now: float) -> list[Effect]:
-        """A press with a client id is answered once: a resend (after a reconnection, or the
-        room moving) gets the same answer and raises nothing again."""
-        if msg.id is not None and msg.id in person.replies:
-            again = dict(person.replies[msg.id])
-            if msg.ref is not None:
-                again["ref"] = msg.ref
-            return [Reply(again)]
-        effects = self.crisis.help(room, person, now, msg.ref)
-        if msg.id is not None:
-            for effect in effects:
-                if isinstance(effect, Reply) and isinstance(effect.message, HelpReceived):
-                    person.remember(msg.id, effect.message.to_wire())
-        return effects
-
     def _moderate(self, room: Room, actor: Member, msg: p.ClientMessage,
                   now: float) -> list[Effect]:
         """Facilitator operations; the caller has checked the role."""
@@ -473,10 +443,7 @@ class Venue:
             case p.Ban(member=target, minutes=minutes, ref=ref):
                 banned = self._member(room, target, ref)
                 effects = self._remove(room, actor, banned, "banned")
-                if banned.address is not None:
-                    self.bans.add(AddressBan(room=room.id, day=banned.address[0],
-                                      address_hash=banned.address[1], until=now + 60 * minutes,
-                                      pseudonym=banned.pseudonym))
+                self.bans.ban(room.id, banned, now + 60 * minutes)
                 return effects
             case p.Mute(member=target, ref=ref):
                 return room.mute(self._member(room, target, ref))
@@ -511,13 +478,8 @@ class Venue:
                 return room.release_corner(corner)
             case p.EndSession():
                 return self._end_session(room)
-            case p.Incident(incident=incident, action=action, outcome=outcome, basis=basis,
-                            ref=ref):
-                if action not in ACTIONS:
-                    raise ProtocolError("bad_message",
-                                        f"incident.action: expected one of {ACTIONS}.", ref)
-                return self.crisis.act(self.rooms, _actor(actor), incident, action, outcome, now,
-                                       ref, basis)
+            case p.Incident():
+                return self.crisis.incident(self.rooms, _actor(actor), msg, now)
             case p.AlertSeen(incident=incident, ref=ref):
                 return self.crisis.act(self.rooms, _actor(actor), incident, "seen", None, now, ref)
             case p.Duty(on=on):
@@ -578,15 +540,6 @@ class Venue:
         room.clear()
         return effects
 
-    def _tagger(self, sender: str, commitment: str) -> Callable[[str, int, int], str]:
-        def tag(scope: str, seq: int, ts: int) -> str:
-            # base64.b64decode / b64encode without their wrappers (once per room message);
-            # the commitment was checked as base64 of 32 bytes (ASCII) by protocol.decode
-            raw = server_tag(self._franking_key, binascii.a2b_base64(commitment), scope, sender,
-                             seq, ts)
-            return binascii.b2a_base64(raw, newline=False).decode("ascii")
-        return tag
-
     def _report(self, room: Room, reporter: Member, msg: p.Report, now: float) -> list[Effect]:
         scope = room.id if msg.zone is None else f"{room.id}#{msg.zone}"
         try:
@@ -607,13 +560,6 @@ class Venue:
             reply["ref"] = msg.ref
         return [Reply(reply), *(Send(f.id, {"type": "report", "report": report.to_wire()})
                                 for f in room.facilitators())]
-
-    def voice(self, seat: Seat, frame: bytes, now: float) -> list[Effect]:
-        room = self.rooms[seat.room]
-        member = room.members.get(seat.member)
-        if member is None or member.attachment != seat.attachment:
-            raise ProtocolError("not_joined", "You are no longer in this room.")
-        return room.voice_frame(member, frame, now)
 
     def _remove(self, room: Room, actor: Member, target: Member, why: str) -> list[Effect]:
         if target.id == actor.id:

@@ -10,6 +10,7 @@ this package parses, hands over, and applies the effects it gets back.
     wsfast.py           the WebSocket fast path: whole frames in, one send per turn out
     webtransport.py     voice over WebTransport datagrams (aioquic, same reactor)
     node.py             this process's connections; applies the core's effects
+    redis_broker.py     the broker seam (spaces/broker.py) over Redis
     pages.py            the participant's pages: landing, join, room (jinja2)
     auth.py             facilitator sign-in: /login, /logout, /console, role tickets
     ack_link.py         the acknowledgement link in an on-call alert

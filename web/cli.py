@@ -254,7 +254,7 @@ def serve(args: argparse.Namespace) -> int:
     redis_url = args.redis or config.server.redis
     broker = None
     if redis_url:
-        from hearth.spaces.redis_broker import RedisBroker
+        from hearth.web.redis_broker import RedisBroker
         broker = RedisBroker(redis_url)
     hearth = make_hearth(config, reactor, args.listen, broker=broker, node_id=args.node_id,
                          persist_rooms=True)
@@ -366,7 +366,7 @@ def with_redis(url: str, work: Callable[[Any], Any], what: str, instead: str) ->
     reactor = install_reactor()
     from twisted.internet.defer import ensureDeferred
 
-    from hearth.spaces.redis_broker import RedisBroker
+    from hearth.web.redis_broker import RedisBroker
     broker = RedisBroker(url)
     result: dict[str, Any] = {}
 
@@ -483,7 +483,7 @@ def _append_shared(url: str, stream: str, record: bytes) -> bool:
     reactor = install_reactor()
     from twisted.internet.defer import ensureDeferred
 
-    from hearth.spaces.redis_broker import RedisBroker
+    from hearth.web.redis_broker import RedisBroker
     broker = RedisBroker(url)
     result: dict[str, Any] = {}
 

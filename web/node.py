@@ -11,7 +11,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 
-from hearth.moderation.bans import AddressBook
+from hearth.spaces.addresses import AddressBook
 from hearth.spaces.broker import Broker, Subscription, Unreachable
 from hearth.spaces.effects import Audit, Effect, Record
 from hearth.spaces.host import (

@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable, Iterable
 
-from hearth.moderation.bans import ClientAddress, utc_day
+from hearth.spaces.addresses import ClientAddress, utc_day
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -307,7 +307,7 @@ REDIS_STREAMS = {
 def redis_stores(items: list[dict[str, Any]], config: HearthConfig, now: float) -> list[Store]:
     """The privacy report's Redis part, from RedisBroker.inventory (names, types, TTLs and
     stream heads; never a value)."""
-    from hearth.spaces.redis_broker import STATE_TTL_MS
+    from hearth.web.redis_broker import STATE_TTL_MS
     r = config.retention
     stores: list[Store] = []
     for key, (name, note, rule) in REDIS_STREAMS.items():

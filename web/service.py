@@ -20,9 +20,9 @@ from twisted.logger import Logger
 from hearth.moderation.audit import AuditLog
 from hearth.moderation.crisis_config import load_crisis
 from hearth.moderation.journal import Journal
+from hearth.moderation.wiring import moderated_venue
 from hearth.spaces.broker import Broker, MemoryBroker
 from hearth.spaces.config import HearthConfig
-from hearth.spaces.venue import Venue
 from hearth.web.ack_link import AckLink
 from hearth.web.alerts import Alerts
 from hearth.web.crisis_data import CrisisData
@@ -113,17 +113,16 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
     shipper = LogShipper(broker, node_id)
     keys = load_secrets(Path(config.server.data_dir))
     crisis = load_crisis(Path(config.crisis.directory), with_models=config.crisis.detector_model)
-    venue = Venue(config, franking_key=keys.franking,
-                  escalation=crisis.escalation,
-                  ticket_key=hmac.new(keys.cookie, b"hearth-role-ticket-key",
-                                      hashlib.sha256).digest())
+    venue = moderated_venue(config, franking_key=keys.franking,
+                            escalation=crisis.escalation, public_url=config.crisis.public_url,
+                            ticket_key=hmac.new(keys.cookie, b"hearth-role-ticket-key",
+                                                hashlib.sha256).digest())
     factory = websocket_factory(config)
     data_dir = Path(config.server.data_dir)
     audit = AuditLog(data_dir / "audit.jsonl", on_record=partial(shipper.ship, "audit"))
     ack_key = hmac.new(keys.cookie, b"hearth-incident-ack-key", hashlib.sha256).digest()
     alerts = Alerts(config, reactor, data_dir, ack_key, config.crisis.public_url,
                     broker=broker, node_id=node_id, shared_logs=shipper)
-    venue.crisis.public_url = config.crisis.public_url
     node = Node(venue, broker, prepare_for(factory), reactor.seconds, audit=audit,
                 address_seed=keys.address_seed, alerts=alerts, node_id=node_id,
                 shared_logs=shipper)

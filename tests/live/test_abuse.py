@@ -108,10 +108,10 @@ async def test_a_connection_flood_from_one_address_is_capped_and_others_are_serv
 def test_the_cap_counts_keyed_hashes_not_addresses() -> None:
     import random
 
-    from hearth.spaces.venue import Venue
+    from hearth.moderation.wiring import moderated_venue
     from hearth.web.node import Node
-    venue = Venue(make_config(limits={"connections_per_address": 2}), franking_key=b"k" * 32,
-                  rng=random.Random(1))
+    venue = moderated_venue(make_config(limits={"connections_per_address": 2}),
+                            franking_key=b"k" * 32, rng=random.Random(1))
     from hearth.spaces.broker import MemoryBroker
     node = Node(venue, MemoryBroker(time.time), lambda p, b: p, time.time, address_seed=b"s" * 32)
     keys = [node.admit_address("203.0.113.5") for _ in range(3)]

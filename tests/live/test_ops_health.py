@@ -9,7 +9,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.web.client import Agent, readBody
 
-from hearth.spaces.redis_broker import RedisBroker
+from hearth.web.redis_broker import RedisBroker
 from hearth.web.service import make_hearth
 from tests.support.config import make_config
 from tests.support.live import start_server

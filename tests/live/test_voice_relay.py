@@ -116,12 +116,12 @@ def test_a_slow_listener_loses_voice_but_never_chat() -> None:
 
     from twisted.internet.task import Clock
 
+    from hearth.moderation.wiring import moderated_venue
     from hearth.spaces.broker import MemoryBroker
-    from hearth.spaces.venue import Venue
     from hearth.web.node import Node
     clock = Clock()
     config = make_config(voice={"slow_listener_bytes": 10_000})
-    venue = Venue(config, franking_key=b"k" * 32)
+    venue = moderated_venue(config, franking_key=b"k" * 32)
     prepared_count = []
 
     def prepare(payload: bytes, binary: bool) -> tuple[bytes, bool]:

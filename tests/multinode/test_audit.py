@@ -89,7 +89,7 @@ async def test_the_export_reads_every_node_s_records_from_redis(
     and with --local only this node's own journal."""
     from functools import partial
 
-    from hearth.spaces.redis_broker import RedisBroker
+    from hearth.web.redis_broker import RedisBroker
     from hearth.web.shared_logs import LogShipper
     config = tmp_path / "hearth.toml"
     data = tmp_path / "data"

@@ -39,7 +39,7 @@ async def brokers(kind: str, request: pytest.FixtureRequest) -> AsyncIterator[tu
         shared = MemoryBroker(reactor.seconds, schedule=lambda c: reactor.callLater(0, c))
         yield shared, shared
         return
-    from hearth.spaces.redis_broker import RedisBroker
+    from hearth.web.redis_broker import RedisBroker
     url = request.getfixturevalue("redis_server" if kind == "redis" else "redis_cluster").url
     a, b = RedisBroker(url), RedisBroker(url)
     await a.start()
@@ -272,7 +272,7 @@ async def test_while_redis_is_stopped_logs_and_leases_answer_unreachable(
     """Own servers (killed here): the caller keeps its copy, nobody holds a lease, the
     directory says it cannot answer, nothing hangs; messages wait for Redis, in order."""
     from hearth.spaces.broker import Unreachable
-    from hearth.spaces.redis_broker import RedisBroker
+    from hearth.web.redis_broker import RedisBroker
     redis = (RedisServer(tmp_path) if store == "redis" else RedisCluster(tmp_path)).start()
     broker = RedisBroker(redis.url)
     try:

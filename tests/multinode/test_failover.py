@@ -111,7 +111,7 @@ async def test_a_redis_cluster_failover_loses_nobody(tmp_path: Path) -> None:
     nobody is shut out, nothing said is lost or shown twice."""
     from twisted.internet.defer import Deferred
 
-    from hearth.spaces.redis_broker import RedisBroker
+    from hearth.web.redis_broker import RedisBroker
     from tests.support.live import sleep
     from tests.support.nodes import node_configs, start_nodes
     from tests.support.redis_servers import RedisCluster

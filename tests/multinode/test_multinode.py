@@ -24,7 +24,7 @@ async def three_nodes(request: pytest.FixtureRequest) -> AsyncIterator[list[Live
         shared = MemoryBroker(reactor.seconds, schedule=lambda c: reactor.callLater(0, c))
         brokers: list[Any] = [shared] * 3
     else:
-        from hearth.spaces.redis_broker import RedisBroker
+        from hearth.web.redis_broker import RedisBroker
         url = request.getfixturevalue(
             "redis_server" if request.param == "redis" else "redis_cluster").url
         brokers = [RedisBroker(url) for _ in range(3)]

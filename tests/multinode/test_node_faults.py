@@ -185,7 +185,7 @@ async def test_a_killed_node_s_members_resume_on_another_within_10_s(tmp_path: P
 @pytest_twisted.ensureDeferred
 async def test_a_redis_restart_is_survived_and_an_alert_raised_meanwhile_is_delivered(
         tmp_path: Path) -> None:
-    from hearth.spaces.redis_broker import RedisBroker
+    from hearth.web.redis_broker import RedisBroker
     redis = RedisServer(tmp_path / "redis").start()
     receiver = Receiver(SECRET)
     hook_port = receiver.listen()
@@ -240,7 +240,7 @@ async def test_a_redis_restart_is_survived_and_an_alert_raised_meanwhile_is_deli
 @pytest_twisted.ensureDeferred
 async def test_a_sign_out_during_a_redis_outage_reaches_the_other_node_afterwards(
         tmp_path: Path) -> None:
-    from hearth.spaces.redis_broker import RedisBroker
+    from hearth.web.redis_broker import RedisBroker
     from tests.support.live import until_async
     from tests.support.signin import PASSWORD, add_account, browser, console_csrf, csrf_in
     redis = RedisServer(tmp_path / "redis").start()

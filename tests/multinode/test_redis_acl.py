@@ -10,7 +10,7 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from hearth.spaces.broker import Unreachable
-from hearth.spaces.redis_broker import RedisBroker
+from hearth.web.redis_broker import RedisBroker
 from tests.support.redis_servers import RedisServer
 
 ACL = ["--user", "default", "on", "nopass", "-@all", "+ping",

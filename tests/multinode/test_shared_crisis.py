@@ -37,7 +37,7 @@ async def cluster_of_three(request: pytest.FixtureRequest, tmp_path: Path,
         def broker() -> Any:
             return shared
     else:
-        from hearth.spaces.redis_broker import RedisBroker
+        from hearth.web.redis_broker import RedisBroker
         url = request.getfixturevalue(
             "redis_server" if request.param == "redis" else "redis_cluster").url
 

@@ -61,7 +61,7 @@ async def three(request: pytest.FixtureRequest) -> AsyncIterator[list[LiveServer
         shared = MemoryBroker(reactor.seconds, schedule=lambda c: reactor.callLater(0, c))
         brokers: list[Any] = [shared] * 4
     else:
-        from hearth.spaces.redis_broker import RedisBroker
+        from hearth.web.redis_broker import RedisBroker
         url = request.getfixturevalue(
             "redis_server" if request.param == "redis" else "redis_cluster").url
         brokers = [RedisBroker(url) for _ in range(4)]

@@ -27,7 +27,7 @@ async def three_udp_nodes(request: pytest.FixtureRequest) -> AsyncIterator[list[
         shared = MemoryBroker(reactor.seconds, schedule=lambda c: reactor.callLater(0, c))
         brokers: list[Any] = [shared] * 3
     else:
-        from hearth.spaces.redis_broker import RedisBroker
+        from hearth.web.redis_broker import RedisBroker
         url = request.getfixturevalue("redis_server").url
         brokers = [RedisBroker(url) for _ in range(3)]
     nodes = await start_nodes(configs, brokers, webtransport=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from hearth.client.websocket import HearthClient
-from hearth.moderation.bans import ClientAddress
+from hearth.spaces.addresses import ClientAddress
 from hearth.spaces.connection import Connection
 from hearth.spaces.effects import Dispatch, Duty, Effect, Reply, Send
 from tests.support.world import World, reply, wire

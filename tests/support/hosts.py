@@ -15,7 +15,8 @@ from typing import Any
 
 from twisted.internet.task import Clock
 
-from hearth.moderation.bans import AddressBook
+from hearth.moderation.wiring import moderated_venue
+from hearth.spaces.addresses import AddressBook
 from hearth.spaces.broker import MemoryBroker, Unreachable
 from hearth.spaces.effects import Audit, Record
 from hearth.spaces.host import (
@@ -35,7 +36,6 @@ from hearth.spaces.host import (
     Watch,
     Write,
 )
-from hearth.spaces.venue import Venue
 from tests.support.config import make_config
 
 COMMIT = "A" * 43 + "="
@@ -104,8 +104,9 @@ class Nodes:
         counter = iter(range(1, 100_000))
         for i in range(1, n + 1):
             name = f"node{i}"
-            venue = Venue(self.config, franking_key=b"k" * 32, rng=random.Random(i),
-                          make_member_id=lambda: f"m{next(counter)}", ticket_key=ticket_key)
+            venue = moderated_venue(self.config, franking_key=b"k" * 32, rng=random.Random(i),
+                                    make_member_id=lambda: f"m{next(counter)}",
+                                    ticket_key=ticket_key)
             host = RoutingHost(venue, name, self.clock.seconds, addresses=AddressBook(b"s" * 32))
             self.hosts[name] = host
             self.clients[name] = []

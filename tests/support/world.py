@@ -8,10 +8,10 @@ from typing import Any
 
 from twisted.internet.task import Clock
 
+from hearth.moderation.wiring import moderated_venue
 from hearth.spaces.connection import Connection
 from hearth.spaces.effects import Broadcast, Effect, Message, Reply
 from hearth.spaces.protocol import encode
-from hearth.spaces.venue import Venue
 from tests.support.config import make_config
 
 COMMIT = "A" * 43 + "="
@@ -24,8 +24,8 @@ class World:
         self.clock = Clock()
         self.clock.advance(1_000_000)
         counter = iter(range(1, 10_000))
-        self.venue = Venue(make_config(**sections), franking_key=b"k" * 32,
-                           rng=random.Random(7), make_member_id=lambda: f"m{next(counter)}")
+        self.venue = moderated_venue(make_config(**sections), franking_key=b"k" * 32,
+                                     rng=random.Random(7), make_member_id=lambda: f"m{next(counter)}")
 
     def connect(self) -> Connection:
         return Connection(self.venue, self.venue.config.limits, self.clock.seconds())

@@ -17,11 +17,11 @@ from twisted.python.failure import Failure
 from hearth.moderation.crisis import CrisisDesk
 from hearth.moderation.incidents import DEFAULT_ESCALATION, Incident, IncidentDesk
 from hearth.moderation.outbox import Outbox
+from hearth.moderation.wiring import moderated_venue
 from hearth.spaces.broker import MemoryBroker
 from hearth.spaces.effects import ActElsewhere, Dispatch, Duty, Record, Send
 from hearth.spaces.pseudonyms import generate_avatar
 from hearth.spaces.room import Member, Role, Room
-from hearth.spaces.venue import Venue
 from hearth.web.shared_logs import LogShipper, read_stream
 from hearth.web.shared_outbox import LEASE_TTL, SharedOutbox
 from tests.support.config import make_config
@@ -87,7 +87,7 @@ def crisis_desk() -> CrisisDesk:
 
 
 def test_on_duty_alerts_are_for_every_node() -> None:
-    venue = Venue(make_config(), franking_key=b"k" * 32)
+    venue = moderated_venue(make_config(), franking_key=b"k" * 32)
     room = venue.rooms["circle"]
     person = seat(room, "m1", "Quiet Otter")
     seat(room, "f1", "Host", "facilitator")
@@ -102,7 +102,7 @@ def test_on_duty_alerts_are_for_every_node() -> None:
 
 
 def test_responders_are_the_room_s_facilitators_and_everyone_on_duty_once() -> None:
-    venue = Venue(make_config(), franking_key=b"k" * 32)
+    venue = moderated_venue(make_config(), franking_key=b"k" * 32)
     room = venue.rooms["circle"]
     person = seat(room, "m1", "Quiet Otter")
     seat(room, "f1", "Host", "facilitator")
@@ -120,8 +120,8 @@ def test_an_incident_another_node_runs_is_listed_and_acted_on_there() -> None:
     desk = crisis_desk()
     wire = {"id": "far1", "room": "other", "state": "open", "pseudonym": "Far Away"}
     desk.learn(wire)
-    on = desk.set_duty(seat(Venue(make_config(), franking_key=b"k" * 32).rooms["circle"],
-                            "f9", "Duty", "facilitator"), True, 0.0)
+    room = moderated_venue(make_config(), franking_key=b"k" * 32).rooms["circle"]
+    on = desk.set_duty(seat(room, "f9", "Duty", "facilitator"), True, 0.0)
     assert [i["id"] for i in as_sent(on[0].message)["open"]] == ["far1"]
     effects = desk.act({}, "ana", "far1", "ack", None, 5.0, "r1")
     assert effects == [ActElsewhere("other", "far1", "ack", None, "ana", "r1")]
@@ -133,7 +133,7 @@ def test_an_incident_another_node_runs_is_listed_and_acted_on_there() -> None:
 
 def test_a_room_handed_over_takes_its_incidents_and_its_new_node_runs_them() -> None:
     config = make_config()
-    here, there = (Venue(config, franking_key=b"k" * 32) for _ in range(2))
+    here, there = (moderated_venue(config, franking_key=b"k" * 32) for _ in range(2))
     room = here.rooms["circle"]
     person = seat(room, "m1", "Quiet Otter")
     incident_id = as_sent(here.crisis.help(room, person, 0.0, None)[0].message)["incident"]

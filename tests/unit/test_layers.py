@@ -79,18 +79,6 @@ def all_imports(*packages: str) -> list[Import]:
     return [i for package in packages for path in sources(package) for i in imports(path)]
 
 
-# What the rules still find, to be emptied as the code is moved (issue 19).
-KNOWN = {
-    "direction: spaces/connection.py imports hearth.moderation.bans",
-    "direction: spaces/venue.py imports hearth.moderation.bans",
-    "direction: spaces/venue.py imports hearth.moderation.crisis",
-    "direction: spaces/venue.py imports hearth.moderation.incidents",
-    "direction: spaces/venue.py imports hearth.moderation.reports",
-    "twisted: spaces/redis_broker.py imports twisted.logger",
-    "twisted: spaces/redis_broker.py imports twisted.internet.defer",
-}
-
-
 def found(kind: str, item: Import, detail: str) -> str:
     return f"{kind}: {item.module} {detail}"
 
@@ -113,11 +101,7 @@ def violations() -> list[str]:
 
 
 def test_imports_go_one_way_and_the_core_has_no_twisted() -> None:
-    assert sorted(set(violations()) - KNOWN) == []
-
-
-def test_the_list_of_known_exceptions_holds_only_what_is_still_there() -> None:
-    assert sorted(KNOWN - set(violations())) == []
+    assert violations() == []
 
 
 # --- I/O, as each core package says ----------------------------------------------------

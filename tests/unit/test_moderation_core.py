@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from hearth.moderation.bans import ClientAddress
 from hearth.spaces import protocol as p
+from hearth.spaces.addresses import ClientAddress
 from hearth.spaces.effects import Attach, Audit, Broadcast, Detach, Effect, Enter, Reply, Send, Voice
 from hearth.spaces.layout import Point
 from hearth.spaces.venue import DENIED, REMOVED, SESSION_ENDED
@@ -424,8 +424,8 @@ def test_a_seat_inside_a_private_corner_is_closed_to_others() -> None:
     import random
     import tempfile
 
+    from hearth.moderation.wiring import moderated_venue
     from hearth.spaces.config import parse_config
-    from hearth.spaces.venue import Venue
     from tests.support.config import BASE
     data = copy.deepcopy(BASE)
     data["server"]["data_dir"] = tempfile.mkdtemp(prefix="hearth-test-")
@@ -433,8 +433,8 @@ def test_a_seat_inside_a_private_corner_is_closed_to_others() -> None:
     data["rooms"][0]["layout"]["corners"].append(seat0)
     w = ModWorld()
     counter = iter(range(1, 100))
-    w.venue = Venue(parse_config(data, "test.toml"), franking_key=b"k" * 32, rng=random.Random(7),
-                    make_member_id=lambda: f"m{next(counter)}")
+    w.venue = moderated_venue(parse_config(data, "test.toml"), franking_key=b"k" * 32,
+                              rng=random.Random(7), make_member_id=lambda: f"m{next(counter)}")
     fac, _ = w.facilitator()
     _, wp = w.join()
     other, wo = w.join()

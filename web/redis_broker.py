@@ -48,7 +48,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from hearth.spaces.broker import Deliver, Subscription, Unreachable, _Cancel
+from hearth.spaces.broker import Deliver, Subscription, Unreachable, Cancel
 
 QUEUE_LIMIT = 10_000  # messages kept for publishing; beyond, the newest are given up
 BACKOFF_MAX = 1.0  # seconds between reconnection attempts, at most
@@ -180,7 +180,7 @@ class RedisBroker:
         def cancel() -> None:
             if self._inboxes.get(channel) is deliver:
                 del self._inboxes[channel]
-        return _Cancel(cancel)
+        return Cancel(cancel)
 
     def watch(self, unheard: Callable[[str], None],
               undelivered: Callable[[str, bytes], None]) -> None:
