@@ -2,6 +2,7 @@
 (spaces/) and is driven by the shell (web/); spaces/ never imports it.
 
     crisis.py         the crisis desk: help, flags, "I'm worried" -> incidents -> alerts
+    controls.py       facilitator controls: the role check, what each does, the audit
     incidents.py      the incident state machine and its escalation tiers
     crisis_config.py  config/crisis/ (helplines, rule packs, escalation), checked at load
     detector.py       the crisis phrase detector's rule packs (run in the browser)
@@ -9,7 +10,7 @@
     detector_train.py  trains the detector's model beside each rule pack (a command)
     bans.py           bans by a keyed hash of the address, never the address
     reports.py        verified reports (message franking) queued for facilitators
-    wiring.py         a venue with the crisis desk, bans and reports plugged in
+    wiring.py         a venue with the crisis desk, controls, bans and reports plugged in
     login.py          facilitator sign-in without I/O: throttle, sessions, CSRF
     sealed.py         records shared through Redis, sealed with a MAC
     accounts.py       facilitator accounts: argon2id hashes, TOTP, the account file

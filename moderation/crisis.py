@@ -44,6 +44,7 @@ from hearth.moderation.incidents import (
 from hearth.spaces import protocol as p
 from hearth.spaces.effects import (
     ActElsewhere,
+    Audit,
     Dispatch,
     Duty,
     DutyRoster,
@@ -168,6 +169,27 @@ class CrisisDesk:
         # the person's own request: they hear how it goes
         mine = incident.id if trigger == "self_detector" else None
         return [Reply(FlagReceived(incident=mine, ref=ref)), *effects]
+
+    def flagged(self, room: Room, member: Member, msg: p.Flag, now: float) -> list[Effect]:
+        """A `flag` from `member`: its own detector fired (never text: category, severity,
+        rule pack), or a facilitator flags someone (a participant may not: "worried" is
+        theirs)."""
+        if msg.member is None or msg.member == member.id:
+            if msg.manual:
+                raise ProtocolError("bad_message", "flag.manual: a flag about yourself is a "
+                                                   "request for help; use \"help\".", msg.ref)
+            person, trigger = member, "self_detector"
+        else:
+            if member.role == "participant":
+                refused = ProtocolError("forbidden", "Only facilitators can flag someone else; "
+                                                     "use \"worried\".", msg.ref)
+                return [Reply(refused.as_message()),
+                        Audit(member.actor, "flag", None, room.id, "refused:forbidden")]
+            person = room.target(msg.member, msg.ref)
+            trigger = "facilitator_flag" if msg.manual else "facilitator_detector"
+        return self.flag(room, person, trigger=trigger, severity=msg.severity,
+                         category=msg.category, rule_pack=msg.pack, now=now, ref=msg.ref,
+                         actor=None if trigger == "self_detector" else member.actor)
 
     def worried(self, room: Room, reporter: Member, person: Member, now: float,
                 ref: str | None) -> list[Effect]:

@@ -1,8 +1,8 @@
 """A venue with moderation plugged in: the one way the shell, tests and benchmarks build one.
 
-The room core (spaces/venue.py) takes its crisis desk, ban list and report
-queue as spaces/ports.py Protocols and never imports moderation/; this is
-where moderation's own are made and handed to it.
+The room core (spaces/venue.py) takes its crisis desk, facilitator controls,
+ban list and report queue as spaces/ports.py Protocols and never imports
+moderation/; this is where moderation's own are made and handed to it.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable
 
 from hearth.moderation.bans import BanList
+from hearth.moderation.controls import facilitate
 from hearth.moderation.crisis import CrisisDesk
 from hearth.moderation.incidents import DEFAULT_ESCALATION, Escalation, IncidentDesk
 from hearth.moderation.reports import ReportQueue
@@ -30,9 +31,10 @@ def moderated_venue(config: HearthConfig, *, franking_key: bytes,
                     make_member_id: Callable[[], str] = new_member_id,
                     ticket_key: bytes | None = None) -> Venue:
     """Every room of `config`, with a crisis desk escalating by `escalation` (its alerts'
-    links under `public_url`), an empty ban list and an empty report queue."""
+    links under `public_url`), the facilitator controls, an empty ban list and an empty
+    report queue."""
     crisis = CrisisDesk(IncidentDesk(escalation), new_id=new_incident_id,
                         public_url=public_url)
     return Venue(config, franking_key=franking_key, crisis=crisis, bans=BanList(),
-                 reports=ReportQueue(), rng=rng, make_token=make_token,
+                 reports=ReportQueue(), controls=facilitate, rng=rng, make_token=make_token,
                  make_member_id=make_member_id, ticket_key=ticket_key)

@@ -1,25 +1,28 @@
-"""What the room core needs of moderation: the crisis desk, the ban list and the report
-queue, as typed Protocols.
+"""What the room core needs of moderation: the crisis desk, the facilitator controls,
+the ban list and the report queue, as typed Protocols.
 
-moderation/ implements them (crisis.py CrisisDesk, bans.py BanList, reports.py
-ReportQueue) and moderation/wiring.py plugs them into a venue; mypy checks
-that each implementation has what its Protocol asks. The room core calls them
-and never imports moderation/: the crisis messages a connection receives (help,
-"I'm okay") go straight to the crisis desk, the facilitators' incident
-messages and the venue's own events (a member forgotten, a room moving, time
-passing) through the venue, and the routing host asks the desk which
-incidents run where.
+moderation/ implements them (crisis.py CrisisDesk, controls.py facilitate,
+bans.py BanList, reports.py ReportQueue) and moderation/wiring.py plugs them
+into a venue; mypy checks that each implementation has what its Protocol
+asks. The room core calls them and never imports moderation/: a connection
+hands help and "I'm okay" straight to the crisis desk; the venue hands every
+facilitator message to the controls, flags and "I'm worried" to the crisis
+desk, and tells it its own events (a member forgotten, a room moving, time
+passing); the routing host asks the desk which incidents run where.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hearth.spaces import protocol as p
 from hearth.spaces.addresses import AddressKey
 from hearth.spaces.effects import Effect
 from hearth.spaces.room import Member, Room
+
+if TYPE_CHECKING:
+    from hearth.spaces.venue import Venue
 
 
 class Crisis(Protocol):
@@ -40,9 +43,7 @@ class Crisis(Protocol):
               ref: str | None) -> list[Effect]: ...
     def worried(self, room: Room, reporter: Member, person: Member, now: float,
                 ref: str | None) -> list[Effect]: ...
-    def flag(self, room: Room, person: Member, *, trigger: str, severity: str, category: str,
-             rule_pack: str | None, now: float, ref: str | None,
-             actor: str | None = None) -> list[Effect]: ...
+    def flagged(self, room: Room, member: Member, msg: p.Flag, now: float) -> list[Effect]: ...
     def incident(self, rooms: Mapping[str, Room], actor: str, msg: p.Incident,
                  now: float) -> list[Effect]: ...
     def act(self, rooms: Mapping[str, Room], actor: str, incident_id: str, action: str,
@@ -64,6 +65,15 @@ class Crisis(Protocol):
     def heard_duty(self, node: str, count: int, now: float) -> None: ...
     def learn(self, wire: dict[str, Any]) -> None: ...
     def latest(self, records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]: ...
+
+
+class Controls(Protocol):
+    """Facilitator controls: a message of protocol.FACILITATOR_TYPES from a seated member,
+    its role checked, done (on the room, the venue's sessions, bans, reports, incidents)
+    and audited."""
+
+    def __call__(self, venue: Venue, room: Room, actor: Member, msg: p.ClientMessage,
+                 now: float) -> list[Effect]: ...
 
 
 class Bans(Protocol):

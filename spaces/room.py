@@ -106,6 +106,11 @@ class Member:
         if len(self.replies) > REPLIES_KEPT:
             del self.replies[next(iter(self.replies))]
 
+    @property
+    def actor(self) -> str:
+        """Who did it, for the audit log: a facilitator's account, else the pseudonym."""
+        return self.account or self.pseudonym
+
     def answered(self, client_id: str | None, ref: str | None) -> dict[str, Any] | None:
         """The reply a message with this client id already got, for its resend (with the
         resend's own ref): a resend is answered the same, never done again."""
@@ -174,6 +179,13 @@ class Room:
         if member is None and lobby:
             member = self.waiting.get(member_id)
         return member if member is not None and member.attachment == attachment else None
+
+    def target(self, member_id: str, ref: str | None) -> Member:
+        """The member a message is aimed at; `member_not_found` if it is not in the room."""
+        found = self.members.get(member_id)
+        if found is None:
+            raise ProtocolError("member_not_found", ref=ref)
+        return found
 
     def facilitators(self) -> list[Member]:
         return [m for m in self.members.values() if m.role != "participant"]

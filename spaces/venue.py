@@ -31,8 +31,8 @@ from hearth.spaces.addresses import AddressKey, utc_day
 from hearth.spaces.config import HearthConfig
 from hearth.spaces.e2ee.errors import E2EEError
 from hearth.spaces.e2ee.franking import verify_report
-from hearth.spaces.effects import ActElsewhere, Attach, Audit, Detach, Effect, Enter, Reply, Send
-from hearth.spaces.ports import Bans, Crisis, Reports
+from hearth.spaces.effects import Attach, Audit, Detach, Effect, Enter, Reply, Send
+from hearth.spaces.ports import Bans, Controls, Crisis, Reports
 from hearth.spaces.protocol import ProtocolError
 from hearth.spaces.pseudonyms import LOCALES, generate, generate_avatar
 from hearth.spaces.room import Member, Role, Room
@@ -46,11 +46,6 @@ ROLE_WITHDRAWN = 4006  # close code for a facilitator whose sign-in or account e
 TICKET_TTL = 60.0
 ROLES = get_args(Role)
 SEQ_MARGIN_ON_TAKEOVER = 1000
-
-
-def _actor(member: Member) -> str:
-    """Who did it, for the audit log: the account of a facilitator, else the pseudonym."""
-    return member.account or member.pseudonym
 
 
 def _b64(data: bytes) -> str:
@@ -81,7 +76,8 @@ class Seat:
 
 class Venue:
     def __init__(self, config: HearthConfig, *, franking_key: bytes, crisis: Crisis,
-                 bans: Bans, reports: Reports, rng: random.Random | None = None,
+                 bans: Bans, reports: Reports, controls: Controls,
+                 rng: random.Random | None = None,
                  make_token: Callable[[], str] = new_token,
                  make_member_id: Callable[[], str] = new_member_id,
                  ticket_key: bytes | None = None) -> None:
@@ -112,6 +108,7 @@ class Venue:
         self.crisis = crisis
         self.bans = bans
         self.reports = reports
+        self.controls = controls  # facilitators' messages: checked, done and audited there
         self.stats = Stats()  # counts by message type and error code, for /metrics
 
     # --- tickets --------------------------------------------------------------
@@ -211,7 +208,7 @@ class Venue:
             for member in [m for m in room.members.values()
                            if m.role != "participant" and whose(m)]:
                 self._forget(member.id)
-                effects += [Audit(_actor(member), "role_withdrawn", member.pseudonym, room.id,
+                effects += [Audit(member.actor, "role_withdrawn", member.pseudonym, room.id,
                                   why),
                             Detach(member.id, ROLE_WITHDRAWN,
                                    "your facilitator sign-in has ended; sign in again"),
@@ -381,21 +378,8 @@ class Venue:
             if seat.member in room.waiting:
                 raise ProtocolError("waiting", ref=msg.ref)
             raise ProtocolError("not_joined", "You are no longer in this room.")
-        kind = p.wire_type(msg)
-        if kind in p.FACILITATOR_TYPES:
-            target = self._target_name(room, msg)
-            if member.role == "participant":  # the one role check for every facilitator op
-                refused = ProtocolError("forbidden", "Only facilitators can do that.", msg.ref)
-                self.stats.refused["forbidden"] += 1
-                return [Reply(refused.as_message()),
-                        Audit(_actor(member), kind, target, room.id, "refused:forbidden")]
-            effects = self._moderate(room, member, msg, now)
-            if kind not in ("list_reports", "alert_seen"):  # a receipt is in the incident;
-                # an incident run elsewhere is audited where it runs
-                elsewhere = any(isinstance(e, ActElsewhere) for e in effects)
-                effects.append(Audit(_actor(member), kind, target, room.id,
-                                     "forwarded" if elsewhere else "ok"))
-            return effects
+        if p.wire_type(msg) in p.FACILITATOR_TYPES:
+            return self.controls(self, room, member, msg, now)
         match msg:
             case p.Move(x=x, y=y):
                 return room.move(member, x, y, now)
@@ -414,10 +398,9 @@ class Venue:
             case p.RaiseHand(up=up):
                 return room.raise_hand(member, up)
             case p.Flag():
-                return self._flag(room, member, msg, now)
+                return self.crisis.flagged(room, member, msg, now)
             case p.Worried(member=target, ref=ref):
-                return self.crisis.worried(room, member, self._member(room, target, ref), now,
-                                           ref)
+                return self.crisis.worried(room, member, room.target(target, ref), now, ref)
             case p.Status(status=status):
                 return room.set_status(member, status)
             case p.Leave(closing=True) if self.config.session.closing_grace_seconds > 0:
@@ -431,97 +414,10 @@ class Venue:
                 raise ProtocolError("webtransport_unavailable", ref=ref)
         raise ProtocolError("unknown_type")  # pragma: no cover - decode admits no other types
 
-    def _moderate(self, room: Room, actor: Member, msg: p.ClientMessage,
-                  now: float) -> list[Effect]:
-        """Facilitator operations; the caller has checked the role."""
-        match msg:
-            case p.ListReports():
-                return [Reply({"type": "reports",
-                               "reports": [r.to_wire() for r in self.reports.for_room(room.id)]})]
-            case p.Remove(member=target, ref=ref):
-                return self._remove(room, actor, self._member(room, target, ref), "removed")
-            case p.Ban(member=target, minutes=minutes, ref=ref):
-                banned = self._member(room, target, ref)
-                effects = self._remove(room, actor, banned, "banned")
-                self.bans.ban(room.id, banned, now + 60 * minutes)
-                return effects
-            case p.Mute(member=target, ref=ref):
-                return room.mute(self._member(room, target, ref))
-            case p.AskUnmute(member=target, ref=ref):
-                return room.ask_unmute(self._member(room, target, ref), actor)
-            case p.Stick(on=on):
-                return room.set_stick(on)
-            case p.GiveStick(member=None, ref=ref):
-                return room.give_stick(None, ref)
-            case p.GiveStick(member=str(target), ref=ref):
-                return room.give_stick(self._member(room, target, ref), ref)
-            case p.Lobby(on=on):
-                return room.set_lobby(on)
-            case p.Admit(member=target, ref=ref):
-                return self._admit(room, target, ref)
-            case p.Deny(member=target, ref=ref):
-                if target not in room.waiting:
-                    raise ProtocolError("member_not_found", ref=ref)
-                return [Detach(target, DENIED, "not admitted this time"),
-                        *room.remove(target, "removed")]
-            case p.Lock(on=on):
-                return room.set_lock(on)
-            case p.Capacity(value=value):
-                return room.set_capacity(value)
-            case p.Hide(seq=seq, zone=zone):
-                return room.hide(seq, actor, zone)
-            case p.SlowMode(seconds=seconds):
-                return room.set_slow_mode(seconds)
-            case p.PrivateCorner(corner=corner, member=target, ref=ref):
-                return room.private_corner(corner, actor, self._member(room, target, ref))
-            case p.ReleaseCorner(corner=corner):
-                return room.release_corner(corner)
-            case p.EndSession():
-                return self._end_session(room)
-            case p.Incident():
-                return self.crisis.incident(self.rooms, _actor(actor), msg, now)
-            case p.AlertSeen(incident=incident, ref=ref):
-                return self.crisis.act(self.rooms, _actor(actor), incident, "seen", None, now, ref)
-            case p.Duty(on=on):
-                return self.crisis.set_duty(actor, on, now)
-            case p.ListIncidents():
-                return self.crisis.listing(room)
-        raise ProtocolError("unknown_type")  # pragma: no cover
+    # --- what facilitator controls do to sessions --------------------------------------
 
-    def _flag(self, room: Room, member: Member, msg: p.Flag, now: float) -> list[Effect]:
-        """A detector fired (category, severity, pack: never text), or a manual flag."""
-        if msg.member is None or msg.member == member.id:
-            if msg.manual:
-                raise ProtocolError("bad_message", "flag.manual: a flag about yourself is a "
-                                                   "request for help; use \"help\".", msg.ref)
-            person, trigger = member, "self_detector"
-        else:
-            if member.role == "participant":
-                refused = ProtocolError("forbidden", "Only facilitators can flag someone else; "
-                                                     "use \"worried\".", msg.ref)
-                return [Reply(refused.as_message()),
-                        Audit(_actor(member), "flag", None, room.id, "refused:forbidden")]
-            person = self._member(room, msg.member, msg.ref)
-            trigger = "facilitator_flag" if msg.manual else "facilitator_detector"
-        return self.crisis.flag(room, person, trigger=trigger, severity=msg.severity,
-                                category=msg.category, rule_pack=msg.pack, now=now, ref=msg.ref,
-                                actor=None if trigger == "self_detector" else _actor(member))
-
-    def _target_name(self, room: Room, msg: p.ClientMessage) -> str | None:
-        """The pseudonym an operation is aimed at, for the audit log."""
-        target = getattr(msg, "member", None)
-        if not isinstance(target, str):
-            return None
-        found = room.members.get(target) or room.waiting.get(target)
-        return found.pseudonym if found else None
-
-    def _member(self, room: Room, target: str, ref: str | None) -> Member:
-        found = room.members.get(target)
-        if found is None:
-            raise ProtocolError("member_not_found", ref=ref)
-        return found
-
-    def _admit(self, room: Room, target: str, ref: str | None) -> list[Effect]:
+    def admit(self, room: Room, target: str, ref: str | None) -> list[Effect]:
+        """Someone waiting in the lobby comes in, with a session token."""
         member = room.waiting.pop(target, None)
         if member is None:
             raise ProtocolError("member_not_found", ref=ref)
@@ -531,7 +427,7 @@ class Venue:
                 Send(member.id, self._welcome(room, member, token, False)),
                 *entered, *room.lobby_update()]
 
-    def _end_session(self, room: Room) -> list[Effect]:
+    def end_session(self, room: Room) -> list[Effect]:
         """Everyone leaves at once; the room starts afresh (a new epoch, no tokens)."""
         effects: list[Effect] = [room.end_notice()]
         for member in [*room.members, *room.waiting]:
@@ -561,7 +457,9 @@ class Venue:
         return [Reply(reply), *(Send(f.id, {"type": "report", "report": report.to_wire()})
                                 for f in room.facilitators())]
 
-    def _remove(self, room: Room, actor: Member, target: Member, why: str) -> list[Effect]:
+    def remove(self, room: Room, actor: Member, target: Member, why: str) -> list[Effect]:
+        """A facilitator removes (or bans) `target`: its connection closes and its token is
+        forgotten."""
         if target.id == actor.id:
             raise ProtocolError("member_not_found", "You cannot remove yourself; leave instead.")
         self._forget(target.id)

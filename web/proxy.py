@@ -7,7 +7,7 @@ is the last hop of X-Forwarded-For: the address the proxy itself saw
 by whoever sent the request and prove nothing. From any other peer the header
 is ignored, so nobody can choose the address a ban or a sign-in limit sees.
 
-The address found is used only as a keyed hash (moderation/bans.py, web/auth.py)
+The address found is used only as a keyed hash (spaces/addresses.py, web/auth.py)
 and is never logged.
 """
 
@@ -62,7 +62,7 @@ def is_loopback(host: str | None) -> bool:
 
 class AddressCap:
     """Open connections per client address, for a cap: counted by the address's keyed hash
-    under today's salt (moderation/bans.py), in memory, and only while connections are
+    under today's salt (spaces/addresses.py), in memory, and only while connections are
     open. `admit` gives a key to hand back to `release`, or None: refuse."""
 
     def __init__(self, seed: bytes, cap: int, clock: Callable[[], float]) -> None:

@@ -48,7 +48,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from hearth.spaces.broker import Deliver, Subscription, Unreachable, Cancel
+from hearth.spaces.broker import Cancel, Deliver, Subscription, Unreachable
 
 QUEUE_LIMIT = 10_000  # messages kept for publishing; beyond, the newest are given up
 BACKOFF_MAX = 1.0  # seconds between reconnection attempts, at most

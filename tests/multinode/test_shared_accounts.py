@@ -19,8 +19,8 @@ import pytest_twisted
 
 from hearth.client.websocket import HearthClient
 from hearth.moderation.accounts import AccountStore, new_totp_secret, totp_code
-from hearth.web.redis_broker import RedisBroker
 from hearth.spaces.venue import ROLE_WITHDRAWN
+from hearth.web.redis_broker import RedisBroker
 from tests.support.live import LiveServer, until_async
 from tests.support.nodes import node_configs, start_nodes
 from tests.support.redis_servers import RedisServer
