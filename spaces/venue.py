@@ -8,8 +8,9 @@ the room moving at that moment, cannot lock the member out). A token starts
 with the id of its room (`<room>.<secret>`), so any node can route a resume
 without a directory of sessions. Role tickets — one-time, short-lived
 strings a facilitator's logged-in page exchanges for a role — are kept the same
-way. The crisis desk, the ban list and the report queue are plugged in
-(spaces/ports.py; moderation/wiring.py builds a venue with moderation's own).
+way. The crisis desk, the facilitator controls, the ban list and the report
+queue are plugged in (spaces/ports.py; moderation/wiring.py builds a venue
+with moderation's own).
 Nothing here does I/O or reads a clock.
 """
 
