@@ -326,3 +326,26 @@ def test_worried_is_limited_per_address_and_the_first_is_never_refused() -> None
     # and after the window, the reporter may again
     w.later(601)
     assert replies(w.send(back, {"type": "worried", "member": people[1]}), "concern_received")
+
+
+def test_someone_waiting_in_the_lobby_can_ask_for_help_and_say_they_are_okay() -> None:
+    w = CrisisWorld()
+    fac, fac_id = w.facilitator()
+    w.send(fac, {"type": "lobby", "on": True})
+    waiting = w.connect()
+    waited = w.send(waiting, {"type": "join", "room": "circle", "pseudonym": "Shy Finch"})
+    member = replies(waited, "waiting")[0]["member"]
+    assert replies(w.send(waiting, {"type": "envelope", "body": "AAAA", "commitment": "A" * 43
+                                    + "="}), "error")[0]["code"] == "waiting"  # not in yet
+    pressed = w.send(waiting, {"type": "help", "id": "h-1", "ref": "r1"})
+    [received] = replies(pressed, "help_received")
+    assert received["ref"] == "r1"
+    assert [a["incident"]["member"] for a in alerts_to(pressed, fac_id)] == [member]
+    assert len(dispatches(pressed)) == 1
+    again = w.send(waiting, {"type": "help", "id": "h-1", "ref": "r2"})  # a resend: same answer
+    assert replies(again, "help_received") == [{**received, "ref": "r2"}]
+    assert dispatches(again) == [] and alerts_to(again, fac_id) == []
+    okay = w.send(waiting, {"type": "im_ok"})
+    assert replies(okay, "ok_received")[0]["incident"] == received["incident"]
+    w.send(fac, {"type": "deny", "member": member})  # gone from the lobby: no longer heard
+    assert replies(w.send(waiting, {"type": "help"}), "error")[0]["code"] == "not_joined"
