@@ -38,6 +38,13 @@ class World:
         effects = self.send(conn, {"type": "join", "room": room, **fields})
         return conn, reply(effects, "welcome")
 
+    def in_lobby(self, facilitator: Connection, pseudonym: str
+                 ) -> tuple[Connection, list[Effect]]:
+        """`facilitator` turns the lobby on; a newcomer joins and waits there."""
+        self.send(facilitator, {"type": "lobby", "on": True})
+        conn = self.connect()
+        return conn, self.send(conn, {"type": "join", "room": "circle", "pseudonym": pseudonym})
+
     def tick(self) -> list[Effect]:
         return self.venue.tick(self.clock.seconds())
 

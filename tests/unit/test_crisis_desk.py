@@ -331,9 +331,7 @@ def test_worried_is_limited_per_address_and_the_first_is_never_refused() -> None
 def test_someone_waiting_in_the_lobby_can_ask_for_help_and_say_they_are_okay() -> None:
     w = CrisisWorld()
     fac, fac_id = w.facilitator()
-    w.send(fac, {"type": "lobby", "on": True})
-    waiting = w.connect()
-    waited = w.send(waiting, {"type": "join", "room": "circle", "pseudonym": "Shy Finch"})
+    waiting, waited = w.in_lobby(fac, "Shy Finch")
     member = replies(waited, "waiting")[0]["member"]
     assert replies(w.send(waiting, {"type": "envelope", "body": "AAAA", "commitment": "A" * 43
                                     + "="}), "error")[0]["code"] == "waiting"  # not in yet

@@ -113,9 +113,7 @@ def test_forged_role_fields_and_replayed_tickets_give_no_role() -> None:
 def test_lobby_admit_and_deny() -> None:
     w = ModWorld()
     fac, _ = w.facilitator()
-    w.send(fac, {"type": "lobby", "on": True})
-    newcomer = w.connect()
-    effects = w.send(newcomer, {"type": "join", "room": "circle", "pseudonym": "Shy Finch"})
+    newcomer, effects = w.in_lobby(fac, "Shy Finch")
     waiting = reply(effects, "waiting")
     assert "token" not in waiting
     assert Attach("circle", waiting["member"], waiting=True) in effects
