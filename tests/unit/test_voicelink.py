@@ -33,6 +33,7 @@ from hearth.web.webtransport import (
     SELF_SIGNED_DAYS,
     VOICE_WINDOW,
     Certificates,
+    DatagramCollector,
     Outbox,
     Turn,
     VoiceChannel,
@@ -209,6 +210,19 @@ def test_voice_out_is_bounded_never_queued_without_end_and_too_big_goes_by_webso
     assert not channel.send(frame(3, size=ROOM))  # does not fit a datagram: the WebSocket
     channel.close()
     assert not channel.send(frame(4))
+
+
+def test_the_metrics_count_every_stage_of_a_datagrams_way() -> None:
+    server, _, _, channel, _ = channel_setup()
+    channel.send(frame(1))
+    server.counts["dropped_late"] += 1
+    server.packets["in"] += 3
+    samples = {(s.name, tuple(s.labels.values())): s.value
+               for family in DatagramCollector(server).collect() for s in family.samples}
+    datagrams, packets = "hearth_voice_datagrams_total", "hearth_voice_packets_total"
+    assert samples[(datagrams, ("queued",))] == 1 and samples[(datagrams, ("sent",))] == 0
+    assert samples[(datagrams, ("dropped_late",))] == 1
+    assert samples[(packets, ("in",))] == 3 and samples[(packets, ("out",))] == 0
 
 
 def test_a_datagram_the_congestion_window_held_back_too_long_is_dropped_not_sent_late() -> None:
