@@ -333,7 +333,7 @@ async def scenario(settings: Settings) -> dict[str, Any]:
             "frames_per_s_p99_10ms": tight["frames_per_s"] if tight else 0,
             "speakers_at_knee": best["speakers"] if best else 0,
             "speakers_at_tight_knee": tight["speakers"] if tight else 0,
-            "loss_allowed": LOSS_ALLOWED,
+            "loss_allowed_pct": 100 * LOSS_ALLOWED,
             "generator_saturated": summary["loadgen_saturated_loose"]
             or summary["loadgen_saturated_tight"],
             **summary, **at_knee(best, steps), **below_knee(best, steps), "steps": steps}
