@@ -16,6 +16,10 @@ decides nothing. One host per node. Rules, in one place:
 - Edges. A client's link binds to the room named by its first frame: a join, or
   the room a resume token names. Then this node runs the room, or every frame goes
   to the owner (relay.Frame) and the owner sends back what this node delivers.
+- Told after sent. The owner's answer to a client connected to it (`sent`) goes
+  through its own inbox when the same batch sent something to other nodes: behind
+  those messages, so a member is never told a message arrived that the owner's
+  death kept from the others (it is not acknowledged, and its client sends it again).
 - Durable before told. A welcome (a new session token) goes out once the room's
   state holding that session is saved in the directory; a help press is answered
   `help_received` once the room's state holding the incident is saved and its
@@ -780,6 +784,8 @@ class RoutingHost:
             message = relay.unpack(data)
         except relay.RelayError:
             return []
+        if node == self.id and isinstance(message, relay.Reply):
+            return self._relayed(message)  # our own answer, after what went before it
         if isinstance(message, relay.Broadcast | relay.ToMember | relay.Reply | relay.Attach
                       | relay.Enter | relay.Release):
             return self._resync(node)
@@ -978,7 +984,12 @@ class RoutingHost:
                     if self.remote:
                         self._broadcast_remote(out, effect.room, payload, effect.exclude)
                 elif isinstance(effect, Reply):
-                    if type(peer) is Link and peer.held is None:
+                    if type(peer) is Link and self.remote and _is_ack(effect.message) \
+                            and any(type(e) is Post for e in out):
+                        # after what this batch sends other nodes: through our own inbox,
+                        # in order behind it (an acknowledgement never outruns its copies)
+                        out.append(Post(self.id, relay.Reply(peer.id, encode(effect.message))))
+                    elif type(peer) is Link and peer.held is None:
                         out.append(Write(peer.peer, encode(effect.message)))
                     elif peer is not None:
                         self._reply(out, peer, encode(effect.message))
@@ -1462,6 +1473,11 @@ class RoutingHost:
     def delivery_failing(self, channel: str, incident: str) -> list[NodeEffect]:
         """Every on-duty console hears that an on-call channel is not getting through."""
         return self.route(None, [Duty(DeliveryFailing(channel=channel, incident=incident))])
+
+
+def _is_ack(message: object) -> bool:
+    """An envelope's acknowledgement (`sent`)."""
+    return isinstance(message, Mapping) and message.get("type") == "sent"
 
 
 def _ref_of(frame: bytes) -> str | None:

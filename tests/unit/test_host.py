@@ -176,6 +176,34 @@ def test_a_frame_sent_to_a_killed_owner_is_answered_and_the_room_moves_at_once()
     assert back.last("sent")["id"] == "b-1"
 
 
+def ids(client: Client, kind: str) -> list[Any]:
+    return [m.get("id") for m in client.of(kind)]
+
+
+def test_an_owner_killed_before_its_messages_left_never_acknowledged_what_they_carried(
+        ) -> None:
+    """a (on the owner) says something; the owner dies before the copies for the other
+    nodes reach the bus. Whatever a was told, nobody loses it: a was not acknowledged (so
+    it sends it again after its resume) or b gets it."""
+    nodes, a, b, _ = room_on_node1_members_on_both()
+    envelope(nodes, a, "QUFBQQ==", "a-1")  # delivered everywhere
+    nodes.send(a, {"type": "envelope", "body": "QUFBQQ==", "commitment": COMMIT, "id": "a-2"},
+               flush=False)  # still on its way to the bus
+    nodes.bus.clear()  # SIGKILL: what node1 had not handed to Redis yet is gone with it
+    nodes.kill("node1")
+    assert ids(b, "envelope") == ["a-1"]
+    nodes.advance(1.0)  # node2 and node3 notice: their members resume
+    assert b.closed is not None and b.closed[0] == ROOM_MOVED
+    seen = max(m["seq"] for m in b.of("envelope"))
+    b_back = nodes.connect("node2")
+    nodes.send(b_back, {"type": "resume", "token": welcome(b)["token"], "seq": seen})
+    a_back = resume(nodes, "node2", welcome(a)["token"])
+    for client_id in ("a-1", "a-2"):
+        if client_id not in ids(a, "sent"):  # the client sends again what was not acknowledged
+            envelope(nodes, a_back, "QUFBQQ==", client_id)
+    assert "a-2" in ids(b_back, "envelope")
+
+
 def test_a_resume_sent_to_a_killed_owner_becomes_a_takeover_without_a_second_try() -> None:
     nodes, a, _, _ = room_on_node1_members_on_both()
     token = welcome(a)["token"]
