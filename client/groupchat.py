@@ -17,8 +17,11 @@ Nothing said is lost to a reconnection: every message carries a client id and
 is kept (its text) until the server's `sent`; after a resume on a new
 connection (`resumed`), or a `room_moving` refusal, what is not acknowledged is
 encrypted again and sent again with the same id, in order (the server delivers
-an id once). An envelope that opens but whose (sender, id) arrived already is
-dropped (a resend of what the room's last node relayed just before it died).
+an id once). So is what stays unanswered ACK_WAIT seconds on an open connection: a
+message between nodes can be lost while Redis fails over (publish/subscribe delivers
+at most once), and the client's resend is what makes up for it. An envelope that
+opens but whose (sender, id) arrived already is dropped (a resend of what the room's
+last node relayed just before it died).
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ SEEN_LIMIT = 4096  # (sender, id) of envelopes received, to drop a repeat
 RESEND_AFTER = 1.0  # seconds before sending again what was refused with room_moving
 RESEND_WAIT = 8.0  # seconds at most a message waits for everyone to hold our sender key
 GRACE = 10.0  # seconds an epoch stays open after the next one began (in-flight messages)
+ACK_WAIT = 3.0  # seconds a message may go unanswered on an open connection before it goes again
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +102,8 @@ class GroupChat:
         self._encrypted: dict[str, Any] = {}  # client id -> its last encryption
         self._to_send: list[str] = []  # client ids waiting for everyone to hold our key
         self._flush_later: Any = None  # the call that sends them anyway, RESEND_WAIT later
+        self._sent_at: dict[str, float] = {}  # client id -> when it last went out (this link)
+        self._ack_check: Any = None  # the call that sends again what stays unanswered
         client.on_message = self._on_message
         client.on_binary = self._on_voice
         self._absorb_room(welcome["room"])
@@ -169,6 +175,24 @@ class GroupChat:
         with contextlib.suppress(ClientClosed):  # (if closed: sent again after the resume)
             self.client.envelope(out.body, out.commitment, ref=client_id, client_id=client_id,
                                  zone=zone)
+            self._sent_at[client_id] = self.client.reactor.seconds()
+            if self._ack_check is None:
+                self._ack_check = self.client.reactor.callLater(ACK_WAIT, self._unanswered)
+
+    def _unanswered(self) -> None:
+        """Send again, in order, what went out on this connection ACK_WAIT ago and got no
+        answer (the same id: the server delivers it once)."""
+        self._ack_check = None
+        self._sent_at = {c: t for c, t in self._sent_at.items() if c in self.unacked}
+        if self.client.close_code is not None:
+            return  # (the resume sends them)
+        now = self.client.reactor.seconds()
+        for client_id in [c for c in self.unacked if c in self._sent_at]:
+            if now - self._sent_at[client_id] >= ACK_WAIT and client_id not in self._to_send:
+                self._send_said(client_id)
+        if self._sent_at and self._ack_check is None:
+            due = min(self._sent_at.values()) + ACK_WAIT - now
+            self._ack_check = self.client.reactor.callLater(max(0.05, due), self._unanswered)
 
     def resumed(self, client: HearthClient, welcome: dict[str, Any]) -> None:
         """The member resumed on a new connection: follow the room from its welcome (and
@@ -180,6 +204,7 @@ class GroupChat:
             self._flush_later.cancel()
         self._flush_later = None
         self._to_send = list(self.unacked)
+        self._sent_at.clear()  # (all of it goes again on the new connection)
         for message in [welcome, *client.inbox]:  # (a tap: they stay in the inbox)
             self._on_message(message)
         self._flush()
@@ -418,6 +443,7 @@ class GroupChat:
             self.messages.append(message)
 
     def close(self) -> None:
-        """Stop the grace timer (the client is going away)."""
-        if self._grace is not None and self._grace.active():
-            self._grace.cancel()
+        """Stop the timers (the client is going away)."""
+        for call in (self._grace, self._ack_check):
+            if call is not None and call.active():
+                call.cancel()

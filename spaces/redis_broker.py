@@ -57,6 +57,7 @@ HOLD = 10.0  # seconds a message may wait for Redis to come back
 UNHEARD_HOLD = 5.0  # seconds a message may wait for its receiver to subscribe (again)
 RETRY_UNHEARD = 0.1  # seconds between tries of a message nobody received
 BATCH = 512
+LET_GO_WITHIN = 0.5  # seconds a subscription made afresh waits for its old one's last messages
 STATE_TTL_MS = 86_400_000
 LOG_MAXLEN = 1_000_000  # a memory bound on each log (approximate: Redis trims whole nodes)
 ALL = "hearth:all"
@@ -346,8 +347,7 @@ class RedisBroker:
                 # they received but was not read yet: only a failed master's channels move.
                 fresh = not (self.cluster and await self._follow_slots())
                 if fresh:
-                    with contextlib.suppress(Exception):
-                        await self._pubsub.aclose()
+                    await self._let_go(self._pubsub)
 
     async def _read(self) -> None:
         idle = 0
@@ -375,13 +375,41 @@ class RedisBroker:
                 self._backoff = 0.1
             if message is None:
                 continue
-            channel = message["channel"]
-            if isinstance(channel, bytes):
-                channel = channel.decode()
             self._backoff = 0.1
-            deliver = self._inboxes.get(channel)
-            if deliver is not None:
-                deliver(message["data"])
+            self._deliver(message)
+
+    def _deliver(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        deliver = self._inboxes.get(channel)
+        if deliver is not None:
+            deliver(message["data"])
+
+    async def _let_go(self, pubsub: Any) -> None:
+        """Close subscriptions that are made afresh without losing what they were sent (its
+        publisher counted it heard, and will not send it again): each connection still up
+        unsubscribes, and what it received before the confirmation is delivered now, before
+        anything the new subscriptions get."""
+        shards = list(pubsub.node_pubsub_mapping.values()) if self.cluster else [pubsub]
+        for shard in shards:
+            if getattr(shard, "connection", None) is None:
+                continue  # never connected: nothing was sent to it
+            with contextlib.suppress(Exception):  # (a connection that is down has nothing)
+                await asyncio.wait_for(self._drain(shard), LET_GO_WITHIN)
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
+
+    async def _drain(self, shard: Any) -> None:
+        await (shard.sunsubscribe() if self.cluster else shard.unsubscribe())
+        while True:
+            message = await shard.get_message(timeout=LET_GO_WITHIN)
+            if message is None:
+                return
+            if message["type"] in ("message", "smessage"):
+                self._deliver(message)
+            elif message["type"] in ("unsubscribe", "sunsubscribe") and not message["data"]:
+                return  # the last one: nothing more comes on this connection
 
     async def _follow_slots(self) -> bool:
         """Ask the Cluster again which master serves each slot, and move the subscriptions of

@@ -68,3 +68,32 @@ async def test_a_message_lost_as_the_room_moves_is_sent_again_and_shown_once(
     await until(lambda: client_id not in py.unacked, what="the second relay acknowledged")
     await chat_both_ways(page, py, member, "after")
     assert await page.evaluate(COUNT, "relayed twice") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_lost_between_nodes_on_an_open_connection_is_sent_again(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    """The page's frame never reaches the room's node, and nothing closes (a message between
+    nodes lost while a Redis Cluster fails over): unanswered, it goes again with its id."""
+    page = await open_page(browser, pages, server.http_url)
+    member = await page.join("circle", pseudonym="Steady Heron")
+    py = await GroupChat.join(await server.client(), "circle", pseudonym="Python Pal")
+    await chat_both_ways(page, py, member, "before")
+    node: Any = server.hearth.node
+    received = node.received
+    lost: list[bytes] = []
+
+    def swallow_one_envelope(link: Any, frame: bytes, is_binary: bool) -> None:
+        if not lost and not is_binary and b'"envelope"' in frame and link.members == {member}:
+            lost.append(frame)
+            return
+        received(link, frame, is_binary)
+    node.received = swallow_one_envelope
+    try:
+        await page.do(lambda p: (p.fill("#chat-input", "lost on the way"),
+                                 p.press("#chat-input", "Enter")))
+        got = await py.next_message(timeout=15)
+        assert got.text == "lost on the way" and got.sender == member and lost
+        assert await page.evaluate(COUNT, "lost on the way") == 1
+    finally:
+        node.received = received

@@ -22,7 +22,9 @@
 // Nothing said is lost to a reconnection (docs/protocol.md, "When the room moves"): each message
 // carries a client id and is kept (its text) until the server's `sent`; after a resume, or a
 // `room_moving` refusal, what is not acknowledged is encrypted again and sent again with the same
-// id, in order (the server delivers an id once). `say` resolves when it is finally acknowledged.
+// id, in order (the server delivers an id once). So is a message left unanswered ACK_WAIT_MS on
+// an open connection (a message between nodes can be lost while Redis fails over: pub/sub
+// delivers at most once). `say` resolves when it is finally acknowledged.
 // An envelope that opens but whose (sender, id) was shown already is not shown again.
 //
 // Events: "message" {key, sender, text, seq, ts, tag, zone, frankingKey, commitment},
@@ -37,6 +39,7 @@ import { ENDED } from "./protocol.js";
 const PENDING_LIMIT = 256; // envelopes held while waiting for a sender key
 const SEEN_LIMIT = 4096; // (sender, id) of envelopes shown, to leave out a repeat
 const RESEND_MS = 1000; // what was refused with room_moving goes again after this
+const ACK_WAIT_MS = 3000; // what is not answered this long on an open connection goes again
 const READY_WAIT_MS = 8000; // at most this long a message waits for everyone to hold our key
 const KEPT_LIMIT = 500; // received messages kept for reporting (as many as the log shows)
 export const GRACE_MS = 10000; // an epoch stays open this long after the next one began
@@ -131,11 +134,15 @@ export class GroupChat extends EventTarget {
     if (said.zone) envelope.zone = said.zone;
     let reply;
     try {
-      reply = await this.connection.request(envelope, "say");
+      reply = await this.#answer(envelope);
     } catch {
       return; // not connected, or the connection went: sent again after the resume
     }
     if (this.#unacked.get(id) !== said) return; // answered meanwhile
+    if (reply === null) {
+      this.#transmit(id); // unanswered: again, same id (the server delivers it once)
+      return;
+    }
     if (reply.type === "error" && reply.code === "room_moving") {
       setTimeout(() => this.#transmit(id), RESEND_MS); // nothing was done: again in a moment
       return;
@@ -148,6 +155,17 @@ export class GroupChat extends EventTarget {
       return;
     }
     said.resolve({ seq: reply.seq, ts: reply.ts, tag: reply.tag, zone: reply.zone ?? null });
+  }
+
+  /** The server's answer to an envelope, or null if none came within ACK_WAIT_MS. */
+  #answer(envelope) {
+    const request = this.connection.request(envelope, "say");
+    request.catch(() => {}); // (a late failure of a request given up on is nobody's concern)
+    let timer;
+    const late = new Promise((resolve) => {
+      timer = setTimeout(() => resolve(null), ACK_WAIT_MS);
+    });
+    return Promise.race([request, late]).finally(() => clearTimeout(timer));
   }
 
   /** A received message still kept for reporting, by key (see messageKey), or null. */
