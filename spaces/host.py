@@ -31,7 +31,10 @@ decides nothing. One host per node. Rules, in one place:
   edge tells each client of the room `moving` and closes with 4010: it resumes
   (any node) and sends again what was not acknowledged. A join or resume that
   cannot be routed now is answered `room_moving` (retryable), never left
-  waiting: within ANSWER_WITHIN seconds at most.
+  waiting: within ANSWER_WITHIN seconds at most. Before anything moves because a
+  node is gone, what it sent before it went and this node's inbox holds unread is
+  handled (a relay.Sync to ourselves comes back behind it): nobody resumes past a
+  message its sender was told was sent.
 """
 
 from __future__ import annotations
@@ -80,6 +83,7 @@ HOLD_AT_MOST = 0.8  # seconds a welcome or help_received waits for its durable w
 EDGE_HOLD = 2.0  # seconds an edge keeps a link's messages if the owner's Release is lost
 SETTLE = 3.0  # seconds after the bus came back during which only owners claim rooms
 SUSPECT_FOR = 1.5  # seconds a listening node's heartbeat may be missing before it is gone
+SYNC_WITHIN = 1.0  # seconds a procedure waits for its Sync to come back through the inbox
 GONE_FOR = 10.0  # seconds a verdict "gone" is trusted without asking again
 RESAVE_EVERY = 5.0  # seconds between saves of an unchanged room (a lost key comes back)
 STATE_MISSING_GRACE = 10.0  # seconds a resume waits for a room's lost state to come back
@@ -183,7 +187,20 @@ class Share:
     payload: Mapping[str, Any]
 
 
-Step = Call | Share | list[Any]  # a list: effects to apply now
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """A procedure step: post relay.Sync to this node's own inbox and go on once it comes back
+    (`Synced`), or SYNC_WITHIN seconds later: what the inbox got before has been handled."""
+    token: str
+
+
+@dataclass(slots=True)
+class Synced:
+    """This node's relay.Sync came back: the procedure waiting on it goes on."""
+    token: str
+
+
+Step = Call | Share | Sync | list[Any]  # a list: effects to apply now
 Procedure = Generator[Step, Any, None]
 
 
@@ -195,7 +212,7 @@ class Run:
 
 
 NodeEffect = (Write | Fan | VoiceFan | Shut | Post | PostAll | SignedIn | Watch | Log | Run | Audit
-              | Record)
+              | Record | Synced)
 
 
 # --- what the shell gives the host ---------------------------------------------------------
@@ -560,7 +577,11 @@ class RoutingHost:
             return True
         if listening and now - self._suspect.setdefault(node, now) < SUSPECT_FOR:
             return None  # its heartbeat may just be late (a restarted directory)
-        if now - self._gone.get(node, float("-inf")) >= GONE_FOR:
+        # What it sent before it went may still be on its way through our inbox (Redis handed
+        # it over; our reader has not got to it): it is handled before anything moves.
+        yield Sync(f"{self.id}/{next(self._ids)}")
+        now = self.clock()
+        if now - self._gone.get(node, float("-inf")) >= GONE_FOR:  # (not judged meanwhile)
             self._gone[node] = now
             self._suspect.pop(node, None)
             yield self._node_gone(node)
@@ -748,6 +769,8 @@ class RoutingHost:
                     act.room, act.incident, act.action, act.outcome, act.actor, act.ref,
                     act.basis))
                 out.append(Post(act.sender, relay.IncidentDone(act.req, refusal)))
+            case relay.Sync(token=token):
+                out.append(Synced(token))
             case relay.IncidentDone(req=req, payload=payload):
                 asked = self._asks.pop(req, None)
                 if asked is not None and asked.peer is not None and payload:
@@ -784,8 +807,8 @@ class RoutingHost:
             message = relay.unpack(data)
         except relay.RelayError:
             return []
-        if node == self.id and isinstance(message, relay.Reply):
-            return self._relayed(message)  # our own answer, after what went before it
+        if node == self.id and isinstance(message, relay.Reply | relay.Sync):
+            return self._relayed(message)  # to ourselves, after what went before it
         if isinstance(message, relay.Broadcast | relay.ToMember | relay.Reply | relay.Attach
                       | relay.Enter | relay.Release):
             return self._resync(node)

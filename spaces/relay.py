@@ -384,15 +384,30 @@ class IncidentDone:
         return cls(str(h["req"]), payload)
 
 
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """{token}: a node's message to itself. When it comes back, everything its inbox got
+    before it has been handled (what a node that died had sent, before its clients move)."""
+    KIND: ClassVar[int] = 27
+    token: str
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"token": self.token})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Sync:
+        return cls(str(h["token"]))
+
+
 RelayMessage = (Open | Frame | Lost | Reply | Attach | Enter | Broadcast | ToMember | Voice
                 | CloseLink | CloseMember | Release | Moved | Duty | DutyRoster | IncidentState
-                | SignIn | Accounts | IncidentAct | IncidentDone)
+                | SignIn | Accounts | IncidentAct | IncidentDone | Sync)
 
 _KINDS: Final[dict[int, Callable[[dict[str, Any], bytes], RelayMessage]]] = {
     kind.KIND: kind.unpack for kind in (
         Open, Frame, Lost, Reply, Attach, Enter, Broadcast, ToMember, Voice, CloseLink,
         CloseMember, Release, Moved, Duty, DutyRoster, IncidentState, SignIn, Accounts,
-        IncidentAct, IncidentDone)}
+        IncidentAct, IncidentDone, Sync)}
 
 
 def unpack(data: bytes) -> RelayMessage:

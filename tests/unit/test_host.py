@@ -62,7 +62,7 @@ def welcome(client: Client) -> dict[str, Any]:
     relay.SignIn("n1", {"op": "end"}), relay.Accounts("n1"),
     relay.IncidentAct("r1", "n1", "circle", "i1", "ack", None, "ana", None),
     relay.IncidentAct("r1", "n1", "circle", "i1", "external", None, "ana", "r", "consent"),
-    relay.IncidentDone("r1", b""),
+    relay.IncidentDone("r1", b""), relay.Sync("n1/7"),
 ])
 def test_every_relay_message_comes_back_as_it_was_packed(message: Any) -> None:
     assert relay.unpack(message.pack()) == message
@@ -202,6 +202,28 @@ def test_an_owner_killed_before_its_messages_left_never_acknowledged_what_they_c
         if client_id not in ids(a, "sent"):  # the client sends again what was not acknowledged
             envelope(nodes, a_back, "QUFBQQ==", client_id)
     assert "a-2" in ids(b_back, "envelope")
+
+
+def test_what_an_owner_sent_just_before_it_died_reaches_its_members_before_they_move() -> None:
+    """The owner's copies were handed to the other nodes (Redis passed them on), but those
+    nodes judge it gone before their readers get to them: the copies are handled first, so
+    nobody resumes past a message the sender was told was sent."""
+    nodes, a, b, c = room_on_node1_members_on_both()
+    nodes.send(a, {"type": "envelope", "body": "QUFBQQ==", "commitment": COMMIT, "id": "a-1"},
+               flush=False)
+    assert len(nodes.bus) == 3  # a copy for node2, one for node3, then node1's own `sent`
+    *to_others, to_itself = nodes.bus
+    nodes.bus.clear()
+    to_itself()
+    assert ids(a, "sent") == ["a-1"]  # a was told...
+    nodes.kill("node1")  # ...and node1 died
+    nodes.bus[:0] = to_others  # at node2 and node3, not read yet
+    for name in ("node2", "node3"):  # each judges node1 gone before reading its inbox
+        nodes.apply(name, nodes.hosts[name].housekeeping())
+    nodes.flush()
+    for member in (b, c):
+        assert member.closed is not None and member.closed[0] == ROOM_MOVED
+        assert ids(member, "envelope") == ["a-1"]
 
 
 def test_a_resume_sent_to_a_killed_owner_becomes_a_takeover_without_a_second_try() -> None:
