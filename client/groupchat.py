@@ -367,9 +367,11 @@ class GroupChat:
             client_id = message.get("id")
             if client_id in self.unacked:
                 del self.unacked[client_id]
+                self._sent_at.pop(client_id, None)
                 self.acked[client_id] = message
         elif kind == "error" and message.get("ref") in self.unacked:
             client_id = message["ref"]
+            self._sent_at.pop(client_id, None)  # answered
             if message.get("code") == "room_moving":  # not done: send it again in a moment
                 self.client.reactor.callLater(RESEND_AFTER, self._queue, client_id)
             else:
