@@ -391,24 +391,23 @@ class RedisBroker:
         publisher counted it heard, and will not send it again): each connection still up
         unsubscribes, and what it received before the confirmation is delivered now, before
         anything the new subscriptions get."""
-        shards = list(pubsub.node_pubsub_mapping.values()) if self.cluster else [pubsub]
-        for shard in shards:
-            if getattr(shard, "connection", None) is None:
-                continue  # never connected: nothing was sent to it
-            with contextlib.suppress(Exception):  # (a connection that is down has nothing)
-                await asyncio.wait_for(self._drain(shard), LET_GO_WITHIN)
+        if self.cluster:  # (one server: its one connection failed, read to its end)
+            shards = [s for s in pubsub.node_pubsub_mapping.values()
+                      if getattr(s, "connection", None) is not None]
+            await asyncio.gather(*(asyncio.wait_for(self._drain(s), LET_GO_WITHIN)
+                                   for s in shards), return_exceptions=True)
         with contextlib.suppress(Exception):
             await pubsub.aclose()
 
     async def _drain(self, shard: Any) -> None:
-        await (shard.sunsubscribe() if self.cluster else shard.unsubscribe())
+        await shard.sunsubscribe()
         while True:
             message = await shard.get_message(timeout=LET_GO_WITHIN)
             if message is None:
                 return
-            if message["type"] in ("message", "smessage"):
+            if message["type"] == "smessage":
                 self._deliver(message)
-            elif message["type"] in ("unsubscribe", "sunsubscribe") and not message["data"]:
+            elif message["type"] == "sunsubscribe" and not message["data"]:
                 return  # the last one: nothing more comes on this connection
 
     async def _follow_slots(self) -> bool:
