@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import math
 import sys
 import time
 from collections.abc import Coroutine
@@ -54,7 +55,12 @@ def rooms_needed(scenario: str, settings: scenarios.Settings) -> int:
         return scenarios.rooms_for(settings.idle_members) + 2
     if scenario == "join":
         return 30 + scenarios.rooms_for(settings.join_members)
-    return 160  # voice and crisis: more rooms than any ladder reaches
+    # voice and crisis: every room the voice ladder can reach (x1.5 per step, rounded up)
+    rooms = top = settings.voice_start_rooms
+    for _ in range(settings.max_steps):
+        top = math.ceil(top * 1.5)
+        rooms = max(rooms, top)
+    return max(160, rooms)
 
 
 async def one(scenario: str, kind: str, settings: scenarios.Settings,
