@@ -15,7 +15,10 @@ decides nothing. One host per node. Rules, in one place:
   gets its rooms back before anyone else looks.
 - Edges. A client's link binds to the room named by its first frame: a join, or
   the room a resume token names. Then this node runs the room, or every frame goes
-  to the owner (relay.Frame) and the owner sends back what this node delivers.
+  to the owner (relay.Frame, counted) and the owner sends back what this node
+  delivers. A frame lost on the way is never overtaken: the owner handles frames
+  in their count's order, drops one that comes twice, and on a gap closes the link
+  (4010) so that its client resumes and sends again, in order, what is unanswered.
 - Told after sent. The owner's answer to a client connected to it (`sent`) goes
   through its own inbox when the same batch sent something to other nodes: behind
   those messages, so a member is never told a message arrived that the owner's
@@ -270,6 +273,7 @@ class Link:
     first: bytes | None = None  # the join or resume sent to the owner, until it is attached
     asked: tuple[float, str | None] | None = None  # (when, ref) of that join/resume
     held: list[bytes] | None = None  # kept until the member's session is durable
+    frames: int = 0  # frames sent to the owner since the link's Open (relay.Frame `n`)
 
 
 @dataclass(eq=False)
@@ -278,6 +282,7 @@ class RemoteLink:
     node: str
     id: str
     conn: Connection
+    frames: int = 0  # the last relay.Frame `n` handled
 
 
 @dataclass(eq=False)
@@ -379,7 +384,8 @@ class RoutingHost:
             return self.route(link, conn.receive(frame, is_binary, self.clock()))
         owner = link.owner
         if owner is not None:
-            return [Post(owner, relay.Frame(link.id, is_binary, frame))]
+            link.frames += 1
+            return [Post(owner, relay.Frame(link.id, is_binary, frame, link.frames))]
         if len(link.pending) >= MAX_PENDING:
             link.closed = True
             return [Shut(link.peer, 1008, "too many messages before joining")]
@@ -469,6 +475,7 @@ class RoutingHost:
                                    link.address)
         else:
             out.append(Post(owner, relay.Open(link.id, room, self._address_hashes(link.address))))
+            link.frames = 0
             link.first, link.asked = first, (self.clock(), ref)
             self._asking.add(link)
         for frame, is_binary in pending:
@@ -675,9 +682,12 @@ class RoutingHost:
     def _relayed(self, m: relay.RelayMessage) -> list[NodeEffect]:
         out: list[NodeEffect] = []
         match m:
-            case relay.Frame(link=link_id, binary=binary, payload=payload):
+            case relay.Frame(link=link_id, binary=binary, payload=payload, n=n):
                 remote = self.remote.get(link_id)
                 if remote is not None:
+                    if n and n != remote.frames + 1:
+                        return self._out_of_step(remote, n)
+                    remote.frames = n
                     return self.route(remote, remote.conn.receive(payload, binary, self.clock()))
                 out.append(Post(_node_of(link_id), relay.CloseLink(
                     link_id, ROOM_MOVED, "the room moved; resume")))
@@ -776,6 +786,16 @@ class RoutingHost:
                 if asked is not None and asked.peer is not None and payload:
                     self._reply(out, asked.peer, payload)
         return out
+
+    def _out_of_step(self, remote: RemoteLink, n: int) -> list[NodeEffect]:
+        """A client frame came twice (dropped), or one before it was lost on the way (a Redis
+        failover): handling it would put it before the lost one, so the link is closed and
+        its client resumes, sending again, in order, what was not acknowledged."""
+        if n <= remote.frames:
+            return []
+        return [*self._relayed(relay.Lost(remote.id)),
+                Post(remote.node, relay.CloseLink(remote.id, ROOM_MOVED,
+                                                  "something was lost on the way; resume"))]
 
     def _answered(self, link: Link) -> None:
         link.asked = None

@@ -57,18 +57,22 @@ class Open:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """{link, binary} + the client's frame, as received."""
+    """{link, binary, n} + the client's frame, as received; `n` counts the link's frames
+    from 1 (after its Open), so that the owner notices one lost or repeated on the way
+    (0: not counted, from a node that does not count)."""
     KIND: ClassVar[int] = 2
     link: str
     binary: bool
     payload: bytes
+    n: int = 0
 
     def pack(self) -> bytes:
-        return _frame(self.KIND, {"link": self.link, "binary": self.binary}, self.payload)
+        return _frame(self.KIND, {"link": self.link, "binary": self.binary, "n": self.n},
+                      self.payload)
 
     @classmethod
     def unpack(cls, h: dict[str, Any], payload: bytes) -> Frame:
-        return cls(str(h["link"]), bool(h["binary"]), payload)
+        return cls(str(h["link"]), bool(h["binary"]), payload, int(h.get("n", 0)))
 
 
 @dataclass(frozen=True, slots=True)

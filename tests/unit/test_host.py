@@ -51,6 +51,7 @@ def welcome(client: Client) -> dict[str, Any]:
 
 @pytest.mark.parametrize("message", [
     relay.Open("n1/1", "circle", {"2025-01-01": "ab"}), relay.Frame("n1/1", True, b"\x00\xff"),
+    relay.Frame("n1/1", False, b"{}", 7),
     relay.Lost("n1/1"), relay.Reply("n1/1", b"{}"),
     relay.Attach("n1/1", "circle", "m1", False, True), relay.Enter("circle", "m1", True),
     relay.Broadcast("circle", None, b"{}"), relay.Broadcast("circle", "m1", b"{}"),
@@ -138,6 +139,33 @@ def test_a_resend_with_the_same_id_is_answered_and_not_delivered_twice() -> None
     first = b.last("sent")
     envelope(nodes, b, "QUFBQQ==", "b-1")
     assert b.last("sent") == first and len(a.of("envelope")) == 1
+
+
+def test_a_frame_lost_between_nodes_is_never_overtaken_by_the_next_one() -> None:
+    """b's envelope to the owner is lost on the way (pub/sub during a Redis failover) and
+    its next one arrives: the owner does not run the next before the lost one; b is told
+    to resume, and sends both again, in order. A frame that arrives twice runs once."""
+    nodes = Nodes(2)
+    a = nodes.join("node1")
+    b = nodes.join("node2")
+    envelope(nodes, b, "QUFBQQ==", "b-1")
+    nodes.send(b, {"type": "envelope", "body": "QUFBQQ==", "commitment": COMMIT, "id": "b-2"},
+               flush=False)
+    twice = nodes.bus[:]
+    nodes.flush()
+    nodes.bus[:] = twice  # the same frame again (a publish sent again after an error)
+    nodes.flush()
+    assert ids(b, "sent") == ["b-1", "b-2"]
+    nodes.send(b, {"type": "envelope", "body": "QUFBQQ==", "commitment": COMMIT, "id": "b-3"},
+               flush=False)
+    nodes.bus.clear()  # lost on the way
+    envelope(nodes, b, "QkJCQg==", "b-4")
+    assert ids(a, "envelope") == ["b-1", "b-2"]
+    assert b.closed is not None and b.closed[0] == ROOM_MOVED
+    back = resume(nodes, "node2", welcome(b)["token"])
+    for client_id in ("b-3", "b-4"):  # what was not acknowledged, in order
+        envelope(nodes, back, "QkJCQg==", client_id)
+    assert ids(a, "envelope") == ["b-1", "b-2", "b-3", "b-4"]
 
 
 # --- the owner dies ---------------------------------------------------------------------------
