@@ -31,8 +31,8 @@ member of its room. Printed as one JSON object per run, then a summary:
     lost_detail for the first few lost messages: who missed it, who said it (each
                 "Member <room> <node> <n>"), when it was said (s from the fault), its
                 acknowledged seq, and what became of it at the member: "never" arrived,
-                "no_key" (arrived, its sender key never came), "rejected" (arrived, did
-                not open)
+                "no_key" (arrived, its sender key never came), "rejected <codes>"
+                (arrived, did not open: the codes of what did not open from that sender)
 
 Bounded: each run has a deadline; nothing waits on a fixed sleep longer than the
 traffic it measures. Usage:
@@ -445,7 +445,8 @@ def lost_detail(members: list[Member], fault_at: float, most: int = 12) -> list[
             assert sender.chat is not None
             key = (sender.chat.client.member or "", client_id)
             fate = "never" if key not in member.chat.arrived else \
-                "no_key" if key in pending else "rejected"
+                "no_key" if key in pending else "rejected " + ",".join(sorted(
+                    {code for who, code in member.chat.rejected if who == key[0]}))
             out.append({"member": member.name, "resumes": member.resumes, "said": text,
                         "said_s": round(when - fault_at, 3),
                         "seq": sender.chat.acked[client_id].get("seq"), "fate": fate,

@@ -103,6 +103,8 @@ class GroupChat:
         self._to_send: list[str] = []  # client ids waiting for everyone to hold our key
         self._flush_later: Any = None  # the call that sends them anyway, RESEND_WAIT later
         self._sent_at: dict[str, float] = {}  # client id -> when it last went out (this link)
+        self._sealed_in: dict[str, int] = {}  # client id -> the epoch it was last sealed in
+        self.said_again = 0  # messages said again because nobody could open them
         self._ack_check: Any = None  # the call that sends again what stays unanswered
         client.on_message = self._on_message
         client.on_binary = self._on_voice
@@ -172,6 +174,8 @@ class GroupChat:
             self.refused[client_id] = "corner_not_found"
             return
         out = self._encrypted[client_id] = session.encrypt(text)
+        if session.epoch is not None:
+            self._sealed_in[client_id] = session.epoch
         with contextlib.suppress(ClientClosed):  # (if closed: sent again after the resume)
             self.client.envelope(out.body, out.commitment, ref=client_id, client_id=client_id,
                                  zone=zone)
@@ -366,9 +370,10 @@ class GroupChat:
         elif kind == "sent":
             client_id = message.get("id")
             if client_id in self.unacked:
-                del self.unacked[client_id]
+                text, zone = self.unacked.pop(client_id)
                 self._sent_at.pop(client_id, None)
                 self.acked[client_id] = message
+                self._check_readable(client_id, text, zone, message.get("epoch"))
         elif kind == "error" and message.get("ref") in self.unacked:
             client_id = message["ref"]
             self._sent_at.pop(client_id, None)  # answered
@@ -377,6 +382,19 @@ class GroupChat:
             else:
                 del self.unacked[client_id]
                 self.refused[client_id] = str(message.get("code"))
+
+    def _check_readable(self, client_id: str, text: str, zone: str | None,
+                        epoch: Any) -> None:
+        """A message the room sequenced in an epoch two past the one it was sealed in (two
+        members resumed at once as a node died, say) opens for nobody: every member keeps
+        only the previous epoch's keys (docs/e2ee.md, section 8), and got those advances
+        before it. `sent` says the room's epoch: such a message is said again, sealed in
+        the epoch now, with a new id."""
+        sealed = self._sealed_in.pop(client_id, None)
+        if sealed is None or type(epoch) is not int or epoch < sealed + 2:
+            return
+        self.said_again += 1
+        self.post(text, zone)
 
     def _first_time(self, envelope: dict[str, Any]) -> bool:
         """False for a repeat of an envelope already received (same sender and id)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -306,8 +307,9 @@ async def test_while_redis_is_stopped_logs_and_leases_answer_unreachable(
             await sleep(0.2)
         assert [r for _, r in await broker.read(stream)] == [b"after"]
         assert await broker.lease(name, node, 5)
-        await until(lambda: len(got) == 3, timeout=15)
-        assert got == [b"w0", b"w1", b"w2"]
+        with contextlib.suppress(AssertionError):  # (said below, with what is known)
+            await until(lambda: len(got) == 3, timeout=15)
+        assert got == [b"w0", b"w1", b"w2"], (got, broker.dropped, broker.connected)
     finally:
         await broker.stop()
         redis.kill()

@@ -63,3 +63,33 @@ def test_a_closed_connection_sends_nothing_again_until_the_resume() -> None:
     client._closed_with(1006, "gone")
     clock.advance(2 * ACK_WAIT)
     assert len(envelopes(link)) == 1 and len(chat.unacked) == 1
+
+
+def resumed_elsewhere(client: HearthClient, member: str, epoch: int) -> None:
+    client._received(json.dumps({"type": "member_resumed", "epoch": epoch,
+                                 "member": {"id": member, "slot": 1}}).encode(), False)
+
+
+def sent(client: HearthClient, client_id: str, epoch: int) -> None:
+    client._received(json.dumps({"type": "sent", "id": client_id, "ref": client_id, "seq": 9,
+                                 "ts": 1, "tag": "t", "epoch": epoch}).encode(), False)
+
+
+def test_a_message_sequenced_two_epochs_after_it_was_sealed_is_said_again() -> None:
+    """Two members resume at once (their node died) while a message is on its way: the room
+    sequences it two epochs after the one it was sealed in, and every member, holding only
+    the previous epoch's keys, refuses it (e2ee.stale_epoch). The sender says it again,
+    sealed in the epoch now, with a new id; one epoch later is still readable: not again."""
+    _, client, link, chat = alone_in_a_room()
+    first = chat.post("hello")
+    resumed_elsewhere(client, "m2", 2)
+    resumed_elsewhere(client, "m3", 3)
+    sent(client, first, 3)
+    assert len(envelopes(link)) == 2 and envelopes(link)[1] != first
+    assert chat.said_again == 1 and list(chat.unacked.values()) == [("hello", None)]
+    again = envelopes(link)[1]
+    sent(client, again, 3)  # sealed in epoch 3
+    second = chat.post("later")
+    resumed_elsewhere(client, "m4", 4)
+    sent(client, second, 4)
+    assert envelopes(link) == [first, again, second] and chat.unacked == {}
