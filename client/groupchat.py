@@ -19,7 +19,10 @@ connection (`resumed`), or a `room_moving` refusal, what is not acknowledged is
 encrypted again and sent again with the same id, in order (the server delivers
 an id once). So is what stays unanswered ACK_WAIT seconds on an open connection: a
 message between nodes can be lost while Redis fails over (publish/subscribe delivers
-at most once), and the client's resend is what makes up for it. An envelope that
+at most once), and the client's resend is what makes up for it. One whose `sent`
+says the room was two epochs past the one it was sealed in opens for nobody
+(members keep the previous epoch's keys only): it is said again, sealed anew, with
+a new id. An envelope that
 opens but whose (sender, id) arrived already is dropped (a resend of what the room's
 last node relayed just before it died).
 """

@@ -24,7 +24,9 @@
 // `room_moving` refusal, what is not acknowledged is encrypted again and sent again with the same
 // id, in order (the server delivers an id once). So is a message left unanswered ACK_WAIT_MS on
 // an open connection (a message between nodes can be lost while Redis fails over: pub/sub
-// delivers at most once). `say` resolves when it is finally acknowledged.
+// delivers at most once). One whose `sent` says the room was two epochs past the one it was
+// sealed in opens for nobody (members keep the previous epoch's keys only): it is said again,
+// sealed anew, with a new id. `say` resolves when it is finally acknowledged.
 // An envelope that opens but whose (sender, id) was shown already is not shown again.
 //
 // Events: "message" {key, sender, text, seq, ts, tag, zone, frankingKey, commitment},
@@ -47,6 +49,12 @@ export const GRACE_MS = 10000; // an epoch stays open this long after the next o
 /** How a received message is named for reporting: its seq, or "corner:seq" in a quiet corner. */
 export function messageKey(seq, zone = null) {
   return zone ? `${zone}:${seq}` : String(seq);
+}
+
+/** A client id for an envelope (docs/protocol.md): 12 random bytes, base64url. */
+function newClientId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
 }
 
 export class GroupChat extends EventTarget {
@@ -102,8 +110,7 @@ export class GroupChat extends EventTarget {
    * corner we are in), it is sealed for the corner and only its members receive it.
    */
   say(text, { zone = null } = {}) {
-    const bytes = crypto.getRandomValues(new Uint8Array(12));
-    const id = btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
+    const id = newClientId();
     return new Promise((resolve, reject) => {
       this.#unacked.set(id, { text, zone, resolve, reject });
       this.#transmit(id);
@@ -119,10 +126,12 @@ export class GroupChat extends EventTarget {
     await this.#ready();
     if (this.#unacked.get(id) !== said) return;
     let out;
+    let sealedIn = null;
     try {
       out = await this.#exclusive(() => {
         const session = said.zone ? this.#corners.get(said.zone) : this.session;
         if (!session) throw new E2EEError(CODES.NOT_READY, "not in a room yet");
+        sealedIn = session.epoch;
         return session.encrypt(said.text);
       });
     } catch (err) {
@@ -148,6 +157,15 @@ export class GroupChat extends EventTarget {
       return;
     }
     this.#unacked.delete(id);
+    if (reply.type === "sent" && typeof reply.epoch === "number" && typeof sealedIn === "number"
+        && reply.epoch >= sealedIn + 2) {
+      // Sequenced two epochs after it was sealed (two members resumed at once): everyone
+      // keeps the previous epoch's keys only, so nobody opens it. Said again, a new id.
+      const again = newClientId();
+      this.#unacked.set(again, said);
+      this.#transmit(again);
+      return;
+    }
     if (reply.type === "error") {
       const err = new Error(reply.code);
       err.code = reply.code;
