@@ -57,7 +57,6 @@ HOLD = 10.0  # seconds a message may wait for Redis to come back
 UNHEARD_HOLD = 5.0  # seconds a message may wait for its receiver to subscribe (again)
 RETRY_UNHEARD = 0.1  # seconds between tries of a message nobody received
 BATCH = 512
-LET_GO_WITHIN = 0.5  # seconds a subscription made afresh waits for its old one's last messages
 STATE_TTL_MS = 86_400_000
 LOG_MAXLEN = 1_000_000  # a memory bound on each log (approximate: Redis trims whole nodes)
 ALL = "hearth:all"
@@ -347,7 +346,8 @@ class RedisBroker:
                 # they received but was not read yet: only a failed master's channels move.
                 fresh = not (self.cluster and await self._follow_slots())
                 if fresh:
-                    await self._let_go(self._pubsub)
+                    with contextlib.suppress(Exception):
+                        await self._pubsub.aclose()
 
     async def _read(self) -> None:
         idle = 0
@@ -375,40 +375,13 @@ class RedisBroker:
                 self._backoff = 0.1
             if message is None:
                 continue
+            channel = message["channel"]
+            if isinstance(channel, bytes):
+                channel = channel.decode()
             self._backoff = 0.1
-            self._deliver(message)
-
-    def _deliver(self, message: dict[str, Any]) -> None:
-        channel = message["channel"]
-        if isinstance(channel, bytes):
-            channel = channel.decode()
-        deliver = self._inboxes.get(channel)
-        if deliver is not None:
-            deliver(message["data"])
-
-    async def _let_go(self, pubsub: Any) -> None:
-        """Close subscriptions that are made afresh without losing what they were sent (its
-        publisher counted it heard, and will not send it again): each connection still up
-        unsubscribes, and what it received before the confirmation is delivered now, before
-        anything the new subscriptions get."""
-        if self.cluster:  # (one server: its one connection failed, read to its end)
-            shards = [s for s in pubsub.node_pubsub_mapping.values()
-                      if getattr(s, "connection", None) is not None]
-            await asyncio.gather(*(asyncio.wait_for(self._drain(s), LET_GO_WITHIN)
-                                   for s in shards), return_exceptions=True)
-        with contextlib.suppress(Exception):
-            await pubsub.aclose()
-
-    async def _drain(self, shard: Any) -> None:
-        await shard.sunsubscribe()
-        while True:
-            message = await shard.get_message(timeout=LET_GO_WITHIN)
-            if message is None:
-                return
-            if message["type"] == "smessage":
-                self._deliver(message)
-            elif message["type"] == "sunsubscribe" and not message["data"]:
-                return  # the last one: nothing more comes on this connection
+            deliver = self._inboxes.get(channel)
+            if deliver is not None:
+                deliver(message["data"])
 
     async def _follow_slots(self) -> bool:
         """Ask the Cluster again which master serves each slot, and move the subscriptions of
