@@ -22,8 +22,8 @@ message between nodes can be lost while Redis fails over (publish/subscribe deli
 at most once), and the client's resend is what makes up for it. One whose `sent`
 says the room was two epochs past the one it was sealed in opens for nobody
 (members keep the previous epoch's keys only): it is said again, sealed anew, with
-a new id. An envelope that
-opens but whose (sender, id) arrived already is dropped (a resend of what the room's
+its first id numbered (`<id>:2`). An envelope that
+opens but whose (sender, id before any ":") arrived already is dropped (a resend of what the room's
 last node relayed just before it died).
 """
 
@@ -392,19 +392,23 @@ class GroupChat:
         members resumed at once as a node died, say) opens for nobody: every member keeps
         only the previous epoch's keys (docs/e2ee.md, section 8), and got those advances
         before it. `sent` says the room's epoch: such a message is said again, sealed in
-        the epoch now, with a new id."""
+        the epoch now, with its first id numbered (`<id>:2`), which a member that did open
+        the first (one that resumed across both advances) shows once."""
         sealed = self._sealed_in.pop(client_id, None)
         if sealed is None or type(epoch) is not int or epoch < sealed + 2:
             return
         self.said_again += 1
-        self.post(text, zone)
+        base, _, n = client_id.partition(":")  # the same message: its first id, numbered
+        again = f"{base}:{int(n) + 1 if n.isdigit() else 2}"
+        self.unacked[again] = (text, zone)
+        self._queue(again)
 
     def _first_time(self, envelope: dict[str, Any]) -> bool:
         """False for a repeat of an envelope already received (same sender and id)."""
         client_id = envelope.get("id")
         if not isinstance(client_id, str):
             return True
-        key = (str(envelope.get("from")), client_id)
+        key = (str(envelope.get("from")), client_id.split(":", 1)[0])
         if key in self._seen:
             self.duplicates += 1
             return False

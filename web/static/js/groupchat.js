@@ -26,7 +26,8 @@
 // an open connection (a message between nodes can be lost while Redis fails over: pub/sub
 // delivers at most once). One whose `sent` says the room was two epochs past the one it was
 // sealed in opens for nobody (members keep the previous epoch's keys only): it is said again,
-// sealed anew, with a new id. `say` resolves when it is finally acknowledged.
+// sealed anew, with its first id numbered (`<id>:2`). `say` resolves when it is finally
+// acknowledged.
 // An envelope that opens but whose (sender, id) was shown already is not shown again.
 //
 // Events: "message" {key, sender, text, seq, ts, tag, zone, frankingKey, commitment},
@@ -68,7 +69,7 @@ export class GroupChat extends EventTarget {
   #grace = null;
   #identityFor;
   #unacked = new Map(); // client id -> {text, zone, resolve, reject}: said, not acknowledged yet
-  #seen = new Set(); // "sender\nid" of envelopes shown
+  #seen = new Set(); // "sender\nid" (before any ":") of envelopes shown
   #whenReady = []; // callbacks waiting for everyone to hold our sender key
 
   /**
@@ -161,7 +162,8 @@ export class GroupChat extends EventTarget {
         && reply.epoch >= sealedIn + 2) {
       // Sequenced two epochs after it was sealed (two members resumed at once): everyone
       // keeps the previous epoch's keys only, so nobody opens it. Said again, a new id.
-      const again = newClientId();
+      const [base, n] = id.split(":");
+      const again = `${base}:${Number(n ?? 1) + 1}`; // the same message: shown once
       this.#unacked.set(again, said);
       this.#transmit(again);
       return;
@@ -427,7 +429,7 @@ export class GroupChat extends EventTarget {
       return true;
     }
     if (typeof envelope.id === "string") {
-      const seen = `${envelope.from}\n${envelope.id}`;
+      const seen = `${envelope.from}\n${envelope.id.split(":")[0]}`; // (`<id>:2`: said again)
       if (this.#seen.has(seen)) return true; // sent again after a reconnection: shown once
       this.#seen.add(seen);
       if (this.#seen.size > SEEN_LIMIT) this.#seen.delete(this.#seen.values().next().value);
