@@ -1,14 +1,19 @@
 """Voice over WebTransport datagrams: the datagram voice scenario, and what bench.lossy shares.
 
-`python -m bench voice_udp` (registered in bench/__main__.py): rooms of 12 members, 3 of them
-speaking (a 20 ms frame each, at its own phase), every member on a WebTransport session as
-well as its WebSocket, so every frame goes in and out as a datagram. Rooms are added step by
-step; a step counts when its p99 latency (receive time minus the send time written into the
-frame) is within the bound and at most 0.1 % of the frames expected were not received (a
-datagram is droppable: the server drops rather than queues). Reported: frames/s delivered
-at the highest step within p99 ≤ 50 ms and within p99 ≤ 10 ms, beside the WebSocket voice
-scenario's figures. The load generator runs aioquic in Python too: its CPU is reported, and
-a step where it was saturated says so.
+`python -m bench voice_udp` (registered in bench/__main__.py): rooms of 12 members, every
+member on a WebTransport session as well as its WebSocket, so every frame goes in and out as
+a datagram. The load is the number of speakers (three to a room, as in the WebSocket voice
+scenario, each sending a 20 ms frame every 20 ms at its own phase), raised x1.5 from one
+speaker and then bisected at each bound, as that scenario does over rooms. A step passes a
+bound when its p99 latency (receive time minus the send time written into the frame) is
+within it, nothing came out of order and at most LOSS_ALLOWED of the frames expected never
+came (a datagram is droppable: the server drops rather than queues). Reported: frames/s
+delivered at the highest step within p99 <= 50 ms and within p99 <= 10 ms, the losses, and
+whether the load generator (aioquic in Python too, pinned to its own core) was saturated
+there. Each step also gives the counts at every stage (`stages`): frames the speakers sent,
+what the server received, routed, queued to aioquic, sent and dropped (its /metrics), its
+QUIC packets in and out, the datagrams and frames the listeners got, and the machine's UDP
+counters (RcvbufErrors: datagrams a full socket buffer dropped).
 """
 
 from __future__ import annotations
@@ -22,14 +27,31 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from bench import servers
+from bench.scenarios import (
+    TIGHT_MS,
+    VOICE_BOUND_MS,
+    VOICE_STAMP,
+    CpuMeter,
+    Settings,
+    Step,
+    _progress,
+    at_knee,
+    below_knee,
+    bounds_summary,
+    knee,
+    ladder,
+    pace,
+    retried,
+)
 from bench.wsclient import WSClient, connect
 from bench.wtclient import VoiceSession, open_session
 from hearth.spaces.config import to_toml
-from hearth.spaces.voice import build_frame
+from hearth.spaces.voice import HEADER, build_frame
 
 HOST = "127.0.0.1"
 STAMP = struct.Struct("!d")  # the sender's time.monotonic(), at the start of the "ciphertext"
@@ -136,61 +158,130 @@ async def voice_session(member: Member, via: tuple[str, int] | None = None,
 
 # --- the datagram voice scenario ------------------------------------------------------------
 
-def _p99_ms(values: list[float]) -> float:
-    if not values:
-        return 0.0
-    values.sort()
-    return round(values[min(len(values) - 1, int(0.99 * len(values)))] * 1000, 2)
+LOSS_ALLOWED = 0.001  # share of frames a passing step may lose (a page's repeats and jitter
+# buffer hide that much; a datagram is droppable, the server drops rather than queues)
+ROOMS_MAX = 32  # rooms in the server's config: more than any ladder reaches (93 speakers)
+PAD = bytes(OPUS + TAG - VOICE_STAMP.size)
+SNMP = Path("/proc/net/snmp")
+KERNEL = ("InDatagrams", "OutDatagrams", "RcvbufErrors", "SndbufErrors")
+# the server's counts at each stage, from its /metrics (web/webtransport.py, web/metrics.py)
+STAGES = {"server_received": 'hearth_voice_datagrams_total{outcome="received"}',
+          "server_routed": "hearth_voice_frames_forwarded_total",
+          "server_queued": 'hearth_voice_datagrams_total{outcome="queued"}',
+          "server_sent": 'hearth_voice_datagrams_total{outcome="sent"}',
+          "server_dropped_congested": 'hearth_voice_datagrams_total{outcome="dropped_congested"}',
+          "server_dropped_late": 'hearth_voice_datagrams_total{outcome="dropped_late"}',
+          "server_packets_in": 'hearth_voice_packets_total{direction="in"}',
+          "server_packets_out": 'hearth_voice_packets_total{direction="out"}',
+          "server_dropped_rate": 'hearth_voice_frames_dropped_total{reason="rate"}'}
 
 
-class Load:
-    def __init__(self, host: str, port: int) -> None:
-        self.host, self.port = host, port
+def kernel_udp() -> dict[str, int]:
+    """The machine's UDP counters (/proc/net/snmp): every process's, the server's and this
+    generator's together; RcvbufErrors are datagrams a full socket buffer dropped."""
+    try:
+        lines = [line.split() for line in SNMP.read_text().splitlines()
+                 if line.startswith("Udp:")]
+        names, values = lines[0][1:], [int(v) for v in lines[1][1:]]
+    except (OSError, IndexError, ValueError):
+        return {}
+    got = dict(zip(names, values, strict=False))
+    return {f"udp_{k}": got[k] for k in KERNEL if k in got}
+
+
+def stages(port: int) -> dict[str, int]:
+    scraped = servers.metrics(port)
+    return {name: int(scraped[key]) for name, key in STAGES.items() if key in scraped}
+
+
+class DatagramLoad:
+    """Rooms of 12, every member with a WebTransport session; `load` speakers, three a room
+    (the voice scenario's rooms), each sending a 20 ms frame every 20 ms at its own phase."""
+
+    def __init__(self, served: servers.Served, settings: Settings) -> None:
+        self.served, self.settings = served, settings
         self.rooms: list[list[Member]] = []
-        self.latencies: list[float] = []
-        self.received = 0
-        self.seq = 0
+        self.speakers: list[tuple[int, VoiceSession]] = []
+        self.active: list[tuple[int, VoiceSession]] = []
+        self.sessions: list[VoiceSession] = []
+        self.counts: dict[int, int] = {}
+        self.last: dict[tuple[int, int], int] = {}
+        self.step = Step(0)
+        self.next = 0
+        self.frames_sent = 0
 
     async def ensure(self, rooms: int) -> None:
         while len(self.rooms) < rooms:
             r = len(self.rooms)
-            members = [await join(self.host, self.port, f"r{r}", f"Udp {r}-{m}")
+            members = [await join(HOST, self.served.port, f"r{r}", f"Udp {r}-{m}")
                        for m in range(MEMBERS)]
-            for member in members:
+            for m, member in enumerate(members):
                 session = await voice_session(member)
-                session.on_frame = self._heard
+                index = r * 100 + m
+                session.on_frame = partial(self._heard, index)
+                self.sessions.append(session)
+                if m < SPEAKERS:
+                    self.speakers.append((index, session))
+                    self.counts[index] = 0
             self.rooms.append(members)
+        await asyncio.sleep(0.3)
 
-    def _heard(self, frame: bytes) -> None:
-        self.received += 1
-        self.latencies.append(time.monotonic() - sent_at(frame))
+    def _heard(self, listener: int, frame: bytes) -> None:
+        sent, speaker, count = VOICE_STAMP.unpack_from(frame, HEADER.size)
+        now = time.monotonic_ns()
+        step = self.step
+        key = (listener, speaker)
+        last = self.last.get(key, 0)
+        if count != last + 1:
+            if count <= last:
+                step.reordered += 1
+            elif last:  # a listener's first frame from a speaker may come mid-stream
+                step.lost += count - last - 1
+        self.last[key] = max(last, count)
+        if sent >= step.start_ns:
+            step.received += 1
+            step.latencies.append(now - sent)
 
-    async def step(self, rooms: int, seconds: float, drain: float) -> dict[str, Any]:
-        await self.ensure(rooms)
-        speakers = [m.session for room in self.rooms[:rooms] for m in room[:SPEAKERS]]
-        self.latencies, self.received = [], 0
-        cpu0, wall0 = time.process_time(), time.monotonic()
-        ticks = int(seconds / FRAME_S)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for tick in range(ticks):
-            self.seq += 1
-            for i, session in enumerate(speakers):
-                if session is not None:
-                    session.send(voice_frame(self.seq))
-                if i % 8 == 7:
-                    await asyncio.sleep(0)  # each speaker at its own phase within the tick
-            delay = start + (tick + 1) * FRAME_S - loop.time()
-            await asyncio.sleep(max(0.0, delay))
-        await asyncio.sleep(drain)
-        expected = ticks * len(speakers) * (MEMBERS - 1)
-        cpu = (time.process_time() - cpu0) / (time.monotonic() - wall0)
-        return {"rooms": rooms, "speakers": len(speakers), "expected": expected,
-                "received": self.received,
-                "lost_share": round(1 - self.received / expected, 5) if expected else 0.0,
-                "frames_per_s": round(self.received / seconds),
-                "p99_ms": _p99_ms(self.latencies), "generator_cpu": round(cpu, 2),
-                "generator_saturated": cpu > 0.9}
+    def send(self, n: int) -> None:
+        """The next `n` frames, round-robin over the active speakers (each at its own phase)."""
+        active = self.active
+        for _ in range(n):
+            index, session = active[self.next % len(active)]
+            self.next += 1
+            self.counts[index] = count = self.counts[index] + 1
+            session.send(build_frame(VOICE_STAMP.pack(time.monotonic_ns(), index, count) + PAD,
+                                     seq=count, level=20))
+            self.frames_sent += 1
+            self.step.expected += MEMBERS - 1
+
+    async def run(self, speakers: int) -> dict[str, Any]:
+        settings = self.settings
+        await self.ensure(-(-speakers // SPEAKERS))
+        self.active = self.speakers[:speakers]
+        self.next, self.frames_sent = 0, 0
+        before, kernel = stages(self.served.port), kernel_udp()
+        heard = sum(s.datagrams for s in self.sessions)
+        dropped = sum(getattr(s, "dropped", 0) for s in self.sessions)
+        self.step = step = Step(speakers)
+        meter = CpuMeter(self.served.pid)
+        await pace(speakers / FRAME_S, settings.step_seconds, self.send)
+        cpu = meter.read()
+        await settle(step, settings.drain_seconds)
+        result = step.result(settings.step_seconds, VOICE_BOUND_MS, cpu, "frames_per_s")
+        lost_share = result["missing"] / step.expected if step.expected else 0.0
+        result["clean"] = clean = (step.received > 0 and lost_share <= LOSS_ALLOWED
+                                   and step.reordered == 0 and step.errors == 0)
+        result["ok"] = clean and result["p99_ms"] <= VOICE_BOUND_MS
+        after, kernel_after = stages(self.served.port), kernel_udp()
+        counts = {"generator_sent": self.frames_sent,
+                  "generator_dropped": sum(getattr(s, "dropped", 0) for s in self.sessions)
+                  - dropped,
+                  **{k: v - before.get(k, 0) for k, v in after.items()},
+                  "listener_datagrams": sum(s.datagrams for s in self.sessions) - heard,
+                  "listener_frames": step.received,
+                  **{k: v - kernel.get(k, 0) for k, v in kernel_after.items()}}
+        return {**result, "speakers": speakers, "rooms": -(-speakers // SPEAKERS),
+                "lost_share": round(lost_share, 5), "stages": counts}
 
     async def close(self) -> None:
         for room in self.rooms:
@@ -200,48 +291,65 @@ class Load:
                 member.ws.abort()
 
 
-def knee(steps: list[dict[str, Any]], bound_ms: float) -> dict[str, Any] | None:
-    good = [s for s in steps if s["p99_ms"] <= bound_ms and s["lost_share"] <= 0.001]
-    return max(good, key=lambda s: s["frames_per_s"]) if good else None
+async def settle(step: Step, limit: float, quiet_for: float = 0.3) -> None:
+    """Until every frame expected came, nothing more came for `quiet_for` seconds (a dropped
+    datagram never comes), or `limit` seconds passed."""
+    deadline, seen, still = time.monotonic() + limit, -1, time.monotonic()
+    while step.received < step.expected and time.monotonic() < deadline:
+        if step.received != seen:
+            seen, still = step.received, time.monotonic()
+        elif time.monotonic() - still >= quiet_for:
+            return
+        await asyncio.sleep(0.02)
 
 
-async def scenario(seconds: float = 3.0, drain: float = 1.5, max_rooms: int = 12,
-                   start_rooms: int = 1) -> dict[str, Any]:
-    served, _ = start_server(rooms=max_rooms + 1)
-    load = Load(HOST, served.port)
-    steps: list[dict[str, Any]] = []
+async def scenario(settings: Settings) -> dict[str, Any]:
+    """The ladder over speakers (1, 2, 3, 5, 8, ... at x1.5, three to a room), then bisection
+    at each bound, as the WebSocket voice scenario does over rooms."""
+    served, _ = start_server(rooms=ROOMS_MAX)
+    load = DatagramLoad(served, settings)
+
+    async def run_step(speakers: float) -> dict[str, Any]:
+        return await retried(lambda: one_step(int(speakers)), settings.retries)
+
+    async def one_step(speakers: int) -> dict[str, Any]:
+        if speakers > ROOMS_MAX * SPEAKERS or not served.alive():
+            raise RuntimeError("the datagram ladder went past its rooms, or the server exited")
+        result = await load.run(speakers)
+        _progress("hearth", "voice_udp", result, "frames_per_s")
+        print(f"  [voice_udp hearth  ] stages {json.dumps(result['stages'])}",
+              file=sys.stderr, flush=True)
+        return result
+
     try:
-        rooms = start_rooms
-        while rooms <= max_rooms:
-            step = await load.step(rooms, seconds, drain)
-            steps.append(step)
-            print(f"voice_udp: {rooms} rooms: {step['frames_per_s']} frames/s, p99 "
-                  f"{step['p99_ms']} ms, lost {step['lost_share']:.3%}, generator cpu "
-                  f"{step['generator_cpu']}", file=sys.stderr, flush=True)
-            if step["p99_ms"] > 50 or step["lost_share"] > 0.01 or not served.alive():
-                break
-            rooms += max(1, rooms // 2)
+        steps = await ladder(run_step, 1, settings, (VOICE_BOUND_MS, TIGHT_MS), integer=True)
     finally:
         await load.close()
         servers.cleanup(served)
-    at_50, at_10 = knee(steps, 50.0), knee(steps, 10.0)
-    return {"scenario": "voice_udp", "steps": steps,
-            "frames_per_s_p99_50ms": at_50["frames_per_s"] if at_50 else 0,
-            "frames_per_s_p99_10ms": at_10["frames_per_s"] if at_10 else 0,
-            "rooms_at_knee": at_50["rooms"] if at_50 else 0}
+    best, tight = knee(steps, "frames_per_s"), knee(steps, "frames_per_s", TIGHT_MS)
+    summary = bounds_summary(steps, "frames_per_s", TIGHT_MS)
+    return {"scenario": "voice_udp",
+            "frames_per_s_p99_50ms": best["frames_per_s"] if best else 0,
+            "frames_per_s_p99_10ms": tight["frames_per_s"] if tight else 0,
+            "speakers_at_knee": best["speakers"] if best else 0,
+            "speakers_at_tight_knee": tight["speakers"] if tight else 0,
+            "loss_allowed_pct": 100 * LOSS_ALLOWED,
+            "generator_saturated": summary["loadgen_saturated_loose"]
+            or summary["loadgen_saturated_tight"],
+            **summary, **at_knee(best, steps), **below_knee(best, steps), "steps": steps}
 
 
-async def bench(kind: str, settings: Any) -> dict[str, Any]:
+async def bench(kind: str, settings: Settings) -> dict[str, Any]:
     """`python -m bench voice_udp`: Hearth only (the baseline relays have no datagrams)."""
     if kind != "hearth":
         return {"skipped": "datagram voice is Hearth's only"}
-    if settings.quick:
-        return await scenario(seconds=0.6, drain=1.0, max_rooms=1)
-    return await scenario(seconds=settings.step_seconds, drain=settings.drain_seconds)
+    return await scenario(settings)
 
 
 def main() -> int:
-    result = asyncio.run(scenario())
+    servers.raise_fd_limit()
+    servers.pin_self()
+    result = asyncio.run(scenario(Settings.full()))
     print(json.dumps(result))
     return 0
 

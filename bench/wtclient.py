@@ -27,6 +27,7 @@ from aioquic.quic.events import ConnectionTerminated, QuicEvent
 from cryptography.hazmat.primitives import serialization
 
 from hearth.spaces import voicelink
+from hearth.web.webtransport import CONGESTION, Outbox, for_voice
 
 OPEN_TIMEOUT = 5.0
 
@@ -42,6 +43,14 @@ class SessionRefused(Exception):
 class _Protocol(QuicConnectionProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        for_voice(self._quic)  # as the server's end: no pacing, voice's congestion floor
+        # Acknowledge at once, in the transmit that follows each packet read, rather than from
+        # a 1 ms timer (aioquic's default): as many acknowledgements for the server to read,
+        # one loop wake-up and one transmit fewer per packet for this end (the bench runs
+        # hundreds of these in one process).
+        self._quic._ack_delay = 0.0
+        self.outbox = Outbox()  # unsent datagrams: bounded, and dropped once stale
+        self.dropped = 0
         self.http = H3Connection(self._quic, enable_webtransport=True)
         self.session: int | None = None
         self.status: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -87,10 +96,25 @@ class VoiceSession:
                     self.frames.append(one)
 
     def send_datagram(self, data: bytes) -> None:
-        """Raw bytes as one datagram (tests of what the server drops)."""
-        assert self._protocol.session is not None
-        self._protocol.http.send_datagram(self._protocol.session, data)
-        self._protocol.transmit()
+        """Raw bytes as one datagram (tests of what the server drops). Dropped, and counted,
+        when the connection already holds too many unsent or they are stale: a page's
+        datagram writer drops too (web/static/js/voicelink.js)."""
+        protocol = self._protocol
+        assert protocol.session is not None
+        pending, outbox = protocol._quic._datagrams_pending, protocol.outbox
+        outbox.sent(pending)
+        protocol.dropped += outbox.expire(pending, protocol._loop.time())
+        if not outbox.room(pending):
+            protocol.dropped += 1
+            return
+        protocol.http.send_datagram(protocol.session, data)
+        outbox.queue(protocol._loop.time())
+        protocol.transmit()
+
+    @property
+    def dropped(self) -> int:
+        """Datagrams this end dropped unsent (congestion), as the server's dropped_* do."""
+        return self._protocol.dropped
 
     def send(self, frame: bytes, repeat: bytes | None = None) -> None:
         self.send_datagram(voicelink.pack(frame, repeat))
@@ -114,7 +138,7 @@ async def open_session(offer: dict[str, Any], *, origin: str | None = None,
     host, port = url.hostname or "127.0.0.1", url.port or 443
     config = QuicConfiguration(alpn_protocols=H3_ALPN, is_client=True,
                                max_datagram_frame_size=65536, verify_mode=ssl.CERT_NONE,
-                               server_name=host)
+                               server_name=host, congestion_control_algorithm=CONGESTION)
     stack = contextlib.AsyncExitStack()
     target = via or (host, port)
     try:

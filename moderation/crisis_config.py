@@ -430,9 +430,11 @@ def _rule_pack(data: Any, source: str, problems: list[str], language: str | None
         e = TableReader(source, x.key(name), x.raw(name), problems)
         scope = _choice(e, "scope", SCOPES, "sentence")
         patterns = _patterns(e, "patterns", 50)
+        quiets_model = e.boolean("quiets_model", False)
         total += len(patterns)
         e.done()
-        exceptions[name] = ExceptionSet(name=name, scope=scope, patterns=patterns)
+        exceptions[name] = ExceptionSet(name=name, scope=scope, patterns=patterns,
+                                        quiets_model=quiets_model)
     x.done()
 
     rules: list[Rule] = []
@@ -1041,7 +1043,8 @@ def pack_to_json(pack: RulePack) -> dict[str, Any]:
                      "high": pack.severity.high, "category_cap": pack.severity.category_cap,
                      "combos": [{"categories": list(c.categories), "severity": c.severity}
                                 for c in pack.severity.combos]},
-        "exceptions": {name: {"scope": e.scope, "patterns": _patterns_json(e.patterns)}
+        "exceptions": {name: {"scope": e.scope, "patterns": _patterns_json(e.patterns),
+                              "quiets_model": e.quiets_model}
                        for name, e in pack.exceptions.items()},
         "rules": [{"id": r.id, "category": r.category, "weight": r.weight,
                    "negatable": r.negatable, "unless": list(r.unless),

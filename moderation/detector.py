@@ -44,7 +44,7 @@ SEVERITIES = ("low", "medium", "high")
 # Where an exception set's match cancels a rule: the same clause, sentence, or anywhere.
 SCOPES = ("clause", "sentence", "message")
 # The shape of pack_to_json; the browser refuses a pack of another format (a stale cache).
-PACK_FORMAT = 3
+PACK_FORMAT = 4
 
 # Limits on one pattern: they bound the work per token, whatever a pack says.
 MAX_PATTERN_CHARS = 300
@@ -223,6 +223,9 @@ class ExceptionSet:
     name: str
     scope: str  # one of SCOPES
     patterns: tuple[Pattern, ...]
+    # Where it matches, the model reports no detection of its own (it may still lift a rule's):
+    # the ends of sessions, thanks and requests to the moderators are what people say every day.
+    quiets_model: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -647,6 +650,8 @@ class Parts:
     # A rule matched, and the rules themselves ruled it out: every match negated or excepted
     # ("I don't want to die", "homework, I want to die"), or a sign that needs company alone.
     ruled_out: bool = False
+    # An exception set that quiets the model matched ("goodnight all, see you Thursday").
+    quiet: bool = False
 
 
 def detect_parts(pack: RulePack, text: str) -> Parts:
@@ -707,7 +712,8 @@ def detect_parts(pack: RulePack, text: str) -> Parts:
     model = pack.model
     scores = None if model is None else model_scores(
         model, model_features(tokens, excepted, model.buckets, model.char_ngrams))
-    return Parts(rules=_judge(pack, kept), scores=scores, ruled_out=ruled_out)
+    quiet = any(pack.exceptions[name].quiets_model for name in excepted)
+    return Parts(rules=_judge(pack, kept), scores=scores, ruled_out=ruled_out, quiet=quiet)
 
 
 def message_features(pack: RulePack, text: str, buckets: int, char_ngrams: tuple[int, int]
@@ -754,15 +760,16 @@ def combine(pack: RulePack, model: Model | None, parts: Parts) -> Detection | No
     """The rules' detection weighed by the model (docs/crisis.md, "The model").
 
     The rules are the floor: the model never drops a rule detection nor lowers its severity.
-    When no rule fired, and no rule was ruled out by negation or an exception ("I don't want
-    to die", "my grandfather died"), the model reports a medium detection of its own from its
-    `fire` level on; a detection in one of its categories whose high head reaches `high` is
-    lifted to high severity."""
+    When no rule fired, no rule was ruled out by negation or an exception ("I don't want
+    to die", "my grandfather died") and no exception set that quiets the model matched
+    ("goodnight all"), the model reports a medium detection of its own from its `fire` level
+    on; a detection in one of its categories whose high head reaches `high` is lifted to high
+    severity."""
     found, scores = parts.rules, parts.scores
     if model is None or scores is None:
         return found
     if found is None:
-        if parts.ruled_out or not reaches(model, scores, "risk", "fire"):
+        if parts.ruled_out or parts.quiet or not reaches(model, scores, "risk", "fire"):
             return None
         found = Detection(category=model_category(model, scores), severity="medium",
                           rule_ids=(MODEL_RISK_ID,), pack=pack.id, version=pack.version)

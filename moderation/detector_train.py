@@ -82,7 +82,7 @@ class Settings:
     smoothing: float = 0.1  # added to every count of the naive Bayes ratios
     # Where the heads are cut, in score units (bias + sum / sqrt(count)); see detector.combine.
     levels: Mapping[str, float] = field(default_factory=lambda: {
-        "fire": 3.0, "high": -1.0})
+        "fire": 4.0, "high": -1.0})
 
 
 DEFAULT_SETTINGS = Settings()

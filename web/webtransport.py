@@ -13,10 +13,24 @@ one-time token over its WebSocket (`voice_transport`), opens
   node sends it to the member's channel (`peer.voice_channel`) instead of the socket.
 
 A datagram of a session that no token bound, or of one whose WebSocket closed or that
-another session replaced, is dropped and counted (`hearth_voice_datagrams`). Datagrams
-are droppable: a connection holds at most MAX_PENDING unsent ones, never an unbounded
-queue. The framing, the tokens and the filter of repeated copies are sans-IO, in
-spaces/voicelink.py.
+another session replaced, is dropped and counted (`hearth_voice_datagrams`). The framing,
+the tokens and the filter of repeated copies are sans-IO, in spaces/voicelink.py.
+
+Sending (docs/performance.md, "The datagram voice scenario"): QUIC as aioquic does it for
+bulk data holds small, self-paced voice back, and a held frame is a late frame. So:
+- no pacing: aioquic spaces packets as if each were full-sized, so a burst of 100-byte
+  voice packets (a few speakers' frames, or a short stall of the process) left in a
+  queue that only drained at the pace of bulk transfer (`Unpaced`);
+- the congestion window is New Reno's, but never below VOICE_WINDOW bytes: voice is
+  inelastic and the room core already bounds it (50 frames a second a speaker), while
+  Reno after a few losses on a lossy link allows less than one room's voice
+  (`VoiceCongestion`);
+- a datagram the window still holds back is dropped after MAX_AGE seconds, and a
+  connection holds at most MAX_PENDING: never an unbounded or stale queue (each
+  datagram repeats the previous frame, so the next one carries what a drop lost);
+- one transmit per connection per turn of the loop, after everything the turn routed
+  and every packet it read (`Turn`): a frame for a listener and the ACKs it owes go
+  out in one packet.
 
 Certificates: the operator's (PEM files), or a self-signed ECDSA P-256 one valid
 SELF_SIGNED_DAYS days (browsers accept one under 14 days by its SHA-256, which the page
@@ -27,12 +41,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
 import hashlib
 import re
+import socket
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +59,11 @@ from aioquic.asyncio.server import QuicServer
 from aioquic.h3.connection import H3_ALPN, H3Connection
 from aioquic.h3.events import DatagramReceived, DataReceived, H3Event, HeadersReceived
 from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.congestion.base import register_congestion_control
+from aioquic.quic.congestion.reno import RenoCongestionControl
+from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent
+from aioquic.quic.packet_builder import QuicSentPacket
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -65,6 +85,10 @@ from hearth.web.ws import origin_allowed
 PATH = "/voice"
 REQUEST_MAX = 512  # bytes: a longer voice_transport goes on to the room core, which refuses it
 MAX_PENDING = 32  # datagrams a connection may hold unsent (congestion): then voice is dropped
+MAX_AGE = 0.04  # seconds a datagram may wait for the congestion window: then it is dropped
+VOICE_WINDOW = 12_000  # bytes: the congestion window's floor (aioquic's initial window)
+CONGESTION = "hearth-voice"  # VoiceCongestion's name in aioquic's registry
+SOCKET_BUFFER = 1 << 20  # bytes of the UDP socket's kernel buffers (both ways), asked for
 ROOM = 1100  # bytes of a datagram's payload, well inside a QUIC packet on any path
 BIND_WITHIN = 10.0  # seconds a QUIC connection has to open its session
 SELF_SIGNED_DAYS = 10  # total validity, under the 14 days browsers allow for hashes
@@ -137,7 +161,122 @@ def describe(config: HearthConfig, port: int | None = None) -> str | None:
 
 def quic_configuration() -> QuicConfiguration:
     return QuicConfiguration(alpn_protocols=H3_ALPN, is_client=False,
-                             max_datagram_frame_size=65536, idle_timeout=IDLE_TIMEOUT)
+                             max_datagram_frame_size=65536, idle_timeout=IDLE_TIMEOUT,
+                             congestion_control_algorithm=CONGESTION)
+
+
+# --- QUIC for voice -----------------------------------------------------------------------
+
+class VoiceCongestion(RenoCongestionControl):
+    """New Reno whose window never falls below VOICE_WINDOW bytes (after a loss, or after
+    persistent congestion: a process that was not scheduled for a moment looks like that).
+
+    Voice does not grow to fill a window: its rate is set by the speakers (the room core
+    allows each 50 frames a second), about 10 KB/s a speaker with its repeats. Reno's own
+    floor, two full packets, holds less than three speakers' voice for one 200 ms round
+    trip, so after a few random losses (a mobile link) it would hold back voice that the
+    network has room for; what a link truly cannot carry is dropped instead (MAX_AGE,
+    MAX_PENDING), never queued."""
+
+    def _floor(self) -> None:
+        if self.congestion_window < VOICE_WINDOW:
+            self.congestion_window = VOICE_WINDOW
+
+    def on_packets_lost(self, *, now: float, packets: Iterable[QuicSentPacket]) -> None:
+        super().on_packets_lost(now=now, packets=packets)
+        self._floor()
+
+    def on_persistent_congestion(self) -> None:
+        super().on_persistent_congestion()
+        self._floor()
+
+
+register_congestion_control(CONGESTION, VoiceCongestion)
+
+
+class Unpaced:
+    """aioquic's pacer, never holding a packet back.
+
+    aioquic spaces packets one full-sized packet's time apart at the congestion window's
+    rate: right for bulk data, wrong for 100-byte voice packets, where it turned a burst
+    of a few speakers' frames (or a moment the process was not scheduled) into a queue
+    drained 10x slower than the frames' own bytes needed."""
+
+    packet_time = None
+
+    def next_send_time(self, now: float) -> None:
+        return None
+
+    def update_after_send(self, now: float) -> None:
+        pass
+
+    def update_rate(self, congestion_window: int, smoothed_rtt: float) -> None:
+        pass
+
+
+def for_voice(quic: QuicConnection) -> None:
+    """A QUIC connection set up to carry voice datagrams (both ends use it: the server here,
+    the bench's client as a page would). Its configuration names CONGESTION."""
+    quic._loss._pacer = Unpaced()  # type: ignore[assignment]
+
+
+class Outbox:
+    """When each datagram still in a connection's queue (aioquic's, first in first out) was
+    queued: the ones the congestion window held back longer than `max_age` are dropped
+    before the next send, and the queue never holds more than `limit`."""
+
+    __slots__ = ("limit", "max_age", "queued")
+
+    def __init__(self, limit: int = MAX_PENDING, max_age: float = MAX_AGE) -> None:
+        self.limit, self.max_age = limit, max_age
+        self.queued: deque[float] = deque()
+
+    def room(self, pending: deque[bytes]) -> bool:
+        """Whether one more datagram may join `pending`."""
+        return len(pending) < self.limit
+
+    def queue(self, now: float) -> None:
+        self.queued.append(now)
+
+    def sent(self, pending: deque[bytes]) -> int:
+        """How many left the queue since (aioquic takes them from the left), forgotten."""
+        queued = self.queued
+        n = len(queued) - len(pending)
+        for _ in range(n):
+            queued.popleft()
+        return max(0, n)
+
+    def expire(self, pending: deque[bytes], now: float) -> int:
+        """Drop what waited longer than max_age (the oldest first); how many were dropped."""
+        queued = self.queued
+        dropped = 0
+        while queued and now - queued[0] > self.max_age:
+            queued.popleft()
+            pending.popleft()
+            dropped += 1
+        return dropped
+
+
+class Turn:
+    """The connections with something to send this turn of the loop: each transmits once,
+    at its end, whatever the turn queued for it and whatever ACKs it owes."""
+
+    __slots__ = ("dirty", "schedule")
+
+    def __init__(self, schedule: Callable[[Callable[[], None]], Any]) -> None:
+        self.schedule = schedule
+        self.dirty: dict[VoiceConnection, None] = {}
+
+    def add(self, conn: VoiceConnection) -> None:
+        dirty = self.dirty
+        if not dirty:
+            self.schedule(self.end)
+        dirty[conn] = None
+
+    def end(self) -> None:
+        dirty, self.dirty = self.dirty, {}
+        for conn in dirty:
+            conn.transmit()
 
 
 class Certificates:
@@ -188,13 +327,14 @@ class VoiceChannel:
         if not self.open or len(frame) + voicelink.LENGTH.size > ROOM:
             return False
         conn = self.conn
-        if len(conn._quic._datagrams_pending) >= MAX_PENDING:
+        if not conn.outbox.room(conn._quic._datagrams_pending):
             self.server.counts["dropped_congested"] += 1
             return True  # late audio is worse than none; the WebSocket would not be sooner
         http = conn.http
         assert http is not None
         http.send_datagram(self.session, self.outbound.datagram(frame))
-        self.server.counts["sent"] += 1
+        conn.outbox.queue(conn.now())
+        self.server.counts["queued"] += 1
         conn.transmit_soon()
         return True
 
@@ -234,8 +374,10 @@ class VoiceConnection(QuicConnectionProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        for_voice(self._quic)
         self.http: H3Connection | None = None
         self.channels: dict[int, VoiceChannel] = {}
+        self.outbox = Outbox()
         self._unbound_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: Any) -> None:
@@ -253,9 +395,35 @@ class VoiceConnection(QuicConnectionProtocol):
         if not self.channels:
             self.close()
 
+    def now(self) -> float:
+        return self._loop.time()
+
     def transmit_soon(self) -> None:
         """One transmit per turn of the loop, however many frames were queued in it."""
-        self._transmit_soon()
+        self.server.turn.add(self)
+
+    def datagram_received(self, data: bytes | str, addr: Any) -> None:
+        """As aioquic's, but the transmit (ACKs, and frames the packet had routed here) waits
+        for the end of the turn: every packet read in it, one send."""
+        self.server.packets["in"] += 1
+        self._quic.receive_datagram(data, addr, now=self._loop.time())  # type: ignore[arg-type]
+        self._process_events()
+        self.server.turn.add(self)
+
+    def transmit(self) -> None:
+        quic = self._quic
+        outbox, pending = self.outbox, quic._datagrams_pending
+        counts = self.server.counts
+        if outbox.queued:
+            counts["sent"] += outbox.sent(pending)
+            late = outbox.expire(pending, self._loop.time())
+            if late:
+                counts["dropped_late"] += late
+        before = quic._packet_number
+        super().transmit()
+        self.server.packets["out"] += max(0, quic._packet_number - before)
+        if outbox.queued:
+            counts["sent"] += outbox.sent(pending)
 
     def quic_event_received(self, event: QuicEvent) -> None:
         if isinstance(event, ProtocolNegotiated) and event.alpn_protocol in H3_ALPN:
@@ -337,6 +505,8 @@ class WebTransportServer:
     connections: set[VoiceConnection] = field(default_factory=set)
     bound: set[VoiceChannel] = field(default_factory=set)
     counts: Counter[str] = field(default_factory=Counter)
+    packets: Counter[str] = field(default_factory=Counter)  # QUIC packets, "in" and "out"
+    turn: Turn = field(default_factory=lambda: Turn(_call_soon))
     _quic: QuicServer | None = None
 
     @property
@@ -427,6 +597,7 @@ class WebTransportServer:
         transport = self._quic._transport
         assert transport is not None
         self.port = int(transport.get_extra_info("sockname")[1])
+        _buffers(transport.get_extra_info("socket"))
 
     def housekeeping(self) -> None:
         self.tokens.sweep(self.clock())
@@ -440,6 +611,18 @@ class WebTransportServer:
             self._quic.close()
             self._quic = None
         self.connections.clear()
+
+
+def _call_soon(callback: Callable[[], None]) -> None:
+    asyncio.get_running_loop().call_soon(callback)
+
+
+def _buffers(sock: Any) -> None:
+    """Kernel buffers for a moment's burst (the default, ~200 KB, holds about 170 small
+    packets: one busy moment of a few rooms' ACKs); the kernel caps them at its maximum."""
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+        with contextlib.suppress(OSError, AttributeError):  # uvloop's or asyncio's socket
+            sock.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
 
 
 _HOST = re.compile(r"^[A-Za-z0-9.\-]{1,253}\Z|^\[[0-9A-Fa-f:.]{2,45}\]\Z")
@@ -505,14 +688,22 @@ class DatagramCollector(Collector):
         counts = self.server.counts
         datagrams = CounterMetricFamily(
             "hearth_voice_datagrams", "Voice datagrams (WebTransport): received and passed "
-            "to the room core, sent, or dropped (unbound: no session bound by a token; "
-            "foreign: a session whose WebSocket closed or was replaced; congested: the "
-            "connection already held too many unsent; malformed: not framed as hearth.v1).",
+            "to the room core, queued for a listener, sent in a packet, or dropped (unbound: "
+            "no session bound by a token; foreign: a session whose WebSocket closed or was "
+            "replaced; congested: the connection already held too many unsent; late: the "
+            "congestion window held it back too long; malformed: not framed as hearth.v1).",
             labels=["outcome"])
-        for outcome in ("received", "sent", "dropped_unbound", "dropped_foreign",
-                        "dropped_congested", "dropped_malformed"):
+        for outcome in ("received", "queued", "sent", "dropped_unbound", "dropped_foreign",
+                        "dropped_congested", "dropped_late", "dropped_malformed"):
             datagrams.add_metric([outcome], counts[outcome])
         yield datagrams
+        packets = CounterMetricFamily(
+            "hearth_voice_packets", "QUIC packets of the WebTransport connections, read from "
+            "the UDP socket (in) and built to send (out): voice, acknowledgements, handshakes.",
+            labels=["direction"])
+        for direction in ("in", "out"):
+            packets.add_metric([direction], self.server.packets[direction])
+        yield packets
         sessions = CounterMetricFamily(
             "hearth_voice_sessions", "WebTransport sessions: bound by a token, or refused "
             "(403: no good token or origin; 404: not a WebTransport request for /voice; "

@@ -21,13 +21,14 @@ export function run(packs, items) {
 }
 
 /** detectParts() on each [language, text]: the rules' detection, whether a rule was ruled
- * out, and the model's integer sums and count, before they are combined. */
+ * out, whether a set that quiets the model matched, and the model's integer sums and count,
+ * before they are combined. */
 export function parts(packs, items) {
   const loaded = {};
   for (const [language, json] of Object.entries(packs)) loaded[language] = loadPack(json);
   return items.map(([language, text]) => {
-    const { rules, scores, ruledOut } = detectParts(loaded[language], text);
-    return { rules, ruled_out: ruledOut, sums: scores ? scores.sums : null, count: scores ? scores.count : null };
+    const { rules, scores, ruledOut, quiet } = detectParts(loaded[language], text);
+    return { rules, ruled_out: ruledOut, quiet, sums: scores ? scores.sums : null, count: scores ? scores.count : null };
   });
 }
 

@@ -320,20 +320,19 @@ async def test_the_detector_asks_again_after_5_minutes_a_resolution_and_i_m_ok(
 
 @pytest.mark.parametrize("config", [False, True], ids=["default", "model_on"], indirect=True)
 @pytest_twisted.ensureDeferred
-async def test_by_default_a_goodnight_goes_to_the_room_and_the_rules_still_ask(
+async def test_a_goodnight_goes_to_the_room_and_the_rules_still_ask(
         config: HearthConfig, server: LiveServer, browser: Browser, pages: list[Page]) -> None:
     """[crisis] detector_model is off by default: the page runs the rules alone, which let a
-    goodbye through and still ask about a clear risk. Turned on, the model asks about the
-    goodbye too (why it is off)."""
+    goodbye through and still ask about a clear risk. Turned on, the model keeps quiet on the
+    goodbye too (a set of closings quiets it), and the rules still ask."""
     [risk] = [c for c in load_cases() if c["text"] == "I'm going to take all my pills tonight."]
     assert risk["expect"] == {"category": "means_method", "severity": "high"}  # the rules alone
     page = await open_page(browser, pages, server.http_url)
     await enter(page, "circle", "Quiet Otter", country="GB")
     await page.wait_for(f"() => {APP}.dataset.detector === 'ready'")
-    assert await type_risky(page, GOODNIGHT) == config.crisis.detector_model
-    if not config.crisis.detector_model:
-        await log_has(page, GOODNIGHT)
-        assert await type_risky(page, risk["text"])
+    assert not await type_risky(page, GOODNIGHT)
+    await log_has(page, GOODNIGHT)
+    assert await type_risky(page, risk["text"])
 
 
 @pytest_twisted.ensureDeferred

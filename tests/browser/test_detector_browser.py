@@ -59,6 +59,7 @@ def python_parts(packs: dict[str, RulePack], items: list[tuple[str, str]]) -> li
         parts = detect_parts(packs[language], text)
         results.append({"rules": None if parts.rules is None else parts.rules.to_json(),
                         "ruled_out": parts.ruled_out,
+                        "quiet": parts.quiet,
                         "sums": None if parts.scores is None else list(parts.scores.sums),
                         "count": None if parts.scores is None else parts.scores.count})
     return results
@@ -215,7 +216,7 @@ def test_a_pack_sent_as_json_text_works(browser: RunnerPage, crisis: CrisisRefer
 def test_to_wire_keeps_only_category_severity_pack_and_version(
         browser: RunnerPage, packs_json: dict[str, Any]) -> None:
     assert browser.call("wire", packs_json["en"], "I want to kill myself tonight") == {
-        "category": "intent", "severity": "high", "pack": "hearth-en", "version": "3.0.0"}
+        "category": "intent", "severity": "high", "pack": "hearth-en", "version": "3.1.0"}
     assert browser.call("wire", packs_json["en"], "see you next week") is None
 
 
@@ -253,9 +254,10 @@ def _broken(pack: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path,value,fragment", [
-    ("format", 2, "format: expected 3"),
+    ("format", 2, "format: expected 4"),
+    ("exceptions/see_you/quiets_model", "yes", "exceptions.see_you.quiets_model: expected true or false"),
     ("model/format", 2, "model.format: expected 1"),
-    ("model/pack_version", "2.0.0", "model.pack_version: expected \"3.0.0\""),
+    ("model/pack_version", "2.0.0", "model.pack_version: expected \"3.1.0\""),
     ("model/crc32", 12345, "model.crc32: expected the CRC-32 of the weights"),
     ("model/weights", "AAAA", "model.weights: expected 81920 bytes in base64"),
     ("model/buckets", 1000, "model.buckets: expected a power of two"),

@@ -29,7 +29,7 @@ from tests.browser.harness import (
     sound_running,
     voice_frames,
 )
-from tests.support.live import LiveServer
+from tests.support.live import LiveServer, until
 from tests.support.voice_udp import record_socket_frames, start_udp_server, udp
 
 pytestmark = pytest.mark.browser
@@ -119,7 +119,11 @@ async def test_voice_rides_webtransport_datagrams_and_falls_back_to_the_websocke
     assert got["datagramsReceived"] >= 25, got
     assert voice_frames(frames) == []  # not one voice frame came over the WebSocket
     server = udp(udp_server)
-    assert server.counts["received"] >= 50 and server.counts["sent"] >= 25
+    # the page counts a frame sent when its writer takes it: on a busy machine the last few
+    # are still on their way (the microphone goes on, so more come)
+    await until(lambda: server.counts["received"] >= 50, timeout=10,
+                what="50 datagrams from the page at the server")
+    assert server.counts["sent"] >= 25
     assert server.counts["dropped_unbound"] == server.counts["dropped_foreign"] == 0
 
     # The network drops the session (here: the server's end closes): A's voice goes back to

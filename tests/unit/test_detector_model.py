@@ -63,14 +63,14 @@ HEADS = len(MODEL_HEADS)
 
 def tiny_model(bias: tuple[int, ...] = (0, 0, 0, 0, 0), fire: int = 3, high: int = 2,
                damping: int = 0) -> Model:
-    return Model(language="en", pack="hearth-en", pack_version="3.0.0", buckets=256,
+    return Model(language="en", pack="hearth-en", pack_version="3.1.0", buckets=256,
                  char_ngrams=(3, 5), damping=damping, bias=bias,
                  levels={"fire": fire, "high": high}, weights=bytes(256 * HEADS))
 
 
 def rule_detection(category: str = "intent", severity: str = "medium") -> Detection:
     return Detection(category=category, severity=severity, rule_ids=("en.intent.x",),
-                     pack="hearth-en", version="3.0.0")
+                     pack="hearth-en", version="3.1.0")
 
 
 def scores(risk: int, high: int = 0, intent: int = 0, means: int = 0, farewell: int = 0,
@@ -134,6 +134,33 @@ def test_the_model_detects_alone_only_where_no_rule_matched() -> None:
     assert combine(pack_stub, tiny_model(), Parts(scores=sure, ruled_out=True)) is None
     assert combine(pack_stub, tiny_model(), Parts(scores=scores(29))) is None  # below fire
     assert combine(pack_stub, None, Parts(scores=sure)) is None  # no model, the rules alone
+
+
+def test_a_set_that_quiets_the_model_stops_only_its_own_detections() -> None:
+    pack_stub = _pack_stub()
+    sure = scores(40, 20, means=9)
+    assert combine(pack_stub, tiny_model(), Parts(scores=sure)) is not None
+    assert combine(pack_stub, tiny_model(), Parts(scores=sure, quiet=True)) is None
+    lifted = combine(pack_stub, tiny_model(), Parts(rules=rule_detection(), scores=sure, quiet=True))
+    assert lifted is not None and lifted.severity == "high"
+
+
+@pytest.mark.parametrize("language,text,severity", [
+    ("en", "bye everyone, take care", None),
+    ("en", "I'm going to bed, goodnight all", None),
+    ("en", "Please hide this one", None),
+    ("es", "chao, cuídense", None),
+    ("es", "gracias por escuchar", None),
+    # The sets only quiet the model: a farewell the rules know still fires.
+    ("en", "Goodbye everyone, take care of each other", "high"),
+    ("es", "Adiós a todos, cuídense mucho", "high"),
+])
+def test_closings_quiet_the_shipped_models_and_never_a_rule(
+        crisis: CrisisReference, language: str, text: str, severity: str | None) -> None:
+    pack = crisis.packs[language]
+    assert detect_parts(pack, text).quiet
+    detection = detect(pack, text)
+    assert (detection and detection.severity) == severity
 
 
 def test_the_model_lifts_its_categories_to_high_and_leaves_others_alone() -> None:
@@ -268,7 +295,7 @@ def _flip_a_byte(data: dict[str, Any]) -> None:
 @pytest.mark.parametrize("change,fragment", [
     (_flip_a_byte, "crc32: expected the CRC-32 of the weights"),
     (lambda d: d.update(format=2), "format: expected 1, the model format this Hearth reads"),
-    (lambda d: d.update(pack_version="2.0.0"), "pack_version: expected '3.0.0', the version of its pack"),
+    (lambda d: d.update(pack_version="2.0.0"), "pack_version: expected '3.1.0', the version of its pack"),
     (lambda d: d.update(pack="hearth-es"), "pack: expected 'hearth-en'"),
     (lambda d: d.update(buckets=1000), "buckets: expected a power of two"),
     (lambda d: d.update(weights=d["weights"][:-8]), "weights: expected"),
@@ -327,8 +354,8 @@ def _served_models(config: HearthConfig, directory: Path | None = None) -> dict[
 
 
 def test_the_default_config_serves_the_packs_without_their_models() -> None:
-    """The model fires at high on everyday goodbyes ("I'm going to bed, goodnight all"): an
-    operator turns it on knowingly ([crisis] detector_model, docs/crisis.md)."""
+    """The model still fires on some everyday talk ("Thank you for everything you do for this
+    group"): an operator turns it on knowingly ([crisis] detector_model, docs/crisis.md)."""
     off = make_config()
     assert not off.crisis.detector_model
     assert _served_models(off) == {"en": None, "es": None}
@@ -339,9 +366,9 @@ def test_the_default_config_serves_the_packs_without_their_models() -> None:
         assert model is not None and model["language"] == language
     crisis = load_crisis(with_models=False)  # what service.py loads for the default config
     assert all(pack.model is None for pack in crisis.packs.values())
-    goodnight = "I'm going to bed, goodnight all"
-    assert detect(crisis.packs["en"], goodnight) is None
-    assert detect(load_crisis().packs["en"], goodnight) is not None  # why it is off
+    thanks = "Thank you for everything you do for this group."
+    assert detect(crisis.packs["en"], thanks) is None
+    assert detect(load_crisis().packs["en"], thanks) is not None  # why it is off
 
 
 def test_a_broken_model_file_is_refused_even_while_the_model_is_off(tmp_path: Path) -> None:

@@ -6,6 +6,13 @@ from collections import deque
 from typing import Any
 
 import pytest
+from aioquic.quic.configuration import QuicConfiguration
+from aioquic.quic.congestion.base import create_congestion_control
+from aioquic.quic.congestion.reno import RenoCongestionControl
+from aioquic.quic.connection import QuicConnection
+from aioquic.quic.packet import QuicPacketType
+from aioquic.quic.packet_builder import QuicSentPacket
+from aioquic.tls import Epoch
 
 from hearth.spaces.protocol import ProtocolError
 from hearth.spaces.voice import build_frame, stamp_slot
@@ -19,13 +26,21 @@ from hearth.spaces.voicelink import (
     unpack,
 )
 from hearth.web.webtransport import (
+    CONGESTION,
+    MAX_AGE,
     MAX_PENDING,
     ROOM,
     SELF_SIGNED_DAYS,
+    VOICE_WINDOW,
     Certificates,
+    DatagramCollector,
+    Outbox,
+    Turn,
     VoiceChannel,
+    VoiceCongestion,
     WebTransportServer,
     certificate_hash,
+    for_voice,
     self_signed,
 )
 from tests.support.config import make_config
@@ -127,8 +142,13 @@ class FakeConn:
     def __init__(self) -> None:
         self.http = FakeHTTP()
         self._quic = FakeQuic()
+        self.outbox = Outbox()
+        self.time = 0.0
         self.transmits = 0
         self.closed = False
+
+    def now(self) -> float:
+        return self.time
 
     def transmit_soon(self) -> None:
         self.transmits += 1
@@ -182,6 +202,7 @@ def test_voice_out_is_bounded_never_queued_without_end_and_too_big_goes_by_webso
     server, _, _, channel, conn = channel_setup()
     assert channel.send(frame(1))
     assert conn.http.sent == [(0, pack(frame(1)))] and conn.transmits == 1
+    assert server.counts["queued"] == 1 and list(conn.outbox.queued) == [0.0]
     conn._quic._datagrams_pending.extend([b""] * MAX_PENDING)
     assert channel.send(frame(2))  # dropped (congested): not late over the WebSocket either
     assert len(conn.http.sent) == 1 and server.counts["dropped_congested"] == 1
@@ -189,6 +210,90 @@ def test_voice_out_is_bounded_never_queued_without_end_and_too_big_goes_by_webso
     assert not channel.send(frame(3, size=ROOM))  # does not fit a datagram: the WebSocket
     channel.close()
     assert not channel.send(frame(4))
+
+
+def test_the_metrics_count_every_stage_of_a_datagrams_way() -> None:
+    server, _, _, channel, _ = channel_setup()
+    channel.send(frame(1))
+    server.counts["dropped_late"] += 1
+    server.packets["in"] += 3
+    samples = {(s.name, tuple(s.labels.values())): s.value
+               for family in DatagramCollector(server).collect() for s in family.samples}
+    datagrams, packets = "hearth_voice_datagrams_total", "hearth_voice_packets_total"
+    assert samples[(datagrams, ("queued",))] == 1 and samples[(datagrams, ("sent",))] == 0
+    assert samples[(datagrams, ("dropped_late",))] == 1
+    assert samples[(packets, ("in",))] == 3 and samples[(packets, ("out",))] == 0
+
+
+def test_a_datagram_the_congestion_window_held_back_too_long_is_dropped_not_sent_late() -> None:
+    outbox, pending = Outbox(limit=3), deque[bytes]()
+    for at, data in ((0.0, b"a"), (0.01, b"b")):
+        pending.append(data)
+        outbox.queue(at)
+    assert outbox.expire(pending, MAX_AGE) == 0  # not older than MAX_AGE yet
+    assert outbox.expire(pending, 0.005 + MAX_AGE) == 1 and list(pending) == [b"b"]
+    pending.popleft()  # aioquic put it in a packet
+    assert outbox.sent(pending) == 1 and not outbox.queued
+    pending.extend([b"c", b"d", b"e"])
+    for _ in range(3):
+        outbox.queue(1.0)
+    assert not outbox.room(pending)  # at its limit: the next frame is dropped, not queued
+    assert outbox.expire(pending, 2.0) == 3 and not pending and outbox.room(pending)
+
+
+class Transmitter:
+    def __init__(self) -> None:
+        self.transmits = 0
+
+    def transmit(self) -> None:
+        self.transmits += 1
+
+
+def test_each_connection_transmits_once_a_turn_whatever_the_turn_queued_for_it() -> None:
+    scheduled: list[Any] = []
+    turn = Turn(scheduled.append)
+    a, b = Transmitter(), Transmitter()
+    for conn in (a, b, a, a):  # three frames (or packets read) for a, one for b
+        turn.add(conn)  # type: ignore[arg-type]
+    assert len(scheduled) == 1 and a.transmits == b.transmits == 0
+    scheduled.pop()()
+    assert a.transmits == b.transmits == 1
+    turn.add(a)  # type: ignore[arg-type]
+    assert len(scheduled) == 1  # the next turn has its own end
+
+
+def lost_packet(number: int, sent_time: float) -> QuicSentPacket:
+    return QuicSentPacket(epoch=Epoch.ONE_RTT, in_flight=True, is_ack_eliciting=True,
+                          is_crypto_packet=False, packet_number=number,
+                          packet_type=QuicPacketType.ONE_RTT, sent_time=sent_time,
+                          sent_bytes=150)
+
+
+def test_voice_congestion_keeps_a_window_for_voice_after_losses_where_reno_would_not() -> None:
+    voice = create_congestion_control(CONGESTION, max_datagram_size=1280)
+    reno = RenoCongestionControl(max_datagram_size=1280)
+    assert isinstance(voice, VoiceCongestion)
+    for n in range(6):  # a loss in each round trip: a lossy mobile link
+        for cc in (voice, reno):
+            packet = lost_packet(n, float(n))
+            cc.on_packet_sent(packet=packet)
+            cc.on_packets_lost(now=n + 0.5, packets=[packet])
+    assert reno.congestion_window < VOICE_WINDOW <= voice.congestion_window
+    voice.on_persistent_congestion()
+    assert voice.congestion_window == VOICE_WINDOW
+
+
+def test_a_voice_connection_never_paces_its_packets() -> None:
+    paced = QuicConnection(configuration=QuicConfiguration(is_client=True))
+    voice = QuicConnection(configuration=QuicConfiguration(is_client=True))
+    for_voice(voice)
+    for quic in (paced, voice):  # 12 KB a 100 ms round trip: one full packet each 10.7 ms
+        pacer = quic._loss._pacer
+        pacer.update_rate(congestion_window=12_000, smoothed_rtt=0.1)
+        for _ in range(4):  # a burst of four 150-byte voice packets, in one moment
+            pacer.update_after_send(now=1.0)
+    assert paced._loss._pacer.next_send_time(now=1.0) is not None  # aioquic's: hold it back
+    assert voice._loss._pacer.next_send_time(now=1.0) is None
 
 
 def test_the_self_signed_certificate_is_p256_under_14_days_and_rotated_before_it_ends() -> None:

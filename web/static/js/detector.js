@@ -20,7 +20,7 @@
 // Keep this file and moderation/detector.py the same algorithm:
 // tests/crisis/cases.json and the evaluation corpus (tests/crisis/corpus/) run through both.
 
-export const FORMAT = 3;
+export const FORMAT = 4;
 // Categories, in the order that breaks ties when picking the one reported.
 export const CATEGORIES = ["intent", "means_method", "harm_from_others", "farewell", "timeframe"];
 // A timeframe ("tonight") says when, not whether: it only counts next to another category.
@@ -225,8 +225,10 @@ export function loadPack(json) {
   for (const [name, set] of Object.entries(rawExceptions)) {
     if (!set || !SCOPES.includes(set.scope)) fail(`exceptions.${name}.scope`, SCOPES.join(", "), set?.scope);
     const patterns = checkPatterns(set.patterns, `exceptions.${name}.patterns`, 50);
+    const quietsModel = set.quiets_model ?? false;
+    if (typeof quietsModel !== "boolean") fail(`exceptions.${name}.quiets_model`, "true or false", quietsModel);
     total += patterns.length;
-    exceptions.set(name, { scope: set.scope, patterns });
+    exceptions.set(name, { scope: set.scope, patterns, quietsModel });
   }
 
   if (!Array.isArray(data.rules) || data.rules.length === 0 || data.rules.length > MAX_RULES) {
@@ -420,7 +422,8 @@ function modelCategory(model, scores) {
 
 /**
  * The rules' detection weighed by the model: see combine in detector.py. The rules are the
- * floor: the model adds a detection only where no rule matched at all, and only ever lifts.
+ * floor: the model adds a detection only where no rule matched at all and no exception set that
+ * quiets it matched, and only ever lifts.
  */
 function combine(pack, parts) {
   const { scores } = parts;
@@ -428,7 +431,7 @@ function combine(pack, parts) {
   if (!scores) return found; // no text, no pack, or a pack without a model
   const { model } = pack;
   if (!found) {
-    if (parts.ruledOut || !reaches(model, scores, "risk", "fire")) return null;
+    if (parts.ruledOut || parts.quiet || !reaches(model, scores, "risk", "fire")) return null;
     found = { category: modelCategory(model, scores), severity: "medium", rule_ids: [MODEL_RISK_ID], pack: pack.id, version: pack.version };
   }
   if (found.severity !== "high" && MODEL_CATEGORIES.includes(found.category) && reaches(model, scores, "high", "high")) {
@@ -629,7 +632,7 @@ export function detect(pack, text) {
  * only), before combine() weighs them: see detect_parts in detector.py.
  */
 export function detectParts(pack, text) {
-  const nothing = { rules: null, scores: null, ruledOut: false };
+  const nothing = { rules: null, scores: null, ruledOut: false, quiet: false };
   if (typeof text !== "string" || !text || !pack?.index) return nothing;
   const tokens = read(pack, text);
   if (!tokens.length) return nothing;
@@ -685,6 +688,8 @@ export function detectParts(pack, text) {
     rules: judge(pack, kept),
     scores: pack.model ? modelScores(pack.model, tokens, excepted.keys()) : null,
     ruledOut: ruledOut || kept.length < fired.length,
+    // An exception set that quiets the model matched: see Parts in detector.py.
+    quiet: [...excepted.keys()].some((name) => pack.exceptions.get(name).quietsModel),
   };
 }
 
