@@ -28,6 +28,11 @@ member of its room. Printed as one JSON object per run, then a summary:
                 fault acknowledged
     alerts      for the help press: distinct Idempotency-Keys of its first alert, its
                 second tier's delay after the press, webhook calls received
+    lost_detail for the first few lost messages: who missed it, who said it (each
+                "Member <room> <node> <n>"), when it was said (s from the fault), its
+                acknowledged seq, and what became of it at the member: "never" arrived,
+                "no_key" (arrived, its sender key never came), "rejected <codes>"
+                (arrived, did not open: the codes of what did not open from that sender)
 
 Bounded: each run has a deadline; nothing waits on a fixed sleep longer than the
 traffic it measures. Usage:
@@ -171,13 +176,27 @@ def crisis_directory(workdir: Path) -> str:
 
 # --- members -----------------------------------------------------------------------------------
 
+class TracedChat(GroupChat):
+    """A GroupChat that also notes which envelopes arrived at all (opened or not)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.arrived: dict[tuple[str, str], int] = {}  # (sender, client id) -> seq
+        super().__init__(*args, **kwargs)
+
+    def _on_message(self, message: dict[str, Any]) -> None:
+        if message.get("type") == "envelope" and isinstance(message.get("id"), str):
+            self.arrived.setdefault((str(message.get("from")), message["id"]),
+                                    int(message.get("seq", -1)))
+        super()._on_message(message)
+
+
 @dataclass(eq=False)
 class Member:
     """One person in a room: says numbered messages, and stays through faults."""
 
     name: str
     room: str
-    chat: GroupChat | None = None
+    chat: TracedChat | None = None
     said: dict[str, tuple[int, float]] = field(default_factory=dict)  # client id -> (n, when)
     counter: int = 0
     resumes: int = 0
@@ -186,6 +205,8 @@ class Member:
     incidents: set[str] = field(default_factory=set)
     fault_at: float | None = None
     recovered: float | None = None  # seconds from the fault to its first acknowledged message
+    moves: list[tuple[float, int | None, int | None]] = field(default_factory=list)
+    # (when, close code, the seq it resumed from) of each resume
 
     def note(self) -> None:
         """Watch for the first message said after the fault that is acknowledged."""
@@ -199,7 +220,9 @@ class Member:
 
     async def join(self, url: str) -> None:
         client = await HearthClient.connect(url)
-        self.chat = await GroupChat.join(client, self.room, pseudonym=self.name)
+        chat = await TracedChat.join(client, self.room, pseudonym=self.name)
+        assert isinstance(chat, TracedChat)
+        self.chat = chat
 
     def say(self) -> None:
         assert self.chat is not None
@@ -233,6 +256,7 @@ class Member:
             if client.close_code in (4001, 4003, 4005):
                 self.gone = f"closed {client.close_code}"
                 return
+            self.moves.append((time.monotonic(), client.close_code, client.seq))
             try:
                 again, welcome = await resume_anywhere(urls(), client.token or "", seq=client.seq,
                                                        within=30.0)
@@ -313,6 +337,7 @@ async def run(fault: str, offset_ms: float = 10.0, rooms: int = ROOMS,
         for keeper in keepers:
             await keeper
         result = measure(members)
+        result["lost_detail"] = lost_detail(members, fault_at)
         if fault == "node":
             with contextlib.suppress(TimeoutError):  # (reported as missing)
                 await until(lambda: tier_seen, timeout=SECOND_TIER + 20, what="the second tier")
@@ -405,6 +430,32 @@ def measure(members: list[Member]) -> dict[str, Any]:
             "gone": [m.gone for m in members if m.gone],
             "recovery_s": round(waited[-1], 2),
             "recovery_median_s": round(statistics.median(waited), 2)}
+
+
+def lost_detail(members: list[Member], fault_at: float, most: int = 12) -> list[dict[str, Any]]:
+    """What became of the first `most` lost messages (module docstring)."""
+    out: list[dict[str, Any]] = []
+    by_text = {f"{m.name}#{n}": (m, cid, when) for m in members
+               for cid, (n, when) in m.said.items()}
+    for member in members:
+        assert member.chat is not None
+        pending = {(str(e.get("from")), e.get("id")) for e in member.chat._pending}
+        for text in sorted(missing(member, members)):
+            sender, client_id, when = by_text[text]
+            assert sender.chat is not None
+            key = (sender.chat.client.member or "", client_id)
+            fate = "never" if key not in member.chat.arrived else \
+                "no_key" if key in pending else "rejected " + ",".join(sorted(
+                    {code for who, code in member.chat.rejected if who == key[0]}))
+            out.append({"member": member.name, "resumes": member.resumes, "said": text,
+                        "said_s": round(when - fault_at, 3),
+                        "seq": sender.chat.acked[client_id].get("seq"), "fate": fate,
+                        "arrived_seq": member.chat.arrived.get(key),
+                        "moves": [(round(t - fault_at, 3), code, seq)
+                                  for t, code, seq in member.moves]})
+            if len(out) >= most:
+                return out
+    return out
 
 
 def second_tier(receiver: Any, person: Member) -> Any:

@@ -72,7 +72,7 @@ def start_server(rooms: int, capacity: int = 16) -> tuple[servers.Served, int]:
     workdir = Path(tempfile.mkdtemp(prefix="hearth-bench-udp-"))
     udp_port = free_udp_port()
     config = servers.hearth_config(workdir / "data", rooms, capacity)
-    config["webtransport"] = {"port": udp_port, "self_signed": True}
+    config["webtransport"] = {"port": udp_port, "self_signed": True, "max_connections": 100_000}
     path = workdir / "hearth.toml"
     path.write_text(to_toml(config))
     log_path = workdir / "server.log"

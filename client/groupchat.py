@@ -17,8 +17,14 @@ Nothing said is lost to a reconnection: every message carries a client id and
 is kept (its text) until the server's `sent`; after a resume on a new
 connection (`resumed`), or a `room_moving` refusal, what is not acknowledged is
 encrypted again and sent again with the same id, in order (the server delivers
-an id once). An envelope that opens but whose (sender, id) arrived already is
-dropped (a resend of what the room's last node relayed just before it died).
+an id once). So is what stays unanswered ACK_WAIT seconds on an open connection: a
+message between nodes can be lost while Redis fails over (publish/subscribe delivers
+at most once), and the client's resend is what makes up for it. One whose `sent`
+says the room was two epochs past the one it was sealed in opens for nobody
+(members keep the previous epoch's keys only): it is said again, sealed anew, with
+its first id numbered (`<id>:2`). An envelope that
+opens but whose (sender, id before any ":") arrived already is dropped (a resend of what the room's
+last node relayed just before it died).
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ SEEN_LIMIT = 4096  # (sender, id) of envelopes received, to drop a repeat
 RESEND_AFTER = 1.0  # seconds before sending again what was refused with room_moving
 RESEND_WAIT = 8.0  # seconds at most a message waits for everyone to hold our sender key
 GRACE = 10.0  # seconds an epoch stays open after the next one began (in-flight messages)
+ACK_WAIT = 3.0  # seconds a message may go unanswered on an open connection before it goes again
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -98,6 +105,10 @@ class GroupChat:
         self._encrypted: dict[str, Any] = {}  # client id -> its last encryption
         self._to_send: list[str] = []  # client ids waiting for everyone to hold our key
         self._flush_later: Any = None  # the call that sends them anyway, RESEND_WAIT later
+        self._sent_at: dict[str, float] = {}  # client id -> when it last went out (this link)
+        self._sealed_in: dict[str, int] = {}  # client id -> the epoch it was last sealed in
+        self.said_again = 0  # messages said again because nobody could open them
+        self._ack_check: Any = None  # the call that sends again what stays unanswered
         client.on_message = self._on_message
         client.on_binary = self._on_voice
         self._absorb_room(welcome["room"])
@@ -166,9 +177,29 @@ class GroupChat:
             self.refused[client_id] = "corner_not_found"
             return
         out = self._encrypted[client_id] = session.encrypt(text)
+        if session.epoch is not None:
+            self._sealed_in[client_id] = session.epoch
         with contextlib.suppress(ClientClosed):  # (if closed: sent again after the resume)
             self.client.envelope(out.body, out.commitment, ref=client_id, client_id=client_id,
                                  zone=zone)
+            self._sent_at[client_id] = self.client.reactor.seconds()
+            if self._ack_check is None:
+                self._ack_check = self.client.reactor.callLater(ACK_WAIT, self._unanswered)
+
+    def _unanswered(self) -> None:
+        """Send again, in order, what went out on this connection ACK_WAIT ago and got no
+        answer (the same id: the server delivers it once)."""
+        self._ack_check = None
+        self._sent_at = {c: t for c, t in self._sent_at.items() if c in self.unacked}
+        if self.client.close_code is not None:
+            return  # (the resume sends them)
+        now = self.client.reactor.seconds()
+        for client_id in [c for c in self.unacked if c in self._sent_at]:
+            if now - self._sent_at[client_id] >= ACK_WAIT and client_id not in self._to_send:
+                self._send_said(client_id)
+        if self._sent_at and self._ack_check is None:
+            due = min(self._sent_at.values()) + ACK_WAIT - now
+            self._ack_check = self.client.reactor.callLater(max(0.05, due), self._unanswered)
 
     def resumed(self, client: HearthClient, welcome: dict[str, Any]) -> None:
         """The member resumed on a new connection: follow the room from its welcome (and
@@ -180,6 +211,7 @@ class GroupChat:
             self._flush_later.cancel()
         self._flush_later = None
         self._to_send = list(self.unacked)
+        self._sent_at.clear()  # (all of it goes again on the new connection)
         for message in [welcome, *client.inbox]:  # (a tap: they stay in the inbox)
             self._on_message(message)
         self._flush()
@@ -341,22 +373,42 @@ class GroupChat:
         elif kind == "sent":
             client_id = message.get("id")
             if client_id in self.unacked:
-                del self.unacked[client_id]
+                text, zone = self.unacked.pop(client_id)
+                self._sent_at.pop(client_id, None)
                 self.acked[client_id] = message
+                self._check_readable(client_id, text, zone, message.get("epoch"))
         elif kind == "error" and message.get("ref") in self.unacked:
             client_id = message["ref"]
+            self._sent_at.pop(client_id, None)  # answered
             if message.get("code") == "room_moving":  # not done: send it again in a moment
                 self.client.reactor.callLater(RESEND_AFTER, self._queue, client_id)
             else:
                 del self.unacked[client_id]
                 self.refused[client_id] = str(message.get("code"))
 
+    def _check_readable(self, client_id: str, text: str, zone: str | None,
+                        epoch: Any) -> None:
+        """A message the room sequenced in an epoch two past the one it was sealed in (two
+        members resumed at once as a node died, say) opens for nobody: every member keeps
+        only the previous epoch's keys (docs/e2ee.md, section 8), and got those advances
+        before it. `sent` says the room's epoch: such a message is said again, sealed in
+        the epoch now, with its first id numbered (`<id>:2`), which a member that did open
+        the first (one that resumed across both advances) shows once."""
+        sealed = self._sealed_in.pop(client_id, None)
+        if sealed is None or type(epoch) is not int or epoch < sealed + 2:
+            return
+        self.said_again += 1
+        base, _, n = client_id.partition(":")  # the same message: its first id, numbered
+        again = f"{base}:{int(n) + 1 if n.isdigit() else 2}"
+        self.unacked[again] = (text, zone)
+        self._queue(again)
+
     def _first_time(self, envelope: dict[str, Any]) -> bool:
         """False for a repeat of an envelope already received (same sender and id)."""
         client_id = envelope.get("id")
         if not isinstance(client_id, str):
             return True
-        key = (str(envelope.get("from")), client_id)
+        key = (str(envelope.get("from")), client_id.split(":", 1)[0])
         if key in self._seen:
             self.duplicates += 1
             return False
@@ -418,6 +470,7 @@ class GroupChat:
             self.messages.append(message)
 
     def close(self) -> None:
-        """Stop the grace timer (the client is going away)."""
-        if self._grace is not None and self._grace.active():
-            self._grace.cancel()
+        """Stop the timers (the client is going away)."""
+        for call in (self._grace, self._ack_check):
+            if call is not None and call.active():
+                call.cancel()

@@ -238,8 +238,11 @@ class WebTransportConfig:
     # The host name browsers reach this node's UDP port at ("" = the host the page was
     # loaded from).
     public_host: str = ""
-    # QUIC connections at once (bound or still binding); more are closed at once.
-    max_connections: int = 2000
+    # QUIC connections at once (bound or still binding); more are closed at once and
+    # their members' voice stays on the WebSocket. A datagram costs the server about 40
+    # times the CPU of a WebSocket frame (aioquic's per-packet Python): 24 listeners who
+    # each hear one speaker take about a quarter of a core (docs/operations.md).
+    max_connections: int = 24
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -820,7 +823,7 @@ def _webtransport(source: str, table: Any, problems: list[str]) -> WebTransportC
         certificate=path("certificate"), private_key=path("private_key"),
         self_signed=w.boolean("self_signed", False),
         public_host=w.text("public_host", "", 253),
-        max_connections=w.integer("max_connections", 2000, 1, 1_000_000))
+        max_connections=w.integer("max_connections", 24, 1, 1_000_000))
     try:
         ipaddress.ip_address(config.interface)
     except ValueError:

@@ -15,7 +15,14 @@ decides nothing. One host per node. Rules, in one place:
   gets its rooms back before anyone else looks.
 - Edges. A client's link binds to the room named by its first frame: a join, or
   the room a resume token names. Then this node runs the room, or every frame goes
-  to the owner (relay.Frame) and the owner sends back what this node delivers.
+  to the owner (relay.Frame, counted) and the owner sends back what this node
+  delivers. A frame lost on the way is never overtaken: the owner handles frames
+  in their count's order, drops one that comes twice, and on a gap closes the link
+  (4010) so that its client resumes and sends again, in order, what is unanswered.
+- Told after sent. The owner's answer to a client connected to it (`sent`) goes
+  through its own inbox when the same batch sent something to other nodes: behind
+  those messages, so a member is never told a message arrived that the owner's
+  death kept from the others (it is not acknowledged, and its client sends it again).
 - Durable before told. A welcome (a new session token) goes out once the room's
   state holding that session is saved in the directory; a help press is answered
   `help_received` once the room's state holding the incident is saved and its
@@ -27,7 +34,10 @@ decides nothing. One host per node. Rules, in one place:
   edge tells each client of the room `moving` and closes with 4010: it resumes
   (any node) and sends again what was not acknowledged. A join or resume that
   cannot be routed now is answered `room_moving` (retryable), never left
-  waiting: within ANSWER_WITHIN seconds at most.
+  waiting: within ANSWER_WITHIN seconds at most. Before anything moves because a
+  node is gone, what it sent before it went and this node's inbox holds unread is
+  handled (a relay.Sync to ourselves comes back behind it): nobody resumes past a
+  message its sender was told was sent.
 """
 
 from __future__ import annotations
@@ -77,6 +87,7 @@ HOLD_AT_MOST = 0.8  # seconds a welcome or help_received waits for its durable w
 EDGE_HOLD = 2.0  # seconds an edge keeps a link's messages if the owner's Release is lost
 SETTLE = 3.0  # seconds after the bus came back during which only owners claim rooms
 SUSPECT_FOR = 1.5  # seconds a listening node's heartbeat may be missing before it is gone
+SYNC_WITHIN = 1.0  # seconds a procedure waits for its Sync to come back through the inbox
 GONE_FOR = 10.0  # seconds a verdict "gone" is trusted without asking again
 RESAVE_EVERY = 5.0  # seconds between saves of an unchanged room (a lost key comes back)
 STATE_MISSING_GRACE = 10.0  # seconds a resume waits for a room's lost state to come back
@@ -180,7 +191,20 @@ class Share:
     payload: Mapping[str, Any]
 
 
-Step = Call | Share | list[Any]  # a list: effects to apply now
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """A procedure step: post relay.Sync to this node's own inbox and go on once it comes back
+    (`Synced`), or SYNC_WITHIN seconds later: what the inbox got before has been handled."""
+    token: str
+
+
+@dataclass(slots=True)
+class Synced:
+    """This node's relay.Sync came back: the procedure waiting on it goes on."""
+    token: str
+
+
+Step = Call | Share | Sync | list[Any]  # a list: effects to apply now
 Procedure = Generator[Step, Any, None]
 
 
@@ -192,7 +216,7 @@ class Run:
 
 
 NodeEffect = (Write | Fan | VoiceFan | Shut | Post | PostAll | SignedIn | Watch | Log | Run | Audit
-              | Record)
+              | Record | Synced)
 
 
 # --- what the shell gives the host ---------------------------------------------------------
@@ -244,6 +268,7 @@ class Link:
     first: bytes | None = None  # the join or resume sent to the owner, until it is attached
     asked: tuple[float, str | None] | None = None  # (when, ref) of that join/resume
     held: list[bytes] | None = None  # kept until the member's session is durable
+    frames: int = 0  # frames sent to the owner since the link's Open (relay.Frame `n`)
 
 
 @dataclass(eq=False)
@@ -252,6 +277,7 @@ class RemoteLink:
     node: str
     id: str
     conn: Connection
+    frames: int = 0  # the last relay.Frame `n` handled
 
 
 @dataclass(eq=False)
@@ -353,7 +379,8 @@ class RoutingHost:
             return self.route(link, conn.receive(frame, is_binary, self.clock()))
         owner = link.owner
         if owner is not None:
-            return [Post(owner, relay.Frame(link.id, is_binary, frame))]
+            link.frames += 1
+            return [Post(owner, relay.Frame(link.id, is_binary, frame, link.frames))]
         if len(link.pending) >= MAX_PENDING:
             link.closed = True
             return [Shut(link.peer, 1008, "too many messages before joining")]
@@ -443,6 +470,7 @@ class RoutingHost:
                                    link.address)
         else:
             out.append(Post(owner, relay.Open(link.id, room, self._address_hashes(link.address))))
+            link.frames = 0
             link.first, link.asked = first, (self.clock(), ref)
             self._asking.add(link)
         for frame, is_binary in pending:
@@ -551,7 +579,11 @@ class RoutingHost:
             return True
         if listening and now - self._suspect.setdefault(node, now) < SUSPECT_FOR:
             return None  # its heartbeat may just be late (a restarted directory)
-        if now - self._gone.get(node, float("-inf")) >= GONE_FOR:
+        # What it sent before it went may still be on its way through our inbox (Redis handed
+        # it over; our reader has not got to it): it is handled before anything moves.
+        yield Sync(f"{self.id}/{next(self._ids)}")
+        now = self.clock()
+        if now - self._gone.get(node, float("-inf")) >= GONE_FOR:  # (not judged meanwhile)
             self._gone[node] = now
             self._suspect.pop(node, None)
             yield self._node_gone(node)
@@ -645,9 +677,12 @@ class RoutingHost:
     def _relayed(self, m: relay.RelayMessage) -> list[NodeEffect]:
         out: list[NodeEffect] = []
         match m:
-            case relay.Frame(link=link_id, binary=binary, payload=payload):
+            case relay.Frame(link=link_id, binary=binary, payload=payload, n=n):
                 remote = self.remote.get(link_id)
                 if remote is not None:
+                    if n and n != remote.frames + 1:
+                        return self._out_of_step(remote, n)
+                    remote.frames = n
                     return self.route(remote, remote.conn.receive(payload, binary, self.clock()))
                 out.append(Post(_node_of(link_id), relay.CloseLink(
                     link_id, ROOM_MOVED, "the room moved; resume")))
@@ -739,11 +774,23 @@ class RoutingHost:
                     act.room, act.incident, act.action, act.outcome, act.actor, act.ref,
                     act.basis))
                 out.append(Post(act.sender, relay.IncidentDone(act.req, refusal)))
+            case relay.Sync(token=token):
+                out.append(Synced(token))
             case relay.IncidentDone(req=req, payload=payload):
                 asked = self._asks.pop(req, None)
                 if asked is not None and asked.peer is not None and payload:
                     self._reply(out, asked.peer, payload)
         return out
+
+    def _out_of_step(self, remote: RemoteLink, n: int) -> list[NodeEffect]:
+        """A client frame came twice (dropped), or one before it was lost on the way (a Redis
+        failover): handling it would put it before the lost one, so the link is closed and
+        its client resumes, sending again, in order, what was not acknowledged."""
+        if n <= remote.frames:
+            return []
+        return [*self._relayed(relay.Lost(remote.id)),
+                Post(remote.node, relay.CloseLink(remote.id, ROOM_MOVED,
+                                                  "something was lost on the way; resume"))]
 
     def _answered(self, link: Link) -> None:
         link.asked = None
@@ -775,6 +822,8 @@ class RoutingHost:
             message = relay.unpack(data)
         except relay.RelayError:
             return []
+        if node == self.id and isinstance(message, relay.Reply | relay.Sync):
+            return self._relayed(message)  # to ourselves, after what went before it
         if isinstance(message, relay.Broadcast | relay.ToMember | relay.Reply | relay.Attach
                       | relay.Enter | relay.Release):
             return self._resync(node)
@@ -973,7 +1022,12 @@ class RoutingHost:
                     if self.remote:
                         self._broadcast_remote(out, effect.room, payload, effect.exclude)
                 elif isinstance(effect, Reply):
-                    if type(peer) is Link and peer.held is None:
+                    if type(peer) is Link and self.remote and _is_ack(effect.message) \
+                            and any(type(e) is Post for e in out):
+                        # after what this batch sends other nodes: through our own inbox,
+                        # in order behind it (an acknowledgement never outruns its copies)
+                        out.append(Post(self.id, relay.Reply(peer.id, encode(effect.message))))
+                    elif type(peer) is Link and peer.held is None:
                         out.append(Write(peer.peer, encode(effect.message)))
                     elif peer is not None:
                         self._reply(out, peer, encode(effect.message))
@@ -1456,6 +1510,11 @@ class RoutingHost:
     def delivery_failing(self, channel: str, incident: str) -> list[NodeEffect]:
         """Every on-duty console hears that an on-call channel is not getting through."""
         return self.route(None, [Duty(DeliveryFailing(channel=channel, incident=incident))])
+
+
+def _is_ack(message: object) -> bool:
+    """An envelope's acknowledgement (`sent`)."""
+    return isinstance(message, Mapping) and message.get("type") == "sent"
 
 
 def _ref_of(frame: bytes) -> str | None:

@@ -57,18 +57,22 @@ class Open:
 
 @dataclass(frozen=True, slots=True)
 class Frame:
-    """{link, binary} + the client's frame, as received."""
+    """{link, binary, n} + the client's frame, as received; `n` counts the link's frames
+    from 1 (after its Open), so that the owner notices one lost or repeated on the way
+    (0: not counted, from a node that does not count)."""
     KIND: ClassVar[int] = 2
     link: str
     binary: bool
     payload: bytes
+    n: int = 0
 
     def pack(self) -> bytes:
-        return _frame(self.KIND, {"link": self.link, "binary": self.binary}, self.payload)
+        return _frame(self.KIND, {"link": self.link, "binary": self.binary, "n": self.n},
+                      self.payload)
 
     @classmethod
     def unpack(cls, h: dict[str, Any], payload: bytes) -> Frame:
-        return cls(str(h["link"]), bool(h["binary"]), payload)
+        return cls(str(h["link"]), bool(h["binary"]), payload, int(h.get("n", 0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -384,15 +388,30 @@ class IncidentDone:
         return cls(str(h["req"]), payload)
 
 
+@dataclass(frozen=True, slots=True)
+class Sync:
+    """{token}: a node's message to itself. When it comes back, everything its inbox got
+    before it has been handled (what a node that died had sent, before its clients move)."""
+    KIND: ClassVar[int] = 27
+    token: str
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"token": self.token})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Sync:
+        return cls(str(h["token"]))
+
+
 RelayMessage = (Open | Frame | Lost | Reply | Attach | Enter | Broadcast | ToMember | Voice
                 | CloseLink | CloseMember | Release | Moved | Duty | DutyRoster | IncidentState
-                | SignIn | Accounts | IncidentAct | IncidentDone)
+                | SignIn | Accounts | IncidentAct | IncidentDone | Sync)
 
 _KINDS: Final[dict[int, Callable[[dict[str, Any], bytes], RelayMessage]]] = {
     kind.KIND: kind.unpack for kind in (
         Open, Frame, Lost, Reply, Attach, Enter, Broadcast, ToMember, Voice, CloseLink,
         CloseMember, Release, Moved, Duty, DutyRoster, IncidentState, SignIn, Accounts,
-        IncidentAct, IncidentDone)}
+        IncidentAct, IncidentDone, Sync)}
 
 
 def unpack(data: bytes) -> RelayMessage:

@@ -436,7 +436,8 @@ class Room:
                                    "body": body, "commitment": commitment}
         out = self._broadcast(message, exclude=member.id)
         message["tag"] = tag(self.id, self.seq, ts)
-        sent: dict[str, Any] = {"type": "sent", "seq": self.seq, "ts": ts, "tag": message["tag"]}
+        sent: dict[str, Any] = {"type": "sent", "seq": self.seq, "ts": ts, "tag": message["tag"],
+                                "epoch": self.epoch}
         if client_id is not None:
             message["id"] = sent["id"] = client_id
             member.remember(client_id, sent)
@@ -487,7 +488,8 @@ class Room:
         stamp = tag(scope, seq, ts)
         message = {"type": "envelope", "zone": zone, "seq": seq, "from": member.id, "ts": ts,
                    "body": body, "commitment": commitment, "tag": stamp}
-        sent: dict[str, Any] = {"type": "sent", "zone": zone, "seq": seq, "ts": ts, "tag": stamp}
+        sent: dict[str, Any] = {"type": "sent", "zone": zone, "seq": seq, "ts": ts, "tag": stamp,
+                                "epoch": self.epoch}
         if client_id is not None:
             message["id"] = sent["id"] = client_id
             member.remember(client_id, sent)

@@ -246,16 +246,20 @@ class RoomEnvelope(ServerMessage):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Sent(ServerMessage):
-    """{"type":"sent","seq","ts","tag","zone"?,"ref"?} — to the sender of an envelope."""
+    """{"type":"sent","seq","ts","tag","epoch"?,"zone"?,"ref"?} — to the sender of an
+    envelope; `epoch`: the room's when it was sequenced."""
     TYPE = "sent"
     seq: int
     ts: int
     tag: str
+    epoch: int | None = None
     zone: str | None = None
     ref: str | None = None
 
     def to_wire(self) -> Wire:
         out: Wire = {"type": "sent", "seq": self.seq, "ts": self.ts, "tag": self.tag}
+        if self.epoch is not None:
+            out["epoch"] = self.epoch
         if self.zone is not None:
             out["zone"] = self.zone
         if self.ref is not None:

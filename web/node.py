@@ -11,10 +11,12 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger, LogLevel
 
+from hearth.spaces import relay
 from hearth.spaces.addresses import AddressBook
 from hearth.spaces.broker import Broker, Subscription, Unreachable
 from hearth.spaces.effects import Audit, Effect, Record
 from hearth.spaces.host import (
+    SYNC_WITHIN,
     AlertSink,
     AuditSink,
     Call,
@@ -31,6 +33,8 @@ from hearth.spaces.host import (
     Share,
     Shut,
     SignedIn,
+    Sync,
+    Synced,
     VoiceFan,
     Watch,
     Write,
@@ -72,6 +76,7 @@ class Node:
         self._subscriptions: list[Subscription] = []
         self._applying = False
         self._later: list[NodeEffect] = []
+        self._syncs: dict[str, Deferred[None]] = {}  # procedures waiting for their Sync
         # a WebSocket counted against its address's cap (keyed hashes only, while open)
         self._per_address = cap = AddressCap(address_seed,
                                              venue.config.limits.connections_per_address, clock)
@@ -192,6 +197,10 @@ class Node:
                     self.on_session(dict(event))
             case Watch():
                 Deferred.fromCoroutine(self.run_watchers())  # each watcher's failure is logged
+            case Synced(token=token):
+                waiting = self._syncs.pop(token, None)
+                if waiting is not None and not waiting.called:
+                    waiting.callback(None)
             case Log(level=level, text=text, fields=fields):
                 self.log.emit(LogLevel.levelWithName(level), text, **fields)
 
@@ -222,6 +231,18 @@ class Node:
             sent += 1
         self.voice_forwarded += sent
 
+    async def _synced(self, token: str) -> None:
+        """Until this node's own relay.Sync came back through its inbox (or SYNC_WITHIN)."""
+        from twisted.internet import reactor
+        waiting: Deferred[None] = Deferred()
+        self._syncs[token] = waiting
+        waiting.addTimeout(SYNC_WITHIN, reactor, onTimeoutCancel=lambda *_: None)
+        self.broker.send_node(self.id, relay.Sync(token).pack())
+        try:
+            await waiting
+        finally:
+            self._syncs.pop(token, None)
+
     async def _drive(self, steps: Procedure) -> None:
         """Run one procedure: each broker call's answer (or Unreachable) goes back in."""
         answer: Any = None
@@ -239,6 +260,8 @@ class Node:
                     except Exception as err:
                         self.log.failure("broker call {method} failed", method=step.method)
                         answer = Unreachable(type(err).__name__)
+                elif isinstance(step, Sync):
+                    answer = await self._synced(step.token)
                 elif isinstance(step, Share):
                     answer = True if self.alerts is None else await self.alerts.dispatch(
                         step.channel, dict(step.payload), step.key)

@@ -63,6 +63,7 @@ from aioquic.quic.congestion.base import register_congestion_control
 from aioquic.quic.congestion.reno import RenoCongestionControl
 from aioquic.quic.connection import QuicConnection
 from aioquic.quic.events import ConnectionTerminated, ProtocolNegotiated, QuicEvent
+from aioquic.quic.packet import QuicErrorCode
 from aioquic.quic.packet_builder import QuicSentPacket
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -91,6 +92,7 @@ CONGESTION = "hearth-voice"  # VoiceCongestion's name in aioquic's registry
 SOCKET_BUFFER = 1 << 20  # bytes of the UDP socket's kernel buffers (both ways), asked for
 ROOM = 1100  # bytes of a datagram's payload, well inside a QUIC packet on any path
 BIND_WITHIN = 10.0  # seconds a QUIC connection has to open its session
+CONNECTION_REFUSED = QuicErrorCode.CONNECTION_REFUSED  # past max_connections
 SELF_SIGNED_DAYS = 10  # total validity, under the 14 days browsers allow for hashes
 ROTATE_BEFORE_DAYS = 3  # a self-signed certificate is replaced this long before it expires
 IDLE_TIMEOUT = 30.0  # seconds of QUIC silence before a connection is given up
@@ -379,15 +381,18 @@ class VoiceConnection(QuicConnectionProtocol):
         self.channels: dict[int, VoiceChannel] = {}
         self.outbox = Outbox()
         self._unbound_timer: asyncio.TimerHandle | None = None
+        self._refused = False
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
         server = self.server
-        server.connections.add(self)
-        if len(server.connections) > server.config.max_connections:
+        if len(server.connections) >= server.config.max_connections:
+            # Refused once its first packet is read (before it, the connection has no path
+            # to answer on): the page keeps voice on the WebSocket and tries again later.
+            self._refused = True
             server.counts["refused_busy"] += 1
-            self.close()
             return
+        server.connections.add(self)
         self._unbound_timer = self._loop.call_later(BIND_WITHIN, self._bind_timeout)
 
     def _bind_timeout(self) -> None:
@@ -407,6 +412,10 @@ class VoiceConnection(QuicConnectionProtocol):
         for the end of the turn: every packet read in it, one send."""
         self.server.packets["in"] += 1
         self._quic.receive_datagram(data, addr, now=self._loop.time())  # type: ignore[arg-type]
+        if self._refused:  # past max_connections: say so, and read nothing it sends
+            self._quic.close(error_code=CONNECTION_REFUSED, reason_phrase="busy")
+            super().transmit()
+            return
         self._process_events()
         self.server.turn.add(self)
 

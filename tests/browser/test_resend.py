@@ -7,6 +7,7 @@ time (it did not know the first had gone out) is shown once."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -23,25 +24,41 @@ COUNT = ("(text) => [...document.querySelectorAll('#chat-log .msg .text')]"
          ".filter((n) => n.textContent === text).length")
 
 
-@pytest_twisted.ensureDeferred
-async def test_a_message_lost_as_the_room_moves_is_sent_again_and_shown_once(
-        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+def swallowing_one_envelope(node: Any, member: str, lost: list[bytes],
+                            close: bool) -> Callable[[Any, bytes, bool], None]:
+    """The node's frame handler, but the member's next envelope is lost on the way (into
+    `lost`), the page closed 4010 as well if `close`."""
+    received = node.received
+
+    def swallow(link: Any, frame: bytes, is_binary: bool) -> None:
+        if not lost and not is_binary and b'"envelope"' in frame and link.members == {member}:
+            lost.append(frame)
+            if close:
+                link.peer.close(ROOM_MOVED, "the room moved to another node; resume")
+            return
+        received(link, frame, is_binary)
+    return swallow
+
+
+async def page_and_python(server: LiveServer, browser: Browser, pages: list[Page]
+                          ) -> tuple[Page, str, GroupChat]:
+    """A page and a Python client in the room, each reading the other."""
     page = await open_page(browser, pages, server.http_url)
     member = await page.join("circle", pseudonym="Steady Heron")
     py = await GroupChat.join(await server.client(), "circle", pseudonym="Python Pal")
     await chat_both_ways(page, py, member, "before")
+    return page, member, py
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_lost_as_the_room_moves_is_sent_again_and_shown_once(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    page, member, py = await page_and_python(server, browser, pages)
 
     node: Any = server.hearth.node
     received = node.received
-    lost: list[bytes] = []
-
-    def swallow_one_envelope(link: Any, frame: bytes, is_binary: bool) -> None:
-        if not lost and not is_binary and b'"envelope"' in frame and link.members == {member}:
-            lost.append(frame)  # gone with the node that ran the room
-            link.peer.close(ROOM_MOVED, "the room moved to another node; resume")
-            return
-        received(link, frame, is_binary)
-    node.received = swallow_one_envelope
+    lost: list[bytes] = []  # gone with the node that ran the room, which closes the page
+    node.received = swallowing_one_envelope(node, member, lost, close=True)
     try:
         await page.do(lambda p: (p.fill("#chat-input", "said as the room moved"),
                                  p.press("#chat-input", "Enter")))
@@ -68,3 +85,23 @@ async def test_a_message_lost_as_the_room_moves_is_sent_again_and_shown_once(
     await until(lambda: client_id not in py.unacked, what="the second relay acknowledged")
     await chat_both_ways(page, py, member, "after")
     assert await page.evaluate(COUNT, "relayed twice") == 1
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_message_lost_between_nodes_on_an_open_connection_is_sent_again(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    """The page's frame never reaches the room's node, and nothing closes (a message between
+    nodes lost while a Redis Cluster fails over): unanswered, it goes again with its id."""
+    page, member, py = await page_and_python(server, browser, pages)
+    node: Any = server.hearth.node
+    received = node.received
+    lost: list[bytes] = []
+    node.received = swallowing_one_envelope(node, member, lost, close=False)
+    try:
+        await page.do(lambda p: (p.fill("#chat-input", "lost on the way"),
+                                 p.press("#chat-input", "Enter")))
+        got = await py.next_message(timeout=15)
+        assert got.text == "lost on the way" and got.sender == member and lost
+        assert await page.evaluate(COUNT, "lost on the way") == 1
+    finally:
+        node.received = received

@@ -221,3 +221,36 @@ async def test_without_webtransport_the_room_core_says_so_and_voice_stays_on_the
         await client.close()
     finally:
         await live.hearth.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_past_max_connections_a_member_is_turned_away_and_keeps_voice_on_the_websocket(
+        ) -> None:
+    """Datagrams cost the server far more CPU than WebSocket frames: the cap keeps them from
+    crowding out everything else on the process."""
+    live = await start_udp_server(make_config(  # type: ignore[arg-type]
+        movement={"walk_speed": 50.0}, voice={"hearing_range": 5.0},
+        webtransport={"self_signed": True, "max_connections": 1}))
+    try:
+        server = udp(live)
+        c = await placed(live, {"Speaker": (5.0, 8.0), "Near": (8.0, 8.0)})
+        first = await on_asyncio(open_session(await offer(c["Near"], "one"), origin=live.http_url))
+        try:
+            await on_asyncio(open_session(await offer(c["Speaker"], "two"),
+                                          origin=live.http_url, timeout=3.0))
+            raise AssertionError("a connection past max_connections opened a session")
+        except AssertionError:
+            raise
+        except Exception:
+            pass
+        await until(lambda: server.counts["refused_busy"] == 1, timeout=5,
+                    what="the connection past the cap counted")
+        assert len(server.bound) == 1 and not first.ended
+        # The one turned away still speaks over the WebSocket, and is heard over datagrams.
+        c["Speaker"].send_voice(build_frame(PAYLOAD, seq=1, level=9))
+        await until(lambda: any(PAYLOAD in frame for frame in first.frames), timeout=5,
+                    what="the WebSocket speaker heard over datagrams")
+        for client in c.values():
+            await client.close()
+    finally:
+        await live.hearth.service.stopService()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -263,9 +264,10 @@ async def test_messages_to_every_node_arrive_in_order_at_each_subscriber(brokers
 
 
 @pytest.mark.parametrize("store", ["redis", pytest.param("cluster", marks=pytest.mark.xfail(
-    strict=False, reason="known: after a whole Cluster restarts, a message published while a "
-    "node subscribes again can be lost (pub/sub delivers at most once); about 1 run in 5 "
-    "(docs/scaling.md, honest limits)"))])
+    strict=False, reason="known: after a whole Cluster restarts, the first message published "
+    "while the node subscribes again is counted heard by one shard's new subscription (the "
+    "other shard's still failing) and never read; about 1 run in 8 (docs/scaling.md, honest "
+    "limits)"))])
 @pytest_twisted.ensureDeferred
 async def test_while_redis_is_stopped_logs_and_leases_answer_unreachable(
         store: str, tmp_path: Path) -> None:
@@ -306,8 +308,9 @@ async def test_while_redis_is_stopped_logs_and_leases_answer_unreachable(
             await sleep(0.2)
         assert [r for _, r in await broker.read(stream)] == [b"after"]
         assert await broker.lease(name, node, 5)
-        await until(lambda: len(got) == 3, timeout=15)
-        assert got == [b"w0", b"w1", b"w2"]
+        with contextlib.suppress(AssertionError):  # (said below, with what is known)
+            await until(lambda: len(got) == 3, timeout=15)
+        assert got == [b"w0", b"w1", b"w2"], (got, broker.dropped, broker.connected)
     finally:
         await broker.stop()
         redis.kill()

@@ -16,6 +16,7 @@ from typing import Any
 from twisted.internet.task import Clock
 
 from hearth.moderation.wiring import moderated_venue
+from hearth.spaces import relay
 from hearth.spaces.addresses import AddressBook
 from hearth.spaces.broker import MemoryBroker, Unreachable
 from hearth.spaces.effects import Audit, Record
@@ -32,6 +33,8 @@ from hearth.spaces.host import (
     Share,
     Shut,
     SignedIn,
+    Sync,
+    Synced,
     VoiceFan,
     Watch,
     Write,
@@ -97,6 +100,7 @@ class Nodes:
         self.records: list[dict[str, Any]] = []
         self.paused: set[str] = set()
         self.parked: list[tuple[str, Procedure, Call]] = []  # saves waiting for the store
+        self.syncing: dict[str, Procedure] = {}  # procedures waiting for their Sync to come back
         self.timeline: list[tuple[str, str]] = []  # ("save", room) / ("to", message type)
         self._applying: dict[str, list[Any]] = {}
         self._subscriptions: dict[str, list[Any]] = {}
@@ -238,6 +242,10 @@ class Nodes:
                 pass
             case Watch():
                 self.watched.append(name)
+            case Synced(token=token):
+                waiting = self.syncing.pop(token, None)
+                if waiting is not None:
+                    self._drive(name, waiting)
             case _:
                 raise AssertionError(f"unknown effect {effect!r}")
 
@@ -257,6 +265,10 @@ class Nodes:
                     self.parked.append((name, steps, step))
                     return
                 answer = self._call(step)
+            elif isinstance(step, Sync):  # through the bus, behind what is on it for us
+                self.syncing[step.token] = steps
+                self.store.send_node(name, relay.Sync(step.token).pack())
+                return
             elif isinstance(step, Share):
                 ok = name not in self.share_fails
                 if ok:

@@ -51,6 +51,7 @@ def welcome(client: Client) -> dict[str, Any]:
 
 @pytest.mark.parametrize("message", [
     relay.Open("n1/1", "circle", {"2025-01-01": "ab"}), relay.Frame("n1/1", True, b"\x00\xff"),
+    relay.Frame("n1/1", False, b"{}", 7),
     relay.Lost("n1/1"), relay.Reply("n1/1", b"{}"),
     relay.Attach("n1/1", "circle", "m1", False, True), relay.Enter("circle", "m1", True),
     relay.Broadcast("circle", None, b"{}"), relay.Broadcast("circle", "m1", b"{}"),
@@ -62,7 +63,7 @@ def welcome(client: Client) -> dict[str, Any]:
     relay.SignIn("n1", {"op": "end"}), relay.Accounts("n1"),
     relay.IncidentAct("r1", "n1", "circle", "i1", "ack", None, "ana", None),
     relay.IncidentAct("r1", "n1", "circle", "i1", "external", None, "ana", "r", "consent"),
-    relay.IncidentDone("r1", b""),
+    relay.IncidentDone("r1", b""), relay.Sync("n1/7"),
 ])
 def test_every_relay_message_comes_back_as_it_was_packed(message: Any) -> None:
     assert relay.unpack(message.pack()) == message
@@ -140,6 +141,33 @@ def test_a_resend_with_the_same_id_is_answered_and_not_delivered_twice() -> None
     assert b.last("sent") == first and len(a.of("envelope")) == 1
 
 
+def test_a_frame_lost_between_nodes_is_never_overtaken_by_the_next_one() -> None:
+    """b's envelope to the owner is lost on the way (pub/sub during a Redis failover) and
+    its next one arrives: the owner does not run the next before the lost one; b is told
+    to resume, and sends both again, in order. A frame that arrives twice runs once."""
+    nodes = Nodes(2)
+    a = nodes.join("node1")
+    b = nodes.join("node2")
+    envelope(nodes, b, "QUFBQQ==", "b-1")
+    nodes.send(b, {"type": "envelope", "body": "QUFBQQ==", "commitment": COMMIT, "id": "b-2"},
+               flush=False)
+    twice = nodes.bus[:]
+    nodes.flush()
+    nodes.bus[:] = twice  # the same frame again (a publish sent again after an error)
+    nodes.flush()
+    assert ids(b, "sent") == ["b-1", "b-2"]
+    nodes.send(b, {"type": "envelope", "body": "QUFBQQ==", "commitment": COMMIT, "id": "b-3"},
+               flush=False)
+    nodes.bus.clear()  # lost on the way
+    envelope(nodes, b, "QkJCQg==", "b-4")
+    assert ids(a, "envelope") == ["b-1", "b-2"]
+    assert b.closed is not None and b.closed[0] == ROOM_MOVED
+    back = resume(nodes, "node2", welcome(b)["token"])
+    for client_id in ("b-3", "b-4"):  # what was not acknowledged, in order
+        envelope(nodes, back, "QkJCQg==", client_id)
+    assert ids(a, "envelope") == ["b-1", "b-2", "b-3", "b-4"]
+
+
 # --- the owner dies ---------------------------------------------------------------------------
 
 def room_on_node1_members_on_both() -> tuple[Nodes, Client, Client, Client]:
@@ -174,6 +202,56 @@ def test_a_frame_sent_to_a_killed_owner_is_answered_and_the_room_moves_at_once()
     envelope(nodes, back, "QkJCQg==", "b-1")  # the resend
     assert again.last("envelope")["id"] == "b-1"
     assert back.last("sent")["id"] == "b-1"
+
+
+def ids(client: Client, kind: str) -> list[Any]:
+    return [m.get("id") for m in client.of(kind)]
+
+
+def test_an_owner_killed_before_its_messages_left_never_acknowledged_what_they_carried(
+        ) -> None:
+    """a (on the owner) says something; the owner dies before the copies for the other
+    nodes reach the bus. Whatever a was told, nobody loses it: a was not acknowledged (so
+    it sends it again after its resume) or b gets it."""
+    nodes, a, b, _ = room_on_node1_members_on_both()
+    envelope(nodes, a, "QUFBQQ==", "a-1")  # delivered everywhere
+    nodes.send(a, {"type": "envelope", "body": "QUFBQQ==", "commitment": COMMIT, "id": "a-2"},
+               flush=False)  # still on its way to the bus
+    nodes.bus.clear()  # SIGKILL: what node1 had not handed to Redis yet is gone with it
+    nodes.kill("node1")
+    assert ids(b, "envelope") == ["a-1"]
+    nodes.advance(1.0)  # node2 and node3 notice: their members resume
+    assert b.closed is not None and b.closed[0] == ROOM_MOVED
+    seen = max(m["seq"] for m in b.of("envelope"))
+    b_back = nodes.connect("node2")
+    nodes.send(b_back, {"type": "resume", "token": welcome(b)["token"], "seq": seen})
+    a_back = resume(nodes, "node2", welcome(a)["token"])
+    for client_id in ("a-1", "a-2"):
+        if client_id not in ids(a, "sent"):  # the client sends again what was not acknowledged
+            envelope(nodes, a_back, "QUFBQQ==", client_id)
+    assert "a-2" in ids(b_back, "envelope")
+
+
+def test_what_an_owner_sent_just_before_it_died_reaches_its_members_before_they_move() -> None:
+    """The owner's copies were handed to the other nodes (Redis passed them on), but those
+    nodes judge it gone before their readers get to them: the copies are handled first, so
+    nobody resumes past a message the sender was told was sent."""
+    nodes, a, b, c = room_on_node1_members_on_both()
+    nodes.send(a, {"type": "envelope", "body": "QUFBQQ==", "commitment": COMMIT, "id": "a-1"},
+               flush=False)
+    assert len(nodes.bus) == 3  # a copy for node2, one for node3, then node1's own `sent`
+    *to_others, to_itself = nodes.bus
+    nodes.bus.clear()
+    to_itself()
+    assert ids(a, "sent") == ["a-1"]  # a was told...
+    nodes.kill("node1")  # ...and node1 died
+    nodes.bus[:0] = to_others  # at node2 and node3, not read yet
+    for name in ("node2", "node3"):  # each judges node1 gone before reading its inbox
+        nodes.apply(name, nodes.hosts[name].housekeeping())
+    nodes.flush()
+    for member in (b, c):
+        assert member.closed is not None and member.closed[0] == ROOM_MOVED
+        assert ids(member, "envelope") == ["a-1"]
 
 
 def test_a_resume_sent_to_a_killed_owner_becomes_a_takeover_without_a_second_try() -> None:

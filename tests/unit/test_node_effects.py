@@ -105,3 +105,22 @@ def test_a_failing_broadcast_or_send_does_not_stop_the_batch() -> None:
                       Send("nobody", {"type": "y", "v": BAD}),
                       Reply({"type": "ok"})])
     assert peer.sent == [{"type": "ok"}] and node.effects_failed == 2 and len(events) == 2
+
+
+
+def test_a_procedure_s_sync_goes_on_once_its_message_came_back_through_the_inbox() -> None:
+    """A Sync step (spaces/host.py) waits for the node's own relay.Sync to come back, or to
+    be given up on (nobody heard it): it never waits for good."""
+    from hearth.spaces.host import Procedure, Run, Sync
+    node, _ = node_for(World())
+    node.start()
+    done: list[str] = []
+
+    def steps(token: str) -> Procedure:
+        yield Sync(token)
+        done.append(token)
+    node._apply([Run("sync", steps("back"))])
+    assert done == ["back"] and not node._syncs  # the memory broker delivers at once
+    node.stop()  # nobody listens any more: the broker gives it up
+    node._apply([Run("sync", steps("given up"))])
+    assert done == ["back", "given up"] and not node._syncs

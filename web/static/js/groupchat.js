@@ -22,7 +22,12 @@
 // Nothing said is lost to a reconnection (docs/protocol.md, "When the room moves"): each message
 // carries a client id and is kept (its text) until the server's `sent`; after a resume, or a
 // `room_moving` refusal, what is not acknowledged is encrypted again and sent again with the same
-// id, in order (the server delivers an id once). `say` resolves when it is finally acknowledged.
+// id, in order (the server delivers an id once). So is a message left unanswered ACK_WAIT_MS on
+// an open connection (a message between nodes can be lost while Redis fails over: pub/sub
+// delivers at most once). One whose `sent` says the room was two epochs past the one it was
+// sealed in opens for nobody (members keep the previous epoch's keys only): it is said again,
+// sealed anew, with its first id numbered (`<id>:2`). `say` resolves when it is finally
+// acknowledged.
 // An envelope that opens but whose (sender, id) was shown already is not shown again.
 //
 // Events: "message" {key, sender, text, seq, ts, tag, zone, frankingKey, commitment},
@@ -37,6 +42,7 @@ import { ENDED } from "./protocol.js";
 const PENDING_LIMIT = 256; // envelopes held while waiting for a sender key
 const SEEN_LIMIT = 4096; // (sender, id) of envelopes shown, to leave out a repeat
 const RESEND_MS = 1000; // what was refused with room_moving goes again after this
+const ACK_WAIT_MS = 3000; // what is not answered this long on an open connection goes again
 const READY_WAIT_MS = 8000; // at most this long a message waits for everyone to hold our key
 const KEPT_LIMIT = 500; // received messages kept for reporting (as many as the log shows)
 export const GRACE_MS = 10000; // an epoch stays open this long after the next one began
@@ -44,6 +50,12 @@ export const GRACE_MS = 10000; // an epoch stays open this long after the next o
 /** How a received message is named for reporting: its seq, or "corner:seq" in a quiet corner. */
 export function messageKey(seq, zone = null) {
   return zone ? `${zone}:${seq}` : String(seq);
+}
+
+/** A client id for an envelope (docs/protocol.md): 12 random bytes, base64url. */
+function newClientId() {
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
 }
 
 export class GroupChat extends EventTarget {
@@ -57,7 +69,7 @@ export class GroupChat extends EventTarget {
   #grace = null;
   #identityFor;
   #unacked = new Map(); // client id -> {text, zone, resolve, reject}: said, not acknowledged yet
-  #seen = new Set(); // "sender\nid" of envelopes shown
+  #seen = new Set(); // "sender\nid" (before any ":") of envelopes shown
   #whenReady = []; // callbacks waiting for everyone to hold our sender key
 
   /**
@@ -99,8 +111,7 @@ export class GroupChat extends EventTarget {
    * corner we are in), it is sealed for the corner and only its members receive it.
    */
   say(text, { zone = null } = {}) {
-    const bytes = crypto.getRandomValues(new Uint8Array(12));
-    const id = btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
+    const id = newClientId();
     return new Promise((resolve, reject) => {
       this.#unacked.set(id, { text, zone, resolve, reject });
       this.#transmit(id);
@@ -116,10 +127,12 @@ export class GroupChat extends EventTarget {
     await this.#ready();
     if (this.#unacked.get(id) !== said) return;
     let out;
+    let sealedIn = null;
     try {
       out = await this.#exclusive(() => {
         const session = said.zone ? this.#corners.get(said.zone) : this.session;
         if (!session) throw new E2EEError(CODES.NOT_READY, "not in a room yet");
+        sealedIn = session.epoch;
         return session.encrypt(said.text);
       });
     } catch (err) {
@@ -131,16 +144,30 @@ export class GroupChat extends EventTarget {
     if (said.zone) envelope.zone = said.zone;
     let reply;
     try {
-      reply = await this.connection.request(envelope, "say");
+      reply = await this.#answer(envelope);
     } catch {
       return; // not connected, or the connection went: sent again after the resume
     }
     if (this.#unacked.get(id) !== said) return; // answered meanwhile
+    if (reply === null) {
+      this.#transmit(id); // unanswered: again, same id (the server delivers it once)
+      return;
+    }
     if (reply.type === "error" && reply.code === "room_moving") {
       setTimeout(() => this.#transmit(id), RESEND_MS); // nothing was done: again in a moment
       return;
     }
     this.#unacked.delete(id);
+    if (reply.type === "sent" && typeof reply.epoch === "number" && typeof sealedIn === "number"
+        && reply.epoch >= sealedIn + 2) {
+      // Sequenced two epochs after it was sealed (two members resumed at once): everyone
+      // keeps the previous epoch's keys only, so nobody opens it. Said again, a new id.
+      const [base, n] = id.split(":");
+      const again = `${base}:${Number(n ?? 1) + 1}`; // the same message: shown once
+      this.#unacked.set(again, said);
+      this.#transmit(again);
+      return;
+    }
     if (reply.type === "error") {
       const err = new Error(reply.code);
       err.code = reply.code;
@@ -148,6 +175,17 @@ export class GroupChat extends EventTarget {
       return;
     }
     said.resolve({ seq: reply.seq, ts: reply.ts, tag: reply.tag, zone: reply.zone ?? null });
+  }
+
+  /** The server's answer to an envelope, or null if none came within ACK_WAIT_MS. */
+  #answer(envelope) {
+    const request = this.connection.request(envelope, "say");
+    request.catch(() => {}); // (a late failure of a request given up on is nobody's concern)
+    let timer;
+    const late = new Promise((resolve) => {
+      timer = setTimeout(() => resolve(null), ACK_WAIT_MS);
+    });
+    return Promise.race([request, late]).finally(() => clearTimeout(timer));
   }
 
   /** A received message still kept for reporting, by key (see messageKey), or null. */
@@ -391,7 +429,7 @@ export class GroupChat extends EventTarget {
       return true;
     }
     if (typeof envelope.id === "string") {
-      const seen = `${envelope.from}\n${envelope.id}`;
+      const seen = `${envelope.from}\n${envelope.id.split(":")[0]}`; // (`<id>:2`: said again)
       if (this.#seen.has(seen)) return true; // sent again after a reconnection: shown once
       this.#seen.add(seen);
       if (this.#seen.size > SEEN_LIMIT) this.#seen.delete(this.#seen.values().next().value);
