@@ -180,6 +180,20 @@ class Step:
                 **cpu, "clean": clean, "ok": clean and lat["p99_ms"] <= bound_ms}
 
 
+def heard(step: Step, last: int, count: int, sent: int, now: int) -> int:
+    """A listener got a speaker's frame number `count` (sent at `sent`): counted as lost
+    (a gap), reordered (behind the last) or on time; the listener's new last number."""
+    if count != last + 1:
+        if count <= last:
+            step.reordered += 1
+        elif last:  # a listener's first frame from a speaker may come mid-stream
+            step.lost += count - last - 1
+    if sent >= step.start_ns:
+        step.received += 1
+        step.latencies.append(now - sent)
+    return max(last, count)
+
+
 def behind(result: dict[str, Any]) -> None:
     """Still not drained after the long wait: the next step would measure this one's backlog."""
     result["ok"] = result["clean"] = False
@@ -625,17 +639,8 @@ class VoiceLoad:
         sent, speaker, count = VOICE_STAMP.unpack_from(payload, VOICE_HEAD.size)
         now = time.monotonic_ns()
         peer = self.peers.get(client.index) or self.extra[client.index]
-        step = self.step
-        last = peer.last_from.get(speaker, 0)
-        if count != last + 1:
-            if count <= last:
-                step.reordered += 1
-            elif last:  # a listener's first frame from a speaker may come mid-stream
-                step.lost += count - last - 1
-        peer.last_from[speaker] = max(last, count)
-        if sent >= step.start_ns:
-            step.received += 1
-            step.latencies.append(now - sent)
+        peer.last_from[speaker] = heard(self.step, peer.last_from.get(speaker, 0), count,
+                                        sent, now)
 
     async def run(self, rooms: int, seconds: float, drain: float) -> tuple[Step, dict[str, float]]:
         await self.ensure_rooms(rooms)

@@ -43,6 +43,7 @@ from bench.scenarios import (
     at_knee,
     below_knee,
     bounds_summary,
+    heard,
     knee,
     ladder,
     pace,
@@ -229,18 +230,8 @@ class DatagramLoad:
     def _heard(self, listener: int, frame: bytes) -> None:
         sent, speaker, count = VOICE_STAMP.unpack_from(frame, HEADER.size)
         now = time.monotonic_ns()
-        step = self.step
         key = (listener, speaker)
-        last = self.last.get(key, 0)
-        if count != last + 1:
-            if count <= last:
-                step.reordered += 1
-            elif last:  # a listener's first frame from a speaker may come mid-stream
-                step.lost += count - last - 1
-        self.last[key] = max(last, count)
-        if sent >= step.start_ns:
-            step.received += 1
-            step.latencies.append(now - sent)
+        self.last[key] = heard(self.step, self.last.get(key, 0), count, sent, now)
 
     def send(self, n: int) -> None:
         """The next `n` frames, round-robin over the active speakers (each at its own phase)."""
