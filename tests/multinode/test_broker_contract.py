@@ -305,11 +305,7 @@ async def test_messages_to_every_node_arrive_in_order_at_each_subscriber(brokers
     assert got_b == want and got_node == []
 
 
-@pytest.mark.parametrize("store", ["redis", pytest.param("cluster", marks=pytest.mark.xfail(
-    strict=False, reason="known: after a whole Cluster restarts, the first message published "
-    "while the node subscribes again is counted heard by one shard's new subscription (the "
-    "other shard's still failing) and never read; about 1 run in 8 (docs/scaling.md, honest "
-    "limits)"))])
+@pytest.mark.parametrize("store", ["redis", "cluster"])
 @pytest_twisted.ensureDeferred
 async def test_while_redis_is_stopped_logs_and_leases_answer_unreachable(
         store: str, tmp_path: Path) -> None:
@@ -350,7 +346,7 @@ async def test_while_redis_is_stopped_logs_and_leases_answer_unreachable(
             await sleep(0.2)
         assert [r for _, r in await broker.read(stream)] == [b"after"]
         assert await broker.lease(name, node, 5)
-        with contextlib.suppress(AssertionError):  # (said below, with what is known)
+        with contextlib.suppress(AssertionError):  # (said below, with what arrived)
             await until(lambda: len(got) == 3, timeout=15)
         assert got == [b"w0", b"w1", b"w2"], (got, broker.dropped, broker.connected)
     finally:

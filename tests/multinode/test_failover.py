@@ -103,9 +103,6 @@ async def test_members_who_joined_and_pressed_help_a_moment_before_the_crash_res
         redis.kill()
 
 
-@pytest.mark.xfail(strict=False, reason="known: 1 of 14 runs failed (36 lost, shown twice or "
-                   "never acknowledged, after many members resumed), not yet explained; "
-                   "docs/scaling.md, honest limits")
 @pytest_twisted.ensureDeferred
 async def test_a_redis_cluster_failover_loses_nobody(tmp_path: Path) -> None:
     """A 3-master Cluster with a replica each; the master that holds the room's ownership is
