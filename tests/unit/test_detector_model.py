@@ -151,9 +151,16 @@ def test_a_set_that_quiets_the_model_stops_only_its_own_detections() -> None:
     ("en", "Please hide this one", None),
     ("es", "chao, cuídense", None),
     ("es", "gracias por escuchar", None),
+    # Plans for the day and the evening (everyday_plans, planes_cotidianos).
+    ("en", "Off to pick up the kids, back in an hour", None),
+    ("en", "I'm going to make soup tonight", None),
+    ("es", "Esta noche voy a hacer sopa para todos", None),
+    ("es", "Ya volví, se despertó la bebé", None),
     # The sets only quiet the model: a farewell the rules know still fires.
     ("en", "Goodbye everyone, take care of each other", "high"),
     ("es", "Adiós a todos, cuídense mucho", "high"),
+    ("en", "I'm going to cook dinner for the kids, then I'm taking all of them tonight", "high"),
+    ("es", "Voy a hacer la cena para los niños y después me las tomo todas", "high"),
 ])
 def test_closings_quiet_the_shipped_models_and_never_a_rule(
         crisis: CrisisReference, language: str, text: str, severity: str | None) -> None:
