@@ -159,8 +159,8 @@ def test_a_set_that_quiets_the_model_stops_only_its_own_detections() -> None:
     # The sets only quiet the model: a farewell the rules know still fires.
     ("en", "Goodbye everyone, take care of each other", "high"),
     ("es", "Adiós a todos, cuídense mucho", "high"),
-    ("en", "I'm going to cook dinner for the kids, then I'm taking all of them tonight", "high"),
-    ("es", "Voy a hacer la cena para los niños y después me las tomo todas", "high"),
+    ("en", "I'm going to cook dinner for the kids, then I'm going to kill myself", "medium"),
+    ("es", "Voy a hacer la cena para los niños y después me voy a matar", "medium"),
 ])
 def test_closings_quiet_the_shipped_models_and_never_a_rule(
         crisis: CrisisReference, language: str, text: str, severity: str | None) -> None:
