@@ -9,8 +9,9 @@ who sends what). Every kind is a frozen message with one `pack` and one
     kind (1 byte) ‖ header length (u16, network order) ‖ JSON header ‖ payload bytes
 
 The payload is a client frame or a server frame as it goes on the WebSocket
-(opaque here), or a JSON document where a kind says so. The header's keys
-are the wire names given in each docstring (`from` is the sending node).
+(opaque here), a JSON document where a kind says so, or (Counted) one packed
+message for the receiver's clients with its number. The header's keys are the
+wire names given in each docstring (`from` is the sending node).
 """
 
 from __future__ import annotations
@@ -403,15 +404,66 @@ class Sync:
         return cls(str(h["token"]))
 
 
+# --- a node's messages for another node's clients, counted --------------------------------
+
+ForClients = Reply | Attach | Enter | Broadcast | ToMember | CloseLink | CloseMember | Release
+"""What a node sends another node for that node's clients: counted (Counted) so that a message
+lost on the way is noticed. Voice is not: a lost voice frame is better dropped than resent."""
+
+FOR_CLIENTS: Final = (Reply, Attach, Enter, Broadcast, ToMember, CloseLink, CloseMember, Release)
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """{from, run, n} + one ForClients message, packed: the `n`th message `from` (in its
+    `run`, a token new at each start of that node) has sent to the receiving node since it
+    started. The receiver drops one it has handled (n not above the last) and, when one
+    before it was lost (n above the last + 1), has its clients of the sender's rooms resume."""
+    KIND: ClassVar[int] = 28
+    sender: str
+    run: str
+    n: int
+    message: ForClients
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"from": self.sender, "run": self.run, "n": self.n},
+                      self.message.pack())
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Counted:
+        message = unpack(payload)
+        if not isinstance(message, FOR_CLIENTS):
+            raise RelayError("a counted message carries a message for clients")
+        return cls(str(h["from"]), str(h["run"]), int(h["n"]), message)
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """{from, run, n}: `from` has sent n Counted messages to the receiving node in its `run`
+    (said once a second, to the nodes it sent any to meanwhile): the last one's loss is
+    noticed too."""
+    KIND: ClassVar[int] = 29
+    sender: str
+    run: str
+    n: int
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"from": self.sender, "run": self.run, "n": self.n})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Mark:
+        return cls(str(h["from"]), str(h["run"]), int(h["n"]))
+
+
 RelayMessage = (Open | Frame | Lost | Reply | Attach | Enter | Broadcast | ToMember | Voice
                 | CloseLink | CloseMember | Release | Moved | Duty | DutyRoster | IncidentState
-                | SignIn | Accounts | IncidentAct | IncidentDone | Sync)
+                | SignIn | Accounts | IncidentAct | IncidentDone | Sync | Counted | Mark)
 
 _KINDS: Final[dict[int, Callable[[dict[str, Any], bytes], RelayMessage]]] = {
     kind.KIND: kind.unpack for kind in (
         Open, Frame, Lost, Reply, Attach, Enter, Broadcast, ToMember, Voice, CloseLink,
         CloseMember, Release, Moved, Duty, DutyRoster, IncidentState, SignIn, Accounts,
-        IncidentAct, IncidentDone, Sync)}
+        IncidentAct, IncidentDone, Sync, Counted, Mark)}
 
 
 def unpack(data: bytes) -> RelayMessage:
