@@ -288,6 +288,25 @@ def test_an_owner_restarted_under_the_same_name_counts_afresh_without_a_resync()
     assert resyncs(nodes, "node2") == 1
 
 
+def test_an_edge_restarted_under_the_same_name_takes_the_count_as_it_finds_it() -> None:
+    """The owner's count for node2 goes on across node2's restart: the first message node2
+    gets after it started sets where it stands, no loss is made up."""
+    nodes = Nodes(2)
+    a = nodes.join("node1")
+    b = nodes.join("node2")
+    for i in range(3):
+        said(nodes, a, f"a-{i}")
+    nodes.restart("node2")
+    c = nodes.join("node2")
+    said(nodes, a, "a-3")
+    nodes.advance(2.0)
+    assert ids(c, "envelope") == ["a-3"] and c.closed is None
+    assert resyncs(nodes, "node2") == 0 and b.closed is None
+    said(nodes, a, "a-4", lose=broadcasts_to("node2"))  # counted on from there
+    said(nodes, a, "a-5")
+    assert ids(back_after_a_loss(nodes, c), "envelope") == ["a-4", "a-5"]
+
+
 # --- the owner dies ---------------------------------------------------------------------------
 
 def room_on_node1_members_on_both() -> tuple[Nodes, Client, Client, Client]:
