@@ -19,6 +19,12 @@ decides nothing. One host per node. Rules, in one place:
   delivers. A frame lost on the way is never overtaken: the owner handles frames
   in their count's order, drops one that comes twice, and on a gap closes the link
   (4010) so that its client resumes and sends again, in order, what is unanswered.
+  The other way, what a node sends another for its clients is counted per pair of
+  nodes (relay.Counted; a node's count starts at 1 in each run, and the first word
+  from a node sets where its count stands): the receiver drops a copy and, on a gap,
+  delivers nothing more but tells its clients of that node's rooms `moving` (4010):
+  their resume brings what they missed. Once a second a node tells each node it sent
+  anything to meanwhile its count (relay.Mark): a lost last message is noticed too.
 - Told after sent. The owner's answer to a client connected to it (`sent`) goes
   through its own inbox when the same batch sent something to other nodes: behind
   those messages, so a member is never told a message arrived that the owner's
@@ -436,7 +442,7 @@ class RoutingHost:
             if isinstance(holder, RemoteLink):
                 del self.holders[member]
                 out.append(self._post(holder.node, relay.CloseLink(holder.id, ROOM_MOVED,
-                                                             "the room moved; resume")))
+                                                                   "the room moved; resume")))
         return out
 
     # --- binding a link to its room ----------------------------------------------------------
@@ -714,7 +720,7 @@ class RoutingHost:
                 node = _node_of(link_id)
                 if room not in self.owned:  # the directory still names us: let it go
                     out += [self._post(node, relay.CloseLink(link_id, ROOM_MOVED,
-                                                       "the room moved; resume")),
+                                                             "the room moved; resume")),
                             Run("release a room not run here", self._release_stale(room))]
                 else:
                     address = self.addresses.hashed(hashes)
@@ -858,7 +864,7 @@ class RoutingHost:
             return []
         return [*self._relayed(relay.Lost(remote.id)),
                 self._post(remote.node, relay.CloseLink(remote.id, ROOM_MOVED,
-                                                  "something was lost on the way; resume"))]
+                                                        "something was lost on the way; resume"))]
 
     def _answered(self, link: Link) -> None:
         link.asked = None
@@ -915,7 +921,7 @@ class RoutingHost:
         for remote in [r for r in self.remote.values() if r.node == node]:
             out += self._relayed(relay.Lost(remote.id))
             out.append(self._post(node, relay.CloseLink(remote.id, ROOM_MOVED,
-                                                  "something was lost on the way; resume")))
+                                                        "something was lost on the way; resume")))
         return out
 
     # --- time ----------------------------------------------------------------------------------
