@@ -9,9 +9,9 @@ who sends what). Every kind is a frozen message with one `pack` and one
     kind (1 byte) ‖ header length (u16, network order) ‖ JSON header ‖ payload bytes
 
 The payload is a client frame or a server frame as it goes on the WebSocket
-(opaque here), a JSON document where a kind says so, or (Counted) one packed
-message for the receiver's clients with its number. The header's keys are the
-wire names given in each docstring (`from` is the sending node).
+(opaque here), or a JSON document where a kind says so. The header's keys
+are the wire names given in each docstring (`from` is the sending node); a
+message for the receiver's clients may carry three more (Counted).
 """
 
 from __future__ import annotations
@@ -415,26 +415,24 @@ FOR_CLIENTS: Final = (Reply, Attach, Enter, Broadcast, ToMember, CloseLink, Clos
 
 @dataclass(frozen=True, slots=True)
 class Counted:
-    """{from, run, n} + one ForClients message, packed: the `n`th message `from` (in its
-    `run`, a token new at each start of that node) has sent to the receiving node since it
-    started. The receiver drops one it has handled (n not above the last) and, when one
-    before it was lost (n above the last + 1), has its clients of the sender's rooms resume."""
-    KIND: ClassVar[int] = 28
+    """A ForClients message with {from, run, n} added to its header: the `n`th message
+    `from` (in its `run`, a token new at each start of that node) has sent to the receiving
+    node. The receiver drops one it has handled (n not above the last) and, when one before
+    it was lost (n above the last + 1), has its clients of the sender's rooms resume. A node
+    that does not count reads the message and ignores the three keys."""
     sender: str
     run: str
     n: int
     message: ForClients
 
     def pack(self) -> bytes:
-        return _frame(self.KIND, {"from": self.sender, "run": self.run, "n": self.n},
-                      self.message.pack())
-
-    @classmethod
-    def unpack(cls, h: dict[str, Any], payload: bytes) -> Counted:
-        message = unpack(payload)
-        if not isinstance(message, FOR_CLIENTS):
-            raise RelayError("a counted message carries a message for clients")
-        return cls(str(h["from"]), str(h["run"]), int(h["n"]), message)
+        data = self.message.pack()
+        kind, length = _PREFIX.unpack_from(data)
+        end = _PREFIX.size + length
+        count = json.dumps({"from": self.sender, "run": self.run, "n": self.n},
+                           separators=(",", ":")).encode()
+        head = data[_PREFIX.size:end - 1] + b"," + count[1:]  # every ForClients has keys
+        return _PREFIX.pack(kind, len(head)) + head + data[end:]
 
 
 @dataclass(frozen=True, slots=True)
@@ -463,7 +461,7 @@ _KINDS: Final[dict[int, Callable[[dict[str, Any], bytes], RelayMessage]]] = {
     kind.KIND: kind.unpack for kind in (
         Open, Frame, Lost, Reply, Attach, Enter, Broadcast, ToMember, Voice, CloseLink,
         CloseMember, Release, Moved, Duty, DutyRoster, IncidentState, SignIn, Accounts,
-        IncidentAct, IncidentDone, Sync, Counted, Mark)}
+        IncidentAct, IncidentDone, Sync, Mark)}
 
 
 def unpack(data: bytes) -> RelayMessage:
@@ -477,7 +475,10 @@ def unpack(data: bytes) -> RelayMessage:
         header = json.loads(data[start:start + length])
         if not isinstance(header, dict):
             raise RelayError("the header is a JSON object")
-        return unpack_kind(header, bytes(data[start + length:]))
+        message = unpack_kind(header, bytes(data[start + length:]))
+        if "run" in header and isinstance(message, FOR_CLIENTS):
+            return Counted(str(header["from"]), str(header["run"]), int(header["n"]), message)
+        return message
     except RelayError:
         raise
     except (struct.error, ValueError, KeyError, TypeError, AttributeError) as err:

@@ -8,6 +8,7 @@ relay messages' one wire shape."""
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 import pytest
@@ -78,12 +79,16 @@ def test_anything_else_is_refused_with_one_error(data: bytes) -> None:
         relay.unpack(data)
 
 
-@pytest.mark.parametrize("inner", [relay.Voice(("m1",), b"\x01"), relay.Mark("n1", "r1", 1),
-                                   relay.Counted("n1", "r1", 1, relay.Release("n1/1"))])
-def test_only_a_message_for_clients_is_counted(inner: Any) -> None:
-    with pytest.raises(relay.RelayError):
-        relay.unpack(relay._frame(relay.Counted.KIND, {"from": "n1", "run": "r1", "n": 1},
-                                  inner.pack()))
+def test_a_counted_message_is_the_message_itself_to_a_node_that_does_not_count() -> None:
+    counted = relay.Counted("n1", "r1", 3, relay.Broadcast("circle", "m1", b"{}"))
+    data = counted.pack()
+    kind, length = struct.unpack_from("!BH", data)
+    header = json.loads(data[3:3 + length])
+    assert kind == relay.Broadcast.KIND and header["n"] == 3
+    assert relay.Broadcast.unpack(header, data[3 + length:]) == counted.message
+    voice = relay.Voice(("m1",), b"\x01")  # never counted, whatever its header says
+    assert relay.unpack(relay._frame(voice.KIND, {"members": ["m1"], "from": "n1", "run": "r1",
+                                                  "n": 1}, b"\x01")) == voice
 
 
 # --- one room, members on several nodes ----------------------------------------------------
