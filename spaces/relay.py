@@ -29,6 +29,10 @@ class RelayError(ValueError):
     """Not a relay message this version understands (unknown kind, bad header)."""
 
 
+def _string(text: str) -> bytes:
+    return json.dumps(text).encode()
+
+
 def _frame(kind: int, header: Mapping[str, Any], payload: bytes = b"") -> bytes:
     head = json.dumps(header, separators=(",", ":")).encode()
     return _PREFIX.pack(kind, len(head)) + head + payload
@@ -429,9 +433,9 @@ class Counted:
         data = self.message.pack()
         kind, length = _PREFIX.unpack_from(data)
         end = _PREFIX.size + length
-        count = json.dumps({"from": self.sender, "run": self.run, "n": self.n},
-                           separators=(",", ":")).encode()
-        head = data[_PREFIX.size:end - 1] + b"," + count[1:]  # every ForClients has keys
+        head = b"".join((data[_PREFIX.size:end - 1],  # every ForClients has keys: a comma
+                         b',"from":', _string(self.sender), b',"run":', _string(self.run),
+                         b',"n":%d}' % self.n))
         return _PREFIX.pack(kind, len(head)) + head + data[end:]
 
 
