@@ -69,9 +69,53 @@ def pinning() -> bool:
     return shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
 
 
-def pin_self() -> None:
+def pin_self() -> str:
+    """This process (the generator) to its core, and its priority to its session's group;
+    returns what was done about the priority (`group_priority`)."""
     if pinning():
         os.sched_setaffinity(0, {LOADGEN_CORE})
+    note = group_priority()
+    if note:
+        print(f"bench: {note}", file=sys.stderr, flush=True)
+    return note
+
+
+AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
+
+
+def group_priority(autogroup: Path = AUTOGROUP, own: Path = Path("/proc/self/autogroup"),
+                   setsid: Callable[[], int] = os.setsid,
+                   nice: Callable[[], int] = lambda: os.getpriority(os.PRIO_PROCESS, 0)
+                   ) -> str:
+    """Make `nice -n -10 python -m bench` rank the bench above other sessions' work.
+
+    With Linux's autogroup on, every session is a scheduling group of its own and the
+    groups share the CPU as equals whatever their processes' nice values: a negative nice
+    then ranks the bench (and the servers it starts) only above its own session's other
+    processes, and a test someone runs at nice 15 in another session weighs as much as
+    the whole bench (measured: the autobahn relay's p99 at the light chat step 38 ms with
+    the machine busy, 4 ms with the group's priority raised). So a bench started with a
+    negative nice puts itself in a session of its own and gives that group its nice; when
+    it cannot (it leads its process group, as a shell job does: run it under `setsid -w`)
+    it says so and changes nothing, rather than raise its caller's whole session.
+    Returns what it did, or "" when there was nothing to do."""
+    level = nice()
+    try:
+        enabled = autogroup.read_text().strip() == "1"
+    except OSError:
+        enabled = False
+    if level >= 0 or not enabled:
+        return ""
+    try:
+        setsid()
+    except OSError:
+        return (f"nice {level} ranks this process only within its session (Linux autogroup): "
+                f"run it as `nice -n {level} setsid -w ...` to rank it above other sessions")
+    try:
+        own.write_text(str(level))
+    except OSError as error:
+        return f"its scheduling group's nice was not set ({error.strerror})"
+    return f"its session's scheduling group (Linux autogroup) now has nice {level}"
 
 
 def cpu_seconds(pid: int) -> float:
