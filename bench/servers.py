@@ -85,7 +85,8 @@ AUTOGROUP = Path("/proc/sys/kernel/sched_autogroup_enabled")
 
 def group_priority(autogroup: Path = AUTOGROUP, own: Path = Path("/proc/self/autogroup"),
                    setsid: Callable[[], int] = os.setsid,
-                   nice: Callable[[], int] = lambda: os.getpriority(os.PRIO_PROCESS, 0)
+                   nice: Callable[[], int] = lambda: os.getpriority(os.PRIO_PROCESS, 0),
+                   leads_session: Callable[[], bool] = lambda: os.getsid(0) == os.getpid()
                    ) -> str:
     """Make `nice -n -10 python -m bench` rank the bench above other sessions' work.
 
@@ -107,7 +108,8 @@ def group_priority(autogroup: Path = AUTOGROUP, own: Path = Path("/proc/self/aut
     if level >= 0 or not enabled:
         return ""
     try:
-        setsid()
+        if not leads_session():  # (under `setsid -w` it already does)
+            setsid()
     except OSError:
         return (f"nice {level} ranks this process only within its session (Linux autogroup): "
                 f"run it as `nice -n {level} setsid -w ...` to rank it above other sessions")
