@@ -55,8 +55,10 @@ BUSY_WINDOW_NS = 50_000_000
 # Below this share of a core, every read's writes go out as soon as its frames are routed:
 # turns carry a frame or two, so there is little to coalesce, and the end of the turn can
 # come after other ready work (the room tick, a slice of housekeeping) — 0.5-0.9 ms of
-# wait at p99 at the bench's light step (docs/performance.md, "Light load").
-LIGHT_LIMIT = 0.5
+# wait at p99 at the bench's light step (docs/performance.md, "Light load"). Not higher:
+# at a third of a core turns already carry several frames, and writing each read on its
+# own cost 35 % more CPU per message there (chat at 2,700 envelopes/s).
+LIGHT_LIMIT = 0.3
 
 
 def enabled(environ: Mapping[str, str] = os.environ) -> bool:

@@ -326,7 +326,7 @@ def test_a_lightly_loaded_server_writes_every_read_out_at_once(fast: Edge) -> No
     """Under LIGHT_LIMIT of a core a read's frames go out as soon as they are routed, not
     after whatever else the turn holds; busier, the turn coalesces again."""
     writes = echoing(fast)
-    fast.load(0.3)
+    fast.load(wsfast.LIGHT_LIMIT - 0.1)
     fast.proto.dataReceived(client_frame(b"first", 0x2))
     assert [parse_server_frames(w) for w in writes] == [[(0x2, b"first")]]
     fast.proto.dataReceived(client_frame(b"second", 0x2) + client_frame(b"third", 0x2))
