@@ -63,7 +63,7 @@ from hearth.spaces.server_messages import (
     HelpReceived,
     HelpStatus,
     IncidentAlert,
-    Incidents,
+    IncidentList,
     IncidentUpdate,
     OkReceived,
     ServerMessage,
@@ -156,7 +156,7 @@ class CrisisDesk:
         self._remember(self.presses, key, incident.id, now)
         received = HelpReceived(incident=incident.id, ref=ref)
         if client_id is not None:
-            person.remember(client_id, received.to_wire())
+            person.remember(client_id, received)
         return [Reply(received), *effects]
 
     def flag(self, room: Room, person: Member, *, trigger: str, severity: str, category: str,
@@ -417,7 +417,7 @@ class CrisisDesk:
         self.on_duty.pop(member, None)
 
     def listing(self, room: Room) -> list[Effect]:
-        return [Reply(Incidents(incidents=[
+        return [Reply(IncidentList(incidents=[
             i.to_wire() for i in self.desk.incidents.values() if i.room == room.id]))]
 
     # --- escalation ---------------------------------------------------------------------

@@ -13,9 +13,7 @@ from typing import Any
 
 from hearth.spaces.server_messages import ServerMessage
 
-# Until every part of the core builds typed messages (issue 19), a message may still be
-# a plain dict of the same shape.
-Message = ServerMessage | Mapping[str, Any]
+Message = ServerMessage
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,7 +73,13 @@ from hearth.spaces.effects import (
     Voice,
 )
 from hearth.spaces.protocol import ProtocolError, encode
-from hearth.spaces.server_messages import AlertNotShared, DeliveryFailing, GoingAway, Moving
+from hearth.spaces.server_messages import (
+    AlertNotShared,
+    DeliveryFailing,
+    GoingAway,
+    Moving,
+    Sent,
+)
 from hearth.spaces.venue import Venue
 
 OWNER_TTL = 5.0  # seconds a room's ownership lasts without renewal
@@ -1514,7 +1520,7 @@ class RoutingHost:
 
 def _is_ack(message: object) -> bool:
     """An envelope's acknowledgement (`sent`)."""
-    return isinstance(message, Mapping) and message.get("type") == "sent"
+    return type(message) is Sent
 
 
 def _ref_of(frame: bytes) -> str | None:

@@ -9,7 +9,8 @@ franking tag.
 
 `to_wire()` gives the JSON object of docs/protocol.md ("Server → client"),
 whose table tests/unit/test_protocol_doc.py keeps in step with `SERVER_TYPES`.
-A field whose default is None is left out while it is None (`ref`, `zone`,
+Fields are declared in the order they go on the wire (a room broadcast's `seq`
+last). A field whose default is None is left out while it is None (`ref`, `zone`,
 `epoch`...); every other field is always there, null included. An attribute
 named differently from its wire key says so in `WIRE_NAMES` (`sender` is
 "from"). Nested values (a member, a room snapshot, an incident) are the
@@ -94,9 +95,9 @@ class LobbyWaiting(ServerMessage):
 class MemberJoined(ServerMessage):
     """{"type":"member_joined","seq","member","epoch"}"""
     TYPE = "member_joined"
-    seq: int
     member: Mapping[str, Any]
     epoch: int
+    seq: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -104,57 +105,57 @@ class MemberUpdated(ServerMessage):
     """{"type":"member_updated","seq","member","epoch"?} — `epoch` when new identity keys
     advanced it."""
     TYPE = "member_updated"
-    seq: int
     member: Mapping[str, Any]
     epoch: int | None = None
+    seq: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MemberResumed(ServerMessage):
     """{"type":"member_resumed","seq","member","epoch"}"""
     TYPE = "member_resumed"
-    seq: int
     member: Mapping[str, Any]
     epoch: int
+    seq: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class MemberLeft(ServerMessage):
     """{"type":"member_left","seq","member":id,"reason":"left"|"timeout"|"removed","epoch"}"""
     TYPE = "member_left"
-    seq: int
     member: str
     reason: str
     epoch: int
+    seq: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Positions(ServerMessage):
     """{"type":"positions","seq","moves":[[id, x, y, zone], ...]}"""
     TYPE = "positions"
-    seq: int
     moves: Sequence[Sequence[Any]]
+    seq: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RoomSettings(ServerMessage):
     """{"type":"room_settings","seq","locked","lobby","capacity","slow_mode"}"""
     TYPE = "room_settings"
-    seq: int
     locked: bool
     lobby: bool
     capacity: int
     slow_mode: float
+    seq: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class StickState(ServerMessage):
     """{"type":"stick","seq","on","holder":id|null,"hands":[ids]}"""
     TYPE = "stick"
-    seq: int
     on: bool
     holder: str | None
     hands: Sequence[str]
+    seq: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -162,9 +163,9 @@ class Corners(ServerMessage):
     """{"type":"corners","seq","private":{corner:[ids]},"epoch"?} — `epoch` when a corner
     was opened."""
     TYPE = "corners"
-    seq: int
     private: Mapping[str, Sequence[str]]
     epoch: int | None = None
+    seq: int
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -173,9 +174,9 @@ class Hidden(ServerMessage):
     with `seq`), or a corner's (to its members, with `zone`)."""
     TYPE = "hidden"
     target: int
+    zone: str | None = None
     by: str
     seq: int | None = None
-    zone: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
@@ -224,44 +225,56 @@ class VoiceTransportOffer(ServerMessage):
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class RoomEnvelope(ServerMessage):
-    """{"type":"envelope","seq","from","ts","body","commitment","tag","zone"?} — ciphertext,
-    stamped by the room (sequence, time, franking tag), to the room or a corner's members."""
+    """{"type":"envelope","from","ts","body","commitment","seq","tag","id"?} — ciphertext,
+    stamped by the room (sequence, time, franking tag), to the room; a corner's, to its
+    members, starts {"type":"envelope","zone","seq",...} (its own sequence). `id`: the
+    sender's client message id."""
     TYPE = "envelope"
     WIRE_NAMES = {"sender": "from"}
-    seq: int
+    zone: str | None = None
     sender: str
     ts: int
     body: str
     commitment: str
+    seq: int
     tag: str
-    zone: str | None = None
+    id: str | None = None
 
     def to_wire(self) -> Wire:  # the message most sent: written out, not looked up
-        out: Wire = {"type": "envelope", "seq": self.seq, "from": self.sender, "ts": self.ts,
-                     "body": self.body, "commitment": self.commitment, "tag": self.tag}
-        if self.zone is not None:
-            out["zone"] = self.zone
+        if self.zone is None:
+            out: Wire = {"type": "envelope", "from": self.sender, "ts": self.ts,
+                         "body": self.body, "commitment": self.commitment, "seq": self.seq,
+                         "tag": self.tag}
+        else:
+            out = {"type": "envelope", "zone": self.zone, "seq": self.seq, "from": self.sender,
+                   "ts": self.ts, "body": self.body, "commitment": self.commitment,
+                   "tag": self.tag}
+        if self.id is not None:
+            out["id"] = self.id
         return out
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Sent(ServerMessage):
-    """{"type":"sent","seq","ts","tag","epoch"?,"zone"?,"ref"?} — to the sender of an
-    envelope; `epoch`: the room's when it was sequenced."""
+    """{"type":"sent","zone"?,"seq","ts","tag","epoch","id"?,"ref"?} — to the sender of an
+    envelope; `epoch`: the room's when it was sequenced; `id`: the envelope's client id."""
     TYPE = "sent"
+    zone: str | None = None
     seq: int
     ts: int
     tag: str
-    epoch: int | None = None
-    zone: str | None = None
+    epoch: int
+    id: str | None = None
     ref: str | None = None
 
-    def to_wire(self) -> Wire:
-        out: Wire = {"type": "sent", "seq": self.seq, "ts": self.ts, "tag": self.tag}
-        if self.epoch is not None:
-            out["epoch"] = self.epoch
-        if self.zone is not None:
-            out["zone"] = self.zone
+    def to_wire(self) -> Wire:  # once per chat message too
+        out: Wire = ({"type": "sent", "seq": self.seq} if self.zone is None else
+                     {"type": "sent", "zone": self.zone, "seq": self.seq})
+        out["ts"] = self.ts
+        out["tag"] = self.tag
+        out["epoch"] = self.epoch
+        if self.id is not None:
+            out["id"] = self.id
         if self.ref is not None:
             out["ref"] = self.ref
         return out
@@ -293,7 +306,7 @@ class ReportForFacilitators(ServerMessage):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Reports(ServerMessage):
+class ReportList(ServerMessage):
     """{"type":"reports","reports":[{...}]}"""
     TYPE = "reports"
     reports: Sequence[Mapping[str, Any]]
@@ -372,7 +385,7 @@ class IncidentAlert(ServerMessage):
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
-class Incidents(ServerMessage):
+class IncidentList(ServerMessage):
     """{"type":"incidents","incidents":[{...}]} — the room's incidents."""
     TYPE = "incidents"
     incidents: Sequence[Mapping[str, Any]]
@@ -417,3 +430,21 @@ SERVER_MESSAGES: Final = tuple(
     kind for kind in list(globals().values())
     if isinstance(kind, type) and issubclass(kind, ServerMessage) and kind is not ServerMessage)
 SERVER_TYPES: Final = frozenset(cls.TYPE for cls in SERVER_MESSAGES)
+
+# The answers a member's resend gets again (spaces/room.py Member.replies), kept in the
+# room's saved state by their wire form.
+Remembered = Sent | HelpReceived
+_REMEMBERED: Final[Mapping[str, type[Sent] | type[HelpReceived]]] = {
+    Sent.TYPE: Sent, HelpReceived.TYPE: HelpReceived}
+
+
+def remembered(data: Mapping[str, Any]) -> Remembered:
+    """A remembered answer back from its wire form (ValueError if it is not one)."""
+    kind = _REMEMBERED.get(data.get("type"))  # type: ignore[arg-type]
+    if kind is None:
+        raise ValueError(f"not a remembered answer: {data.get('type')!r}")
+    fields = {attr: data[key] for attr, key, _ in _shape(kind) if key in data}
+    try:
+        return kind(**fields)
+    except TypeError as missing:
+        raise ValueError(str(missing)) from None
