@@ -99,7 +99,7 @@ class Record:
 
 
 @dataclass(frozen=True, slots=True)
-class Duty:
+class DutyBroadcast:
     """To every on-duty facilitator of the organisation, whichever node holds them, except
     `exclude` (who already got it as a Send): on-duty consoles may sit in any room."""
     message: Message
@@ -127,4 +127,4 @@ class DutyRoster:
 
 
 Effect = (Reply | Send | Broadcast | Attach | Enter | Detach | Close | Voice | Audit | Dispatch
-          | Record | Duty | ActElsewhere | DutyRoster)
+          | Record | DutyBroadcast | ActElsewhere | DutyRoster)

@@ -59,7 +59,7 @@ def welcome(client: Client) -> dict[str, Any]:
     relay.ToMember("m1", False, b"{}"), relay.Voice(("m1", "m2"), b"\x01"),
     relay.CloseLink("n1/1", 4010, "moved"), relay.CloseMember("m1", 4003, "removed"),
     relay.Release("n1/1"), relay.Moved("circle", "n2"),
-    relay.Duty("n1", ("m1",), b"{}"), relay.DutyRoster("n1", 2),
+    relay.DutyBroadcast("n1", ("m1",), b"{}"), relay.DutyRoster("n1", 2),
     relay.IncidentState("n1", {"id": "i1"}),
     relay.SignIn("n1", {"op": "end"}), relay.Accounts("n1"),
     relay.IncidentAct("r1", "n1", "circle", "i1", "ack", None, "ana", None),
