@@ -440,9 +440,10 @@ _REMEMBERED: Final[Mapping[str, type[Sent] | type[HelpReceived]]] = {
 
 def remembered(data: Mapping[str, Any]) -> Remembered:
     """A remembered answer back from its wire form (ValueError if it is not one)."""
-    kind = _REMEMBERED.get(data.get("type"))  # type: ignore[arg-type]
+    name = data.get("type") if isinstance(data, Mapping) else None
+    kind = _REMEMBERED.get(name) if isinstance(name, str) else None
     if kind is None:
-        raise ValueError(f"not a remembered answer: {data.get('type')!r}")
+        raise ValueError("not a remembered answer (sent or help_received)")
     fields = {attr: data[key] for attr, key, _ in _shape(kind) if key in data}
     try:
         return kind(**fields)

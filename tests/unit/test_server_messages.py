@@ -91,7 +91,8 @@ def test_a_remembered_answer_comes_back_from_its_saved_form() -> None:
     assert sm.remembered(sent.to_wire()) == sent
     received = sm.HelpReceived(incident="abc")
     assert sm.remembered(received.to_wire()) == received
-    for bad in ({"type": "error", "code": "x", "message": "y"}, {"type": "sent", "seq": 1}, {}):
+    for bad in ({"type": "error", "code": "x", "message": "y"}, {"type": "sent", "seq": 1}, {},
+                ["sent"], {"type": ["sent"]}):
         with pytest.raises(ValueError):
             sm.remembered(bad)
 
