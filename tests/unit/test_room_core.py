@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
 
+from hearth.spaces import protocol as p
 from hearth.spaces.effects import Attach, Broadcast, Close, Detach, Effect, Reply, Send
 from hearth.spaces.server_messages import DirectEnvelope
 from hearth.spaces.venue import RESUMED_ELSEWHERE
@@ -419,3 +421,24 @@ def test_status_is_the_members_own_and_the_room_sees_it() -> None:
     assert error_code(w.send(conn, {"type": "leave", "closing": "yes"})) == "bad_message"
     state = w.venue.rooms["circle"].to_state()
     assert state["members"][0]["status"] == "listening"
+
+
+def test_a_resend_is_answered_the_same_after_the_room_moved_to_another_node() -> None:
+    """The answers remembered by client id travel with the room's saved state (a takeover):
+    a resend there gets the same `sent`, with its own ref, and is not relayed again."""
+    w = World()
+    a, wa = w.join()
+    w.join()
+    first = reply(w.send(a, {"type": "envelope", "body": "AAAA", "commitment": COMMIT,
+                             "id": "c1", "ref": "r1"}), "sent")
+    elsewhere = World()
+    saved = json.loads(json.dumps(w.venue.export_room("circle")))  # as the broker keeps it
+    elsewhere.venue.import_room("circle", saved, elsewhere.clock.seconds())
+    room = elsewhere.venue.rooms["circle"]
+    member = room.members[wa["member"]]
+    again = room.envelope(member, p.Envelope(body="AAAA", commitment=COMMIT, id="c1", ref="r2"),
+                          elsewhere.clock.seconds())
+    assert [wire(e.message) for e in again] == [{**first, "ref": "r2"}]  # no broadcast
+    assert [wire(e.message) for e in room.envelope(
+        member, p.Envelope(body="AAAA", commitment=COMMIT, id="c1"), 0.0)] == [
+        {k: v for k, v in first.items() if k != "ref"}]
