@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from msgspec import structs
+
 from hearth.moderation.incidents import (
     ACTIONS,
     BASES,
@@ -476,7 +478,7 @@ class CrisisDesk:
             case "admin":
                 return [Dispatch("email:admin", self.payload(incident, "incident.admin",
                                                              alert.tier, alert.cause)),
-                        DutyBroadcast(replace(message, reason="admin"))]
+                        DutyBroadcast(structs.replace(message, reason="admin"))]
             case "participant_prompt" if not incident.test and incident.trigger in ASKED:
                 return [Send(incident.member, HelpPrompt(incident=incident.id))]
         return []

@@ -744,4 +744,4 @@ def encode(message: ServerMessage) -> bytes:
     UnicodeEncodeError, anything that is not JSON data TypeError, a circular
     reference RecursionError (tests/unit/test_perf_encode.py).
     """
-    return _SERIALISE(message.to_wire())
+    return _SERIALISE(message)

@@ -43,8 +43,10 @@ import binascii
 import random
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from msgspec import structs
 
 from hearth.spaces.config import LimitsConfig, MovementConfig, RoomConfig, VoiceConfig
 from hearth.spaces.e2ee.franking import server_tag
@@ -54,7 +56,9 @@ from hearth.spaces.protocol import Envelope, ProtocolError
 from hearth.spaces.pseudonyms import PseudonymRefused, check_avatar, normalise, same_name
 from hearth.spaces.ratelimit import TokenBucket
 from hearth.spaces.server_messages import (
+    CornerEnvelope,
     Corners,
+    CornerSent,
     DirectEnvelope,
     Hidden,
     LobbyWaiting,
@@ -122,7 +126,7 @@ class Member:
     replies: dict[str, Remembered] = field(default_factory=dict)
 
     def remember(self, client_id: str, reply: Remembered) -> None:
-        self.replies[client_id] = reply if reply.ref is None else replace(reply, ref=None)
+        self.replies[client_id] = reply if reply.ref is None else structs.replace(reply, ref=None)
         if len(self.replies) > REPLIES_KEPT:
             del self.replies[next(iter(self.replies))]
 
@@ -139,7 +143,7 @@ class Member:
         again = self.replies.get(client_id)
         if again is None or ref is None:
             return again
-        return replace(again, ref=ref)
+        return structs.replace(again, ref=ref)
 
     def to_wire(self, zone: str) -> dict[str, Any]:
         return {"id": self.id, "pseudonym": self.pseudonym, "avatar": self.avatar,
@@ -505,10 +509,10 @@ class Room:
         seq = self.corner_seq[zone] = self.corner_seq.get(zone, 0) + 1
         scope = f"{self.id}#{zone}"
         stamp = tag(scope, seq, ts)
-        message = RoomEnvelope(zone=zone, seq=seq, sender=member.id, ts=ts, body=body,
-                               commitment=commitment, tag=stamp, id=client_id)
-        sent = Sent(zone=zone, seq=seq, ts=ts, tag=stamp, epoch=self.epoch, id=client_id,
-                    ref=ref)
+        message = CornerEnvelope(zone=zone, seq=seq, sender=member.id, ts=ts, body=body,
+                                 commitment=commitment, tag=stamp, id=client_id)
+        sent = CornerSent(zone=zone, seq=seq, ts=ts, tag=stamp, epoch=self.epoch, id=client_id,
+                          ref=ref)
         if client_id is not None:
             member.remember(client_id, sent)
         return [*(Send(m.id, message) for m in self._in_corner(zone)
