@@ -58,7 +58,6 @@ from hearth.spaces.ratelimit import TokenBucket
 from hearth.spaces.server_messages import (
     CornerEnvelope,
     Corners,
-    CornerSent,
     DirectEnvelope,
     Hidden,
     LobbyWaiting,
@@ -511,8 +510,8 @@ class Room:
         stamp = tag(scope, seq, ts)
         message = CornerEnvelope(zone=zone, seq=seq, sender=member.id, ts=ts, body=body,
                                  commitment=commitment, tag=stamp, id=client_id)
-        sent = CornerSent(zone=zone, seq=seq, ts=ts, tag=stamp, epoch=self.epoch, id=client_id,
-                          ref=ref)
+        sent = Sent(zone=zone, seq=seq, ts=ts, tag=stamp, epoch=self.epoch, id=client_id,
+                    ref=ref)
         if client_id is not None:
             member.remember(client_id, sent)
         return [*(Send(m.id, message) for m in self._in_corner(zone)

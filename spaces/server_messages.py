@@ -200,20 +200,10 @@ class CornerEnvelope(ServerMessage, tag="envelope", frozen=True, kw_only=True, r
 
 
 class Sent(ServerMessage, tag="sent", frozen=True, kw_only=True):
-    """{"type":"sent","seq","ts","tag","epoch","id"?,"ref"?} — to the sender of a room
-    envelope; `epoch`: the room's when it was sequenced; `id`: the envelope's client id."""
-    seq: int
-    ts: int
-    tag: str
-    epoch: int
-    id: str | None = None
-    ref: str | None = None
-
-
-class CornerSent(ServerMessage, tag="sent", frozen=True, kw_only=True):
-    """{"type":"sent","zone","seq","ts","tag","epoch","id"?,"ref"?} — to the sender of a
-    corner's envelope."""
-    zone: str
+    """{"type":"sent","zone"?,"seq","ts","tag","epoch","id"?,"ref"?} — to the sender of an
+    envelope (`zone`: a corner's); `epoch`: the room's when it was sequenced; `id`: the
+    envelope's client id."""
+    zone: str | None = None
     seq: int
     ts: int
     tag: str
@@ -342,7 +332,7 @@ SERVER_TYPES: Final = frozenset(cls.TYPE for cls in SERVER_MESSAGES)
 
 # The answers a member's resend gets again (spaces/room.py Member.replies), kept in the
 # room's saved state by their wire form.
-Remembered = Sent | CornerSent | HelpReceived
+Remembered = Sent | HelpReceived
 
 
 def remembered(data: Mapping[str, Any]) -> Remembered:
@@ -350,7 +340,7 @@ def remembered(data: Mapping[str, Any]) -> Remembered:
     name = data.get("type") if isinstance(data, Mapping) else None
     kind: type[Remembered]
     if name == "sent":
-        kind = CornerSent if "zone" in data else Sent
+        kind = Sent
     elif name == "help_received":
         kind = HelpReceived
     else:

@@ -70,7 +70,7 @@ def test_a_room_envelope_and_its_sent_keep_their_bytes() -> None:
                               b'"ts":5,"body":"aGk=","commitment":"Yw==","tag":"dA==","id":"c1"}')
     sent = sm.Sent(seq=3, ts=5, tag="dA==", epoch=2)
     assert encode(sent) == b'{"type":"sent","seq":3,"ts":5,"tag":"dA==","epoch":2}'
-    assert encode(sm.CornerSent(zone="z", seq=3, ts=5, tag="dA==", epoch=2, id="c1", ref="r")) == (
+    assert encode(sm.Sent(zone="z", seq=3, ts=5, tag="dA==", epoch=2, id="c1", ref="r")) == (
         b'{"type":"sent","zone":"z","seq":3,"ts":5,"tag":"dA==","epoch":2,"id":"c1","ref":"r"}')
     assert encode(sm.MemberLeft(member="m1", reason="left", epoch=4, seq=9)) == (
         b'{"type":"member_left","member":"m1","reason":"left","epoch":4,"seq":9}')
@@ -87,7 +87,7 @@ def test_a_message_cannot_be_changed_once_made() -> None:
 
 def test_a_remembered_answer_comes_back_from_its_saved_form() -> None:
     for sent in (sm.Sent(seq=3, ts=5, tag="dA==", epoch=2, id="c1"),
-                 sm.CornerSent(zone="z", seq=3, ts=5, tag="dA==", epoch=2, id="c1")):
+                 sm.Sent(zone="z", seq=3, ts=5, tag="dA==", epoch=2, id="c1")):
         assert sm.remembered(json.loads(encode(sent))) == sent
     received = sm.HelpReceived(incident="abc")
     assert sm.remembered(json.loads(encode(received))) == received
@@ -137,8 +137,7 @@ def test_each_wire_type_names_one_shape_or_says_why() -> None:
         by_type.setdefault(cls.TYPE, []).append(cls.__name__)
     shared = {t: sorted(names) for t, names in by_type.items() if len(names) > 1}
     # an incident's update and its alert are one wire type (the alert adds tier and sound);
-    # a corner's envelope and its sent keep the order clients have always had
+    # a corner's envelope keeps the order clients have always had (its seq comes early)
     assert shared == {"incident": ["IncidentAlert", "IncidentUpdate"],
-                      "envelope": ["CornerEnvelope", "RoomEnvelope"],
-                      "sent": ["CornerSent", "Sent"]}
+                      "envelope": ["CornerEnvelope", "RoomEnvelope"]}
     assert all(re.fullmatch(r"[a-z_]+", t) for t in by_type)
