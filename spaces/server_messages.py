@@ -30,8 +30,10 @@ Wire = dict[str, Any]
 
 
 class ServerMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="type",
-                    omit_defaults=True):
-    """A message to a client: `TYPE` is its "type" on the wire."""
+                    omit_defaults=True, gc=False):
+    """A message to a client: `TYPE` is its "type" on the wire. Untracked by the garbage
+    collector (`gc=False`: one allocation less to scan per chat message): a message holds
+    JSON data only, which never refers back to it, so it is never part of a cycle."""
 
     TYPE: ClassVar[str]
 
