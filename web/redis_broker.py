@@ -28,6 +28,13 @@ kept: what they carry is also in the shared logs. The subscriber reconnects
 with backoff (at most a second); on a Cluster it first asks for the slot map
 again and moves only the subscriptions of a master that failed over.
 
+On a Cluster, subscribing (SSUBSCRIBE) and publishing (SPUBLISH) use
+connections the broker holds itself, one pool per master, never the Cluster
+client's: that client disconnects all of its connections whenever one command
+meets CLUSTERDOWN (a master failing over, the Cluster restarting), which closed
+subscriptions to healthy masters with messages in them already counted as
+received (lost), and resent publishes it had cut off itself (received twice).
+
 Directory calls time out after CALL_TIMEOUT and raise `Unreachable` when Redis
 cannot answer: the caller decides, nothing is guessed here. Publishing never
 times out: a paused Redis holds the messages and delivers them when it
@@ -46,6 +53,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from redis.asyncio.client import PubSub
 from twisted.logger import Logger
 
 from hearth.spaces.broker import Cancel, Deliver, Subscription, Unreachable
@@ -89,6 +97,101 @@ async def _in_task(coro: Any) -> Any:
     return await Deferred.fromFuture(asyncio.ensure_future(coro))
 
 
+def _own_pool(node: Any, **settings: Any) -> Any:
+    """A connection pool to one Cluster master that the Cluster client never touches (it
+    disconnects all of its own pools at once whenever a command meets CLUSTERDOWN or a
+    slot refresh fails, taking commands in flight on healthy masters with them), and that
+    never retries inside redis-py: a failure comes back to the broker, which decides."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    return aioredis.ConnectionPool(connection_class=node.connection_class,
+                                   **{**node.connection_kwargs, **settings,
+                                      "retry": Retry(NoBackoff(), 0)})
+
+
+class _Shard:
+    """The sharded subscriptions a node holds on one Cluster master: a connection of their
+    own, read by a task of their own.
+
+    Not redis-py's ClusterPubSub: that borrows its connection to each master from the
+    Cluster client's pools, and the client disconnects every pool at once whenever a
+    command meets CLUSTERDOWN (any master failing over, a Cluster restarting) or a slot
+    refresh fails. That closed subscribed sockets to healthy masters with messages in them
+    that SPUBLISH had already counted as received: never read, never retried. Here only a
+    failure of this connection touches it; redis-py's PubSub then connects again and
+    subscribes to its channels again (one SSUBSCRIBE each: two slots of one master cannot
+    share a command)."""
+
+    def __init__(self, node: Any, deliver: Callable[[dict[str, Any]], None],
+                 failed: Callable[[], None], back: Callable[[], None], log: Logger) -> None:
+        self.pool = _own_pool(node, health_check_interval=5)
+        self.pubsub = _ShardPubSub(self.pool)
+        self.channels: set[str] = set()
+        self.failing = False  # the connection failed and has not answered since
+        self._deliver, self._failed, self._back, self._log = deliver, failed, back, log
+        self._task: asyncio.Task[None] | None = None
+
+    async def add(self, channel: str) -> None:
+        await self.pubsub.ssubscribe(channel)
+        self.channels.add(channel)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._read())
+
+    async def drop(self, channel: str) -> None:
+        self.channels.discard(channel)
+        # not subscribed again when the connection comes back
+        self.pubsub.shard_channels.pop(self.pubsub.encoder.encode(channel), None)
+        if self.channels and not self.failing:
+            with contextlib.suppress(Exception):
+                await self.pubsub.sunsubscribe(channel)
+
+    async def _read(self) -> None:
+        from redis.exceptions import ResponseError
+        backoff, unsure = 0.1, False
+        while True:
+            try:
+                if unsure:  # a subscription was refused (CLUSTERDOWN, MOVED): ask again
+                    for channel in list(self.channels):
+                        await self.pubsub.ssubscribe(channel)
+                    unsure = False
+                # a second at most, so that the health check's PING goes out
+                message = await self.pubsub.get_message(timeout=1.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                unsure = unsure or isinstance(err, ResponseError)
+                if not self.failing:
+                    self._log.warn("redis shard subscription failed ({why})",
+                                   why=type(err).__name__)
+                self.failing = True
+                self._failed()
+                await asyncio.sleep(backoff)
+                backoff = min(BACKOFF_MAX, backoff * 2)
+                continue
+            if self.failing:  # connected and subscribed again
+                self.failing, backoff = False, 0.1
+                self._back()
+            if message is not None and message["type"] == "smessage":
+                self._deliver(message)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        pubsub: Any = self.pubsub  # (its aclose has no type hints)
+        for closing in (pubsub.aclose(), self.pool.disconnect()):
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(closing, 2)
+
+
+class _ShardPubSub(PubSub):
+    async def _resubscribe_shard_channels(self) -> None:
+        for channel in list(self.shard_channels):
+            await self.ssubscribe(channel)
+
+
 class RedisBroker:
     log = Logger(namespace="hearth.redis")
 
@@ -114,6 +217,12 @@ class RedisBroker:
         self._listening = False  # the subscriptions are up
         self._backoff = 0.1  # seconds before the subscriber tries again (doubling)
         self._answering = True  # the last call (or publish) got its answer
+        # a Cluster's subscriptions: master's name -> its _Shard; channel -> master's name
+        self._shards: dict[str, _Shard] = {}
+        self._where: dict[str, str] = {}
+        self._slots_stale = False  # a shard failed: ask the Cluster for the slot map again
+        self._wake: asyncio.Event | None = None  # the Cluster's subscriptions may change
+        self._publishers: dict[str, Any] = {}  # master's name -> a client of its own
 
     @property
     def connected(self) -> bool:
@@ -141,8 +250,10 @@ class RedisBroker:
         self._ready = asyncio.Event()
         if self._queue:
             self._ready.set()
+        self._wake = asyncio.Event()
         self._tasks = [asyncio.ensure_future(self._writer()),
-                       asyncio.ensure_future(self._reader())]
+                       asyncio.ensure_future(self._shard_reader() if self.cluster
+                                             else self._reader())]
 
     async def stop(self) -> None:
         await _in_task(self._stop())
@@ -155,6 +266,12 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 2)
         self._tasks = []
+        for shard in self._shards.values():
+            await shard.close()
+        self._shards.clear()
+        for client in self._publishers.values():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.connection_pool.disconnect(), 2)
         for closing in (self._pubsub, self._client):
             if closing is not None:
                 with contextlib.suppress(Exception):
@@ -176,11 +293,17 @@ class RedisBroker:
 
     def _listen(self, channel: str, deliver: Deliver) -> Subscription:
         self._inboxes[channel] = deliver
+        self._changed()
 
         def cancel() -> None:
             if self._inboxes.get(channel) is deliver:
                 del self._inboxes[channel]
+                self._changed()
         return Cancel(cancel)
+
+    def _changed(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
 
     def watch(self, unheard: Callable[[str], None],
               undelivered: Callable[[str, bytes], None]) -> None:
@@ -215,10 +338,12 @@ class RedisBroker:
 
     async def _send(self, batch: list[tuple[str, bytes, float]]) -> list[int]:
         """Publish in order; how many subscribers received each message (-1: not sent). On an
-        error, what was not published goes back to the head of the queue (nothing is sent
-        twice). On a Cluster, once a message to a node was not heard, what follows it for
-        that node in the batch is not sent: the receiver may subscribe again in the middle
-        of the batch, and would get the later messages before the unheard one."""
+        error, what was not published goes back to the head of the queue and is sent again
+        (twice, if the connection broke after Redis took it and before it answered: the
+        owner drops a node's repeated frame, a client a repeated message). On a Cluster,
+        once a message to a node was not heard, what follows it for that node in the batch
+        is not sent: the receiver may subscribe again in the middle of the batch, and would
+        get the later messages before the unheard one."""
         if not self.cluster:
             pipe = self._client.pipeline(transaction=False)
             for channel, payload, _ in batch:
@@ -235,7 +360,7 @@ class RedisBroker:
                 if channel in unheard:  # not sent: it waits behind its channel's unheard one
                     heard.append(-1)
                     continue
-                heard.append(int(await self._client.spublish(channel, payload)))
+                heard.append(await self._spublish(channel, payload))
                 if not heard[-1] and self._node_of(channel) is not None:
                     unheard.add(channel)
         except BaseException:
@@ -244,6 +369,23 @@ class RedisBroker:
                 self._sort_heard(batch[:len(heard)], heard)
             raise
         return heard
+
+    async def _spublish(self, channel: str, payload: bytes) -> int:
+        """SPUBLISH on the master that serves the channel's slot, on a connection of the
+        broker's own (_own_pool): the Cluster client's retries could send it twice after
+        disconnecting it themselves. A refusal (MOVED, CLUSTERDOWN) or a failure raises,
+        and the slot map is asked for again."""
+        import redis.asyncio as aioredis
+        try:
+            node = self._client.get_node_from_key(channel)
+            client = self._publishers.get(node.name)
+            if client is None:
+                client = self._publishers[node.name] = aioredis.Redis(
+                    connection_pool=_own_pool(node))
+            return int(await client.spublish(channel, payload))
+        except Exception:
+            self._failed()
+            raise
 
     async def _writer(self) -> None:
         assert self._ready is not None
@@ -284,7 +426,9 @@ class RedisBroker:
             if channel in self._blocked:
                 self._blocked[channel].append(message)
             elif receivers == 0 and self._node_of(channel) is not None:
-                self._blocked[channel] = deque([message])
+                # UNHEARD_HOLD counts from now: the time it waited for Redis is not the
+                # receiver's (a failover's seconds would leave it none to subscribe again)
+                self._blocked[channel] = deque([(channel, message[1], time.monotonic())])
                 self._not_heard(channel)
 
     async def _retry_blocked(self) -> None:
@@ -302,7 +446,7 @@ class RedisBroker:
             head = waiting.popleft()
             try:
                 heard = await self._client.publish(channel, head[1]) if not self.cluster \
-                    else await self._client.spublish(channel, head[1])
+                    else await self._spublish(channel, head[1])
             except BaseException:
                 waiting.appendleft(head)
                 self._blocked[channel] = waiting
@@ -325,12 +469,11 @@ class RedisBroker:
             self._give_up(old)
 
     async def _reader(self) -> None:
-        fresh = True
+        """One server: one PubSub; after a failure, a new one subscribes everything again."""
         while True:
             try:
-                if fresh:
-                    self._pubsub = self._client.pubsub()
-                    self._subscribed = set()
+                self._pubsub = self._client.pubsub()
+                self._subscribed = set()
                 await self._sync_subscriptions()
                 self._listening = True
                 await self._read()
@@ -342,81 +485,110 @@ class RedisBroker:
                               why=type(err).__name__, delay=self._backoff)
                 await asyncio.sleep(self._backoff)
                 self._backoff = min(BACKOFF_MAX, self._backoff * 2)
-                # On a Cluster the shards that did not fail keep their connections, and what
-                # they received but was not read yet: only a failed master's channels move.
-                fresh = not (self.cluster and await self._follow_slots())
-                if fresh:
-                    with contextlib.suppress(Exception):
-                        await self._pubsub.aclose()
+                with contextlib.suppress(Exception):
+                    await self._pubsub.aclose()
 
     async def _read(self) -> None:
-        idle = 0
         while True:
             await self._sync_subscriptions()
             if not self._subscribed:  # nothing to listen to yet
                 await asyncio.sleep(0.05)
                 continue
-            if self.cluster:
-                # redis-py polls one shard per call, waiting out the timeout on an
-                # idle one: poll every shard without waiting, then pause briefly.
-                message = await self._pubsub.get_sharded_message(
-                    ignore_subscribe_messages=True, timeout=0.0)
-                if message is None:
-                    idle += 1
-                    if idle >= max(1, len(self._pubsub.node_pubsub_mapping)):
-                        idle = 0
-                        self._backoff = 0.1  # every shard answered
-                        await asyncio.sleep(0.002)
-                    continue
-                idle = 0
-            else:
-                message = await self._pubsub.get_message(
-                    ignore_subscribe_messages=True, timeout=0.5)
-                self._backoff = 0.1
-            if message is None:
-                continue
-            channel = message["channel"]
-            if isinstance(channel, bytes):
-                channel = channel.decode()
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True,
+                                                     timeout=0.5)
             self._backoff = 0.1
-            deliver = self._inboxes.get(channel)
-            if deliver is not None:
-                deliver(message["data"])
+            if message is not None:
+                self._deliver(message)
 
-    async def _follow_slots(self) -> bool:
-        """Ask the Cluster again which master serves each slot, and move the subscriptions of
-        channels whose master changed (a failover) to the new one. redis-py relearns the slots
-        only when a command fails, never when a subscription does: a node that sends nothing
-        to a failed master's slots would otherwise subscribe to the dead master again and
-        again, and hear nothing published to its inbox on the new one. False if the Cluster
-        could not be asked, or a subscription is left on a node that serves no slot now (the
-        subscriptions are then made afresh)."""
-        try:
-            await asyncio.wait_for(self._client.nodes_manager.initialize(), CALL_TIMEOUT)
-            await asyncio.wait_for(self._pubsub.reinitialize_shard_subscriptions(), CALL_TIMEOUT)
-        except Exception as err:  # still failing over: the next try asks again
-            self.log.warn("redis cluster slots not followed yet ({why})",
-                          why=type(err).__name__)
-            return False
-        masters = {node.name for node in self._client.get_primaries()}
-        return set(self._pubsub.node_pubsub_mapping) <= masters  # none left on a replaced one
+    def _deliver(self, message: dict[str, Any]) -> None:
+        channel = message["channel"]
+        if isinstance(channel, bytes):
+            channel = channel.decode()
+        deliver = self._inboxes.get(channel)
+        if deliver is not None:
+            try:
+                deliver(message["data"])
+            except Exception:  # one message's failure must not close what holds the next
+                self.log.failure("a message between nodes could not be handled")
 
     async def _sync_subscriptions(self) -> None:
         wanted = set(self._inboxes)
         new = wanted - self._subscribed
         if new:
-            if self.cluster:
-                await self._pubsub.ssubscribe(*new)
-            else:
-                await self._pubsub.subscribe(*new)
+            await self._pubsub.subscribe(*new)
             self._subscribed |= new
         gone = self._subscribed - wanted  # a cancelled subscription stops listening
         if gone:
-            if self.cluster:
-                await self._pubsub.sunsubscribe(*gone)
-            else:
-                await self._pubsub.unsubscribe(*gone)
+            await self._pubsub.unsubscribe(*gone)
             self._subscribed -= gone
+
+    # --- a Cluster's shards -------------------------------------------------------------
+
+    async def _shard_reader(self) -> None:
+        """Cluster: each master that serves a wanted channel's slot gets a _Shard, read by a
+        task of its own; this keeps them matching the wanted channels and the slot map. When
+        a shard's connection fails, the slot map is asked for again at once (redis-py
+        relearns it only when a command fails, never when a subscription does) and only the
+        channels whose master changed move; the other shards are left alone."""
+        while True:
+            try:
+                if self._slots_stale:
+                    await asyncio.wait_for(self._client.nodes_manager.initialize(),
+                                           CALL_TIMEOUT)
+                    self._slots_stale = False
+                    masters = {node.name for node in self._client.get_primaries()}
+                    for name in [n for n in self._publishers if n not in masters]:
+                        # idle connections only: the writer may be using one right now
+                        await self._publishers.pop(name).connection_pool.disconnect(
+                            inuse_connections=False)
+                await self._sync_shards()
+                self._listening = not any(s.failing for s in self._shards.values())
+                if self._listening:
+                    self._backoff = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                self._listening = False
+                self._slots_stale = True
+                self.log.warn("redis subscription lost ({why}); retrying in {delay:.1f}s",
+                              why=type(err).__name__, delay=self._backoff)
+                await asyncio.sleep(self._backoff)
+                self._backoff = min(BACKOFF_MAX, self._backoff * 2)
+                continue
+            assert self._wake is not None
+            self._wake.clear()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 0.05 if self._listening
+                                       else self._backoff)
+
+    async def _sync_shards(self) -> None:
+        """Each wanted channel subscribed on the master that serves its slot now, nothing
+        else subscribed, no shard left without a channel."""
+        wanted = set(self._inboxes)
+        for channel in [c for c in self._where if c not in wanted]:
+            await self._shards[self._where.pop(channel)].drop(channel)
+        for channel in wanted:
+            node = self._client.get_node_from_key(channel)  # raises while a slot is uncovered
+            where = self._where.get(channel)
+            if where == node.name:
+                continue
+            if where is not None:  # its master changed (a failover): it moves
+                await self._shards[self._where.pop(channel)].drop(channel)
+            shard = self._shards.get(node.name)
+            if shard is None:
+                shard = self._shards[node.name] = _Shard(node, self._deliver, self._failed,
+                                                         self._changed, self.log)
+            await shard.add(channel)
+            self._where[channel] = node.name
+        for name, shard in list(self._shards.items()):
+            if not shard.channels:
+                del self._shards[name]
+                await shard.close()
+
+    def _failed(self) -> None:
+        """A shard's connection failed: ask for the slot map again, now."""
+        self._slots_stale = True
+        self._changed()
 
     # --- the directory ------------------------------------------------------------------
 

@@ -176,6 +176,48 @@ async def test_a_receiver_that_subscribes_in_the_middle_of_a_burst_gets_it_in_or
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_cluster_client_reset_costs_no_message_and_repeats_none(
+        redis_cluster: RedisCluster) -> None:
+    """redis-py's Cluster client disconnects all of its connections whenever a command meets
+    CLUSTERDOWN (any master failing over, the Cluster restarting). Subscriptions and
+    publishes are not among them: reset over and over while a burst goes out, every
+    message arrives once, in order."""
+    import asyncio
+
+    from twisted.internet.defer import Deferred
+
+    from hearth.web.redis_broker import RedisBroker
+    a, b = RedisBroker(redis_cluster.url), RedisBroker(redis_cluster.url)
+    await a.start()
+    await b.start()
+    resetting = [True]
+
+    async def reset() -> None:  # what redis-py does on CLUSTERDOWN, every few milliseconds
+        while resetting[0]:
+            for broker in (a, b):
+                await broker._client.aclose()
+            await asyncio.sleep(0.003)
+    resets = asyncio.ensure_future(reset())
+    try:
+        node = unique("reset")
+        got: list[bytes] = []
+        b.subscribe_node(node, got.append)
+        await sleep(0.3)  # subscriptions settle (Redis subscribes asynchronously)
+        for i in range(3000):
+            a.send_node(node, b"m%d" % i)
+            if i % 100 == 0:
+                await sleep(0.01)  # spread over the resets
+        await until(lambda: len(got) >= 3000, timeout=20)
+        await sleep(0.2)
+        assert got == [b"m%d" % i for i in range(3000)]
+    finally:
+        resetting[0] = False
+        await Deferred.fromFuture(resets)
+        await a.stop()
+        await b.stop()
+
+
+@pytest_twisted.ensureDeferred
 async def test_room_state(brokers: Any) -> None:
     a, b = brokers
     room = unique("room")
@@ -263,11 +305,7 @@ async def test_messages_to_every_node_arrive_in_order_at_each_subscriber(brokers
     assert got_b == want and got_node == []
 
 
-@pytest.mark.parametrize("store", ["redis", pytest.param("cluster", marks=pytest.mark.xfail(
-    strict=False, reason="known: after a whole Cluster restarts, the first message published "
-    "while the node subscribes again is counted heard by one shard's new subscription (the "
-    "other shard's still failing) and never read; about 1 run in 8 (docs/scaling.md, honest "
-    "limits)"))])
+@pytest.mark.parametrize("store", ["redis", "cluster"])
 @pytest_twisted.ensureDeferred
 async def test_while_redis_is_stopped_logs_and_leases_answer_unreachable(
         store: str, tmp_path: Path) -> None:
@@ -308,7 +346,7 @@ async def test_while_redis_is_stopped_logs_and_leases_answer_unreachable(
             await sleep(0.2)
         assert [r for _, r in await broker.read(stream)] == [b"after"]
         assert await broker.lease(name, node, 5)
-        with contextlib.suppress(AssertionError):  # (said below, with what is known)
+        with contextlib.suppress(AssertionError):  # (said below, with what arrived)
             await until(lambda: len(got) == 3, timeout=15)
         assert got == [b"w0", b"w1", b"w2"], (got, broker.dropped, broker.connected)
     finally:

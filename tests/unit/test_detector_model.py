@@ -63,14 +63,14 @@ HEADS = len(MODEL_HEADS)
 
 def tiny_model(bias: tuple[int, ...] = (0, 0, 0, 0, 0), fire: int = 3, high: int = 2,
                damping: int = 0) -> Model:
-    return Model(language="en", pack="hearth-en", pack_version="3.1.0", buckets=256,
+    return Model(language="en", pack="hearth-en", pack_version="3.2.0", buckets=256,
                  char_ngrams=(3, 5), damping=damping, bias=bias,
                  levels={"fire": fire, "high": high}, weights=bytes(256 * HEADS))
 
 
 def rule_detection(category: str = "intent", severity: str = "medium") -> Detection:
     return Detection(category=category, severity=severity, rule_ids=("en.intent.x",),
-                     pack="hearth-en", version="3.1.0")
+                     pack="hearth-en", version="3.2.0")
 
 
 def scores(risk: int, high: int = 0, intent: int = 0, means: int = 0, farewell: int = 0,
@@ -151,9 +151,16 @@ def test_a_set_that_quiets_the_model_stops_only_its_own_detections() -> None:
     ("en", "Please hide this one", None),
     ("es", "chao, cuídense", None),
     ("es", "gracias por escuchar", None),
+    # Plans for the day and the evening (everyday_plans, planes_cotidianos).
+    ("en", "Off to pick up the kids, back in an hour", None),
+    ("en", "I'm going to make soup tonight", None),
+    ("es", "Esta noche voy a hacer sopa para todos", None),
+    ("es", "Ya volví, se despertó la bebé", None),
     # The sets only quiet the model: a farewell the rules know still fires.
     ("en", "Goodbye everyone, take care of each other", "high"),
     ("es", "Adiós a todos, cuídense mucho", "high"),
+    ("en", "I'm going to cook dinner for the kids, then I'm going to kill myself", "medium"),
+    ("es", "Voy a hacer la cena para los niños y después me voy a matar", "medium"),
 ])
 def test_closings_quiet_the_shipped_models_and_never_a_rule(
         crisis: CrisisReference, language: str, text: str, severity: str | None) -> None:
@@ -295,7 +302,7 @@ def _flip_a_byte(data: dict[str, Any]) -> None:
 @pytest.mark.parametrize("change,fragment", [
     (_flip_a_byte, "crc32: expected the CRC-32 of the weights"),
     (lambda d: d.update(format=2), "format: expected 1, the model format this Hearth reads"),
-    (lambda d: d.update(pack_version="2.0.0"), "pack_version: expected '3.1.0', the version of its pack"),
+    (lambda d: d.update(pack_version="2.0.0"), "pack_version: expected '3.2.0', the version of its pack"),
     (lambda d: d.update(pack="hearth-es"), "pack: expected 'hearth-en'"),
     (lambda d: d.update(buckets=1000), "buckets: expected a power of two"),
     (lambda d: d.update(weights=d["weights"][:-8]), "weights: expected"),
@@ -354,8 +361,8 @@ def _served_models(config: HearthConfig, directory: Path | None = None) -> dict[
 
 
 def test_the_default_config_serves_the_packs_without_their_models() -> None:
-    """The model still fires on some everyday talk ("Thank you for everything you do for this
-    group"): an operator turns it on knowingly ([crisis] detector_model, docs/crisis.md)."""
+    """The model still fires on some everyday talk ("mi esposo tiene una escopeta para cazar en
+    la finca"): an operator turns it on knowingly ([crisis] detector_model, docs/crisis.md)."""
     off = make_config()
     assert not off.crisis.detector_model
     assert _served_models(off) == {"en": None, "es": None}
@@ -366,9 +373,9 @@ def test_the_default_config_serves_the_packs_without_their_models() -> None:
         assert model is not None and model["language"] == language
     crisis = load_crisis(with_models=False)  # what service.py loads for the default config
     assert all(pack.model is None for pack in crisis.packs.values())
-    thanks = "Thank you for everything you do for this group."
-    assert detect(crisis.packs["en"], thanks) is None
-    assert detect(load_crisis().packs["en"], thanks) is not None  # why it is off
+    hunting = "mi esposo tiene una escopeta para cazar en la finca"
+    assert detect(crisis.packs["es"], hunting) is None
+    assert detect(load_crisis().packs["es"], hunting) is not None  # why it is off
 
 
 def test_a_broken_model_file_is_refused_even_while_the_model_is_off(tmp_path: Path) -> None:
