@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if "node_ws" in kinds:
         servers.ensure_node_ws()  # npm install (pinned) before anything is measured
     servers.raise_fd_limit()
-    servers.pin_self()
+    priority = servers.pin_self()
     started = time.monotonic()
     try:
         import uvloop
@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table(lines))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(
-        {"settings": vars(settings), "pinned": servers.pinning(), "lines": lines, "runs": results},
+        {"settings": vars(settings), "pinned": servers.pinning(), "priority": priority,
+         "lines": lines, "runs": results},
         indent=1))
     picture = report.plot(results, args.out / "latency.png")
     if picture:

@@ -141,6 +141,8 @@ def stages(kind: str, scenario: str, load: float, seconds: float, env: dict[str,
     env = {**env, "HEARTH_WS_STAGES": str(out)}
     if scenario == "voice":  # the generator's send time, at byte 10 of every voice frame
         env["HEARTH_WS_STAGES_STAMP"] = str(scenarios.VOICE_HEAD.size)
+    elif scenario == "chat":  # the send time opens every envelope's "body"
+        env["HEARTH_WS_STAGES_STAMP"] = "body"
     served = servers.start(kind, rooms=160, capacity=16, env_extra=env)
     try:
         asyncio.run(drive(served, scenario, load, seconds, lockstep))
@@ -151,7 +153,7 @@ def stages(kind: str, scenario: str, load: float, seconds: float, env: dict[str,
     steady = busy[1:-1] or busy  # the first and last seconds are joins and drain
     print(f"{len(steady)} steady seconds; median over them of each second's figures (us)\n"
           f"{'stage':8} {'n/s':>8} {'p50':>8} {'p99':>8} {'max':>8}")
-    for stage in ("queue", "route", "wait", "flush", "gc"):
+    for stage in ("queue", "route", "wait", "flush", "gc", "gc2", "timers"):
         rows = [s[stage] for s in steady]
         print(f"{stage:8} {statistics.median(r['n'] for r in rows):8.0f} "
               f"{statistics.median(r['p50_us'] for r in rows):8.1f} "

@@ -249,7 +249,10 @@ def _extra(line: dict[str, Any]) -> str:
         saturated = line.get("loadgen_saturated") or []
         return (f"({names}) p99 at knee {each('p99_ms')} ms; server CPU {each('server_cpu_pct')} %; "
                 f"loadgen CPU max {each('loadgen_cpu_max_pct')} %; other processes "
-                f"{each('foreign_cpu_pct')} %; CPU per msg at the same load vs autobahn "
+                f"{each('foreign_cpu_pct')} %; at the light step other processes "
+                f"{each('light_foreign_cpu_pct')} % and the server queued "
+                f"{each('light_server_queued_us')} us per time slice; "
+                f"CPU per msg at the same load vs autobahn "
                 f"{_ratio_cell(line.get('cpu_ratio_same_load_vs_autobahn'))}, vs Node ws "
                 f"{_ratio_cell(line.get('cpu_ratio_same_load_vs_node_ws'))}"
                 + (f"; GENERATOR SATURATED near the knee of: {', '.join(saturated)}"

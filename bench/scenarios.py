@@ -101,6 +101,12 @@ class CpuMeter:
         self.server = self.server_seconds()
         self.own = time.process_time()
         self.busy = servers.busy_seconds()
+        self.queued = self.server_queued()
+
+    def server_queued(self) -> tuple[int, int]:
+        """The server's time waiting on a run queue (ns) and its time slices so far."""
+        waits = [servers.run_queue(pid) for pid in self.pids]
+        return sum(w for w, _ in waits), sum(n for _, n in waits)
 
     def server_seconds(self) -> float:
         return sum(servers.cpu_seconds(pid) for pid in self.pids)
@@ -110,9 +116,12 @@ class CpuMeter:
         server = self.server_seconds() - self.server
         own = time.process_time() - self.own
         foreign = max(0.0, servers.busy_seconds() - self.busy - server - own)
+        waited, slices = (now - then for now, then in zip(self.server_queued(), self.queued, strict=True))
         return {"server_s": round(server, 4), "server_cpu_pct": round(100 * server / wall, 1),
                 "loadgen_cpu_pct": round(100 * own / wall, 1),
-                "foreign_cpu_pct": round(100 * foreign / wall, 1)}
+                "foreign_cpu_pct": round(100 * foreign / wall, 1),
+                # ready to run but not running, per time slice: how much other work held it
+                "server_queued_us": round(waited / slices / 1000, 1) if slices > 0 else 0.0}
 
 
 CHAT_BOUND_MS = 100.0  # the loose bounds: p99 a person would still call live
@@ -301,6 +310,9 @@ def bounds_summary(steps: list[dict[str, Any]], key: str, tight_ms: float) -> di
             "light_p99_ms": first["p99_ms"] if first else None,
             "light_p50_ms": first["p50_ms"] if first else None,
             "light_clean": bool(first and first["clean"]),
+            # how busy the rest of the machine was during it (a light p99 moves with that)
+            "light_foreign_cpu_pct": first["foreign_cpu_pct"] if first else None,
+            "light_server_queued_us": first.get("server_queued_us") if first else None,
             "loadgen_saturated_loose": saturated(loose),
             "loadgen_saturated_tight": saturated(tight)}
 

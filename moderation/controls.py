@@ -24,6 +24,7 @@ from hearth.spaces import protocol as p
 from hearth.spaces.effects import ActElsewhere, Audit, Detach, Effect, Reply
 from hearth.spaces.protocol import ProtocolError
 from hearth.spaces.room import Member, Room
+from hearth.spaces.server_messages import ReportList
 from hearth.spaces.venue import DENIED, Venue
 
 UNAUDITED = ("list_reports", "alert_seen")
@@ -51,8 +52,8 @@ def _control(venue: Venue, room: Room, actor: Member, msg: p.ClientMessage,
              now: float) -> list[Effect]:
     match msg:
         case p.ListReports():
-            return [Reply({"type": "reports",
-                           "reports": [r.to_wire() for r in venue.reports.for_room(room.id)]})]
+            return [Reply(ReportList(
+                reports=[r.to_wire() for r in venue.reports.for_room(room.id)]))]
         case p.Remove(member=target, ref=ref):
             return venue.remove(room, actor, room.target(target, ref), "removed")
         case p.Ban(member=target, minutes=minutes, ref=ref):

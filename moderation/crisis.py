@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from msgspec import structs
+
 from hearth.moderation.incidents import (
     ACTIONS,
     BASES,
@@ -36,8 +38,8 @@ from hearth.moderation.incidents import (
     OUTCOMES,
     SEVERITIES,
     Alert,
-    Incident,
     IncidentDesk,
+    IncidentRecord,
     IncidentRefused,
     latest_incidents,
 )
@@ -46,7 +48,7 @@ from hearth.spaces.effects import (
     ActElsewhere,
     Audit,
     Dispatch,
-    Duty,
+    DutyBroadcast,
     DutyRoster,
     Effect,
     Record,
@@ -63,7 +65,7 @@ from hearth.spaces.server_messages import (
     HelpReceived,
     HelpStatus,
     IncidentAlert,
-    Incidents,
+    IncidentList,
     IncidentUpdate,
     OkReceived,
     ServerMessage,
@@ -86,7 +88,7 @@ def _refused(err: IncidentRefused, ref: str | None) -> ProtocolError:
     return ProtocolError(err.code, err.message, ref)
 
 
-def _status(incident: Incident, status: str) -> HelpStatus:
+def _status(incident: IncidentRecord, status: str) -> HelpStatus:
     return HelpStatus(incident=incident.id, status=status)
 
 
@@ -121,7 +123,7 @@ class CrisisDesk:
     def _trigger(self, room: Room, person: Member, *, trigger: str, severity: str,
                  category: str, rule_pack: str | None, now: float, ref: str | None,
                  test: bool = False, into: str | None = None,
-                 actor: str | None = None) -> tuple[Incident, list[Effect]]:
+                 actor: str | None = None) -> tuple[IncidentRecord, list[Effect]]:
         if severity not in SEVERITIES or category not in CATEGORIES:
             raise ProtocolError("incident_invalid", "Unknown severity or category.", ref)
         try:
@@ -156,7 +158,7 @@ class CrisisDesk:
         self._remember(self.presses, key, incident.id, now)
         received = HelpReceived(incident=incident.id, ref=ref)
         if client_id is not None:
-            person.remember(client_id, received.to_wire())
+            person.remember(client_id, received)
         return [Reply(received), *effects]
 
     def flag(self, room: Room, person: Member, *, trigger: str, severity: str, category: str,
@@ -417,7 +419,7 @@ class CrisisDesk:
         self.on_duty.pop(member, None)
 
     def listing(self, room: Room) -> list[Effect]:
-        return [Reply(Incidents(incidents=[
+        return [Reply(IncidentList(incidents=[
             i.to_wire() for i in self.desk.incidents.values() if i.room == room.id]))]
 
     # --- escalation ---------------------------------------------------------------------
@@ -469,25 +471,25 @@ class CrisisDesk:
             case "room_facilitators":
                 return [Send(f.id, message) for f in room.facilitators()] if room else []
             case "on_duty_facilitators":
-                return [Duty(message)]
+                return [DutyBroadcast(message)]
             case "on_call_webhook" | "secondary_on_call":
                 return self._dispatch_all(incident, "incident.alert", alert.tier,
                                           alert.notify == "secondary_on_call", alert.cause)
             case "admin":
                 return [Dispatch("email:admin", self.payload(incident, "incident.admin",
                                                              alert.tier, alert.cause)),
-                        Duty(replace(message, reason="admin"))]
+                        DutyBroadcast(structs.replace(message, reason="admin"))]
             case "participant_prompt" if not incident.test and incident.trigger in ASKED:
                 return [Send(incident.member, HelpPrompt(incident=incident.id))]
         return []
 
-    def _dispatch_all(self, incident: Incident, event: str, tier: int | None,
+    def _dispatch_all(self, incident: IncidentRecord, event: str, tier: int | None,
                       secondary: bool, cause: str | None = None) -> list[Effect]:
         payload = self.payload(incident, event, tier, cause)
         channel = "secondary" if secondary else "primary"
         return [Dispatch(f"webhook:{channel}", payload), Dispatch(f"email:{channel}", payload)]
 
-    def payload(self, incident: Incident, event: str, tier: int | None,
+    def payload(self, incident: IncidentRecord, event: str, tier: int | None,
                 cause: str | None = None) -> dict[str, Any]:
         """The minimal payload: no identity, no content; a link that needs a login."""
         payload = {"event": event, "incident": incident.id, "severity": incident.severity,
@@ -500,9 +502,9 @@ class CrisisDesk:
             payload["external_basis"] = incident.external_basis
         return payload
 
-    def _to_responders(self, incident: Incident, message: ServerMessage,
+    def _to_responders(self, incident: IncidentRecord, message: ServerMessage,
                        rooms: Mapping[str, Room]) -> list[Effect]:
         """The incident's room facilitators and everyone on duty (on any node), once each."""
         room = rooms.get(incident.room)
         here = tuple(f.id for f in room.facilitators()) if room is not None else ()
-        return [*(Send(m, message) for m in here), Duty(message, exclude=here)]
+        return [*(Send(m, message) for m in here), DutyBroadcast(message, exclude=here)]

@@ -201,7 +201,9 @@ def _severity_rank(severity: str) -> int:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Incident:
+class IncidentRecord:
+    """One incident as the desk keeps it (metadata only, never text); the client message
+    that acts on one is `spaces.protocol.Incident`."""
     id: str
     room: str
     member: str  # the person at risk: member id (ephemeral, not kept after export)
@@ -252,7 +254,7 @@ class Incident:
                 "pressed_at": None if self.pressed_at is None else int(self.pressed_at * 1000)}
 
     @classmethod
-    def from_wire(cls, wire: Mapping[str, Any]) -> Incident:
+    def from_wire(cls, wire: Mapping[str, Any]) -> IncidentRecord:
         """Back from to_wire (times in ms); ValueError, KeyError or TypeError if it is not one.
         A record written before incidents had clocks runs on its trigger's schedule."""
         if wire.get("trigger") not in TRIGGERS or wire.get("state") not in STATES:
@@ -298,7 +300,7 @@ def latest_incidents(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str
 class Alert:
     """Tell `notify` about the incident: a tier fired (`tier` is its index in its clock's
     schedule), or a press or an unconfirmed external request (`tier` is None)."""
-    incident: Incident
+    incident: IncidentRecord
     notify: Notify
     tier: int | None
     sound: bool = False
@@ -321,9 +323,9 @@ def _once(alerts: list[Alert]) -> list[Alert]:
 @dataclass
 class IncidentDesk:
     escalation: Escalation = DEFAULT_ESCALATION
-    incidents: dict[str, Incident] = field(default_factory=dict)
+    incidents: dict[str, IncidentRecord] = field(default_factory=dict)
 
-    def live_for(self, room: str, member: str) -> Incident | None:
+    def live_for(self, room: str, member: str) -> IncidentRecord | None:
         """The person's live incident in that room, if any (at most one; tests aside)."""
         return next((i for i in self.incidents.values() if i.member == member and i.room == room
                      and i.state != "resolved" and not i.test), None)
@@ -331,7 +333,7 @@ class IncidentDesk:
     def open(self, *, incident_id: str, room: str, member: str, pseudonym: str, trigger: str,
              severity: str, category: str, rule_pack: str | None, now: float,
              test: bool = False, into: str | None = None,
-             actor: str | None = None) -> tuple[Incident, list[Alert]]:
+             actor: str | None = None) -> tuple[IncidentRecord, list[Alert]]:
         """A trigger about a person: a new incident, or — when the person has a live one, or
         `into` names one (the same address pressing again) — that one, joined."""
         if trigger not in TRIGGERS:
@@ -347,7 +349,7 @@ class IncidentDesk:
                                  category=category, rule_pack=rule_pack, member=member,
                                  pseudonym=pseudonym, now=now, actor=actor)
         schedule = self.escalation.schedule(trigger, severity)
-        incident = Incident(id=incident_id, room=room, member=member, pseudonym=pseudonym,
+        incident = IncidentRecord(id=incident_id, room=room, member=member, pseudonym=pseudonym,
                             trigger=trigger, severity=severity,  # type: ignore[arg-type]
                             category=category, rule_pack=rule_pack, opened_at=now,
                             clocks=(TierClock(schedule=schedule, started=now),),
@@ -358,7 +360,7 @@ class IncidentDesk:
 
     def join(self, incident_id: str, *, trigger: str, severity: str, category: str,
              rule_pack: str | None, member: str, pseudonym: str, now: float,
-             actor: str | None = None) -> tuple[Incident, list[Alert]]:
+             actor: str | None = None) -> tuple[IncidentRecord, list[Alert]]:
         """Another trigger about the person of a live incident: raise it to at least that
         trigger and severity. A help press alerts again at once (the room's consoles always;
         on-duty facilitators and the first tier's on-call at most every `realert_every`
@@ -405,14 +407,14 @@ class IncidentDesk:
         final = self.incidents[incident_id]
         return final, [replace(a, incident=final) for a in _once(alerts)]
 
-    def get(self, incident_id: str) -> Incident:
+    def get(self, incident_id: str) -> IncidentRecord:
         found = self.incidents.get(incident_id)
         if found is None:
             raise IncidentRefused("incident_not_found", "There is no such incident.")
         return found
 
     def apply(self, incident_id: str, event: str, actor: str | None, now: float, *,
-              outcome: str | None = None, basis: str | None = None) -> Incident:
+              outcome: str | None = None, basis: str | None = None) -> IncidentRecord:
         """A responder's step or a note (TRANSITIONS); a console's second receipt since the
         last press changes nothing."""
         incident = self.get(incident_id)
@@ -506,7 +508,7 @@ class IncidentDesk:
         taken = 0
         for state in states:
             try:
-                incident = Incident.from_wire(state)
+                incident = IncidentRecord.from_wire(state)
             except (KeyError, TypeError, ValueError):
                 continue
             known = self.incidents.get(incident.id)

@@ -13,9 +13,7 @@ from typing import Any
 
 from hearth.spaces.server_messages import ServerMessage
 
-# Until every part of the core builds typed messages (issue 19), a message may still be
-# a plain dict of the same shape.
-Message = ServerMessage | Mapping[str, Any]
+Message = ServerMessage
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +99,7 @@ class Record:
 
 
 @dataclass(frozen=True, slots=True)
-class Duty:
+class DutyBroadcast:
     """To every on-duty facilitator of the organisation, whichever node holds them, except
     `exclude` (who already got it as a Send): on-duty consoles may sit in any room."""
     message: Message
@@ -129,4 +127,4 @@ class DutyRoster:
 
 
 Effect = (Reply | Send | Broadcast | Attach | Enter | Detach | Close | Voice | Audit | Dispatch
-          | Record | Duty | ActElsewhere | DutyRoster)
+          | Record | DutyBroadcast | ActElsewhere | DutyRoster)

@@ -70,7 +70,7 @@ from hearth.spaces.effects import (
     Close,
     Detach,
     Dispatch,
-    Duty,
+    DutyBroadcast,
     DutyRoster,
     Effect,
     Enter,
@@ -80,7 +80,13 @@ from hearth.spaces.effects import (
     Voice,
 )
 from hearth.spaces.protocol import ProtocolError, encode
-from hearth.spaces.server_messages import AlertNotShared, DeliveryFailing, GoingAway, Moving
+from hearth.spaces.server_messages import (
+    AlertNotShared,
+    DeliveryFailing,
+    GoingAway,
+    Moving,
+    Sent,
+)
 from hearth.spaces.venue import Venue
 
 OWNER_TTL = 5.0  # seconds a room's ownership lasts without renewal
@@ -784,7 +790,7 @@ class RoutingHost:
                     out += self._move_links(room, keep=owner)
                     if room in self.owned:  # two owners: the directory says who it is
                         out.append(Run("renew a room", self._renew(room)))
-            case relay.Duty(sender=sender, exclude=exclude, payload=payload):
+            case relay.DutyBroadcast(sender=sender, exclude=exclude, payload=payload):
                 if sender != self.id:
                     self._to_duty(out, payload, exclude)
             case relay.DutyRoster(sender=sender, count=count):
@@ -1155,10 +1161,10 @@ class RoutingHost:
                 room = str(incident.get("room"))
                 if room in self.owned:  # open incidents reach the saved state at once
                     out += self._want_save(room)
-            case Duty(message=message, exclude=exclude):
+            case DutyBroadcast(message=message, exclude=exclude):
                 payload = encode(message)
                 self._to_duty(out, payload, exclude)
-                out.append(PostAll(relay.Duty(self.id, exclude, payload)))
+                out.append(PostAll(relay.DutyBroadcast(self.id, exclude, payload)))
             case ActElsewhere() as act:
                 out.append(Run("carry an incident action", self._act_elsewhere(peer, act)))
             case DutyRoster(count=count):
@@ -1354,7 +1360,7 @@ class RoutingHost:
                 room = self._room_of_incident(effect.payload.get("incident"))
                 alerts.setdefault(room, {})[self._new_id()] = (effect.channel,
                                                                dict(effect.payload))
-            elif isinstance(effect, Reply | Send | Duty):
+            elif isinstance(effect, Reply | Send | DutyBroadcast):
                 told.append(effect)
             else:
                 others.append(effect)
@@ -1415,7 +1421,7 @@ class RoutingHost:
                 room = self.venue.rooms.get(self._room_of_incident(incident) or "")
                 here = tuple(f.id for f in room.facilitators()) if room is not None else ()
                 out += self.route(None, [*(Send(m, message) for m in here),
-                                         Duty(message, exclude=here)])
+                                         DutyBroadcast(message, exclude=here)])
         return out
 
     # --- incidents run on another node -------------------------------------------------------
@@ -1592,12 +1598,12 @@ class RoutingHost:
 
     def delivery_failing(self, channel: str, incident: str) -> list[NodeEffect]:
         """Every on-duty console hears that an on-call channel is not getting through."""
-        return self.route(None, [Duty(DeliveryFailing(channel=channel, incident=incident))])
+        return self.route(None, [DutyBroadcast(DeliveryFailing(channel=channel, incident=incident))])
 
 
 def _is_ack(message: object) -> bool:
     """An envelope's acknowledgement (`sent`)."""
-    return isinstance(message, Mapping) and message.get("type") == "sent"
+    return type(message) is Sent
 
 
 def _ref_of(frame: bytes) -> str | None:

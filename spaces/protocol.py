@@ -735,7 +735,7 @@ def wire_type(message: ClientMessage) -> str:
     return name
 
 
-def encode(message: ServerMessage | Mapping[str, Any]) -> bytes:
+def encode(message: ServerMessage) -> bytes:
     """Serialise a server message (spaces/server_messages.py) once (compact UTF-8 JSON); the
     adapter fans the same bytes out.
 
@@ -744,6 +744,4 @@ def encode(message: ServerMessage | Mapping[str, Any]) -> bytes:
     UnicodeEncodeError, anything that is not JSON data TypeError, a circular
     reference RecursionError (tests/unit/test_perf_encode.py).
     """
-    if isinstance(message, ServerMessage):
-        message = message.to_wire()
     return _SERIALISE(message)

@@ -264,7 +264,7 @@ class Moved:
 
 
 @dataclass(frozen=True, slots=True)
-class Duty:
+class DutyBroadcast:
     """{from, exclude} + a text frame for the node's on-duty facilitators."""
     KIND: ClassVar[int] = 20
     sender: str
@@ -276,7 +276,7 @@ class Duty:
                       self.payload)
 
     @classmethod
-    def unpack(cls, h: dict[str, Any], payload: bytes) -> Duty:
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> DutyBroadcast:
         return cls(str(h["from"]), tuple(str(m) for m in h["exclude"]), payload)
 
 
@@ -458,14 +458,15 @@ class Mark:
 
 
 RelayMessage = (Open | Frame | Lost | Reply | Attach | Enter | Broadcast | ToMember | Voice
-                | CloseLink | CloseMember | Release | Moved | Duty | DutyRoster | IncidentState
-                | SignIn | Accounts | IncidentAct | IncidentDone | Sync | Counted | Mark)
+                | CloseLink | CloseMember | Release | Moved | DutyBroadcast | DutyRoster
+                | IncidentState | SignIn | Accounts | IncidentAct | IncidentDone | Sync | Counted
+                | Mark)
 
 _KINDS: Final[dict[int, Callable[[dict[str, Any], bytes], RelayMessage]]] = {
     kind.KIND: kind.unpack for kind in (
         Open, Frame, Lost, Reply, Attach, Enter, Broadcast, ToMember, Voice, CloseLink,
-        CloseMember, Release, Moved, Duty, DutyRoster, IncidentState, SignIn, Accounts,
-        IncidentAct, IncidentDone, Sync, Mark)}
+        CloseMember, Release, Moved, DutyBroadcast, DutyRoster, IncidentState, SignIn,
+        Accounts, IncidentAct, IncidentDone, Sync, Mark)}
 
 
 def unpack(data: bytes) -> RelayMessage:

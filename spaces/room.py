@@ -46,6 +46,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from msgspec import structs
+
 from hearth.spaces.config import LimitsConfig, MovementConfig, RoomConfig, VoiceConfig
 from hearth.spaces.e2ee.franking import server_tag
 from hearth.spaces.effects import Broadcast, Effect, Reply, Send, Voice
@@ -53,6 +55,26 @@ from hearth.spaces.layout import Corner, Point
 from hearth.spaces.protocol import Envelope, ProtocolError
 from hearth.spaces.pseudonyms import PseudonymRefused, check_avatar, normalise, same_name
 from hearth.spaces.ratelimit import TokenBucket
+from hearth.spaces.server_messages import (
+    CornerEnvelope,
+    Corners,
+    DirectEnvelope,
+    Hidden,
+    LobbyWaiting,
+    MemberJoined,
+    MemberLeft,
+    MemberResumed,
+    MemberUpdated,
+    Positions,
+    Remembered,
+    RoomEnvelope,
+    RoomSettings,
+    Sent,
+    SessionEnded,
+    StickState,
+    UnmuteRequested,
+    remembered,
+)
 from hearth.spaces.voice import VoiceRoute, VoiceRules, parse_header, stamp_slot
 
 Role = Literal["participant", "facilitator", "operator"]
@@ -96,13 +118,14 @@ class Member:
     address: tuple[str, bytes] | None = None  # (day, keyed hash) for a ban; never the address
     last_envelope: float = float("-inf")  # for slow mode
     # Directed envelopes (sender keys) that arrived while away, handed over on resume.
-    held: list[dict[str, Any]] = field(default_factory=list)
+    held: list[DirectEnvelope] = field(default_factory=list)
     muted_notice: float = float("-inf")
-    # client message id -> the reply it got (a resend is answered the same, never redone)
-    replies: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # client message id -> the reply it got, without its ref (a resend is answered the
+    # same, with its own ref, never redone)
+    replies: dict[str, Remembered] = field(default_factory=dict)
 
-    def remember(self, client_id: str, reply: Mapping[str, Any]) -> None:
-        self.replies[client_id] = {k: v for k, v in reply.items() if k != "ref"}
+    def remember(self, client_id: str, reply: Remembered) -> None:
+        self.replies[client_id] = reply if reply.ref is None else structs.replace(reply, ref=None)
         if len(self.replies) > REPLIES_KEPT:
             del self.replies[next(iter(self.replies))]
 
@@ -111,15 +134,15 @@ class Member:
         """Who did it, for the audit log: a facilitator's account, else the pseudonym."""
         return self.account or self.pseudonym
 
-    def answered(self, client_id: str | None, ref: str | None) -> dict[str, Any] | None:
+    def answered(self, client_id: str | None, ref: str | None) -> Remembered | None:
         """The reply a message with this client id already got, for its resend (with the
         resend's own ref): a resend is answered the same, never done again."""
-        if client_id is None or client_id not in self.replies:
+        if client_id is None:
             return None
-        again = dict(self.replies[client_id])
-        if ref is not None:
-            again["ref"] = ref
-        return again
+        again = self.replies.get(client_id)
+        if again is None or ref is None:
+            return again
+        return structs.replace(again, ref=ref)
 
     def to_wire(self, zone: str) -> dict[str, Any]:
         return {"id": self.id, "pseudonym": self.pseudonym, "avatar": self.avatar,
@@ -145,7 +168,7 @@ class Room:
     lobby_on: bool = field(init=False)
     waiting: dict[str, Member] = field(default_factory=dict)  # the lobby, first come first
     # the last room envelopes (ciphertext, in memory only), for members who resume
-    recent: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=RECENT))
+    recent: deque[RoomEnvelope] = field(default_factory=lambda: deque(maxlen=RECENT))
     locked: bool = False
     slow_mode: float = 0.0  # seconds between a participant's messages; 0 is off
     private: dict[str, frozenset[str]] = field(default_factory=dict)  # corner -> its members
@@ -193,10 +216,10 @@ class Room:
     def wire_member(self, member: Member) -> dict[str, Any]:
         return member.to_wire(self.config.layout.zone_of(member.pos))
 
-    def _broadcast(self, message: dict[str, Any], exclude: str | None = None) -> Broadcast:
+    def _next_seq(self) -> int:
+        """The sequence number of the room's next broadcast (one per broadcast, no gaps)."""
         self.seq += 1
-        message["seq"] = self.seq
-        return Broadcast(self.id, message, exclude)
+        return self.seq
 
     def snapshot(self) -> dict[str, Any]:
         """The room as a joining or resuming member needs it."""
@@ -250,13 +273,13 @@ class Room:
     def enter(self, member: Member) -> list[Effect]:
         self.members[member.id] = member
         self.epoch += 1  # so a newcomer never holds a key of what was said before it came
-        return [self._broadcast({"type": "member_joined", "member": self.wire_member(member),
-                                 "epoch": self.epoch}, exclude=member.id)]
+        return [Broadcast(self.id, MemberJoined(member=self.wire_member(member), epoch=self.epoch,
+                                                seq=self._next_seq()), member.id)]
 
     def lobby_update(self) -> list[Effect]:
         """Tell the room's facilitators who is waiting (pseudonyms only)."""
-        message = {"type": "lobby", "waiting": [
-            {"id": m.id, "pseudonym": m.pseudonym, "avatar": m.avatar} for m in self.waiting.values()]}
+        message = LobbyWaiting(waiting=[
+            {"id": m.id, "pseudonym": m.pseudonym, "avatar": m.avatar} for m in self.waiting.values()])
         return [Send(f.id, message) for f in self.facilitators()]
 
     def _free_slot(self) -> int:
@@ -284,8 +307,8 @@ class Room:
             self.recent.clear()
         self.voice.forget(member_id)
         self.epoch += 1
-        effects: list[Effect] = [self._broadcast({
-            "type": "member_left", "member": member_id, "reason": reason, "epoch": self.epoch})]
+        effects: list[Effect] = [Broadcast(self.id, MemberLeft(
+            member=member_id, reason=reason, epoch=self.epoch, seq=self._next_seq()))]
         for corner, inside in list(self.private.items()):
             if member_id in inside:
                 del self.private[corner]
@@ -373,7 +396,8 @@ class Room:
         return [self._updated(member)]
 
     def _updated(self, member: Member) -> Broadcast:
-        return self._broadcast({"type": "member_updated", "member": self.wire_member(member)})
+        return Broadcast(self.id, MemberUpdated(member=self.wire_member(member),
+                                                seq=self._next_seq()))
 
     def rename(self, member: Member, pseudonym: str,
                avatar: Mapping[str, str] | None) -> list[Effect]:
@@ -397,17 +421,19 @@ class Room:
         """The member's E2EE keys (identity, and its key for an epoch) for the roster."""
         old = member.keys
         member.keys = keys
-        message: dict[str, Any] = {"type": "member_updated", "member": self.wire_member(member)}
+        epoch = None
         if old is not None and (old["dh"], old["sig"]) != (keys["dh"], keys["sig"]):
             self.epoch += 1  # a new identity: the old one may hold chains, everyone rotates
-            message["epoch"] = self.epoch
-        return [self._broadcast(message)]
+            epoch = self.epoch
+        return [Broadcast(self.id, MemberUpdated(member=self.wire_member(member), epoch=epoch,
+                                                 seq=self._next_seq()))]
 
     def resumed(self, member: Member) -> list[Effect]:
         """A member came back (a dropped connection, or a reload): the epoch advances."""
         self.epoch += 1
-        return [self._broadcast({"type": "member_resumed", "member": self.wire_member(member),
-                                 "epoch": self.epoch}, exclude=member.id)]
+        return [Broadcast(self.id, MemberResumed(member=self.wire_member(member),
+                                                 epoch=self.epoch, seq=self._next_seq()),
+                          member.id)]
 
     def envelope(self, member: Member, msg: Envelope, now: float) -> list[Effect]:
         """Stamp sender, sequence, time and the franking tag (the server's half of the proof
@@ -432,19 +458,15 @@ class Room:
         if zone is not None:
             return self._corner_envelope(member, body, commitment, ref, ts, tag, zone,
                                          client_id)
-        message: dict[str, Any] = {"type": "envelope", "from": member.id, "ts": ts,
-                                   "body": body, "commitment": commitment}
-        out = self._broadcast(message, exclude=member.id)
-        message["tag"] = tag(self.id, self.seq, ts)
-        sent: dict[str, Any] = {"type": "sent", "seq": self.seq, "ts": ts, "tag": message["tag"],
-                                "epoch": self.epoch}
-        if client_id is not None:
-            message["id"] = sent["id"] = client_id
-            member.remember(client_id, sent)
+        seq = self._next_seq()
+        stamp = tag(self.id, seq, ts)  # the tag covers the seq: made before the message
+        message = RoomEnvelope(sender=member.id, ts=ts, body=body, commitment=commitment,
+                               seq=seq, tag=stamp, id=client_id)
         self.recent.append(message)
-        if ref is not None:
-            sent["ref"] = ref
-        return [out, Reply(sent)]
+        sent = Sent(seq=seq, ts=ts, tag=stamp, epoch=self.epoch, id=client_id, ref=ref)
+        if client_id is not None:
+            member.remember(client_id, sent)
+        return [Broadcast(self.id, message, member.id), Reply(sent)]
 
     def _tagger(self, sender: str, commitment: str) -> Callable[[str, int, int], str]:
         def tag(scope: str, seq: int, ts: int) -> str:
@@ -456,15 +478,15 @@ class Room:
         return tag
 
     def missed(self, member: Member, seen: int | None, away_since: float | None
-               ) -> list[dict[str, Any]]:
+               ) -> list[RoomEnvelope]:
         """The room envelopes a resuming member did not get: after `seen` (the last seq it
         says it saw), or since it went away."""
         if seen is not None:
-            return [m for m in self.recent if m["seq"] > seen and m["from"] != member.id]
+            return [m for m in self.recent if m.seq > seen and m.sender != member.id]
         if away_since is None:
             return []
         since = int(away_since * 1000)
-        return [m for m in self.recent if m["ts"] >= since and m["from"] != member.id]
+        return [m for m in self.recent if m.ts >= since and m.sender != member.id]
 
     def _in_corner(self, zone: str) -> list[Member]:
         """Who a corner's conversation reaches: a private corner's members, wherever they
@@ -486,15 +508,12 @@ class Room:
         seq = self.corner_seq[zone] = self.corner_seq.get(zone, 0) + 1
         scope = f"{self.id}#{zone}"
         stamp = tag(scope, seq, ts)
-        message = {"type": "envelope", "zone": zone, "seq": seq, "from": member.id, "ts": ts,
-                   "body": body, "commitment": commitment, "tag": stamp}
-        sent: dict[str, Any] = {"type": "sent", "zone": zone, "seq": seq, "ts": ts, "tag": stamp,
-                                "epoch": self.epoch}
+        message = CornerEnvelope(zone=zone, seq=seq, sender=member.id, ts=ts, body=body,
+                                 commitment=commitment, tag=stamp, id=client_id)
+        sent = Sent(zone=zone, seq=seq, ts=ts, tag=stamp, epoch=self.epoch, id=client_id,
+                    ref=ref)
         if client_id is not None:
-            message["id"] = sent["id"] = client_id
             member.remember(client_id, sent)
-        if ref is not None:
-            sent["ref"] = ref
         return [*(Send(m.id, message) for m in self._in_corner(zone)
                   if m.id != member.id and m.away_since is None),
                 Reply(sent)]
@@ -506,12 +525,11 @@ class Room:
             raise ProtocolError("recipient_not_found", ref=ref)
         if len(body) > self.limits.max_envelope_chars:
             raise ProtocolError("envelope_too_large", ref=ref)
-        message = {"type": "direct", "from": member.id, "body": body}
         if zone is not None:  # a private corner's sender key: between its members only
             inside = self.private.get(zone, frozenset())
             if member.id not in inside or to not in inside:
                 raise ProtocolError("not_in_zone", ref=ref)
-            message["zone"] = zone
+        message = DirectEnvelope(sender=member.id, body=body, zone=zone)
         if recipient.away_since is not None:  # keep sender keys for a member who will resume
             if len(recipient.held) >= MAX_HELD_DIRECTS:
                 raise ProtocolError("recipient_not_found", "The recipient is away and has too "
@@ -552,12 +570,12 @@ class Room:
         if target.muted:
             target.muted = False
             effects.append(self._updated(target))
-        effects.append(Send(target.id, {"type": "unmute_requested", "by": by.id}))
+        effects.append(Send(target.id, UnmuteRequested(by=by.id)))
         return effects
 
     def _stick_state(self) -> Broadcast:
-        return self._broadcast({"type": "stick", "on": self.stick_on, "holder": self.stick_holder,
-                                "hands": list(self.hands)})
+        return Broadcast(self.id, StickState(on=self.stick_on, holder=self.stick_holder,
+                                             hands=list(self.hands), seq=self._next_seq()))
 
     def set_stick(self, on: bool) -> list[Effect]:
         """The one way the talking-stick mode changes (a facilitator's toggle)."""
@@ -591,9 +609,9 @@ class Room:
     # --- room settings and facilitator controls -----------------------------------
 
     def settings(self) -> Broadcast:
-        return self._broadcast({"type": "room_settings", "locked": self.locked,
-                                "lobby": self.lobby_on, "capacity": self.capacity,
-                                "slow_mode": self.slow_mode})
+        return Broadcast(self.id, RoomSettings(locked=self.locked, lobby=self.lobby_on,
+                                               capacity=self.capacity, slow_mode=self.slow_mode,
+                                               seq=self._next_seq()))
 
     def set_lock(self, on: bool) -> list[Effect]:
         self.locked = on
@@ -613,8 +631,8 @@ class Room:
 
     def hide(self, seq: int, by: Member, zone: str | None = None) -> list[Effect]:
         if zone is None:
-            return [self._broadcast({"type": "hidden", "target": seq, "by": by.id})]
-        message = {"type": "hidden", "target": seq, "zone": zone, "by": by.id}
+            return [Broadcast(self.id, Hidden(target=seq, by=by.id, seq=self._next_seq()))]
+        message = Hidden(target=seq, zone=zone, by=by.id)
         return [Send(m.id, message) for m in self._in_corner(zone)]
 
     def private_corner(self, corner: str, facilitator: Member, member: Member) -> list[Effect]:
@@ -662,14 +680,12 @@ class Room:
         return [self._corners()]
 
     def _corners(self, epoch: bool = False) -> Broadcast:
-        message: dict[str, Any] = {"type": "corners", "private": {
-            c: sorted(ms) for c, ms in self.private.items()}}
-        if epoch:
-            message["epoch"] = self.epoch
-        return self._broadcast(message)
+        return Broadcast(self.id, Corners(
+            private={c: sorted(ms) for c, ms in self.private.items()},
+            epoch=self.epoch if epoch else None, seq=self._next_seq()))
 
     def end_notice(self) -> Broadcast:
-        return self._broadcast({"type": "session_ended"})
+        return Broadcast(self.id, SessionEnded(seq=self._next_seq()))
 
     def clear(self) -> None:
         """After the session ends: nobody inside, a fresh epoch, default settings."""
@@ -702,7 +718,7 @@ class Room:
                 "signin": m.signin, "generation": m.generation,
                 "status": m.status,
                 "address": [m.address[0], m.address[1].hex()] if m.address else None,
-                "replies": m.replies,
+                "replies": {cid: reply.to_wire() for cid, reply in m.replies.items()},
                 "away_since": m.away_since,
             } for m in self.members.values()],
         }
@@ -734,7 +750,7 @@ class Room:
                 status=m.get("status", "here"),
                 address=(m["address"][0], bytes.fromhex(m["address"][1]))
                 if m["address"] else None,
-                replies={str(k): dict(v) for k, v in m.get("replies", {}).items()})
+                replies={str(k): remembered(v) for k, v in m.get("replies", {}).items()})
             self.members[member.id] = member
 
     # --- time -----------------------------------------------------------------
@@ -758,7 +774,7 @@ class Room:
                       self.config.layout.zone_of(self.members[mid].pos)]
                      for mid in sorted(self._moved)]
             self._moved.clear()
-            effects.append(self._broadcast({"type": "positions", "moves": moves}))
+            effects.append(Broadcast(self.id, Positions(moves=moves, seq=self._next_seq())))
         return effects
 
     def expired(self, now: float) -> list[str]:

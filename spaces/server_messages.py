@@ -1,68 +1,53 @@
-"""The server's messages of hearth.v1: one frozen, keyword-only class per shape, one `to_wire`.
+"""The server's messages of hearth.v1: one frozen, keyword-only class per shape.
 
 The twin of the client messages in spaces/protocol.py. The core (room, venue,
-the crisis desk) builds these and wraps them in effects (spaces/effects.py);
-the shell encodes each once (`protocol.encode`, which calls `to_wire`),
-however many members receive it. Nothing changes a message once it is made: a
-room broadcast is built with its sequence number, a room envelope with its
-franking tag.
+the crisis desk, the host) builds these and wraps them in effects
+(spaces/effects.py); the shell encodes each once (`protocol.encode`), however
+many members receive it. Nothing changes a message once it is made: a room
+broadcast is built with its sequence number, a room envelope with its franking
+tag.
 
-`to_wire()` gives the JSON object of docs/protocol.md ("Server → client"),
-whose table tests/unit/test_protocol_doc.py keeps in step with `SERVER_TYPES`.
-A field whose default is None is left out while it is None (`ref`, `zone`,
-`epoch`...); every other field is always there, null included. An attribute
-named differently from its wire key says so in `WIRE_NAMES` (`sender` is
-"from"). Nested values (a member, a room snapshot, an incident) are the
-`to_wire()` of their own objects, plain JSON data.
+Each is a msgspec Struct (made and encoded in C: the chat messages are the
+server's hottest objects) whose JSON is the object of docs/protocol.md ("Server
+→ client"), whose table tests/unit/test_protocol_doc.py keeps in step with
+`SERVER_TYPES`: "type" first (the class's `tag`, also its `TYPE`), then the
+fields in the order they are declared (a room broadcast's `seq` last). A field
+whose default is None is left out while it is None (`ref`, `zone`, `epoch`...);
+every other field is always there, null included. An attribute named
+differently from its wire key says so in `rename` (`sender` is "from"). Nested
+values (a member, a room snapshot, an incident) are the `to_wire()` of their own
+objects, plain JSON data. `to_wire()` gives a message as that JSON data.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, ClassVar, Final
+
+import msgspec
 
 Wire = dict[str, Any]
 
 
-class ServerMessage:
-    """A message to a client: `TYPE` is its "type" on the wire."""
+class ServerMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="type",
+                    omit_defaults=True, gc=False):
+    """A message to a client: `TYPE` is its "type" on the wire. Untracked by the garbage
+    collector (`gc=False`: one allocation less to scan per chat message): a message holds
+    JSON data only, which never refers back to it, so it is never part of a cycle."""
 
-    __slots__ = ()
     TYPE: ClassVar[str]
-    WIRE_NAMES: ClassVar[Mapping[str, str]] = {}
 
     def to_wire(self) -> Wire:
-        out: Wire = {"type": self.TYPE}
-        for attr, key, optional in _shape(type(self)):
-            value = getattr(self, attr)
-            if value is not None or not optional:
-                out[key] = value
-        return out
-
-
-_SHAPES: dict[type, tuple[tuple[str, str, bool], ...]] = {}
-
-
-def _shape(cls: type[ServerMessage]) -> tuple[tuple[str, str, bool], ...]:
-    """(attribute, wire key, left out when None) for each field, worked out once per class."""
-    shape = _SHAPES.get(cls)
-    if shape is None:
-        shape = _SHAPES[cls] = tuple(
-            (f.name, cls.WIRE_NAMES.get(f.name, f.name), f.default is None)
-            for f in dataclasses.fields(cls))  # type: ignore[arg-type]
-    return shape
+        wire: Wire = msgspec.to_builtins(self)
+        return wire
 
 
 # --- joining and the room -------------------------------------------------------------------
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Welcome(ServerMessage):
+class Welcome(ServerMessage, tag="welcome", frozen=True, kw_only=True):
     """{"type":"welcome","protocol":1,"member","token","resumed","grace","movement","voice",
     "room"} — to the member who joined, resumed or was admitted: its session token and the
     room as it is (Room.snapshot)."""
-    TYPE = "welcome"
     protocol: int
     member: str
     token: str
@@ -73,145 +58,113 @@ class Welcome(ServerMessage):
     room: Mapping[str, Any]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Waiting(ServerMessage):
+class Waiting(ServerMessage, tag="waiting", frozen=True, kw_only=True):
     """{"type":"waiting","member","room","title","pseudonym"} — a newcomer, in the lobby."""
-    TYPE = "waiting"
     member: str
     room: str
     title: str
     pseudonym: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class LobbyWaiting(ServerMessage):
+class LobbyWaiting(ServerMessage, tag="lobby", frozen=True, kw_only=True):
     """{"type":"lobby","waiting":[{"id","pseudonym","avatar"}]} — to the room's facilitators."""
-    TYPE = "lobby"
     waiting: Sequence[Mapping[str, Any]]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class MemberJoined(ServerMessage):
+class MemberJoined(ServerMessage, tag="member_joined", frozen=True, kw_only=True):
     """{"type":"member_joined","seq","member","epoch"}"""
-    TYPE = "member_joined"
-    seq: int
     member: Mapping[str, Any]
     epoch: int
+    seq: int
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class MemberUpdated(ServerMessage):
+class MemberUpdated(ServerMessage, tag="member_updated", frozen=True, kw_only=True):
     """{"type":"member_updated","seq","member","epoch"?} — `epoch` when new identity keys
     advanced it."""
-    TYPE = "member_updated"
-    seq: int
     member: Mapping[str, Any]
     epoch: int | None = None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class MemberResumed(ServerMessage):
-    """{"type":"member_resumed","seq","member","epoch"}"""
-    TYPE = "member_resumed"
     seq: int
+
+
+class MemberResumed(ServerMessage, tag="member_resumed", frozen=True, kw_only=True):
+    """{"type":"member_resumed","seq","member","epoch"}"""
     member: Mapping[str, Any]
     epoch: int
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class MemberLeft(ServerMessage):
-    """{"type":"member_left","seq","member":id,"reason":"left"|"timeout"|"removed","epoch"}"""
-    TYPE = "member_left"
     seq: int
+
+
+class MemberLeft(ServerMessage, tag="member_left", frozen=True, kw_only=True):
+    """{"type":"member_left","seq","member":id,"reason":"left"|"timeout"|"removed","epoch"}"""
     member: str
     reason: str
     epoch: int
+    seq: int
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Positions(ServerMessage):
+class Positions(ServerMessage, tag="positions", frozen=True, kw_only=True):
     """{"type":"positions","seq","moves":[[id, x, y, zone], ...]}"""
-    TYPE = "positions"
-    seq: int
     moves: Sequence[Sequence[Any]]
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RoomSettings(ServerMessage):
-    """{"type":"room_settings","seq","locked","lobby","capacity","slow_mode"}"""
-    TYPE = "room_settings"
     seq: int
+
+
+class RoomSettings(ServerMessage, tag="room_settings", frozen=True, kw_only=True):
+    """{"type":"room_settings","seq","locked","lobby","capacity","slow_mode"}"""
     locked: bool
     lobby: bool
     capacity: int
     slow_mode: float
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class StickState(ServerMessage):
-    """{"type":"stick","seq","on","holder":id|null,"hands":[ids]}"""
-    TYPE = "stick"
     seq: int
+
+
+class StickState(ServerMessage, tag="stick", frozen=True, kw_only=True):
+    """{"type":"stick","seq","on","holder":id|null,"hands":[ids]}"""
     on: bool
     holder: str | None
     hands: Sequence[str]
+    seq: int
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Corners(ServerMessage):
+class Corners(ServerMessage, tag="corners", frozen=True, kw_only=True):
     """{"type":"corners","seq","private":{corner:[ids]},"epoch"?} — `epoch` when a corner
     was opened."""
-    TYPE = "corners"
-    seq: int
     private: Mapping[str, Sequence[str]]
     epoch: int | None = None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Hidden(ServerMessage):
-    """{"type":"hidden","seq"?,"target","zone"?,"by"} — a room message hidden (a broadcast,
-    with `seq`), or a corner's (to its members, with `zone`)."""
-    TYPE = "hidden"
-    target: int
-    by: str
-    seq: int | None = None
-    zone: str | None = None
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class UnmuteRequested(ServerMessage):
-    """{"type":"unmute_requested","by":facilitator id}"""
-    TYPE = "unmute_requested"
-    by: str
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class SessionEnded(ServerMessage):
-    """{"type":"session_ended","seq"}"""
-    TYPE = "session_ended"
     seq: int
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class GoingAway(ServerMessage):
+class Hidden(ServerMessage, tag="hidden", frozen=True, kw_only=True):
+    """{"type":"hidden","seq"?,"target","zone"?,"by"} — a room message hidden (a broadcast,
+    with `seq`), or a corner's (to its members, with `zone`)."""
+    target: int
+    zone: str | None = None
+    by: str
+    seq: int | None = None
+
+
+class UnmuteRequested(ServerMessage, tag="unmute_requested", frozen=True, kw_only=True):
+    """{"type":"unmute_requested","by":facilitator id}"""
+    by: str
+
+
+class SessionEnded(ServerMessage, tag="session_ended", frozen=True, kw_only=True):
+    """{"type":"session_ended","seq"}"""
+    seq: int
+
+
+class GoingAway(ServerMessage, tag="going_away", frozen=True, kw_only=True, omit_defaults=False):
     """{"type":"going_away","message","reconnect":true} — before the server closes with 1001."""
-    TYPE = "going_away"
     message: str
     reconnect: bool = True
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Moving(ServerMessage):
+class Moving(ServerMessage, tag="moving", frozen=True, kw_only=True):
     """{"type":"moving","room"} — the room moves to another node; before the close 4010."""
-    TYPE = "moving"
     room: str | None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class VoiceTransportOffer(ServerMessage):
+class VoiceTransportOffer(ServerMessage, tag="voice_transport", frozen=True, kw_only=True):
     """{"type":"voice_transport","url","token","ttl","hashes","max_bytes","ref"?} — voice over
     WebTransport: where, with which one-time token, and the server certificate's hashes."""
-    TYPE = "voice_transport"
     url: str
     token: str
     ttl: float
@@ -222,147 +175,116 @@ class VoiceTransportOffer(ServerMessage):
 
 # --- chat -----------------------------------------------------------------------------------
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class RoomEnvelope(ServerMessage):
-    """{"type":"envelope","seq","from","ts","body","commitment","tag","zone"?} — ciphertext,
-    stamped by the room (sequence, time, franking tag), to the room or a corner's members."""
-    TYPE = "envelope"
-    WIRE_NAMES = {"sender": "from"}
+class RoomEnvelope(ServerMessage, tag="envelope", frozen=True, kw_only=True, rename={"sender": "from"}):
+    """{"type":"envelope","from","ts","body","commitment","seq","tag","id"?} — ciphertext,
+    stamped by the room (sender, time, sequence, franking tag), to the room but its sender.
+    `id`: the sender's client message id. The message most sent."""
+    sender: str
+    ts: int
+    body: str
+    commitment: str
+    seq: int
+    tag: str
+    id: str | None = None
+
+
+class CornerEnvelope(ServerMessage, tag="envelope", frozen=True, kw_only=True, rename={"sender": "from"}):
+    """{"type":"envelope","zone","seq","from","ts","body","commitment","tag","id"?} — a quiet
+    corner's, to its members: its own sequence, franking scope `room#corner`."""
+    zone: str
     seq: int
     sender: str
     ts: int
     body: str
     commitment: str
     tag: str
+    id: str | None = None
+
+
+class Sent(ServerMessage, tag="sent", frozen=True, kw_only=True):
+    """{"type":"sent","zone"?,"seq","ts","tag","epoch","id"?,"ref"?} — to the sender of an
+    envelope (`zone`: a corner's); `epoch`: the room's when it was sequenced; `id`: the
+    envelope's client id."""
     zone: str | None = None
-
-    def to_wire(self) -> Wire:  # the message most sent: written out, not looked up
-        out: Wire = {"type": "envelope", "seq": self.seq, "from": self.sender, "ts": self.ts,
-                     "body": self.body, "commitment": self.commitment, "tag": self.tag}
-        if self.zone is not None:
-            out["zone"] = self.zone
-        return out
-
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Sent(ServerMessage):
-    """{"type":"sent","seq","ts","tag","epoch"?,"zone"?,"ref"?} — to the sender of an
-    envelope; `epoch`: the room's when it was sequenced."""
-    TYPE = "sent"
     seq: int
     ts: int
     tag: str
-    epoch: int | None = None
-    zone: str | None = None
+    epoch: int
+    id: str | None = None
     ref: str | None = None
 
-    def to_wire(self) -> Wire:
-        out: Wire = {"type": "sent", "seq": self.seq, "ts": self.ts, "tag": self.tag}
-        if self.epoch is not None:
-            out["epoch"] = self.epoch
-        if self.zone is not None:
-            out["zone"] = self.zone
-        if self.ref is not None:
-            out["ref"] = self.ref
-        return out
 
-
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DirectEnvelope(ServerMessage):
+class DirectEnvelope(ServerMessage, tag="direct", frozen=True, kw_only=True, rename={"sender": "from"}):
     """{"type":"direct","from","body","zone"?} — ciphertext for one member (sender keys)."""
-    TYPE = "direct"
-    WIRE_NAMES = {"sender": "from"}
     sender: str
     body: str
     zone: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ReportReceived(ServerMessage):
+class ReportReceived(ServerMessage, tag="report_received", frozen=True, kw_only=True):
     """{"type":"report_received","id","ref"?}"""
-    TYPE = "report_received"
     id: int
     ref: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ReportForFacilitators(ServerMessage):
+class ReportForFacilitators(ServerMessage, tag="report", frozen=True, kw_only=True):
     """{"type":"report","report":{...}} — a verified report, to the room's facilitators."""
-    TYPE = "report"
     report: Mapping[str, Any]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Reports(ServerMessage):
+class ReportList(ServerMessage, tag="reports", frozen=True, kw_only=True):
     """{"type":"reports","reports":[{...}]}"""
-    TYPE = "reports"
     reports: Sequence[Mapping[str, Any]]
 
 
 # --- crisis ---------------------------------------------------------------------------------
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class HelpReceived(ServerMessage):
+class HelpReceived(ServerMessage, tag="help_received", frozen=True, kw_only=True):
     """{"type":"help_received","incident","ref"?}"""
-    TYPE = "help_received"
     incident: str
     ref: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class HelpStatus(ServerMessage):
+class HelpStatus(ServerMessage, tag="help_status", frozen=True, kw_only=True):
     """{"type":"help_status","incident","status":"delivered"|"acknowledged"|"engaged"|
     "resolved"}"""
-    TYPE = "help_status"
     incident: str
     status: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class HelpPrompt(ServerMessage):
+class HelpPrompt(ServerMessage, tag="help_prompt", frozen=True, kw_only=True):
     """{"type":"help_prompt","incident"} — nobody engaged: call the helpline now."""
-    TYPE = "help_prompt"
     incident: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class OkReceived(ServerMessage):
+class OkReceived(ServerMessage, tag="ok_received", frozen=True, kw_only=True):
     """{"type":"ok_received","incident","ref"?}"""
-    TYPE = "ok_received"
     incident: str
     ref: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class FlagReceived(ServerMessage):
+class FlagReceived(ServerMessage, tag="flag_received", frozen=True, kw_only=True):
     """{"type":"flag_received","incident"?,"ref"?} — `incident` for the sender's own flag."""
-    TYPE = "flag_received"
     incident: str | None = None
     ref: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class ConcernReceived(ServerMessage):
+class ConcernReceived(ServerMessage, tag="concern_received", frozen=True, kw_only=True):
     """{"type":"concern_received","incident","ref"?}"""
-    TYPE = "concern_received"
     incident: str
     ref: str | None = None
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class IncidentUpdate(ServerMessage):
+class IncidentUpdate(ServerMessage, tag="incident", frozen=True, kw_only=True):
     """{"type":"incident","incident":{...},"reason"} — an incident changed (`reason`: an
     action, "seen", "joined", "participant_ok"), to its responders."""
-    TYPE = "incident"
     incident: Mapping[str, Any]
     reason: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class IncidentAlert(ServerMessage):
+class IncidentAlert(ServerMessage, tag="incident", frozen=True, kw_only=True):
     """{"type":"incident","incident":{...},"reason":"alert"|"admin","tier":int|null,"notify",
     "sound","cause"} — a tier fired, or a press: the console alerts."""
-    TYPE = "incident"
     incident: Mapping[str, Any]
     reason: str
     tier: int | None
@@ -371,43 +293,33 @@ class IncidentAlert(ServerMessage):
     cause: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Incidents(ServerMessage):
+class IncidentList(ServerMessage, tag="incidents", frozen=True, kw_only=True):
     """{"type":"incidents","incidents":[{...}]} — the room's incidents."""
-    TYPE = "incidents"
     incidents: Sequence[Mapping[str, Any]]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DutyState(ServerMessage):
+class DutyState(ServerMessage, tag="duty", frozen=True, kw_only=True):
     """{"type":"duty","on","open":[{...}]} — on or off duty, and the open incidents."""
-    TYPE = "duty"
     on: bool
     open: Sequence[Mapping[str, Any]]
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class DeliveryFailing(ServerMessage):
+class DeliveryFailing(ServerMessage, tag="delivery_failing", frozen=True, kw_only=True):
     """{"type":"delivery_failing","channel","incident"} — an on-call alert keeps failing."""
-    TYPE = "delivery_failing"
     channel: str
     incident: str
 
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class AlertNotShared(ServerMessage):
+class AlertNotShared(ServerMessage, tag="alert_not_shared", frozen=True, kw_only=True):
     """{"type":"alert_not_shared","incident"} — an alert of that incident is on the raising
     node's disk only for now (the shared store did not answer in time)."""
-    TYPE = "alert_not_shared"
     incident: str
 
 
 # --- refusals -------------------------------------------------------------------------------
 
-@dataclass(frozen=True, kw_only=True, slots=True)
-class Error(ServerMessage):
+class Error(ServerMessage, tag="error", frozen=True, kw_only=True):
     """{"type":"error","code","message","ref"?} — a refusal (spaces.protocol.ProtocolError)."""
-    TYPE = "error"
     code: str
     message: str
     ref: str | None = None
@@ -416,4 +328,26 @@ class Error(ServerMessage):
 SERVER_MESSAGES: Final = tuple(
     kind for kind in list(globals().values())
     if isinstance(kind, type) and issubclass(kind, ServerMessage) and kind is not ServerMessage)
+for _kind in SERVER_MESSAGES:
+    _kind.TYPE = str(_kind.__struct_config__.tag)
 SERVER_TYPES: Final = frozenset(cls.TYPE for cls in SERVER_MESSAGES)
+
+# The answers a member's resend gets again (spaces/room.py Member.replies), kept in the
+# room's saved state by their wire form.
+Remembered = Sent | HelpReceived
+
+
+def remembered(data: Mapping[str, Any]) -> Remembered:
+    """A remembered answer back from its wire form (ValueError if it is not one)."""
+    name = data.get("type") if isinstance(data, Mapping) else None
+    kind: type[Remembered]
+    if name == "sent":
+        kind = Sent
+    elif name == "help_received":
+        kind = HelpReceived
+    else:
+        raise ValueError("not a remembered answer (sent or help_received)")
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as invalid:
+        raise ValueError(str(invalid)) from None

@@ -37,6 +37,7 @@ from hearth.spaces.ports import Bans, Controls, Crisis, Reports
 from hearth.spaces.protocol import ProtocolError
 from hearth.spaces.pseudonyms import LOCALES, generate, generate_avatar
 from hearth.spaces.room import Member, Role, Room
+from hearth.spaces.server_messages import ReportForFacilitators, ReportReceived, Waiting, Welcome
 from hearth.spaces.stats import Stats
 
 RESUMED_ELSEWHERE = 4001  # close code for a connection whose member resumed on another
@@ -296,13 +297,13 @@ class Venue:
         self.crisis.adopt(list(state.get("incidents", [])))
         self.bans.adopt(room_id, list(state.get("bans", [])))
 
-    def _welcome(self, room: Room, member: Member, token: str, resumed: bool) -> dict[str, Any]:
-        return {"type": "welcome", "protocol": p.VERSION, "member": member.id, "token": token,
-                "resumed": resumed, "grace": self.config.session.resume_grace_seconds,
-                "movement": {"walk_speed": self.config.movement.walk_speed,
-                             "tick_hz": self.config.movement.tick_hz},
-                "voice": {"hearing_range": self.config.voice.hearing_range},
-                "room": room.snapshot()}
+    def _welcome(self, room: Room, member: Member, token: str, resumed: bool) -> Welcome:
+        return Welcome(protocol=p.VERSION, member=member.id, token=token, resumed=resumed,
+                       grace=self.config.session.resume_grace_seconds,
+                       movement={"walk_speed": self.config.movement.walk_speed,
+                                 "tick_hz": self.config.movement.tick_hz},
+                       voice={"hearing_range": self.config.voice.hearing_range},
+                       room=room.snapshot())
 
     def join(self, msg: p.Join, now: float,
              address: AddressKey | None = None) -> tuple[Seat, list[Effect]]:
@@ -336,9 +337,9 @@ class Venue:
         seat = Seat(room.id, member.id, attachment)
         if waiting:  # no token until admitted: a dropped wait simply ends
             return seat, [Attach(room.id, member.id, waiting=True),
-                          Reply({"type": "waiting", "member": member.id, "room": room.id,
-                                 "title": room.config.title_in(locale),
-                                 "pseudonym": member.pseudonym}),
+                          Reply(Waiting(member=member.id, room=room.id,
+                                        title=room.config.title_in(locale),
+                                        pseudonym=member.pseudonym)),
                           *effects]
         token = self._issue_session(room.id, member.id)
         if role != "participant" and room.waiting:  # who is already waiting, at once
@@ -452,11 +453,9 @@ class Venue:
             room=room.id, seq=msg.seq, sent_at=msg.ts, reported_at=int(now * 1000),
             sender=msg.sender, sender_pseudonym=sender.pseudonym if sender else "(left the room)",
             reporter_pseudonym=reporter.pseudonym, text=msg.text, reason=msg.reason)
-        reply: dict[str, Any] = {"type": "report_received", "id": report.id}
-        if msg.ref is not None:
-            reply["ref"] = msg.ref
-        return [Reply(reply), *(Send(f.id, {"type": "report", "report": report.to_wire()})
-                                for f in room.facilitators())]
+        notice = ReportForFacilitators(report=report.to_wire())
+        return [Reply(ReportReceived(id=report.id, ref=msg.ref)),
+                *(Send(f.id, notice) for f in room.facilitators())]
 
     def remove(self, room: Room, actor: Member, target: Member, why: str) -> list[Effect]:
         """A facilitator removes (or bans) `target`: its connection closes and its token is

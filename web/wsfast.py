@@ -13,7 +13,8 @@ to `onMessage` directly. The buffer is cut once per read, not once per frame.
 
 Writing: frames for a connection during one turn go to its own buffer; at the end of
 the turn (`Turn`, one per factory) each written connection gets one write, straight
-into the socket when Twisted holds nothing unsent for it. A turn that runs long (a
+into the socket when Twisted holds nothing unsent for it. While the server is lightly
+loaded (`LIGHT_LIMIT`) each read is written out at once instead. A turn that runs long (a
 burst: many speakers' frames read at once) is flushed early, every `FLUSH_BUDGET_NS`
 of work, so listeners start receiving while the rest of the burst is still being
 routed instead of after all of it (docs/performance.md, "voice latency") — unless
@@ -26,6 +27,8 @@ whole turns are what keeps up.
 
 from __future__ import annotations
 
+import binascii
+import contextlib
 import gc
 import json
 import os
@@ -40,6 +43,7 @@ STAGES = "HEARTH_WS_STAGES"
 STAGES_STAMP = "HEARTH_WS_STAGES_STAMP"
 STAGES_CLOCK = "HEARTH_WS_STAGES_CLOCK"  # "cpu": the server thread's CPU time, not wall time
 BUDGET = "HEARTH_WS_FLUSH_BUDGET_US"  # bench A/B only: 0 turns the early flush off
+LIGHT = "HEARTH_WS_LIGHT_LIMIT"  # bench A/B only: 0 turns the flush after every read off
 # Work in one turn after which what is buffered is written out before reading on: small
 # enough that a burst reaches its first listeners early, large enough that a connection
 # still gets several frames per write under load (docs/performance.md).
@@ -48,6 +52,13 @@ FLUSH_BUDGET_NS = 1_000_000
 # BUSY_WINDOW_NS): near the knee one write per connection per turn is what keeps up.
 BUSY_LIMIT = 0.8
 BUSY_WINDOW_NS = 50_000_000
+# Below this share of a core, every read's writes go out as soon as its frames are routed:
+# turns carry a frame or two, so there is little to coalesce, and the end of the turn can
+# come after other ready work (the room tick, a slice of housekeeping) — 0.5-0.9 ms of
+# wait at p99 at the bench's light step (docs/performance.md, "Light load"). Not higher:
+# at a third of a core turns already carry several frames, and writing each read on its
+# own cost 35 % more CPU per message there (chat at 2,700 envelopes/s).
+LIGHT_LIMIT = 0.3
 
 
 def enabled(environ: Mapping[str, str] = os.environ) -> bool:
@@ -99,8 +110,9 @@ def call_soon(callback: Callable[[], None]) -> None:
 
 class Turn:
     """The connections written to during this turn of the event loop: each gets one write
-    at the end of the turn, or earlier once the turn has done `budget_ns` of work while the
-    server is not saturated.
+    at the end of the turn, or earlier: after every read while the server is lightly loaded
+    (under `light_limit` of a core), or once the turn has done `budget_ns` of work while it
+    is not saturated.
 
     Early flushes buy latency with writes: a listener gets what was routed so far instead
     of waiting for the whole turn, in more, smaller `send()` calls. Worth it while the
@@ -110,15 +122,18 @@ class Turn:
     core over the last `window_ns` (its CPU time over wall time, measured once a window).
     """
 
-    __slots__ = ("budget_ns", "busy", "busy_limit", "clock", "cpu_clock", "dirty", "schedule",
-                 "scheduled", "stages", "started", "window_cpu", "window_ns", "window_start")
+    __slots__ = ("budget_ns", "busy", "busy_limit", "clock", "cpu_clock", "dirty", "light_limit",
+                 "schedule", "scheduled", "stages", "started", "window_cpu", "window_ns",
+                 "window_start")
 
     def __init__(self, schedule: Callable[[Callable[[], None]], None] = call_soon,
                  clock: Callable[[], int] = time.monotonic_ns,
                  budget_ns: int = FLUSH_BUDGET_NS, stages: Stages | None = None,
                  cpu_clock: Callable[[], int] = time.process_time_ns,
-                 busy_limit: float = BUSY_LIMIT, window_ns: int = BUSY_WINDOW_NS) -> None:
+                 busy_limit: float = BUSY_LIMIT, window_ns: int = BUSY_WINDOW_NS,
+                 light_limit: float = LIGHT_LIMIT) -> None:
         self.schedule = schedule
+        self.light_limit = light_limit
         self.clock = clock
         self.budget_ns = budget_ns
         self.dirty: list[Any] = []
@@ -160,20 +175,22 @@ class Turn:
             stages.flushed(started, stages.clock(), len(dirty))
 
     def read_done(self) -> None:
-        """After each read's frames: flush early if this turn has worked long enough and the
-        server is not saturated."""
+        """After each read's frames: flush now if the server is lightly loaded, or if this
+        turn has worked long enough and the server is not saturated."""
         if self.dirty:
             now = self.clock()
-            if now - self.started >= self.budget_ns and not self.saturated(now):
+            busy = self.load(now)
+            if busy < self.light_limit or (busy < self.busy_limit
+                                           and now - self.started >= self.budget_ns):
                 self.flush()
 
-    def saturated(self, now: int) -> bool:
-        """The share of a core this process used over the last window, at least `busy_limit`."""
+    def load(self, now: int) -> float:
+        """The share of a core this process used over the last whole window."""
         if now - self.window_start >= self.window_ns:
             cpu = self.cpu_clock()
             self.busy = (cpu - self.window_cpu) / (now - self.window_start)
             self.window_start, self.window_cpu = now, cpu
-        return self.busy >= self.busy_limit
+        return self.busy
 
 
 class Stages:
@@ -183,7 +200,10 @@ class Stages:
     carries one at HEARTH_WS_STAGES_STAMP — the bench's voice frames carry their send
     time at byte 10), `route` (onMessage: decode, the room's rules, encode, buffering),
     `wait` (routed until its turn's flush starts), `flush` (that whole flush: the
-    `send()` calls). Garbage collections are timed too. One JSON line a second, of
+    `send()` calls). Garbage collections are timed too (`gc`, and `gc2` the collections of
+    the oldest generation), and the reactor's timed calls (`timers`, `watch_timers`). The
+    bench's chat envelopes carry their send time too, at the start of the ciphertext
+    (`text_stamp`): their `queue` is timed the same way. One JSON line a second, of
     percentiles, appended to the file; nothing of any payload is written.
 
     On a machine shared with other work, wall-clock stages mostly measure the other
@@ -193,13 +213,14 @@ class Stages:
     """
 
     def __init__(self, path: str, stamp_offset: int | None = None,
-                 clock: Callable[[], int] = time.monotonic_ns) -> None:
+                 clock: Callable[[], int] = time.monotonic_ns, text_stamp: bool = False) -> None:
         self.path = path
         self.stamp_offset = stamp_offset
+        self.text_stamp = text_stamp
         self.clock = clock
         self.pending: list[tuple[int, int]] = []  # read, routed
         self.samples: dict[str, list[int]] = {"queue": [], "route": [], "wait": [], "flush": [],
-                                              "gc": []}
+                                              "gc": [], "gc2": [], "timers": []}
         self.flushes = self.written = 0
         self.last_dump = time.monotonic_ns()
         self._gc_started = 0
@@ -210,6 +231,13 @@ class Stages:
         at = self.stamp_offset
         if binary and at is not None and len(payload) >= at + 8:
             self.samples["queue"].append(wall - int.from_bytes(payload[at:at + 8], "big"))
+        elif not binary and self.text_stamp:
+            body = payload.find(b'"body":"')
+            if body >= 0:  # the bench's chat envelopes: the send time opens the ciphertext
+                with contextlib.suppress(ValueError):
+                    sent = int.from_bytes(binascii.a2b_base64(payload[body + 8:body + 20])[:8],
+                                          "big")
+                    self.samples["queue"].append(wall - sent)
         self.pending.append((read, routed))
 
     def flushed(self, started: int, ended: int, connections: int) -> None:
@@ -225,11 +253,26 @@ class Stages:
         if now - self.last_dump >= 1_000_000_000:
             self.dump(now)
 
+    def watch_timers(self, reactor: Any) -> None:
+        """Time the reactor's timed calls (the room tick, housekeeping, ...) as `timers`: a
+        frame that arrives while they run waits for them before it is read."""
+        run = reactor.runUntilCurrent
+        clock, samples = self.clock, self.samples["timers"]
+
+        def timed() -> None:
+            started = clock()
+            run()
+            samples.append(clock() - started)
+        reactor.runUntilCurrent = timed
+
     def _gc(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._gc_started = self.clock()
         elif self._gc_started:
-            self.samples["gc"].append(self.clock() - self._gc_started)
+            took = self.clock() - self._gc_started
+            self.samples["gc"].append(took)
+            if info.get("generation") == 2:  # the whole heap: the long ones
+                self.samples["gc2"].append(took)
 
     def dump(self, now: int) -> None:
         line: dict[str, Any] = {"t": now, "flushes": self.flushes,
@@ -253,10 +296,16 @@ def turn_from_env(environ: Mapping[str, str] = os.environ) -> Turn:
     path = environ.get(STAGES)
     offset = environ.get(STAGES_STAMP)
     clock = time.thread_time_ns if environ.get(STAGES_CLOCK) == "cpu" else time.monotonic_ns
-    stages = Stages(path, int(offset) if offset else None, clock) if path else None
+    stages = Stages(path, int(offset) if offset and offset != "body" else None, clock,
+                    text_stamp=offset == "body") if path else None
+    if stages is not None:
+        from twisted.internet import reactor
+        stages.watch_timers(reactor)
     budget = environ.get(BUDGET)
     budget_ns = int(float(budget) * 1000) if budget else FLUSH_BUDGET_NS
-    return Turn(budget_ns=budget_ns or 1 << 62, stages=stages)
+    light = environ.get(LIGHT)
+    return Turn(budget_ns=budget_ns or 1 << 62, stages=stages,
+                light_limit=float(light) if light else LIGHT_LIMIT)
 
 
 class FastPath:

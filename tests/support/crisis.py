@@ -10,7 +10,7 @@ from typing import Any
 from hearth.client.websocket import HearthClient
 from hearth.spaces.addresses import ClientAddress
 from hearth.spaces.connection import Connection
-from hearth.spaces.effects import Dispatch, Duty, Effect, Reply, Send
+from hearth.spaces.effects import Dispatch, DutyBroadcast, Effect, Reply, Send
 from tests.support.world import World, reply, wire
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ def sent(effects: list[Effect], member: str, kind: str) -> list[dict[str, Any]]:
 
 
 def duty(effects: list[Effect]) -> list[dict[str, Any]]:
-    return [wire(e.message) for e in effects if isinstance(e, Duty)]
+    return [wire(e.message) for e in effects if isinstance(e, DutyBroadcast)]
 
 
 def replies(effects: list[Effect], kind: str) -> list[dict[str, Any]]:

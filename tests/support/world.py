@@ -63,7 +63,7 @@ def reply(effects: list[Effect], kind: str) -> dict[str, Any]:
 
 
 def broadcasts(effects: list[Effect], kind: str) -> list[Broadcast]:
-    return [e for e in effects if isinstance(e, Broadcast) and e.message["type"] == kind]
+    return [e for e in effects if isinstance(e, Broadcast) and wire(e.message)["type"] == kind]
 
 
 def error_code(effects: list[Effect]) -> str:

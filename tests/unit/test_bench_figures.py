@@ -37,7 +37,8 @@ def test_the_ladder_bisects_towards_each_bound() -> None:
 
     async def run(load: float) -> dict[str, Any]:
         seen.append(load)
-        return step(load, p99_at(load))
+        return {**step(load, p99_at(load)), "foreign_cpu_pct": 40.0 if not seen[1:] else 0.0,
+                "server_queued_us": 25.0}
     settings = scenarios.Settings(max_steps=11, refine=3)
     steps = run_sync(scenarios.ladder(run, 800.0, settings, (100.0, 10.0)))
     loose = scenarios.knee(steps, "delivered_per_s")
@@ -47,6 +48,7 @@ def test_the_ladder_bisects_towards_each_bound() -> None:
     assert len(steps) <= 11 + 2 * 3 and seen[0] == 800.0
     summary = scenarios.bounds_summary(steps, "delivered_per_s", 10.0)
     assert summary["light_load"] == 800.0 and summary["light_p99_ms"] == 1.0
+    assert summary["light_foreign_cpu_pct"] == 40.0 and summary["light_server_queued_us"] == 25.0
     assert summary["max_delivered_per_s_tight"] == tight["delivered_per_s"]
     assert summary["tight_knee_found"] and summary["light_clean"]
     assert not summary["loadgen_saturated_loose"] and not summary["loadgen_saturated_tight"]

@@ -28,6 +28,7 @@ from hearth.spaces.host import (
     Call,
     Log,
 )
+from hearth.spaces.server_messages import ReportList, SessionEnded
 from tests.support.hosts import COMMIT, Client, Nodes
 
 
@@ -59,7 +60,7 @@ def welcome(client: Client) -> dict[str, Any]:
     relay.ToMember("m1", False, b"{}"), relay.Voice(("m1", "m2"), b"\x01"),
     relay.CloseLink("n1/1", 4010, "moved"), relay.CloseMember("m1", 4003, "removed"),
     relay.Release("n1/1"), relay.Moved("circle", "n2"),
-    relay.Duty("n1", ("m1",), b"{}"), relay.DutyRoster("n1", 2),
+    relay.DutyBroadcast("n1", ("m1",), b"{}"), relay.DutyRoster("n1", 2),
     relay.IncidentState("n1", {"id": "i1"}),
     relay.SignIn("n1", {"op": "end"}), relay.Accounts("n1"),
     relay.IncidentAct("r1", "n1", "circle", "i1", "ack", None, "ana", None),
@@ -651,10 +652,10 @@ def test_an_effect_that_cannot_be_sent_is_skipped_and_logged_and_the_rest_go() -
     person = nodes.join("node1", pseudonym="Calm Heron")
     host = nodes.hosts["node1"]
     assert person.link is not None
-    bad = {"type": "reports", "text": "tell nobody \ud800"}
-    effects = host.route(person.link, [Reply(bad), Reply({"type": "ok"})])
+    bad = ReportList(reports=[{"text": "tell nobody \ud800"}])
+    effects = host.route(person.link, [Reply(bad), Reply(SessionEnded(seq=1))])
     nodes.apply("node1", effects)
-    assert person.got[-1] == {"type": "ok"} and person.closed is None
+    assert person.got[-1] == {"type": "session_ended", "seq": 1} and person.closed is None
     assert host.effects_failed == 1
     [log] = [e for e in effects if isinstance(e, Log)]
     assert log.level == "error" and log.fields["effect"] == "Reply"

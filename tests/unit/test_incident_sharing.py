@@ -15,11 +15,11 @@ from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
 from hearth.moderation.crisis import CrisisDesk
-from hearth.moderation.incidents import DEFAULT_ESCALATION, Incident, IncidentDesk
+from hearth.moderation.incidents import DEFAULT_ESCALATION, IncidentDesk, IncidentRecord
 from hearth.moderation.outbox import Outbox
 from hearth.moderation.wiring import moderated_venue
 from hearth.spaces.broker import MemoryBroker
-from hearth.spaces.effects import ActElsewhere, Dispatch, Duty, Record, Send
+from hearth.spaces.effects import ActElsewhere, Dispatch, DutyBroadcast, Record, Send
 from hearth.spaces.pseudonyms import generate_avatar
 from hearth.spaces.room import Member, Role, Room
 from hearth.web.shared_logs import LogShipper, read_stream
@@ -46,7 +46,7 @@ def seat(room: Room, member_id: str, name: str, role: Role = "participant") -> M
     return member
 
 
-def open_help(desk: IncidentDesk, now: float, room: str = "circle") -> Incident:
+def open_help(desk: IncidentDesk, now: float, room: str = "circle") -> IncidentRecord:
     incident, _ = desk.open(incident_id="i1", room=room, member="m1", pseudonym="Quiet Otter",
                             trigger="help_button", severity="high", category="help_request",
                             rule_pack=None, now=now)
@@ -92,9 +92,9 @@ def test_on_duty_alerts_are_for_every_node() -> None:
     person = seat(room, "m1", "Quiet Otter")
     seat(room, "f1", "Host", "facilitator")
     effects = venue.crisis.help(room, person, 0.0, None)
-    assert not [e for e in effects if isinstance(e, Duty)]  # tier 0: the room and on-call
+    assert not [e for e in effects if isinstance(e, DutyBroadcast)]  # tier 0: the room and on-call
     later = venue.crisis.tick(venue.rooms, 30.0)
-    duty = [e for e in later if isinstance(e, Duty)]
+    duty = [e for e in later if isinstance(e, DutyBroadcast)]
     assert len(duty) == 1 and as_sent(duty[0].message)["notify"] == "on_duty_facilitators"
     assert [e.member for e in later if isinstance(e, Send)] == ["f1"]  # on duty: never a Send
     # which tiers fired is recorded (a node that runs the incident on must not re-fire them)
@@ -109,7 +109,7 @@ def test_responders_are_the_room_s_facilitators_and_everyone_on_duty_once() -> N
     incident_id = as_sent(venue.crisis.help(room, person, 0.0, None)[0].message)["incident"]
     effects = venue.crisis.act(venue.rooms, "ana", incident_id, "ack", None, 1.0, None)
     sends = [e for e in effects if isinstance(e, Send)]
-    duty = [e for e in effects if isinstance(e, Duty)]
+    duty = [e for e in effects if isinstance(e, DutyBroadcast)]
     assert [s.member for s in sends] == ["f1", "m1"]  # the room's host, then the person
     assert len(duty) == 1 and duty[0].exclude == ("f1",)  # the host is not told twice
     assert any(isinstance(e, Record) for e in effects)
@@ -144,7 +144,7 @@ def test_a_room_handed_over_takes_its_incidents_and_its_new_node_runs_them() -> 
     here.crisis.hand_over("circle")
     assert incident_id not in here.crisis.desk.incidents
     assert incident_id in here.crisis.elsewhere  # still listed; actions go to the new node
-    assert [e for e in there.crisis.tick(there.rooms, 30.0) if isinstance(e, Duty)]
+    assert [e for e in there.crisis.tick(there.rooms, 30.0) if isinstance(e, DutyBroadcast)]
 
 
 # --- the outbox, shared ----------------------------------------------------------------

@@ -10,8 +10,8 @@ from hearth.moderation.incidents import (
     STATES,
     TRANSITIONS,
     Escalation,
-    Incident,
     IncidentDesk,
+    IncidentRecord,
     IncidentRefused,
     Tier,
 )
@@ -38,7 +38,7 @@ def run(desk: IncidentDesk, clock: Clock, until: float, log: Log, step: float = 
                 for a in desk.tick(clock.seconds())]
 
 
-def press(desk: IncidentDesk, clock: Clock, log: Log, member: str = "m1") -> Incident:
+def press(desk: IncidentDesk, clock: Clock, log: Log, member: str = "m1") -> IncidentRecord:
     incident, alerts = desk.open(incident_id="i2", room="circle", member=member,
                                  pseudonym="Quiet Otter", trigger="help_button", severity="high",
                                  category="help_request", rule_pack=None, now=clock.seconds(),
@@ -369,7 +369,7 @@ def test_every_event_from_every_state_does_what_the_table_says(state: str, event
     triggers = ("help_button", "self_detector", "facilitator_detector", "facilitator_flag",
                 "peer_concern")
 
-    def do() -> Incident:
+    def do() -> IncidentRecord:
         if event in triggers:
             incident, _ = desk.open(incident_id="new", room="circle", member="m1",
                                     pseudonym="Quiet Otter", trigger=event, severity="low",
@@ -450,7 +450,7 @@ def test_wire_form_has_no_content_fields_and_round_trips() -> None:
                          "rule_pack", "opened_at", "state", "history", "responders", "outcome",
                          "follow_up", "test", "fired", "clocks", "external_basis", "external_at",
                          "reminders", "pressed_at"}
-    assert Incident.from_wire(wire) == incident
+    assert IncidentRecord.from_wire(wire) == incident
 
 
 def test_a_record_from_before_clocks_runs_on_its_trigger_s_tiers() -> None:

@@ -117,15 +117,15 @@ def test_lobby_admit_and_deny() -> None:
     waiting = reply(effects, "waiting")
     assert "token" not in waiting
     assert Attach("circle", waiting["member"], waiting=True) in effects
-    [lobby] = [e for e in effects if isinstance(e, Send) and e.message["type"] == "lobby"]
-    assert lobby.message["waiting"][0]["pseudonym"] == "Shy Finch"
+    [lobby] = [e for e in effects if isinstance(e, Send) and wire(e.message)["type"] == "lobby"]
+    assert wire(lobby.message)["waiting"][0]["pseudonym"] == "Shy Finch"
     assert not broadcasts(effects, "member_joined")  # the room does not see the lobby
     assert error_code(w.send(newcomer, {"type": "envelope", "body": "AA", "commitment": COMMIT})) \
         == "waiting"
     effects = w.send(fac, {"type": "admit", "member": waiting["member"]})
     assert Enter("circle", waiting["member"]) in effects
-    [welcome] = [e for e in effects if isinstance(e, Send) and e.message["type"] == "welcome"]
-    assert welcome.member == waiting["member"] and welcome.message["token"]
+    [welcome] = [e for e in effects if isinstance(e, Send) and wire(e.message)["type"] == "welcome"]
+    assert welcome.member == waiting["member"] and wire(welcome.message)["token"]
     assert broadcasts(effects, "member_joined")
     # now a second one is denied
     other = w.connect()
@@ -228,7 +228,7 @@ def test_lock_capacity_and_slow_mode() -> None:
     fac, _ = w.facilitator()
     talker, _ = w.join()
     [settings] = broadcasts(w.send(fac, {"type": "lock", "on": True}), "room_settings")
-    assert settings.message["locked"] is True
+    assert wire(settings.message)["locked"] is True
     assert error_code(w.send(w.connect(), {"type": "join", "room": "circle"})) == "room_locked"
     w.facilitator()  # facilitators still come in
     w.send(fac, {"type": "lock", "on": False})
@@ -250,8 +250,8 @@ def test_hide_a_message_for_everyone() -> None:
     talker, _ = w.join()
     [sent] = broadcasts(w.send(talker, {"type": "envelope", "body": "AAAA", "commitment": COMMIT}),
                         "envelope")
-    [hidden] = broadcasts(w.send(fac, {"type": "hide", "seq": sent.message["seq"]}), "hidden")
-    assert hidden.message["target"] == sent.message["seq"] and hidden.exclude is None
+    [hidden] = broadcasts(w.send(fac, {"type": "hide", "seq": wire(sent.message)["seq"]}), "hidden")
+    assert wire(hidden.message)["target"] == wire(sent.message)["seq"] and hidden.exclude is None
 
 
 def test_private_corner_isolates_audio_and_chat() -> None:
@@ -262,7 +262,7 @@ def test_private_corner_isolates_audio_and_chat() -> None:
     effects = w.send(fac, {"type": "private_corner", "corner": "corner-west",
                            "member": wp["member"]})
     [corners] = broadcasts(effects, "corners")
-    assert corners.message["private"] == {"corner-west": sorted([wf["member"], wp["member"]])}
+    assert wire(corners.message)["private"] == {"corner-west": sorted([wf["member"], wp["member"]])}
     room = w.venue.rooms["circle"]
     assert room.config.layout.zone_of(room.members[wp["member"]].pos) == "corner-west"
     room.members[wo["member"]].pos = Point(3.3, 3.3)
@@ -272,7 +272,7 @@ def test_private_corner_isolates_audio_and_chat() -> None:
                               "zone": "corner-west"})
     sends = [e for e in effects if isinstance(e, Send)]
     assert [s.member for s in sends] == [wf["member"]] and not broadcasts(effects, "envelope")
-    assert sends[0].message["zone"] == "corner-west" and sends[0].message["seq"] == 1
+    assert wire(sends[0].message)["zone"] == "corner-west" and wire(sends[0].message)["seq"] == 1
     assert error_code(w.send(outsider, {"type": "envelope", "body": "AAAA", "commitment": COMMIT,
                                         "zone": "corner-west"})) == "not_in_zone"
     w.send(fac, {"type": "release_corner", "corner": "corner-west"})
@@ -293,13 +293,13 @@ def test_a_private_corner_moves_a_bystander_out_and_nothing_of_it_reaches_them()
     epoch = room.epoch
     effects = w.send(fac, {"type": "private_corner", "corner": "corner-west",
                            "member": wp["member"]})
-    moved = [b.message["member"] for b in broadcasts(effects, "member_updated")
-             if b.message["member"]["id"] == wb["member"]]
+    moved = [wire(b.message)["member"] for b in broadcasts(effects, "member_updated")
+             if wire(b.message)["member"]["id"] == wb["member"]]
     assert moved and moved[0]["zone"] == "room"
     assert room.config.layout.zone_of(room.members[wb["member"]].pos) == "room"
     assert room.config.layout.walkable(room.members[wb["member"]].pos)
     [corners] = broadcasts(effects, "corners")
-    assert corners.message["epoch"] == room.epoch == epoch + 1  # the corner's keys start fresh
+    assert wire(corners.message)["epoch"] == room.epoch == epoch + 1  # the corner's keys start fresh
     w.clock.advance(1)
     assert error_code(w.send(bystander, {"type": "move", "x": 2.9, "y": 2.9})) == "corner_private"
     # Even placed back inside by force (a stale node, a bug), the bystander gets nothing.
@@ -316,8 +316,8 @@ def test_a_private_corner_moves_a_bystander_out_and_nothing_of_it_reaches_them()
     reached |= {m for e in everything if isinstance(e, Voice) for m in e.listeners}
     assert reached == {wf["member"], wp["member"]}  # the hidden notice goes to both members
     assert not [e for e in everything if isinstance(e, Broadcast)]
-    [direct] = [e for e in everything if isinstance(e, Send) and e.message["type"] == "direct"]
-    assert direct.message["zone"] == "corner-west"
+    [direct] = [e for e in everything if isinstance(e, Send) and wire(e.message)["type"] == "direct"]
+    assert wire(direct.message)["zone"] == "corner-west"
     # The bystander may not speak in the corner, nor hand a corner key to a member of it.
     assert error_code(w.send(bystander, {"type": "envelope", "body": "AAAA", "commitment": COMMIT,
                                          "zone": "corner-west"})) == "not_in_zone"
@@ -359,13 +359,13 @@ def test_reports_reach_the_rooms_facilitators_at_once() -> None:
     commitment = base64.b64encode(commit(key, "go away")).decode()
     [out] = broadcasts(w.send(harasser, {"type": "envelope", "body": "AAAA",
                                          "commitment": commitment}), "envelope")
-    m = out.message
+    m = wire(out.message)
     effects = w.send(target, {"type": "report", "seq": m["seq"], "from": wh["member"],
                               "ts": m["ts"], "text": "go away", "tag": m["tag"],
                               "franking_key": base64.b64encode(key).decode(),
                               "commitment": commitment})
-    [push] = [e for e in effects if isinstance(e, Send) and e.message["type"] == "report"]
-    assert push.member == wf["member"] and push.message["report"]["text"] == "go away"
+    [push] = [e for e in effects if isinstance(e, Send) and wire(e.message)["type"] == "report"]
+    assert push.member == wf["member"] and wire(push.message)["report"]["text"] == "go away"
 
 
 def test_a_ticket_from_one_node_is_redeemed_once_by_the_node_that_runs_the_room() -> None:
@@ -406,14 +406,14 @@ def test_only_the_facilitators_toggle_changes_the_talking_stick_mode() -> None:
         assert (room.stick_on, room.stick_holder) == (False, None)
     # On: give, take back; the mode stays on until the facilitator turns it off.
     [on] = broadcasts(w.send(fac, {"type": "stick", "on": True}), "stick")
-    assert (on.message["on"], on.message["holder"]) == (True, None)
+    assert (wire(on.message)["on"], wire(on.message)["holder"]) == (True, None)
     [given] = broadcasts(w.send(fac, {"type": "give_stick", "member": person["member"]}), "stick")
-    assert (given.message["on"], given.message["holder"]) == (True, person["member"])
+    assert (wire(given.message)["on"], wire(given.message)["holder"]) == (True, person["member"])
     [taken] = broadcasts(w.send(fac, {"type": "give_stick", "member": None}), "stick")
-    assert (taken.message["on"], taken.message["holder"]) == (True, None)
+    assert (wire(taken.message)["on"], wire(taken.message)["holder"]) == (True, None)
     assert room.stick_on is True
     [off] = broadcasts(w.send(fac, {"type": "stick", "on": False}), "stick")
-    assert (off.message["on"], off.message["holder"]) == (False, None)
+    assert (wire(off.message)["on"], wire(off.message)["holder"]) == (False, None)
     assert room.stick_on is False
 
 

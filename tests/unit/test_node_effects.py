@@ -14,6 +14,7 @@ from twisted.logger import Logger, formatEvent
 
 from hearth.spaces.broker import MemoryBroker
 from hearth.spaces.effects import Audit, Broadcast, Reply, Send
+from hearth.spaces.server_messages import ReportList, SessionEnded, UnmuteRequested
 from hearth.web.node import Link, Node
 from tests.support.world import World
 
@@ -70,10 +71,10 @@ def test_one_failing_effect_leaves_the_others_and_the_connection() -> None:
     peer, link = connected(node)
     audits: list[tuple[Any, ...]] = []
     node.audit = type("A", (), {"record": lambda self, *a: audits.append(a)})()
-    node.apply(link, [Reply({"type": "reports", "text": BAD}),  # type: ignore[arg-type]
-                      Reply({"type": "sent", "seq": 1}),
+    node.apply(link, [Reply(ReportList(reports=[{"text": BAD}])),
+                      Reply(SessionEnded(seq=1)),
                       Audit("ana", "list_reports", None, "circle", "ok")])
-    assert peer.sent == [{"type": "sent", "seq": 1}] and peer.closed is None
+    assert peer.sent == [{"type": "session_ended", "seq": 1}] and peer.closed is None
     assert len(audits) == 1 and node.effects_failed == 1
     assert_logged_once_without_content(events)
 
@@ -101,10 +102,11 @@ def test_a_failing_broadcast_or_send_does_not_stop_the_batch() -> None:
     world = World()
     node, events = node_for(world)
     peer, link = connected(node)
-    node.apply(link, [Broadcast("circle", {"type": "x", "v": BAD}),  # type: ignore[arg-type]
-                      Send("nobody", {"type": "y", "v": BAD}),
-                      Reply({"type": "ok"})])
-    assert peer.sent == [{"type": "ok"}] and node.effects_failed == 2 and len(events) == 2
+    node.apply(link, [Broadcast("circle", UnmuteRequested(by=BAD)),
+                      Send("nobody", UnmuteRequested(by=BAD)),
+                      Reply(SessionEnded(seq=1))])
+    assert peer.sent == [{"type": "session_ended", "seq": 1}]
+    assert node.effects_failed == 2 and len(events) == 2
 
 
 

@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hearth.spaces import protocol as p
+from hearth.spaces.server_messages import Error
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
@@ -128,7 +129,7 @@ def test_noncharacters_and_pairs_are_text(text: str) -> None:
                                    "commitment": "A" * 43 + "=", "tag": "A" * 43 + "=",
                                    "reason": text}).encode())
     assert isinstance(message, p.Report) and message.reason == text
-    p.encode({"reason": message.reason})
+    p.encode(Error(code="report_invalid", message=message.reason))
 
 
 @pytest.mark.parametrize("kind", [*sorted(p.CLIENT_TYPES), "no_such_type"])

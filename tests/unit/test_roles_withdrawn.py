@@ -8,7 +8,7 @@ import pytest
 
 from hearth.spaces.effects import Audit, Broadcast, Detach
 from hearth.spaces.venue import ROLE_WITHDRAWN
-from tests.support.world import World, error_code, reply
+from tests.support.world import World, error_code, reply, wire
 
 ROOMS = ["circle", "other"]
 
@@ -23,8 +23,8 @@ def facilitator(w: World, signin: str | None = "s1", generation: int | None = 3,
 def withdrawn(effects: list[object], member: str) -> None:
     detach = [e for e in effects if isinstance(e, Detach)]
     assert [(d.member, d.code) for d in detach] == [(member, ROLE_WITHDRAWN)]
-    left = [e for e in effects if isinstance(e, Broadcast) and e.message["type"] == "member_left"]
-    assert [b.message["member"] for b in left] == [member]
+    left = [e for e in effects if isinstance(e, Broadcast) and wire(e.message)["type"] == "member_left"]
+    assert [wire(b.message)["member"] for b in left] == [member]
     audit = [e for e in effects if isinstance(e, Audit)]
     assert [(a.actor, a.action) for a in audit] == [("ana", "role_withdrawn")]
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 import pytest
 
+from hearth.spaces import protocol as p
 from hearth.spaces.effects import Attach, Broadcast, Close, Detach, Effect, Reply, Send
+from hearth.spaces.server_messages import DirectEnvelope
 from hearth.spaces.venue import RESUMED_ELSEWHERE
 from tests.support.world import COMMIT, World, broadcasts, error_code, reply, wire
 
@@ -23,8 +26,8 @@ def test_entering_and_resuming_advance_the_epoch() -> None:
     # A resumed page may have reloaded and lost its sender chain: everyone rotates.
     assert resumed["room"]["epoch"] == second["room"]["epoch"] + 1
     [back] = broadcasts(effects, "member_resumed")
-    assert back.exclude == second["member"] and back.message["epoch"] == resumed["room"]["epoch"]
-    assert back.message["member"]["id"] == second["member"] and not back.message["member"]["away"]
+    assert back.exclude == second["member"] and wire(back.message)["epoch"] == resumed["room"]["epoch"]
+    assert wire(back.message)["member"]["id"] == second["member"] and not wire(back.message)["member"]["away"]
 
 
 def keys(n: int, epoch: int | None = None) -> dict[str, Any]:
@@ -41,12 +44,13 @@ def test_keys_carry_an_epoch_key_and_a_new_identity_advances_the_epoch() -> None
     conn, welcome = w.join()
     epoch = welcome["room"]["epoch"]
     [updated] = broadcasts(w.send(conn, keys(1)), "member_updated")
-    assert set(updated.message["member"]["keys"]) == {"dh", "sig"} and "epoch" not in updated.message
+    first = wire(updated.message)
+    assert set(first["member"]["keys"]) == {"dh", "sig"} and "epoch" not in first
     [updated] = broadcasts(w.send(conn, keys(1, epoch)), "member_updated")
-    assert updated.message["member"]["keys"]["ek_epoch"] == epoch
-    assert "epoch" not in updated.message  # the same identity with its epoch key: no change
+    assert wire(updated.message)["member"]["keys"]["ek_epoch"] == epoch
+    assert "epoch" not in wire(updated.message)  # the same identity with its epoch key: no change
     [updated] = broadcasts(w.send(conn, keys(5, epoch)), "member_updated")
-    assert updated.message["epoch"] == epoch + 1  # new identity keys: everyone rotates
+    assert wire(updated.message)["epoch"] == epoch + 1  # new identity keys: everyone rotates
     for bad in ({"ek_epoch": 3}, {**keys(1, 2), "ek_sig": "AAAA"}, {**keys(1, 2), "ek_epoch": 0},
                 {**keys(1, 2), "ek": None}):
         assert error_code(w.send(conn, {**keys(1), **bad})) == "bad_message", bad
@@ -65,7 +69,7 @@ def test_join_gives_token_pseudonym_avatar_and_tells_the_room() -> None:
     assert set(me["avatar"]) == {"color", "shape"}
     assert Attach("circle", welcome["member"]) in effects
     [joined] = broadcasts(effects, "member_joined")
-    assert joined.exclude == welcome["member"] and joined.message["member"]["id"] == welcome["member"]
+    assert joined.exclude == welcome["member"] and wire(joined.message)["member"]["id"] == welcome["member"]
     first_pseudonym = next(m["pseudonym"] for m in welcome["room"]["members"]
                            if m["id"] == first["member"])
     assert len(first_pseudonym.split()) == 2  # generated: adjective + animal
@@ -127,8 +131,8 @@ def test_resume_within_grace_keeps_member_pseudonym_and_seat_and_others_see_away
     w.venue.rooms["circle"].members[welcome["member"]].pos = seat0
     w.send(conn, {"type": "sit", "seat": 0})
     [away] = conn.lost(w.clock.seconds())  # others see it away, not gone
-    assert isinstance(away, Broadcast) and away.message["type"] == "member_updated"
-    assert away.message["member"]["away"] is True and away.message["member"]["seat"] == 0
+    assert isinstance(away, Broadcast) and wire(away.message)["type"] == "member_updated"
+    assert wire(away.message)["member"]["away"] is True and wire(away.message)["member"]["seat"] == 0
     w.clock.advance(59)
     assert broadcasts(w.tick(), "member_left") == []
     again = w.connect()
@@ -141,8 +145,8 @@ def test_resume_within_grace_keeps_member_pseudonym_and_seat_and_others_see_away
     # the others are told only that the member is back, no longer away (and the epoch
     # moved): no leave, no join
     [back] = [e for e in effects if isinstance(e, Broadcast)]
-    assert back.message["type"] == "member_resumed" and back.exclude == welcome["member"]
-    assert back.message["member"]["away"] is False
+    assert wire(back.message)["type"] == "member_resumed" and back.exclude == welcome["member"]
+    assert wire(back.message)["member"]["away"] is False
     # the old token is spent as soon as the resumed connection says anything
     w.send(again, {"type": "stand"})
     assert error_code(w.send(w.connect(), {"type": "resume", "token": welcome["token"]})) \
@@ -177,8 +181,8 @@ def test_after_grace_the_member_leaves_and_the_epoch_advances() -> None:
     conn.lost(w.clock.seconds())
     w.clock.advance(60)
     [left] = broadcasts(w.tick(), "member_left")
-    assert left.message["member"] == welcome["member"] and left.message["reason"] == "timeout"
-    assert left.message["epoch"] == epoch + 1
+    assert wire(left.message)["member"] == welcome["member"] and wire(left.message)["reason"] == "timeout"
+    assert wire(left.message)["epoch"] == epoch + 1
     assert error_code(w.send(w.connect(), {"type": "resume", "token": welcome["token"]})) \
         == "session_expired"
 
@@ -205,13 +209,13 @@ def test_seats_one_member_each_and_only_within_reach() -> None:
     room.members[wa["member"]].pos = seat
     room.members[wb["member"]].pos = seat
     [update] = broadcasts(w.send(a, {"type": "sit", "seat": 0}), "member_updated")
-    assert update.message["member"]["seat"] == 0
+    assert wire(update.message)["member"]["seat"] == 0
     assert error_code(w.send(b, {"type": "sit", "seat": 0})) == "seat_taken"
     w.clock.advance(1)
     [stood] = broadcasts(w.send(a, {"type": "move", "x": seat.x, "y": seat.y + 1}), "member_updated")
-    assert stood.message["member"]["seat"] is None  # walking away frees the seat
+    assert wire(stood.message)["member"]["seat"] is None  # walking away frees the seat
     [taken] = broadcasts(w.send(b, {"type": "sit", "seat": 0}), "member_updated")
-    assert taken.message["member"]["id"] == wb["member"] and taken.message["member"]["seat"] == 0
+    assert wire(taken.message)["member"]["id"] == wb["member"] and wire(taken.message)["member"]["seat"] == 0
 
 
 def test_movement_is_clipped_to_walk_speed_and_kept_in_bounds() -> None:
@@ -243,7 +247,7 @@ def test_positions_are_batched_per_tick_and_only_when_something_moved() -> None:
         w.send(a, {"type": "move", "x": 2.0 + 0.1 * (i + 1), "y": 8.5})
         w.send(b, {"type": "move", "x": 12.0 - 0.1 * (i + 1), "y": 8.5})
     [batch] = broadcasts(w.tick(), "positions")
-    assert batch.message["moves"] == sorted([[wa["member"], 2.3, 8.5, "room"],
+    assert wire(batch.message)["moves"] == sorted([[wa["member"], 2.3, 8.5, "room"],
                                              [wb["member"], 11.7, 8.5, "room"]])
     assert broadcasts(w.tick(), "positions") == []
 
@@ -264,7 +268,7 @@ def test_quiet_corner_is_a_zone() -> None:
     w.clock.advance(1)
     w.send(conn, {"type": "move", "x": 2.0, "y": 2.5})
     [batch] = broadcasts(w.tick(), "positions")
-    assert batch.message["moves"][0][3] == "corner-west"
+    assert wire(batch.message)["moves"][0][3] == "corner-west"
 
 
 def test_sequence_numbers_increase_by_one_on_every_room_broadcast() -> None:
@@ -274,10 +278,11 @@ def test_sequence_numbers_increase_by_one_on_every_room_broadcast() -> None:
     effects = [*w.send(a, {"type": "envelope", "body": "AAAA", "commitment": COMMIT}),
                *w.send(b, {"type": "rename", "pseudonym": "Warm Lark"}),
                *w.send(a, {"type": "envelope", "body": "BBBB", "commitment": COMMIT})]
-    seqs = [e.message["seq"] for e in effects if isinstance(e, Broadcast)]
+    seqs = [wire(e.message)["seq"] for e in effects if isinstance(e, Broadcast)]
     assert seqs == list(range(seqs[0], seqs[0] + 3))
     assert seqs[0] == wb["room"]["seq"] + 1
-    sent = [e.message for e in effects if isinstance(e, Reply) and e.message["type"] == "sent"]
+    sent = [wire(e.message) for e in effects if isinstance(e, Reply)]
+    sent = [s for s in sent if s["type"] == "sent"]
     assert [s["seq"] for s in sent] == [seqs[0], seqs[2]]
 
 
@@ -288,7 +293,7 @@ def test_envelope_is_stamped_and_relayed_unchanged_except_to_sender() -> None:
     effects = w.send(a, {"type": "envelope", "body": "c2VjcmV0", "commitment": COMMIT, "ref": "r1"})
     [out] = broadcasts(effects, "envelope")
     assert out.exclude == wa["member"]
-    m = out.message
+    m = wire(out.message)
     assert m["from"] == wa["member"] and m["body"] == "c2VjcmV0" and m["commitment"] == COMMIT
     assert m["ts"] == int(w.clock.seconds() * 1000) and len(m["tag"]) == 44
     assert reply(effects, "sent")["ref"] == "r1"
@@ -307,7 +312,7 @@ def test_directed_envelope_goes_to_one_member_of_the_same_room() -> None:
     _, wb = w.join()
     _, wc = w.join("other")
     effects = w.send(a, {"type": "direct", "to": wb["member"], "body": "a2V5"})
-    assert effects == [Send(wb["member"], {"type": "direct", "from": wa["member"], "body": "a2V5"})]
+    assert effects == [Send(wb["member"], DirectEnvelope(sender=wa["member"], body="a2V5"))]
     assert error_code(w.send(a, {"type": "direct", "to": wc["member"], "body": "a2V5"})) \
         == "recipient_not_found"
 
@@ -318,7 +323,7 @@ def test_leave_closes_and_advances_epoch() -> None:
     assert wa["room"]["epoch"] == 2  # entering advanced it too
     effects = w.send(a, {"type": "leave"})
     [left] = broadcasts(effects, "member_left")
-    assert left.message["reason"] == "left" and left.message["epoch"] == 3
+    assert wire(left.message)["reason"] == "left" and wire(left.message)["epoch"] == 3
     assert Close(1000, "left the room") in effects
     assert wa["member"] not in w.venue.rooms["circle"].members
 
@@ -363,11 +368,11 @@ def test_directs_to_an_away_member_wait_for_its_resume() -> None:
     b.lost(w.clock.seconds())
     assert w.send(a, {"type": "direct", "to": wb["member"], "body": "a2V5"}) == []
     effects = w.send(w.connect(), {"type": "resume", "token": wb["token"]})
-    kinds = [e.message["type"] for e in effects if isinstance(e, Reply | Send)]
+    kinds = [wire(e.message)["type"] for e in effects if isinstance(e, Reply | Send)]
     assert kinds == ["welcome", "direct"]
     assert reply(effects, "welcome")["movement"]["walk_speed"] > 0
     [held] = [e for e in effects if isinstance(e, Send)]
-    assert held == Send(wb["member"], {"type": "direct", "from": wa["member"], "body": "a2V5"})
+    assert held == Send(wb["member"], DirectEnvelope(sender=wa["member"], body="a2V5"))
 
 
 def test_a_closing_page_is_away_briefly_then_leaves_unless_it_resumes() -> None:
@@ -377,14 +382,14 @@ def test_a_closing_page_is_away_briefly_then_leaves_unless_it_resumes() -> None:
     conn, welcome = w.join(pseudonym="Calm Heron")
     effects = w.send(conn, {"type": "leave", "closing": True})
     [away] = broadcasts(effects, "member_updated")
-    assert away.message["member"]["away"] is True
+    assert wire(away.message)["member"]["away"] is True
     assert Close(1000, "left the room") in effects
     assert conn.lost(w.clock.seconds()) == []  # the socket closing changes nothing more
     w.clock.advance(4.9)
     assert broadcasts(w.tick(), "member_left") == []
     w.clock.advance(0.1)
     [left] = broadcasts(w.tick(), "member_left")
-    assert left.message["member"] == welcome["member"] and left.message["reason"] == "left"
+    assert wire(left.message)["member"] == welcome["member"] and wire(left.message)["reason"] == "left"
     assert error_code(w.send(w.connect(), {"type": "resume", "token": welcome["token"]})) \
         == "session_expired"
     # A reload: the same tab resumes within the closing grace.
@@ -402,7 +407,7 @@ def test_a_closing_page_leaves_at_once_without_a_closing_grace() -> None:
     w = World(session={"closing_grace_seconds": 0})
     conn, _ = w.join()
     [left] = broadcasts(w.send(conn, {"type": "leave", "closing": True}), "member_left")
-    assert left.message["reason"] == "left"
+    assert wire(left.message)["reason"] == "left"
 
 
 def test_status_is_the_members_own_and_the_room_sees_it() -> None:
@@ -410,9 +415,30 @@ def test_status_is_the_members_own_and_the_room_sees_it() -> None:
     conn, welcome = w.join()
     assert welcome["room"]["members"][-1]["status"] == "here"
     [updated] = broadcasts(w.send(conn, {"type": "status", "status": "listening"}), "member_updated")
-    assert updated.message["member"]["status"] == "listening"
+    assert wire(updated.message)["member"]["status"] == "listening"
     assert w.send(conn, {"type": "status", "status": "listening"}) == []  # no change, no noise
     assert error_code(w.send(conn, {"type": "status", "status": "busy"})) == "bad_message"
     assert error_code(w.send(conn, {"type": "leave", "closing": "yes"})) == "bad_message"
     state = w.venue.rooms["circle"].to_state()
     assert state["members"][0]["status"] == "listening"
+
+
+def test_a_resend_is_answered_the_same_after_the_room_moved_to_another_node() -> None:
+    """The answers remembered by client id travel with the room's saved state (a takeover):
+    a resend there gets the same `sent`, with its own ref, and is not relayed again."""
+    w = World()
+    a, wa = w.join()
+    w.join()
+    first = reply(w.send(a, {"type": "envelope", "body": "AAAA", "commitment": COMMIT,
+                             "id": "c1", "ref": "r1"}), "sent")
+    elsewhere = World()
+    saved = json.loads(json.dumps(w.venue.export_room("circle")))  # as the broker keeps it
+    elsewhere.venue.import_room("circle", saved, elsewhere.clock.seconds())
+    room = elsewhere.venue.rooms["circle"]
+    member = room.members[wa["member"]]
+    again = room.envelope(member, p.Envelope(body="AAAA", commitment=COMMIT, id="c1", ref="r2"),
+                          elsewhere.clock.seconds())
+    assert [wire(e.message) for e in again] == [{**first, "ref": "r2"}]  # no broadcast
+    assert [wire(e.message) for e in room.envelope(
+        member, p.Envelope(body="AAAA", commitment=COMMIT, id="c1"), 0.0)] == [
+        {k: v for k, v in first.items() if k != "ref"}]

@@ -9,6 +9,7 @@ import pytest
 from hearth.spaces.effects import Voice
 from hearth.spaces.layout import Point
 from hearth.spaces.protocol import ProtocolError
+from hearth.spaces.server_messages import UnmuteRequested
 from hearth.spaces.voice import HEADER_SIZE, build_frame, parse_header
 from tests.support.world import World, error_code
 
@@ -72,7 +73,7 @@ def test_a_muted_speaker_reaches_nobody_and_is_told() -> None:
     # a participant cannot lift it; a facilitator asks, and the participant is free to speak
     assert error_code(w.send(speaker, {"type": "ask_unmute", "member": speaker_id})) == "forbidden"
     effects = w.send(fac, {"type": "ask_unmute", "member": speaker_id})
-    assert any(getattr(e, "message", {}).get("type") == "unmute_requested" for e in effects)
+    assert any(isinstance(getattr(e, "message", None), UnmuteRequested) for e in effects)
     w.clock.advance(1)
     assert w.speak(speaker, seq=4) != ()
 

@@ -93,6 +93,13 @@ class Edge:
         self.transport.clear()
         assert self.node.opened == 1
 
+    def load(self, share: float) -> None:
+        """A whole window of the turn's busy check passes with the process at `share` of a core
+        (the next read's check sees it)."""
+        window = wsfast.BUSY_WINDOW_NS
+        self.ns[0] += window
+        self.cpu[0] += int(share * window)
+
     def end_turn(self) -> None:
         """What the event loop does after this turn's callbacks: run the scheduled flushes."""
         ends, self.turn_ends[:] = list(self.turn_ends), []
@@ -287,6 +294,7 @@ def echoing(edge: Edge) -> list[bytes]:
 def test_a_long_turn_is_flushed_early_once_its_budget_is_spent(fast: Edge) -> None:
     """A burst read in one turn: listeners get what was routed so far every FLUSH_BUDGET_NS."""
     writes = echoing(fast)
+    fast.load(0.6)  # busy enough that turns carry several frames, not saturated
     fast.proto.dataReceived(client_frame(b"first", 0x2))
     assert writes == []  # within budget: waits for the end of the turn
     fast.ns[0] += wsfast.FLUSH_BUDGET_NS
@@ -300,21 +308,37 @@ def test_a_long_turn_is_flushed_early_once_its_budget_is_spent(fast: Edge) -> No
 def test_a_saturated_server_keeps_one_write_per_connection_per_turn(fast: Edge) -> None:
     """Near the knee turns are long because work is queued: no early flush then."""
     writes = echoing(fast)
-    window = wsfast.BUSY_WINDOW_NS
-    fast.ns[0] += window
-    fast.cpu[0] += int(0.95 * window)  # 95 % of a core over the last window
+    fast.load(0.95)
     fast.proto.dataReceived(client_frame(b"first", 0x2))
     fast.ns[0] += 5 * wsfast.FLUSH_BUDGET_NS
     fast.proto.dataReceived(client_frame(b"second", 0x2))
     assert writes == []  # saturated: the turn keeps batching
     fast.end_turn()
     assert [parse_server_frames(w) for w in writes] == [[(0x2, b"first"), (0x2, b"second")]]
-    fast.ns[0] += window  # a quieter window: 30 % of a core
-    fast.cpu[0] += int(0.3 * window)
+    fast.load(0.6)  # a quieter window
     fast.proto.dataReceived(client_frame(b"third", 0x2))
     fast.ns[0] += wsfast.FLUSH_BUDGET_NS
     fast.proto.dataReceived(client_frame(b"fourth", 0x2))
     assert len(writes) == 2  # early again
+
+
+def test_a_lightly_loaded_server_writes_every_read_out_at_once(fast: Edge) -> None:
+    """Under LIGHT_LIMIT of a core a read's frames go out as soon as they are routed, not
+    after whatever else the turn holds; busier, the turn coalesces again."""
+    writes = echoing(fast)
+    fast.load(wsfast.LIGHT_LIMIT - 0.1)
+    fast.proto.dataReceived(client_frame(b"first", 0x2))
+    assert [parse_server_frames(w) for w in writes] == [[(0x2, b"first")]]
+    fast.proto.dataReceived(client_frame(b"second", 0x2) + client_frame(b"third", 0x2))
+    assert parse_server_frames(writes[1]) == [(0x2, b"second"), (0x2, b"third")]
+    fast.end_turn()
+    assert len(writes) == 2  # nothing was left for the end of the turn
+    fast.load(wsfast.LIGHT_LIMIT + 0.05)
+    fast.proto.dataReceived(client_frame(b"fourth", 0x2))
+    fast.proto.dataReceived(client_frame(b"fifth", 0x2))
+    assert len(writes) == 2
+    fast.end_turn()
+    assert parse_server_frames(writes[2]) == [(0x2, b"fourth"), (0x2, b"fifth")]
 
 
 def test_stages_are_recorded_without_payloads(fast: Edge, tmp_path: Any) -> None:
@@ -327,7 +351,8 @@ def test_stages_are_recorded_without_payloads(fast: Edge, tmp_path: Any) -> None
                 fast.ns[0] += 3_000
                 fast.proto.send_binary(frame)
         fast.proto.node = Echo()
-        fast.ns[0] = 10_000
+        fast.load(0.6)  # the flush at the end of the turn, so that there is a wait to time
+        fast.ns[0] += 10_000
         fast.proto.dataReceived(client_frame(struct.pack("!Q", time.monotonic_ns() - 6_000_000)
                                              + b"secret", 0x2))
         fast.ns[0] += 2_000
@@ -342,3 +367,32 @@ def test_stages_are_recorded_without_payloads(fast: Edge, tmp_path: Any) -> None
     figures = json.loads(line)
     assert 6_000 <= figures["queue"]["p50_us"] < 60_000 and figures["route"]["p50_us"] == 3.0
     assert figures["wait"]["p50_us"] == 2.0 and figures["flushes"] == 1
+
+
+def test_stages_time_chat_envelopes_queue_and_the_reactors_timed_calls(tmp_path: Any) -> None:
+    path = tmp_path / "stages.jsonl"
+    ns = [0]
+    stages = wsfast.Stages(str(path), clock=lambda: ns[0], text_stamp=True)
+
+    class Reactor:
+        def runUntilCurrent(self) -> None:  # the room tick, say: 700 us of work
+            ns[0] += 700_000
+    reactor = Reactor()
+    try:
+        stamp = struct.pack("!Q", time.monotonic_ns() - 4_000_000) + b"secret cipher"
+        envelope = b'{"type":"envelope","body":"' + base64.b64encode(stamp) + b'"}'
+        stages.frame(envelope, False, time.monotonic_ns(), 0, 0)
+        stages.frame(b'{"type":"leave"}', False, time.monotonic_ns(), 0, 0)  # no stamp
+        stages.frame(b'{"type":"envelope","body":"*not base64*"}', False, 0, 0, 0)
+        stages.watch_timers(reactor)
+        reactor.runUntilCurrent()
+        stages.dump(ns[0])
+    finally:
+        import gc
+        gc.callbacks.remove(stages._gc)
+    line = path.read_text()
+    assert "secret" not in line and base64.b64encode(stamp).decode() not in line
+    import json
+    figures = json.loads(line)
+    assert figures["queue"]["n"] == 1 and 4_000 <= figures["queue"]["p50_us"] < 60_000
+    assert figures["timers"] == {"n": 1, "p50_us": 700.0, "p99_us": 700.0, "max_us": 700.0}
