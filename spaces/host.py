@@ -19,6 +19,12 @@ decides nothing. One host per node. Rules, in one place:
   delivers. A frame lost on the way is never overtaken: the owner handles frames
   in their count's order, drops one that comes twice, and on a gap closes the link
   (4010) so that its client resumes and sends again, in order, what is unanswered.
+  The other way, what a node sends another for its clients is counted per pair of
+  nodes (relay.Counted; a node's count starts at 1 in each run, and the first word
+  from a node sets where its count stands): the receiver drops a copy and, on a gap,
+  delivers nothing more but tells its clients of that node's rooms `moving` (4010):
+  their resume brings what they missed. Once a second a node tells each node it sent
+  anything to meanwhile its count (relay.Mark): a lost last message is noticed too.
 - Told after sent. The owner's answer to a client connected to it (`sent`) goes
   through its own inbox when the same batch sent something to other nodes: behind
   those messages, so a member is never told a message arrived that the owner's
@@ -43,6 +49,7 @@ decides nothing. One host per node. Rules, in one place:
 from __future__ import annotations
 
 import json
+import secrets
 import traceback
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -316,9 +323,11 @@ def _node_of(link_id: str) -> str:
 
 class RoutingHost:
     def __init__(self, venue: Venue, node_id: str, clock: Callable[[], float], *,
-                 addresses: Addresses, new_id: Callable[[], str] | None = None) -> None:
+                 addresses: Addresses, new_id: Callable[[], str] | None = None,
+                 run: str | None = None) -> None:
         self.venue = venue
         self.id = node_id
+        self.run = run or secrets.token_hex(8)  # new at each start: other nodes count afresh
         self.clock = clock
         self.addresses = addresses
         self.effects_failed = 0  # core effects skipped because routing them raised
@@ -356,6 +365,12 @@ class RoutingHost:
         self._missing: dict[str, float] = {}
         self._housekeeping = False
         self._sign_ins_read: str | None = None
+        # messages for other nodes' clients, counted (relay.Counted): sent to each node,
+        # nodes not yet told how many (relay.Mark), and (run, last n) handled from each node
+        self._sent: dict[str, int] = {}
+        self._unmarked: set[str] = set()
+        self._heard: dict[str, tuple[str, int]] = {}
+        self._uncounted = False  # while what a gate holds is made: counted when it goes
 
     # --- counts --------------------------------------------------------------------------
 
@@ -432,8 +447,8 @@ class RoutingHost:
         for member, holder in list(self.holders.items()):
             if isinstance(holder, RemoteLink):
                 del self.holders[member]
-                out.append(Post(holder.node, relay.CloseLink(holder.id, ROOM_MOVED,
-                                                             "the room moved; resume")))
+                out.append(self._post(holder.node, relay.CloseLink(holder.id, ROOM_MOVED,
+                                                                   "the room moved; resume")))
         return out
 
     # --- binding a link to its room ----------------------------------------------------------
@@ -629,6 +644,10 @@ class RoutingHost:
                 return []
             link.binding = True
             return [Run("bind a link to its room", self._bind(link))]
+        return self._moved_out(link)
+
+    def _moved_out(self, link: Link) -> list[NodeEffect]:
+        """The client is told `moving` and closed with 4010: it resumes (on any node)."""
         for member in list(link.members):
             if self.local.get(member) is link:
                 self._drop_local(member)
@@ -683,6 +702,17 @@ class RoutingHost:
     def _relayed(self, m: relay.RelayMessage) -> list[NodeEffect]:
         out: list[NodeEffect] = []
         match m:
+            case relay.Counted(sender=sender, run=run, n=n, message=message):
+                step = self._count(sender, run, n)
+                if step is None:
+                    return self._behind(sender)  # not handled: its clients resume before it
+                return self._relayed(message) if step else []
+            case relay.Mark(sender=sender, run=run, n=n):
+                known = self._heard.get(sender)
+                if known is None or known[0] != run or n > known[1]:
+                    self._heard[sender] = (run, n)
+                    if known is not None:  # it sent us more than we got (the last ones)
+                        return self._behind(sender)
             case relay.Frame(link=link_id, binary=binary, payload=payload, n=n):
                 remote = self.remote.get(link_id)
                 if remote is not None:
@@ -690,13 +720,13 @@ class RoutingHost:
                         return self._out_of_step(remote, n)
                     remote.frames = n
                     return self.route(remote, remote.conn.receive(payload, binary, self.clock()))
-                out.append(Post(_node_of(link_id), relay.CloseLink(
+                out.append(self._post(_node_of(link_id), relay.CloseLink(
                     link_id, ROOM_MOVED, "the room moved; resume")))
             case relay.Open(link=link_id, room=room, hashes=hashes):
                 node = _node_of(link_id)
                 if room not in self.owned:  # the directory still names us: let it go
-                    out += [Post(node, relay.CloseLink(link_id, ROOM_MOVED,
-                                                       "the room moved; resume")),
+                    out += [self._post(node, relay.CloseLink(link_id, ROOM_MOVED,
+                                                             "the room moved; resume")),
                             Run("release a room not run here", self._release_stale(room))]
                 else:
                     address = self.addresses.hashed(hashes)
@@ -788,6 +818,50 @@ class RoutingHost:
                     self._reply(out, asked.peer, payload)
         return out
 
+    def _post(self, node: str, message: relay.RelayMessage) -> Post:
+        """A message for another node: counted (relay.Counted) when it is for that node's
+        clients, so that one lost on the way is noticed there; never to ourselves."""
+        if node == self.id or self._uncounted or not isinstance(message, relay.FOR_CLIENTS):
+            return Post(node, message)
+        n = self._sent[node] = self._sent.get(node, 0) + 1
+        self._unmarked.add(node)
+        return Post(node, relay.Counted(self.id, self.run, n, message))
+
+    def _marks(self) -> list[NodeEffect]:
+        """Each node sent counted messages since the last time is told how many (relay.Mark):
+        the loss of the last one is noticed there within a second. Nothing when nothing
+        was sent."""
+        marks: list[NodeEffect] = [Post(node, relay.Mark(self.id, self.run, self._sent[node]))
+                                   for node in sorted(self._unmarked)]
+        self._unmarked.clear()
+        return marks
+
+    def _count(self, sender: str, run: str, n: int) -> bool | None:
+        """A counted message from `sender`: True to handle it, False if it was handled
+        already, None if one before it was lost. The first word from a node since this one
+        started sets where its count is; a node that started again counts from 1 (its new
+        run)."""
+        known = self._heard.get(sender)
+        if known is not None and known[0] == run:
+            last = known[1]
+            if n <= last:
+                return False
+            self._heard[sender] = (run, n)
+            return n == last + 1 or None
+        self._heard[sender] = (run, n)
+        return known is None or n == 1 or None
+
+    def _behind(self, node: str) -> list[NodeEffect]:
+        """Something `node` sent for clients here was lost on the way (Redis counted it
+        delivered, then failed over or restarted before passing it on): the clients here in
+        rooms it runs are told `moving` and resume, and their resume brings what they missed
+        from the room's history (nothing after the loss was delivered to them)."""
+        out: list[NodeEffect] = [Log("warn", "a message from node {node} was lost on the way; "
+                                             "its rooms' clients here resume", {"node": node})]
+        for link in [lk for lk in self.links.values() if lk.owner == node and not lk.closed]:
+            out += self._moved_out(link)
+        return out
+
     def _out_of_step(self, remote: RemoteLink, n: int) -> list[NodeEffect]:
         """A client frame came twice (dropped), or one before it was lost on the way (a Redis
         failover): handling it would put it before the lost one, so the link is closed and
@@ -795,8 +869,8 @@ class RoutingHost:
         if n <= remote.frames:
             return []
         return [*self._relayed(relay.Lost(remote.id)),
-                Post(remote.node, relay.CloseLink(remote.id, ROOM_MOVED,
-                                                  "something was lost on the way; resume"))]
+                self._post(remote.node, relay.CloseLink(remote.id, ROOM_MOVED,
+                                                        "something was lost on the way; resume"))]
 
     def _answered(self, link: Link) -> None:
         link.asked = None
@@ -828,6 +902,8 @@ class RoutingHost:
             message = relay.unpack(data)
         except relay.RelayError:
             return []
+        if isinstance(message, relay.Counted):
+            message = message.message
         if node == self.id and isinstance(message, relay.Reply | relay.Sync):
             return self._relayed(message)  # to ourselves, after what went before it
         if isinstance(message, relay.Broadcast | relay.ToMember | relay.Reply | relay.Attach
@@ -850,8 +926,8 @@ class RoutingHost:
         out: list[NodeEffect] = []
         for remote in [r for r in self.remote.values() if r.node == node]:
             out += self._relayed(relay.Lost(remote.id))
-            out.append(Post(node, relay.CloseLink(remote.id, ROOM_MOVED,
-                                                  "something was lost on the way; resume")))
+            out.append(self._post(node, relay.CloseLink(remote.id, ROOM_MOVED,
+                                                        "something was lost on the way; resume")))
         return out
 
     # --- time ----------------------------------------------------------------------------------
@@ -901,11 +977,13 @@ class RoutingHost:
                 *self.housekeeping()]
 
     def housekeeping(self) -> list[NodeEffect]:
-        """Once a second: heartbeat, keep and save the rooms run here, watch their owners."""
+        """Once a second: other nodes hear how many counted messages they were sent,
+        heartbeat, keep and save the rooms run here, watch their owners."""
+        marks = self._marks() if self._unmarked else []
         if self._housekeeping:
-            return []
+            return marks
         self._housekeeping = True
-        return [Run("housekeeping", self._housekeep())]
+        return [*marks, Run("housekeeping", self._housekeep())]
 
     def _housekeep(self) -> Procedure:
         try:
@@ -1069,7 +1147,7 @@ class RoutingHost:
             case Detach(member=member, code=code, reason=reason):
                 holder = self.holders.pop(member, None)
                 if isinstance(holder, RemoteLink):
-                    out.append(Post(holder.node, relay.CloseMember(member, code, reason)))
+                    out.append(self._post(holder.node, relay.CloseMember(member, code, reason)))
                 elif holder is not None:
                     self._drop_local(member)
                     self._close(out, holder, code, reason)
@@ -1100,7 +1178,7 @@ class RoutingHost:
             else:
                 held.append(payload)
         else:
-            out.append(Post(peer.node, relay.Reply(peer.id, payload)))  # type: ignore[union-attr]
+            out.append(self._post(peer.node, relay.Reply(peer.id, payload)))  # type: ignore[union-attr]
 
     def _write(self, out: list[NodeEffect], link: Link, payload: bytes) -> None:
         if link.held is None:
@@ -1113,7 +1191,7 @@ class RoutingHost:
             peer.closed = True
             out.append(Shut(peer.peer, code, reason))
         else:
-            out.append(Post(peer.node, relay.CloseLink(peer.id, code, reason)))
+            out.append(self._post(peer.node, relay.CloseLink(peer.id, code, reason)))
 
     def _attach(self, out: list[NodeEffect], room: str, member: str, peer: Peer,
                 waiting: bool) -> None:
@@ -1121,7 +1199,7 @@ class RoutingHost:
         if isinstance(peer, RemoteLink):
             self.holders[member] = peer
             self.held_remotely.setdefault(peer.id, set()).add(member)
-            out.append(Post(peer.node, relay.Attach(peer.id, room, member, waiting, held)))
+            out.append(self._post(peer.node, relay.Attach(peer.id, room, member, waiting, held)))
         else:
             self.holders[member] = peer
             self._local_attach(peer, room, member, waiting)
@@ -1136,7 +1214,7 @@ class RoutingHost:
         if holder is None:
             return
         if isinstance(holder, RemoteLink):
-            out.append(Post(holder.node, relay.Enter(room, member, True)))
+            out.append(self._post(holder.node, relay.Enter(room, member, True)))
         else:
             self._local_enter(room, member)
             if holder.held is None:
@@ -1160,7 +1238,7 @@ class RoutingHost:
         if not saved:
             out.append(Log("warn", "a session could not be saved before its welcome"))
         if isinstance(peer, RemoteLink):
-            out.append(Post(peer.node, relay.Release(peer.id)))
+            out.append(self._post(peer.node, relay.Release(peer.id)))
             return out
         held, peer.held = peer.held, None
         if held:
@@ -1174,7 +1252,7 @@ class RoutingHost:
         nodes = {h.node for m in self.venue.rooms[room].members
                  if type(h := holders.get(m)) is RemoteLink}
         for node in nodes:
-            out.append(Post(node, relay.Broadcast(room, exclude, payload)))
+            out.append(self._post(node, relay.Broadcast(room, exclude, payload)))
 
     def _fan_out(self, out: list[NodeEffect], room: str, payload: bytes,
                  exclude: str | None) -> None:
@@ -1208,7 +1286,7 @@ class RoutingHost:
         if holder is None:
             return
         if type(holder) is RemoteLink:
-            out.append(Post(holder.node, relay.ToMember(member, False, payload)))
+            out.append(self._post(holder.node, relay.ToMember(member, False, payload)))
         else:
             self._write(out, holder, payload)  # type: ignore[arg-type]
 
@@ -1289,7 +1367,12 @@ class RoutingHost:
         out = self.route(peer, others)
         incidents = tuple(sorted({str(a[1].get("incident")) for per_room in alerts.values()
                                   for a in per_room.values()}))
-        gate = Gate(self.route(peer, told), self.clock() + HOLD_AT_MOST, incidents,
+        self._uncounted = True  # counted when they go, in the order they are sent in
+        try:
+            held = self.route(peer, told)
+        finally:
+            self._uncounted = False
+        gate = Gate(held, self.clock() + HOLD_AT_MOST, incidents,
                     {room for room in alerts if room is not None})
         self._gates.append(gate)
         gate.parts = len(alerts)
@@ -1329,7 +1412,7 @@ class RoutingHost:
             return []
         gate.open = True
         self._gates.remove(gate)
-        out = list(gate.held)
+        out = [self._post(e.node, e.message) if type(e) is Post else e for e in gate.held]
         if not gate.shared or gate.parts > 0:
             for incident in gate.incidents:  # never a silent single copy
                 out.append(Log("warn", "crisis alert for incident {incident} is on this node "

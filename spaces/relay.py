@@ -10,7 +10,8 @@ who sends what). Every kind is a frozen message with one `pack` and one
 
 The payload is a client frame or a server frame as it goes on the WebSocket
 (opaque here), or a JSON document where a kind says so. The header's keys
-are the wire names given in each docstring (`from` is the sending node).
+are the wire names given in each docstring (`from` is the sending node); a
+message for the receiver's clients may carry three more (Counted).
 """
 
 from __future__ import annotations
@@ -26,6 +27,10 @@ _PREFIX = struct.Struct("!BH")
 
 class RelayError(ValueError):
     """Not a relay message this version understands (unknown kind, bad header)."""
+
+
+def _string(text: str) -> bytes:
+    return json.dumps(text).encode()
 
 
 def _frame(kind: int, header: Mapping[str, Any], payload: bytes = b"") -> bytes:
@@ -403,15 +408,65 @@ class Sync:
         return cls(str(h["token"]))
 
 
+# --- a node's messages for another node's clients, counted --------------------------------
+
+ForClients = Reply | Attach | Enter | Broadcast | ToMember | CloseLink | CloseMember | Release
+"""What a node sends another node for that node's clients: counted (Counted) so that a message
+lost on the way is noticed. Voice is not: a lost voice frame is better dropped than resent."""
+
+FOR_CLIENTS: Final = (Reply, Attach, Enter, Broadcast, ToMember, CloseLink, CloseMember, Release)
+
+
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """A ForClients message with {from, run, n} added to its header: the `n`th message
+    `from` (in its `run`, a token new at each start of that node) has sent to the receiving
+    node. The receiver drops one it has handled (n not above the last) and, when one before
+    it was lost (n above the last + 1), has its clients of the sender's rooms resume. A node
+    that does not count reads the message and ignores the three keys."""
+    sender: str
+    run: str
+    n: int
+    message: ForClients
+
+    def pack(self) -> bytes:
+        data = self.message.pack()
+        kind, length = _PREFIX.unpack_from(data)
+        end = _PREFIX.size + length
+        head = b"".join((data[_PREFIX.size:end - 1],  # every ForClients has keys: a comma
+                         b',"from":', _string(self.sender), b',"run":', _string(self.run),
+                         b',"n":%d}' % self.n))
+        return _PREFIX.pack(kind, len(head)) + head + data[end:]
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """{from, run, n}: `from` has sent n Counted messages to the receiving node in its `run`
+    (said once a second, to the nodes it sent any to meanwhile): the last one's loss is
+    noticed too."""
+    KIND: ClassVar[int] = 29
+    sender: str
+    run: str
+    n: int
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"from": self.sender, "run": self.run, "n": self.n})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Mark:
+        return cls(str(h["from"]), str(h["run"]), int(h["n"]))
+
+
 RelayMessage = (Open | Frame | Lost | Reply | Attach | Enter | Broadcast | ToMember | Voice
-                | CloseLink | CloseMember | Release | Moved | DutyBroadcast | DutyRoster | IncidentState
-                | SignIn | Accounts | IncidentAct | IncidentDone | Sync)
+                | CloseLink | CloseMember | Release | Moved | DutyBroadcast | DutyRoster
+                | IncidentState | SignIn | Accounts | IncidentAct | IncidentDone | Sync | Counted
+                | Mark)
 
 _KINDS: Final[dict[int, Callable[[dict[str, Any], bytes], RelayMessage]]] = {
     kind.KIND: kind.unpack for kind in (
         Open, Frame, Lost, Reply, Attach, Enter, Broadcast, ToMember, Voice, CloseLink,
-        CloseMember, Release, Moved, DutyBroadcast, DutyRoster, IncidentState, SignIn, Accounts,
-        IncidentAct, IncidentDone, Sync)}
+        CloseMember, Release, Moved, DutyBroadcast, DutyRoster, IncidentState, SignIn,
+        Accounts, IncidentAct, IncidentDone, Sync, Mark)}
 
 
 def unpack(data: bytes) -> RelayMessage:
@@ -425,7 +480,10 @@ def unpack(data: bytes) -> RelayMessage:
         header = json.loads(data[start:start + length])
         if not isinstance(header, dict):
             raise RelayError("the header is a JSON object")
-        return unpack_kind(header, bytes(data[start + length:]))
+        message = unpack_kind(header, bytes(data[start + length:]))
+        if "run" in header and isinstance(message, FOR_CLIENTS):
+            return Counted(str(header["from"]), str(header["run"]), int(header["n"]), message)
+        return message
     except RelayError:
         raise
     except (struct.error, ValueError, KeyError, TypeError, AttributeError) as err:

@@ -67,7 +67,9 @@ class Client:
 
 class Store(MemoryBroker):
     """The memory broker, which a test can take away (every directory call raises
-    Unreachable), pause (`paused`: saves wait until `Nodes.resume_store`), or empty."""
+    Unreachable), pause (`paused`: saves wait until `Nodes.resume_store`), empty, or have
+    lose messages it counted as delivered (`losing`: Redis failing over or killed just after
+    it took a message in; the message is kept in `lost`, nobody hears of it)."""
 
     def __init__(self, clock: Callable[[], float], schedule: Callable[[Callable[[], None]], Any]
                  ) -> None:
@@ -75,6 +77,14 @@ class Store(MemoryBroker):
         self.away = False
         self.paused = False
         self.saves: list[tuple[str, dict[str, Any]]] = []
+        self.losing: Callable[[str, relay.RelayMessage], bool] | None = None
+        self.lost: list[tuple[str, bytes]] = []
+
+    def send_node(self, node: str, payload: bytes) -> None:
+        if self.losing is not None and self.losing(node, relay.unpack(payload)):
+            self.lost.append((node, payload))
+            return
+        super().send_node(node, payload)
 
     def empty(self) -> None:
         """A Redis restart with no persistence: the directory is gone, subscriptions stay."""
@@ -104,23 +114,25 @@ class Nodes:
         self.timeline: list[tuple[str, str]] = []  # ("save", room) / ("to", message type)
         self._applying: dict[str, list[Any]] = {}
         self._subscriptions: dict[str, list[Any]] = {}
-        ticket_key = b"t" * 32
-        counter = iter(range(1, 100_000))
+        self._member_ids = iter(range(1, 100_000))
         for i in range(1, n + 1):
-            name = f"node{i}"
-            venue = moderated_venue(self.config, franking_key=b"k" * 32, rng=random.Random(i),
-                                    make_member_id=lambda: f"m{next(counter)}",
-                                    ticket_key=ticket_key)
-            host = RoutingHost(venue, name, self.clock.seconds, addresses=AddressBook(b"s" * 32))
-            self.hosts[name] = host
-            self.clients[name] = []
-            self._subscriptions[name] = [
-                self.store.subscribe_node(name, self._deliver(name)),
-                self.store.subscribe_all(self._deliver(name))]
-            self.store.watch(self._report(name, "unheard"), self._report(name, "undelivered"))
-            self.apply(name, host.tick(True))
-            self.apply(name, host.housekeeping())
+            self._start(f"node{i}", random.Random(i))
+            self.store.watch(self._report(f"node{i}", "unheard"),
+                             self._report(f"node{i}", "undelivered"))
         self.flush()
+
+    def _start(self, name: str, rng: random.Random) -> None:
+        venue = moderated_venue(self.config, franking_key=b"k" * 32, rng=rng,
+                                make_member_id=lambda: f"m{next(self._member_ids)}",
+                                ticket_key=b"t" * 32)
+        host = RoutingHost(venue, name, self.clock.seconds, addresses=AddressBook(b"s" * 32))
+        self.hosts[name] = host
+        self.clients[name] = []
+        self._subscriptions[name] = [
+            self.store.subscribe_node(name, self._deliver(name)),
+            self.store.subscribe_all(self._deliver(name))]
+        self.apply(name, host.tick(True))
+        self.apply(name, host.housekeeping())
 
     # --- the bus -------------------------------------------------------------------------------
 
@@ -152,6 +164,12 @@ class Nodes:
         for subscription in self._subscriptions.pop(name):
             subscription.cancel()
         del self.hosts[name]
+
+    def restart(self, name: str) -> None:
+        """SIGKILL, then the node starts again with the same name and nothing in memory."""
+        self.kill(name)
+        self._start(name, random.Random(name))
+        self.flush()
 
     # --- time ------------------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ relay messages' one wire shape."""
 from __future__ import annotations
 
 import json
+import struct
 from typing import Any
 
 import pytest
@@ -65,6 +66,8 @@ def welcome(client: Client) -> dict[str, Any]:
     relay.IncidentAct("r1", "n1", "circle", "i1", "ack", None, "ana", None),
     relay.IncidentAct("r1", "n1", "circle", "i1", "external", None, "ana", "r", "consent"),
     relay.IncidentDone("r1", b""), relay.Sync("n1/7"),
+    relay.Counted("n1", "r1", 3, relay.Broadcast("circle", None, b"{}")),
+    relay.Counted("n1", "r1", 1, relay.Release("n1/1")), relay.Mark("n1", "r1", 3),
 ])
 def test_every_relay_message_comes_back_as_it_was_packed(message: Any) -> None:
     assert relay.unpack(message.pack()) == message
@@ -75,6 +78,18 @@ def test_every_relay_message_comes_back_as_it_was_packed(message: Any) -> None:
 def test_anything_else_is_refused_with_one_error(data: bytes) -> None:
     with pytest.raises(relay.RelayError):
         relay.unpack(data)
+
+
+def test_a_counted_message_is_the_message_itself_to_a_node_that_does_not_count() -> None:
+    counted = relay.Counted("n1", "r1", 3, relay.Broadcast("circle", "m1", b"{}"))
+    data = counted.pack()
+    kind, length = struct.unpack_from("!BH", data)
+    header = json.loads(data[3:3 + length])
+    assert kind == relay.Broadcast.KIND and header["n"] == 3
+    assert relay.Broadcast.unpack(header, data[3 + length:]) == counted.message
+    voice = relay.Voice(("m1",), b"\x01")  # never counted, whatever its header says
+    assert relay.unpack(relay._frame(voice.KIND, {"members": ["m1"], "from": "n1", "run": "r1",
+                                                  "n": 1}, b"\x01")) == voice
 
 
 # --- one room, members on several nodes ----------------------------------------------------
@@ -167,6 +182,139 @@ def test_a_frame_lost_between_nodes_is_never_overtaken_by_the_next_one() -> None
     for client_id in ("b-3", "b-4"):  # what was not acknowledged, in order
         envelope(nodes, back, "QkJCQg==", client_id)
     assert ids(a, "envelope") == ["b-1", "b-2", "b-3", "b-4"]
+
+
+# --- what the owner sends an edge, lost on the way -------------------------------------------
+
+def broadcasts_to(node: str) -> Any:
+    """A `Store.losing` that loses the room's messages for `node`'s members."""
+    def losing(to: str, message: relay.RelayMessage) -> bool:
+        if isinstance(message, relay.Counted):
+            message = message.message
+        return to == node and isinstance(message, relay.Broadcast)
+    return losing
+
+
+def said(nodes: Nodes, client: Client, client_id: str, *, lose: Any = None) -> None:
+    nodes.store.losing = lose
+    try:
+        envelope(nodes, client, "QUFBQQ==", client_id)
+    finally:
+        nodes.store.losing = None
+
+
+def back_after_a_loss(nodes: Nodes, client: Client) -> Client:
+    """The client was told to resume: it does, from the last seq it saw."""
+    assert client.last("moving")["room"] == "circle"
+    assert client.closed is not None and client.closed[0] == ROOM_MOVED
+    seen = max(m["seq"] for m in client.of("envelope"))
+    back = nodes.connect(client.node)
+    nodes.send(back, {"type": "resume", "token": welcome(client)["token"], "seq": seen})
+    return back
+
+
+def resyncs(nodes: Nodes, node: str) -> int:
+    return nodes.logs.count((node, "a message from node {node} was lost on the way; its rooms' "
+                                   "clients here resume"))
+
+
+def test_a_room_message_lost_between_the_owner_and_an_edge_is_noticed_and_resent() -> None:
+    """Redis took the owner's copy for node2 in, then failed before passing it on: the next
+    one shows the gap; b is not given it (its resume would start after the lost one), it is
+    told to resume, and its resume brings both, in order."""
+    nodes = Nodes(2)
+    a = nodes.join("node1")
+    b = nodes.join("node2")
+    said(nodes, a, "a-1")
+    said(nodes, a, "a-2", lose=broadcasts_to("node2"))
+    assert len(nodes.store.lost) == 1 and b.closed is None
+    said(nodes, a, "a-3")
+    assert ids(b, "envelope") == ["a-1"]
+    back = back_after_a_loss(nodes, b)
+    assert welcome(back)["member"] == welcome(b)["member"]
+    assert ids(back, "envelope") == ["a-2", "a-3"]
+    said(nodes, a, "a-4")  # and on it goes, nothing more lost
+    assert ids(back, "envelope") == ["a-2", "a-3", "a-4"] and back.closed is None
+    assert resyncs(nodes, "node2") == 1
+
+
+def test_the_last_message_lost_on_the_way_is_noticed_within_a_housekeeping() -> None:
+    nodes = Nodes(2)
+    a = nodes.join("node1")
+    b = nodes.join("node2")
+    said(nodes, a, "a-1")
+    nodes.advance(1.0)  # node2 heard how many node1 sent it: all there
+    assert b.closed is None
+    said(nodes, a, "a-2", lose=broadcasts_to("node2"))  # then nothing more is said
+    nodes.advance(1.0)
+    back = back_after_a_loss(nodes, b)
+    assert ids(back, "envelope") == ["a-2"]
+    nodes.advance(1.0)  # the count of what the resume brought is said
+    sent: list[relay.RelayMessage] = []
+    nodes.store.losing = lambda _, message: sent.append(message) is not None  # (loses none)
+    nodes.advance(3.0)  # quiet: no count is said when nothing was sent, nobody else moves
+    assert not [m for m in sent if isinstance(m, relay.Mark)]
+    assert back.closed is None and resyncs(nodes, "node2") == 1
+
+
+def test_a_message_that_reaches_an_edge_twice_is_delivered_once() -> None:
+    """A publish sent again after an error it had in fact survived: the copy is dropped."""
+    nodes = Nodes(2)
+    a = nodes.join("node1")
+    b = nodes.join("node2")
+    said(nodes, a, "a-1", lose=broadcasts_to("node2"))
+    (node, copy), = nodes.store.lost
+    for _ in range(2):
+        nodes.store.send_node(node, copy)
+        nodes.flush()
+    said(nodes, a, "a-2")
+    nodes.advance(1.0)
+    assert ids(b, "envelope") == ["a-1", "a-2"] and b.closed is None
+    assert resyncs(nodes, "node2") == 0
+
+
+def test_an_owner_restarted_under_the_same_name_counts_afresh_without_a_resync() -> None:
+    """node2 has counted what node1 sent it; node1 restarts (a new run of the same node):
+    its count starts again, which is no loss, and a loss in the new run is still noticed."""
+    nodes = Nodes(2)
+    a = nodes.join("node1")
+    b = nodes.join("node2")
+    for i in range(5):
+        said(nodes, a, f"a-{i}")
+    nodes.drop(b)
+    nodes.restart("node1")
+    nodes.advance(OWNER_TTL + 1.0)
+    c = nodes.join("node1")  # node1 runs the room again, from its saved state
+    d = nodes.join("node2")
+    assert nodes.hosts["node1"].owned == {"circle"} and welcome(d)["member"]
+    said(nodes, c, "c-1")
+    nodes.advance(1.0)
+    assert ids(d, "envelope") == ["c-1"] and d.closed is None
+    assert resyncs(nodes, "node2") == 0
+    said(nodes, c, "c-2", lose=broadcasts_to("node2"))
+    said(nodes, c, "c-3")
+    back = back_after_a_loss(nodes, d)
+    assert ids(back, "envelope") == ["c-2", "c-3"]
+    assert resyncs(nodes, "node2") == 1
+
+
+def test_an_edge_restarted_under_the_same_name_takes_the_count_as_it_finds_it() -> None:
+    """The owner's count for node2 goes on across node2's restart: the first message node2
+    gets after it started sets where it stands, no loss is made up."""
+    nodes = Nodes(2)
+    a = nodes.join("node1")
+    b = nodes.join("node2")
+    for i in range(3):
+        said(nodes, a, f"a-{i}")
+    nodes.restart("node2")
+    c = nodes.join("node2")
+    said(nodes, a, "a-3")
+    nodes.advance(2.0)
+    assert ids(c, "envelope") == ["a-3"] and c.closed is None
+    assert resyncs(nodes, "node2") == 0 and b.closed is None
+    said(nodes, a, "a-4", lose=broadcasts_to("node2"))  # counted on from there
+    said(nodes, a, "a-5")
+    assert ids(back_after_a_loss(nodes, c), "envelope") == ["a-4", "a-5"]
 
 
 # --- the owner dies ---------------------------------------------------------------------------
@@ -363,6 +511,21 @@ def test_help_is_answered_once_the_incident_is_saved_and_the_alert_shared() -> N
     shared = len(nodes.shared)
     nodes.send(person, {"type": "help", "id": "h-1"})
     assert person.last("help_received")["incident"] == incident and len(nodes.shared) == shared
+
+
+def test_help_received_kept_back_for_its_durable_write_is_counted_when_it_goes() -> None:
+    """The answer to a help press waits for the incident to be saved while the room's
+    messages go on to the member's node: it is counted when it is sent, not when it was
+    made, so it is neither dropped as a copy nor taken for a loss."""
+    nodes, facilitator, person = crisis_nodes()
+    nodes.store.paused = True
+    nodes.send(person, {"type": "help", "id": "h-1"})
+    envelope(nodes, facilitator, "QUFBQQ==", "f-1")
+    assert ids(person, "envelope") == ["f-1"] and person.of("help_received") == []
+    nodes.resume_store()
+    nodes.advance(1.0)
+    assert person.last("help_received") and person.closed is None
+    assert resyncs(nodes, "node2") == 0
 
 
 def test_an_alert_that_cannot_be_shared_is_said_to_the_facilitators() -> None:
