@@ -109,6 +109,7 @@ class Nodes:
         self.logs: list[tuple[str, str]] = []
         self.watched: list[str] = []  # nodes asked to run their watchers (Watch)
         self.records: list[dict[str, Any]] = []
+        self.signed_in: list[tuple[str, dict[str, Any]]] = []  # (node, event) handed on
         self.paused: set[str] = set()
         self.parked: list[tuple[str, Procedure, Call]] = []  # saves waiting for the store
         self.syncing: dict[str, Procedure] = {}  # procedures waiting for their Sync to come back
@@ -261,7 +262,9 @@ class Nodes:
                 self.logs.append((name, text))
             case Record(incident=incident):
                 self.records.append(dict(incident))
-            case Audit() | SignedIn():
+            case SignedIn(event=event):
+                self.signed_in.append((name, dict(event)))
+            case Audit():
                 pass
             case Watch():
                 self.watched.append(name)

@@ -728,10 +728,15 @@ def pressed(nodes: Nodes, person: Client, *, lose: Any) -> str:
     return str(person.last("help_received")["incident"])
 
 
-def sign_in_news(nodes: Nodes, node: str) -> None:
+def sign_in_news(nodes: Nodes, node: str, signin: str = "s1") -> None:
     """Something else `node` posts to every node (a sign-in session's change)."""
-    nodes.apply(node, nodes.hosts[node].share_session({"op": "end", "node": node}))
+    nodes.apply(node, nodes.hosts[node].share_session({"op": "end", "signin": signin,
+                                                      "node": node}))
     nodes.flush()
+
+
+def sign_ins_heard(nodes: Nodes, node: str) -> list[str]:
+    return [str(event["signin"]) for name, event in nodes.signed_in if name == node]
 
 
 REREAD = ("node2", "messages node {node} sent to every node were lost and are no longer kept; "
@@ -788,16 +793,19 @@ def test_a_restarted_sender_and_a_restarted_receiver_ask_for_nothing_again() -> 
     """A new run of node1 counts from 1: no gap; node2 started again takes node1's count as
     it finds it: nothing is asked for again, no incident log read."""
     nodes, _, _ = on_duty_elsewhere()
-    for _ in range(5):
-        sign_in_news(nodes, "node1")
+    for i in range(5):
+        sign_in_news(nodes, "node1", f"s{i}")
     seen = spying(nodes)
     nodes.restart("node1")
-    sign_in_news(nodes, "node1")
+    sign_in_news(nodes, "node1", "after node1 started again")
     nodes.restart("node2")
-    sign_in_news(nodes, "node1")
+    sign_in_news(nodes, "node1", "after node2 started again")
     nodes.advance(3.0)
     assert not [m for _, m in seen if isinstance(m, relay.Replay | relay.Lapsed)]
     assert REREAD not in nodes.logs
+    assert sign_ins_heard(nodes, "node2") == [*(f"s{i}" for i in range(5)),
+                                              "after node1 started again",
+                                              "after node2 started again"]
 
 
 def test_what_is_no_longer_kept_is_made_good_from_the_incident_log() -> None:
