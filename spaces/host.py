@@ -744,17 +744,6 @@ class RoutingHost:
                     self._heard[sender] = (run, n)
                     if known is not None:  # it sent us more than we got (the last ones)
                         return self._behind(sender)
-            case relay.CountedAll(sender=sender, run=run, n=n, message=message):
-                return self._counted_all(sender, run, n, message)
-            case relay.MarkAll(sender=sender, run=run, n=n):
-                return self._mark_all(sender, run, n)
-            case relay.Replay(sender=sender, run=run, after=after):
-                return self._replay(sender, run, after)
-            case relay.Lapsed(sender=sender, run=run, first=first):
-                stream = self._streams.get(sender)
-                if stream is not None and stream.run == run \
-                        and (first == 0 or first > stream.last + 1):
-                    return self._give_up(sender, stream, first - 1 if first else None)
             case relay.Frame(link=link_id, binary=binary, payload=payload, n=n):
                 remote = self.remote.get(link_id)
                 if remote is not None:
@@ -860,6 +849,18 @@ class RoutingHost:
                 asked = self._asks.pop(req, None)
                 if asked is not None and asked.peer is not None and payload:
                     self._reply(out, asked.peer, payload)
+            # (rare: after the hot kinds)
+            case relay.CountedAll(sender=sender, run=run, n=n, message=message):
+                return self._counted_all(sender, run, n, message)
+            case relay.MarkAll(sender=sender, run=run, n=n):
+                return self._mark_all(sender, run, n)
+            case relay.Replay(sender=sender, run=run, after=after):
+                return self._replay(sender, run, after)
+            case relay.Lapsed(sender=sender, run=run, first=first):
+                stream = self._streams.get(sender)
+                if stream is not None and stream.run == run \
+                        and (first == 0 or first > stream.last + 1):
+                    return self._give_up(sender, stream, first - 1 if first else None)
         return out
 
     def _post(self, node: str, message: relay.RelayMessage) -> Post:
