@@ -1051,18 +1051,25 @@ class RoutingHost:
             again = True
             while again:
                 self._relist_again = False
-                shared = yield from self._read_all("incidents")
-                if shared is None:
+                if (yield from self._learn_shared()) is None:
                     yield [Log("warn", "the shared incident log cannot be read now; on-duty "
                                        "consoles get the open incidents this node knows")]
-                else:
-                    for wire in self.venue.crisis.latest(shared).values():
-                        if "room" in wire:
-                            self._learn(wire)
                 again = self._relist_again
             yield self.route(None, self.venue.crisis.relist())
         finally:
             self._relisting = False
+
+    def _learn_shared(self) -> Generator[Step, Any, dict[str, dict[str, Any]] | None]:
+        """Each incident's latest state in the shared incident log, learned (those other
+        nodes run); None when the log cannot be read now."""
+        shared = yield from self._read_all("incidents")
+        if shared is None:
+            return None
+        latest = self.venue.crisis.latest(shared)
+        for wire in latest.values():
+            if "room" in wire:
+                self._learn(wire)
+        return latest
 
     def _learn(self, wire: Mapping[str, Any]) -> None:
         """Another node's word of an incident it runs, unless a later one was heard here (a
@@ -1726,19 +1733,17 @@ class RoutingHost:
         return [Run("catch up at start", self._catch_up(list(journal)))]
 
     def _catch_up(self, journal: list[Mapping[str, Any]]) -> Procedure:
-        shared = yield from self._read_all("incidents")
+        shared = yield from self._learn_shared()
         latest = self.venue.crisis.latest(journal)
         if shared is None:
             yield [Log("warn", "the shared logs cannot be read yet; this node learns of other "
                                "nodes' incidents and sign-ins as they change")]
         else:
-            for wire in self.venue.crisis.latest(shared).values():
-                if "room" in wire:
-                    self._learn(wire)
-                    if wire.get("id") in latest:  # a later word from elsewhere wins
-                        mine = latest[wire["id"]]
-                        if len(wire.get("history", ())) >= len(mine.get("history", ())):
-                            latest[wire["id"]] = wire
+            for wire in shared.values():  # a later word from elsewhere wins
+                if "room" in wire and wire.get("id") in latest:
+                    mine = latest[wire["id"]]
+                    if len(wire.get("history", ())) >= len(mine.get("history", ())):
+                        latest[wire["id"]] = wire
         live = [w for w in latest.values() if w.get("state") != "resolved" and "room" in w]
         by_room: dict[str, list[dict[str, Any]]] = {}
         for wire in live:
