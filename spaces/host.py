@@ -976,6 +976,13 @@ class RoutingHost:
         if sender == self.id:
             return []
         stream, out = self._stream(sender, run, n)
+        if n < stream.last:  # a count never goes back: what went past it was not that node's
+            stream.last = stream.known = n  # (a message forged by someone who can write to
+            stream.held.clear()             # Redis must not silence the node's own ones)
+            stream.asked = None
+            return [*out, Log("warn", "node {node} says a count below what this node took "
+                                      "for its own; counting on from its word",
+                              {"node": sender}), *self._relist()]
         stream.known = max(stream.known, n)
         if n > stream.last and stream.asked is None:
             out.append(self._ask_replay(sender, stream))

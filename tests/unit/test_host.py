@@ -846,3 +846,17 @@ def test_a_state_read_again_from_the_log_never_replaces_a_later_one() -> None:
     assert REREAD in nodes.logs
     assert elsewhere[incident]["state"] == "acknowledged"
     assert [i["state"] for i in console.last("duty")["open"]] == ["acknowledged"]
+
+
+def test_a_count_forged_ahead_does_not_silence_the_node_for_long() -> None:
+    """Someone who can write to Redis posts a message as node1 with a count far ahead: node2
+    hears node1's own count within two seconds (its roster), counts on from it, and hands
+    on node1's messages again."""
+    nodes, _, _ = on_duty_elsewhere()
+    run = nodes.hosts["node1"].run
+    forged = relay.CountedAll("node1", run, 10**6, relay.SignIn("node1", {"signin": "forged"}))
+    nodes.store.send_all(forged.pack())
+    nodes.flush()
+    nodes.advance(3.0)
+    sign_in_news(nodes, "node1", "node1's own")
+    assert sign_ins_heard(nodes, "node2")[-1] == "node1's own"
