@@ -976,9 +976,11 @@ class RoutingHost:
         if sender == self.id:
             return []
         stream, out = self._stream(sender, run, n)
-        if n < stream.last:  # a count never goes back: what went past it was not that node's
-            stream.last = stream.known = n  # (a message forged by someone who can write to
-            stream.held.clear()             # Redis must not silence the node's own ones)
+        if n < stream.last:
+            # A count never goes back: what went past it was not that node's (forged by
+            # someone who can write to Redis), and must not silence its own messages.
+            stream.last = stream.known = n
+            stream.held.clear()
             stream.asked = None
             return [*out, Log("warn", "node {node} says a count below what this node took "
                                       "for its own; counting on from its word",
