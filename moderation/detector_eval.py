@@ -405,8 +405,8 @@ SWEEP_FIRE = (1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0)
 SWEEP_HIGH = (-2.0, -1.0, 0.0, 1.0)
 # The files a shipped model is trained on, and that --cv holds out one at a time by default:
 # one writer each. The held-out parts (heldout-*.jsonl) are never among them.
-TRAINING_FILES = ("dev-a.jsonl", "dev-b.jsonl", "train-d.jsonl", "train-e.jsonl", "train-t.jsonl",
-                  "train-u.jsonl")
+TRAINING_FILES = ("dev-a.jsonl", "dev-b.jsonl", "train-d.jsonl", "train-e.jsonl", "train-f.jsonl",
+                  "train-t.jsonl", "train-u.jsonl")
 
 
 def training_corpus() -> list[Path]:

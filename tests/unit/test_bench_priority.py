@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.servers import group_priority
+from bench.servers import group_priority, short_slice
 
 
 def refuse() -> int:
@@ -57,3 +57,8 @@ def test_nothing_changes_at_nice_0_or_without_autogroup(tmp_path: Path) -> None:
         assert own.read_text() == "/autogroup-7 nice 0\n"
     assert group_priority(tmp_path / "absent", tmp_path / "autogroup", setsid=refuse,
                           nice=lambda: -10, shorten=never) == ""
+
+
+def test_a_zero_slice_leaves_the_kernels_own_slice() -> None:
+    """HEARTH_BENCH_SLICE_US=0 (an A/B of the short slice) asks the kernel for nothing."""
+    assert short_slice(0, 0) is False
