@@ -4,8 +4,8 @@ over a shared MemoryBroker, a real redis-server and a 3-master Cluster."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,18 +14,17 @@ from twisted.internet import reactor
 
 from hearth.spaces import relay
 from hearth.spaces.broker import MemoryBroker
-from tests.support.crisis import crisis, quick_crisis
+from tests.support.crisis import crisis
 from tests.support.live import LiveServer, sleep, until
 from tests.support.nodes import node_configs, start_nodes
 from tests.support.webhook_receiver import Receiver
 
 
 @pytest_twisted.async_yield_fixture(params=["memory", "redis", "cluster"])
-async def two_nodes(request: pytest.FixtureRequest, tmp_path: Path
-                    ) -> AsyncIterator[list[LiveServer]]:
+async def two_nodes(request: pytest.FixtureRequest) -> AsyncIterator[list[LiveServer]]:
     receiver = Receiver("s" * 32)
     port = receiver.listen()
-    configs = node_configs(2, crisis={**crisis(port), "directory": quick_crisis(tmp_path)})
+    configs = node_configs(2, crisis=crisis(port))  # the next on-duty tier: 30 s later
     if request.param == "memory":
         shared = MemoryBroker(reactor.seconds, schedule=lambda c: reactor.callLater(0, c))
         brokers: list[Any] = [shared, shared]
@@ -82,6 +81,10 @@ async def test_a_duty_alert_lost_to_a_node_reaches_its_on_duty_console_once(
     alert = await console.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert",
                                timeout=10)
     assert lost and alert["incident"]["id"] == incident
+    [dropped] = [relay.unpack(data) for data in lost]
+    assert isinstance(dropped, relay.CountedAll) and isinstance(dropped.message,
+                                                                relay.DutyBroadcast)
+    assert json.loads(dropped.message.payload) == alert  # the very alert that was lost
     assert alert["notify"] == "on_duty_facilitators"
     await sleep(2.5)  # counts said again: nothing more is sent, nothing handed on twice
     assert not [m for m in console.inbox if m["type"] == "incident"
