@@ -344,11 +344,23 @@ class CrisisDesk:
             self.on_duty[member.id] = member
         else:
             self.on_duty.pop(member.id, None)
+        return [Reply(DutyState(on=on, open=self._open_incidents())),
+                *self._announce(now, force=True)]
+
+    def _open_incidents(self) -> list[dict[str, Any]]:
+        """Every open incident: those run here, and those other nodes run as last heard."""
         live = {i.id: i.to_wire() for i in self.desk.incidents.values() if i.state != "resolved"}
         for incident_id, wire in self.elsewhere.items():
             live.setdefault(incident_id, wire)
-        return [Reply(DutyState(on=on, open=list(live.values()))),
-                *self._announce(now, force=True)]
+        return list(live.values())
+
+    def relist(self) -> list[Effect]:
+        """Every on-duty console here is handed the open incidents again (`duty`): this node
+        may have missed another node's word of some (a message between nodes lost)."""
+        if not self.on_duty:
+            return []
+        state = DutyState(on=True, open=self._open_incidents())
+        return [Send(member, state) for member in self.on_duty]
 
     def heard_duty(self, node: str, count: int, now: float) -> None:
         """Another node says how many facilitators are on duty there (every ROSTER_EVERY)."""

@@ -51,6 +51,7 @@ from __future__ import annotations
 import json
 import secrets
 import traceback
+from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import count
@@ -106,6 +107,15 @@ RESAVE_EVERY = 5.0  # seconds between saves of an unchanged room (a lost key com
 STATE_MISSING_GRACE = 10.0  # seconds a resume waits for a room's lost state to come back
 SIGN_INS = "sessions"  # the shared log of facilitator sign-in sessions
 OUTBOX_LEASE_TTL = 10.0  # seconds a node's crisis alerts stay its own after its last renewal
+# What a node posted to every node is kept for a node that missed some (relay.Replay): a
+# loss is noticed within a second and asked for at once, and a subscriber is back within a
+# second of Redis (the writer holds messages 10 s meanwhile), so a minute is ample; an alert
+# older than that is better shown in a fresh listing than sounded late. At most ALL_KEPT
+# (all-messages are rare: a few per incident change, sign-in and room move; ~2 KB each).
+ALL_KEPT_FOR = 60.0
+ALL_KEPT = 2000
+REPLAY_WITHIN = 1.0  # seconds a node waits for a Replay's answer before it re-reads the log
+LEARNED_KEPT = 10_000  # incidents whose last heard progress is remembered (older ones ignored)
 
 
 def outbox_lease(node: str) -> str:
@@ -294,6 +304,17 @@ class RemoteLink:
 
 
 @dataclass(eq=False)
+class Stream:
+    """What this node has handled of another node's messages to every node (one run)."""
+    run: str
+    last: int  # the count of the last one handled
+    known: int  # the highest count known to have been posted
+    held: dict[int, relay.RelayMessage] = field(default_factory=dict)  # behind a gap
+    asked: float | None = None  # when the missing ones were asked for (relay.Replay)
+    asked_last: int = 0  # `last` then
+
+
+@dataclass(eq=False)
 class Ask:
     """An incident action sent to the node that runs the incident, waiting for its answer."""
     peer: Link | RemoteLink | None
@@ -371,6 +392,16 @@ class RoutingHost:
         self._unmarked: set[str] = set()
         self._heard: dict[str, tuple[str, int]] = {}
         self._uncounted = False  # while what a gate holds is made: counted when it goes
+        # messages to every node, counted (relay.CountedAll): how many posted in this run,
+        # the recent ones kept for a Replay (when, message), whether a MarkAll is due, and
+        # what was handled of each other node's; incidents' last heard progress
+        self._all_sent = 0
+        self._all_kept: deque[tuple[float, relay.CountedAll]] = deque()
+        self._all_unmarked = False
+        self._streams: dict[str, Stream] = {}
+        self._learned: dict[str, tuple[int, ...]] = {}
+        self._relisting = False
+        self._relist_again = False
 
     # --- counts --------------------------------------------------------------------------
 
@@ -570,7 +601,7 @@ class RoutingHost:
                 self._alerts.setdefault(room, {}).update(alerts)
                 out.append(Run("share a room's alerts", self._share(None, room, alerts, True)))
             out += [Log("info", "took over room {room}", {"room": room}),
-                    PostAll(relay.Moved(room, self.id))]
+                    self._post_all(relay.Moved(room, self.id))]
         self.owned.add(room)
         out += self._move_links(room, keep=self.id)
         return out
@@ -793,12 +824,14 @@ class RoutingHost:
             case relay.DutyBroadcast(sender=sender, exclude=exclude, payload=payload):
                 if sender != self.id:
                     self._to_duty(out, payload, exclude)
-            case relay.DutyRoster(sender=sender, count=count):
+            case relay.DutyRoster(sender=sender, count=count, run=run, n=n):
                 if sender != self.id:
                     self.venue.crisis.heard_duty(sender, count, self.clock())
+                    if run:  # it says its count too (a MarkAll, every 2 s)
+                        return self._mark_all(sender, run, n)
             case relay.IncidentState(sender=sender, incident=incident):
                 if sender != self.id:
-                    self.venue.crisis.learn(dict(incident))
+                    self._learn(incident)
             case relay.SignIn(sender=sender, event=event):
                 if sender != self.id:
                     out.append(SignedIn(event))
@@ -816,6 +849,18 @@ class RoutingHost:
                 asked = self._asks.pop(req, None)
                 if asked is not None and asked.peer is not None and payload:
                     self._reply(out, asked.peer, payload)
+            # (rare: after the hot kinds)
+            case relay.CountedAll(sender=sender, run=run, n=n, message=message):
+                return self._counted_all(sender, run, n, message)
+            case relay.MarkAll(sender=sender, run=run, n=n):
+                return self._mark_all(sender, run, n)
+            case relay.Replay(sender=sender, run=run, after=after):
+                return self._replay(sender, run, after)
+            case relay.Lapsed(sender=sender, run=run, first=first):
+                stream = self._streams.get(sender)
+                if stream is not None and stream.run == run \
+                        and (first == 0 or first > stream.last + 1):
+                    return self._give_up(sender, stream, first - 1 if first else None)
         return out
 
     def _post(self, node: str, message: relay.RelayMessage) -> Post:
@@ -828,12 +873,15 @@ class RoutingHost:
         return Post(node, relay.Counted(self.id, self.run, n, message))
 
     def _marks(self) -> list[NodeEffect]:
-        """Each node sent counted messages since the last time is told how many (relay.Mark):
-        the loss of the last one is noticed there within a second. Nothing when nothing
-        was sent."""
+        """Each node sent counted messages since the last time is told how many (relay.Mark),
+        and every node how many were posted to all (relay.MarkAll): the loss of the last one
+        is noticed there within a second. Nothing when nothing was sent."""
         marks: list[NodeEffect] = [Post(node, relay.Mark(self.id, self.run, self._sent[node]))
                                    for node in sorted(self._unmarked)]
         self._unmarked.clear()
+        if self._all_unmarked:
+            self._all_unmarked = False
+            marks.append(PostAll(relay.MarkAll(self.id, self.run, self._all_sent)))
         return marks
 
     def _count(self, sender: str, run: str, n: int) -> bool | None:
@@ -871,6 +919,180 @@ class RoutingHost:
         return [*self._relayed(relay.Lost(remote.id)),
                 self._post(remote.node, relay.CloseLink(remote.id, ROOM_MOVED,
                                                         "something was lost on the way; resume"))]
+
+    # --- what a node posts to every node, counted ----------------------------------------------
+
+    def _post_all(self, message: relay.RelayMessage) -> PostAll:
+        """A message for every node: counted (relay.CountedAll) and kept a while, so that a
+        node that missed it gets it again (relay.Replay); a DutyRoster is not (the next one
+        makes good a lost one)."""
+        if self._uncounted or not isinstance(message, relay.FOR_ALL):
+            return PostAll(message)
+        n = self._all_sent = self._all_sent + 1
+        counted = relay.CountedAll(self.id, self.run, n, message)
+        self._all_kept.append((self.clock(), counted))
+        if len(self._all_kept) > ALL_KEPT:
+            self._all_kept.popleft()
+        self._all_unmarked = True
+        return PostAll(counted)
+
+    def _replay(self, node: str, run: str, after: int) -> list[NodeEffect]:
+        """`node` missed some of what this node posted to every node: what is still kept goes
+        to it alone, in order; first a Lapsed if some of it is no longer kept."""
+        if run != self.run:
+            return [Post(node, relay.Lapsed(self.id, run, 0))]
+        kept, stale = self._all_kept, self.clock() - ALL_KEPT_FOR
+        while kept and kept[0][0] < stale:
+            kept.popleft()
+        first = kept[0][1].n if kept else self._all_sent + 1
+        out: list[NodeEffect] = []
+        if first > after + 1:
+            out.append(Post(node, relay.Lapsed(self.id, run, first)))
+        out += [Post(node, counted) for _, counted in kept if counted.n > after]
+        return out
+
+    def _counted_all(self, sender: str, run: str, n: int,
+                     message: relay.RelayMessage) -> list[NodeEffect]:
+        """The `n`th message `sender` posted to every node in its `run`: handled in the
+        count's order, a copy dropped. Behind a gap it waits while the missing ones are
+        asked for (relay.Replay). The first word from a node sets where its count is; a new
+        run of it counts from 1."""
+        if sender == self.id:
+            return self._relayed(message)
+        stream, out = self._stream(sender, run, n - 1)
+        if n <= stream.last or n in stream.held:
+            return out
+        stream.known = max(stream.known, n)
+        stream.held[n] = message
+        if n == stream.last + 1:
+            return out + self._drain(stream)
+        if stream.asked is None:
+            out.append(self._ask_replay(sender, stream))
+        return out
+
+    def _mark_all(self, sender: str, run: str, n: int) -> list[NodeEffect]:
+        """`sender` says it posted n messages to every node: any not handled here are asked
+        for."""
+        if sender == self.id:
+            return []
+        stream, out = self._stream(sender, run, n)
+        if n < stream.last:
+            # A count never goes back: what went past it was not that node's (forged by
+            # someone who can write to Redis), and must not silence its own messages.
+            stream.last = stream.known = n
+            stream.held.clear()
+            stream.asked = None
+            return [*out, Log("warn", "node {node} says a count below what this node took "
+                                      "for its own; counting on from its word",
+                              {"node": sender}), *self._relist()]
+        stream.known = max(stream.known, n)
+        if n > stream.last and stream.asked is None:
+            out.append(self._ask_replay(sender, stream))
+        return out
+
+    def _stream(self, sender: str, run: str, first: int) -> tuple[Stream, list[NodeEffect]]:
+        """Where `sender`'s count stands here: set at `first` by the first word from it; at 0
+        for a new run of it (what its last run left missing is given up)."""
+        stream = self._streams.get(sender)
+        if stream is not None and stream.run == run:
+            return stream, []
+        out: list[NodeEffect] = []
+        if stream is not None and stream.asked is not None:
+            out = self._give_up(sender, stream, None)
+        start = first if stream is None else 0
+        stream = self._streams[sender] = Stream(run, start, start)
+        return stream, out
+
+    def _ask_replay(self, sender: str, stream: Stream) -> Post:
+        stream.asked, stream.asked_last = self.clock(), stream.last
+        return Post(sender, relay.Replay(self.id, stream.run, stream.last))
+
+    def _drain(self, stream: Stream) -> list[NodeEffect]:
+        """What is held and next in the count is handled, in order."""
+        out: list[NodeEffect] = []
+        held = stream.held
+        while stream.last + 1 in held:
+            stream.last += 1
+            out += self._relayed(held.pop(stream.last))
+        if stream.last >= stream.known:
+            stream.asked = None
+        return out
+
+    def _overdue(self, now: float) -> list[NodeEffect]:
+        """A Replay not answered in time: asked once more if some came meanwhile, else given
+        up (the sender is gone, or the answer was lost too)."""
+        out: list[NodeEffect] = []
+        for sender, stream in list(self._streams.items()):
+            if stream.asked is None or now - stream.asked < REPLAY_WITHIN:
+                continue
+            if stream.last > stream.asked_last:
+                out.append(self._ask_replay(sender, stream))
+            else:
+                out += self._give_up(sender, stream, None)
+        return out
+
+    def _give_up(self, sender: str, stream: Stream, upto: int | None) -> list[NodeEffect]:
+        """Some of what `sender` posted to every node (up to `upto`, or all that is missing)
+        will not come: what is held is handled in order, and the shared incident log is
+        read again, so that every on-duty console here is handed every open incident."""
+        upto = stream.known if upto is None else upto
+        out: list[NodeEffect] = [Log("warn", "messages node {node} sent to every node were "
+                                             "lost and are no longer kept; the incident log "
+                                             "is read again", {"node": sender})]
+        for n in sorted(k for k in stream.held if k <= upto):
+            out += self._relayed(stream.held.pop(n))
+        stream.last = max(stream.last, upto)
+        out += self._drain(stream)
+        out += self._relist()
+        return out
+
+    def _relist(self) -> list[NodeEffect]:
+        if self._relisting:
+            self._relist_again = True
+            return []
+        self._relisting = True
+        return [Run("read the incident log again", self._reread_incidents())]
+
+    def _reread_incidents(self) -> Procedure:
+        """Every incident's latest state from the shared log (a later one heard here wins),
+        then every on-duty console here gets the open incidents (`duty`)."""
+        try:
+            again = True
+            while again:
+                self._relist_again = False
+                if (yield from self._learn_shared()) is None:
+                    yield [Log("warn", "the shared incident log cannot be read now; on-duty "
+                                       "consoles get the open incidents this node knows")]
+                again = self._relist_again
+            yield self.route(None, self.venue.crisis.relist())
+        finally:
+            self._relisting = False
+
+    def _learn_shared(self) -> Generator[Step, Any, dict[str, dict[str, Any]] | None]:
+        """Each incident's latest state in the shared incident log, learned (those other
+        nodes run); None when the log cannot be read now."""
+        shared = yield from self._read_all("incidents")
+        if shared is None:
+            return None
+        latest = self.venue.crisis.latest(shared)
+        for wire in latest.values():
+            if "room" in wire:
+                self._learn(wire)
+        return latest
+
+    def _learn(self, wire: Mapping[str, Any]) -> None:
+        """Another node's word of an incident it runs, unless a later one was heard here (a
+        state read again from the shared log may be older than one heard live)."""
+        incident, step = str(wire.get("id")), _progress(wire)
+        known = self._learned.pop(incident, None)
+        if known is not None and known != step \
+                and all(k >= s for k, s in zip(known, step, strict=True)):
+            self._learned[incident] = known
+            return
+        self._learned[incident] = step
+        if len(self._learned) > LEARNED_KEPT:
+            del self._learned[next(iter(self._learned))]
+        self.venue.crisis.learn(dict(wire))
 
     def _answered(self, link: Link) -> None:
         link.asked = None
@@ -944,6 +1166,8 @@ class RoutingHost:
         if self._gates:
             for gate in [g for g in self._gates if now >= g.until]:
                 out += self._open_gate(gate)
+        if self._streams:
+            out += self._overdue(now)
         if self._asking:
             for link in [lk for lk in self._asking if now - (lk.asked or (now, None))[0]
                          >= ANSWER_WITHIN]:
@@ -973,13 +1197,14 @@ class RoutingHost:
         # back after an outage: the directory may have been emptied (a Redis restart); for a
         # while only the nodes that run rooms claim them, and they do so now
         self._settle_until = self.clock() + SETTLE
+        self._all_unmarked = self._all_sent > 0  # what went to all meanwhile may be lost
         return [Log("info", "the bus is back; rooms run here are claimed again"),
                 *self.housekeeping()]
 
     def housekeeping(self) -> list[NodeEffect]:
         """Once a second: other nodes hear how many counted messages they were sent,
         heartbeat, keep and save the rooms run here, watch their owners."""
-        marks = self._marks() if self._unmarked else []
+        marks = self._marks() if self._unmarked or self._all_unmarked else []
         if self._housekeeping:
             return marks
         self._housekeeping = True
@@ -1157,18 +1382,19 @@ class RoutingHost:
             case Audit():
                 out.append(effect)
             case Record(incident=incident):
-                out += [effect, PostAll(relay.IncidentState(self.id, incident))]
+                out += [effect, self._post_all(relay.IncidentState(self.id, incident))]
                 room = str(incident.get("room"))
                 if room in self.owned:  # open incidents reach the saved state at once
                     out += self._want_save(room)
             case DutyBroadcast(message=message, exclude=exclude):
                 payload = encode(message)
                 self._to_duty(out, payload, exclude)
-                out.append(PostAll(relay.DutyBroadcast(self.id, exclude, payload)))
+                out.append(self._post_all(relay.DutyBroadcast(self.id, exclude, payload)))
             case ActElsewhere() as act:
                 out.append(Run("carry an incident action", self._act_elsewhere(peer, act)))
             case DutyRoster(count=count):
-                out.append(PostAll(relay.DutyRoster(self.id, count)))
+                out.append(self._post_all(relay.DutyRoster(self.id, count, self.run,
+                                                           self._all_sent)))
 
     def _reply(self, out: list[NodeEffect], peer: Peer, payload: bytes) -> None:
         if type(peer) is Link:
@@ -1412,7 +1638,8 @@ class RoutingHost:
             return []
         gate.open = True
         self._gates.remove(gate)
-        out = [self._post(e.node, e.message) if type(e) is Post else e for e in gate.held]
+        out = [self._post(e.node, e.message) if type(e) is Post
+               else self._post_all(e.message) if type(e) is PostAll else e for e in gate.held]
         if not gate.shared or gate.parts > 0:
             for incident in gate.incidents:  # never a silent single copy
                 out.append(Log("warn", "crisis alert for incident {incident} is on this node "
@@ -1515,19 +1742,17 @@ class RoutingHost:
         return [Run("catch up at start", self._catch_up(list(journal)))]
 
     def _catch_up(self, journal: list[Mapping[str, Any]]) -> Procedure:
-        shared = yield from self._read_all("incidents")
+        shared = yield from self._learn_shared()
         latest = self.venue.crisis.latest(journal)
         if shared is None:
             yield [Log("warn", "the shared logs cannot be read yet; this node learns of other "
                                "nodes' incidents and sign-ins as they change")]
         else:
-            for wire in self.venue.crisis.latest(shared).values():
-                if "room" in wire:
-                    self.venue.crisis.learn(wire)
-                    if wire.get("id") in latest:  # a later word from elsewhere wins
-                        mine = latest[wire["id"]]
-                        if len(wire.get("history", ())) >= len(mine.get("history", ())):
-                            latest[wire["id"]] = wire
+            for wire in shared.values():  # a later word from elsewhere wins
+                if "room" in wire and wire.get("id") in latest:
+                    mine = latest[wire["id"]]
+                    if len(wire.get("history", ())) >= len(mine.get("history", ())):
+                        latest[wire["id"]] = wire
         live = [w for w in latest.values() if w.get("state") != "resolved" and "room" in w]
         by_room: dict[str, list[dict[str, Any]]] = {}
         for wire in live:
@@ -1573,7 +1798,7 @@ class RoutingHost:
     def share_session(self, event: Mapping[str, Any]) -> list[NodeEffect]:
         """A sign-in session changed here: every node hears it now (a node that starts later
         reads it from the shared log)."""
-        return [PostAll(relay.SignIn(self.id, event))]
+        return [self._post_all(relay.SignIn(self.id, event))]
 
     def _tail_sign_ins(self) -> Procedure:
         """Read the shared sign-in log on from where this node stopped: what a node that
@@ -1599,6 +1824,19 @@ class RoutingHost:
     def delivery_failing(self, channel: str, incident: str) -> list[NodeEffect]:
         """Every on-duty console hears that an on-call channel is not getting through."""
         return self.route(None, [DutyBroadcast(DeliveryFailing(channel=channel, incident=incident))])
+
+
+def _progress(wire: Mapping[str, Any]) -> tuple[int, ...]:
+    """How far an incident has come; each part only grows over its life (its history, the
+    tiers fired, its responders, reminders sent)."""
+    def length(value: Any) -> int:
+        return len(value) if isinstance(value, list) else 0
+    clocks = wire.get("clocks")
+    fired = sum(length(c.get("fired")) for c in clocks if isinstance(c, dict)) \
+        if isinstance(clocks, list) else length(wire.get("fired"))
+    reminders = wire.get("reminders")
+    return (length(wire.get("history")), fired, length(wire.get("responders")),
+            reminders if isinstance(reminders, int) else 0)
 
 
 def _is_ack(message: object) -> bool:

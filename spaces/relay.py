@@ -11,7 +11,8 @@ who sends what). Every kind is a frozen message with one `pack` and one
 The payload is a client frame or a server frame as it goes on the WebSocket
 (opaque here), or a JSON document where a kind says so. The header's keys
 are the wire names given in each docstring (`from` is the sending node); a
-message for the receiver's clients may carry three more (Counted).
+message for the receiver's clients may carry three more (Counted), and one for every node
+two or three (CountedAll).
 """
 
 from __future__ import annotations
@@ -36,6 +37,18 @@ def _string(text: str) -> bytes:
 def _frame(kind: int, header: Mapping[str, Any], payload: bytes = b"") -> bytes:
     head = json.dumps(header, separators=(",", ":")).encode()
     return _PREFIX.pack(kind, len(head)) + head + payload
+
+
+def _with_count(data: bytes, sender: str, run: str, n: int, add_sender: bool) -> bytes:
+    """A packed message with {run, n} (and `from`, unless its header has it) added to its
+    header, without a second JSON encoding: the message is read as before by a node that
+    does not count (Counted, CountedAll)."""
+    kind, length = _PREFIX.unpack_from(data)
+    end = _PREFIX.size + length
+    head = b"".join((data[_PREFIX.size:end - 1],  # every counted kind has keys: a comma
+                     b',"from":' + _string(sender) if add_sender else b"",
+                     b',"run":', _string(run), b',"n":%d}' % n))
+    return _PREFIX.pack(kind, len(head)) + head + data[end:]
 
 
 # --- edge -> owner -------------------------------------------------------------------
@@ -300,17 +313,23 @@ class IncidentState:
 
 @dataclass(frozen=True, slots=True)
 class DutyRoster:
-    """{from, count}: how many facilitators are on duty at that node (moderation/crisis.py)."""
+    """{from, count, run, n}: how many facilitators are on duty at that node
+    (moderation/crisis.py), said every 2 s; and, as MarkAll says it, how many CountedAll
+    messages it has posted in its `run` (`run` "": not said): every node knows where each
+    node's count stands within 2 s of starting, before its first message to every node."""
     KIND: ClassVar[int] = 25
     sender: str
     count: int
+    run: str = ""
+    n: int = 0
 
     def pack(self) -> bytes:
-        return _frame(self.KIND, {"from": self.sender, "count": self.count})
+        return _frame(self.KIND, {"from": self.sender, "count": self.count, "run": self.run,
+                                  "n": self.n})
 
     @classmethod
     def unpack(cls, h: dict[str, Any], payload: bytes) -> DutyRoster:
-        return cls(str(h["from"]), int(h["count"]))
+        return cls(str(h["from"]), int(h["count"]), str(h.get("run", "")), int(h.get("n", 0)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -430,13 +449,7 @@ class Counted:
     message: ForClients
 
     def pack(self) -> bytes:
-        data = self.message.pack()
-        kind, length = _PREFIX.unpack_from(data)
-        end = _PREFIX.size + length
-        head = b"".join((data[_PREFIX.size:end - 1],  # every ForClients has keys: a comma
-                         b',"from":', _string(self.sender), b',"run":', _string(self.run),
-                         b',"n":%d}' % self.n))
-        return _PREFIX.pack(kind, len(head)) + head + data[end:]
+        return _with_count(self.message.pack(), self.sender, self.run, self.n, True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,16 +470,100 @@ class Mark:
         return cls(str(h["from"]), str(h["run"]), int(h["n"]))
 
 
+# --- a node's messages to every node, counted ----------------------------------------------
+
+ForAll = Moved | DutyBroadcast | IncidentState | SignIn | Accounts
+"""What a node posts to every node and counts (CountedAll), so that one lost on the way is
+made good. DutyRoster is not: it is said again every 2 s and forgotten after 6 s, so the
+next one makes good a lost one (counting it would add a count announcement every 2 s from
+every node of an idle deployment)."""
+
+FOR_ALL: Final = (Moved, DutyBroadcast, IncidentState, SignIn, Accounts)
+
+
+@dataclass(frozen=True, slots=True)
+class CountedAll:
+    """A ForAll message with {run, n} (and `from` for a kind without it) added to its
+    header: the `n`th message `from` has posted to every node in its `run` (one count for
+    everyone: every node gets the same stream). The receiver drops one it has handled and,
+    when one before it is missing, keeps it (and what follows) until the missing ones come
+    (Replay), then handles them all in their count's order. A node that does not count
+    reads the message and ignores the keys."""
+    sender: str
+    run: str
+    n: int
+    message: ForAll
+
+    def pack(self) -> bytes:
+        return _with_count(self.message.pack(), self.sender, self.run, self.n,
+                           type(self.message) is Moved)
+
+
+@dataclass(frozen=True, slots=True)
+class MarkAll:
+    """{from, run, n}: `from` has posted n CountedAll messages to every node in its `run`
+    (said on the every-node channel once a second when it posted any meanwhile, and when
+    the bus comes back after an outage): a lost last one is noticed too."""
+    KIND: ClassVar[int] = 30
+    sender: str
+    run: str
+    n: int
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"from": self.sender, "run": self.run, "n": self.n})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> MarkAll:
+        return cls(str(h["from"]), str(h["run"]), int(h["n"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """{from, run, after}: to the node that posted them: `from` missed some of what the
+    receiver posted to every node in its `run`; send it, to `from` alone, everything after
+    number `after` that is still kept (in order, as the CountedAll messages they were)."""
+    KIND: ClassVar[int] = 31
+    sender: str
+    run: str
+    after: int
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"from": self.sender, "run": self.run, "after": self.after})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Replay:
+        return cls(str(h["from"]), str(h["run"]), int(h["after"]))
+
+
+@dataclass(frozen=True, slots=True)
+class Lapsed:
+    """{from, run, first}: the answer to a Replay that cannot be made whole: of `run`,
+    `from` keeps nothing before number `first` any more (0: nothing of that run, it has
+    started again since); what it still keeps follows. The asker re-reads the shared
+    incident log instead."""
+    KIND: ClassVar[int] = 32
+    sender: str
+    run: str
+    first: int
+
+    def pack(self) -> bytes:
+        return _frame(self.KIND, {"from": self.sender, "run": self.run, "first": self.first})
+
+    @classmethod
+    def unpack(cls, h: dict[str, Any], payload: bytes) -> Lapsed:
+        return cls(str(h["from"]), str(h["run"]), int(h["first"]))
+
+
 RelayMessage = (Open | Frame | Lost | Reply | Attach | Enter | Broadcast | ToMember | Voice
                 | CloseLink | CloseMember | Release | Moved | DutyBroadcast | DutyRoster
                 | IncidentState | SignIn | Accounts | IncidentAct | IncidentDone | Sync | Counted
-                | Mark)
+                | Mark | CountedAll | MarkAll | Replay | Lapsed)
 
 _KINDS: Final[dict[int, Callable[[dict[str, Any], bytes], RelayMessage]]] = {
     kind.KIND: kind.unpack for kind in (
         Open, Frame, Lost, Reply, Attach, Enter, Broadcast, ToMember, Voice, CloseLink,
         CloseMember, Release, Moved, DutyBroadcast, DutyRoster, IncidentState, SignIn,
-        Accounts, IncidentAct, IncidentDone, Sync, Mark)}
+        Accounts, IncidentAct, IncidentDone, Sync, Mark, MarkAll, Replay, Lapsed)}
 
 
 def unpack(data: bytes) -> RelayMessage:
@@ -481,8 +578,13 @@ def unpack(data: bytes) -> RelayMessage:
         if not isinstance(header, dict):
             raise RelayError("the header is a JSON object")
         message = unpack_kind(header, bytes(data[start + length:]))
-        if "run" in header and isinstance(message, FOR_CLIENTS):
-            return Counted(str(header["from"]), str(header["run"]), int(header["n"]), message)
+        if "run" in header:
+            if isinstance(message, FOR_CLIENTS):
+                return Counted(str(header["from"]), str(header["run"]), int(header["n"]),
+                               message)
+            if isinstance(message, FOR_ALL):
+                return CountedAll(str(header["from"]), str(header["run"]), int(header["n"]),
+                                  message)
         return message
     except RelayError:
         raise

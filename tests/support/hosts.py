@@ -68,8 +68,9 @@ class Client:
 class Store(MemoryBroker):
     """The memory broker, which a test can take away (every directory call raises
     Unreachable), pause (`paused`: saves wait until `Nodes.resume_store`), empty, or have
-    lose messages it counted as delivered (`losing`: Redis failing over or killed just after
-    it took a message in; the message is kept in `lost`, nobody hears of it)."""
+    lose messages it counted as delivered (`losing(to, message)`: Redis failing over or
+    killed just after it took a message in; a message to one node, or one to every node as
+    it goes to `to`; kept in `lost` as (to, bytes), nobody hears of it)."""
 
     def __init__(self, clock: Callable[[], float], schedule: Callable[[Callable[[], None]], Any]
                  ) -> None:
@@ -108,6 +109,7 @@ class Nodes:
         self.logs: list[tuple[str, str]] = []
         self.watched: list[str] = []  # nodes asked to run their watchers (Watch)
         self.records: list[dict[str, Any]] = []
+        self.signed_in: list[tuple[str, dict[str, Any]]] = []  # (node, event) handed on
         self.paused: set[str] = set()
         self.parked: list[tuple[str, Procedure, Call]] = []  # saves waiting for the store
         self.syncing: dict[str, Procedure] = {}  # procedures waiting for their Sync to come back
@@ -130,14 +132,18 @@ class Nodes:
         self.clients[name] = []
         self._subscriptions[name] = [
             self.store.subscribe_node(name, self._deliver(name)),
-            self.store.subscribe_all(self._deliver(name))]
+            self.store.subscribe_all(self._deliver(name, everyone=True))]
         self.apply(name, host.tick(True))
         self.apply(name, host.housekeeping())
 
     # --- the bus -------------------------------------------------------------------------------
 
-    def _deliver(self, name: str) -> Callable[[bytes], None]:
+    def _deliver(self, name: str, everyone: bool = False) -> Callable[[bytes], None]:
         def deliver(data: bytes) -> None:
+            losing = self.store.losing
+            if everyone and losing is not None and losing(name, relay.unpack(data)):
+                self.store.lost.append((name, data))
+                return
             if name not in self.paused and name in self.hosts:
                 self.apply(name, self.hosts[name].relayed(data))
         return deliver
@@ -256,7 +262,9 @@ class Nodes:
                 self.logs.append((name, text))
             case Record(incident=incident):
                 self.records.append(dict(incident))
-            case Audit() | SignedIn():
+            case SignedIn(event=event):
+                self.signed_in.append((name, dict(event)))
+            case Audit():
                 pass
             case Watch():
                 self.watched.append(name)
@@ -318,6 +326,13 @@ class Nodes:
             if name in self.hosts:
                 self._drive(name, steps, self._call(step))
         self.flush()
+
+    def ship_incidents(self, upto: int | None = None) -> None:
+        """The incident changes recorded so far (or the first `upto`) into the shared
+        incident log, as each node's log shipper does from its journal."""
+        for wire in self.records[:upto]:
+            record = {"ts": int(self.clock.seconds() * 1000), "incident": wire}
+            self._call(Call("append", ("incidents", json.dumps(record).encode())))
 
     def saved(self, room: str = "circle") -> dict[str, Any] | None:
         data = self._call(Call("load_room", (room,)))

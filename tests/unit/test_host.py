@@ -16,6 +16,7 @@ import pytest
 from hearth.spaces import relay
 from hearth.spaces.effects import Reply
 from hearth.spaces.host import (
+    ALL_KEPT_FOR,
     ANSWER_WITHIN,
     ASK_TIMEOUT,
     HOLD_AT_MOST,
@@ -60,7 +61,7 @@ def welcome(client: Client) -> dict[str, Any]:
     relay.ToMember("m1", False, b"{}"), relay.Voice(("m1", "m2"), b"\x01"),
     relay.CloseLink("n1/1", 4010, "moved"), relay.CloseMember("m1", 4003, "removed"),
     relay.Release("n1/1"), relay.Moved("circle", "n2"),
-    relay.DutyBroadcast("n1", ("m1",), b"{}"), relay.DutyRoster("n1", 2),
+    relay.DutyBroadcast("n1", ("m1",), b"{}"), relay.DutyRoster("n1", 2), relay.DutyRoster("n1", 2, "r1", 7),
     relay.IncidentState("n1", {"id": "i1"}),
     relay.SignIn("n1", {"op": "end"}), relay.Accounts("n1"),
     relay.IncidentAct("r1", "n1", "circle", "i1", "ack", None, "ana", None),
@@ -68,6 +69,11 @@ def welcome(client: Client) -> dict[str, Any]:
     relay.IncidentDone("r1", b""), relay.Sync("n1/7"),
     relay.Counted("n1", "r1", 3, relay.Broadcast("circle", None, b"{}")),
     relay.Counted("n1", "r1", 1, relay.Release("n1/1")), relay.Mark("n1", "r1", 3),
+    relay.CountedAll("n1", "r1", 4, relay.Moved("circle", "n1")),
+    relay.CountedAll("n1", "r1", 5, relay.DutyBroadcast("n1", ("m1",), b"{}")),
+    relay.CountedAll("n1", "r1", 6, relay.IncidentState("n1", {"id": "i1"})),
+    relay.CountedAll("n1", "r1", 7, relay.SignIn("n1", {"op": "end"})),
+    relay.MarkAll("n1", "r1", 7), relay.Replay("n2", "r1", 3), relay.Lapsed("n1", "r1", 9),
 ])
 def test_every_relay_message_comes_back_as_it_was_packed(message: Any) -> None:
     assert relay.unpack(message.pack()) == message
@@ -662,3 +668,195 @@ def test_an_effect_that_cannot_be_sent_is_skipped_and_logged_and_the_rest_go() -
     assert log.fields["error"] == "UnicodeEncodeError"
     assert str(log.fields["where"]).startswith("protocol.py:")
     assert "tell nobody" not in repr(log) and "\\ud800" not in repr(log)
+
+
+# --- what a node posts to every node, lost on the way ------------------------------------------
+
+def to_every_node(node: str, *kinds: type) -> Any:
+    """A `Store.losing` that loses, on their way to `node`, the messages posted to every node
+    (of `kinds`; with no kinds: all of them, the count announcements and rosters too)."""
+    def losing(to: str, message: relay.RelayMessage) -> bool:
+        if to != node:
+            return False
+        if isinstance(message, relay.CountedAll):
+            message = message.message
+        return isinstance(message, kinds or (*relay.FOR_ALL, relay.MarkAll, relay.DutyRoster))
+    return losing
+
+
+def once(losing: Any) -> Any:
+    """Loses only the first message `losing` would (not what is sent again for it)."""
+    lost: list[relay.RelayMessage] = []
+
+    def lose_once(to: str, message: relay.RelayMessage) -> bool:
+        if not lost and losing(to, message):
+            lost.append(message)
+            return True
+        return False
+    return lose_once
+
+
+def spying(nodes: Nodes) -> list[tuple[str, relay.RelayMessage]]:
+    """What goes to each node from now on (nothing is lost)."""
+    seen: list[tuple[str, relay.RelayMessage]] = []
+    nodes.store.losing = lambda to, message: seen.append((to, message)) is not None
+    return seen
+
+
+def on_duty_elsewhere() -> tuple[Nodes, Client, Client]:
+    """node1 runs the room of a participant; an on-duty facilitator's console is on node2."""
+    nodes = Nodes(2)
+    person = nodes.join("node1", pseudonym="Quiet Otter")
+    ticket = nodes.hosts["node2"].venue.issue_ticket("facilitator", nodes.clock.seconds(), "ana")
+    console = nodes.join("node2", room="other", ticket=ticket)
+    nodes.send(console, {"type": "duty", "on": True})
+    nodes.advance(3.0)  # each node's roster says where its count stands
+    return nodes, person, console
+
+
+def alerts(console: Client, incident: str) -> list[dict[str, Any]]:
+    return [m for m in console.of("incident")
+            if m["reason"] == "alert" and m["incident"]["id"] == incident]
+
+
+def pressed(nodes: Nodes, person: Client, *, lose: Any) -> str:
+    nodes.store.losing = lose
+    try:
+        nodes.send(person, {"type": "help", "id": "h-1"})
+    finally:
+        nodes.store.losing = None
+    return str(person.last("help_received")["incident"])
+
+
+def sign_in_news(nodes: Nodes, node: str, signin: str = "s1") -> None:
+    """Something else `node` posts to every node (a sign-in session's change)."""
+    nodes.apply(node, nodes.hosts[node].share_session({"op": "end", "signin": signin,
+                                                      "node": node}))
+    nodes.flush()
+
+
+def sign_ins_heard(nodes: Nodes, node: str) -> list[str]:
+    return [str(event["signin"]) for name, event in nodes.signed_in if name == node]
+
+
+REREAD = ("node2", "messages node {node} sent to every node were lost and are no longer kept; "
+                   "the incident log is read again")
+
+
+@pytest.mark.parametrize("then", ["another message", "quiet"])
+def test_a_duty_alert_lost_to_one_node_reaches_its_on_duty_console_once(then: str) -> None:
+    """Redis took node1's alert for every on-duty console in, then lost it on its way to
+    node2: node2 notices at node1's next message to every node, or when node1 says its count
+    within a second, gets it again from node1 and hands it to its console, once."""
+    nodes, person, console = on_duty_elsewhere()
+    incident = pressed(nodes, person, lose=once(to_every_node("node2", relay.DutyBroadcast)))
+    assert len(nodes.store.lost) == 1 and alerts(console, incident) == []
+    if then == "another message":
+        sign_in_news(nodes, "node1")
+    else:
+        nodes.advance(1.0)
+    assert len(alerts(console, incident)) == 1
+    nodes.advance(3.0)
+    sign_in_news(nodes, "node1")
+    assert len(alerts(console, incident)) == 1 and REREAD not in nodes.logs
+
+
+def test_a_lost_last_incident_state_is_learned_within_a_second() -> None:
+    nodes, facilitator, person = crisis_nodes()
+    nodes.send(person, {"type": "help", "id": "h-1"})
+    incident = person.last("help_received")["incident"]
+    elsewhere = nodes.hosts["node2"].venue.crisis.elsewhere
+    assert elsewhere[incident]["state"] == "open"
+    nodes.store.losing = to_every_node("node2", *relay.FOR_ALL)  # the state and what follows
+    nodes.send(facilitator, {"type": "incident", "incident": incident, "action": "ack",
+                             "ref": "r1"})
+    nodes.store.losing = None
+    assert any(isinstance(relay.unpack(m), relay.CountedAll) for _, m in nodes.store.lost)
+    assert elsewhere[incident]["state"] == "open"
+    nodes.advance(1.1)  # node1's next housekeeping says its count
+    assert elsewhere[incident]["state"] == "acknowledged"
+
+
+def test_a_message_to_every_node_that_comes_twice_is_handled_once() -> None:
+    nodes, person, console = on_duty_elsewhere()
+    incident = pressed(nodes, person, lose=once(to_every_node("node2", relay.DutyBroadcast)))
+    (_, alert), = nodes.store.lost
+    for _ in range(3):  # late, then twice more (a publish sent again after an error)
+        nodes.apply("node2", nodes.hosts["node2"].relayed(alert))
+    seen = spying(nodes)
+    nodes.advance(2.0)
+    assert len(alerts(console, incident)) == 1
+    assert not [m for _, m in seen if isinstance(m, relay.Replay)]
+
+
+def test_a_restarted_sender_and_a_restarted_receiver_ask_for_nothing_again() -> None:
+    """A new run of node1 counts from 1: no gap; node2 started again takes node1's count as
+    it finds it: nothing is asked for again, no incident log read."""
+    nodes, _, _ = on_duty_elsewhere()
+    for i in range(5):
+        sign_in_news(nodes, "node1", f"s{i}")
+    seen = spying(nodes)
+    nodes.restart("node1")
+    sign_in_news(nodes, "node1", "after node1 started again")
+    nodes.restart("node2")
+    sign_in_news(nodes, "node1", "after node2 started again")
+    nodes.advance(3.0)
+    assert not [m for _, m in seen if isinstance(m, relay.Replay | relay.Lapsed)]
+    assert REREAD not in nodes.logs
+    assert sign_ins_heard(nodes, "node2") == [*(f"s{i}" for i in range(5)),
+                                              "after node1 started again",
+                                              "after node2 started again"]
+
+
+def test_what_is_no_longer_kept_is_made_good_from_the_incident_log() -> None:
+    """node2 hears nothing node1 posts to every node for longer than node1 keeps it: when it
+    notices, node1 can no longer send it all again, so node2 reads the shared incident log
+    and its on-duty console is handed every open incident."""
+    nodes, person, console = on_duty_elsewhere()
+    incident = pressed(nodes, person, lose=to_every_node("node2"))
+    nodes.store.losing = to_every_node("node2")
+    nodes.advance(ALL_KEPT_FOR + 2.0)
+    nodes.store.losing = None
+    nodes.ship_incidents()
+    assert incident not in nodes.hosts["node2"].venue.crisis.elsewhere
+    sign_in_news(nodes, "node1")
+    listed = console.last("duty")
+    assert incident in [i["id"] for i in listed["open"]] and listed["on"] is True
+    assert incident in nodes.hosts["node2"].venue.crisis.elsewhere
+    assert nodes.logs.count(REREAD) == 1
+    nodes.advance(2.0)
+    assert nodes.logs.count(REREAD) == 1
+
+
+def test_a_state_read_again_from_the_log_never_replaces_a_later_one() -> None:
+    nodes, person, console = on_duty_elsewhere()
+    host = nodes.hosts["node1"]
+    incident = pressed(nodes, person, lose=None)
+    opened = len(nodes.records)
+    nodes.apply("node1", host.route(None, host.venue.crisis.act(
+        host.venue.rooms, "ana", incident, "ack", None, nodes.clock.seconds(), None)))
+    nodes.flush()
+    elsewhere = nodes.hosts["node2"].venue.crisis.elsewhere
+    assert elsewhere[incident]["state"] == "acknowledged"
+    nodes.ship_incidents(upto=opened)  # the log is behind: it has the incident open
+    stream = nodes.hosts["node2"]._streams["node1"]
+    lapsed = relay.Lapsed("node1", stream.run, stream.last + 5)
+    nodes.apply("node2", nodes.hosts["node2"].relayed(lapsed.pack()))
+    nodes.flush()
+    assert REREAD in nodes.logs
+    assert elsewhere[incident]["state"] == "acknowledged"
+    assert [i["state"] for i in console.last("duty")["open"]] == ["acknowledged"]
+
+
+def test_a_count_forged_ahead_does_not_silence_the_node_for_long() -> None:
+    """Someone who can write to Redis posts a message as node1 with a count far ahead: node2
+    hears node1's own count within two seconds (its roster), counts on from it, and hands
+    on node1's messages again."""
+    nodes, _, _ = on_duty_elsewhere()
+    run = nodes.hosts["node1"].run
+    forged = relay.CountedAll("node1", run, 10**6, relay.SignIn("node1", {"signin": "forged"}))
+    nodes.store.send_all(forged.pack())
+    nodes.flush()
+    nodes.advance(3.0)
+    sign_in_news(nodes, "node1", "node1's own")
+    assert sign_ins_heard(nodes, "node2")[-1] == "node1's own"
