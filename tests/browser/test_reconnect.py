@@ -9,6 +9,8 @@ ways. A reload resumes too, with the same E2EE identity (tests/browser/test_keep
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import pytest_twisted
 
@@ -111,5 +113,72 @@ async def test_after_an_outage_in_which_the_room_changed_everyone_can_still_be_r
         assert not py.rejected and not carol.rejected
         await py.client.close()
         await carol.client.close()
+    finally:
+        await link.close()
+
+
+
+async def offline_while(page: Page, link: CuttableLink, meanwhile: Any) -> None:
+    """Cut the page off (and keep it off) while `meanwhile()` runs; then until it has resumed."""
+    await page.do(lambda p: p.context.set_offline(True))
+    link.cut()
+    await page.wait_for(STATE, "reconnecting")
+    await meanwhile()
+    await page.do(lambda p: p.context.set_offline(False))
+    await page.wait_for(STATE, "joined", timeout_ms=25_000)
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_was_said_during_a_drop_is_shown_once_and_the_page_says_so_honestly(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    """The server hands a resuming page the room envelopes it missed (docs/protocol.md): what
+    someone said while the page was offline is shown after the resume, once, and the page does
+    not claim it was lost. What the page itself had said before the drop is not shown twice."""
+    link = CuttableLink(server.port)
+    page = await open_page(browser, pages, link.listen())
+    try:
+        member = await page.join("circle", pseudonym="Away Lark")
+        py = await GroupChat.join(await server.client(), "circle", pseudonym="Python Pal")
+        await chat_both_ways(page, py, member, "before the drop")
+        await offline_while(page, link, lambda: py.say("said while you were offline"))
+        await log_has(page, "said while you were offline")
+        await chat_both_ways(page, py, member, "after the drop")
+        texts = await page.evaluate(
+            "() => [...document.querySelectorAll('#chat-log .msg .text')].map((n) => n.textContent)")
+        for text in ("said while you were offline", "browser says before the drop",
+                     "python says before the drop"):
+            assert texts.count(text) == 1, (text, texts)
+        notices = await page.evaluate(
+            "() => [...document.querySelectorAll('#chat-log .notice')].map((n) => n.textContent)")
+        assert "Reconnected." in notices, notices
+        assert not [n for n in notices if "could not reach you" in n], "it did reach the page"
+        assert not py.rejected
+        await py.client.close()
+    finally:
+        await link.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_after_a_drop_longer_than_the_room_keeps_the_page_says_some_may_be_missing(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    """The room keeps its last 256 envelopes for those who resume: past that, the page says
+    that some of what was said could not reach it, and still shows the latest."""
+    link = CuttableLink(server.port)
+    page = await open_page(browser, pages, link.listen())
+    try:
+        member = await page.join("circle", pseudonym="Long Away")
+        py = await GroupChat.join(await server.client(), "circle", pseudonym="Python Pal")
+        await chat_both_ways(page, py, member, "before the drop")
+
+        async def talk() -> None:
+            for n in range(260):
+                await py.say(f"line {n}")
+        await offline_while(page, link, talk)
+        await log_has(page, "line 259")
+        await log_has(page, "some of what was said meanwhile could not reach you")
+        texts = await page.evaluate(
+            "() => [...document.querySelectorAll('#chat-log .msg .text')].map((n) => n.textContent)")
+        assert "line 0" not in texts and texts.count("line 259") == 1
+        await py.client.close()
     finally:
         await link.close()

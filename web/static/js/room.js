@@ -641,7 +641,7 @@ function onState({ state: now, code }) {
   }
   if (joined) {
     status.textContent = "";
-    if (state.dropped) notice(t("notice.reconnected"));
+    if (state.dropped) notice(t(missedMayBeLost() ? "notice.reconnected_gap" : "notice.reconnected"));
     state.dropped = false;
   }
   if (now === "refused" && state.join && JOIN_REFUSALS.has(code)) {
@@ -659,6 +659,16 @@ function onState({ state: now, code }) {
     $("ended-reason").textContent = reason;
     $("ended-title").focus();
   }
+}
+
+/** After a drop, the server hands the page the room messages it missed, from the room's last
+ *  256 (docs/protocol.md, "Session lifecycle"). Every room message takes a seq, so when no more
+ *  than that many went by, nothing said can be missing; after a longer absence some may be. Called
+ *  as the resume's welcome arrives, before the page applies it. */
+const REPLAYED = 256;
+function missedMayBeLost() {
+  const now = connection.welcome?.room?.seq;
+  return typeof now === "number" && now - room.lastSeq - 1 > REPLAYED;
 }
 
 // --- what the participant does ---------------------------------------------------------
