@@ -147,3 +147,42 @@ async def test_leaving_and_quick_exit_erase_what_was_kept(
         assert await page.evaluate("() => sessionStorage.length") == 0
         await page.wait_for("async () => !(await indexedDB.databases()).some((d) => d.name === 'hearth')")
     await py.client.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_duplicated_tab_takes_the_member_over_and_keeps_what_was_kept(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    """A tab opened from the room page (the browser's "duplicate tab", or window.open) starts
+    with a copy of its session storage: it resumes the same member, and the first tab is told
+    "another tab". The first tab must let go of the keepsake without erasing it: the second
+    tab, reloaded, is still the same identity with the same conversation."""
+    first = await open_page(browser, pages, server.http_url)
+    member, py = await joined_pair(server, first, "Two Tabs")
+    await chat_both_ways(first, py, member, "in the first tab")
+    fingerprint = py.session.fingerprint(member)
+
+    def duplicate(p: Any) -> Any:
+        with p.context.expect_page() as opened:
+            p.evaluate("() => { window.open(window.location.href); }")
+        return opened.value
+    popup = await first.do(duplicate)
+    second = Page(browser, first.context, popup, server.http_url, first.recorder)
+    await second.wait_for(STATE, "joined")
+    assert await second.evaluate("() => document.getElementById('app').dataset.me") == member
+    await first.wait_for(STATE, "elsewhere")
+    await log_has(second, "python says in the first tab")
+    await chat_both_ways(second, py, member, "in the second tab")
+
+    py.client.inbox.clear()
+    await second.do(lambda p: p.reload())
+    await second.wait_for(STATE, "joined")
+    assert await second.evaluate("() => document.getElementById('app').dataset.me") == member
+    await log_has(second, "python says in the first tab")
+    await log_has(second, "browser says in the second tab")
+    await chat_both_ways(second, py, member, "after the reload")
+    assert py.session.last_changes is not None and py.session.last_changes.keys_changed == ()
+    assert py.session.fingerprint(member) == fingerprint
+    # The first tab is no longer the member: a reload there goes to the join page.
+    await first.do(lambda p: p.reload())
+    await first.do(lambda p: p.wait_for_url("**/join/circle*"))
+    await py.client.close()

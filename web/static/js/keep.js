@@ -186,6 +186,24 @@ export class Keep {
     }
   }
 
+  /**
+   * Another tab took the member over: it resumed with this tab's token, which only a copy of
+   * this tab's session storage holds (the browser's "duplicate tab", or a window this page
+   * opened). That tab holds the same tab name, so it uses the same record: this tab lets go of
+   * it without erasing it, and takes a new name, so that nothing it does later (a join, a
+   * leave) touches the other tab's keepsake.
+   */
+  letGo() {
+    this.#record = null;
+    this.key = null;
+    try {
+      this.storage.removeItem(LOG_PREFIX + this.room);
+      this.storage.removeItem(TAB);
+    } catch {
+      // storage disabled: nothing was kept
+    }
+  }
+
   /** Leaving, removed, ended: erase this room's identity and conversation. */
   async forget() {
     this.#record = null;

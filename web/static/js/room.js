@@ -649,7 +649,12 @@ function onState({ state: now, code }) {
     return;
   }
   if (ENDED.has(now)) {
-    keep?.forget(); // left, removed, ended: nothing of the room stays on the device
+    if (now === "elsewhere") {
+      keep?.letGo(); // another tab of this one is the member now: what it keeps is its own
+      tokens.clear(); // (the token was rotated there), so a reload here starts at the join page
+    } else {
+      keep?.forget(); // left, removed, ended: nothing of the room stays on the device
+    }
     room.walker?.stop();
     setMic(false);
     status.textContent = "";
@@ -703,6 +708,7 @@ let room; // RoomState: members, seats, positions, corners, the stick, the log
 let voice = null;
 let presence = null;
 let keep = null; // keep.js: what a reload in this tab keeps
+let tokens = null; // this tab's session token (protocol.js)
 let exited = false;
 
 /** Presence (reactions, status, who is away), the phone's conversation sheet, and leaving
@@ -728,7 +734,7 @@ async function main() {
     await loadStrings("en");
   }
   const join = readFragment();
-  const tokens = new TokenStore(roomId);
+  tokens = new TokenStore(roomId);
   keep = await Keep.open(roomId);
   if (join) {
     tokens.clear(); // a fresh join from the join page wins over an old session
