@@ -186,3 +186,43 @@ async def test_a_duplicated_tab_takes_the_member_over_and_keeps_what_was_kept(
     await first.do(lambda p: p.reload())
     await first.do(lambda p: p.wait_for_url("**/join/circle*"))
     await py.client.close()
+
+
+RECORD_LOG_ADDITIONS = """
+window.__logAdditions = [];
+new MutationObserver((records) => {
+  for (const r of records) {
+    if (r.target.id !== 'chat-log') continue;
+    for (const node of r.addedNodes) {
+      if (node.nodeType !== 1) continue;
+      window.__logAdditions.push({ text: node.querySelector('.text')?.textContent ?? node.textContent,
+                                   busy: r.target.getAttribute('aria-busy') === 'true' });
+    }
+  }
+}).observe(document, { childList: true, subtree: true });
+"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_conversation_a_reload_brings_back_is_not_read_out_again(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    """The chat log is a live region: what a reload puts back (up to 200 lines the person has
+    already read) goes in while the log is busy, so a screen reader does not read it all out
+    again; what arrives afterwards is announced as usual."""
+    page = await open_page(browser, pages, server.http_url)
+    member, py = await joined_pair(server, page, "Listening Jay")
+    for n in range(3):
+        await chat_both_ways(page, py, member, f"line {n}")
+    await page.do(lambda p: p.context.add_init_script(RECORD_LOG_ADDITIONS))
+    await page.do(lambda p: p.reload())
+    await page.wait_for(STATE, "joined")
+    await log_has(page, "python says line 2")
+    await py.say("new after the reload")
+    await log_has(page, "new after the reload")
+    await page.wait_for("() => document.getElementById('chat-log').getAttribute('aria-busy') !== 'true'")
+    added = await page.evaluate("() => window.__logAdditions")
+    restored = [a for a in added if "line" in a["text"]]
+    assert len(restored) == 6 and all(a["busy"] for a in restored), added
+    [new] = [a for a in added if a["text"] == "new after the reload"]
+    assert not new["busy"]
+    await py.client.close()

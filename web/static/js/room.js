@@ -123,9 +123,18 @@ function remember({ key = null, sender, text, seq, ts, zone = null, mine, tag = 
   keep?.saveLog(conversation);
 }
 
-/** The conversation kept before a reload, shown again and reportable again. */
+/** The conversation kept before a reload, shown again and reportable again. The log is a live
+ *  region: these lines (up to 200, already read) go in while it is busy, so that a screen reader
+ *  does not read them all out again; it is live again once the browser has drawn them. */
 async function restoreConversation() {
   const entries = await keep.log();
+  const log = $("chat-log");
+  if (entries.length > 0) {
+    log.setAttribute("aria-busy", "true");
+    const live = () => log.removeAttribute("aria-busy");
+    requestAnimationFrame(() => setTimeout(live, 0));
+    setTimeout(live, 1000); // a hidden tab draws no frame
+  }
   for (const entry of entries) showMessage({ ...entry, restored: true });
   conversation.push(...entries);
   chat.restore(entries.filter((e) => e.frankingKey && e.key !== null).map((e) => ({
