@@ -218,6 +218,54 @@ async def test_on_a_phone_the_map_and_the_conversation_are_on_screen_together(
     assert leave["bottom"] <= sheet["top"], (leave, sheet)
 
 
+# What the keyboard focuses must not be hidden under the sticky header or the phone's sheet.
+FOCUS_HIDDEN = """() => {
+  const e = document.activeElement;
+  if (!e || e === document.body) return null;
+  const r = e.getBoundingClientRect();
+  const x = Math.min(Math.max(r.left + r.width / 2, 1), innerWidth - 1);
+  const y = r.top + Math.min(r.height / 2, 20);
+  const top = y >= 0 && y < innerHeight ? document.elementFromPoint(x, y) : null;
+  if (top && (top === e || e.contains(top))) return null;
+  const name = (n) => n ? `${n.tagName.toLowerCase()}#${n.id}.${n.getAttribute('class') ?? ''}` : 'off screen';
+  return `${name(e)} "${(e.getAttribute('aria-label') ?? e.textContent).trim().slice(0, 30)}" at ${Math.round(y)}`
+    + ` under ${name(top)}`;
+}"""
+
+
+@pytest.mark.parametrize(("lang", "phone"), [("en", True), ("es", True), ("en", False)])
+@pytest_twisted.ensureDeferred
+async def test_keyboard_focus_is_never_hidden_under_the_header_or_the_sheet(
+        server: LiveServer, browser: Browser, pages: list[Page], lang: str, phone: bool) -> None:
+    """Tab and Shift+Tab through the whole room (a keyboard, switch access, a screen reader
+    moving focus), on a phone and a desktop: each control focused is on screen, not under the
+    header that stays at the top nor under the phone's conversation sheet. The sheet opens when
+    focus enters it and closes when focus leaves it."""
+    page = await open_page(browser, pages, server.http_url, phone=phone)
+    other = await open_page(browser, pages, server.http_url)
+    await page.join("circle", pseudonym="Bruno Garza", lang=lang)
+    await other.join("circle", pseudonym="Alice Wren")
+    await say(other, "hello")
+    await log_has(page, "hello")
+    await page.evaluate("() => { document.activeElement.blur(); window.scrollTo(0, 0); }")
+    hidden: list[str] = []
+    for key in ("Tab", "Shift+Tab"):
+        for _ in range(60):
+            await page.do(lambda p, key=key: p.keyboard.press(key))
+            if await page.evaluate("(back) => document.activeElement === document.body"
+                                   " || (back && document.activeElement.matches('.skip-link'))",
+                                   key == "Shift+Tab"):
+                break
+            where = await page.evaluate(FOCUS_HIDDEN)
+            if where:
+                hidden.append(f"{key}: {where}")
+        else:
+            raise AssertionError(f"{key} never left the page")
+        sheet_open = await page.evaluate("() => document.getElementById('chat').classList.contains('open')")
+        assert not (phone and sheet_open), "the sheet stayed open after focus left it"
+    assert hidden == []
+
+
 # --- avatars and names inside the map -----------------------------------------------------------
 
 EDGES = [(0.0, 0.0), (14.0, 0.0), (0.0, 10.0), (14.0, 10.0), (7.0, 0.0), (7.0, 10.0), (0.0, 5.0),

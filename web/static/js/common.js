@@ -1,4 +1,5 @@
 // Every page: the quick exit, and navigation that keeps Hearth to one entry in the tab's history.
+// Focus is never scrolled under the sticky header.
 //
 // Quick exit (the button, or Escape twice within a moment) runs the page's own clean-up
 // (the room sends `leave`), clears this tab's session storage and the language cookie,
@@ -72,3 +73,12 @@ document.addEventListener("click", (event) => {
     location.replace(link.href);
   }
 });
+
+// The header stays at the top of the window (sticky): whatever is scrolled into view — the
+// control the keyboard just focused — stops below it, not under it.
+const header = document.querySelector("body > header.top");
+if (header && "ResizeObserver" in window) {
+  new ResizeObserver(() => {
+    document.documentElement.style.scrollPaddingTop = `${header.offsetHeight + 8}px`;
+  }).observe(header);
+}

@@ -5,8 +5,9 @@
 // the map and the conversation are on screen together; open, it rises over the lower part
 // of the map, which stays visible above it. The handle says how many messages came while
 // it was closed ("3 new"). Focus moving into the sheet (the message box, a question from
-// the page) opens it. On a wider screen the sheet is an ordinary column and none of this
-// shows.
+// the page) opens it, and focus moving out of it to another control closes it; the page's
+// scroll padding keeps whatever the keyboard focuses above the closed sheet. On a wider
+// screen the sheet is an ordinary column and none of this shows.
 
 export const PHONE = "(max-width: 40rem)";
 
@@ -21,6 +22,12 @@ export class ConversationSheet {
     section.addEventListener("focusin", (event) => {
       if (event.target !== toggle && !this.open && this.media.matches) this.setOpen(true);
     });
+    // Focus gone to a control outside (not merely out of the window): the sheet would hide it.
+    section.addEventListener("focusout", (event) => {
+      const to = event.relatedTarget;
+      if (this.open && this.media.matches && to instanceof Node && !section.contains(to)) this.setOpen(false);
+    });
+    new ResizeObserver(() => this.#padScroll()).observe(section);
     new MutationObserver((records) => this.#added(records)).observe(log, { childList: true });
     media.addEventListener("change", () => this.#render());
     this.#render();
@@ -50,6 +57,12 @@ export class ConversationSheet {
     this.#render();
   }
 
+  /** What is scrolled into view (a focused control) stops above the closed sheet. */
+  #padScroll() {
+    const pad = this.media.matches && !this.open ? `${this.section.offsetHeight + 8}px` : "";
+    document.documentElement.style.scrollPaddingBottom = pad;
+  }
+
   #render() {
     const phone = this.media.matches;
     const open = this.open || !phone;
@@ -58,5 +71,6 @@ export class ConversationSheet {
     const n = this.#unread;
     this.count.hidden = n === 0;
     this.count.textContent = n === 0 ? "" : this.t(n === 1 ? "sheet.unread_one" : "sheet.unread", { n });
+    this.#padScroll();
   }
 }
