@@ -305,14 +305,28 @@ async def glide_samples(page: Page, member: str, ms: int) -> dict[str, int]:
 class CuttableLink:
     """A loopback TCP forwarder in front of the server: the page talks to Hearth through it,
     and `cut()` aborts every connection in both directions (RST), as a phone losing signal
-    does. Black-box: nothing of the server's internals is touched."""
+    does. `stall()` instead lets every byte vanish, both ways, while the connections stay open
+    (a phone that lost signal without either end being told), until `unstall()`. Black-box:
+    nothing of the server's internals is touched."""
 
     def __init__(self, target_port: int) -> None:
         from twisted.protocols import portforward
 
         links = self.links = set[Any]()
+        self.stalled = False
+        link = self
+
+        class Client(portforward.ProxyClient):  # type: ignore[misc]
+            def dataReceived(self, data: bytes) -> None:
+                if not link.stalled:
+                    super().dataReceived(data)
+
+        class ClientFactory(portforward.ProxyClientFactory):  # type: ignore[misc]
+            protocol = Client
 
         class Server(portforward.ProxyServer):  # type: ignore[misc]
+            clientProtocolFactory = ClientFactory
+
             def connectionMade(self) -> None:
                 links.add(self)
                 super().connectionMade()
@@ -320,6 +334,10 @@ class CuttableLink:
             def connectionLost(self, reason: Any) -> None:
                 links.discard(self)
                 super().connectionLost(reason)
+
+            def dataReceived(self, data: bytes) -> None:
+                if not link.stalled:
+                    super().dataReceived(data)
 
         factory = portforward.ProxyFactory("127.0.0.1", target_port)
         factory.protocol = Server
@@ -339,6 +357,14 @@ class CuttableLink:
                 link.peer.transport.abortConnection()
             link.transport.abortConnection()
         return len(cut)
+
+    def stall(self) -> None:
+        self.stalled = True
+
+    def unstall(self) -> None:
+        """Bytes flow again; the connections that stalled are cut (their streams lost bytes)."""
+        self.stalled = False
+        self.cut()
 
     async def close(self) -> None:
         self.cut()

@@ -182,3 +182,39 @@ async def test_after_a_drop_longer_than_the_room_keeps_the_page_says_some_may_be
         await py.client.close()
     finally:
         await link.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_link_that_goes_silent_is_noticed_and_what_was_said_is_delivered_once(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    """A phone that loses signal often leaves the socket open: nothing arrives, nothing is
+    refused. The page must not go on looking connected while what the person says vanishes:
+    when the server answers nothing at all for a few seconds, the page says it is reconnecting,
+    and once the network is back the message goes out, once."""
+    link = CuttableLink(server.port)
+    page = await open_page(browser, pages, link.listen())
+    try:
+        member = await page.join("circle", pseudonym="Silent Link")
+        py = await GroupChat.join(await server.client(), "circle", pseudonym="Python Pal")
+        await chat_both_ways(page, py, member, "before the silence")
+        link.stall()
+
+        def type_and_send(p: Any) -> None:
+            p.fill("#chat-input", "said into the silence")
+            p.press("#chat-input", "Enter")
+        await page.do(type_and_send)
+        await page.wait_for(STATE, "reconnecting", timeout_ms=20_000)
+        assert "Reconnecting" in await page.evaluate("() => document.getElementById('status').textContent")
+        link.unstall()
+        await page.wait_for(STATE, "joined", timeout_ms=25_000)
+        got = await py.next_message(timeout=15)
+        assert (got.sender, got.text) == (member, "said into the silence")
+        await page.wait_for("() => [...document.querySelectorAll('#chat-log .msg.mine .text')]"
+                            ".some((n) => n.textContent === 'said into the silence')")
+        await chat_both_ways(page, py, member, "after the silence")  # (a copy would come first)
+        mine = await page.evaluate(
+            "() => [...document.querySelectorAll('#chat-log .msg.mine .text')].map((n) => n.textContent)")
+        assert mine.count("said into the silence") == 1, mine
+        await py.client.close()
+    finally:
+        await link.close()

@@ -103,5 +103,11 @@ async def test_a_message_lost_between_nodes_on_an_open_connection_is_sent_again(
         got = await py.next_message(timeout=15)
         assert got.text == "lost on the way" and got.sender == member and lost
         assert await page.evaluate(COUNT, "lost on the way") == 1
+        # The first frame is never answered, but the server answered the second: the link is
+        # alive, and the page must not take the silence about the first for a dead link.
+        await page.evaluate("() => new Promise((resolve) => setTimeout(resolve, 10000))")
+        assert await page.evaluate("() => document.getElementById('app').dataset.state") == "joined"
+        assert "dropped" not in await page.evaluate(
+            "() => document.getElementById('chat-log').textContent")
     finally:
         node.received = received

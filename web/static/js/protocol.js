@@ -4,7 +4,10 @@
 // hearth.v1, joins (or resumes with the token this tab kept), and when the socket drops it
 // reconnects with backoff and resumes the same member. The server rotates the token on every
 // welcome; the new one replaces the old in sessionStorage — the only thing the page stores.
-// A resume says the last room seq this connection received, so the server sends the room
+// A link can also die without either end being told (a phone that loses signal keeps its
+// socket open): while the page waits for the server — a connection's welcome, the answer to a
+// request — and hears nothing at all for STALL_MS, it drops the socket and reconnects, as for
+// any drop. A resume says the last room seq this connection received, so the server sends the room
 // envelopes that came after it; a join or resume refused with `room_moving` (the room is
 // moving to another node) is tried again after a short pause.
 //
@@ -24,6 +27,7 @@ const LOBBY_TYPES = new Set(["help", "im_ok"]); // what the server takes from th
 const RETRY_MS = [500, 1000, 2000, 4000, 8000, 15000];
 const REQUEST_TIMEOUT_MS = 15000;
 const LEAVE_TIMEOUT_MS = 1500;
+const STALL_MS = 8000; // waiting for the server and hearing nothing at all this long: the link is dead
 const VOICE_BACKLOG_BYTES = 4096; // about a second of voice: past that, late audio is dropped
 
 export function socketUrl(loc = window.location) {
@@ -71,6 +75,9 @@ export class HearthConnection extends EventTarget {
   #pending = new Map(); // ref -> {resolve, reject, timer}
   #joined = false; // ever welcomed: a drop now means "reconnecting", not "connecting"
   #lastSeq = null; // the last room seq received: a resume says it, and gets what came after
+  #stall = null; // timer: while the page waits for the server, it checks that something is heard
+  #heardAt = 0; // when anything last came from the server (performance.now())
+  #connectingSince = null; // when this socket's attempt began, until its welcome or the lobby
   #join;
 
   /**
@@ -133,7 +140,8 @@ export class HearthConnection extends EventTarget {
         this.#pending.delete(ref);
         reject(new Error("no reply"));
       }, REQUEST_TIMEOUT_MS);
-      this.#pending.set(ref, { resolve, reject, timer });
+      this.#pending.set(ref, { resolve, reject, timer, sentAt: performance.now() });
+      this.#watch();
     });
   }
 
@@ -200,6 +208,8 @@ export class HearthConnection extends EventTarget {
       return;
     }
     this.#ws = ws;
+    this.#connectingSince = performance.now(); // (the handshake, then the welcome)
+    this.#watch();
     ws.binaryType = "arraybuffer";
     ws.onopen = () => this.#opened(ws);
     ws.onmessage = (event) => {
@@ -224,7 +234,42 @@ export class HearthConnection extends EventTarget {
     }
   }
 
+  /** Since when the page has waited for the server with nothing heard: the first of this
+   *  socket's welcome and the requests still unanswered that went out after the server was last
+   *  heard, or Infinity. (A request sent before something was heard proves nothing: the link was
+   *  alive after it, and the request has its own timeout.) */
+  #silentSince() {
+    let since = Infinity;
+    for (const at of [this.#connectingSince, ...[...this.#pending.values()].map((w) => w.sentAt)]) {
+      if (at !== null && at >= this.#heardAt) since = Math.min(since, at);
+    }
+    return since;
+  }
+
+  /** While the page waits for the server, hearing nothing at all for STALL_MS means the link is
+   *  dead: the socket is dropped and the page reconnects, as after any drop. */
+  #watch() {
+    if (this.#stall !== null) return;
+    const since = this.#silentSince();
+    if (since === Infinity || this.#ws === null) return;
+    const silence = performance.now() - since;
+    if (silence < STALL_MS) {
+      this.#stall = setTimeout(() => {
+        this.#stall = null;
+        this.#watch();
+      }, STALL_MS - silence);
+      return;
+    }
+    const ws = this.#ws;
+    ws.onopen = null;
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.close(1000); // (it may never reach the server, which lets the member go after its ping)
+    this.#closed({ code: 1006 });
+  }
+
   #receive(data) {
+    this.#heardAt = performance.now();
     if (typeof data !== "string") {
       if (this.#state === "joined") this.dispatchEvent(new CustomEvent("voice", { detail: data }));
       return;
@@ -244,11 +289,13 @@ export class HearthConnection extends EventTarget {
       this.member = message.member;
       this.welcome = message;
       this.#joined = true;
+      this.#connectingSince = null;
       this.#join = null; // from now on, only ever resume
       this.#attempt = 0;
       this.#setState("joined");
       this.dispatchEvent(new CustomEvent("welcome", { detail: message }));
     } else if (message.type === "waiting") {
+      this.#connectingSince = null;
       this.#setState("waiting"); // the lobby is on: `welcome` comes when a facilitator admits us
     } else if (message.type === "error" && this.#state !== "joined") {
       this.#refusedBeforeWelcome(message);
@@ -283,6 +330,9 @@ export class HearthConnection extends EventTarget {
 
   #closed(event) {
     this.#ws = null;
+    clearTimeout(this.#stall);
+    this.#stall = null;
+    this.#connectingSince = null;
     for (const [ref, waiting] of this.#pending) {
       clearTimeout(waiting.timer);
       waiting.reject(new Error("connection closed"));
