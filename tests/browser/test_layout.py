@@ -266,6 +266,37 @@ async def test_keyboard_focus_is_never_hidden_under_the_header_or_the_sheet(
     assert hidden == []
 
 
+UNCOVERED = """(sel) => {
+  const e = document.querySelector(sel);
+  const r = e.getBoundingClientRect();
+  if (r.top < 0 || r.bottom > innerHeight) return false;
+  return [[r.left + 4, r.top + 4], [r.right - 4, r.bottom - 4], [r.left + r.width / 2, r.top + r.height / 2]]
+    .every(([x, y]) => { const top = document.elementFromPoint(x, y); return top === e || e.contains(top); });
+}"""
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+@pytest_twisted.ensureDeferred
+async def test_on_a_small_phone_the_help_card_is_not_under_the_conversation_sheet(
+        server: LiveServer, browser: Browser, pages: list[Page], lang: str) -> None:
+    """At 320 x 568 the closed sheet would take half the screen below the header: while the help
+    card is open it shrinks to its handle, so "I need help now" shows the card's heading and what
+    is happening at once, and the emergency number is one scroll away, clear of the sheet."""
+    page = await open_page(browser, pages, server.http_url, phone=True,
+                           viewport={"width": 320, "height": 568})
+    await page.join("circle", pseudonym="Small Screen", lang=lang)
+    await page.do(lambda p: p.click("#help-button"))
+    await page.wait_for("() => document.activeElement?.id === 'help-title'")
+    for selector in ("#help-title", "#help-state", "#sheet-toggle"):
+        assert await page.evaluate(UNCOVERED, selector), selector
+    number = "#help-lines a[href^='tel:']"
+    await page.evaluate(f"() => document.querySelector(\"{number}\").focus()")
+    assert await page.evaluate(UNCOVERED, number)
+    # Closed again, the sheet is whole again.
+    await page.do(lambda p: p.click("#help-close"))
+    assert await page.evaluate("() => getComputedStyle(document.getElementById('chat-input')).display") != "none"
+
+
 # --- avatars and names inside the map -----------------------------------------------------------
 
 EDGES = [(0.0, 0.0), (14.0, 0.0), (0.0, 10.0), (14.0, 10.0), (7.0, 0.0), (7.0, 10.0), (0.0, 5.0),
