@@ -203,14 +203,18 @@ async def test_a_link_that_goes_silent_is_noticed_and_what_was_said_is_delivered
             p.fill("#chat-input", "said into the silence")
             p.press("#chat-input", "Enter")
         await page.do(type_and_send)
+        # What was said stays on screen, marked as not sent yet, all along.
+        await page.wait_for("() => [...document.querySelectorAll('#chat-log .msg.mine.pending')]"
+                            ".some((n) => n.querySelector('.text').textContent === 'said into the silence'"
+                            " && n.querySelector('.sending')?.textContent === 'sending…')")
         await page.wait_for(STATE, "reconnecting", timeout_ms=20_000)
+        assert await page.evaluate("() => document.querySelectorAll('#chat-log .msg.pending').length") == 1
         assert "Reconnecting" in await page.evaluate("() => document.getElementById('status').textContent")
         link.unstall()
         await page.wait_for(STATE, "joined", timeout_ms=25_000)
         got = await py.next_message(timeout=15)
         assert (got.sender, got.text) == (member, "said into the silence")
-        await page.wait_for("() => [...document.querySelectorAll('#chat-log .msg.mine .text')]"
-                            ".some((n) => n.textContent === 'said into the silence')")
+        await page.wait_for("() => !document.querySelector('#chat-log .pending, #chat-log .sending')")
         await chat_both_ways(page, py, member, "after the silence")  # (a copy would come first)
         mine = await page.evaluate(
             "() => [...document.querySelectorAll('#chat-log .msg.mine .text')].map((n) => n.textContent)")

@@ -695,13 +695,27 @@ async function send(event) {
   await sendText(text);
 }
 
+/** What the person says shows at once; if the server has not acknowledged it within
+ *  SENDING_SHOWN_MS (a slow or dropped connection: it goes again after the resume), the line
+ *  says "sending…" until it has. */
+const SENDING_SHOWN_MS = 1000;
+
 async function sendText(text) {
   const input = $("chat-input");
   input.value = "";
+  const zone = room.myPrivateCorner();
+  const line = room.log.message({ sender: room.me, text, seq: null, ts: Date.now(), zone, mine: true });
+  line.classList.add("pending");
+  const slow = setTimeout(() => line.append(span("tag sending", t("chat.sending"))), SENDING_SHOWN_MS);
   try {
-    const sent = await chat.say(text, { zone: room.myPrivateCorner() });
-    showMessage({ sender: room.me, text, seq: sent.seq, ts: sent.ts, zone: sent.zone, mine: true });
+    const sent = await chat.say(text, { zone });
+    clearTimeout(slow);
+    if (exited) return;
+    room.log.settle(line, sent);
+    remember({ sender: room.me, text, seq: sent.seq, ts: sent.ts, zone: sent.zone, mine: true });
   } catch (err) {
+    clearTimeout(slow);
+    line.remove();
     if (exited) return;
     input.value = input.value || text; // keep what was typed, so nothing is lost
     notice(errorText(err.code ?? "not_sent", t("error.not_sent")), { warn: true });

@@ -36,18 +36,33 @@ export class RoomLog {
   entry(className, seq) {
     const li = document.createElement("p");
     li.className = className;
-    const key = typeof seq === "number" ? seq : this.room.lastSeq + 0.5;
+    this.#place(li, typeof seq === "number" ? seq : this.room.lastSeq + 0.5);
+    return li;
+  }
+
+  #place(li, key) {
     li.dataset.key = String(key);
     const log = this.element;
     let before = null;
     for (let node = log.lastElementChild; node; node = node.previousElementSibling) {
-      if (Number(node.dataset.key) <= key) break;
-      before = node;
+      if (node !== li && Number(node.dataset.key) <= key) break;
+      if (node !== li) before = node;
     }
-    log.insertBefore(li, before);
+    if (li.parentNode !== log || li.nextElementSibling !== before) log.insertBefore(li, before);
     while (log.childElementCount > LOG_LIMIT) log.firstElementChild.remove();
     if (before === null) log.scrollTop = log.scrollHeight;
-    return li;
+  }
+
+  /** One of our lines (`message` with no seq yet), acknowledged: the server's seq and time, and
+   *  its place by seq — moved only if lines came before the acknowledgement (a corner's lines
+   *  stay where they arrived). */
+  settle(li, { seq, ts, zone = null }) {
+    li.classList.remove("pending");
+    li.querySelector(".sending")?.remove();
+    const when = li.querySelector(".when");
+    when.textContent = this.timeFormat.format(new Date(ts));
+    when.dateTime = new Date(ts).toISOString();
+    if (!zone && li.isConnected) this.#place(li, seq);
   }
 
   notice(text, { seq = null, warn = false } = {}) {
