@@ -227,9 +227,10 @@ FOCUS_HIDDEN = """() => {
   const y = r.top + Math.min(r.height / 2, 20);
   const top = y >= 0 && y < innerHeight ? document.elementFromPoint(x, y) : null;
   if (top && (top === e || e.contains(top))) return null;
-  const name = (n) => n ? `${n.tagName.toLowerCase()}#${n.id}.${n.getAttribute('class') ?? ''}` : 'off screen';
-  return `${name(e)} "${(e.getAttribute('aria-label') ?? e.textContent).trim().slice(0, 30)}" at ${Math.round(y)}`
-    + ` under ${name(top)}`;
+  const name = (n) => n ? `${n.tagName.toLowerCase()}#${n.id}.${n.getAttribute('class') ?? ''}`
+    : 'off screen';
+  const label = (e.getAttribute('aria-label') ?? e.textContent).trim().slice(0, 30);
+  return `${name(e)} "${label}" at ${Math.round(y)} under ${name(top)}`;
 }"""
 
 
@@ -294,7 +295,8 @@ async def test_on_a_small_phone_the_help_card_is_not_under_the_conversation_shee
     assert await page.evaluate(UNCOVERED, number)
     # Closed again, the sheet is whole again.
     await page.do(lambda p: p.click("#help-close"))
-    assert await page.evaluate("() => getComputedStyle(document.getElementById('chat-input')).display") != "none"
+    assert await page.evaluate(
+        "() => getComputedStyle(document.getElementById('chat-input')).display") != "none"
 
 
 # --- avatars and names inside the map -----------------------------------------------------------
