@@ -211,7 +211,11 @@ export class HearthConnection extends EventTarget {
     this.#connectingSince = performance.now(); // (the handshake, then the welcome)
     this.#watch();
     ws.binaryType = "arraybuffer";
-    ws.onopen = () => this.#opened(ws);
+    ws.onopen = () => {
+      this.#heardAt = performance.now(); // the handshake is an answer: now the welcome is awaited
+      this.#connectingSince = this.#heardAt;
+      this.#opened(ws);
+    };
     ws.onmessage = (event) => {
       if (ws === this.#ws) this.#receive(event.data);
     };
@@ -252,12 +256,15 @@ export class HearthConnection extends EventTarget {
     if (this.#stall !== null) return;
     const since = this.#silentSince();
     if (since === Infinity || this.#ws === null) return;
+    // After each failed attempt the page waits longer (8, 16, 24, then 32 s): a link that is
+    // merely very slow is not given up on again and again.
+    const patience = STALL_MS * Math.min(4, 1 + this.#attempt);
     const silence = performance.now() - since;
-    if (silence < STALL_MS) {
+    if (silence < patience) {
       this.#stall = setTimeout(() => {
         this.#stall = null;
         this.#watch();
-      }, STALL_MS - silence);
+      }, patience - silence);
       return;
     }
     const ws = this.#ws;
