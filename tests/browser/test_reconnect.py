@@ -118,6 +118,20 @@ async def test_after_an_outage_in_which_the_room_changed_everyone_can_still_be_r
 
 
 
+TEXTS = "() => [...document.querySelectorAll('#chat-log .msg .text')].map((n) => n.textContent)"
+
+
+async def joined_through(link: CuttableLink, server: LiveServer, browser: Browser, pages: list[Page],
+                         name: str) -> tuple[Page, str, GroupChat]:
+    """A page that reaches the server through `link`, in the room with a Python member; each
+    has read the other."""
+    page = await open_page(browser, pages, link.listen())
+    member = await page.join("circle", pseudonym=name)
+    py = await GroupChat.join(await server.client(), "circle", pseudonym="Python Pal")
+    await chat_both_ways(page, py, member, "before the drop")
+    return page, member, py
+
+
 async def offline_while(page: Page, link: CuttableLink, meanwhile: Any) -> None:
     """Cut the page off (and keep it off) while `meanwhile()` runs; then until it has resumed."""
     await page.do(lambda p: p.context.set_offline(True))
@@ -135,16 +149,12 @@ async def test_what_was_said_during_a_drop_is_shown_once_and_the_page_says_so_ho
     someone said while the page was offline is shown after the resume, once, and the page does
     not claim it was lost. What the page itself had said before the drop is not shown twice."""
     link = CuttableLink(server.port)
-    page = await open_page(browser, pages, link.listen())
     try:
-        member = await page.join("circle", pseudonym="Away Lark")
-        py = await GroupChat.join(await server.client(), "circle", pseudonym="Python Pal")
-        await chat_both_ways(page, py, member, "before the drop")
+        page, member, py = await joined_through(link, server, browser, pages, "Away Lark")
         await offline_while(page, link, lambda: py.say("said while you were offline"))
         await log_has(page, "said while you were offline")
         await chat_both_ways(page, py, member, "after the drop")
-        texts = await page.evaluate(
-            "() => [...document.querySelectorAll('#chat-log .msg .text')].map((n) => n.textContent)")
+        texts = await page.evaluate(TEXTS)
         for text in ("said while you were offline", "browser says before the drop",
                      "python says before the drop"):
             assert texts.count(text) == 1, (text, texts)
@@ -164,11 +174,8 @@ async def test_after_a_drop_longer_than_the_room_keeps_the_page_says_some_may_be
     """The room keeps its last 256 envelopes for those who resume: past that, the page says
     that some of what was said could not reach it, and still shows the latest."""
     link = CuttableLink(server.port)
-    page = await open_page(browser, pages, link.listen())
     try:
-        member = await page.join("circle", pseudonym="Long Away")
-        py = await GroupChat.join(await server.client(), "circle", pseudonym="Python Pal")
-        await chat_both_ways(page, py, member, "before the drop")
+        page, _member, py = await joined_through(link, server, browser, pages, "Long Away")
 
         async def talk() -> None:
             for n in range(260):
@@ -176,8 +183,7 @@ async def test_after_a_drop_longer_than_the_room_keeps_the_page_says_some_may_be
         await offline_while(page, link, talk)
         await log_has(page, "line 259")
         await log_has(page, "some of what was said meanwhile could not reach you")
-        texts = await page.evaluate(
-            "() => [...document.querySelectorAll('#chat-log .msg .text')].map((n) => n.textContent)")
+        texts = await page.evaluate(TEXTS)
         assert "line 0" not in texts and texts.count("line 259") == 1
         await py.client.close()
     finally:
@@ -192,11 +198,8 @@ async def test_a_link_that_goes_silent_is_noticed_and_what_was_said_is_delivered
     when the server answers nothing at all for a few seconds, the page says it is reconnecting,
     and once the network is back the message goes out, once."""
     link = CuttableLink(server.port)
-    page = await open_page(browser, pages, link.listen())
     try:
-        member = await page.join("circle", pseudonym="Silent Link")
-        py = await GroupChat.join(await server.client(), "circle", pseudonym="Python Pal")
-        await chat_both_ways(page, py, member, "before the silence")
+        page, member, py = await joined_through(link, server, browser, pages, "Silent Link")
         link.stall()
 
         def type_and_send(p: Any) -> None:
