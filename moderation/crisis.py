@@ -455,13 +455,19 @@ class CrisisDesk:
     def _reach(self, batch: list[Alert], rooms: Mapping[str, Room], now: float) -> list[Alert]:
         """Consoles first, never nobody: an alert for the room's facilitators when none is
         connected goes to everyone on duty as well; one that reaches no console at all goes
-        to on-call at once."""
+        to on-call at once. A press only noted (on-call was paged for the last one, moments
+        ago) goes to everyone on duty when nobody is in the room."""
+        incident = batch[0].incident
+        room = rooms.get(incident.room)
+        in_room = room is not None and any(f.away_since is None for f in room.facilitators())
         paging = [a for a in batch if a.cause != "press_noted"]
         wanted = {a.notify for a in paging}
-        if not wanted & set(CONSOLES) or paging[0].incident.test:  # (wanted is empty if
-            return batch  # every alert only notes a press)
-        room = rooms.get(paging[0].incident.room)
-        in_room = room is not None and any(f.away_since is None for f in room.facilitators())
+        if not paging:
+            if in_room or incident.test or any(a.notify != "room_facilitators" for a in batch):
+                return batch
+            return [*batch, replace(batch[0], notify="on_duty_facilitators")]
+        if not wanted & set(CONSOLES) or incident.test:
+            return batch
         on_duty = self.anyone_on_duty(now)
         base = next(a for a in paging if a.notify in CONSOLES)
         extra: list[Alert] = []

@@ -364,8 +364,10 @@ class IncidentDesk:
         """Another trigger about the person of a live incident: raise it to at least that
         trigger and severity. A help press alerts again at once (the room's consoles always;
         on-duty facilitators and the first tier's on-call at most every `realert_every`
-        seconds) and starts the help button's clock if it is not running; a rise to high
-        severity starts the faster schedule's clock."""
+        seconds; a press inside that interval is noted on the room's consoles, and on every
+        on-duty console when it re-opens a claimed incident) and starts the help button's
+        clock if it is not running; a rise to high severity starts the faster schedule's
+        clock."""
         incident = self.get(incident_id)
         target = TRANSITIONS[trigger].get(incident.state)
         if target is None:
@@ -396,8 +398,11 @@ class IncidentDesk:
                 changes["pressed_at"] = now
                 pressed = [(n, "press", 0 if started else None) for n in _unique(
                     ("room_facilitators", "on_duty_facilitators", *first.notify))]
-            else:
+            else:  # noted on the room's consoles; one that re-opens a claimed incident on
+                # every on-duty console too: whoever claimed it may be elsewhere
                 pressed = [("room_facilitators", "press_noted", None)]
+                if target != incident.state:
+                    pressed.append(("on_duty_facilitators", "press_noted", None))
         elif severity == "high" and self.escalation.high_severity not in running:
             clocks = (*clocks, TierClock(schedule=self.escalation.high_severity, started=now))
         updated = replace(incident, clocks=clocks, **changes)
