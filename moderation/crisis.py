@@ -7,9 +7,10 @@ server from a detector is a category, a severity and a rule-pack version —
 never text. Nothing here does I/O or reads a clock.
 
 Nothing is promised before it is true. A person who asked hears "received"
-at once and "a facilitator has been told" (`help_status` `delivered`) only
-when a facilitator's console says it received the alert (`alert_seen`), or
-someone acknowledged it. An alert that would reach no console (no facilitator
+at once, "on a facilitator's screen" (`help_status` `delivered`) only when a
+facilitator's console says it received the alert (`alert_seen`, a machine's
+receipt) or someone acknowledged it, and "a facilitator has been told"
+(`acknowledged`) only when a person acknowledged it. An alert that would reach no console (no facilitator
 in the room, nobody on duty on any node) goes to on-call at once.
 
 Presses are counted per address (its keyed hash, in memory, for the press

@@ -37,8 +37,9 @@ const state = {
   helplines: null, // /crisis/helplines.json, cached in sessionStorage at join
   pack: null, // the detector's rule pack for the page's language
   // This person's own request (the button, or yes to the detector's question): its incident
-  // and how far it got — sending, received, delivered ("a facilitator has been told" only
-  // once a facilitator's console has it), acknowledged, engaged, resolved, ok (they said so).
+  // and how far it got — sending, received, delivered ("on a facilitator's screen" once a
+  // console has it: never "told", which waits for a person's acknowledgement), acknowledged,
+  // engaged, resolved, ok (they said so).
   request: { incident: null, status: null },
   concerns: new Map(), // incident -> {name, status}: people this person said they worry about
   card: "info", // what the help card is open for: "own", "info", or a concern's incident id
@@ -338,8 +339,9 @@ function privateNotice(before) {
 // --- help: the card, the request, what the facilitators answer ----------------------------
 //
 // Nothing is promised before it is true: the person reads "received, reaching a facilitator"
-// until the server says a facilitator's console has it (help_status "delivered"), and only
-// then "a facilitator has been told". The card — helplines and the emergency number of the
+// until the server says a facilitator's console has it (help_status "delivered": "on a
+// facilitator's screen"), and "a facilitator has been told" only once a person acknowledged
+// it (help_status "acknowledged"). The card — helplines and the emergency number of the
 // chosen country — opens on every path: the button, the detector's question whatever the
 // answer, and "I'm worried".
 
