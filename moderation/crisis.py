@@ -73,6 +73,11 @@ from hearth.spaces.server_messages import (
 )
 
 PARTICIPANT_STATUS = {"ack": "acknowledged", "engage": "engaged", "resolve": "resolved"}
+# What a person who asked is told of an incident in each state, when told again (a resume);
+# an open one (or one whose contact was lost) is "delivered" once a console received it.
+STANDING = {"acknowledged": "acknowledged", "engaged": "engaged",
+            "external_help_requested": "engaged", "awaiting_confirmation": "engaged",
+            "resolved": "resolved"}
 # Only a person who asked (the button, or their own detector after they agreed) hears how
 # their request goes; someone a peer or a facilitator worried about is not told.
 ASKED = ("help_button", "self_detector")
@@ -227,6 +232,21 @@ class CrisisDesk:
                 Record(incident.to_wire()),
                 *self._to_responders(incident, IncidentUpdate(incident=incident.to_wire(),
                                                               reason="participant_ok"), rooms)]
+
+    def standing(self, room: str, person: str) -> list[Effect]:
+        """Where the person's own latest request stands, for a resume: `help_status` goes to
+        their connection, and one sent while it was down was lost with it."""
+        mine = [i for i in self.desk.incidents.values() if i.room == room
+                and i.member == person and i.trigger in ASKED and not i.test]
+        if not mine:
+            return []
+        incident = max(mine, key=lambda i: i.opened_at)
+        status = STANDING.get(incident.state)
+        if status == "engaged" and not incident.last(("engage",)):
+            status = "acknowledged"  # external help asked for without a private corner
+        if status is None and incident.told():
+            status = "delivered"
+        return [] if status is None else [Send(person, _status(incident, status))]
 
     # --- presses per address -------------------------------------------------------------
 

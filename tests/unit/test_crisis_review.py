@@ -68,3 +68,75 @@ def test_a_press_that_re_opens_a_claimed_incident_reaches_on_duty_with_a_facilit
     assert [(d["notify"], d["cause"]) for d in duty(again)] == [
         ("on_duty_facilitators", "press_noted")]
     assert dispatches(again) == []  # paged 2 s ago: on-call is not paged again yet
+
+
+# --- what the person missed while their connection was down ---------------------------------
+
+
+def pressed_then_away(w: CrisisWorld) -> tuple[str, str, str]:
+    """Someone joins, presses help, and their connection drops: (member, token, incident)."""
+    conn = w.connect()
+    welcome = replies(w.send(conn, {"type": "join", "room": "circle",
+                                    "pseudonym": "Quiet Otter"}), "welcome")[0]
+    incident = replies(w.send(conn, {"type": "help"}), "help_received")[0]["incident"]
+    w.venue.connection_lost(conn.seat, w.clock.seconds())  # type: ignore[arg-type]
+    return welcome["member"], welcome["token"], incident
+
+
+def resumed(w: CrisisWorld, token: str) -> list[Effect]:
+    return w.send(w.connect(), {"type": "resume", "token": token})
+
+
+def test_an_acknowledgement_made_while_the_person_was_away_is_told_on_resume() -> None:
+    """help_status goes to the person's connection; one sent while it was down is lost with
+    it. The resume tells them where their request stands (here: a facilitator answered),
+    or they would read "we are reaching a facilitator" — and their detector stay quiet —
+    for ever."""
+    w = CrisisWorld()
+    fac, _ = w.facilitator()
+    member, token, incident = pressed_then_away(w)
+    w.send(fac, {"type": "incident", "incident": incident, "action": "ack"})
+    w.later(3)
+    assert [m["status"] for m in sent(resumed(w, token), member, "help_status")] == [
+        "acknowledged"]
+
+
+def test_on_resume_a_received_alert_is_on_a_screen_and_a_closed_request_closed() -> None:
+    w = CrisisWorld()
+    fac, _ = w.facilitator()
+    member, token, incident = pressed_then_away(w)
+    assert sent(resumed(w, token), member, "help_status") == []  # nothing to tell yet
+    w.send(fac, {"type": "alert_seen", "incident": incident})
+    again = resumed(w, token)
+    assert [m["status"] for m in sent(again, member, "help_status")] == ["delivered"]
+    w.send(fac, {"type": "incident", "incident": incident, "action": "resolve",
+                 "outcome": "de_escalated"})
+    assert [m["status"] for m in sent(resumed(w, token), member, "help_status")] == ["resolved"]
+
+
+def test_someone_a_peer_worried_about_is_told_nothing_on_resume() -> None:
+    w = CrisisWorld()
+    fac, _ = w.facilitator()
+    conn = w.connect()
+    welcome = replies(w.send(conn, {"type": "join", "room": "circle",
+                                    "pseudonym": "Quiet Otter"}), "welcome")[0]
+    peer, _ = w.person("Calm Heron", "10.0.0.8")
+    incident = replies(w.send(peer, {"type": "worried", "member": welcome["member"]}),
+                       "concern_received")[0]["incident"]
+    w.send(fac, {"type": "incident", "incident": incident, "action": "ack"})
+    w.venue.connection_lost(conn.seat, w.clock.seconds())  # type: ignore[arg-type]
+    assert sent(resumed(w, welcome["token"]), welcome["member"], "help_status") == []
+
+
+def test_on_resume_external_help_asked_without_a_private_corner_is_not_with_you() -> None:
+    w = CrisisWorld()
+    fac, _ = w.facilitator()
+    member, token, incident = pressed_then_away(w)
+    w.send(fac, {"type": "incident", "incident": incident, "action": "ack"})
+    w.send(fac, {"type": "incident", "incident": incident, "action": "external",
+                 "basis": "consent"})
+    assert [m["status"] for m in sent(resumed(w, token), member, "help_status")] == [
+        "acknowledged"]  # not "a facilitator is with you now"
+    w.send(fac, {"type": "incident", "incident": incident, "action": "resolve",
+                 "outcome": "external_help_confirmed"})
+    assert [m["status"] for m in sent(resumed(w, token), member, "help_status")] == ["resolved"]
