@@ -139,7 +139,8 @@ async def test_help_alerts_the_console_within_a_second_and_nobody_else_hears_of_
     # Only once the facilitator's console has received the alert (it says so: alert_seen) does
     # the card say it is on a facilitator's screen (not that anyone knows: nobody answered
     # yet); once they acknowledge, that a facilitator has been told.
-    await person.wait_for(f"() => {HELP_STATE}.startsWith(\"Your request is on a facilitator's screen now.\")")
+    await person.wait_for(f"(text) => {HELP_STATE}.startsWith(text)",
+                          "Your request is on a facilitator's screen now.")
     assert "has been told" not in await person.evaluate(f"() => {HELP_STATE}")
     [incident] = server.hearth.node.venue.crisis.desk.incidents.values()
     assert [(e, a) for _, e, a in incident.history] == [("open", None), ("seen", "ana")]

@@ -17,7 +17,14 @@ import pytest_twisted
 
 from hearth.client.websocket import HearthClient
 from hearth.spaces.config import HearthConfig
-from tests.browser.console_steps import APP, console_caught_up, enter, open_room, signed_in_console
+from tests.browser.console_steps import (
+    APP,
+    console_caught_up,
+    enter,
+    open_room,
+    python_facilitator,
+    signed_in_console,
+)
 from tests.browser.harness import AXE, Browser, Page, axe, log_has, open_page
 from tests.support.detector_cases import load_cases
 from tests.support.live import LiveServer, until
@@ -59,14 +66,6 @@ async def python_person(server: LiveServer, name: str, address: str) -> HearthCl
     person: HearthClient = await server.client(source_address=address)
     await person.join("circle", pseudonym=name)
     return person
-
-
-async def python_facilitator(server: LiveServer, account: str = "ben") -> HearthClient:
-    node = server.hearth.node
-    fac: HearthClient = await server.client()
-    await fac.join("circle", ticket=node.venue.issue_ticket("facilitator", node.clock(),
-                                                            account=account))
-    return fac
 
 
 # --- 7. the console never hides an alert --------------------------------------------------------

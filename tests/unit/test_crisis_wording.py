@@ -13,7 +13,7 @@ import pytest
 CATALOGS = Path(__file__).resolve().parents[2] / "web" / "static" / "i18n"
 # The lines shown before anyone acknowledged: while sending, once received, once a
 # console has the alert on its screen (help_status "delivered"), and when it failed.
-BEFORE_ACK = ("help.sending", "help.received", "help.delivered", "help.offline",
+BEFORE_ACK = ("help.sending", "help.queued", "help.received", "help.delivered", "help.offline",
               "help.not_sent", "concern.received", "concern.delivered")
 # What would claim a person knows, or is on the way.
 CLAIMS = {

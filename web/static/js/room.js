@@ -10,7 +10,7 @@
 import { onQuickExit } from "./common.js";
 import { detect, loadPack } from "./detector.js";
 import { fromHex, toHex } from "./e2ee.js";
-import { GroupChat } from "./groupchat.js";
+import { GroupChat, newClientId } from "./groupchat.js";
 import { cachedHelplines, loadHelplines, renderHelplines } from "./helplines.js";
 import { errorText, loadStrings, t, whyText } from "./i18n.js";
 import { forgetEverything, Keep } from "./keep.js";
@@ -41,6 +41,9 @@ const state = {
   // console has it: never "told", which waits for a person's acknowledgement), acknowledged,
   // engaged, resolved, ok (they said so).
   request: { incident: null, status: null },
+  // A press not answered yet ({id}): sent again, with the same client id, whenever the page
+  // is back in the room (or its lobby) — the server answers a repeated id once.
+  press: null,
   concerns: new Map(), // incident -> {name, status}: people this person said they worry about
   card: "info", // what the help card is open for: "own", "info", or a concern's incident id
   care: null, // {detection} while the detector's question is on screen
@@ -49,7 +52,7 @@ const state = {
   worriedAbout: null, // member id
 };
 const CARE_QUIET_MS = 5 * 60 * 1000; // "not now" means not for 5 minutes, and no longer
-const LIVE_REQUEST = new Set(["sending", "received", "delivered", "acknowledged", "engaged"]);
+const LIVE_REQUEST = new Set(["sending", "queued", "received", "delivered", "acknowledged", "engaged"]);
 // Refusals of what the join form chose: the person goes back to the form, with it filled in.
 const JOIN_REFUSALS = new Set(["pseudonym_invalid", "pseudonym_reserved", "pseudonym_taken", "avatar_invalid"]);
 // Errors their own callers show (vt: voicelink.js, which falls back to the WebSocket quietly).
@@ -367,6 +370,8 @@ function ownText(status) {
       return t("help.resolved");
     case "ok":
       return t("help.ok_sent");
+    case "queued":
+      return t("help.queued");
     case "offline":
       return t("help.offline");
     case "not_sent":
@@ -410,21 +415,50 @@ function requestStatus(status) {
   if (state.card === "own") renderCardState();
 }
 
-/** "I need help now": the card at once; the facilitators are told privately. */
+/** "I need help now": the card at once; the facilitators are told privately. A press is
+ * never dropped: one the server has not answered is sent again (same id) until it is, while
+ * the page can still reach the room; the card says honestly where it stands meanwhile. */
 function askForHelp() {
   showCard("own");
   $("help-prompt").hidden = true;
+  state.press = { id: newClientId(), inFlight: false };
+  sendPress();
+}
+
+function sendPress() {
+  const press = state.press;
+  if (!press || press.inFlight) return;
+  if (ENDED.has(connection.state)) {
+    state.press = null;
+    requestStatus("not_sent");
+    return;
+  }
+  press.inFlight = true;
   requestStatus("sending");
-  connection.request({ type: "help" }, "help").then(
+  connection.request({ type: "help", id: press.id }, "help").then(
     (reply) => {
+      press.inFlight = false;
+      if (state.press !== press) return; // a newer press is on its way
+      state.press = null;
       if (reply.type !== "help_received") {
         requestStatus("not_sent");
         return;
       }
       if (state.request.incident !== reply.incident) state.request.incident = reply.incident;
-      if (state.request.status === "sending") requestStatus("received");
+      if (state.request.status === "sending" || state.request.status === "queued") requestStatus("received");
     },
-    () => requestStatus(connection.state === "reconnecting" || !navigator.onLine ? "offline" : "not_sent"),
+    () => {
+      press.inFlight = false;
+      if (state.press !== press) return;
+      if (ENDED.has(connection.state)) {
+        state.press = null;
+        requestStatus("not_sent");
+      } else if (connection.open || (connection.state === "waiting" && navigator.onLine)) {
+        sendPress(); // no answer on an open connection: the same press again (answered once)
+      } else {
+        requestStatus("queued"); // sent again as soon as the page is back (onState)
+      }
+    },
   );
 }
 
@@ -646,6 +680,7 @@ function onState({ state: now, code }) {
     if (state.dropped) notice(t("notice.reconnected"));
     state.dropped = false;
   }
+  if (joined || waiting || ENDED.has(now)) sendPress(); // a press still unanswered (or: not sent)
   if (now === "refused" && state.join && JOIN_REFUSALS.has(code)) {
     backToJoinForm(code);
     return;

@@ -1,0 +1,82 @@
+"""A help press is never swallowed by a connection that drops: the page keeps a press the
+server has not answered, says honestly that it waits for the connection (never that it
+could not be sent, never that anyone knows), and sends it again with the same client id as
+soon as it is back in the room; the server answers the repeated id once — one incident,
+one alert."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import pytest_twisted
+
+from tests.browser.console_steps import enter, my_id, python_facilitator
+from tests.browser.harness import Browser, Page, open_page
+from tests.support.live import LiveServer
+
+pytestmark = pytest.mark.browser
+
+# Every text the card's status line shows, in order (a MutationObserver: no timing involved).
+WATCH_STATE = """() => {
+  window.helpStates = [];
+  const line = document.getElementById('help-state');
+  new MutationObserver(() => window.helpStates.push(line.textContent))
+    .observe(line, { childList: true, characterData: true, subtree: true });
+}"""
+QUEUED = "You are not connected right now: your request will be sent as soon as the connection is back."
+RECEIVED = "Your request was received."
+
+
+def losing_the_first_help(node: Any, member: str, code: int, helps: list[dict[str, Any]]
+                          ) -> Callable[[Any, bytes, bool], None]:
+    """The node's frame handler, but the member's first `help` is lost on the way and its
+    connection closed with `code`; every help frame the member sends is kept in `helps`."""
+    received = node.received
+
+    def handle(link: Any, frame: bytes, is_binary: bool) -> None:
+        if not is_binary and b'"help"' in frame and link.members == {member}:
+            helps.append(json.loads(frame))
+            if len(helps) == 1:
+                link.peer.close(code, "gone")
+                return
+        received(link, frame, is_binary)
+    return handle
+
+
+@pytest.mark.parametrize("code", [4010, 1011], ids=["room_moved", "dropped"])
+@pytest_twisted.ensureDeferred
+async def test_a_press_lost_with_the_connection_is_sent_again_and_counted_once(
+        server: LiveServer, browser: Browser, pages: list[Page], code: int) -> None:
+    fac = await python_facilitator(server)
+    page = await open_page(browser, pages, server.http_url)
+    await enter(page, "circle", "Quiet Otter")
+    member = await my_id(page)
+    await page.evaluate(WATCH_STATE)
+
+    node: Any = server.hearth.node
+    received = node.received
+    helps: list[dict[str, Any]] = []
+    node.received = losing_the_first_help(node, member, code, helps)
+    try:
+        await page.do(lambda p: p.click("#help-button"))
+        await page.wait_for("(text) => document.getElementById('help-state').textContent"
+                            ".startsWith(text)", RECEIVED, timeout_ms=30_000)
+    finally:
+        node.received = received
+
+    # the same press, twice on the wire: the same client id; the first never arrived
+    assert len(helps) == 2 and helps[0]["id"] and helps[0]["id"] == helps[1]["id"], helps
+    states: list[str] = await page.evaluate("() => window.helpStates")
+    assert any(s.startswith(QUEUED) for s in states), states
+    assert not any("could not" in s or "screen" in s or "told" in s for s in states), states
+    # one incident, opened once, alerted once
+    [incident] = node.venue.crisis.desk.incidents.values()
+    assert [e for _, e, _ in incident.history] == ["open"]
+    alert = await fac.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert")
+    assert alert["incident"]["id"] == incident.id
+    assert not [m for m in fac.inbox if m["type"] == "incident" and m.get("reason") == "alert"]
+
+    await fac.close()
