@@ -114,6 +114,9 @@ class CrisisDesk:
     concerns: dict[Key, list[tuple[str, float]]] = field(default_factory=dict)
     # incident -> peers who were worried, to be told when a facilitator has it
     waiting: dict[str, set[str]] = field(default_factory=dict)
+    # incident -> the room's facilitators (member ids) who claimed it from the room: when
+    # none of them is in the room any more, it is open again (in memory: not handed over)
+    claimed_here: dict[str, set[str]] = field(default_factory=dict)
     _roster: tuple[int, float] | None = None  # (count, when) last announced
     _swept: float = float("-inf")
 
@@ -343,6 +346,12 @@ class CrisisDesk:
                         for m in sorted(self.waiting.pop(incident_id, ())) if m != incident.member]
         if action == "resolve":
             self.waiting.pop(incident_id, None)
+            self.claimed_here.pop(incident_id, None)
+        elif action in ("ack", "engage"):
+            room = rooms.get(incident.room)
+            here = {f.id for f in room.facilitators() if f.account == actor} if room else set()
+            if here:
+                self.claimed_here.setdefault(incident_id, set()).update(here)
         if action != "seen":
             effects += self._dispatch_all(incident, f"incident.{action}", None, False)
         return effects
@@ -459,7 +468,30 @@ class CrisisDesk:
 
     def tick(self, rooms: Mapping[str, Room], now: float) -> list[Effect]:
         self._forget_old(now)
-        return [*self.alerts(self.desk.tick(now), rooms, now), *self._announce(now)]
+        return [*self._responders_gone(rooms, now),
+                *self.alerts(self.desk.tick(now), rooms, now), *self._announce(now)]
+
+    def _responders_gone(self, rooms: Mapping[str, Room], now: float) -> list[Effect]:
+        """An incident claimed from the room whose every claimant has left the room (left,
+        removed, or their console's grace ran out) is open again: the consoles hear at once,
+        and the person no longer reads that a facilitator is coming."""
+        effects: list[Effect] = []
+        for incident_id, members in list(self.claimed_here.items()):
+            incident = self.desk.incidents.get(incident_id)
+            room = rooms.get(incident.room) if incident is not None else None
+            if incident is None or incident.state == "resolved":
+                del self.claimed_here[incident_id]
+                continue
+            if room is None or any(m in room.members for m in members):
+                continue
+            del self.claimed_here[incident_id]
+            if incident.state not in ("acknowledged", "engaged"):
+                continue  # (external help asked for: its reminders run on)
+            incident, alerts = self.desk.reopen(incident_id, now)
+            effects += self.alerts(alerts, rooms, now)
+            if not incident.test and incident.trigger in ASKED:
+                effects.append(Send(incident.member, _status(incident, "reopened")))
+        return effects
 
     def alerts(self, alerts: list[Alert], rooms: Mapping[str, Room],
                now: float) -> list[Effect]:

@@ -140,3 +140,80 @@ def test_on_resume_external_help_asked_without_a_private_corner_is_not_with_you(
     w.send(fac, {"type": "incident", "incident": incident, "action": "resolve",
                  "outcome": "external_help_confirmed"})
     assert [m["status"] for m in sent(resumed(w, token), member, "help_status")] == ["resolved"]
+
+
+# --- a facilitator who had it leaves ---------------------------------------------------------
+
+
+def claimed(w: CrisisWorld, action: str) -> tuple[Any, str, str, str]:
+    """A facilitator in the room; someone presses; the facilitator acknowledges (and, for
+    "engage", takes it private): (the facilitator's connection, the person, the incident,
+    the facilitator's member id)."""
+    fac, fac_id = w.facilitator("ana")
+    person, otter = w.person("Quiet Otter")
+    incident = replies(w.send(person, {"type": "help"}), "help_received")[0]["incident"]
+    w.send(fac, {"type": "alert_seen", "incident": incident})
+    w.send(fac, {"type": "incident", "incident": incident, "action": "ack"})
+    if action == "engage":
+        w.send(fac, {"type": "incident", "incident": incident, "action": "engage"})
+    return fac, otter, incident, fac_id
+
+
+def test_when_the_facilitator_who_acknowledged_leaves_the_incident_is_open_again() -> None:
+    w = CrisisWorld()
+    fac, otter, incident, _ = claimed(w, "ack")
+    ben, ben_id = w.facilitator("ben")  # another facilitator, who had not claimed it
+    w.later(130)  # claimed: the 30 s re-alert and the 120 s secondary on-call were skipped
+    someone_on_duty_elsewhere(w)
+    w.send(fac, {"type": "leave"})
+    after = w.later(1)
+    desk = w.venue.crisis.desk
+    assert desk.incidents[incident].state == "open"
+    assert desk.incidents[incident].history[-1][1:] == ("responder_left", None)
+    # the person no longer reads "a facilitator will be with you soon"
+    assert [m["status"] for m in sent(after, otter, "help_status")] == ["reopened"]
+    # every console that could claim it hears at once, with sound, once
+    assert [(a["cause"], a["sound"]) for a in alerts_to(after, ben_id)] == [
+        ("responder_left", True)]
+    assert [(d["notify"], d["cause"]) for d in duty(after)] == [
+        ("on_duty_facilitators", "responder_left")]
+    # and the steps skipped while it was claimed come now
+    assert [h["tier"] for h in dispatches(after, "webhook:secondary")] == [2]
+    # a console's receipt since is what says "on a facilitator's screen" again
+    seen = w.send(ben, {"type": "alert_seen", "incident": incident})
+    assert [m["status"] for m in sent(seen, otter, "help_status")] == ["delivered"]
+
+
+def test_when_the_facilitator_with_the_person_leaves_the_engaged_incident_escalates_again() -> None:
+    w = CrisisWorld()
+    fac, otter, incident, _ = claimed(w, "engage")
+    w.later(200)  # engaged: nothing escalates
+    w.send(fac, {"type": "leave"})
+    after = w.later(1)
+    assert w.venue.crisis.desk.incidents[incident].state == "open"
+    assert [m["status"] for m in sent(after, otter, "help_status")] == ["reopened"]
+    # nobody left in the room, nobody on duty: on-call hears at once
+    assert "no_facilitator" in [h.get("cause") for h in dispatches(after)]
+
+
+def test_a_facilitator_whose_console_dropped_is_waited_for_until_their_grace_runs_out() -> None:
+    w = CrisisWorld()
+    fac, otter, incident, _ = claimed(w, "engage")
+    w.venue.connection_lost(fac.seat, w.clock.seconds())  # type: ignore[arg-type]
+    w.later(30)
+    assert w.venue.crisis.desk.incidents[incident].state == "engaged"  # may come back
+    grace = int(w.venue.config.session.resume_grace_seconds)
+    gone = w.later(grace)
+    assert w.venue.crisis.desk.incidents[incident].state == "open"
+    assert [m["status"] for m in sent(gone, otter, "help_status")] == ["reopened"]
+
+
+def test_nothing_changes_while_another_responder_is_still_in_the_room() -> None:
+    w = CrisisWorld()
+    fac, otter, incident, _ = claimed(w, "ack")
+    ben, _ = w.facilitator("ben")
+    w.send(ben, {"type": "incident", "incident": incident, "action": "engage"})
+    w.send(fac, {"type": "leave"})
+    after = w.later(2)
+    assert w.venue.crisis.desk.incidents[incident].state == "engaged"
+    assert sent(after, otter, "help_status") == []

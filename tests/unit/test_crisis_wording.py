@@ -13,8 +13,8 @@ import pytest
 CATALOGS = Path(__file__).resolve().parents[2] / "web" / "static" / "i18n"
 # The lines shown before anyone acknowledged: while sending, once received, once a
 # console has the alert on its screen (help_status "delivered"), and when it failed.
-BEFORE_ACK = ("help.sending", "help.queued", "help.received", "help.delivered", "help.offline",
-              "help.not_sent", "concern.received", "concern.delivered")
+BEFORE_ACK = ("help.sending", "help.queued", "help.received", "help.reopened", "help.delivered",
+              "help.offline", "help.not_sent", "concern.received", "concern.delivered")
 # What would claim a person knows, or is on the way.
 CLAIMS = {
     "en": r"has been told|been notified|\bknows\b|\baware\b|is coming|will be with you|"

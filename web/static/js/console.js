@@ -612,6 +612,7 @@ function renderIncident(incident) {
 function alertText(message, isNew, what) {
   if (message.cause === "press" || message.cause === "press_noted") return t("alert.pressed", what);
   if (message.cause === "unconfirmed") return t("alert.unconfirmed", what);
+  if (message.cause === "responder_left") return t("alert.responder_left", what);
   return t(isNew ? "alert.new" : "alert.again", what);
 }
 

@@ -52,7 +52,7 @@ const state = {
   worriedAbout: null, // member id
 };
 const CARE_QUIET_MS = 5 * 60 * 1000; // "not now" means not for 5 minutes, and no longer
-const LIVE_REQUEST = new Set(["sending", "queued", "received", "delivered", "acknowledged", "engaged"]);
+const LIVE_REQUEST = new Set(["sending", "queued", "received", "reopened", "delivered", "acknowledged", "engaged"]);
 // Refusals of what the join form chose: the person goes back to the form, with it filled in.
 const JOIN_REFUSALS = new Set(["pseudonym_invalid", "pseudonym_reserved", "pseudonym_taken", "avatar_invalid"]);
 // Errors their own callers show (vt: voicelink.js, which falls back to the WebSocket quietly).
@@ -372,6 +372,8 @@ function ownText(status) {
       return t("help.ok_sent");
     case "queued":
       return t("help.queued");
+    case "reopened":
+      return t("help.reopened");
     case "offline":
       return t("help.offline");
     case "not_sent":
@@ -470,8 +472,9 @@ function onHelpStatus(message) {
     if (state.card === message.incident) renderCardState();
   }
   if (message.incident !== state.request.incident) return; // not a request this person made
-  if (!["delivered", "acknowledged", "engaged", "resolved"].includes(message.status)) return;
-  if (message.status === "delivered" && state.request.status !== "received") return; // it is past that
+  if (!["delivered", "reopened", "acknowledged", "engaged", "resolved"].includes(message.status)) return;
+  // "delivered" only follows "received" (or a reopening): after an answer it is past that
+  if (message.status === "delivered" && !["received", "reopened"].includes(state.request.status)) return;
   requestStatus(message.status);
   if (message.status === "resolved") state.careQuietUntil = 0; // the detector may ask again
   if ($("help-card").hidden || state.card !== "own") showCard("own", { focus: false });
