@@ -158,8 +158,8 @@ class CrisisDesk:
         """A press with a client id is answered once: a resend (after a reconnection, or the
         room moving) gets the same answer and raises nothing again."""
         again = person.answered(client_id, ref)
-        if again is not None:
-            return [Reply(again)]
+        if again is not None:  # and where it stands: a status sent meanwhile may be lost
+            return [Reply(again), *self.standing(room.id, person.id)]
         key = self._address(room.id, person)
         incident, effects = self._trigger(
             room, person, trigger="help_button", severity="high", category="help_request",

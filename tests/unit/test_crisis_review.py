@@ -217,3 +217,20 @@ def test_nothing_changes_while_another_responder_is_still_in_the_room() -> None:
     after = w.later(2)
     assert w.venue.crisis.desk.incidents[incident].state == "engaged"
     assert sent(after, otter, "help_status") == []
+
+
+def test_a_resent_press_is_answered_with_where_it_stands() -> None:
+    """The page sends a press again after its connection dropped (its help_received lost);
+    the resume's status came before the page knew the incident, so the answer to the
+    resend carries it again, after help_received."""
+    w = CrisisWorld()
+    fac, _ = w.facilitator()
+    person, otter = w.person("Quiet Otter")
+    first = w.send(person, {"type": "help", "id": "press-1"})
+    incident = replies(first, "help_received")[0]["incident"]
+    w.send(fac, {"type": "alert_seen", "incident": incident})
+    again = w.send(person, {"type": "help", "id": "press-1", "ref": "help-2"})
+    assert replies(again, "help_received") == [{"type": "help_received", "incident": incident,
+                                                "ref": "help-2"}]
+    assert [m["status"] for m in sent(again, otter, "help_status")] == ["delivered"]
+    assert dispatches(again) == [] and duty(again) == []  # still not another press
