@@ -114,8 +114,9 @@ class CrisisDesk:
     concerns: dict[Key, list[tuple[str, float]]] = field(default_factory=dict)
     # incident -> peers who were worried, to be told when a facilitator has it
     waiting: dict[str, set[str]] = field(default_factory=dict)
-    # incident -> the room's facilitators (member ids) who claimed it from the room: when
-    # none of them is in the room any more, it is open again (in memory: not handed over)
+    # incident -> the accounts that claimed it from its room: when none of them is in the
+    # room any more (a reloaded console, back as a new member, still is), it is open again
+    # (in memory: not handed over with the room)
     claimed_here: dict[str, set[str]] = field(default_factory=dict)
     _roster: tuple[int, float] | None = None  # (count, when) last announced
     _swept: float = float("-inf")
@@ -349,9 +350,8 @@ class CrisisDesk:
             self.claimed_here.pop(incident_id, None)
         elif action in ("ack", "engage"):
             room = rooms.get(incident.room)
-            here = {f.id for f in room.facilitators() if f.account == actor} if room else set()
-            if here:
-                self.claimed_here.setdefault(incident_id, set()).update(here)
+            if room is not None and any(f.account == actor for f in room.facilitators()):
+                self.claimed_here.setdefault(incident_id, set()).add(actor)
         if action != "seen":
             effects += self._dispatch_all(incident, f"incident.{action}", None, False)
         return effects
@@ -476,13 +476,13 @@ class CrisisDesk:
         removed, or their console's grace ran out) is open again: the consoles hear at once,
         and the person no longer reads that a facilitator is coming."""
         effects: list[Effect] = []
-        for incident_id, members in list(self.claimed_here.items()):
+        for incident_id, accounts in list(self.claimed_here.items()):
             incident = self.desk.incidents.get(incident_id)
             room = rooms.get(incident.room) if incident is not None else None
             if incident is None or incident.state == "resolved":
                 del self.claimed_here[incident_id]
                 continue
-            if room is None or any(m in room.members for m in members):
+            if room is None or any(f.account in accounts for f in room.facilitators()):
                 continue
             del self.claimed_here[incident_id]
             if incident.state not in ("acknowledged", "engaged"):

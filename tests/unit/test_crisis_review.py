@@ -234,3 +234,17 @@ def test_a_resent_press_is_answered_with_where_it_stands() -> None:
                                                 "ref": "help-2"}]
     assert [m["status"] for m in sent(again, otter, "help_status")] == ["delivered"]
     assert dispatches(again) == [] and duty(again) == []  # still not another press
+
+
+def test_a_console_that_comes_back_as_a_new_member_keeps_its_claim() -> None:
+    """A reloaded console joins again (a new member, the same account) before its old
+    member's grace ran out: the claim holds, nothing re-opens."""
+    w = CrisisWorld()
+    fac, otter, incident, _ = claimed(w, "ack")
+    w.venue.connection_lost(fac.seat, w.clock.seconds())  # type: ignore[arg-type]
+    w.later(5)
+    ticket = w.venue.issue_ticket("facilitator", w.clock.seconds(), account="ana")
+    w.join(ticket=ticket, pseudonym="Ana Again")  # the same account, back
+    after = w.later(int(w.venue.config.session.resume_grace_seconds) + 5)
+    assert w.venue.crisis.desk.incidents[incident].state == "acknowledged"
+    assert sent(after, otter, "help_status") == []
