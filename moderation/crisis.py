@@ -118,6 +118,8 @@ class CrisisDesk:
     # room any more (a reloaded console, back as a new member, still is), it is open again
     # (in memory: not handed over with the room)
     claimed_here: dict[str, set[str]] = field(default_factory=dict)
+    # (incident, member) whose leaving the room its responders were told of
+    told_gone: set[tuple[str, str]] = field(default_factory=set)
     _roster: tuple[int, float] | None = None  # (count, when) last announced
     _swept: float = float("-inf")
 
@@ -298,6 +300,8 @@ class CrisisDesk:
         for incident_id in [i for i in self.waiting if i not in self.desk.incidents
                             or self.desk.incidents[i].state == "resolved"]:
             del self.waiting[incident_id]
+        self.told_gone = {(i, m) for i, m in self.told_gone if i in self.desk.incidents
+                          and self.desk.incidents[i].state != "resolved"}
 
     # --- facilitators ------------------------------------------------------------------
 
@@ -468,8 +472,25 @@ class CrisisDesk:
 
     def tick(self, rooms: Mapping[str, Room], now: float) -> list[Effect]:
         self._forget_old(now)
-        return [*self._responders_gone(rooms, now),
+        return [*self._responders_gone(rooms, now), *self._people_gone(rooms),
                 *self.alerts(self.desk.tick(now), rooms, now), *self._announce(now)]
+
+    def _people_gone(self, rooms: Mapping[str, Room]) -> list[Effect]:
+        """The person of a live incident has left its room: every responder hears it once
+        (on-duty consoles elsewhere would not see them go). The incident stays as it is:
+        a person decides ("lost contact")."""
+        effects: list[Effect] = []
+        for incident in list(self.desk.incidents.values()):
+            room = rooms.get(incident.room)
+            key = (incident.id, incident.member)
+            if incident.state == "resolved" or incident.test or room is None \
+                    or key in self.told_gone or incident.member in room.members \
+                    or incident.member in room.waiting:
+                continue
+            self.told_gone.add(key)
+            effects += self._to_responders(
+                incident, IncidentUpdate(incident=incident.to_wire(), reason="person_left"), rooms)
+        return effects
 
     def _responders_gone(self, rooms: Mapping[str, Room], now: float) -> list[Effect]:
         """An incident claimed from the room whose every claimant has left the room (left,

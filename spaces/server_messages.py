@@ -277,7 +277,7 @@ class ConcernReceived(ServerMessage, tag="concern_received", frozen=True, kw_onl
 
 class IncidentUpdate(ServerMessage, tag="incident", frozen=True, kw_only=True):
     """{"type":"incident","incident":{...},"reason"} — an incident changed (`reason`: an
-    action, "seen", "joined", "participant_ok"), to its responders."""
+    action, "seen", "joined", "participant_ok", "person_left"), to its responders."""
     incident: Mapping[str, Any]
     reason: str
 

@@ -248,3 +248,29 @@ def test_a_console_that_comes_back_as_a_new_member_keeps_its_claim() -> None:
     after = w.later(int(w.venue.config.session.resume_grace_seconds) + 5)
     assert w.venue.crisis.desk.incidents[incident].state == "acknowledged"
     assert sent(after, otter, "help_status") == []
+
+
+# --- the person leaves -------------------------------------------------------------------------
+
+
+def updates(effects: list[Effect], reason: str) -> list[dict[str, Any]]:
+    return [d for d in duty(effects) if d["reason"] == reason]
+
+
+def test_every_responder_hears_once_that_the_person_left_and_escalation_goes_on() -> None:
+    """Facilitators in the room see them leave; on-duty ones elsewhere would not: every
+    responder is told once. The incident stays open (a person decides: "lost contact")."""
+    w = CrisisWorld()
+    _, fac_id = w.facilitator()
+    person, otter = w.person("Quiet Otter")
+    incident = replies(w.send(person, {"type": "help"}), "help_received")[0]["incident"]
+    w.later(2)
+    w.send(person, {"type": "leave"})
+    after = w.later(1)
+    assert [m["reason"] for m in sent(after, fac_id, "incident")] == ["person_left"]
+    [update] = updates(after, "person_left")
+    assert update["incident"]["id"] == incident and update["incident"]["state"] == "open"
+    assert updates(w.later(5), "person_left") == []  # once
+    assert w.venue.crisis.desk.incidents[incident].state == "open"
+    assert [a["tier"] for a in alerts_to(w.later(30), fac_id)] == [1]  # escalation goes on
+    assert sent(after, otter, "help_status") == []

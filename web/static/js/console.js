@@ -466,6 +466,8 @@ function incidentElement(incident) {
   fact(t("incident.seen_by"), "f-seen");
   const ok = el("p", "ok-note");
   ok.hidden = true;
+  const left = el("p", "left-note"); // the person left the room (the incident stays open)
+  left.hidden = true;
   const external = el("p", "external-note");
   external.hidden = true;
   const actions = el("p", "actions incident-actions");
@@ -509,7 +511,7 @@ function incidentElement(incident) {
     doIt("resolve", { outcome: select.value });
   });
   const basisForm = externalForm(incident.id, actions, doIt);
-  li.append(head, facts, ok, external, actions, basisForm, form);
+  li.append(head, facts, ok, left, external, actions, basisForm, form);
   $("incidents").prepend(li);
   return li;
 }
@@ -630,6 +632,13 @@ function onIncident(message) {
     raiseBanner(incident);
   } else if (message.reason === "participant_ok") {
     announce(t("alert.ok", what));
+  } else if (message.reason === "person_left") {
+    const left = $(`incident-${incident.id}`)?.querySelector(".left-note");
+    if (left) {
+      left.textContent = t("incident.person_left", { time: clock(Date.now()) });
+      left.hidden = false;
+    }
+    announce(t("alert.person_left", what));
   } else if (isNew && incident.state !== "resolved") {
     receipt(incident.id, true);
     tone();
