@@ -60,6 +60,7 @@ from hearth.spaces.protocol import ProtocolError
 from hearth.spaces.room import Member, Room
 from hearth.spaces.server_messages import (
     ConcernReceived,
+    DeliveryFailing,
     DutyState,
     FlagReceived,
     HelpPrompt,
@@ -469,6 +470,16 @@ class CrisisDesk:
             i.to_wire() for i in self.desk.incidents.values() if i.room == room.id]))]
 
     # --- escalation ---------------------------------------------------------------------
+
+    def failing(self, rooms: Mapping[str, Room], channel: str, incident_id: str,
+                attempts: int) -> list[Effect]:
+        """An on-call alert of the incident did not get through (`attempts` failed tries so
+        far): its room's facilitators and everyone on duty hear it — on-call may not know."""
+        message = DeliveryFailing(channel=channel, incident=incident_id, attempts=attempts)
+        incident = self.desk.incidents.get(incident_id)
+        if incident is None:  # (another node's, adopted from its outbox)
+            return [DutyBroadcast(message)]
+        return self._to_responders(incident, message, rooms)
 
     def tick(self, rooms: Mapping[str, Room], now: float) -> list[Effect]:
         self._forget_old(now)

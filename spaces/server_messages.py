@@ -305,9 +305,11 @@ class DutyState(ServerMessage, tag="duty", frozen=True, kw_only=True):
 
 
 class DeliveryFailing(ServerMessage, tag="delivery_failing", frozen=True, kw_only=True):
-    """{"type":"delivery_failing","channel","incident"} — an on-call alert keeps failing."""
+    """{"type":"delivery_failing","channel","incident","attempts"} — an on-call alert did not
+    get through: at its first failed try (`attempts` 1), and when it keeps failing."""
     channel: str
     incident: str
+    attempts: int
 
 
 class AlertNotShared(ServerMessage, tag="alert_not_shared", frozen=True, kw_only=True):

@@ -142,7 +142,9 @@ class Alerts:
         self.loop.clock = reactor
         self.sync_loop = LoopingCall(self._sync)
         self.sync_loop.clock = reactor
-        self.on_failing: Callable[[str, str], None] | None = None  # (channel, incident)
+        # (channel, incident, failed attempts): at an on-call alert's first failed try, and
+        # when it keeps failing
+        self.on_failing: Callable[[str, str, int], None] | None = None
         self.on_delivered: Callable[[Item, float], None] | None = None
         # (channel, seconds to deliver, or None for a failed attempt): web/metrics.py counts them
         self.watchers: list[Callable[[str, float | None], None]] = []
@@ -331,11 +333,12 @@ class Alerts:
                       why=type(failure.value).__name__)
         for watch in self.watchers:
             watch(item.channel, None)
+        on_call = not item.channel.startswith("email:admin")
+        if self.on_failing is not None and (alert_admin or (on_call and item.attempts == 1)):
+            self.on_failing(item.channel, str(item.payload.get("incident")), item.attempts)
         if alert_admin:
             self.log.critical("crisis alerts to {channel} keep failing", channel=item.channel)
-            if self.on_failing is not None:
-                self.on_failing(item.channel, str(item.payload.get("incident")))
-            if not item.channel.startswith("email:admin"):
+            if on_call:
                 self.dispatch("email:admin", {**item.payload, "event": "delivery_failing",
                                               "failing": item.channel})
 
