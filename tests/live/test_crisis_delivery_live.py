@@ -38,3 +38,26 @@ async def test_an_on_call_alert_that_fails_is_told_to_the_room_s_facilitator_at_
     finally:
         await live.hearth.service.stopService()
         await receiver.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_on_call_step_with_nowhere_to_go_is_said_at_once() -> None:
+    """No webhook, no PagerDuty, no e-mail: the on-call step pages nobody — and the
+    facilitators hear so at once, instead of believing on-call was told."""
+    config = make_config()
+    assert not config.crisis.webhooks and not config.crisis.pagerduty
+    assert config.crisis.email is None
+    live = await start_server(config)
+    try:
+        node = live.hearth.node
+        fac = await live.client()
+        await fac.join("circle", pseudonym="Ana Host",
+                       ticket=node.venue.issue_ticket("facilitator", node.clock(), account="ana"))
+        person, incident = await asks_for_help(live.ws_url)
+        told = await fac.next(lambda m: m["type"] == "delivery_failing", timeout=5)
+        assert (told["incident"], told["channel"], told["attempts"]) == (
+            incident, "webhook:primary", 0)
+        for client in (fac, person):
+            await client.close()
+    finally:
+        await live.hearth.service.stopService()

@@ -852,7 +852,8 @@ function onMessage(message) {
       onListed(message.open ?? []);
       break;
     case "delivery_failing": {
-      const key = message.attempts === 1 ? "console.delivery_first_failed" : "console.delivery_failing";
+      const key = { 0: "console.delivery_nowhere", 1: "console.delivery_first_failed" }[message.attempts]
+        ?? "console.delivery_failing";
       const warning = el("p", "notice-box", t(key, { channel: message.channel, id: message.incident }));
       $("delivery").append(warning);
       tone();
