@@ -2,7 +2,7 @@
 server has not answered, says honestly that it waits for the connection (never that it
 could not be sent, never that anyone knows), and sends it again with the same client id as
 soon as it is back in the room; the server answers the repeated id once — one incident,
-one alert."""
+one alert. And the button is there for a keyboard and a screen reader."""
 
 from __future__ import annotations
 
@@ -79,4 +79,39 @@ async def test_a_press_lost_with_the_connection_is_sent_again_and_counted_once(
     assert alert["incident"]["id"] == incident.id
     assert not [m for m in fac.inbox if m["type"] == "incident" and m.get("reason") == "alert"]
 
+    await fac.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_help_button_is_early_in_the_keyboard_order_and_its_status_is_announced(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    """Keyboard only: a few Tabs from the top reach "I need help now"; Enter opens the card
+    with the focus on its title, and what happens to the request is in a polite live
+    region inside it (a screen reader reads each change without moving the focus)."""
+    fac = await python_facilitator(server)
+    page = await open_page(browser, pages, server.http_url)
+    await enter(page, "circle", "Quiet Otter")
+    await page.evaluate("() => document.activeElement?.blur()")
+    reached = None
+    for tabs in range(1, 9):
+        await page.do(lambda p: p.keyboard.press("Tab"))
+        if await page.evaluate("() => document.activeElement?.id") == "help-button":
+            reached = tabs
+            break
+    assert reached is not None and reached <= 5, reached
+    button = await page.evaluate("""() => { const b = document.getElementById('help-button');
+      return { name: b.textContent.trim(), hint: document.getElementById(
+        b.getAttribute('aria-describedby')).textContent }; }""")
+    assert button["name"] == "I need help now" and "only the facilitators" in button["hint"]
+    await page.do(lambda p: p.keyboard.press("Enter"))
+    await page.wait_for("() => document.activeElement?.id === 'help-title'")
+    region = await page.evaluate("""() => { const s = document.getElementById('help-state');
+      return { role: s.getAttribute('role'), live: s.getAttribute('aria-live'),
+               inCard: document.getElementById('help-card').contains(s) }; }""")
+    assert region == {"role": "status", "live": "polite", "inCard": True}
+    alert = await fac.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert")
+    fac.send({"type": "incident", "incident": alert["incident"]["id"], "action": "ack"})
+    await page.wait_for("() => document.getElementById('help-state').textContent"
+                        ".includes('will be with you soon')")
+    assert await page.evaluate("() => document.activeElement?.id") == "help-title"  # not moved
     await fac.close()
