@@ -253,7 +253,12 @@ class CrisisDesk:
             status = "acknowledged"  # external help asked for without a private corner
         if status is None and incident.told():
             status = "delivered"
-        return [] if status is None else [Send(person, _status(incident, status))]
+        effects: list[Effect] = [] if status is None else [Send(person, _status(incident,
+                                                                                status))]
+        if incident.state in ("open", "acknowledged", "lost_contact") and self.desk.prompted(
+                incident):  # "please call a helpline now" was said while they were away
+            effects.append(Send(person, HelpPrompt(incident=incident.id)))
+        return effects
 
     # --- presses per address -------------------------------------------------------------
 

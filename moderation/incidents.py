@@ -423,6 +423,11 @@ class IncidentDesk:
         final = self.incidents[incident_id]
         return final, [replace(a, incident=final) for a in _once(alerts)]
 
+    def prompted(self, incident: IncidentRecord) -> bool:
+        """A tier that asks the person to call a helpline now has fired."""
+        return any("participant_prompt" in self.escalation.tiers(c.schedule)[i].notify
+                   for c in incident.clocks for i in c.fired)
+
     def get(self, incident_id: str) -> IncidentRecord:
         found = self.incidents.get(incident_id)
         if found is None:

@@ -274,3 +274,15 @@ def test_every_responder_hears_once_that_the_person_left_and_escalation_goes_on(
     assert w.venue.crisis.desk.incidents[incident].state == "open"
     assert [a["tier"] for a in alerts_to(w.later(30), fac_id)] == [1]  # escalation goes on
     assert sent(after, otter, "help_status") == []
+
+
+def test_the_call_a_helpline_prompt_missed_while_away_comes_on_resume() -> None:
+    w = CrisisWorld()
+    member, token, incident = pressed_then_away(w)
+    back = w.connect()
+    assert sent(w.send(back, {"type": "resume", "token": token}), member, "help_prompt") == []
+    w.later(290)
+    w.venue.connection_lost(back.seat, w.clock.seconds())  # type: ignore[arg-type]
+    w.later(15)  # nobody engaged within the last tier: "please call a helpline now"
+    assert sent(resumed(w, token), member, "help_prompt") == [
+        {"type": "help_prompt", "incident": incident}]
