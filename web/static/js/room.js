@@ -52,6 +52,7 @@ const state = {
   worriedAbout: null, // member id
 };
 const CARE_QUIET_MS = 5 * 60 * 1000; // "not now" means not for 5 minutes, and no longer
+const PRESS_AGAIN_MS = 500; // a press refused with room_moving (nothing done) goes again after this
 const LIVE_REQUEST = new Set(["sending", "queued", "received", "reopened", "delivered", "acknowledged", "engaged"]);
 // Refusals of what the join form chose: the person goes back to the form, with it filled in.
 const JOIN_REFUSALS = new Set(["pseudonym_invalid", "pseudonym_reserved", "pseudonym_taken", "avatar_invalid"]);
@@ -440,14 +441,18 @@ function sendPress() {
   connection.request({ type: "help", id: press.id }, "help").then(
     (reply) => {
       press.inFlight = false;
-      if (state.press !== press) return; // a newer press is on its way
-      state.press = null;
+      const latest = state.press === press; // (else a newer press is on its way)
+      if (reply.type === "error" && reply.code === "room_moving") {
+        if (latest) setTimeout(sendPress, PRESS_AGAIN_MS); // nothing was done: again shortly
+        return;
+      }
+      if (latest) state.press = null;
       if (reply.type !== "help_received") {
-        requestStatus("not_sent");
+        if (latest) requestStatus("not_sent");
         return;
       }
       if (state.request.incident !== reply.incident) state.request.incident = reply.incident;
-      if (state.request.status === "sending" || state.request.status === "queued") requestStatus("received");
+      if (latest && ["sending", "queued"].includes(state.request.status)) requestStatus("received");
     },
     () => {
       press.inFlight = false;
