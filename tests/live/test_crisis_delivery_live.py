@@ -6,10 +6,20 @@ from __future__ import annotations
 
 import pytest_twisted
 
+from hearth.client.websocket import HearthClient
 from tests.support.config import make_config
 from tests.support.crisis import SECRET, asks_for_help, crisis
-from tests.support.live import start_server, until
+from tests.support.live import LiveServer, start_server, until
 from tests.support.webhook_receiver import Receiver
+
+
+async def room_facilitator(live: LiveServer) -> HearthClient:
+    """A facilitator in the circle, not on duty."""
+    node = live.hearth.node
+    fac = await live.client()
+    await fac.join("circle", pseudonym="Ana Host",
+                   ticket=node.venue.issue_ticket("facilitator", node.clock(), account="ana"))
+    return fac
 
 
 @pytest_twisted.ensureDeferred
@@ -18,10 +28,7 @@ async def test_an_on_call_alert_that_fails_is_told_to_the_room_s_facilitator_at_
     port = receiver.listen()
     live = await start_server(make_config(crisis=crisis(port)))
     try:
-        node = live.hearth.node
-        fac = await live.client()  # in the room, not on duty
-        await fac.join("circle", pseudonym="Ana Host",
-                       ticket=node.venue.issue_ticket("facilitator", node.clock(), account="ana"))
+        fac = await room_facilitator(live)
         person, incident = await asks_for_help(live.ws_url)
         first = await fac.next(lambda m: m["type"] == "delivery_failing", timeout=5)
         assert (first["incident"], first["channel"], first["attempts"]) == (
@@ -49,10 +56,7 @@ async def test_an_on_call_step_with_nowhere_to_go_is_said_at_once() -> None:
     assert config.crisis.email is None
     live = await start_server(config)
     try:
-        node = live.hearth.node
-        fac = await live.client()
-        await fac.join("circle", pseudonym="Ana Host",
-                       ticket=node.venue.issue_ticket("facilitator", node.clock(), account="ana"))
+        fac = await room_facilitator(live)
         person, incident = await asks_for_help(live.ws_url)
         told = await fac.next(lambda m: m["type"] == "delivery_failing", timeout=5)
         assert (told["incident"], told["channel"], told["attempts"]) == (
