@@ -151,12 +151,26 @@ async def test_what_was_said_during_a_drop_is_shown_once_and_the_page_says_so_ho
     link = CuttableLink(server.port)
     try:
         page, member, py = await joined_through(link, server, browser, pages, "Away Lark")
-        await offline_while(page, link, lambda: py.say("said while you were offline"))
+        await page.do(lambda p: (p.focus("#chat-input"), p.keyboard.type("a draft")))
+
+        async def meanwhile() -> None:
+            await py.say("said while you were offline")
+            # Someone typing when the connection dropped is still where they were, draft and
+            # all, and may send it: it waits, marked, for the resume.
+            assert await page.evaluate("() => [document.activeElement.id, document.activeElement.value]"
+                                       ) == ["chat-input", "a draft"]
+            await page.do(lambda p: p.keyboard.press("Enter"))
+            await page.wait_for("() => document.querySelector('#chat-log .msg.pending .sending')")
+        await offline_while(page, link, meanwhile)
         await log_has(page, "said while you were offline")
+        got = await py.next_message(timeout=15)
+        assert (got.sender, got.text) == (member, "a draft")
+        await page.wait_for("() => !document.querySelector('#chat-log .pending')")
+        assert await page.evaluate("() => document.activeElement.id") == "chat-input"
         await chat_both_ways(page, py, member, "after the drop")
         texts = await page.evaluate(TEXTS)
         for text in ("said while you were offline", "browser says before the drop",
-                     "python says before the drop"):
+                     "python says before the drop", "a draft"):
             assert texts.count(text) == 1, (text, texts)
         notices = await page.evaluate(
             "() => [...document.querySelectorAll('#chat-log .notice')].map((n) => n.textContent)")

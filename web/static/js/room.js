@@ -671,8 +671,12 @@ function onState({ state: now, code }) {
   app.dataset.state = now;
   const status = $("status");
   const joined = now === "joined";
-  $("chat-input").disabled = !joined;
-  $("chat-send").disabled = !joined;
+  // While reconnecting, the message box stays as it was: someone typing keeps their place
+  // (disabling it would drop the focus) and what they send waits, marked "sending…", for the
+  // resume. The microphone and the hand wait for the room.
+  const canSay = joined || now === "reconnecting";
+  $("chat-input").disabled = !canSay;
+  $("chat-send").disabled = !canSay;
   $("mic").disabled = !joined;
   $("hand").disabled = !joined;
   const waiting = now === "waiting";
