@@ -284,6 +284,8 @@ class Link:
     owner: str | None = None  # the node that runs the link's room; None until bound
     room: str | None = None
     conn: Connection | None = None  # when this node runs the room
+    # answers what comes before a routable join or resume, with the link's one rate limit
+    stray: Connection | None = None
     pending: list[tuple[bytes, bool]] = field(default_factory=list)
     binding: bool = False
     closed: bool = False
@@ -492,9 +494,8 @@ class RoutingHost:
                 target = self._target(frame, is_binary)
                 if target is None:  # not a join or resume we can route: answered here
                     link.pending.pop(0)
-                    stray = Connection(self.venue, self.venue.config.limits, self.clock(),
-                                       link.address)
-                    yield self.route(link, stray.receive(frame, is_binary, self.clock()))
+                    yield self.route(link, self._stray(link).receive(frame, is_binary,
+                                                                     self.clock()))
                     continue
                 room, ref, resume = target
                 owner = yield from self._owner_for(room, resume)
@@ -518,8 +519,7 @@ class RoutingHost:
         pending, link.pending = link.pending, []
         out: list[NodeEffect] = []
         if owner == self.id:
-            link.conn = Connection(self.venue, self.venue.config.limits, self.clock(),
-                                   link.address)
+            link.conn = self._stray(link)  # the same rate limit and flood count, joined
         else:
             out.append(Post(owner, relay.Open(link.id, room, self._address_hashes(link.address))))
             link.frames = 0
@@ -528,6 +528,14 @@ class RoutingHost:
         for frame, is_binary in pending:
             out += self.received(link, frame, is_binary)
         return out
+
+    def _stray(self, link: Link) -> Connection:
+        """The link's connection core before it is bound: one per link, so what a client
+        sends before joining counts against one rate limit and one flood count."""
+        if link.stray is None:
+            link.stray = Connection(self.venue, self.venue.config.limits, self.clock(),
+                                    link.address)
+        return link.stray
 
     def _target(self, frame: bytes, is_binary: bool) -> tuple[str, str | None, bool] | None:
         """(room, ref, is a resume) of a join or resume this node can route."""

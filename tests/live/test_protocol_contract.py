@@ -11,7 +11,8 @@ import pytest_twisted
 
 from hearth.client.websocket import HearthClient
 from hearth.spaces.voice import build_frame
-from tests.support.live import LiveServer, caught_up, sleep
+from tests.support.config import make_config
+from tests.support.live import LiveServer, caught_up, sleep, start_server
 
 COMMIT = "C" * 43 + "="
 
@@ -284,3 +285,36 @@ async def test_a_cesu_surrogate_in_a_text_frame(server: LiveServer) -> None:
     code, _ = await a.until_closed()
     assert code == 1007
 
+
+@pytest_twisted.ensureDeferred
+async def test_what_comes_before_joining_is_rate_limited_like_everything_else() -> None:
+    """The per-connection rate limit and flood close hold before a join too: a connection
+    that never joins cannot have frames answered without bound (each used to meet a fresh
+    limit of its own)."""
+    server = await start_server(make_config(limits={"messages_per_second": 5, "message_burst": 10,
+                                                    "flood_strikes": 20}))
+    try:
+        spammer = await server.client()
+        for _ in range(40):
+            if spammer.close_code is not None:
+                break
+            spammer.send({"type": "stand"})
+            await sleep(0.01)
+        code, _ = await spammer.until_closed()
+        codes = [m.get("code") for m in spammer.inbox]
+        assert code == 1008
+        assert codes.count("rate_limited") == 1 and codes.count("not_joined") <= 12, codes
+        # a newcomer on its own connection is served
+        other = await server.client()
+        assert (await other.join("circle"))["member"]
+        await other.close()
+    finally:
+        await server.hearth.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_byte_order_mark_is_bad_json(server: LiveServer) -> None:
+    a = await server.client()
+    a.send_raw(b'\xef\xbb\xbf{"type":"join","room":"circle"}')
+    assert (await a.expect("error"))["code"] == "bad_json"
+    await a.close()
