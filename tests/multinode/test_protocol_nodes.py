@@ -1,0 +1,100 @@
+"""docs/protocol.md's resume and de-duplication promises across nodes: a member connected to
+another node than its room's drops, resumes on a third, and gets what it missed once, in
+order, right after the welcome; an envelope sent again through another node is answered
+the same and delivered once. Over the embedded broker and a real redis-server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+
+from hearth.client.websocket import HearthClient
+from hearth.spaces.broker import MemoryBroker
+from tests.support.live import LiveServer, caught_up, room_caught_up
+from tests.support.nodes import node_configs, start_nodes
+
+COMMIT = "C" * 43 + "="
+
+
+@pytest_twisted.async_yield_fixture(params=["memory", "redis"])
+async def three_nodes(request: pytest.FixtureRequest) -> AsyncIterator[list[LiveServer]]:
+    configs = node_configs(3)
+    if request.param == "memory":
+        shared = MemoryBroker(reactor.seconds, schedule=lambda c: reactor.callLater(0, c))
+        brokers: list[Any] = [shared] * 3
+    else:
+        from hearth.web.redis_broker import RedisBroker
+        brokers = [RedisBroker(request.getfixturevalue("redis_server").url) for _ in range(3)]
+    nodes = await start_nodes(configs, brokers)
+    yield nodes
+    for node in nodes:
+        await node.hearth.service.stopService()
+
+
+async def member_on(node: LiveServer) -> tuple[HearthClient, dict[str, Any]]:
+    client = await HearthClient.connect(node.ws_url)
+    return client, await client.join("circle")
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_member_resumed_on_a_third_node_gets_what_it_missed_once_and_in_order(
+        three_nodes: list[LiveServer]) -> None:
+    n1, n2, n3 = three_nodes
+    owner, _ = await member_on(n1)  # the first join: n1 runs the room
+    roamer, welcome = await member_on(n2)
+    talker, _ = await member_on(n3)
+    talker.envelope("AQ==", COMMIT, client_id="t-0")
+    await roamer.next(lambda m: m["type"] == "envelope" and m.get("id") == "t-0")
+    last = roamer.seq
+    roamer.drop()
+    await roamer.until_closed()
+    await owner.next(lambda m: m["type"] == "member_updated" and m["member"]["away"])
+    for i in range(1, 4):
+        (owner if i % 2 else talker).envelope("Ag==", COMMIT, client_id=f"x-{i}")
+    talker.send({"type": "direct", "to": welcome["member"], "body": "BBBB"})
+    await caught_up(talker)
+    await room_caught_up(owner, talker)
+
+    again = await HearthClient.connect(n3.ws_url)
+    frames: list[dict[str, Any]] = []
+    again.on_message = frames.append
+    back = await again.resume(welcome["token"], seq=last)
+    await caught_up(again)
+    kinds = [m["type"] for m in frames]
+    assert kinds[:5] == ["welcome", "direct", "envelope", "envelope", "envelope"], kinds
+    replayed = frames[2:5]
+    assert sorted(m["id"] for m in replayed) == ["x-1", "x-2", "x-3"]
+    assert [m["seq"] for m in replayed] == sorted(m["seq"] for m in replayed)  # the room's order
+    assert all(m["seq"] < back["room"]["seq"] for m in frames[2:5])
+    assert [m for m in frames[5:] if m["type"] in ("envelope", "direct")] == []
+    await again.close()
+    await owner.close()
+    await talker.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_envelope_sent_again_through_another_node_is_answered_the_same_once(
+        three_nodes: list[LiveServer]) -> None:
+    n1, n2, n3 = three_nodes
+    owner, _ = await member_on(n1)
+    sender, welcome = await member_on(n2)
+    sender.envelope("AQ==", COMMIT, client_id="s-1", ref="first")
+    first = await sender.expect("sent")
+    await owner.next(lambda m: m["type"] == "envelope" and m.get("id") == "s-1")
+    sender.drop()  # as if the `sent` had been lost with the connection
+    await sender.until_closed()
+    again = await HearthClient.connect(n3.ws_url)
+    await again.resume(welcome["token"], seq=first["seq"])
+    again.envelope("AQ==", COMMIT, client_id="s-1", ref="again")
+    repeat = await again.expect("sent")
+    assert repeat["ref"] == "again"
+    assert {k: repeat[k] for k in ("seq", "ts", "tag", "epoch", "id")} == \
+        {k: first[k] for k in ("seq", "ts", "tag", "epoch", "id")}
+    await room_caught_up(again, owner)
+    assert [m for m in owner.inbox if m["type"] == "envelope"] == []
+    await again.close()
+    await owner.close()
