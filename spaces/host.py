@@ -347,7 +347,7 @@ def _node_of(link_id: str) -> str:
 class RoutingHost:
     def __init__(self, venue: Venue, node_id: str, clock: Callable[[], float], *,
                  addresses: Addresses, new_id: Callable[[], str] | None = None,
-                 run: str | None = None) -> None:
+                 run: str | None = None, directory_in_process: bool = False) -> None:
         self.venue = venue
         self.id = node_id
         self.run = run or secrets.token_hex(8)  # new at each start: other nodes count afresh
@@ -387,6 +387,11 @@ class RoutingHost:
         self._judging: set[str] = set()
         self._missing: dict[str, float] = {}
         self._housekeeping = False
+        # the embedded broker's directory goes only with this process: once this node has
+        # kept house (its saved rooms are restored by then), a room with no saved state
+        # runs nowhere and a resume for it is told so at once
+        self._directory_in_process = directory_in_process
+        self._kept_house = False
         self._sign_ins_read: str | None = None
         # messages for other nodes' clients, counted (relay.Counted): sent to each node,
         # nodes not yet told how many (relay.Mark), and (run, last n) handled from each node
@@ -588,8 +593,9 @@ class RoutingHost:
         now = self.clock()
         # A resume names a room nobody runs and nothing was saved for: the directory may
         # have lost it (a Redis restart) while its node puts it back; a while later, the
-        # room starts afresh and the venue answers session_expired.
-        if saved is None and resume \
+        # room starts afresh and the venue answers session_expired. A directory in this
+        # process is lost with it only: the answer is the truth at once.
+        if saved is None and resume and not (self._directory_in_process and self._kept_house) \
                 and now - self._missing.setdefault(room, now) < STATE_MISSING_GRACE:
             yield ask("release_room", room, self.id)
             return False
@@ -1215,7 +1221,7 @@ class RoutingHost:
         marks = self._marks() if self._unmarked or self._all_unmarked else []
         if self._housekeeping:
             return marks
-        self._housekeeping = True
+        self._housekeeping = self._kept_house = True
         return [*marks, Run("housekeeping", self._housekeep())]
 
     def _housekeep(self) -> Procedure:

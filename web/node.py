@@ -69,7 +69,8 @@ class Node:
                  address_seed: bytes = b"", alerts: AlertSink | None = None,
                  node_id: str = "solo", shared_logs: LogShipper | None = None) -> None:
         self.host = host = RoutingHost(venue, node_id, clock,
-                                       addresses=AddressBook(address_seed))
+                                       addresses=AddressBook(address_seed),
+                                       directory_in_process=broker.directory_in_process)
         self.venue, self.broker, self.prepare = venue, broker, prepare
         self.audit, self.alerts, self.shared_logs = audit, alerts, shared_logs
         # facilitator sign-in sessions shared between nodes (moderation/login.py SessionTable)

@@ -12,7 +12,7 @@ import pytest_twisted
 from hearth.client.websocket import HearthClient
 from hearth.spaces.voice import build_frame
 from tests.support.config import make_config
-from tests.support.live import LiveServer, caught_up, sleep, start_server
+from tests.support.live import LiveServer, caught_up, sleep, start_server, until
 
 COMMIT = "C" * 43 + "="
 
@@ -318,3 +318,20 @@ async def test_a_byte_order_mark_is_bad_json(server: LiveServer) -> None:
     a.send_raw(b'\xef\xbb\xbf{"type":"join","room":"circle"}')
     assert (await a.expect("error"))["code"] == "bad_json"
     await a.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_stale_token_is_told_session_expired_at_once_on_one_node(
+        server: LiveServer) -> None:
+    """One node, the embedded broker: a token whose room emptied (and was let go) is told
+    the truth at once — not `room_moving` for seconds while a person waits to get back in."""
+    a, wa = await joined(server)
+    a.send({"type": "leave"})
+    await a.until_closed()
+    await until(lambda: "circle" not in server.hearth.node.host.owned, what="the room let go")
+    again = await server.client()
+    again.send({"type": "resume", "token": wa["token"]})
+    answer = await again.next(lambda m: m["type"] in ("welcome", "error"))
+    assert answer.get("code") == "session_expired"
+    assert (await again.join("circle"))["member"] != wa["member"]
+    await again.close()

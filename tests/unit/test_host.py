@@ -512,6 +512,23 @@ def test_a_resume_for_a_room_whose_state_is_lost_waits_then_is_told_the_truth() 
     assert back.last("error")["code"] == "session_expired"
 
 
+
+def test_on_the_embedded_broker_a_resume_for_a_room_that_runs_nowhere_is_told_at_once(
+        ) -> None:
+    """One node on the embedded broker: nothing can put a room's state back but this
+    process, so a stale token (its room emptied and was let go) is told session_expired at
+    once, not room_moving for STATE_MISSING_GRACE seconds while the person waits."""
+    nodes = Nodes(1, directory_in_process=True)
+    a = nodes.join("node1")
+    nodes.send(a, {"type": "leave"})
+    nodes.advance(2.0)  # the empty room is let go
+    assert not nodes.hosts["node1"].owned
+    back = resume(nodes, "node1", welcome(a)["token"])
+    assert back.last("error")["code"] == "session_expired"
+    newcomer = nodes.join("node1")
+    assert welcome(newcomer)["member"]
+
+
 # --- help: durable before it is answered ------------------------------------------------------
 
 def crisis_nodes() -> tuple[Nodes, Client, Client]:
