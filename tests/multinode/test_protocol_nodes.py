@@ -6,16 +6,19 @@ the same and delivered once. Over the embedded broker and a real redis-server.""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet import reactor
 
-from hearth.client.websocket import HearthClient
+from hearth.client.websocket import HearthClient, resume_anywhere
 from hearth.spaces.broker import MemoryBroker
-from tests.support.live import LiveServer, caught_up, room_caught_up
-from tests.support.nodes import node_configs, start_nodes
+from tests.support.live import LiveServer, caught_up, room_caught_up, sleep
+from tests.support.nodes import node_configs, serve_nodes, start_nodes
+from tests.support.redis_servers import RedisServer
+from tests.support.serving import ServedHearth
 
 COMMIT = "C" * 43 + "="
 
@@ -98,3 +101,42 @@ async def test_an_envelope_sent_again_through_another_node_is_answered_the_same_
     assert [m for m in owner.inbox if m["type"] == "envelope"] == []
     await again.close()
     await owner.close()
+
+
+@pytest_twisted.ensureDeferred
+async def test_when_the_room_s_node_dies_a_member_elsewhere_is_told_moving_then_4010_and_resumes(
+        tmp_path: Path) -> None:
+    """What docs/protocol.md promises a member connected to another node than its room's,
+    when that node is killed: `moving` naming the room, a close with 4010, and a resume on
+    a live node that brings back the member, a new epoch and a seq past every one used
+    before (a gap, never a repeat); the envelope said meanwhile arrives once."""
+    redis = RedisServer(tmp_path / "redis").start()
+    nodes: list[ServedHearth] = []
+    try:
+        serve_nodes(tmp_path, redis.url, nodes)
+        urls = [f"ws://127.0.0.1:{n.port}/ws" for n in nodes]
+        owner = await HearthClient.connect(urls[0])
+        await owner.join("circle")  # node0 runs the room
+        member = await HearthClient.connect(urls[1])
+        welcome = await member.join("circle")
+        owner.envelope("AQ==", COMMIT, client_id="o-1")
+        await member.next(lambda m: m["type"] == "envelope" and m.get("id") == "o-1")
+        last = member.seq
+        await sleep(1.5)  # the room's state is saved once a second
+        nodes[0].proc.kill()
+        moving = await member.next("moving", timeout=15.0)
+        assert moving["room"] == "circle"
+        code, _ = await member.until_closed()
+        assert code == 4010
+        again, back = await resume_anywhere([urls[1]], welcome["token"], seq=last, within=10.0)
+        assert back["resumed"] and back["member"] == welcome["member"]
+        assert back["room"]["epoch"] > welcome["room"]["epoch"]
+        assert last is not None and back["room"]["seq"] >= last + 1000
+        await caught_up(again)
+        assert [m for m in again.inbox if m["type"] == "envelope"] == []  # o-1 not again
+        await again.close()
+        owner.drop()
+    finally:
+        for node in nodes:
+            node.stop()
+        redis.kill()
