@@ -11,12 +11,10 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
 
 from hearth.client.websocket import HearthClient, resume_anywhere
-from hearth.spaces.broker import MemoryBroker
 from tests.support.live import LiveServer, caught_up, room_caught_up, sleep
-from tests.support.nodes import node_configs, serve_nodes, start_nodes
+from tests.support.nodes import brokers_for, node_configs, serve_nodes, start_nodes
 from tests.support.redis_servers import RedisServer
 from tests.support.serving import ServedHearth
 
@@ -25,14 +23,7 @@ COMMIT = "C" * 43 + "="
 
 @pytest_twisted.async_yield_fixture(params=["memory", "redis"])
 async def three_nodes(request: pytest.FixtureRequest) -> AsyncIterator[list[LiveServer]]:
-    configs = node_configs(3)
-    if request.param == "memory":
-        shared = MemoryBroker(reactor.seconds, schedule=lambda c: reactor.callLater(0, c))
-        brokers: list[Any] = [shared] * 3
-    else:
-        from hearth.web.redis_broker import RedisBroker
-        brokers = [RedisBroker(request.getfixturevalue("redis_server").url) for _ in range(3)]
-    nodes = await start_nodes(configs, brokers)
+    nodes = await start_nodes(node_configs(3), brokers_for(request.param, request, 3))
     yield nodes
     for node in nodes:
         await node.hearth.service.stopService()
