@@ -53,13 +53,16 @@ async def broadcasts(client: HearthClient) -> list[dict[str, Any]]:
 @pytest_twisted.ensureDeferred
 async def test_room_seq_increases_by_exactly_one_per_room_broadcast(server: LiveServer) -> None:
     watcher, welcome = await joined(server)
-    actor, _ = await joined(server)
+    actor, mine = await joined(server)
     actor.send({"type": "raise_hand", "up": True})
     actor.send({"type": "status", "status": "listening"})
     actor.envelope("AAAA", COMMIT)
     actor.move(3.0, 8.0)
     await sleep(0.3)
     actor.send({"type": "rename", "pseudonym": "Calm Heron"})
+    # the sender: its `sent` stands for the envelope it gets no copy of, so no gap
+    own = [m["seq"] for m in await broadcasts(actor)]
+    assert own == list(range(mine["room"]["seq"] + 1, mine["room"]["seq"] + 1 + len(own))), own
     actor.send({"type": "leave"})
     await actor.until_closed()
     seen = await broadcasts(watcher)
