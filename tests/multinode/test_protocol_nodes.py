@@ -131,3 +131,22 @@ async def test_when_the_room_s_node_dies_a_member_elsewhere_is_told_moving_then_
         for node in nodes:
             node.stop()
         redis.kill()
+
+
+@pytest_twisted.ensureDeferred
+async def test_resuming_on_another_node_while_the_old_connection_is_open_closes_it_with_4001(
+        three_nodes: list[LiveServer]) -> None:
+    """A phone that changed networks: its old connection (to another node) looks open to the
+    server. The resume wins; the old connection is closed with 4001, whichever node holds it."""
+    n1, n2, n3 = three_nodes
+    owner, _ = await member_on(n1)
+    old, welcome = await member_on(n2)
+    again = await HearthClient.connect(n3.ws_url)
+    back = await again.resume(welcome["token"], seq=welcome["room"]["seq"])
+    assert back["member"] == welcome["member"] and back["resumed"]
+    code, _ = await old.until_closed()
+    assert code == 4001
+    again.envelope("AQ==", COMMIT, client_id="r-1")
+    assert (await owner.next(lambda m: m["type"] == "envelope"))["id"] == "r-1"
+    await again.close()
+    await owner.close()
