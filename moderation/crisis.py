@@ -7,9 +7,10 @@ server from a detector is a category, a severity and a rule-pack version —
 never text. Nothing here does I/O or reads a clock.
 
 Nothing is promised before it is true. A person who asked hears "received"
-at once and "a facilitator has been told" (`help_status` `delivered`) only
-when a facilitator's console says it received the alert (`alert_seen`), or
-someone acknowledged it. An alert that would reach no console (no facilitator
+at once, "on a facilitator's screen" (`help_status` `delivered`) only when a
+facilitator's console says it received the alert (`alert_seen`, a machine's
+receipt) or someone acknowledged it, and "a facilitator has been told"
+(`acknowledged`) only when a person acknowledged it. An alert that would reach no console (no facilitator
 in the room, nobody on duty on any node) goes to on-call at once.
 
 Presses are counted per address (its keyed hash, in memory, for the press
@@ -59,6 +60,7 @@ from hearth.spaces.protocol import ProtocolError
 from hearth.spaces.room import Member, Room
 from hearth.spaces.server_messages import (
     ConcernReceived,
+    DeliveryFailing,
     DutyState,
     FlagReceived,
     HelpPrompt,
@@ -72,6 +74,11 @@ from hearth.spaces.server_messages import (
 )
 
 PARTICIPANT_STATUS = {"ack": "acknowledged", "engage": "engaged", "resolve": "resolved"}
+# What a person who asked is told of an incident in each state, when told again (a resume);
+# an open one (or one whose contact was lost) is "delivered" once a console received it.
+STANDING = {"acknowledged": "acknowledged", "engaged": "engaged",
+            "external_help_requested": "engaged", "awaiting_confirmation": "engaged",
+            "resolved": "resolved"}
 # Only a person who asked (the button, or their own detector after they agreed) hears how
 # their request goes; someone a peer or a facilitator worried about is not told.
 ASKED = ("help_button", "self_detector")
@@ -108,6 +115,12 @@ class CrisisDesk:
     concerns: dict[Key, list[tuple[str, float]]] = field(default_factory=dict)
     # incident -> peers who were worried, to be told when a facilitator has it
     waiting: dict[str, set[str]] = field(default_factory=dict)
+    # incident -> the accounts that claimed it from its room: when none of them is in the
+    # room any more (a reloaded console, back as a new member, still is), it is open again
+    # (in memory: not handed over with the room)
+    claimed_here: dict[str, set[str]] = field(default_factory=dict)
+    # (incident, member) whose leaving the room its responders were told of
+    told_gone: set[tuple[str, str]] = field(default_factory=set)
     _roster: tuple[int, float] | None = None  # (count, when) last announced
     _swept: float = float("-inf")
 
@@ -149,8 +162,8 @@ class CrisisDesk:
         """A press with a client id is answered once: a resend (after a reconnection, or the
         room moving) gets the same answer and raises nothing again."""
         again = person.answered(client_id, ref)
-        if again is not None:
-            return [Reply(again)]
+        if again is not None:  # and where it stands: a status sent meanwhile may be lost
+            return [Reply(again), *self.standing(room.id, person.id)]
         key = self._address(room.id, person)
         incident, effects = self._trigger(
             room, person, trigger="help_button", severity="high", category="help_request",
@@ -227,6 +240,26 @@ class CrisisDesk:
                 *self._to_responders(incident, IncidentUpdate(incident=incident.to_wire(),
                                                               reason="participant_ok"), rooms)]
 
+    def standing(self, room: str, person: str) -> list[Effect]:
+        """Where the person's own latest request stands, for a resume: `help_status` goes to
+        their connection, and one sent while it was down was lost with it."""
+        mine = [i for i in self.desk.incidents.values() if i.room == room
+                and i.member == person and i.trigger in ASKED and not i.test]
+        if not mine:
+            return []
+        incident = max(mine, key=lambda i: i.opened_at)
+        status = STANDING.get(incident.state)
+        if status == "engaged" and not incident.last(("engage",)):
+            status = "acknowledged"  # external help asked for without a private corner
+        if status is None and incident.told():
+            status = "delivered"
+        effects: list[Effect] = [] if status is None else [Send(person, _status(incident,
+                                                                                status))]
+        if incident.state in ("open", "acknowledged", "lost_contact") and self.desk.prompted(
+                incident):  # "please call a helpline now" was said while they were away
+            effects.append(Send(person, HelpPrompt(incident=incident.id)))
+        return effects
+
     # --- presses per address -------------------------------------------------------------
 
     @staticmethod
@@ -273,6 +306,8 @@ class CrisisDesk:
         for incident_id in [i for i in self.waiting if i not in self.desk.incidents
                             or self.desk.incidents[i].state == "resolved"]:
             del self.waiting[incident_id]
+        self.told_gone = {(i, m) for i, m in self.told_gone if i in self.desk.incidents
+                          and self.desk.incidents[i].state != "resolved"}
 
     # --- facilitators ------------------------------------------------------------------
 
@@ -322,6 +357,11 @@ class CrisisDesk:
                         for m in sorted(self.waiting.pop(incident_id, ())) if m != incident.member]
         if action == "resolve":
             self.waiting.pop(incident_id, None)
+            self.claimed_here.pop(incident_id, None)
+        elif action in ("ack", "engage"):
+            room = rooms.get(incident.room)
+            if room is not None and any(f.account == actor for f in room.facilitators()):
+                self.claimed_here.setdefault(incident_id, set()).add(actor)
         if action != "seen":
             effects += self._dispatch_all(incident, f"incident.{action}", None, False)
         return effects
@@ -436,9 +476,59 @@ class CrisisDesk:
 
     # --- escalation ---------------------------------------------------------------------
 
+    def failing(self, rooms: Mapping[str, Room], channel: str, incident_id: str,
+                attempts: int) -> list[Effect]:
+        """An on-call alert of the incident did not get through (`attempts` failed tries so
+        far): its room's facilitators and everyone on duty hear it — on-call may not know."""
+        message = DeliveryFailing(channel=channel, incident=incident_id, attempts=attempts)
+        incident = self.desk.incidents.get(incident_id)
+        if incident is None:  # (another node's, adopted from its outbox)
+            return [DutyBroadcast(message)]
+        return self._to_responders(incident, message, rooms)
+
     def tick(self, rooms: Mapping[str, Room], now: float) -> list[Effect]:
         self._forget_old(now)
-        return [*self.alerts(self.desk.tick(now), rooms, now), *self._announce(now)]
+        return [*self._responders_gone(rooms, now), *self._people_gone(rooms),
+                *self.alerts(self.desk.tick(now), rooms, now), *self._announce(now)]
+
+    def _people_gone(self, rooms: Mapping[str, Room]) -> list[Effect]:
+        """The person of a live incident has left its room: every responder hears it once
+        (on-duty consoles elsewhere would not see them go). The incident stays as it is:
+        a person decides ("lost contact")."""
+        effects: list[Effect] = []
+        for incident in list(self.desk.incidents.values()):
+            room = rooms.get(incident.room)
+            key = (incident.id, incident.member)
+            if incident.state == "resolved" or incident.test or room is None \
+                    or key in self.told_gone or incident.member in room.members \
+                    or incident.member in room.waiting:
+                continue
+            self.told_gone.add(key)
+            effects += self._to_responders(
+                incident, IncidentUpdate(incident=incident.to_wire(), reason="person_left"), rooms)
+        return effects
+
+    def _responders_gone(self, rooms: Mapping[str, Room], now: float) -> list[Effect]:
+        """An incident claimed from the room whose every claimant has left the room (left,
+        removed, or their console's grace ran out) is open again: the consoles hear at once,
+        and the person no longer reads that a facilitator is coming."""
+        effects: list[Effect] = []
+        for incident_id, accounts in list(self.claimed_here.items()):
+            incident = self.desk.incidents.get(incident_id)
+            room = rooms.get(incident.room) if incident is not None else None
+            if incident is None or incident.state == "resolved":
+                del self.claimed_here[incident_id]
+                continue
+            if room is None or any(f.account in accounts for f in room.facilitators()):
+                continue
+            del self.claimed_here[incident_id]
+            if incident.state not in ("acknowledged", "engaged"):
+                continue  # (external help asked for: its reminders run on)
+            incident, alerts = self.desk.reopen(incident_id, now)
+            effects += self.alerts(alerts, rooms, now)
+            if not incident.test and incident.trigger in ASKED:
+                effects.append(Send(incident.member, _status(incident, "reopened")))
+        return effects
 
     def alerts(self, alerts: list[Alert], rooms: Mapping[str, Room],
                now: float) -> list[Effect]:
@@ -455,13 +545,19 @@ class CrisisDesk:
     def _reach(self, batch: list[Alert], rooms: Mapping[str, Room], now: float) -> list[Alert]:
         """Consoles first, never nobody: an alert for the room's facilitators when none is
         connected goes to everyone on duty as well; one that reaches no console at all goes
-        to on-call at once."""
+        to on-call at once. A press only noted (on-call was paged for the last one, moments
+        ago) goes to everyone on duty when nobody is in the room."""
+        incident = batch[0].incident
+        room = rooms.get(incident.room)
+        in_room = room is not None and any(f.away_since is None for f in room.facilitators())
         paging = [a for a in batch if a.cause != "press_noted"]
         wanted = {a.notify for a in paging}
-        if not wanted & set(CONSOLES) or paging[0].incident.test:  # (wanted is empty if
-            return batch  # every alert only notes a press)
-        room = rooms.get(paging[0].incident.room)
-        in_room = room is not None and any(f.away_since is None for f in room.facilitators())
+        if not paging:
+            if in_room or incident.test or any(a.notify != "room_facilitators" for a in batch):
+                return batch
+            return [*batch, replace(batch[0], notify="on_duty_facilitators")]
+        if not wanted & set(CONSOLES) or incident.test:
+            return batch
         on_duty = self.anyone_on_duty(now)
         base = next(a for a in paging if a.notify in CONSOLES)
         extra: list[Alert] = []

@@ -12,7 +12,9 @@ States and transitions (TRANSITIONS below is the one table; anything else is ref
 Another trigger about a person whose incident is live joins that incident (it
 never opens a second one): the trigger and severity only ever go up. A help
 press on an acknowledged incident re-opens it, so that someone claims it again;
-every other join, a console's receipt ("seen") and "I'm OK" keep the state.
+every other join, a console's receipt ("seen") and "I'm OK" keep the state. When
+every facilitator who claimed it (acknowledged or engaged) from the room has left the
+room, it is open again ("responder_left"), so that someone claims it again.
 
 Escalation runs on clocks. An incident starts one clock: the help button's
 tiers for a press, and for any high-severity trigger (intent with a plan, means,
@@ -53,8 +55,10 @@ Notify = Literal["room_facilitators", "on_duty_facilitators", "on_call_webhook",
 Basis = Literal["consent", "imminent_risk"]
 # Why an alert goes out: a tier of a clock, a help press (at once), an external request
 # nobody has confirmed yet, a press inside the re-alert interval (the room's consoles only),
-# or no console to tell (crisis.py sends it to on-call instead).
-Cause = Literal["tier", "press", "unconfirmed", "press_noted", "no_facilitator"]
+# no console to tell (crisis.py sends it to on-call instead), or the facilitator who had
+# it left the room (it is open again).
+Cause = Literal["tier", "press", "unconfirmed", "press_noted", "no_facilitator",
+                "responder_left"]
 
 STATES: Final = ("open", "acknowledged", "engaged", "external_help_requested",
                   "awaiting_confirmation", "lost_contact", "resolved")
@@ -96,6 +100,8 @@ TRANSITIONS: Final[Mapping[str, Mapping[str, str]]] = {
     # notes: a console received the alert; the person says they are OK
     "seen": _stay(_LIVE),
     "participant_ok": _stay(_LIVE),
+    # every facilitator who claimed it from the room has left it: someone must claim it again
+    "responder_left": {**_stay(_LIVE), "acknowledged": "open", "engaged": "open"},
     # another trigger about the same person joins the live incident
     "help_button": {**_stay(_LIVE), "acknowledged": "open"},
     "self_detector": _stay(_LIVE),
@@ -230,10 +236,15 @@ class IncidentRecord:
         wanted = set(events)
         return next((t for t, e, _ in reversed(self.history) if e in wanted), None)
 
+    def asked_at(self) -> float:
+        """When it last needed someone anew: the opening, the last help press, or the last
+        time everyone who had claimed it left."""
+        return self.last(("open", "help_button", "responder_left")) or self.opened_at
+
     def told(self) -> bool:
         """Someone has it in hand: a console received it (or it was acknowledged or engaged)
-        since the last help press (or the opening)."""
-        asked = self.last(("open", "help_button")) or self.opened_at
+        since the last help press (or the opening, or the last responder leaving)."""
+        asked = self.asked_at()
         return any(e in TOLD and t >= asked for t, e, _ in self.history)
 
     def to_wire(self) -> dict[str, Any]:
@@ -364,8 +375,10 @@ class IncidentDesk:
         """Another trigger about the person of a live incident: raise it to at least that
         trigger and severity. A help press alerts again at once (the room's consoles always;
         on-duty facilitators and the first tier's on-call at most every `realert_every`
-        seconds) and starts the help button's clock if it is not running; a rise to high
-        severity starts the faster schedule's clock."""
+        seconds; a press inside that interval is noted on the room's consoles, and on every
+        on-duty console when it re-opens a claimed incident) and starts the help button's
+        clock if it is not running; a rise to high severity starts the faster schedule's
+        clock."""
         incident = self.get(incident_id)
         target = TRANSITIONS[trigger].get(incident.state)
         if target is None:
@@ -396,8 +409,11 @@ class IncidentDesk:
                 changes["pressed_at"] = now
                 pressed = [(n, "press", 0 if started else None) for n in _unique(
                     ("room_facilitators", "on_duty_facilitators", *first.notify))]
-            else:
+            else:  # noted on the room's consoles; one that re-opens a claimed incident on
+                # every on-duty console too: whoever claimed it may be elsewhere
                 pressed = [("room_facilitators", "press_noted", None)]
+                if target != incident.state:
+                    pressed.append(("on_duty_facilitators", "press_noted", None))
         elif severity == "high" and self.escalation.high_severity not in running:
             clocks = (*clocks, TierClock(schedule=self.escalation.high_severity, started=now))
         updated = replace(incident, clocks=clocks, **changes)
@@ -406,6 +422,11 @@ class IncidentDesk:
         alerts += self._due(incident_id, now)
         final = self.incidents[incident_id]
         return final, [replace(a, incident=final) for a in _once(alerts)]
+
+    def prompted(self, incident: IncidentRecord) -> bool:
+        """A tier that asks the person to call a helpline now has fired."""
+        return any("participant_prompt" in self.escalation.tiers(c.schedule)[i].notify
+                   for c in incident.clocks for i in c.fired)
 
     def get(self, incident_id: str) -> IncidentRecord:
         found = self.incidents.get(incident_id)
@@ -426,7 +447,7 @@ class IncidentDesk:
             raise IncidentRefused("incident_state",
                                   f"An incident that is {incident.state} cannot take {event!r}.")
         if event == "seen" and actor is not None:
-            since = incident.last(("open", "help_button")) or incident.opened_at
+            since = incident.asked_at()
             if any(e == "seen" and a == actor and t >= since for t, e, a in incident.history):
                 return incident
         changes: dict[str, Any] = {"state": target,
@@ -448,6 +469,17 @@ class IncidentDesk:
         updated = replace(incident, **changes)
         self.incidents[incident_id] = updated
         return updated
+
+    def reopen(self, incident_id: str, now: float) -> tuple[IncidentRecord, list[Alert]]:
+        """Everyone who claimed it from the room has left: acknowledged or engaged, it is
+        open again. The room's and the on-duty consoles hear at once (with sound), and the
+        steps skipped while it was claimed come when due — now, if they are past."""
+        incident = self.apply(incident_id, "responder_left", None, now)
+        alerts = [Alert(incident, notify, None, True, "responder_left")
+                  for notify in ("room_facilitators", "on_duty_facilitators")]
+        alerts += self._due(incident_id, now)
+        final = self.incidents[incident_id]
+        return final, [replace(a, incident=final) for a in _once(alerts)]
 
     def tick(self, now: float) -> list[Alert]:
         alerts: list[Alert] = []

@@ -83,7 +83,6 @@ from hearth.spaces.effects import (
 from hearth.spaces.protocol import ProtocolError, encode
 from hearth.spaces.server_messages import (
     AlertNotShared,
-    DeliveryFailing,
     GoingAway,
     Moving,
     Sent,
@@ -1835,9 +1834,11 @@ class RoutingHost:
             if len(batch) < 1000:
                 return
 
-    def delivery_failing(self, channel: str, incident: str) -> list[NodeEffect]:
-        """Every on-duty console hears that an on-call channel is not getting through."""
-        return self.route(None, [DutyBroadcast(DeliveryFailing(channel=channel, incident=incident))])
+    def delivery_failing(self, channel: str, incident: str, attempts: int) -> list[NodeEffect]:
+        """The incident's room facilitators and every on-duty console hear that an on-call
+        alert is not getting through."""
+        return self.route(None, self.venue.crisis.failing(self.venue.rooms, channel, incident,
+                                                          attempts))
 
 
 def _progress(wire: Mapping[str, Any]) -> tuple[int, ...]:

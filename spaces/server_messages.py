@@ -277,7 +277,7 @@ class ConcernReceived(ServerMessage, tag="concern_received", frozen=True, kw_onl
 
 class IncidentUpdate(ServerMessage, tag="incident", frozen=True, kw_only=True):
     """{"type":"incident","incident":{...},"reason"} — an incident changed (`reason`: an
-    action, "seen", "joined", "participant_ok"), to its responders."""
+    action, "seen", "joined", "participant_ok", "person_left"), to its responders."""
     incident: Mapping[str, Any]
     reason: str
 
@@ -305,9 +305,11 @@ class DutyState(ServerMessage, tag="duty", frozen=True, kw_only=True):
 
 
 class DeliveryFailing(ServerMessage, tag="delivery_failing", frozen=True, kw_only=True):
-    """{"type":"delivery_failing","channel","incident"} — an on-call alert keeps failing."""
+    """{"type":"delivery_failing","channel","incident","attempts"} — an on-call alert did not
+    get through: at its first failed try (`attempts` 1), and when it keeps failing."""
     channel: str
     incident: str
+    attempts: int
 
 
 class AlertNotShared(ServerMessage, tag="alert_not_shared", frozen=True, kw_only=True):

@@ -367,7 +367,8 @@ class Venue:
         effects += room.resumed(member)  # a new epoch: the welcome below already shows it
         return Seat(room.id, member.id, attachment), [
             *effects, Attach(room.id, member.id), Reply(self._welcome(room, member, token, True)),
-            *(Send(member.id, message) for message in [*held, *missed])]
+            *(Send(member.id, message) for message in [*held, *missed]),
+            *self.crisis.standing(room.id, member.id)]  # what was lost with the connection
 
     # --- members' messages --------------------------------------------------------
 

@@ -142,7 +142,9 @@ class Alerts:
         self.loop.clock = reactor
         self.sync_loop = LoopingCall(self._sync)
         self.sync_loop.clock = reactor
-        self.on_failing: Callable[[str, str], None] | None = None  # (channel, incident)
+        # (channel, incident, failed attempts): at an on-call alert's first failed try, when
+        # it keeps failing, and (0) when an on-call step has nowhere to go
+        self.on_failing: Callable[[str, str, int], None] | None = None
         self.on_delivered: Callable[[Item, float], None] | None = None
         # (channel, seconds to deliver, or None for a failed attempt): web/metrics.py counts them
         self.watchers: list[Callable[[str, float | None], None]] = []
@@ -216,6 +218,13 @@ class Alerts:
         if not targets and tier == "admin":
             self.log.critical("crisis admin alert for incident {incident} has nowhere to go: "
                               "configure [crisis.email] admin", incident=payload.get("incident"))
+        elif kind == "webhook" and not targets and not self._mails_on_call():
+            # an on-call step with no destination at all: paged nobody, and said so
+            self.log.critical("crisis on-call alert ({tier}) for incident {incident} has "
+                              "nowhere to go: configure [[crisis.webhooks]] or [crisis.email]",
+                              tier=tier, incident=payload.get("incident"))
+            if self.on_failing is not None and "incident" in payload:
+                self.on_failing(channel, str(payload["incident"]), 0)
         copies: list[defer.Deferred[bool]] = []
         for target in targets:
             body = dict(payload)
@@ -233,6 +242,9 @@ class Alerts:
         self.pump()
         copied: defer.Deferred[bool] = defer.gatherResults(copies).addCallback(all)
         return copied
+
+    def _mails_on_call(self) -> bool:
+        return self.config.email is not None and bool(self.config.email.on_call)
 
     def _not_copied(self, failure: Any) -> bool:
         self.log.failure("copying a crisis alert failed", failure)
@@ -331,11 +343,12 @@ class Alerts:
                       why=type(failure.value).__name__)
         for watch in self.watchers:
             watch(item.channel, None)
+        on_call = not item.channel.startswith("email:admin")
+        if self.on_failing is not None and (alert_admin or (on_call and item.attempts == 1)):
+            self.on_failing(item.channel, str(item.payload.get("incident")), item.attempts)
         if alert_admin:
             self.log.critical("crisis alerts to {channel} keep failing", channel=item.channel)
-            if self.on_failing is not None:
-                self.on_failing(item.channel, str(item.payload.get("incident")))
-            if not item.channel.startswith("email:admin"):
+            if on_call:
                 self.dispatch("email:admin", {**item.payload, "event": "delivery_failing",
                                               "failing": item.channel})
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from hearth.client.websocket import HearthClient
 from tests.browser.harness import Browser, Page, open_page
 from tests.support.live import LiveServer, until
 from tests.support.signin import PASSWORD, add_account
@@ -80,3 +81,12 @@ async def confirm(console: Page) -> None:
 
 
 CONSOLE = "document.getElementById('console')"
+
+
+async def python_facilitator(server: LiveServer, account: str = "ben") -> HearthClient:
+    """A facilitator in the circle through the Python client (quicker than a console page)."""
+    node = server.hearth.node
+    fac: HearthClient = await server.client()
+    await fac.join("circle", ticket=node.venue.issue_ticket("facilitator", node.clock(),
+                                                            account=account))
+    return fac

@@ -17,7 +17,14 @@ import pytest_twisted
 
 from hearth.client.websocket import HearthClient
 from hearth.spaces.config import HearthConfig
-from tests.browser.console_steps import APP, console_caught_up, enter, open_room, signed_in_console
+from tests.browser.console_steps import (
+    APP,
+    console_caught_up,
+    enter,
+    open_room,
+    python_facilitator,
+    signed_in_console,
+)
 from tests.browser.harness import AXE, Browser, Page, axe, log_has, open_page
 from tests.support.detector_cases import load_cases
 from tests.support.live import LiveServer, until
@@ -59,14 +66,6 @@ async def python_person(server: LiveServer, name: str, address: str) -> HearthCl
     person: HearthClient = await server.client(source_address=address)
     await person.join("circle", pseudonym=name)
     return person
-
-
-async def python_facilitator(server: LiveServer, account: str = "ben") -> HearthClient:
-    node = server.hearth.node
-    fac: HearthClient = await server.client()
-    await fac.join("circle", ticket=node.venue.issue_ticket("facilitator", node.clock(),
-                                                            account=account))
-    return fac
 
 
 # --- 7. the console never hides an alert --------------------------------------------------------
@@ -219,13 +218,15 @@ async def test_the_worried_path_shows_the_card_and_it_is_spanish_entirely(
                     "general knowledge", "Línea de la Vida"):  # the last: not verified yet
         assert english not in lines, english
 
-    # a facilitator's console receives it: now, and only now, "a facilitator has been told"
+    # a facilitator's console receives it: now, and only now, it is "on a facilitator's
+    # screen" (and still not "told": nobody has answered)
     fac = await python_facilitator(server)
     incident = incident_of(server, "Quiet Otter")
     fac.send({"type": "alert_seen", "incident": incident})
-    await log_has(page, "Ya se le avisó a un facilitador sobre Quiet Otter")
-    await page.wait_for("() => document.getElementById('help-state').textContent"
-                        ".startsWith('Ya se le avisó a un facilitador sobre Quiet Otter')")
+    on_screen = "Lo que dijiste sobre Quiet Otter ya está en la pantalla de un facilitador"
+    await log_has(page, on_screen)
+    await page.wait_for("(text) => document.getElementById('help-state').textContent"
+                        ".startsWith(text)", on_screen)
 
     async def country(code: str) -> dict[str, Any]:
         await page.do(lambda p: p.select_option("#help-country", code))
@@ -293,7 +294,7 @@ async def test_the_detector_asks_again_after_5_minutes_a_resolution_and_i_m_ok(
     await page.do(lambda p: p.click("#care-yes"))
     card = await page.wait_for(f"() => {{ const c = ({CARD})(); return c?.state.includes("
                                "'reaching a facilitator') ? c : null; }")
-    assert "Samaritans" in card["lines"] and "has been told" not in card["state"]
+    assert "Samaritans" in card["lines"] and "screen" not in card["state"]
     alert = await fac.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert")
     incident = alert["incident"]["id"]
     await page.do(lambda p: p.click("#care-send"))  # sends the message that waited
@@ -350,6 +351,6 @@ async def test_someone_waiting_in_the_lobby_can_ask_for_help_and_hears_when_it_r
     assert alert["incident"]["pseudonym"] == "Quiet Otter"
     fac.send({"type": "alert_seen", "incident": alert["incident"]["id"]})
     await page.wait_for("() => document.getElementById('help-state').textContent"
-                        ".startsWith('A facilitator has been told')")
+                        ".startsWith(\"Your request is on a facilitator's screen\")")
     assert await page.evaluate(f"() => {APP}.dataset.state") == "waiting"
     await fac.close()

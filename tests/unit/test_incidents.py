@@ -322,6 +322,7 @@ lost                  L  L  L  L  L  -  -
 resolve               R  R  R  R  R  R  -
 seen                  O  A  E  X  W  L  -
 participant_ok        O  A  E  X  W  L  -
+responder_left        O  O  O  X  W  L  -
 help_button           O  O  E  X  W  L  -
 self_detector         O  A  E  X  W  L  -
 facilitator_detector  O  A  E  X  W  L  -

@@ -466,6 +466,8 @@ function incidentElement(incident) {
   fact(t("incident.seen_by"), "f-seen");
   const ok = el("p", "ok-note");
   ok.hidden = true;
+  const left = el("p", "left-note"); // the person left the room (the incident stays open)
+  left.hidden = true;
   const external = el("p", "external-note");
   external.hidden = true;
   const actions = el("p", "actions incident-actions");
@@ -509,7 +511,7 @@ function incidentElement(incident) {
     doIt("resolve", { outcome: select.value });
   });
   const basisForm = externalForm(incident.id, actions, doIt);
-  li.append(head, facts, ok, external, actions, basisForm, form);
+  li.append(head, facts, ok, left, external, actions, basisForm, form);
   $("incidents").prepend(li);
   return li;
 }
@@ -612,6 +614,7 @@ function renderIncident(incident) {
 function alertText(message, isNew, what) {
   if (message.cause === "press" || message.cause === "press_noted") return t("alert.pressed", what);
   if (message.cause === "unconfirmed") return t("alert.unconfirmed", what);
+  if (message.cause === "responder_left") return t("alert.responder_left", what);
   return t(isNew ? "alert.new" : "alert.again", what);
 }
 
@@ -629,6 +632,13 @@ function onIncident(message) {
     raiseBanner(incident);
   } else if (message.reason === "participant_ok") {
     announce(t("alert.ok", what));
+  } else if (message.reason === "person_left") {
+    const left = $(`incident-${incident.id}`)?.querySelector(".left-note");
+    if (left) {
+      left.textContent = t("incident.person_left", { time: clock(Date.now()) });
+      left.hidden = false;
+    }
+    announce(t("alert.person_left", what));
   } else if (isNew && incident.state !== "resolved") {
     receipt(incident.id, true);
     tone();
@@ -842,7 +852,9 @@ function onMessage(message) {
       onListed(message.open ?? []);
       break;
     case "delivery_failing": {
-      const warning = el("p", "notice-box", t("console.delivery_failing", { channel: message.channel, id: message.incident }));
+      const key = { 0: "console.delivery_nowhere", 1: "console.delivery_first_failed" }[message.attempts]
+        ?? "console.delivery_failing";
+      const warning = el("p", "notice-box", t(key, { channel: message.channel, id: message.incident }));
       $("delivery").append(warning);
       tone();
       break;

@@ -53,7 +53,7 @@ export function messageKey(seq, zone = null) {
 }
 
 /** A client id for an envelope (docs/protocol.md): 12 random bytes, base64url. */
-function newClientId() {
+export function newClientId() {
   const bytes = crypto.getRandomValues(new Uint8Array(12));
   return btoa(String.fromCharCode(...bytes)).replaceAll("+", "-").replaceAll("/", "_");
 }

@@ -10,7 +10,7 @@
 import { onQuickExit } from "./common.js";
 import { detect, loadPack } from "./detector.js";
 import { fromHex, toHex } from "./e2ee.js";
-import { GroupChat } from "./groupchat.js";
+import { GroupChat, newClientId } from "./groupchat.js";
 import { cachedHelplines, loadHelplines, renderHelplines } from "./helplines.js";
 import { errorText, loadStrings, t, whyText } from "./i18n.js";
 import { forgetEverything, Keep } from "./keep.js";
@@ -37,9 +37,13 @@ const state = {
   helplines: null, // /crisis/helplines.json, cached in sessionStorage at join
   pack: null, // the detector's rule pack for the page's language
   // This person's own request (the button, or yes to the detector's question): its incident
-  // and how far it got — sending, received, delivered ("a facilitator has been told" only
-  // once a facilitator's console has it), acknowledged, engaged, resolved, ok (they said so).
+  // and how far it got — sending, received, delivered ("on a facilitator's screen" once a
+  // console has it: never "told", which waits for a person's acknowledgement), acknowledged,
+  // engaged, resolved, ok (they said so).
   request: { incident: null, status: null },
+  // A press not answered yet ({id}): sent again, with the same client id, whenever the page
+  // is back in the room (or its lobby) — the server answers a repeated id once.
+  press: null,
   concerns: new Map(), // incident -> {name, status}: people this person said they worry about
   card: "info", // what the help card is open for: "own", "info", or a concern's incident id
   care: null, // {detection} while the detector's question is on screen
@@ -48,7 +52,8 @@ const state = {
   worriedAbout: null, // member id
 };
 const CARE_QUIET_MS = 5 * 60 * 1000; // "not now" means not for 5 minutes, and no longer
-const LIVE_REQUEST = new Set(["sending", "received", "delivered", "acknowledged", "engaged"]);
+const PRESS_AGAIN_MS = 500; // a press refused with room_moving (nothing done) goes again after this
+const LIVE_REQUEST = new Set(["sending", "queued", "received", "reopened", "delivered", "acknowledged", "engaged"]);
 // Refusals of what the join form chose: the person goes back to the form, with it filled in.
 const JOIN_REFUSALS = new Set(["pseudonym_invalid", "pseudonym_reserved", "pseudonym_taken", "avatar_invalid"]);
 // Errors their own callers show (vt: voicelink.js, which falls back to the WebSocket quietly).
@@ -338,8 +343,9 @@ function privateNotice(before) {
 // --- help: the card, the request, what the facilitators answer ----------------------------
 //
 // Nothing is promised before it is true: the person reads "received, reaching a facilitator"
-// until the server says a facilitator's console has it (help_status "delivered"), and only
-// then "a facilitator has been told". The card — helplines and the emergency number of the
+// until the server says a facilitator's console has it (help_status "delivered": "on a
+// facilitator's screen"), and "a facilitator has been told" only once a person acknowledged
+// it (help_status "acknowledged"). The card — helplines and the emergency number of the
 // chosen country — opens on every path: the button, the detector's question whatever the
 // answer, and "I'm worried".
 
@@ -365,6 +371,10 @@ function ownText(status) {
       return t("help.resolved");
     case "ok":
       return t("help.ok_sent");
+    case "queued":
+      return t("help.queued");
+    case "reopened":
+      return t("help.reopened");
     case "offline":
       return t("help.offline");
     case "not_sent":
@@ -408,21 +418,54 @@ function requestStatus(status) {
   if (state.card === "own") renderCardState();
 }
 
-/** "I need help now": the card at once; the facilitators are told privately. */
+/** "I need help now": the card at once; the facilitators are told privately. A press is
+ * never dropped: one the server has not answered is sent again (same id) until it is, while
+ * the page can still reach the room; the card says honestly where it stands meanwhile. */
 function askForHelp() {
   showCard("own");
   $("help-prompt").hidden = true;
+  state.press = { id: newClientId(), inFlight: false };
+  sendPress();
+}
+
+function sendPress() {
+  const press = state.press;
+  if (!press || press.inFlight) return;
+  if (ENDED.has(connection.state)) {
+    state.press = null;
+    requestStatus("not_sent");
+    return;
+  }
+  press.inFlight = true;
   requestStatus("sending");
-  connection.request({ type: "help" }, "help").then(
+  connection.request({ type: "help", id: press.id }, "help").then(
     (reply) => {
+      press.inFlight = false;
+      const latest = state.press === press; // (else a newer press is on its way)
+      if (reply.type === "error" && reply.code === "room_moving") {
+        if (latest) setTimeout(sendPress, PRESS_AGAIN_MS); // nothing was done: again shortly
+        return;
+      }
+      if (latest) state.press = null;
       if (reply.type !== "help_received") {
-        requestStatus("not_sent");
+        if (latest) requestStatus("not_sent");
         return;
       }
       if (state.request.incident !== reply.incident) state.request.incident = reply.incident;
-      if (state.request.status === "sending") requestStatus("received");
+      if (latest && ["sending", "queued"].includes(state.request.status)) requestStatus("received");
     },
-    () => requestStatus(connection.state === "reconnecting" || !navigator.onLine ? "offline" : "not_sent"),
+    () => {
+      press.inFlight = false;
+      if (state.press !== press) return;
+      if (ENDED.has(connection.state)) {
+        state.press = null;
+        requestStatus("not_sent");
+      } else if (connection.open || (connection.state === "waiting" && navigator.onLine)) {
+        sendPress(); // no answer on an open connection: the same press again (answered once)
+      } else {
+        requestStatus("queued"); // sent again as soon as the page is back (onState)
+      }
+    },
   );
 }
 
@@ -434,8 +477,9 @@ function onHelpStatus(message) {
     if (state.card === message.incident) renderCardState();
   }
   if (message.incident !== state.request.incident) return; // not a request this person made
-  if (!["delivered", "acknowledged", "engaged", "resolved"].includes(message.status)) return;
-  if (message.status === "delivered" && state.request.status !== "received") return; // it is past that
+  if (!["delivered", "reopened", "acknowledged", "engaged", "resolved"].includes(message.status)) return;
+  // "delivered" only follows "received" (or a reopening): after an answer it is past that
+  if (message.status === "delivered" && !["received", "reopened"].includes(state.request.status)) return;
   requestStatus(message.status);
   if (message.status === "resolved") state.careQuietUntil = 0; // the detector may ask again
   if ($("help-card").hidden || state.card !== "own") showCard("own", { focus: false });
@@ -644,6 +688,7 @@ function onState({ state: now, code }) {
     if (state.dropped) notice(t("notice.reconnected"));
     state.dropped = false;
   }
+  if (joined || waiting || ENDED.has(now)) sendPress(); // a press still unanswered (or: not sent)
   if (now === "refused" && state.join && JOIN_REFUSALS.has(code)) {
     backToJoinForm(code);
     return;

@@ -1,0 +1,67 @@
+"""Escalation reaches on-call within seconds or says it did not: an on-call alert that does
+not get through is told, at its first failed try, to the facilitators who have the incident
+in front of them — the room's as well as those on duty — and again when it keeps failing."""
+
+from __future__ import annotations
+
+import pytest_twisted
+
+from hearth.client.websocket import HearthClient
+from tests.support.config import make_config
+from tests.support.crisis import SECRET, asks_for_help, crisis
+from tests.support.live import LiveServer, start_server, until
+from tests.support.webhook_receiver import Receiver
+
+
+async def room_facilitator(live: LiveServer) -> HearthClient:
+    """A facilitator in the circle, not on duty."""
+    node = live.hearth.node
+    fac = await live.client()
+    await fac.join("circle", pseudonym="Ana Host",
+                   ticket=node.venue.issue_ticket("facilitator", node.clock(), account="ana"))
+    return fac
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_on_call_alert_that_fails_is_told_to_the_room_s_facilitator_at_once() -> None:
+    receiver = Receiver(SECRET, fail_first=1000)  # on-call's receiver answers 503
+    port = receiver.listen()
+    live = await start_server(make_config(crisis=crisis(port)))
+    try:
+        fac = await room_facilitator(live)
+        person, incident = await asks_for_help(live.ws_url)
+        first = await fac.next(lambda m: m["type"] == "delivery_failing", timeout=5)
+        assert (first["incident"], first["channel"], first["attempts"]) == (
+            incident, "webhook:on-call", 1)
+        # it goes on failing (1 s backoff here): told again, once, when it keeps failing
+        again = await fac.next(lambda m: m["type"] == "delivery_failing", timeout=15)
+        assert (again["incident"], again["attempts"]) == (incident, 5)
+        await until(lambda: receiver.refused >= 6, what="a sixth try")
+        assert not [m for m in fac.inbox if m["type"] == "delivery_failing"]
+        # the person is never told anything about on-call
+        assert not [m for m in person.inbox if m["type"] == "delivery_failing"]
+        for client in (fac, person):
+            await client.close()
+    finally:
+        await live.hearth.service.stopService()
+        await receiver.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_on_call_step_with_nowhere_to_go_is_said_at_once() -> None:
+    """No webhook, no PagerDuty, no e-mail: the on-call step pages nobody — and the
+    facilitators hear so at once, instead of believing on-call was told."""
+    config = make_config()
+    assert not config.crisis.webhooks and not config.crisis.pagerduty
+    assert config.crisis.email is None
+    live = await start_server(config)
+    try:
+        fac = await room_facilitator(live)
+        person, incident = await asks_for_help(live.ws_url)
+        told = await fac.next(lambda m: m["type"] == "delivery_failing", timeout=5)
+        assert (told["incident"], told["channel"], told["attempts"]) == (
+            incident, "webhook:primary", 0)
+        for client in (fac, person):
+            await client.close()
+    finally:
+        await live.hearth.service.stopService()
