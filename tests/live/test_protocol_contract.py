@@ -349,8 +349,6 @@ async def test_another_language_is_taken_as_english(server: LiveServer) -> None:
     await a.close()
 
 
-@pytest.mark.xfail(strict=True, reason="spaces/protocol.py _Fields.avatar refuses a key other "
-                                       "than color and shape (its owner's file: reported)")
 @pytest_twisted.ensureDeferred
 async def test_an_unknown_field_inside_the_avatar_is_ignored(server: LiveServer) -> None:
     """"Unknown fields are ignored (forward compatibility)": a newer client's avatar with a
