@@ -2,8 +2,10 @@
 
 Every response carries the security headers: a Content-Security-Policy that
 allows only Hearth itself (no inline script, no third party), no referrer, no
-sniffing, the microphone for this origin only, and no framing. The access log
-is off: a request line would carry the client's address.
+sniffing, the microphone for this origin only, and no framing; none names the
+server's software or version (no `Server` header: it only helps someone match
+a known flaw to this deployment). The access log is off: a request line would
+carry the client's address.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jinja2
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.web import http, resource, server
+from twisted.web.http_headers import Headers
 
 from hearth.spaces.config import HearthConfig
 from hearth.spaces.protocol import SUBPROTOCOL
@@ -181,6 +184,12 @@ class HearthChannel(http.HTTPChannel):
         if self._dataBuffer:  # the next request's first bytes came while this one ran
             self._arm()
         super().requestDone(request)
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        """Every response Twisted writes passes here: without its `Server: TwistedWeb/…`."""
+        if isinstance(headers, Headers):
+            headers.removeHeader(b"server")
+        super().writeHeaders(version, code, reason, headers)
 
     def _refuse(self, status: bytes, sentence: bytes) -> None:
         self._refused = True
