@@ -190,11 +190,20 @@ def check_endpoints(source: str, endpoints: list[str], key: str) -> list[str]:
     from twisted.internet.endpoints import serverFromString
     problems = []
     for i, description in enumerate(endpoints):
+        where = f"{source}: {key}[{i}]: "
         try:
             serverFromString(_reactor_for_parsing(), description)
         except (ValueError, TypeError, KeyError) as exc:
-            problems.append(f"{source}: {key}[{i}]: expected a Twisted endpoint string like "
+            problems.append(f"{where}expected a Twisted endpoint string like "
                             f"'tcp:8080:interface=127.0.0.1', got {description!r} ({exc})")
+        except OSError as exc:  # an ssl: endpoint reads its key and certificate files here
+            problems.append(f"{where}cannot read {exc.filename or 'a file it names'} "
+                            f"({exc.strerror or exc}); an ssl: endpoint needs readable PEM "
+                            "files in privateKey= and certKey=")
+        except Exception as exc:  # noqa: BLE001 — OpenSSL's own errors: not PEM, no key …
+            problems.append(f"{where}the TLS key or certificate in {description!r} cannot be "
+                            f"used ({type(exc).__name__}: {exc}); expected PEM files with a "
+                            "private key and its certificate")
     return problems
 
 
@@ -282,9 +291,9 @@ def serve(args: argparse.Namespace) -> int:
         systemd.ready(serving)
 
     def failed(failure: Any) -> None:
-        print(f"hearth: cannot listen: {failure.value}", file=sys.stderr)
+        print(f"hearth: cannot listen on {hearth.why_not_listening(failure)}", file=sys.stderr)
         status["code"] = 1
-        reactor.stop()
+        reactor.callWhenRunning(reactor.stop)  # it may fail before the reactor runs
 
     def reload() -> None:
         """SIGHUP (systemctl reload): web/reload.py. Refused parts keep running as they were."""
