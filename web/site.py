@@ -56,6 +56,12 @@ def templates() -> jinja2.Environment:
 
 
 class HearthRequest(server.Request):
+    def __repr__(self) -> str:
+        """Without the URI: Twisted's own log lines name a request by its repr (a HEAD
+        answered with a body, for one), and a path can be a capability (an incident's
+        acknowledgement link, which mail scanners fetch with HEAD) or a room's name."""
+        return f"<{type(self).__name__} method={self.method!r}>"
+
     def process(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.setHeader(name, value)
