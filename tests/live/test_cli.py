@@ -158,3 +158,30 @@ def test_serve_on_a_port_in_use_says_so_and_exits() -> None:
     assert f"hearth: cannot listen on tcp:{port}:interface=127.0.0.1" in result.stderr
     assert "Address already in use" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("problem", ["a file", "corrupt secrets", "cannot be made"])
+def test_an_unusable_data_directory_is_named_not_a_traceback(tmp_path: Path, problem: str) -> None:
+    data = tmp_path / "data"
+    if problem == "a file":
+        data.write_text("not a directory\n")
+        expected = "server.data_dir: expected a directory"
+    elif problem == "corrupt secrets":
+        data.mkdir()
+        (data / "secrets.json").write_text("{")
+        expected = "secrets.json: expected a JSON object"
+    else:
+        (tmp_path / "blocker").write_text("a file where a directory should be\n")
+        data = tmp_path / "blocker" / "data"
+        expected = "server.data_dir: cannot make"
+    config = tmp_path / "hearth.toml"
+    config.write_text(Path("config/hearth.toml").read_text(encoding="utf-8").replace(
+        '# data_dir = "/var/lib/hearth"', f"data_dir = {json.dumps(str(data))}"),
+        encoding="utf-8")
+    shutil.copytree(SHIPPED_CRISIS, tmp_path / "crisis")
+    for command in (["check-config", str(config)],
+                    ["serve", "--config", str(config), "--listen", "tcp:0:interface=127.0.0.1"]):
+        result = hearth(*command)
+        assert result.returncode == 2, result.stdout[-1000:] + result.stderr[-2000:]
+        assert expected in result.stderr and str(config) in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr + result.stdout
