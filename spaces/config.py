@@ -529,6 +529,8 @@ def describe(value: Any) -> str:
         return "a list"
     if isinstance(value, Mapping):
         return "a table"
+    if value is None:  # a required table or value that is not there at all
+        return "nothing (this key is required)"
     return type(value).__name__
 
 
@@ -672,10 +674,15 @@ def _proxies(r: TableReader) -> tuple[str, ...]:
     for i, item in enumerate(proxies):
         if _PROXY.match(item):
             try:
-                ipaddress.ip_network(item, strict=False)
+                network = ipaddress.ip_network(item, strict=False)
             except ValueError:
                 r.fail(f"trusted_proxies[{i}]", f"an IP address or network like '127.0.0.1' "
                                                f"or '10.0.0.0/24', got {item!r}")
+                continue
+            if network.prefixlen == 0:  # then any client may say who it is and that it is HTTPS
+                r.fail(f"trusted_proxies[{i}]", "the proxies' own addresses or network, not "
+                       f"every address ({item!r}): any client could then set X-Forwarded-For "
+                       "(its address, for bans and limits) and X-Forwarded-Proto")
     return proxies
 
 
