@@ -127,6 +127,8 @@ class HearthChannel(http.HTTPChannel):
       for ever.
     - A body longer than MAX_BODY_BYTES (a declared Content-Length, or chunks adding
       up past it) is answered 413 and the connection closed before it is read.
+    - A request line or header longer than 16 KiB is answered 431 and closed (Twisted
+      alone closes without a word).
     - At most `limits.http_connections_per_address` connections are open from one
       address (a keyed hash: web/proxy.py AddressCap); the next is answered 429 and
       closed. A trusted proxy's connections are not counted (it carries many clients).
@@ -173,6 +175,12 @@ class HearthChannel(http.HTTPChannel):
             self.body_too_large()
             return
         super().allHeadersReceived()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A request line or header longer than Twisted reads (16 KiB): Twisted would just
+        hang up; the client is told why."""
+        self._refuse(b"431 Request Header Fields Too Large",
+                     b"The request's first line or one of its headers is too long.")
 
     def body_too_large(self) -> None:
         """413 without reading the body (HearthRequest calls it for chunked bodies)."""

@@ -368,3 +368,22 @@ async def test_the_websocket_handshake_names_no_server_software(live: LiveServer
     answer = await in_thread(scenario)
     assert answer.startswith(b"HTTP/1.1 101"), answer[:80]
     assert b"\r\nserver:" not in answer.lower() and b"autobahn" not in answer.lower()
+
+
+@pytest.mark.parametrize("request_head", [
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+    b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+])
+@pytest_twisted.ensureDeferred
+async def test_a_line_too_long_is_answered_431_not_just_dropped(live: LiveServer,
+                                                                 request_head: bytes) -> None:
+    def scenario() -> bytes:
+        s = connect(live.port)
+        try:
+            s.sendall(request_head)
+            return read_response(s)
+        finally:
+            s.close()
+    answer = await in_thread(scenario)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+    assert b"too long" in answer.split(b"\r\n\r\n", 1)[1]
