@@ -162,13 +162,28 @@ class HearthChannel(http.HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
+        if self._websocket is not None:
+            self._to_websocket(data)
+            return
         if self._awaiting_request and self._head_deadline is None:
             self._arm()  # the first byte of the next request on a kept-alive connection
         super().dataReceived(data)
 
     def rawDataReceived(self, data: bytes) -> None:
-        if not self._refused:
+        if self._websocket is not None:
+            self._to_websocket(data)
+        elif not self._refused:
             super().rawDataReceived(data)
+
+    _websocket: Any = None  # the transport a WebSocket handshake took over
+
+    def _to_websocket(self, data: bytes) -> None:
+        """Bytes read with the handshake (a client that did not wait for the 101): the
+        WebSocket's first frames, which Twisted would keep for a next HTTP request that
+        never comes, leaving the client unanswered."""
+        protocol = getattr(self._websocket, "protocol", None)
+        if data and protocol is not None and protocol is not self:
+            protocol.dataReceived(data)
 
     def allHeadersReceived(self) -> None:
         if self.length is not None and self.length > self.max_body:
@@ -240,6 +255,7 @@ class HearthChannel(http.HTTPChannel):
     @transport.setter
     def transport(self, value: Any) -> None:
         if value is None:
+            self._websocket = self.__dict__.get("_transport")
             self._release_address()
         self.__dict__["_transport"] = value
 

@@ -387,3 +387,29 @@ async def test_a_line_too_long_is_answered_431_not_just_dropped(live: LiveServer
     answer = await in_thread(scenario)
     assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
     assert b"too long" in answer.split(b"\r\n\r\n", 1)[1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_frames_sent_with_the_handshake_are_not_lost(live: LiveServer) -> None:
+    """A client that sends its first frames without waiting for the 101 (in the same packet
+    as the handshake) gets them answered, not silently dropped with the HTTP parser."""
+    def scenario() -> bytes:
+        s = connect(live.port)
+        try:
+            join = b'{"type":"join","room":"circle","ref":"early"}'
+            mask = b"\x01\x02\x03\x04"
+            frame = bytes((0x81, 0x80 | len(join))) + mask + bytes(
+                b ^ mask[i % 4] for i, b in enumerate(join))
+            s.sendall(handshake(None) + frame)
+            data = b""
+            while b'"welcome"' not in data and b'"error"' not in data:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            return data
+        finally:
+            s.close()
+    answer = await in_thread(scenario)
+    assert answer.startswith(b"HTTP/1.1 101"), answer[:80]
+    assert b'"welcome"' in answer, answer[:300]
