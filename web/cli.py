@@ -200,7 +200,7 @@ def check_endpoints(source: str, endpoints: list[str], key: str) -> list[str]:
             problems.append(f"{where}cannot read {exc.filename or 'a file it names'} "
                             f"({exc.strerror or exc}); an ssl: endpoint needs readable PEM "
                             "files in privateKey= and certKey=")
-        except Exception as exc:  # noqa: BLE001 — OpenSSL's own errors: not PEM, no key …
+        except Exception as exc:  # OpenSSL's own errors (not PEM, no key …) too
             problems.append(f"{where}the TLS key or certificate in {description!r} cannot be "
                             f"used ({type(exc).__name__}: {exc}); expected PEM files with a "
                             "private key and its certificate")

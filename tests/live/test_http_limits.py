@@ -287,6 +287,24 @@ def handshake(origin: bytes | None) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
+def handshake_answer(port: int, origin: bytes | None, then: bytes = b"",
+                     until: tuple[bytes, ...] = (b"\r\n\r\n",)) -> bytes:
+    """What the server answers a WebSocket handshake (and the bytes sent right behind it),
+    read until one of `until` or the end (blocking: run it in a thread)."""
+    s = connect(port)
+    try:
+        s.sendall(handshake(origin) + then)
+        data = b""
+        while not any(marker in data for marker in until):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+    finally:
+        s.close()
+
+
 @pytest.mark.parametrize("origin,status", [
     (None, b"101"),  # not a browser: allowed (docs/protocol.md, "Origin")
     (b"http://127.0.0.1", b"101"),  # the page's own host
@@ -297,20 +315,7 @@ def handshake(origin: bytes | None) -> bytes:
 @pytest_twisted.ensureDeferred
 async def test_the_origin_rule_both_ways(live: LiveServer, origin: bytes | None,
                                          status: bytes) -> None:
-    def scenario() -> bytes:
-        s = connect(live.port)
-        try:
-            s.sendall(handshake(origin))
-            data = b""
-            while b"\r\n" not in data:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            return data
-        finally:
-            s.close()
-    answer = await in_thread(scenario)
+    answer = await in_thread(handshake_answer, live.port, origin)
     assert answer.split(b" ", 2)[1] == status, answer[:80]
 
 
@@ -337,7 +342,7 @@ async def test_ws_without_an_upgrade_is_426_and_never_a_redirect(live: LiveServe
     assert b"evil.example" not in answer and b"location" not in head.lower()
     assert b"autobahn" not in answer.lower()
     assert not [e for e in events if e.get("log_failure") is not None
-                or e.get("log_level") is not None and e["log_level"].name == "critical"]
+                or (e.get("log_level") is not None and e["log_level"].name == "critical")]
 
 
 @pytest.mark.parametrize("path", [b"/", b"/healthz", b"/static/", b"/login", b"/ws"])
@@ -352,20 +357,7 @@ async def test_no_response_names_the_server_software(live: LiveServer, path: byt
 
 @pytest_twisted.ensureDeferred
 async def test_the_websocket_handshake_names_no_server_software(live: LiveServer) -> None:
-    def scenario() -> bytes:
-        s = connect(live.port)
-        try:
-            s.sendall(handshake(None))
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            return data
-        finally:
-            s.close()
-    answer = await in_thread(scenario)
+    answer = await in_thread(handshake_answer, live.port, None)
     assert answer.startswith(b"HTTP/1.1 101"), answer[:80]
     assert b"\r\nserver:" not in answer.lower() and b"autobahn" not in answer.lower()
 
@@ -393,23 +385,11 @@ async def test_a_line_too_long_is_answered_431_not_just_dropped(live: LiveServer
 async def test_frames_sent_with_the_handshake_are_not_lost(live: LiveServer) -> None:
     """A client that sends its first frames without waiting for the 101 (in the same packet
     as the handshake) gets them answered, not silently dropped with the HTTP parser."""
-    def scenario() -> bytes:
-        s = connect(live.port)
-        try:
-            join = b'{"type":"join","room":"circle","ref":"early"}'
-            mask = b"\x01\x02\x03\x04"
-            frame = bytes((0x81, 0x80 | len(join))) + mask + bytes(
-                b ^ mask[i % 4] for i, b in enumerate(join))
-            s.sendall(handshake(None) + frame)
-            data = b""
-            while b'"welcome"' not in data and b'"error"' not in data:
-                chunk = s.recv(65536)
-                if not chunk:
-                    break
-                data += chunk
-            return data
-        finally:
-            s.close()
-    answer = await in_thread(scenario)
+    join = b'{"type":"join","room":"circle","ref":"early"}'
+    mask = b"\x01\x02\x03\x04"
+    frame = bytes((0x81, 0x80 | len(join))) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(join))
+    answer = await in_thread(handshake_answer, live.port, None, frame,
+                             (b'"welcome"', b'"error"'))
     assert answer.startswith(b"HTTP/1.1 101"), answer[:80]
     assert b'"welcome"' in answer, answer[:300]
