@@ -255,6 +255,7 @@ class NodeService(Service):
 
     async def _housekeeping_once(self) -> None:
         self.node.housekeeping()
+        self.node.cut_readers()
         if self.shipper is not None:
             await self.shipper.flush()
 
