@@ -1022,6 +1022,17 @@ def model_to_json(model: Model) -> dict[str, Any]:
     }
 
 
+# What a rule or an exception set is unless it says otherwise: the browser's pack leaves these
+# out (a page loads one pack within its byte budget) and loadPack() puts them back.
+_JSON_DEFAULTS: dict[str, Any] = {"negatable": True, "unless": [], "requires": [],
+                                  "min_severity": None, "quiets_model": False}
+
+
+def _without_defaults(entry: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in entry.items()
+            if key not in _JSON_DEFAULTS or value != _JSON_DEFAULTS[key]}
+
+
 def pack_to_json(pack: RulePack) -> dict[str, Any]:
     """The compiled pack that detector.js loadPack() takes (GET /crisis/rules/<language>.json).
 
@@ -1043,12 +1054,14 @@ def pack_to_json(pack: RulePack) -> dict[str, Any]:
                      "high": pack.severity.high, "category_cap": pack.severity.category_cap,
                      "combos": [{"categories": list(c.categories), "severity": c.severity}
                                 for c in pack.severity.combos]},
-        "exceptions": {name: {"scope": e.scope, "patterns": _patterns_json(e.patterns),
-                              "quiets_model": e.quiets_model}
+        "exceptions": {name: _without_defaults({"scope": e.scope,
+                                                "patterns": _patterns_json(e.patterns),
+                                                "quiets_model": e.quiets_model})
                        for name, e in pack.exceptions.items()},
-        "rules": [{"id": r.id, "category": r.category, "weight": r.weight,
-                   "negatable": r.negatable, "unless": list(r.unless),
-                   "requires": list(r.requires), "min_severity": r.min_severity,
-                   "patterns": _patterns_json(r.patterns)} for r in pack.rules],
+        "rules": [_without_defaults({"id": r.id, "category": r.category, "weight": r.weight,
+                                     "negatable": r.negatable, "unless": list(r.unless),
+                                     "requires": list(r.requires), "min_severity": r.min_severity,
+                                     "patterns": _patterns_json(r.patterns)})
+                  for r in pack.rules],
         "model": None if pack.model is None else model_to_json(pack.model),
     }

@@ -44,7 +44,7 @@ SEVERITIES = ("low", "medium", "high")
 # Where an exception set's match cancels a rule: the same clause, sentence, or anywhere.
 SCOPES = ("clause", "sentence", "message")
 # The shape of pack_to_json; the browser refuses a pack of another format (a stale cache).
-PACK_FORMAT = 4
+PACK_FORMAT = 5
 
 # Limits on one pattern: they bound the work per token, whatever a pack says.
 MAX_PATTERN_CHARS = 300
@@ -648,7 +648,8 @@ class Parts:
     rules: Detection | None = None
     scores: ModelScores | None = None
     # A rule matched, and the rules themselves ruled it out: every match negated or excepted
-    # ("I don't want to die", "homework, I want to die"), or a sign that needs company alone.
+    # ("I don't want to die", "homework, I want to die"). A sign that needs company and lacks
+    # it ("enough" without a means) rules nothing out: the model may still speak.
     ruled_out: bool = False
     # An exception set that quiets the model matched ("goodnight all, see you Thursday").
     quiet: bool = False
@@ -662,6 +663,26 @@ def detect_parts(pack: RulePack, text: str) -> Parts:
     tokens = read(pack, text)
     if not tokens:
         return Parts()
+    found = _rules_pass(pack, tokens)
+    model = pack.model
+    scores = None if model is None else model_scores(
+        model, model_features(tokens, found.excepted, model.buckets, model.char_ngrams))
+    quiet = any(pack.exceptions[name].quiets_model for name in found.excepted)
+    return Parts(rules=_judge(pack, found.kept), scores=scores, ruled_out=found.ruled_out,
+                 quiet=quiet)
+
+
+@dataclass(frozen=True, slots=True)
+class _Found:
+    """What the rules found in a message: the exception sets that matched, the rules that count
+    (not negated nor excepted, and with the company they require), and whether a rule was ruled
+    out by a negation or an exception."""
+    excepted: tuple[str, ...]
+    kept: tuple[Rule, ...]
+    ruled_out: bool
+
+
+def _rules_pass(pack: RulePack, tokens: Sequence[Token]) -> _Found:
     index = pack._index
     found = _scan(pack, tokens)
 
@@ -708,12 +729,7 @@ def detect_parts(pack: RulePack, text: str) -> Parts:
             ruled_out = True
     independent = {name for rule in fired if not rule.requires for name in (rule.category, rule.id)}
     kept = [rule for rule in fired if not rule.requires or any(c in independent for c in rule.requires)]
-    ruled_out = ruled_out or len(kept) < len(fired)
-    model = pack.model
-    scores = None if model is None else model_scores(
-        model, model_features(tokens, excepted, model.buckets, model.char_ngrams))
-    quiet = any(pack.exceptions[name].quiets_model for name in excepted)
-    return Parts(rules=_judge(pack, kept), scores=scores, ruled_out=ruled_out, quiet=quiet)
+    return _Found(excepted=tuple(excepted), kept=tuple(kept), ruled_out=ruled_out)
 
 
 def message_features(pack: RulePack, text: str, buckets: int, char_ngrams: tuple[int, int]
@@ -722,10 +738,7 @@ def message_features(pack: RulePack, text: str, buckets: int, char_ngrams: tuple
     tokens = read(pack, text)
     if not tokens:
         return []
-    found = _scan(pack, tokens)
-    matched = [name for name, matcher_ids in pack._index.exception_matchers.items()
-               if any(found[mi] for mi in matcher_ids)]
-    return model_features(tokens, matched, buckets, char_ngrams)
+    return model_features(tokens, _rules_pass(pack, tokens).excepted, buckets, char_ngrams)
 
 
 def _judge(pack: RulePack, fired: Sequence[Rule]) -> Detection | None:

@@ -216,7 +216,7 @@ def test_a_pack_sent_as_json_text_works(browser: RunnerPage, crisis: CrisisRefer
 def test_to_wire_keeps_only_category_severity_pack_and_version(
         browser: RunnerPage, packs_json: dict[str, Any]) -> None:
     assert browser.call("wire", packs_json["en"], "I want to kill myself tonight") == {
-        "category": "intent", "severity": "high", "pack": "hearth-en", "version": "3.3.0"}
+        "category": "intent", "severity": "high", "pack": "hearth-en", "version": "3.4.0"}
     assert browser.call("wire", packs_json["en"], "see you next week") is None
 
 
@@ -254,10 +254,10 @@ def _broken(pack: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path,value,fragment", [
-    ("format", 2, "format: expected 4"),
+    ("format", 2, "format: expected 5"),
     ("exceptions/see_you/quiets_model", "yes", "exceptions.see_you.quiets_model: expected true or false"),
     ("model/format", 2, "model.format: expected 1"),
-    ("model/pack_version", "2.0.0", "model.pack_version: expected \"3.3.0\""),
+    ("model/pack_version", "2.0.0", "model.pack_version: expected \"3.4.0\""),
     ("model/crc32", 12345, "model.crc32: expected the CRC-32 of the weights"),
     ("model/weights", "AAAA", "model.weights: expected 81920 bytes in base64"),
     ("model/buckets", 1000, "model.buckets: expected a power of two"),

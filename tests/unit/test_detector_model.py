@@ -63,14 +63,14 @@ HEADS = len(MODEL_HEADS)
 
 def tiny_model(bias: tuple[int, ...] = (0, 0, 0, 0, 0), fire: int = 3, high: int = 2,
                damping: int = 0) -> Model:
-    return Model(language="en", pack="hearth-en", pack_version="3.3.0", buckets=256,
+    return Model(language="en", pack="hearth-en", pack_version="3.4.0", buckets=256,
                  char_ngrams=(3, 5), damping=damping, bias=bias,
                  levels={"fire": fire, "high": high}, weights=bytes(256 * HEADS))
 
 
 def rule_detection(category: str = "intent", severity: str = "medium") -> Detection:
     return Detection(category=category, severity=severity, rule_ids=("en.intent.x",),
-                     pack="hearth-en", version="3.3.0")
+                     pack="hearth-en", version="3.4.0")
 
 
 def scores(risk: int, high: int = 0, intent: int = 0, means: int = 0, farewell: int = 0,
@@ -168,6 +168,27 @@ def test_closings_quiet_the_shipped_models_and_never_a_rule(
     assert detect_parts(pack, text).quiet
     detection = detect(pack, text)
     assert (detection and detection.severity) == severity
+
+
+@pytest.mark.parametrize("language,lone,together", [
+    # A cue of quantity needs a means; a word of finality needs a near time.
+    ("en", "is that enough for everyone?", "is that enough pills for everyone?"),
+    ("en", "nothing keeping me here", "after Friday there's nothing keeping me here"),
+    ("es", "con eso alcanza", "con eso alcanza, tengo tres cajas de pastillas"),
+    ("es", "nada que me retenga", "después del cumple ya no hay nada que me retenga"),
+])
+def test_a_sign_without_the_company_it_needs_rules_nothing_out(
+        crisis: CrisisReference, language: str, lone: str, together: str) -> None:
+    """The model may still speak where a sign that only counts next to another stands alone
+    (it is not a negation or an exception: the rules found too little, not a reason for quiet);
+    a negated sign keeps it quiet."""
+    pack = dataclasses.replace(crisis.packs[language], model=None)
+    alone = detect_parts(pack, lone)
+    assert alone.rules is None and not alone.ruled_out
+    found = detect_parts(pack, together).rules
+    assert found is not None and found.severity == "high"
+    assert any(rule_id.endswith(("means_cue_weak", "finality_weak")) for rule_id in found.rule_ids)
+    assert detect_parts(pack, "I don't want to die" if language == "en" else "no quiero morir").ruled_out
 
 
 def test_the_model_lifts_its_categories_to_high_and_leaves_others_alone() -> None:
@@ -304,7 +325,7 @@ def _flip_a_byte(data: dict[str, Any]) -> None:
 @pytest.mark.parametrize("change,fragment", [
     (_flip_a_byte, "crc32: expected the CRC-32 of the weights"),
     (lambda d: d.update(format=2), "format: expected 1, the model format this Hearth reads"),
-    (lambda d: d.update(pack_version="2.0.0"), "pack_version: expected '3.3.0', the version of its pack"),
+    (lambda d: d.update(pack_version="2.0.0"), "pack_version: expected '3.4.0', the version of its pack"),
     (lambda d: d.update(pack="hearth-es"), "pack: expected 'hearth-en'"),
     (lambda d: d.update(buckets=1000), "buckets: expected a power of two"),
     (lambda d: d.update(weights=d["weights"][:-8]), "weights: expected"),

@@ -20,7 +20,7 @@
 // Keep this file and moderation/detector.py the same algorithm:
 // tests/crisis/cases.json and the evaluation corpus (tests/crisis/corpus/) run through both.
 
-export const FORMAT = 4;
+export const FORMAT = 5;
 // Categories, in the order that breaks ties when picking the one reported.
 export const CATEGORIES = ["intent", "means_method", "harm_from_others", "farewell", "timeframe"];
 // A timeframe ("tonight") says when, not whether: it only counts next to another category.
@@ -240,15 +240,17 @@ export function loadPack(json) {
     if (typeof rule.id !== "string" || !rule.id || rule.id.length > 80) fail(`${at}.id`, "a rule id", rule.id);
     if (!CATEGORIES.includes(rule.category)) fail(`${at}.category`, CATEGORIES.join(", "), rule.category);
     if (!isInt(rule.weight, 1, 100)) fail(`${at}.weight`, "a whole number from 1 to 100", rule.weight);
-    if (typeof rule.negatable !== "boolean") fail(`${at}.negatable`, "true or false", rule.negatable);
-    const unless = strings(rule.unless, `${at}.unless`, "exception set names", 50);
+    // A key left out has its default (pack_to_json leaves defaults out).
+    const negatable = rule.negatable ?? true;
+    if (typeof negatable !== "boolean") fail(`${at}.negatable`, "true or false", rule.negatable);
+    const unless = strings(rule.unless ?? [], `${at}.unless`, "exception set names", 50);
     unless.forEach((name, j) => exceptions.has(name) || fail(`${at}.unless[${j}]`, "an exception set of this pack", name));
-    const requires = strings(rule.requires, `${at}.requires`, "categories or rule ids", 50);
+    const requires = strings(rule.requires ?? [], `${at}.requires`, "categories or rule ids", 50);
     const minSeverity = rule.min_severity ?? null;
     if (minSeverity !== null && !SEVERITIES.includes(minSeverity)) fail(`${at}.min_severity`, `null or ${SEVERITIES.join(", ")}`, minSeverity);
     const patterns = checkPatterns(rule.patterns, `${at}.patterns`, MAX_PATTERNS_PER_RULE);
     total += patterns.length;
-    return { id: rule.id, category: rule.category, weight: rule.weight, negatable: rule.negatable, unless, requires, minSeverity, patterns };
+    return { id: rule.id, category: rule.category, weight: rule.weight, negatable, unless, requires, minSeverity, patterns };
   });
   if (total > MAX_PATTERNS) fail("rules", `at most ${MAX_PATTERNS} patterns in a pack`, String(total));
   const ids = new Set(rules.map((rule) => rule.id));
@@ -627,8 +629,8 @@ export function detect(pack, text) {
 }
 
 /**
- * What the rules detect, whether a rule matched and was ruled out (negated, excepted, or
- * lacking the company it requires), and what the pack's model scores ({sums, count}: numbers
+ * What the rules detect, whether a rule matched and was ruled out (negated or excepted; a sign
+ * lacking the company it requires rules nothing out), and what the pack's model scores ({sums, count}: numbers
  * only), before combine() weighs them: see detect_parts in detector.py.
  */
 export function detectParts(pack, text) {
@@ -687,7 +689,7 @@ export function detectParts(pack, text) {
   return {
     rules: judge(pack, kept),
     scores: pack.model ? modelScores(pack.model, tokens, excepted.keys()) : null,
-    ruledOut: ruledOut || kept.length < fired.length,
+    ruledOut,
     // An exception set that quiets the model matched: see Parts in detector.py.
     quiet: [...excepted.keys()].some((name) => pack.exceptions.get(name).quietsModel),
   };
