@@ -186,6 +186,11 @@ class HearthClient:
             waiter, timeout, "the connection to close")
         return result
 
+    def stop_reading(self) -> None:
+        """Read nothing more (a frozen app on a phone): what the server sends piles up."""
+        if self._proto is not None and self._proto.transport is not None:
+            self._proto.transport.pauseProducing()
+
     def drop(self) -> None:
         """Cut the TCP connection without a close handshake (a phone losing signal)."""
         if self._proto is not None and self._proto.transport is not None:

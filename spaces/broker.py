@@ -40,6 +40,9 @@ class Broker(Protocol):
     name: str
     # the subscriptions are up and calls are answered (False while any of the store is away)
     connected: bool
+    # the directory (owners, saved rooms) lives in this process and goes only with it: a
+    # room it holds nothing for runs nowhere, and nobody is about to put it back
+    directory_in_process: bool
 
     async def start(self) -> None: ...
     async def stop(self) -> None: ...
@@ -136,6 +139,7 @@ class MemoryBroker:
     schedule: Callable[[Callable[[], None]], Any] = lambda call: call()
     name: str = "memory"
     connected: bool = True
+    directory_in_process: bool = True
     _inboxes: dict[str, Deliver] = field(default_factory=dict)
     _expiring: dict[str, tuple[str, float]] = field(default_factory=dict)  # key -> (value, until)
     _values: dict[str, bytes] = field(default_factory=dict)

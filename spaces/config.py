@@ -201,6 +201,10 @@ class LimitsConfig:
     # Open HTTP connections (pages, files, sign-in; a WebSocket until its handshake) from
     # one address, counted by keyed hash; 0 = no cap. Not applied to trusted proxies.
     http_connections_per_address: int = 64
+    # Bytes sent to one client that it has not read yet (chat is never dropped for a slow
+    # reader, so it waits in memory): past this the connection is cut (1013) and the
+    # member is away, free to resume. Voice has its own, smaller bound.
+    max_unsent_bytes: int = 4194304
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -529,6 +533,8 @@ def describe(value: Any) -> str:
         return "a list"
     if isinstance(value, Mapping):
         return "a table"
+    if value is None:  # a required table or value that is not there at all
+        return "nothing (this key is required)"
     return type(value).__name__
 
 
@@ -672,10 +678,15 @@ def _proxies(r: TableReader) -> tuple[str, ...]:
     for i, item in enumerate(proxies):
         if _PROXY.match(item):
             try:
-                ipaddress.ip_network(item, strict=False)
+                network = ipaddress.ip_network(item, strict=False)
             except ValueError:
                 r.fail(f"trusted_proxies[{i}]", f"an IP address or network like '127.0.0.1' "
                                                f"or '10.0.0.0/24', got {item!r}")
+                continue
+            if network.prefixlen == 0:  # then any client may say who it is and that it is HTTPS
+                r.fail(f"trusted_proxies[{i}]", "the proxies' own addresses or network, not "
+                       f"every address ({item!r}): any client could then set X-Forwarded-For "
+                       "(its address, for bans and limits) and X-Forwarded-Proto")
     return proxies
 
 
@@ -885,7 +896,8 @@ def parse_config(data: Mapping[str, Any], source: str) -> HearthConfig:
         pseudonym_max_length=lm.integer("pseudonym_max_length", 24, 8, 64),
         connections_per_address=lm.integer("connections_per_address", 20, 0, 100000),
         header_timeout_seconds=lm.number("header_timeout_seconds", 10.0, 0.5, 300.0),
-        http_connections_per_address=lm.integer("http_connections_per_address", 64, 0, 100000))
+        http_connections_per_address=lm.integer("http_connections_per_address", 64, 0, 100000),
+        max_unsent_bytes=lm.integer("max_unsent_bytes", 4194304, 65536, 1 << 30))
     if limits.max_envelope_chars > limits.max_frame_bytes:
         lm.fail("max_envelope_chars", f"at most limits.max_frame_bytes ({limits.max_frame_bytes})")
     lm.done()

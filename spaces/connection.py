@@ -43,6 +43,11 @@ class Connection:
     def receive(self, frame: bytes, is_binary: bool, now: float) -> list[Effect]:
         if self._closed:
             return []
+        if self._resumed and self.seat is not None:
+            # Any frame at all (a voice frame, one refused, one over the rate) shows the
+            # resumed connection got its welcome and the new token: the old one is spent.
+            self._resumed = False
+            self.venue.confirm(self.seat)
         if not (self._voice_bucket if is_binary else self._bucket).allow(now):
             return self._strike(now)
         msg: p.ClientMessage | None = None
@@ -84,9 +89,6 @@ class Connection:
                 self._resumed = True
                 return effects
             raise ProtocolError("not_joined")
-        if self._resumed:  # it speaks: it got the welcome, and the new token in it
-            self._resumed = False
-            self.venue.confirm(self.seat)
         seat, room = self.seat, self.venue.rooms[self.seat.room]
         member = room.attached(seat.member, seat.attachment)
         if member is not None and type(msg) is p.Envelope:  # what members send most

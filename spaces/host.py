@@ -283,6 +283,8 @@ class Link:
     owner: str | None = None  # the node that runs the link's room; None until bound
     room: str | None = None
     conn: Connection | None = None  # when this node runs the room
+    # answers what comes before a routable join or resume, with the link's one rate limit
+    stray: Connection | None = None
     pending: list[tuple[bytes, bool]] = field(default_factory=list)
     binding: bool = False
     closed: bool = False
@@ -344,7 +346,7 @@ def _node_of(link_id: str) -> str:
 class RoutingHost:
     def __init__(self, venue: Venue, node_id: str, clock: Callable[[], float], *,
                  addresses: Addresses, new_id: Callable[[], str] | None = None,
-                 run: str | None = None) -> None:
+                 run: str | None = None, directory_in_process: bool = False) -> None:
         self.venue = venue
         self.id = node_id
         self.run = run or secrets.token_hex(8)  # new at each start: other nodes count afresh
@@ -384,6 +386,11 @@ class RoutingHost:
         self._judging: set[str] = set()
         self._missing: dict[str, float] = {}
         self._housekeeping = False
+        # the embedded broker's directory goes only with this process: once this node has
+        # kept house (its saved rooms are restored by then), a room with no saved state
+        # runs nowhere and a resume for it is told so at once
+        self._directory_in_process = directory_in_process
+        self._kept_house = False
         self._sign_ins_read: str | None = None
         # messages for other nodes' clients, counted (relay.Counted): sent to each node,
         # nodes not yet told how many (relay.Mark), and (run, last n) handled from each node
@@ -491,9 +498,8 @@ class RoutingHost:
                 target = self._target(frame, is_binary)
                 if target is None:  # not a join or resume we can route: answered here
                     link.pending.pop(0)
-                    stray = Connection(self.venue, self.venue.config.limits, self.clock(),
-                                       link.address)
-                    yield self.route(link, stray.receive(frame, is_binary, self.clock()))
+                    yield self.route(link, self._stray(link).receive(frame, is_binary,
+                                                                     self.clock()))
                     continue
                 room, ref, resume = target
                 owner = yield from self._owner_for(room, resume)
@@ -517,8 +523,7 @@ class RoutingHost:
         pending, link.pending = link.pending, []
         out: list[NodeEffect] = []
         if owner == self.id:
-            link.conn = Connection(self.venue, self.venue.config.limits, self.clock(),
-                                   link.address)
+            link.conn = self._stray(link)  # the same rate limit and flood count, joined
         else:
             out.append(Post(owner, relay.Open(link.id, room, self._address_hashes(link.address))))
             link.frames = 0
@@ -527,6 +532,14 @@ class RoutingHost:
         for frame, is_binary in pending:
             out += self.received(link, frame, is_binary)
         return out
+
+    def _stray(self, link: Link) -> Connection:
+        """The link's connection core before it is bound: one per link, so what a client
+        sends before joining counts against one rate limit and one flood count."""
+        if link.stray is None:
+            link.stray = Connection(self.venue, self.venue.config.limits, self.clock(),
+                                    link.address)
+        return link.stray
 
     def _target(self, frame: bytes, is_binary: bool) -> tuple[str, str | None, bool] | None:
         """(room, ref, is a resume) of a join or resume this node can route."""
@@ -579,8 +592,9 @@ class RoutingHost:
         now = self.clock()
         # A resume names a room nobody runs and nothing was saved for: the directory may
         # have lost it (a Redis restart) while its node puts it back; a while later, the
-        # room starts afresh and the venue answers session_expired.
-        if saved is None and resume \
+        # room starts afresh and the venue answers session_expired. A directory in this
+        # process is lost with it only: the answer is the truth at once.
+        if saved is None and resume and not (self._directory_in_process and self._kept_house) \
                 and now - self._missing.setdefault(room, now) < STATE_MISSING_GRACE:
             yield ask("release_room", room, self.id)
             return False
@@ -1206,7 +1220,7 @@ class RoutingHost:
         marks = self._marks() if self._unmarked or self._all_unmarked else []
         if self._housekeeping:
             return marks
-        self._housekeeping = True
+        self._housekeeping = self._kept_house = True
         return [*marks, Run("housekeeping", self._housekeep())]
 
     def _housekeep(self) -> Procedure:

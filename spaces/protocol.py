@@ -488,10 +488,13 @@ class _Fields:
         value = self.data.get(name)
         if value is None:
             return None
-        if (not isinstance(value, dict) or set(value) - {"color", "shape"}
-                or not all(isinstance(v, str) and len(v) <= 16 for v in value.values())):
+        if not isinstance(value, dict):
             raise self.bad(name, 'an object {"color": str, "shape": str}')
-        return value
+        # other keys are a newer client's, ignored like any unknown field
+        known = {key: value[key] for key in ("color", "shape") if key in value}
+        if not all(isinstance(v, str) and len(v) <= 16 for v in known.values()):
+            raise self.bad(name, 'an object {"color": str, "shape": str}')
+        return known
 
 
 def _join(f: _Fields) -> Join:

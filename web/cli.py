@@ -190,17 +190,53 @@ def check_endpoints(source: str, endpoints: list[str], key: str) -> list[str]:
     from twisted.internet.endpoints import serverFromString
     problems = []
     for i, description in enumerate(endpoints):
+        where = f"{source}: {key}[{i}]: "
         try:
             serverFromString(_reactor_for_parsing(), description)
         except (ValueError, TypeError, KeyError) as exc:
-            problems.append(f"{source}: {key}[{i}]: expected a Twisted endpoint string like "
+            problems.append(f"{where}expected a Twisted endpoint string like "
                             f"'tcp:8080:interface=127.0.0.1', got {description!r} ({exc})")
+        except OSError as exc:  # an ssl: endpoint reads its key and certificate files here
+            problems.append(f"{where}cannot read {exc.filename or 'a file it names'} "
+                            f"({exc.strerror or exc}); an ssl: endpoint needs readable PEM "
+                            "files in privateKey= and certKey=")
+        except Exception as exc:  # OpenSSL's own errors (not PEM, no key …) too
+            problems.append(f"{where}the TLS key or certificate in {description!r} cannot be "
+                            f"used ({type(exc).__name__}: {exc}); expected PEM files with a "
+                            "private key and its certificate")
     return problems
 
 
 def _reactor_for_parsing() -> Any:
     from twisted.internet.testing import MemoryReactor
     return MemoryReactor()
+
+
+def check_data_dir(source: str, data_dir: str) -> list[str]:
+    """server.data_dir: a directory Hearth can make, read and write, and its secrets.json (if
+    there is one yet) readable. Nothing is created here (check-config changes nothing)."""
+    import os
+
+    from hearth.web.datadir import DataDirError, load_secrets
+    path, where = Path(data_dir), f"{source}: server.data_dir: "
+    if path.exists() and not path.is_dir():
+        return [f"{where}expected a directory, but {path} is not one"]
+    if not path.exists():
+        existing = next((p for p in path.parents if p.exists()), None)
+        if existing is None or not existing.is_dir() \
+                or not os.access(existing, os.W_OK | os.X_OK):
+            return [f"{where}cannot make {path}: {existing} is not a directory Hearth can "
+                    "write in"]
+        return []
+    if not os.access(path, os.R_OK | os.W_OK | os.X_OK):
+        return [f"{where}expected a directory Hearth can read and write: {path}"]
+    if not (path / "secrets.json").exists():
+        return []
+    try:
+        load_secrets(path, create=False)
+    except (OSError, DataDirError) as exc:
+        return [f"{where}{getattr(exc, 'strerror', None) or exc}"]
+    return []
 
 
 def load(path: Path | None, listen: list[str] | None) -> Any:
@@ -212,6 +248,7 @@ def load(path: Path | None, listen: list[str] | None) -> Any:
             print(problem, file=sys.stderr)
         return None
     problems = check_endpoints(config.source, list(config.server.listen), "server.listen")
+    problems += check_data_dir(config.source, config.server.data_dir)
     from hearth.web.webtransport import check as check_webtransport
     problems += check_webtransport(config)
     from hearth.moderation.crisis_config import config_warnings, load_crisis
@@ -256,8 +293,15 @@ def serve(args: argparse.Namespace) -> int:
     if redis_url:
         from hearth.web.redis_broker import RedisBroker
         broker = RedisBroker(redis_url)
-    hearth = make_hearth(config, reactor, args.listen, broker=broker, node_id=args.node_id,
-                         persist_rooms=True)
+    from hearth.web.datadir import DataDirError
+    try:
+        hearth = make_hearth(config, reactor, args.listen, broker=broker, node_id=args.node_id,
+                             persist_rooms=True)
+    except (OSError, DataDirError) as exc:  # the data directory, as check_data_dir saw it
+        why = (f"{exc.filename}: {exc.strerror}" if isinstance(exc, OSError) and exc.filename
+               else str(exc))
+        print(f"hearth: cannot start: {config.source}: server.data_dir: {why}", file=sys.stderr)
+        return 2
     systemd = Notifier()
     WatchdogService(systemd, reactor).setServiceParent(hearth.service)
     hearth.service.startService()
@@ -282,9 +326,9 @@ def serve(args: argparse.Namespace) -> int:
         systemd.ready(serving)
 
     def failed(failure: Any) -> None:
-        print(f"hearth: cannot listen: {failure.value}", file=sys.stderr)
+        print(f"hearth: cannot listen on {hearth.why_not_listening(failure)}", file=sys.stderr)
         status["code"] = 1
-        reactor.stop()
+        reactor.callWhenRunning(reactor.stop)  # it may fail before the reactor runs
 
     def reload() -> None:
         """SIGHUP (systemctl reload): web/reload.py. Refused parts keep running as they were."""

@@ -69,7 +69,8 @@ class Node:
                  address_seed: bytes = b"", alerts: AlertSink | None = None,
                  node_id: str = "solo", shared_logs: LogShipper | None = None) -> None:
         self.host = host = RoutingHost(venue, node_id, clock,
-                                       addresses=AddressBook(address_seed))
+                                       addresses=AddressBook(address_seed),
+                                       directory_in_process=broker.directory_in_process)
         self.venue, self.broker, self.prepare = venue, broker, prepare
         self.audit, self.alerts, self.shared_logs = audit, alerts, shared_logs
         # facilitator sign-in sessions shared between nodes (moderation/login.py SessionTable)
@@ -78,6 +79,8 @@ class Node:
         # Run at the end of each housekeeping (web/auth.py: accounts shared and watched).
         self.watchers: list[Callable[[], Awaitable[None]]] = []
         self.slow_listener_bytes = venue.config.voice.slow_listener_bytes
+        self.max_unsent_bytes = venue.config.limits.max_unsent_bytes
+        self.cut_backed_up = 0  # connections cut for holding too much unread (cut_readers)
         self.voice_forwarded = 0
         self.voice_dropped_slow = 0
         self._subscriptions: list[Subscription] = []
@@ -128,6 +131,21 @@ class Node:
     delivery_failing = _applies("delivery_failing")
     signin_ended = _applies("signin_ended")  # roles withdrawn where the room is run
     account_changed = _applies("account_changed")
+
+    def cut_readers(self) -> None:
+        """Cut every connection whose client has left more than limits.max_unsent_bytes
+        unread (once a second, from housekeeping). Chat is never dropped for a slow reader,
+        so without this a client that stops reading in a busy room (or on purpose) holds
+        the server's memory until the ping timeout. The close (1013) waits behind what it
+        did not read, so autobahn drops the connection when the close handshake times out;
+        the member is away then, and may resume."""
+        limit = self.max_unsent_bytes
+        for link in list(self.host.links.values()):
+            if not link.closed and link.peer.pending_bytes() > limit:
+                self.cut_backed_up += 1
+                self.log.info("a connection was cut: its client left {unread} bytes unread",
+                              unread=link.peer.pending_bytes())
+                link.peer.close(1013, "too far behind: reconnect")
 
     def apply(self, peer: Link | RemoteLink | None, effects: Iterable[Effect]) -> None:
         """The core's effects from outside a connection (an acknowledgement link, a drill)."""

@@ -199,6 +199,7 @@ class RedisBroker:
         self.cluster = url.startswith("redis+cluster://")
         self.url = url.replace("redis+cluster://", "redis://", 1)
         self.name = "redis-cluster" if self.cluster else "redis"
+        self.directory_in_process = False  # a Redis restart may empty it while nodes live
         self._client: Any = None
         self._inboxes: dict[str, Deliver] = {}
         # what waits to be published, oldest first: (channel, payload, since when)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -13,9 +13,10 @@ from typing import Any
 from autobahn.twisted.resource import WebSocketResource
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, DeferredList, FirstError
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from hearth.moderation.audit import AuditLog
 from hearth.moderation.crisis_config import load_crisis
@@ -59,8 +60,9 @@ class Listener(Service):
             self.listening.callback(port)
             return port
 
-        def failed(failure: Any) -> None:
-            self.log.failure("cannot listen on {endpoint}", failure, endpoint=self.description)
+        def failed(failure: Any) -> None:  # a port in use, a refused address: no traceback
+            self.log.error("cannot listen on {endpoint}: {why}", endpoint=self.description,
+                           why=failure.getErrorMessage())
             self.listening.errback(failure)
 
         d.addCallbacks(up, failed)
@@ -84,11 +86,50 @@ class Hearth:
     reloader: Reloader | None = None  # what SIGHUP reloads (web/reload.py)
     readiness: Readiness | None = None  # what /readyz answers from (web/site.py)
 
+    # when_listening's outcome: [the listeners' ports, or the first Failure] once known.
+    _started: Deferred[Any] | None = field(default=None, init=False, repr=False)
+    _outcome: list[Any] = field(default_factory=list, init=False, repr=False)
+    _waiting: list[Deferred[Any]] = field(default_factory=list, init=False, repr=False)
+
     def when_listening(self) -> Deferred[Any]:
-        waits = [lst.listening for lst in self.listeners]
-        if self.webtransport is not None:
-            waits.append(self.webtransport.listening)
-        return DeferredList(waits, fireOnOneErrback=True, consumeErrors=True)
+        """A new Deferred for each caller: fires once every listener listens, or fails with
+        the first that cannot (a FirstError; `why_not_listening` names it). Each caller gets
+        the outcome itself: waiting on the listeners' own Deferreds, the first caller to
+        handle a failure turned it into a success for the next, and `hearth serve` on a
+        port in use ran on, listening nowhere."""
+        if self._started is None:
+            waits = [lst.listening for lst in self.listeners]
+            if self.webtransport is not None:
+                waits.append(self.webtransport.listening)
+            self._started = DeferredList(waits, fireOnOneErrback=True, consumeErrors=True)
+            self._started.addBoth(self._settle)
+        waiter: Deferred[Any] = Deferred()
+        if self._outcome:
+            self._fire(waiter)
+        else:
+            self._waiting.append(waiter)
+        return waiter
+
+    def why_not_listening(self, failure: Failure) -> str:
+        """'<endpoint>: <reason>' for when_listening's failure."""
+        value = failure.value
+        if not isinstance(value, FirstError):
+            return failure.getErrorMessage()
+        names = [lst.description for lst in self.listeners] + ["webtransport (UDP)"]
+        return f"{names[value.index]}: {value.subFailure.getErrorMessage()}"
+
+    def _settle(self, result: Any) -> None:
+        self._outcome.append(result)
+        waiting, self._waiting = self._waiting, []
+        for waiter in waiting:
+            self._fire(waiter)
+
+    def _fire(self, waiter: Deferred[Any]) -> None:
+        result = self._outcome[0]
+        if isinstance(result, Failure):
+            waiter.errback(result)
+        else:
+            waiter.callback(result)
 
     def reload(self) -> list[str]:
         """SIGHUP: the TLS certificates and crisis data again (web/reload.py)."""
@@ -170,7 +211,8 @@ def make_hearth(config: HearthConfig, reactor: Any, listen: list[str] | None = N
         def first_url(_: Any) -> None:
             url = listener_url(listeners[0].port).rstrip("/")
             alerts.public_url = venue.crisis.public_url = url
-        hearth.when_listening().addCallback(first_url)
+        # Not listening: `hearth serve` (or the test) says why; nothing to point links at.
+        hearth.when_listening().addCallbacks(first_url, lambda _: None)
     return hearth
 
 
@@ -213,6 +255,7 @@ class NodeService(Service):
 
     async def _housekeeping_once(self) -> None:
         self.node.housekeeping()
+        self.node.cut_readers()
         if self.shipper is not None:
             await self.shipper.flush()
 

@@ -2,8 +2,10 @@
 
 Every response carries the security headers: a Content-Security-Policy that
 allows only Hearth itself (no inline script, no third party), no referrer, no
-sniffing, the microphone for this origin only, and no framing. The access log
-is off: a request line would carry the client's address.
+sniffing, the microphone for this origin only, and no framing; none names the
+server's software or version (no `Server` header: it only helps someone match
+a known flaw to this deployment). The access log is off: a request line would
+carry the client's address.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jinja2
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.web import http, resource, server
+from twisted.web.http_headers import Headers
 
 from hearth.spaces.config import HearthConfig
 from hearth.spaces.protocol import SUBPROTOCOL
@@ -53,6 +56,12 @@ def templates() -> jinja2.Environment:
 
 
 class HearthRequest(server.Request):
+    def __repr__(self) -> str:
+        """Without the URI: Twisted's own log lines name a request by its repr (a HEAD
+        answered with a body, for one), and a path can be a capability (an incident's
+        acknowledgement link, which mail scanners fetch with HEAD) or a room's name."""
+        return f"<{type(self).__name__} method={self.method!r}>"
+
     def process(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.setHeader(name, value)
@@ -118,6 +127,8 @@ class HearthChannel(http.HTTPChannel):
       for ever.
     - A body longer than MAX_BODY_BYTES (a declared Content-Length, or chunks adding
       up past it) is answered 413 and the connection closed before it is read.
+    - A request line or header longer than 16 KiB is answered 431 and closed (Twisted
+      alone closes without a word).
     - At most `limits.http_connections_per_address` connections are open from one
       address (a keyed hash: web/proxy.py AddressCap); the next is answered 429 and
       closed. A trusted proxy's connections are not counted (it carries many clients).
@@ -151,19 +162,40 @@ class HearthChannel(http.HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
+        if self._websocket is not None:
+            self._to_websocket(data)
+            return
         if self._awaiting_request and self._head_deadline is None:
             self._arm()  # the first byte of the next request on a kept-alive connection
         super().dataReceived(data)
 
     def rawDataReceived(self, data: bytes) -> None:
-        if not self._refused:
+        if self._websocket is not None:
+            self._to_websocket(data)
+        elif not self._refused:
             super().rawDataReceived(data)
+
+    _websocket: Any = None  # the transport a WebSocket handshake took over
+
+    def _to_websocket(self, data: bytes) -> None:
+        """Bytes read with the handshake (a client that did not wait for the 101): the
+        WebSocket's first frames, which Twisted would keep for a next HTTP request that
+        never comes, leaving the client unanswered."""
+        protocol = getattr(self._websocket, "protocol", None)
+        if data and protocol is not None and protocol is not self:
+            protocol.dataReceived(data)
 
     def allHeadersReceived(self) -> None:
         if self.length is not None and self.length > self.max_body:
             self.body_too_large()
             return
         super().allHeadersReceived()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A request line or header longer than Twisted reads (16 KiB): Twisted would just
+        hang up; the client is told why."""
+        self._refuse(b"431 Request Header Fields Too Large",
+                     b"The request's first line or one of its headers is too long.")
 
     def body_too_large(self) -> None:
         """413 without reading the body (HearthRequest calls it for chunked bodies)."""
@@ -181,6 +213,12 @@ class HearthChannel(http.HTTPChannel):
         if self._dataBuffer:  # the next request's first bytes came while this one ran
             self._arm()
         super().requestDone(request)
+
+    def writeHeaders(self, version: bytes, code: bytes, reason: bytes, headers: Any) -> None:
+        """Every response Twisted writes passes here: without its `Server: TwistedWeb/…`."""
+        if isinstance(headers, Headers):
+            headers.removeHeader(b"server")
+        super().writeHeaders(version, code, reason, headers)
 
     def _refuse(self, status: bytes, sentence: bytes) -> None:
         self._refused = True
@@ -217,6 +255,7 @@ class HearthChannel(http.HTTPChannel):
     @transport.setter
     def transport(self, value: Any) -> None:
         if value is None:
+            self._websocket = self.__dict__.get("_transport")
             self._release_address()
         self.__dict__["_transport"] = value
 

@@ -191,7 +191,12 @@ def websocket_factory(config: HearthConfig, fast_path: bool | None = None) -> We
         perMessageCompressionAccept=lambda offers: None,
         autoPingInterval=20, autoPingTimeout=20,
         openHandshakeTimeout=10, closeHandshakeTimeout=5,
-        failByDrop=False)
+        failByDrop=False,
+        # A GET without an upgrade is answered 426. autobahn's default (webStatus) is a
+        # page of its own with its version and no security headers, and with `?redirect=`
+        # a redirect to any URL at all from this origin: an open redirect for phishing.
+        webStatus=False)
+    factory.server = None  # no `Server: AutobahnPython/<version>` header
     factory.fast_path = wsfast.enabled() if fast_path is None else fast_path
     return factory
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import time
+from typing import Any
 
 import pytest_twisted
 from twisted.internet import reactor
@@ -122,3 +123,37 @@ def test_the_cap_counts_keyed_hashes_not_addresses() -> None:
 
 
 
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_member_that_stops_reading_is_cut_before_its_backlog_grows_without_bound() -> None:
+    """Chat is never dropped for a slow reader, so what it has not read waits in the server's
+    memory; past limits.max_unsent_bytes the connection is cut (1013): the member is away
+    and may resume, and the room goes on."""
+    limit = 262144
+    live = await start_server(make_config(limits={"max_unsent_bytes": limit}))
+    try:
+        a, b, stuck = await live.client(), await live.client(), await live.client()
+        for client in (a, b, stuck):
+            await client.join("circle")
+        stuck.stop_reading()
+        body = "QUFB" * 5000  # 20 kB of base64
+
+        def is_away(m: dict[str, Any]) -> bool:
+            return bool(m["type"] == "member_updated" and m["member"]["id"] == stuck.member
+                        and m["member"].get("away"))
+        for i in range(1500):  # up to 30 MB, far past what the kernels' buffers hold
+            a.envelope(body, COMMIT)
+            if i % 20 == 19:
+                await sleep(0.1)
+                if any(is_away(m) for m in b.inbox):
+                    break
+        await b.next(is_away, timeout=15)
+        assert all(link.peer.pending_bytes() <= 2 * limit for link in
+                   live.hearth.node.host.links.values() if not link.closed)
+        await members_still_talk(a, b, "RERERA==")
+        await a.close()
+        await b.close()
+        stuck.drop()
+    finally:
+        await live.hearth.service.stopService()

@@ -118,3 +118,70 @@ def test_listen_flag_overrides_config(flag: str) -> None:
         assert port not in (0, 8080)
     finally:
         served.stop()
+
+
+@pytest.mark.parametrize("endpoint", ["ssl:0:privateKey={missing}",
+                                      "ssl:0:privateKey={directory}",
+                                      "ssl:0:privateKey={garbage}"])
+def test_an_unusable_tls_key_file_is_named_not_a_traceback(tmp_path: Path, endpoint: str) -> None:
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a key\n")
+    endpoint = endpoint.format(missing=tmp_path / "nowhere.pem", directory=tmp_path,
+                               garbage=garbage)
+    config = tmp_path / "hearth.toml"
+    config.write_text(Path("config/hearth.toml").read_text(encoding="utf-8")
+                      .replace('listen = ["tcp:8080:interface=127.0.0.1"]',
+                               f"listen = [{json.dumps(endpoint)}]"), encoding="utf-8")
+    shutil.copytree(SHIPPED_CRISIS, tmp_path / "crisis")
+    for command in (["check-config", str(config)], ["serve", "--config", str(config)]):
+        result = hearth(*command)
+        assert result.returncode == 2, result.stderr
+        assert f"{config}: server.listen[0]: " in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    result = hearth("serve", "--listen", endpoint)
+    assert result.returncode == 2 and "--listen[0]: " in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_on_a_port_in_use_says_so_and_exits() -> None:
+    """Not a process that runs on listening nowhere (a service manager would think it up)."""
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        result = hearth("serve", "--listen", f"tcp:{port}:interface=127.0.0.1")
+    finally:
+        taken.close()
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert f"hearth: cannot listen on tcp:{port}:interface=127.0.0.1" in result.stderr
+    assert "Address already in use" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("problem", ["a file", "corrupt secrets", "cannot be made"])
+def test_an_unusable_data_directory_is_named_not_a_traceback(tmp_path: Path, problem: str) -> None:
+    data = tmp_path / "data"
+    if problem == "a file":
+        data.write_text("not a directory\n")
+        expected = "server.data_dir: expected a directory"
+    elif problem == "corrupt secrets":
+        data.mkdir()
+        (data / "secrets.json").write_text("{")
+        expected = "secrets.json: expected a JSON object"
+    else:
+        (tmp_path / "blocker").write_text("a file where a directory should be\n")
+        data = tmp_path / "blocker" / "data"
+        expected = "server.data_dir: cannot make"
+    config = tmp_path / "hearth.toml"
+    config.write_text(Path("config/hearth.toml").read_text(encoding="utf-8").replace(
+        '# data_dir = "/var/lib/hearth"', f"data_dir = {json.dumps(str(data))}"),
+        encoding="utf-8")
+    shutil.copytree(SHIPPED_CRISIS, tmp_path / "crisis")
+    for command in (["check-config", str(config)],
+                    ["serve", "--config", str(config), "--listen", "tcp:0:interface=127.0.0.1"]):
+        result = hearth(*command)
+        assert result.returncode == 2, result.stdout[-1000:] + result.stderr[-2000:]
+        assert expected in result.stderr and str(config) in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr + result.stdout

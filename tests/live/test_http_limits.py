@@ -1,6 +1,8 @@
 """HTTP limits on a real server: a deadline for every request (kept-alive ones too), 413
 before a body over the limit is read, a cap on connections per address; no directory
-listing under /static; the 404 page links only within the site."""
+listing under /static; the 404 page links only within the site; /ws answers only a
+WebSocket handshake (never a redirect or a page of its own); no response names the
+server's software or its version."""
 
 from __future__ import annotations
 
@@ -8,10 +10,12 @@ import contextlib
 import socket
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import pytest_twisted
 from twisted.internet.threads import deferToThread
+from twisted.logger import globalLogPublisher
 
 from hearth.web.site import MAX_BODY_BYTES
 from tests.support.config import make_config
@@ -283,6 +287,24 @@ def handshake(origin: bytes | None) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n"
 
 
+def handshake_answer(port: int, origin: bytes | None, then: bytes = b"",
+                     until: tuple[bytes, ...] = (b"\r\n\r\n",)) -> bytes:
+    """What the server answers a WebSocket handshake (and the bytes sent right behind it),
+    read until one of `until` or the end (blocking: run it in a thread)."""
+    s = connect(port)
+    try:
+        s.sendall(handshake(origin) + then)
+        data = b""
+        while not any(marker in data for marker in until):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        return data
+    finally:
+        s.close()
+
+
 @pytest.mark.parametrize("origin,status", [
     (None, b"101"),  # not a browser: allowed (docs/protocol.md, "Origin")
     (b"http://127.0.0.1", b"101"),  # the page's own host
@@ -293,18 +315,81 @@ def handshake(origin: bytes | None) -> bytes:
 @pytest_twisted.ensureDeferred
 async def test_the_origin_rule_both_ways(live: LiveServer, origin: bytes | None,
                                          status: bytes) -> None:
+    answer = await in_thread(handshake_answer, live.port, origin)
+    assert answer.split(b" ", 2)[1] == status, answer[:80]
+
+
+@pytest.mark.parametrize("query", [
+    b"",
+    b"?redirect=https%3A%2F%2Fevil.example%2Fsign-in",  # autobahn's own 303 to anywhere
+    b"?redirect=https%3A%2F%2Fevil.example&after=0",  # its meta-refresh page
+    b"?redirect=https%3A%2F%2Fevil.example&after=soon",  # int("soon"): its traceback
+])
+@pytest_twisted.ensureDeferred
+async def test_ws_without_an_upgrade_is_426_and_never_a_redirect(live: LiveServer,
+                                                                  query: bytes) -> None:
+    """A plain GET of /ws (a link someone was sent, a crawler) is answered 426 Upgrade
+    Required: never autobahn's status page (its version, no security headers), never its
+    open redirect to any site the link names, never a traceback."""
+    events: list[dict[str, Any]] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        answer = await in_thread(one_get, live.port, b"/ws" + query)
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    head = answer.split(b"\r\n\r\n", 1)[0]
+    assert answer.startswith(b"HTTP/1.1 426"), answer[:80]
+    assert b"evil.example" not in answer and b"location" not in head.lower()
+    assert b"autobahn" not in answer.lower()
+    assert not [e for e in events if e.get("log_failure") is not None
+                or (e.get("log_level") is not None and e["log_level"].name == "critical")]
+
+
+@pytest.mark.parametrize("path", [b"/", b"/healthz", b"/static/", b"/login", b"/ws"])
+@pytest_twisted.ensureDeferred
+async def test_no_response_names_the_server_software(live: LiveServer, path: bytes) -> None:
+    answer = await in_thread(one_get, live.port, path)
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"\r\nserver:" not in head, head
+    for name in (b"twisted", b"autobahn", b"python"):
+        assert name not in head
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_websocket_handshake_names_no_server_software(live: LiveServer) -> None:
+    answer = await in_thread(handshake_answer, live.port, None)
+    assert answer.startswith(b"HTTP/1.1 101"), answer[:80]
+    assert b"\r\nserver:" not in answer.lower() and b"autobahn" not in answer.lower()
+
+
+@pytest.mark.parametrize("request_head", [
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n",
+    b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+])
+@pytest_twisted.ensureDeferred
+async def test_a_line_too_long_is_answered_431_not_just_dropped(live: LiveServer,
+                                                                 request_head: bytes) -> None:
     def scenario() -> bytes:
         s = connect(live.port)
         try:
-            s.sendall(handshake(origin))
-            data = b""
-            while b"\r\n" not in data:
-                chunk = s.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            return data
+            s.sendall(request_head)
+            return read_response(s)
         finally:
             s.close()
     answer = await in_thread(scenario)
-    assert answer.split(b" ", 2)[1] == status, answer[:80]
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:80]
+    assert b"too long" in answer.split(b"\r\n\r\n", 1)[1]
+
+
+@pytest_twisted.ensureDeferred
+async def test_frames_sent_with_the_handshake_are_not_lost(live: LiveServer) -> None:
+    """A client that sends its first frames without waiting for the 101 (in the same packet
+    as the handshake) gets them answered, not silently dropped with the HTTP parser."""
+    join = b'{"type":"join","room":"circle","ref":"early"}'
+    mask = b"\x01\x02\x03\x04"
+    frame = bytes((0x81, 0x80 | len(join))) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(join))
+    answer = await in_thread(handshake_answer, live.port, None, frame,
+                             (b'"welcome"', b'"error"'))
+    assert answer.startswith(b"HTTP/1.1 101"), answer[:80]
+    assert b'"welcome"' in answer, answer[:300]

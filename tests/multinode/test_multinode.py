@@ -8,27 +8,16 @@ from typing import Any
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor
 
 from hearth.client.groupchat import GroupChat
 from hearth.client.websocket import HearthClient
-from hearth.spaces.broker import MemoryBroker
 from tests.support.live import LiveServer, settle, until, walk_to
-from tests.support.nodes import node_configs, start_nodes
+from tests.support.nodes import brokers_for, node_configs, start_nodes
 
 
 @pytest_twisted.async_yield_fixture(params=["memory", "redis", "cluster"])
 async def three_nodes(request: pytest.FixtureRequest) -> AsyncIterator[list[LiveServer]]:
-    configs = node_configs(3)
-    if request.param == "memory":
-        shared = MemoryBroker(reactor.seconds, schedule=lambda c: reactor.callLater(0, c))
-        brokers: list[Any] = [shared] * 3
-    else:
-        from hearth.web.redis_broker import RedisBroker
-        url = request.getfixturevalue(
-            "redis_server" if request.param == "redis" else "redis_cluster").url
-        brokers = [RedisBroker(url) for _ in range(3)]
-    nodes = await start_nodes(configs, brokers)
+    nodes = await start_nodes(node_configs(3), brokers_for(request.param, request, 3))
     yield nodes
     for node in nodes:
         await node.hearth.service.stopService()

@@ -96,7 +96,11 @@ class Store(MemoryBroker):
 class Nodes:
     """n routing hosts named node1…, each with its own venue, on one memory bus."""
 
-    def __init__(self, n: int = 2, **sections: Any) -> None:
+    def __init__(self, n: int = 2, *, directory_in_process: bool = False,
+                 **sections: Any) -> None:
+        """`directory_in_process`: the hosts run as on the embedded broker (one process,
+        whose directory nothing empties but its own end)."""
+        self.directory_in_process = directory_in_process
         self.clock = Clock()
         self.clock.advance(1_000_000)
         self.bus: list[Callable[[], None]] = []
@@ -127,7 +131,8 @@ class Nodes:
         venue = moderated_venue(self.config, franking_key=b"k" * 32, rng=rng,
                                 make_member_id=lambda: f"m{next(self._member_ids)}",
                                 ticket_key=b"t" * 32)
-        host = RoutingHost(venue, name, self.clock.seconds, addresses=AddressBook(b"s" * 32))
+        host = RoutingHost(venue, name, self.clock.seconds, addresses=AddressBook(b"s" * 32),
+                           directory_in_process=self.directory_in_process)
         self.hosts[name] = host
         self.clients[name] = []
         self._subscriptions[name] = [

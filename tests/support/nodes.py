@@ -32,6 +32,18 @@ def node_configs(n: int, **sections: Any) -> list[Any]:
     return configs
 
 
+def brokers_for(kind: str, request: Any, n: int) -> list[Any]:
+    """Brokers for n nodes in this process: one shared MemoryBroker (`memory`), or a
+    RedisBroker each on the test's `redis` server or `cluster` (their fixtures)."""
+    if kind == "memory":
+        from hearth.spaces.broker import MemoryBroker
+        shared = MemoryBroker(reactor.seconds, schedule=lambda c: reactor.callLater(0, c))
+        return [shared] * n
+    from hearth.web.redis_broker import RedisBroker
+    url = request.getfixturevalue("redis_server" if kind == "redis" else "redis_cluster").url
+    return [RedisBroker(url) for _ in range(n)]
+
+
 async def start_nodes(configs: list[Any], brokers: list[Any], first: int = 1,
                       webtransport: bool | None = None) -> list[LiveServer]:
     """Nodes named node<first>, node<first + 1>, … (`webtransport`: voice over UDP on each)."""

@@ -75,6 +75,15 @@ spawn = [[1.0, 1.0]]
      "server.trusted_proxies[0]: expected an IP address or network like '127.0.0.1'"),
     ("[server]\ntrusted_proxies = ['10.0.0.0/99']\n" + ROOM,
      "server.trusted_proxies[0]: expected an IP address or network"),
+    # every address a proxy: any client could forge its address (bans, limits) and HTTPS
+    ("[server]\ntrusted_proxies = ['0.0.0.0/0']\n" + ROOM,
+     "server.trusted_proxies[0]: expected the proxies' own addresses or network, not every "
+     "address ('0.0.0.0/0')"),
+    ("[server]\ntrusted_proxies = ['127.0.0.1', '::/0']\n" + ROOM,
+     "server.trusted_proxies[1]: expected the proxies' own addresses or network, not every"),
+    (ROOM.split("[rooms.layout]")[0], "rooms[0].layout: expected a table, got nothing (this key "
+     "is required)"),
+    ("rooms = [5]\n", "rooms[0]: expected a table, got a number (5)"),
     ("[metrics]\ntoken = 'short'\n" + ROOM,
      "metrics.token: expected a bearer token of at least 16 characters"),
     ("[metrics]\nenabled = 'yes'\n" + ROOM, "metrics.enabled: expected true or false"),

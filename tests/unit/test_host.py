@@ -409,6 +409,31 @@ def test_what_an_owner_sent_just_before_it_died_reaches_its_members_before_they_
         assert ids(member, "envelope") == ["a-1"]
 
 
+def test_a_message_the_dead_owner_relayed_but_never_acknowledged_comes_again_with_its_id(
+        ) -> None:
+    """docs/protocol.md's honest limit: b's envelope reached c, its `sent` died with the
+    owner, before the owner saved that it had answered it. b sends it again after resuming
+    and the new owner, which cannot know it, relays it again under a new seq, with the same
+    sender and id: that is what a client shows once (per `from` and `id`)."""
+    nodes, _, b, c = room_on_node1_members_on_both()
+    nodes.store.losing = lambda to, message: to == "node2"  # b's `sent` is lost...
+    envelope(nodes, b, "QUFBQQ==", "b-1")
+    nodes.store.losing = None
+    assert ids(c, "envelope") == ["b-1"] and ids(b, "sent") == []
+    first = c.last("envelope")
+    nodes.kill("node1")  # ...and node1 dies before its next save
+    nodes.advance(NODE_TTL + 2.0)
+    assert b.closed is not None and b.closed[0] == ROOM_MOVED
+    b_back = resume(nodes, "node2", welcome(b)["token"])
+    c_back = nodes.connect("node3")
+    nodes.send(c_back, {"type": "resume", "token": welcome(c)["token"], "seq": first["seq"]})
+    envelope(nodes, b_back, "QUFBQQ==", "b-1")  # the client's resend of what had no answer
+    again = c_back.last("envelope")
+    assert (again["from"], again["id"]) == (first["from"], first["id"])
+    assert again["seq"] > first["seq"]
+    assert ids(b_back, "sent") == ["b-1"]
+
+
 def test_a_resume_sent_to_a_killed_owner_becomes_a_takeover_without_a_second_try() -> None:
     nodes, a, _, _ = room_on_node1_members_on_both()
     token = welcome(a)["token"]
@@ -485,6 +510,23 @@ def test_a_resume_for_a_room_whose_state_is_lost_waits_then_is_told_the_truth() 
     nodes.advance(STATE_MISSING_GRACE)
     back = resume(nodes, "node2", welcome(a)["token"])
     assert back.last("error")["code"] == "session_expired"
+
+
+
+def test_on_the_embedded_broker_a_resume_for_a_room_that_runs_nowhere_is_told_at_once(
+        ) -> None:
+    """One node on the embedded broker: nothing can put a room's state back but this
+    process, so a stale token (its room emptied and was let go) is told session_expired at
+    once, not room_moving for STATE_MISSING_GRACE seconds while the person waits."""
+    nodes = Nodes(1, directory_in_process=True)
+    a = nodes.join("node1")
+    nodes.send(a, {"type": "leave"})
+    nodes.advance(2.0)  # the empty room is let go
+    assert not nodes.hosts["node1"].owned
+    back = resume(nodes, "node1", welcome(a)["token"])
+    assert back.last("error")["code"] == "session_expired"
+    newcomer = nodes.join("node1")
+    assert welcome(newcomer)["member"]
 
 
 # --- help: durable before it is answered ------------------------------------------------------

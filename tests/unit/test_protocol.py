@@ -153,3 +153,14 @@ def test_a_good_ref_reaches_every_message_or_its_refusal(kind: str) -> None:
     with pytest.raises(p.ProtocolError) as unknown:
         p.decode(json.dumps({"type": "teleport", "ref": ref}).encode())
     assert unknown.value.code == "unknown_type" and unknown.value.ref == ref
+
+
+def test_an_avatar_keeps_its_two_fields_and_ignores_a_newer_clients_others() -> None:
+    """Unknown fields are ignored, inside the avatar too; the two it has are still checked."""
+    message = p.decode(json.dumps({"type": "join", "room": "circle",
+                                 "avatar": {"color": "teal", "shape": "round", "hat": [1]}}))
+    assert isinstance(message, p.Join) and message.avatar == {"color": "teal", "shape": "round"}
+    for avatar in ({"color": 7, "hat": "top"}, {"shape": "x" * 17}, ["teal"]):
+        with pytest.raises(p.ProtocolError) as refused:
+            p.decode(json.dumps({"type": "join", "room": "circle", "avatar": avatar}))
+        assert refused.value.code == "bad_message"

@@ -442,3 +442,20 @@ def test_a_resend_is_answered_the_same_after_the_room_moved_to_another_node() ->
     assert [wire(e.message) for e in room.envelope(
         member, p.Envelope(body="AAAA", commitment=COMMIT, id="c1"), 0.0)] == [
         {k: v for k, v in first.items() if k != "ref"}]
+
+
+def test_flood_strikes_close_at_the_limit_and_start_again_after_10_s_without_one() -> None:
+    """docs/protocol.md, limits: frames over the rate are dropped (`rate_limited` once a
+    second); the connection closes (1008) at `flood_strikes` of them, a count that starts
+    again after 10 s without one."""
+    w = World(limits={"messages_per_second": 1, "message_burst": 1, "flood_strikes": 3})
+    conn, _ = w.join()
+    w.clock.advance(1.1)  # the join's token is back
+    told = [w.send(conn, {"type": "stand"}) for _ in range(3)]  # 1 allowed, 2 strikes
+    assert error_code(told[1]) == "rate_limited" and told[2] == []  # told once a second
+    w.clock.advance(10.5)  # no strike for 10 s: forgotten
+    w.send(conn, {"type": "stand"})
+    for _ in range(2):
+        assert not any(isinstance(e, Close) for e in w.send(conn, {"type": "stand"}))
+    closed = [e for e in w.send(conn, {"type": "stand"}) if isinstance(e, Close)]
+    assert [c.code for c in closed] == [1008]
