@@ -6,20 +6,10 @@ from __future__ import annotations
 
 import pytest_twisted
 
-from hearth.client.websocket import HearthClient
 from tests.support.config import make_config
-from tests.support.crisis import SECRET, asks_for_help, crisis
-from tests.support.live import LiveServer, start_server, until
+from tests.support.crisis import SECRET, asks_for_help, crisis, room_facilitator
+from tests.support.live import start_server, until
 from tests.support.webhook_receiver import Receiver
-
-
-async def room_facilitator(live: LiveServer) -> HearthClient:
-    """A facilitator in the circle, not on duty."""
-    node = live.hearth.node
-    fac = await live.client()
-    await fac.join("circle", pseudonym="Ana Host",
-                   ticket=node.venue.issue_ticket("facilitator", node.clock(), account="ana"))
-    return fac
 
 
 @pytest_twisted.ensureDeferred

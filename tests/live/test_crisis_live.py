@@ -16,19 +16,10 @@ from twisted.web.client import Agent, readBody
 from hearth.client.websocket import HearthClient
 from hearth.spaces.config import to_toml as toml_of
 from tests.support.config import BASE, make_config
-from tests.support.crisis import SECRET, asks_for_help, crisis
-from tests.support.live import LiveServer, caught_up, start_server, until
+from tests.support.crisis import SECRET, asks_for_help, crisis, room_facilitator
+from tests.support.live import caught_up, start_server, until
 from tests.support.serving import ServedHearth
 from tests.support.webhook_receiver import Receiver
-
-
-async def facilitator(server: LiveServer) -> HearthClient:
-    node = server.hearth.node
-    client = await server.client()
-    # a name of its own: a generated one may be one a test then chooses (pseudonym_taken)
-    await client.join("circle", pseudonym="Ana Host",
-                      ticket=node.venue.issue_ticket("facilitator", node.clock(), account="ana"))
-    return client
 
 
 @pytest_twisted.ensureDeferred
@@ -37,7 +28,7 @@ async def test_help_alerts_the_room_facilitator_and_on_call_and_nobody_else() ->
     port = receiver.listen()
     live = await start_server(make_config(crisis=crisis(port)))
     try:
-        fac = await facilitator(live)
+        fac = await room_facilitator(live)
         person = await live.client()
         await person.join("circle", pseudonym="Quiet Otter")
         bystander = await live.client()
@@ -77,7 +68,7 @@ async def test_a_receiver_that_fails_for_a_while_gets_everything_in_order() -> N
     port = receiver.listen()
     live = await start_server(make_config(crisis=crisis(port)))
     try:
-        fac = await facilitator(live)
+        fac = await room_facilitator(live)
         people = []
         for name in ("Quiet Otter", "Calm Heron", "Brave Lark"):
             person = await live.client()
@@ -142,7 +133,7 @@ async def test_detector_flags_carry_no_text_and_exports_hold_no_text_address_or_
     live = await start_server(config)
     try:
         frames = record_frames(live)
-        fac = await facilitator(live)
+        fac = await room_facilitator(live)
         person = await live.client(source_address="127.0.0.5")
         welcome = await person.join("circle", pseudonym="Quiet Otter")
         # the person's own client detector fired and the person agreed to talk
@@ -256,7 +247,7 @@ async def test_each_path_says_told_only_after_a_console_received_it() -> None:
     facilitator has been told) only after the facilitator's console says it received it."""
     live = await start_server(make_config())
     try:
-        fac = await facilitator(live)
+        fac = await room_facilitator(live)
         person = await live.client(source_address="127.0.0.7")
         await person.join("circle", pseudonym="Quiet Otter")
         peer = await live.client(source_address="127.0.0.8")

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hearth.client.websocket import HearthClient
 from hearth.spaces.addresses import ClientAddress
 from hearth.spaces.connection import Connection
 from hearth.spaces.effects import Dispatch, DutyBroadcast, Effect, Reply, Send
 from tests.support.world import World, reply, wire
+
+if TYPE_CHECKING:
+    from tests.support.live import LiveServer
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "a-long-shared-webhook-secret"
@@ -22,6 +25,16 @@ SECOND_TIER = ('after = 30\nif_not = "acknowledged"\n'
 def crisis(port: int, **extra: Any) -> dict[str, Any]:
     return {"webhooks": [{"name": "on-call", "url": f"http://127.0.0.1:{port}/hook",
                           "secret": SECRET}], "max_backoff_seconds": 1.0, **extra}
+
+
+async def room_facilitator(live: LiveServer) -> HearthClient:
+    """A facilitator (account "ana") in the circle of a live server, not on duty; a name of
+    its own: a generated one may be one a test then chooses (pseudonym_taken)."""
+    node = live.hearth.node
+    fac = await live.client()
+    await fac.join("circle", pseudonym="Ana Host",
+                   ticket=node.venue.issue_ticket("facilitator", node.clock(), account="ana"))
+    return fac
 
 
 async def asks_for_help(url: str, pseudonym: str = "Quiet Otter") -> tuple[HearthClient, str]:
