@@ -457,3 +457,52 @@ async def sound_running(page: Page) -> None:
 
 def voice_frames(frames: list[bytes]) -> list[bytes]:
     return [f for f in frames if f[:1] == b"\x01"]  # text frames start with "{"
+
+
+# What a screen reader is handed, in order: each change inside a live region (aria-live polite
+# or assertive) that is not busy. A log (aria-relevant="additions") announces what is added to
+# it; any other region (a status) announces its whole new text. A model of the announcements,
+# recorded by a MutationObserver: no timing, no screen reader.
+RECORD_ANNOUNCEMENTS = """() => {
+  if (window.__announced) return;
+  window.__announced = [];
+  const live = (node) => {
+    const el = node.nodeType === 1 ? node : node.parentElement;
+    const region = el?.closest('[aria-live]');
+    return region && region.getAttribute('aria-live') !== 'off' ? region : null;
+  };
+  new MutationObserver((records) => {
+    // The browser hands on what the page changed in one go (one batch of records): a line added
+    // and then filled in is one addition.
+    const statuses = new Set(), added = [];
+    for (const r of records) {
+      const region = live(r.target);
+      if (!region || region.getAttribute('aria-busy') === 'true' || region.closest('[hidden]')) continue;
+      if ((region.getAttribute('aria-relevant') ?? '').trim() === 'additions') {
+        for (const node of r.addedNodes) added.push([region, node]);
+      } else {
+        statuses.add(region);
+      }
+    }
+    const nodes = new Set(added.map(([, node]) => node));
+    for (const [region, node] of added) {
+      let outer = false;
+      for (let up = node.parentNode; up && up !== region; up = up.parentNode) outer ||= nodes.has(up);
+      const text = node.textContent.trim();
+      if (!outer && text && node.isConnected) window.__announced.push({ region: region.id, text });
+    }
+    for (const region of statuses) {
+      const text = region.textContent.trim();
+      if (text) window.__announced.push({ region: region.id, text });
+    }
+  }).observe(document, { childList: true, subtree: true, characterData: true });
+}"""
+
+
+async def announced(page: Page, pattern: str = "") -> list[dict[str, str]]:
+    """What the page announced since `page.evaluate(RECORD_ANNOUNCEMENTS)` (matching the regular
+    expression `pattern`, case-insensitive)."""
+    found: list[dict[str, str]] = await page.evaluate(
+        "(pattern) => (window.__announced ?? []).filter((a) => new RegExp(pattern, 'i').test(a.text))",
+        pattern)
+    return found

@@ -691,9 +691,10 @@ function onState({ state: now, code }) {
   if (now === "connecting") status.textContent = t("status.connecting");
   if (now === "waiting") status.textContent = t("status.waiting");
   if (now === "reconnecting") {
+    // Said once, by the status line (a polite live region at the top of the page): a line in
+    // the log too would be read out a second time. "Reconnected." marks the gap in the log.
     status.textContent = t("status.reconnecting");
     room.stopWalking();
-    if (!state.dropped) notice(t("notice.dropped"), { warn: true });
     state.dropped = true;
   }
   if (joined) {

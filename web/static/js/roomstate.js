@@ -60,7 +60,8 @@ export class RoomLog {
     li.classList.remove("pending");
     li.querySelector(".sending")?.remove();
     const when = li.querySelector(".when");
-    when.textContent = this.timeFormat.format(new Date(ts));
+    const shown = this.timeFormat.format(new Date(ts));
+    if (when.textContent !== shown) when.textContent = shown; // the log is live: a new text is read out
     when.dateTime = new Date(ts).toISOString();
     if (!zone && li.isConnected) this.#place(li, seq);
   }
