@@ -108,10 +108,11 @@ export class GroupChat extends EventTarget {
   /**
    * Encrypt and send one text; resolves to {seq, ts, tag, zone} from the server's `sent` — after
    * a reconnection if need be (it is sent again then, with the same id). With `zone` (a private
-   * corner we are in), it is sealed for the corner and only its members receive it.
+   * corner we are in), it is sealed for the corner and only its members receive it. With `id` (a
+   * message a reload kept unacknowledged, keep.js), it is sent again under its first client id,
+   * so that the server delivers it once whether or not the first try reached it.
    */
-  say(text, { zone = null } = {}) {
-    const id = newClientId();
+  say(text, { zone = null, id = newClientId() } = {}) {
     return new Promise((resolve, reject) => {
       this.#unacked.set(id, { text, zone, resolve, reject });
       this.#transmit(id);

@@ -120,11 +120,24 @@ function showMessage(message) {
 // --- what a reload keeps (keep.js): this conversation, sealed on this device ---------------
 
 const conversation = []; // the messages shown, as a reload brings them back
+// What the person said and the server had not acknowledged when the page was reloaded: kept
+// sealed with the conversation (with its client id), shown "sending…" at once and sent again
+// under the same id once the page is back in the room — the server delivers an id once, so it
+// reaches the room once whether or not the first try did.
+const unsentAfterReload = []; // [entry, its line]
 
-function remember({ key = null, sender, text, seq, ts, zone = null, mine, tag = null, frankingKey = null, commitment = null }) {
+function remember({ key = null, sender, text, seq, ts, zone = null, mine, tag = null, frankingKey = null, commitment = null, id = null }) {
   const entry = { key, sender, name: mine ? null : nameOf(sender), text, seq, ts, zone, mine, tag };
+  if (id) Object.assign(entry, { pending: true, id }); // not acknowledged yet (see deliver)
   if (frankingKey) Object.assign(entry, { frankingKey: toHex(frankingKey), commitment: toHex(commitment) });
   conversation.push(entry);
+  keep?.saveLog(conversation);
+  return entry;
+}
+
+function forgetEntry(entry) {
+  const at = conversation.indexOf(entry);
+  if (at >= 0) conversation.splice(at, 1);
   keep?.saveLog(conversation);
 }
 
@@ -140,7 +153,10 @@ async function restoreConversation() {
     requestAnimationFrame(() => setTimeout(live, 0));
     setTimeout(live, 1000); // a hidden tab draws no frame
   }
-  for (const entry of entries) showMessage({ ...entry, restored: true });
+  for (const entry of entries) {
+    if (entry.pending) unsentAfterReload.push([entry, pendingLine(entry)]); // sent again once joined
+    else showMessage({ ...entry, restored: true });
+  }
   conversation.push(...entries);
   chat.restore(entries.filter((e) => e.frankingKey && e.key !== null).map((e) => ({
     ...e, frankingKey: fromHex(e.frankingKey), commitment: fromHex(e.commitment),
@@ -698,6 +714,7 @@ function onState({ state: now, code }) {
     state.dropped = true;
   }
   if (joined) {
+    sendUnsentAfterReload();
     status.textContent = "";
     if (state.dropped) notice(t(missedMayBeLost() ? "notice.reconnected_gap" : "notice.reconnected"));
     state.dropped = false;
@@ -747,29 +764,47 @@ async function send(event) {
 
 /** What the person says shows at once; if the server has not acknowledged it within
  *  SENDING_SHOWN_MS (a slow or dropped connection: it goes again after the resume), the line
- *  says "sending…" until it has. */
+ *  says "sending…" until it has. Until then it is kept, sealed, with its client id, so that a
+ *  reload sends it again (once) instead of losing it. */
 const SENDING_SHOWN_MS = 1000;
 
-async function sendText(text) {
-  const input = $("chat-input");
-  input.value = "";
-  const zone = room.myPrivateCorner();
-  const line = room.log.message({ sender: room.me, text, seq: null, ts: Date.now(), zone, mine: true });
+function pendingLine({ sender, text, ts, zone }) {
+  const line = room.log.message({ sender, text, seq: null, ts, zone, mine: true });
   line.classList.add("pending");
-  const slow = setTimeout(() => line.append(span("tag sending", t("chat.sending"))), SENDING_SHOWN_MS);
+  return line;
+}
+
+function sendText(text) {
+  $("chat-input").value = "";
+  const zone = room.myPrivateCorner();
+  const entry = remember({ sender: room.me, text, seq: null, ts: Date.now(), zone, mine: true, id: newClientId() });
+  return deliver(entry, pendingLine(entry), SENDING_SHOWN_MS);
+}
+
+async function deliver(entry, line, sendingAfter) {
+  const slow = setTimeout(() => line.append(span("tag sending", t("chat.sending"))), sendingAfter);
   try {
-    const sent = await chat.say(text, { zone });
+    const sent = await chat.say(entry.text, { zone: entry.zone, id: entry.id });
     clearTimeout(slow);
     if (exited) return;
     room.log.settle(line, sent);
-    remember({ sender: room.me, text, seq: sent.seq, ts: sent.ts, zone: sent.zone, mine: true });
+    delete entry.pending;
+    Object.assign(entry, { seq: sent.seq, ts: sent.ts, zone: sent.zone });
+    keep?.saveLog(conversation);
   } catch (err) {
     clearTimeout(slow);
     line.remove();
     if (exited) return;
-    input.value = input.value || text; // keep what was typed, so nothing is lost
-    notice(errorText(err.code ?? "not_sent", t("error.not_sent")), { warn: true });
+    forgetEntry(entry);
+    const input = $("chat-input");
+    if (!input.value.includes(entry.text)) input.value = input.value ? `${entry.text} ${input.value}` : entry.text;
+    notice(errorText(err.code ?? "not_sent", t("error.not_sent")), { warn: true }); // and it is in the box again
   }
+}
+
+/** Back in the room after a reload: what was not acknowledged before it goes again, in order. */
+function sendUnsentAfterReload() {
+  for (const [entry, line] of unsentAfterReload.splice(0)) deliver(entry, line, 0);
 }
 
 // --- wiring --------------------------------------------------------------------------------
