@@ -374,3 +374,37 @@ async def test_room_title_schedule_and_corner_names_in_the_pages_language(
                             CORNERS[lang])
         await page.do(lambda p: p.keyboard.up("ArrowUp"))
         await page.do(lambda p: p.keyboard.up("ArrowLeft"))
+
+
+CARD_TOP = """() => {
+  const header = document.querySelector('header.top').getBoundingClientRect();
+  const card = document.getElementById('help-card').getBoundingClientRect();
+  return [Math.round(card.top - header.bottom), Math.round(window.scrollY)];
+}"""
+
+
+@pytest.mark.parametrize("scrolled", ["bottom", "card_half_hidden"])
+@pytest_twisted.ensureDeferred
+async def test_on_a_small_phone_the_help_card_opens_at_its_top(
+        server: LiveServer, browser: Browser, pages: list[Page], scrolled: str) -> None:
+    """At 320 x 568, "I need help now" (or "Show the helplines", far down the page) takes the
+    person to the card's top, just below the header that stays at the top: not to its title
+    alone with the card's edge and first line hidden under the header, wherever the page was
+    scrolled to."""
+    page = await open_page(browser, pages, server.http_url, phone=True,
+                           viewport={"width": 320, "height": 568})
+    await page.join("circle", pseudonym="Small Screen")
+    await page.do(lambda p: p.click("#help-button"))
+    await page.do(lambda p: p.click("#help-close"))
+    if scrolled == "bottom":
+        await page.evaluate("() => window.scrollTo(0, document.documentElement.scrollHeight)")
+    else:  # the card's top just under the header, its title still in view
+        await page.evaluate(
+            """() => { const header = document.querySelector('header.top').offsetHeight;
+               const top = document.getElementById('help-hint').getBoundingClientRect().bottom;
+               window.scrollTo(0, window.scrollY + top - header + 16); }""")
+    await page.do(lambda p: p.click("#help-button"))
+    await page.wait_for("() => document.activeElement?.id === 'help-title'")
+    gap, _ = await page.evaluate(CARD_TOP)
+    assert 0 <= gap <= 16, await page.evaluate(CARD_TOP)
+    assert await page.evaluate(UNCOVERED, "#help-title")

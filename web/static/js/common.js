@@ -82,3 +82,14 @@ if (header && "ResizeObserver" in window) {
     document.documentElement.style.scrollPaddingTop = `${header.offsetHeight + 8}px`;
   }).observe(header);
 }
+
+// A card's title the page moves the focus to (`data-focus-card`: the help card's) brings the
+// whole card into view from its top, just below the header: a focus alone only scrolls as far
+// as the title (centred, if it was out of view), which on a small phone leaves the card's edge
+// and its first lines above or the emergency number below the screen. After the browser's own
+// focus scroll, in the next frame; at once under reduced motion as always (no smooth scroll).
+document.addEventListener("focusin", (event) => {
+  const title = event.target instanceof Element ? event.target.closest("[data-focus-card]") : null;
+  const card = title?.closest(".card");
+  if (card) requestAnimationFrame(() => card.scrollIntoView({ block: "start", inline: "nearest" }));
+});
