@@ -9,7 +9,7 @@
 // scroll padding keeps whatever the keyboard focuses above the closed sheet. On a wider
 // screen the sheet is an ordinary column and none of this shows.
 
-export const PHONE = "(max-width: 40rem)";
+export const PHONE = "(max-width: 40rem) and (min-height: 30rem)"; // hearth.css: a short screen has no sheet
 
 export class ConversationSheet {
   #unread = 0;
