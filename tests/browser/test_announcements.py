@@ -1,5 +1,8 @@
 """What a screen reader hears on the room page: each thing once, in the page's language.
 
+- A long conversation (1,000 lines arriving at once): each line is announced once, the log
+  keeps its last 500 lines, the page keeps its conversation sealed without sealing it once per
+  line (which froze it for seconds), and it still takes what the person types.
 - One dropped connection is announced once ("Reconnecting…"), and its end once ("Reconnected.");
   the acknowledgement of one's own line is not read out (its time alone).
 """
@@ -10,6 +13,7 @@ import pytest
 import pytest_twisted
 
 from hearth.client.groupchat import GroupChat
+from hearth.spaces.config import HearthConfig
 from tests.browser.harness import (
     RECORD_ANNOUNCEMENTS,
     Browser,
@@ -17,8 +21,12 @@ from tests.browser.harness import (
     Page,
     announced,
     chat_both_ways,
+    keys_ready,
+    log_has,
     open_page,
+    say,
 )
+from tests.support.config import make_config
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -49,3 +57,50 @@ async def test_one_drop_is_announced_once_and_so_is_its_end(
         await py.client.close()
     finally:
         await link.close()
+
+
+@pytest.fixture
+def config(neutral_site: str) -> HearthConfig:
+    """Room for a Python member to say 1,000 lines at once."""
+    return make_config(organisation={"name": "Test Hearth", "quick_exit_url": neutral_site},
+                       limits={"messages_per_second": 1000, "message_burst": 2000})
+
+
+COUNT_WRITES = """() => { window.__writes = 0; const write = Storage.prototype.setItem;
+  Storage.prototype.setItem = function (...args) { window.__writes += 1; return write.apply(this, args); }; }"""
+# The longest the page's main thread was busy at once: printed, not asserted (the machine's load).
+MEASURE_LAG = """() => { window.__lag = 0; let last = performance.now();
+  setInterval(() => { const now = performance.now(); window.__lag = Math.max(window.__lag, now - last - 50);
+                      last = now; }, 50); }"""
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_thousand_lines_are_each_announced_once_and_the_page_keeps_up(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    page = await open_page(browser, pages, server.http_url)
+    member = await page.join("circle", pseudonym="Long Talk")
+    py = await GroupChat.join(await server.client(), "circle", pseudonym="Python Pal")
+    assert py.client.member is not None
+    await keys_ready(page, [py.client.member])
+    await py.keys_from([member])
+    for script in (RECORD_ANNOUNCEMENTS, COUNT_WRITES, MEASURE_LAG):
+        await page.evaluate(script)
+    for n in range(1000):
+        await py.say(f"line {n}: " + "words " * (n % 7))
+    await log_has(page, "line 999: ", timeout_ms=60_000)
+    lines = await announced(page, "^Python Pal ?line [0-9]+:")
+    assert len(lines) == 1000 and len({a["text"] for a in lines}) == 1000
+    assert await page.evaluate("() => document.getElementById('chat-log').childElementCount") == 500
+    writes = await page.evaluate("() => window.__writes")
+    assert writes < 500, writes  # sealed in batches, not once per line
+    print(f"1,000 lines: {writes} saves, the page busy at most {await page.evaluate('() => window.__lag'):.0f} ms at once")
+    await say(page, "still here")  # the message box still works, and is read
+    got = await py.next_message(timeout=10)
+    while got.text != "still here":
+        got = await py.next_message(timeout=10)
+    # A reload brings back the newest 200, the last one included.
+    await page.do(lambda p: p.reload())
+    await page.wait_for("() => document.getElementById('app').dataset.state === 'joined'")
+    await log_has(page, "still here")
+    await log_has(page, "line 999: ")
+    await py.client.close()

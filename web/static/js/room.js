@@ -13,7 +13,7 @@ import { fromHex, toHex } from "./e2ee.js";
 import { GroupChat, newClientId } from "./groupchat.js";
 import { cachedHelplines, loadHelplines, renderHelplines } from "./helplines.js";
 import { errorText, loadStrings, t, whyText } from "./i18n.js";
-import { forgetEverything, Keep } from "./keep.js";
+import { forgetEverything, Keep, LOG_LIMIT } from "./keep.js";
 import { Presence } from "./presence.js";
 import { ENDED, HearthConnection, TokenStore } from "./protocol.js";
 import { mapInput, RoomState } from "./roomstate.js";
@@ -131,14 +131,45 @@ function remember({ key = null, sender, text, seq, ts, zone = null, mine, tag = 
   if (id) Object.assign(entry, { pending: true, id }); // not acknowledged yet (see deliver)
   if (frankingKey) Object.assign(entry, { frankingKey: toHex(frankingKey), commitment: toHex(commitment) });
   conversation.push(entry);
-  keep?.saveLog(conversation);
+  if (conversation.length > 2 * LOG_LIMIT) conversation.splice(0, conversation.length - LOG_LIMIT);
+  saveConversation({ soon: mine });
   return entry;
 }
 
 function forgetEntry(entry) {
   const at = conversation.indexOf(entry);
   if (at >= 0) conversation.splice(at, 1);
-  keep?.saveLog(conversation);
+  saveConversation({ soon: true });
+}
+
+/** Seal and keep the conversation as it is now. Sealing 200 lines is a few milliseconds'
+ *  work, so a burst of messages (hundreds handed over after a reconnection) is not sealed once
+ *  per line, which froze the page for seconds: a save waits for the one under way and then at
+ *  least SAVE_GAP_MS, and takes everything that came meanwhile (keep.js copies the list when a
+ *  save starts). `soon`: one's own line (sending, or acknowledged) is kept at once, so a reload
+ *  right after it neither loses it nor sends it again. */
+const SAVE_GAP_MS = 200;
+const saves = { running: false, dirty: false, soon: false, timer: null };
+function saveConversation({ soon = false } = {}) {
+  if (!keep) return;
+  saves.dirty = true;
+  saves.soon ||= soon;
+  nextSave();
+}
+
+function nextSave() {
+  if (saves.running || !saves.dirty || (saves.timer !== null && !saves.soon)) return;
+  clearTimeout(saves.timer);
+  Object.assign(saves, { running: true, dirty: false, soon: false, timer: null });
+  keep.saveLog(conversation).finally(() => {
+    saves.running = false;
+    // A quiet spell before the next save (unless one's own line wants keeping at once).
+    saves.timer = setTimeout(() => {
+      saves.timer = null;
+      nextSave();
+    }, SAVE_GAP_MS);
+    if (saves.soon) nextSave();
+  });
 }
 
 /** The conversation kept before a reload, shown again and reportable again. The log is a live
@@ -790,7 +821,7 @@ async function deliver(entry, line, sendingAfter) {
     room.log.settle(line, sent);
     delete entry.pending;
     Object.assign(entry, { seq: sent.seq, ts: sent.ts, zone: sent.zone });
-    keep?.saveLog(conversation);
+    saveConversation({ soon: true });
   } catch (err) {
     clearTimeout(slow);
     line.remove();

@@ -50,7 +50,20 @@ export class RoomLog {
     }
     if (li.parentNode !== log || li.nextElementSibling !== before) log.insertBefore(li, before);
     while (log.childElementCount > LOG_LIMIT) log.firstElementChild.remove();
-    if (before === null) log.scrollTop = log.scrollHeight;
+    if (before === null) this.#toLatest();
+  }
+
+  // Scrolled to the latest line once a frame, not once a line: reading scrollHeight lays the
+  // whole log out, which once per message froze the page for seconds when hundreds arrived
+  // at once (a long conversation handed over after a reconnection).
+  #scrolling = false;
+  #toLatest() {
+    if (this.#scrolling) return;
+    this.#scrolling = true;
+    requestAnimationFrame(() => {
+      this.#scrolling = false;
+      this.element.scrollTop = this.element.scrollHeight;
+    });
   }
 
   /** One of our lines (`message` with no seq yet), acknowledged: the server's seq and time, and
