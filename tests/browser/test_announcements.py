@@ -3,11 +3,15 @@
 - A long conversation (1,000 lines arriving at once): each line is announced once, the log
   keeps its last 500 lines, the page keeps its conversation sealed without sealing it once per
   line (which froze it for seconds), and it still takes what the person types.
+- The Spanish page, as the accessibility tree gives it to a screen reader: no English left.
 - One dropped connection is announced once ("Reconnecting…"), and its end once ("Reconnected.");
   the acknowledgement of one's own line is not read out (its time alone).
 """
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -104,3 +108,43 @@ async def test_a_thousand_lines_are_each_announced_once_and_the_page_keeps_up(
     await log_has(page, "still here")
     await log_has(page, "line 999: ")
     await py.client.close()
+
+
+def english_sentences() -> set[str]:
+    """Every English sentence of the pages and the client whose Spanish differs, 12+ characters."""
+    from babel.messages.pofile import read_po
+
+    web = Path(__file__).resolve().parents[2] / "web"
+    english = json.loads((web / "static/i18n/en.json").read_text(encoding="utf-8"))
+    spanish = json.loads((web / "static/i18n/es.json").read_text(encoding="utf-8"))
+    found = {text.split("{")[0].strip() for key, text in english.items() if spanish.get(key) != text}
+    with open(web / "locale/es/LC_MESSAGES/messages.po", "rb") as po:
+        for message in read_po(po):
+            if isinstance(message.id, str) and message.string and message.string != message.id:
+                found.add(message.id.split("%(")[0].strip())
+    return {text for text in found if len(text) >= 12}
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_spanish_room_read_by_the_accessibility_tree_has_no_english_left(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    """What a screen reader gets from the Spanish room page — names, descriptions, states,
+    every panel open and the help card shown — is Spanish, and marked so (lang="es"; only the
+    language switch's "English" is marked lang="en")."""
+    page = await open_page(browser, pages, server.http_url, locale="es-MX")
+    await page.join("circle", pseudonym="Garza Quieta", lang="es")
+    await page.do(lambda p: p.evaluate("() => { for (const d of document.querySelectorAll('details')) d.open = true; }"))
+    await page.do(lambda p: p.click("#help-button"))
+    await page.wait_for("() => document.getElementById('help-state').textContent !== ''")
+    tree = str(await page.do(lambda p: p.locator("body").aria_snapshot()))
+    descriptions = await page.evaluate(
+        "() => [...document.querySelectorAll('[aria-describedby]')].flatMap((e) => e.getAttribute('aria-describedby')"
+        ".split(' ').map((id) => document.getElementById(id)?.textContent ?? ''))"
+        " .concat([...document.querySelectorAll('[aria-label], [title], [placeholder]')]"
+        ".flatMap((e) => [e.getAttribute('aria-label'), e.title, e.getAttribute('placeholder')]))")
+    read = tree + "\n" + "\n".join(d for d in descriptions if d)
+    left = sorted(s for s in english_sentences() if s in read)
+    assert left == [], left
+    langs = await page.evaluate("() => [document.documentElement.lang,"
+                                " ...[...document.querySelectorAll('body [lang]')].map((e) => e.lang + ':' + e.textContent.trim())]")
+    assert langs[0] == "es" and sorted(langs[1:]) == ["en:English", "es:Español"], langs

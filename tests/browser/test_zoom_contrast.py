@@ -3,7 +3,8 @@
 - 400 % (a 1280 x 1024 window is 320 x 256 CSS pixels) and 200 % (640 x 400): no sideways
   scrolling (WCAG 1.4.10), and every control can be scrolled into view and is not covered
   there (by the sticky header or the phone's conversation sheet, which a screen this short does
-  not have: the conversation is an ordinary part of the page).
+  not have: the conversation is an ordinary part of the page); a very long word or a line of
+  emoji in the conversation breaks inside the log.
 - Forced colours: a pressed toggle, a disabled control and the keyboard focus stay visible
   without the backgrounds the colours are removed from.
 """
@@ -16,7 +17,7 @@ import pytest
 import pytest_twisted
 
 from tests.browser.console_steps import open_room, signed_in_console
-from tests.browser.harness import Browser, Page, open_page
+from tests.browser.harness import Browser, Page, open_page, say
 from tests.support.live import LiveServer
 
 pytestmark = pytest.mark.browser
@@ -62,6 +63,13 @@ async def test_the_room_reflows_at_200_and_400_percent(
     page = await open_page(browser, pages, server.http_url, viewport=ZOOMS[zoom])
     await page.join("circle", pseudonym="Zoomed In")
     await page.wait_for("() => document.querySelector('.reaction-button')")
+    # A very long word and a line of emoji break where they must, inside the log.
+    await say(page, "Supercalifragilistic" * 15)
+    await say(page, "\N{SMILING FACE WITH OPEN MOUTH}\N{HEAVY BLACK HEART}\N{VARIATION SELECTOR-16}\N{PERSON WITH FOLDED HANDS}" * 40)
+    assert await page.evaluate(
+        "() => { const log = document.getElementById('chat-log').getBoundingClientRect();"
+        " return [...document.querySelectorAll('#chat-log .msg .text')]"
+        ".every((t) => t.getBoundingClientRect().right <= log.right + 0.5); }")
     assert await page.evaluate(HIDDEN, ROOM_CONTROLS) == []
 
 
