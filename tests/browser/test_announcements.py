@@ -71,7 +71,8 @@ def config(neutral_site: str) -> HearthConfig:
 
 
 COUNT_WRITES = """() => { window.__writes = 0; const write = Storage.prototype.setItem;
-  Storage.prototype.setItem = function (...args) { window.__writes += 1; return write.apply(this, args); }; }"""
+  Storage.prototype.setItem = function (...args) {
+    window.__writes += 1; return write.apply(this, args); }; }"""
 # The longest the page's main thread was busy at once: printed, not asserted (the machine's load).
 MEASURE_LAG = """() => { window.__lag = 0; let last = performance.now();
   setInterval(() => { const now = performance.now(); window.__lag = Math.max(window.__lag, now - last - 50);
@@ -97,7 +98,8 @@ async def test_a_thousand_lines_are_each_announced_once_and_the_page_keeps_up(
     assert await page.evaluate("() => document.getElementById('chat-log').childElementCount") == 500
     writes = await page.evaluate("() => window.__writes")
     assert writes < 500, writes  # sealed in batches, not once per line
-    print(f"1,000 lines: {writes} saves, the page busy at most {await page.evaluate('() => window.__lag'):.0f} ms at once")
+    lag = await page.evaluate("() => window.__lag")
+    print(f"1,000 lines: {writes} saves, the page busy at most {lag:.0f} ms at once")
     await say(page, "still here")  # the message box still works, and is read
     got = await py.next_message(timeout=10)
     while got.text != "still here":
@@ -133,12 +135,13 @@ async def test_the_spanish_room_read_by_the_accessibility_tree_has_no_english_le
     language switch's "English" is marked lang="en")."""
     page = await open_page(browser, pages, server.http_url, locale="es-MX")
     await page.join("circle", pseudonym="Garza Quieta", lang="es")
-    await page.do(lambda p: p.evaluate("() => { for (const d of document.querySelectorAll('details')) d.open = true; }"))
+    await page.evaluate("() => { for (const d of document.querySelectorAll('details')) d.open = true; }")
     await page.do(lambda p: p.click("#help-button"))
     await page.wait_for("() => document.getElementById('help-state').textContent !== ''")
     tree = str(await page.do(lambda p: p.locator("body").aria_snapshot()))
     descriptions = await page.evaluate(
-        "() => [...document.querySelectorAll('[aria-describedby]')].flatMap((e) => e.getAttribute('aria-describedby')"
+        "() => [...document.querySelectorAll('[aria-describedby]')]"
+        ".flatMap((e) => e.getAttribute('aria-describedby')"
         ".split(' ').map((id) => document.getElementById(id)?.textContent ?? ''))"
         " .concat([...document.querySelectorAll('[aria-label], [title], [placeholder]')]"
         ".flatMap((e) => [e.getAttribute('aria-label'), e.title, e.getAttribute('placeholder')]))")
@@ -146,5 +149,6 @@ async def test_the_spanish_room_read_by_the_accessibility_tree_has_no_english_le
     left = sorted(s for s in english_sentences() if s in read)
     assert left == [], left
     langs = await page.evaluate("() => [document.documentElement.lang,"
-                                " ...[...document.querySelectorAll('body [lang]')].map((e) => e.lang + ':' + e.textContent.trim())]")
+                                " ...[...document.querySelectorAll('body [lang]')]"
+                                ".map((e) => e.lang + ':' + e.textContent.trim())]")
     assert langs[0] == "es" and sorted(langs[1:]) == ["en:English", "es:Español"], langs

@@ -30,7 +30,8 @@ def config(neutral_site: str) -> HearthConfig:
                        movement={"walk_speed": 20.0})
 
 
-ME = "(id) => { const a = document.querySelector(`.avatar[data-member='${id}']`); return a && {...a.dataset}; }"
+ME = ("(id) => { const a = document.querySelector(`.avatar[data-member='${id}']`);"
+      " return a && {...a.dataset}; }")
 WHERE = "() => document.getElementById('me-where').textContent"
 
 
@@ -57,7 +58,8 @@ async def test_the_map_by_keyboard_says_each_change_of_place_once(
     await page.do(lambda p: p.keyboard.press("Tab"))
     names = []
     for _ in range(12):
-        name = await page.evaluate("() => document.activeElement.closest('.seat')?.getAttribute('aria-label')")
+        name = await page.evaluate(
+            "() => document.activeElement.closest('.seat')?.getAttribute('aria-label')")
         assert name, "Tab from the map goes to its seats"
         names.append(name)
         if "free" in name and name.split(",")[0] not in first:
@@ -66,7 +68,8 @@ async def test_the_map_by_keyboard_says_each_change_of_place_once(
     assert any("Key Mover" in n for n in names) or "free" in names[-1], names
     await page.do(lambda p: p.keyboard.press("Enter"))
     seat = names[-1].split(",")[0].split()[-1]
-    await page.wait_for("(n) => document.getElementById('me-where').textContent === `You are sitting on seat ${n}.`", seat)
+    await page.wait_for("(n) => document.getElementById('me-where').textContent"
+                        " === `You are sitting on seat ${n}.`", seat)
     # The arrows walk: up and left into the quiet corner at the top left, then out again.
     await page.do(lambda p: p.focus("#room-view"))
     await hold(page, ["ArrowLeft"], 3000)
@@ -110,4 +113,5 @@ async def test_the_voice_controls_by_keyboard_have_names_and_states(
     await page.do(lambda p: (p.focus("#mic"), p.keyboard.press("Enter")))
     await page.wait_for("() => document.getElementById('mic-note').textContent !== ''")
     assert await page.evaluate(PRESSED, "mic") in ("true", "false")
-    assert await page.evaluate("() => document.getElementById('mic').getAttribute('aria-describedby')") == "mic-note"
+    described = await page.evaluate("() => document.getElementById('mic').getAttribute('aria-describedby')")
+    assert described == "mic-note"

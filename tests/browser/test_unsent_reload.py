@@ -10,7 +10,6 @@ it once, acknowledged.
 from __future__ import annotations
 
 import json
-
 from collections.abc import Callable
 from typing import Any
 
@@ -97,8 +96,8 @@ async def test_a_message_unacknowledged_at_a_reload_reaches_the_room_once(
     frames = frames_from(node, member)
     await page.do(lambda p: p.reload())
     await page.wait_for(STATE, "joined")
-    await page.wait_for("(text) => { const s = (%s)(text); return s.length === 1 && s[0] === 'settled'; }"
-                        % SHOWN, TEXT)
+    once_settled = f"(text) => {{ const s = ({SHOWN})(text); return s.length === 1 && s[0] === 'settled'; }}"
+    await page.wait_for(once_settled, TEXT)
     await py.say("and after it")
     await log_has(page, "and after it")
     if not reach:

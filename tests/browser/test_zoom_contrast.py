@@ -65,7 +65,8 @@ async def test_the_room_reflows_at_200_and_400_percent(
     await page.wait_for("() => document.querySelector('.reaction-button')")
     # A very long word and a line of emoji break where they must, inside the log.
     await say(page, "Supercalifragilistic" * 15)
-    await say(page, "\N{SMILING FACE WITH OPEN MOUTH}\N{HEAVY BLACK HEART}\N{VARIATION SELECTOR-16}\N{PERSON WITH FOLDED HANDS}" * 40)
+    emoji = "\N{SMILING FACE WITH OPEN MOUTH}\N{HEAVY BLACK HEART}\N{VARIATION SELECTOR-16}"
+    await say(page, (emoji + "\N{PERSON WITH FOLDED HANDS}") * 40)
     assert await page.evaluate(
         "() => { const log = document.getElementById('chat-log').getBoundingClientRect();"
         " return [...document.querySelectorAll('#chat-log .msg .text')]"
