@@ -188,7 +188,12 @@ class CrisisDesk:
     def flagged(self, room: Room, member: Member, msg: p.Flag, now: float) -> list[Effect]:
         """A `flag` from `member`: its own detector fired (never text: category, severity,
         rule pack), or a facilitator flags someone (a participant may not: "worried" is
-        theirs)."""
+        theirs). A flag with a client id is answered once, as a help press is: the person
+        who said yes to "do you want a facilitator?" as the link dropped is not forgotten,
+        and their page's resend is not a second flag."""
+        again = member.answered(msg.id, msg.ref)
+        if again is not None:  # and where their own request stands (a status may be lost)
+            return [Reply(again), *self.standing(room.id, member.id)]
         if msg.member is None or msg.member == member.id:
             if msg.manual:
                 raise ProtocolError("bad_message", "flag.manual: a flag about yourself is a "
@@ -202,9 +207,14 @@ class CrisisDesk:
                         Audit(member.actor, "flag", None, room.id, "refused:forbidden")]
             person = room.target(msg.member, msg.ref)
             trigger = "facilitator_flag" if msg.manual else "facilitator_detector"
-        return self.flag(room, person, trigger=trigger, severity=msg.severity,
-                         category=msg.category, rule_pack=msg.pack, now=now, ref=msg.ref,
-                         actor=None if trigger == "self_detector" else member.actor)
+        effects = self.flag(room, person, trigger=trigger, severity=msg.severity,
+                            category=msg.category, rule_pack=msg.pack, now=now, ref=msg.ref,
+                            actor=None if trigger == "self_detector" else member.actor)
+        received = effects[0]
+        if msg.id is not None and isinstance(received, Reply) \
+                and isinstance(received.message, FlagReceived):
+            member.remember(msg.id, received.message)
+        return effects
 
     def worried(self, room: Room, reporter: Member, person: Member, now: float,
                 ref: str | None) -> list[Effect]:

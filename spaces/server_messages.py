@@ -336,7 +336,7 @@ SERVER_TYPES: Final = frozenset(cls.TYPE for cls in SERVER_MESSAGES)
 
 # The answers a member's resend gets again (spaces/room.py Member.replies), kept in the
 # room's saved state by their wire form.
-Remembered = Sent | HelpReceived
+Remembered = Sent | HelpReceived | FlagReceived
 
 
 def remembered(data: Mapping[str, Any]) -> Remembered:
@@ -347,8 +347,10 @@ def remembered(data: Mapping[str, Any]) -> Remembered:
         kind = Sent
     elif name == "help_received":
         kind = HelpReceived
+    elif name == "flag_received":
+        kind = FlagReceived
     else:
-        raise ValueError("not a remembered answer (sent or help_received)")
+        raise ValueError("not a remembered answer (sent, help_received or flag_received)")
     try:
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as invalid:

@@ -225,7 +225,7 @@ async def test_the_detector_asks_first_and_the_server_gets_only_category_severit
     flags = sent_flags(frames)
     assert len(flags) == 1, flags
     [flag] = flags
-    assert set(flag) <= {"type", "category", "severity", "pack", "ref"}, flag
+    assert set(flag) <= {"type", "category", "severity", "pack", "id", "ref"}, flag
     assert flag["category"] in ("intent", "means_method", "farewell", "harm_from_others")
     en_pack = f"hearth-en:{load_crisis().packs['en'].version}"  # the shipped pack, as served
     assert flag["severity"] in ("low", "medium", "high") and flag["pack"] == en_pack
