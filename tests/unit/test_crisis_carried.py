@@ -90,3 +90,78 @@ def test_a_flag_with_a_bad_id_is_refused_naming_it() -> None:
     [error] = replies(w.send(person, {**SELF_FLAG, "id": "no spaces here"}), "error")
     assert error["code"] == "bad_message" and "flag.id" in error["message"]
     assert w.venue.crisis.desk.incidents == {}
+
+
+# --- the claim on an incident moves with its room -------------------------------------------
+
+
+def claimed_then_moved(action: str) -> tuple[CrisisWorld, str, str, str, str]:
+    """A facilitator in the room claims a press (`ack`, or `ack` then `engage`); the room
+    then moves to another node, where both resume: (the new node, the incident, the
+    person's and the facilitator's tokens there, the person's member id)."""
+    w = CrisisWorld()
+    fac_conn = w.connect()
+    ticket = w.venue.issue_ticket("facilitator", w.clock.seconds(), account="ana")
+    fac_welcome = reply(w.send(fac_conn, {"type": "join", "room": "circle", "ticket": ticket,
+                                          "pseudonym": "Ana Host"}), "welcome")
+    person = w.connect()
+    welcome = reply(w.send(person, {"type": "join", "room": "circle",
+                                    "pseudonym": "Quiet Otter"}), "welcome")
+    incident = replies(w.send(person, {"type": "help", "id": "p1"}), "help_received")[0][
+        "incident"]
+    w.send(fac_conn, {"type": "alert_seen", "incident": incident})
+    w.send(fac_conn, {"type": "incident", "incident": incident, "action": "ack"})
+    if action == "engage":
+        w.send(fac_conn, {"type": "incident", "incident": incident, "action": "engage"})
+    assert w.venue.crisis.desk.incidents[incident].claimed_by == ("ana",)
+    w.later(5)
+    return moved(w), incident, welcome["token"], fac_welcome["token"], welcome["member"]
+
+
+def test_after_a_move_the_claim_still_lapses_when_the_claimant_leaves() -> None:
+    there, incident, person_token, fac_token, otter = claimed_then_moved("ack")
+    assert there.venue.crisis.desk.incidents[incident].claimed_by == ("ana",)
+    _, told = resume(there, person_token)
+    assert statuses(told, otter) == ["acknowledged"]  # the truth, on the new node
+    person_token = reply(told, "welcome")["token"]  # (every resume replaces it)
+    fac, _ = resume(there, fac_token)
+    there.later(3)
+    assert there.venue.crisis.desk.incidents[incident].state == "acknowledged"
+
+    there.send(fac, {"type": "leave"})
+    after = there.later(1)
+    record = there.venue.crisis.desk.incidents[incident]
+    assert record.state == "open" and record.claimed_by == ()
+    assert record.history[-1][1] == "responder_left"
+    assert statuses(after, otter) == ["reopened"]
+    # the person, back after a drop, reads that it is open again — never "told"
+    _, back = resume(there, person_token)
+    assert statuses(back, otter) == ["reopened"]
+
+
+def test_after_a_move_an_engaged_incident_whose_facilitator_never_came_back_is_open_again(
+) -> None:
+    there, incident, person_token, _, otter = claimed_then_moved("engage")
+    _, told = resume(there, person_token)
+    assert statuses(told, otter) == ["engaged"]
+    grace = int(there.venue.config.session.resume_grace_seconds)
+    after = there.later(grace + 2)  # the facilitator's console never resumed on this node
+    assert there.venue.crisis.desk.incidents[incident].state == "open"
+    assert statuses(after, otter) == ["reopened"]
+
+
+def test_the_claimants_are_in_the_shared_log_and_a_claim_from_outside_the_room_never_lapses(
+) -> None:
+    w = CrisisWorld()
+    person, _ = w.person("Quiet Otter")
+    incident = replies(w.send(person, {"type": "help"}), "help_received")[0]["incident"]
+    outside = w.venue.crisis.act(w.venue.rooms, "on-call", incident, "ack", None,
+                                 w.clock.seconds(), None)
+    [record] = [e.incident for e in outside if isinstance(e, Record)]
+    assert record["claimed_by"] == [] and record["responders"] == ["on-call"]
+    w.later(120)
+    assert w.venue.crisis.desk.incidents[incident].state == "acknowledged"
+    fac, _ = w.facilitator("ben")
+    engaged = w.send(fac, {"type": "incident", "incident": incident, "action": "engage"})
+    [record] = [e.incident for e in engaged if isinstance(e, Record)]
+    assert record["claimed_by"] == ["ben"]  # (what another node learns from the log)
