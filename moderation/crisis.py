@@ -61,6 +61,7 @@ from hearth.spaces.room import Member, Room
 from hearth.spaces.server_messages import (
     ConcernReceived,
     DeliveryFailing,
+    DeliveryRestored,
     DutyState,
     FlagReceived,
     HelpPrompt,
@@ -483,10 +484,13 @@ class CrisisDesk:
     # --- escalation ---------------------------------------------------------------------
 
     def failing(self, rooms: Mapping[str, Room], channel: str, incident_id: str,
-                attempts: int) -> list[Effect]:
+                attempts: int, delivered: bool = False) -> list[Effect]:
         """An on-call alert of the incident did not get through (`attempts` failed tries so
-        far): its room's facilitators and everyone on duty hear it — on-call may not know."""
-        message = DeliveryFailing(channel=channel, incident=incident_id, attempts=attempts)
+        far): its room's facilitators and everyone on duty hear it — on-call may not know.
+        With `delivered`, one that had failed got through at last: the same consoles hear
+        that on-call has it now. The person hears neither: nothing about on-call is theirs."""
+        kind = DeliveryRestored if delivered else DeliveryFailing
+        message = kind(channel=channel, incident=incident_id, attempts=attempts)
         incident = self.desk.incidents.get(incident_id)
         if incident is None:  # (another node's, adopted from its outbox)
             return [DutyBroadcast(message)]

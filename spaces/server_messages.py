@@ -312,6 +312,14 @@ class DeliveryFailing(ServerMessage, tag="delivery_failing", frozen=True, kw_onl
     attempts: int
 
 
+class DeliveryRestored(ServerMessage, tag="delivery_restored", frozen=True, kw_only=True):
+    """{"type":"delivery_restored","channel","incident","attempts"} — an on-call alert that
+    had failed (`attempts` failed tries, told as delivery_failing) got through at last."""
+    channel: str
+    incident: str
+    attempts: int
+
+
 class AlertNotShared(ServerMessage, tag="alert_not_shared", frozen=True, kw_only=True):
     """{"type":"alert_not_shared","incident"} — an alert of that incident is on the raising
     node's disk only for now (the shared store did not answer in time)."""

@@ -855,8 +855,23 @@ function onMessage(message) {
       const key = { 0: "console.delivery_nowhere", 1: "console.delivery_first_failed" }[message.attempts]
         ?? "console.delivery_failing";
       const warning = el("p", "notice-box", t(key, { channel: message.channel, id: message.incident }));
+      warning.dataset.incident = message.incident;
+      warning.dataset.channel = message.channel;
       $("delivery").append(warning);
       tone();
+      break;
+    }
+    case "delivery_restored": {
+      // An on-call alert that had failed got through: its warnings give way to that news
+      // (a later failure of another alert warns again).
+      for (const old of $("delivery").querySelectorAll("p")) {
+        if (old.dataset.incident === message.incident && old.dataset.channel === message.channel) old.remove();
+      }
+      const news = el("p", "notice-box", t("console.delivery_restored",
+        { channel: message.channel, id: message.incident, attempts: message.attempts }));
+      news.dataset.incident = message.incident;
+      news.dataset.channel = message.channel;
+      $("delivery").append(news);
       break;
     }
     case "error":
