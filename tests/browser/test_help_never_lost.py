@@ -2,7 +2,8 @@
 server has not answered, says honestly that it waits for the connection (never that it
 could not be sent, never that anyone knows), and sends it again with the same client id as
 soon as it is back in the room; the server answers the repeated id once — one incident,
-one alert. And the button is there for a keyboard and a screen reader."""
+one alert. The detector's "yes, talk privately" (a flag) is kept and sent again the same
+way. And the button is there for a keyboard and a screen reader."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
-from tests.browser.console_steps import enter, my_id, python_facilitator
+from tests.browser.console_steps import APP, enter, my_id, python_facilitator
 from tests.browser.harness import Browser, Page, open_page
 from tests.support.live import LiveServer
 
@@ -30,16 +31,17 @@ QUEUED = "You are not connected right now: your request will be sent as soon as 
 RECEIVED = "Your request was received."
 
 
-def losing_the_first_help(node: Any, member: str, code: int, helps: list[dict[str, Any]]
-                          ) -> Callable[[Any, bytes, bool], None]:
-    """The node's frame handler, but the member's first `help` is lost on the way and its
-    connection closed with `code` — or, with code 0, answered `room_moving` (a node that
-    could not hand it to the room's node: nothing was done); every help frame the member
-    sends is kept in `helps`."""
+def losing_the_first_help(node: Any, member: str, code: int, helps: list[dict[str, Any]],
+                          kind: str = "help") -> Callable[[Any, bytes, bool], None]:
+    """The node's frame handler, but the member's first `help` (or `kind`) is lost on the
+    way and its connection closed with `code` — or, with code 0, answered `room_moving` (a
+    node that could not hand it to the room's node: nothing was done); every such frame the
+    member sends is kept in `helps`."""
     received = node.received
+    wanted = f'"{kind}"'.encode()
 
     def handle(link: Any, frame: bytes, is_binary: bool) -> None:
-        if not is_binary and b'"help"' in frame and link.members == {member}:
+        if not is_binary and wanted in frame and link.members == {member}:
             helps.append(json.loads(frame))
             if len(helps) == 1:
                 if code:
@@ -87,6 +89,51 @@ async def test_a_press_lost_with_the_connection_is_sent_again_and_counted_once(
     assert alert["incident"]["id"] == incident.id
     assert not [m for m in fac.inbox if m["type"] == "incident" and m.get("reason") == "alert"]
 
+    await fac.close()
+
+
+@pytest.mark.parametrize("code", [1011, 0], ids=["dropped", "room_moving"])
+@pytest_twisted.ensureDeferred
+async def test_a_yes_to_the_detector_lost_with_the_connection_is_sent_again_and_counted_once(
+        server: LiveServer, browser: Browser, pages: list[Page], code: int) -> None:
+    """Someone says yes to "do you want to talk privately with a facilitator?" as their link
+    drops: the page keeps the flag and says so honestly, sends it again with the same id,
+    and the server opens one incident, alerts once."""
+    fac = await python_facilitator(server)
+    page = await open_page(browser, pages, server.http_url)
+    await enter(page, "circle", "Quiet Otter")
+    member = await my_id(page)
+    await page.wait_for(f"() => {APP}.dataset.detector === 'ready'")
+    await page.evaluate(WATCH_STATE)
+    typed = "I have 40 pills saved and tonight is the night"
+    await page.do(lambda p: (p.fill("#chat-input", typed), p.press("#chat-input", "Enter")))
+    await page.wait_for("() => !document.getElementById('care-prompt').hidden")
+
+    node: Any = server.hearth.node
+    received = node.received
+    flags: list[dict[str, Any]] = []
+    node.received = losing_the_first_help(node, member, code, flags, kind="flag")
+    try:
+        await page.do(lambda p: p.click("#care-yes"))
+        await page.wait_for("(text) => document.getElementById('help-state').textContent"
+                            ".startsWith(text)", RECEIVED, timeout_ms=30_000)
+    finally:
+        node.received = received
+
+    assert len(flags) == 2 and flags[0]["id"] and flags[0]["id"] == flags[1]["id"], flags
+    assert "text" not in flags[1] and flags[1]["category"] == flags[0]["category"]
+    states: list[str] = await page.evaluate("() => window.helpStates")
+    if code:
+        assert any(s.startswith(QUEUED) for s in states), states
+    assert not any("could not" in s or "screen" in s or "told" in s for s in states), states
+    [incident] = node.venue.crisis.desk.incidents.values()
+    assert incident.trigger == "self_detector"
+    assert [e for _, e, _ in incident.history] == ["open"]
+    alert = await fac.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert")
+    assert alert["incident"]["id"] == incident.id
+    assert not [m for m in fac.inbox if m["type"] == "incident" and m.get("reason") == "alert"]
+    # the message the person typed is still theirs to send or not
+    assert await page.evaluate("() => document.getElementById('chat-input').value") == typed
     await fac.close()
 
 
