@@ -327,6 +327,17 @@ class Alert:
     cause: Cause = "tier"
 
 
+def _refusal(incident: IncidentRecord, event: str) -> str:
+    """Why a step is refused, for people: a second console's acknowledgement (two at once)
+    hears who has it already."""
+    done = {"ack": ("ack", "acknowledged"), "engage": ("engage", "engaged")}.get(event)
+    if done is not None and incident.state in REACHED[done[1]] - {"resolved"}:
+        by = next((a for _, e, a in reversed(incident.history) if e == done[0]), None)
+        who = f" by {by}" if by else ""
+        return f"This incident was already {done[1]}{who}; it is {incident.state} now."
+    return f"An incident that is {incident.state} cannot take {event!r}."
+
+
 def _unique(items: Iterable[Notify]) -> tuple[Notify, ...]:
     return tuple(dict.fromkeys(items))
 
@@ -458,8 +469,7 @@ class IncidentDesk:
             raise IncidentRefused("incident_invalid", f"Unknown incident event {event!r}.")
         target = rule.get(incident.state)
         if target is None:
-            raise IncidentRefused("incident_state",
-                                  f"An incident that is {incident.state} cannot take {event!r}.")
+            raise IncidentRefused("incident_state", _refusal(incident, event))
         if event == "seen" and actor is not None:
             since = incident.asked_at()
             if any(e == "seen" and a == actor and t >= since for t, e, a in incident.history):
