@@ -1,17 +1,19 @@
 """What the crisis path carries across a dropped link and a room moving node, on a fake
 clock: the detector's "talk privately" (a flag with a client id) is answered once however
-often the page sends it, and the claim on an incident (who acknowledged or engaged it from
-the room) moves with the room, so that the claim still lapses when they leave and the
-person still reads the truth."""
+often the page sends it; the claim on an incident (who acknowledged or engaged it from the
+room) moves with the room, so that the claim still lapses when they leave and the person
+still reads the truth; and a private corner stays private, in chat and voice."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from hearth.spaces.effects import Effect, Record
+from hearth.spaces.effects import Effect, Record, Send, Voice
+from hearth.spaces.layout import Point
+from hearth.spaces.voice import build_frame
 from tests.support.crisis import CrisisWorld, duty, replies, sent
-from tests.support.world import reply
+from tests.support.world import COMMIT, reply
 
 SELF_FLAG = {"type": "flag", "category": "intent", "severity": "medium", "pack": "hearth-en:3.4.0"}
 
@@ -165,3 +167,94 @@ def test_the_claimants_are_in_the_shared_log_and_a_claim_from_outside_the_room_n
     engaged = w.send(fac, {"type": "incident", "incident": incident, "action": "engage"})
     [record] = [e.incident for e in engaged if isinstance(e, Record)]
     assert record["claimed_by"] == ["ben"]  # (what another node learns from the log)
+
+
+# --- a private corner, after the room moves node -------------------------------------------
+
+
+def test_a_private_corner_stays_private_in_chat_and_voice_after_the_room_moves_node() -> None:
+    w = CrisisWorld()
+    fac = w.connect()
+    ticket = w.venue.issue_ticket("facilitator", w.clock.seconds(), account="ana")
+    wf = reply(w.send(fac, {"type": "join", "room": "circle", "ticket": ticket,
+                            "pseudonym": "Ana Host"}), "welcome")
+    person, outsider = w.connect(), w.connect()
+    wp = reply(w.send(person, {"type": "join", "room": "circle", "pseudonym": "Quiet Otter"}),
+               "welcome")
+    wo = reply(w.send(outsider, {"type": "join", "room": "circle", "pseudonym": "Still Heron"}),
+               "welcome")
+    w.send(fac, {"type": "private_corner", "corner": "corner-west", "member": wp["member"]})
+    said = w.send(person, {"type": "envelope", "body": "AAAA", "commitment": COMMIT,
+                           "zone": "corner-west"})
+    assert replies(said, "sent")[0]["seq"] == 1
+
+    there = moved(w)
+    conns = {}
+    for name, welcome in (("fac", wf), ("person", wp), ("outsider", wo)):
+        conn, effects = resume(there, welcome["token"])
+        assert reply(effects, "welcome")["room"]["private"] == {
+            "corner-west": sorted([wf["member"], wp["member"]])}
+        conns[name] = conn
+    there.clock.advance(1)
+    room = there.venue.rooms["circle"]
+    assert room.config.layout.zone_of(room.members[wp["member"]].pos) == "corner-west"
+    # chat: the corner's two only, its own seq going on
+    said = there.send(conns["person"], {"type": "envelope", "body": "AAAA", "commitment": COMMIT,
+                                        "zone": "corner-west"})
+    assert [e.member for e in said if isinstance(e, Send)] == [wf["member"]]
+    assert replies(said, "sent")[0]["seq"] == 2
+    assert reply(there.send(conns["outsider"], {"type": "envelope", "body": "AAAA",
+                                                "commitment": COMMIT, "zone": "corner-west"}),
+                 "error")["code"] == "not_in_zone"
+    # the outsider still cannot walk in
+    room.members[wo["member"]].pos = Point(3.3, 3.3)
+    assert reply(there.send(conns["outsider"], {"type": "move", "x": 2.9, "y": 2.9}),
+                 "error")["code"] == "corner_private"
+    # voice: the person's frames reach the facilitator only
+    heard = there.venue.rooms["circle"].voice_frame(
+        room.members[wp["member"]], build_frame(b"\x00" * 20, seq=1, level=10),
+        there.clock.seconds())
+    assert [v.listeners for v in heard if isinstance(v, Voice)] == [(wf["member"],)]
+
+
+# --- the same person in two tabs; two consoles at once ------------------------------------
+
+
+def test_two_tabs_of_one_person_pressing_are_each_answered_and_alerted() -> None:
+    """Two tabs are two members from one address: neither press is merged into the other's
+    incident while both are in the room (a household shares an address too), so each is
+    answered and alerted; the same tab pressing again joins its own incident."""
+    w = CrisisWorld()
+    _, fac_id = w.facilitator()
+    tab1, _ = w.person("Quiet Otter")
+    tab2, _ = w.person("Quiet Otter Two")
+    first = w.send(tab1, {"type": "help", "id": "a"})
+    second = w.send(tab2, {"type": "help", "id": "b"})
+    ids = [replies(e, "help_received")[0]["incident"] for e in (first, second)]
+    assert ids[0] != ids[1]
+    for effects, incident in zip((first, second), ids, strict=True):
+        assert [m["incident"]["id"] for m in sent(effects, fac_id, "incident")] == [incident]
+    again = w.send(tab1, {"type": "help", "id": "c"})
+    assert replies(again, "help_received")[0]["incident"] == ids[0]
+    assert len(w.venue.crisis.desk.incidents) == 2
+
+
+def test_two_consoles_acknowledging_at_once_make_one_claim_and_the_second_is_told_why() -> None:
+    w = CrisisWorld()
+    ana, ana_id = w.facilitator("ana")
+    ben, ben_id = w.facilitator("ben")
+    person, otter = w.person("Quiet Otter")
+    incident = replies(w.send(person, {"type": "help"}), "help_received")[0]["incident"]
+    first = w.send(ana, {"type": "incident", "incident": incident, "action": "ack", "ref": "a1"})
+    second = w.send(ben, {"type": "incident", "incident": incident, "action": "ack", "ref": "b1"})
+    record = w.venue.crisis.desk.incidents[incident]
+    assert record.state == "acknowledged" and record.claimed_by == ("ana",)
+    assert [e for _, e, _ in record.history].count("ack") == 1
+    assert statuses(first, otter) == ["acknowledged"] and statuses(second, otter) == []
+    [error] = replies(second, "error")
+    assert error["code"] == "incident_state" and error["ref"] == "b1"
+    assert "already acknowledged" in error["message"] and "ana" in error["message"]
+    # both consoles saw the one acknowledgement
+    for member in (ana_id, ben_id):
+        assert [m["reason"] for m in sent(first, member, "incident")] == ["ack"]
+    assert sent(second, ana_id, "incident") == []
