@@ -10,9 +10,11 @@ import json
 from typing import Any
 
 from hearth.spaces.effects import Effect, Record, Send, Voice
+from hearth.spaces.host import NODE_TTL
 from hearth.spaces.layout import Point
 from hearth.spaces.voice import build_frame
 from tests.support.crisis import CrisisWorld, duty, replies, sent
+from tests.support.hosts import Nodes
 from tests.support.world import COMMIT, reply
 
 SELF_FLAG = {"type": "flag", "category": "intent", "severity": "medium", "pack": "hearth-en:3.4.0"}
@@ -258,3 +260,32 @@ def test_two_consoles_acknowledging_at_once_make_one_claim_and_the_second_is_tol
     for member in (ana_id, ben_id):
         assert [m["reason"] for m in sent(first, member, "incident")] == ["ack"]
     assert sent(second, ana_id, "incident") == []
+
+
+def test_after_its_node_dies_a_claim_whose_facilitator_never_comes_back_lapses_there() -> None:
+    """Routing hosts on one bus: the room runs on node1, where the facilitator acknowledged
+    a press of someone connected through node2. node1 dies; node2 takes the room over from
+    its saved state. The facilitator's console died with node1 and never resumes: once its
+    grace is over the incident is open again on node2 and the person reads it."""
+    nodes = Nodes(2)
+    ticket = nodes.hosts["node1"].venue.issue_ticket("facilitator", nodes.clock.seconds(),
+                                                     "ana")
+    facilitator = nodes.join("node1", ticket=ticket)
+    person = nodes.join("node2", pseudonym="Quiet Otter")
+    nodes.send(person, {"type": "help", "id": "p1"})
+    incident = person.last("help_received")["incident"]
+    nodes.send(facilitator, {"type": "incident", "incident": incident, "action": "ack"})
+    assert person.last("help_status")["status"] == "acknowledged"
+    nodes.advance(2)  # saved with the room
+    nodes.kill("node1")
+    nodes.advance(NODE_TTL + 2)
+    assert person.last("moving")["room"] == "circle"
+    back = nodes.connect("node2")
+    nodes.send(back, {"type": "resume", "token": person.last("welcome")["token"]})
+    assert back.last("welcome")["resumed"]
+    assert [m["status"] for m in back.of("help_status")] == ["acknowledged"]
+    desk = nodes.hosts["node2"].venue.crisis.desk
+    assert desk.incidents[incident].claimed_by == ("ana",)
+    nodes.advance(nodes.config.session.resume_grace_seconds + 3)
+    assert desk.incidents[incident].state == "open"
+    assert back.last("help_status")["status"] == "reopened"
