@@ -55,6 +55,38 @@ def losing_the_first_help(node: Any, member: str, code: int, helps: list[dict[st
     return handle
 
 
+async def asked_through_a_drop(page: Page, node: Any, member: str, code: int, kind: str,
+                               button: str) -> list[dict[str, Any]]:
+    """Click `button` while the member's first `kind` frame is lost (losing_the_first_help),
+    until the card says the request was received: it went twice, with one client id, and
+    the card never said it could not be sent or that anyone has it. The frames sent."""
+    received = node.received
+    frames: list[dict[str, Any]] = []
+    node.received = losing_the_first_help(node, member, code, frames, kind=kind)
+    try:
+        await page.do(lambda p: p.click(button))
+        await page.wait_for("(text) => document.getElementById('help-state').textContent"
+                            ".startsWith(text)", RECEIVED, timeout_ms=30_000)
+    finally:
+        node.received = received
+    assert len(frames) == 2 and frames[0]["id"] and frames[0]["id"] == frames[1]["id"], frames
+    states: list[str] = await page.evaluate("() => window.helpStates")
+    if code:  # (a room_moving answer came on an open connection: sent again shortly)
+        assert any(s.startswith(QUEUED) for s in states), states
+    assert not any("could not" in s or "screen" in s or "told" in s for s in states), states
+    return frames
+
+
+async def opened_and_alerted_once(node: Any, fac: Any) -> Any:
+    """The one incident there is, opened once and alerted once to the room's facilitator."""
+    [incident] = node.venue.crisis.desk.incidents.values()
+    assert [e for _, e, _ in incident.history] == ["open"]
+    alert = await fac.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert")
+    assert alert["incident"]["id"] == incident.id
+    assert not [m for m in fac.inbox if m["type"] == "incident" and m.get("reason") == "alert"]
+    return incident
+
+
 @pytest.mark.parametrize("code", [4010, 1011, 0], ids=["room_moved", "dropped", "room_moving"])
 @pytest_twisted.ensureDeferred
 async def test_a_press_lost_with_the_connection_is_sent_again_and_counted_once(
@@ -64,31 +96,10 @@ async def test_a_press_lost_with_the_connection_is_sent_again_and_counted_once(
     await enter(page, "circle", "Quiet Otter")
     member = await my_id(page)
     await page.evaluate(WATCH_STATE)
-
     node: Any = server.hearth.node
-    received = node.received
-    helps: list[dict[str, Any]] = []
-    node.received = losing_the_first_help(node, member, code, helps)
-    try:
-        await page.do(lambda p: p.click("#help-button"))
-        await page.wait_for("(text) => document.getElementById('help-state').textContent"
-                            ".startsWith(text)", RECEIVED, timeout_ms=30_000)
-    finally:
-        node.received = received
-
     # the same press, twice on the wire: the same client id; the first never arrived
-    assert len(helps) == 2 and helps[0]["id"] and helps[0]["id"] == helps[1]["id"], helps
-    states: list[str] = await page.evaluate("() => window.helpStates")
-    if code:  # (a room_moving answer came on an open connection: sent again shortly)
-        assert any(s.startswith(QUEUED) for s in states), states
-    assert not any("could not" in s or "screen" in s or "told" in s for s in states), states
-    # one incident, opened once, alerted once
-    [incident] = node.venue.crisis.desk.incidents.values()
-    assert [e for _, e, _ in incident.history] == ["open"]
-    alert = await fac.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert")
-    assert alert["incident"]["id"] == incident.id
-    assert not [m for m in fac.inbox if m["type"] == "incident" and m.get("reason") == "alert"]
-
+    await asked_through_a_drop(page, node, member, code, "help", "#help-button")
+    await opened_and_alerted_once(node, fac)
     await fac.close()
 
 
@@ -110,28 +121,10 @@ async def test_a_yes_to_the_detector_lost_with_the_connection_is_sent_again_and_
     await page.wait_for("() => !document.getElementById('care-prompt').hidden")
 
     node: Any = server.hearth.node
-    received = node.received
-    flags: list[dict[str, Any]] = []
-    node.received = losing_the_first_help(node, member, code, flags, kind="flag")
-    try:
-        await page.do(lambda p: p.click("#care-yes"))
-        await page.wait_for("(text) => document.getElementById('help-state').textContent"
-                            ".startsWith(text)", RECEIVED, timeout_ms=30_000)
-    finally:
-        node.received = received
-
-    assert len(flags) == 2 and flags[0]["id"] and flags[0]["id"] == flags[1]["id"], flags
+    flags = await asked_through_a_drop(page, node, member, code, "flag", "#care-yes")
     assert "text" not in flags[1] and flags[1]["category"] == flags[0]["category"]
-    states: list[str] = await page.evaluate("() => window.helpStates")
-    if code:
-        assert any(s.startswith(QUEUED) for s in states), states
-    assert not any("could not" in s or "screen" in s or "told" in s for s in states), states
-    [incident] = node.venue.crisis.desk.incidents.values()
+    incident = await opened_and_alerted_once(node, fac)
     assert incident.trigger == "self_detector"
-    assert [e for _, e, _ in incident.history] == ["open"]
-    alert = await fac.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert")
-    assert alert["incident"]["id"] == incident.id
-    assert not [m for m in fac.inbox if m["type"] == "incident" and m.get("reason") == "alert"]
     # the message the person typed is still theirs to send or not
     assert await page.evaluate("() => document.getElementById('chat-input').value") == typed
     await fac.close()
