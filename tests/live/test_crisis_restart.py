@@ -7,28 +7,18 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
-from typing import Any
 
 import pytest_twisted
 
 from hearth.client.websocket import HearthClient
-from hearth.spaces.config import to_toml as toml_of
-from tests.support.config import BASE
+from tests.support.config import config_file
 from tests.support.serving import ServedHearth
-
-
-def write_config(tmp_path: Path) -> Path:
-    path = tmp_path / "hearth.toml"
-    data: dict[str, Any] = {**BASE, "server": {**BASE["server"],
-                                               "data_dir": str(tmp_path / "data")}}
-    path.write_text(toml_of(data))
-    return path
 
 
 @pytest_twisted.ensureDeferred
 async def test_a_press_is_one_incident_across_a_restart_and_its_resend_is_answered_the_same(
         tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+    config = config_file(tmp_path)
     served = ServedHearth("--config", str(config))
     try:
         served.wait_ready()
