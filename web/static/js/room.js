@@ -145,13 +145,16 @@ function forgetEntry(entry) {
 }
 
 /** Seal and keep the conversation as it is now. Sealing 200 lines is a few milliseconds'
- *  work, so a burst of messages (hundreds handed over after a reconnection) is not sealed once
- *  per line, which froze the page for seconds: a save waits for the one under way and then at
- *  least SAVE_GAP_MS, and takes everything that came meanwhile (keep.js copies the list when a
- *  save starts). `soon`: one's own line (sending, or acknowledged) is kept at once, so a reload
- *  right after it neither loses it nor sends it again. */
+ *  work: in an ordinary conversation every line is kept at once, but a burst (hundreds of lines
+ *  handed over after a reconnection) sealed once per line froze the page for seconds. So once
+ *  more than BURST_SAVES saves went in the last second, a save waits for the one under way and
+ *  then SAVE_GAP_MS, and takes everything that came meanwhile (keep.js copies the list when a
+ *  save starts); a reload in the middle of a burst may then miss its last fraction of a second.
+ *  `soon`: one's own line (sending, or acknowledged) is kept at once, so a reload right after
+ *  it neither loses it nor sends it again. */
 const SAVE_GAP_MS = 200;
-const saves = { running: false, dirty: false, soon: false, timer: null };
+const BURST_SAVES = 20; // a second of ordinary conversation never comes near
+const saves = { running: false, dirty: false, soon: false, timer: null, recent: [] };
 function saveConversation({ soon = false } = {}) {
   if (!keep) return;
   saves.dirty = true;
@@ -162,15 +165,19 @@ function saveConversation({ soon = false } = {}) {
 function nextSave() {
   if (saves.running || !saves.dirty || (saves.timer !== null && !saves.soon)) return;
   clearTimeout(saves.timer);
+  const now = performance.now();
+  saves.recent = saves.recent.filter((at) => now - at < 1000);
+  saves.recent.push(now);
   Object.assign(saves, { running: true, dirty: false, soon: false, timer: null });
   keep.saveLog(conversation).finally(() => {
     saves.running = false;
-    // A quiet spell before the next save (unless one's own line wants keeping at once).
-    saves.timer = setTimeout(() => {
-      saves.timer = null;
-      nextSave();
-    }, SAVE_GAP_MS);
-    if (saves.soon) nextSave();
+    if (saves.recent.length > BURST_SAVES) {
+      saves.timer = setTimeout(() => {
+        saves.timer = null;
+        nextSave();
+      }, SAVE_GAP_MS); // a burst: a quiet spell before the next save
+    }
+    nextSave();
   });
 }
 
