@@ -293,7 +293,17 @@ def serve(args: argparse.Namespace) -> int:
     if redis_url:
         from hearth.web.redis_broker import RedisBroker
         broker = RedisBroker(redis_url)
-    from hearth.web.datadir import DataDirError
+    from hearth.web.datadir import DataDirError, DataDirInUse, lock_data_dir
+    try:
+        # Held until the process exits: nothing else here reads or writes the directory first.
+        lock_data_dir(Path(config.server.data_dir))
+    except DataDirInUse as exc:
+        print(f"hearth: cannot start: {exc}. Nothing in it was changed.", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"hearth: cannot start: {config.source}: server.data_dir: "
+              f"{exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     try:
         hearth = make_hearth(config, reactor, args.listen, broker=broker, node_id=args.node_id,
                              persist_rooms=True)
