@@ -76,6 +76,7 @@ from hearth.spaces.server_messages import (
     remembered,
 )
 from hearth.spaces.voice import VoiceRoute, VoiceRules, parse_header, stamp_slot
+from hearth.spaces.wording import counted
 
 Role = Literal["participant", "facilitator", "operator"]
 LeaveReason = Literal["left", "timeout", "removed"]
@@ -451,7 +452,7 @@ class Room:
             wait = member.last_envelope + self.slow_mode - now
             if wait > 0:
                 raise ProtocolError("slow_mode", f"Slow mode is on: you can write again in "
-                                                 f"{max(1, round(wait))} seconds.", ref)
+                                                 f"{counted(max(1, round(wait)), 'second')}.", ref)
         member.last_envelope = now
         ts = int(now * 1000)
         tag = self._tagger(member.id, commitment)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from hearth.spaces.wording import counted
 from hearth.web.logs import LEVELS as LOG_LEVELS
 
 DEFAULT_LISTEN_HELP = "a Twisted endpoint string, e.g. tcp:8080:interface=127.0.0.1 (repeatable)"
@@ -316,7 +317,7 @@ def serve(args: argparse.Namespace) -> int:
     WatchdogService(systemd, reactor).setServiceParent(hearth.service)
     hearth.service.startService()
     status = {"code": 0}
-    serving = (f"Serving {len(config.rooms)} rooms; broker {hearth.node.broker.name}, "
+    serving = (f"Serving {counted(len(config.rooms), 'room')}; broker {hearth.node.broker.name}, "
                f"node {hearth.node.id}")
 
     def ready(_: Any) -> None:
@@ -775,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load(args.path, None)  # no PATH: the default config, as everywhere
         if config is None:
             return 2
-        print(f"{config.source}: OK ({len(config.rooms)} rooms)")
+        print(f"{config.source}: OK ({counted(len(config.rooms), 'room')})")
         from hearth.web.webtransport import describe
         voice = describe(config)
         if voice:

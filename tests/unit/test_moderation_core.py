@@ -240,7 +240,10 @@ def test_lock_capacity_and_slow_mode() -> None:
     assert broadcasts(w.send(talker, envelope), "envelope")
     assert error_code(w.send(talker, envelope)) == "slow_mode"
     assert broadcasts(w.send(fac, envelope), "envelope")  # facilitators are not slowed
-    w.clock.advance(10)
+    w.clock.advance(9.4)
+    assert reply(w.send(talker, envelope), "error")["message"].endswith(
+        "you can write again in 1 second.")
+    w.clock.advance(0.6)
     assert broadcasts(w.send(talker, envelope), "envelope")
 
 
