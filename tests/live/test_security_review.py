@@ -1,0 +1,87 @@
+"""The second security review's findings that need a live server: an on-call receiver that
+never ends its answer, a malformed acknowledgement link, the headers of every response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest_twisted
+from twisted.internet import protocol, reactor
+from twisted.internet.defer import Deferred, maybeDeferred
+
+from tests.support.live import LiveServer
+from tests.support.signin import browser
+
+
+class Firehose(protocol.Protocol):
+    """An on-call receiver that answers 200, then sends a body as fast as it is read (up to
+    CAP bytes), then a byte now and then, never ending it."""
+
+    CAP = 32 * 2**20
+
+    def __init__(self, sent: dict[str, Any]) -> None:
+        self.sent, self.paused, self.trickle = sent, False, None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.sent.get("answering"):
+            return
+        self.sent["answering"] = True
+        self.transport.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
+                             b"Transfer-Encoding: chunked\r\n\r\n")
+        self.transport.registerProducer(self, True)
+        self.resumeProducing()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while not self.paused and self.sent.get("bytes", 0) < self.CAP:
+            self.sent["bytes"] = self.sent.get("bytes", 0) + 65536
+            self.transport.write(b"10000\r\n" + b"x" * 65536 + b"\r\n")
+        if self.sent.get("bytes", 0) >= self.CAP and self.trickle is None:
+            self.trickle = reactor.callLater(0.5, self.drip)
+
+    def drip(self) -> None:
+        self.transport.write(b"1\r\nx\r\n")
+        self.trickle = reactor.callLater(0.5, self.drip)
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.paused = True
+        if self.trickle is not None and self.trickle.active():
+            self.trickle.cancel()
+        done: Deferred[None] | None = self.sent.pop("closed", None)
+        if done is not None:
+            done.callback(None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_on_call_answer_that_never_ends_is_not_waited_for_nor_kept(
+        server: LiveServer) -> None:
+    """A 2xx is delivered: the answer's body is read only up to a bound, within the delivery
+    timeout, and the connection is closed (it used to be read whole, without a time limit:
+    a receiver could hold a delivery for ever and fill the server's memory)."""
+    closed: Deferred[None] = Deferred()
+    sent: dict[str, Any] = {"closed": closed}
+    factory = protocol.Factory.forProtocol(lambda: Firehose(sent))
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    try:
+        sending = Deferred.fromCoroutine(server.hearth.alerts._send(
+            f"http://127.0.0.1:{port.getHost().port}/hook", b"{}", {}))
+        await sending.addTimeout(30, reactor)  # a TimeoutError here: waited on for ever
+        await closed.addTimeout(5, reactor)  # the connection was let go of
+        assert sent["bytes"] < Firehose.CAP // 2, sent["bytes"]  # not read whole
+    finally:
+        await maybeDeferred(port.stopListening)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_acknowledgement_link_that_is_not_ascii_is_not_found(server: LiveServer) -> None:
+    b = browser(server)
+    for path in ("/incidents/ack/x/%C3%A9", "/incidents/ack/%FF/%FF", "/incidents/ack/x/" + "a" * 64,
+                 "/incidents/ack/x/y/z", "/incidents/ack"):
+        answer = await b.request("POST", path)
+        assert answer.code == 404 and answer.json() == {"error": "not_found"}, (path, answer)
