@@ -121,6 +121,9 @@ class Member:
     # Directed envelopes (sender keys) that arrived while away, handed over on resume.
     held: list[DirectEnvelope] = field(default_factory=list)
     muted_notice: float = float("-inf")
+    # When a refused facilitator control of this member's was last audited (a participant
+    # repeating one must not grow the audit log at its message rate: moderation/controls.py).
+    refusal_audited: float = float("-inf")
     # client message id -> the reply it got, without its ref (a resend is answered the
     # same, with its own ref, never redone)
     replies: dict[str, Remembered] = field(default_factory=dict)

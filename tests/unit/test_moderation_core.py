@@ -223,6 +223,24 @@ def test_the_ban_works_and_keeps_no_address() -> None:
     assert repr(w.last.address) == "<ClientAddress>"
 
 
+def test_a_participant_repeating_a_refused_control_is_audited_once_a_minute() -> None:
+    """Every refusal is answered; the audit log (fsync'd, and shared through Redis) gets one
+    line a minute per member, not one per frame."""
+    w = ModWorld()
+    talker, _ = w.join()
+    audited = []
+    for kind in ["lock"] * 30 + ["end_session"] * 30:
+        effects = w.send(talker, {"type": kind, **EXAMPLES[kind]})
+        assert error_code(effects) == "forbidden"
+        audited += [e for e in effects if isinstance(e, Audit)]
+        w.clock.advance(0.5)
+    assert [(a.action, a.outcome) for a in audited] == [("lock", "refused:forbidden")]
+    w.clock.advance(30)
+    effects = w.send(talker, {"type": "end_session", **EXAMPLES["end_session"]})
+    assert [(a.action, a.outcome) for a in effects if isinstance(a, Audit)] == [
+        ("end_session", "refused:forbidden")]
+
+
 def test_lock_capacity_and_slow_mode() -> None:
     w = ModWorld()
     fac, _ = w.facilitator()
