@@ -10,7 +10,7 @@ from twisted.internet import protocol, reactor
 from twisted.internet.defer import Deferred, maybeDeferred
 
 from tests.support.live import LiveServer
-from tests.support.signin import browser
+from tests.support.signin import PASSWORD, add_account, browser
 
 
 class Firehose(protocol.Protocol):
@@ -85,3 +85,32 @@ async def test_an_acknowledgement_link_that_is_not_ascii_is_not_found(server: Li
                  "/incidents/ack/x/y/z", "/incidents/ack"):
         answer = await b.request("POST", path)
         assert answer.code == 404 and answer.json() == {"error": "not_found"}, (path, answer)
+
+
+PAGES = [("GET", "/"), ("GET", "/join/circle"), ("GET", "/room/circle"), ("GET", "/join/nope"),
+         ("GET", "/login"), ("GET", "/console"), ("GET", "/static/css/hearth.css"),
+         ("GET", "/static/nope.js"), ("GET", "/livez"), ("GET", "/readyz"), ("GET", "/healthz"),
+         ("GET", "/crisis/helplines.json"), ("GET", "/incidents/ack"),
+         ("POST", "/incidents/ack/x/y"), ("GET", "/nope"), ("GET", "/ws"), ("POST", "/logout"),
+         ("POST", "/console/ticket"), ("POST", "/login")]
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_answer_carries_the_security_headers(server: LiveServer) -> None:
+    """Pages, errors, static files, JSON and refusals alike, signed in or not; no HSTS over
+    plain HTTP (tests/live/test_ops_tls.py checks it under TLS), no Server header."""
+    add_account(server)
+    signed_out, signed_in = browser(server), browser(server)
+    assert (await signed_in.login("ana", PASSWORD)).code == 303
+    for b in (signed_out, signed_in):
+        for method, path in PAGES:
+            answer = await b.request(method, path)
+            where = (method, path, answer.code)
+            csp = answer.header("content-security-policy") or ""
+            assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, where
+            assert "unsafe-inline" not in csp and "unsafe-eval" not in csp, where
+            assert answer.header("x-content-type-options") == "nosniff", where
+            assert answer.header("referrer-policy") == "no-referrer", where
+            assert answer.header("x-frame-options") == "DENY", where
+            assert answer.header("strict-transport-security") is None, where
+            assert answer.header("server") is None, where
