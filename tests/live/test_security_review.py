@@ -3,14 +3,17 @@ never ends its answer, a malformed acknowledgement link, the headers of every re
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
 from typing import Any
 
 import pytest_twisted
 from twisted.internet import protocol, reactor
 from twisted.internet.defer import Deferred, maybeDeferred
 
-from tests.support.live import LiveServer
-from tests.support.signin import PASSWORD, add_account, browser
+from tests.support.config import base_rooms, make_config
+from tests.support.live import LiveServer, start_server
+from tests.support.signin import PASSWORD, add_account, browser, ticket_of
 
 
 class Firehose(protocol.Protocol):
@@ -114,3 +117,61 @@ async def test_every_answer_carries_the_security_headers(server: LiveServer) -> 
             assert answer.header("x-frame-options") == "DENY", where
             assert answer.header("strict-transport-security") is None, where
             assert answer.header("server") is None, where
+
+
+NASTY = "<script>alert(1)</script>\"' onmouseover=x &amp;"
+
+
+@pytest_twisted.ensureDeferred
+async def test_every_operator_chosen_string_is_escaped_in_pages_and_console() -> None:
+    """Names and texts from the config reach the pages escaped, in text and in attributes
+    (pseudonyms and avatars reach the pages only through the client's textContent)."""
+    config = make_config(organisation={"name": "Org " + NASTY},
+                         rooms=base_rooms(title="Room " + NASTY, schedule="Tuesdays " + NASTY))
+    live = await start_server(config)
+    try:
+        add_account(live)
+        b = browser(live)
+        pages = [(await b.request("GET", path)).body
+                 for path in ("/", "/join/circle", "/room/circle", "/login")]
+        assert (await b.login("ana", PASSWORD)).code == 303
+        pages.append((await b.request("GET", "/console")).body)
+        for page in pages:
+            assert "Room &lt;script&gt;" in page or "Org &lt;script&gt;" in page
+            assert "<script>alert" not in page and "\"' onmouseover" not in page
+            assert "&amp;amp;" in page  # escaped once, as text: never taken as an entity
+    finally:
+        await live.hearth.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_data_directory_at_rest_holds_no_credential_and_is_the_servers_alone() -> None:
+    """After a session with a facilitator and a member who asked for help, and a graceful
+    stop (the rooms saved): every file 0600, every directory 0700, and no member token,
+    role ticket, session cookie or password in any of them."""
+    live = await start_server(make_config())
+    try:
+        add_account(live)
+        b = browser(live)
+        assert (await b.login("ana", PASSWORD)).code == 303
+        ticket = await ticket_of(b)
+        facilitator = await live.client()
+        await facilitator.join("circle", ticket=ticket)
+        member = await live.client()
+        welcome = await member.join("circle", pseudonym="Quiet Otter")
+        member.send({"type": "help"})
+        await facilitator.next(lambda m: m["type"] == "incident" and m.get("reason") == "alert")
+        secrets = [welcome["token"], ticket, b.cookies["hearth_session"], PASSWORD]
+    finally:
+        await live.hearth.service.stopService()
+    data = Path(live.hearth.alerts.incidents.path).parent
+    found = list(data.rglob("*"))
+    assert any(p.name == "incidents.jsonl" for p in found) and any(
+        p.name == "facilitators.json" for p in found)
+    for path in [data, *found]:
+        mode = stat.S_IMODE(path.lstat().st_mode)
+        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+        if path.is_file():
+            content = path.read_bytes()
+            for secret in secrets:
+                assert secret.encode() not in content, (path, secret[:6])
