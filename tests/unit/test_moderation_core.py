@@ -389,6 +389,34 @@ def test_reports_reach_the_rooms_facilitators_at_once() -> None:
     assert push.member == wf["member"] and wire(push.message)["report"]["text"] == "go away"
 
 
+def test_a_message_reported_again_and_again_is_kept_and_told_once() -> None:
+    """Reports are kept in memory for reports_days: the same report sent at the message rate
+    used to add a copy (and push it to every facilitator) each time, without bound."""
+    import base64
+
+    from hearth.spaces.e2ee.franking import commit
+    w = ModWorld()
+    w.facilitator()
+    harasser, wh = w.join()
+    target, _ = w.join()
+    key = b"f" * 32
+    commitment = base64.b64encode(commit(key, "go away")).decode()
+    [out] = broadcasts(w.send(harasser, {"type": "envelope", "body": "AAAA",
+                                         "commitment": commitment}), "envelope")
+    m = wire(out.message)
+    report = {"type": "report", "seq": m["seq"], "from": wh["member"], "ts": m["ts"],
+              "text": "go away", "tag": m["tag"], "franking_key": base64.b64encode(key).decode(),
+              "commitment": commitment}
+    answers, pushed = [], 0
+    for _ in range(200):
+        effects = w.send(target, report)
+        answers.append(reply(effects, "report_received")["id"])
+        pushed += len([e for e in effects if isinstance(e, Send)
+                       and wire(e.message)["type"] == "report"])
+    assert len(set(answers)) == 1 and pushed == 1
+    assert len(w.venue.reports.reports) == 1
+
+
 def test_a_ticket_from_one_node_is_redeemed_once_by_the_node_that_runs_the_room() -> None:
     key = b"t" * 32
     signing, running = ModWorld(), ModWorld()
