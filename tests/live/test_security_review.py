@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet import protocol, reactor
 from twisted.internet.defer import Deferred, maybeDeferred
@@ -175,3 +176,42 @@ async def test_the_data_directory_at_rest_holds_no_credential_and_is_the_servers
             content = path.read_bytes()
             for secret in secrets:
                 assert secret.encode() not in content, (path, secret[:6])
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_on_call_receiver_that_redirects_is_a_failed_try_not_followed(
+        server: LiveServer) -> None:
+    """A redirect could send the alert (its acknowledgement link) to an address inside the
+    network that nobody configured: it is a failed try (retried), never followed."""
+    from twisted.web import resource
+    from twisted.web import server as web_server
+
+    hits: list[bytes] = []
+
+    class Elsewhere(resource.Resource):
+        isLeaf = True
+
+        def render_POST(self, request: Any) -> bytes:
+            hits.append(request.content.read())
+            return b"{}"
+
+    inside = reactor.listenTCP(0, web_server.Site(Elsewhere()), interface="127.0.0.1")
+
+    class Redirecting(resource.Resource):
+        isLeaf = True
+
+        def render_POST(self, request: Any) -> bytes:
+            request.setResponseCode(307)
+            request.setHeader(b"Location",
+                              f"http://127.0.0.1:{inside.getHost().port}/internal".encode())
+            return b""
+
+    hook = reactor.listenTCP(0, web_server.Site(Redirecting()), interface="127.0.0.1")
+    try:
+        with pytest.raises(RuntimeError, match="HTTP 307"):
+            await server.hearth.alerts._send(f"http://127.0.0.1:{hook.getHost().port}/hook",
+                                             b'{"incident":"x"}', {})
+        assert hits == []
+    finally:
+        await maybeDeferred(hook.stopListening)
+        await maybeDeferred(inside.stopListening)
