@@ -368,23 +368,28 @@ def test_end_session_closes_everyone_and_starts_afresh() -> None:
         == "session_expired"
 
 
-def test_reports_reach_the_rooms_facilitators_at_once() -> None:
+def said_and_reportable(w: ModWorld, text: str) -> tuple[Any, dict[str, Any]]:
+    """A member says `text` to the room; another member (returned) and the report proving it."""
     import base64
 
     from hearth.spaces.e2ee.franking import commit
-    w = ModWorld()
-    _, wf = w.facilitator()
     harasser, wh = w.join()
     target, _ = w.join()
     key = b"f" * 32
-    commitment = base64.b64encode(commit(key, "go away")).decode()
+    commitment = base64.b64encode(commit(key, text)).decode()
     [out] = broadcasts(w.send(harasser, {"type": "envelope", "body": "AAAA",
                                          "commitment": commitment}), "envelope")
     m = wire(out.message)
-    effects = w.send(target, {"type": "report", "seq": m["seq"], "from": wh["member"],
-                              "ts": m["ts"], "text": "go away", "tag": m["tag"],
-                              "franking_key": base64.b64encode(key).decode(),
-                              "commitment": commitment})
+    return target, {"type": "report", "seq": m["seq"], "from": wh["member"], "ts": m["ts"],
+                    "text": text, "tag": m["tag"],
+                    "franking_key": base64.b64encode(key).decode(), "commitment": commitment}
+
+
+def test_reports_reach_the_rooms_facilitators_at_once() -> None:
+    w = ModWorld()
+    _, wf = w.facilitator()
+    target, report = said_and_reportable(w, "go away")
+    effects = w.send(target, report)
     [push] = [e for e in effects if isinstance(e, Send) and wire(e.message)["type"] == "report"]
     assert push.member == wf["member"] and wire(push.message)["report"]["text"] == "go away"
 
@@ -392,21 +397,9 @@ def test_reports_reach_the_rooms_facilitators_at_once() -> None:
 def test_a_message_reported_again_and_again_is_kept_and_told_once() -> None:
     """Reports are kept in memory for reports_days: the same report sent at the message rate
     used to add a copy (and push it to every facilitator) each time, without bound."""
-    import base64
-
-    from hearth.spaces.e2ee.franking import commit
     w = ModWorld()
     w.facilitator()
-    harasser, wh = w.join()
-    target, _ = w.join()
-    key = b"f" * 32
-    commitment = base64.b64encode(commit(key, "go away")).decode()
-    [out] = broadcasts(w.send(harasser, {"type": "envelope", "body": "AAAA",
-                                         "commitment": commitment}), "envelope")
-    m = wire(out.message)
-    report = {"type": "report", "seq": m["seq"], "from": wh["member"], "ts": m["ts"],
-              "text": "go away", "tag": m["tag"], "franking_key": base64.b64encode(key).decode(),
-              "commitment": commitment}
+    target, report = said_and_reportable(w, "go away")
     answers, pushed = [], 0
     for _ in range(200):
         effects = w.send(target, report)
