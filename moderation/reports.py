@@ -30,6 +30,7 @@ class VerifiedReport:
 
 
 MAX_REPORTS_PER_MESSAGE = 16  # reporters of one message kept (a room's members, renamed ones)
+MAX_REPORTS_PER_REPORTER = 100  # reports one pseudonym has kept in a room (until retention)
 
 
 @dataclass
@@ -48,6 +49,13 @@ class ReportQueue:
         same = [r for r in self.reports if r.room == room and r.seq == seq and r.sender == sender]
         mine = next((r for r in same if r.reporter_pseudonym == reporter_pseudonym), None)
         return mine or (same[0] if len(same) >= MAX_REPORTS_PER_MESSAGE else None)
+
+    def full(self, *, room: str, reporter_pseudonym: str) -> bool:
+        """This reporter has MAX_REPORTS_PER_REPORTER reports kept in this room: a member
+        reporting message after message (its own, or a friend's) would otherwise grow
+        memory at the message rate for reports_days."""
+        return sum(1 for r in self.reports if r.room == room
+                   and r.reporter_pseudonym == reporter_pseudonym) >= MAX_REPORTS_PER_REPORTER
 
     def add(self, *, room: str, seq: int, sent_at: int, reported_at: int, sender: str,
             sender_pseudonym: str, reporter_pseudonym: str, text: str,

@@ -368,13 +368,15 @@ def test_end_session_closes_everyone_and_starts_afresh() -> None:
         == "session_expired"
 
 
-def said_and_reportable(w: ModWorld, text: str) -> tuple[Any, dict[str, Any]]:
-    """A member says `text` to the room; another member (returned) and the report proving it."""
+def said_and_reportable(w: ModWorld, text: str,
+                        reporter: str = "Kind Wren") -> tuple[Any, dict[str, Any]]:
+    """A member says `text` to the room; another member (`reporter`, returned) and the report
+    proving it."""
     import base64
 
     from hearth.spaces.e2ee.franking import commit
     harasser, wh = w.join()
-    target, _ = w.join()
+    target, _ = w.join(pseudonym=reporter)
     key = b"f" * 32
     commitment = base64.b64encode(commit(key, text)).decode()
     [out] = broadcasts(w.send(harasser, {"type": "envelope", "body": "AAAA",
@@ -408,6 +410,21 @@ def test_a_message_reported_again_and_again_is_kept_and_told_once() -> None:
                        and wire(e.message)["type"] == "report"])
     assert len(set(answers)) == 1 and pushed == 1
     assert len(w.venue.reports.reports) == 1
+
+
+def test_one_reporter_keeps_at_most_a_hundred_reports_in_a_room() -> None:
+    from hearth.moderation.reports import MAX_REPORTS_PER_REPORTER
+    w = ModWorld()
+    target, report = said_and_reportable(w, "go away")
+    queue = w.venue.reports
+    for seq in range(MAX_REPORTS_PER_REPORTER):
+        queue.add(room="circle", seq=1000 + seq, sent_at=0, reported_at=0, sender="m",
+                  sender_pseudonym="Someone", reporter_pseudonym="Kind Wren",
+                  text="x", reason="")
+    effects = w.send(target, report)
+    assert error_code(effects) == "rate_limited"
+    assert len(queue.reports) == MAX_REPORTS_PER_REPORTER
+    assert not queue.full(room="other", reporter_pseudonym="Kind Wren")
 
 
 def test_a_ticket_from_one_node_is_redeemed_once_by_the_node_that_runs_the_room() -> None:
