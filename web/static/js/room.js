@@ -844,8 +844,9 @@ async function main() {
     if (fresh) keep.saveIdentity(session.memberId, session.identity); // a reload keeps it
   }));
   chat.addEventListener("roster", live((event) => {
-    const { changes, ready } = event.detail;
+    const { changes, ready, unannounced } = event.detail;
     state.ready = ready;
+    for (const id of unannounced) notice(t("notice.joined", { name: nameOf(id) }));
     for (const id of changes.keysChanged) notice(t("notice.keys_changed", { name: nameOf(id) }), { warn: true });
     const renewed = state.epochShown !== null && changes.epoch > state.epochShown;
     if (renewed && changes.left.length > 0) notice(t("notice.keys_renewed"));
