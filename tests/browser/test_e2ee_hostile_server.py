@@ -16,6 +16,7 @@ import pytest
 import pytest_twisted
 
 from hearth.client.groupchat import GroupChat
+from tests.browser.console_steps import open_room, signed_in_console
 from tests.browser.harness import Browser, Page, keys_ready, log_has, open_page, say
 from tests.support.live import LiveServer, caught_up, settle, until
 from tests.support.meddler import Meddler, forged_keys
@@ -262,3 +263,27 @@ async def test_forged_epochs_a_step_back_is_ignored_and_a_leave_without_one_stop
     for py in (alder, birch):
         assert all(m.text != "not while birch holds my key" for m in py.messages)
     await close(alder, birch)
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_facilitator_console_shows_the_safety_code_and_a_swapped_key(
+        server: LiveServer, browser: Browser, pages: list[Page]) -> None:
+    """The facilitator reads the safety code aloud for everyone to compare: the console
+    shows it, the same as everyone's on an honest server, and says when a key changed."""
+    meddler = Meddler(server)
+    console = await signed_in_console(server, browser, pages)
+    me = await open_room(console)
+    meddler.victim, meddler.rewrite = me, honest
+    alder = await GroupChat.join(await server.client(), "circle", pseudonym="Alder Finch")
+    alder_id = alder.client.member or ""
+    await alder.keys_from([me])
+    await console.wait_for("(code) => document.getElementById('safety-code').textContent === code",
+                           alder.session.safety_code())
+    assert await console.evaluate(FINGERPRINT, alder_id) == alder.session.fingerprint(alder_id)
+    template = next(m for m in reversed(meddler.seen) if m["type"] == "member_updated"
+                    and m["member"]["id"] == alder_id)["member"]
+    fake = forged_keys("circle", alder_id, alder.epoch)
+    meddler.inject({"type": "member_updated", "seq": 0, "member": {**template, "keys": fake}})
+    await log_has(console, "Alder Finch's encryption keys changed. Check the safety code.")
+    assert await console.evaluate(CODE) != alder.session.safety_code()
+    await close(alder)
