@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import pytest_twisted
 
+from hearth.client import groupchat
 from hearth.client.groupchat import GroupChat
 from tests.support.live import LiveServer, caught_up, settle, until
 
@@ -83,3 +84,37 @@ async def test_a_sender_key_written_to_a_dead_link_comes_back_with_the_resume(
         c.close()
         await c.client.close()
     old.drop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_was_sealed_in_an_epoch_a_dead_link_never_reached_is_refused_as_too_late(
+        server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """bob's link dies before the room's next epoch: bob never publishes an epoch key for
+    it, so nobody can seal that epoch's sender keys to bob, then or later (a newcomer must
+    not read what was said before it came, so nothing is said again for bob). The envelopes
+    of that epoch come back with the resume and cannot open; once the sender's key of the
+    epoch after arrives they are refused as too late (`e2ee.stale_epoch`: the page says a
+    message "arrived after the keys had changed"), never held silently."""
+    monkeypatch.setattr(groupchat, "RESEND_WAIT", 0.5)  # (alice stops waiting for bob sooner)
+    alice, bob = await chat(server), await chat(server)
+    await settle(alice, bob)
+    bob.client.stop_reading()
+    carol = await chat(server)
+    await settle(alice, carol)
+    said = await alice.say("said in an epoch bob holds no key of")
+    seen, token = bob.client.seq, bob.client.token
+    assert token is not None and seen is not None and seen < said.seq
+    bob.client.drop()
+    old = bob.client
+    old.on_message = None
+    again = await server.client()
+    bob.resumed(again, await again.resume(token, seq=seen, dseq=old.dseq))
+    await settle(alice, bob)
+    await alice.say("after the resume")
+    assert (await bob.next_message()).text == "after the resume"
+    assert bob.rejected == [(alice.client.member, "e2ee.stale_epoch")]
+    assert bob.messages == []
+    assert (await carol.next_message()).text == "said in an epoch bob holds no key of"
+    for c in (alice, bob, carol):
+        c.close()
+        await c.client.close()
