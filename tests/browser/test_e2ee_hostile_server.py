@@ -56,6 +56,15 @@ async def hostile_room(server: LiveServer, browser: Browser, pages: list[Page],
     return page, me, alder, birch
 
 
+async def next_epoch(server: LiveServer, sender: GroupChat, page_member: str) -> GroupChat:
+    """Carol joins (the epoch advances) until `sender` has sealed its new key to the page."""
+    carol = await GroupChat.join(await server.client(), "circle", pseudonym="Carol Lark")
+    await until(lambda: sender.session.epoch == carol.epoch
+                and sender.session.holds_our_key(page_member),
+                what="the sender's key for the next epoch sealed to the page")
+    return carol
+
+
 async def texts(page: Page) -> list[str]:
     return list(await page.evaluate(TEXTS))
 
@@ -138,9 +147,7 @@ async def test_an_envelope_delayed_past_its_senders_next_epoch_is_refused_as_too
         return [m]
     meddler.rewrite = delay
     await alder.say("said before the epoch changed")
-    carol = await GroupChat.join(await server.client(), "circle", pseudonym="Carol Lark")
-    await until(lambda: alder.session.epoch == carol.epoch and alder.session.holds_our_key(me),
-                what="alder's key for the next epoch sealed to the page")
+    carol = await next_epoch(server, alder, me)
     await alder.say("said in the next epoch")
     await log_has(page, "said in the next epoch")  # alder's new key reached the page
     meddler.inject(held[0])
@@ -169,9 +176,7 @@ async def test_an_old_epochs_sender_key_and_messages_replayed_open_nothing_again
         birchs.append(m)
         follow(m)
     birch.client.on_message = note
-    carol = await GroupChat.join(await server.client(), "circle", pseudonym="Carol Lark")
-    await until(lambda: alder.session.epoch == carol.epoch and alder.session.holds_our_key(me),
-                what="alder's key for the next epoch sealed to the page")
+    carol = await next_epoch(server, alder, me)
     await alder.say("said in the next epoch")
     await log_has(page, "said in the next epoch")
     before = await notices(page)
@@ -203,8 +208,7 @@ async def test_a_ghost_shown_to_the_page_alone_is_announced_and_changes_its_safe
     page, _, alder, birch = await hostile_room(server, browser, pages, meddler)
     honest_code = alder.session.safety_code()
     assert await page.evaluate(CODE) == honest_code == birch.session.safety_code()
-    template = next(m for m in reversed(meddler.seen) if m["type"] == "member_updated"
-                    and m["member"]["id"] == alder.client.member)["member"]
+    template = meddler.member(alder.client.member or "")
     ghost = {**template, "id": "ghost-listener", "pseudonym": "Ghost Listener", "slot": 99,
              "seat": None, "keys": forged_keys("circle", "ghost-listener", alder.epoch)}
     meddler.inject({"type": "member_updated", "seq": 0, "member": ghost})
@@ -225,8 +229,7 @@ async def test_a_substituted_key_is_shown_and_the_page_waits_for_new_keys_to_sen
     honest_code = alder.session.safety_code()
     own_print = alder.session.fingerprint(alder_id)
     assert await page.evaluate(FINGERPRINT, alder_id) == own_print
-    template = next(m for m in reversed(meddler.seen) if m["type"] == "member_updated"
-                    and m["member"]["id"] == alder_id)["member"]
+    template = meddler.member(alder_id)
     fake = forged_keys("circle", alder_id, alder.epoch)
     meddler.inject({"type": "member_updated", "seq": 0, "member": {**template, "keys": fake}})
     await log_has(page, "Alder Finch's encryption keys changed. Check the safety code.")
@@ -248,8 +251,7 @@ async def test_forged_epochs_a_step_back_is_ignored_and_a_leave_without_one_stop
     meddler = Meddler(server)
     page, me, alder, birch = await hostile_room(server, browser, pages, meddler)
     alder_id = alder.client.member or ""
-    template = next(m for m in reversed(meddler.seen) if m["type"] == "member_updated"
-                    and m["member"]["id"] == alder_id)["member"]
+    template = meddler.member(alder_id)
     # An epoch going backwards changes nothing: the page talks on.
     meddler.inject({"type": "member_updated", "seq": 0, "member": template, "epoch": 1})
     await say(page, "after a step back")
@@ -284,8 +286,7 @@ async def test_the_facilitator_console_shows_the_safety_code_and_a_swapped_key(
     await console.wait_for("(code) => document.getElementById('safety-code').textContent === code",
                            alder.session.safety_code())
     assert await console.evaluate(FINGERPRINT, alder_id) == alder.session.fingerprint(alder_id)
-    template = next(m for m in reversed(meddler.seen) if m["type"] == "member_updated"
-                    and m["member"]["id"] == alder_id)["member"]
+    template = meddler.member(alder_id)
     fake = forged_keys("circle", alder_id, alder.epoch)
     meddler.inject({"type": "member_updated", "seq": 0, "member": {**template, "keys": fake}})
     await log_has(console, "Alder Finch's encryption keys changed. Check the safety code.")

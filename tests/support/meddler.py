@@ -53,6 +53,11 @@ class Meddler:
         for out in self.rewrite(message):
             peer.send_bytes(json.dumps(out).encode())
 
+    def member(self, member: str) -> dict[str, Any]:
+        """The victim's latest view of `member` (its whole wire entry), to forge from."""
+        return dict(next(m for m in reversed(self.seen) if m["type"] == "member_updated"
+                         and m["member"]["id"] == member)["member"])
+
     def inject(self, message: dict[str, Any]) -> None:
         """Send the victim a message of the server's making (or one it held back)."""
         peer = self._peer()
