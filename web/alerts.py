@@ -142,9 +142,10 @@ class Alerts:
         self.loop.clock = reactor
         self.sync_loop = LoopingCall(self._sync)
         self.sync_loop.clock = reactor
-        # (channel, incident, failed attempts): at an on-call alert's first failed try, when
-        # it keeps failing, and (0) when an on-call step has nowhere to go
-        self.on_failing: Callable[[str, str, int], None] | None = None
+        # (channel, incident, failed attempts, delivered): at an on-call alert's first failed
+        # try, when it keeps failing, (0) when an on-call step has nowhere to go, and
+        # (delivered True) when one that had failed gets through at last
+        self.on_failing: Callable[[str, str, int, bool], None] | None = None
         self.on_delivered: Callable[[Item, float], None] | None = None
         # (channel, seconds to deliver, or None for a failed attempt): web/metrics.py counts them
         self.watchers: list[Callable[[str, float | None], None]] = []
@@ -224,7 +225,7 @@ class Alerts:
                               "nowhere to go: configure [[crisis.webhooks]] or [crisis.email]",
                               tier=tier, incident=payload.get("incident"))
             if self.on_failing is not None and "incident" in payload:
-                self.on_failing(channel, str(payload["incident"]), 0)
+                self.on_failing(channel, str(payload["incident"]), 0, False)
         copies: list[defer.Deferred[bool]] = []
         for target in targets:
             body = dict(payload)
@@ -242,6 +243,11 @@ class Alerts:
         self.pump()
         copied: defer.Deferred[bool] = defer.gatherResults(copies).addCallback(all)
         return copied
+
+    @staticmethod
+    def _on_call(item: Item) -> bool:
+        """An alert for on-call (not the admin's e-mail): its failing is told to consoles."""
+        return not item.channel.startswith("email:admin")
 
     def _mails_on_call(self) -> bool:
         return self.config.email is not None and bool(self.config.email.on_call)
@@ -329,6 +335,10 @@ class Alerts:
             self._quietly(self.sharing.delivered(item), "removing a delivered alert's copy")
         self.log.info("crisis alert delivered to {channel} for incident {incident}",
                       channel=item.channel, incident=item.payload.get("incident"))
+        told = self._on_call(item) or item.attempts >= self.outbox.alert_after
+        if self.on_failing is not None and told and item.attempts > 0 \
+                and "incident" in item.payload:  # the consoles were told it was failing
+            self.on_failing(item.channel, str(item.payload["incident"]), item.attempts, True)
         if self.on_delivered is not None:
             self.on_delivered(item, self.reactor.seconds() - started)
         for watch in self.watchers:
@@ -343,9 +353,9 @@ class Alerts:
                       why=type(failure.value).__name__)
         for watch in self.watchers:
             watch(item.channel, None)
-        on_call = not item.channel.startswith("email:admin")
+        on_call = self._on_call(item)
         if self.on_failing is not None and (alert_admin or (on_call and item.attempts == 1)):
-            self.on_failing(item.channel, str(item.payload.get("incident")), item.attempts)
+            self.on_failing(item.channel, str(item.payload.get("incident")), item.attempts, False)
         if alert_admin:
             self.log.critical("crisis alerts to {channel} keep failing", channel=item.channel)
             if on_call:
