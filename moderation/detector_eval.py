@@ -406,7 +406,7 @@ SWEEP_HIGH = (-2.0, -1.0, 0.0, 1.0)
 # The files a shipped model is trained on, and that --cv holds out one at a time by default:
 # one writer each. The held-out parts (heldout-*.jsonl) are never among them.
 TRAINING_FILES = ("dev-a.jsonl", "dev-b.jsonl", "train-d.jsonl", "train-e.jsonl", "train-f.jsonl",
-                  "train-g.jsonl", "train-t.jsonl", "train-u.jsonl")
+                  "train-g.jsonl", "train-h.jsonl", "train-t.jsonl", "train-u.jsonl")
 
 
 def training_corpus() -> list[Path]:
