@@ -264,11 +264,12 @@ def test_the_shipped_models_belong_to_their_packs_and_saw_no_held_out_part(
         assert (model.language, model.pack, model.pack_version) == (language, pack.id, pack.version)
         assert model.trained_on == TRAINING_FILES
     # The page's budget: detector.js and one pack, its model inside, within 300 KB (the pack as
-    # /crisis/rules/<lang>.json serves it: compact JSON).
+    # /crisis/rules/<lang>.json serves it: compact JSON), with 25 KB to spare for what the
+    # next rules and the next language need.
     script = (SHIPPED_CRISIS.parents[1] / "web" / "static" / "js" / "detector.js").stat().st_size
     for pack in crisis.packs.values():
         served = json.dumps(pack_to_json(pack), separators=(",", ":")).encode()
-        assert script + len(served) < 300_000
+        assert script + len(served) < 300_000 - 25_000
 
 
 def _found_by_the_model_alone(crisis: CrisisReference) -> tuple[RulePack, str]:
