@@ -430,7 +430,10 @@ def test_cross_validation_holds_out_each_writer_and_never_goes_below_the_rules(
     assert main(["--cv", "--json", "--language", "es"]) == 0
     data = json.loads(capsys.readouterr().out)
     rows = data["cv"]["rows"]
-    assert set(rows) == {f"{w}/{lang}" for w in [*TRAINING_FILES, "all"] for lang in ("es", "all")}
+    # Every writer held out in turn; everyday talk written for training (no risk line) never is.
+    writers = [w for w in TRAINING_FILES if w != "train-quiet.jsonl"]
+    assert len(writers) == len(TRAINING_FILES) - 1
+    assert set(rows) == {f"{w}/{lang}" for w in [*writers, "all"] for lang in ("es", "all")}
     assert data["packs"]["es"]["model"] == "held out"
     for name, row in rows.items():
         assert row["targets"]["recall"] >= row["rules_alone"]["recall"], name
