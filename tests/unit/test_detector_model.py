@@ -326,7 +326,7 @@ def _flip_a_byte(data: dict[str, Any]) -> None:
 @pytest.mark.parametrize("change,fragment", [
     (_flip_a_byte, "crc32: expected the CRC-32 of the weights"),
     (lambda d: d.update(format=2), "format: expected 1, the model format this Hearth reads"),
-    (lambda d: d.update(pack_version="2.0.0"), "pack_version: expected '3.4.0', the version of its pack"),
+    (lambda d: d.update(pack_version="2.0.0"), "pack_version: expected '3.5.0', the version of its pack"),
     (lambda d: d.update(pack="hearth-es"), "pack: expected 'hearth-en'"),
     (lambda d: d.update(buckets=1000), "buckets: expected a power of two"),
     (lambda d: d.update(weights=d["weights"][:-8]), "weights: expected"),
