@@ -61,6 +61,7 @@ from hearth.spaces.room import Member, Room
 from hearth.spaces.server_messages import (
     ConcernReceived,
     DeliveryFailing,
+    DeliveryRestored,
     DutyState,
     FlagReceived,
     HelpPrompt,
@@ -115,10 +116,6 @@ class CrisisDesk:
     concerns: dict[Key, list[tuple[str, float]]] = field(default_factory=dict)
     # incident -> peers who were worried, to be told when a facilitator has it
     waiting: dict[str, set[str]] = field(default_factory=dict)
-    # incident -> the accounts that claimed it from its room: when none of them is in the
-    # room any more (a reloaded console, back as a new member, still is), it is open again
-    # (in memory: not handed over with the room)
-    claimed_here: dict[str, set[str]] = field(default_factory=dict)
     # (incident, member) whose leaving the room its responders were told of
     told_gone: set[tuple[str, str]] = field(default_factory=set)
     _roster: tuple[int, float] | None = None  # (count, when) last announced
@@ -188,7 +185,12 @@ class CrisisDesk:
     def flagged(self, room: Room, member: Member, msg: p.Flag, now: float) -> list[Effect]:
         """A `flag` from `member`: its own detector fired (never text: category, severity,
         rule pack), or a facilitator flags someone (a participant may not: "worried" is
-        theirs)."""
+        theirs). A flag with a client id is answered once, as a help press is: the person
+        who said yes to "do you want a facilitator?" as the link dropped is not forgotten,
+        and their page's resend is not a second flag."""
+        again = member.answered(msg.id, msg.ref)
+        if again is not None:  # and where their own request stands (a status may be lost)
+            return [Reply(again), *self.standing(room.id, member.id)]
         if msg.member is None or msg.member == member.id:
             if msg.manual:
                 raise ProtocolError("bad_message", "flag.manual: a flag about yourself is a "
@@ -202,9 +204,14 @@ class CrisisDesk:
                         Audit(member.actor, "flag", None, room.id, "refused:forbidden")]
             person = room.target(msg.member, msg.ref)
             trigger = "facilitator_flag" if msg.manual else "facilitator_detector"
-        return self.flag(room, person, trigger=trigger, severity=msg.severity,
-                         category=msg.category, rule_pack=msg.pack, now=now, ref=msg.ref,
-                         actor=None if trigger == "self_detector" else member.actor)
+        effects = self.flag(room, person, trigger=trigger, severity=msg.severity,
+                            category=msg.category, rule_pack=msg.pack, now=now, ref=msg.ref,
+                            actor=None if trigger == "self_detector" else member.actor)
+        received = effects[0]
+        if msg.id is not None and isinstance(received, Reply) \
+                and isinstance(received.message, FlagReceived):
+            member.remember(msg.id, received.message)
+        return effects
 
     def worried(self, room: Room, reporter: Member, person: Member, now: float,
                 ref: str | None) -> list[Effect]:
@@ -253,6 +260,9 @@ class CrisisDesk:
             status = "acknowledged"  # external help asked for without a private corner
         if status is None and incident.told():
             status = "delivered"
+        elif status is None and incident.state == "open" \
+                and incident.last(("responder_left",)) == incident.asked_at():
+            status = "reopened"  # whoever had it left: never "a facilitator is with you"
         effects: list[Effect] = [] if status is None else [Send(person, _status(incident,
                                                                                 status))]
         if incident.state in ("open", "acknowledged", "lost_contact") and self.desk.prompted(
@@ -336,9 +346,11 @@ class CrisisDesk:
             return [ActElsewhere(str(self.elsewhere[incident_id]["room"]), incident_id, action,
                                  outcome, actor, ref, basis)]
         before = self.desk.incidents.get(incident_id)
+        room = rooms.get(before.room) if before is not None else None
+        in_room = room is not None and any(f.account == actor for f in room.facilitators())
         try:
             incident = self.desk.apply(incident_id, action, actor, now, outcome=outcome,
-                                       basis=basis)
+                                       basis=basis, in_room=in_room)
         except IncidentRefused as err:
             raise _refused(err, ref) from None
         if incident is before:  # a receipt this console already gave
@@ -357,11 +369,6 @@ class CrisisDesk:
                         for m in sorted(self.waiting.pop(incident_id, ())) if m != incident.member]
         if action == "resolve":
             self.waiting.pop(incident_id, None)
-            self.claimed_here.pop(incident_id, None)
-        elif action in ("ack", "engage"):
-            room = rooms.get(incident.room)
-            if room is not None and any(f.account == actor for f in room.facilitators()):
-                self.claimed_here.setdefault(incident_id, set()).add(actor)
         if action != "seen":
             effects += self._dispatch_all(incident, f"incident.{action}", None, False)
         return effects
@@ -477,10 +484,13 @@ class CrisisDesk:
     # --- escalation ---------------------------------------------------------------------
 
     def failing(self, rooms: Mapping[str, Room], channel: str, incident_id: str,
-                attempts: int) -> list[Effect]:
+                attempts: int, delivered: bool = False) -> list[Effect]:
         """An on-call alert of the incident did not get through (`attempts` failed tries so
-        far): its room's facilitators and everyone on duty hear it — on-call may not know."""
-        message = DeliveryFailing(channel=channel, incident=incident_id, attempts=attempts)
+        far): its room's facilitators and everyone on duty hear it — on-call may not know.
+        With `delivered`, one that had failed got through at last: the same consoles hear
+        that on-call has it now. The person hears neither: nothing about on-call is theirs."""
+        kind = DeliveryRestored if delivered else DeliveryFailing
+        message = kind(channel=channel, incident=incident_id, attempts=attempts)
         incident = self.desk.incidents.get(incident_id)
         if incident is None:  # (another node's, adopted from its outbox)
             return [DutyBroadcast(message)]
@@ -513,18 +523,14 @@ class CrisisDesk:
         removed, or their console's grace ran out) is open again: the consoles hear at once,
         and the person no longer reads that a facilitator is coming."""
         effects: list[Effect] = []
-        for incident_id, accounts in list(self.claimed_here.items()):
-            incident = self.desk.incidents.get(incident_id)
-            room = rooms.get(incident.room) if incident is not None else None
-            if incident is None or incident.state == "resolved":
-                del self.claimed_here[incident_id]
+        for incident in list(self.desk.incidents.values()):
+            # (external help asked for: its reminders run on whoever had it)
+            if incident.state not in ("acknowledged", "engaged") or not incident.claimed_by:
                 continue
-            if room is None or any(f.account in accounts for f in room.facilitators()):
+            room = rooms.get(incident.room)
+            if room is None or any(f.account in incident.claimed_by for f in room.facilitators()):
                 continue
-            del self.claimed_here[incident_id]
-            if incident.state not in ("acknowledged", "engaged"):
-                continue  # (external help asked for: its reminders run on)
-            incident, alerts = self.desk.reopen(incident_id, now)
+            incident, alerts = self.desk.reopen(incident.id, now)
             effects += self.alerts(alerts, rooms, now)
             if not incident.test and incident.trigger in ASKED:
                 effects.append(Send(incident.member, _status(incident, "reopened")))

@@ -65,6 +65,7 @@ from hearth.moderation.detector import (
 )
 from hearth.moderation.incidents import DEFAULT_ESCALATION, Escalation, Notify, Tier
 from hearth.spaces.config import TEXT_LOCALES, ConfigError, HearthConfig, TableReader, describe
+from hearth.spaces.wording import counted
 
 SHIPPED_CRISIS = Path(__file__).resolve().parent.parent / "config" / "crisis"
 JSON_FORMAT = 1  # bumped when the JSON the browser caches changes shape
@@ -713,7 +714,7 @@ def _tiers(r: TableReader, schedule: str) -> tuple[tuple[Tier, ...], str]:
             k.fail("if_not", "no condition on the first tier: it always fires")
         if i > 0:
             if after <= tiers[-1].after:
-                k.fail("after", f"more than the previous tier's {tiers[-1].after:g} seconds, "
+                k.fail("after", f"more than the previous tier's {counted(tiers[-1].after, 'second')}, "
                                 f"got {after}")
             if if_not is None:
                 k.fail("if_not", "acknowledged or engaged: a later tier fires only while the "

@@ -118,6 +118,9 @@ REACHED: Final[Mapping[str, frozenset[str]]] = {  # states at or past a mileston
 }
 WAITING_FOR_CONFIRMATION: Final = frozenset({"external_help_requested", "awaiting_confirmation"})
 TOLD: Final = frozenset({"seen", "ack", "engage"})  # events that mean a person has it in hand
+CLAIMS: Final = frozenset({"ack", "engage"})  # a responder's steps that claim it
+# States in which nobody holds a claim: open again, or contact lost (the next step is new)
+UNCLAIMED: Final = frozenset({"open", "lost_contact", "resolved"})
 
 
 class IncidentRefused(Exception):
@@ -230,6 +233,10 @@ class IncidentRecord:
     external_at: float | None = None
     reminders: int = 0  # "external help not confirmed yet" alerts sent
     pressed_at: float | None = None  # the last help press that paged beyond the room
+    # The accounts that claimed it (acknowledged or engaged) from inside its room since it
+    # was last open: when none of them is in the room any more it is open again. Part of
+    # the record, so it moves with the room to another node.
+    claimed_by: tuple[str, ...] = ()
 
     def last(self, events: Iterable[str]) -> float | None:
         """When one of `events` last happened (None: never)."""
@@ -262,7 +269,8 @@ class IncidentRecord:
                 "external_basis": self.external_basis,
                 "external_at": None if self.external_at is None else int(self.external_at * 1000),
                 "reminders": self.reminders,
-                "pressed_at": None if self.pressed_at is None else int(self.pressed_at * 1000)}
+                "pressed_at": None if self.pressed_at is None else int(self.pressed_at * 1000),
+                "claimed_by": list(self.claimed_by)}
 
     @classmethod
     def from_wire(cls, wire: Mapping[str, Any]) -> IncidentRecord:
@@ -293,7 +301,8 @@ class IncidentRecord:
                    outcome=wire.get("outcome"), follow_up=bool(wire.get("follow_up")),
                    test=bool(wire.get("test")), external_basis=wire.get("external_basis"),
                    external_at=ms("external_at"), reminders=int(wire.get("reminders", 0)),
-                   pressed_at=ms("pressed_at"))
+                   pressed_at=ms("pressed_at"),
+                   claimed_by=tuple(str(a) for a in wire.get("claimed_by", ())))
 
 
 def latest_incidents(records: Iterable[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -316,6 +325,17 @@ class Alert:
     tier: int | None
     sound: bool = False
     cause: Cause = "tier"
+
+
+def _refusal(incident: IncidentRecord, event: str) -> str:
+    """Why a step is refused, for people: a second console's acknowledgement (two at once)
+    hears who has it already."""
+    done = {"ack": ("ack", "acknowledged"), "engage": ("engage", "engaged")}.get(event)
+    if done is not None and incident.state in REACHED[done[1]] - {"resolved"}:
+        by = next((a for _, e, a in reversed(incident.history) if e == done[0]), None)
+        who = f" by {by}" if by else ""
+        return f"This incident was already {done[1]}{who}; it is {incident.state} now."
+    return f"An incident that is {incident.state} cannot take {event!r}."
 
 
 def _unique(items: Iterable[Notify]) -> tuple[Notify, ...]:
@@ -416,6 +436,8 @@ class IncidentDesk:
                     pressed.append(("on_duty_facilitators", "press_noted", None))
         elif severity == "high" and self.escalation.high_severity not in running:
             clocks = (*clocks, TierClock(schedule=self.escalation.high_severity, started=now))
+        if target in UNCLAIMED:
+            changes["claimed_by"] = ()
         updated = replace(incident, clocks=clocks, **changes)
         self.incidents[incident_id] = updated
         alerts = [Alert(updated, n, tier, True, cause) for n, cause, tier in pressed]
@@ -435,17 +457,19 @@ class IncidentDesk:
         return found
 
     def apply(self, incident_id: str, event: str, actor: str | None, now: float, *,
-              outcome: str | None = None, basis: str | None = None) -> IncidentRecord:
+              outcome: str | None = None, basis: str | None = None,
+              in_room: bool = False) -> IncidentRecord:
         """A responder's step or a note (TRANSITIONS); a console's second receipt since the
-        last press changes nothing."""
+        last press changes nothing. `in_room`: the actor is a facilitator in the incident's
+        room, so an acknowledgement or engagement of theirs is a claim that lasts while they
+        are there (`claimed_by`)."""
         incident = self.get(incident_id)
         rule = TRANSITIONS.get(event)
         if rule is None or event in TRIGGERS:
             raise IncidentRefused("incident_invalid", f"Unknown incident event {event!r}.")
         target = rule.get(incident.state)
         if target is None:
-            raise IncidentRefused("incident_state",
-                                  f"An incident that is {incident.state} cannot take {event!r}.")
+            raise IncidentRefused("incident_state", _refusal(incident, event))
         if event == "seen" and actor is not None:
             since = incident.asked_at()
             if any(e == "seen" and a == actor and t >= since for t, e, a in incident.history):
@@ -466,6 +490,11 @@ class IncidentDesk:
             changes["follow_up"] = True
         if event in ACTIONS and actor is not None and actor not in incident.responders:
             changes["responders"] = (*incident.responders, actor)
+        if target in UNCLAIMED:
+            changes["claimed_by"] = ()
+        elif event in CLAIMS and in_room and actor is not None \
+                and actor not in incident.claimed_by:
+            changes["claimed_by"] = (*incident.claimed_by, actor)
         updated = replace(incident, **changes)
         self.incidents[incident_id] = updated
         return updated

@@ -1834,11 +1834,12 @@ class RoutingHost:
             if len(batch) < 1000:
                 return
 
-    def delivery_failing(self, channel: str, incident: str, attempts: int) -> list[NodeEffect]:
+    def delivery_failing(self, channel: str, incident: str, attempts: int,
+                         delivered: bool = False) -> list[NodeEffect]:
         """The incident's room facilitators and every on-duty console hear that an on-call
-        alert is not getting through."""
+        alert is not getting through (or, `delivered`, that one which failed got through)."""
         return self.route(None, self.venue.crisis.failing(self.venue.rooms, channel, incident,
-                                                          attempts))
+                                                          attempts, delivered))
 
 
 def _progress(wire: Mapping[str, Any]) -> tuple[int, ...]:

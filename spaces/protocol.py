@@ -352,14 +352,16 @@ class Help:
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Flag:
     """{"type":"flag","category":str,"severity":"low"|"medium"|"high","pack"?:str,
-    "member"?:member_id,"manual"?:bool} — a detector fired (on the sender's own text, after
-    the person agreed; or a facilitator's, about `member`), or a facilitator's manual flag.
-    Never text: category, severity and the rule pack's id and version only."""
+    "member"?:member_id,"manual"?:bool,"id"?:str} — a detector fired (on the sender's own
+    text, after the person agreed; or a facilitator's, about `member`), or a facilitator's
+    manual flag. Never text: category, severity and the rule pack's id and version only.
+    `id`: as for a help press, a resend after a reconnection is not a second flag."""
     category: str
     severity: str
     pack: str | None = None
     member: str | None = None
     manual: bool = False
+    id: str | None = None
     ref: str | None = None
 
 
@@ -602,7 +604,7 @@ _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
         severity=f.string("severity", max_len=8, pattern=_WORD, what="low, medium or high"),
         pack=f.string("pack", max_len=64, optional=True, pattern=_PACK, what="a rule pack id"),
         member=_member(f, optional=True),
-        manual=f.boolean("manual") if "manual" in f.data else False),
+        manual=f.boolean("manual") if "manual" in f.data else False, id=_client_id(f)),
     "worried": lambda f: Worried(member=_member(f)),
     "im_ok": lambda f: ImOk(),
     "incident": lambda f: Incident(

@@ -76,6 +76,7 @@ from hearth.spaces.server_messages import (
     remembered,
 )
 from hearth.spaces.voice import VoiceRoute, VoiceRules, parse_header, stamp_slot
+from hearth.spaces.wording import counted
 
 Role = Literal["participant", "facilitator", "operator"]
 LeaveReason = Literal["left", "timeout", "removed"]
@@ -120,6 +121,9 @@ class Member:
     # Directed envelopes (sender keys) that arrived while away, handed over on resume.
     held: list[DirectEnvelope] = field(default_factory=list)
     muted_notice: float = float("-inf")
+    # When a refused facilitator control of this member's was last audited (a participant
+    # repeating one must not grow the audit log at its message rate: moderation/controls.py).
+    refusal_audited: float = float("-inf")
     # client message id -> the reply it got, without its ref (a resend is answered the
     # same, with its own ref, never redone)
     replies: dict[str, Remembered] = field(default_factory=dict)
@@ -451,7 +455,7 @@ class Room:
             wait = member.last_envelope + self.slow_mode - now
             if wait > 0:
                 raise ProtocolError("slow_mode", f"Slow mode is on: you can write again in "
-                                                 f"{max(1, round(wait))} seconds.", ref)
+                                                 f"{counted(max(1, round(wait)), 'second')}.", ref)
         member.last_envelope = now
         ts = int(now * 1000)
         tag = self._tagger(member.id, commitment)

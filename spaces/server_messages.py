@@ -312,6 +312,14 @@ class DeliveryFailing(ServerMessage, tag="delivery_failing", frozen=True, kw_onl
     attempts: int
 
 
+class DeliveryRestored(ServerMessage, tag="delivery_restored", frozen=True, kw_only=True):
+    """{"type":"delivery_restored","channel","incident","attempts"} — an on-call alert that
+    had failed (`attempts` failed tries, told as delivery_failing) got through at last."""
+    channel: str
+    incident: str
+    attempts: int
+
+
 class AlertNotShared(ServerMessage, tag="alert_not_shared", frozen=True, kw_only=True):
     """{"type":"alert_not_shared","incident"} — an alert of that incident is on the raising
     node's disk only for now (the shared store did not answer in time)."""
@@ -336,7 +344,7 @@ SERVER_TYPES: Final = frozenset(cls.TYPE for cls in SERVER_MESSAGES)
 
 # The answers a member's resend gets again (spaces/room.py Member.replies), kept in the
 # room's saved state by their wire form.
-Remembered = Sent | HelpReceived
+Remembered = Sent | HelpReceived | FlagReceived
 
 
 def remembered(data: Mapping[str, Any]) -> Remembered:
@@ -347,8 +355,10 @@ def remembered(data: Mapping[str, Any]) -> Remembered:
         kind = Sent
     elif name == "help_received":
         kind = HelpReceived
+    elif name == "flag_received":
+        kind = FlagReceived
     else:
-        raise ValueError("not a remembered answer (sent or help_received)")
+        raise ValueError("not a remembered answer (sent, help_received or flag_received)")
     try:
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as invalid:

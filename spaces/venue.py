@@ -449,6 +449,13 @@ class Venue:
                           seq=msg.seq, ts=msg.ts)
         except (E2EEError, binascii.Error):
             raise ProtocolError("report_invalid", ref=msg.ref) from None
+        known = self.reports.find(room=room.id, seq=msg.seq, sender=msg.sender,
+                                  reporter_pseudonym=reporter.pseudonym)
+        if known is not None:
+            return [Reply(ReportReceived(id=known.id, ref=msg.ref))]
+        if self.reports.full(room=room.id, reporter_pseudonym=reporter.pseudonym):
+            raise ProtocolError("rate_limited", "You have made many reports in this room "
+                                "already; the facilitators have them.", msg.ref)
         sender = room.members.get(msg.sender)
         report = self.reports.add(
             room=room.id, seq=msg.seq, sent_at=msg.ts, reported_at=int(now * 1000),

@@ -29,10 +29,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.internet import defer
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.mail.smtp import ESMTPSenderFactory
-from twisted.web.client import Agent, FileBodyProducer, PartialDownloadError, readBody
+from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 
 from hearth.moderation.journal import Journal
@@ -49,8 +50,44 @@ from hearth.web.shared_logs import LogShipper
 from hearth.web.shared_outbox import SharedOutbox
 
 DELIVERY_TIMEOUT = 10.0
+ANSWER_BYTES = 65536  # of an on-call receiver's answer read, at most (only its code counts)
 # PagerDuty's severities for Hearth's; a drill is "info" whatever it says.
 PAGERDUTY_SEVERITY = {"high": "critical", "medium": "error", "low": "warning"}
+
+
+class _Skimmer(Protocol):
+    """Takes an answer's body up to `limit` bytes, then closes the connection; `done` fires
+    when the body ended or the connection closed, whichever way."""
+
+    def __init__(self, limit: int, done: defer.Deferred[None]) -> None:
+        self.limit, self.done, self.seen = limit, done, 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self.seen += len(data)
+        if self.seen > self.limit and self.transport is not None:
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not self.done.called:
+            self.done.callback(None)
+
+
+async def skim(response: Any, reactor: Any, limit: int = ANSWER_BYTES,
+               timeout: float = DELIVERY_TIMEOUT) -> None:
+    """Read and drop `response`'s body: at most `limit` bytes, for at most `timeout` seconds
+    (then the connection is closed)."""
+    skimmer: _Skimmer | None = None
+
+    def stop(_: Any) -> None:
+        if skimmer is not None and skimmer.transport is not None:
+            skimmer.transport.stopProducing()
+
+    done: defer.Deferred[None] = defer.Deferred(stop)
+    skimmer = _Skimmer(limit, done)
+    response.deliverBody(skimmer)
+    done.addTimeout(timeout, reactor)
+    with contextlib.suppress(defer.TimeoutError, defer.CancelledError):
+        await done
 
 
 def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -142,9 +179,10 @@ class Alerts:
         self.loop.clock = reactor
         self.sync_loop = LoopingCall(self._sync)
         self.sync_loop.clock = reactor
-        # (channel, incident, failed attempts): at an on-call alert's first failed try, when
-        # it keeps failing, and (0) when an on-call step has nowhere to go
-        self.on_failing: Callable[[str, str, int], None] | None = None
+        # (channel, incident, failed attempts, delivered): at an on-call alert's first failed
+        # try, when it keeps failing, (0) when an on-call step has nowhere to go, and
+        # (delivered True) when one that had failed gets through at last
+        self.on_failing: Callable[[str, str, int, bool], None] | None = None
         self.on_delivered: Callable[[Item, float], None] | None = None
         # (channel, seconds to deliver, or None for a failed attempt): web/metrics.py counts them
         self.watchers: list[Callable[[str, float | None], None]] = []
@@ -224,7 +262,7 @@ class Alerts:
                               "nowhere to go: configure [[crisis.webhooks]] or [crisis.email]",
                               tier=tier, incident=payload.get("incident"))
             if self.on_failing is not None and "incident" in payload:
-                self.on_failing(channel, str(payload["incident"]), 0)
+                self.on_failing(channel, str(payload["incident"]), 0, False)
         copies: list[defer.Deferred[bool]] = []
         for target in targets:
             body = dict(payload)
@@ -242,6 +280,11 @@ class Alerts:
         self.pump()
         copied: defer.Deferred[bool] = defer.gatherResults(copies).addCallback(all)
         return copied
+
+    @staticmethod
+    def _on_call(item: Item) -> bool:
+        """An alert for on-call (not the admin's e-mail): its failing is told to consoles."""
+        return not item.channel.startswith("email:admin")
 
     def _mails_on_call(self) -> bool:
         return self.config.email is not None and bool(self.config.email.on_call)
@@ -298,8 +341,10 @@ class Alerts:
                                FileBodyProducer(BytesIO(body)))
         d.addTimeout(DELIVERY_TIMEOUT, self.reactor)
         response = await d
-        with contextlib.suppress(PartialDownloadError):  # a body ended by closing: the code counts
-            await readBody(response)
+        # Only the code counts: the answer's body is read up to ANSWER_BYTES and for at most
+        # DELIVERY_TIMEOUT more, then the connection is closed. Read whole, a receiver (or
+        # whatever answers at its address) could hold a delivery for ever, or fill memory.
+        await skim(response, self.reactor)
         if not 200 <= response.code < 300:
             raise RuntimeError(f"HTTP {response.code}")
 
@@ -329,6 +374,10 @@ class Alerts:
             self._quietly(self.sharing.delivered(item), "removing a delivered alert's copy")
         self.log.info("crisis alert delivered to {channel} for incident {incident}",
                       channel=item.channel, incident=item.payload.get("incident"))
+        told = self._on_call(item) or item.attempts >= self.outbox.alert_after
+        if self.on_failing is not None and told and item.attempts > 0 \
+                and "incident" in item.payload:  # the consoles were told it was failing
+            self.on_failing(item.channel, str(item.payload["incident"]), item.attempts, True)
         if self.on_delivered is not None:
             self.on_delivered(item, self.reactor.seconds() - started)
         for watch in self.watchers:
@@ -343,9 +392,9 @@ class Alerts:
                       why=type(failure.value).__name__)
         for watch in self.watchers:
             watch(item.channel, None)
-        on_call = not item.channel.startswith("email:admin")
+        on_call = self._on_call(item)
         if self.on_failing is not None and (alert_admin or (on_call and item.attempts == 1)):
-            self.on_failing(item.channel, str(item.payload.get("incident")), item.attempts)
+            self.on_failing(item.channel, str(item.payload.get("incident")), item.attempts, False)
         if alert_admin:
             self.log.critical("crisis alerts to {channel} keep failing", channel=item.channel)
             if on_call:

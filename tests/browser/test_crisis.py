@@ -222,10 +222,13 @@ async def test_the_detector_asks_first_and_the_server_gets_only_category_severit
 
     await person.do(lambda p: p.click("#care-yes"))
     await person.wait_for("() => document.getElementById('care-done').textContent.includes('Thank you')")
+    await person.wait_for("() => ['Your request was received', \"Your request is on a facilitator's "
+                          "screen\"].some((s) => document.getElementById('help-state').textContent"
+                          ".startsWith(s))")  # answered (and the console's receipt may follow)
     flags = sent_flags(frames)
     assert len(flags) == 1, flags
     [flag] = flags
-    assert set(flag) <= {"type", "category", "severity", "pack", "ref"}, flag
+    assert set(flag) <= {"type", "category", "severity", "pack", "id", "ref"}, flag
     assert flag["category"] in ("intent", "means_method", "farewell", "harm_from_others")
     en_pack = f"hearth-en:{load_crisis().packs['en'].version}"  # the shipped pack, as served
     assert flag["severity"] in ("low", "medium", "high") and flag["pack"] == en_pack

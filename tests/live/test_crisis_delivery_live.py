@@ -1,6 +1,7 @@
 """Escalation reaches on-call within seconds or says it did not: an on-call alert that does
 not get through is told, at its first failed try, to the facilitators who have the incident
-in front of them — the room's as well as those on duty — and again when it keeps failing."""
+in front of them — the room's as well as those on duty — and again when it keeps failing;
+when it gets through at last, they hear that too (the person hears nothing of on-call)."""
 
 from __future__ import annotations
 
@@ -55,3 +56,29 @@ async def test_an_on_call_step_with_nowhere_to_go_is_said_at_once() -> None:
             await client.close()
     finally:
         await live.hearth.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_on_call_alert_that_failed_then_got_through_is_told_to_the_consoles() -> None:
+    receiver = Receiver(SECRET, fail_first=2)  # 503 twice, then on-call takes it
+    port = receiver.listen()
+    live = await start_server(make_config(crisis=crisis(port)))
+    try:
+        fac = await room_facilitator(live)
+        person, incident = await asks_for_help(live.ws_url)
+        failing = await fac.next(lambda m: m["type"] == "delivery_failing", timeout=5)
+        assert (failing["incident"], failing["attempts"]) == (incident, 1)
+        restored = await fac.next(lambda m: m["type"] == "delivery_restored", timeout=15)
+        assert restored == {"type": "delivery_restored", "channel": "webhook:on-call",
+                            "incident": incident, "attempts": 2}
+        assert [c.body["incident"] for c in receiver.calls] == [incident]
+        # nothing false to the person: nothing about on-call at all, and no "told"
+        person.send({"type": "no_such_type", "ref": "sync-1"})  # a round trip: all is in
+        await person.next(lambda m: m.get("ref") == "sync-1")
+        assert not [m for m in person.inbox if m["type"].startswith("delivery_")]
+        assert not [m for m in person.inbox if m["type"] == "help_status"]
+        for client in (fac, person):
+            await client.close()
+    finally:
+        await live.hearth.service.stopService()
+        await receiver.stop()

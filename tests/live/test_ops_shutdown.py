@@ -7,16 +7,14 @@ import signal
 import stat
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 
 from hearth.client.websocket import HearthClient
-from hearth.spaces.config import to_toml as toml_of
 from hearth.web.lifecycle import RoomStateFiles
-from tests.support.config import BASE, make_config
+from tests.support.config import config_file, make_config
 from tests.support.serving import ServedHearth
 
 KEY = "A" * 43 + "="  # base64 of 32 bytes: an identity public key as the roster shows it
@@ -26,18 +24,10 @@ async def sleep(seconds: float) -> None:
     await deferLater(reactor, seconds, lambda: None)
 
 
-def write_config(tmp_path: Path) -> Path:
-    path = tmp_path / "hearth.toml"
-    data: dict[str, Any] = {**BASE, "server": {**BASE["server"],
-                                               "data_dir": str(tmp_path / "data")}}
-    path.write_text(toml_of(data))
-    return path
-
-
 @pytest_twisted.ensureDeferred
 async def test_sigterm_says_going_away_closes_1001_and_members_resume_after_restart(
         tmp_path: Path) -> None:
-    config = write_config(tmp_path)
+    config = config_file(tmp_path)
     served = ServedHearth("--config", str(config), "--log-format", "json")
     try:
         served.wait_ready()

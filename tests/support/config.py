@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import copy
 import tempfile
+from pathlib import Path
 from typing import Any
 
 from hearth.spaces.config import HearthConfig, parse_config
+from hearth.spaces.config import to_toml as toml_of
 
 BASE: dict[str, Any] = {
     "server": {"listen": ["tcp:0:interface=127.0.0.1"]},
@@ -47,3 +49,13 @@ def base_rooms(**changes: Any) -> list[dict[str, Any]]:
     rooms = copy.deepcopy(BASE["rooms"])
     rooms[0].update(changes)
     return list(rooms)
+
+
+def config_file(tmp_path: Path) -> Path:
+    """The test config as `hearth.toml` in `tmp_path`, its data directory `tmp_path/data`
+    (kept across a restart of a served Hearth)."""
+    path = tmp_path / "hearth.toml"
+    data: dict[str, Any] = {**BASE, "server": {**BASE["server"],
+                                               "data_dir": str(tmp_path / "data")}}
+    path.write_text(toml_of(data))
+    return path

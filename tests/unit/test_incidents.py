@@ -450,7 +450,7 @@ def test_wire_form_has_no_content_fields_and_round_trips() -> None:
     assert set(wire) == {"id", "room", "member", "pseudonym", "trigger", "severity", "category",
                          "rule_pack", "opened_at", "state", "history", "responders", "outcome",
                          "follow_up", "test", "fired", "clocks", "external_basis", "external_at",
-                         "reminders", "pressed_at"}
+                         "reminders", "pressed_at", "claimed_by"}
     assert IncidentRecord.from_wire(wire) == incident
 
 

@@ -58,6 +58,7 @@ const state = {
   reports: new Map(), // id -> report (verified by the server)
   incidents: new Map(), // id -> incident metadata
   duty: false,
+  restoring: null, // {roomId, title, name, duty} while a reloaded console resumes its room
   sound: true,
   packs: [],
   helplines: null,
@@ -849,14 +850,30 @@ function onMessage(message) {
     case "duty":
       state.duty = Boolean(message.on);
       $("duty").setAttribute("aria-pressed", String(state.duty));
+      if (keptOpen()) keepOpen({ ...keptOpen(), duty: state.duty });
       onListed(message.open ?? []);
       break;
     case "delivery_failing": {
       const key = { 0: "console.delivery_nowhere", 1: "console.delivery_first_failed" }[message.attempts]
         ?? "console.delivery_failing";
       const warning = el("p", "notice-box", t(key, { channel: message.channel, id: message.incident }));
+      warning.dataset.incident = message.incident;
+      warning.dataset.channel = message.channel;
       $("delivery").append(warning);
       tone();
+      break;
+    }
+    case "delivery_restored": {
+      // An on-call alert that had failed got through: its warnings give way to that news
+      // (a later failure of another alert warns again).
+      for (const old of $("delivery").querySelectorAll("p")) {
+        if (old.dataset.incident === message.incident && old.dataset.channel === message.channel) old.remove();
+      }
+      const news = el("p", "notice-box", t("console.delivery_restored",
+        { channel: message.channel, id: message.incident, attempts: message.attempts }));
+      news.dataset.incident = message.incident;
+      news.dataset.channel = message.channel;
+      $("delivery").append(news);
       break;
     }
     case "error":
@@ -897,9 +914,18 @@ function onState({ state: now, code }) {
     status("");
     if (state.dropped) notice(t("notice.reconnected"));
     state.dropped = false;
+    state.restoring = null;
   }
   if (ENDED.has(now)) {
     room.walker?.stop();
+    keepOpen(null);
+    const restoring = state.restoring;
+    state.restoring = null;
+    if (restoring && now === "expired") { // reloaded too late to resume: joined afresh
+      showRooms();
+      openRoom(restoring.roomId, restoring.title);
+      return;
+    }
     $("desk").hidden = true;
     if (now === "left") {
       showRooms();
@@ -980,11 +1006,52 @@ async function openRoom(roomId, title) {
   start(roomId, title, ticket, name);
 }
 
-function start(roomId, title, ticket, name) {
+// A reloaded console comes back as it was: this tab keeps (sessionStorage) the room it has
+// open, the name it shows and whether it is on duty, and a reload resumes the same member —
+// its claims, its place on duty — and lists every open incident again. Left, ended or
+// refused, nothing is kept; a session that expired meanwhile is joined afresh.
+const OPEN_KEY = "hearth.console.open";
+
+function keepOpen(open) {
+  try {
+    if (open) sessionStorage.setItem(OPEN_KEY, JSON.stringify(open));
+    else sessionStorage.removeItem(OPEN_KEY);
+  } catch {
+    // storage refused (private mode): a reload shows the rooms, as before
+  }
+}
+
+function keptOpen() {
+  try {
+    const open = JSON.parse(sessionStorage.getItem(OPEN_KEY) ?? "null");
+    return open && typeof open.roomId === "string" && typeof open.name === "string" ? open : null;
+  } catch {
+    return null;
+  }
+}
+
+function consoleTokens(roomId) {
   const tokens = new TokenStore(roomId);
   tokens.key = `hearth.console.${roomId}`; // not the participant's key: a different member
-  tokens.clear(); // a fresh ticket is a fresh member
-  const join = { ticket, locale: pageLang, pseudonym: name };
+  return tokens;
+}
+
+/** After a reload: resume the room this tab had open (its token is still here). */
+function reopenKept() {
+  const open = keptOpen();
+  if (!open || !consoleTokens(open.roomId).get()) return;
+  state.duty = Boolean(open.duty);
+  $("duty").setAttribute("aria-pressed", String(state.duty));
+  $("console-name").value = open.name;
+  state.restoring = open;
+  start(open.roomId, open.title, null, open.name);
+}
+
+function start(roomId, title, ticket, name) {
+  const tokens = consoleTokens(roomId);
+  if (ticket !== null) tokens.clear(); // a fresh ticket is a fresh member (null: a reload resumes)
+  const join = ticket === null ? null : { ticket, locale: pageLang, pseudonym: name };
+  keepOpen({ roomId, title, name, duty: state.duty });
   const conn = new HearthConnection({ room: roomId, tokens, join });
   room?.walker?.stop();
   room = new RoomState({ connection: conn, view, log: $("chat-log"), lang: pageLang });
@@ -1106,12 +1173,14 @@ async function main() {
   });
   onQuickExit(() => {
     exited = true;
+    keepOpen(null);
     room?.log.close();
     room?.walker?.stop();
     reactions?.stop();
     connection?.stop();
   });
   setInterval(tickTimers, 1000);
+  reopenKept(); // a reload: back in the room this tab had open, as the same member
   state.helplines = cachedHelplines({ forConsole: true });
   renderTools();
   loadHelplines({ forConsole: true }).then((data) => {

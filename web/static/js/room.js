@@ -41,8 +41,9 @@ const state = {
   // console has it: never "told", which waits for a person's acknowledgement), acknowledged,
   // engaged, resolved, ok (they said so).
   request: { incident: null, status: null },
-  // A press not answered yet ({id}): sent again, with the same client id, whenever the page
-  // is back in the room (or its lobby) — the server answers a repeated id once.
+  // A request not answered yet ({id, kind, fields, inFlight}): a help press, or the
+  // detector's "yes, talk privately" (a flag). Sent again, with the same client id, whenever
+  // the page is back in the room (or its lobby) — the server answers a repeated id once.
   press: null,
   concerns: new Map(), // incident -> {name, status}: people this person said they worry about
   card: "info", // what the help card is open for: "own", "info", or a concern's incident id
@@ -53,6 +54,7 @@ const state = {
 };
 const CARE_QUIET_MS = 5 * 60 * 1000; // "not now" means not for 5 minutes, and no longer
 const PRESS_AGAIN_MS = 500; // a press refused with room_moving (nothing done) goes again after this
+const ANSWERS = { help: "help_received", flag: "flag_received" }; // what answers each request
 const LIVE_REQUEST = new Set(["sending", "queued", "received", "reopened", "delivered", "acknowledged", "engaged"]);
 // Refusals of what the join form chose: the person goes back to the form, with it filled in.
 const JOIN_REFUSALS = new Set(["pseudonym_invalid", "pseudonym_reserved", "pseudonym_taken", "avatar_invalid"]);
@@ -433,7 +435,7 @@ function requestStatus(status) {
 function askForHelp() {
   showCard("own");
   $("help-prompt").hidden = true;
-  state.press = { id: newClientId(), inFlight: false };
+  state.press = { id: newClientId(), kind: "help", fields: { type: "help" }, inFlight: false };
   sendPress();
 }
 
@@ -447,7 +449,7 @@ function sendPress() {
   }
   press.inFlight = true;
   requestStatus("sending");
-  connection.request({ type: "help", id: press.id }, "help").then(
+  connection.request({ ...press.fields, id: press.id }, press.kind).then(
     (reply) => {
       press.inFlight = false;
       const latest = state.press === press; // (else a newer press is on its way)
@@ -456,7 +458,7 @@ function sendPress() {
         return;
       }
       if (latest) state.press = null;
-      if (reply.type !== "help_received") {
+      if (reply.type !== ANSWERS[press.kind] || !reply.incident) {
         if (latest) requestStatus("not_sent");
         return;
       }
@@ -533,29 +535,23 @@ function careCheck(text) {
   return true;
 }
 
-async function careYes() {
+/** "Yes, talk privately": the person's own request, kept and sent like a help press — with
+ * a client id, again after a drop until the server answers — and the card says where it
+ * stands ("not connected right now: it will be sent", never that anyone knows). */
+function careYes() {
   const care = state.care;
   if (!care) return;
   const { category, severity, pack, version } = care.detection; // never the text
-  $("care-yes").disabled = true;
-  try {
-    const reply = await connection.request({ type: "flag", category, severity, pack: `${pack}:${version}` }, "flag");
-    if (reply.type === "error") {
-      $("care-done").textContent = errorText(reply.code, reply.message);
-      $("care-yes").disabled = false;
-      return;
-    }
-    state.care = null;
-    state.request = { incident: reply.incident ?? null, status: "received" };
-    $("care-yes").hidden = true;
-    $("care-done").textContent = t("care.thanks");
-    $("care-send").textContent = t("care.send_group");
-    $("care-cancel").textContent = t("care.close");
-    showCard("own", { focus: false });
-  } catch {
-    $("care-done").textContent = t("help.not_sent");
-    $("care-yes").disabled = false;
-  }
+  state.care = null;
+  $("care-yes").hidden = true;
+  $("care-done").textContent = t("care.thanks");
+  $("care-send").textContent = t("care.send_group");
+  $("care-cancel").textContent = t("care.close");
+  state.request = { incident: null, status: null };
+  showCard("own", { focus: false });
+  const fields = { type: "flag", category, severity, pack: `${pack}:${version}` };
+  state.press = { id: newClientId(), kind: "flag", fields, inFlight: false };
+  sendPress();
 }
 
 function careLater(sendIt) {
