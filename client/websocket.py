@@ -61,6 +61,7 @@ class HearthClient:
         self.token: str | None = None
         self.welcome: dict[str, Any] | None = None
         self.seq: int | None = None  # the last room seq received (a resume says it)
+        self.dseq: int | None = None  # the last directed envelope's number (a resume says it)
         self._proto: _Protocol | None = None
         self._open: Deferred[HearthClient] = Deferred()
         self._waiters: list[tuple[Callable[[dict[str, Any]], bool], Deferred[dict[str, Any]]]] = []
@@ -126,12 +127,18 @@ class HearthClient:
         self.send({"type": "join", "room": room, **fields})
         return self._welcomed(await self.expect("welcome"))
 
-    async def resume(self, token: str, seq: int | None = None) -> dict[str, Any]:
+    async def resume(self, token: str, seq: int | None = None,
+                     dseq: int | None = None) -> dict[str, Any]:
         """`seq`: the last room seq seen (on the connection that dropped); the room
-        envelopes after it come right after the welcome."""
+        envelopes after it come right after the welcome. `dseq`: the `dseq` of the last
+        directed envelope received there; the ones after it come first (sender keys that
+        went to a dead link)."""
         message: dict[str, Any] = {"type": "resume", "token": token}
         if seq is not None:
             message["seq"] = seq
+        if dseq is not None:
+            message["dseq"] = dseq
+            self.dseq = dseq
         self.send(message)
         return self._welcomed(await self.expect("welcome"))
 
@@ -253,6 +260,9 @@ class HearthClient:
         seq = message.get("seq")
         if type(seq) is int and "zone" not in message and message.get("type") != "welcome":
             self.seq = seq if self.seq is None else max(self.seq, seq)
+        dseq = message.get("dseq")
+        if type(dseq) is int and message.get("type") == "direct":
+            self.dseq = dseq if self.dseq is None else max(self.dseq, dseq)
         if self.on_message is not None:
             self.on_message(message)
         for i, (test, d) in enumerate(self._waiters):
@@ -275,7 +285,7 @@ class HearthClient:
 
 
 async def resume_anywhere(urls: list[str], token: str, *, seq: int | None = None,
-                          within: float = 10.0,
+                          dseq: int | None = None, within: float = 10.0,
                           reactor: Any = None) -> tuple[HearthClient, dict[str, Any]]:
     """Resume on the first node that takes it, trying `urls` in turn: what a client does when
     its connection dropped or its room moved (close 4010). `room_moving`, a refused
@@ -295,7 +305,7 @@ async def resume_anywhere(urls: list[str], token: str, *, seq: int | None = None
         try:
             client = await HearthClient.connect(url, reactor=reactor, timeout=2.0)
             client.seq = seq
-            return client, await client.resume(token, seq)
+            return client, await client.resume(token, seq, dseq)
         except ServerError as refused:
             if refused.code != "room_moving":
                 raise

@@ -5,7 +5,10 @@ which takes this as its `controls` (spaces/ports.py Controls). Rules, in one
 place:
 
 - One role check for every control: a participant is refused (`forbidden`)
-  and the refusal is audited.
+  and the refusal is audited — once a minute per member at most
+  (REFUSAL_AUDIT_SECONDS): each refusal is answered and counted in the metrics,
+  but a client repeating one at its message rate would otherwise grow the audit
+  log (an fsync'd file, and a Redis stream) by hundreds of lines a second.
 - Every control is audited with its outcome (who did what to whom, never what
   was said), but for a console's receipt of an alert and the report listing
   (the receipt is in the incident); an incident run on another node is audited
@@ -28,6 +31,7 @@ from hearth.spaces.server_messages import ReportList
 from hearth.spaces.venue import DENIED, Venue
 
 UNAUDITED = ("list_reports", "alert_seen")
+REFUSAL_AUDIT_SECONDS = 60.0
 
 
 def facilitate(venue: Venue, room: Room, actor: Member, msg: p.ClientMessage,
@@ -38,6 +42,9 @@ def facilitate(venue: Venue, room: Room, actor: Member, msg: p.ClientMessage,
     if actor.role == "participant":  # the one role check for every facilitator control
         refused = ProtocolError("forbidden", "Only facilitators can do that.", msg.ref)
         venue.stats.refused["forbidden"] += 1
+        if now - actor.refusal_audited < REFUSAL_AUDIT_SECONDS:
+            return [Reply(refused.as_message())]
+        actor.refusal_audited = now
         return [Reply(refused.as_message()),
                 Audit(actor.actor, kind, target, room.id, "refused:forbidden")]
     effects = _control(venue, room, actor, msg, now)

@@ -65,6 +65,7 @@ from hearth.moderation.detector import (
 )
 from hearth.moderation.incidents import DEFAULT_ESCALATION, Escalation, Notify, Tier
 from hearth.spaces.config import TEXT_LOCALES, ConfigError, HearthConfig, TableReader, describe
+from hearth.spaces.wording import counted
 
 SHIPPED_CRISIS = Path(__file__).resolve().parent.parent / "config" / "crisis"
 JSON_FORMAT = 1  # bumped when the JSON the browser caches changes shape
@@ -713,7 +714,7 @@ def _tiers(r: TableReader, schedule: str) -> tuple[tuple[Tier, ...], str]:
             k.fail("if_not", "no condition on the first tier: it always fires")
         if i > 0:
             if after <= tiers[-1].after:
-                k.fail("after", f"more than the previous tier's {tiers[-1].after:g} seconds, "
+                k.fail("after", f"more than the previous tier's {counted(tiers[-1].after, 'second')}, "
                                 f"got {after}")
             if if_not is None:
                 k.fail("if_not", "acknowledged or engaged: a later tier fires only while the "
@@ -993,13 +994,18 @@ def unverified_entries(helplines: Helplines) -> list[str]:
     return found
 
 
-def _slot_json(slot: Slot) -> list[Any]:
-    """[gap, words, prefixes, numbers]: compact, as a pack holds thousands of slots."""
-    return [slot.gap, list(slot.words), list(slot.prefixes), list(slot.numbers)]
+def _slot_text(slot: Slot) -> str:
+    """A slot as the browser reads it: its gap ("~2 "), then words, prefixes ("stem*") and
+    numbers ("#mg") joined by '|'. A normalised word never holds a space, '|', '~', '*' or '#'
+    and never starts with '#', so the form cannot be misread."""
+    alternatives = [*slot.words, *(f"{p}*" for p in slot.prefixes), *(f"#{n}" for n in slot.numbers)]
+    return (f"~{slot.gap} " if slot.gap else "") + "|".join(alternatives)
 
 
-def _patterns_json(patterns: Sequence[Pattern]) -> list[list[list[Any]]]:
-    return [[_slot_json(slot) for slot in p.slots] for p in patterns]
+def _patterns_json(patterns: Sequence[Pattern]) -> list[str]:
+    """Each pattern compiled and normalised, as one line: "want|wish ~2 die|dead*" (a third
+    of the size of one list per slot, as a pack holds thousands of slots)."""
+    return [" ".join(_slot_text(slot) for slot in p.slots) for p in patterns]
 
 
 def model_to_json(model: Model) -> dict[str, Any]:

@@ -44,7 +44,7 @@ SEVERITIES = ("low", "medium", "high")
 # Where an exception set's match cancels a rule: the same clause, sentence, or anywhere.
 SCOPES = ("clause", "sentence", "message")
 # The shape of pack_to_json; the browser refuses a pack of another format (a stale cache).
-PACK_FORMAT = 5
+PACK_FORMAT = 6
 
 # Limits on one pattern: they bound the work per token, whatever a pack says.
 MAX_PATTERN_CHARS = 300

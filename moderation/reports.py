@@ -29,12 +29,33 @@ class VerifiedReport:
         return asdict(self)
 
 
+MAX_REPORTS_PER_MESSAGE = 16  # reporters of one message kept (a room's members, renamed ones)
+MAX_REPORTS_PER_REPORTER = 100  # reports one pseudonym has kept in a room (until retention)
+
+
 @dataclass
 class ReportQueue:
     """In memory (Redis storage arrives with its issue); purged after [retention] reports_days."""
 
     reports: list[VerifiedReport] = field(default_factory=list)
     _next_id: int = 1
+
+    def find(self, *, room: str, seq: int, sender: str,
+             reporter_pseudonym: str) -> VerifiedReport | None:
+        """A report already kept of this message: by this reporter, or any once the message
+        has MAX_REPORTS_PER_MESSAGE (a report sent again is answered as the first time,
+        never kept twice nor pushed to facilitators again: without bound, the same proof
+        repeated at the message rate filled memory for reports_days)."""
+        same = [r for r in self.reports if r.room == room and r.seq == seq and r.sender == sender]
+        mine = next((r for r in same if r.reporter_pseudonym == reporter_pseudonym), None)
+        return mine or (same[0] if len(same) >= MAX_REPORTS_PER_MESSAGE else None)
+
+    def full(self, *, room: str, reporter_pseudonym: str) -> bool:
+        """This reporter has MAX_REPORTS_PER_REPORTER reports kept in this room: a member
+        reporting message after message (its own, or a friend's) would otherwise grow
+        memory at the message rate for reports_days."""
+        return sum(1 for r in self.reports if r.room == room
+                   and r.reporter_pseudonym == reporter_pseudonym) >= MAX_REPORTS_PER_REPORTER
 
     def add(self, *, room: str, seq: int, sent_at: int, reported_at: int, sender: str,
             sender_pseudonym: str, reporter_pseudonym: str, text: str,

@@ -117,10 +117,12 @@ class Join:
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Resume:
-    """{"type":"resume","token":str,"seq"?:int} — `seq`: the last room seq the client saw; the
-    room envelopes after it come right after the welcome."""
+    """{"type":"resume","token":str,"seq"?:int,"dseq"?:int} — `seq`: the last room seq the
+    client saw; the room envelopes after it come right after the welcome. `dseq`: the
+    number of the last `direct` it received; the directed envelopes after it come first."""
     token: str
     seq: int | None = None
+    dseq: int | None = None
     ref: str | None = None
 
 
@@ -562,7 +564,8 @@ def _keys(f: _Fields) -> Keys:
 _DECODERS: Final[Mapping[str, Callable[[_Fields], ClientMessage]]] = {
     "join": _join,
     "resume": lambda f: Resume(token=f.string("token", max_len=MAX_TOKEN),
-                               seq=f.integer("seq", 0, 2**53) if "seq" in f.data else None),
+                               seq=f.integer("seq", 0, 2**53) if "seq" in f.data else None,
+                               dseq=f.integer("dseq", 0, 2**53) if "dseq" in f.data else None),
     "move": lambda f: Move(x=f.number("x", -1e6, 1e6), y=f.number("y", -1e6, 1e6)),
     "sit": lambda f: Sit(seat=f.integer("seat", 0, 1000)),
     "stand": lambda f: Stand(),

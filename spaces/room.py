@@ -31,7 +31,12 @@ Rules, in one place:
 - A resuming member gets the room envelopes it missed: those after the last
   `seq` it saw (or, if it does not say, those since it went away), from the
   room's last RECENT envelopes, kept in memory only while anyone is in the
-  room; directed envelopes that arrived while it was away are kept for it.
+  room. Before them come the directed envelopes (sender keys) it missed: each
+  is numbered for its recipient (`dseq`) and the last KEPT_DIRECTS are kept
+  whether it was away or not (a link can die unnoticed and lose what was
+  written to it), so it gets those after the last `dseq` it says it received
+  (or, if it does not say, those that came while it was away). What waits for
+  an away member is never pushed out: past the limits a `direct` to it is refused.
 - An envelope with a client id is sequenced once: a resend of the same id is
   answered with the same `sent` (the last REPLIES_KEPT ids of each member).
 - No I/O and no clock: `now` (seconds) comes in with every call.
@@ -76,6 +81,7 @@ from hearth.spaces.server_messages import (
     remembered,
 )
 from hearth.spaces.voice import VoiceRoute, VoiceRules, parse_header, stamp_slot
+from hearth.spaces.wording import counted
 
 Role = Literal["participant", "facilitator", "operator"]
 LeaveReason = Literal["left", "timeout", "removed"]
@@ -83,7 +89,9 @@ LeaveReason = Literal["left", "timeout", "removed"]
 SEAT_REACH = 1.5  # metres from a seat within which a member may sit on it
 MOVE_SLACK = 0.25  # metres forgiven per move for client/server timing jitter
 MAX_MOVE_WINDOW = 1.0  # seconds of walking one move may claim at most
-MAX_HELD_DIRECTS = 256  # directed envelopes kept for an away member
+KEPT_DIRECTS = 256  # directed envelopes kept per member (the newest) for its resume
+KEPT_DIRECT_CHARS = 1 << 18  # ... and at most this many characters of their bodies
+DSEQ_MARGIN = 1000  # a restored room numbers directs on past what its old node may have used
 RECENT = 256  # room envelopes kept (in memory) for members who resume (beyond: a seq gap)
 REPLIES_KEPT = 16  # client message ids remembered per member (with the reply they got)
 MUTED_NOTICE_EVERY = 5.0  # seconds between "you are muted" errors to a muted speaker
@@ -117,12 +125,35 @@ class Member:
     generation: int | None = None
     address: tuple[str, bytes] | None = None  # (day, keyed hash) for a ban; never the address
     last_envelope: float = float("-inf")  # for slow mode
-    # Directed envelopes (sender keys) that arrived while away, handed over on resume.
-    held: list[DirectEnvelope] = field(default_factory=list)
+    # The newest directed envelopes (sender keys) sent to the member, numbered by `dseq`,
+    # whether it was away or attached: a resume hands over those it did not receive.
+    directs: deque[DirectEnvelope] = field(default_factory=deque)
+    direct_chars: int = 0  # the length of their bodies
+    dseq: int = 0  # the number of the last directed envelope to the member
+    away_dseq: int = 0  # `dseq` when it went away: those after it waited for its resume
     muted_notice: float = float("-inf")
+    # When a refused facilitator control of this member's was last audited (a participant
+    # repeating one must not grow the audit log at its message rate: moderation/controls.py).
+    refusal_audited: float = float("-inf")
     # client message id -> the reply it got, without its ref (a resend is answered the
     # same, with its own ref, never redone)
     replies: dict[str, Remembered] = field(default_factory=dict)
+
+    def keep_direct(self, message: DirectEnvelope) -> None:
+        """Number `message` for this member and keep it, the oldest going past the limits."""
+        self.dseq = message.dseq
+        self.directs.append(message)
+        self.direct_chars += len(message.body)
+        while len(self.directs) > KEPT_DIRECTS or self.direct_chars > KEPT_DIRECT_CHARS:
+            self.direct_chars -= len(self.directs.popleft().body)
+
+    def directs_after(self, dseq: int) -> list[DirectEnvelope]:
+        """The kept directed envelopes numbered after `dseq`, in order."""
+        return [m for m in self.directs if m.dseq > dseq]
+
+    def went_away(self, now: float) -> None:
+        self.away_since = now
+        self.away_dseq = self.dseq
 
     def remember(self, client_id: str, reply: Remembered) -> None:
         self.replies[client_id] = reply if reply.ref is None else structs.replace(reply, ref=None)
@@ -325,7 +356,7 @@ class Room:
         member = self.members.get(member_id)
         if member is None or member.attachment != attachment or member.away_since is not None:
             return []
-        member.away_since = now
+        member.went_away(now)
         return [self._updated(member)]
 
     def closing(self, member: Member, now: float, within: float) -> list[Effect]:
@@ -334,7 +365,7 @@ class Room:
         member.leave_at = now + within
         if member.away_since is not None:
             return []
-        member.away_since = now
+        member.went_away(now)
         return [self._updated(member)]
 
     def reattach(self, member: Member) -> int:
@@ -451,7 +482,7 @@ class Room:
             wait = member.last_envelope + self.slow_mode - now
             if wait > 0:
                 raise ProtocolError("slow_mode", f"Slow mode is on: you can write again in "
-                                                 f"{max(1, round(wait))} seconds.", ref)
+                                                 f"{counted(max(1, round(wait)), 'second')}.", ref)
         member.last_envelope = now
         ts = int(now * 1000)
         tag = self._tagger(member.id, commitment)
@@ -529,14 +560,16 @@ class Room:
             inside = self.private.get(zone, frozenset())
             if member.id not in inside or to not in inside:
                 raise ProtocolError("not_in_zone", ref=ref)
-        message = DirectEnvelope(sender=member.id, body=body, zone=zone)
-        if recipient.away_since is not None:  # keep sender keys for a member who will resume
-            if len(recipient.held) >= MAX_HELD_DIRECTS:
+        message = DirectEnvelope(sender=member.id, body=body, zone=zone, dseq=recipient.dseq + 1)
+        away = recipient.away_since is not None
+        if away:  # what waits for its resume is never pushed out of what is kept
+            waiting = recipient.directs_after(recipient.away_dseq)
+            if len(waiting) >= KEPT_DIRECTS or \
+                    sum(len(m.body) for m in waiting) + len(body) > KEPT_DIRECT_CHARS:
                 raise ProtocolError("recipient_not_found", "The recipient is away and has too "
                                                            "much waiting already.", ref)
-            recipient.held.append(message)
-            return []
-        return [Send(to, message)]
+        recipient.keep_direct(message)
+        return [] if away else [Send(to, message)]
 
     # --- voice -------------------------------------------------------------------
 
@@ -719,7 +752,7 @@ class Room:
                 "status": m.status,
                 "address": [m.address[0], m.address[1].hex()] if m.address else None,
                 "replies": {cid: reply.to_wire() for cid, reply in m.replies.items()},
-                "away_since": m.away_since,
+                "away_since": m.away_since, "dseq": m.dseq,
             } for m in self.members.values()],
         }
 
@@ -751,6 +784,8 @@ class Room:
                 address=(m["address"][0], bytes.fromhex(m["address"][1]))
                 if m["address"] else None,
                 replies={str(k): remembered(v) for k, v in m.get("replies", {}).items()})
+            # what it was sent lately stayed with the old node: number on past any it used
+            member.dseq = member.away_dseq = int(m.get("dseq", 0)) + DSEQ_MARGIN
             self.members[member.id] = member
 
     # --- time -----------------------------------------------------------------

@@ -215,9 +215,11 @@ class Sent(ServerMessage, tag="sent", frozen=True, kw_only=True):
 
 
 class DirectEnvelope(ServerMessage, tag="direct", frozen=True, kw_only=True, rename={"sender": "from"}):
-    """{"type":"direct","from","body","zone"?} — ciphertext for one member (sender keys)."""
+    """{"type":"direct","from","body","dseq","zone"?} — ciphertext for one member (sender
+    keys); `dseq` numbers the directs to that member (1, 2, …; a resume says the last)."""
     sender: str
     body: str
+    dseq: int
     zone: str | None = None
 
 

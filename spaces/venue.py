@@ -361,9 +361,12 @@ class Venue:
         if member.away_since is None:  # the old connection is still open: it loses the member
             effects.append(Detach(member.id, RESUMED_ELSEWHERE, "resumed on another connection"))
         missed = room.missed(member, msg.seq, member.away_since)
+        # the sender keys it did not receive (a dead link loses them unnoticed), or, if it
+        # does not say, those that came while it was away
+        held = member.directs_after(msg.dseq) if msg.dseq is not None else \
+            member.directs_after(member.away_dseq) if member.away_since is not None else []
         attachment = room.reattach(member)
         token = self._issue_session(room.id, member.id, _digest(msg.token))
-        held, member.held = member.held, []
         effects += room.resumed(member)  # a new epoch: the welcome below already shows it
         return Seat(room.id, member.id, attachment), [
             *effects, Attach(room.id, member.id), Reply(self._welcome(room, member, token, True)),
@@ -449,6 +452,13 @@ class Venue:
                           seq=msg.seq, ts=msg.ts)
         except (E2EEError, binascii.Error):
             raise ProtocolError("report_invalid", ref=msg.ref) from None
+        known = self.reports.find(room=room.id, seq=msg.seq, sender=msg.sender,
+                                  reporter_pseudonym=reporter.pseudonym)
+        if known is not None:
+            return [Reply(ReportReceived(id=known.id, ref=msg.ref))]
+        if self.reports.full(room=room.id, reporter_pseudonym=reporter.pseudonym):
+            raise ProtocolError("rate_limited", "You have made many reports in this room "
+                                "already; the facilitators have them.", msg.ref)
         sender = room.members.get(msg.sender)
         report = self.reports.add(
             room=room.id, seq=msg.seq, sent_at=msg.ts, reported_at=int(now * 1000),

@@ -29,14 +29,18 @@ class AckLink(resource.Resource):
     def render_POST(self, request: server.Request) -> bytes:
         request.setHeader(b"Content-Type", b"application/json")
         request.setHeader(b"Cache-Control", b"no-store")
-        parts = [p.decode("ascii", "replace") for p in request.postpath]
-        if len(parts) != 3 or parts[0] != "ack" or not hmac.compare_digest(
-                parts[2], ack_token(self.ack_key, parts[1])):
+        parts = request.postpath
+        # Bytes, compared in constant time: a token that is not ASCII is a wrong one (as text,
+        # compare_digest raised on it and the link answered 500).
+        if len(parts) != 3 or parts[0] != b"ack" or not parts[1].isascii() \
+                or not hmac.compare_digest(parts[2],
+                                           ack_token(self.ack_key, parts[1].decode()).encode()):
             request.setResponseCode(404)
             return json.dumps({"error": "not_found"}).encode()
+        incident = parts[1].decode()
         venue = self.node.venue
         try:
-            state, effects = venue.crisis.acknowledge_by_link(venue.rooms, parts[1],
+            state, effects = venue.crisis.acknowledge_by_link(venue.rooms, incident,
                                                               self.node.clock())
         except ProtocolError as refused:
             request.setResponseCode(404 if refused.code == "incident_not_found" else 409)

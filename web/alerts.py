@@ -29,10 +29,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from twisted.internet import defer
+from twisted.internet.protocol import Protocol
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.mail.smtp import ESMTPSenderFactory
-from twisted.web.client import Agent, FileBodyProducer, PartialDownloadError, readBody
+from twisted.web.client import Agent, FileBodyProducer
 from twisted.web.http_headers import Headers
 
 from hearth.moderation.journal import Journal
@@ -49,8 +50,44 @@ from hearth.web.shared_logs import LogShipper
 from hearth.web.shared_outbox import SharedOutbox
 
 DELIVERY_TIMEOUT = 10.0
+ANSWER_BYTES = 65536  # of an on-call receiver's answer read, at most (only its code counts)
 # PagerDuty's severities for Hearth's; a drill is "info" whatever it says.
 PAGERDUTY_SEVERITY = {"high": "critical", "medium": "error", "low": "warning"}
+
+
+class _Skimmer(Protocol):
+    """Takes an answer's body up to `limit` bytes, then closes the connection; `done` fires
+    when the body ended or the connection closed, whichever way."""
+
+    def __init__(self, limit: int, done: defer.Deferred[None]) -> None:
+        self.limit, self.done, self.seen = limit, done, 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self.seen += len(data)
+        if self.seen > self.limit and self.transport is not None:
+            self.transport.stopProducing()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not self.done.called:
+            self.done.callback(None)
+
+
+async def skim(response: Any, reactor: Any, limit: int = ANSWER_BYTES,
+               timeout: float = DELIVERY_TIMEOUT) -> None:
+    """Read and drop `response`'s body: at most `limit` bytes, for at most `timeout` seconds
+    (then the connection is closed)."""
+    skimmer: _Skimmer | None = None
+
+    def stop(_: Any) -> None:
+        if skimmer is not None and skimmer.transport is not None:
+            skimmer.transport.stopProducing()
+
+    done: defer.Deferred[None] = defer.Deferred(stop)
+    skimmer = _Skimmer(limit, done)
+    response.deliverBody(skimmer)
+    done.addTimeout(timeout, reactor)
+    with contextlib.suppress(defer.TimeoutError, defer.CancelledError):
+        await done
 
 
 def signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -304,8 +341,10 @@ class Alerts:
                                FileBodyProducer(BytesIO(body)))
         d.addTimeout(DELIVERY_TIMEOUT, self.reactor)
         response = await d
-        with contextlib.suppress(PartialDownloadError):  # a body ended by closing: the code counts
-            await readBody(response)
+        # Only the code counts: the answer's body is read up to ANSWER_BYTES and for at most
+        # DELIVERY_TIMEOUT more, then the connection is closed. Read whole, a receiver (or
+        # whatever answers at its address) could hold a delivery for ever, or fill memory.
+        await skim(response, self.reactor)
         if not 200 <= response.code < 300:
             raise RuntimeError(f"HTTP {response.code}")
 

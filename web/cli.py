@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from hearth.spaces.wording import counted
 from hearth.web.logs import LEVELS as LOG_LEVELS
 
 DEFAULT_LISTEN_HELP = "a Twisted endpoint string, e.g. tcp:8080:interface=127.0.0.1 (repeatable)"
@@ -293,7 +294,17 @@ def serve(args: argparse.Namespace) -> int:
     if redis_url:
         from hearth.web.redis_broker import RedisBroker
         broker = RedisBroker(redis_url)
-    from hearth.web.datadir import DataDirError
+    from hearth.web.datadir import DataDirError, DataDirInUse, lock_data_dir
+    try:
+        # Held until the process exits: nothing else here reads or writes the directory first.
+        lock_data_dir(Path(config.server.data_dir))
+    except DataDirInUse as exc:
+        print(f"hearth: cannot start: {exc}. Nothing in it was changed.", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"hearth: cannot start: {config.source}: server.data_dir: "
+              f"{exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
     try:
         hearth = make_hearth(config, reactor, args.listen, broker=broker, node_id=args.node_id,
                              persist_rooms=True)
@@ -306,7 +317,7 @@ def serve(args: argparse.Namespace) -> int:
     WatchdogService(systemd, reactor).setServiceParent(hearth.service)
     hearth.service.startService()
     status = {"code": 0}
-    serving = (f"Serving {len(config.rooms)} rooms; broker {hearth.node.broker.name}, "
+    serving = (f"Serving {counted(len(config.rooms), 'room')}; broker {hearth.node.broker.name}, "
                f"node {hearth.node.id}")
 
     def ready(_: Any) -> None:
@@ -765,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
         config = load(args.path, None)  # no PATH: the default config, as everywhere
         if config is None:
             return 2
-        print(f"{config.source}: OK ({len(config.rooms)} rooms)")
+        print(f"{config.source}: OK ({counted(len(config.rooms), 'room')})")
         from hearth.web.webtransport import describe
         voice = describe(config)
         if voice:

@@ -36,6 +36,7 @@ from hearth.moderation.journal import Journal, read_records
 from hearth.moderation.outbox import Outbox
 from hearth.spaces.broker import Broker
 from hearth.spaces.config import HearthConfig
+from hearth.spaces.wording import counted
 
 DAY = 86400.0
 
@@ -223,7 +224,7 @@ def privacy_report(config: HearthConfig, now: float | None = None) -> list[Store
     oldest = min(times, default=None)
     stores.append(Store(
         name="audit log", path=str(path), exists=path.exists(), count=len(times), unit="entries",
-        bytes=_size(path), oldest=oldest, kept=f"{r.audit_days} days",
+        bytes=_size(path), oldest=oldest, kept=counted(r.audit_days, "day"),
         until=None if oldest is None else oldest + r.audit_days * DAY,
         note="moderation actions and sign-ins: account names and pseudonyms, never content"))
 
@@ -235,7 +236,8 @@ def privacy_report(config: HearthConfig, now: float | None = None) -> list[Store
     stores.append(Store(
         name="crisis incidents", path=str(path), exists=path.exists(), count=len(summary),
         unit="incidents", bytes=_size(path), oldest=min(firsts, default=None),
-        kept=f"{r.incidents_days} days after resolution; unresolved ones until resolved",
+        kept=f"{counted(r.incidents_days, 'day')} after resolution; unresolved ones until "
+             "resolved",
         until=min(resolved) + r.incidents_days * DAY if resolved else None,
         note=f"{unresolved} unresolved; metadata only (pseudonym, trigger, severity, times)"))
 
@@ -321,7 +323,7 @@ def redis_stores(items: list[dict[str, Any]], config: HearthConfig, now: float) 
             name=f"{name} (Redis)", path=f"redis {key}", exists=bool(found), count=length,
             unit="entries", bytes=sum(int(i.get("bytes", 0)) for i in found), oldest=oldest,
             kept=("until delivered (the copy is deleted then)" if seconds is None else
-                  f"{seconds / DAY:g} days" if seconds >= DAY else f"{seconds:g} s"),
+                  counted(seconds / DAY, "day") if seconds >= DAY else f"{seconds:g} s"),
             until=None if oldest is None or seconds is None else oldest + seconds, note=note))
     for prefix, name, unit, full, kept, note in (
             ("hearth:state:", "room saved state (Redis)", "rooms", STATE_TTL_MS / 1000,
@@ -359,7 +361,7 @@ IN_MEMORY = (
     "session tokens (until the member leaves or its grace period ends); role tickets (60 s); "
     "digests of facilitator session cookies; failed sign-in counts (keyed hashes); bans (a keyed "
     "hash of the address under that day's salt, until the ban ends); reports of single messages "
-    "(the revealed text and pseudonyms, {reports} days at most).",
+    "(the revealed text and pseudonyms, {reports} at most).",
     "Never stored: the conversation (chat and voice reach the server end-to-end encrypted and "
     "are relayed, not kept) and anyone's IP address (only the keyed hashes above). Participants "
     "have no account: no e-mail address, no phone number.",
@@ -394,7 +396,7 @@ def format_report(config: HearthConfig, stores: list[Store], now: float) -> str:
             lines.append(f"    holds:  {s.note}")
     lines.append("")
     for text in IN_MEMORY:
-        lines += textwrap.wrap(text.format(reports=config.retention.reports_days), 88)
+        lines += textwrap.wrap(text.format(reports=counted(config.retention.reports_days, 'day')), 88)
     return "\n".join(lines) + "\n"
 
 

@@ -27,7 +27,9 @@ tests/unit/test_ops_static.py checks this property on the real client.
 
 The unhashed URLs are served too (the same bytes, `Cache-Control: no-cache`
 with an ETag), for tools and tests that load a module directly. There is no
-directory listing: a directory is the site's 404 page like any unknown name.
+directory listing: a directory is the site's 404 page like any unknown name. What
+is served is fixed at start and looked up by name, so no path climbs out of
+web/static; dotfiles and anything a symlink leads to outside it are left out.
 """
 
 from __future__ import annotations
@@ -91,9 +93,7 @@ class StaticFiles:
     def __init__(self, root: Path) -> None:
         self.root = root
         raw = {p.relative_to(root).as_posix(): p.read_bytes()
-               for p in sorted(root.rglob("*"))
-               if p.is_file() and not any(part.startswith(".") for part in
-                                          p.relative_to(root).parts)}
+               for p in sorted(root.rglob("*")) if self._servable(root, p)}
         edges = {path: self._references(path, body, raw) for path, body in raw.items()}
         own = {path: hashlib.sha256(body).hexdigest() for path, body in raw.items()}
         digests = {path: self._closure_digest(path, edges, own) for path in raw}
@@ -106,6 +106,15 @@ class StaticFiles:
                 or "application/octet-stream"
             self.assets[path] = Asset(path, digests[path], served, content_type)
         self.by_hashed = {a.hashed: a for a in self.assets.values()}
+
+    @staticmethod
+    def _servable(root: Path, path: Path) -> bool:
+        """A file, no part of whose name starts with a dot, that is inside `root` once every
+        symlink is followed (a link out of the client's files is never served)."""
+        if not path.is_file() or any(part.startswith(".") for part in
+                                     path.relative_to(root).parts):
+            return False
+        return path.resolve().is_relative_to(root.resolve())
 
     @staticmethod
     def _resolve(source: str, ref: str) -> str | None:

@@ -96,6 +96,15 @@ class HearthServerProtocol(WebSocketServerProtocol):  # type: ignore[misc]
     voice_host: str | None = None
     voice_channel: Any = None
 
+    def sendHttpErrorResponse(self, code: int, reason: str,
+                              responseHeaders: Any = None) -> None:
+        """A refused handshake (426, a foreign origin's 403, a bad request's 400) carries the
+        same security headers as every other answer (web/site.py)."""
+        from hearth.web.site import SECURITY_HEADERS
+        headers = [*(responseHeaders or ()),
+                   *((name.decode(), value.decode()) for name, value in SECURITY_HEADERS.items())]
+        super().sendHttpErrorResponse(code, reason, headers)
+
     def onConnect(self, request: Any) -> str:
         host = request.headers.get("host")
         # The header itself: autobahn's `request.origin` is "" both when the header is

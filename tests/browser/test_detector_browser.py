@@ -216,7 +216,7 @@ def test_a_pack_sent_as_json_text_works(browser: RunnerPage, crisis: CrisisRefer
 def test_to_wire_keeps_only_category_severity_pack_and_version(
         browser: RunnerPage, packs_json: dict[str, Any]) -> None:
     assert browser.call("wire", packs_json["en"], "I want to kill myself tonight") == {
-        "category": "intent", "severity": "high", "pack": "hearth-en", "version": "3.4.0"}
+        "category": "intent", "severity": "high", "pack": "hearth-en", "version": "3.5.0"}
     assert browser.call("wire", packs_json["en"], "see you next week") is None
 
 
@@ -240,6 +240,33 @@ def test_a_hostile_pack_completes_in_the_browser(browser: RunnerPage) -> None:
     assert browser.page_errors == []
 
 
+def _slots(line: str) -> list[list[Any]]:
+    """A pattern line ("want|wish ~2 die|dead*") as the list form's slots."""
+    slots: list[list[Any]] = []
+    gap = 0
+    for part in line.split(" "):
+        if part.startswith("~"):
+            gap = int(part[1:])
+            continue
+        alternatives = part.split("|")
+        slots.append([gap, [a for a in alternatives if not a.endswith("*") and not a.startswith("#")],
+                      [a[:-1] for a in alternatives if a.endswith("*")],
+                      [a[1:] for a in alternatives if a.startswith("#")]])
+        gap = 0
+    return slots
+
+
+def list_form(pack: dict[str, Any]) -> dict[str, Any]:
+    """A served pack as format 5 sent it: each pattern a list of [gap, words, prefixes, numbers]."""
+    old = copy.deepcopy(pack)
+    old["format"] = 5
+    holders = [old["negation"], *old["exceptions"].values(), *old["rules"]]
+    for holder in holders:
+        key = "unless" if holder is old["negation"] else "patterns"
+        holder[key] = [_slots(line) for line in holder[key]]
+    return old
+
+
 def _broken(pack: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
     broken = copy.deepcopy(pack)
     *parents, last = path.split("/")
@@ -254,10 +281,10 @@ def _broken(pack: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("path,value,fragment", [
-    ("format", 2, "format: expected 5"),
+    ("format", 2, "format: expected 6"),
     ("exceptions/see_you/quiets_model", "yes", "exceptions.see_you.quiets_model: expected true or false"),
     ("model/format", 2, "model.format: expected 1"),
-    ("model/pack_version", "2.0.0", "model.pack_version: expected \"3.4.0\""),
+    ("model/pack_version", "2.0.0", "model.pack_version: expected \"3.5.0\""),
     ("model/crc32", 12345, "model.crc32: expected the CRC-32 of the weights"),
     ("model/weights", "AAAA", "model.weights: expected 81920 bytes in base64"),
     ("model/buckets", 1000, "model.buckets: expected a power of two"),
@@ -291,8 +318,39 @@ def _broken(pack: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
 ])
 def test_a_bad_pack_is_refused_with_its_path(browser: RunnerPage, packs_json: dict[str, Any],
                                              path: str, value: Any, fragment: str) -> None:
-    error = browser.call("loadError", _broken(packs_json["en"], path, value))
+    """In the list form of the patterns (format 5), where every slot has a path of its own."""
+    error = browser.call("loadError", _broken(list_form(packs_json["en"]), path, value))
     assert error is not None and error.startswith("PackError: ") and fragment in error, error
+
+
+@pytest.mark.parametrize("line,fragment", [
+    ("want ~2", "expected a word after the last gap"),
+    ("~2 want", "rules[0].patterns[0][0].gap: expected a whole number from 0 to 0"),
+    ("want ~9 die", "rules[0].patterns[0][1].gap: expected a whole number from 0 to 5"),
+    ("want ~x die", "expected a gap ~N before a word"),
+    ("want ~2 ~3 die", "expected a gap ~N before a word"),
+    ("want  die", "rules[0].patterns[0][1].words[0]"),
+    ("want||wish", "rules[0].patterns[0][0].words[1]"),
+    ("want *", "rules[0].patterns[0][1].prefixes[0]"),
+    (" ".join(["a"] * 9), "rules[0].patterns[0]: expected a list of 1 to 8 slots"),
+    ("|".join(["a"] * 33), "rules[0].patterns[0][0].words: expected a list of at most 32"),
+    ("a" * 4001, "rules[0].patterns[0]: expected a compiled pattern of at most 4000"),
+])
+def test_a_bad_pattern_line_is_refused_with_its_path(
+        browser: RunnerPage, packs_json: dict[str, Any], line: str, fragment: str) -> None:
+    error = browser.call("loadError", _broken(packs_json["en"], "rules/0/patterns/0", line))
+    assert error is not None and error.startswith("PackError: ") and fragment in error, error
+
+
+def test_a_pack_served_in_the_list_form_still_loads_and_agrees(
+        browser: RunnerPage, crisis: CrisisReference, packs_json: dict[str, Any]) -> None:
+    """A page keeps a pack served before patterns went out as lines (format 5, one list per
+    slot): it loads, and detects exactly what the pack in its line form does."""
+    lines = load_corpus([DEFAULT_CORPUS])
+    items = [(line.language, line.text) for line in lines][::3]
+    old = {language: list_form(pack) for language, pack in packs_json.items()}
+    assert old["en"]["format"] == 5 and isinstance(old["en"]["rules"][0]["patterns"][0], list)
+    assert browser.call("run", old, items) == python_results(dict(crisis.packs), items)
 
 
 def test_a_model_with_a_flipped_byte_is_refused(browser: RunnerPage,

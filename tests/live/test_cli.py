@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 import subprocess
 import sys
 import urllib.request
@@ -12,12 +14,16 @@ from pathlib import Path
 import pytest
 
 from hearth.moderation.crisis_config import SHIPPED_CRISIS
+from hearth.web.datadir import DataDirInUse, lock_data_dir
 from tests.support.serving import ServedHearth
 
 
-def hearth(*args: str) -> subprocess.CompletedProcess[str]:
+def hearth(*args: str, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`home`: where the shipped config's data directory (~/.local/share/hearth) goes, so a
+    test does not meet another run's server on the same directory."""
+    env = None if home is None else {**os.environ, "HOME": str(home)}
     return subprocess.run([sys.executable, "-m", "hearth.web.cli", *args], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=60, env=env)
 
 
 def test_help_names_the_commands() -> None:
@@ -94,8 +100,8 @@ def test_serve_refuses_a_bad_listen_flag() -> None:
     assert result.returncode == 2 and "--listen[0]" in result.stderr
 
 
-def test_serve_with_no_arguments_runs_the_shipped_config_on_8080() -> None:
-    served = ServedHearth()
+def test_serve_with_no_arguments_runs_the_shipped_config_on_8080(tmp_path: Path) -> None:
+    served = ServedHearth(env={"HOME": str(tmp_path)})
     try:
         port = served.wait_ready()
         assert port == 8080, served.output()
@@ -111,8 +117,8 @@ def test_serve_with_no_arguments_runs_the_shipped_config_on_8080() -> None:
 
 
 @pytest.mark.parametrize("flag", ["--listen"])
-def test_listen_flag_overrides_config(flag: str) -> None:
-    served = ServedHearth(flag, "tcp:0:interface=127.0.0.1")
+def test_listen_flag_overrides_config(flag: str, tmp_path: Path) -> None:
+    served = ServedHearth(flag, "tcp:0:interface=127.0.0.1", env={"HOME": str(tmp_path)})
     try:
         port = served.wait_ready()
         assert port not in (0, 8080)
@@ -143,7 +149,7 @@ def test_an_unusable_tls_key_file_is_named_not_a_traceback(tmp_path: Path, endpo
     assert "Traceback" not in result.stderr
 
 
-def test_serve_on_a_port_in_use_says_so_and_exits() -> None:
+def test_serve_on_a_port_in_use_says_so_and_exits(tmp_path: Path) -> None:
     """Not a process that runs on listening nowhere (a service manager would think it up)."""
     import socket
     taken = socket.socket()
@@ -151,7 +157,7 @@ def test_serve_on_a_port_in_use_says_so_and_exits() -> None:
     taken.listen()
     try:
         port = taken.getsockname()[1]
-        result = hearth("serve", "--listen", f"tcp:{port}:interface=127.0.0.1")
+        result = hearth("serve", "--listen", f"tcp:{port}:interface=127.0.0.1", home=tmp_path)
     finally:
         taken.close()
     assert result.returncode == 1, result.stdout[-2000:]
@@ -185,3 +191,45 @@ def test_an_unusable_data_directory_is_named_not_a_traceback(tmp_path: Path, pro
         assert result.returncode == 2, result.stdout[-1000:] + result.stderr[-2000:]
         assert expected in result.stderr and str(config) in result.stderr, result.stderr
         assert "Traceback" not in result.stderr + result.stdout
+
+
+def _files(directory: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(directory)): p.read_bytes()
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_a_second_server_on_a_data_directory_in_use_touches_nothing(tmp_path: Path) -> None:
+    """One owner per data directory: a second `hearth serve` on it (here on the first one's
+    port, so it cannot listen either) used to replay the first one's outbox and save its own
+    rooms there on the way out. Now it says whose the directory is and exits 1 at once."""
+    from hearth.spaces.config import to_toml
+    from tests.support.config import BASE
+    data = tmp_path / "data"
+    config = tmp_path / "hearth.toml"
+    config.write_text(to_toml({**BASE, "server": {**BASE["server"], "data_dir": str(data)}}))
+    first = ServedHearth("--config", str(config))
+    try:
+        port = first.wait_ready()
+        before = _files(data)
+        second = hearth("serve", "--config", str(config),
+                        "--listen", f"tcp:{port}:interface=127.0.0.1")
+        assert second.returncode == 1, second.stdout[-2000:] + second.stderr[-2000:]
+        assert f"{data} is in use by another hearth serve (pid {first.proc.pid})" \
+            in second.stderr, second.stderr
+        assert "Traceback" not in second.stderr + second.stdout
+        assert _files(data) == before
+        assert first.proc.poll() is None
+    finally:
+        first.stop()
+    os.close(lock_data_dir(data))  # the lock went with its owner
+
+
+def test_the_data_directory_lock_is_one_owners_and_goes_with_it(tmp_path: Path) -> None:
+    held = lock_data_dir(tmp_path / "data")
+    try:
+        assert stat.S_IMODE((tmp_path / "data" / "serve.lock").stat().st_mode) == 0o600
+        with pytest.raises(DataDirInUse, match=f"pid {os.getpid()}"):
+            lock_data_dir(tmp_path / "data")
+    finally:
+        os.close(held)
+    os.close(lock_data_dir(tmp_path / "data"))

@@ -71,6 +71,40 @@ async def test_a_member_resumed_on_a_third_node_gets_what_it_missed_once_and_in_
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_direct_written_to_a_dead_link_on_another_node_comes_back_with_the_resume(
+        three_nodes: list[LiveServer]) -> None:
+    """The roamer's link (to n2; the room runs on n1) stops delivering while it still looks
+    open: a sender key and an envelope go into it. Resumed on n3 saying the last `seq` and
+    `dseq` it received, it gets that direct, then that envelope, each once."""
+    n1, n2, n3 = three_nodes
+    owner, _ = await member_on(n1)
+    roamer, welcome = await member_on(n2)
+    talker, _ = await member_on(n3)
+    talker.send({"type": "direct", "to": welcome["member"], "body": "AAAA"})
+    first = await roamer.next("direct")
+    assert first["dseq"] == roamer.dseq == 1
+    last = roamer.seq
+    roamer.stop_reading()
+    talker.send({"type": "direct", "to": welcome["member"], "body": "BBBB"})
+    talker.envelope("Ag==", COMMIT, client_id="d-1")
+    await caught_up(talker)
+    await room_caught_up(owner, talker)
+    again = await HearthClient.connect(n3.ws_url)
+    frames: list[dict[str, Any]] = []
+    again.on_message = frames.append
+    await again.resume(welcome["token"], seq=last, dseq=roamer.dseq)
+    await caught_up(again)
+    kinds = [m["type"] for m in frames]
+    assert kinds[:3] == ["welcome", "direct", "envelope"], kinds
+    assert (frames[1]["body"], frames[1]["dseq"], frames[2]["id"]) == ("BBBB", 2, "d-1")
+    assert [m for m in frames[3:] if m["type"] in ("envelope", "direct")] == []
+    roamer.drop()
+    await again.close()
+    await owner.close()
+    await talker.close()
+
+
+@pytest_twisted.ensureDeferred
 async def test_an_envelope_sent_again_through_another_node_is_answered_the_same_once(
         three_nodes: list[LiveServer]) -> None:
     n1, n2, n3 = three_nodes

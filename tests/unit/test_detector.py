@@ -358,11 +358,20 @@ def test_a_floor_lifts_a_detection_but_never_makes_one() -> None:
 
 def test_format_3_keys_survive_json_for_the_browser(crisis: CrisisReference) -> None:
     data = pack_to_json(crisis.packs["en"])
-    assert data["format"] == PACK_FORMAT == 5
+    assert data["format"] == PACK_FORMAT == 6
     assert data["model"]["pack_version"] == data["version"]
     assert data["aliases"]["kms"] == ["kill", "myself"]
     assert set(data["negation"]) == {"cues", "window", "breaks", "unless"}
-    assert all(len(slot) == 4 for rule in data["rules"] for p in rule["patterns"] for slot in p)
+    assert all(isinstance(p, str) for rule in data["rules"] for p in rule["patterns"])
+
+
+def test_a_served_pattern_line_names_gaps_prefixes_and_numbers() -> None:
+    """pack_to_json sends each compiled pattern as one normalised line that detector.js splits:
+    '~N ' before a slot with a gap, 'stem*' a prefix, '#unit' a number, '|' between alternatives."""
+    data = pack_to_json(pack([{"id": "a", "category": "intent", "weight": 5, "patterns": [
+        "Took|SWALLOWED ~2 #MG|# ~1 pill*|Tablet*", "Don't ~5 Vergüenza"]}]))
+    assert data["rules"][0]["patterns"] == ["took|swallowed ~2 #mg|# ~1 pill*|tablet*",
+                                            "dont ~5 verguenza"]
 
 
 def test_a_hostile_pack_of_format_2_stays_bounded() -> None:

@@ -72,11 +72,16 @@ def write_corpus(path: Path, lines: list[dict[str, object]]) -> Path:
 
 
 def test_the_corpus_is_balanced_labelled_and_unique() -> None:
-    lines = load_corpus([DEFAULT_CORPUS])
+    everything = load_corpus([DEFAULT_CORPUS])
+    assert len({line.id for line in everything}) == len(everything)
+    # Everyday talk written for training only (train-quiet.jsonl) has no risk line and is never
+    # measured: the writers' files, which are, hold both languages equally.
+    writers = {line.source for line in everything if line.label == "risk"}
+    assert {line.label for line in everything if line.source not in writers} <= {"none"}
+    lines = [line for line in everything if line.source in writers]
     assert len(lines) >= 748
     per_language = Counter(line.language for line in lines)
     assert set(per_language) == {"en", "es"} and per_language["en"] == per_language["es"]
-    assert len({line.id for line in lines}) == len(lines)
     risk = {line.category for line in lines if line.label == "risk"}
     assert {"explicit", "plan", "means", "timeframe_imminent", "attempt_in_progress"} <= risk
 

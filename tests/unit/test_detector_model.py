@@ -215,6 +215,16 @@ def _rank(detection: Detection | None) -> int:
     return -1 if detection is None else SEVERITIES.index(detection.severity)
 
 
+_BARE: dict[int, tuple[RulePack, RulePack]] = {}
+
+
+def _without_model(pack: RulePack) -> RulePack:
+    """The pack with its model taken out, built once per pack (a pack's index is not cheap)."""
+    if id(pack) not in _BARE:
+        _BARE[id(pack)] = (pack, dataclasses.replace(pack, model=None))
+    return _BARE[id(pack)][1]
+
+
 def _assert_floor(pack: RulePack, text: str) -> None:
     parts = detect_parts(pack, text)
     with_model = detect(pack, text)
@@ -223,7 +233,7 @@ def _assert_floor(pack: RulePack, text: str) -> None:
         assert with_model is not None and with_model.category == parts.rules.category
         assert _rank(with_model) >= _rank(parts.rules)
         assert with_model.rule_ids[:len(parts.rules.rule_ids)] == parts.rules.rule_ids
-    assert parts.rules == detect(dataclasses.replace(pack, model=None), text)
+    assert parts.rules == detect(_without_model(pack), text)
 
 
 def test_with_the_shipped_models_the_rules_stay_the_floor(crisis: CrisisReference) -> None:
@@ -264,11 +274,12 @@ def test_the_shipped_models_belong_to_their_packs_and_saw_no_held_out_part(
         assert (model.language, model.pack, model.pack_version) == (language, pack.id, pack.version)
         assert model.trained_on == TRAINING_FILES
     # The page's budget: detector.js and one pack, its model inside, within 300 KB (the pack as
-    # /crisis/rules/<lang>.json serves it: compact JSON).
+    # /crisis/rules/<lang>.json serves it: compact JSON), with 25 KB to spare for what the
+    # next rules and the next language need.
     script = (SHIPPED_CRISIS.parents[1] / "web" / "static" / "js" / "detector.js").stat().st_size
     for pack in crisis.packs.values():
         served = json.dumps(pack_to_json(pack), separators=(",", ":")).encode()
-        assert script + len(served) < 300_000
+        assert script + len(served) < 300_000 - 25_000
 
 
 def _found_by_the_model_alone(crisis: CrisisReference) -> tuple[RulePack, str]:
@@ -325,7 +336,7 @@ def _flip_a_byte(data: dict[str, Any]) -> None:
 @pytest.mark.parametrize("change,fragment", [
     (_flip_a_byte, "crc32: expected the CRC-32 of the weights"),
     (lambda d: d.update(format=2), "format: expected 1, the model format this Hearth reads"),
-    (lambda d: d.update(pack_version="2.0.0"), "pack_version: expected '3.4.0', the version of its pack"),
+    (lambda d: d.update(pack_version="2.0.0"), "pack_version: expected '3.5.0', the version of its pack"),
     (lambda d: d.update(pack="hearth-es"), "pack: expected 'hearth-en'"),
     (lambda d: d.update(buckets=1000), "buckets: expected a power of two"),
     (lambda d: d.update(weights=d["weights"][:-8]), "weights: expected"),
@@ -429,7 +440,10 @@ def test_cross_validation_holds_out_each_writer_and_never_goes_below_the_rules(
     assert main(["--cv", "--json", "--language", "es"]) == 0
     data = json.loads(capsys.readouterr().out)
     rows = data["cv"]["rows"]
-    assert set(rows) == {f"{w}/{lang}" for w in [*TRAINING_FILES, "all"] for lang in ("es", "all")}
+    # Every writer held out in turn; everyday talk written for training (no risk line) never is.
+    writers = [w for w in TRAINING_FILES if w != "train-quiet.jsonl"]
+    assert len(writers) == len(TRAINING_FILES) - 1
+    assert set(rows) == {f"{w}/{lang}" for w in [*writers, "all"] for lang in ("es", "all")}
     assert data["packs"]["es"]["model"] == "held out"
     for name, row in rows.items():
         assert row["targets"]["recall"] >= row["rules_alone"]["recall"], name

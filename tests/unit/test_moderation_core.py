@@ -223,6 +223,24 @@ def test_the_ban_works_and_keeps_no_address() -> None:
     assert repr(w.last.address) == "<ClientAddress>"
 
 
+def test_a_participant_repeating_a_refused_control_is_audited_once_a_minute() -> None:
+    """Every refusal is answered; the audit log (fsync'd, and shared through Redis) gets one
+    line a minute per member, not one per frame."""
+    w = ModWorld()
+    talker, _ = w.join()
+    audited = []
+    for kind in ["lock"] * 30 + ["end_session"] * 30:
+        effects = w.send(talker, {"type": kind, **EXAMPLES[kind]})
+        assert error_code(effects) == "forbidden"
+        audited += [e for e in effects if isinstance(e, Audit)]
+        w.clock.advance(0.5)
+    assert [(a.action, a.outcome) for a in audited] == [("lock", "refused:forbidden")]
+    w.clock.advance(30)
+    effects = w.send(talker, {"type": "end_session", **EXAMPLES["end_session"]})
+    assert [(a.action, a.outcome) for a in effects if isinstance(a, Audit)] == [
+        ("end_session", "refused:forbidden")]
+
+
 def test_lock_capacity_and_slow_mode() -> None:
     w = ModWorld()
     fac, _ = w.facilitator()
@@ -240,7 +258,10 @@ def test_lock_capacity_and_slow_mode() -> None:
     assert broadcasts(w.send(talker, envelope), "envelope")
     assert error_code(w.send(talker, envelope)) == "slow_mode"
     assert broadcasts(w.send(fac, envelope), "envelope")  # facilitators are not slowed
-    w.clock.advance(10)
+    w.clock.advance(9.4)
+    assert reply(w.send(talker, envelope), "error")["message"].endswith(
+        "you can write again in 1 second.")
+    w.clock.advance(0.6)
     assert broadcasts(w.send(talker, envelope), "envelope")
 
 
@@ -347,25 +368,63 @@ def test_end_session_closes_everyone_and_starts_afresh() -> None:
         == "session_expired"
 
 
-def test_reports_reach_the_rooms_facilitators_at_once() -> None:
+def said_and_reportable(w: ModWorld, text: str,
+                        reporter: str = "Kind Wren") -> tuple[Any, dict[str, Any]]:
+    """A member says `text` to the room; another member (`reporter`, returned) and the report
+    proving it."""
     import base64
 
     from hearth.spaces.e2ee.franking import commit
-    w = ModWorld()
-    _, wf = w.facilitator()
     harasser, wh = w.join()
-    target, _ = w.join()
+    target, _ = w.join(pseudonym=reporter)
     key = b"f" * 32
-    commitment = base64.b64encode(commit(key, "go away")).decode()
+    commitment = base64.b64encode(commit(key, text)).decode()
     [out] = broadcasts(w.send(harasser, {"type": "envelope", "body": "AAAA",
                                          "commitment": commitment}), "envelope")
     m = wire(out.message)
-    effects = w.send(target, {"type": "report", "seq": m["seq"], "from": wh["member"],
-                              "ts": m["ts"], "text": "go away", "tag": m["tag"],
-                              "franking_key": base64.b64encode(key).decode(),
-                              "commitment": commitment})
+    return target, {"type": "report", "seq": m["seq"], "from": wh["member"], "ts": m["ts"],
+                    "text": text, "tag": m["tag"],
+                    "franking_key": base64.b64encode(key).decode(), "commitment": commitment}
+
+
+def test_reports_reach_the_rooms_facilitators_at_once() -> None:
+    w = ModWorld()
+    _, wf = w.facilitator()
+    target, report = said_and_reportable(w, "go away")
+    effects = w.send(target, report)
     [push] = [e for e in effects if isinstance(e, Send) and wire(e.message)["type"] == "report"]
     assert push.member == wf["member"] and wire(push.message)["report"]["text"] == "go away"
+
+
+def test_a_message_reported_again_and_again_is_kept_and_told_once() -> None:
+    """Reports are kept in memory for reports_days: the same report sent at the message rate
+    used to add a copy (and push it to every facilitator) each time, without bound."""
+    w = ModWorld()
+    w.facilitator()
+    target, report = said_and_reportable(w, "go away")
+    answers, pushed = [], 0
+    for _ in range(200):
+        effects = w.send(target, report)
+        answers.append(reply(effects, "report_received")["id"])
+        pushed += len([e for e in effects if isinstance(e, Send)
+                       and wire(e.message)["type"] == "report"])
+    assert len(set(answers)) == 1 and pushed == 1
+    assert len(w.venue.reports.reports) == 1
+
+
+def test_one_reporter_keeps_at_most_a_hundred_reports_in_a_room() -> None:
+    from hearth.moderation.reports import MAX_REPORTS_PER_REPORTER
+    w = ModWorld()
+    target, report = said_and_reportable(w, "go away")
+    queue = w.venue.reports
+    for seq in range(MAX_REPORTS_PER_REPORTER):
+        queue.add(room="circle", seq=1000 + seq, sent_at=0, reported_at=0, sender="m",
+                  sender_pseudonym="Someone", reporter_pseudonym="Kind Wren",
+                  text="x", reason="")
+    effects = w.send(target, report)
+    assert error_code(effects) == "rate_limited"
+    assert len(queue.reports) == MAX_REPORTS_PER_REPORTER
+    assert not queue.full(room="other", reporter_pseudonym="Kind Wren")
 
 
 def test_a_ticket_from_one_node_is_redeemed_once_by_the_node_that_runs_the_room() -> None:

@@ -101,3 +101,24 @@ def test_a_client_catalog_names_each_key_once(language: str) -> None:
     keys = json.loads(path.read_text(encoding="utf-8"),
                       object_pairs_hook=lambda pairs: [key for key, _ in pairs])
     assert sorted({k for k in keys if keys.count(k) > 1}) == []
+
+
+def test_only_real_files_inside_the_static_root_are_served(tmp_path: Path) -> None:
+    """No dotfile, nothing outside the root by a symlink (a file or a directory), and no
+    path that climbs out: the served set is fixed at start, looked up by name."""
+    root, outside = tmp_path / "static", tmp_path / "private"
+    (root / "js").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secrets.json").write_text("{}")
+    (root / "js" / "room.js").write_text("export const a = 1;\n")
+    (root / ".env").write_text("KEY=1\n")
+    (root / "js" / ".cache").mkdir()
+    (root / "js" / ".cache" / "x.js").write_text("1\n")
+    (root / "js" / "linked.json").symlink_to(outside / "secrets.json")
+    (root / "elsewhere").symlink_to(outside, target_is_directory=True)
+    (root / "js" / "same.js").symlink_to(root / "js" / "room.js")  # inside: fine
+    files = StaticFiles(root)
+    assert sorted(files.assets) == ["js/room.js", "js/same.js"]
+    for path in (".env", "js/.cache/x.js", "js/linked.json", "elsewhere/secrets.json",
+                 "../private/secrets.json", "js/../../private/secrets.json", "js/", ""):
+        assert files.find(path) is None, path

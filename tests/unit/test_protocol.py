@@ -30,7 +30,7 @@ def test_arbitrary_bytes_never_escape_as_other_exceptions(frame: bytes) -> None:
 @given(st.sampled_from(sorted(p.CLIENT_TYPES)), st.dictionaries(
     st.sampled_from(["room", "x", "y", "seat", "token", "body", "to", "commitment", "pseudonym",
                      "avatar", "ref", "dh", "sig", "seq", "from", "ts", "text", "tag",
-                     "franking_key", "locale", "ticket"]), json_values, max_size=6))
+                     "franking_key", "locale", "ticket", "dseq"]), json_values, max_size=6))
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 def test_every_type_with_random_fields_decodes_or_refuses_with_a_code(
         kind: str, fields: dict[str, object]) -> None:
@@ -49,6 +49,15 @@ def test_wrong_field_type_names_the_field() -> None:
     with pytest.raises(p.ProtocolError) as caught:
         p.decode(b'{"type":"move","x":"1","y":2}')
     assert caught.value.code == "bad_message" and "move.x" in caught.value.message
+
+
+def test_a_resume_says_the_last_direct_it_received_as_a_whole_number() -> None:
+    assert p.decode(b'{"type":"resume","token":"t","dseq":7}') == p.Resume(token="t", dseq=7)
+    assert p.decode(b'{"type":"resume","token":"t"}').dseq is None
+    for bad in (b'-1', b'1.5', b'"7"', b'true', b'9007199254740993'):
+        with pytest.raises(p.ProtocolError) as caught:
+            p.decode(b'{"type":"resume","token":"t","dseq":' + bad + b'}')
+        assert caught.value.code == "bad_message" and "resume.dseq" in caught.value.message
 
 
 def test_deeply_nested_json_is_a_bad_json_not_a_crash() -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from hearth.spaces import protocol as p
 from hearth.spaces.effects import Attach, Broadcast, Close, Detach, Effect, Reply, Send
+from hearth.spaces.room import DSEQ_MARGIN, KEPT_DIRECT_CHARS, KEPT_DIRECTS
 from hearth.spaces.server_messages import DirectEnvelope
 from hearth.spaces.venue import RESUMED_ELSEWHERE
 from tests.support.world import COMMIT, World, broadcasts, error_code, reply, wire
@@ -312,7 +313,8 @@ def test_directed_envelope_goes_to_one_member_of_the_same_room() -> None:
     _, wb = w.join()
     _, wc = w.join("other")
     effects = w.send(a, {"type": "direct", "to": wb["member"], "body": "a2V5"})
-    assert effects == [Send(wb["member"], DirectEnvelope(sender=wa["member"], body="a2V5"))]
+    assert effects == [Send(wb["member"], DirectEnvelope(sender=wa["member"], body="a2V5",
+                                                         dseq=1))]
     assert error_code(w.send(a, {"type": "direct", "to": wc["member"], "body": "a2V5"})) \
         == "recipient_not_found"
 
@@ -372,7 +374,80 @@ def test_directs_to_an_away_member_wait_for_its_resume() -> None:
     assert kinds == ["welcome", "direct"]
     assert reply(effects, "welcome")["movement"]["walk_speed"] > 0
     [held] = [e for e in effects if isinstance(e, Send)]
-    assert held == Send(wb["member"], DirectEnvelope(sender=wa["member"], body="a2V5"))
+    assert held == Send(wb["member"], DirectEnvelope(sender=wa["member"], body="a2V5", dseq=1))
+
+
+def sends(effects: list[Effect], kind: str) -> list[dict[str, Any]]:
+    return [wire(e.message) for e in effects if isinstance(e, Send) and wire(e.message)["type"] == kind]
+
+
+def test_a_resume_brings_the_directs_after_the_last_one_received_even_from_a_link_that_looked_alive() -> None:
+    """A link can die unnoticed: what was written to it is lost. Every direct is numbered
+    for its recipient and kept; the resume says the last it received and gets the rest, in
+    order, before the room envelopes it missed (the keys to open them), and nothing twice."""
+    w = World()
+    a, _ = w.join()
+    _, wb = w.join()
+    to_b = [w.send(a, {"type": "direct", "to": wb["member"], "body": f"a2V{n}"}) for n in "5678"]
+    assert [sends(e, "direct")[0]["dseq"] for e in to_b] == [1, 2, 3, 4]
+    w.send(a, {"type": "envelope", "body": "c2VjcmV0", "commitment": COMMIT})
+    # b received up to dseq 2 and room seq of its own welcome; its old link still looks open
+    effects = w.send(w.connect(), {"type": "resume", "token": wb["token"], "dseq": 2,
+                                   "seq": wb["room"]["seq"]})
+    assert Detach(wb["member"], RESUMED_ELSEWHERE, "resumed on another connection") in effects
+    kinds = [wire(e.message)["type"] for e in effects if isinstance(e, Reply | Send)]
+    assert kinds[kinds.index("welcome"):] == ["welcome", "direct", "direct", "envelope"]
+    assert [(d["body"], d["dseq"]) for d in sends(effects, "direct")] == [("a2V7", 3), ("a2V8", 4)]
+    # all of them received: nothing again; the numbering goes on from there
+    again = w.send(w.connect(), {"type": "resume", "token": reply(effects, "welcome")["token"],
+                                 "dseq": 4})
+    assert sends(again, "direct") == []
+    assert sends(w.send(a, {"type": "direct", "to": wb["member"], "body": "a2V5"}),
+                 "direct")[0]["dseq"] == 5
+
+
+def test_a_resume_without_dseq_gets_what_came_while_away_and_the_kept_directs_are_bounded() -> None:
+    w = World()
+    a, _ = w.join()
+    b, wb = w.join()
+    room = w.venue.rooms["circle"]
+    for _ in range(KEPT_DIRECTS + 10):  # attached: the oldest go, the newest are kept
+        w.send(a, {"type": "direct", "to": wb["member"], "body": "a2V5"})
+    assert [m.dseq for m in room.members[wb["member"]].directs] == \
+        list(range(11, KEPT_DIRECTS + 11))
+    b.lost(w.clock.seconds())
+    effects = w.send(a, {"type": "direct", "to": wb["member"], "body": "d2FpdA=="})
+    assert effects == []  # kept for the resume
+    resumed = w.send(w.connect(), {"type": "resume", "token": wb["token"]})
+    assert [(d["body"], d["dseq"]) for d in sends(resumed, "direct")] == \
+        [("d2FpdA==", KEPT_DIRECTS + 11)]
+
+
+def test_what_waits_for_an_away_member_is_never_pushed_out() -> None:
+    w = World(limits={"max_envelope_chars": 24000})
+    a, _ = w.join()
+    b, wb = w.join()
+    b.lost(w.clock.seconds())
+    big = "A" * 20000
+    fits = KEPT_DIRECT_CHARS // len(big)
+    for _ in range(fits):
+        assert w.send(a, {"type": "direct", "to": wb["member"], "body": big}) == []
+    assert error_code(w.send(a, {"type": "direct", "to": wb["member"], "body": big})) \
+        == "recipient_not_found"
+    resumed = w.send(w.connect(), {"type": "resume", "token": wb["token"], "dseq": 0})
+    assert [d["dseq"] for d in sends(resumed, "direct")] == list(range(1, fits + 1))
+
+
+def test_a_restored_room_numbers_directs_past_what_its_old_node_used() -> None:
+    w = World()
+    a, _ = w.join()
+    _, wb = w.join()
+    w.send(a, {"type": "direct", "to": wb["member"], "body": "a2V5"})
+    room = w.venue.rooms["circle"]
+    state = room.to_state()
+    room.restore(state, w.clock.seconds())
+    member = room.members[wb["member"]]
+    assert member.dseq == member.away_dseq == 1 + DSEQ_MARGIN and not member.directs
 
 
 def test_a_closing_page_is_away_briefly_then_leaves_unless_it_resumes() -> None:

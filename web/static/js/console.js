@@ -31,6 +31,7 @@ import { presenceBadges, ReactionDisplay } from "./presence.js";
 import { ENDED, HearthConnection, TokenStore } from "./protocol.js";
 import { checkPseudonym, pageRules, pseudonymMessage } from "./pseudonym.js";
 import { mapInput, RoomState } from "./roomstate.js";
+import { showSafety } from "./safety.js";
 import { RoomView } from "./view.js";
 
 const $ = (id) => document.getElementById(id);
@@ -1083,7 +1084,13 @@ function start(roomId, title, ticket, name) {
   ch.addEventListener("problem", mine(() => notice(t("notice.e2ee_problem"), { warn: true })));
   ch.addEventListener("roster", mine((detail) => {
     state.ready = detail.ready;
+    // A ghost or a swapped key shows here too: the facilitator reads the safety code aloud.
+    for (const id of detail.unannounced) notice(t("notice.joined", { name: nameOf(id) }));
+    for (const id of detail.changes.keysChanged) notice(t("notice.keys_changed", { name: nameOf(id) }), { warn: true });
     renderMembers();
+  }));
+  ch.addEventListener("security", mine((detail) => {
+    showSafety(detail, { me: room.me, you: t("chat.you"), nameOf });
   }));
   conn.start();
 }

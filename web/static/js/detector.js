@@ -20,7 +20,10 @@
 // Keep this file and moderation/detector.py the same algorithm:
 // tests/crisis/cases.json and the evaluation corpus (tests/crisis/corpus/) run through both.
 
-export const FORMAT = 5;
+export const FORMAT = 6;
+// The served form before a pattern went out as one line ("want|wish ~2 die|dead*") rather than
+// a list of slots [gap, words, prefixes, numbers]: a pack kept from then still loads.
+const LIST_FORMAT = 5;
 // Categories, in the order that breaks ties when picking the one reported.
 export const CATEGORIES = ["intent", "means_method", "harm_from_others", "farewell", "timeframe"];
 // A timeframe ("tonight") says when, not whether: it only counts next to another category.
@@ -140,12 +143,41 @@ function strings(value, path, what, maxItems, minLength = 1) {
   return value;
 }
 
+// A compiled pattern's line ("want|wish ~2 die|dead* #mg", pack_to_json) as the list of slots
+// [gap, words, prefixes, numbers] that checkPatterns() checks: a gap "~N" goes to the slot after
+// it, an alternative "stem*" is a prefix, "#unit" a number, anything else a word.
+function patternSlots(line, at) {
+  if (line.length > 4000) fail(at, "a compiled pattern of at most 4000 characters", line);
+  const slots = [];
+  let gap = null;
+  for (const part of line.split(" ")) {
+    if (part.startsWith("~")) {
+      if (gap !== null || !/^~[0-9]{1,2}$/.test(part)) fail(at, "a gap ~N before a word", line);
+      gap = Number(part.slice(1));
+      continue;
+    }
+    const words = [];
+    const prefixes = [];
+    const numbers = [];
+    for (const alt of part.split("|")) {
+      if (alt.startsWith("#")) numbers.push(alt.slice(1));
+      else if (alt.endsWith("*")) prefixes.push(alt.slice(0, -1));
+      else words.push(alt);
+    }
+    slots.push([gap ?? 0, words, prefixes, numbers]);
+    gap = null;
+  }
+  if (gap !== null) fail(at, "a word after the last gap", line);
+  return slots;
+}
+
 function checkPatterns(value, path, maxItems) {
   if (!Array.isArray(value) || value.length === 0 || value.length > maxItems) {
     fail(path, `a non-empty list of at most ${maxItems} compiled patterns`, value);
   }
-  return value.map((slots, i) => {
+  return value.map((raw, i) => {
     const at = `${path}[${i}]`;
+    const slots = typeof raw === "string" ? patternSlots(raw, at) : raw;
     if (!Array.isArray(slots) || slots.length === 0 || slots.length > MAX_SLOTS) {
       fail(at, `a list of 1 to ${MAX_SLOTS} slots`, slots);
     }
@@ -177,7 +209,7 @@ export function loadPack(json) {
     }
   }
   if (!data || typeof data !== "object" || Array.isArray(data)) fail("pack", "an object", data);
-  if (data.format !== FORMAT) fail("format", `${FORMAT} (this page and the server disagree: reload)`, String(data.format));
+  if (data.format !== FORMAT && data.format !== LIST_FORMAT) fail("format", `${FORMAT} (this page and the server disagree: reload)`, String(data.format));
   for (const key of ["id", "language", "version"]) {
     if (typeof data[key] !== "string" || !data[key] || data[key].length > 64) fail(key, "a non-empty string", data[key]);
   }

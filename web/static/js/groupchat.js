@@ -31,7 +31,9 @@
 // An envelope that opens but whose (sender, id) was shown already is not shown again.
 //
 // Events: "message" {key, sender, text, seq, ts, tag, zone, frankingKey, commitment},
-// "rejected" {sender, code}, "roster" {changes, ready: Set of member ids that hold our key},
+// "rejected" {sender, code}, "roster" {changes, ready: Set of member ids that hold our key,
+// unannounced: ids new to the roster that no `member_joined` announced — say they joined: a
+// server that slips a member in by `member_updated`, or while we were away, is seen},
 // "security" {safetyCode, fingerprints: Map id -> fingerprint}, "problem" {code},
 // "session" {session, fresh} (a new session: fresh when its identity is new, not restored).
 // Nothing here logs; plaintext only ever leaves through the "message" event.
@@ -71,6 +73,7 @@ export class GroupChat extends EventTarget {
   #unacked = new Map(); // client id -> {text, zone, resolve, reject}: said, not acknowledged yet
   #seen = new Set(); // "sender\nid" (before any ":") of envelopes shown
   #whenReady = []; // callbacks waiting for everyone to hold our sender key
+  #announced = new Set(); // members a first welcome or a member_joined told us of
 
   /**
    * @param {import("./protocol.js").HearthConnection} connection
@@ -256,6 +259,7 @@ export class GroupChat extends EventTarget {
         return this.#welcome(message);
       case "member_joined":
         // Every entry advances the epoch: we rotate, so the newcomer reads nothing said before.
+        if (typeof message.member?.id === "string") this.#announced.add(message.member.id);
         if (message.member?.keys) this.#roster.set(message.member.id, message.member.keys);
         this.#advance(message.epoch);
         return this.#sync();
@@ -294,6 +298,8 @@ export class GroupChat extends EventTarget {
       this.session = await GroupSession.create(this.roomId, me, kept ? { identity: kept } : {});
       this.#corners.clear();
       this.#published = null;
+      // Whoever is here when we arrive needs no notice; after a resume, whoever came meanwhile does.
+      this.#announced = new Set(welcome.room.members.map((m) => m.id));
       this.dispatchEvent(new CustomEvent("session", { detail: { session: this.session, fresh: !kept } }));
     }
     // A resume comes back into a later epoch (every resume advances it): everyone rotates and
@@ -356,7 +362,9 @@ export class GroupChat extends EventTarget {
       this.#sendDirects(sub, await sub.updateRoster(this.epoch, members), corner);
     }
     const ready = new Set([...this.#roster.keys()].filter((id) => id !== me && session.holdsOurKey(id)));
-    this.dispatchEvent(new CustomEvent("roster", { detail: { changes: session.lastChanges, ready } }));
+    const unannounced = session.lastChanges.joined.filter((id) => !this.#announced.has(id));
+    for (const id of unannounced) this.#announced.add(id);
+    this.dispatchEvent(new CustomEvent("roster", { detail: { changes: session.lastChanges, ready, unannounced } }));
     if (this.#whenReady.length && this.#allHoldOurKey()) {
       const waiting = this.#whenReady;
       this.#whenReady = [];

@@ -8,7 +8,8 @@
 // socket open): while the page waits for the server — a connection's welcome, the answer to a
 // request — and hears nothing at all for STALL_MS, it drops the socket and reconnects, as for
 // any drop. A resume says the last room seq this connection received, so the server sends the room
-// envelopes that came after it; a join or resume refused with `room_moving` (the room is
+// envelopes that came after it, and the last `dseq` (the directs are numbered for each member), so
+// it sends first the sender keys that went to the dead link and never arrived; a join or resume refused with `room_moving` (the room is
 // moving to another node) is tried again after a short pause.
 //
 // Events (EventTarget): "state" {state, code}, "welcome" (the welcome message), "message"
@@ -75,6 +76,7 @@ export class HearthConnection extends EventTarget {
   #pending = new Map(); // ref -> {resolve, reject, timer}
   #joined = false; // ever welcomed: a drop now means "reconnecting", not "connecting"
   #lastSeq = null; // the last room seq received: a resume says it, and gets what came after
+  #lastDseq = null; // the number of the last `direct` received: likewise, for sender keys
   #stall = null; // timer: while the page waits for the server, it checks that something is heard
   #heardAt = 0; // when anything last came from the server (performance.now())
   #connectingSince = null; // when this socket's attempt began, until its welcome or the lobby
@@ -229,6 +231,7 @@ export class HearthConnection extends EventTarget {
     if (token) {
       const resume = { type: "resume", token };
       if (this.#lastSeq !== null) resume.seq = this.#lastSeq;
+      if (this.#lastDseq !== null) resume.dseq = this.#lastDseq;
       ws.send(JSON.stringify(resume));
     } else if (this.#join) {
       ws.send(JSON.stringify({ type: "join", room: this.room, ...this.#join }));
@@ -290,6 +293,9 @@ export class HearthConnection extends EventTarget {
     if (message === null || typeof message !== "object") return;
     if (typeof message.seq === "number" && !message.zone && message.type !== "welcome") {
       this.#lastSeq = Math.max(this.#lastSeq ?? 0, message.seq);
+    }
+    if (message.type === "direct" && Number.isSafeInteger(message.dseq)) {
+      this.#lastDseq = Math.max(this.#lastDseq ?? 0, message.dseq);
     }
     if (message.type === "welcome") {
       this.tokens.set(message.token);

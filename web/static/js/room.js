@@ -17,6 +17,7 @@ import { forgetEverything, Keep, LOG_LIMIT } from "./keep.js";
 import { Presence } from "./presence.js";
 import { ENDED, HearthConnection, TokenStore } from "./protocol.js";
 import { mapInput, RoomState } from "./roomstate.js";
+import { showSafety } from "./safety.js";
 import { ConversationSheet } from "./sheet.js";
 import { RoomView } from "./view.js";
 import { Voice } from "./voice.js";
@@ -914,8 +915,9 @@ async function main() {
     if (fresh) keep.saveIdentity(session.memberId, session.identity); // a reload keeps it
   }));
   chat.addEventListener("roster", live((event) => {
-    const { changes, ready } = event.detail;
+    const { changes, ready, unannounced } = event.detail;
     state.ready = ready;
+    for (const id of unannounced) notice(t("notice.joined", { name: nameOf(id) }));
     for (const id of changes.keysChanged) notice(t("notice.keys_changed", { name: nameOf(id) }), { warn: true });
     const renewed = state.epochShown !== null && changes.epoch > state.epochShown;
     if (renewed && changes.left.length > 0) notice(t("notice.keys_renewed"));
@@ -923,18 +925,7 @@ async function main() {
     renderMembers();
   }));
   chat.addEventListener("security", live((event) => {
-    const { safetyCode, fingerprints } = event.detail;
-    $("safety-code").textContent = safetyCode;
-    const list = $("fingerprints");
-    list.replaceChildren();
-    for (const [id, fingerprint] of fingerprints) {
-      const dt = document.createElement("dt");
-      dt.textContent = id === room.me ? t("chat.you") : nameOf(id);
-      const dd = document.createElement("dd");
-      dd.textContent = fingerprint;
-      dd.dataset.member = id;
-      list.append(dt, dd);
-    }
+    showSafety(event.detail, { me: room.me, you: t("chat.you"), nameOf });
   }));
   $("chat-form").addEventListener("submit", send);
   $("stand").addEventListener("click", () => connection.send({ type: "stand" }));
