@@ -48,5 +48,7 @@ echo "== pip-audit: known vulnerabilities in the pinned dependencies"
 # cannot be reached or does not know the pinned versions (tests/support/supply_chain.py).
 .venv/bin/python tests/support/supply_chain.py constraints.txt
 
-echo "== pytest"
-.venv/bin/python -m pytest -q "$@"
+echo "== pytest (one worker per core, each test file whole on one worker)"
+# Most of a live or browser test waits on a real server, page or redis-server, so the files run
+# side by side (pytest-xdist). HEARTH_TEST_WORKERS=0 runs them one after another, in one process.
+.venv/bin/python -m pytest -q -n "${HEARTH_TEST_WORKERS:-auto}" --maxprocesses=4 --dist loadfile "$@"

@@ -48,6 +48,14 @@ def test_run_sh_installs_the_pins_and_audits_them() -> None:
     assert script.index("supply_chain.py") < script.index("pytest -q")
 
 
+def test_run_sh_keeps_each_test_file_on_one_worker() -> None:
+    """Files run side by side, but a file's module fixtures (a Redis Cluster, a built wheel, a
+    page's vectors) are made once: never split one file over two workers."""
+    command = next(line for line in (ROOT / "tests" / "run.sh").read_text().splitlines()
+                   if line.startswith(".venv/bin/python -m pytest"))
+    assert " -n " in command and "--dist loadfile" in command and command.endswith('"$@"')
+
+
 def test_a_known_vulnerability_fails_the_step() -> None:
     status, lines = classify({"dependencies": [
         {"name": "jinja2", "version": "3.1.2", "vulns": [

@@ -235,7 +235,8 @@ def test_client_close_is_answered_and_the_link_lost(edge: Edge) -> None:
     (client_frame(b"x", 0x9, fin=False), 1002),                           # fragmented control
     (client_frame(b"x", 0x0), 1002),                                      # continuation of nothing
     (bytes((0xC1, 0x81)) + os.urandom(5), 1002),                          # RSV1 without deflate
-])
+], ids=["oversize", "not-utf8", "unmasked", "reserved-opcode", "long-control", "fragmented-control",
+        "lone-continuation", "rsv1"])
 def test_bad_frames_close_with_their_code(edge: Edge, frame: bytes, code: int) -> None:
     edge.feed(client_frame(b"before", 0x1) + frame + client_frame(b"after", 0x1))
     assert edge.node.frames == [(b"before", False)]
