@@ -22,7 +22,9 @@ class ServedHearth:
             stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         self.port = 0
 
-    def wait_ready(self, timeout: float = 20.0) -> int:
+    # A hang guard, not a speed check: a server starting beside other test files on a busy
+    # machine can take many seconds just to import; one that is stuck still fails here.
+    def wait_ready(self, timeout: float = 90.0) -> int:
         self.port = wait_listening(self.proc, self.output, "hearth serve", timeout)
         return self.port
 
