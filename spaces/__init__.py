@@ -14,6 +14,7 @@
     ratelimit.py          token buckets with injected time
     effects.py            what the core asks the shell to do
     stats.py              counters the core keeps for /metrics
+    wording.py            counts in sentences people read ("1 second", "2 seconds")
     config.py             typed config with precise errors, and the TableReader every
                           config file is read with
     host.py               the routing host: which node runs each room, where each frame

@@ -53,7 +53,7 @@ async def test_two_members_see_each_other_join_move_and_exchange_envelopes(
 
     bob.direct(wa["member"], "ZGlyZWN0")
     direct = await alice.expect("direct")
-    assert direct == {"type": "direct", "from": wb["member"], "body": "ZGlyZWN0"}
+    assert direct == {"type": "direct", "from": wb["member"], "body": "ZGlyZWN0", "dseq": 1}
     await alice.close()
     await bob.close()
 
